@@ -1,0 +1,122 @@
+"""The contract every secret store keeps, so the engine never knows which store it talks to.
+
+A store holds the stages of ONE credential: CURRENT (what applications read), PENDING (a new key, tagged
+with the rotation token that made it), PREVIOUS (the key CURRENT replaced, still active at Bluum during
+the overlap). The primary store of a credential also keeps its rotation record (no secrets in it) and its
+lock.
+
+The calls are shaped after AWS Secrets Manager's staging labels and Vault KV v2's check-and-set:
+- every mutating call is idempotent for the same token, so a crashed rotation can simply call it again;
+- `promote` and `restore_previous` are single atomic moves in stores that have them (a label move, a CAS
+  write), and in the env store a sidecar write followed by a re-projection of the dotenv file.
+
+Errors: raise the `rotator.errors.Store*` classes only, chained (`raise ... from exc`) to the SDK error,
+and never put a secret value in a message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from importlib.metadata import entry_points
+from typing import Any, Protocol, runtime_checkable
+
+from rotator.errors import ConfigError
+from rotator.model import Stage, StoredKey
+
+ENTRY_POINT_GROUP = "rotator.backends"
+
+
+@runtime_checkable
+class SecretStore(Protocol):
+    """One credential's location in one secret store."""
+
+    name: str
+    """The store's name in rotator.toml; used in messages."""
+
+    def describe(self) -> str:
+        """Where the secret lives (a path, an ARN, a Vault path): for messages, never a secret."""
+        ...
+
+    def read(self, stage: Stage) -> StoredKey | None:
+        """The key at `stage`, or None when that stage is empty.
+
+        Reading CURRENT reads what applications read (the dotenv file, AWSCURRENT, the latest KV version).
+        Raises StoreNotFound when the secret itself does not exist, StoreCorrupt when it cannot be parsed.
+        """
+        ...
+
+    def put_pending(self, key: StoredKey) -> None:
+        """Store `key` as PENDING under `key.token`. Calling again with the same token and key does nothing.
+
+        A PENDING of another token is replaced (that rotation was abandoned: the engine revokes its key).
+        The same token with a different key raises StoreConflict.
+        """
+        ...
+
+    def promote(self, token: str) -> None:
+        """Atomically: PENDING(token) becomes CURRENT, the old CURRENT becomes PREVIOUS, PENDING empties.
+
+        Idempotent: when CURRENT already carries `token`, it only makes sure readers see it.
+        Raises StoreConflict when neither PENDING nor CURRENT carries `token`.
+        """
+        ...
+
+    def restore_previous(self, token: str) -> None:
+        """Rollback: when CURRENT carries `token`, PREVIOUS becomes CURRENT again and PREVIOUS empties.
+
+        Also drops a PENDING carrying `token`. Does nothing when CURRENT does not carry `token`.
+        """
+        ...
+
+    def clear_previous(self) -> None:
+        """Forget PREVIOUS (its key has been revoked at Bluum). Does nothing when it is empty."""
+        ...
+
+    def read_record(self) -> dict[str, Any] | None:
+        """The rotation record (JSON-able, no secrets) of this credential, or None if there is none."""
+        ...
+
+    def write_record(self, record: dict[str, Any]) -> None:
+        """Replace the rotation record. Only the holder of `lock()` calls this."""
+        ...
+
+    def lock(self, owner: str, ttl_seconds: float) -> AbstractContextManager[None]:
+        """Hold the rotation lock of this credential for the `with` block.
+
+        Raises RotationInProgress at once (never waits) when someone else holds it. A holder that crashed
+        stops blocking others: by the kernel releasing a file lock, or by `ttl_seconds` passing for a lease.
+        """
+        ...
+
+
+StoreFactory = Callable[..., SecretStore]
+
+
+def load_store_factories() -> dict[str, StoreFactory]:
+    """Store types by name: every `rotator.backends` entry point, loaded lazily on first use.
+
+    Built-in names win over a third-party plug-in that claims the same name.
+    """
+    factories: dict[str, StoreFactory] = {}
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name in factories:
+            continue
+        factories[entry.name] = _lazy(entry.load)
+    return factories
+
+
+def _lazy(load: Callable[[], Any]) -> StoreFactory:
+    def factory(*args: Any, **kwargs: Any) -> SecretStore:  # noqa: ANN401 - plug-in constructors vary
+        cls = load()
+        store = cls(*args, **kwargs)
+        if not isinstance(store, SecretStore):
+            raise ConfigError(f"store plug-in {cls!r} does not implement the SecretStore protocol")
+        return store
+
+    return factory
+
+
+def iter_stages() -> Iterator[Stage]:
+    """Stages in the order a person reads them."""
+    yield from (Stage.CURRENT, Stage.PENDING, Stage.PREVIOUS)

@@ -1,0 +1,193 @@
+"""The one exception tree of bluum-rotator, and the exit code each error means.
+
+    RotatorError                      exit 2 unless a subclass says otherwise
+    ├── ConfigError                   bad rotator.toml, bad flag, bad input file        (2: nothing changed)
+    ├── StoreError                    a secret store failed                              (2)
+    │   ├── StoreNotFound             the secret/file/path is not there
+    │   ├── StoreCorrupt              it is there but malformed
+    │   ├── StoreConflict             someone else wrote first (check-and-set lost)
+    │   ├── StoreDenied               credentials of the store lack permission
+    │   └── StoreUnavailable          the store cannot be reached
+    ├── BluumError                    Bluum answered with an error, or could not be reached
+    │   ├── BluumAuthError            401: BLUM-401-001..005 (see `.reason`)
+    │   ├── BluumForbidden            403
+    │   ├── BluumNotFound             404
+    │   ├── BluumConflict             409 (e.g. Idempotency-Key reused with another body)
+    │   ├── BluumInvalidRequest       400 / 422
+    │   ├── BluumRateLimited          429 after retries ran out
+    │   ├── BluumServerError          5xx after retries ran out
+    │   └── BluumUnavailable          network error or timeout after retries ran out
+    └── RotationError
+        ├── EnvironmentMismatch       I7: a sandbox key where a production key belongs, or the reverse (2)
+        ├── RotationInProgress        another rotation of this credential holds the lock       (3)
+        ├── RotationFailed            verification failed; rolled back, old key still current  (1)
+        └── RotationIncomplete        stopped half-way; `rotator resume` or a person finishes   (4)
+            └── RollbackFailed        rollback itself failed, chained to the first failure      (4)
+
+Each message says what went wrong and what to do about it. No message ever contains a secret value: only
+key ids, paths, codes and request ids.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Process exit codes; the same for every command, documented in --help and the README."""
+
+    OK = 0
+    ROLLED_BACK = 1
+    BAD_INPUT = 2
+    IN_PROGRESS = 3
+    INCOMPLETE = 4
+
+
+class RotatorError(Exception):
+    """Root of every error this project raises on purpose."""
+
+    exit_code: ExitCode = ExitCode.BAD_INPUT
+
+
+class ConfigError(RotatorError):
+    """Configuration or command input is wrong; nothing was changed."""
+
+
+class StoreError(RotatorError):
+    """A secret store failed; `store` names which one."""
+
+    def __init__(self, message: str, *, store: str = "") -> None:
+        super().__init__(f"store {store!r}: {message}" if store else message)
+        self.store = store
+
+
+class StoreNotFound(StoreError):
+    """The secret, file or path does not exist."""
+
+
+class StoreCorrupt(StoreError):
+    """The secret exists but cannot be parsed or lacks required fields."""
+
+
+class StoreConflict(StoreError):
+    """A concurrent writer changed the secret first; nothing of ours was written."""
+
+
+class StoreDenied(StoreError):
+    """The store refused our credentials."""
+
+
+class StoreUnavailable(StoreError):
+    """The store could not be reached."""
+
+
+class BluumError(RotatorError):
+    """Bluum answered with an error, or did not answer. Carries what support needs to trace the call."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        trace_id: str | None = None,
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+        self.trace_id = trace_id
+        self.detail = message
+        parts = [message]
+        meta = [
+            f"{label}={value}"
+            for label, value in (
+                ("status", status),
+                ("code", code),
+                ("request_id", request_id),
+                ("trace_id", trace_id),
+            )
+            if value is not None
+        ]
+        if meta:
+            parts.append("(" + ", ".join(meta) + ")")
+        super().__init__(" ".join(parts))
+
+
+class BluumAuthError(BluumError):
+    """401. `code` tells why: 001/002 header problems, 003 wrong or revoked, 004 inactive, 005 expired."""
+
+
+class BluumForbidden(BluumError):
+    """403: the key lacks permission (e.g. an investor-scoped key on a tenant-only route)."""
+
+
+class BluumNotFound(BluumError):
+    """404: unknown resource or endpoint."""
+
+
+class BluumConflict(BluumError):
+    """409: e.g. an Idempotency-Key reused with a different body."""
+
+
+class BluumInvalidRequest(BluumError):
+    """400 or 422: the request itself is wrong; retrying will not help."""
+
+
+class BluumRateLimited(BluumError):
+    """429 after every retry was spent."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        status: int | None = 429,
+        code: str | None = None,
+        request_id: str | None = None,
+        trace_id: str | None = None,
+    ) -> None:
+        super().__init__(message, status=status, code=code, request_id=request_id, trace_id=trace_id)
+        self.retry_after = retry_after
+
+
+class BluumServerError(BluumError):
+    """5xx after every retry was spent."""
+
+
+class BluumUnavailable(BluumError):
+    """No answer (connection refused, dropped, timed out) after every retry was spent."""
+
+
+class RotationError(RotatorError):
+    """A rotation could not run or could not finish."""
+
+
+class EnvironmentMismatch(RotationError):
+    """I7: the key's environment differs from the credential's; refused before deploying."""
+
+
+class RotationInProgress(RotationError):
+    """Another rotation of the same credential holds the lock; this one changed nothing."""
+
+    exit_code = ExitCode.IN_PROGRESS
+
+
+class RotationFailed(RotationError):
+    """Verification failed and the rotation was rolled back: the old key is still current and active."""
+
+    exit_code = ExitCode.ROLLED_BACK
+
+
+class RotationIncomplete(RotationError):
+    """The rotation stopped half-way; `rotator resume NAME` (or a person, as the message says) finishes it."""
+
+    exit_code = ExitCode.INCOMPLETE
+
+
+class RollbackFailed(RotationIncomplete):
+    """Rolling back failed too. Chained (`__cause__`) to the rollback error; `.original` is the first one."""
+
+    def __init__(self, message: str, *, original: BaseException) -> None:
+        super().__init__(message)
+        self.original = original

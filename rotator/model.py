@@ -1,0 +1,118 @@
+"""Plain data shared by the engine, the stores and the Bluum client. No I/O here."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from enum import StrEnum
+
+from rotator.secret import Secret
+
+
+class Environment(StrEnum):
+    """Which Bluum environment a key belongs to. Config says sandbox/production; Bluum says TEST/PRODUCTION."""
+
+    SANDBOX = "sandbox"
+    PRODUCTION = "production"
+
+    @property
+    def bluum_name(self) -> str:
+        """The spelling Bluum's API uses in `environment` fields."""
+        return "TEST" if self is Environment.SANDBOX else "PRODUCTION"
+
+    @classmethod
+    def from_bluum(cls, value: str) -> Environment:
+        """Parse Bluum's TEST/PRODUCTION (or our sandbox/production) spelling."""
+        normalized = value.strip().upper()
+        if normalized in ("TEST", "SANDBOX"):
+            return cls.SANDBOX
+        if normalized in ("PRODUCTION", "LIVE"):
+            return cls.PRODUCTION
+        raise ValueError(f"unknown Bluum environment {value!r}: expected TEST or PRODUCTION")
+
+    @property
+    def default_rate_limit(self) -> float:
+        """Requests per second Bluum allows per key pair (documented: 10 sandbox, 25 production)."""
+        return 10.0 if self is Environment.SANDBOX else 25.0
+
+
+DEFAULT_BASE_URLS: dict[Environment, str] = {
+    Environment.SANDBOX: "https://sandbox.api.bluumfinance.com/v1",
+    Environment.PRODUCTION: "https://api.bluumfinance.com/v1",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPair:
+    """An API key and its secret: what HTTP Basic auth sends. `key_id` (apk_...) is what we print."""
+
+    api_key: str
+    api_secret: Secret
+    environment: Environment
+    key_id: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """A short stable label for the pair, safe to log: a hash prefix of the API key, never the secret."""
+        return hashlib.sha256(self.api_key.encode()).hexdigest()[:12]
+
+    @property
+    def label(self) -> str:
+        """How logs and CLI output name this pair: its key id when known, else its fingerprint."""
+        return self.key_id or f"key#{self.fingerprint}"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyInfo:
+    """One key as Bluum lists it (never with a secret)."""
+
+    id: str
+    status: str
+    environment: Environment | None
+    name: str
+    public_key: str
+    created: int | None
+    account_id: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedKey:
+    """The answer to a create: the only moment Bluum shows the secret."""
+
+    info: ApiKeyInfo
+    pair: KeyPair
+
+
+class Stage(StrEnum):
+    """Where a key sits in a store. Mirrors AWS Secrets Manager's AWSCURRENT / AWSPENDING / AWSPREVIOUS."""
+
+    CURRENT = "current"
+    PENDING = "pending"
+    PREVIOUS = "previous"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    """A key as a store holds it. `environment` and `key_id` may be unknown in a file seeded by hand."""
+
+    api_key: str
+    api_secret: Secret
+    key_id: str | None = None
+    environment: Environment | None = None
+    base_url: str | None = None
+    token: str | None = None
+
+    def same_key(self, other: StoredKey) -> bool:
+        """True when both hold the same pair (compares the secret in constant time)."""
+        return self.api_key == other.api_key and self.api_secret == other.api_secret
+
+    @property
+    def label(self) -> str:
+        """Key id when known, else a fingerprint of the API key: safe to print."""
+        if self.key_id:
+            return self.key_id
+        return "key#" + hashlib.sha256(self.api_key.encode()).hexdigest()[:12]
