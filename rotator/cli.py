@@ -1,12 +1,28 @@
-"""The `rotator` command line. Each command imports what it needs when it runs, so `--help` stays fast."""
+"""The `rotator` command line. Each command imports what it needs when it runs, so `--help` stays fast.
+
+Progress goes to stdout, logs to stderr (JSON lines when stderr is not a terminal), errors to stderr as
+one `error:` line that says what to do. The exit code is the contract with cron and scripts.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from rotator.errors import ExitCode
+from rotator.errors import ExitCode, RotatorError
+
+if TYPE_CHECKING:
+    from rotator.config import Config
+    from rotator.engine import Engine, Event, Outcome
+    from rotator.model import StoredKey
 
 EXIT_CODES_HELP = f"""\b
 Exit codes (the same for every command):
@@ -17,14 +33,327 @@ Exit codes (the same for every command):
   {ExitCode.INCOMPLETE.value}  left incomplete: needs `rotator resume` or a person
 """
 
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
-@click.group(epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+
+class Settings:
+    """Options of the `rotator` group, handed to every command."""
+
+    def __init__(self, config_path: str | None, verbose: int, log_format: str) -> None:
+        self.config_path = config_path
+        self.verbose = verbose
+        self.log_format = log_format
+
+    def load(self) -> Config:
+        from rotator.config import find_config_path, load_config
+
+        return load_config(find_config_path(self.config_path))
+
+
+@click.group(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
 @click.version_option(package_name="bluum-rotator")
-def cli() -> None:
-    """Rotate Bluum Finance API credentials without downtime: generate, deploy, verify, revoke."""
+@click.option(
+    "--config",
+    "config_path",
+    metavar="PATH",
+    help="rotator.toml to use. Default: $ROTATOR_CONFIG, then ./rotator.toml.",
+)
+@click.option("-v", "--verbose", count=True, help="Log more: -v info, -vv debug (to stderr).")
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "json", "text"]),
+    default="auto",
+    show_default=True,
+    help="Log line format; auto is text on a terminal, JSON lines otherwise.",
+)
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, verbose: int, log_format: str) -> None:
+    """Rotate Bluum Finance API credentials without downtime: generate, deploy, verify, revoke.
+
+    The old and new keys overlap until the new one is verified against Bluum and deployed everywhere;
+    if verification fails, the old key is restored. A crashed rotation is finished by `rotator resume`.
+    """
+    from rotator.logs import configure_logging
+
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    configure_logging(level, json_lines=None if log_format == "auto" else log_format == "json")
+    ctx.obj = Settings(config_path, verbose, log_format)
 
 
-@cli.command(epilog=EXIT_CODES_HELP)
+def _fail(exc: RotatorError) -> NoReturn:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(int(exc.exit_code))
+
+
+@contextmanager
+def _engine(settings: Settings, *, quiet: bool = False) -> Iterator[Engine]:
+    """Load the config and build an engine; any RotatorError becomes its message and exit code."""
+    from rotator.engine import Engine
+
+    try:
+        config = settings.load()
+        with Engine(config, reporter=None if quiet else _print_event) as engine:
+            yield engine
+    except RotatorError as exc:
+        _fail(exc)
+
+
+def _print_event(event: Event) -> None:
+    timing = f"  ({event.seconds:.2f}s)" if event.seconds is not None else ""
+    click.echo(f"  {event.step:<9} {event.message}{timing}")
+
+
+def _finish(outcomes: list[Outcome]) -> NoReturn:
+    """Print each outcome's message and exit with the most serious code among them."""
+    for outcome in outcomes:
+        stream_err = outcome.exit_code != ExitCode.OK
+        click.echo(outcome.message, err=stream_err)
+    sys.exit(max((int(o.exit_code) for o in outcomes), default=0))
+
+
+pass_settings = click.make_pass_decorator(Settings)
+
+
+@cli.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
+@click.argument("name", required=False)
+@click.option("--all", "all_", is_flag=True, help="Rotate every credential whose keys Bluum's API mints.")
+@click.option("--emergency", is_flag=True, help="Revoke the old key as soon as the new one is verified (no grace).")
+@click.option("--reason", metavar="TEXT", help="Why (required with --emergency); kept in the rotation record.")
+@click.option("--dry-run", is_flag=True, help="Check everything a rotation needs and print the plan; change nothing.")
+@click.option(
+    "--new-key-file",
+    metavar="PATH",
+    help="For issuer=manual: JSON {api_key, api_secret, key_id} made in Bluum's dashboard; - reads stdin.",
+)
+@pass_settings
+def rotate(
+    settings: Settings,
+    name: str | None,
+    all_: bool,
+    emergency: bool,
+    reason: str | None,
+    dry_run: bool,
+    new_key_file: str | None,
+) -> None:
+    """Rotate NAME (or --all): generate, deploy, verify, and revoke the old key after the grace window.
+
+    With a grace window the old key stays active after the rotation; `rotator resume` (or the next
+    scheduled run) revokes it when the window has passed.
+    """
+    from rotator.errors import ConfigError
+
+    if bool(name) == all_:
+        _fail(ConfigError("give exactly one of NAME or --all (see `rotator status` for the names)"))
+    with _engine(settings) as engine:
+        new_pair = _read_new_pair(new_key_file, name) if new_key_file else None
+        names = [name] if name else [c.name for c in engine.config.credentials.values() if c.issuer == "bluum"]
+        outcomes = [
+            _guarded(
+                each,
+                lambda each=each: engine.rotate(
+                    each,
+                    emergency=emergency,
+                    reason=reason,
+                    dry_run=dry_run,
+                    new_pair=new_pair,
+                    confirm_revoked=_confirm_revoked,
+                ),
+            )
+            for each in names
+        ]
+    _finish(outcomes)
+
+
+def _guarded(name: str, action: Callable[[], Outcome]) -> Outcome:
+    """Run one credential's action; its error becomes its outcome so --all goes on with the others."""
+    from rotator.engine import Outcome
+
+    try:
+        return action()
+    except RotatorError as exc:
+        return Outcome(name, exc.exit_code, f"error: {exc}")
+
+
+def _confirm_revoked(prompt: str) -> bool:
+    """Ask a person at a terminal; unattended runs never wait on one."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return False
+    return click.confirm(f"{prompt}. Done?", default=False)
+
+
+def _read_new_pair(path: str, name: str | None) -> StoredKey:
+    """Parse the operator's new pair; errors name the field, never echo a value."""
+    from rotator.errors import ConfigError
+    from rotator.model import StoredKey
+    from rotator.secret import Secret
+
+    if name is None:
+        raise ConfigError("--new-key-file goes with one credential NAME, not --all")
+    where = "stdin" if path == "-" else path
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read --new-key-file {where}: {exc.strerror}") from exc
+    try:
+        data: Any = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"--new-key-file {where} is not JSON (line {exc.lineno}): expected "
+            '{"api_key": "...", "api_secret": "...", "key_id": "..."}'
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--new-key-file {where} must hold a JSON object with api_key, api_secret, key_id")
+    missing = [field for field in ("api_key", "api_secret") if not isinstance(data.get(field), str) or not data[field]]
+    if missing:
+        raise ConfigError(f"--new-key-file {where} lacks {', '.join(missing)} (non-empty strings)")
+    key_id = data.get("key_id")
+    if key_id is not None and not isinstance(key_id, str):
+        raise ConfigError(f"--new-key-file {where}: key_id must be a string")
+    from rotator.model import Environment
+
+    environment = None
+    if "environment" in data:
+        try:
+            environment = Environment.from_bluum(str(data["environment"]))
+        except ValueError as exc:
+            raise ConfigError(f"--new-key-file {where}: {exc}") from None
+    return StoredKey(
+        api_key=data["api_key"], api_secret=Secret(data["api_secret"]), key_id=key_id, environment=environment
+    )
+
+
+@cli.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@pass_settings
+def status(settings: Settings, as_json: bool) -> None:
+    """Show each credential: environment, current key id, age, next due, stage, and what waits on whom."""
+    with _engine(settings, quiet=True) as engine:
+        rows = engine.status()
+    if as_json:
+        click.echo(json.dumps([_row_dict(row) for row in rows], indent=2))
+        sys.exit(0)
+    click.echo(_status_table(rows))
+    sys.exit(0)
+
+
+def _row_dict(row: Any) -> dict[str, Any]:  # noqa: ANN401 - CredentialStatus, imported lazily
+    from dataclasses import asdict
+
+    data = asdict(row)
+    data["next_due"] = _iso(row.next_due)
+    return data
+
+
+def _iso(when: float | None) -> str | None:
+    return None if when is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.0f}h"
+    return f"{seconds / 86400:.0f}d"
+
+
+def _status_table(rows: list[Any]) -> str:
+    header = ("CREDENTIAL", "ENV", "CURRENT KEY", "AGE", "NEXT DUE", "STAGE", "WAITING ON")
+    body = [
+        (
+            r.name,
+            r.environment,
+            r.current_key or "-",
+            _age(r.age_seconds),
+            _iso(r.next_due) or "-",
+            r.stage,
+            r.waiting,
+        )
+        for r in rows
+    ]
+    widths = [max(len(str(line[i])) for line in [header, *body]) for i in range(len(header) - 1)]
+    lines = []
+    for line in [header, *body]:
+        lines.append("  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(line[:-1])) + "  " + line[-1])
+    return "\n".join(lines)
+
+
+@cli.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
+@click.argument("name", required=False)
+@click.option("--now", is_flag=True, help="Revoke the old key now instead of waiting for the grace window to end.")
+@pass_settings
+def resume(settings: Settings, name: str | None, now: bool) -> None:
+    """Finish rotations left incomplete (a crash, a grace window, an operator step), or roll them back.
+
+    Without NAME, every credential is checked. Safe to run at any time, from any machine.
+    """
+    with _engine(settings) as engine:
+        names = [name] if name else list(engine.config.credentials)
+        outcomes = [
+            _guarded(each, lambda each=each: engine.resume(each, skip_grace=now, confirm_revoked=_confirm_revoked))
+            for each in names
+        ]
+    _finish(outcomes)
+
+
+@cli.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
+@click.argument("name")
+@pass_settings
+def rollback(settings: Settings, name: str) -> None:
+    """Undo NAME's last rotation: the old key becomes current again and the new key is revoked.
+
+    Possible until the old key is revoked at Bluum; after that there is nothing to go back to.
+    """
+    with _engine(settings) as engine:
+        outcome = _guarded(name, lambda: engine.rollback(name))
+    _finish([outcome])
+
+
+@cli.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
+@click.argument("name")
+@pass_settings
+def verify(settings: Settings, name: str) -> None:
+    """Check that every store of NAME holds the same current key and that Bluum accepts it (exit 4 if not)."""
+    with _engine(settings) as engine:
+        outcome = _guarded(name, lambda: engine.verify(name))
+    _finish([outcome])
+
+
+@cli.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
+@click.option("--revoke", is_flag=True, help="Revoke the orphans this tool made (their name says so).")
+@click.option("--include-foreign", is_flag=True, help="With --revoke: also revoke orphans made by others.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
+@pass_settings
+def sweep(settings: Settings, revoke: bool, include_foreign: bool, as_json: bool) -> None:
+    """List active keys at Bluum that no store knows (orphans), and credentials with too many active keys."""
+    from dataclasses import asdict
+
+    with _engine(settings, quiet=True) as engine:
+        try:
+            findings = engine.sweep(revoke=revoke, include_foreign=include_foreign)
+        except RotatorError as exc:
+            _fail(exc)
+    if as_json:
+        click.echo(json.dumps([asdict(f) for f in findings], indent=2))
+    elif not findings:
+        click.echo("no orphan keys; no credential has more than two active keys")
+    for finding in [] if as_json else findings:
+        click.echo(f"{finding.credential}: {finding.kind:<9} {finding.key_id or '-'}  {finding.message}")
+    sys.exit(0)
+
+
+@cli.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
+def demo() -> None:
+    """Run a real rotation against the local simulator: every step, its timing, and the old key's 401."""
+    from rotator.demo import run_demo
+
+    sys.exit(run_demo())
+
+
+@cli.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; loopback only.")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port; 0 picks one.")
 def simulator(host: str, port: int) -> None:
@@ -40,4 +369,3 @@ def simulator(host: str, port: int) -> None:
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="rotator")
-    sys.exit(0)

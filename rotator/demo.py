@@ -1,0 +1,137 @@
+"""`rotator demo` / `make demo`: one real rotation against the in-process simulator, shown step by step.
+
+It goes through the same code as `rotator rotate` (the click command itself), over real HTTP, with a
+real dotenv store in a temporary folder; only Bluum is simulated. No secret is printed.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import click
+
+from rotator.model import Environment, KeyPair
+from rotator.secret import Secret
+
+PROPAGATION_DELAY = 0.5
+
+
+def _dotenv(pair: KeyPair, environment: Environment, base_url: str) -> str:
+    values = {
+        "BLUUM_API_KEY": pair.api_key,
+        "BLUUM_API_SECRET": pair.api_secret.reveal(),
+        "BLUUM_KEY_ID": pair.key_id or "",
+        "BLUUM_ENVIRONMENT": environment.value,
+        "BLUUM_BASE_URL": base_url,
+    }
+    return "# written by `rotator demo`\n" + "".join(f"{name}='{value}'\n" for name, value in values.items())
+
+
+def _config(folder: Path, base_url: str, investor_id: str) -> str:
+    return f"""\
+[stores.tenant]
+type = "env"
+path = "tenant.env"
+
+[stores.app]
+type = "env"
+path = "app.env"
+
+[credentials.tenant]
+environment = "sandbox"
+base_url = "{base_url}"
+issuer = "manual"
+store = "tenant"
+
+[credentials.trading]
+environment = "sandbox"
+base_url = "{base_url}"
+issuer = "bluum"
+investor_id = "{investor_id}"
+manager = "tenant"
+store = "app"
+rotate_every = "90d"
+grace = "0s"
+verify_timeout = "10s"
+"""
+
+
+def _run_cli(args: list[str]) -> int:
+    from rotator.cli import cli
+
+    click.secho("$ rotator " + " ".join(args), bold=True)
+    try:
+        cli.main(args=args, prog_name="rotator", standalone_mode=False)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def run_demo() -> int:
+    """Set up, rotate, show status and prove the old key is dead. Returns the exit code."""
+    from rotator.bluum import BluumClient
+    from rotator.simulator import Simulator
+
+    click.secho("bluum-rotator demo: a real rotation against the local Bluum simulator", bold=True)
+    with Simulator() as sim, tempfile.TemporaryDirectory(prefix="rotator-demo-") as tmp:
+        folder = Path(tmp)
+        click.echo(f"simulator    {sim.base_url}  (real HTTP on loopback; stands in for Bluum)")
+        tenant = sim.create_tenant_key(environment="TEST")
+        tenant_pair = KeyPair(
+            api_key=tenant["public_key"],
+            api_secret=Secret(tenant["secret_key"]),
+            environment=Environment.SANDBOX,
+            key_id=tenant["id"],
+        )
+        investor = sim.create_investor()
+        with BluumClient(sim.base_url) as client:
+            first = client.create_investor_key(
+                tenant_pair,
+                investor,
+                name="demo: the key the trading app uses today",
+                environment=Environment.SANDBOX,
+                idempotency_key=uuid.uuid4().hex,
+            )
+        (folder / "tenant.env").write_text(_dotenv(tenant_pair, Environment.SANDBOX, sim.base_url))
+        (folder / "app.env").write_text(_dotenv(first.pair, Environment.SANDBOX, sim.base_url))
+        for name in ("tenant.env", "app.env"):
+            (folder / name).chmod(0o600)
+        config = folder / "rotator.toml"
+        config.write_text(_config(folder, sim.base_url, investor))
+        sim.configure(propagation_delay=PROPAGATION_DELAY)
+        sim.advance_clock(60)  # the existing keys are long propagated
+        click.echo(f"tenant key   {tenant['id']}  (made in Bluum's dashboard; it mints investor keys)")
+        click.echo(f"investor     {investor}")
+        click.echo(f"current key  {first.info.id}  in {folder / 'app.env'}")
+        click.echo(f"config       {config}")
+        click.echo(f"propagation  new keys answer 401 for {PROPAGATION_DELAY}s after creation, as a real API may\n")
+
+        started = time.monotonic()
+        code = _run_cli(["--config", str(config), "rotate", "trading"])
+        elapsed = time.monotonic() - started
+        click.echo(f"exit code {code}, wall time {elapsed:.2f}s\n")
+        _run_cli(["--config", str(config), "status"])
+        click.echo()
+
+        click.secho("proof", bold=True)
+        with BluumClient(sim.base_url) as client:
+            old = client.check(first.pair)
+            click.echo(f"  old key {first.info.id}: {old.status} {old.code or ''} ({old.reason})")
+            from rotator.config import load_config
+            from rotator.engine import Engine
+            from rotator.model import Stage
+
+            with Engine(load_config(config)) as engine:
+                cred = engine.config.credential("trading")
+                current = engine.store("app", cred).read(Stage.CURRENT)
+            if current is not None:
+                new_pair = KeyPair(current.api_key, current.api_secret, Environment.SANDBOX, current.key_id)
+                new = client.check(new_pair)
+                click.echo(f"  new key {current.label}: {new.status} ({new.reason})")
+        keys = sim.keys()
+        active = [k["id"] for k in keys if k["status"] == "active" and k["id"] != tenant["id"]]
+        click.echo(f"  active investor keys at Bluum: {', '.join(active)}")
+        return code

@@ -1,0 +1,949 @@
+"""The rotation engine: observes stores and Bluum, asks rotator.machine what to do, and does it.
+
+All I/O of a rotation happens here, in small step methods that each end with a record write and a
+fault point. Every step is idempotent for the rotation token, so `resume` simply runs the loop again
+from the record in the primary store, on whatever machine it runs.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from rotator import machine
+from rotator.errors import (
+    BluumError,
+    BluumServerError,
+    BluumUnavailable,
+    ConfigError,
+    EnvironmentMismatch,
+    ExitCode,
+    RollbackFailed,
+    RotationFailed,
+    RotationIncomplete,
+    RotatorError,
+    StoreError,
+)
+from rotator.faultpoints import reached
+from rotator.machine import Step, Verdict
+from rotator.model import ApiKeyInfo, KeyPair, Stage, StoredKey
+from rotator.record import Phase, RotationRecord
+
+if TYPE_CHECKING:
+    from backends.base import SecretStore
+    from rotator.bluum import BluumClient, CheckResult
+    from rotator.config import Config, CredentialConfig
+
+log = logging.getLogger("rotator.engine")
+
+LOCK_TTL_SECONDS = 15 * 60
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A line of progress for people: which step, what happened, how long it took."""
+
+    credential: str
+    step: str
+    message: str
+    seconds: float | None = None
+
+
+Reporter = Callable[[Event], None]
+ConfirmRevoked = Callable[[str], bool]
+"""Asks a person to revoke a key in Bluum's dashboard; returns False when nobody can answer."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a command did to one credential, and the exit code that says so."""
+
+    credential: str
+    exit_code: ExitCode
+    message: str
+    record: RotationRecord | None = None
+
+
+@dataclass
+class _Run:
+    """What one command knows about one credential while it works on it."""
+
+    cred: CredentialConfig
+    stores: list[SecretStore]
+    client: BluumClient
+    emergency: bool = False
+    skip_grace: bool = False
+    new_pair: StoredKey | None = None
+    confirm_revoked: ConfirmRevoked | None = None
+    old: StoredKey | None = None
+    new: StoredKey | None = None
+    waited: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def primary(self) -> SecretStore:
+        return self.stores[0]
+
+
+def new_token() -> str:
+    return uuid.uuid4().hex
+
+
+def default_owner() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()} pid {os.getpid()}"
+
+
+class Engine:
+    """Runs rotations for the credentials of one configuration."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        reporter: Reporter | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        owner: str | None = None,
+    ) -> None:
+        self.config = config
+        self._report = reporter or (lambda event: None)
+        self._clock = clock
+        self._sleep = sleep
+        self._owner = owner or default_owner()
+        self._stores: dict[str, SecretStore] = {}
+        self._clients: dict[str, BluumClient] = {}
+
+    # ----------------------------------------------------------------- plumbing
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def store(self, name: str, cred: CredentialConfig) -> SecretStore:
+        """The store `name`, built once; it learns the credential's environment and base URL as fallbacks."""
+        if name not in self._stores:
+            from backends.base import load_store_factories
+
+            spec = self.config.stores[name]
+            factories = load_store_factories()
+            if spec.type not in factories:
+                raise ConfigError(f"store {name!r}: unknown type {spec.type!r}; known: {', '.join(sorted(factories))}")
+            self._stores[name] = factories[spec.type](
+                name, environment=cred.environment, base_url=cred.base_url, **dict(spec.options)
+            )
+        return self._stores[name]
+
+    def client(self, cred: CredentialConfig) -> BluumClient:
+        if cred.name not in self._clients:
+            from rotator.bluum import BluumClient, RetryPolicy
+
+            settings = self.config.bluum
+            self._clients[cred.name] = BluumClient(
+                cred.base_url,
+                timeout=settings.timeout,
+                retry=RetryPolicy(max_attempts=settings.max_attempts, total_budget=settings.retry_budget),
+                rate_limits=settings.rate_limits,
+                check_path=cred.check_path,
+                sleep=self._sleep,
+            )
+        return self._clients[cred.name]
+
+    def _run(self, name: str, **kwargs: Any) -> _Run:  # noqa: ANN401 - _Run fields
+        cred = self.config.credential(name)
+        stores = [self.store(target, cred) for target in cred.targets]
+        return _Run(cred=cred, stores=stores, client=self.client(cred), **kwargs)
+
+    def _emit(self, run: _Run, step: str, message: str, seconds: float | None = None) -> None:
+        self._report(Event(run.cred.name, step, message, seconds))
+        log.info(message, extra={"fields": {"credential": run.cred.name, "step": step}})
+
+    def _save(self, run: _Run, record: RotationRecord, point: str) -> RotationRecord:
+        run.primary.write_record(record.to_dict())
+        reached(point)
+        return record
+
+    def read_record(self, run: _Run) -> RotationRecord | None:
+        data = run.primary.read_record()
+        return None if data is None else RotationRecord.from_dict(data, store=run.primary.name)
+
+    def manager_pair(self, cred: CredentialConfig) -> KeyPair:
+        """The key that creates and revokes `cred`'s keys: the manager credential's CURRENT."""
+        if cred.manager is None:
+            raise ConfigError(f"credentials.{cred.name}: issuer 'bluum' needs `manager`")
+        manager = self.config.credential(cred.manager)
+        stored = self.store(manager.store, manager).read(Stage.CURRENT)
+        if stored is None:
+            raise ConfigError(
+                f"manager credential {manager.name!r} has no current key in store {manager.store!r}: "
+                "put the tenant key there first"
+            )
+        self._guard_environment(cred, stored, f"manager key {stored.label} (credential {manager.name!r})")
+        return self._pair(cred, stored)
+
+    @staticmethod
+    def _pair(cred: CredentialConfig, stored: StoredKey) -> KeyPair:
+        return KeyPair(
+            api_key=stored.api_key,
+            api_secret=stored.api_secret,
+            environment=stored.environment or cred.environment,
+            key_id=stored.key_id,
+        )
+
+    @staticmethod
+    def _guard_environment(cred: CredentialConfig, key: StoredKey, what: str) -> None:
+        problem = machine.environment_violation(cred.environment, key.environment, what)
+        if problem:
+            raise EnvironmentMismatch(
+                f"{cred.name}: {problem}. Nothing was changed. Check which key is in that store, "
+                "and that `environment` in rotator.toml is right"
+            )
+
+    def _sleep_counted(self, run: _Run, seconds: float) -> None:
+        run.waited += seconds
+        self._sleep(seconds)
+
+    @contextmanager
+    def _locked(self, run: _Run) -> Iterator[None]:
+        with run.primary.lock(self._owner, LOCK_TTL_SECONDS):
+            yield
+
+    # ----------------------------------------------------------------- reading the world
+
+    def _read_current(self, run: _Run) -> StoredKey:
+        current = run.primary.read(Stage.CURRENT)
+        if current is None:
+            raise ConfigError(
+                f"{run.cred.name}: store {run.primary.name!r} ({run.primary.describe()}) holds no current key; "
+                "put the key that applications use there first"
+            )
+        self._guard_environment(run.cred, current, f"the current key {current.label} in {run.primary.name!r}")
+        for store in run.stores[1:]:
+            other = store.read(Stage.CURRENT)
+            if other is not None:
+                self._guard_environment(run.cred, other, f"the current key {other.label} in {store.name!r}")
+        return current
+
+    def _list_keys(self, run: _Run) -> list[ApiKeyInfo]:
+        cred = run.cred
+        assert cred.investor_id is not None  # config guarantees it for issuer bluum
+        return run.client.list_investor_keys(self.manager_pair(cred), cred.investor_id)
+
+    def _resolve_key_id(self, run: _Run, key: StoredKey, keys: list[ApiKeyInfo] | None) -> str | None:
+        """A file seeded by hand knows no key id: find it at Bluum by its public key."""
+        if key.key_id or keys is None:
+            return key.key_id
+        for info in keys:
+            if info.public_key == key.api_key:
+                return info.id
+        return None
+
+    def _check(self, run: _Run, pair: KeyPair) -> CheckResult:
+        return run.client.check(pair)
+
+    @staticmethod
+    def _outcome(result: CheckResult) -> str:
+        return result.outcome.name.lower()
+
+    # ----------------------------------------------------------------- commands
+
+    def rotate(
+        self,
+        name: str,
+        *,
+        emergency: bool = False,
+        reason: str | None = None,
+        dry_run: bool = False,
+        new_pair: StoredKey | None = None,
+        confirm_revoked: ConfirmRevoked | None = None,
+    ) -> Outcome:
+        """Rotate one credential: generate, deploy, verify, then revoke when the grace window allows."""
+        run = self._run(
+            name, emergency=emergency, skip_grace=emergency, new_pair=new_pair, confirm_revoked=confirm_revoked
+        )
+        cred = run.cred
+        if emergency and not reason:
+            raise ConfigError("--emergency needs --reason TEXT: the reason goes into the rotation record")
+        if cred.issuer == "manual" and new_pair is None and not dry_run:
+            raise ConfigError(
+                f"{cred.name} is minted in Bluum's dashboard (issuer manual): create the new pair there, then "
+                f"run `rotator rotate {cred.name} --new-key-file FILE` (JSON with api_key, api_secret, key_id)"
+            )
+        if cred.issuer == "bluum" and new_pair is not None:
+            raise ConfigError(f"{cred.name} is minted through Bluum's API (issuer bluum): --new-key-file is not used")
+        if dry_run:
+            return self._plan(run)
+        with self._locked(run):
+            current, keys, previous_record = self._preflight(run)
+            if cred.issuer == "manual":
+                assert new_pair is not None
+                self._precheck_manual_pair(run, new_pair)
+            now = self._clock()
+            old_id = self._resolve_key_id(run, current, keys)
+            token = new_token()
+            record = RotationRecord(
+                credential=cred.name,
+                token=token,
+                phase=Phase.STARTED,
+                issuer=cred.issuer,
+                started_at=now,
+                updated_at=now,
+                emergency=emergency,
+                reason=reason,
+                old_key_id=old_id,
+                old_key_label=old_id or current.label,
+                current_since=previous_record.current_since if previous_record else None,
+            )
+            record = self._save(run, record, "started.record")
+            kind = "emergency rotation" if emergency else "rotation"
+            self._emit(run, "start", f"{kind} {token[:8]} of {cred.name} started; current key {record.old_key_label}")
+            return self._drive(run, record)
+
+    def resume(self, name: str, *, skip_grace: bool = False, confirm_revoked: ConfirmRevoked | None = None) -> Outcome:
+        """Finish (or, when it cannot go forward, roll back) the rotation the record says is unfinished."""
+        run = self._run(name, skip_grace=skip_grace, confirm_revoked=confirm_revoked)
+        with self._locked(run):
+            record = self.read_record(run)
+            if record is None or record.phase.terminal:
+                return Outcome(name, ExitCode.OK, f"{name}: nothing to resume", record)
+            run.skip_grace = skip_grace or record.emergency
+            self._emit(run, "resume", f"resuming rotation {record.token[:8]} of {name} from {record.phase.value}")
+            return self._drive(run, record)
+
+    def rollback(self, name: str) -> Outcome:
+        """Undo the last rotation while the old key still exists (until it is revoked)."""
+        run = self._run(name)
+        with self._locked(run):
+            record = self.read_record(run)
+            if record is None or record.phase is Phase.ROLLED_BACK:
+                return Outcome(name, ExitCode.OK, f"{name}: nothing to roll back", record)
+            if not machine.can_roll_back(record):
+                raise ConfigError(
+                    f"{name}: rotation {record.token[:8]} is {record.phase.value}: the old key "
+                    f"{record.old_key_label} is already revoked at Bluum, so there is nothing to go back to. "
+                    f"If the current key is bad, rotate again: `rotator rotate {name} --emergency --reason ...`"
+                )
+            record = self._roll_back(run, record, "rollback requested by the operator")
+            return Outcome(name, ExitCode.OK, f"{name}: rolled back; {record.old_key_label} is current again", record)
+
+    def _preflight(self, run: _Run) -> tuple[StoredKey, list[ApiKeyInfo] | None, RotationRecord | None]:
+        """Everything that can refuse a rotation before anything changes."""
+        cred = run.cred
+        record = self.read_record(run)
+        current = self._read_current(run)
+        keys: list[ApiKeyInfo] | None = None
+        if cred.issuer == "bluum":
+            keys = self._list_keys(run)
+        current_id = self._resolve_key_id(run, current, keys)
+        own_active = [info for info in keys or [] if machine.owned_by(info, cred.name)]
+        blockers = machine.start_blockers(record, own_active, current_id)
+        if blockers:
+            message = f"{cred.name}: " + "; ".join(blockers) + ". Nothing was changed."
+            if record is not None and not record.phase.terminal:
+                raise RotationIncomplete(message)
+            raise ConfigError(message)
+        result = self._check(run, self._pair(cred, current))
+        outcome = self._outcome(result)
+        if outcome == "rejected" and not run.emergency:
+            raise ConfigError(
+                f"{cred.name}: Bluum rejects the current key {current_id or current.label}: {result.reason} "
+                f"({result.code}). There is no working key to overlap with; replace it at once with "
+                f"`rotator rotate {cred.name} --emergency --reason TEXT`. Nothing was changed."
+            )
+        if outcome == "inconclusive":
+            log.warning(
+                "current key could not be checked",
+                extra={"fields": {"credential": cred.name, "reason": result.reason}},
+            )
+        return current, keys, record
+
+    def _precheck_manual_pair(self, run: _Run, pair: StoredKey) -> None:
+        """I7 for hand-made pairs: the new pair must work against this credential's Bluum before deploying."""
+        cred = run.cred
+        self._guard_environment(cred, pair, "the new pair from --new-key-file")
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            result = self._check(run, self._pair(cred, pair))
+            judgement = machine.judge_new_key(
+                self._outcome(result),
+                result.code,
+                result.reason,
+                elapsed=time.monotonic() - started,
+                timeout=cred.verify_timeout.total_seconds(),
+            )
+            if judgement.verdict is Verdict.PASSED:
+                return
+            if judgement.verdict is Verdict.FAILED:
+                raise ConfigError(
+                    f"{cred.name}: the new pair is not accepted by {cred.environment.value} Bluum at {cred.base_url} "
+                    f"({judgement.reason}). Is it a key of another environment, or mistyped? Nothing was changed."
+                )
+            self._sleep_counted(run, machine.poll_delay(attempt))
+            attempt += 1
+
+    def _plan(self, run: _Run) -> Outcome:
+        """--dry-run: every read-only check a real rotation would make, and the plan, changing nothing."""
+        cred = run.cred
+        current, keys, _ = self._preflight(run)
+        current_id = self._resolve_key_id(run, current, keys)
+        grace = "0s (emergency)" if run.emergency else f"{cred.grace}"
+        source = (
+            f"create a new {cred.environment.bluum_name} key for {cred.investor_id} with {cred.manager}'s key"
+            if cred.issuer == "bluum"
+            else "take the new pair from --new-key-file"
+        )
+        lines = [
+            f"{cred.name}: dry run, nothing will change",
+            f"  1. generate: {source}; store it as PENDING in {run.primary.name}",
+            f"  2. deploy:   make it CURRENT in {', '.join(s.name for s in run.stores)} (old key stays PREVIOUS)",
+            f"  3. verify:   call {cred.check_path} with the new key, for up to {cred.verify_timeout}",
+            f"  4. revoke:   after grace {grace}, revoke {current_id or current.label} and prove it gets 401",
+        ]
+        return Outcome(cred.name, ExitCode.OK, "\n".join(lines), self.read_record(run))
+
+    # ----------------------------------------------------------------- the loop
+
+    def _drive(self, run: _Run, record: RotationRecord) -> Outcome:
+        cred = run.cred
+        while True:
+            step = machine.next_step(
+                record, now=self._clock(), has_new_pair=run.new_pair is not None, skip_grace=run.skip_grace
+            )
+            if step is Step.DONE:
+                return self._finished(run, record)
+            if step is Step.WAIT_GRACE:
+                assert record.revoke_after is not None
+                when = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(record.revoke_after))
+                message = (
+                    f"{cred.name}: new key {record.new_key_label} is current and verified; the old key "
+                    f"{record.old_key_label} stays active until the grace window ends at {when}. "
+                    f"`rotator resume {cred.name}` after that time (or the next scheduled run) revokes it"
+                )
+                record = self._save(run, record.advance(record.phase, self._clock(), waiting_on=message), "wait.record")
+                self._emit(run, "grace", message)
+                return Outcome(cred.name, ExitCode.OK, message, record)
+            if step is Step.AWAIT_OPERATOR_REVOKE:
+                record, done = self._operator_revoke(run, record)
+                if not done:
+                    return Outcome(cred.name, ExitCode.INCOMPLETE, record.waiting_on or "", record)
+                continue
+            if step is Step.ROLLBACK:
+                record = self._roll_back(run, record, record.failure or "interrupted before the new key was stored")
+                return self._finished(run, record)
+            try:
+                record = self._forward(run, step, record)
+            except _StepFailed as failure:
+                record = self._roll_back(run, failure.record, failure.reason, cause=failure.__cause__)
+                raise RotationFailed(
+                    f"{cred.name}: rotation failed and was rolled back: {failure.reason}. "
+                    f"The old key {record.old_key_label} is current again and still works"
+                    + (f"; the new key {record.new_key_label} was revoked" if record.new_key_id else "")
+                    + "."
+                ) from failure.__cause__
+
+    def _forward(self, run: _Run, step: Step, record: RotationRecord) -> RotationRecord:
+        handlers: dict[Step, Callable[[_Run, RotationRecord], RotationRecord]] = {
+            Step.CREATE_KEY: self._create,
+            Step.STORE_PENDING: self._store_manual_pair,
+            Step.DEPLOY: self._deploy,
+            Step.VERIFY: self._verify,
+            Step.REVOKE_OLD: self._revoke_old,
+            Step.CLEAR_PREVIOUS: self._clear_previous,
+        }
+        started = time.monotonic()
+        waited_before = run.waited
+        record = handlers[step](run, record)
+        seconds = time.monotonic() - started
+        record = record.with_timing(step.value, seconds, run.waited - waited_before)
+        run.primary.write_record(record.to_dict())
+        return record
+
+    def _finished(self, run: _Run, record: RotationRecord) -> Outcome:
+        if record.phase is Phase.COMPLETED:
+            total = sum(t.seconds for t in record.timings)
+            waited = sum(t.waited for t in record.timings)
+            message = (
+                f"{run.cred.name}: rotation complete; {record.new_key_label} is current everywhere, "
+                f"{record.old_key_label} is revoked ({total:.2f}s of steps, {waited:.2f}s of it waiting)"
+            )
+            self._emit(run, "done", message)
+            return Outcome(run.cred.name, ExitCode.OK, message, record)
+        message = f"{run.cred.name}: rolled back ({record.failure}); {record.old_key_label} is current"
+        return Outcome(run.cred.name, ExitCode.ROLLED_BACK, message, record)
+
+    # ----------------------------------------------------------------- forward steps
+
+    def _create(self, run: _Run, record: RotationRecord) -> RotationRecord:
+        """Create the key (idempotent by token), and store it as PENDING before anything else (I3)."""
+        cred = run.cred
+        assert cred.investor_id is not None
+        manager = self.manager_pair(cred)
+        started = time.monotonic()
+        try:
+            created = run.client.create_investor_key(
+                manager,
+                cred.investor_id,
+                name=machine.key_name(cred.name, record.token),
+                environment=cred.environment,
+                idempotency_key=record.token,
+            )
+        except (BluumUnavailable, BluumServerError) as exc:
+            raise RotationIncomplete(
+                f"{cred.name}: Bluum did not answer while creating the new key ({exc}); it may or may not exist. "
+                f"Nothing was deployed. Run `rotator resume {cred.name}` when Bluum is reachable: it finishes "
+                "with the same key, or cleans it up"
+            ) from exc
+        except BluumError as exc:
+            self._save(run, record.advance(Phase.ROLLED_BACK, self._clock(), failure=str(exc)), "create.refused")
+            raise ConfigError(
+                f"{cred.name}: Bluum refused to create the new key: {exc}. Nothing was changed; "
+                f"check the manager credential {cred.manager!r} and investor_id"
+            ) from exc
+        reached("create.bluum")
+        pending = StoredKey(
+            api_key=created.pair.api_key,
+            api_secret=created.pair.api_secret,
+            key_id=created.info.id,
+            environment=created.pair.environment,
+            base_url=cred.base_url,
+            token=record.token,
+        )
+        record = record.advance(record.phase, self._clock(), new_key_id=created.info.id, new_key_label=created.info.id)
+        problem = machine.environment_violation(
+            cred.environment, created.pair.environment, f"new key {created.info.id}"
+        )
+        if problem:
+            raise _StepFailed(record, problem)
+        try:
+            run.primary.put_pending(pending)
+        except StoreError as exc:
+            raise _StepFailed(record, f"could not store the new key as PENDING: {exc}") from exc
+        reached("pending.store")
+        run.new = pending
+        record = self._save(run, record.advance(Phase.PENDING_STORED, self._clock()), "pending.record")
+        self._emit(
+            run,
+            "generate",
+            f"created {created.info.id} at Bluum, stored as PENDING in {run.primary.name}",
+            time.monotonic() - started,
+        )
+        self._sweep_own_duplicates(run, record)
+        return record
+
+    def _sweep_own_duplicates(self, run: _Run, record: RotationRecord) -> None:
+        """A resume after the 24 h idempotency window makes a second key for one token: revoke the extra (I4)."""
+        if record.new_key_id is None:
+            return
+        assert run.cred.investor_id is not None
+        for info in self._list_keys(run):
+            if info.active and machine.token_of(info) == record.token and info.id != record.new_key_id:
+                run.client.revoke_investor_key(self.manager_pair(run.cred), run.cred.investor_id, info.id)
+                self._emit(
+                    run, "generate", f"revoked {info.id}: a duplicate key of this rotation whose secret was lost"
+                )
+
+    def _store_manual_pair(self, run: _Run, record: RotationRecord) -> RotationRecord:
+        assert run.new_pair is not None
+        pending = StoredKey(
+            api_key=run.new_pair.api_key,
+            api_secret=run.new_pair.api_secret,
+            key_id=run.new_pair.key_id,
+            environment=run.cred.environment,
+            base_url=run.cred.base_url,
+            token=record.token,
+        )
+        run.primary.put_pending(pending)
+        reached("pending.store")
+        run.new = pending
+        self._emit(run, "generate", f"stored the operator's new pair {pending.label} as PENDING in {run.primary.name}")
+        return self._save(
+            run,
+            record.advance(Phase.PENDING_STORED, self._clock(), new_key_id=pending.key_id, new_key_label=pending.label),
+            "pending.record",
+        )
+
+    def _pending(self, run: _Run, record: RotationRecord) -> StoredKey:
+        """The new key, from memory or (after a crash) from the primary store, where it is PENDING or CURRENT."""
+        if run.new is not None:
+            return run.new
+        for stage in (Stage.PENDING, Stage.CURRENT):
+            found = run.primary.read(stage)
+            if found is not None and found.token == record.token:
+                run.new = found
+                return found
+        raise _StepFailed(record, f"the new key of rotation {record.token[:8]} is no longer in {run.primary.name!r}")
+
+    def _deploy(self, run: _Run, record: RotationRecord) -> RotationRecord:
+        """PENDING → CURRENT in every target, old CURRENT → PREVIOUS; then read every target back (I1)."""
+        started = time.monotonic()
+        new = self._pending(run, record)
+        try:
+            for store in run.stores:
+                if store is not run.primary:
+                    store.put_pending(new)
+                    reached(f"stage.{store.name}")
+                store.promote(record.token)
+                reached(f"promote.{store.name}")
+            observed = {store.name: store.read(Stage.CURRENT) for store in run.stores}
+        except StoreError as exc:
+            raise _StepFailed(record, f"deploy failed: {exc}") from exc
+        mismatched = machine.readback_mismatches(new, observed)
+        if mismatched:
+            raise _StepFailed(record, f"read-back after deploy does not show the new key in {', '.join(mismatched)}")
+        record = self._save(run, record.advance(Phase.DEPLOYED, self._clock(), waiting_on=None), "deployed.record")
+        self._emit(
+            run,
+            "deploy",
+            f"{new.label} is CURRENT in {', '.join(observed)}; old key kept as PREVIOUS (overlap)",
+            time.monotonic() - started,
+        )
+        return record
+
+    def _verify(self, run: _Run, record: RotationRecord) -> RotationRecord:
+        """Call Bluum with the new key until it works, telling propagation delay from rejection (I2)."""
+        cred = run.cred
+        new = self._pending(run, record)
+        pair = self._pair(cred, new)
+        started = time.monotonic()
+        timeout = cred.verify_timeout.total_seconds()
+        attempt = 0
+        while True:
+            result = self._check(run, pair)
+            judgement = machine.judge_new_key(
+                self._outcome(result), result.code, result.reason, elapsed=time.monotonic() - started, timeout=timeout
+            )
+            if judgement.verdict is Verdict.PASSED:
+                break
+            if judgement.verdict is Verdict.FAILED:
+                raise _StepFailed(record, f"verification failed: {judgement.reason}")
+            self._sleep_counted(run, machine.poll_delay(attempt))
+            attempt += 1
+        observed = {store.name: store.read(Stage.CURRENT) for store in run.stores}
+        mismatched = machine.readback_mismatches(new, observed)
+        if mismatched:
+            raise _StepFailed(record, f"verification failed: {', '.join(mismatched)} no longer hold the new key")
+        now = self._clock()
+        grace = 0.0 if run.emergency or record.emergency else cred.grace.total_seconds()
+        record = self._save(
+            run, record.advance(Phase.VERIFIED, now, verified_at=now, revoke_after=now + grace), "verified.record"
+        )
+        self._emit(
+            run, "verify", f"Bluum accepts {new.label} (after {attempt + 1} call(s))", time.monotonic() - started
+        )
+        return record
+
+    def _revoke_old(self, run: _Run, record: RotationRecord) -> RotationRecord:
+        """Revoke the old key at Bluum and prove it is rejected; only then is PREVIOUS forgotten."""
+        cred = run.cred
+        started = time.monotonic()
+        old = self._previous(run, record)
+        if record.old_key_id is None:
+            raise RotationIncomplete(
+                f"{cred.name}: the old key {record.old_key_label} has no key id and Bluum lists no key with its "
+                "public key, so it cannot be revoked through the API. Revoke it in Bluum's dashboard, then run "
+                f"`rotator resume {cred.name}`"
+            )
+        assert cred.investor_id is not None
+        try:
+            run.client.revoke_investor_key(self.manager_pair(cred), cred.investor_id, record.old_key_id)
+        except BluumError as exc:
+            raise RotationIncomplete(
+                f"{cred.name}: could not revoke the old key {record.old_key_id} ({exc}). The new key is current "
+                f"and verified; both keys still work. Run `rotator resume {cred.name}` to retry"
+            ) from exc
+        reached("revoke.bluum")
+        if old is not None:
+            self._prove_rejected(run, record, old)
+        record = self._save(
+            run, record.advance(Phase.OLD_REVOKED, self._clock(), waiting_on=None), "old_revoked.record"
+        )
+        self._emit(run, "revoke", f"revoked {record.old_key_id}; Bluum now rejects it", time.monotonic() - started)
+        return record
+
+    def _previous(self, run: _Run, record: RotationRecord) -> StoredKey | None:
+        found = run.primary.read(Stage.PREVIOUS)
+        if found is None:
+            return None
+        return found
+
+    def _prove_rejected(self, run: _Run, record: RotationRecord, old: StoredKey) -> None:
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            result = self._check(run, self._pair(run.cred, old))
+            judgement = machine.judge_old_key(
+                self._outcome(result),
+                result.reason,
+                elapsed=time.monotonic() - started,
+                timeout=run.cred.verify_timeout.total_seconds(),
+            )
+            if judgement.verdict is Verdict.PASSED:
+                return
+            if judgement.verdict is Verdict.FAILED:
+                raise RotationIncomplete(
+                    f"{run.cred.name}: {judgement.reason}. The old key {record.old_key_label} is still kept as "
+                    f"PREVIOUS; run `rotator resume {run.cred.name}` to check again"
+                )
+            self._sleep_counted(run, machine.poll_delay(attempt))
+            attempt += 1
+
+    def _operator_revoke(self, run: _Run, record: RotationRecord) -> tuple[RotationRecord, bool]:
+        """Manual issuer: a person revokes the old pair in the dashboard; we prove it before forgetting it."""
+        cred = run.cred
+        old = self._previous(run, record)
+        ask = f"Revoke the old key {record.old_key_label} of {cred.name} in Bluum's dashboard (Settings → API Keys)"
+        if old is not None:
+            result = self._check(run, self._pair(cred, old))
+            if self._outcome(result) != "rejected" and run.confirm_revoked is not None and run.confirm_revoked(ask):
+                self._prove_rejected(run, record, old)
+            elif self._outcome(result) != "rejected":
+                message = f"{cred.name}: waiting on the operator: {ask}, then run `rotator resume {cred.name}`"
+                record = self._save(run, record.advance(record.phase, self._clock(), waiting_on=message), "wait.record")
+                self._emit(run, "revoke", message)
+                return record, False
+        record = self._save(
+            run, record.advance(Phase.OLD_REVOKED, self._clock(), waiting_on=None), "old_revoked.record"
+        )
+        self._emit(run, "revoke", f"Bluum now rejects the old key {record.old_key_label}")
+        return record, True
+
+    def _clear_previous(self, run: _Run, record: RotationRecord) -> RotationRecord:
+        started = time.monotonic()
+        for store in run.stores:
+            store.clear_previous()
+            reached(f"clear.{store.name}")
+        now = self._clock()
+        record = self._save(
+            run,
+            record.advance(Phase.COMPLETED, now, completed_at=now, current_since=record.verified_at or now),
+            "completed.record",
+        )
+        self._emit(
+            run, "cleanup", f"forgot the old key in {', '.join(s.name for s in run.stores)}", time.monotonic() - started
+        )
+        return record
+
+    # ----------------------------------------------------------------- rollback
+
+    def _roll_back(
+        self, run: _Run, record: RotationRecord, reason: str, cause: BaseException | None = None
+    ) -> RotationRecord:
+        """Restore the old key everywhere, then revoke the new one. The old key is never revoked here."""
+        cred = run.cred
+        started = time.monotonic()
+        try:
+            if record.phase is not Phase.ROLLING_BACK:
+                record = self._save(
+                    run, record.advance(Phase.ROLLING_BACK, self._clock(), failure=reason), "rolling_back.record"
+                )
+            self._emit(run, "rollback", f"rolling back: {reason}")
+            for store in run.stores:
+                store.restore_previous(record.token)
+                reached(f"restore.{store.name}")
+            if record.issuer == "bluum":
+                self._revoke_new(run, record)
+            record = self._save(
+                run, record.advance(Phase.ROLLED_BACK, self._clock(), waiting_on=None), "rolled_back.record"
+            )
+        except RotatorError as exc:
+            raise RollbackFailed(
+                f"{cred.name}: rollback failed ({exc}) after: {reason}. Run `rotator resume {cred.name}` to retry "
+                "the rollback; the old key was not revoked",
+                original=cause or exc,
+            ) from exc
+        self._emit(run, "rollback", f"{record.old_key_label} is current again", time.monotonic() - started)
+        return record
+
+    def _revoke_new(self, run: _Run, record: RotationRecord) -> None:
+        """Revoke the rotation's new key(s): found by id, or by the token in their name if the id never got saved."""
+        cred = run.cred
+        assert cred.investor_id is not None
+        manager = self.manager_pair(cred)
+        for info in self._list_keys(run):
+            if not info.active:
+                continue
+            if info.id == record.new_key_id or machine.token_of(info) == record.token:
+                if info.id == record.old_key_id:
+                    continue  # never, whatever its name says
+                run.client.revoke_investor_key(manager, cred.investor_id, info.id)
+                reached("revoke_new.bluum")
+                self._emit(run, "rollback", f"revoked the new key {info.id}")
+
+    # ----------------------------------------------------------------- read-only commands
+
+    def verify(self, name: str) -> Outcome:
+        """Every target holds the same current key, and Bluum accepts it."""
+        run = self._run(name)
+        current = self._read_current(run)
+        observed = {store.name: store.read(Stage.CURRENT) for store in run.stores}
+        mismatched = machine.readback_mismatches(current, observed)
+        if mismatched:
+            return Outcome(
+                name,
+                ExitCode.INCOMPLETE,
+                f"{name}: {', '.join(mismatched)} hold a different current key "
+                f"than {run.primary.name}; run `rotator resume {name}` or fix the store by hand",
+            )
+        result = self._check(run, self._pair(run.cred, current))
+        outcome = self._outcome(result)
+        if outcome == "works":
+            return Outcome(
+                name, ExitCode.OK, f"{name}: {current.label} works at Bluum and is current in {', '.join(observed)}"
+            )
+        detail = f"{result.reason}" + (f" ({result.code})" if result.code else "")
+        return Outcome(name, ExitCode.INCOMPLETE, f"{name}: current key {current.label} does not work: {detail}")
+
+    def sweep(self, *, revoke: bool = False, include_foreign: bool = False) -> list[SweepFinding]:
+        """Active keys at Bluum that no store knows (I3), and credentials with too many active keys (I4)."""
+        findings: list[SweepFinding] = []
+        for cred in self.config.credentials.values():
+            if cred.issuer != "bluum":
+                continue
+            run = self._run(cred.name)
+            with ExitStack() as stack:
+                if revoke:
+                    stack.enter_context(self._locked(run))
+                findings.extend(self._sweep_one(run, revoke=revoke, include_foreign=include_foreign))
+        return findings
+
+    def _sweep_one(self, run: _Run, *, revoke: bool, include_foreign: bool) -> list[SweepFinding]:
+        cred = run.cred
+        keys = self._list_keys(run)
+        known: set[str | None] = set()
+        record = self.read_record(run)
+        tokens_in_flight = set()
+        if record is not None:
+            known.update({record.old_key_id, record.new_key_id})
+            if not record.phase.terminal:
+                tokens_in_flight.add(record.token)
+        for store in run.stores:
+            for stage in (Stage.CURRENT, Stage.PENDING, Stage.PREVIOUS):
+                stored = store.read(stage)
+                if stored is not None:
+                    known.add(self._resolve_key_id(run, stored, keys))
+        if record is not None and record.phase is Phase.COMPLETED:
+            known.discard(record.old_key_id)  # revoked: if Bluum still lists it active, say so
+        findings = []
+        active = [info for info in keys if info.active]
+        if len(active) > machine.MAX_ACTIVE_KEYS:
+            findings.append(
+                SweepFinding(
+                    cred.name,
+                    None,
+                    "warning",
+                    f"{len(active)} active keys at Bluum (expected at most {machine.MAX_ACTIVE_KEYS})",
+                )
+            )
+        for info in machine.orphans(active, known):
+            if machine.token_of(info) in tokens_in_flight:
+                findings.append(
+                    SweepFinding(
+                        cred.name,
+                        info.id,
+                        "in-flight",
+                        f"belongs to unfinished rotation; run `rotator resume {cred.name}`",
+                    )
+                )
+                continue
+            ours = machine.owned_by(info, cred.name)
+            if revoke and (ours or include_foreign):
+                assert cred.investor_id is not None
+                run.client.revoke_investor_key(self.manager_pair(cred), cred.investor_id, info.id)
+                findings.append(SweepFinding(cred.name, info.id, "revoked", "active key no store knew"))
+            else:
+                hint = "made by this tool" if ours else "not made by this tool (--include-foreign to revoke)"
+                findings.append(SweepFinding(cred.name, info.id, "orphan", f"active key no store knows; {hint}"))
+        return findings
+
+    def status(self) -> list[CredentialStatus]:
+        """One row per credential; a store that cannot be read shows as an error in its row, not a crash."""
+        rows = []
+        now = self._clock()
+        for cred in self.config.credentials.values():
+            try:
+                run = self._run(cred.name)
+                record = self.read_record(run)
+                current = run.primary.read(Stage.CURRENT)
+            except RotatorError as exc:
+                rows.append(CredentialStatus(cred.name, cred.environment.value, None, None, None, "error", str(exc)))
+                continue
+            since = record.current_since if record is not None else None
+            due = machine.next_due(since, cred.rotate_every)
+            stage = "idle" if record is None or record.phase.terminal else record.phase.value
+            if record is not None and record.phase is Phase.ROLLED_BACK:
+                stage = "rolled back"
+            waiting = _waiting(cred.name, record, now, due)
+            rows.append(
+                CredentialStatus(
+                    name=cred.name,
+                    environment=cred.environment.value,
+                    current_key=current.key_id or current.label if current else None,
+                    age_seconds=None if since is None else now - since,
+                    next_due=due,
+                    stage=stage,
+                    waiting=waiting,
+                )
+            )
+        return rows
+
+
+def _waiting(name: str, record: RotationRecord | None, now: float, due: float | None) -> str:
+    """What waits on whom, in words."""
+    if record is not None and not record.phase.terminal:
+        if record.waiting_on:
+            return record.waiting_on
+        return f"unfinished at {record.phase.value}: run `rotator resume {name}`"
+    if record is not None and record.phase is Phase.ROLLED_BACK:
+        return f"last rotation rolled back ({record.failure}); fix the cause, then `rotator rotate {name}`"
+    if due is None:
+        return "age unknown (seeded by hand): rotate to start the clock"
+    if now >= due:
+        return f"due now: `rotator rotate {name}`"
+    return "nothing"
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialStatus:
+    name: str
+    environment: str
+    current_key: str | None
+    age_seconds: float | None
+    next_due: float | None
+    stage: str
+    waiting: str
+
+
+@dataclass(frozen=True, slots=True)
+class SweepFinding:
+    credential: str
+    key_id: str | None
+    kind: str  # orphan | revoked | in-flight | warning
+    message: str
+
+
+class _StepFailed(Exception):
+    """A forward step failed in a way that rollback repairs. Internal: turned into RotationFailed."""
+
+    def __init__(self, record: RotationRecord, reason: str) -> None:
+        super().__init__(reason)
+        self.record = record
+        self.reason = reason

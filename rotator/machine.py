@@ -1,0 +1,218 @@
+"""The rotation state machine's decisions: pure functions of the record and of what was observed.
+
+Nothing here does I/O, reads a clock or sleeps: the engine (rotator/engine.py) observes, calls these to
+decide, and acts. That split is what lets the unit tests walk every phase and every observation.
+
+    STARTED ─create─▶ PENDING_STORED ─promote in every target─▶ DEPLOYED ─verify─▶ VERIFIED
+       │                    │                                       │             │ grace passed
+       │                    └───────────── deploy failed ───────────┤             ▼
+       │                                                  verify failed    revoke old + prove 401
+       └──────────────(manual pair lost)──────────▶ ROLLING_BACK ◀───┘             ▼
+                                                          │                   OLD_REVOKED ─clear PREVIOUS─▶ COMPLETED
+                                                          ▼
+                                                     ROLLED_BACK   (old key CURRENT again, new key revoked)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+
+from rotator.model import ApiKeyInfo, Environment, StoredKey
+from rotator.record import Phase, RotationRecord
+
+KEY_NAME_PREFIX = "rotator"
+MAX_KEY_NAME = 120
+MAX_ACTIVE_KEYS = 2
+
+# Verification polls quickly at first (propagation is usually sub-second) and backs off to this ceiling.
+FIRST_POLL_DELAY = 0.2
+POLL_BACKOFF = 1.5
+MAX_POLL_DELAY = 2.0
+
+# 401 codes that mean "this key is not going to start working": no point waiting for propagation.
+FINAL_REJECTION_CODES = frozenset({"BLUM-401-004", "BLUM-401-005"})
+
+
+class Step(StrEnum):
+    """What the engine must do next for a rotation record."""
+
+    CREATE_KEY = "create_key"  # bluum issuer: create (again, idempotently) and store as PENDING
+    STORE_PENDING = "store_pending"  # manual issuer: store the operator's pair as PENDING
+    DEPLOY = "deploy"
+    VERIFY = "verify"
+    WAIT_GRACE = "wait_grace"  # nothing to do until revoke_after
+    REVOKE_OLD = "revoke_old"  # bluum issuer: revoke at Bluum, then prove the old pair gets 401
+    AWAIT_OPERATOR_REVOKE = "await_operator_revoke"  # manual issuer: a person revokes in the dashboard
+    CLEAR_PREVIOUS = "clear_previous"
+    ROLLBACK = "rollback"
+    DONE = "done"
+
+
+def next_step(record: RotationRecord, *, now: float, has_new_pair: bool = False, skip_grace: bool = False) -> Step:
+    """The one next step for `record`. `has_new_pair`: the manual issuer's pair is in hand (not after a crash)."""
+    phase = record.phase
+    if phase.terminal:
+        return Step.DONE
+    if phase is Phase.STARTED:
+        if record.issuer == "bluum":
+            return Step.CREATE_KEY
+        # The operator's secret lived only in the crashed process: nothing was deployed, so undo.
+        return Step.STORE_PENDING if has_new_pair else Step.ROLLBACK
+    if phase is Phase.PENDING_STORED:
+        return Step.DEPLOY
+    if phase is Phase.DEPLOYED:
+        return Step.VERIFY
+    if phase is Phase.VERIFIED:
+        if not skip_grace and record.revoke_after is not None and now < record.revoke_after:
+            return Step.WAIT_GRACE
+        return Step.REVOKE_OLD if record.issuer == "bluum" else Step.AWAIT_OPERATOR_REVOKE
+    if phase is Phase.OLD_REVOKED:
+        return Step.CLEAR_PREVIOUS
+    return Step.ROLLBACK  # ROLLING_BACK
+
+
+def can_roll_back(record: RotationRecord) -> bool:
+    """A rotation can be undone until the old key is revoked; after that the old key is gone for good."""
+    return record.phase in (
+        Phase.STARTED,
+        Phase.PENDING_STORED,
+        Phase.DEPLOYED,
+        Phase.VERIFIED,
+        Phase.ROLLING_BACK,
+    )
+
+
+class Verdict(StrEnum):
+    PASSED = "passed"
+    RETRY = "retry"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    verdict: Verdict
+    reason: str
+
+
+def judge_new_key(outcome: str, code: str | None, reason: str, *, elapsed: float, timeout: float) -> Judgement:
+    """Verification: does the new key work, may it still start working, or has it failed?
+
+    A 401 BLUM-401-003 right after creation is what propagation delay looks like, so it is retried until the
+    budget runs out; "inactive" and "expired" will not heal by waiting, so they fail at once.
+    """
+    if outcome == "works":
+        return Judgement(Verdict.PASSED, "Bluum accepts the new key")
+    if outcome == "rejected" and code in FINAL_REJECTION_CODES:
+        return Judgement(Verdict.FAILED, f"Bluum rejects the new key: {reason} ({code})")
+    if elapsed < timeout:
+        what = "not propagated yet" if outcome == "rejected" else "no clear answer yet"
+        return Judgement(Verdict.RETRY, f"{what}: {reason}")
+    return Judgement(
+        Verdict.FAILED,
+        f"the new key was still not accepted after {elapsed:.1f}s (verify_timeout {timeout:g}s): {reason}",
+    )
+
+
+def judge_old_key(outcome: str, reason: str, *, elapsed: float, timeout: float) -> Judgement:
+    """After revoking: the old pair must be rejected. It may keep working briefly while revocation propagates."""
+    if outcome == "rejected":
+        return Judgement(Verdict.PASSED, "the old key is rejected by Bluum")
+    if elapsed < timeout:
+        return Judgement(Verdict.RETRY, f"old key not rejected yet: {reason}")
+    return Judgement(
+        Verdict.FAILED,
+        f"the old key still is not rejected after {elapsed:.1f}s ({reason})",
+    )
+
+
+def poll_delay(attempt: int) -> float:
+    """Seconds to wait before verification poll number `attempt` (0-based)."""
+    return float(min(MAX_POLL_DELAY, FIRST_POLL_DELAY * POLL_BACKOFF**attempt))
+
+
+def readback_mismatches(expected: StoredKey, observed: Mapping[str, StoredKey | None]) -> list[str]:
+    """Targets whose CURRENT is not `expected` (by key and secret, and by key id when both know it)."""
+    bad = []
+    for target, found in observed.items():
+        ids_differ = bool(expected.key_id and found and found.key_id and found.key_id != expected.key_id)
+        if found is None or not found.same_key(expected) or ids_differ:
+            bad.append(target)
+    return bad
+
+
+def environment_violation(expected: Environment, found: Environment | None, what: str) -> str | None:
+    """I7: the reason to refuse `what`, or None. An unknown environment is not a violation by itself."""
+    if found is None or found is expected:
+        return None
+    return (
+        f"{what} is a {found.value} key but the credential is {expected.value}: refusing to put a "
+        f"{found.value} key where a {expected.value} key belongs"
+    )
+
+
+TOKEN_LENGTH = 32  # uuid4 hex; also long enough for Secrets Manager's ClientRequestToken (>= 32)
+
+
+def _name_stem(credential: str) -> str:
+    room = MAX_KEY_NAME - len(KEY_NAME_PREFIX) - TOKEN_LENGTH - 2
+    return f"{KEY_NAME_PREFIX}:{credential[:room]}:"
+
+
+def key_name(credential: str, token: str) -> str:
+    """The name a created key carries: it ties the key to its credential and rotation, for sweep."""
+    return _name_stem(credential) + token
+
+
+def owned_by(info: ApiKeyInfo, credential: str) -> bool:
+    """True for keys this tool created for `credential` (their name says so)."""
+    return info.name.startswith(_name_stem(credential))
+
+
+def token_of(info: ApiKeyInfo) -> str | None:
+    """The rotation token in a key's name, when we created it."""
+    if not info.name.startswith(f"{KEY_NAME_PREFIX}:"):
+        return None
+    return info.name.rsplit(":", 1)[-1] or None
+
+
+def orphans(active: Iterable[ApiKeyInfo], known_ids: Iterable[str | None]) -> list[ApiKeyInfo]:
+    """Active keys at Bluum that no store and no rotation record knows."""
+    known = {key_id for key_id in known_ids if key_id}
+    return [info for info in active if info.active and info.id not in known]
+
+
+def start_blockers(
+    record: RotationRecord | None, own_active: Iterable[ApiKeyInfo], current_key_id: str | None
+) -> list[str]:
+    """Reasons a new rotation must not start. An unfinished rotation must be resumed first, and a key of
+    ours beyond the current one would make three active keys (I4)."""
+    reasons = []
+    if record is not None and not record.phase.terminal:
+        reasons.append(
+            f"rotation {record.token[:8]} of {record.credential!r} is unfinished (phase {record.phase.value}); "
+            f"finish it with `rotator resume {record.credential}` "
+            f"or undo it with `rotator rollback {record.credential}`"
+        )
+    extra = [info.id for info in own_active if info.active and info.id != current_key_id]
+    if extra:
+        reasons.append(
+            f"Bluum has active keys of this credential that no store holds as current ({', '.join(extra)}); "
+            "run `rotator sweep` to see them and `rotator sweep --revoke` to revoke them"
+        )
+    return reasons
+
+
+def next_due(current_since: float | None, rotate_every: timedelta) -> float | None:
+    """When the current key must be rotated; None when its age is unknown (seeded by hand)."""
+    if current_since is None:
+        return None
+    return current_since + rotate_every.total_seconds()
+
+
+def is_due(current_since: float | None, rotate_every: timedelta, now: float) -> bool:
+    """Unknown age counts as due: we cannot prove a hand-seeded key is younger than the policy allows."""
+    due = next_due(current_since, rotate_every)
+    return due is None or now >= due

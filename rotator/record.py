@@ -1,0 +1,98 @@
+"""The rotation record: what a rotation has done so far, kept in the primary store (never on the runner).
+
+It holds no secret: key ids, labels, times, the token and the phase. Any machine that can read the
+primary store can finish (resume) or undo (rollback) a rotation from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from rotator.errors import StoreCorrupt
+
+RECORD_VERSION = 1
+
+
+class Phase(StrEnum):
+    """How far a rotation got. Each phase names the last step that finished."""
+
+    STARTED = "started"  # token chosen; a key may already exist at Bluum (create is idempotent by token)
+    PENDING_STORED = "pending_stored"  # new key exists at Bluum and is PENDING in the primary store
+    DEPLOYED = "deployed"  # new key is CURRENT in every target, old key is PREVIOUS (overlap)
+    VERIFIED = "verified"  # Bluum accepts the new key; the old one waits for the grace window to end
+    OLD_REVOKED = "old_revoked"  # old key revoked at Bluum and proven rejected; PREVIOUS not yet cleared
+    COMPLETED = "completed"
+    ROLLING_BACK = "rolling_back"
+    ROLLED_BACK = "rolled_back"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (Phase.COMPLETED, Phase.ROLLED_BACK)
+
+
+@dataclass(frozen=True, slots=True)
+class StepTiming:
+    """How long one step took, and how much of that was spent waiting (sleeps, propagation)."""
+
+    step: str
+    seconds: float
+    waited: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RotationRecord:
+    """One rotation of one credential. Replaced (never mutated) at each step."""
+
+    credential: str
+    token: str
+    phase: Phase
+    issuer: str
+    started_at: float
+    updated_at: float
+    emergency: bool = False
+    reason: str | None = None
+    old_key_id: str | None = None
+    old_key_label: str | None = None
+    new_key_id: str | None = None
+    new_key_label: str | None = None
+    verified_at: float | None = None
+    revoke_after: float | None = None
+    completed_at: float | None = None
+    failure: str | None = None
+    waiting_on: str | None = None
+    current_since: float | None = None
+    timings: tuple[StepTiming, ...] = field(default_factory=tuple)
+
+    def advance(self, phase: Phase, now: float, **changes: Any) -> RotationRecord:  # noqa: ANN401 - field values
+        """A copy at `phase`, with `changes` applied and `updated_at` set."""
+        return dataclasses.replace(self, phase=phase, updated_at=now, **changes)
+
+    def with_timing(self, step: str, seconds: float, waited: float = 0.0) -> RotationRecord:
+        return dataclasses.replace(self, timings=(*self.timings, StepTiming(step, round(seconds, 4), round(waited, 4))))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["phase"] = self.phase.value
+        data["timings"] = [dataclasses.asdict(t) for t in self.timings]
+        data["version"] = RECORD_VERSION
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, store: str = "") -> RotationRecord:
+        """Parse a stored record; StoreCorrupt names what is wrong (records hold no secrets, so it is safe)."""
+        try:
+            if data.get("version") != RECORD_VERSION:
+                raise ValueError(f"unsupported record version {data.get('version')!r}")
+            values = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
+            values["phase"] = Phase(values["phase"])
+            values["timings"] = tuple(StepTiming(**t) for t in values.get("timings", ()))
+            return cls(**values)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StoreCorrupt(
+                f"the rotation record is unreadable ({exc}). Inspect it; if no rotation is running, "
+                "delete the record so the next run starts clean",
+                store=store,
+            ) from exc

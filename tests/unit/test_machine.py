@@ -1,0 +1,217 @@
+"""The state machine's decisions, walked exhaustively: every phase x issuer x grace state x pair in hand."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+
+import pytest
+
+from rotator import machine
+from rotator.machine import Step, Verdict
+from rotator.model import ApiKeyInfo, Environment, StoredKey
+from rotator.record import Phase, RotationRecord
+from rotator.secret import Secret
+
+NOW = 1_800_000_000.0
+
+
+def record(phase: Phase, issuer: str = "bluum", revoke_after: float | None = None) -> RotationRecord:
+    return RotationRecord(
+        credential="trading",
+        token="t" * 32,
+        phase=phase,
+        issuer=issuer,
+        started_at=NOW - 10,
+        updated_at=NOW - 5,
+        revoke_after=revoke_after,
+    )
+
+
+def expected_step(phase: Phase, issuer: str, grace_left: bool, has_pair: bool, skip_grace: bool) -> Step:
+    """An independent statement of the transition table, checked against next_step for every combination."""
+    table = {
+        Phase.COMPLETED: Step.DONE,
+        Phase.ROLLED_BACK: Step.DONE,
+        Phase.PENDING_STORED: Step.DEPLOY,
+        Phase.DEPLOYED: Step.VERIFY,
+        Phase.OLD_REVOKED: Step.CLEAR_PREVIOUS,
+        Phase.ROLLING_BACK: Step.ROLLBACK,
+    }
+    if phase in table:
+        return table[phase]
+    if phase is Phase.STARTED:
+        if issuer == "bluum":
+            return Step.CREATE_KEY
+        return Step.STORE_PENDING if has_pair else Step.ROLLBACK
+    assert phase is Phase.VERIFIED
+    if grace_left and not skip_grace:
+        return Step.WAIT_GRACE
+    return Step.REVOKE_OLD if issuer == "bluum" else Step.AWAIT_OPERATOR_REVOKE
+
+
+@pytest.mark.parametrize(
+    ("phase", "issuer", "grace_left", "has_pair", "skip_grace"),
+    list(itertools.product(Phase, ["bluum", "manual"], [True, False], [True, False], [True, False])),
+)
+def test_next_step_for_every_combination(phase, issuer, grace_left, has_pair, skip_grace):
+    revoke_after = NOW + 60 if grace_left else NOW - 1
+    rec = record(phase, issuer, revoke_after)
+    step = machine.next_step(rec, now=NOW, has_new_pair=has_pair, skip_grace=skip_grace)
+    assert step is expected_step(phase, issuer, grace_left, has_pair, skip_grace)
+
+
+def test_revoke_happens_exactly_at_the_end_of_grace():
+    rec = record(Phase.VERIFIED, revoke_after=NOW)
+    assert machine.next_step(rec, now=NOW - 0.001) is Step.WAIT_GRACE
+    assert machine.next_step(rec, now=NOW) is Step.REVOKE_OLD
+
+
+def test_old_key_is_never_revoked_from_a_phase_before_verified():
+    """I2 at the level of decisions: no phase before VERIFIED ever leads to revoking the old key."""
+    for phase in (Phase.STARTED, Phase.PENDING_STORED, Phase.DEPLOYED, Phase.ROLLING_BACK):
+        for issuer, pair, skip in itertools.product(["bluum", "manual"], [True, False], [True, False]):
+            step = machine.next_step(record(phase, issuer), now=NOW, has_new_pair=pair, skip_grace=skip)
+            assert step not in (Step.REVOKE_OLD, Step.AWAIT_OPERATOR_REVOKE, Step.CLEAR_PREVIOUS)
+
+
+@pytest.mark.parametrize("phase", list(Phase))
+def test_rollback_is_possible_exactly_until_the_old_key_is_revoked(phase):
+    allowed = phase in {Phase.STARTED, Phase.PENDING_STORED, Phase.DEPLOYED, Phase.VERIFIED, Phase.ROLLING_BACK}
+    assert machine.can_roll_back(record(phase)) is allowed
+
+
+class TestJudgeNewKey:
+    def test_works_passes(self):
+        assert machine.judge_new_key("works", None, "ok", elapsed=0, timeout=5).verdict is Verdict.PASSED
+
+    def test_wrong_key_inside_budget_is_propagation_and_retried(self):
+        j = machine.judge_new_key("rejected", "BLUM-401-003", "wrong key", elapsed=1, timeout=5)
+        assert j.verdict is Verdict.RETRY
+        assert "not propagated yet" in j.reason
+
+    @pytest.mark.parametrize("code", ["BLUM-401-004", "BLUM-401-005"])
+    def test_inactive_or_expired_fails_at_once(self, code):
+        j = machine.judge_new_key("rejected", code, "dead", elapsed=0, timeout=5)
+        assert j.verdict is Verdict.FAILED
+        assert code in j.reason
+
+    def test_inconclusive_is_retried_then_fails_when_budget_is_spent(self):
+        assert machine.judge_new_key("inconclusive", None, "503", elapsed=4.9, timeout=5).verdict is Verdict.RETRY
+        j = machine.judge_new_key("inconclusive", None, "503", elapsed=5.0, timeout=5)
+        assert j.verdict is Verdict.FAILED
+        assert "verify_timeout 5s" in j.reason
+
+    def test_rejection_past_budget_fails(self):
+        j = machine.judge_new_key("rejected", "BLUM-401-003", "wrong", elapsed=6, timeout=5)
+        assert j.verdict is Verdict.FAILED
+
+
+class TestJudgeOldKey:
+    def test_rejected_passes(self):
+        assert machine.judge_old_key("rejected", "401", elapsed=0, timeout=5).verdict is Verdict.PASSED
+
+    @pytest.mark.parametrize("outcome", ["works", "inconclusive"])
+    def test_still_answering_is_retried_then_fails(self, outcome):
+        assert machine.judge_old_key(outcome, "200", elapsed=1, timeout=5).verdict is Verdict.RETRY
+        assert machine.judge_old_key(outcome, "200", elapsed=5, timeout=5).verdict is Verdict.FAILED
+
+
+def test_poll_delay_grows_and_is_capped():
+    delays = [machine.poll_delay(n) for n in range(20)]
+    assert delays[0] == pytest.approx(machine.FIRST_POLL_DELAY)
+    assert all(a <= b for a, b in itertools.pairwise(delays))
+    assert max(delays) == machine.MAX_POLL_DELAY
+
+
+def stored(key: str, secret: str, key_id: str | None = None) -> StoredKey:
+    return StoredKey(api_key=key, api_secret=Secret(secret), key_id=key_id)
+
+
+class TestReadback:
+    def test_all_match(self):
+        new = stored("pk1", "secret-one-xyz", "apk_1")
+        assert machine.readback_mismatches(new, {"a": new, "b": stored("pk1", "secret-one-xyz")}) == []
+
+    def test_missing_other_secret_or_other_id_mismatch(self):
+        new = stored("pk1", "secret-one-xyz", "apk_1")
+        observed = {
+            "missing": None,
+            "old": stored("pk0", "secret-zero-xyz", "apk_0"),
+            "secret": stored("pk1", "secret-two-xyz", "apk_1"),
+            "id": stored("pk1", "secret-one-xyz", "apk_9"),
+            "ok": stored("pk1", "secret-one-xyz", "apk_1"),
+        }
+        assert machine.readback_mismatches(new, observed) == ["missing", "old", "secret", "id"]
+
+
+class TestEnvironmentGuard:
+    @pytest.mark.parametrize(("expected", "found"), [(e, f) for e in Environment for f in Environment])
+    def test_every_pairing(self, expected, found):
+        problem = machine.environment_violation(expected, found, "the key")
+        if expected is found:
+            assert problem is None
+        else:
+            assert problem is not None
+            assert f"{found.value} key where a {expected.value} key belongs" in problem
+
+    def test_unknown_environment_is_not_by_itself_a_violation(self):
+        assert machine.environment_violation(Environment.PRODUCTION, None, "x") is None
+
+
+def info(key_id: str, name: str, status: str = "active") -> ApiKeyInfo:
+    return ApiKeyInfo(id=key_id, status=status, environment=Environment.SANDBOX, name=name, public_key="p", created=1)
+
+
+class TestNamesAndOrphans:
+    def test_key_name_round_trips_token_and_owner(self):
+        token = "a" * 32
+        name = machine.key_name("trading", token)
+        assert len(name) <= machine.MAX_KEY_NAME
+        key = info("apk_1", name)
+        assert machine.token_of(key) == token
+        assert machine.owned_by(key, "trading")
+        assert not machine.owned_by(key, "trad")
+        assert not machine.owned_by(key, "trading2")
+
+    def test_long_credential_names_still_fit_and_match(self):
+        cred = "c" * 200
+        name = machine.key_name(cred, "b" * 32)
+        assert len(name) == machine.MAX_KEY_NAME
+        assert machine.owned_by(info("apk_1", name), cred)
+
+    def test_foreign_keys_have_no_token(self):
+        assert machine.token_of(info("apk_1", "made by hand")) is None
+
+    def test_orphans_are_active_and_unknown(self):
+        keys = [info("apk_1", "x"), info("apk_2", "y"), info("apk_3", "z", status="revoked")]
+        assert [k.id for k in machine.orphans(keys, {"apk_1", None})] == ["apk_2"]
+
+
+class TestStartBlockers:
+    def test_clean_start(self):
+        assert machine.start_blockers(record(Phase.COMPLETED), [], "apk_1") == []
+        assert machine.start_blockers(None, [info("apk_1", "rotator:trading:x")], "apk_1") == []
+
+    @pytest.mark.parametrize("phase", [p for p in Phase if not p.terminal])
+    def test_unfinished_rotation_blocks(self, phase):
+        reasons = machine.start_blockers(record(phase), [], "apk_1")
+        assert len(reasons) == 1
+        assert "rotator resume trading" in reasons[0]
+
+    def test_extra_own_key_blocks_because_it_would_make_three(self):
+        reasons = machine.start_blockers(None, [info("apk_1", "a"), info("apk_2", "b")], "apk_1")
+        assert len(reasons) == 1
+        assert "apk_2" in reasons[0]
+        assert "sweep --revoke" in reasons[0]
+
+
+class TestDue:
+    def test_unknown_age_is_due(self):
+        assert machine.is_due(None, timedelta(days=90), NOW)
+        assert machine.next_due(None, timedelta(days=90)) is None
+
+    def test_due_after_rotate_every(self):
+        since = NOW - 90 * 86400
+        assert machine.is_due(since, timedelta(days=90), NOW)
+        assert not machine.is_due(since + 1, timedelta(days=90), NOW)
