@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -150,7 +151,8 @@ def rotate(
         outcomes = [
             _guarded(
                 each,
-                lambda each=each: engine.rotate(
+                partial(
+                    engine.rotate,
                     each,
                     emergency=emergency,
                     reason=reason,
@@ -293,7 +295,7 @@ def resume(settings: Settings, name: str | None, now: bool) -> None:
     with _engine(settings) as engine:
         names = [name] if name else list(engine.config.credentials)
         outcomes = [
-            _guarded(each, lambda each=each: engine.resume(each, skip_grace=now, confirm_revoked=_confirm_revoked))
+            _guarded(each, partial(engine.resume, each, skip_grace=now, confirm_revoked=_confirm_revoked))
             for each in names
         ]
     _finish(outcomes)

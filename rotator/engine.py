@@ -485,7 +485,7 @@ class Engine:
                 f"{run.cred.name}: rotation complete; {record.new_key_label} is current everywhere, "
                 f"{record.old_key_label} is revoked ({total:.2f}s of steps, {waited:.2f}s of it waiting)"
             )
-            self._emit(run, "done", message)
+            log.info(message, extra={"fields": {"credential": run.cred.name, "step": "done"}})
             return Outcome(run.cred.name, ExitCode.OK, message, record)
         message = f"{run.cred.name}: rolled back ({record.failure}); {record.old_key_label} is current"
         return Outcome(run.cred.name, ExitCode.ROLLED_BACK, message, record)

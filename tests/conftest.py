@@ -87,3 +87,6 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(("ROTATOR_", "BLUUM_", "AWS_", "VAULT_", "BAO_")):
             monkeypatch.delenv(name, raising=False)
+
+
+from tests.sim_fixtures import sim, simulator  # noqa: E402, F401 - shared fixtures for every tier

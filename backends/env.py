@@ -1,0 +1,828 @@
+"""The env store: a dotenv file that applications read, plus a sidecar file that keeps the stages.
+
+Applications read `{PREFIX}API_KEY`, `{PREFIX}API_SECRET`, `{PREFIX}KEY_ID`, `{PREFIX}ENVIRONMENT` and
+`{PREFIX}BASE_URL` from the dotenv file, so that file only ever shows CURRENT. A dotenv file has no room for
+stages, so PENDING, PREVIOUS, the rotation token of each stage and the rotation record live in a sidecar JSON file
+next to it (`<file>.rotator.json`, format below). The sidecar is the source of truth for stages; the dotenv file is
+a projection of the sidecar's CURRENT. Every write goes through `rotator.atomicfile` (temp file, fsync, rename,
+mode 0600), and every mutating call writes the sidecar first and the dotenv file second, so a crash between the two
+leaves a state that calling the same method again repairs.
+
+Only our own lines of the dotenv file are touched: comments, blank lines, other variables, `export` prefixes and
+the quoting of other lines stay byte for byte. Lines are located with python-dotenv's own parser so that what we
+rewrite is exactly what python-dotenv (what most applications use) reads. An inline comment after one of *our*
+values is dropped when that line is rewritten; a comment on its own line is kept.
+
+Values are written in single quotes with `\\` and `'` escaped, which python-dotenv reads back unchanged. One thing
+cannot be escaped: python-dotenv expands `${NAME}` even inside single quotes, so a value containing `${` is refused
+before anything is written.
+
+Sidecar format (JSON, mode 0600)::
+
+    {
+      "version": 1,
+      "updated_at": "2025-01-31T12:00:00Z",
+      "current":  {"api_key": "...", "api_secret": "...", "key_id": "apk_...", "environment": "sandbox",
+                   "base_url": "https://...", "token": "rot-..."} | null,
+      "pending":  {... same shape, "token" required ...} | null,
+      "previous": {... same shape ...} | null,
+      "rolled_back_token": "rot-..." | null,   # the token the last restore_previous undid (lets a retry repair)
+      "record": {... the rotation record, no secrets ...} | null
+    }
+
+The rotation lock is `fcntl.flock` on `<file>.rotator.lock`: the kernel drops it when the holding process dies, so a
+crashed rotation never blocks the next one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import logging
+import os
+import re
+import socket
+import stat
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Final
+
+from dotenv.parser import Binding, parse_stream
+
+from rotator.atomicfile import ReplacedFile, atomic_write_text
+from rotator.errors import (
+    ConfigError,
+    RotationInProgress,
+    StoreConflict,
+    StoreCorrupt,
+    StoreDenied,
+    StoreError,
+    StoreNotFound,
+    StoreUnavailable,
+)
+from rotator.model import Environment, Stage, StoredKey
+from rotator.secret import Secret
+
+__all__ = ["LOCK_SUFFIX", "SIDECAR_SUFFIX", "SIDECAR_VERSION", "EnvStore"]
+
+log = logging.getLogger("rotator.store.env")
+
+SIDECAR_SUFFIX: Final = ".rotator.json"
+LOCK_SUFFIX: Final = ".rotator.lock"
+SIDECAR_VERSION: Final = 1
+FILE_MODE: Final = 0o600
+
+# Our variables, without the prefix, in the order they are appended to a file that lacks them.
+_FIELDS: Final = ("API_KEY", "API_SECRET", "KEY_ID", "ENVIRONMENT", "BASE_URL")
+_REQUIRED: Final = ("API_KEY", "API_SECRET")
+_PREFIX_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The name at the start of a line python-dotenv could not parse, to tell "your BLUUM_API_SECRET line is broken"
+# apart from "some other line is broken" (which is not ours to judge).
+_BROKEN_LINE_NAME_RE: Final = re.compile(r"\s*(?:export\s+)?'?([^='\"\s#]+)")
+_LEADING_WS_RE: Final = re.compile(r"\s*")
+_WHOLE_BLANK_LINES_RE: Final = re.compile(r"(?:[^\S\r\n]*(?:\r\n|\n|\r))*")
+_EXPORT_RE: Final = re.compile(r"export[^\S\r\n]+")
+_EOL_RE: Final = re.compile(r"(?:\r\n|\n|\r)\Z")
+_BOM: Final = "\ufeff"
+
+_SIDECAR_FIX: Final = (
+    "restore it from a backup, or, if no rotation is under way, delete it (CURRENT in the dotenv file is kept; "
+    "then run `rotator sweep` so keys only the sidecar knew get revoked)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Sidecar:
+    """The parsed sidecar: stages with their secrets and tokens, and the rotation record."""
+
+    current: StoredKey | None = None
+    pending: StoredKey | None = None
+    previous: StoredKey | None = None
+    rolled_back_token: str | None = None
+    record: dict[str, Any] | None = None
+
+    def holder_of(self, token: str) -> StoredKey | None:
+        """The key of whichever stage carries `token` (tokens are unique per rotation)."""
+        for key in (self.pending, self.current, self.previous):
+            if key is not None and key.token == token:
+                return key
+        return None
+
+    def to_json(self) -> str:
+        """Serialize for writing; the only place secrets are revealed for the sidecar."""
+        payload = {
+            "version": SIDECAR_VERSION,
+            "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "current": _key_to_json(self.current),
+            "pending": _key_to_json(self.pending),
+            "previous": _key_to_json(self.previous),
+            "rolled_back_token": self.rolled_back_token,
+            "record": self.record,
+        }
+        return json.dumps(payload, indent=2) + "\n"
+
+
+def _key_to_json(key: StoredKey | None) -> dict[str, str | None] | None:
+    if key is None:
+        return None
+    return {
+        "api_key": key.api_key,
+        "api_secret": key.api_secret.reveal(),
+        "key_id": key.key_id,
+        "environment": key.environment.value if key.environment is not None else None,
+        "base_url": key.base_url,
+        "token": key.token,
+    }
+
+
+def _quote(value: str) -> str:
+    """Single-quote a value the way python-dotenv unquotes it: only backslash and the quote itself are escaped."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _binding_line(binding: Binding) -> int:
+    """The 1-based line where the binding's variable starts (python-dotenv counts from its leading blank lines)."""
+    original = binding.original.string
+    lead = _LEADING_WS_RE.match(original)
+    skipped = lead.group() if lead else ""
+    return binding.original.line + len(re.findall(r"\r\n|\n|\r", skipped))
+
+
+class EnvStore:
+    """One credential in a dotenv file (what applications read) plus its sidecar (stages, tokens, record).
+
+    `environment` and `base_url` are the credential's own; they fill in for a hand-seeded file that lacks those
+    lines. A relative `path` is used as given: the config layer resolves it against the config file's folder.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        path: str | os.PathLike[str],
+        prefix: str = "BLUUM_",
+        environment: Environment | None = None,
+        base_url: str | None = None,
+    ) -> None:
+        if prefix and not _PREFIX_RE.fullmatch(prefix):
+            raise ConfigError(
+                f"store {name!r}: prefix {prefix!r} is not a valid variable-name prefix: use letters, digits and _"
+            )
+        file_path = Path(path)
+        if not file_path.name:
+            raise ConfigError(f"store {name!r}: path {str(path)!r} names no file: point it at the dotenv file")
+        self.name = name
+        self._path = file_path
+        self._prefix = prefix
+        self._environment = Environment(environment) if environment is not None else None
+        self._base_url = base_url
+        self._sidecar_path = file_path.with_name(file_path.name + SIDECAR_SUFFIX)
+        self._lock_path = file_path.with_name(file_path.name + LOCK_SUFFIX)
+        self._names = {prefix + field: field for field in _FIELDS}
+
+    # ----------------------------------------------------------------------------------------------- where
+
+    @property
+    def path(self) -> Path:
+        """The dotenv file applications read."""
+        return self._path
+
+    @property
+    def sidecar_path(self) -> Path:
+        """The JSON file holding stages, tokens and the rotation record."""
+        return self._sidecar_path
+
+    @property
+    def lock_path(self) -> Path:
+        """The file `lock()` holds a kernel lock on."""
+        return self._lock_path
+
+    def describe(self) -> str:
+        """Where the secret lives, for messages."""
+        return f"env file {self._path} (prefix {self._prefix})"
+
+    def __repr__(self) -> str:
+        return f"EnvStore(name={self.name!r}, path={str(self._path)!r}, prefix={self._prefix!r})"
+
+    # ----------------------------------------------------------------------------------------------- reads
+
+    def read(self, stage: Stage) -> StoredKey | None:
+        """CURRENT from the dotenv file (plus the sidecar's token when it holds that key); the rest from the sidecar."""
+        sidecar = self._load_sidecar()
+        if stage is Stage.CURRENT:
+            return self._current(self._read_dotenv(), sidecar)
+        if stage is Stage.PENDING:
+            return sidecar.pending or self._unprojected_current(sidecar)
+        return sidecar.previous
+
+    def _unprojected_current(self, sidecar: _Sidecar) -> StoredKey | None:
+        """The sidecar's CURRENT while a crashed promote left the dotenv file showing PREVIOUS, else None.
+
+        Readers do not see that key yet, and CURRENT (read from the dotenv file) does not carry its token, so
+        without this a resumed rotation could not find its new key by token. Reported as PENDING, it is found, and
+        `promote(token)` finishes the projection.
+        """
+        current, previous = sidecar.current, sidecar.previous
+        if current is None or current.token is None or previous is None:
+            return None
+        try:
+            shown = self._key_from_dotenv(self._read_dotenv())
+        except StoreError:
+            return None
+        if shown.same_key(previous) and not shown.same_key(current):
+            return current
+        return None
+
+    def read_record(self) -> dict[str, Any] | None:
+        """The rotation record kept in the sidecar, or None before the first rotation."""
+        return self._load_sidecar().record
+
+    # ----------------------------------------------------------------------------------------------- writes
+
+    def put_pending(self, key: StoredKey) -> None:
+        """Stage `key` as PENDING under its token. Only the sidecar changes: applications see nothing yet.
+
+        Like Secrets Manager's ClientRequestToken, a token already held by any stage with the same key is a no-op
+        (a resumed rotation may call this after promote), and with another key a StoreConflict.
+        """
+        token = _require_token(key)
+        self._check_storable(key)
+        sidecar = self._load_sidecar()
+        holder = sidecar.holder_of(token)
+        if holder is not None:
+            if holder.same_key(key):
+                log.debug("%s already holds %s under token %s", self.describe(), key.label, token)
+                return
+            raise StoreConflict(
+                f"token {token} already stages {holder.label} in {self._sidecar_path}, not {key.label}; "
+                "nothing was changed. A token belongs to one rotation: start a new rotation for a new key",
+                store=self.name,
+            )
+        if sidecar.pending is not None:
+            log.warning(
+                "replacing abandoned PENDING %s (token %s) with %s in %s; the engine revokes the abandoned key",
+                sidecar.pending.label,
+                sidecar.pending.token,
+                key.label,
+                self.describe(),
+                extra={"fields": {"store": self.name, "dropped": sidecar.pending.label, "token": token}},
+            )
+        self._save_sidecar(replace(sidecar, pending=key))
+        log.info(
+            "staged %s as PENDING in %s",
+            key.label,
+            self.describe(),
+            extra={"fields": {"store": self.name, "key": key.label, "token": token}},
+        )
+
+    def promote(self, token: str) -> None:
+        """PENDING(token) becomes CURRENT and the dotenv file's key becomes PREVIOUS; sidecar first, then the file.
+
+        Called again after a crash between the two writes (the sidecar's CURRENT already carries `token`), it only
+        re-projects CURRENT into the dotenv file, and only if the file differs.
+        """
+        sidecar = self._load_sidecar()
+        text = self._read_dotenv()
+        if sidecar.current is not None and sidecar.current.token == token:
+            self._reproject(text, sidecar.current, why="promote")
+            return
+        pending = sidecar.pending
+        if pending is None or pending.token != token:
+            raise StoreConflict(
+                f"neither PENDING nor CURRENT carries token {token} in {self._sidecar_path}; nothing was changed. "
+                "That rotation's key was never staged here or was replaced: run `rotator status` to see which "
+                "rotation this store belongs to",
+                store=self.name,
+            )
+        old = self._current(text, sidecar)
+        new_text = self._render(text, pending)
+        previous = sidecar.previous if old.same_key(pending) else old
+        self._warn_if_dropping_previous(sidecar.previous, previous)
+        self._save_sidecar(_Sidecar(current=pending, pending=None, previous=previous, record=sidecar.record))
+        self._write_dotenv(text, new_text)
+        log.info(
+            "promoted %s to CURRENT in %s; PREVIOUS is %s",
+            pending.label,
+            self.describe(),
+            previous.label if previous else "empty",
+            extra={
+                "fields": {
+                    "store": self.name,
+                    "key": pending.label,
+                    "token": token,
+                    "previous": previous.label if previous else None,
+                }
+            },
+        )
+
+    def restore_previous(self, token: str) -> None:
+        """Rollback: when CURRENT carries `token`, PREVIOUS becomes CURRENT again (sidecar first, then the file).
+
+        When CURRENT does not carry `token` nothing changes, except that a retry of a restore of this very token
+        that crashed between the two writes re-projects the restored key into the dotenv file.
+        """
+        sidecar = self._load_sidecar()
+        current = sidecar.current
+        if current is None or current.token != token:
+            if current is not None and sidecar.rolled_back_token == token:
+                self._reproject(self._read_dotenv(), current, why="restore_previous")
+            return
+        restored = sidecar.previous
+        if restored is None:
+            raise StoreConflict(
+                f"CURRENT carries token {token} but PREVIOUS is empty in {self._sidecar_path}, so there is no older "
+                "key to restore; nothing was changed. Keep CURRENT, or deploy a working key with a new rotation",
+                store=self.name,
+            )
+        text = self._read_dotenv()
+        new_text = self._render(text, restored)
+        pending = None if sidecar.pending is not None and sidecar.pending.token == token else sidecar.pending
+        self._save_sidecar(
+            _Sidecar(current=restored, pending=pending, previous=None, rolled_back_token=token, record=sidecar.record)
+        )
+        self._write_dotenv(text, new_text)
+        log.info(
+            "restored %s as CURRENT in %s, replacing %s",
+            restored.label,
+            self.describe(),
+            current.label,
+            extra={"fields": {"store": self.name, "key": restored.label, "replaced": current.label, "token": token}},
+        )
+
+    def clear_previous(self) -> None:
+        """Forget PREVIOUS once its key is revoked at Bluum; the dotenv file never showed it, so only the sidecar."""
+        sidecar = self._load_sidecar()
+        if sidecar.previous is None:
+            return
+        self._save_sidecar(replace(sidecar, previous=None))
+        log.info(
+            "cleared PREVIOUS %s from %s",
+            sidecar.previous.label,
+            self.describe(),
+            extra={"fields": {"store": self.name, "key": sidecar.previous.label}},
+        )
+
+    def write_record(self, record: dict[str, Any]) -> None:
+        """Replace the rotation record in the sidecar (the lock holder calls this)."""
+        try:
+            json.dumps(record)
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"the rotation record is not JSON-serializable: {exc}", store=self.name) from exc
+        self._save_sidecar(replace(self._load_sidecar(), record=record))
+
+    # ----------------------------------------------------------------------------------------------- lock
+
+    def lock(self, owner: str, ttl_seconds: float) -> AbstractContextManager[None]:
+        """Hold `flock` on `<file>.rotator.lock` for the `with` block; RotationInProgress at once if it is held.
+
+        `ttl_seconds` is only written into the lock file for people: a dead holder's kernel lock is already gone.
+        """
+        return self._held_lock(owner, ttl_seconds)
+
+    @contextmanager
+    def _held_lock(self, owner: str, ttl_seconds: float) -> Iterator[None]:
+        fd = self._open_lock_file()
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise RotationInProgress(
+                    f"another rotation of this credential is running ({_lock_holder(fd)}; lock {self._lock_path}); "
+                    "nothing was changed. Wait for it, or if that process is gone, run `rotator resume`"
+                ) from exc
+            _write_lock_holder(fd, owner, ttl_seconds)
+            log.debug("took the rotation lock %s for %s", self._lock_path, owner)
+            try:
+                yield
+            finally:
+                _clear_lock_holder(fd)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                log.debug("released the rotation lock %s", self._lock_path)
+        finally:
+            os.close(fd)
+
+    def _open_lock_file(self) -> int:
+        with self._os_errors("opening the lock file", self._lock_path):
+            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, FILE_MODE)
+            mode = stat.S_IMODE(os.fstat(fd).st_mode)
+            if mode & 0o077:
+                os.fchmod(fd, FILE_MODE)
+                self._warn_tightened(self._lock_path, mode)
+        return fd
+
+    # ----------------------------------------------------------------------------------------------- dotenv
+
+    def _read_dotenv(self) -> str:
+        """The dotenv file's text, exactly (no newline translation), or the Store* error a person can act on."""
+        try:
+            data = self._path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise StoreNotFound(
+                f"{self._path} does not exist: create it with {self._prefix}API_KEY and {self._prefix}API_SECRET "
+                "lines, or fix `path` in rotator.toml",
+                store=self.name,
+            ) from exc
+        except PermissionError as exc:
+            raise self._denied("reading", self._path) from exc
+        except OSError as exc:
+            raise self._unavailable("reading", self._path, exc) from exc
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise StoreCorrupt(
+                f"{self._path} is not UTF-8 text (bad byte at offset {exc.start}): save it as UTF-8",
+                store=self.name,
+            ) from None
+
+    def _parse_dotenv(self, text: str) -> dict[str, tuple[int, str]]:
+        """Our variables (by field name, e.g. "API_KEY") with their line numbers; StoreCorrupt when ambiguous."""
+        found: dict[str, list[tuple[int, str | None]]] = {}
+        for binding in parse_stream(io.StringIO(text)):
+            if binding.error:
+                self._reject_if_ours_is_broken(binding)
+                continue
+            if binding.key in self._names:
+                found.setdefault(self._names[binding.key], []).append((_binding_line(binding), binding.value))
+        values: dict[str, tuple[int, str]] = {}
+        for field, hits in found.items():
+            variable = self._prefix + field
+            if len(hits) > 1:
+                lines = ", ".join(str(line) for line, _ in hits)
+                raise self._corrupt(f"{variable} is defined {len(hits)} times (lines {lines}): keep exactly one")
+            line, value = hits[0]
+            if not value:
+                raise self._corrupt(f"line {line}: {variable} has an empty value: give it one or delete the line")
+            values[field] = (line, value)
+        for field in _REQUIRED:
+            if field not in values:
+                raise self._corrupt(
+                    f"{self._prefix}{field} is missing: add a {self._prefix}{field}=... line "
+                    "(or fix `prefix` in rotator.toml if the file uses another one)"
+                )
+        return values
+
+    def _reject_if_ours_is_broken(self, binding: Binding) -> None:
+        match = _BROKEN_LINE_NAME_RE.match(binding.original.string)
+        if match and match.group(1) in self._names:
+            raise self._corrupt(
+                f"line {_binding_line(binding)}: {match.group(1)} cannot be parsed (unclosed quote?): fix its quoting"
+            )
+
+    def _key_from_dotenv(self, text: str) -> StoredKey:
+        values = self._parse_dotenv(text)
+        environment = self._environment
+        if "ENVIRONMENT" in values:
+            environment = self._parse_environment(*values["ENVIRONMENT"])
+        key_id = values.get("KEY_ID")
+        base_url = values.get("BASE_URL")
+        return StoredKey(
+            api_key=values["API_KEY"][1],
+            api_secret=Secret(values["API_SECRET"][1]),
+            key_id=key_id[1] if key_id else None,
+            environment=environment,
+            base_url=base_url[1] if base_url else self._base_url,
+        )
+
+    def _parse_environment(self, line: int, value: str) -> Environment:
+        try:
+            return Environment.from_bluum(value)
+        except ValueError:
+            raise self._corrupt(
+                f"line {line}: {self._prefix}ENVIRONMENT must be sandbox or production: fix the value"
+            ) from None
+
+    def _current(self, text: str, sidecar: _Sidecar) -> StoredKey:
+        """What applications see, tagged with the sidecar's token only when the sidecar holds that same key."""
+        key = self._key_from_dotenv(text)
+        if sidecar.current is not None and sidecar.current.same_key(key):
+            return replace(key, token=sidecar.current.token)
+        return key
+
+    def _wanted(self, key: StoredKey) -> dict[str, str | None]:
+        """Our variables as `key` projects them; None means "no such line" (e.g. a hand-seeded key has no id)."""
+        environment = key.environment or self._environment
+        fields = {
+            "API_KEY": key.api_key,
+            "API_SECRET": key.api_secret.reveal(),
+            "KEY_ID": key.key_id,
+            "ENVIRONMENT": environment.value if environment is not None else None,
+            "BASE_URL": key.base_url or self._base_url,
+        }
+        return {self._prefix + field: value for field, value in fields.items()}
+
+    def _render(self, text: str, key: StoredKey) -> str:
+        """`text` with our lines set to `key`: updated in place, missing ones appended, all others untouched.
+
+        The result is parsed back before anything is written, so a file where another line's unclosed quote would
+        swallow ours is refused instead of being written wrong.
+        """
+        self._check_storable(key)
+        wanted = self._wanted(key)
+        bom = _BOM if text.startswith(_BOM) else ""
+        body = text[len(bom) :]
+        bindings = list(parse_stream(io.StringIO(body)))
+        if "".join(b.original.string for b in bindings) != body:
+            raise self._corrupt("python-dotenv cannot split it into lines losslessly: simplify its quoting")
+        parts: list[str] = []
+        for binding in bindings:
+            if not binding.error and binding.key in wanted:
+                parts.append(_rewrite_binding(binding.original.string, binding.key, wanted.pop(binding.key)))
+            else:
+                parts.append(binding.original.string)
+        new_text = bom + _append_missing("".join(parts), wanted)
+        self._check_reads_back(new_text, key)
+        return new_text
+
+    def _check_reads_back(self, new_text: str, key: StoredKey) -> None:
+        expected = {name: value for name, value in self._wanted(key).items() if value is not None}
+        values = self._parse_dotenv(new_text)
+        got = {self._prefix + field: value for field, (_, value) in values.items()}
+        if got != expected:
+            wrong = sorted(name for name in {*got, *expected} if got.get(name) != expected.get(name))
+            raise self._corrupt(
+                f"after rewriting, {', '.join(wrong)} would not read back as written; another line probably has an "
+                "unclosed quote that swallows ours: fix that line. Nothing was changed"
+            )
+
+    def _reproject(self, text: str, key: StoredKey, *, why: str) -> None:
+        """Make the dotenv file show `key` (the sidecar's CURRENT) if it does not already: the crash-repair path."""
+        new_text = self._render(text, key)
+        if new_text == text:
+            log.debug("%s: %s is already current in %s", why, key.label, self.describe())
+            return
+        self._write_dotenv(text, new_text)
+        log.info(
+            "%s: re-projected %s into %s (an earlier call stopped between the sidecar and the dotenv file)",
+            why,
+            key.label,
+            self.describe(),
+            extra={"fields": {"store": self.name, "key": key.label}},
+        )
+
+    def _write_dotenv(self, old_text: str, new_text: str) -> None:
+        if new_text == old_text:
+            return
+        with self._os_errors("writing", self._path):
+            result = atomic_write_text(self._path, new_text, FILE_MODE)
+        self._report_replaced(self._path, result)
+
+    # ----------------------------------------------------------------------------------------------- sidecar
+
+    def _load_sidecar(self) -> _Sidecar:
+        """The sidecar's stages and record; an absent sidecar means no stages yet (a hand-seeded file)."""
+        try:
+            data = self._sidecar_path.read_bytes()
+        except FileNotFoundError:
+            return _Sidecar()
+        except PermissionError as exc:
+            raise self._denied("reading", self._sidecar_path) from exc
+        except OSError as exc:
+            raise self._unavailable("reading", self._sidecar_path, exc) from exc
+        return _SidecarReader(self._sidecar_path, self.name).parse(data)
+
+    def _save_sidecar(self, sidecar: _Sidecar) -> None:
+        with self._os_errors("writing", self._sidecar_path):
+            result = atomic_write_text(self._sidecar_path, sidecar.to_json(), FILE_MODE)
+        self._report_replaced(self._sidecar_path, result)
+
+    def _warn_if_dropping_previous(self, old_previous: StoredKey | None, new_previous: StoredKey | None) -> None:
+        if old_previous is None or (new_previous is not None and old_previous.same_key(new_previous)):
+            return
+        log.warning(
+            "PREVIOUS %s in %s was never cleared and is now replaced; if it is still active at Bluum, "
+            "`rotator sweep` revokes it",
+            old_previous.label,
+            self.describe(),
+            extra={"fields": {"store": self.name, "dropped": old_previous.label}},
+        )
+
+    # ----------------------------------------------------------------------------------------------- checks, errors
+
+    def _check_storable(self, key: StoredKey) -> None:
+        """Refuse, before any write, a key this store cannot hold so that readers get back exactly what was written."""
+        for name, value in self._wanted(key).items():
+            if value is None:
+                continue
+            if name in (self._prefix + "API_KEY", self._prefix + "API_SECRET") and not value:
+                raise StoreError(f"{name} of {key.label} is empty; nothing was written", store=self.name)
+            if "${" in value:
+                raise StoreError(
+                    f"{name} of {key.label} contains '${{', which python-dotenv expands as a variable even in "
+                    "quotes, so applications would read another value; nothing was written. Use another store "
+                    "type for this credential, or issue a new key",
+                    store=self.name,
+                )
+
+    def _report_replaced(self, path: Path, result: ReplacedFile) -> None:
+        if result.mode_tightened and result.previous_mode is not None:
+            self._warn_tightened(path, result.previous_mode)
+        if not result.owner_kept:
+            log.warning(
+                "%s now belongs to the rotator's user: the old owner could not be kept; make sure applications can "
+                "still read it",
+                path,
+                extra={"fields": {"store": self.name, "path": str(path)}},
+            )
+
+    def _warn_tightened(self, path: Path, old_mode: int) -> None:
+        log.warning(
+            "%s had mode %s; tightened it to %s because it holds an API secret",
+            path,
+            oct(old_mode),
+            oct(FILE_MODE),
+            extra={"fields": {"store": self.name, "path": str(path), "old_mode": oct(old_mode)}},
+        )
+
+    def _corrupt(self, problem: str) -> StoreCorrupt:
+        return StoreCorrupt(f"{self._path}: {problem}", store=self.name)
+
+    def _denied(self, action: str, path: Path) -> StoreDenied:
+        return StoreDenied(
+            f"permission denied {action} {path}: let the rotator's user read and write it and its folder",
+            store=self.name,
+        )
+
+    def _unavailable(self, action: str, path: Path, exc: OSError) -> StoreUnavailable:
+        return StoreUnavailable(f"{action} {path} failed: {exc.strerror or type(exc).__name__}", store=self.name)
+
+    @contextmanager
+    def _os_errors(self, action: str, path: Path) -> Iterator[None]:
+        """Translate OSError of a write into the Store* error that says what to do."""
+        try:
+            yield
+        except PermissionError as exc:
+            raise self._denied(action, path) from exc
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise StoreNotFound(
+                f"{action} {path} failed: folder {path.parent} does not exist; create it or fix `path` in rotator.toml",
+                store=self.name,
+            ) from exc
+        except OSError as exc:
+            raise self._unavailable(action, path, exc) from exc
+
+
+def _rewrite_binding(original: str, name: str, value: str | None) -> str:
+    """Our line with a new value, keeping what surrounds it: blank lines before it, `export`, the line ending."""
+    lead_match = _LEADING_WS_RE.match(original)
+    lead = lead_match.group() if lead_match else ""
+    eol_match = _EOL_RE.search(original)
+    eol = eol_match.group() if eol_match else ""
+    if value is None:
+        blank_lines = _WHOLE_BLANK_LINES_RE.match(lead)
+        return blank_lines.group() if blank_lines else ""
+    export = _EXPORT_RE.match(original, len(lead))
+    return f"{lead}{export.group() if export else ''}{name}={_quote(value)}{eol}"
+
+
+def _append_missing(body: str, missing: dict[str, str | None]) -> str:
+    """Append lines for our variables the file lacked, in the file's own line-ending style."""
+    lines = [f"{name}={_quote(value)}" for name, value in missing.items() if value is not None]
+    if not lines:
+        return body
+    newline = "\r\n" if "\r\n" in body else "\n"
+    if body and not body.endswith(("\n", "\r")):
+        body += newline
+    return body + "".join(line + newline for line in lines)
+
+
+def _require_token(key: StoredKey) -> str:
+    if not key.token:
+        raise ValueError(f"put_pending needs a key with a rotation token; {key.label} has none")
+    return key.token
+
+
+# --------------------------------------------------------------------------------------------------- lock file
+
+
+def _write_lock_holder(fd: int, owner: str, ttl_seconds: float) -> None:
+    """Say who holds the lock, for the message the next contender prints. Best effort: the flock is what counts."""
+    holder = {
+        "owner": owner,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "ttl_seconds": ttl_seconds,
+    }
+    data = json.dumps(holder).encode()
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, data, 0)
+    except OSError:
+        log.debug("could not describe the lock holder", exc_info=True)
+
+
+def _clear_lock_holder(fd: int) -> None:
+    try:
+        os.ftruncate(fd, 0)
+    except OSError:
+        log.debug("could not clear the lock holder", exc_info=True)
+
+
+def _lock_holder(fd: int) -> str:
+    """`owner, pid N on host H since T` from the lock file, or a plain phrase when it cannot be read yet."""
+    try:
+        holder = json.loads(os.pread(fd, 4096, 0) or b"null")
+    except (OSError, ValueError):
+        holder = None
+    if not isinstance(holder, dict):
+        return "holder unknown"
+    return (
+        f"{holder.get('owner', '?')}, pid {holder.get('pid', '?')} on host {holder.get('host', '?')} "
+        f"since {holder.get('since', '?')}"
+    )
+
+
+# --------------------------------------------------------------------------------------------------- sidecar parsing
+
+
+class _SidecarReader:
+    """Validates sidecar JSON field by field, so a hand-edited or truncated sidecar is named precisely."""
+
+    def __init__(self, path: Path, store: str) -> None:
+        self._path = path
+        self._store = store
+
+    def parse(self, data: bytes) -> _Sidecar:
+        try:
+            raw = json.loads(data.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise self._corrupt("(whole file)", f"is not UTF-8 (bad byte at offset {exc.start})") from None
+        except json.JSONDecodeError as exc:
+            where = f"line {exc.lineno} column {exc.colno}"
+            raise self._corrupt("(whole file)", f"is not JSON ({exc.msg} at {where})") from None
+        if not isinstance(raw, dict):
+            raise self._corrupt("(whole file)", "must be a JSON object")
+        self._check_version(raw.get("version"))
+        return _Sidecar(
+            current=self._key(raw, "current", token_required=False),
+            pending=self._key(raw, "pending", token_required=True),
+            previous=self._key(raw, "previous", token_required=False),
+            rolled_back_token=self._optional_str(raw, "rolled_back_token"),
+            record=self._record(raw),
+        )
+
+    def _check_version(self, version: object) -> None:
+        if version == SIDECAR_VERSION:
+            return
+        if isinstance(version, int) and not isinstance(version, bool) and version > SIDECAR_VERSION:
+            raise StoreCorrupt(
+                f"{self._path}: field `version` is {version}, written by a newer rotator: upgrade bluum-rotator",
+                store=self._store,
+            )
+        raise self._corrupt("version", f"must be {SIDECAR_VERSION}")
+
+    def _key(self, raw: dict[str, Any], stage: str, *, token_required: bool) -> StoredKey | None:
+        value = raw.get(stage)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise self._corrupt(stage, "must be an object or null")
+        api_key = self._required_str(value, f"{stage}.api_key")
+        api_secret = self._required_str(value, f"{stage}.api_secret")
+        token = self._optional_str(value, "token", where=f"{stage}.token")
+        if token_required and token is None:
+            raise self._corrupt(f"{stage}.token", "must be a non-empty string (PENDING always carries its token)")
+        return StoredKey(
+            api_key=api_key,
+            api_secret=Secret(api_secret),
+            key_id=self._optional_str(value, "key_id", where=f"{stage}.key_id"),
+            environment=self._environment(value, f"{stage}.environment"),
+            base_url=self._optional_str(value, "base_url", where=f"{stage}.base_url"),
+            token=token,
+        )
+
+    def _environment(self, value: dict[str, Any], where: str) -> Environment | None:
+        name = self._optional_str(value, "environment", where=where)
+        if name is None:
+            return None
+        try:
+            return Environment(name)
+        except ValueError:
+            raise self._corrupt(where, "must be sandbox, production or null") from None
+
+    def _required_str(self, value: dict[str, Any], where: str) -> str:
+        item = value.get(where.rsplit(".", 1)[-1])
+        if not isinstance(item, str) or not item:
+            raise self._corrupt(where, "must be a non-empty string")
+        return item
+
+    def _optional_str(self, value: dict[str, Any], field: str, *, where: str | None = None) -> str | None:
+        item = value.get(field)
+        if item is None:
+            return None
+        if not isinstance(item, str) or not item:
+            raise self._corrupt(where or field, "must be a non-empty string or null")
+        return item
+
+    def _record(self, raw: dict[str, Any]) -> dict[str, Any] | None:
+        record = raw.get("record")
+        if record is not None and not isinstance(record, dict):
+            raise self._corrupt("record", "must be an object or null")
+        return record
+
+    def _corrupt(self, field: str, problem: str) -> StoreCorrupt:
+        return StoreCorrupt(f"{self._path}: field `{field}` {problem}: {_SIDECAR_FIX}", store=self._store)

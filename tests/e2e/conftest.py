@@ -1,0 +1,188 @@
+"""A workspace for end-to-end runs: the simulator over HTTP, a real rotator.toml and real dotenv stores.
+
+`ws.run(...)` runs the real `rotator` CLI in a subprocess (crash tests, concurrency); `ws.cli(...)` runs
+the same click command in-process (faster). Both hand their output to the leak guard.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from dotenv import dotenv_values
+
+from rotator.bluum import BluumClient, CheckOutcome
+from rotator.model import CreatedKey, Environment, KeyPair
+from rotator.secret import Secret
+from rotator.simulator import Simulator
+from tests.conftest import LeakGuard
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def dotenv_text(pair: KeyPair, environment: str, base_url: str, extra: str = "") -> str:
+    return (
+        "# app settings kept by hand\nAPP_NAME='trader'\n"
+        f"BLUUM_API_KEY='{pair.api_key}'\n"
+        f"BLUUM_API_SECRET='{pair.api_secret.reveal()}'\n"
+        f"BLUUM_KEY_ID='{pair.key_id}'\n"
+        f"BLUUM_ENVIRONMENT='{environment}'\n"
+        f"BLUUM_BASE_URL='{base_url}'\n" + extra
+    )
+
+
+@dataclass
+class Workspace:
+    root: Path
+    sim: Simulator
+    guard: LeakGuard
+    tenant: dict[str, str]
+    tenant_pair: KeyPair
+    investor: str
+    first: CreatedKey
+    grace: str = "0s"
+    verify_timeout: str = "5s"
+    mirror: bool = True
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def config(self) -> Path:
+        return self.root / "rotator.toml"
+
+    def write_config(self, **overrides: str) -> None:
+        grace = overrides.get("grace", self.grace)
+        verify_timeout = overrides.get("verify_timeout", self.verify_timeout)
+        also = '["mirror"]' if self.mirror else "[]"
+        self.config.write_text(
+            f"""
+[stores.tenant]
+type = "env"
+path = "tenant.env"
+
+[stores.app]
+type = "env"
+path = "app.env"
+
+[stores.mirror]
+type = "env"
+path = "mirror.env"
+prefix = "TRADING_"
+
+[credentials.tenant]
+environment = "sandbox"
+base_url = "{self.sim.base_url}"
+issuer = "manual"
+store = "tenant"
+grace = "{grace}"
+verify_timeout = "{verify_timeout}"
+
+[credentials.trading]
+environment = "sandbox"
+base_url = "{self.sim.base_url}"
+issuer = "bluum"
+investor_id = "{self.investor}"
+manager = "tenant"
+store = "app"
+also_deploy_to = {also}
+rotate_every = "90d"
+grace = "{grace}"
+verify_timeout = "{verify_timeout}"
+"""
+        )
+
+    def run(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 90, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """The real console entry point in a subprocess; output goes through the leak guard."""
+        full_env = {**os.environ, **self.env, **(env or {})}
+        proc = subprocess.run(
+            [sys.executable, "-m", "rotator", "--config", str(self.config), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=full_env,
+            input=input,
+            cwd=self.root,
+            check=False,
+        )
+        self.guard.check(proc.stdout, "subprocess stdout")
+        self.guard.check(proc.stderr, "subprocess stderr")
+        return proc
+
+    def cli(self, *args: str, input: str | None = None) -> Result:
+        from rotator.cli import cli
+
+        result = CliRunner().invoke(cli, ["--config", str(self.config), *args], input=input)
+        self.guard.check(result.output, "cli output")
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return result
+
+    def delay_new_keys(self, seconds: float) -> None:
+        """Keys created from now on answer 401 for `seconds`; existing keys are aged past the window first."""
+        self.sim.advance_clock(seconds + 60)
+        self.sim.configure(propagation_delay=seconds)
+
+    def values(self, name: str = "app.env") -> dict[str, str | None]:
+        return dotenv_values(self.root / name)
+
+    def current_id(self, name: str = "app.env", prefix: str = "BLUUM_") -> str | None:
+        return self.values(name).get(f"{prefix}KEY_ID")
+
+    def pair_in(self, name: str = "app.env", prefix: str = "BLUUM_") -> KeyPair:
+        values = self.values(name)
+        return KeyPair(
+            api_key=str(values[f"{prefix}API_KEY"]),
+            api_secret=Secret(str(values[f"{prefix}API_SECRET"])),
+            environment=Environment.SANDBOX,
+            key_id=values.get(f"{prefix}KEY_ID"),
+        )
+
+    def investor_keys(self) -> list[dict[str, object]]:
+        return [k for k in self.sim.keys() if k.get("owner") == self.investor]
+
+    def active_ids(self) -> set[str]:
+        return {str(k["id"]) for k in self.investor_keys() if k["status"] == "active"}
+
+    def works(self, pair: KeyPair) -> bool:
+        with BluumClient(self.sim.base_url) as client:
+            return client.check(pair).outcome is CheckOutcome.WORKS
+
+    def snapshot(self) -> dict[str, bytes]:
+        """Every file in the workspace, byte for byte (lock files excluded: a lock is not a change)."""
+        return {
+            p.name: p.read_bytes() for p in sorted(self.root.iterdir()) if p.is_file() and not p.name.endswith(".lock")
+        }
+
+
+@pytest.fixture
+def ws(sim: Simulator, leak_guard: LeakGuard, tmp_path: Path) -> Workspace:
+    tenant = sim.create_tenant_key(environment="TEST")
+    tenant_pair = KeyPair(
+        api_key=tenant["public_key"],
+        api_secret=Secret(tenant["secret_key"]),
+        environment=Environment.SANDBOX,
+        key_id=tenant["id"],
+    )
+    investor = sim.create_investor()
+    with BluumClient(sim.base_url) as client:
+        first = client.create_investor_key(
+            tenant_pair, investor, name="initial", environment=Environment.SANDBOX, idempotency_key=uuid.uuid4().hex
+        )
+    (tmp_path / "tenant.env").write_text(dotenv_text(tenant_pair, "sandbox", sim.base_url))
+    (tmp_path / "app.env").write_text(dotenv_text(first.pair, "sandbox", sim.base_url))
+    mirror = dotenv_text(first.pair, "sandbox", sim.base_url).replace("BLUUM_", "TRADING_")
+    (tmp_path / "mirror.env").write_text(mirror)
+    for name in ("tenant.env", "app.env", "mirror.env"):
+        (tmp_path / name).chmod(0o600)
+    workspace = Workspace(
+        root=tmp_path, sim=sim, guard=leak_guard, tenant=tenant, tenant_pair=tenant_pair, investor=investor, first=first
+    )
+    workspace.write_config()
+    return workspace

@@ -1,0 +1,119 @@
+"""Bad input: a clear message naming the problem and the fix, the documented exit code, files unchanged."""
+
+from __future__ import annotations
+
+import pytest
+
+from rotator.errors import ExitCode
+from tests.e2e.conftest import Workspace
+
+
+def assert_refused(
+    ws: Workspace, before: dict[str, bytes], *args: str, expect: list[str], code: int = ExitCode.BAD_INPUT
+) -> None:
+    result = ws.cli(*args)
+    assert result.exit_code == code, result.output
+    for text in expect:
+        assert text in result.output, f"{text!r} not in {result.output!r}"
+    assert "Traceback" not in result.output
+    assert ws.snapshot() == before
+
+
+def test_malformed_toml(ws: Workspace):
+    ws.config.write_text("[credentials.trading\nenvironment = 'sandbox'\n")
+    before = ws.snapshot()
+    assert_refused(ws, before, "rotate", "trading", expect=["not valid TOML", "line 1"])
+
+
+def test_unknown_store(ws: Workspace):
+    ws.config.write_text(ws.config.read_text().replace('store = "app"', 'store = "ap"'))
+    before = ws.snapshot()
+    assert_refused(ws, before, "rotate", "trading", expect=["'ap'", "app"])
+
+
+def test_unknown_credential(ws: Workspace):
+    before = ws.snapshot()
+    assert_refused(ws, before, "rotate", "tradin", expect=["tradin", "trading"])
+
+
+def test_missing_dotenv(ws: Workspace):
+    (ws.root / "app.env").unlink()
+    before = ws.snapshot()
+    assert_refused(ws, before, "rotate", "trading", expect=["app.env", "does not exist"])
+
+
+def test_malformed_dotenv_missing_secret(ws: Workspace):
+    text = (ws.root / "app.env").read_text()
+    (ws.root / "app.env").write_text("\n".join(line for line in text.splitlines() if "API_SECRET" not in line) + "\n")
+    before = ws.snapshot()
+    assert_refused(ws, before, "rotate", "trading", expect=["BLUUM_API_SECRET"])
+
+
+def test_wrong_environment_in_the_store(ws: Workspace):
+    path = ws.root / "app.env"
+    path.write_text(path.read_text().replace("BLUUM_ENVIRONMENT='sandbox'", "BLUUM_ENVIRONMENT='production'"))
+    before = ws.snapshot()
+    assert_refused(ws, before, "rotate", "trading", expect=["production key where a sandbox key belongs"])
+
+
+def test_sandbox_url_on_a_production_credential(ws: Workspace):
+    text = ws.config.read_text()
+    text = text.replace(
+        f'base_url = "{ws.sim.base_url}"\nissuer = "bluum"',
+        'base_url = "https://sandbox.api.bluumfinance.com/v1"\nissuer = "bluum"',
+    )
+    ws.config.write_text(text.replace('environment = "sandbox"', 'environment = "production"'))
+    before = ws.snapshot()
+    assert_refused(ws, before, "rotate", "trading", expect=["sandbox"])
+
+
+@pytest.mark.parametrize(("spoil", "code"), [("revoke_key", "BLUM-401-003"), ("expire_key", "BLUM-401-005")])
+def test_current_key_revoked_or_expired(ws: Workspace, spoil: str, code: str):
+    getattr(ws.sim, spoil)(ws.first.info.id)
+    before = ws.snapshot()
+    keys_before = ws.sim.keys()
+    assert_refused(ws, before, "rotate", "trading", expect=[code, "--emergency"])
+    assert ws.sim.keys() == keys_before
+
+
+def test_expired_current_key_is_replaced_by_an_emergency_rotation(ws: Workspace):
+    ws.sim.expire_key(ws.first.info.id)
+    result = ws.cli("rotate", "trading", "--emergency", "--reason", "key expired")
+    assert result.exit_code == 0, result.output
+    assert ws.current_id() != ws.first.info.id
+    assert ws.works(ws.pair_in())
+
+
+def test_manager_key_rejected(ws: Workspace):
+    ws.sim.revoke_key(ws.tenant["id"])
+    before = ws.snapshot()
+    assert_refused(ws, before, "rotate", "trading", expect=["BLUM-401-003"])
+
+
+def test_bluum_unreachable_changes_nothing(ws: Workspace):
+    text = ws.config.read_text().replace(ws.sim.base_url, "http://127.0.0.1:9/v1")
+    ws.config.write_text(text + '\n[bluum]\nmax_attempts = 2\nretry_budget = "1s"\n')
+    before = ws.snapshot()
+    assert_refused(ws, before, "rotate", "trading", expect=["127.0.0.1:9"])
+
+
+def test_missing_config_file(ws: Workspace, tmp_path):
+    from click.testing import CliRunner
+
+    from rotator.cli import cli
+
+    result = CliRunner().invoke(cli, ["--config", str(tmp_path / "nope.toml"), "status"])
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert "nope.toml" in result.output
+
+
+def test_new_key_file_malformed(ws: Workspace):
+    bad = ws.root / "new.json"
+    bad.write_text('{"api_key": "x"}')
+    before = ws.snapshot()
+    assert_refused(ws, before, "rotate", "tenant", "--new-key-file", str(bad), expect=["api_secret"])
+
+
+def test_name_and_all_together(ws: Workspace):
+    before = ws.snapshot()
+    assert_refused(ws, before, "rotate", "trading", "--all", expect=["exactly one of NAME or --all"])

@@ -1,0 +1,302 @@
+"""The CLI end to end against the simulator over HTTP, with real dotenv stores."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from rotator.errors import ExitCode
+from tests.e2e.conftest import Workspace
+
+
+def assert_rotated(ws: Workspace) -> str:
+    """The new key is current in both stores, works, and is the only active key; the old one is dead."""
+    new_id = ws.current_id()
+    assert new_id
+    assert new_id != ws.first.info.id
+    assert ws.current_id("mirror.env", "TRADING_") == new_id
+    assert ws.active_ids() == {new_id}
+    assert ws.works(ws.pair_in())
+    assert not ws.works(ws.first.pair)
+    return new_id
+
+
+def test_happy_path_rotates_deploys_verifies_and_revokes(ws: Workspace):
+    other_lines_before = [line for line in (ws.root / "app.env").read_text().splitlines() if "BLUUM_" not in line]
+    result = ws.cli("rotate", "trading")
+    assert result.exit_code == 0, result.output
+    new_id = assert_rotated(ws)
+    for step in ("generate", "deploy", "verify", "revoke", "cleanup"):
+        assert step in result.output
+    assert new_id in result.output
+    other_lines_after = [line for line in (ws.root / "app.env").read_text().splitlines() if "BLUUM_" not in line]
+    assert other_lines_after == other_lines_before
+    assert (ws.root / "app.env").stat().st_mode & 0o777 == 0o600
+
+    status = ws.cli("status", "--json")
+    rows = {row["name"]: row for row in json.loads(status.output)}
+    assert rows["trading"]["current_key"] == new_id
+    assert rows["trading"]["stage"] == "idle"
+    assert rows["trading"]["next_due"] is not None
+
+
+def test_old_key_is_no_longer_used_after_cut_over(ws: Workspace):
+    assert ws.cli("rotate", "trading").exit_code == 0
+    log = ws.sim.request_log()
+    revoke_at = max(i for i, entry in enumerate(log) if str(entry["path"]).endswith("/revoke"))
+    later_old = [e for e in log[revoke_at + 1 :] if e.get("key_id") == ws.first.info.id and e["status"] == 200]
+    assert later_old == []
+
+
+def test_verification_failure_rolls_back_and_revokes_the_new_key(ws: Workspace):
+    ws.write_config(verify_timeout="1s")
+    ws.delay_new_keys(3600)  # the new key never starts working
+    before = ws.snapshot()
+    result = ws.cli("rotate", "trading")
+    assert result.exit_code == ExitCode.ROLLED_BACK, result.output
+    assert "rolled back" in result.output
+    assert ws.current_id() == ws.first.info.id
+    assert ws.current_id("mirror.env", "TRADING_") == ws.first.info.id
+    assert ws.works(ws.first.pair)
+    assert ws.active_ids() == {ws.first.info.id}
+    created = [k for k in ws.investor_keys() if k["id"] != ws.first.info.id]
+    assert len(created) == 1
+    assert created[0]["status"] == "revoked"
+    assert (ws.root / "app.env").read_bytes() == before["app.env"]
+    assert (ws.root / "mirror.env").read_bytes() == before["mirror.env"]
+
+
+def test_emergency_revokes_at_once_even_with_a_grace_window(ws: Workspace):
+    ws.write_config(grace="1h")
+    result = ws.cli("rotate", "trading", "--emergency", "--reason", "key pasted in chat")
+    assert result.exit_code == 0, result.output
+    assert_rotated(ws)
+
+
+def test_emergency_needs_a_reason(ws: Workspace):
+    before = ws.snapshot()
+    result = ws.cli("rotate", "trading", "--emergency")
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert "--reason" in result.output
+    assert ws.snapshot() == before
+
+
+def test_grace_window_keeps_the_old_key_until_resume(ws: Workspace):
+    ws.write_config(grace="1h")
+    result = ws.cli("rotate", "trading")
+    assert result.exit_code == 0, result.output
+    new_id = ws.current_id()
+    assert new_id != ws.first.info.id
+    assert ws.active_ids() == {ws.first.info.id, new_id}  # overlap
+    assert ws.works(ws.first.pair)
+    assert "grace window ends" in result.output
+
+    early = ws.cli("resume", "trading")
+    assert early.exit_code == 0
+    assert ws.active_ids() == {ws.first.info.id, new_id}
+
+    status = json.loads(ws.cli("status", "--json").output)
+    trading = next(r for r in status if r["name"] == "trading")
+    assert trading["stage"] == "verified"
+    assert "grace window ends" in trading["waiting"]
+
+    again = ws.cli("rotate", "trading")
+    assert again.exit_code == ExitCode.INCOMPLETE
+    assert "rotator resume trading" in again.output
+
+    now = ws.cli("resume", "trading", "--now")
+    assert now.exit_code == 0, now.output
+    assert_rotated(ws)
+
+
+def test_dry_run_changes_nothing(ws: Workspace):
+    before = ws.snapshot()
+    keys_before = ws.sim.keys()
+    result = ws.cli("rotate", "trading", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "dry run" in result.output
+    assert ws.first.info.id in result.output
+    assert ws.snapshot() == before
+    assert ws.sim.keys() == keys_before
+    assert not (ws.root / "app.env.rotator.lock").exists()
+
+
+def test_rollback_command_during_grace(ws: Workspace):
+    ws.write_config(grace="1h")
+    assert ws.cli("rotate", "trading").exit_code == 0
+    new_id = ws.current_id()
+    result = ws.cli("rollback", "trading")
+    assert result.exit_code == 0, result.output
+    assert ws.current_id() == ws.first.info.id
+    assert ws.current_id("mirror.env", "TRADING_") == ws.first.info.id
+    assert ws.active_ids() == {ws.first.info.id}
+    assert new_id not in ws.active_ids()
+
+
+def test_rollback_after_completion_is_refused(ws: Workspace):
+    assert ws.cli("rotate", "trading").exit_code == 0
+    before = ws.snapshot()
+    result = ws.cli("rollback", "trading")
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert "already revoked" in result.output
+    assert ws.snapshot() == before
+
+
+def test_verify_command(ws: Workspace):
+    assert ws.cli("verify", "trading").exit_code == 0
+    ws.sim.revoke_key(ws.first.info.id)
+    result = ws.cli("verify", "trading")
+    assert result.exit_code == ExitCode.INCOMPLETE
+    assert "BLUM-401-003" in result.output
+
+
+def test_sweep_finds_and_revokes_orphans(ws: Workspace):
+    from rotator.machine import key_name
+
+    with ws_client(ws) as client:
+        orphan = client.create_investor_key(
+            ws.tenant_pair,
+            ws.investor,
+            name=key_name("trading", "f" * 32),
+            environment=env_sandbox(),
+            idempotency_key="e" * 32,
+        )
+    listed = ws.cli("sweep", "--json")
+    findings = json.loads(listed.output)
+    assert [(f["key_id"], f["kind"]) for f in findings] == [(orphan.info.id, "orphan")]
+    revoked = ws.cli("sweep", "--revoke")
+    assert revoked.exit_code == 0
+    assert orphan.info.id in revoked.output
+    assert ws.active_ids() == {ws.first.info.id}
+    assert "no orphan keys" in ws.cli("sweep").output
+
+
+def test_rotation_refuses_to_make_a_third_active_key(ws: Workspace):
+    from rotator.machine import key_name
+
+    with ws_client(ws) as client:
+        client.create_investor_key(
+            ws.tenant_pair,
+            ws.investor,
+            name=key_name("trading", "d" * 32),
+            environment=env_sandbox(),
+            idempotency_key="c" * 32,
+        )
+    before = ws.snapshot()
+    result = ws.cli("rotate", "trading")
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert "sweep --revoke" in result.output
+    assert ws.snapshot() == before
+    assert len(ws.active_ids()) == 2
+
+
+def test_all_rotates_every_api_minted_credential(ws: Workspace):
+    result = ws.cli("rotate", "--all")
+    assert result.exit_code == 0, result.output
+    assert_rotated(ws)
+
+
+def test_manual_issuer_deploys_verifies_and_waits_for_the_operator(ws: Workspace):
+    """The tenant key itself: a person makes the pair in the dashboard, we deploy and verify it, the person
+    revokes the old one, and only a 401 on the old pair lets us forget it."""
+    new_tenant = ws.sim.create_tenant_key(environment="TEST")
+    ws.guard.watch(new_tenant["secret_key"])
+    pair_file = ws.root / "new.json"
+    pair_file.write_text(
+        json.dumps(
+            {
+                "api_key": new_tenant["public_key"],
+                "api_secret": new_tenant["secret_key"],
+                "key_id": new_tenant["id"],
+            }
+        )
+    )
+    result = ws.run("rotate", "tenant", "--new-key-file", str(pair_file))
+    assert result.returncode == ExitCode.INCOMPLETE, result.stderr
+    assert "Revoke the old key" in result.stdout + result.stderr
+    assert ws.current_id("tenant.env") == new_tenant["id"]
+    # Still waiting: the old pair works, so resume keeps waiting.
+    assert ws.run("resume", "tenant").returncode == ExitCode.INCOMPLETE
+    ws.sim.revoke_key(ws.tenant["id"])  # the operator, in the dashboard
+    done = ws.run("resume", "tenant")
+    assert done.returncode == 0, done.stderr
+    status = json.loads(ws.run("status", "--json").stdout)
+    assert next(r for r in status if r["name"] == "tenant")["stage"] == "idle"
+    # The new tenant key now manages the investor keys.
+    assert ws.cli("rotate", "trading").exit_code == 0
+
+
+def test_manual_pair_from_stdin_of_the_wrong_environment_is_refused(ws: Workspace):
+    prod = ws.sim.create_tenant_key(environment="PRODUCTION")
+    ws.guard.watch(prod["secret_key"])
+    before = ws.snapshot()
+    payload = json.dumps(
+        {
+            "api_key": prod["public_key"],
+            "api_secret": prod["secret_key"],
+            "key_id": prod["id"],
+            "environment": "PRODUCTION",
+        }
+    )
+    result = ws.cli("rotate", "tenant", "--new-key-file", "-", input=payload)
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert "production key where a sandbox key belongs" in result.output
+    assert ws.snapshot() == before
+
+
+def test_five_concurrent_rotations_one_wins(ws: Workspace):
+    ws.write_config(verify_timeout="20s")
+    ws.delay_new_keys(3)  # the winner holds the lock for at least 3 s
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "rotator", "--config", str(ws.config), "rotate", "trading"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ws.root,
+        )
+        for _ in range(5)
+    ]
+    codes = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=90)
+        ws.guard.check(out, "stdout")
+        ws.guard.check(err, "stderr")
+        codes.append(proc.returncode)
+    assert sorted(codes) == [0, 3, 3, 3, 3], codes
+    created = [k for k in ws.investor_keys() if k["id"] != ws.first.info.id]
+    assert len(created) == 1
+    assert_rotated(ws)
+
+
+def ws_client(ws: Workspace):
+    from rotator.bluum import BluumClient
+
+    return BluumClient(ws.sim.base_url)
+
+
+def env_sandbox():
+    from rotator.model import Environment
+
+    return Environment.SANDBOX
+
+
+@pytest.mark.parametrize("style", ["flat", "legacy"])
+def test_rotation_works_with_every_error_body_style(ws: Workspace, style: str):
+    ws.sim.configure(error_style=style)
+    ws.delay_new_keys(0.3)
+    result = ws.cli("rotate", "trading")
+    assert result.exit_code == 0, result.output
+    assert_rotated(ws)
+
+
+def test_done_line_reports_step_time_and_waiting(ws: Workspace):
+    ws.delay_new_keys(0.5)
+    result = ws.cli("rotate", "trading")
+    assert result.exit_code == 0
+    done = next(line for line in result.output.splitlines() if "rotation complete" in line)
+    assert "s of steps" in done
+    assert "waiting" in done

@@ -1,0 +1,271 @@
+"""The `SecretStore` contract as a reusable test suite: every store type must pass it unchanged.
+
+The engine talks to every store through the same few calls and relies on their promises (idempotent by token,
+conflicts instead of silent overwrites, a lock that excludes). Each promise in `backends/base.py` is a test method
+here, so a new store proves it keeps them by subclassing::
+
+    class TestMyStoreContract(StoreContract):
+        @pytest.fixture
+        def store(self, seed_key: StoredKey) -> SecretStore:
+            ...  # a fresh store whose CURRENT holds `seed_key`, nothing else
+
+        @pytest.fixture
+        def twin(self, store: SecretStore) -> SecretStore:
+            ...  # optional: a second, independent handle on the same secret (default: `store` itself)
+
+The tests only use the Protocol's calls; they never look at files, labels or versions. Secrets in the keys below
+contain quote, hash, equals, dollar and space characters, so every store also proves it round-trips them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from backends.base import SecretStore
+from rotator.errors import RotationInProgress, StoreConflict
+from rotator.model import DEFAULT_BASE_URLS, Environment, Stage, StoredKey
+from rotator.secret import Secret
+
+LOCK_TTL = 30.0
+
+
+def make_key(n: int, *, token: str | None = None, environment: Environment = Environment.SANDBOX) -> StoredKey:
+    """A distinct test key; `n` picks the pair. The secret mixes characters that quoting tends to break."""
+    return StoredKey(
+        api_key=f"pk_contract_{n:04d}",
+        api_secret=Secret(f"sk-{n:04d} #'\"= $x contract"),
+        key_id=f"apk_contract{n:04d}",
+        environment=environment,
+        base_url=DEFAULT_BASE_URLS[environment],
+        token=token,
+    )
+
+
+def assert_holds(actual: StoredKey | None, expected: StoredKey, *, token: str | None = None) -> None:
+    """`actual` is the same pair (and key id) as `expected`; with `token`, also carries that token."""
+    assert actual is not None, f"expected {expected.label}, found an empty stage"
+    assert actual.same_key(expected), f"expected {expected.label}, found {actual.label}"
+    assert actual.key_id == expected.key_id
+    if token is not None:
+        assert actual.token == token
+
+
+def snapshot(store: SecretStore) -> tuple[Any, ...]:
+    """Everything the Protocol can see, to prove that a refused call changed nothing."""
+    stages = []
+    for stage in (Stage.CURRENT, Stage.PENDING, Stage.PREVIOUS):
+        key = store.read(stage)
+        stages.append(None if key is None else (key.api_key, key.api_secret, key.key_id, key.token))
+    return (*stages, store.read_record())
+
+
+class StoreContract:
+    """Promises of `backends.base.SecretStore`, tested against the `store` fixture a subclass provides."""
+
+    @pytest.fixture
+    def seed_key(self) -> StoredKey:
+        """The key the `store` fixture must hold as CURRENT (like a credential before its first rotation)."""
+        return make_key(0)
+
+    @pytest.fixture
+    def store(self, seed_key: StoredKey) -> SecretStore:
+        """Subclasses override: a fresh store holding `seed_key` as CURRENT, with no PENDING, PREVIOUS or record."""
+        raise NotImplementedError("a StoreContract subclass must provide the `store` fixture")
+
+    @pytest.fixture
+    def twin(self, store: SecretStore) -> SecretStore:
+        """A second handle on the same secret, as another process would have; override to make it independent."""
+        return store
+
+    # ------------------------------------------------------------------------------------------- basics
+
+    def test_implements_the_protocol(self, store: SecretStore, seed_key: StoredKey) -> None:
+        assert isinstance(store, SecretStore)
+        description = store.describe()
+        assert description
+        assert seed_key.api_secret.reveal() not in description
+
+    def test_fresh_store_holds_only_current(self, store: SecretStore, seed_key: StoredKey) -> None:
+        assert_holds(store.read(Stage.CURRENT), seed_key)
+        assert store.read(Stage.PENDING) is None
+        assert store.read(Stage.PREVIOUS) is None
+        assert store.read_record() is None
+
+    # ------------------------------------------------------------------------------------------- put_pending
+
+    def test_put_pending_is_read_back_with_its_token(self, store: SecretStore, seed_key: StoredKey) -> None:
+        new = make_key(1, token="tok-1")
+        store.put_pending(new)
+        assert_holds(store.read(Stage.PENDING), new, token="tok-1")
+        assert_holds(store.read(Stage.CURRENT), seed_key)
+        assert store.read(Stage.PREVIOUS) is None
+
+    def test_put_pending_again_with_same_token_and_key_does_nothing(self, store: SecretStore) -> None:
+        store.put_pending(make_key(1, token="tok-1"))
+        before = snapshot(store)
+        store.put_pending(make_key(1, token="tok-1"))
+        assert snapshot(store) == before
+
+    def test_put_pending_same_token_other_key_conflicts(self, store: SecretStore) -> None:
+        store.put_pending(make_key(1, token="tok-1"))
+        before = snapshot(store)
+        intruder = make_key(2, token="tok-1")
+        with pytest.raises(StoreConflict) as caught:
+            store.put_pending(intruder)
+        assert intruder.api_secret.reveal() not in str(caught.value)
+        assert snapshot(store) == before
+
+    def test_put_pending_other_token_replaces_abandoned_pending(self, store: SecretStore, seed_key: StoredKey) -> None:
+        store.put_pending(make_key(1, token="tok-1"))
+        replacement = make_key(2, token="tok-2")
+        store.put_pending(replacement)
+        assert_holds(store.read(Stage.PENDING), replacement, token="tok-2")
+        assert_holds(store.read(Stage.CURRENT), seed_key)
+
+    def test_put_pending_after_promote_with_same_token_does_nothing(self, store: SecretStore) -> None:
+        """A resumed deploy stages and promotes every target again; a target already promoted must stay so."""
+        new = make_key(1, token="tok-1")
+        store.put_pending(new)
+        store.promote("tok-1")
+        before = snapshot(store)
+        store.put_pending(new)
+        store.promote("tok-1")
+        assert snapshot(store) == before
+        assert store.read(Stage.PENDING) is None
+
+    # ------------------------------------------------------------------------------------------- promote
+
+    def test_promote_moves_pending_to_current_and_current_to_previous(
+        self, store: SecretStore, seed_key: StoredKey
+    ) -> None:
+        new = make_key(1, token="tok-1")
+        store.put_pending(new)
+        store.promote("tok-1")
+        assert_holds(store.read(Stage.CURRENT), new, token="tok-1")
+        assert_holds(store.read(Stage.PREVIOUS), seed_key)
+        assert store.read(Stage.PENDING) is None
+
+    def test_promote_twice_is_a_no_op(self, store: SecretStore) -> None:
+        store.put_pending(make_key(1, token="tok-1"))
+        store.promote("tok-1")
+        before = snapshot(store)
+        store.promote("tok-1")
+        assert snapshot(store) == before
+
+    def test_promote_unknown_token_conflicts_and_changes_nothing(self, store: SecretStore) -> None:
+        store.put_pending(make_key(1, token="tok-1"))
+        before = snapshot(store)
+        with pytest.raises(StoreConflict):
+            store.promote("tok-unknown")
+        assert snapshot(store) == before
+
+    def test_promote_of_a_replaced_pending_conflicts(self, store: SecretStore) -> None:
+        store.put_pending(make_key(1, token="tok-1"))
+        store.put_pending(make_key(2, token="tok-2"))
+        before = snapshot(store)
+        with pytest.raises(StoreConflict):
+            store.promote("tok-1")
+        assert snapshot(store) == before
+
+    def test_second_rotation_after_clear(self, store: SecretStore) -> None:
+        first, second = make_key(1, token="tok-1"), make_key(2, token="tok-2")
+        store.put_pending(first)
+        store.promote("tok-1")
+        store.clear_previous()
+        store.put_pending(second)
+        store.promote("tok-2")
+        assert_holds(store.read(Stage.CURRENT), second, token="tok-2")
+        assert_holds(store.read(Stage.PREVIOUS), first)
+        assert store.read(Stage.PENDING) is None
+
+    # ------------------------------------------------------------------------------------------- restore_previous
+
+    def test_restore_previous_after_promote(self, store: SecretStore, seed_key: StoredKey) -> None:
+        store.put_pending(make_key(1, token="tok-1"))
+        store.promote("tok-1")
+        store.restore_previous("tok-1")
+        assert_holds(store.read(Stage.CURRENT), seed_key)
+        assert store.read(Stage.PREVIOUS) is None
+        assert store.read(Stage.PENDING) is None
+
+    def test_restore_previous_twice_is_a_no_op(self, store: SecretStore) -> None:
+        store.put_pending(make_key(1, token="tok-1"))
+        store.promote("tok-1")
+        store.restore_previous("tok-1")
+        before = snapshot(store)
+        store.restore_previous("tok-1")
+        assert snapshot(store) == before
+
+    def test_restore_previous_when_current_lacks_token_does_nothing(self, store: SecretStore) -> None:
+        store.put_pending(make_key(1, token="tok-1"))
+        store.promote("tok-1")
+        before = snapshot(store)
+        store.restore_previous("tok-other")
+        assert snapshot(store) == before
+
+    def test_restore_previous_before_promote_leaves_current_and_previous(
+        self, store: SecretStore, seed_key: StoredKey
+    ) -> None:
+        store.put_pending(make_key(1, token="tok-1"))
+        store.restore_previous("tok-1")
+        assert_holds(store.read(Stage.CURRENT), seed_key)
+        assert store.read(Stage.PREVIOUS) is None
+
+    # ------------------------------------------------------------------------------------------- clear_previous
+
+    def test_clear_previous_forgets_previous_only(self, store: SecretStore) -> None:
+        new = make_key(1, token="tok-1")
+        store.put_pending(new)
+        store.promote("tok-1")
+        store.clear_previous()
+        assert store.read(Stage.PREVIOUS) is None
+        assert_holds(store.read(Stage.CURRENT), new, token="tok-1")
+
+    def test_clear_previous_when_empty_does_nothing(self, store: SecretStore) -> None:
+        before = snapshot(store)
+        store.clear_previous()
+        store.clear_previous()
+        assert snapshot(store) == before
+
+    # ------------------------------------------------------------------------------------------- record
+
+    def test_record_round_trip_and_replace(self, store: SecretStore) -> None:
+        record: dict[str, Any] = {"token": "tok-1", "phase": "started", "steps": [1, 2.5, None, True], "nested": {}}
+        with store.lock("contract", LOCK_TTL):
+            store.write_record(record)
+            assert store.read_record() == record
+            store.write_record({"token": "tok-1", "phase": "completed"})
+        assert store.read_record() == {"token": "tok-1", "phase": "completed"}
+
+    def test_record_survives_stage_moves(self, store: SecretStore) -> None:
+        record = {"token": "tok-1", "phase": "pending_stored"}
+        with store.lock("contract", LOCK_TTL):
+            store.write_record(record)
+        store.put_pending(make_key(1, token="tok-1"))
+        store.promote("tok-1")
+        store.restore_previous("tok-1")
+        store.clear_previous()
+        assert store.read_record() == record
+
+    # ------------------------------------------------------------------------------------------- lock
+
+    def test_lock_excludes_a_second_holder(self, store: SecretStore, twin: SecretStore) -> None:
+        with store.lock("first", LOCK_TTL):
+            store.write_record({"owner": "first"})
+            with pytest.raises(RotationInProgress), twin.lock("second", LOCK_TTL):
+                twin.write_record({"owner": "second"})  # pragma: no cover - must not run
+            assert store.read_record() == {"owner": "first"}
+
+    def test_lock_is_released_after_the_block(self, store: SecretStore, twin: SecretStore) -> None:
+        with store.lock("first", LOCK_TTL):
+            pass
+        with twin.lock("second", LOCK_TTL):
+            pass
+
+    def test_lock_is_released_when_the_block_raises(self, store: SecretStore, twin: SecretStore) -> None:
+        with pytest.raises(KeyError), store.lock("first", LOCK_TTL):
+            raise KeyError("boom")
+        with twin.lock("second", LOCK_TTL):
+            pass
