@@ -47,7 +47,8 @@ class SecretStore(Protocol):
         ...
 
     def put_pending(self, key: StoredKey) -> None:
-        """Store `key` as PENDING under `key.token`. Calling again with the same token and key does nothing.
+        """Store `key` as PENDING under `key.token`. Calling again with the same token and key does nothing,
+        also when that token has already been promoted to CURRENT (a resumed deploy calls it again).
 
         A PENDING of another token is replaced (that rotation was abandoned: the engine revokes its key).
         The same token with a different key raises StoreConflict.
@@ -65,7 +66,8 @@ class SecretStore(Protocol):
     def restore_previous(self, token: str) -> None:
         """Rollback: when CURRENT carries `token`, PREVIOUS becomes CURRENT again and PREVIOUS empties.
 
-        Also drops a PENDING carrying `token`. Does nothing when CURRENT does not carry `token`.
+        A PENDING carrying `token` (staged in a target, never promoted) is dropped. CURRENT is left alone when
+        it does not carry `token`. CURRENT carrying `token` with PREVIOUS empty raises StoreConflict.
         """
         ...
 
@@ -82,7 +84,8 @@ class SecretStore(Protocol):
         ...
 
     def lock(self, owner: str, ttl_seconds: float) -> AbstractContextManager[None]:
-        """Hold the rotation lock of this credential for the `with` block.
+        """Hold the rotation lock of this credential for the `with` block. Every mutating call of a
+        rotation runs under it; stores need no locking of their own beyond their atomic writes.
 
         Raises RotationInProgress at once (never waits) when someone else holds it. A holder that crashed
         stops blocking others: by the kernel releasing a file lock, or by `ttl_seconds` passing for a lease.

@@ -15,7 +15,8 @@ values is dropped when that line is rewritten; a comment on its own line is kept
 
 Values are written in single quotes with `\\` and `'` escaped, which python-dotenv reads back unchanged. One thing
 cannot be escaped: python-dotenv expands `${NAME}` even inside single quotes, so a value containing `${` is refused
-before anything is written.
+before anything is written, and one of our lines that uses `${...}` is reported (StoreCorrupt) rather than read
+differently from what applications see.
 
 Sidecar format (JSON, mode 0600)::
 
@@ -322,12 +323,21 @@ class EnvStore:
     def restore_previous(self, token: str) -> None:
         """Rollback: when CURRENT carries `token`, PREVIOUS becomes CURRENT again (sidecar first, then the file).
 
-        When CURRENT does not carry `token` nothing changes, except that a retry of a restore of this very token
-        that crashed between the two writes re-projects the restored key into the dotenv file.
+        When CURRENT does not carry `token`, CURRENT is left alone: a PENDING of `token` (a target that was staged
+        but never promoted before a crash) is dropped, and a retry of a restore of this very token that crashed
+        between the two writes re-projects the restored key into the dotenv file.
         """
         sidecar = self._load_sidecar()
         current = sidecar.current
         if current is None or current.token != token:
+            if sidecar.pending is not None and sidecar.pending.token == token:
+                self._save_sidecar(replace(sidecar, pending=None))
+                log.info(
+                    "dropped PENDING %s of an abandoned rotation from %s",
+                    sidecar.pending.label,
+                    self.describe(),
+                    extra={"fields": {"store": self.name, "key": sidecar.pending.label, "token": token}},
+                )
             if current is not None and sidecar.rolled_back_token == token:
                 self._reproject(self._read_dotenv(), current, why="restore_previous")
             return
@@ -456,6 +466,11 @@ class EnvStore:
             line, value = hits[0]
             if not value:
                 raise self._corrupt(f"line {line}: {variable} has an empty value: give it one or delete the line")
+            if "${" in value:
+                raise self._corrupt(
+                    f"line {line}: {variable} uses ${{...}} interpolation, so what applications read depends on other "
+                    "variables and cannot be checked or rotated: write the value itself"
+                )
             values[field] = (line, value)
         for field in _REQUIRED:
             if field not in values:

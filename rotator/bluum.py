@@ -54,6 +54,7 @@ from rotator.errors import (
     BluumRateLimited,
     BluumServerError,
     BluumUnavailable,
+    BluumUnexpectedResponse,
 )
 from rotator.model import DEFAULT_BASE_URLS, ApiKeyInfo, CreatedKey, Environment, KeyPair
 from rotator.secret import MASK, Secret
@@ -70,6 +71,7 @@ __all__ = [
 
 logger = logging.getLogger("rotator.bluum")
 
+DEFAULT_API_KEYS_PATH: Final = "/investors/{investor_id}/api-keys"
 DEFAULT_CHECK_PATH: Final = "/assets?asset_class=us_equity&tradable=true"
 """Bluum's own "test your credentials" call (bluum-api.md §6): read-only and cheap."""
 
@@ -112,27 +114,6 @@ _AUTH_ADVICE: Final[Mapping[str, str]] = {
 
 # The check rejects a key only for these codes; the other 401s say our request was wrong, not the key.
 _REJECTING_CODES: Final = frozenset({"BLUM-401-003", "BLUM-401-004", "BLUM-401-005"})
-
-
-class BluumUnexpectedResponse(BluumServerError):
-    """Bluum answered 2xx, but the body breaks the contract (no secret, wrong environment, not JSON...).
-
-    A subclass of BluumServerError because the fault is on the server side and retrying will not fix it.
-    `key_id` names a key that the faulty answer says was created, so the caller can revoke it.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        code: str | None = None,
-        request_id: str | None = None,
-        trace_id: str | None = None,
-        key_id: str | None = None,
-    ) -> None:
-        super().__init__(message, status=status, code=code, request_id=request_id, trace_id=trace_id)
-        self.key_id = key_id
 
 
 @dataclass(frozen=True)
@@ -206,8 +187,10 @@ class BluumClient:
         check_path: str = DEFAULT_CHECK_PATH,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        api_keys_path: str = DEFAULT_API_KEYS_PATH,
     ) -> None:
         self._base_url = base_url.rstrip("/")
+        self._api_keys_path = api_keys_path
         self._retry = retry or RetryPolicy()
         overrides = rate_limits or {}
         self._rate_limits = {env: float(overrides.get(env, env.default_rate_limit)) for env in Environment}
@@ -252,6 +235,10 @@ class BluumClient:
     def base_url(self) -> str:
         return self._base_url
 
+    def _keys_path(self, investor_id: str) -> str:
+        """Where an investor's keys live; configurable so a future endpoint needs no new code."""
+        return self._api_keys_path.format(investor_id=_segment(investor_id))
+
     def close(self) -> None:
         """Close pooled connections."""
         self._http.close()
@@ -282,7 +269,7 @@ class BluumClient:
         op = f"create key for {investor_id}"
         response = self._request(
             "POST",
-            f"/investors/{_segment(investor_id)}/api-keys",
+            self._keys_path(investor_id),
             manager,
             op=op,
             json_body={"name": name, "environment": environment.bluum_name},
@@ -337,7 +324,7 @@ class BluumClient:
         Keys are de-duplicated by id, since a key made while we page can shift offsets by one.
         """
         op = f"list keys of {investor_id}"
-        path = f"/investors/{_segment(investor_id)}/api-keys"
+        path = self._keys_path(investor_id)
         keys: dict[str, ApiKeyInfo] = {}
         offset = 0
         for _ in range(MAX_PAGES):
@@ -367,7 +354,7 @@ class BluumClient:
         revoke answers; if it is a 409/400/422 and the key is listed as revoked, that is success.
         """
         op = f"revoke {key_id} of {investor_id}"
-        path = f"/investors/{_segment(investor_id)}/api-keys/{_segment(key_id)}/revoke"
+        path = f"{self._keys_path(investor_id)}/{_segment(key_id)}/revoke"
         try:
             response = self._request("POST", path, manager, op=op, replay_safe=True)
         except (BluumConflict, BluumInvalidRequest) as refused:
@@ -436,7 +423,9 @@ class BluumClient:
         stopped_by: list[str] = []
 
         def attempt(number: int) -> httpx.Response:
-            return self._attempt(method, path, pair, op=op, number=number, headers=headers, json_body=json_body)
+            budget_left = policy.total_budget - (self._clock() - start)
+            return self._attempt(method, path, pair, op=op, number=number, headers=headers, json_body=json_body,
+                                 budget_left=budget_left)
 
         def should_retry(exc: BaseException) -> bool:
             if not isinstance(exc, _Failure) or not exc.retryable:
@@ -452,7 +441,8 @@ class BluumClient:
 
         def stop(state: tenacity.RetryCallState) -> bool:
             if state.attempt_number >= policy.max_attempts:
-                stopped_by.append(f"{state.attempt_number} attempts")
+                count = state.attempt_number
+                stopped_by.append(f"{count} attempt{'' if count == 1 else 's'}")
                 return True
             elapsed = self._clock() - start
             if elapsed + state.upcoming_sleep > policy.total_budget:
@@ -507,11 +497,30 @@ class BluumClient:
         number: int,
         headers: Mapping[str, str],
         json_body: Mapping[str, Any] | None,
+        budget_left: float,
     ) -> httpx.Response:
-        """One HTTP exchange: wait for the pair's slot, send, log, and classify."""
+        """One HTTP exchange: wait for the pair's slot, send, log, and classify.
+
+        The slot can be far away when another thread of this pair drew a 429 with a long Retry-After; if it is
+        beyond the budget, give up now, as the retry loop would, instead of sleeping past the budget.
+        """
         throttle = throttle_for(pair.api_key, self._rate_limits[pair.environment])
-        throttle.acquire(self._clock, self._sleep)
         fields: dict[str, Any] = {"method": method, "path": _path_only(path), "attempt": number, "key": pair.label}
+        if throttle.acquire(self._clock, self._sleep, max_wait=max(0.0, budget_left)) is None:
+            held = throttle.wait_time(self._clock())
+            fields.update(status=None, error="HeldBack")
+            logger.warning("bluum %s %s held back by the throttle", method, fields["path"], extra={"fields": fields})
+            raise _Failure(
+                BluumRateLimited(
+                    f"{op} ({pair.label}): not sent: this key pair must wait (Bluum answered 429 with Retry-After "
+                    "to another request of this process) longer than the time budget allows; try again later",
+                    status=None,
+                    code=None,
+                    retry_after=held,
+                ),
+                retryable=False,
+                safe_without_idempotency=True,
+            )
         began = time.perf_counter()
         try:
             response = self._http.request(
@@ -544,7 +553,9 @@ class BluumClient:
             return response
         error, retry_after = _error_from(response, op, pair)
         fields.update(code=error.code, trace_id=error.trace_id)
-        logger.warning("bluum %s %s -> %d", method, fields["path"], response.status_code, extra={"fields": fields})
+        # A 4xx is an answer the caller judges (a 401 during verification is expected); 429 and 5xx are faults.
+        level = logging.WARNING if response.status_code == 429 or response.status_code >= 500 else logging.INFO
+        logger.log(level, "bluum %s %s -> %d", method, fields["path"], response.status_code, extra={"fields": fields})
         if response.status_code == 429 and retry_after is not None:
             throttle.hold_until(self._clock() + retry_after)
         raise _Failure(

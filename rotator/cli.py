@@ -136,10 +136,11 @@ def rotate(
     dry_run: bool,
     new_key_file: str | None,
 ) -> None:
-    """Rotate NAME (or --all): generate, deploy, verify, and revoke the old key after the grace window.
+    """Rotate one credential, or --all.
 
-    With a grace window the old key stays active after the rotation; `rotator resume` (or the next
-    scheduled run) revokes it when the window has passed.
+    Generates a new key, deploys it to every store, verifies it against Bluum, and revokes the old key
+    after the grace window. With a grace window the old key stays active after the rotation;
+    `rotator resume` (or the next scheduled run) revokes it when the window has passed.
     """
     from rotator.errors import ConfigError
 
@@ -228,7 +229,10 @@ def _read_new_pair(path: str, name: str | None) -> StoredKey:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @pass_settings
 def status(settings: Settings, as_json: bool) -> None:
-    """Show each credential: environment, current key id, age, next due, stage, and what waits on whom."""
+    """Show every credential's state.
+
+    Environment, current key id, age, next due date, rotation stage, and what waits on whom.
+    """
     with _engine(settings, quiet=True) as engine:
         rows = engine.status()
     if as_json:
@@ -288,9 +292,10 @@ def _status_table(rows: list[Any]) -> str:
 @click.option("--now", is_flag=True, help="Revoke the old key now instead of waiting for the grace window to end.")
 @pass_settings
 def resume(settings: Settings, name: str | None, now: bool) -> None:
-    """Finish rotations left incomplete (a crash, a grace window, an operator step), or roll them back.
+    """Finish (or roll back) unfinished rotations.
 
-    Without NAME, every credential is checked. Safe to run at any time, from any machine.
+    Picks up rotations left incomplete by a crash, a grace window or an operator step. Without NAME,
+    every credential is checked. Safe to run at any time, from any machine.
     """
     with _engine(settings) as engine:
         names = [name] if name else list(engine.config.credentials)
@@ -301,13 +306,27 @@ def resume(settings: Settings, name: str | None, now: bool) -> None:
     _finish(outcomes)
 
 
+@cli.command("run-due", epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
+@pass_settings
+def run_due(settings: Settings) -> None:
+    """One scheduler tick, for cron.
+
+    Resumes unfinished rotations, revokes old keys whose grace window has passed, and rotates every
+    credential that is due. Never waits on a person: what needs one is reported, with exit 4.
+    """
+    with _engine(settings) as engine:
+        outcomes = [_guarded(each, partial(engine.run_due, each)) for each in engine.config.credentials]
+    _finish(outcomes)
+
+
 @cli.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
 @click.argument("name")
 @pass_settings
 def rollback(settings: Settings, name: str) -> None:
-    """Undo NAME's last rotation: the old key becomes current again and the new key is revoked.
+    """Undo a credential's last rotation.
 
-    Possible until the old key is revoked at Bluum; after that there is nothing to go back to.
+    The old key becomes current again in every store and the new key is revoked. Possible until the
+    old key is revoked at Bluum; after that there is nothing to go back to.
     """
     with _engine(settings) as engine:
         outcome = _guarded(name, lambda: engine.rollback(name))
@@ -318,7 +337,10 @@ def rollback(settings: Settings, name: str) -> None:
 @click.argument("name")
 @pass_settings
 def verify(settings: Settings, name: str) -> None:
-    """Check that every store of NAME holds the same current key and that Bluum accepts it (exit 4 if not)."""
+    """Check a credential's current key everywhere.
+
+    Every store of NAME must hold the same current key, and Bluum must accept it; exit 4 if not.
+    """
     with _engine(settings) as engine:
         outcome = _guarded(name, lambda: engine.verify(name))
     _finish([outcome])
@@ -330,7 +352,11 @@ def verify(settings: Settings, name: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
 @pass_settings
 def sweep(settings: Settings, revoke: bool, include_foreign: bool, as_json: bool) -> None:
-    """List active keys at Bluum that no store knows (orphans), and credentials with too many active keys."""
+    """Find keys at Bluum that no store knows.
+
+    Lists active keys no store or rotation record knows (orphans), and credentials with more than two
+    active keys. With --revoke, revokes the orphans this tool made.
+    """
     from dataclasses import asdict
 
     with _engine(settings, quiet=True) as engine:
@@ -349,7 +375,10 @@ def sweep(settings: Settings, revoke: bool, include_foreign: bool, as_json: bool
 
 @cli.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
 def demo() -> None:
-    """Run a real rotation against the local simulator: every step, its timing, and the old key's 401."""
+    """Show a real rotation against the local simulator.
+
+    Every step with its timing, the final status, and the old key's 401. Prints no secret.
+    """
     from rotator.demo import run_demo
 
     sys.exit(run_demo())
@@ -359,7 +388,9 @@ def demo() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; loopback only.")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port; 0 picks one.")
 def simulator(host: str, port: int) -> None:
-    """Run the local Bluum API simulator until SIGINT or SIGTERM.
+    """Run the local Bluum API simulator.
+
+    Serves until SIGINT or SIGTERM.
 
     It prints its base URL, then serves the documented Bluum endpoints plus a /_sim control plane.
     """

@@ -147,9 +147,12 @@ class Engine:
             factories = load_store_factories()
             if spec.type not in factories:
                 raise ConfigError(f"store {name!r}: unknown type {spec.type!r}; known: {', '.join(sorted(factories))}")
-            self._stores[name] = factories[spec.type](
-                name, environment=cred.environment, base_url=cred.base_url, **dict(spec.options)
-            )
+            try:
+                self._stores[name] = factories[spec.type](
+                    name, environment=cred.environment, base_url=cred.base_url, **dict(spec.options)
+                )
+            except TypeError as exc:  # a third-party store's options are not checked by config.py
+                raise ConfigError(f"store {name!r} (type {spec.type!r}) rejects its options: {exc}") from exc
         return self._stores[name]
 
     def client(self, cred: CredentialConfig) -> BluumClient:
@@ -163,6 +166,7 @@ class Engine:
                 retry=RetryPolicy(max_attempts=settings.max_attempts, total_budget=settings.retry_budget),
                 rate_limits=settings.rate_limits,
                 check_path=cred.check_path,
+                api_keys_path=cred.api_keys_path,
                 sleep=self._sleep,
             )
         return self._clients[cred.name]
@@ -789,6 +793,30 @@ class Engine:
                 self._emit(run, "rollback", f"revoked the new key {info.id}")
 
     # ----------------------------------------------------------------- read-only commands
+
+    def run_due(self, name: str) -> Outcome:
+        """One scheduler tick for one credential: finish what is unfinished, rotate what is due.
+
+        Never waits on a person: a manual credential that is due is reported (exit 4) with what to do.
+        """
+        run = self._run(name)
+        record = self.read_record(run)
+        if record is not None and not record.phase.terminal:
+            return self.resume(name)
+        since = record.current_since if record is not None else None
+        if not machine.is_due(since, run.cred.rotate_every, self._clock()):
+            due = machine.next_due(since, run.cred.rotate_every)
+            when = time.strftime("%Y-%m-%d", time.gmtime(due)) if due else "unknown"
+            return Outcome(name, ExitCode.OK, f"{name}: not due (next rotation {when})", record)
+        if run.cred.issuer == "manual":
+            return Outcome(
+                name,
+                ExitCode.INCOMPLETE,
+                f"{name}: rotation is due and waits on a person: create a new pair in Bluum's dashboard, then "
+                f"`rotator rotate {name} --new-key-file FILE`",
+                record,
+            )
+        return self.rotate(name)
 
     def verify(self, name: str) -> Outcome:
         """Every target holds the same current key, and Bluum accepts it."""

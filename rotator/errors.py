@@ -16,6 +16,7 @@
     │   ├── BluumInvalidRequest       400 / 422
     │   ├── BluumRateLimited          429 after retries ran out
     │   ├── BluumServerError          5xx after retries ran out
+    │   │   └── BluumUnexpectedResponse   2xx whose body breaks the contract (e.g. no secret_key)
     │   └── BluumUnavailable          network error or timeout after retries ran out
     └── RotationError
         ├── EnvironmentMismatch       I7: a sandbox key where a production key belongs, or the reverse (2)
@@ -153,6 +154,27 @@ class BluumRateLimited(BluumError):
 
 class BluumServerError(BluumError):
     """5xx after every retry was spent."""
+
+
+class BluumUnexpectedResponse(BluumServerError):
+    """Bluum answered 2xx, but the body breaks the contract (no secret, wrong environment, not JSON...).
+
+    A subclass of BluumServerError because the fault is on the server side and retrying will not fix it.
+    `key_id` names a key that the faulty answer says was created, so the caller can revoke it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        trace_id: str | None = None,
+        key_id: str | None = None,
+    ) -> None:
+        super().__init__(message, status=status, code=code, request_id=request_id, trace_id=trace_id)
+        self.key_id = key_id
 
 
 class BluumUnavailable(BluumError):

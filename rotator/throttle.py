@@ -65,22 +65,35 @@ class Throttle:
         with self._lock:
             self._rate = min(self._rate, rate)
 
-    def reserve(self, now: float) -> float:
-        """Take the next free slot; return how long the caller must wait for it (0 when it is free now)."""
+    def reserve(self, now: float, max_wait: float = math.inf) -> float | None:
+        """Take the next free slot; return how long the caller must wait for it (0 when it is free now).
+
+        None, and no slot taken, when the wait would exceed `max_wait` (the caller's time budget).
+        """
         with self._lock:
             slot = max(now, self._next)
+            if slot - now > max_wait:
+                return None
             self._next = slot + self.interval
         return slot - now
+
+    def wait_time(self, now: float) -> float:
+        """How long a caller arriving at `now` would wait, without taking a slot."""
+        with self._lock:
+            return max(0.0, self._next - now)
 
     def hold_until(self, moment: float) -> None:
         """Push every later slot to `moment` or after (a 429's Retry-After applies to all users of the pair)."""
         with self._lock:
             self._next = max(self._next, moment)
 
-    def acquire(self, clock: Callable[[], float], sleep: Callable[[float], None]) -> float:
-        """Reserve a slot, then sleep (without holding the lock) until it comes. Returns the seconds waited."""
-        delay = self.reserve(clock())
-        if delay > 0:
+    def acquire(
+        self, clock: Callable[[], float], sleep: Callable[[float], None], max_wait: float = math.inf
+    ) -> float | None:
+        """Reserve a slot, then sleep (without holding the lock) until it comes. Returns the seconds waited,
+        or None without waiting when the slot is further away than `max_wait`."""
+        delay = self.reserve(clock(), max_wait)
+        if delay:
             sleep(delay)
         return delay
 

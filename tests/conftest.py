@@ -82,6 +82,17 @@ def leak_guard(capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatc
 
 
 @pytest.fixture(autouse=True)
+def _restore_rotator_logger() -> Iterator[None]:
+    """The CLI configures the `rotator` logger (level, handler); in-process CLI tests must not leak that."""
+    logger = logging.getLogger("rotator")
+    saved = (logger.level, list(logger.handlers), logger.propagate)
+    yield
+    logger.setLevel(saved[0])
+    logger.handlers[:] = saved[1]
+    logger.propagate = saved[2]
+
+
+@pytest.fixture(autouse=True)
 def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never see the developer's ROTATOR_*, BLUUM_*, AWS or Vault settings."""
     for name in list(os.environ):

@@ -212,6 +212,13 @@ class StoreContract:
         store.restore_previous("tok-1")
         assert_holds(store.read(Stage.CURRENT), seed_key)
         assert store.read(Stage.PREVIOUS) is None
+        assert store.read(Stage.PENDING) is None, "a staged, never promoted key of the rolled-back token is dropped"
+
+    def test_restore_previous_keeps_a_pending_of_another_token(self, store: SecretStore) -> None:
+        other = make_key(2, token="tok-2")
+        store.put_pending(other)
+        store.restore_previous("tok-1")
+        assert_holds(store.read(Stage.PENDING), other, token="tok-2")
 
     # ------------------------------------------------------------------------------------------- clear_previous
 

@@ -16,7 +16,8 @@ from typing import Any
 
 from rotator.simulator import ids
 from rotator.simulator.protocol import ApiError, Request, Response, error_body
-from rotator.simulator.state import ENVIRONMENTS, Fault, Principal, SimState
+from rotator.simulator.settings import ENVIRONMENTS, Fault
+from rotator.simulator.state import Principal, SimState
 
 MAX_NAME = 120
 DEFAULT_LIMIT = 50
@@ -44,6 +45,7 @@ ASSETS: tuple[dict[str, Any], ...] = tuple(
         ("DLST", "Delisted Example Corp.", "us_equity", "OTC", "inactive", False),
     )
 )
+
 
 class Router:
     """Turns a `Request` into a `Response`; every error becomes a rendered error body in the configured style."""

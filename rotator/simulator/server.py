@@ -32,7 +32,8 @@ from rotator.errors import ConfigError
 from rotator.simulator import ids
 from rotator.simulator.protocol import ApiError, Request, Response
 from rotator.simulator.routes import Router
-from rotator.simulator.state import Fault, SimState
+from rotator.simulator.settings import Fault
+from rotator.simulator.state import SimState
 
 log = logging.getLogger(__name__)
 
@@ -139,11 +140,14 @@ class _Handler(BaseHTTPRequestHandler):
             body=body,
         )
         router = self.server.router
+        generation = router.state.generation
         control = path == "/_sim" or path.startswith("/_sim/")
         fault = None if control else router.state.take_fault(self.command, path)
-        if fault is not None and fault.latency_ms and self.server.stopping.wait(fault.latency_ms / 1000):
-            self._drop()
-            return
+        if fault is not None and fault.latency_ms:
+            stopped = self.server.stopping.wait(fault.latency_ms / 1000)
+            if stopped or router.state.generation != generation:
+                self._drop()  # stopping, or the simulator was reset while we slept: the request is void
+                return
         try:
             if fault is not None and fault.status is not None:
                 response = router.fault(request, fault)
@@ -162,7 +166,8 @@ class _Handler(BaseHTTPRequestHandler):
                     "key_id": response.key_id,
                     "request_id": request_id,
                     "fault": _fault_kind(fault),
-                }
+                },
+                generation,
             )
         if fault is not None and fault.drop:
             self._drop()

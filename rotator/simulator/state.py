@@ -7,7 +7,7 @@ delay, rate-limit windows and idempotency TTL all move together when a test call
 
 Control-plane misuse raises `ValueError` (bad input) or `KeyError` (unknown id); the API paths raise
 `ApiError` with the Bluum code. Secrets live only in `Key.secret_key` (excluded from repr) and leave this module
-only in a create response and through `all_secrets()`.
+only in create responses (API keys and control-plane tenant keys) and through `all_secrets()`.
 """
 
 from __future__ import annotations
@@ -23,16 +23,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rotator.simulator import ids
-from rotator.simulator.protocol import ERROR_STYLES, ApiError, parse_basic
+from rotator.simulator.protocol import ApiError, parse_basic
+from rotator.simulator.settings import (
+    Fault,
+    SimConfig,
+    finite_number,
+    parse_environment,
+    parse_fault,
+    updated_config,
+)
 
-ENVIRONMENTS = ("TEST", "PRODUCTION")
-DEFAULT_RATE_LIMITS: dict[str, float] = {"TEST": 10.0, "PRODUCTION": 25.0}
 IDEMPOTENCY_TTL = 24 * 3600.0
-REVOKE_REPEAT = ("ok", "conflict")
 TENANT = "tenant"
 LOG_LIMIT = 100_000
-FAULT_FIELDS = frozenset({"method", "path", "count", "status", "latency_ms", "drop", "retry_after"})
-CONFIG_FIELDS = frozenset({"propagation_delay", "error_style", "revoke_repeat", "key_ttl", "rate_limits"})
 
 
 class Clock:
@@ -45,26 +48,6 @@ class Clock:
 
     def now(self) -> float:
         return self._wall0 + (time.monotonic() - self._mono0) + self.offset
-
-
-@dataclass(slots=True)
-class SimConfig:
-    """Behaviour switches; see `SimState.configure` for what each means."""
-
-    propagation_delay: float = 0.0
-    error_style: str = "wrapped"
-    revoke_repeat: str = "ok"
-    key_ttl: float | None = None
-    rate_limits: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "propagation_delay": self.propagation_delay,
-            "error_style": self.error_style,
-            "revoke_repeat": self.revoke_repeat,
-            "key_ttl": self.key_ttl,
-            "rate_limits": dict(self.rate_limits),
-        }
 
 
 @dataclass(slots=True)
@@ -115,35 +98,6 @@ class Key:
         return obj
 
 
-@dataclass(slots=True)
-class Fault:
-    """The next `remaining` requests matching `method` and starting with `path` misbehave this way."""
-
-    id: int
-    method: str
-    path: str
-    remaining: int
-    status: int | None
-    latency_ms: float | None
-    drop: bool
-    retry_after: int | None
-
-    def matches(self, method: str, path: str) -> bool:
-        return self.remaining > 0 and self.method in ("*", method.upper()) and path.startswith(self.path)
-
-    def view(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "method": self.method,
-            "path": self.path,
-            "count": self.remaining,
-            "status": self.status,
-            "latency_ms": self.latency_ms,
-            "drop": self.drop,
-            "retry_after": self.retry_after,
-        }
-
-
 @dataclass(frozen=True, slots=True)
 class Principal:
     """Who a request authenticated as."""
@@ -171,6 +125,7 @@ class SimState:
         self._lock = threading.Lock()
         self._minted_secrets: list[str] = []  # survives reset(): "every secret ever minted", for the leak guard
         self._fault_seq = 0
+        self.generation = 0  # bumped by reset(): work begun before a reset must not leak into the next test
         self._init()
 
     def _init(self) -> None:
@@ -190,6 +145,7 @@ class SimState:
         """Forget everything (keys, investors, faults, config, clock offset, log) except the minted-secret list."""
         with self._lock:
             self._init()
+            self.generation += 1
 
     def now(self) -> float:
         with self._lock:
@@ -197,7 +153,7 @@ class SimState:
 
     def advance_clock(self, seconds: float) -> float:
         """Move simulated time forward; returns the new now. Going backwards is refused (it would un-expire)."""
-        number = _number(seconds, "advance")
+        number = finite_number(seconds, "advance")
         if number < 0:
             raise ValueError("advance must be >= 0 seconds")
         with self._lock:
@@ -213,51 +169,14 @@ class SimState:
             return self._config.as_dict()
 
     def configure(self, changes: Mapping[str, Any]) -> dict[str, Any]:
-        """Apply switches; a field left out is unchanged, a field set to None goes back to its default.
-
-        propagation_delay: seconds after creation during which an API-created key still gets 401-003.
-        error_style: wrapped | flat | legacy. revoke_repeat: ok (200 unchanged) | conflict (409-002).
-        key_ttl: seconds until an API-created key expires (None: never). rate_limits: {"TEST": n, "PRODUCTION": m}
-        requests per second, merged over the current limits.
-        """
-        unknown = set(changes) - CONFIG_FIELDS
-        if unknown:
-            raise ValueError(f"unknown config field(s): {', '.join(sorted(unknown))}")
+        """Apply switches (see `settings.updated_config`); returns the whole config."""
         with self._lock:
-            new = copy.deepcopy(self._config)
-            if "propagation_delay" in changes:
-                delay = changes["propagation_delay"]
-                new.propagation_delay = 0.0 if delay is None else _non_negative(delay, "propagation_delay")
-            if "error_style" in changes:
-                style = changes["error_style"]
-                new.error_style = "wrapped" if style is None else _choice(style, ERROR_STYLES, "error_style")
-            if "revoke_repeat" in changes:
-                repeat = changes["revoke_repeat"]
-                new.revoke_repeat = "ok" if repeat is None else _choice(repeat, REVOKE_REPEAT, "revoke_repeat")
-            if "key_ttl" in changes:
-                ttl = changes["key_ttl"]
-                new.key_ttl = None if ttl is None else _positive(ttl, "key_ttl")
-            if "rate_limits" in changes:
-                new.rate_limits = self._rate_limits(changes["rate_limits"], new.rate_limits)
-            self._config = new
-            return new.as_dict()
-
-    @staticmethod
-    def _rate_limits(value: object, current: dict[str, float]) -> dict[str, float]:
-        if value is None:
-            return dict(DEFAULT_RATE_LIMITS)
-        if not isinstance(value, Mapping):
-            raise ValueError('rate_limits must be an object such as {"TEST": 10, "PRODUCTION": 25}')
-        merged = dict(current)
-        for env, limit in value.items():
-            if env not in ENVIRONMENTS:
-                raise ValueError(f"rate_limits: unknown environment {env!r} (TEST or PRODUCTION)")
-            merged[env] = _positive(limit, f"rate_limits.{env}")
-        return merged
+            self._config = updated_config(self._config, changes)
+            return self._config.as_dict()
 
     def create_tenant_key(self, environment: str = "TEST") -> dict[str, Any]:
         """Stand-in for the dashboard: a tenant-wide key, valid at once, returned with its secret."""
-        env = _environment(environment)
+        env = parse_environment(environment)
         with self._lock:
             key = self._mint(TENANT, env, f"tenant {env.lower()} key", via_api=False, ttl=None)
             return {"id": key.id, "public_key": key.public_key, "secret_key": key.secret_key, "environment": env}
@@ -298,44 +217,10 @@ class SimState:
             return list(self._minted_secrets)
 
     def add_fault(self, spec: Mapping[str, Any]) -> dict[str, Any]:
-        """Queue a fault; see Fault. At least one of status / latency_ms / drop; status and drop exclude each other."""
-        unknown = set(spec) - FAULT_FIELDS
-        if unknown:
-            raise ValueError(f"unknown fault field(s): {', '.join(sorted(unknown))}")
-        method = spec.get("method", "GET")
-        path = spec.get("path", "/v1/assets")
-        count = spec.get("count", 1)
-        status = spec.get("status")
-        latency = spec.get("latency_ms")
-        drop = spec.get("drop", False)
-        retry_after = spec.get("retry_after")
-        if not isinstance(method, str) or not (method == "*" or method.isalpha()):
-            raise ValueError("method must be an HTTP method name or '*'")
-        if not isinstance(path, str) or not path.startswith("/") or path.startswith("/_sim"):
-            raise ValueError("path must be an absolute path prefix outside /_sim")
-        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-            raise ValueError("count must be an integer >= 1")
-        if status is not None and (not isinstance(status, int) or isinstance(status, bool) or not 400 <= status <= 599):
-            raise ValueError("status must be an HTTP error status 400..599")
-        latency_ms = None if latency is None else _non_negative(latency, "latency_ms")
-        if latency_ms is not None and latency_ms > 60_000:
-            raise ValueError("latency_ms must be <= 60000")
-        if not isinstance(drop, bool):
-            raise ValueError("drop must be true or false")
-        if status is None and latency_ms is None and not drop:
-            raise ValueError("a fault needs status, latency_ms or drop")
-        if status is not None and drop:
-            raise ValueError("status and drop exclude each other: a dropped request gets no status")
-        if retry_after is not None:
-            if status != 429:
-                raise ValueError("retry_after applies to status 429 only")
-            if not isinstance(retry_after, int) or isinstance(retry_after, bool) or retry_after < 0:
-                raise ValueError("retry_after must be an integer >= 0 (seconds)")
-        elif status == 429:
-            retry_after = 1
+        """Queue a fault (see `settings.parse_fault`); faults are consumed oldest first."""
         with self._lock:
             self._fault_seq += 1
-            fault = Fault(self._fault_seq, method.upper(), path, count, status, latency_ms, drop, retry_after)
+            fault = parse_fault(spec, self._fault_seq)
             self._faults.append(fault)
             return fault.view()
 
@@ -354,8 +239,11 @@ class SimState:
         with self._lock:
             return [fault.view() for fault in self._faults]
 
-    def record(self, entry: dict[str, Any]) -> None:
+    def record(self, entry: dict[str, Any], generation: int | None = None) -> None:
+        """Append to the request log, unless the request began before a reset (then it belongs to no test)."""
         with self._lock:
+            if generation is not None and generation != self.generation:
+                return
             entry.setdefault("time", self._clock.now())
             self._log.append(entry)
 
@@ -525,35 +413,3 @@ def _iso(epoch: float | None) -> str | None:
     if epoch is None:
         return None
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
-
-
-def _environment(value: object) -> str:
-    if not isinstance(value, str) or value.upper() not in ENVIRONMENTS:
-        raise ValueError("environment must be TEST or PRODUCTION")
-    return value.upper()
-
-
-def _number(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number")
-    return float(value)
-
-
-def _non_negative(value: object, name: str) -> float:
-    number = _number(value, name)
-    if number < 0:
-        raise ValueError(f"{name} must be >= 0")
-    return number
-
-
-def _positive(value: object, name: str) -> float:
-    number = _number(value, name)
-    if number <= 0:
-        raise ValueError(f"{name} must be > 0")
-    return number
-
-
-def _choice(value: object, allowed: tuple[str, ...], name: str) -> str:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)}")
-    return str(value)

@@ -1,7 +1,8 @@
 """A workspace for end-to-end runs: the simulator over HTTP, a real rotator.toml and real dotenv stores.
 
 `ws.run(...)` runs the real `rotator` CLI in a subprocess (crash tests, concurrency); `ws.cli(...)` runs
-the same click command in-process (faster). Both hand their output to the leak guard.
+the same click command in-process (faster). Both run with -vv and hand all output, debug logs included,
+to the leak guard.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ verify_timeout = "{verify_timeout}"
         """The real console entry point in a subprocess; output goes through the leak guard."""
         full_env = {**os.environ, **self.env, **(env or {})}
         proc = subprocess.run(
-            [sys.executable, "-m", "rotator", "--config", str(self.config), *args],
+            [sys.executable, "-m", "rotator", "-vv", "--config", str(self.config), *args],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -118,7 +119,8 @@ verify_timeout = "{verify_timeout}"
     def cli(self, *args: str, input: str | None = None) -> Result:
         from rotator.cli import cli
 
-        result = CliRunner().invoke(cli, ["--config", str(self.config), *args], input=input)
+        # -vv: every debug log line goes through the leak guard too
+        result = CliRunner().invoke(cli, ["-vv", "--config", str(self.config), *args], input=input)
         self.guard.check(result.output, "cli output")
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             raise result.exception

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -37,7 +38,7 @@ def test_happy_path_rotates_deploys_verifies_and_revokes(ws: Workspace):
     assert (ws.root / "app.env").stat().st_mode & 0o777 == 0o600
 
     status = ws.cli("status", "--json")
-    rows = {row["name"]: row for row in json.loads(status.output)}
+    rows = {row["name"]: row for row in json.loads(status.stdout)}
     assert rows["trading"]["current_key"] == new_id
     assert rows["trading"]["stage"] == "idle"
     assert rows["trading"]["next_due"] is not None
@@ -98,7 +99,7 @@ def test_grace_window_keeps_the_old_key_until_resume(ws: Workspace):
     assert early.exit_code == 0
     assert ws.active_ids() == {ws.first.info.id, new_id}
 
-    status = json.loads(ws.cli("status", "--json").output)
+    status = json.loads(ws.cli("status", "--json").stdout)
     trading = next(r for r in status if r["name"] == "trading")
     assert trading["stage"] == "verified"
     assert "grace window ends" in trading["waiting"]
@@ -165,7 +166,7 @@ def test_sweep_finds_and_revokes_orphans(ws: Workspace):
             idempotency_key="e" * 32,
         )
     listed = ws.cli("sweep", "--json")
-    findings = json.loads(listed.output)
+    findings = json.loads(listed.stdout)
     assert [(f["key_id"], f["kind"]) for f in findings] == [(orphan.info.id, "orphan")]
     revoked = ws.cli("sweep", "--revoke")
     assert revoked.exit_code == 0
@@ -300,3 +301,24 @@ def test_done_line_reports_step_time_and_waiting(ws: Workspace):
     done = next(line for line in result.output.splitlines() if "rotation complete" in line)
     assert "s of steps" in done
     assert "waiting" in done
+
+
+def test_run_due_rotates_what_is_due_and_reports_what_waits_on_a_person(ws: Workspace):
+    first = ws.cli("run-due")
+    # trading was seeded by hand (age unknown, so due) and is rotated; the tenant key waits on a person.
+    assert first.exit_code == ExitCode.INCOMPLETE, first.output
+    assert "tenant: rotation is due and waits on a person" in first.output
+    new_id = assert_rotated(ws)
+    second = ws.cli("run-due")
+    assert "trading: not due" in second.output
+    assert ws.current_id() == new_id
+
+
+def test_run_due_revokes_after_the_grace_window(ws: Workspace):
+    ws.write_config(grace="1s")
+    assert ws.cli("rotate", "trading").exit_code == 0
+    assert len(ws.active_ids()) == 2
+    time.sleep(1.1)
+    tick = ws.cli("run-due")
+    assert "trading: rotation complete" in tick.output
+    assert_rotated(ws)

@@ -26,19 +26,18 @@ from rotator.errors import (
 from rotator.model import Environment, KeyPair
 from rotator.secret import Secret
 from rotator.simulator import Simulator
-from tests.sim_fixtures import sim, simulator  # noqa: F401
 
 FAST_RETRY = RetryPolicy(max_attempts=4, base_delay=0.05, max_delay=0.2, total_budget=10.0)
 
 
 @pytest.fixture(scope="module")
-def client(simulator: Simulator) -> Iterator[BluumClient]:  # noqa: F811
+def client(simulator: Simulator) -> Iterator[BluumClient]:
     """One client for the module, as the engine keeps one: building an httpx.Client costs ~70 ms (TLS context)."""
     with BluumClient(simulator.base_url, retry=FAST_RETRY, timeout=5.0) as bluum:
         yield bluum
 
 
-def tenant_pair(sim: Simulator, environment: str = "TEST") -> KeyPair:  # noqa: F811
+def tenant_pair(sim: Simulator, environment: str = "TEST") -> KeyPair:
     raw = sim.create_tenant_key(environment)
     return KeyPair(
         api_key=raw["public_key"],
@@ -48,14 +47,13 @@ def tenant_pair(sim: Simulator, environment: str = "TEST") -> KeyPair:  # noqa: 
     )
 
 
-def api_log(sim: Simulator, path_prefix: str = "/v1/") -> list[dict[str, Any]]:  # noqa: F811
+def api_log(sim: Simulator, path_prefix: str = "/v1/") -> list[dict[str, Any]]:
     return [entry for entry in sim.request_log() if entry["path"].startswith(path_prefix)]
 
 
-def keys_of(sim: Simulator, investor: str) -> list[dict[str, Any]]:  # noqa: F811
+def keys_of(sim: Simulator, investor: str) -> list[dict[str, Any]]:
     """The simulator's own record of an investor's keys (not through the client under test)."""
-    everything = sim.keys()  # a method of Simulator, not a dict view (ruff's SIM118 would misread it in a loop)
-    return [key for key in everything if key["owner"] == investor]
+    return [key for key in sim.keys() if key["owner"] == investor]
 
 
 def new_key(client: BluumClient, manager: KeyPair, investor: str, token: str = "tok-1") -> KeyPair:
@@ -67,7 +65,7 @@ def new_key(client: BluumClient, manager: KeyPair, investor: str, token: str = "
 # ---------------------------------------------------------------------------------------------- the round trip
 
 
-def test_create_check_list_revoke_round_trip(sim: Simulator, client: BluumClient) -> None:  # noqa: F811
+def test_create_check_list_revoke_round_trip(sim: Simulator, client: BluumClient) -> None:
     manager = tenant_pair(sim)
     investor = sim.create_investor()
     created = client.create_investor_key(manager, investor, name="first", environment=Environment.SANDBOX,
@@ -89,7 +87,7 @@ def test_create_check_list_revoke_round_trip(sim: Simulator, client: BluumClient
     assert client.check(manager).outcome is CheckOutcome.WORKS
 
 
-def test_list_pages_through_the_simulator(sim: Simulator, client: BluumClient,  # noqa: F811
+def test_list_pages_through_the_simulator(sim: Simulator, client: BluumClient,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("rotator.bluum.PAGE_SIZE", 2)
     manager = tenant_pair(sim)
@@ -105,7 +103,7 @@ def test_list_pages_through_the_simulator(sim: Simulator, client: BluumClient,  
 
 
 @pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
-def test_retryable_statuses_are_retried(sim: Simulator, client: BluumClient, status: int) -> None:  # noqa: F811
+def test_retryable_statuses_are_retried(sim: Simulator, client: BluumClient, status: int) -> None:
     pair = tenant_pair(sim)
     # Retry-After 0 for the 429 keeps this test fast; test_retry_after_is_honoured covers the wait.
     sim.inject_fault(method="GET", path="/v1/assets", count=2, status=status,
@@ -126,7 +124,7 @@ def test_retryable_statuses_are_retried(sim: Simulator, client: BluumClient, sta
         (422, BluumInvalidRequest),
     ],
 )
-def test_final_statuses_are_not_retried(sim: Simulator, client: BluumClient,  # noqa: F811
+def test_final_statuses_are_not_retried(sim: Simulator, client: BluumClient,
                                         status: int, error_class: type[BluumError]) -> None:
     manager = tenant_pair(sim)
     investor = sim.create_investor()
@@ -140,7 +138,7 @@ def test_final_statuses_are_not_retried(sim: Simulator, client: BluumClient,  # 
     assert len(api_log(sim)) == 1
 
 
-def test_server_errors_give_up_after_max_attempts(sim: Simulator, client: BluumClient) -> None:  # noqa: F811
+def test_server_errors_give_up_after_max_attempts(sim: Simulator, client: BluumClient) -> None:
     manager = tenant_pair(sim)
     investor = sim.create_investor()
     sim.inject_fault(method="GET", path="/v1/investors", count=10, status=503)
@@ -149,7 +147,7 @@ def test_server_errors_give_up_after_max_attempts(sim: Simulator, client: BluumC
     assert [e["status"] for e in api_log(sim)] == [503] * 4
 
 
-def test_rate_limit_that_outlasts_the_budget_gives_up_without_sleeping(sim: Simulator) -> None:  # noqa: F811
+def test_rate_limit_that_outlasts_the_budget_gives_up_without_sleeping(sim: Simulator) -> None:
     pair = tenant_pair(sim)
     sim.inject_fault(method="GET", path="/v1/assets", count=1, status=429, retry_after=30)
     with BluumClient(sim.base_url, retry=RetryPolicy(total_budget=5.0)) as bluum:
@@ -162,7 +160,7 @@ def test_rate_limit_that_outlasts_the_budget_gives_up_without_sleeping(sim: Simu
     assert elapsed < 2.0
 
 
-def test_rate_limited_error_from_a_manager_call_carries_retry_after(sim: Simulator) -> None:  # noqa: F811
+def test_rate_limited_error_from_a_manager_call_carries_retry_after(sim: Simulator) -> None:
     manager = tenant_pair(sim)
     investor = sim.create_investor()
     sim.inject_fault(method="GET", path="/v1/investors", count=1, status=429, retry_after=20)
@@ -173,7 +171,7 @@ def test_rate_limited_error_from_a_manager_call_carries_retry_after(sim: Simulat
     assert caught.value.code == "BLUM-429-001"
 
 
-def test_read_timeout_is_retried(sim: Simulator) -> None:  # noqa: F811
+def test_read_timeout_is_retried(sim: Simulator) -> None:
     pair = tenant_pair(sim)
     sim.inject_fault(method="GET", path="/v1/assets", count=1, latency_ms=800)
     with BluumClient(sim.base_url, retry=FAST_RETRY, timeout=0.3) as bluum:
@@ -186,7 +184,7 @@ def test_read_timeout_is_retried(sim: Simulator) -> None:  # noqa: F811
     assert [(e["status"], e["fault"]) for e in api_log(sim, "/v1/assets")] == [(200, None), (200, "latency")]
 
 
-def test_dropped_connection_is_retried(sim: Simulator, client: BluumClient) -> None:  # noqa: F811
+def test_dropped_connection_is_retried(sim: Simulator, client: BluumClient) -> None:
     pair = tenant_pair(sim)
     sim.inject_fault(method="GET", path="/v1/assets", count=2, drop=True)
     assert client.check(pair).outcome is CheckOutcome.WORKS
@@ -213,7 +211,7 @@ def refused_url() -> str:
 # ---------------------------------------------------------------------------------------------- Retry-After
 
 
-def test_retry_after_is_honoured(sim: Simulator, client: BluumClient) -> None:  # noqa: F811
+def test_retry_after_is_honoured(sim: Simulator, client: BluumClient) -> None:
     pair = tenant_pair(sim)
     sim.inject_fault(method="GET", path="/v1/assets", count=1, status=429, retry_after=1)
     started = time.monotonic()
@@ -230,7 +228,7 @@ def test_retry_after_is_honoured(sim: Simulator, client: BluumClient) -> None:  
 
 
 def test_create_retried_after_a_dropped_response_leaves_exactly_one_key(
-    sim: Simulator, client: BluumClient  # noqa: F811
+    sim: Simulator, client: BluumClient
 ) -> None:
     manager = tenant_pair(sim)
     investor = sim.create_investor()
@@ -246,7 +244,7 @@ def test_create_retried_after_a_dropped_response_leaves_exactly_one_key(
     assert client.check(created.pair).outcome is CheckOutcome.WORKS
 
 
-def test_a_new_idempotency_key_makes_a_new_key(sim: Simulator, client: BluumClient) -> None:  # noqa: F811
+def test_a_new_idempotency_key_makes_a_new_key(sim: Simulator, client: BluumClient) -> None:
     manager = tenant_pair(sim)
     investor = sim.create_investor()
     first = new_key(client, manager, investor, token="a")
@@ -259,7 +257,7 @@ def test_a_new_idempotency_key_makes_a_new_key(sim: Simulator, client: BluumClie
 
 
 def test_idempotency_key_reused_with_another_body_is_a_conflict(
-    sim: Simulator, client: BluumClient  # noqa: F811
+    sim: Simulator, client: BluumClient
 ) -> None:
     manager = tenant_pair(sim)
     investor = sim.create_investor()
@@ -272,7 +270,7 @@ def test_idempotency_key_reused_with_another_body_is_a_conflict(
 
 @pytest.mark.parametrize("repeat", ["ok", "conflict"])
 def test_revoke_retried_after_a_dropped_response_succeeds(
-    sim: Simulator, client: BluumClient, repeat: str  # noqa: F811
+    sim: Simulator, client: BluumClient, repeat: str
 ) -> None:
     sim.configure(revoke_repeat=repeat)
     manager = tenant_pair(sim)
@@ -287,7 +285,7 @@ def test_revoke_retried_after_a_dropped_response_succeeds(
     assert revokes == ([200, 200] if repeat == "ok" else [200, 409])
 
 
-def test_revoke_of_an_unknown_key_is_not_found(sim: Simulator, client: BluumClient) -> None:  # noqa: F811
+def test_revoke_of_an_unknown_key_is_not_found(sim: Simulator, client: BluumClient) -> None:
     manager = tenant_pair(sim)
     investor = sim.create_investor()
     with pytest.raises(BluumNotFound) as caught:
@@ -298,7 +296,7 @@ def test_revoke_of_an_unknown_key_is_not_found(sim: Simulator, client: BluumClie
 # ---------------------------------------------------------------------------------------------- throttle
 
 
-def test_burst_through_the_throttle_draws_no_429(sim: Simulator) -> None:  # noqa: F811
+def test_burst_through_the_throttle_draws_no_429(sim: Simulator) -> None:
     manager = tenant_pair(sim)
     errors: list[BaseException] = []
     outcomes: list[CheckOutcome] = []
@@ -334,7 +332,7 @@ def test_burst_through_the_throttle_draws_no_429(sim: Simulator) -> None:  # noq
     assert min(times[i + 10] - times[i] for i in range(len(times) - 10)) > 1.0
 
 
-def test_without_the_throttle_the_same_burst_is_rate_limited(sim: Simulator) -> None:  # noqa: F811
+def test_without_the_throttle_the_same_burst_is_rate_limited(sim: Simulator) -> None:
     """The premise of the test above: the simulator really enforces 10/s per pair."""
     manager = tenant_pair(sim)
     auth = (manager.api_key, manager.api_secret.reveal())
@@ -347,7 +345,7 @@ def test_without_the_throttle_the_same_burst_is_rate_limited(sim: Simulator) -> 
 
 
 @pytest.mark.parametrize("style", ["wrapped", "flat", "legacy"])
-def test_every_error_style_maps_to_the_typed_tree(sim: Simulator, client: BluumClient,  # noqa: F811
+def test_every_error_style_maps_to_the_typed_tree(sim: Simulator, client: BluumClient,
                                                   style: str) -> None:
     sim.configure(error_style=style)
     manager = tenant_pair(sim)
@@ -375,7 +373,7 @@ def test_every_error_style_maps_to_the_typed_tree(sim: Simulator, client: BluumC
         ("expire_key", "BLUM-401-005", "key expired"),
     ],
 )
-def test_check_tells_the_three_rejections_apart(sim: Simulator, client: BluumClient,  # noqa: F811
+def test_check_tells_the_three_rejections_apart(sim: Simulator, client: BluumClient,
                                                 action: str, code: str, reason: str) -> None:
     manager = tenant_pair(sim)
     investor = sim.create_investor()
@@ -388,7 +386,7 @@ def test_check_tells_the_three_rejections_apart(sim: Simulator, client: BluumCli
     assert result.request_id is not None
 
 
-def test_a_new_key_is_rejected_until_it_has_propagated(sim: Simulator, client: BluumClient) -> None:  # noqa: F811
+def test_a_new_key_is_rejected_until_it_has_propagated(sim: Simulator, client: BluumClient) -> None:
     sim.configure(propagation_delay=30)
     manager = tenant_pair(sim)
     investor = sim.create_investor()
@@ -399,13 +397,13 @@ def test_a_new_key_is_rejected_until_it_has_propagated(sim: Simulator, client: B
     assert client.check(pair).outcome is CheckOutcome.WORKS
 
 
-def test_check_is_inconclusive_on_403(sim: Simulator, client: BluumClient) -> None:  # noqa: F811
+def test_check_is_inconclusive_on_403(sim: Simulator, client: BluumClient) -> None:
     sim.inject_fault(method="GET", path="/v1/assets", status=403)
     result = client.check(tenant_pair(sim))
     assert (result.outcome, result.status) == (CheckOutcome.INCONCLUSIVE, 403)
 
 
-def test_production_key_cannot_mint_a_sandbox_key(sim: Simulator, client: BluumClient) -> None:  # noqa: F811
+def test_production_key_cannot_mint_a_sandbox_key(sim: Simulator, client: BluumClient) -> None:
     manager = tenant_pair(sim, "PRODUCTION")
     investor = sim.create_investor()
     with pytest.raises(BluumForbidden) as caught:
@@ -415,7 +413,7 @@ def test_production_key_cannot_mint_a_sandbox_key(sim: Simulator, client: BluumC
     assert keys_of(sim, investor) == []
 
 
-def test_an_investor_scoped_key_cannot_manage_keys(sim: Simulator, client: BluumClient) -> None:  # noqa: F811
+def test_an_investor_scoped_key_cannot_manage_keys(sim: Simulator, client: BluumClient) -> None:
     manager = tenant_pair(sim)
     investor = sim.create_investor()
     investor_pair = new_key(client, manager, investor)
@@ -427,7 +425,7 @@ def test_an_investor_scoped_key_cannot_manage_keys(sim: Simulator, client: Bluum
 # ---------------------------------------------------------------------------------------------- logs
 
 
-def test_logs_name_each_attempt_with_the_servers_request_id(sim: Simulator, client: BluumClient,  # noqa: F811
+def test_logs_name_each_attempt_with_the_servers_request_id(sim: Simulator, client: BluumClient,
                                                             caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     manager = tenant_pair(sim)

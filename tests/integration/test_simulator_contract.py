@@ -13,6 +13,7 @@ import re
 import select
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -26,12 +27,14 @@ import pytest
 
 from rotator.errors import ConfigError
 from rotator.simulator import Simulator
-from tests.sim_fixtures import sim, simulator  # noqa: F401
 
 REQUEST_ID = re.compile(r"req_[0-9a-hjkmnp-tv-z]{26}")
 KEY_ID = re.compile(r"apk_[0-9a-hjkmnp-tv-z]{26}")
 TRACE_ID = re.compile(r"[0-9a-f]{32}")
 UNLIMITED = {"TEST": 100_000, "PRODUCTION": 100_000}
+# httpx builds a fresh TLS context (loading the CA bundle, ~25 ms) for every client unless handed one; the
+# simulator is plain HTTP, so one shared context keeps per-test set-up cheap.
+TLS = ssl.create_default_context()
 KEY_FIELDS = {
     "id",
     "object",
@@ -52,14 +55,14 @@ KEY_FIELDS = {
 
 def client_for(sim: Simulator, key: dict[str, Any] | None = None) -> httpx.Client:
     auth = (key["public_key"], key["secret_key"]) if key is not None else None
-    return httpx.Client(base_url=sim.root_url, auth=auth, timeout=10)
+    return httpx.Client(base_url=sim.root_url, auth=auth, timeout=10, verify=TLS)
 
 
 def error_of(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
     """Assert a wrapped-style error with this status and code; return the inner error object."""
     assert resp.status_code == status, resp.text
     assert REQUEST_ID.fullmatch(resp.headers["x-request-id"])
-    inner = resp.json()["error"]
+    inner: dict[str, Any] = resp.json()["error"]
     assert inner["code"] == code
     assert TRACE_ID.fullmatch(inner["trace_id"])
     assert inner["message"]
@@ -236,9 +239,7 @@ def test_basic_auth_uses_public_key_and_secret_key(sim: Simulator, tenant: dict[
 # ---------------------------------------------------------------------------------------------------- headers, errors
 
 
-def test_every_response_carries_a_unique_request_id(
-    sim: Simulator, api: httpx.Client, anon: httpx.Client
-) -> None:
+def test_every_response_carries_a_unique_request_id(sim: Simulator, api: httpx.Client, anon: httpx.Client) -> None:
     sim.inject_fault(method="GET", path="/v1/accounts", count=1, status=503)
     sim.inject_fault(method="GET", path="/v1/investors", count=1, status=429)
     responses = [
@@ -453,7 +454,9 @@ def test_name_of_exactly_120_characters_is_fine(api: httpx.Client, investor: str
 
 
 def test_create_rejects_invalid_json(api: httpx.Client, investor: str) -> None:
-    resp = api.post(f"/v1/investors/{investor}/api-keys", content=b"{nope", headers={"Content-Type": "application/json"})
+    resp = api.post(
+        f"/v1/investors/{investor}/api-keys", content=b"{nope", headers={"Content-Type": "application/json"}
+    )
     error_of(resp, 400, "BLUM-400-001")
     error_of(api.post(f"/v1/investors/{investor}/api-keys", json=["a", "list"]), 400, "BLUM-400-001")
 
@@ -579,8 +582,12 @@ def test_list_default_limit_is_50(sim: Simulator, api: httpx.Client, investor: s
 
 @pytest.mark.parametrize(
     ("params", "code"),
-    [({"limit": 201}, "BLUM-400-001"), ({"limit": 0}, "BLUM-400-001"), ({"limit": "ten"}, "BLUM-400-003"),
-     ({"offset": -1}, "BLUM-400-001")],
+    [
+        ({"limit": 201}, "BLUM-400-001"),
+        ({"limit": 0}, "BLUM-400-001"),
+        ({"limit": "ten"}, "BLUM-400-003"),
+        ({"offset": -1}, "BLUM-400-001"),
+    ],
 )
 def test_list_rejects_bad_paging(api: httpx.Client, investor: str, params: dict[str, Any], code: str) -> None:
     inner = error_of(api.get(f"/v1/investors/{investor}/api-keys", params=params), 400, code)
@@ -623,7 +630,7 @@ def test_revoke_of_unknown_or_foreign_key_is_404_001(sim: Simulator, api: httpx.
     other = sim.create_investor()
     key = create_key(api, other)
     error_of(api.post(f"/v1/investors/{investor}/api-keys/{key['id']}/revoke"), 404, "BLUM-404-001")
-    error_of(api.post(f"/v1/investors/{investor}/api-keys/{str(uuid.uuid4())}/revoke"), 400, "BLUM-400-003")
+    error_of(api.post(f"/v1/investors/{investor}/api-keys/{uuid.uuid4()!s}/revoke"), 400, "BLUM-400-003")
     assert [k["status"] for k in sim.keys() if k["id"] == key["id"]] == ["active"]
 
 
@@ -714,9 +721,7 @@ def test_propagation_delay_keeps_new_keys_at_401_003(sim: Simulator, investor: s
         assert own.get("/v1/assets").status_code == 200
 
 
-def test_huge_propagation_delay_means_the_new_key_never_works(
-    sim: Simulator, api: httpx.Client, investor: str
-) -> None:
+def test_huge_propagation_delay_means_the_new_key_never_works(sim: Simulator, api: httpx.Client, investor: str) -> None:
     sim.configure(propagation_delay=10**9)
     key = create_key(api, investor)
     with client_for(sim, key) as own:
@@ -780,11 +785,31 @@ def test_latency_fault_delays_then_answers(sim: Simulator, api: httpx.Client) ->
 
 
 def test_latency_fault_trips_a_client_timeout(sim: Simulator, tenant: dict[str, Any]) -> None:
-    sim.inject_fault(method="GET", path="/v1/assets", count=1, latency_ms=1500)
-    with httpx.Client(base_url=sim.root_url, auth=(tenant["public_key"], tenant["secret_key"]), timeout=0.3) as c:
+    sim.inject_fault(method="GET", path="/v1/assets", count=1, latency_ms=800)
+    with httpx.Client(
+        base_url=sim.root_url, auth=(tenant["public_key"], tenant["secret_key"]), timeout=0.2, verify=TLS
+    ) as c:
         with pytest.raises(httpx.ReadTimeout):
             c.get("/v1/assets")
         assert c.get("/v1/accounts").status_code == 200
+    deadline = time.monotonic() + 5
+    while not any(e["path"] == "/v1/assets" for e in sim.request_log()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    # the server still processed the slow request after the client gave up on it
+    assert [(e["path"], e["status"], e["fault"]) for e in sim.request_log()] == [
+        ("/v1/accounts", 200, None),
+        ("/v1/assets", 200, "latency"),
+    ]
+
+
+def test_a_slow_request_begun_before_a_reset_is_void_after_it(sim: Simulator, investor: str) -> None:
+    tenant = sim.create_tenant_key("TEST")
+    sim.inject_fault(method="POST", path="/v1/investors", count=1, latency_ms=500)
+    with client_for(sim, tenant) as client, pytest.raises(httpx.ReadTimeout):
+        client.post(f"/v1/investors/{investor}/api-keys", json={}, timeout=0.1)
+    sim.reset()
+    time.sleep(0.7)
+    assert sim.request_log() == []  # the stale request left no trace in the next test's log
 
 
 def test_drop_fault_closes_the_connection_without_an_answer(sim: Simulator, api: httpx.Client) -> None:
@@ -870,7 +895,11 @@ def test_control_plane_tenant_keys_and_investors(sim: Simulator, anon: httpx.Cli
 
 @pytest.mark.parametrize(
     ("action", "status", "code"),
-    [("expire", "expired", "BLUM-401-005"), ("deactivate", "inactive", "BLUM-401-004"), ("revoke", "revoked", "BLUM-401-003")],
+    [
+        ("expire", "expired", "BLUM-401-005"),
+        ("deactivate", "inactive", "BLUM-401-004"),
+        ("revoke", "revoked", "BLUM-401-003"),
+    ],
 )
 def test_control_plane_key_actions(
     sim: Simulator, anon: httpx.Client, api: httpx.Client, tenant: dict[str, Any], action: str, status: str, code: str
@@ -889,8 +918,15 @@ def test_control_plane_config_clock_log_and_reset(sim: Simulator, anon: httpx.Cl
     assert config.status_code == 200
     assert config.json() == anon.get("/_sim/config").json()
     assert config.json()["propagation_delay"] == 2
-    for bad in ({"bogus": 1}, {"error_style": "xml"}, {"revoke_repeat": "maybe"}, {"key_ttl": 0},
-                {"propagation_delay": -1}, {"rate_limits": {"DEV": 1}}, {"rate_limits": {"TEST": "fast"}}):
+    for bad in (
+        {"bogus": 1},
+        {"error_style": "xml"},
+        {"revoke_repeat": "maybe"},
+        {"key_ttl": 0},
+        {"propagation_delay": -1},
+        {"rate_limits": {"DEV": 1}},
+        {"rate_limits": {"TEST": "fast"}},
+    ):
         error_of(anon.post("/_sim/config", json=bad), 400, "BLUM-400-001")
     before = anon.get("/_sim/clock").json()["now"]
     after = anon.post("/_sim/clock", json={"advance": 3600}).json()["now"]
@@ -959,9 +995,9 @@ def test_parallel_keep_alive_clients_never_tear_state(sim: Simulator, tenant: di
     listing = []
     with client_for(sim, tenant) as client:
         for offset in range(0, total, 200):
-            listing += client.get(
-                f"/v1/investors/{investor}/api-keys", params={"limit": 200, "offset": offset}
-            ).json()["data"]
+            listing += client.get(f"/v1/investors/{investor}/api-keys", params={"limit": 200, "offset": offset}).json()[
+                "data"
+            ]
     assert sorted(k["id"] for k in listing) == sorted(created)
     assert len([k for k in sim.keys() if k["owner"] == investor]) == total
     log = sim.request_log()
@@ -988,7 +1024,7 @@ def test_cli_simulator_prints_its_url_and_exits_0_on_signal(sig: signal.Signals,
         match = re.fullmatch(r"Bluum simulator listening on (http://127\.0\.0\.1:(\d+)/v1)\n", line)
         assert match, line
         base_url = match.group(1)
-        with httpx.Client(timeout=5) as client:
+        with httpx.Client(timeout=5, verify=TLS) as client:
             key = client.post(base_url.removesuffix("/v1") + "/_sim/tenant-keys").json()
             leak_guard.watch(key["secret_key"])
             resp = client.get(base_url + "/assets", auth=(key["public_key"], key["secret_key"]))
@@ -1004,23 +1040,23 @@ def test_cli_simulator_prints_its_url_and_exits_0_on_signal(sig: signal.Signals,
     assert out == ""  # exactly one line, and no access log
     assert err == ""
     with pytest.raises(httpx.ConnectError):
-        httpx.get(base_url.removesuffix("/v1") + "/_sim/health", timeout=2)
+        httpx.get(base_url.removesuffix("/v1") + "/_sim/health", timeout=2, verify=TLS)
 
 
 def test_stop_closes_keep_alive_connections_and_frees_the_port() -> None:
     server = Simulator().start()
     port = server.port
-    with httpx.Client(base_url=server.root_url, timeout=2) as client:
+    with httpx.Client(base_url=server.root_url, timeout=2, verify=TLS) as client:
         assert client.get("/_sim/health").status_code == 200
         server.stop()
         with pytest.raises(httpx.TransportError):
             client.get("/_sim/health")
     with Simulator(port=port) as again:  # the port can be reused at once
-        assert httpx.get(again.root_url + "/_sim/health").status_code == 200
+        assert httpx.get(again.root_url + "/_sim/health", verify=TLS).status_code == 200
     server.stop()  # stopping twice is harmless
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "10.1.2.3", "::", "example.com"])
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.1.2.3", "::", "example.com"])  # noqa: S104 - refused
 def test_only_loopback_hosts_are_accepted(host: str) -> None:
     with pytest.raises(ConfigError, match="loopback"):
         Simulator(host=host)
@@ -1029,7 +1065,7 @@ def test_only_loopback_hosts_are_accepted(host: str) -> None:
 def test_localhost_binds_127_0_0_1() -> None:
     with Simulator(host="localhost") as server:
         assert server.base_url == f"http://127.0.0.1:{server.port}/v1"
-        assert httpx.get(server.root_url + "/_sim/health").json() == {"status": "ok"}
+        assert httpx.get(server.root_url + "/_sim/health", verify=TLS).json() == {"status": "ok"}
         with pytest.raises(RuntimeError):
             server.start()
     with pytest.raises(RuntimeError):

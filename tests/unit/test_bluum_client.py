@@ -371,13 +371,31 @@ def test_retry_after_http_date_is_honoured() -> None:
 def test_retry_after_holds_back_every_user_of_the_pair() -> None:
     script = Script(error_response(429, "BLUM-429-001", headers={"Retry-After": "2"}), ok())
     clock = FakeClock()
-    client, _ = make_client(script, clock, rate_limits={Environment.SANDBOX: 10.0})
+    first, _ = make_client(script, clock, retry=RetryPolicy(max_attempts=1), rate_limits={Environment.SANDBOX: 10.0})
+    second, _ = make_client(script, clock, rate_limits={Environment.SANDBOX: 10.0})
     pair = make_pair()
-    client.check(pair)
-    # The retry already waited out the hold; the shared throttle remembers it for other threads.
-    assert sum(clock.sleeps) >= 2.0
-    other_thread_wait = throttle_for(pair.api_key, 10.0).reserve(clock.now - 1.0)
-    assert other_thread_wait >= 1.0
+    assert first.check(pair).outcome is CheckOutcome.INCONCLUSIVE
+    t429 = clock.now
+    # Another client (another thread) of the same pair waits out the Retry-After before it sends anything.
+    assert second.check(pair).outcome is CheckOutcome.WORKS
+    assert clock.sleeps == pytest.approx([2.0])
+    assert clock.now >= t429 + 2.0
+    assert len(script.requests) == 2
+
+
+def test_a_hold_longer_than_the_budget_gives_up_without_sending_or_sleeping() -> None:
+    script = Script(error_response(429, "BLUM-429-001", headers={"Retry-After": "60"}), ok())
+    clock = FakeClock()
+    first, _ = make_client(script, clock, retry=RetryPolicy(max_attempts=1), rate_limits={Environment.SANDBOX: 10.0})
+    second, _ = make_client(script, clock, retry=RetryPolicy(total_budget=30.0),
+                            rate_limits={Environment.SANDBOX: 10.0})
+    pair = make_pair()
+    first.check(pair)
+    with pytest.raises(BluumRateLimited, match="longer than the time budget") as caught:
+        second.list_investor_keys(pair, "inv_1")
+    assert caught.value.retry_after == pytest.approx(60.0)
+    assert len(script.requests) == 1
+    assert clock.sleeps == []
 
 
 @pytest.mark.parametrize(
@@ -773,7 +791,7 @@ def test_throttle_spaces_requests_by_one_over_rate_plus_margin() -> None:
 def test_throttle_never_lets_rate_plus_one_requests_into_one_second() -> None:
     for rate in (10.0, 25.0):
         throttle = Throttle(rate)
-        sends = [100.0 + throttle.reserve(100.0) for _ in range(int(rate) * 3)]
+        sends = [100.0 + (throttle.reserve(100.0) or 0.0) for _ in range(int(rate) * 3)]
         n = int(rate)
         assert min(sends[i + n] - sends[i] for i in range(len(sends) - n)) > 1.1
 
@@ -781,7 +799,16 @@ def test_throttle_never_lets_rate_plus_one_requests_into_one_second() -> None:
 def test_throttle_hold_until_delays_later_slots() -> None:
     throttle = Throttle(10.0)
     throttle.hold_until(105.0)
+    assert throttle.wait_time(100.0) == pytest.approx(5.0)
     assert throttle.reserve(100.0) == pytest.approx(5.0)
+
+
+def test_throttle_refuses_a_slot_beyond_max_wait_without_taking_it() -> None:
+    throttle = Throttle(10.0)
+    throttle.hold_until(105.0)
+    assert throttle.reserve(100.0, max_wait=4.0) is None
+    assert throttle.wait_time(100.0) == pytest.approx(5.0)  # nothing was reserved
+    assert throttle.reserve(100.0, max_wait=5.0) == pytest.approx(5.0)
 
 
 def test_throttle_does_not_hold_its_lock_while_sleeping() -> None:
@@ -809,6 +836,7 @@ def test_throttle_is_thread_safe_every_thread_gets_its_own_slot() -> None:
     def worker() -> None:
         for _ in range(50):
             wait = throttle.reserve(0.0)
+            assert wait is not None
             with lock:
                 waits.append(wait)
 

@@ -479,6 +479,10 @@ CORRUPT_FILES = {
         f"BLUUM_API_KEY=pk_a_000001\nBLUUM_API_SECRET={HIDDEN}\nexport BLUUM_API_SECRET={HIDDEN}x\n",
         "BLUUM_API_SECRET is defined 2 times (lines 2, 3)",
     ),
+    "interpolated": (
+        "BLUUM_API_KEY=pk_a_000001\nBLUUM_API_SECRET=${SOMETHING_ELSE}\n",
+        "line 2: BLUUM_API_SECRET uses ${...} interpolation",
+    ),
     "unclosed quote": (
         f"BLUUM_API_KEY=pk_a_000001\nBLUUM_API_SECRET='{HIDDEN}\n",
         "line 2: BLUUM_API_SECRET cannot be parsed",
