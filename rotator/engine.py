@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rotator import machine
@@ -23,6 +23,7 @@ from rotator.errors import (
     BluumError,
     BluumServerError,
     BluumUnavailable,
+    BluumUnexpectedResponse,
     ConfigError,
     EnvironmentMismatch,
     ExitCode,
@@ -85,8 +86,6 @@ class _Run:
     confirm_revoked: ConfirmRevoked | None = None
     old: StoredKey | None = None
     new: StoredKey | None = None
-    waited: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def primary(self) -> SecretStore:
@@ -124,6 +123,8 @@ class Engine:
         self._owner = owner or default_owner()
         self._stores: dict[str, SecretStore] = {}
         self._clients: dict[str, BluumClient] = {}
+        self.waited = 0.0
+        """Seconds spent sleeping so far: verification polls, retry back-off and the rate-limit throttle."""
 
     # ----------------------------------------------------------------- plumbing
 
@@ -167,7 +168,7 @@ class Engine:
                 rate_limits=settings.rate_limits,
                 check_path=cred.check_path,
                 api_keys_path=cred.api_keys_path,
-                sleep=self._sleep,
+                sleep=self._sleep_counted,
             )
         return self._clients[cred.name]
 
@@ -221,8 +222,8 @@ class Engine:
                 "and that `environment` in rotator.toml is right"
             )
 
-    def _sleep_counted(self, run: _Run, seconds: float) -> None:
-        run.waited += seconds
+    def _sleep_counted(self, seconds: float) -> None:
+        self.waited += seconds
         self._sleep(seconds)
 
     @contextmanager
@@ -401,7 +402,7 @@ class Engine:
                     f"{cred.name}: the new pair is not accepted by {cred.environment.value} Bluum at {cred.base_url} "
                     f"({judgement.reason}). Is it a key of another environment, or mistyped? Nothing was changed."
                 )
-            self._sleep_counted(run, machine.poll_delay(attempt))
+            self._sleep_counted(machine.poll_delay(attempt))
             attempt += 1
 
     def _plan(self, run: _Run) -> Outcome:
@@ -474,10 +475,10 @@ class Engine:
             Step.CLEAR_PREVIOUS: self._clear_previous,
         }
         started = time.monotonic()
-        waited_before = run.waited
+        waited_before = self.waited
         record = handlers[step](run, record)
         seconds = time.monotonic() - started
-        record = record.with_timing(step.value, seconds, run.waited - waited_before)
+        record = record.with_timing(step.value, seconds, self.waited - waited_before)
         run.primary.write_record(record.to_dict())
         return record
 
@@ -510,6 +511,10 @@ class Engine:
                 environment=cred.environment,
                 idempotency_key=record.token,
             )
+        except BluumUnexpectedResponse as exc:
+            # The key may exist (wrong environment, no secret): roll back, which revokes it by id or token.
+            failed = record.advance(record.phase, self._clock(), new_key_id=exc.key_id, new_key_label=exc.key_id)
+            raise _StepFailed(failed, f"Bluum's answer to the create is unusable: {exc}") from exc
         except (BluumUnavailable, BluumServerError) as exc:
             raise RotationIncomplete(
                 f"{cred.name}: Bluum did not answer while creating the new key ({exc}); it may or may not exist. "
@@ -639,7 +644,7 @@ class Engine:
                 break
             if judgement.verdict is Verdict.FAILED:
                 raise _StepFailed(record, f"verification failed: {judgement.reason}")
-            self._sleep_counted(run, machine.poll_delay(attempt))
+            self._sleep_counted(machine.poll_delay(attempt))
             attempt += 1
         observed = {store.name: store.read(Stage.CURRENT) for store in run.stores}
         mismatched = machine.readback_mismatches(new, observed)
@@ -707,7 +712,7 @@ class Engine:
                     f"{run.cred.name}: {judgement.reason}. The old key {record.old_key_label} is still kept as "
                     f"PREVIOUS; run `rotator resume {run.cred.name}` to check again"
                 )
-            self._sleep_counted(run, machine.poll_delay(attempt))
+            self._sleep_counted(machine.poll_delay(attempt))
             attempt += 1
 
     def _operator_revoke(self, run: _Run, record: RotationRecord) -> tuple[RotationRecord, bool]:

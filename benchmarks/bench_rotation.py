@@ -1,0 +1,105 @@
+"""Rotation benchmark: wall time of one rotation on the simulator, how much of it is waiting, and the cost of
+the engine beside a baseline measured in the same run.
+
+Baseline: the same Bluum calls one rotation makes (list keys, check current, create, list, check new, revoke,
+check old), issued straight through BluumClient with no store I/O, no record writes, no fsync. The ratio
+rotation / baseline is what the engine's bookkeeping (atomic dotenv + sidecar writes, read-backs, records)
+costs on top of the calls it cannot avoid. Both are measured with Bluum's real rate limit (10 req/s per key
+pair in sandbox, paced by our throttle), and again with the throttle lifted to show the engine's own cost.
+
+Run: .venv/bin/python benchmarks/bench_rotation.py
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from rotator.bluum import BluumClient
+from rotator.config import load_config
+from rotator.demo import _config, _dotenv
+from rotator.engine import Engine
+from rotator.model import Environment, KeyPair
+from rotator.secret import Secret
+from rotator.simulator import Simulator
+
+ROUNDS = 5
+
+
+def setup(sim: Simulator, folder: Path, rate_limit: float) -> tuple[Path, KeyPair, str, KeyPair]:
+    tenant = sim.create_tenant_key(environment="TEST")
+    tenant_pair = KeyPair(tenant["public_key"], Secret(tenant["secret_key"]), Environment.SANDBOX, tenant["id"])
+    investor = sim.create_investor()
+    with BluumClient(sim.base_url, rate_limits={Environment.SANDBOX: math.inf}) as client:
+        first = client.create_investor_key(
+            tenant_pair, investor, name="bench", environment=Environment.SANDBOX, idempotency_key=uuid.uuid4().hex
+        )
+    (folder / "tenant.env").write_text(_dotenv(tenant_pair, Environment.SANDBOX, sim.base_url))
+    (folder / "app.env").write_text(_dotenv(first.pair, Environment.SANDBOX, sim.base_url))
+    for name in ("tenant.env", "app.env"):
+        (folder / name).chmod(0o600)
+    config = folder / "rotator.toml"
+    limit = "inf" if math.isinf(rate_limit) else str(rate_limit)
+    extra = f"\n[bluum]\nrate_limit_sandbox = {limit}\n"
+    config.write_text(_config(folder, sim.base_url, investor) + extra)
+    return config, tenant_pair, investor, first.pair
+
+
+def rotation(config: Path) -> tuple[float, float]:
+    engine = Engine(load_config(config))
+    started = time.perf_counter()
+    with engine:
+        engine.rotate("trading")
+    return time.perf_counter() - started, engine.waited
+
+
+def bare_calls(sim: Simulator, tenant: KeyPair, investor: str, current: KeyPair, rate: float) -> float:
+    started = time.perf_counter()
+    with BluumClient(sim.base_url, rate_limits={Environment.SANDBOX: rate}) as client:
+        client.list_investor_keys(tenant, investor)
+        client.check(current)
+        created = client.create_investor_key(
+            tenant, investor, name="bare", environment=Environment.SANDBOX, idempotency_key=uuid.uuid4().hex
+        )
+        client.list_investor_keys(tenant, investor)
+        client.check(created.pair)
+        assert current.key_id is not None
+        client.revoke_investor_key(tenant, investor, current.key_id)
+        client.check(current)
+        elapsed = time.perf_counter() - started
+        client.revoke_investor_key(tenant, investor, created.info.id)  # not timed: cleanup only
+    return elapsed
+
+
+def measure(rate: float, label: str) -> None:
+    walls, waits, bares = [], [], []
+    with Simulator() as sim:
+        sim.configure(rate_limits={"TEST": 1_000_000, "PRODUCTION": 1_000_000})
+        for _ in range(ROUNDS):
+            with tempfile.TemporaryDirectory() as tmp:
+                config, tenant, investor, current = setup(sim, Path(tmp), rate)
+                wall, waited = rotation(config)
+                walls.append(wall)
+                waits.append(waited)
+            with tempfile.TemporaryDirectory() as tmp:
+                _, tenant, investor, current = setup(sim, Path(tmp), rate)
+                bares.append(bare_calls(sim, tenant, investor, current, rate))
+    wall, wait, bare = statistics.median(walls), statistics.median(waits), statistics.median(bares)
+    print(f"{label}")
+    print(f"  one rotation (engine, 1 store):   {wall * 1000:7.1f} ms median of {ROUNDS}")
+    print(f"    of which waiting (sleep):        {wait * 1000:7.1f} ms ({wait / wall:.0%})")
+    print(f"  baseline: the same Bluum calls:    {bare * 1000:7.1f} ms")
+    print(f"  ratio rotation / baseline:          {wall / bare:7.2f}x")
+
+
+def main() -> None:
+    measure(10.0, "with Bluum's sandbox rate limit (10 req/s per key pair, paced by our throttle)")
+    measure(math.inf, "throttle lifted (the engine's own cost)")
+
+
+if __name__ == "__main__":
+    main()
