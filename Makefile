@@ -8,8 +8,10 @@ STAMP  := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@echo "installing into $(VENV) (log: $(VENV)/install.log)"
+	@( $(BIN)/python -m pip install --disable-pip-version-check --upgrade pip \
+	   && $(BIN)/python -m pip install --disable-pip-version-check -e '.[dev]' ) > $(VENV)/install.log 2>&1 \
+	   || { cat $(VENV)/install.log; echo "install failed; see above"; exit 1; }
 	@touch $(STAMP)
 
 lint: $(STAMP)
@@ -25,7 +27,7 @@ test: lint typecheck
 	$(BIN)/pytest -q
 
 demo: $(STAMP)
-	$(BIN)/rotator demo
+	@$(BIN)/rotator demo
 
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

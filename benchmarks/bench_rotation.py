@@ -21,7 +21,7 @@ from pathlib import Path
 
 from rotator.bluum import BluumClient
 from rotator.config import load_config
-from rotator.demo import _config, _dotenv
+from rotator.demo import seed_workspace
 from rotator.engine import Engine
 from rotator.model import Environment, KeyPair
 from rotator.secret import Secret
@@ -38,14 +38,9 @@ def setup(sim: Simulator, folder: Path, rate_limit: float) -> tuple[Path, KeyPai
         first = client.create_investor_key(
             tenant_pair, investor, name="bench", environment=Environment.SANDBOX, idempotency_key=uuid.uuid4().hex
         )
-    (folder / "tenant.env").write_text(_dotenv(tenant_pair, Environment.SANDBOX, sim.base_url))
-    (folder / "app.env").write_text(_dotenv(first.pair, Environment.SANDBOX, sim.base_url))
-    for name in ("tenant.env", "app.env"):
-        (folder / name).chmod(0o600)
-    config = folder / "rotator.toml"
+    config = seed_workspace(folder, sim.base_url, tenant_pair, investor, first.pair)
     limit = "inf" if math.isinf(rate_limit) else str(rate_limit)
-    extra = f"\n[bluum]\nrate_limit_sandbox = {limit}\n"
-    config.write_text(_config(folder, sim.base_url, investor) + extra)
+    config.write_text(config.read_text() + f"\n[bluum]\nrate_limit_sandbox = {limit}\n")
     return config, tenant_pair, investor, first.pair
 
 
@@ -90,7 +85,7 @@ def measure(rate: float, label: str) -> None:
                 bares.append(bare_calls(sim, tenant, investor, current, rate))
     wall, wait, bare = statistics.median(walls), statistics.median(waits), statistics.median(bares)
     print(f"{label}")
-    print(f"  one rotation (engine, 1 store):   {wall * 1000:7.1f} ms median of {ROUNDS}")
+    print(f"  one rotation (engine, 2 stores):  {wall * 1000:7.1f} ms median of {ROUNDS}")
     print(f"    of which waiting (sleep):        {wait * 1000:7.1f} ms ({wait / wall:.0%})")
     print(f"  baseline: the same Bluum calls:    {bare * 1000:7.1f} ms")
     print(f"  ratio rotation / baseline:          {wall / bare:7.2f}x")

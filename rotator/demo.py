@@ -30,7 +30,7 @@ def _dotenv(pair: KeyPair, environment: Environment, base_url: str) -> str:
     return "# written by `rotator demo`\n" + "".join(f"{name}='{value}'\n" for name, value in values.items())
 
 
-def _config(folder: Path, base_url: str, investor_id: str) -> str:
+def _config(base_url: str, investor_id: str) -> str:
     return f"""\
 [stores.tenant]
 type = "env"
@@ -39,6 +39,11 @@ path = "tenant.env"
 [stores.app]
 type = "env"
 path = "app.env"
+
+[stores.reports]
+type = "env"
+path = "reports.env"
+prefix = "TRADING_"
 
 [credentials.tenant]
 environment = "sandbox"
@@ -53,10 +58,23 @@ issuer = "bluum"
 investor_id = "{investor_id}"
 manager = "tenant"
 store = "app"
+also_deploy_to = ["reports"]
 rotate_every = "90d"
 grace = "0s"
 verify_timeout = "10s"
 """
+
+
+def seed_workspace(folder: Path, base_url: str, tenant: KeyPair, investor_id: str, current: KeyPair) -> Path:
+    """Dotenv stores as an operator would seed them by hand, and the rotator.toml that names them."""
+    (folder / "tenant.env").write_text(_dotenv(tenant, Environment.SANDBOX, base_url))
+    (folder / "app.env").write_text(_dotenv(current, Environment.SANDBOX, base_url))
+    (folder / "reports.env").write_text(_dotenv(current, Environment.SANDBOX, base_url).replace("BLUUM_", "TRADING_"))
+    for name in ("tenant.env", "app.env", "reports.env"):
+        (folder / name).chmod(0o600)
+    config = folder / "rotator.toml"
+    config.write_text(_config(base_url, investor_id))
+    return config
 
 
 def _run_cli(args: list[str]) -> int:
@@ -95,17 +113,12 @@ def run_demo() -> int:
                 environment=Environment.SANDBOX,
                 idempotency_key=uuid.uuid4().hex,
             )
-        (folder / "tenant.env").write_text(_dotenv(tenant_pair, Environment.SANDBOX, sim.base_url))
-        (folder / "app.env").write_text(_dotenv(first.pair, Environment.SANDBOX, sim.base_url))
-        for name in ("tenant.env", "app.env"):
-            (folder / name).chmod(0o600)
-        config = folder / "rotator.toml"
-        config.write_text(_config(folder, sim.base_url, investor))
+        config = seed_workspace(folder, sim.base_url, tenant_pair, investor, first.pair)
         sim.configure(propagation_delay=PROPAGATION_DELAY)
         sim.advance_clock(60)  # the existing keys are long propagated
         click.echo(f"tenant key   {tenant['id']}  (made in Bluum's dashboard; it mints investor keys)")
         click.echo(f"investor     {investor}")
-        click.echo(f"current key  {first.info.id}  in {folder / 'app.env'}")
+        click.echo(f"current key  {first.info.id}  in {folder / 'app.env'} and {folder / 'reports.env'}")
         click.echo(f"config       {config}")
         click.echo(f"propagation  new keys answer 401 for {PROPAGATION_DELAY}s after creation, as a real API may\n")
 

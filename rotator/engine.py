@@ -300,6 +300,11 @@ class Engine:
             current, keys, previous_record = self._preflight(run)
             if cred.issuer == "manual":
                 assert new_pair is not None
+                if new_pair.same_key(current):
+                    raise ConfigError(
+                        f"{cred.name}: the pair in --new-key-file is the current pair; create a new one in Bluum's "
+                        "dashboard first. Nothing was changed"
+                    )
                 self._precheck_manual_pair(run, new_pair)
             now = self._clock()
             old_id = self._resolve_key_id(run, current, keys)

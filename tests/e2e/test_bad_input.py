@@ -117,3 +117,20 @@ def test_new_key_file_malformed(ws: Workspace):
 def test_name_and_all_together(ws: Workspace):
     before = ws.snapshot()
     assert_refused(ws, before, "rotate", "trading", "--all", expect=["exactly one of NAME or --all"])
+
+
+def test_new_key_file_holding_the_current_pair_is_refused(ws: Workspace):
+    import json
+
+    same = ws.root / "same.json"
+    same.write_text(
+        json.dumps(
+            {
+                "api_key": ws.tenant_pair.api_key,
+                "api_secret": ws.tenant_pair.api_secret.reveal(),
+                "key_id": ws.tenant["id"],
+            }
+        )
+    )
+    before = ws.snapshot()
+    assert_refused(ws, before, "rotate", "tenant", "--new-key-file", str(same), expect=["is the current pair"])

@@ -1,0 +1,425 @@
+"""The memory store: a `SecretStore` that lives in a dict, for tests and examples. NOT for production.
+
+Why it exists: code that drives the engine (a custom issuer, a scheduler, a wrapper script) needs a store in its own
+tests, and a real one brings files, SDKs or a cloud account along. Like structlog's testing helpers, this gives a
+store that keeps every promise of `backends.base.SecretStore` exactly as `backends.env` does, passes the same
+contract suite (`tests/store_contract.py`), and never leaves the process. Tests can seed it (`current=`), share it
+between handles (`twin()` or `shared=`) to play two processes racing for the lock, and drive lease expiry with an
+injectable clock.
+
+Why it is not for production: nothing is persisted. When the process ends, every stage, the rotation record and the
+lock are gone, so a crashed rotation could never be resumed and applications in other processes could never read
+CURRENT. It is deliberately not registered as a built-in store type.
+
+All handles on one state share a mutex: every call is atomic with respect to every other, from any thread. The
+rotation lock is a lease: it is refused at once to every other acquisition (another handle, another thread, or the
+same handle again: like `flock` on a fresh descriptor, it is not re-entrant) until its holder leaves the `with`
+block or `ttl_seconds` pass on the state's clock, after which the next contender takes it over. A holder whose lease
+was taken over does not release the new holder's lease when it finally leaves its block.
+
+Secrets only leave through `read()`; messages and logs name keys by label (key id or fingerprint) and tokens only.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
+from types import TracebackType
+from typing import Any, Final
+
+from rotator.errors import RotationInProgress, StoreConflict, StoreError
+from rotator.model import Environment, Stage, StoredKey
+
+__all__ = ["Clock", "MemoryStore"]
+
+log = logging.getLogger("rotator.store.memory")
+
+Clock = Callable[[], float]
+"""Seconds on a monotonic scale; `time.monotonic` unless a test injects a fake one."""
+
+_STATE_IDS: Final = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class _Lease:
+    """Who holds the rotation lock of one state, and until when (on the state's clock)."""
+
+    lease_id: int
+    owner: str
+    handle: str
+    thread: str
+    acquired_at: float
+    expires_at: float
+
+    def describe(self, now: float) -> str:
+        """`owner, handle H in thread T, held for Ns, lease expires in Ms`: for the next contender's message."""
+        return (
+            f"{self.owner}, handle {self.handle!r} in thread {self.thread!r}, held for {now - self.acquired_at:.1f}s, "
+            f"lease expires in {max(self.expires_at - now, 0.0):.1f}s"
+        )
+
+
+class _State:
+    """What all handles on one in-memory secret share: the stages, the record, the lease and the mutex guarding them.
+
+    Stages hold `StoredKey`s as given (frozen, so sharing them is safe); the record is kept as a JSON round-trip copy
+    so a caller mutating its dict afterwards changes nothing here, just as with a store that serializes.
+    """
+
+    def __init__(self, label: str, clock: Clock) -> None:
+        self.label = label
+        self.clock = clock
+        self.mutex = threading.Lock()
+        self.current: StoredKey | None = None
+        self.pending: StoredKey | None = None
+        self.previous: StoredKey | None = None
+        self.record: str | None = None
+        self.lease: _Lease | None = None
+        self.lease_ids = itertools.count(1)
+
+    def holder_of(self, token: str) -> StoredKey | None:
+        """The key of whichever stage carries `token` (tokens are unique per rotation)."""
+        for key in (self.pending, self.current, self.previous):
+            if key is not None and key.token == token:
+                return key
+        return None
+
+
+class MemoryStore:
+    """One credential held in this process's memory; see the module docstring for why and why not in production.
+
+    `current` seeds CURRENT (as a hand-seeded dotenv file would); without it the store starts empty, as a deploy
+    target that never held a key. `environment` and `base_url` are the credential's own: like the env store, they fill
+    in for a CURRENT key that lacks them. `shared` makes this a second handle on another store's state (the seed and
+    the clock are that state's); `twin()` is the short way. `clock` drives lease expiry (default `time.monotonic`).
+    """
+
+    name: str
+    _state: _State
+    _environment: Environment | None
+    _base_url: str | None
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        current: StoredKey | None = None,
+        environment: Environment | str | None = None,
+        base_url: str | None = None,
+        shared: MemoryStore | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        if shared is not None and (current is not None or clock is not None):
+            raise ValueError(
+                f"memory store {name!r}: `current` and `clock` belong to the shared state of {shared.name!r}; "
+                "pass them to that store instead"
+            )
+        self.name = name
+        self._environment = Environment(environment) if environment is not None else None
+        self._base_url = base_url
+        if shared is not None:
+            self._state = shared._state
+        else:
+            self._state = _State(f"{name}#{next(_STATE_IDS)}", clock or time.monotonic)
+            if current is not None:
+                _check_storable(current, name)
+                self._state.current = current
+
+    def twin(self, name: str | None = None) -> MemoryStore:
+        """A second, independent handle on the same state, as another process would hold on the same secret."""
+        return MemoryStore(
+            name or f"{self.name}-twin", environment=self._environment, base_url=self._base_url, shared=self
+        )
+
+    def describe(self) -> str:
+        """Where the secret lives, for messages: the state's label, the same for every handle on it."""
+        return f"memory store {self._state.label} (this process only, not persisted)"
+
+    def __repr__(self) -> str:
+        return f"MemoryStore(name={self.name!r}, state={self._state.label!r})"
+
+    # ----------------------------------------------------------------------------------------------- reads
+
+    def read(self, stage: Stage) -> StoredKey | None:
+        """The key at `stage`; CURRENT gets the store's `environment` and `base_url` where the key lacks them."""
+        with self._state.mutex:
+            if stage is Stage.CURRENT:
+                return self._current()
+            if stage is Stage.PENDING:
+                return self._state.pending
+            return self._state.previous
+
+    def read_record(self) -> dict[str, Any] | None:
+        """A fresh copy of the rotation record, or None before the first one is written."""
+        with self._state.mutex:
+            text = self._state.record
+        return None if text is None else _loads_record(text)
+
+    # ----------------------------------------------------------------------------------------------- writes
+
+    def put_pending(self, key: StoredKey) -> None:
+        """Stage `key` as PENDING. A token any stage already holds with the same key is a no-op; with another key,
+        StoreConflict. A PENDING of another token is replaced (with a warning: the engine revokes that key)."""
+        token = _require_token(key)
+        _check_storable(key, self.name)
+        state = self._state
+        with state.mutex:
+            holder = state.holder_of(token)
+            if holder is not None:
+                if holder.same_key(key):
+                    log.debug("%s already holds %s under token %s", self.describe(), key.label, token)
+                    return
+                raise StoreConflict(
+                    f"token {token} already stages {holder.label} in {self.describe()}, not {key.label}; "
+                    "nothing was changed. A token belongs to one rotation: start a new rotation for a new key",
+                    store=self.name,
+                )
+            if state.pending is not None:
+                log.warning(
+                    "replacing abandoned PENDING %s (token %s) with %s in %s; the engine revokes the abandoned key",
+                    state.pending.label,
+                    state.pending.token,
+                    key.label,
+                    self.describe(),
+                    extra={"fields": {"store": self.name, "dropped": state.pending.label, "token": token}},
+                )
+            state.pending = key
+        log.info(
+            "staged %s as PENDING in %s",
+            key.label,
+            self.describe(),
+            extra={"fields": {"store": self.name, "key": key.label, "token": token}},
+        )
+
+    def promote(self, token: str) -> None:
+        """PENDING(token) becomes CURRENT and the old CURRENT becomes PREVIOUS, in one step under the mutex.
+
+        When CURRENT already carries `token` this does nothing (readers already see it: there is no projection to
+        repair in memory). StoreConflict when neither PENDING nor CURRENT carries `token`.
+        """
+        state = self._state
+        with state.mutex:
+            if state.current is not None and state.current.token == token:
+                log.debug("promote: %s is already current in %s", state.current.label, self.describe())
+                return
+            pending = state.pending
+            if pending is None or pending.token != token:
+                raise StoreConflict(
+                    f"neither PENDING nor CURRENT carries token {token} in {self.describe()}; nothing was changed. "
+                    "That rotation's key was never staged here or was replaced: run `rotator status` to see which "
+                    "rotation this store belongs to",
+                    store=self.name,
+                )
+            old = self._current()
+            previous = state.previous if old is None or old.same_key(pending) else old
+            self._warn_if_dropping_previous(state.previous, previous)
+            state.current, state.pending, state.previous = pending, None, previous
+        log.info(
+            "promoted %s to CURRENT in %s; PREVIOUS is %s",
+            pending.label,
+            self.describe(),
+            previous.label if previous else "empty",
+            extra={
+                "fields": {
+                    "store": self.name,
+                    "key": pending.label,
+                    "token": token,
+                    "previous": previous.label if previous else None,
+                }
+            },
+        )
+
+    def restore_previous(self, token: str) -> None:
+        """Rollback: when CURRENT carries `token`, PREVIOUS becomes CURRENT again and PREVIOUS empties.
+
+        A PENDING of `token` is dropped either way. When CURRENT does not carry `token`, CURRENT and PREVIOUS are left
+        alone. CURRENT carrying `token` with PREVIOUS empty raises StoreConflict and changes nothing.
+        """
+        state = self._state
+        with state.mutex:
+            current = state.current
+            if current is None or current.token != token:
+                dropped = state.pending if state.pending is not None and state.pending.token == token else None
+                if dropped is None:
+                    return
+                state.pending = None
+                log.info(
+                    "dropped PENDING %s of an abandoned rotation from %s",
+                    dropped.label,
+                    self.describe(),
+                    extra={"fields": {"store": self.name, "key": dropped.label, "token": token}},
+                )
+                return
+            restored = state.previous
+            if restored is None:
+                raise StoreConflict(
+                    f"CURRENT carries token {token} but PREVIOUS is empty in {self.describe()}, so there is no older "
+                    "key to restore; nothing was changed. Keep CURRENT, or deploy a working key with a new rotation",
+                    store=self.name,
+                )
+            if state.pending is not None and state.pending.token == token:
+                state.pending = None
+            state.current, state.previous = restored, None
+        log.info(
+            "restored %s as CURRENT in %s, replacing %s",
+            restored.label,
+            self.describe(),
+            current.label,
+            extra={"fields": {"store": self.name, "key": restored.label, "replaced": current.label, "token": token}},
+        )
+
+    def clear_previous(self) -> None:
+        """Forget PREVIOUS once its key is revoked at Bluum; nothing to do when it is empty."""
+        state = self._state
+        with state.mutex:
+            cleared, state.previous = state.previous, None
+        if cleared is not None:
+            log.info(
+                "cleared PREVIOUS %s from %s",
+                cleared.label,
+                self.describe(),
+                extra={"fields": {"store": self.name, "key": cleared.label}},
+            )
+
+    def write_record(self, record: dict[str, Any]) -> None:
+        """Replace the rotation record. Refused (StoreError) unless it is JSON, as a real store would refuse it.
+
+        Like the env store this does not check that the caller holds `lock()`: the Protocol makes that the
+        caller's duty, and stores have no locking of their own.
+        """
+        try:
+            text = json.dumps(record, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"the rotation record is not JSON-serializable: {exc}", store=self.name) from exc
+        with self._state.mutex:
+            self._state.record = text
+
+    # ----------------------------------------------------------------------------------------------- lock
+
+    def lock(self, owner: str, ttl_seconds: float) -> AbstractContextManager[None]:
+        """A lease on this state's rotation lock, taken when the `with` block is entered.
+
+        RotationInProgress at once while anyone else (or this very handle) holds an unexpired lease. A lease expires
+        `ttl_seconds` after it was taken, on the state's clock: that is how a dead holder stops blocking others.
+        """
+        if not (isinstance(ttl_seconds, int | float) and math.isfinite(ttl_seconds) and ttl_seconds > 0):
+            raise ValueError(f"memory store {self.name!r}: ttl_seconds must be a positive number, not {ttl_seconds!r}")
+        return _HeldLease(self, owner, float(ttl_seconds))
+
+    def _acquire(self, owner: str, ttl_seconds: float) -> _Lease:
+        state = self._state
+        with state.mutex:
+            now = state.clock()
+            held = state.lease
+            if held is not None and now < held.expires_at:
+                raise RotationInProgress(
+                    f"another rotation of this credential is running ({held.describe(now)}; {self.describe()}); "
+                    "nothing was changed. Wait for it, or if that holder is gone, wait for its lease to expire and "
+                    "run `rotator resume`"
+                )
+            lease = _Lease(
+                lease_id=next(state.lease_ids),
+                owner=owner,
+                handle=self.name,
+                thread=threading.current_thread().name,
+                acquired_at=now,
+                expires_at=now + ttl_seconds,
+            )
+            state.lease = lease
+        if held is not None:
+            log.warning(
+                "took over the rotation lock of %s from %s (handle %r), whose lease expired %.1fs ago",
+                self.describe(),
+                held.owner,
+                held.handle,
+                now - held.expires_at,
+                extra={"fields": {"store": self.name, "owner": owner, "expired_owner": held.owner}},
+            )
+        log.debug("took the rotation lock of %s for %s", self.describe(), owner)
+        return lease
+
+    def _release(self, lease: _Lease) -> None:
+        state = self._state
+        with state.mutex:
+            ours = state.lease is not None and state.lease.lease_id == lease.lease_id
+            if ours:
+                state.lease = None
+            successor = state.lease
+        if ours:
+            log.debug("released the rotation lock of %s", self.describe())
+        else:
+            log.warning(
+                "the rotation lock lease of %s for %s expired before its block ended%s; "
+                "work done after expiry was not protected",
+                self.describe(),
+                lease.owner,
+                f" and is now held by {successor.owner}" if successor is not None else "",
+                extra={"fields": {"store": self.name, "owner": lease.owner}},
+            )
+
+    # ----------------------------------------------------------------------------------------------- helpers
+
+    def _current(self) -> StoredKey | None:
+        """CURRENT with this handle's fallbacks filled in (call with the mutex held)."""
+        key = self._state.current
+        if key is None or (key.environment is not None and key.base_url is not None):
+            return key
+        return replace(key, environment=key.environment or self._environment, base_url=key.base_url or self._base_url)
+
+    def _warn_if_dropping_previous(self, old_previous: StoredKey | None, new_previous: StoredKey | None) -> None:
+        if old_previous is None or (new_previous is not None and old_previous.same_key(new_previous)):
+            return
+        log.warning(
+            "PREVIOUS %s in %s was never cleared and is now replaced; if it is still active at Bluum, "
+            "`rotator sweep` revokes it",
+            old_previous.label,
+            self.describe(),
+            extra={"fields": {"store": self.name, "dropped": old_previous.label}},
+        )
+
+
+class _HeldLease(AbstractContextManager[None]):
+    """The `with` block of `MemoryStore.lock`: a plain class, not a generator, so that dropping an entered lock
+    without leaving it (a "crashed" holder in a test) keeps the lease until its ttl, as a dead process would."""
+
+    def __init__(self, store: MemoryStore, owner: str, ttl_seconds: float) -> None:
+        self._store = store
+        self._owner = owner
+        self._ttl = ttl_seconds
+        self._lease: _Lease | None = None
+
+    def __enter__(self) -> None:
+        if self._lease is not None:
+            raise RuntimeError("this lock() context is already entered; call lock() again for a new one")
+        self._lease = self._store._acquire(self._owner, self._ttl)
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            self._store._release(lease)
+
+
+def _loads_record(text: str) -> dict[str, Any]:
+    record: dict[str, Any] = json.loads(text)  # only write_record sets it, from a dict
+    return record
+
+
+def _require_token(key: StoredKey) -> str:
+    if not key.token:
+        raise ValueError(f"put_pending needs a key with a rotation token; {key.label} has none")
+    return key.token
+
+
+def _check_storable(key: StoredKey, store: str) -> None:
+    """Refuse a key without API key or secret before anything changes, as the env store does."""
+    if not key.api_key or not key.api_secret:
+        raise StoreError(f"API key or secret of {key.label} is empty; nothing was written", store=store)
