@@ -16,8 +16,10 @@ and never put a secret value in a message.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
@@ -25,6 +27,7 @@ from rotator.errors import ConfigError
 from rotator.model import Stage, StoredKey
 
 ENTRY_POINT_GROUP = "rotator.backends"
+log = logging.getLogger("rotator.store")
 
 
 @runtime_checkable
@@ -95,18 +98,39 @@ class SecretStore(Protocol):
 
 StoreFactory = Callable[..., SecretStore]
 
+BUILT_IN_STORES: dict[str, str] = {"env": "backends.env:EnvStore"}
+"""Store types that ship with bluum-rotator. Listed here, not only as entry points, so they win over any
+plug-in claiming the same name (entry points come in sys.path order) and so they work where no package
+metadata is installed (a Lambda zip)."""
+
 
 def load_store_factories() -> dict[str, StoreFactory]:
-    """Store types by name: every `rotator.backends` entry point, loaded lazily on first use.
+    """Store types by name: the built-ins, then every `rotator.backends` entry point, loaded lazily.
 
-    Built-in names win over a third-party plug-in that claims the same name.
+    A plug-in that claims a built-in name (or a name an earlier plug-in took) is ignored with a warning.
     """
-    factories: dict[str, StoreFactory] = {}
+    factories: dict[str, StoreFactory] = {name: _lazy(_importer(target)) for name, target in BUILT_IN_STORES.items()}
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         if entry.name in factories:
+            if BUILT_IN_STORES.get(entry.name) != entry.value:
+                log.warning(
+                    "ignoring store plug-in %r (%s): the name is taken",
+                    entry.name,
+                    entry.value,
+                    extra={"fields": {"store_type": entry.name}},
+                )
             continue
         factories[entry.name] = _lazy(entry.load)
     return factories
+
+
+def _importer(target: str) -> Callable[[], Any]:
+    module_name, _, attribute = target.partition(":")
+
+    def load() -> Any:  # noqa: ANN401 - a store class
+        return getattr(import_module(module_name), attribute)
+
+    return load
 
 
 def _lazy(load: Callable[[], Any]) -> StoreFactory:
