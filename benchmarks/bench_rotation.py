@@ -21,23 +21,17 @@ from pathlib import Path
 
 from rotator.bluum import BluumClient
 from rotator.config import load_config
-from rotator.demo import seed_workspace
+from rotator.demo import open_account, seed_workspace
 from rotator.engine import Engine
 from rotator.model import Environment, KeyPair
-from rotator.secret import Secret
 from rotator.simulator import Simulator
 
 ROUNDS = 5
 
 
 def setup(sim: Simulator, folder: Path, rate_limit: float) -> tuple[Path, KeyPair, str, KeyPair]:
-    tenant = sim.create_tenant_key(environment="TEST")
-    tenant_pair = KeyPair(tenant["public_key"], Secret(tenant["secret_key"]), Environment.SANDBOX, tenant["id"])
-    investor = sim.create_investor()
-    with BluumClient(sim.base_url, rate_limits={Environment.SANDBOX: math.inf}) as client:
-        first = client.create_investor_key(
-            tenant_pair, investor, name="bench", environment=Environment.SANDBOX, idempotency_key=uuid.uuid4().hex
-        )
+    account = open_account(sim, "bench")
+    tenant_pair, investor, first = account.tenant_pair, account.investor, account.first
     config = seed_workspace(folder, sim.base_url, tenant_pair, investor, first.pair)
     limit = "inf" if math.isinf(rate_limit) else str(rate_limit)
     config.write_text(config.read_text() + f"\n[bluum]\nrate_limit_sandbox = {limit}\n")

@@ -6,15 +6,21 @@ real dotenv store in a temporary folder; only Bluum is simulated. No secret is p
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from rotator.model import Environment, KeyPair
+from rotator.model import CreatedKey, Environment, KeyPair
 from rotator.secret import Secret
+
+if TYPE_CHECKING:
+    from rotator.simulator import Simulator
 
 PROPAGATION_DELAY = 0.5
 
@@ -65,6 +71,39 @@ verify_timeout = "10s"
 """
 
 
+@dataclass(frozen=True)
+class Account:
+    """A tenant (its key stands in for the one made in the dashboard), an investor and its first key."""
+
+    tenant: dict[str, str]
+    tenant_pair: KeyPair
+    investor: str
+    first: CreatedKey
+
+
+def open_account(sim: Simulator, first_key_name: str) -> Account:
+    """Set up at the simulator what an operator has before the first rotation."""
+    from rotator.bluum import BluumClient
+
+    tenant = sim.create_tenant_key(environment="TEST")
+    tenant_pair = KeyPair(
+        api_key=tenant["public_key"],
+        api_secret=Secret(tenant["secret_key"]),
+        environment=Environment.SANDBOX,
+        key_id=tenant["id"],
+    )
+    investor = sim.create_investor()
+    with BluumClient(sim.base_url, rate_limits={Environment.SANDBOX: math.inf}) as client:
+        first = client.create_investor_key(
+            tenant_pair,
+            investor,
+            name=first_key_name,
+            environment=Environment.SANDBOX,
+            idempotency_key=uuid.uuid4().hex,
+        )
+    return Account(tenant, tenant_pair, investor, first)
+
+
 def seed_workspace(folder: Path, base_url: str, tenant: KeyPair, investor_id: str, current: KeyPair) -> Path:
     """Dotenv stores as an operator would seed them by hand, and the rotator.toml that names them."""
     (folder / "tenant.env").write_text(_dotenv(tenant, Environment.SANDBOX, base_url))
@@ -97,22 +136,8 @@ def run_demo() -> int:
     with Simulator() as sim, tempfile.TemporaryDirectory(prefix="rotator-demo-") as tmp:
         folder = Path(tmp)
         click.echo(f"simulator    {sim.base_url}  (real HTTP on loopback; stands in for Bluum)")
-        tenant = sim.create_tenant_key(environment="TEST")
-        tenant_pair = KeyPair(
-            api_key=tenant["public_key"],
-            api_secret=Secret(tenant["secret_key"]),
-            environment=Environment.SANDBOX,
-            key_id=tenant["id"],
-        )
-        investor = sim.create_investor()
-        with BluumClient(sim.base_url) as client:
-            first = client.create_investor_key(
-                tenant_pair,
-                investor,
-                name="demo: the key the trading app uses today",
-                environment=Environment.SANDBOX,
-                idempotency_key=uuid.uuid4().hex,
-            )
+        account = open_account(sim, "demo: the key the trading app uses today")
+        tenant, tenant_pair, investor, first = account.tenant, account.tenant_pair, account.investor, account.first
         config = seed_workspace(folder, sim.base_url, tenant_pair, investor, first.pair)
         sim.configure(propagation_delay=PROPAGATION_DELAY)
         sim.advance_clock(60)  # the existing keys are long propagated

@@ -34,7 +34,7 @@ from rotator.errors import (
     StoreError,
 )
 from rotator.faultpoints import reached
-from rotator.machine import Step, Verdict
+from rotator.machine import Judgement, Step, Verdict
 from rotator.model import ApiKeyInfo, KeyPair, Stage, StoredKey
 from rotator.record import Phase, RotationRecord
 
@@ -389,24 +389,33 @@ class Engine:
         """I7 for hand-made pairs: the new pair must work against this credential's Bluum before deploying."""
         cred = run.cred
         self._guard_environment(cred, pair, "the new pair from --new-key-file")
+        judgement, _ = self._poll(run, self._pair(cred, pair), new_key=True)
+        if judgement.verdict is Verdict.FAILED:
+            raise ConfigError(
+                f"{cred.name}: the new pair is not accepted by {cred.environment.value} Bluum at {cred.base_url} "
+                f"({judgement.reason}). Is it a key of another environment, or mistyped? Nothing was changed."
+            )
+
+    def _poll(self, run: _Run, pair: KeyPair, *, new_key: bool) -> tuple[Judgement, int]:
+        """Call Bluum with `pair` until machine.judge_* says PASSED or FAILED (within verify_timeout).
+
+        new_key: the pair must start working (propagation); otherwise it must stop working (revocation).
+        Returns the verdict and how many calls it took.
+        """
         started = time.monotonic()
+        timeout = run.cred.verify_timeout.total_seconds()
         attempt = 0
         while True:
-            result = self._check(run, self._pair(cred, pair))
-            judgement = machine.judge_new_key(
-                self._outcome(result),
-                result.code,
-                result.reason,
-                elapsed=time.monotonic() - started,
-                timeout=cred.verify_timeout.total_seconds(),
+            result = self._check(run, pair)
+            elapsed = time.monotonic() - started
+            outcome = self._outcome(result)
+            judgement = (
+                machine.judge_new_key(outcome, result.code, result.reason, elapsed=elapsed, timeout=timeout)
+                if new_key
+                else machine.judge_old_key(outcome, result.reason, elapsed=elapsed, timeout=timeout)
             )
-            if judgement.verdict is Verdict.PASSED:
-                return
-            if judgement.verdict is Verdict.FAILED:
-                raise ConfigError(
-                    f"{cred.name}: the new pair is not accepted by {cred.environment.value} Bluum at {cred.base_url} "
-                    f"({judgement.reason}). Is it a key of another environment, or mistyped? Nothing was changed."
-                )
+            if judgement.verdict is not Verdict.RETRY:
+                return judgement, attempt + 1
             self._sleep_counted(machine.poll_delay(attempt))
             attempt += 1
 
@@ -636,21 +645,10 @@ class Engine:
         """Call Bluum with the new key until it works, telling propagation delay from rejection (I2)."""
         cred = run.cred
         new = self._pending(run, record)
-        pair = self._pair(cred, new)
         started = time.monotonic()
-        timeout = cred.verify_timeout.total_seconds()
-        attempt = 0
-        while True:
-            result = self._check(run, pair)
-            judgement = machine.judge_new_key(
-                self._outcome(result), result.code, result.reason, elapsed=time.monotonic() - started, timeout=timeout
-            )
-            if judgement.verdict is Verdict.PASSED:
-                break
-            if judgement.verdict is Verdict.FAILED:
-                raise _StepFailed(record, f"verification failed: {judgement.reason}")
-            self._sleep_counted(machine.poll_delay(attempt))
-            attempt += 1
+        judgement, calls = self._poll(run, self._pair(cred, new), new_key=True)
+        if judgement.verdict is Verdict.FAILED:
+            raise _StepFailed(record, f"verification failed: {judgement.reason}")
         observed = {store.name: store.read(Stage.CURRENT) for store in run.stores}
         mismatched = machine.readback_mismatches(new, observed)
         if mismatched:
@@ -661,7 +659,7 @@ class Engine:
             run, record.advance(Phase.VERIFIED, now, verified_at=now, revoke_after=now + grace), "verified.record"
         )
         self._emit(
-            run, "verify", f"Bluum accepts {new.label} (after {attempt + 1} call(s))", time.monotonic() - started
+            run, "verify", f"Bluum accepts {new.label} (after {calls} call(s))", time.monotonic() - started
         )
         return record
 
@@ -669,7 +667,7 @@ class Engine:
         """Revoke the old key at Bluum and prove it is rejected; only then is PREVIOUS forgotten."""
         cred = run.cred
         started = time.monotonic()
-        old = self._previous(run, record)
+        old = run.primary.read(Stage.PREVIOUS)
         if record.old_key_id is None:
             raise RotationIncomplete(
                 f"{cred.name}: the old key {record.old_key_label} has no key id and Bluum lists no key with its "
@@ -693,37 +691,18 @@ class Engine:
         self._emit(run, "revoke", f"revoked {record.old_key_id}; Bluum now rejects it", time.monotonic() - started)
         return record
 
-    def _previous(self, run: _Run, record: RotationRecord) -> StoredKey | None:
-        found = run.primary.read(Stage.PREVIOUS)
-        if found is None:
-            return None
-        return found
-
     def _prove_rejected(self, run: _Run, record: RotationRecord, old: StoredKey) -> None:
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            result = self._check(run, self._pair(run.cred, old))
-            judgement = machine.judge_old_key(
-                self._outcome(result),
-                result.reason,
-                elapsed=time.monotonic() - started,
-                timeout=run.cred.verify_timeout.total_seconds(),
+        judgement, _ = self._poll(run, self._pair(run.cred, old), new_key=False)
+        if judgement.verdict is Verdict.FAILED:
+            raise RotationIncomplete(
+                f"{run.cred.name}: {judgement.reason}. The old key {record.old_key_label} is still kept as "
+                f"PREVIOUS; run `rotator resume {run.cred.name}` to check again"
             )
-            if judgement.verdict is Verdict.PASSED:
-                return
-            if judgement.verdict is Verdict.FAILED:
-                raise RotationIncomplete(
-                    f"{run.cred.name}: {judgement.reason}. The old key {record.old_key_label} is still kept as "
-                    f"PREVIOUS; run `rotator resume {run.cred.name}` to check again"
-                )
-            self._sleep_counted(machine.poll_delay(attempt))
-            attempt += 1
 
     def _operator_revoke(self, run: _Run, record: RotationRecord) -> tuple[RotationRecord, bool]:
         """Manual issuer: a person revokes the old pair in the dashboard; we prove it before forgetting it."""
         cred = run.cred
-        old = self._previous(run, record)
+        old = run.primary.read(Stage.PREVIOUS)
         ask = f"Revoke the old key {record.old_key_label} of {cred.name} in Bluum's dashboard (Settings → API Keys)"
         if old is not None:
             result = self._check(run, self._pair(cred, old))

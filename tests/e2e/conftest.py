@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from click.testing import CliRunner, Result
 from dotenv import dotenv_values
 
 from rotator.bluum import BluumClient, CheckOutcome
+from rotator.demo import open_account
 from rotator.model import CreatedKey, Environment, KeyPair
 from rotator.secret import Secret
 from rotator.simulator import Simulator
@@ -165,18 +165,8 @@ verify_timeout = "{verify_timeout}"
 
 @pytest.fixture
 def ws(sim: Simulator, leak_guard: LeakGuard, tmp_path: Path) -> Workspace:
-    tenant = sim.create_tenant_key(environment="TEST")
-    tenant_pair = KeyPair(
-        api_key=tenant["public_key"],
-        api_secret=Secret(tenant["secret_key"]),
-        environment=Environment.SANDBOX,
-        key_id=tenant["id"],
-    )
-    investor = sim.create_investor()
-    with BluumClient(sim.base_url) as client:
-        first = client.create_investor_key(
-            tenant_pair, investor, name="initial", environment=Environment.SANDBOX, idempotency_key=uuid.uuid4().hex
-        )
+    account = open_account(sim, "initial")
+    tenant, tenant_pair, investor, first = account.tenant, account.tenant_pair, account.investor, account.first
     (tmp_path / "tenant.env").write_text(dotenv_text(tenant_pair, "sandbox", sim.base_url))
     (tmp_path / "app.env").write_text(dotenv_text(first.pair, "sandbox", sim.base_url))
     mirror = dotenv_text(first.pair, "sandbox", sim.base_url).replace("BLUUM_", "TRADING_")
