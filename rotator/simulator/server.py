@@ -50,6 +50,10 @@ UNSET: Final = _Unset.UNSET
 class _BadBody(Exception):
     """The request body cannot be read; the connection is no longer in a known state and gets closed."""
 
+    def __init__(self, message: str, code: str = "BLUM-400-001") -> None:
+        super().__init__(message)
+        self.code = code
+
 
 class _Server(ThreadingHTTPServer):
     """ThreadingHTTPServer that knows its router, tracks open connections (so stop() really stops) and is quiet."""
@@ -130,7 +134,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._read_body()
         except _BadBody as err:
             self.close_connection = True
-            self._send(self.server.router.error(ApiError(400, "BLUM-400-008", str(err))))
+            self._send(self.server.router.error(ApiError(400, err.code, str(err))))
             return
         request = Request(
             method=self.command,
@@ -189,8 +193,10 @@ class _Handler(BaseHTTPRequestHandler):
             length = int(raw)
         except ValueError:
             raise _BadBody("Content-Length is not an integer.") from None
-        if not 0 <= length <= MAX_BODY:
-            raise _BadBody(f"Request body must be at most {MAX_BODY} bytes.")
+        if length < 0:
+            raise _BadBody("Content-Length is negative.")
+        if length > MAX_BODY:
+            raise _BadBody(f"Request body must be at most {MAX_BODY} bytes.", "BLUM-400-008")
         return self.rfile.read(length)
 
     def _read_chunked(self) -> bytes:
@@ -208,7 +214,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return b"".join(chunks)
             total += size
             if total > MAX_BODY:
-                raise _BadBody(f"Request body must be at most {MAX_BODY} bytes.")
+                raise _BadBody(f"Request body must be at most {MAX_BODY} bytes.", "BLUM-400-008")
             chunks.append(self.rfile.read(size))
             self.rfile.readline(1024)
 

@@ -282,6 +282,21 @@ def test_malformed_requests_still_get_a_json_error_and_a_request_id(sim: Simulat
 
 
 @pytest.mark.parametrize(
+    ("content_length", "code"), [("2000000", "BLUM-400-008"), ("ten", "BLUM-400-001"), ("-1", "BLUM-400-001")]
+)
+def test_unreadable_bodies_are_400_and_close_the_connection(sim: Simulator, content_length: str, code: str) -> None:
+    with socket.create_connection(("127.0.0.1", sim.port), timeout=5) as conn:
+        conn.sendall(f"POST /v1/assets HTTP/1.1\r\nHost: x\r\nContent-Length: {content_length}\r\n\r\n".encode())
+        data = b""
+        while chunk := conn.recv(65536):  # the server closes: the loop ends without us sending a body
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"\r\nConnection: close" in head
+    assert json.loads(body)["error"]["code"] == code
+
+
+@pytest.mark.parametrize(
     ("style", "keys"),
     [
         ("wrapped", {"error"}),
