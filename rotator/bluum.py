@@ -342,8 +342,9 @@ class BluumClient:
             if body.get("has_more") is not True:
                 return list(keys.values())
             if not data:
-                raise BluumUnexpectedResponse(f"{op}: has_more is true but the page at offset {offset} is empty",
-                                              **meta)
+                raise BluumUnexpectedResponse(
+                    f"{op}: has_more is true but the page at offset {offset} is empty", **meta
+                )
             offset += len(data)
         raise BluumUnexpectedResponse(f"{op}: more than {MAX_PAGES} pages; the server keeps saying has_more")
 
@@ -369,8 +370,9 @@ class BluumClient:
         meta = _meta(response)
         info = _key_info(_json_object(response, op), op, default_status="revoked", meta=meta)
         if info.status == "active":
-            raise BluumUnexpectedResponse(f"{op}: Bluum answered the revoke but still lists {info.id} as active",
-                                          key_id=info.id, **meta)
+            raise BluumUnexpectedResponse(
+                f"{op}: Bluum answered the revoke but still lists {info.id} as active", key_id=info.id, **meta
+            )
         return info
 
     def check(self, pair: KeyPair) -> CheckResult:
@@ -385,20 +387,31 @@ class BluumClient:
             response = self._request("GET", self._check_path, pair, op="check")
         except BluumAuthError as error:
             if error.code in _REJECTING_CODES:
-                return CheckResult(CheckOutcome.REJECTED, error.status, error.code, AUTH_REASONS[error.code],
-                                   error.request_id)
+                return CheckResult(
+                    CheckOutcome.REJECTED, error.status, error.code, AUTH_REASONS[error.code], error.request_id
+                )
             return CheckResult(CheckOutcome.INCONCLUSIVE, error.status, error.code, str(error), error.request_id)
         except BluumError as error:
             return CheckResult(CheckOutcome.INCONCLUSIVE, error.status, error.code, str(error), error.request_id)
         request_id = response.headers.get("x-request-id")
         if response.status_code != 200:
-            return CheckResult(CheckOutcome.INCONCLUSIVE, response.status_code, None,
-                               f"expected 200, got {response.status_code}", request_id)
+            return CheckResult(
+                CheckOutcome.INCONCLUSIVE,
+                response.status_code,
+                None,
+                f"expected 200, got {response.status_code}",
+                request_id,
+            )
         try:
             response.json()
         except ValueError:
-            return CheckResult(CheckOutcome.INCONCLUSIVE, 200, None,
-                               "200 but the body is not JSON (a proxy or portal answered, not Bluum?)", request_id)
+            return CheckResult(
+                CheckOutcome.INCONCLUSIVE,
+                200,
+                None,
+                "200 but the body is not JSON (a proxy or portal answered, not Bluum?)",
+                request_id,
+            )
         return CheckResult(CheckOutcome.WORKS, 200, None, "200 with a JSON body", request_id)
 
     # ------------------------------------------------------------------ the one request path
@@ -424,8 +437,9 @@ class BluumClient:
 
         def attempt(number: int) -> httpx.Response:
             budget_left = policy.total_budget - (self._clock() - start)
-            return self._attempt(method, path, pair, op=op, number=number, headers=headers, json_body=json_body,
-                                 budget_left=budget_left)
+            return self._attempt(
+                method, path, pair, op=op, number=number, headers=headers, json_body=json_body, budget_left=budget_left
+            )
 
         def should_retry(exc: BaseException) -> bool:
             if not isinstance(exc, _Failure) or not exc.retryable:
@@ -460,14 +474,16 @@ class BluumClient:
                 method,
                 _path_only(path),
                 state.upcoming_sleep,
-                extra={"fields": {
-                    "method": method,
-                    "path": _path_only(path),
-                    "key": pair.label,
-                    "attempt": state.attempt_number,
-                    "sleep_s": round(state.upcoming_sleep, 3),
-                    "retry_after": failure.retry_after if failure else None,
-                }},
+                extra={
+                    "fields": {
+                        "method": method,
+                        "path": _path_only(path),
+                        "key": pair.label,
+                        "attempt": state.attempt_number,
+                        "sleep_s": round(state.upcoming_sleep, 3),
+                        "retry_after": failure.retry_after if failure else None,
+                    }
+                },
             )
 
         retrying = tenacity.Retrying(
@@ -531,10 +547,12 @@ class BluumClient:
                 auth=httpx.BasicAuth(pair.api_key, pair.api_secret.reveal()),
             )
         except httpx.RequestError as exc:
-            fields.update(status=None, error=type(exc).__name__,
-                          latency_ms=round((time.perf_counter() - began) * 1000, 1))
-            logger.warning("bluum %s %s failed: %s", method, fields["path"], type(exc).__name__,
-                           extra={"fields": fields})
+            fields.update(
+                status=None, error=type(exc).__name__, latency_ms=round((time.perf_counter() - began) * 1000, 1)
+            )
+            logger.warning(
+                "bluum %s %s failed: %s", method, fields["path"], type(exc).__name__, extra={"fields": fields}
+            )
             unavailable = BluumUnavailable(
                 f"{op} ({pair.label}): no answer from Bluum at {self._base_url} ({type(exc).__name__}); "
                 "check the network, proxy and base URL, or try again later"
@@ -623,8 +641,9 @@ def _key_info(obj: Mapping[str, Any], op: str, *, default_status: str, meta: Map
         try:
             environment = Environment.from_bluum(raw_env)
         except ValueError:
-            raise BluumUnexpectedResponse(f"{op}: key {key_id} has an unknown environment {raw_env!r}",
-                                          key_id=key_id, **meta) from None
+            raise BluumUnexpectedResponse(
+                f"{op}: key {key_id} has an unknown environment {raw_env!r}", key_id=key_id, **meta
+            ) from None
         livemode = obj.get("livemode")
         if isinstance(livemode, bool) and livemode != (environment is Environment.PRODUCTION):
             raise BluumUnexpectedResponse(
@@ -685,27 +704,31 @@ def _error_from(response: httpx.Response, op: str, pair: KeyPair) -> tuple[Bluum
             advice = _AUTH_ADVICE[code]
     elif status == 403:
         cls = BluumForbidden
-        advice = ("forbidden: the key lacks permission (key management needs a tenant-wide key, not an "
-                  "investor-scoped one; production routes need production access)")
+        advice = (
+            "forbidden: the key lacks permission (key management needs a tenant-wide key, not an "
+            "investor-scoped one; production routes need production access)"
+        )
     elif status == 404:
         cls = BluumNotFound
         advice = "not found: check the investor and key ids belong to this tenant and environment, and the base URL"
     elif status == 409:
         cls = BluumConflict
-        advice = ("conflict: e.g. an Idempotency-Key reused with a different body; a new rotation token makes a "
-                  "new key")
+        advice = "conflict: e.g. an Idempotency-Key reused with a different body; a new rotation token makes a new key"
     elif status == 429:
         wait = f" (Retry-After {retry_after:g}s)" if retry_after is not None else ""
-        message = _message(op, pair, f"rate limited{wait}: another process may share this key pair; slow down "
-                                     "or try again later", server_message)
+        message = _message(
+            op,
+            pair,
+            f"rate limited{wait}: another process may share this key pair; slow down or try again later",
+            server_message,
+        )
         return BluumRateLimited(message, retry_after=retry_after, **meta), retry_after
     elif 400 <= status < 500:  # 400 and 422 by the docs; 405, 413 and the like are just as final
         cls = BluumInvalidRequest
         advice = "Bluum rejected the request as invalid: fix the input; retrying will not help"
     elif status >= 500:
         cls = BluumServerError
-        advice = ("Bluum server error: try again later; if it persists, give Bluum support the request id and "
-                  "trace id")
+        advice = "Bluum server error: try again later; if it persists, give Bluum support the request id and trace id"
     else:
         cls = BluumError
         advice = f"unexpected HTTP {status} (a redirect? check the base URL)"

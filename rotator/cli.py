@@ -396,7 +396,10 @@ def simulator(host: str, port: int) -> None:
     """
     from rotator.simulator.server import run_until_signalled
 
-    run_until_signalled(host=host, port=port)
+    try:
+        run_until_signalled(host=host, port=port)
+    except RotatorError as exc:
+        _fail(exc)
 
 
 def main() -> None:

@@ -658,9 +658,7 @@ class Engine:
         record = self._save(
             run, record.advance(Phase.VERIFIED, now, verified_at=now, revoke_after=now + grace), "verified.record"
         )
-        self._emit(
-            run, "verify", f"Bluum accepts {new.label} (after {calls} call(s))", time.monotonic() - started
-        )
+        self._emit(run, "verify", f"Bluum accepts {new.label} (after {calls} call(s))", time.monotonic() - started)
         return record
 
     def _revoke_old(self, run: _Run, record: RotationRecord) -> RotationRecord:

@@ -134,3 +134,13 @@ def test_new_key_file_holding_the_current_pair_is_refused(ws: Workspace):
     )
     before = ws.snapshot()
     assert_refused(ws, before, "rotate", "tenant", "--new-key-file", str(same), expect=["is the current pair"])
+
+
+def test_simulator_refuses_a_non_loopback_address():
+    from click.testing import CliRunner
+
+    from rotator.cli import cli
+
+    result = CliRunner().invoke(cli, ["simulator", "--host", "0.0.0.0", "--port", "0"])
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert "loopback only" in result.output

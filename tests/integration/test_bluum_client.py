@@ -57,8 +57,9 @@ def keys_of(sim: Simulator, investor: str) -> list[dict[str, Any]]:
 
 
 def new_key(client: BluumClient, manager: KeyPair, investor: str, token: str = "tok-1") -> KeyPair:
-    created = client.create_investor_key(manager, investor, name="rotated", environment=Environment.SANDBOX,
-                                         idempotency_key=token)
+    created = client.create_investor_key(
+        manager, investor, name="rotated", environment=Environment.SANDBOX, idempotency_key=token
+    )
     return created.pair
 
 
@@ -68,8 +69,9 @@ def new_key(client: BluumClient, manager: KeyPair, investor: str, token: str = "
 def test_create_check_list_revoke_round_trip(sim: Simulator, client: BluumClient) -> None:
     manager = tenant_pair(sim)
     investor = sim.create_investor()
-    created = client.create_investor_key(manager, investor, name="first", environment=Environment.SANDBOX,
-                                         idempotency_key="rot-1")
+    created = client.create_investor_key(
+        manager, investor, name="first", environment=Environment.SANDBOX, idempotency_key="rot-1"
+    )
     assert created.info.status == "active"
     assert created.info.account_id == investor
     assert created.pair.key_id == created.info.id
@@ -87,8 +89,7 @@ def test_create_check_list_revoke_round_trip(sim: Simulator, client: BluumClient
     assert client.check(manager).outcome is CheckOutcome.WORKS
 
 
-def test_list_pages_through_the_simulator(sim: Simulator, client: BluumClient,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_list_pages_through_the_simulator(sim: Simulator, client: BluumClient, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("rotator.bluum.PAGE_SIZE", 2)
     manager = tenant_pair(sim)
     investor = sim.create_investor()
@@ -106,8 +107,7 @@ def test_list_pages_through_the_simulator(sim: Simulator, client: BluumClient,
 def test_retryable_statuses_are_retried(sim: Simulator, client: BluumClient, status: int) -> None:
     pair = tenant_pair(sim)
     # Retry-After 0 for the 429 keeps this test fast; test_retry_after_is_honoured covers the wait.
-    sim.inject_fault(method="GET", path="/v1/assets", count=2, status=status,
-                     retry_after=0 if status == 429 else None)
+    sim.inject_fault(method="GET", path="/v1/assets", count=2, status=status, retry_after=0 if status == 429 else None)
     result = client.check(pair)
     assert result.outcome is CheckOutcome.WORKS
     assert [e["status"] for e in api_log(sim, "/v1/assets")] == [status, status, 200]
@@ -124,8 +124,9 @@ def test_retryable_statuses_are_retried(sim: Simulator, client: BluumClient, sta
         (422, BluumInvalidRequest),
     ],
 )
-def test_final_statuses_are_not_retried(sim: Simulator, client: BluumClient,
-                                        status: int, error_class: type[BluumError]) -> None:
+def test_final_statuses_are_not_retried(
+    sim: Simulator, client: BluumClient, status: int, error_class: type[BluumError]
+) -> None:
     manager = tenant_pair(sim)
     investor = sim.create_investor()
     sim.inject_fault(method="GET", path="/v1/investors", count=1, status=status)
@@ -164,8 +165,10 @@ def test_rate_limited_error_from_a_manager_call_carries_retry_after(sim: Simulat
     manager = tenant_pair(sim)
     investor = sim.create_investor()
     sim.inject_fault(method="GET", path="/v1/investors", count=1, status=429, retry_after=20)
-    with BluumClient(sim.base_url, retry=RetryPolicy(total_budget=5.0)) as bluum, \
-            pytest.raises(BluumRateLimited) as caught:
+    with (
+        BluumClient(sim.base_url, retry=RetryPolicy(total_budget=5.0)) as bluum,
+        pytest.raises(BluumRateLimited) as caught,
+    ):
         bluum.list_investor_keys(manager, investor)
     assert caught.value.retry_after == 20
     assert caught.value.code == "BLUM-429-001"
@@ -227,14 +230,13 @@ def test_retry_after_is_honoured(sim: Simulator, client: BluumClient) -> None:
 # ---------------------------------------------------------------------------------------------- idempotency
 
 
-def test_create_retried_after_a_dropped_response_leaves_exactly_one_key(
-    sim: Simulator, client: BluumClient
-) -> None:
+def test_create_retried_after_a_dropped_response_leaves_exactly_one_key(sim: Simulator, client: BluumClient) -> None:
     manager = tenant_pair(sim)
     investor = sim.create_investor()
     sim.inject_fault(method="POST", path=f"/v1/investors/{investor}/api-keys", count=1, drop=True)
-    created = client.create_investor_key(manager, investor, name="once", environment=Environment.SANDBOX,
-                                         idempotency_key="rot-drop-1")
+    created = client.create_investor_key(
+        manager, investor, name="once", environment=Environment.SANDBOX, idempotency_key="rot-drop-1"
+    )
     investor_keys = keys_of(sim, investor)
     assert len(investor_keys) == 1
     assert investor_keys[0]["id"] == created.info.id
@@ -256,22 +258,18 @@ def test_a_new_idempotency_key_makes_a_new_key(sim: Simulator, client: BluumClie
     assert len(keys_of(sim, investor)) == 2
 
 
-def test_idempotency_key_reused_with_another_body_is_a_conflict(
-    sim: Simulator, client: BluumClient
-) -> None:
+def test_idempotency_key_reused_with_another_body_is_a_conflict(sim: Simulator, client: BluumClient) -> None:
     manager = tenant_pair(sim)
     investor = sim.create_investor()
-    client.create_investor_key(manager, investor, name="one", environment=Environment.SANDBOX,
-                               idempotency_key="same")
+    client.create_investor_key(manager, investor, name="one", environment=Environment.SANDBOX, idempotency_key="same")
     with pytest.raises(BluumConflict, match="Idempotency-Key"):
-        client.create_investor_key(manager, investor, name="two", environment=Environment.SANDBOX,
-                                   idempotency_key="same")
+        client.create_investor_key(
+            manager, investor, name="two", environment=Environment.SANDBOX, idempotency_key="same"
+        )
 
 
 @pytest.mark.parametrize("repeat", ["ok", "conflict"])
-def test_revoke_retried_after_a_dropped_response_succeeds(
-    sim: Simulator, client: BluumClient, repeat: str
-) -> None:
+def test_revoke_retried_after_a_dropped_response_succeeds(sim: Simulator, client: BluumClient, repeat: str) -> None:
     sim.configure(revoke_repeat=repeat)
     manager = tenant_pair(sim)
     investor = sim.create_investor()
@@ -345,8 +343,7 @@ def test_without_the_throttle_the_same_burst_is_rate_limited(sim: Simulator) -> 
 
 
 @pytest.mark.parametrize("style", ["wrapped", "flat", "legacy"])
-def test_every_error_style_maps_to_the_typed_tree(sim: Simulator, client: BluumClient,
-                                                  style: str) -> None:
+def test_every_error_style_maps_to_the_typed_tree(sim: Simulator, client: BluumClient, style: str) -> None:
     sim.configure(error_style=style)
     manager = tenant_pair(sim)
     unknown = "inv_" + "0" * 26
@@ -373,8 +370,9 @@ def test_every_error_style_maps_to_the_typed_tree(sim: Simulator, client: BluumC
         ("expire_key", "BLUM-401-005", "key expired"),
     ],
 )
-def test_check_tells_the_three_rejections_apart(sim: Simulator, client: BluumClient,
-                                                action: str, code: str, reason: str) -> None:
+def test_check_tells_the_three_rejections_apart(
+    sim: Simulator, client: BluumClient, action: str, code: str, reason: str
+) -> None:
     manager = tenant_pair(sim)
     investor = sim.create_investor()
     pair = new_key(client, manager, investor)
@@ -407,8 +405,7 @@ def test_production_key_cannot_mint_a_sandbox_key(sim: Simulator, client: BluumC
     manager = tenant_pair(sim, "PRODUCTION")
     investor = sim.create_investor()
     with pytest.raises(BluumForbidden) as caught:
-        client.create_investor_key(manager, investor, name="x", environment=Environment.SANDBOX,
-                                   idempotency_key="env")
+        client.create_investor_key(manager, investor, name="x", environment=Environment.SANDBOX, idempotency_key="env")
     assert caught.value.code == "BLUM-403-003"
     assert keys_of(sim, investor) == []
 
@@ -418,25 +415,31 @@ def test_an_investor_scoped_key_cannot_manage_keys(sim: Simulator, client: Bluum
     investor = sim.create_investor()
     investor_pair = new_key(client, manager, investor)
     with pytest.raises(BluumForbidden):
-        client.create_investor_key(investor_pair, investor, name="x", environment=Environment.SANDBOX,
-                                   idempotency_key="scoped")
+        client.create_investor_key(
+            investor_pair, investor, name="x", environment=Environment.SANDBOX, idempotency_key="scoped"
+        )
 
 
 # ---------------------------------------------------------------------------------------------- logs
 
 
-def test_logs_name_each_attempt_with_the_servers_request_id(sim: Simulator, client: BluumClient,
-                                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_logs_name_each_attempt_with_the_servers_request_id(
+    sim: Simulator, client: BluumClient, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     manager = tenant_pair(sim)
     investor = sim.create_investor()
     sim.inject_fault(method="POST", path=f"/v1/investors/{investor}/api-keys", count=1, status=503)
-    created = client.create_investor_key(manager, investor, name="logged", environment=Environment.SANDBOX,
-                                         idempotency_key="log-1")
-    records = [r.__dict__["fields"] for r in caplog.records
-               if r.name == "rotator.bluum" and "retry" not in r.getMessage()]
+    created = client.create_investor_key(
+        manager, investor, name="logged", environment=Environment.SANDBOX, idempotency_key="log-1"
+    )
+    records = [
+        r.__dict__["fields"] for r in caplog.records if r.name == "rotator.bluum" and "retry" not in r.getMessage()
+    ]
     assert [(f["method"], f["status"], f["attempt"], f["key"]) for f in records] == [
-        ("POST", 503, 1, manager.key_id), ("POST", 201, 2, manager.key_id)]
+        ("POST", 503, 1, manager.key_id),
+        ("POST", 201, 2, manager.key_id),
+    ]
     assert [f["request_id"] for f in records] == [e["request_id"] for e in api_log(sim)]
     text = "\n".join(f"{r.getMessage()} {r.__dict__!r}" for r in caplog.records)
     assert created.pair.api_secret.reveal() not in text

@@ -1071,7 +1071,7 @@ def test_stop_closes_keep_alive_connections_and_frees_the_port() -> None:
     server.stop()  # stopping twice is harmless
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "10.1.2.3", "::", "example.com"])  # noqa: S104 - refused
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.1.2.3", "::", "example.com"])
 def test_only_loopback_hosts_are_accepted(host: str) -> None:
     with pytest.raises(ConfigError, match="loopback"):
         Simulator(host=host)

@@ -92,8 +92,15 @@ def make_client(
     return client, clock
 
 
-def error_response(status: int, code: str, message: str = "nope", *, style: str = "wrapped",
-                   headers: dict[str, str] | None = None, trace_id: str | None = "trc_1") -> httpx.Response:
+def error_response(
+    status: int,
+    code: str,
+    message: str = "nope",
+    *,
+    style: str = "wrapped",
+    headers: dict[str, str] | None = None,
+    trace_id: str | None = "trc_1",
+) -> httpx.Response:
     if style == "wrapped":
         inner: dict[str, Any] = {"type": "x_error", "code": code, "message": message}
         if trace_id:
@@ -133,11 +140,23 @@ def ok(body: Any = None, status: int = 200) -> httpx.Response:
     return httpx.Response(status, json=[] if body is None else body, headers={"X-Request-Id": "req_ok"})
 
 
-def key_object(key_id: str = "apk_new", *, environment: str | None = "TEST", status: str | None = "active",
-               account_id: str = "inv_1", **extra: Any) -> dict[str, Any]:
+def key_object(
+    key_id: str = "apk_new",
+    *,
+    environment: str | None = "TEST",
+    status: str | None = "active",
+    account_id: str = "inv_1",
+    **extra: Any,
+) -> dict[str, Any]:
     obj: dict[str, Any] = {
-        "id": key_id, "object": "api_key", "created": 1700000000, "livemode": environment == "PRODUCTION",
-        "account_id": account_id, "name": "rotated", "public_key": f"pk_{key_id}", "expires_at": None,
+        "id": key_id,
+        "object": "api_key",
+        "created": 1700000000,
+        "livemode": environment == "PRODUCTION",
+        "account_id": account_id,
+        "name": "rotated",
+        "public_key": f"pk_{key_id}",
+        "expires_at": None,
         "metadata": {},
     }
     if environment is not None:
@@ -223,9 +242,18 @@ def test_final_statuses_are_never_retried(status: int, error_class: type[BluumEr
     assert caught.value.code == f"BLUM-{status}-001"
 
 
-@pytest.mark.parametrize("failure", [httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadTimeout,
-                                     httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteTimeout,
-                                     httpx.PoolTimeout])
+@pytest.mark.parametrize(
+    "failure",
+    [
+        httpx.ConnectError,
+        httpx.ConnectTimeout,
+        httpx.ReadTimeout,
+        httpx.ReadError,
+        httpx.RemoteProtocolError,
+        httpx.WriteTimeout,
+        httpx.PoolTimeout,
+    ],
+)
 def test_network_errors_are_retried_for_gets(failure: type[httpx.TransportError]) -> None:
     script = Script(failure, ok())
     client, _ = make_client(script)
@@ -387,8 +415,9 @@ def test_a_hold_longer_than_the_budget_gives_up_without_sending_or_sleeping() ->
     script = Script(error_response(429, "BLUM-429-001", headers={"Retry-After": "60"}), ok())
     clock = FakeClock()
     first, _ = make_client(script, clock, retry=RetryPolicy(max_attempts=1), rate_limits={Environment.SANDBOX: 10.0})
-    second, _ = make_client(script, clock, retry=RetryPolicy(total_budget=30.0),
-                            rate_limits={Environment.SANDBOX: 10.0})
+    second, _ = make_client(
+        script, clock, retry=RetryPolicy(total_budget=30.0), rate_limits={Environment.SANDBOX: 10.0}
+    )
     pair = make_pair()
     first.check(pair)
     with pytest.raises(BluumRateLimited, match="longer than the time budget") as caught:
@@ -446,8 +475,11 @@ def test_legacy_product_not_enabled_body_is_forbidden() -> None:
 
 
 def test_non_json_error_body_still_maps_by_status_and_uses_headers() -> None:
-    script = Script(httpx.Response(502, text="<html>Bad gateway</html>",
-                                   headers={"X-Request-Id": "req_gw", "X-Trace-Id": "trc_hdr"}))
+    script = Script(
+        httpx.Response(
+            502, text="<html>Bad gateway</html>", headers={"X-Request-Id": "req_gw", "X-Trace-Id": "trc_hdr"}
+        )
+    )
     client, _ = make_client(script, retry=RetryPolicy(max_attempts=1))
     with pytest.raises(BluumServerError) as caught:
         client.list_investor_keys(make_pair(), "inv_1")
@@ -508,8 +540,15 @@ def test_error_messages_never_carry_the_secret_even_if_the_server_echoes_it() ->
 # ---------------------------------------------------------------------------------------------- check()
 
 
-@pytest.mark.parametrize("body", [[], [{"symbol": "AAPL"}], {"status": "success", "data": [], "count": 0},
-                                  {"object": "list", "data": [], "has_more": False}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        [],
+        [{"symbol": "AAPL"}],
+        {"status": "success", "data": [], "count": 0},
+        {"object": "list", "data": [], "has_more": False},
+    ],
+)
 def test_check_works_on_200_with_any_json(body: Any) -> None:
     client, _ = make_client(Script(ok(body)))
     result = client.check(make_pair())
@@ -551,8 +590,20 @@ def test_check_rejects_on_the_three_key_codes(code: str, reason: str, style: str
         httpx.Response(200, text="<html>captive portal</html>"),
         httpx.Response(204),
     ],
-    ids=["401-001", "401-002", "401-other", "401-nojson", "403", "404", "429", "503", "read-timeout",
-         "connect-error", "200-html", "204"],
+    ids=[
+        "401-001",
+        "401-002",
+        "401-other",
+        "401-nojson",
+        "403",
+        "404",
+        "429",
+        "503",
+        "read-timeout",
+        "connect-error",
+        "200-html",
+        "204",
+    ],
 )
 def test_check_is_inconclusive_for_everything_else(answer: httpx.Response | type[httpx.TransportError]) -> None:
     client, _ = make_client(Script(answer), retry=RetryPolicy(max_attempts=3))
@@ -573,8 +624,7 @@ def test_check_is_inconclusive_after_retries_and_says_why() -> None:
 
 def test_check_uses_a_configurable_path() -> None:
     script = Script(ok())
-    client = BluumClient(BASE, transport=httpx.MockTransport(script), rate_limits=NO_THROTTLE,
-                         check_path="/accounts")
+    client = BluumClient(BASE, transport=httpx.MockTransport(script), rate_limits=NO_THROTTLE, check_path="/accounts")
     client.check(make_pair())
     assert script.requests[0].url.path == "/v1/accounts"
 
@@ -588,16 +638,25 @@ def test_list_follows_every_page() -> None:
     def page(request: httpx.Request) -> httpx.Response:
         limit = int(request.url.params["limit"])
         offset = int(request.url.params["offset"])
-        chunk = all_keys[offset:offset + limit]
-        return ok({"object": "list", "url": "/v1/investors/inv_1/api-keys", "data": chunk,
-                   "has_more": offset + limit < len(all_keys)})
+        chunk = all_keys[offset : offset + limit]
+        return ok(
+            {
+                "object": "list",
+                "url": "/v1/investors/inv_1/api-keys",
+                "data": chunk,
+                "has_more": offset + limit < len(all_keys),
+            }
+        )
 
     script = Script(page)
     client, _ = make_client(script)
     keys = client.list_investor_keys(make_pair(), "inv_1")
     assert [k.id for k in keys] == [f"apk_{i:03d}" for i in range(230)]
     assert [(r.url.params["offset"], r.url.params["limit"]) for r in script.requests] == [
-        ("0", "100"), ("100", "100"), ("200", "100")]
+        ("0", "100"),
+        ("100", "100"),
+        ("200", "100"),
+    ]
     assert keys[0].environment is Environment.SANDBOX
     assert keys[0].active
     assert keys[0].account_id == "inv_1"
@@ -624,8 +683,14 @@ def test_list_parses_items_without_status_or_environment() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [{"has_more": False}, {"data": "nope"}, {"data": [], "has_more": True}, {"data": [{"name": "no id"}]},
-     {"data": [key_object(environment="STAGING")]}, [1, 2]],
+    [
+        {"has_more": False},
+        {"data": "nope"},
+        {"data": [], "has_more": True},
+        {"data": [{"name": "no id"}]},
+        {"data": [key_object(environment="STAGING")]},
+        [1, 2],
+    ],
     ids=["no-data", "data-not-list", "has-more-empty", "item-no-id", "bad-env", "not-object"],
 )
 def test_list_rejects_malformed_pages(body: Any) -> None:
@@ -641,15 +706,17 @@ def test_create_sends_body_and_idempotency_key_and_returns_the_pair() -> None:
     secret = "sk_live_" + uuid.uuid4().hex
     script = Script(ok({**key_object("apk_new"), "secret_key": secret}, status=201))
     client, _ = make_client(script)
-    created = client.create_investor_key(make_pair(), "inv_1", name="rotated", environment=Environment.SANDBOX,
-                                         idempotency_key="rot-123")
+    created = client.create_investor_key(
+        make_pair(), "inv_1", name="rotated", environment=Environment.SANDBOX, idempotency_key="rot-123"
+    )
     request = script.requests[0]
     assert request.method == "POST"
     assert request.url.path == "/v1/investors/inv_1/api-keys"
     assert request.headers["idempotency-key"] == "rot-123"
     assert json.loads(request.content) == {"name": "rotated", "environment": "TEST"}
-    assert created.pair == KeyPair(api_key="pk_apk_new", api_secret=Secret(secret),
-                                   environment=Environment.SANDBOX, key_id="apk_new")
+    assert created.pair == KeyPair(
+        api_key="pk_apk_new", api_secret=Secret(secret), environment=Environment.SANDBOX, key_id="apk_new"
+    )
     assert created.info.id == "apk_new"
     assert created.info.status == "active"
     assert secret not in repr(created)
@@ -657,11 +724,13 @@ def test_create_sends_body_and_idempotency_key_and_returns_the_pair() -> None:
 
 def test_create_retry_resends_the_same_idempotency_key() -> None:
     body = {**key_object("apk_new"), "secret_key": "sk_test_" + uuid.uuid4().hex}
-    script = Script(httpx.RemoteProtocolError, httpx.ReadTimeout, error_response(503, "BLUM-503-001"),
-                    ok(body, status=201))
+    script = Script(
+        httpx.RemoteProtocolError, httpx.ReadTimeout, error_response(503, "BLUM-503-001"), ok(body, status=201)
+    )
     client, _ = make_client(script)
-    created = client.create_investor_key(make_pair(), "inv_1", name="n", environment=Environment.SANDBOX,
-                                         idempotency_key="rot-abc")
+    created = client.create_investor_key(
+        make_pair(), "inv_1", name="n", environment=Environment.SANDBOX, idempotency_key="rot-abc"
+    )
     assert created.pair.key_id == "apk_new"
     assert [r.headers["idempotency-key"] for r in script.requests] == ["rot-abc"] * 4
     assert len({r.content for r in script.requests}) == 1
@@ -670,15 +739,15 @@ def test_create_retry_resends_the_same_idempotency_key() -> None:
 def test_create_requires_an_idempotency_key() -> None:
     client, _ = make_client(Script(ok()))
     with pytest.raises(ValueError, match="idempotency_key"):
-        client.create_investor_key(make_pair(), "inv_1", name="n", environment=Environment.SANDBOX,
-                                   idempotency_key="")
+        client.create_investor_key(make_pair(), "inv_1", name="n", environment=Environment.SANDBOX, idempotency_key="")
 
 
 def test_create_infers_environment_from_livemode_when_missing() -> None:
     body = {**key_object("apk_p", environment=None), "livemode": True, "secret_key": "sk_" + uuid.uuid4().hex}
     client, _ = make_client(Script(ok(body, status=201)))
-    created = client.create_investor_key(make_pair(Environment.PRODUCTION), "inv_1", name="n",
-                                         environment=Environment.PRODUCTION, idempotency_key="k")
+    created = client.create_investor_key(
+        make_pair(Environment.PRODUCTION), "inv_1", name="n", environment=Environment.PRODUCTION, idempotency_key="k"
+    )
     assert created.pair.environment is Environment.PRODUCTION
     assert created.info.environment is Environment.PRODUCTION
 
@@ -689,24 +758,36 @@ def test_create_infers_environment_from_livemode_when_missing() -> None:
         ({**key_object("apk_bad")}, "no secret_key"),
         ({**key_object("apk_bad"), "secret_key": ""}, "no secret_key"),
         ({**key_object("apk_bad"), "secret_key": 123}, "no secret_key"),
-        ({**key_object("apk_bad", environment="PRODUCTION"), "secret_key": "SECRET-VALUE-1"},
-         "asked for a TEST key but Bluum made apk_bad as PRODUCTION"),
-        ({**key_object("apk_bad", environment="TEST", livemode=True), "secret_key": "SECRET-VALUE-2"},
-         "livemode"),
-        ({k: v for k, v in key_object("apk_bad", environment=None).items() if k != "livemode"}
-         | {"secret_key": "SECRET-VALUE-3"}, "neither environment nor livemode"),
+        (
+            {**key_object("apk_bad", environment="PRODUCTION"), "secret_key": "SECRET-VALUE-1"},
+            "asked for a TEST key but Bluum made apk_bad as PRODUCTION",
+        ),
+        ({**key_object("apk_bad", environment="TEST", livemode=True), "secret_key": "SECRET-VALUE-2"}, "livemode"),
+        (
+            {k: v for k, v in key_object("apk_bad", environment=None).items() if k != "livemode"}
+            | {"secret_key": "SECRET-VALUE-3"},
+            "neither environment nor livemode",
+        ),
         ({**key_object("apk_bad", public_key=None), "secret_key": "SECRET-VALUE-4"}, "no public_key"),
         ({**key_object("apk_bad", account_id="inv_other"), "secret_key": "SECRET-VALUE-5"}, "inv_other"),
         ({"id": "apk_bad", "secret_key": "SECRET-VALUE-6"}, "no public_key"),
     ],
-    ids=["missing-secret", "empty-secret", "secret-not-str", "wrong-env", "env-livemode-disagree", "no-env",
-         "no-public-key", "other-investor", "bare"],
+    ids=[
+        "missing-secret",
+        "empty-secret",
+        "secret-not-str",
+        "wrong-env",
+        "env-livemode-disagree",
+        "no-env",
+        "no-public-key",
+        "other-investor",
+        "bare",
+    ],
 )
 def test_create_validates_the_answer(body: dict[str, Any], fragment: str) -> None:
     client, _ = make_client(Script(ok(body, status=201)))
     with pytest.raises(BluumUnexpectedResponse) as caught:
-        client.create_investor_key(make_pair(), "inv_1", name="n", environment=Environment.SANDBOX,
-                                   idempotency_key="k")
+        client.create_investor_key(make_pair(), "inv_1", name="n", environment=Environment.SANDBOX, idempotency_key="k")
     message = str(caught.value)
     assert fragment in message
     assert "SECRET-VALUE" not in message
@@ -718,8 +799,7 @@ def test_create_validates_the_answer(body: dict[str, Any], fragment: str) -> Non
 def test_create_with_a_non_json_answer_is_unexpected() -> None:
     client, _ = make_client(Script(httpx.Response(201, text="created!")))
     with pytest.raises(BluumUnexpectedResponse, match="not a JSON object"):
-        client.create_investor_key(make_pair(), "inv_1", name="n", environment=Environment.SANDBOX,
-                                   idempotency_key="k")
+        client.create_investor_key(make_pair(), "inv_1", name="n", environment=Environment.SANDBOX, idempotency_key="k")
 
 
 # ---------------------------------------------------------------------------------------------- revoke
@@ -894,8 +974,13 @@ def test_two_clients_share_the_pacing_of_one_pair() -> None:
 
 def test_rate_limits_are_configurable() -> None:
     clock = FakeClock()
-    client = BluumClient(BASE, transport=httpx.MockTransport(Script(ok())), sleep=clock.sleep, clock=clock,
-                         rate_limits={Environment.SANDBOX: 2.0})
+    client = BluumClient(
+        BASE,
+        transport=httpx.MockTransport(Script(ok())),
+        sleep=clock.sleep,
+        clock=clock,
+        rate_limits={Environment.SANDBOX: 2.0},
+    )
     pair = make_pair()
     client.check(pair)
     client.check(pair)
@@ -955,16 +1040,24 @@ def test_logs_never_carry_the_authorization_header_the_secret_or_a_create_body(
     )
     client, _ = make_client(script)
     manager = make_pair()
-    created = client.create_investor_key(manager, "inv_1", name="n", environment=Environment.SANDBOX,
-                                         idempotency_key="k1")
+    created = client.create_investor_key(
+        manager, "inv_1", name="n", environment=Environment.SANDBOX, idempotency_key="k1"
+    )
     client.check(created.pair)
     client.list_investor_keys(manager, "inv_1")
     header = script.requests[0].headers["authorization"]
     token = header.split(" ", 1)[1]
     text = "\n".join(f"{r.getMessage()} {r.__dict__!r}" for r in caplog.records)
     assert caplog.records
-    for forbidden in (header, token, manager.api_secret.reveal(), new_secret, "secret_key", "authorization",
-                      "Authorization"):
+    for forbidden in (
+        header,
+        token,
+        manager.api_secret.reveal(),
+        new_secret,
+        "secret_key",
+        "authorization",
+        "Authorization",
+    ):
         assert forbidden not in text
 
 
