@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from rotator import machine
 from rotator.errors import (
     BluumError,
+    BluumRateLimited,
     BluumServerError,
     BluumUnavailable,
     BluumUnexpectedResponse,
@@ -351,8 +352,16 @@ class Engine:
                     f"{record.old_key_label} is already revoked at Bluum, so there is nothing to go back to. "
                     f"If the current key is bad, rotate again: `rotator rotate {name} --emergency --reason ...`"
                 )
+            previous = run.primary.read(Stage.PREVIOUS)
+            if previous is not None and record.phase is not Phase.STARTED:
+                result = self._check(run, self._pair(run.cred, previous))
+                if self._outcome(result) == "rejected":
+                    raise RotationIncomplete(
+                        f"{name}: the old key {record.old_key_label} is already rejected by Bluum ({result.reason}); "
+                        f"rolling back would leave no working key. Finish forward with `rotator resume {name}`"
+                    )
             record = self._roll_back(run, record, "rollback requested by the operator")
-            return Outcome(name, ExitCode.OK, f"{name}: rolled back; {record.old_key_label} is current again", record)
+            return Outcome(name, ExitCode.OK, f"{name}: rolled back. " + self._after_rollback(run, record), record)
 
     def _preflight(self, run: _Run) -> tuple[StoredKey, list[ApiKeyInfo] | None, RotationRecord | None]:
         """Everything that can refuse a rotation before anything changes."""
@@ -455,29 +464,56 @@ class Engine:
                 message = (
                     f"{cred.name}: new key {record.new_key_label} is current and verified; the old key "
                     f"{record.old_key_label} stays active until the grace window ends at {when}. "
-                    f"`rotator resume {cred.name}` after that time (or the next scheduled run) revokes it"
+                    f"`rotator resume {cred.name}` after that time (or the next scheduled run) revokes it; "
+                    f"`rotator resume {cred.name} --now` revokes it at once"
                 )
                 record = self._save(run, record.advance(record.phase, self._clock(), waiting_on=message), "wait.record")
                 self._emit(run, "grace", message)
                 return Outcome(cred.name, ExitCode.OK, message, record)
-            if step is Step.AWAIT_OPERATOR_REVOKE:
-                record, done = self._operator_revoke(run, record)
-                if not done:
-                    return Outcome(cred.name, ExitCode.INCOMPLETE, record.waiting_on or "", record)
-                continue
             if step is Step.ROLLBACK:
                 record = self._roll_back(run, record, record.failure or "interrupted before the new key was stored")
                 return self._finished(run, record)
             try:
+                if step is Step.AWAIT_OPERATOR_REVOKE:
+                    record, done = self._operator_revoke(run, record)
+                    if not done:
+                        return Outcome(cred.name, ExitCode.INCOMPLETE, record.waiting_on or "", record)
+                    continue
                 record = self._forward(run, step, record)
             except _StepFailed as failure:
                 record = self._roll_back(run, failure.record, failure.reason, cause=failure.__cause__)
                 raise RotationFailed(
                     f"{cred.name}: rotation failed and was rolled back: {failure.reason}. "
-                    f"The old key {record.old_key_label} is current again and still works"
-                    + (f"; the new key {record.new_key_label} was revoked" if record.new_key_id else "")
-                    + "."
+                    + self._after_rollback(run, record)
                 ) from failure.__cause__
+            except RotatorError as exc:
+                if exc.exit_code != ExitCode.BAD_INPUT:
+                    raise
+                # Something was already changed (the record exists): "nothing changed" would be a lie.
+                latest = self.read_record(run) or record
+                raise RotationIncomplete(
+                    f"{cred.name}: {exc}. The rotation stopped at phase {latest.phase.value}; fix the cause, then "
+                    f"run `rotator resume {cred.name}` (or `rotator rollback {cred.name}` to undo it)"
+                ) from exc
+
+    def _after_rollback(self, run: _Run, record: RotationRecord) -> str:
+        """What is true after a rollback, checked rather than assumed, and what a person still has to do."""
+        old = run.primary.read(Stage.CURRENT)
+        parts = [f"The old key {record.old_key_label} is current again"]
+        if old is not None:
+            result = self._check(run, self._pair(run.cred, old))
+            if self._outcome(result) == "works":
+                parts.append(" and Bluum accepts it")
+            else:
+                parts.append(f", but Bluum does not accept it either ({result.reason}): a person must act")
+        if record.issuer == "manual":
+            parts.append(
+                f". The new pair {record.new_key_label} was made in Bluum's dashboard and is not in use: "
+                "revoke it there"
+            )
+        elif record.new_key_id:
+            parts.append(f"; the new key {record.new_key_label} was revoked")
+        return "".join(parts) + "."
 
     def _forward(self, run: _Run, step: Step, record: RotationRecord) -> RotationRecord:
         handlers: dict[Step, Callable[[_Run, RotationRecord], RotationRecord]] = {
@@ -506,7 +542,7 @@ class Engine:
             )
             log.info(message, extra={"fields": {"credential": run.cred.name, "step": "done"}})
             return Outcome(run.cred.name, ExitCode.OK, message, record)
-        message = f"{run.cred.name}: rolled back ({record.failure}); {record.old_key_label} is current"
+        message = f"{run.cred.name}: rolled back ({record.failure}). " + self._after_rollback(run, record)
         return Outcome(run.cred.name, ExitCode.ROLLED_BACK, message, record)
 
     # ----------------------------------------------------------------- forward steps
@@ -515,31 +551,43 @@ class Engine:
         """Create the key (idempotent by token), and store it as PENDING before anything else (I3)."""
         cred = run.cred
         assert cred.investor_id is not None
-        manager = self.manager_pair(cred)
         started = time.monotonic()
+        stored = run.primary.read(Stage.PENDING)
+        if stored is not None and stored.token == record.token:
+            # A crash after storing it: the key we need is already safe; never create a second one.
+            run.new = stored
+            record = record.advance(record.phase, self._clock(), new_key_id=stored.key_id, new_key_label=stored.label)
+            return self._save(run, record.advance(Phase.PENDING_STORED, self._clock()), "pending.record")
+        idempotency_key = record.token
+        if self._clock() - record.started_at > machine.IDEMPOTENCY_TRUST_SECONDS:
+            # Bluum forgets an Idempotency-Key after 24 h: a key made under this token then cannot be fetched
+            # again (its secret is lost), and creating anew would make a third active key (I4). Revoke it first,
+            # and create under a fresh key: a replay of the old one might hand back the key just revoked.
+            self._revoke_token_keys(run, record, why="its secret was lost with a crashed run")
+            idempotency_key = new_token()
+        manager = self.manager_pair(cred)
         try:
             created = run.client.create_investor_key(
                 manager,
                 cred.investor_id,
                 name=machine.key_name(cred.name, record.token),
                 environment=cred.environment,
-                idempotency_key=record.token,
+                idempotency_key=idempotency_key,
             )
         except BluumUnexpectedResponse as exc:
             # The key may exist (wrong environment, no secret): roll back, which revokes it by id or token.
             failed = record.advance(record.phase, self._clock(), new_key_id=exc.key_id, new_key_label=exc.key_id)
             raise _StepFailed(failed, f"Bluum's answer to the create is unusable: {exc}") from exc
-        except (BluumUnavailable, BluumServerError) as exc:
+        except (BluumUnavailable, BluumServerError, BluumRateLimited) as exc:
             raise RotationIncomplete(
-                f"{cred.name}: Bluum did not answer while creating the new key ({exc}); it may or may not exist. "
+                f"{cred.name}: Bluum did not answer the create of the new key ({exc}); it may or may not exist. "
                 f"Nothing was deployed. Run `rotator resume {cred.name}` when Bluum is reachable: it finishes "
                 "with the same key, or cleans it up"
             ) from exc
         except BluumError as exc:
-            self._save(run, record.advance(Phase.ROLLED_BACK, self._clock(), failure=str(exc)), "create.refused")
-            raise ConfigError(
-                f"{cred.name}: Bluum refused to create the new key: {exc}. Nothing was changed; "
-                f"check the manager credential {cred.manager!r} and investor_id"
+            # Refused (4xx). An earlier attempt of this call may still have created it: rollback revokes by token.
+            raise _StepFailed(
+                record, f"Bluum refused to create the new key: {exc}; check the manager credential {cred.manager!r}"
             ) from exc
         reached("create.bluum")
         pending = StoredKey(
@@ -569,20 +617,21 @@ class Engine:
             f"created {created.info.id} at Bluum, stored as PENDING in {run.primary.name}",
             time.monotonic() - started,
         )
-        self._sweep_own_duplicates(run, record)
+        # Should Bluum not honour Idempotency-Key here (undocumented), a resumed create made a second key.
+        self._revoke_token_keys(run, record, why="a duplicate of this rotation's key", keep=created.info.id)
         return record
 
-    def _sweep_own_duplicates(self, run: _Run, record: RotationRecord) -> None:
-        """A resume after the 24 h idempotency window makes a second key for one token: revoke the extra (I4)."""
-        if record.new_key_id is None:
-            return
+    def _revoke_token_keys(self, run: _Run, record: RotationRecord, *, why: str, keep: str | None = None) -> None:
+        """Revoke every active key named with this rotation's token except `keep` (I3, I4). Never the old key."""
         assert run.cred.investor_id is not None
         for info in self._list_keys(run):
-            if info.active and machine.token_of(info) == record.token and info.id != record.new_key_id:
-                run.client.revoke_investor_key(self.manager_pair(run.cred), run.cred.investor_id, info.id)
-                self._emit(
-                    run, "generate", f"revoked {info.id}: a duplicate key of this rotation whose secret was lost"
-                )
+            if not info.active or machine.token_of(info) != record.token:
+                continue
+            if info.id in (keep, record.old_key_id):
+                continue
+            run.client.revoke_investor_key(self.manager_pair(run.cred), run.cred.investor_id, info.id)
+            reached("revoke_token.bluum")
+            self._emit(run, "cleanup", f"revoked {info.id} ({why})")
 
     def _store_manual_pair(self, run: _Run, record: RotationRecord) -> RotationRecord:
         assert run.new_pair is not None
@@ -619,6 +668,13 @@ class Engine:
         """PENDING → CURRENT in every target, old CURRENT → PREVIOUS; then read every target back (I1)."""
         started = time.monotonic()
         new = self._pending(run, record)
+        if record.phase is Phase.PENDING_STORED:
+            # Applications get the key only once Bluum accepts it, so none of them runs on a key still
+            # propagating, and a key that never works is rolled back before any store saw it.
+            judgement, calls = self._poll(run, self._pair(run.cred, new), new_key=True)
+            if judgement.verdict is Verdict.FAILED:
+                raise _StepFailed(record, f"verification failed before deploying: {judgement.reason}")
+            self._emit(run, "verify", f"Bluum accepts {new.label} (after {calls} call(s))", time.monotonic() - started)
         try:
             for store in run.stores:
                 if store is not run.primary:
@@ -658,27 +714,64 @@ class Engine:
         record = self._save(
             run, record.advance(Phase.VERIFIED, now, verified_at=now, revoke_after=now + grace), "verified.record"
         )
-        self._emit(run, "verify", f"Bluum accepts {new.label} (after {calls} call(s))", time.monotonic() - started)
+        self._emit(
+            run,
+            "confirm",
+            f"every store reads back {new.label} and Bluum accepts it (after {calls} call(s))",
+            time.monotonic() - started,
+        )
         return record
+
+    def _confirm_new_key(self, run: _Run, record: RotationRecord) -> None:
+        """Before the old key goes: the new one must still be current everywhere and still work (I1, I2).
+
+        A grace window is long; in it the new key can expire or be revoked, or someone can edit a store.
+        """
+        cred = run.cred
+        new = self._pending(run, record)
+        observed = {store.name: store.read(Stage.CURRENT) for store in run.stores}
+        mismatched = machine.readback_mismatches(new, observed)
+        if mismatched:
+            raise RotationIncomplete(
+                f"{cred.name}: {', '.join(mismatched)} no longer hold the new key {new.label}, so the old key "
+                f"{record.old_key_label} was NOT revoked. Put the new key back, or undo the rotation with "
+                f"`rotator rollback {cred.name}`"
+            )
+        result = self._check(run, self._pair(cred, new))
+        outcome = self._outcome(result)
+        if outcome == "rejected":
+            raise _StepFailed(record, f"the new key {new.label} stopped working before the old one was revoked "
+                              f"({result.reason}, {result.code})")
+        if outcome != "works":
+            raise RotationIncomplete(
+                f"{cred.name}: could not confirm the new key still works ({result.reason}); the old key was NOT "
+                f"revoked. Run `rotator resume {cred.name}` when Bluum answers"
+            )
+
+    def _start_revoking(self, run: _Run, record: RotationRecord, waiting_on: str | None = None) -> RotationRecord:
+        """Write ahead that the old key is about to go: from here on there is no rollback to it (I1)."""
+        if record.phase is Phase.REVOKING:
+            return record
+        self._confirm_new_key(run, record)
+        return self._save(
+            run, record.advance(Phase.REVOKING, self._clock(), waiting_on=waiting_on), "revoking.record"
+        )
 
     def _revoke_old(self, run: _Run, record: RotationRecord) -> RotationRecord:
         """Revoke the old key at Bluum and prove it is rejected; only then is PREVIOUS forgotten."""
         cred = run.cred
         started = time.monotonic()
-        old = run.primary.read(Stage.PREVIOUS)
-        if record.old_key_id is None:
-            raise RotationIncomplete(
-                f"{cred.name}: the old key {record.old_key_label} has no key id and Bluum lists no key with its "
-                "public key, so it cannot be revoked through the API. Revoke it in Bluum's dashboard, then run "
-                f"`rotator resume {cred.name}`"
-            )
         assert cred.investor_id is not None
+        record = self._start_revoking(run, record)
+        assert record.old_key_id is not None  # machine.next_step sends id-less keys to the operator
+        old = run.primary.read(Stage.PREVIOUS)
         try:
             run.client.revoke_investor_key(self.manager_pair(cred), cred.investor_id, record.old_key_id)
         except BluumError as exc:
             raise RotationIncomplete(
-                f"{cred.name}: could not revoke the old key {record.old_key_id} ({exc}). The new key is current "
-                f"and verified; both keys still work. Run `rotator resume {cred.name}` to retry"
+                f"{cred.name}: the revoke of the old key {record.old_key_id} failed ({exc}); it may or may not have "
+                f"taken effect. The new key is current everywhere and verified. Run `rotator resume {cred.name}` "
+                "to retry"
             ) from exc
         reached("revoke.bluum")
         if old is not None:
@@ -698,19 +791,20 @@ class Engine:
             )
 
     def _operator_revoke(self, run: _Run, record: RotationRecord) -> tuple[RotationRecord, bool]:
-        """Manual issuer: a person revokes the old pair in the dashboard; we prove it before forgetting it."""
+        """A person revokes the old pair in the dashboard (manual issuer, or a key Bluum's API does not list);
+        we prove Bluum rejects it before forgetting it."""
         cred = run.cred
-        old = run.primary.read(Stage.PREVIOUS)
         ask = f"Revoke the old key {record.old_key_label} of {cred.name} in Bluum's dashboard (Settings → API Keys)"
+        waiting = f"{cred.name}: waiting on the operator: {ask}, then run `rotator resume {cred.name}`"
+        record = self._start_revoking(run, record, waiting_on=waiting)
+        old = run.primary.read(Stage.PREVIOUS)
         if old is not None:
             result = self._check(run, self._pair(cred, old))
-            if self._outcome(result) != "rejected" and run.confirm_revoked is not None and run.confirm_revoked(ask):
+            if self._outcome(result) != "rejected":
+                if run.confirm_revoked is None or not run.confirm_revoked(ask):
+                    self._emit(run, "revoke", waiting)
+                    return record, False
                 self._prove_rejected(run, record, old)
-            elif self._outcome(result) != "rejected":
-                message = f"{cred.name}: waiting on the operator: {ask}, then run `rotator resume {cred.name}`"
-                record = self._save(run, record.advance(record.phase, self._clock(), waiting_on=message), "wait.record")
-                self._emit(run, "revoke", message)
-                return record, False
         record = self._save(
             run, record.advance(Phase.OLD_REVOKED, self._clock(), waiting_on=None), "old_revoked.record"
         )

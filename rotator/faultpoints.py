@@ -4,15 +4,21 @@ The engine calls `reached(name)` right after every change it makes (a record wri
 revoked at Bluum, a store written). In production both variables are unset and this is a dictionary
 lookup. Tests set ROTATOR_TEST_TRACE_FILE to learn every point a run passes, then run again with
 ROTATOR_TEST_CRASH_AT=<point> to SIGKILL the process there, and prove `rotator resume` repairs it.
+ROTATOR_TEST_HOLD_AT=<point> with ROTATOR_TEST_RELEASE_FILE parks the process there until that file
+exists (at most a minute), which lets a concurrency test hold the lock for as long as it needs.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 
 CRASH_ENV = "ROTATOR_TEST_CRASH_AT"
 TRACE_ENV = "ROTATOR_TEST_TRACE_FILE"
+HOLD_ENV = "ROTATOR_TEST_HOLD_AT"
+RELEASE_ENV = "ROTATOR_TEST_RELEASE_FILE"
+HOLD_LIMIT_SECONDS = 60.0
 
 
 def reached(point: str) -> None:
@@ -23,3 +29,12 @@ def reached(point: str) -> None:
             handle.write(point + "\n")
     if os.environ.get(CRASH_ENV) == point:
         os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get(HOLD_ENV) == point:
+        _hold_until_released(os.environ.get(RELEASE_ENV, ""))
+
+
+def _hold_until_released(release_file: str) -> None:
+    """Park here (lock held) until the test creates `release_file`, so races are set up, not hoped for."""
+    deadline = time.monotonic() + HOLD_LIMIT_SECONDS
+    while release_file and not os.path.exists(release_file) and time.monotonic() < deadline:
+        time.sleep(0.02)

@@ -3,14 +3,15 @@
 Nothing here does I/O, reads a clock or sleeps: the engine (rotator/engine.py) observes, calls these to
 decide, and acts. That split is what lets the unit tests walk every phase and every observation.
 
-    STARTED ─create─▶ PENDING_STORED ─promote in every target─▶ DEPLOYED ─verify─▶ VERIFIED
-       │                    │                                       │             │ grace passed
-       │                    └───────────── deploy failed ───────────┤             ▼
-       │                                                  verify failed    revoke old + prove 401
-       └──────────────(manual pair lost)──────────▶ ROLLING_BACK ◀───┘             ▼
-                                                          │                   OLD_REVOKED ─clear PREVIOUS─▶ COMPLETED
-                                                          ▼
-                                                     ROLLED_BACK   (old key CURRENT again, new key revoked)
+    STARTED ─create─▶ PENDING_STORED ─accepted? promote everywhere─▶ DEPLOYED ─verify─▶ VERIFIED
+       │                    │                                            │            │ grace passed,
+       │                    └───────────── deploy failed ────────────────┤            │ new key re-checked
+       │                                                       verify failed          ▼
+       └──────────────(manual pair lost)──────────▶ ROLLING_BACK ◀────────┘        REVOKING (no way back)
+                                                          │                          │ revoke old + prove 401
+                                                          ▼                          ▼
+                                                     ROLLED_BACK               OLD_REVOKED ─clear PREVIOUS─▶ COMPLETED
+                                              (old key CURRENT again, new key revoked)
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from rotator.record import Phase, RotationRecord
 KEY_NAME_PREFIX = "rotator"
 MAX_KEY_NAME = 120
 MAX_ACTIVE_KEYS = 2
+
+# Bluum keeps an Idempotency-Key 24 h; past this age a create under the same token may make a new key.
+IDEMPOTENCY_TRUST_SECONDS = 23 * 3600
 
 # Verification polls quickly at first (propagation is usually sub-second) and backs off to this ceiling.
 FIRST_POLL_DELAY = 0.2
@@ -65,17 +69,20 @@ def next_step(record: RotationRecord, *, now: float, has_new_pair: bool = False,
         return Step.DEPLOY
     if phase is Phase.DEPLOYED:
         return Step.VERIFY
-    if phase is Phase.VERIFIED:
-        if not skip_grace and record.revoke_after is not None and now < record.revoke_after:
+    if phase in (Phase.VERIFIED, Phase.REVOKING):
+        in_grace = record.revoke_after is not None and now < record.revoke_after
+        if phase is Phase.VERIFIED and in_grace and not skip_grace:
             return Step.WAIT_GRACE
-        return Step.REVOKE_OLD if record.issuer == "bluum" else Step.AWAIT_OPERATOR_REVOKE
+        # Only a key Bluum's API knows by id can be revoked through it; otherwise a person does it.
+        return Step.REVOKE_OLD if record.issuer == "bluum" and record.old_key_id else Step.AWAIT_OPERATOR_REVOKE
     if phase is Phase.OLD_REVOKED:
         return Step.CLEAR_PREVIOUS
     return Step.ROLLBACK  # ROLLING_BACK
 
 
 def can_roll_back(record: RotationRecord) -> bool:
-    """A rotation can be undone until the old key is revoked; after that the old key is gone for good."""
+    """A rotation can be undone until revoking the old key starts. REVOKING is written before the revoke call,
+    so a crash in the middle of it never leaves a rollback that restores a dead key."""
     return record.phase in (
         Phase.STARTED,
         Phase.PENDING_STORED,

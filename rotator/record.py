@@ -23,6 +23,7 @@ class Phase(StrEnum):
     PENDING_STORED = "pending_stored"  # new key exists at Bluum and is PENDING in the primary store
     DEPLOYED = "deployed"  # new key is CURRENT in every target, old key is PREVIOUS (overlap)
     VERIFIED = "verified"  # Bluum accepts the new key; the old one waits for the grace window to end
+    REVOKING = "revoking"  # written just before the old key is revoked: no rollback to it from here on
     OLD_REVOKED = "old_revoked"  # old key revoked at Bluum and proven rejected; PREVIOUS not yet cleared
     COMPLETED = "completed"
     ROLLING_BACK = "rolling_back"

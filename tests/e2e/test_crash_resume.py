@@ -33,6 +33,7 @@ FORWARD_KINDS = {
     "promote.mirror",
     "deployed.record",
     "verified.record",
+    "revoking.record",
     "revoke.bluum",
     "old_revoked.record",
     "clear.app",

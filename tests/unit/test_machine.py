@@ -16,7 +16,9 @@ from rotator.secret import Secret
 NOW = 1_800_000_000.0
 
 
-def record(phase: Phase, issuer: str = "bluum", revoke_after: float | None = None) -> RotationRecord:
+def record(
+    phase: Phase, issuer: str = "bluum", revoke_after: float | None = None, old_key_id: str | None = "apk_old"
+) -> RotationRecord:
     return RotationRecord(
         credential="trading",
         token="t" * 32,
@@ -25,6 +27,7 @@ def record(phase: Phase, issuer: str = "bluum", revoke_after: float | None = Non
         started_at=NOW - 10,
         updated_at=NOW - 5,
         revoke_after=revoke_after,
+        old_key_id=old_key_id,
     )
 
 
@@ -44,8 +47,8 @@ def expected_step(phase: Phase, issuer: str, grace_left: bool, has_pair: bool, s
         if issuer == "bluum":
             return Step.CREATE_KEY
         return Step.STORE_PENDING if has_pair else Step.ROLLBACK
-    assert phase is Phase.VERIFIED
-    if grace_left and not skip_grace:
+    assert phase in (Phase.VERIFIED, Phase.REVOKING)
+    if phase is Phase.VERIFIED and grace_left and not skip_grace:
         return Step.WAIT_GRACE
     return Step.REVOKE_OLD if issuer == "bluum" else Step.AWAIT_OPERATOR_REVOKE
 
@@ -64,6 +67,16 @@ def test_next_step_for_every_combination(phase, issuer, grace_left, has_pair, sk
 def test_revoke_happens_exactly_at_the_end_of_grace():
     rec = record(Phase.VERIFIED, revoke_after=NOW)
     assert machine.next_step(rec, now=NOW - 0.001) is Step.WAIT_GRACE
+    assert machine.next_step(rec, now=NOW) is Step.REVOKE_OLD
+
+
+def test_a_key_without_id_is_revoked_by_a_person_even_for_issuer_bluum():
+    rec = record(Phase.VERIFIED, "bluum", revoke_after=NOW - 1, old_key_id=None)
+    assert machine.next_step(rec, now=NOW) is Step.AWAIT_OPERATOR_REVOKE
+
+
+def test_grace_does_not_apply_once_revoking_started():
+    rec = record(Phase.REVOKING, "bluum", revoke_after=NOW + 3600)
     assert machine.next_step(rec, now=NOW) is Step.REVOKE_OLD
 
 
