@@ -352,7 +352,7 @@ class BluumClient:
         """POST /investors/{inv}/api-keys/{apk}/revoke: permanent. Returns the key as Bluum now shows it.
 
         Retried like a GET (revoking twice ends in the same state). Bluum does not document what a second
-        revoke answers; if it is a 409/400/422 and the key is listed as revoked, that is success.
+        revoke answers; if it is a 409/400/422 and the key is listed as revoked (or expired), that is success.
         """
         op = f"revoke {key_id} of {investor_id}"
         path = f"{self._keys_path(investor_id)}/{_segment(key_id)}/revoke"
@@ -360,8 +360,8 @@ class BluumClient:
             response = self._request("POST", path, manager, op=op, replay_safe=True)
         except (BluumConflict, BluumInvalidRequest) as refused:
             already = next((k for k in self.list_investor_keys(manager, investor_id) if k.id == key_id), None)
-            if already is None or already.status != "revoked":
-                raise
+            if already is None or already.status not in ("revoked", "expired"):
+                raise  # an expired key is as dead as a revoked one: refusing to revoke it is not a failure
             logger.info(
                 "bluum revoke: key already revoked",
                 extra={"fields": {"key_id": key_id, "status": refused.status, "code": refused.code}},

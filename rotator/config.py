@@ -78,6 +78,9 @@ PRODUCTION_HOSTS: Final = frozenset({"api.bluumfinance.com", "service.bluumfinan
 """The three host generations Bluum's docs use (bluum-api.md §3). Any of them may be configured."""
 
 DEFAULT_ROTATE_EVERY: Final = timedelta(days=90)
+MAX_VERIFY_TIMEOUT: Final = timedelta(minutes=10)
+"""A rotation polls up to verify_timeout before deploying, after deploying and after revoking, all under the
+lock (engine.LOCK_TTL_SECONDS, 15 min): 10 minutes keeps each wait well inside it."""
 MAX_ROTATE_EVERY: Final = timedelta(days=90)
 """Bluum asks for rotation at least quarterly; a longer schedule would be out of policy from day one."""
 DEFAULT_GRACE: Final = timedelta(hours=1)
@@ -1023,6 +1026,15 @@ def _parse_timing(table: _Table, draft: _Draft) -> None:
             "verify_timeout",
             "must be longer than 0s: a new key needs time to be accepted by Bluum",
             'write verify_timeout = "60s"',
+        )
+        verify_timeout = None
+    elif verify_timeout is not None and verify_timeout > MAX_VERIFY_TIMEOUT:
+        table.problem(
+            "verify_timeout",
+            f"{format_duration(verify_timeout)} is longer than {format_duration(MAX_VERIFY_TIMEOUT)}: a rotation "
+            "waits up to this long several times while holding the credential's lock, and a lease-based lock "
+            "could run out under it",
+            'write at most verify_timeout = "10m"; a key that takes longer to propagate needs a person',
         )
         verify_timeout = None
     draft.rotate_every, draft.grace, draft.verify_timeout = rotate_every, grace, verify_timeout

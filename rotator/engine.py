@@ -115,12 +115,14 @@ class Engine:
         reporter: Reporter | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
         owner: str | None = None,
     ) -> None:
         self.config = config
         self._report = reporter or (lambda event: None)
         self._clock = clock
         self._sleep = sleep
+        self._monotonic = monotonic  # elapsed time of waits and steps; injected together with `sleep`
         self._owner = owner or default_owner()
         self._stores: dict[str, SecretStore] = {}
         self._clients: dict[str, BluumClient] = {}
@@ -411,12 +413,12 @@ class Engine:
         new_key: the pair must start working (propagation); otherwise it must stop working (revocation).
         Returns the verdict and how many calls it took.
         """
-        started = time.monotonic()
+        started = self._monotonic()
         timeout = run.cred.verify_timeout.total_seconds()
         attempt = 0
         while True:
             result = self._check(run, pair)
-            elapsed = time.monotonic() - started
+            elapsed = self._monotonic() - started
             outcome = self._outcome(result)
             judgement = (
                 machine.judge_new_key(outcome, result.code, result.reason, elapsed=elapsed, timeout=timeout)
@@ -524,10 +526,10 @@ class Engine:
             Step.REVOKE_OLD: self._revoke_old,
             Step.CLEAR_PREVIOUS: self._clear_previous,
         }
-        started = time.monotonic()
+        started = self._monotonic()
         waited_before = self.waited
         record = handlers[step](run, record)
-        seconds = time.monotonic() - started
+        seconds = self._monotonic() - started
         record = record.with_timing(step.value, seconds, self.waited - waited_before)
         run.primary.write_record(record.to_dict())
         return record
@@ -551,7 +553,7 @@ class Engine:
         """Create the key (idempotent by token), and store it as PENDING before anything else (I3)."""
         cred = run.cred
         assert cred.investor_id is not None
-        started = time.monotonic()
+        started = self._monotonic()
         stored = run.primary.read(Stage.PENDING)
         if stored is not None and stored.token == record.token:
             # A crash after storing it: the key we need is already safe; never create a second one.
@@ -615,7 +617,7 @@ class Engine:
             run,
             "generate",
             f"created {created.info.id} at Bluum, stored as PENDING in {run.primary.name}",
-            time.monotonic() - started,
+            self._monotonic() - started,
         )
         # Should Bluum not honour Idempotency-Key here (undocumented), a resumed create made a second key.
         self._revoke_token_keys(run, record, why="a duplicate of this rotation's key", keep=created.info.id)
@@ -666,7 +668,7 @@ class Engine:
 
     def _deploy(self, run: _Run, record: RotationRecord) -> RotationRecord:
         """PENDING → CURRENT in every target, old CURRENT → PREVIOUS; then read every target back (I1)."""
-        started = time.monotonic()
+        started = self._monotonic()
         new = self._pending(run, record)
         if record.phase is Phase.PENDING_STORED:
             # Applications get the key only once Bluum accepts it, so none of them runs on a key still
@@ -674,7 +676,7 @@ class Engine:
             judgement, calls = self._poll(run, self._pair(run.cred, new), new_key=True)
             if judgement.verdict is Verdict.FAILED:
                 raise _StepFailed(record, f"verification failed before deploying: {judgement.reason}")
-            self._emit(run, "verify", f"Bluum accepts {new.label} (after {calls} call(s))", time.monotonic() - started)
+            self._emit(run, "verify", f"Bluum accepts {new.label} (after {calls} call(s))", self._monotonic() - started)
         try:
             for store in run.stores:
                 if store is not run.primary:
@@ -693,7 +695,7 @@ class Engine:
             run,
             "deploy",
             f"{new.label} is CURRENT in {', '.join(observed)}; old key kept as PREVIOUS (overlap)",
-            time.monotonic() - started,
+            self._monotonic() - started,
         )
         return record
 
@@ -701,7 +703,7 @@ class Engine:
         """Call Bluum with the new key until it works, telling propagation delay from rejection (I2)."""
         cred = run.cred
         new = self._pending(run, record)
-        started = time.monotonic()
+        started = self._monotonic()
         judgement, calls = self._poll(run, self._pair(cred, new), new_key=True)
         if judgement.verdict is Verdict.FAILED:
             raise _StepFailed(record, f"verification failed: {judgement.reason}")
@@ -718,7 +720,7 @@ class Engine:
             run,
             "confirm",
             f"every store reads back {new.label} and Bluum accepts it (after {calls} call(s))",
-            time.monotonic() - started,
+            self._monotonic() - started,
         )
         return record
 
@@ -740,8 +742,11 @@ class Engine:
         result = self._check(run, self._pair(cred, new))
         outcome = self._outcome(result)
         if outcome == "rejected":
-            raise _StepFailed(record, f"the new key {new.label} stopped working before the old one was revoked "
-                              f"({result.reason}, {result.code})")
+            raise _StepFailed(
+                record,
+                f"the new key {new.label} stopped working before the old one was revoked "
+                f"({result.reason}, {result.code})",
+            )
         if outcome != "works":
             raise RotationIncomplete(
                 f"{cred.name}: could not confirm the new key still works ({result.reason}); the old key was NOT "
@@ -753,14 +758,12 @@ class Engine:
         if record.phase is Phase.REVOKING:
             return record
         self._confirm_new_key(run, record)
-        return self._save(
-            run, record.advance(Phase.REVOKING, self._clock(), waiting_on=waiting_on), "revoking.record"
-        )
+        return self._save(run, record.advance(Phase.REVOKING, self._clock(), waiting_on=waiting_on), "revoking.record")
 
     def _revoke_old(self, run: _Run, record: RotationRecord) -> RotationRecord:
         """Revoke the old key at Bluum and prove it is rejected; only then is PREVIOUS forgotten."""
         cred = run.cred
-        started = time.monotonic()
+        started = self._monotonic()
         assert cred.investor_id is not None
         record = self._start_revoking(run, record)
         assert record.old_key_id is not None  # machine.next_step sends id-less keys to the operator
@@ -779,7 +782,7 @@ class Engine:
         record = self._save(
             run, record.advance(Phase.OLD_REVOKED, self._clock(), waiting_on=None), "old_revoked.record"
         )
-        self._emit(run, "revoke", f"revoked {record.old_key_id}; Bluum now rejects it", time.monotonic() - started)
+        self._emit(run, "revoke", f"revoked {record.old_key_id}; Bluum now rejects it", self._monotonic() - started)
         return record
 
     def _prove_rejected(self, run: _Run, record: RotationRecord, old: StoredKey) -> None:
@@ -812,7 +815,7 @@ class Engine:
         return record, True
 
     def _clear_previous(self, run: _Run, record: RotationRecord) -> RotationRecord:
-        started = time.monotonic()
+        started = self._monotonic()
         for store in run.stores:
             store.clear_previous()
             reached(f"clear.{store.name}")
@@ -823,7 +826,10 @@ class Engine:
             "completed.record",
         )
         self._emit(
-            run, "cleanup", f"forgot the old key in {', '.join(s.name for s in run.stores)}", time.monotonic() - started
+            run,
+            "cleanup",
+            f"forgot the old key in {', '.join(s.name for s in run.stores)}",
+            self._monotonic() - started,
         )
         return record
 
@@ -834,7 +840,7 @@ class Engine:
     ) -> RotationRecord:
         """Restore the old key everywhere, then revoke the new one. The old key is never revoked here."""
         cred = run.cred
-        started = time.monotonic()
+        started = self._monotonic()
         try:
             if record.phase is not Phase.ROLLING_BACK:
                 record = self._save(
@@ -855,7 +861,7 @@ class Engine:
                 "the rollback; the old key was not revoked",
                 original=cause or exc,
             ) from exc
-        self._emit(run, "rollback", f"{record.old_key_label} is current again", time.monotonic() - started)
+        self._emit(run, "rollback", f"{record.old_key_label} is current again", self._monotonic() - started)
         return record
 
     def _revoke_new(self, run: _Run, record: RotationRecord) -> None:
@@ -922,28 +928,51 @@ class Engine:
         return Outcome(name, ExitCode.INCOMPLETE, f"{name}: current key {current.label} does not work: {detail}")
 
     def sweep(self, *, revoke: bool = False, include_foreign: bool = False) -> list[SweepFinding]:
-        """Active keys at Bluum that no store knows (I3), and credentials with too many active keys (I4)."""
-        findings: list[SweepFinding] = []
-        for cred in self.config.credentials.values():
-            if cred.issuer != "bluum":
-                continue
-            run = self._run(cred.name)
-            with ExitStack() as stack:
-                if revoke:
+        """Active keys at Bluum that no store knows (I3), and credentials with too many active keys (I4).
+
+        Credentials of one investor share its key list, so a key is an orphan only when none of them knows it.
+        With `revoke`, every credential's lock is held: a rotation between create and store is never swept.
+        """
+        runs = [self._run(c.name) for c in self.config.credentials.values() if c.issuer == "bluum"]
+        with ExitStack() as stack:
+            if revoke:
+                for run in runs:
                     stack.enter_context(self._locked(run))
-                findings.extend(self._sweep_one(run, revoke=revoke, include_foreign=include_foreign))
+            views = [self._sweep_view(run) for run in runs]
+            known: dict[str, set[str]] = {}
+            in_flight: dict[str, set[str]] = {}
+            for view in views:
+                known.setdefault(view.investor, set()).update(view.known)
+                in_flight.setdefault(view.investor, set()).update(view.tokens)
+            findings: list[SweepFinding] = []
+            reported: set[str] = set()
+            # First each credential's own keys (their name says whose), then what no credential made.
+            for owned in (True, False):
+                for view in views:
+                    findings.extend(
+                        self._sweep_one(
+                            view,
+                            known[view.investor],
+                            in_flight[view.investor],
+                            reported,
+                            owned=owned,
+                            revoke=revoke,
+                            include_foreign=include_foreign,
+                        )
+                    )
         return findings
 
-    def _sweep_one(self, run: _Run, *, revoke: bool, include_foreign: bool) -> list[SweepFinding]:
-        cred = run.cred
+    def _sweep_view(self, run: _Run) -> _SweepView:
+        """What one credential knows: the keys in its stores and record, and its unfinished rotation's token."""
+        assert run.cred.investor_id is not None
         keys = self._list_keys(run)
         known: set[str | None] = set()
+        tokens: set[str] = set()
         record = self.read_record(run)
-        tokens_in_flight = set()
         if record is not None:
             known.update({record.old_key_id, record.new_key_id})
             if not record.phase.terminal:
-                tokens_in_flight.add(record.token)
+                tokens.add(record.token)
         for store in run.stores:
             for stage in (Stage.CURRENT, Stage.PENDING, Stage.PREVIOUS):
                 stored = store.read(stage)
@@ -951,19 +980,39 @@ class Engine:
                     known.add(self._resolve_key_id(run, stored, keys))
         if record is not None and record.phase is Phase.COMPLETED:
             known.discard(record.old_key_id)  # revoked: if Bluum still lists it active, say so
+        return _SweepView(run, run.cred.investor_id, keys, {k for k in known if k}, tokens)
+
+    def _sweep_one(
+        self,
+        view: _SweepView,
+        known: set[str],
+        in_flight: set[str],
+        reported: set[str],
+        *,
+        owned: bool,
+        revoke: bool,
+        include_foreign: bool,
+    ) -> list[SweepFinding]:
+        """Orphans of one credential: those its name marks as its own (`owned`), else any not yet reported."""
+        run, cred = view.run, view.run.cred
+        active = [info for info in view.keys if info.active]
+        mine = [info for info in active if info.id in view.known or machine.owned_by(info, cred.name)]
         findings = []
-        active = [info for info in keys if info.active]
-        if len(active) > machine.MAX_ACTIVE_KEYS:
+        if owned and len(mine) > machine.MAX_ACTIVE_KEYS:
             findings.append(
                 SweepFinding(
                     cred.name,
                     None,
                     "warning",
-                    f"{len(active)} active keys at Bluum (expected at most {machine.MAX_ACTIVE_KEYS})",
+                    f"{len(mine)} active keys at Bluum (expected at most {machine.MAX_ACTIVE_KEYS})",
                 )
             )
         for info in machine.orphans(active, known):
-            if machine.token_of(info) in tokens_in_flight:
+            ours = machine.owned_by(info, cred.name)
+            if info.id in reported or ours is not owned:
+                continue
+            reported.add(info.id)
+            if machine.token_of(info) in in_flight:
                 findings.append(
                     SweepFinding(
                         cred.name,
@@ -972,9 +1021,7 @@ class Engine:
                         f"belongs to unfinished rotation; run `rotator resume {cred.name}`",
                     )
                 )
-                continue
-            ours = machine.owned_by(info, cred.name)
-            if revoke and (ours or include_foreign):
+            elif revoke and (ours or include_foreign):
                 assert cred.investor_id is not None
                 run.client.revoke_investor_key(self.manager_pair(cred), cred.investor_id, info.id)
                 findings.append(SweepFinding(cred.name, info.id, "revoked", "active key no store knew"))
@@ -1039,6 +1086,15 @@ class CredentialStatus:
     next_due: float | None
     stage: str
     waiting: str
+
+
+@dataclass(frozen=True, slots=True)
+class _SweepView:
+    run: _Run
+    investor: str
+    keys: list[ApiKeyInfo]
+    known: set[str]
+    tokens: set[str]
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,8 @@
 Choices the docs leave open, fixed here (clients and tests rely on them):
 - Create answers 201. A new key's environment must equal the calling tenant key's, else 403 BLUM-403-003.
 - Ids: investor keys `apk_…`, tenant keys `tk_…`, investors `inv_…`, request ids `req_…` (26 Crockford base32).
-- A repeated revoke answers 200 unchanged, or 409 BLUM-409-002 with `revoke_repeat="conflict"`.
+- A repeated revoke (or one of an expired key) answers 200 unchanged, or 409 BLUM-409-002 with
+  `revoke_repeat="conflict"`.
   Idempotency-Key reused with another body (or path) is 409 BLUM-409-001; records live 24 h of simulator time.
   Replays carry `Idempotent-Replayed: true`.
 - Environments are separate worlds: a tenant key lists and revokes only keys of its own environment (others 404).

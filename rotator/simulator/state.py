@@ -376,8 +376,10 @@ class SimState:
                 raise ApiError(
                     404, "BLUM-404-001", f"No API key {key_id} for investor {investor_id}.", param="api_key_id"
                 )
-            if key.status == "revoked" and self._config.revoke_repeat == "conflict":
-                raise ApiError(409, "BLUM-409-002", f"API key {key_id} is already revoked.", param="api_key_id")
+            dead = self._refresh(key, self._clock.now()).status in ("revoked", "expired")
+            if dead and self._config.revoke_repeat == "conflict":
+                # Bluum does not document this answer; the flag lets clients be tested against the strict variant.
+                raise ApiError(409, "BLUM-409-002", f"API key {key_id} is already {key.status}.", param="api_key_id")
             key.status = "revoked"
             return key.api_object()
 

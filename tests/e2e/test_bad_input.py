@@ -144,3 +144,13 @@ def test_simulator_refuses_a_non_loopback_address():
     result = CliRunner().invoke(cli, ["simulator", "--host", "0.0.0.0", "--port", "0"])
     assert result.exit_code == ExitCode.BAD_INPUT
     assert "loopback only" in result.output
+
+
+def test_emergency_on_an_expired_key_when_bluum_refuses_to_revoke_it(ws: Workspace):
+    """A strict Bluum may answer 409 to revoking a key that already expired: that key is dead, which is the goal."""
+    ws.sim.configure(revoke_repeat="conflict")
+    ws.sim.expire_key(ws.first.info.id)
+    result = ws.cli("rotate", "trading", "--emergency", "--reason", "key expired")
+    assert result.exit_code == 0, result.output
+    assert ws.active_ids() == {ws.current_id()}
+    assert ws.current_id() != ws.first.info.id

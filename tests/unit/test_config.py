@@ -794,3 +794,24 @@ def test_import_is_light() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_verify_timeout_is_capped_so_a_rotation_fits_in_its_lock() -> None:
+    from rotator.config import MAX_VERIFY_TIMEOUT
+
+    assert MAX_VERIFY_TIMEOUT.total_seconds() < __import__("rotator.engine", fromlist=["x"]).LOCK_TTL_SECONDS
+    text = """
+[stores.app]
+type = "env"
+path = "app.env"
+
+[credentials.app]
+environment = "sandbox"
+issuer = "manual"
+store = "app"
+verify_timeout = "11m"
+"""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    assert "credentials.app.verify_timeout" in str(caught.value)
+    assert "10m" in str(caught.value)
