@@ -348,11 +348,21 @@ class Engine:
             record = self.read_record(run)
             if record is None or record.phase is Phase.ROLLED_BACK:
                 return Outcome(name, ExitCode.OK, f"{name}: nothing to roll back", record)
+            if record.phase is Phase.REVOKING:
+                raise RotationIncomplete(
+                    f"{name}: rotation {record.token[:8]} has started revoking the old key {record.old_key_label} "
+                    "(the revoke may or may not have reached Bluum), so there is no going back to it. "
+                    f"Finish the rotation with `rotator resume {name}`"
+                )
             if not machine.can_roll_back(record):
                 raise ConfigError(
                     f"{name}: rotation {record.token[:8]} is {record.phase.value}: the old key "
                     f"{record.old_key_label} is already revoked at Bluum, so there is nothing to go back to. "
-                    f"If the current key is bad, rotate again: `rotator rotate {name} --emergency --reason ...`"
+                    + (
+                        f"Finish it with `rotator resume {name}`"
+                        if not record.phase.terminal
+                        else f"If the current key is bad, rotate again: `rotator rotate {name} --emergency`"
+                    )
                 )
             previous = run.primary.read(Stage.PREVIOUS)
             if previous is not None and record.phase is not Phase.STARTED:
@@ -710,7 +720,7 @@ class Engine:
         observed = {store.name: store.read(Stage.CURRENT) for store in run.stores}
         mismatched = machine.readback_mismatches(new, observed)
         if mismatched:
-            raise _StepFailed(record, f"verification failed: {', '.join(mismatched)} no longer hold the new key")
+            raise _StepFailed(record, f"verification failed: the new key is no longer in {', '.join(mismatched)}")
         now = self._clock()
         grace = 0.0 if run.emergency or record.emergency else cred.grace.total_seconds()
         record = self._save(
@@ -735,7 +745,7 @@ class Engine:
         mismatched = machine.readback_mismatches(new, observed)
         if mismatched:
             raise RotationIncomplete(
-                f"{cred.name}: {', '.join(mismatched)} no longer hold the new key {new.label}, so the old key "
+                f"{cred.name}: the new key {new.label} is no longer in {', '.join(mismatched)}, so the old key "
                 f"{record.old_key_label} was NOT revoked. Put the new key back, or undo the rotation with "
                 f"`rotator rollback {cred.name}`"
             )
