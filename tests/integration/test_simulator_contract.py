@@ -791,12 +791,9 @@ def test_latency_fault_delays_then_answers(sim: Simulator, api: httpx.Client) ->
     started = time.perf_counter()
     assert api.get("/v1/assets").status_code == 200
     slow = time.perf_counter() - started
-    started = time.perf_counter()
     assert api.get("/v1/assets").status_code == 200
-    fast = time.perf_counter() - started
     assert slow >= 0.4
-    assert fast < 0.2
-    assert sim.request_log()[0]["fault"] == "latency"
+    assert [entry["fault"] for entry in sim.request_log()] == ["latency", None], "the fault applies to one call"
 
 
 def test_latency_fault_trips_a_client_timeout(sim: Simulator, tenant: dict[str, Any]) -> None:
