@@ -1,8 +1,9 @@
 """Rotation benchmark: wall time of one rotation on the simulator, how much of it is waiting, and the cost of
 the engine beside a baseline measured in the same run.
 
-Baseline: the same Bluum calls one rotation makes (list keys, check current, create, list, check new, revoke,
-check old), issued straight through BluumClient with no store I/O, no record writes, no fsync. The ratio
+Baseline: the same Bluum calls one rotation makes (list keys, check current, create, list, check new three
+times: before deploy, after deploy, before revoking; revoke, check old), issued straight through BluumClient
+with no store I/O, no record writes, no fsync. The ratio
 rotation / baseline is what the engine's bookkeeping (atomic dotenv + sidecar writes, read-backs, records)
 costs on top of the calls it cannot avoid. Both are measured with Bluum's real rate limit (10 req/s per key
 pair in sandbox, paced by our throttle), and again with the throttle lifted to show the engine's own cost.
@@ -55,7 +56,9 @@ def bare_calls(sim: Simulator, tenant: KeyPair, investor: str, current: KeyPair,
             tenant, investor, name="bare", environment=Environment.SANDBOX, idempotency_key=uuid.uuid4().hex
         )
         client.list_investor_keys(tenant, investor)
-        client.check(created.pair)
+        client.check(created.pair)  # accepted before deploy
+        client.check(created.pair)  # confirmed after deploy
+        client.check(created.pair)  # re-checked before the old key is revoked
         assert current.key_id is not None
         client.revoke_investor_key(tenant, investor, current.key_id)
         client.check(current)

@@ -687,6 +687,7 @@ class Engine:
             if judgement.verdict is Verdict.FAILED:
                 raise _StepFailed(record, f"verification failed before deploying: {judgement.reason}")
             self._emit(run, "verify", f"Bluum accepts {new.label} (after {calls} call(s))", self._monotonic() - started)
+            started = self._monotonic()  # the deploy's own time is reported apart from the wait above
         try:
             for store in run.stores:
                 if store is not run.primary:
