@@ -14,7 +14,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from backends.base import SecretStore
     from rotator.bluum import BluumClient, CheckResult
     from rotator.config import Config, CredentialConfig
+    from rotator.status import CredentialStatus
+    from rotator.sweep import SweepFinding
 
 log = logging.getLogger("rotator.engine")
 
@@ -75,7 +77,7 @@ class Outcome:
 
 
 @dataclass
-class _Run:
+class RunContext:
     """What one command knows about one credential while it works on it."""
 
     cred: CredentialConfig
@@ -131,6 +133,10 @@ class Engine:
 
     # ----------------------------------------------------------------- plumbing
 
+    def now(self) -> float:
+        """Wall-clock seconds, as the records keep them (injectable for tests)."""
+        return self._clock()
+
     def close(self) -> None:
         for client in self._clients.values():
             client.close()
@@ -175,21 +181,21 @@ class Engine:
             )
         return self._clients[cred.name]
 
-    def _run(self, name: str, **kwargs: Any) -> _Run:  # noqa: ANN401 - _Run fields
+    def context(self, name: str, **kwargs: Any) -> RunContext:  # noqa: ANN401 - RunContext fields
         cred = self.config.credential(name)
         stores = [self.store(target, cred) for target in cred.targets]
-        return _Run(cred=cred, stores=stores, client=self.client(cred), **kwargs)
+        return RunContext(cred=cred, stores=stores, client=self.client(cred), **kwargs)
 
-    def _emit(self, run: _Run, step: str, message: str, seconds: float | None = None) -> None:
+    def _emit(self, run: RunContext, step: str, message: str, seconds: float | None = None) -> None:
         self._report(Event(run.cred.name, step, message, seconds))
         log.info(message, extra={"fields": {"credential": run.cred.name, "step": step}})
 
-    def _save(self, run: _Run, record: RotationRecord, point: str) -> RotationRecord:
+    def _save(self, run: RunContext, record: RotationRecord, point: str) -> RotationRecord:
         run.primary.write_record(record.to_dict())
         reached(point)
         return record
 
-    def read_record(self, run: _Run) -> RotationRecord | None:
+    def read_record(self, run: RunContext) -> RotationRecord | None:
         data = run.primary.read_record()
         return None if data is None else RotationRecord.from_dict(data, store=run.primary.name)
 
@@ -230,13 +236,13 @@ class Engine:
         self._sleep(seconds)
 
     @contextmanager
-    def _locked(self, run: _Run) -> Iterator[None]:
+    def locked(self, run: RunContext) -> Iterator[None]:
         with run.primary.lock(self._owner, LOCK_TTL_SECONDS):
             yield
 
     # ----------------------------------------------------------------- reading the world
 
-    def _read_current(self, run: _Run) -> StoredKey:
+    def _read_current(self, run: RunContext) -> StoredKey:
         current = run.primary.read(Stage.CURRENT)
         if current is None:
             raise ConfigError(
@@ -250,12 +256,12 @@ class Engine:
                 self._guard_environment(run.cred, other, f"the current key {other.label} in {store.name!r}")
         return current
 
-    def _list_keys(self, run: _Run) -> list[ApiKeyInfo]:
+    def list_keys(self, run: RunContext) -> list[ApiKeyInfo]:
         cred = run.cred
         assert cred.investor_id is not None  # config guarantees it for issuer bluum
         return run.client.list_investor_keys(self.manager_pair(cred), cred.investor_id)
 
-    def _resolve_key_id(self, run: _Run, key: StoredKey, keys: list[ApiKeyInfo] | None) -> str | None:
+    def resolve_key_id(self, run: RunContext, key: StoredKey, keys: list[ApiKeyInfo] | None) -> str | None:
         """A file seeded by hand knows no key id: find it at Bluum by its public key."""
         if key.key_id or keys is None:
             return key.key_id
@@ -264,7 +270,7 @@ class Engine:
                 return info.id
         return None
 
-    def _check(self, run: _Run, pair: KeyPair) -> CheckResult:
+    def check(self, run: RunContext, pair: KeyPair) -> CheckResult:
         return run.client.check(pair)
 
     @staticmethod
@@ -284,7 +290,7 @@ class Engine:
         confirm_revoked: ConfirmRevoked | None = None,
     ) -> Outcome:
         """Rotate one credential: generate, deploy, verify, then revoke when the grace window allows."""
-        run = self._run(
+        run = self.context(
             name, emergency=emergency, skip_grace=emergency, new_pair=new_pair, confirm_revoked=confirm_revoked
         )
         cred = run.cred
@@ -299,7 +305,7 @@ class Engine:
             raise ConfigError(f"{cred.name} is minted through Bluum's API (issuer bluum): --new-key-file is not used")
         if dry_run:
             return self._plan(run)
-        with self._locked(run):
+        with self.locked(run):
             current, keys, previous_record = self._preflight(run)
             if cred.issuer == "manual":
                 assert new_pair is not None
@@ -310,7 +316,7 @@ class Engine:
                     )
                 self._precheck_manual_pair(run, new_pair)
             now = self._clock()
-            old_id = self._resolve_key_id(run, current, keys)
+            old_id = self.resolve_key_id(run, current, keys)
             token = new_token()
             record = RotationRecord(
                 credential=cred.name,
@@ -332,8 +338,8 @@ class Engine:
 
     def resume(self, name: str, *, skip_grace: bool = False, confirm_revoked: ConfirmRevoked | None = None) -> Outcome:
         """Finish (or, when it cannot go forward, roll back) the rotation the record says is unfinished."""
-        run = self._run(name, skip_grace=skip_grace, confirm_revoked=confirm_revoked)
-        with self._locked(run):
+        run = self.context(name, skip_grace=skip_grace, confirm_revoked=confirm_revoked)
+        with self.locked(run):
             record = self.read_record(run)
             if record is None or record.phase.terminal:
                 return Outcome(name, ExitCode.OK, f"{name}: nothing to resume", record)
@@ -343,8 +349,8 @@ class Engine:
 
     def rollback(self, name: str) -> Outcome:
         """Undo the last rotation while the old key still exists (until it is revoked)."""
-        run = self._run(name)
-        with self._locked(run):
+        run = self.context(name)
+        with self.locked(run):
             record = self.read_record(run)
             if record is None or record.phase is Phase.ROLLED_BACK:
                 return Outcome(name, ExitCode.OK, f"{name}: nothing to roll back", record)
@@ -366,7 +372,7 @@ class Engine:
                 )
             previous = run.primary.read(Stage.PREVIOUS)
             if previous is not None and record.phase is not Phase.STARTED:
-                result = self._check(run, self._pair(run.cred, previous))
+                result = self.check(run, self._pair(run.cred, previous))
                 if self._outcome(result) == "rejected":
                     raise RotationIncomplete(
                         f"{name}: the old key {record.old_key_label} is already rejected by Bluum ({result.reason}); "
@@ -375,15 +381,15 @@ class Engine:
             record = self._roll_back(run, record, "rollback requested by the operator")
             return Outcome(name, ExitCode.OK, f"{name}: rolled back. " + self._after_rollback(run, record), record)
 
-    def _preflight(self, run: _Run) -> tuple[StoredKey, list[ApiKeyInfo] | None, RotationRecord | None]:
+    def _preflight(self, run: RunContext) -> tuple[StoredKey, list[ApiKeyInfo] | None, RotationRecord | None]:
         """Everything that can refuse a rotation before anything changes."""
         cred = run.cred
         record = self.read_record(run)
         current = self._read_current(run)
         keys: list[ApiKeyInfo] | None = None
         if cred.issuer == "bluum":
-            keys = self._list_keys(run)
-        current_id = self._resolve_key_id(run, current, keys)
+            keys = self.list_keys(run)
+        current_id = self.resolve_key_id(run, current, keys)
         own_active = [info for info in keys or [] if machine.owned_by(info, cred.name)]
         blockers = machine.start_blockers(record, own_active, current_id)
         if blockers:
@@ -391,7 +397,7 @@ class Engine:
             if record is not None and not record.phase.terminal:
                 raise RotationIncomplete(message)
             raise ConfigError(message)
-        result = self._check(run, self._pair(cred, current))
+        result = self.check(run, self._pair(cred, current))
         outcome = self._outcome(result)
         if outcome == "rejected" and not run.emergency:
             raise ConfigError(
@@ -406,7 +412,7 @@ class Engine:
             )
         return current, keys, record
 
-    def _precheck_manual_pair(self, run: _Run, pair: StoredKey) -> None:
+    def _precheck_manual_pair(self, run: RunContext, pair: StoredKey) -> None:
         """I7 for hand-made pairs: the new pair must work against this credential's Bluum before deploying."""
         cred = run.cred
         self._guard_environment(cred, pair, "the new pair from --new-key-file")
@@ -417,7 +423,7 @@ class Engine:
                 f"({judgement.reason}). Is it a key of another environment, or mistyped? Nothing was changed."
             )
 
-    def _poll(self, run: _Run, pair: KeyPair, *, new_key: bool) -> tuple[Judgement, int]:
+    def _poll(self, run: RunContext, pair: KeyPair, *, new_key: bool) -> tuple[Judgement, int]:
         """Call Bluum with `pair` until machine.judge_* says PASSED or FAILED (within verify_timeout).
 
         new_key: the pair must start working (propagation); otherwise it must stop working (revocation).
@@ -427,7 +433,7 @@ class Engine:
         timeout = run.cred.verify_timeout.total_seconds()
         attempt = 0
         while True:
-            result = self._check(run, pair)
+            result = self.check(run, pair)
             elapsed = self._monotonic() - started
             outcome = self._outcome(result)
             judgement = (
@@ -440,11 +446,11 @@ class Engine:
             self._sleep_counted(machine.poll_delay(attempt))
             attempt += 1
 
-    def _plan(self, run: _Run) -> Outcome:
+    def _plan(self, run: RunContext) -> Outcome:
         """--dry-run: every read-only check a real rotation would make, and the plan, changing nothing."""
         cred = run.cred
         current, keys, _ = self._preflight(run)
-        current_id = self._resolve_key_id(run, current, keys)
+        current_id = self.resolve_key_id(run, current, keys)
         grace = "0s (emergency)" if run.emergency else f"{cred.grace}"
         source = (
             f"create a new {cred.environment.bluum_name} key for {cred.investor_id} with {cred.manager}'s key"
@@ -462,7 +468,7 @@ class Engine:
 
     # ----------------------------------------------------------------- the loop
 
-    def _drive(self, run: _Run, record: RotationRecord) -> Outcome:
+    def _drive(self, run: RunContext, record: RotationRecord) -> Outcome:
         cred = run.cred
         while True:
             step = machine.next_step(
@@ -508,12 +514,12 @@ class Engine:
                     f"run `rotator resume {cred.name}` (or `rotator rollback {cred.name}` to undo it)"
                 ) from exc
 
-    def _after_rollback(self, run: _Run, record: RotationRecord) -> str:
+    def _after_rollback(self, run: RunContext, record: RotationRecord) -> str:
         """What is true after a rollback, checked rather than assumed, and what a person still has to do."""
         old = run.primary.read(Stage.CURRENT)
         parts = [f"The old key {record.old_key_label} is current again"]
         if old is not None:
-            result = self._check(run, self._pair(run.cred, old))
+            result = self.check(run, self._pair(run.cred, old))
             if self._outcome(result) == "works":
                 parts.append(" and Bluum accepts it")
             else:
@@ -527,8 +533,8 @@ class Engine:
             parts.append(f"; the new key {record.new_key_label} was revoked")
         return "".join(parts) + "."
 
-    def _forward(self, run: _Run, step: Step, record: RotationRecord) -> RotationRecord:
-        handlers: dict[Step, Callable[[_Run, RotationRecord], RotationRecord]] = {
+    def _forward(self, run: RunContext, step: Step, record: RotationRecord) -> RotationRecord:
+        handlers: dict[Step, Callable[[RunContext, RotationRecord], RotationRecord]] = {
             Step.CREATE_KEY: self._create,
             Step.STORE_PENDING: self._store_manual_pair,
             Step.DEPLOY: self._deploy,
@@ -544,7 +550,7 @@ class Engine:
         run.primary.write_record(record.to_dict())
         return record
 
-    def _finished(self, run: _Run, record: RotationRecord) -> Outcome:
+    def _finished(self, run: RunContext, record: RotationRecord) -> Outcome:
         if record.phase is Phase.COMPLETED:
             total = sum(t.seconds for t in record.timings)
             waited = sum(t.waited for t in record.timings)
@@ -559,7 +565,7 @@ class Engine:
 
     # ----------------------------------------------------------------- forward steps
 
-    def _create(self, run: _Run, record: RotationRecord) -> RotationRecord:
+    def _create(self, run: RunContext, record: RotationRecord) -> RotationRecord:
         """Create the key (idempotent by token), and store it as PENDING before anything else (I3)."""
         cred = run.cred
         assert cred.investor_id is not None
@@ -633,10 +639,10 @@ class Engine:
         self._revoke_token_keys(run, record, why="a duplicate of this rotation's key", keep=created.info.id)
         return record
 
-    def _revoke_token_keys(self, run: _Run, record: RotationRecord, *, why: str, keep: str | None = None) -> None:
+    def _revoke_token_keys(self, run: RunContext, record: RotationRecord, *, why: str, keep: str | None = None) -> None:
         """Revoke every active key named with this rotation's token except `keep` (I3, I4). Never the old key."""
         assert run.cred.investor_id is not None
-        for info in self._list_keys(run):
+        for info in self.list_keys(run):
             if not info.active or machine.token_of(info) != record.token:
                 continue
             if info.id in (keep, record.old_key_id):
@@ -645,7 +651,7 @@ class Engine:
             reached("revoke_token.bluum")
             self._emit(run, "cleanup", f"revoked {info.id} ({why})")
 
-    def _store_manual_pair(self, run: _Run, record: RotationRecord) -> RotationRecord:
+    def _store_manual_pair(self, run: RunContext, record: RotationRecord) -> RotationRecord:
         assert run.new_pair is not None
         pending = StoredKey(
             api_key=run.new_pair.api_key,
@@ -665,7 +671,7 @@ class Engine:
             "pending.record",
         )
 
-    def _pending(self, run: _Run, record: RotationRecord) -> StoredKey:
+    def _pending(self, run: RunContext, record: RotationRecord) -> StoredKey:
         """The new key, from memory or (after a crash) from the primary store, where it is PENDING or CURRENT."""
         if run.new is not None:
             return run.new
@@ -676,7 +682,7 @@ class Engine:
                 return found
         raise _StepFailed(record, f"the new key of rotation {record.token[:8]} is no longer in {run.primary.name!r}")
 
-    def _deploy(self, run: _Run, record: RotationRecord) -> RotationRecord:
+    def _deploy(self, run: RunContext, record: RotationRecord) -> RotationRecord:
         """PENDING → CURRENT in every target, old CURRENT → PREVIOUS; then read every target back (I1)."""
         started = self._monotonic()
         new = self._pending(run, record)
@@ -710,7 +716,7 @@ class Engine:
         )
         return record
 
-    def _verify(self, run: _Run, record: RotationRecord) -> RotationRecord:
+    def _verify(self, run: RunContext, record: RotationRecord) -> RotationRecord:
         """Call Bluum with the new key until it works, telling propagation delay from rejection (I2)."""
         cred = run.cred
         new = self._pending(run, record)
@@ -735,7 +741,7 @@ class Engine:
         )
         return record
 
-    def _confirm_new_key(self, run: _Run, record: RotationRecord) -> None:
+    def _confirm_new_key(self, run: RunContext, record: RotationRecord) -> None:
         """Before the old key goes: the new one must still be current everywhere and still work (I1, I2).
 
         A grace window is long; in it the new key can expire or be revoked, or someone can edit a store.
@@ -750,7 +756,7 @@ class Engine:
                 f"{record.old_key_label} was NOT revoked. Put the new key back, or undo the rotation with "
                 f"`rotator rollback {cred.name}`"
             )
-        result = self._check(run, self._pair(cred, new))
+        result = self.check(run, self._pair(cred, new))
         outcome = self._outcome(result)
         if outcome == "rejected":
             raise _StepFailed(
@@ -764,14 +770,14 @@ class Engine:
                 f"revoked. Run `rotator resume {cred.name}` when Bluum answers"
             )
 
-    def _start_revoking(self, run: _Run, record: RotationRecord, waiting_on: str | None = None) -> RotationRecord:
+    def _start_revoking(self, run: RunContext, record: RotationRecord, waiting_on: str | None = None) -> RotationRecord:
         """Write ahead that the old key is about to go: from here on there is no rollback to it (I1)."""
         if record.phase is Phase.REVOKING:
             return record
         self._confirm_new_key(run, record)
         return self._save(run, record.advance(Phase.REVOKING, self._clock(), waiting_on=waiting_on), "revoking.record")
 
-    def _revoke_old(self, run: _Run, record: RotationRecord) -> RotationRecord:
+    def _revoke_old(self, run: RunContext, record: RotationRecord) -> RotationRecord:
         """Revoke the old key at Bluum and prove it is rejected; only then is PREVIOUS forgotten."""
         cred = run.cred
         started = self._monotonic()
@@ -796,7 +802,7 @@ class Engine:
         self._emit(run, "revoke", f"revoked {record.old_key_id}; Bluum now rejects it", self._monotonic() - started)
         return record
 
-    def _prove_rejected(self, run: _Run, record: RotationRecord, old: StoredKey) -> None:
+    def _prove_rejected(self, run: RunContext, record: RotationRecord, old: StoredKey) -> None:
         judgement, _ = self._poll(run, self._pair(run.cred, old), new_key=False)
         if judgement.verdict is Verdict.FAILED:
             raise RotationIncomplete(
@@ -804,7 +810,7 @@ class Engine:
                 f"PREVIOUS; run `rotator resume {run.cred.name}` to check again"
             )
 
-    def _operator_revoke(self, run: _Run, record: RotationRecord) -> tuple[RotationRecord, bool]:
+    def _operator_revoke(self, run: RunContext, record: RotationRecord) -> tuple[RotationRecord, bool]:
         """A person revokes the old pair in the dashboard (manual issuer, or a key Bluum's API does not list);
         we prove Bluum rejects it before forgetting it."""
         cred = run.cred
@@ -813,7 +819,7 @@ class Engine:
         record = self._start_revoking(run, record, waiting_on=waiting)
         old = run.primary.read(Stage.PREVIOUS)
         if old is not None:
-            result = self._check(run, self._pair(cred, old))
+            result = self.check(run, self._pair(cred, old))
             if self._outcome(result) != "rejected":
                 if run.confirm_revoked is None or not run.confirm_revoked(ask):
                     self._emit(run, "revoke", waiting)
@@ -825,7 +831,7 @@ class Engine:
         self._emit(run, "revoke", f"Bluum now rejects the old key {record.old_key_label}")
         return record, True
 
-    def _clear_previous(self, run: _Run, record: RotationRecord) -> RotationRecord:
+    def _clear_previous(self, run: RunContext, record: RotationRecord) -> RotationRecord:
         started = self._monotonic()
         for store in run.stores:
             store.clear_previous()
@@ -847,7 +853,7 @@ class Engine:
     # ----------------------------------------------------------------- rollback
 
     def _roll_back(
-        self, run: _Run, record: RotationRecord, reason: str, cause: BaseException | None = None
+        self, run: RunContext, record: RotationRecord, reason: str, cause: BaseException | None = None
     ) -> RotationRecord:
         """Restore the old key everywhere, then revoke the new one. The old key is never revoked here."""
         cred = run.cred
@@ -875,12 +881,12 @@ class Engine:
         self._emit(run, "rollback", f"{record.old_key_label} is current again", self._monotonic() - started)
         return record
 
-    def _revoke_new(self, run: _Run, record: RotationRecord) -> None:
+    def _revoke_new(self, run: RunContext, record: RotationRecord) -> None:
         """Revoke the rotation's new key(s): found by id, or by the token in their name if the id never got saved."""
         cred = run.cred
         assert cred.investor_id is not None
         manager = self.manager_pair(cred)
-        for info in self._list_keys(run):
+        for info in self.list_keys(run):
             if not info.active:
                 continue
             if info.id == record.new_key_id or machine.token_of(info) == record.token:
@@ -897,7 +903,7 @@ class Engine:
 
         Never waits on a person: a manual credential that is due is reported (exit 4) with what to do.
         """
-        run = self._run(name)
+        run = self.context(name)
         record = self.read_record(run)
         if record is not None and not record.phase.terminal:
             return self.resume(name)
@@ -918,7 +924,7 @@ class Engine:
 
     def verify(self, name: str) -> Outcome:
         """Every target holds the same current key, and Bluum accepts it."""
-        run = self._run(name)
+        run = self.context(name)
         current = self._read_current(run)
         observed = {store.name: store.read(Stage.CURRENT) for store in run.stores}
         mismatched = machine.readback_mismatches(current, observed)
@@ -929,7 +935,7 @@ class Engine:
                 f"{name}: {', '.join(mismatched)} hold a different current key "
                 f"than {run.primary.name}; run `rotator resume {name}` or fix the store by hand",
             )
-        result = self._check(run, self._pair(run.cred, current))
+        result = self.check(run, self._pair(run.cred, current))
         outcome = self._outcome(result)
         if outcome == "works":
             return Outcome(
@@ -939,181 +945,16 @@ class Engine:
         return Outcome(name, ExitCode.INCOMPLETE, f"{name}: current key {current.label} does not work: {detail}")
 
     def sweep(self, *, revoke: bool = False, include_foreign: bool = False) -> list[SweepFinding]:
-        """Active keys at Bluum that no store knows (I3), and credentials with too many active keys (I4).
+        """Active keys at Bluum that no store knows (I3), and credentials with too many active keys (I4)."""
+        from rotator.sweep import sweep
 
-        Credentials of one investor share its key list, so a key is an orphan only when none of them knows it.
-        With `revoke`, every credential's lock is held: a rotation between create and store is never swept.
-        """
-        runs = [self._run(c.name) for c in self.config.credentials.values() if c.issuer == "bluum"]
-        with ExitStack() as stack:
-            if revoke:
-                for run in runs:
-                    stack.enter_context(self._locked(run))
-            views = [self._sweep_view(run) for run in runs]
-            known: dict[str, set[str]] = {}
-            in_flight: dict[str, set[str]] = {}
-            for view in views:
-                known.setdefault(view.investor, set()).update(view.known)
-                in_flight.setdefault(view.investor, set()).update(view.tokens)
-            findings: list[SweepFinding] = []
-            reported: set[str] = set()
-            # First each credential's own keys (their name says whose), then what no credential made.
-            for owned in (True, False):
-                for view in views:
-                    findings.extend(
-                        self._sweep_one(
-                            view,
-                            known[view.investor],
-                            in_flight[view.investor],
-                            reported,
-                            owned=owned,
-                            revoke=revoke,
-                            include_foreign=include_foreign,
-                        )
-                    )
-        return findings
-
-    def _sweep_view(self, run: _Run) -> _SweepView:
-        """What one credential knows: the keys in its stores and record, and its unfinished rotation's token."""
-        assert run.cred.investor_id is not None
-        keys = self._list_keys(run)
-        known: set[str | None] = set()
-        tokens: set[str] = set()
-        record = self.read_record(run)
-        if record is not None:
-            known.update({record.old_key_id, record.new_key_id})
-            if not record.phase.terminal:
-                tokens.add(record.token)
-        for store in run.stores:
-            for stage in (Stage.CURRENT, Stage.PENDING, Stage.PREVIOUS):
-                stored = store.read(stage)
-                if stored is not None:
-                    known.add(self._resolve_key_id(run, stored, keys))
-        if record is not None and record.phase is Phase.COMPLETED:
-            known.discard(record.old_key_id)  # revoked: if Bluum still lists it active, say so
-        return _SweepView(run, run.cred.investor_id, keys, {k for k in known if k}, tokens)
-
-    def _sweep_one(
-        self,
-        view: _SweepView,
-        known: set[str],
-        in_flight: set[str],
-        reported: set[str],
-        *,
-        owned: bool,
-        revoke: bool,
-        include_foreign: bool,
-    ) -> list[SweepFinding]:
-        """Orphans of one credential: those its name marks as its own (`owned`), else any not yet reported."""
-        run, cred = view.run, view.run.cred
-        active = [info for info in view.keys if info.active]
-        mine = [info for info in active if info.id in view.known or machine.owned_by(info, cred.name)]
-        findings = []
-        if owned and len(mine) > machine.MAX_ACTIVE_KEYS:
-            findings.append(
-                SweepFinding(
-                    cred.name,
-                    None,
-                    "warning",
-                    f"{len(mine)} active keys at Bluum (expected at most {machine.MAX_ACTIVE_KEYS})",
-                )
-            )
-        for info in machine.orphans(active, known):
-            ours = machine.owned_by(info, cred.name)
-            if info.id in reported or ours is not owned:
-                continue
-            reported.add(info.id)
-            if machine.token_of(info) in in_flight:
-                findings.append(
-                    SweepFinding(
-                        cred.name,
-                        info.id,
-                        "in-flight",
-                        f"belongs to unfinished rotation; run `rotator resume {cred.name}`",
-                    )
-                )
-            elif revoke and (ours or include_foreign):
-                assert cred.investor_id is not None
-                run.client.revoke_investor_key(self.manager_pair(cred), cred.investor_id, info.id)
-                findings.append(SweepFinding(cred.name, info.id, "revoked", "active key no store knew"))
-            else:
-                hint = "made by this tool" if ours else "not made by this tool (--include-foreign to revoke)"
-                findings.append(SweepFinding(cred.name, info.id, "orphan", f"active key no store knows; {hint}"))
-        return findings
+        return sweep(self, revoke=revoke, include_foreign=include_foreign)
 
     def status(self) -> list[CredentialStatus]:
-        """One row per credential; a store that cannot be read shows as an error in its row, not a crash."""
-        rows = []
-        now = self._clock()
-        for cred in self.config.credentials.values():
-            try:
-                run = self._run(cred.name)
-                record = self.read_record(run)
-                current = run.primary.read(Stage.CURRENT)
-            except RotatorError as exc:
-                rows.append(CredentialStatus(cred.name, cred.environment.value, None, None, None, "error", str(exc)))
-                continue
-            since = record.current_since if record is not None else None
-            due = machine.next_due(since, cred.rotate_every)
-            stage = "idle" if record is None or record.phase.terminal else record.phase.value
-            if record is not None and record.phase is Phase.ROLLED_BACK:
-                stage = "rolled back"
-            waiting = _waiting(cred.name, record, now, due)
-            rows.append(
-                CredentialStatus(
-                    name=cred.name,
-                    environment=cred.environment.value,
-                    current_key=current.key_id or current.label if current else None,
-                    age_seconds=None if since is None else now - since,
-                    next_due=due,
-                    stage=stage,
-                    waiting=waiting,
-                )
-            )
-        return rows
+        """One row per credential: environment, current key, age, next due, stage, what waits on whom."""
+        from rotator.status import status
 
-
-def _waiting(name: str, record: RotationRecord | None, now: float, due: float | None) -> str:
-    """What waits on whom, in words."""
-    if record is not None and not record.phase.terminal:
-        if record.waiting_on:
-            return record.waiting_on
-        return f"unfinished at {record.phase.value}: run `rotator resume {name}`"
-    if record is not None and record.phase is Phase.ROLLED_BACK:
-        return f"last rotation rolled back ({record.failure}); fix the cause, then `rotator rotate {name}`"
-    if due is None:
-        return "age unknown (seeded by hand): rotate to start the clock"
-    if now >= due:
-        return f"due now: `rotator rotate {name}`"
-    return "nothing"
-
-
-@dataclass(frozen=True, slots=True)
-class CredentialStatus:
-    name: str
-    environment: str
-    current_key: str | None
-    age_seconds: float | None
-    next_due: float | None
-    stage: str
-    waiting: str
-
-
-@dataclass(frozen=True, slots=True)
-class _SweepView:
-    run: _Run
-    investor: str
-    keys: list[ApiKeyInfo]
-    known: set[str]
-    tokens: set[str]
-
-
-@dataclass(frozen=True, slots=True)
-class SweepFinding:
-    credential: str
-    key_id: str | None
-    kind: str  # orphan | revoked | in-flight | warning
-    message: str
+        return status(self)
 
 
 class _StepFailed(Exception):

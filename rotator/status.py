@@ -1,0 +1,73 @@
+"""`rotator status`: each credential's environment, current key, age, next due date, stage, and what waits on
+whom. Read-only; a store that cannot be read becomes an error in its own row, never a crash of the table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from rotator import machine
+from rotator.errors import RotatorError
+from rotator.model import Stage
+from rotator.record import Phase, RotationRecord
+
+if TYPE_CHECKING:
+    from rotator.engine import Engine
+
+
+def status(engine: Engine) -> list[CredentialStatus]:
+    """One row per credential; a store that cannot be read shows as an error in its row, not a crash."""
+    rows = []
+    now = engine.now()
+    for cred in engine.config.credentials.values():
+        try:
+            run = engine.context(cred.name)
+            record = engine.read_record(run)
+            current = run.primary.read(Stage.CURRENT)
+        except RotatorError as exc:
+            rows.append(CredentialStatus(cred.name, cred.environment.value, None, None, None, "error", str(exc)))
+            continue
+        since = record.current_since if record is not None else None
+        due = machine.next_due(since, cred.rotate_every)
+        stage = "idle" if record is None or record.phase.terminal else record.phase.value
+        if record is not None and record.phase is Phase.ROLLED_BACK:
+            stage = "rolled back"
+        waiting = _waiting(cred.name, record, now, due)
+        rows.append(
+            CredentialStatus(
+                name=cred.name,
+                environment=cred.environment.value,
+                current_key=current.key_id or current.label if current else None,
+                age_seconds=None if since is None else now - since,
+                next_due=due,
+                stage=stage,
+                waiting=waiting,
+            )
+        )
+    return rows
+
+
+def _waiting(name: str, record: RotationRecord | None, now: float, due: float | None) -> str:
+    """What waits on whom, in words."""
+    if record is not None and not record.phase.terminal:
+        if record.waiting_on:
+            return record.waiting_on
+        return f"unfinished at {record.phase.value}: run `rotator resume {name}`"
+    if record is not None and record.phase is Phase.ROLLED_BACK:
+        return f"last rotation rolled back ({record.failure}); fix the cause, then `rotator rotate {name}`"
+    if due is None:
+        return "age unknown (seeded by hand): rotate to start the clock"
+    if now >= due:
+        return f"due now: `rotator rotate {name}`"
+    return "nothing"
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialStatus:
+    name: str
+    environment: str
+    current_key: str | None
+    age_seconds: float | None
+    next_due: float | None
+    stage: str
+    waiting: str
