@@ -8,6 +8,9 @@ a projection of the sidecar's CURRENT. Every write goes through `rotator.atomicf
 mode 0600), and every mutating call writes the sidecar first and the dotenv file second, so a crash between the two
 leaves a state that calling the same method again repairs.
 
+What each call does to the stages is decided by `backends.stages` (shared with every store); this module keeps the
+storage: reading CURRENT from the dotenv file, the sidecar-then-dotenv writes, and the repair of a crash between them.
+
 Only our own lines of the dotenv file are touched: comments, blank lines, other variables, `export` prefixes and
 the quoting of other lines stay byte for byte. Lines are located with python-dotenv's own parser so that what we
 rewrite is exactly what python-dotenv (what most applications use) reads. An inline comment after one of *our*
@@ -54,11 +57,12 @@ from typing import Any, Final
 
 from dotenv.parser import Binding, parse_stream
 
+from backends import stages
+from backends.stages import StageLog, Stages
 from rotator.atomicfile import ReplacedFile, atomic_write_text
 from rotator.errors import (
     ConfigError,
     RotationInProgress,
-    StoreConflict,
     StoreCorrupt,
     StoreDenied,
     StoreError,
@@ -106,12 +110,20 @@ class _Sidecar:
     rolled_back_token: str | None = None
     record: dict[str, Any] | None = None
 
-    def holder_of(self, token: str) -> StoredKey | None:
-        """The key of whichever stage carries `token` (tokens are unique per rotation)."""
-        for key in (self.pending, self.current, self.previous):
-            if key is not None and key.token == token:
-                return key
-        return None
+    @property
+    def stages(self) -> Stages:
+        """The three stages, for the rules in `backends.stages`."""
+        return Stages(current=self.current, pending=self.pending, previous=self.previous)
+
+    def with_stages(self, moved: Stages, *, rolled_back_token: str | None) -> _Sidecar:
+        """This sidecar with the stages `moved` (and `rolled_back_token`), keeping the record."""
+        return _Sidecar(
+            current=moved.current,
+            pending=moved.pending,
+            previous=moved.previous,
+            rolled_back_token=rolled_back_token,
+            record=self.record,
+        )
 
     def to_json(self) -> str:
         """Serialize for writing; the only place secrets are revealed for the sidecar."""
@@ -209,6 +221,10 @@ class EnvStore:
     def __repr__(self) -> str:
         return f"EnvStore(name={self.name!r}, path={str(self._path)!r}, prefix={self._prefix!r})"
 
+    @property
+    def _stage_log(self) -> StageLog:
+        return StageLog(log, self.name, self.describe())
+
     # ----------------------------------------------------------------------------------------------- reads
 
     def read(self, stage: Stage) -> StoredKey | None:
@@ -250,35 +266,15 @@ class EnvStore:
         Like Secrets Manager's ClientRequestToken, a token already held by any stage with the same key is a no-op
         (a resumed rotation may call this after promote), and with another key a StoreConflict.
         """
-        token = _require_token(key)
+        stages.require_token(key)
         self._check_storable(key)
         sidecar = self._load_sidecar()
-        holder = sidecar.holder_of(token)
-        if holder is not None:
-            if holder.same_key(key):
-                log.debug("%s already holds %s under token %s", self.describe(), key.label, token)
-                return
-            raise StoreConflict(
-                f"token {token} already stages {holder.label} in {self._sidecar_path}, not {key.label}; "
-                "nothing was changed. A token belongs to one rotation: start a new rotation for a new key",
-                store=self.name,
-            )
-        if sidecar.pending is not None:
-            log.warning(
-                "replacing abandoned PENDING %s (token %s) with %s in %s; the engine revokes the abandoned key",
-                sidecar.pending.label,
-                sidecar.pending.token,
-                key.label,
-                self.describe(),
-                extra={"fields": {"store": self.name, "dropped": sidecar.pending.label, "token": token}},
-            )
-        self._save_sidecar(replace(sidecar, pending=key))
-        log.info(
-            "staged %s as PENDING in %s",
-            key.label,
-            self.describe(),
-            extra={"fields": {"store": self.name, "key": key.label, "token": token}},
-        )
+        staged = stages.put_pending(sidecar.stages, key, where=str(self._sidecar_path), store=self.name)
+        self._stage_log.staging(staged)
+        if not staged.changed:
+            return
+        self._save_sidecar(sidecar.with_stages(staged.stages, rolled_back_token=sidecar.rolled_back_token))
+        self._stage_log.staged(staged)
 
     def promote(self, token: str) -> None:
         """PENDING(token) becomes CURRENT and the dotenv file's key becomes PREVIOUS; sidecar first, then the file.
@@ -288,37 +284,21 @@ class EnvStore:
         """
         sidecar = self._load_sidecar()
         text = self._read_dotenv()
-        if sidecar.current is not None and sidecar.current.token == token:
-            self._reproject(text, sidecar.current, why="promote")
-            return
-        pending = sidecar.pending
-        if pending is None or pending.token != token:
-            raise StoreConflict(
-                f"neither PENDING nor CURRENT carries token {token} in {self._sidecar_path}; nothing was changed. "
-                "That rotation's key was never staged here or was replaced: run `rotator status` to see which "
-                "rotation this store belongs to",
-                store=self.name,
-            )
-        old = self._current(text, sidecar)
-        new_text = self._render(text, pending)
-        previous = sidecar.previous if old.same_key(pending) else old
-        self._warn_if_dropping_previous(sidecar.previous, previous)
-        self._save_sidecar(_Sidecar(current=pending, pending=None, previous=previous, record=sidecar.record))
-        self._write_dotenv(text, new_text)
-        log.info(
-            "promoted %s to CURRENT in %s; PREVIOUS is %s",
-            pending.label,
-            self.describe(),
-            previous.label if previous else "empty",
-            extra={
-                "fields": {
-                    "store": self.name,
-                    "key": pending.label,
-                    "token": token,
-                    "previous": previous.label if previous else None,
-                }
-            },
+        promotion = stages.promote(
+            sidecar.stages,
+            token,
+            shown=lambda: self._current(text, sidecar),
+            where=str(self._sidecar_path),
+            store=self.name,
         )
+        if not promotion.changed:
+            self._reproject(text, promotion.key, why="promote")
+            return
+        new_text = self._render(text, promotion.key)
+        self._stage_log.promoting(promotion)
+        self._save_sidecar(sidecar.with_stages(promotion.stages, rolled_back_token=None))
+        self._write_dotenv(text, new_text)
+        self._stage_log.promoted(promotion, token)
 
     def restore_previous(self, token: str) -> None:
         """Rollback: when CURRENT carries `token`, PREVIOUS becomes CURRENT again (sidecar first, then the file).
@@ -328,53 +308,28 @@ class EnvStore:
         between the two writes re-projects the restored key into the dotenv file.
         """
         sidecar = self._load_sidecar()
-        current = sidecar.current
-        if current is None or current.token != token:
-            if sidecar.pending is not None and sidecar.pending.token == token:
-                self._save_sidecar(replace(sidecar, pending=None))
-                log.info(
-                    "dropped PENDING %s of an abandoned rotation from %s",
-                    sidecar.pending.label,
-                    self.describe(),
-                    extra={"fields": {"store": self.name, "key": sidecar.pending.label, "token": token}},
-                )
-            if current is not None and sidecar.rolled_back_token == token:
-                self._reproject(self._read_dotenv(), current, why="restore_previous")
+        rollback = stages.restore_previous(sidecar.stages, token, where=str(self._sidecar_path), store=self.name)
+        if rollback.restored is None:
+            if rollback.changed:
+                self._save_sidecar(sidecar.with_stages(rollback.stages, rolled_back_token=sidecar.rolled_back_token))
+                self._stage_log.rolled_back(rollback, token)
+            if sidecar.current is not None and sidecar.rolled_back_token == token:
+                self._reproject(self._read_dotenv(), sidecar.current, why="restore_previous")
             return
-        restored = sidecar.previous
-        if restored is None:
-            raise StoreConflict(
-                f"CURRENT carries token {token} but PREVIOUS is empty in {self._sidecar_path}, so there is no older "
-                "key to restore; nothing was changed. Keep CURRENT, or deploy a working key with a new rotation",
-                store=self.name,
-            )
         text = self._read_dotenv()
-        new_text = self._render(text, restored)
-        pending = None if sidecar.pending is not None and sidecar.pending.token == token else sidecar.pending
-        self._save_sidecar(
-            _Sidecar(current=restored, pending=pending, previous=None, rolled_back_token=token, record=sidecar.record)
-        )
+        new_text = self._render(text, rollback.restored)
+        self._save_sidecar(sidecar.with_stages(rollback.stages, rolled_back_token=token))
         self._write_dotenv(text, new_text)
-        log.info(
-            "restored %s as CURRENT in %s, replacing %s",
-            restored.label,
-            self.describe(),
-            current.label,
-            extra={"fields": {"store": self.name, "key": restored.label, "replaced": current.label, "token": token}},
-        )
+        self._stage_log.rolled_back(rollback, token)
 
     def clear_previous(self) -> None:
         """Forget PREVIOUS once its key is revoked at Bluum; the dotenv file never showed it, so only the sidecar."""
         sidecar = self._load_sidecar()
-        if sidecar.previous is None:
+        cleared = stages.clear_previous(sidecar.stages)
+        if cleared.cleared is None:
             return
-        self._save_sidecar(replace(sidecar, previous=None))
-        log.info(
-            "cleared PREVIOUS %s from %s",
-            sidecar.previous.label,
-            self.describe(),
-            extra={"fields": {"store": self.name, "key": sidecar.previous.label}},
-        )
+        self._save_sidecar(sidecar.with_stages(cleared.stages, rolled_back_token=sidecar.rolled_back_token))
+        self._stage_log.cleared(cleared)
 
     def write_record(self, record: dict[str, Any]) -> None:
         """Replace the rotation record in the sidecar (the lock holder calls this)."""
@@ -567,7 +522,7 @@ class EnvStore:
         """Make the dotenv file show `key` (the sidecar's CURRENT) if it does not already: the crash-repair path."""
         new_text = self._render(text, key)
         if new_text == text:
-            log.debug("%s: %s is already current in %s", why, key.label, self.describe())
+            self._stage_log.already_current(why, key)
             return
         self._write_dotenv(text, new_text)
         log.info(
@@ -603,17 +558,6 @@ class EnvStore:
         with self._os_errors("writing", self._sidecar_path):
             result = atomic_write_text(self._sidecar_path, sidecar.to_json(), FILE_MODE)
         self._report_replaced(self._sidecar_path, result)
-
-    def _warn_if_dropping_previous(self, old_previous: StoredKey | None, new_previous: StoredKey | None) -> None:
-        if old_previous is None or (new_previous is not None and old_previous.same_key(new_previous)):
-            return
-        log.warning(
-            "PREVIOUS %s in %s was never cleared and is now replaced; if it is still active at Bluum, "
-            "`rotator sweep` revokes it",
-            old_previous.label,
-            self.describe(),
-            extra={"fields": {"store": self.name, "dropped": old_previous.label}},
-        )
 
     # ----------------------------------------------------------------------------------------------- checks, errors
 
@@ -702,12 +646,6 @@ def _append_missing(body: str, missing: dict[str, str | None]) -> str:
     if body and not body.endswith(("\n", "\r")):
         body += newline
     return body + "".join(line + newline for line in lines)
-
-
-def _require_token(key: StoredKey) -> str:
-    if not key.token:
-        raise ValueError(f"put_pending needs a key with a rotation token; {key.label} has none")
-    return key.token
 
 
 # --------------------------------------------------------------------------------------------------- lock file

@@ -17,6 +17,9 @@ same handle again: like `flock` on a fresh descriptor, it is not re-entrant) unt
 block or `ttl_seconds` pass on the state's clock, after which the next contender takes it over. A holder whose lease
 was taken over does not release the new holder's lease when it finally leaves its block.
 
+What each call does to the stages is decided by `backends.stages`, the rules the env store uses too; this module
+keeps only the mutex, the lease and the shared state.
+
 Secrets only leave through `read()`; messages and logs name keys by label (key id or fingerprint) and tokens only.
 """
 
@@ -34,7 +37,9 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, Final
 
-from rotator.errors import RotationInProgress, StoreConflict, StoreError
+from backends import stages
+from backends.stages import StageLog, Stages
+from rotator.errors import RotationInProgress, StoreError
 from rotator.model import Environment, Stage, StoredKey
 
 __all__ = ["Clock", "MemoryStore"]
@@ -77,19 +82,10 @@ class _State:
         self.label = label
         self.clock = clock
         self.mutex = threading.Lock()
-        self.current: StoredKey | None = None
-        self.pending: StoredKey | None = None
-        self.previous: StoredKey | None = None
+        self.stages = Stages()
         self.record: str | None = None
         self.lease: _Lease | None = None
         self.lease_ids = itertools.count(1)
-
-    def holder_of(self, token: str) -> StoredKey | None:
-        """The key of whichever stage carries `token` (tokens are unique per rotation)."""
-        for key in (self.pending, self.current, self.previous):
-            if key is not None and key.token == token:
-                return key
-        return None
 
 
 class MemoryStore:
@@ -130,7 +126,7 @@ class MemoryStore:
             self._state = _State(f"{name}#{next(_STATE_IDS)}", clock or time.monotonic)
             if current is not None:
                 _check_storable(current, name)
-                self._state.current = current
+                self._state.stages = Stages(current=current)
 
     def twin(self, name: str | None = None) -> MemoryStore:
         """A second, independent handle on the same state, as another process would hold on the same secret."""
@@ -145,6 +141,10 @@ class MemoryStore:
     def __repr__(self) -> str:
         return f"MemoryStore(name={self.name!r}, state={self._state.label!r})"
 
+    @property
+    def _stage_log(self) -> StageLog:
+        return StageLog(log, self.name, self.describe())
+
     # ----------------------------------------------------------------------------------------------- reads
 
     def read(self, stage: Stage) -> StoredKey | None:
@@ -153,8 +153,8 @@ class MemoryStore:
             if stage is Stage.CURRENT:
                 return self._current()
             if stage is Stage.PENDING:
-                return self._state.pending
-            return self._state.previous
+                return self._state.stages.pending
+            return self._state.stages.previous
 
     def read_record(self) -> dict[str, Any] | None:
         """A fresh copy of the rotation record, or None before the first one is written."""
@@ -167,36 +167,15 @@ class MemoryStore:
     def put_pending(self, key: StoredKey) -> None:
         """Stage `key` as PENDING. A token any stage already holds with the same key is a no-op; with another key,
         StoreConflict. A PENDING of another token is replaced (with a warning: the engine revokes that key)."""
-        token = _require_token(key)
+        stages.require_token(key)
         _check_storable(key, self.name)
         state = self._state
         with state.mutex:
-            holder = state.holder_of(token)
-            if holder is not None:
-                if holder.same_key(key):
-                    log.debug("%s already holds %s under token %s", self.describe(), key.label, token)
-                    return
-                raise StoreConflict(
-                    f"token {token} already stages {holder.label} in {self.describe()}, not {key.label}; "
-                    "nothing was changed. A token belongs to one rotation: start a new rotation for a new key",
-                    store=self.name,
-                )
-            if state.pending is not None:
-                log.warning(
-                    "replacing abandoned PENDING %s (token %s) with %s in %s; the engine revokes the abandoned key",
-                    state.pending.label,
-                    state.pending.token,
-                    key.label,
-                    self.describe(),
-                    extra={"fields": {"store": self.name, "dropped": state.pending.label, "token": token}},
-                )
-            state.pending = key
-        log.info(
-            "staged %s as PENDING in %s",
-            key.label,
-            self.describe(),
-            extra={"fields": {"store": self.name, "key": key.label, "token": token}},
-        )
+            staged = stages.put_pending(state.stages, key, where=self.describe(), store=self.name)
+            self._stage_log.staging(staged)
+            state.stages = staged.stages
+        if staged.changed:
+            self._stage_log.staged(staged)
 
     def promote(self, token: str) -> None:
         """PENDING(token) becomes CURRENT and the old CURRENT becomes PREVIOUS, in one step under the mutex.
@@ -206,35 +185,13 @@ class MemoryStore:
         """
         state = self._state
         with state.mutex:
-            if state.current is not None and state.current.token == token:
-                log.debug("promote: %s is already current in %s", state.current.label, self.describe())
-                return
-            pending = state.pending
-            if pending is None or pending.token != token:
-                raise StoreConflict(
-                    f"neither PENDING nor CURRENT carries token {token} in {self.describe()}; nothing was changed. "
-                    "That rotation's key was never staged here or was replaced: run `rotator status` to see which "
-                    "rotation this store belongs to",
-                    store=self.name,
-                )
-            old = self._current()
-            previous = state.previous if old is None or old.same_key(pending) else old
-            self._warn_if_dropping_previous(state.previous, previous)
-            state.current, state.pending, state.previous = pending, None, previous
-        log.info(
-            "promoted %s to CURRENT in %s; PREVIOUS is %s",
-            pending.label,
-            self.describe(),
-            previous.label if previous else "empty",
-            extra={
-                "fields": {
-                    "store": self.name,
-                    "key": pending.label,
-                    "token": token,
-                    "previous": previous.label if previous else None,
-                }
-            },
-        )
+            promotion = stages.promote(state.stages, token, shown=self._current, where=self.describe(), store=self.name)
+            self._stage_log.promoting(promotion)
+            state.stages = promotion.stages
+        if not promotion.changed:
+            self._stage_log.already_current("promote", promotion.key)
+            return
+        self._stage_log.promoted(promotion, token)
 
     def restore_previous(self, token: str) -> None:
         """Rollback: when CURRENT carries `token`, PREVIOUS becomes CURRENT again and PREVIOUS empties.
@@ -244,49 +201,17 @@ class MemoryStore:
         """
         state = self._state
         with state.mutex:
-            current = state.current
-            if current is None or current.token != token:
-                dropped = state.pending if state.pending is not None and state.pending.token == token else None
-                if dropped is None:
-                    return
-                state.pending = None
-                log.info(
-                    "dropped PENDING %s of an abandoned rotation from %s",
-                    dropped.label,
-                    self.describe(),
-                    extra={"fields": {"store": self.name, "key": dropped.label, "token": token}},
-                )
-                return
-            restored = state.previous
-            if restored is None:
-                raise StoreConflict(
-                    f"CURRENT carries token {token} but PREVIOUS is empty in {self.describe()}, so there is no older "
-                    "key to restore; nothing was changed. Keep CURRENT, or deploy a working key with a new rotation",
-                    store=self.name,
-                )
-            if state.pending is not None and state.pending.token == token:
-                state.pending = None
-            state.current, state.previous = restored, None
-        log.info(
-            "restored %s as CURRENT in %s, replacing %s",
-            restored.label,
-            self.describe(),
-            current.label,
-            extra={"fields": {"store": self.name, "key": restored.label, "replaced": current.label, "token": token}},
-        )
+            rollback = stages.restore_previous(state.stages, token, where=self.describe(), store=self.name)
+            state.stages = rollback.stages
+        self._stage_log.rolled_back(rollback, token)
 
     def clear_previous(self) -> None:
         """Forget PREVIOUS once its key is revoked at Bluum; nothing to do when it is empty."""
         state = self._state
         with state.mutex:
-            cleared, state.previous = state.previous, None
-        if cleared is not None:
-            log.info(
-                "cleared PREVIOUS %s from %s",
-                cleared.label,
-                self.describe(),
-                extra={"fields": {"store": self.name, "key": cleared.label}},
-            )
+            cleared = stages.clear_previous(state.stages)
+            state.stages = cleared.stages
+        self._stage_log.cleared(cleared)
 
     def write_record(self, record: dict[str, Any]) -> None:
         """Replace the rotation record. Refused (StoreError) unless it is JSON, as a real store would refuse it.
@@ -368,21 +293,10 @@ class MemoryStore:
 
     def _current(self) -> StoredKey | None:
         """CURRENT with this handle's fallbacks filled in (call with the mutex held)."""
-        key = self._state.current
+        key = self._state.stages.current
         if key is None or (key.environment is not None and key.base_url is not None):
             return key
         return replace(key, environment=key.environment or self._environment, base_url=key.base_url or self._base_url)
-
-    def _warn_if_dropping_previous(self, old_previous: StoredKey | None, new_previous: StoredKey | None) -> None:
-        if old_previous is None or (new_previous is not None and old_previous.same_key(new_previous)):
-            return
-        log.warning(
-            "PREVIOUS %s in %s was never cleared and is now replaced; if it is still active at Bluum, "
-            "`rotator sweep` revokes it",
-            old_previous.label,
-            self.describe(),
-            extra={"fields": {"store": self.name, "dropped": old_previous.label}},
-        )
 
 
 class _HeldLease(AbstractContextManager[None]):
@@ -411,12 +325,6 @@ class _HeldLease(AbstractContextManager[None]):
 def _loads_record(text: str) -> dict[str, Any]:
     record: dict[str, Any] = json.loads(text)  # only write_record sets it, from a dict
     return record
-
-
-def _require_token(key: StoredKey) -> str:
-    if not key.token:
-        raise ValueError(f"put_pending needs a key with a rotation token; {key.label} has none")
-    return key.token
 
 
 def _check_storable(key: StoredKey, store: str) -> None:
