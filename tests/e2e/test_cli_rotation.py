@@ -314,3 +314,21 @@ def test_run_due_revokes_after_the_grace_window(ws: Workspace):
     tick = ws.cli("run-due")
     assert "trading: rotation complete" in tick.output
     assert_rotated(ws)
+
+
+def test_a_file_seeded_by_hand_with_only_key_and_secret_rotates(ws: Workspace):
+    """The key id is found at Bluum by the public key; environment and base URL come from rotator.toml."""
+    for name, prefix in (("app.env", "BLUUM_"), ("mirror.env", "TRADING_")):
+        (ws.root / name).write_text(
+            f"{prefix}API_KEY='{ws.first.pair.api_key}'\n{prefix}API_SECRET='{ws.first.pair.api_secret.reveal()}'\n"
+        )
+        (ws.root / name).chmod(0o600)
+    status = json.loads(ws.cli("status", "--json").stdout)
+    assert next(r for r in status if r["name"] == "trading")["current_key"].startswith("key#")
+    result = ws.cli("rotate", "trading")
+    assert result.exit_code == 0, result.output
+    assert ws.first.info.id in result.output, "the old key's id was looked up at Bluum"
+    new_id = assert_rotated(ws)
+    assert ws.values()["BLUUM_ENVIRONMENT"] == "sandbox"
+    assert ws.values()["BLUUM_BASE_URL"] == ws.sim.base_url
+    assert ws.values()["BLUUM_KEY_ID"] == new_id
