@@ -1090,3 +1090,32 @@ def test_max_attempts_one_means_no_retry() -> None:
         client.list_investor_keys(make_pair(), "inv_1")
     assert len(script.requests) == 1
     assert clock.sleeps == []
+
+
+def test_api_keys_path_is_configuration_for_create_list_and_revoke() -> None:
+    """A future endpoint (say, tenant keys) needs only `api_keys_path` in rotator.toml, no new code."""
+    seen: list[tuple[str, str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.path))
+        if request.url.path.endswith("/revoke"):
+            return ok(key_object("apk_old", status="revoked"))
+        if request.method == "POST":
+            return ok(key_object("apk_new", secret_key="sk_new_secret_value"), status=201)
+        return ok({"object": "list", "url": "/x", "has_more": False, "data": [key_object("apk_new")]})
+
+    client = BluumClient(
+        BASE,
+        transport=httpx.MockTransport(handler),
+        rate_limits=NO_THROTTLE,
+        api_keys_path="/partners/{investor_id}/credentials",
+    )
+    manager = make_pair()
+    client.create_investor_key(manager, "inv_1", name="n", environment=Environment.SANDBOX, idempotency_key="k" * 32)
+    client.list_investor_keys(manager, "inv_1")
+    client.revoke_investor_key(manager, "inv_1", "apk_old")
+    assert [path for _, path in seen] == [
+        "/v1/partners/inv_1/credentials",
+        "/v1/partners/inv_1/credentials",
+        "/v1/partners/inv_1/credentials/apk_old/revoke",
+    ]
