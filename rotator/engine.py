@@ -40,7 +40,7 @@ from rotator.model import ApiKeyInfo, KeyPair, Stage, StoredKey
 from rotator.record import Phase, RotationRecord
 
 if TYPE_CHECKING:
-    from backends.base import SecretStore
+    from backends.base import SecretStore, StoreFactory
     from rotator.bluum import BluumClient, CheckResult
     from rotator.config import Config, CredentialConfig
     from rotator.status import CredentialStatus
@@ -87,8 +87,10 @@ class RunContext:
     skip_grace: bool = False
     new_pair: StoredKey | None = None
     confirm_revoked: ConfirmRevoked | None = None
-    old: StoredKey | None = None
     new: StoredKey | None = None
+    step_seconds: float = 0.0
+    """Time this command spent in forward steps, and how much of it was waiting (for the done line)."""
+    step_waited: float = 0.0
 
     @property
     def primary(self) -> SecretStore:
@@ -127,6 +129,7 @@ class Engine:
         self._monotonic = monotonic  # elapsed time of waits and steps; injected together with `sleep`
         self._owner = owner or default_owner()
         self._stores: dict[str, SecretStore] = {}
+        self._factories: dict[str, StoreFactory] | None = None
         self._clients: dict[str, BluumClient] = {}
         self.waited = 0.0
         """Seconds spent sleeping so far: verification polls, retry back-off and the rate-limit throttle."""
@@ -154,7 +157,9 @@ class Engine:
             from backends.base import load_store_factories
 
             spec = self.config.stores[name]
-            factories = load_store_factories()
+            if self._factories is None:
+                self._factories = load_store_factories()
+            factories = self._factories
             if spec.type not in factories:
                 raise ConfigError(f"store {name!r}: unknown type {spec.type!r}; known: {', '.join(sorted(factories))}")
             try:
@@ -306,7 +311,7 @@ class Engine:
         if dry_run:
             return self._plan(run)
         with self.locked(run):
-            current, keys, previous_record = self._preflight(run)
+            current, old_id, previous_record = self._preflight(run)
             if cred.issuer == "manual":
                 assert new_pair is not None
                 if new_pair.same_key(current):
@@ -316,7 +321,6 @@ class Engine:
                     )
                 self._precheck_manual_pair(run, new_pair)
             now = self._clock()
-            old_id = self.resolve_key_id(run, current, keys)
             token = new_token()
             record = RotationRecord(
                 credential=cred.name,
@@ -381,8 +385,11 @@ class Engine:
             record = self._roll_back(run, record, "rollback requested by the operator")
             return Outcome(name, ExitCode.OK, f"{name}: rolled back. " + self._after_rollback(run, record), record)
 
-    def _preflight(self, run: RunContext) -> tuple[StoredKey, list[ApiKeyInfo] | None, RotationRecord | None]:
-        """Everything that can refuse a rotation before anything changes."""
+    def _preflight(self, run: RunContext) -> tuple[StoredKey, str | None, RotationRecord | None]:
+        """Everything that can refuse a rotation before anything changes.
+
+        Returns the current key, its key id (looked up at Bluum for a hand-seeded file) and the last record.
+        """
         cred = run.cred
         record = self.read_record(run)
         current = self._read_current(run)
@@ -410,7 +417,7 @@ class Engine:
                 "current key could not be checked",
                 extra={"fields": {"credential": cred.name, "reason": result.reason}},
             )
-        return current, keys, record
+        return current, current_id, record
 
     def _precheck_manual_pair(self, run: RunContext, pair: StoredKey) -> None:
         """I7 for hand-made pairs: the new pair must work against this credential's Bluum before deploying."""
@@ -449,8 +456,7 @@ class Engine:
     def _plan(self, run: RunContext) -> Outcome:
         """--dry-run: every read-only check a real rotation would make, and the plan, changing nothing."""
         cred = run.cred
-        current, keys, _ = self._preflight(run)
-        current_id = self.resolve_key_id(run, current, keys)
+        current, current_id, _ = self._preflight(run)
         grace = "0s (emergency)" if run.emergency else f"{cred.grace}"
         source = (
             f"create a new {cred.environment.bluum_name} key for {cred.investor_id} with {cred.manager}'s key"
@@ -545,15 +551,13 @@ class Engine:
         started = self._monotonic()
         waited_before = self.waited
         record = handlers[step](run, record)
-        seconds = self._monotonic() - started
-        record = record.with_timing(step.value, seconds, self.waited - waited_before)
-        run.primary.write_record(record.to_dict())
+        run.step_seconds += self._monotonic() - started
+        run.step_waited += self.waited - waited_before
         return record
 
     def _finished(self, run: RunContext, record: RotationRecord) -> Outcome:
         if record.phase is Phase.COMPLETED:
-            total = sum(t.seconds for t in record.timings)
-            waited = sum(t.waited for t in record.timings)
+            total, waited = run.step_seconds, run.step_waited
             message = (
                 f"{run.cred.name}: rotation complete; {record.new_key_label} is current everywhere, "
                 f"{record.old_key_label} is revoked ({total:.2f}s of steps, {waited:.2f}s of it waiting)"
@@ -581,7 +585,9 @@ class Engine:
             # Bluum forgets an Idempotency-Key after 24 h: a key made under this token then cannot be fetched
             # again (its secret is lost), and creating anew would make a third active key (I4). Revoke it first,
             # and create under a fresh key: a replay of the old one might hand back the key just revoked.
-            self._revoke_token_keys(run, record, why="its secret was lost with a crashed run")
+            self._revoke_rotation_keys(
+                run, record, why="its secret was lost with a crashed run", point="revoke_token.bluum"
+            )
             idempotency_key = new_token()
         manager = self.manager_pair(cred)
         try:
@@ -636,20 +642,26 @@ class Engine:
             self._monotonic() - started,
         )
         # Should Bluum not honour Idempotency-Key here (undocumented), a resumed create made a second key.
-        self._revoke_token_keys(run, record, why="a duplicate of this rotation's key", keep=created.info.id)
+        self._revoke_rotation_keys(
+            run, record, why="a duplicate of this rotation's key", point="revoke_token.bluum", keep=created.info.id
+        )
         return record
 
-    def _revoke_token_keys(self, run: RunContext, record: RotationRecord, *, why: str, keep: str | None = None) -> None:
-        """Revoke every active key named with this rotation's token except `keep` (I3, I4). Never the old key."""
-        assert run.cred.investor_id is not None
-        for info in self.list_keys(run):
-            if not info.active or machine.token_of(info) != record.token:
+    def _revoke_rotation_keys(
+        self, run: RunContext, record: RotationRecord, *, why: str, point: str, keep: str | None = None
+    ) -> None:
+        """Revoke every active key of this rotation (its recorded new key id, or the token in its name) except
+        `keep`. Never the old key, whatever its name says (I3, I4)."""
+        cred = run.cred
+        assert cred.investor_id is not None
+        manager = self.manager_pair(cred)
+        for info in run.client.list_investor_keys(manager, cred.investor_id):
+            ours = info.id == record.new_key_id or machine.token_of(info) == record.token
+            if not info.active or not ours or info.id in (keep, record.old_key_id):
                 continue
-            if info.id in (keep, record.old_key_id):
-                continue
-            run.client.revoke_investor_key(self.manager_pair(run.cred), run.cred.investor_id, info.id)
-            reached("revoke_token.bluum")
-            self._emit(run, "cleanup", f"revoked {info.id} ({why})")
+            run.client.revoke_investor_key(manager, cred.investor_id, info.id)
+            reached(point)
+            self._emit(run, "rollback" if point == "revoke_new.bluum" else "cleanup", f"revoked {info.id} ({why})")
 
     def _store_manual_pair(self, run: RunContext, record: RotationRecord) -> RotationRecord:
         assert run.new_pair is not None
@@ -868,7 +880,9 @@ class Engine:
                 store.restore_previous(record.token)
                 reached(f"restore.{store.name}")
             if record.issuer == "bluum":
-                self._revoke_new(run, record)
+                self._revoke_rotation_keys(
+                    run, record, why="the new key of a rolled-back rotation", point="revoke_new.bluum"
+                )
             record = self._save(
                 run, record.advance(Phase.ROLLED_BACK, self._clock(), waiting_on=None), "rolled_back.record"
             )
@@ -880,21 +894,6 @@ class Engine:
             ) from exc
         self._emit(run, "rollback", f"{record.old_key_label} is current again", self._monotonic() - started)
         return record
-
-    def _revoke_new(self, run: RunContext, record: RotationRecord) -> None:
-        """Revoke the rotation's new key(s): found by id, or by the token in their name if the id never got saved."""
-        cred = run.cred
-        assert cred.investor_id is not None
-        manager = self.manager_pair(cred)
-        for info in self.list_keys(run):
-            if not info.active:
-                continue
-            if info.id == record.new_key_id or machine.token_of(info) == record.token:
-                if info.id == record.old_key_id:
-                    continue  # never, whatever its name says
-                run.client.revoke_investor_key(manager, cred.investor_id, info.id)
-                reached("revoke_new.bluum")
-                self._emit(run, "rollback", f"revoked the new key {info.id}")
 
     # ----------------------------------------------------------------- read-only commands
 

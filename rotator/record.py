@@ -7,7 +7,7 @@ primary store can finish (resume) or undo (rollback) a rotation from it.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -35,15 +35,6 @@ class Phase(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class StepTiming:
-    """How long one step took, and how much of that was spent waiting (sleeps, propagation)."""
-
-    step: str
-    seconds: float
-    waited: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
 class RotationRecord:
     """One rotation of one credential. Replaced (never mutated) at each step."""
 
@@ -65,19 +56,14 @@ class RotationRecord:
     failure: str | None = None
     waiting_on: str | None = None
     current_since: float | None = None
-    timings: tuple[StepTiming, ...] = field(default_factory=tuple)
 
     def advance(self, phase: Phase, now: float, **changes: Any) -> RotationRecord:  # noqa: ANN401 - field values
         """A copy at `phase`, with `changes` applied and `updated_at` set."""
         return dataclasses.replace(self, phase=phase, updated_at=now, **changes)
 
-    def with_timing(self, step: str, seconds: float, waited: float = 0.0) -> RotationRecord:
-        return dataclasses.replace(self, timings=(*self.timings, StepTiming(step, round(seconds, 4), round(waited, 4))))
-
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["phase"] = self.phase.value
-        data["timings"] = [dataclasses.asdict(t) for t in self.timings]
         data["version"] = RECORD_VERSION
         return data
 
@@ -89,7 +75,6 @@ class RotationRecord:
                 raise ValueError(f"unsupported record version {data.get('version')!r}")
             values = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
             values["phase"] = Phase(values["phase"])
-            values["timings"] = tuple(StepTiming(**t) for t in values.get("timings", ()))
             return cls(**values)
         except (KeyError, TypeError, ValueError) as exc:
             raise StoreCorrupt(
