@@ -385,7 +385,13 @@ class EnvStore:
         """The dotenv file's text, exactly (no newline translation), or the Store* error a person can act on."""
         try:
             data = self._path.read_bytes()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+        except IsADirectoryError as exc:
+            raise StoreCorrupt(
+                f"{self._path} is a directory, not a dotenv file: point `path` in rotator.toml at the file "
+                "applications read (for example .env inside that folder)",
+                store=self.name,
+            ) from exc
+        except (FileNotFoundError, NotADirectoryError) as exc:
             raise StoreNotFound(
                 f"{self._path} does not exist: create it with {self._prefix}API_KEY and {self._prefix}API_SECRET "
                 "lines, or fix `path` in rotator.toml",

@@ -355,7 +355,8 @@ def sweep(settings: Settings, revoke: bool, include_foreign: bool, as_json: bool
     """Find keys at Bluum that no store knows.
 
     Lists active keys no store or rotation record knows (orphans), and credentials with more than two
-    active keys. With --revoke, revokes the orphans this tool made.
+    active keys. With --revoke, revokes the orphans this tool made. Keys are matched to stores by their
+    public key, not by id lines, and a key any configured store holds in any stage is never revoked.
     """
     from dataclasses import asdict
 

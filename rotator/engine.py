@@ -15,12 +15,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from rotator import machine
+from rotator import identity, machine
 from rotator.errors import (
+    BluumAuthError,
     BluumError,
+    BluumForbidden,
     BluumRateLimited,
     BluumServerError,
     BluumUnavailable,
@@ -33,8 +35,10 @@ from rotator.errors import (
     RotationIncomplete,
     RotatorError,
     StoreError,
+    StoreNotFound,
 )
 from rotator.faultpoints import reached
+from rotator.identity import Holding
 from rotator.machine import Judgement, Step, Verdict
 from rotator.model import ApiKeyInfo, KeyPair, Stage, StoredKey
 from rotator.record import Phase, RotationRecord
@@ -248,32 +252,115 @@ class Engine:
     # ----------------------------------------------------------------- reading the world
 
     def _read_current(self, run: RunContext) -> StoredKey:
+        """The primary's CURRENT, after checking every target's CURRENT for environment (I7) and usable values."""
         current = run.primary.read(Stage.CURRENT)
         if current is None:
             raise ConfigError(
                 f"{run.cred.name}: store {run.primary.name!r} ({run.primary.describe()}) holds no current key; "
                 "put the key that applications use there first"
             )
-        self._guard_environment(run.cred, current, f"the current key {current.label} in {run.primary.name!r}")
-        for store in run.stores[1:]:
-            other = store.read(Stage.CURRENT)
-            if other is not None:
-                self._guard_environment(run.cred, other, f"the current key {other.label} in {store.name!r}")
+        for store in run.stores:
+            found = current if store is run.primary else store.read(Stage.CURRENT)
+            if found is None:
+                continue
+            self._guard_environment(run.cred, found, f"the current key {found.label} in {store.name!r}")
+            self._guard_values(run.cred, found, f"the current key in store {store.name!r} ({store.describe()})")
         return current
+
+    @staticmethod
+    def _guard_values(cred: CredentialConfig, key: StoredKey, where: str) -> None:
+        problems = identity.value_problems(key, where=where)
+        if problems:
+            raise ConfigError(f"{cred.name}: " + "; ".join(problems) + ". Nothing was changed")
+
+    def _identify_current(self, run: RunContext, current: StoredKey, keys: list[ApiKeyInfo] | None) -> str | None:
+        """The key id of the current pair as Bluum lists it (by public key); every target's id line must agree.
+
+        Without a key list (issuer manual: tenant keys are not listed) the id line is all there is to go by.
+        """
+        if keys is None:
+            return current.key_id
+        cred = run.cred
+        assert cred.investor_id is not None
+        for store in run.stores:
+            found = current if store is run.primary else store.read(Stage.CURRENT)
+            if found is None:
+                continue
+            listed = identity.listed_key(keys, found)
+            where = f"store {store.name!r} ({store.describe()})"
+            problem = identity.id_line_problem(found, listed, where=where, investor=cred.investor_id)
+            if problem:
+                raise ConfigError(f"{cred.name}: {problem}. Nothing was changed")
+            if listed is not None:
+                self._guard_environment(cred, replace(found, environment=listed.environment), f"{listed.id} in {where}")
+        listed = identity.listed_key(keys, current)
+        return None if listed is None else listed.id
+
+    def holdings(self) -> list[Holding]:
+        """Every stage of every configured store, by public key: the keys some application may be using.
+
+        A store that is missing holds nothing; one that cannot be read stops the caller, since what it holds
+        cannot be ruled out.
+        """
+        found: list[Holding] = []
+        seen: set[str] = set()
+        for cred in self.config.credentials.values():
+            for target in cred.targets:
+                if target in seen:
+                    continue
+                seen.add(target)
+                store = self.store(target, cred)
+                try:
+                    for stage in Stage:
+                        key = store.read(stage)
+                        if key is not None:
+                            found.append(Holding(cred.name, target, stage, key.api_key))
+                except StoreNotFound:
+                    continue
+                except StoreError as exc:
+                    raise type(exc)(
+                        f"{exc} (it was read to make sure no key it holds gets revoked; nothing was revoked)"
+                    ) from exc
+        return found
 
     def list_keys(self, run: RunContext) -> list[ApiKeyInfo]:
         cred = run.cred
         assert cred.investor_id is not None  # config guarantees it for issuer bluum
-        return run.client.list_investor_keys(self.manager_pair(cred), cred.investor_id)
+        with self._manager_refusals(cred):
+            return run.client.list_investor_keys(self.manager_pair(cred), cred.investor_id)
 
-    def resolve_key_id(self, run: RunContext, key: StoredKey, keys: list[ApiKeyInfo] | None) -> str | None:
-        """A file seeded by hand knows no key id: find it at Bluum by its public key."""
-        if key.key_id or keys is None:
+    def revoke_key(self, run: RunContext, key_id: str) -> ApiKeyInfo:
+        """Revoke `key_id` at Bluum with the manager key. Callers have checked that no store holds it."""
+        cred = run.cred
+        assert cred.investor_id is not None
+        with self._manager_refusals(cred):
+            return run.client.revoke_investor_key(self.manager_pair(cred), cred.investor_id, key_id)
+
+    @contextmanager
+    def _manager_refusals(self, cred: CredentialConfig) -> Iterator[None]:
+        """A 401/403 on a manager call blames the manager key: say which credential and store hold it."""
+        try:
+            yield
+        except (BluumAuthError, BluumForbidden) as exc:
+            assert cred.manager is not None
+            manager = self.config.credential(cred.manager)
+            store = self.store(manager.store, manager)
+            raise type(exc)(
+                f"{exc.detail}. That is the manager key of {cred.name}: credential {manager.name!r}, kept in store "
+                f"{store.name!r} ({store.describe()}). Put a working tenant key there (Bluum's dashboard, "
+                "Settings → API Keys), then run the command again",
+                status=exc.status,
+                code=exc.code,
+                request_id=exc.request_id,
+                trace_id=exc.trace_id,
+            ) from exc
+
+    def resolve_key_id(self, key: StoredKey, keys: list[ApiKeyInfo] | None) -> str | None:
+        """The id of `key` at Bluum, found by its public key; the id line only when there is no list to ask."""
+        if keys is None:
             return key.key_id
-        for info in keys:
-            if info.public_key == key.api_key:
-                return info.id
-        return None
+        listed = identity.listed_key(keys, key)
+        return None if listed is None else listed.id
 
     def check(self, run: RunContext, pair: KeyPair) -> CheckResult:
         return run.client.check(pair)
@@ -388,7 +475,9 @@ class Engine:
     def _preflight(self, run: RunContext) -> tuple[StoredKey, str | None, RotationRecord | None]:
         """Everything that can refuse a rotation before anything changes.
 
-        Returns the current key, its key id (looked up at Bluum for a hand-seeded file) and the last record.
+        Returns the current key, its key id at Bluum (found by public key) and the last record. A normal rotation
+        starts only from a current key Bluum is seen to accept; an emergency never calls the (maybe leaked and
+        hammered) current key at all: Bluum's key list, asked with the manager key, says which key it is.
         """
         cred = run.cred
         record = self.read_record(run)
@@ -396,27 +485,28 @@ class Engine:
         keys: list[ApiKeyInfo] | None = None
         if cred.issuer == "bluum":
             keys = self.list_keys(run)
-        current_id = self.resolve_key_id(run, current, keys)
-        own_active = [info for info in keys or [] if machine.owned_by(info, cred.name)]
-        blockers = machine.start_blockers(record, own_active, current_id)
+        current_id = self._identify_current(run, current, keys)
+        own_active = [info for info in keys or [] if machine.owned_by(info, cred.name) and info.active]
+        held: dict[str, str] = {}
+        if any(info.id != current_id for info in own_active):
+            holdings = self.holdings()
+            for info in own_active:
+                refusal = identity.revoke_refusal(info, holdings, allowed=identity.held_nowhere)
+                if refusal:
+                    held[info.id] = refusal
+        blockers = machine.start_blockers(record, own_active, current_id, held)
         if blockers:
             message = f"{cred.name}: " + "; ".join(blockers) + ". Nothing was changed."
             if record is not None and not record.phase.terminal:
                 raise RotationIncomplete(message)
             raise ConfigError(message)
-        result = self.check(run, self._pair(cred, current))
-        outcome = self._outcome(result)
-        if outcome == "rejected" and not run.emergency:
-            raise ConfigError(
-                f"{cred.name}: Bluum rejects the current key {current_id or current.label}: {result.reason} "
-                f"({result.code}). There is no working key to overlap with; replace it at once with "
-                f"`rotator rotate {cred.name} --emergency --reason TEXT`. Nothing was changed."
+        if not run.emergency:
+            result = self.check(run, self._pair(cred, current))
+            refusal = machine.start_refusal(
+                self._outcome(result), result.code, result.reason, key=current_id or current.label, credential=cred.name
             )
-        if outcome == "inconclusive":
-            log.warning(
-                "current key could not be checked",
-                extra={"fields": {"credential": cred.name, "reason": result.reason}},
-            )
+            if refusal:
+                raise ConfigError(f"{cred.name}: {refusal}. Nothing was changed.")
         return current, current_id, record
 
     def _precheck_manual_pair(self, run: RunContext, pair: StoredKey) -> None:
@@ -526,10 +616,16 @@ class Engine:
         parts = [f"The old key {record.old_key_label} is current again"]
         if old is not None:
             result = self.check(run, self._pair(run.cred, old))
-            if self._outcome(result) == "works":
+            outcome = self._outcome(result)
+            if outcome == "works":
                 parts.append(" and Bluum accepts it")
+            elif outcome == "rejected":
+                parts.append(f", but Bluum rejects it too ({result.reason}, {result.code}): a person must act")
             else:
-                parts.append(f", but Bluum does not accept it either ({result.reason}): a person must act")
+                parts.append(
+                    f"; whether Bluum accepts it could not be checked ({result.reason}): "
+                    f"`rotator verify {run.cred.name}` checks again"
+                )
         if record.issuer == "manual":
             parts.append(
                 f". The new pair {record.new_key_label} was made in Bluum's dashboard and is not in use: "
@@ -651,15 +747,20 @@ class Engine:
         self, run: RunContext, record: RotationRecord, *, why: str, point: str, keep: str | None = None
     ) -> None:
         """Revoke every active key of this rotation (its recorded new key id, or the token in its name) except
-        `keep`. Never the old key, whatever its name says (I3, I4)."""
-        cred = run.cred
-        assert cred.investor_id is not None
-        manager = self.manager_pair(cred)
-        for info in run.client.list_investor_keys(manager, cred.investor_id):
+        `keep`. Never the old key, whatever its name says, nor a key some store holds (I1, I3, I4)."""
+        holdings: list[Holding] | None = None
+        for info in self.list_keys(run):
             ours = info.id == record.new_key_id or machine.token_of(info) == record.token
             if not info.active or not ours or info.id in (keep, record.old_key_id):
                 continue
-            run.client.revoke_investor_key(manager, cred.investor_id, info.id)
+            holdings = self.holdings() if holdings is None else holdings
+            refusal = identity.revoke_refusal(info, holdings, allowed=identity.held_nowhere)
+            if refusal:
+                raise RotationIncomplete(
+                    f"{run.cred.name}: {info.id} ({why}) was NOT revoked: {refusal}. Once no application uses it, "
+                    f"remove it from there and run `rotator resume {run.cred.name}`"
+                )
+            self.revoke_key(run, info.id)
             reached(point)
             self._emit(run, "rollback" if point == "revoke_new.bluum" else "cleanup", f"revoked {info.id} ({why})")
 
@@ -790,28 +891,61 @@ class Engine:
         return self._save(run, record.advance(Phase.REVOKING, self._clock(), waiting_on=waiting_on), "revoking.record")
 
     def _revoke_old(self, run: RunContext, record: RotationRecord) -> RotationRecord:
-        """Revoke the old key at Bluum and prove it is rejected; only then is PREVIOUS forgotten."""
+        """Revoke the old key at Bluum and prove it is rejected; only then is PREVIOUS forgotten.
+
+        The key to revoke is the one whose public key PREVIOUS holds, as Bluum lists it, whatever id the record
+        or an id line says, and only when no store holds it anywhere but in this credential's PREVIOUS (I1).
+        """
         cred = run.cred
         started = self._monotonic()
-        assert cred.investor_id is not None
-        record = self._start_revoking(run, record)
-        assert record.old_key_id is not None  # machine.next_step sends id-less keys to the operator
         old = run.primary.read(Stage.PREVIOUS)
-        try:
-            run.client.revoke_investor_key(self.manager_pair(cred), cred.investor_id, record.old_key_id)
-        except BluumError as exc:
+        keys = self.list_keys(run)
+        target = identity.listed_key(keys, old) if old is not None else None
+        if old is None:
+            target = next((info for info in keys if info.id == record.old_key_id), None)
+        elif target is None:
+            # Bluum's API does not manage this pair (seeded by hand, another investor's): a person revokes it.
+            self._emit(run, "revoke", f"Bluum lists no key with the public key of the old pair {old.label}")
+            return self._save(run, record.advance(record.phase, self._clock(), old_key_id=None), "old_unlisted.record")
+        if target is None:
             raise RotationIncomplete(
-                f"{cred.name}: the revoke of the old key {record.old_key_id} failed ({exc}); it may or may not have "
-                f"taken effect. The new key is current everywhere and verified. Run `rotator resume {cred.name}` "
-                "to retry"
-            ) from exc
-        reached("revoke.bluum")
+                f"{cred.name}: the old key {record.old_key_label} is neither in store {run.primary.name!r} as PREVIOUS "
+                "nor in Bluum's key list, so nothing tells which key to revoke; nothing was revoked. Check it in "
+                f"Bluum's dashboard and revoke it there if nothing uses it, then run `rotator resume {cred.name}`"
+            )
+        if target.id != record.old_key_id:
+            self._emit(
+                run,
+                "revoke",
+                f"the old pair is {target.id} at Bluum (the record said {record.old_key_id}); revoking {target.id}",
+            )
+            record = record.advance(record.phase, self._clock(), old_key_id=target.id)
+        refusal = identity.revoke_refusal(target, self.holdings(), allowed=identity.old_key_of(cred.name))
+        if refusal:
+            way_back = (
+                "" if record.phase is Phase.REVOKING else f", or undo the rotation with `rotator rollback {cred.name}`"
+            )
+            raise RotationIncomplete(
+                f"{cred.name}: the old key was NOT revoked: {refusal}. Once no application uses it, remove it from "
+                f"there and run `rotator resume {cred.name}`{way_back}"
+            )
+        record = self._start_revoking(run, record)
+        if target.active:
+            try:
+                self.revoke_key(run, target.id)
+            except BluumError as exc:
+                raise RotationIncomplete(
+                    f"{cred.name}: the revoke of the old key {target.id} failed ({exc}); it may or may not have "
+                    f"taken effect. The new key is current everywhere and verified. Run `rotator resume {cred.name}` "
+                    "to retry"
+                ) from exc
+            reached("revoke.bluum")
         if old is not None:
             self._prove_rejected(run, record, old)
         record = self._save(
             run, record.advance(Phase.OLD_REVOKED, self._clock(), waiting_on=None), "old_revoked.record"
         )
-        self._emit(run, "revoke", f"revoked {record.old_key_id}; Bluum now rejects it", self._monotonic() - started)
+        self._emit(run, "revoke", f"revoked {target.id}; Bluum now rejects it", self._monotonic() - started)
         return record
 
     def _prove_rejected(self, run: RunContext, record: RotationRecord, old: StoredKey) -> None:

@@ -192,10 +192,18 @@ def orphans(active: Iterable[ApiKeyInfo], known_ids: Iterable[str | None]) -> li
 
 
 def start_blockers(
-    record: RotationRecord | None, own_active: Iterable[ApiKeyInfo], current_key_id: str | None
+    record: RotationRecord | None,
+    own_active: Iterable[ApiKeyInfo],
+    current_key_id: str | None,
+    held: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Reasons a new rotation must not start. An unfinished rotation must be resumed first, and a key of
-    ours beyond the current one would make three active keys (I4)."""
+    ours beyond the current one would make three active keys (I4).
+
+    `held` maps a key id to why no store may lose it (identity.revoke_refusal): such a key is never advised
+    to `sweep --revoke`, which would take it from an application; a person has to look at it.
+    """
+    held = held or {}
     reasons = []
     if record is not None and not record.phase.terminal:
         reasons.append(
@@ -204,12 +212,41 @@ def start_blockers(
             f"or undo it with `rotator rollback {record.credential}`"
         )
     extra = [info.id for info in own_active if info.active and info.id != current_key_id]
-    if extra:
+    orphaned = [key_id for key_id in extra if key_id not in held]
+    if orphaned:
         reasons.append(
-            f"Bluum has active keys of this credential that no store holds as current ({', '.join(extra)}); "
+            f"Bluum has active keys of this credential that no store holds ({', '.join(orphaned)}); "
             "run `rotator sweep` to see them and `rotator sweep --revoke` to revoke them"
         )
+    for key_id in extra:
+        if key_id in held:
+            reasons.append(
+                f"Bluum has another active key of this credential, and {held[key_id]}. Find out which applications "
+                f"use it; once none does, remove it from that store and revoke {key_id} in Bluum's dashboard"
+            )
     return reasons
+
+
+def start_refusal(outcome: str, code: str | None, reason: str, *, key: str, credential: str) -> str | None:
+    """Why a normal (not emergency) rotation must not start from a current key with this check outcome.
+
+    Only a key Bluum is seen to accept can overlap with its successor. A key Bluum rejects is replaced by an
+    emergency rotation; a key that could not be checked is not rotated at all: its revoke could not be proven
+    and a rotation would stall half-way.
+    """
+    if outcome == "works":
+        return None
+    if outcome == "rejected":
+        return (
+            f"Bluum rejects the current key {key}: {reason} ({code}). There is no working key to overlap with; "
+            f"replace it at once with `rotator rotate {credential} --emergency --reason TEXT`"
+        )
+    return (
+        f"could not prove that Bluum accepts the current key {key}: {reason}. A rotation starts only from a key "
+        f"Bluum is seen to accept. Check `check_path` and `base_url` of credentials.{credential} in rotator.toml "
+        f"and that Bluum answers (`rotator verify {credential}` repeats the check); if the key leaked, "
+        f"`rotator rotate {credential} --emergency --reason TEXT` replaces it without calling it"
+    )
 
 
 def next_due(current_since: float | None, rotate_every: timedelta) -> float | None:

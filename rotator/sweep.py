@@ -1,6 +1,8 @@
 """`rotator sweep`: find active keys at Bluum that no store knows (I3) and credentials with too many (I4).
 
-Credentials of one investor share its key list, so a key is an orphan only when none of them knows it.
+Credentials of one investor share its key list, so a key is an orphan only when none of them knows it. A store
+knows a key by its public key (an id line may be stale or wrong); and whatever the lists say, `--revoke` never
+revokes a key whose public key any configured store holds in any stage (I1).
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rotator import machine
+from rotator import identity, machine
+from rotator.identity import Holding
 from rotator.model import ApiKeyInfo, Stage
 from rotator.record import Phase
 
@@ -21,7 +24,7 @@ if TYPE_CHECKING:
 class SweepFinding:
     credential: str
     key_id: str | None
-    kind: str  # orphan | revoked | in-flight | warning
+    kind: str  # orphan | revoked | held | in-flight | warning
     message: str
 
 
@@ -46,6 +49,7 @@ def sweep(engine: Engine, *, revoke: bool = False, include_foreign: bool = False
             for run in runs:
                 stack.enter_context(engine.locked(run))
         views = [_sweep_view(engine, run) for run in runs]
+        holdings = engine.holdings() if revoke else []
         known: dict[str, set[str]] = {}
         in_flight: dict[str, set[str]] = {}
         for view in views:
@@ -63,6 +67,7 @@ def sweep(engine: Engine, *, revoke: bool = False, include_foreign: bool = False
                         known[view.investor],
                         in_flight[view.investor],
                         reported,
+                        holdings,
                         owned=owned,
                         revoke=revoke,
                         include_foreign=include_foreign,
@@ -86,7 +91,8 @@ def _sweep_view(engine: Engine, run: RunContext) -> _SweepView:
         for stage in (Stage.CURRENT, Stage.PENDING, Stage.PREVIOUS):
             stored = store.read(stage)
             if stored is not None:
-                known.add(engine.resolve_key_id(run, stored, keys))
+                # By public key; an id line only adds to what is spared, never decides what is revoked.
+                known.update({engine.resolve_key_id(stored, keys), stored.key_id})
     if record is not None and record.phase is Phase.COMPLETED:
         known.discard(record.old_key_id)  # revoked: if Bluum still lists it active, say so
     return _SweepView(run, run.cred.investor_id, keys, {k for k in known if k}, tokens)
@@ -98,6 +104,7 @@ def _sweep_one(
     known: set[str],
     in_flight: set[str],
     reported: set[str],
+    holdings: list[Holding],
     *,
     owned: bool,
     revoke: bool,
@@ -132,9 +139,12 @@ def _sweep_one(
                 )
             )
         elif revoke and (ours or include_foreign):
-            assert cred.investor_id is not None
-            run.client.revoke_investor_key(engine.manager_pair(cred), cred.investor_id, info.id)
-            findings.append(SweepFinding(cred.name, info.id, "revoked", "active key no store knew"))
+            refusal = identity.revoke_refusal(info, holdings, allowed=identity.held_nowhere)
+            if refusal:
+                findings.append(SweepFinding(cred.name, info.id, "held", f"not revoked: {refusal}"))
+            else:
+                engine.revoke_key(run, info.id)
+                findings.append(SweepFinding(cred.name, info.id, "revoked", "active key no store knew"))
         else:
             hint = "made by this tool" if ours else "not made by this tool (--include-foreign to revoke)"
             findings.append(SweepFinding(cred.name, info.id, "orphan", f"active key no store knows; {hint}"))

@@ -274,6 +274,12 @@ class SimState:
             window.append(now)
             return Principal(key.id, key.owner, key.environment)
 
+    def authenticate(self, authorization: str | None) -> str:
+        """The key these credentials authenticate as, or the 401 a /v1 call would get; charges nothing."""
+        user, password = parse_basic(authorization)
+        with self._lock:
+            return self._verify(user, password, self._clock.now()).id
+
     def identify(self, authorization: str | None) -> str | None:
         """The key these credentials would authenticate as, without charging anything (for fault log lines)."""
         try:

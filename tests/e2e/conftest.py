@@ -3,6 +3,12 @@
 `ws.run(...)` runs the real `rotator` CLI in a subprocess (crash tests, concurrency); `ws.cli(...)` runs
 the same click command in-process (faster). Both run with -vv and hand all output, debug logs included,
 to the leak guard.
+
+Every workspace is watched by a `KeySampler` (tests/e2e/sampler.py): the key each target file holds must get
+200 from Bluum all through the test, and after every command. A test that breaks a key on purpose (a revoked
+current key, a rejected manager key, a new key killed in its grace window) excuses that key with `ws.excuse(pair)`
+first; a test that leaves a target with no readable key at all says so with `@pytest.mark.key_outage("why")`,
+and its sampler is off.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +30,7 @@ from rotator.model import CreatedKey, Environment, KeyPair
 from rotator.secret import Secret
 from rotator.simulator import Simulator
 from tests.conftest import LeakGuard
+from tests.e2e.sampler import KeySampler
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,6 +59,11 @@ class Workspace:
     verify_timeout: str = "5s"
     mirror: bool = True
     env: dict[str, str] = field(default_factory=dict)
+    sampled: list[tuple[str, str]] = field(
+        default_factory=lambda: [("tenant.env", "BLUUM_"), ("app.env", "BLUUM_"), ("mirror.env", "TRADING_")]
+    )
+    """Target files (name, prefix) the sampler watches; a test that adds a store adds it here."""
+    sampler: KeySampler | None = None
 
     @property
     def config(self) -> Path:
@@ -114,6 +127,7 @@ verify_timeout = "{verify_timeout}"
         )
         self.guard.check(proc.stdout, "subprocess stdout")
         self.guard.check(proc.stderr, "subprocess stderr")
+        self.probe()
         return proc
 
     def cli(self, *args: str, input: str | None = None) -> Result:
@@ -122,9 +136,20 @@ verify_timeout = "{verify_timeout}"
         # -vv: every debug log line goes through the leak guard too
         result = CliRunner().invoke(cli, ["-vv", "--config", str(self.config), *args], input=input)
         self.guard.check(result.output, "cli output")
+        self.probe()
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             raise result.exception
         return result
+
+    def excuse(self, pair: KeyPair) -> None:
+        """The test is about to break `pair` at Bluum: the sampler stops counting its outages."""
+        if self.sampler is not None:
+            self.sampler.excuse(pair.api_key, pair.api_secret.reveal())
+
+    def probe(self) -> None:
+        """Probe every target now (the state a command left behind, crashed or not, is always sampled)."""
+        if self.sampler is not None:
+            self.sampler.round()
 
     def delay_new_keys(self, seconds: float) -> None:
         """Keys created from now on answer 401 for `seconds`; existing keys are aged past the window first."""
@@ -164,7 +189,7 @@ verify_timeout = "{verify_timeout}"
 
 
 @pytest.fixture
-def ws(sim: Simulator, leak_guard: LeakGuard, tmp_path: Path) -> Workspace:
+def ws(sim: Simulator, leak_guard: LeakGuard, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Workspace]:
     account = open_account(sim, "initial")
     tenant, tenant_pair, investor, first = account.tenant, account.tenant_pair, account.investor, account.first
     (tmp_path / "tenant.env").write_text(dotenv_text(tenant_pair, "sandbox", sim.base_url))
@@ -177,4 +202,11 @@ def ws(sim: Simulator, leak_guard: LeakGuard, tmp_path: Path) -> Workspace:
         root=tmp_path, sim=sim, guard=leak_guard, tenant=tenant, tenant_pair=tenant_pair, investor=investor, first=first
     )
     workspace.write_config()
-    return workspace
+    if request.node.get_closest_marker("key_outage") is None:
+        workspace.sampler = KeySampler(sim.root_url, tmp_path, lambda: list(workspace.sampled)).start()
+    yield workspace
+    if workspace.sampler is not None:
+        outages = workspace.sampler.stop()
+        if outages:
+            shown = "\n  ".join(str(o) for o in outages[:10])
+            pytest.fail(f"I1: a target held a key Bluum did not accept ({len(outages)} probe(s)):\n  {shown}")

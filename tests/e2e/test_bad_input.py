@@ -36,12 +36,14 @@ def test_unknown_credential(ws: Workspace):
     assert_refused(ws, before, "rotate", "tradin", expect=["tradin", "trading"])
 
 
+@pytest.mark.key_outage("app.env is removed: there is no key to sample")
 def test_missing_dotenv(ws: Workspace):
     (ws.root / "app.env").unlink()
     before = ws.snapshot()
     assert_refused(ws, before, "rotate", "trading", expect=["app.env", "does not exist"])
 
 
+@pytest.mark.key_outage("app.env loses its secret line: there is no pair to sample")
 def test_malformed_dotenv_missing_secret(ws: Workspace):
     text = (ws.root / "app.env").read_text()
     (ws.root / "app.env").write_text("\n".join(line for line in text.splitlines() if "API_SECRET" not in line) + "\n")
@@ -69,6 +71,7 @@ def test_sandbox_url_on_a_production_credential(ws: Workspace):
 
 @pytest.mark.parametrize(("spoil", "code"), [("revoke_key", "BLUM-401-003"), ("expire_key", "BLUM-401-005")])
 def test_current_key_revoked_or_expired(ws: Workspace, spoil: str, code: str):
+    ws.excuse(ws.first.pair)
     getattr(ws.sim, spoil)(ws.first.info.id)
     before = ws.snapshot()
     keys_before = ws.sim.keys()
@@ -77,6 +80,7 @@ def test_current_key_revoked_or_expired(ws: Workspace, spoil: str, code: str):
 
 
 def test_expired_current_key_is_replaced_by_an_emergency_rotation(ws: Workspace):
+    ws.excuse(ws.first.pair)
     ws.sim.expire_key(ws.first.info.id)
     result = ws.cli("rotate", "trading", "--emergency", "--reason", "key expired")
     assert result.exit_code == 0, result.output
@@ -85,6 +89,7 @@ def test_expired_current_key_is_replaced_by_an_emergency_rotation(ws: Workspace)
 
 
 def test_manager_key_rejected(ws: Workspace):
+    ws.excuse(ws.tenant_pair)
     ws.sim.revoke_key(ws.tenant["id"])
     before = ws.snapshot()
     assert_refused(ws, before, "rotate", "trading", expect=["BLUM-401-003"])
@@ -149,6 +154,7 @@ def test_simulator_refuses_a_non_loopback_address():
 def test_emergency_on_an_expired_key_when_bluum_refuses_to_revoke_it(ws: Workspace):
     """A strict Bluum may answer 409 to revoking a key that already expired: that key is dead, which is the goal."""
     ws.sim.configure(revoke_repeat="conflict")
+    ws.excuse(ws.first.pair)
     ws.sim.expire_key(ws.first.info.id)
     result = ws.cli("rotate", "trading", "--emergency", "--reason", "key expired")
     assert result.exit_code == 0, result.output

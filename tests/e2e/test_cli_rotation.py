@@ -161,6 +161,7 @@ def test_rollback_after_completion_is_refused(ws: Workspace):
 
 def test_verify_command(ws: Workspace):
     assert ws.cli("verify", "trading").exit_code == 0
+    ws.excuse(ws.first.pair)
     ws.sim.revoke_key(ws.first.info.id)
     result = ws.cli("verify", "trading")
     assert result.exit_code == ExitCode.INCOMPLETE

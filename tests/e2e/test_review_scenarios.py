@@ -170,6 +170,7 @@ def test_new_key_dying_in_the_grace_window_rolls_back_instead_of_revoking_the_ol
     assert new_id != ws.first.info.id
     assert ws.active_ids() == {ws.first.info.id, new_id}
 
+    ws.excuse(ws.pair_in())
     ws.sim.revoke_key(new_id)  # the new key dies while the old one waits out the grace window
     resumed = ws.run("resume", "trading", "--now")
     assert resumed.returncode == ExitCode.ROLLED_BACK, said(resumed)
