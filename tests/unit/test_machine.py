@@ -218,6 +218,41 @@ class TestStartBlockers:
         assert "apk_2" in reasons[0]
         assert "sweep --revoke" in reasons[0]
 
+    def test_a_held_extra_key_is_never_advised_to_sweep_revoke(self):
+        held = {"apk_2": "apk_2 is still held by store 'reports' (CURRENT of credential 'reports')"}
+        reasons = machine.start_blockers(None, [info("apk_1", "a"), info("apk_2", "b")], "apk_1", held)
+        assert len(reasons) == 1
+        assert "store 'reports'" in reasons[0]
+        assert "sweep --revoke" not in reasons[0]
+
+    def test_held_and_unheld_extra_keys_are_told_apart(self):
+        keys = [info("apk_1", "a"), info("apk_2", "b"), info("apk_3", "c")]
+        reasons = machine.start_blockers(None, keys, "apk_1", {"apk_3": "apk_3 is still held by store 'x'"})
+        assert len(reasons) == 2
+        orphan = next(r for r in reasons if "sweep --revoke" in r)
+        assert "apk_2" in orphan
+        assert "apk_3" not in orphan
+
+
+class TestStartRefusal:
+    """A normal rotation starts only from a key Bluum is seen to accept (I1)."""
+
+    def test_a_working_key_may_be_rotated(self):
+        assert machine.start_refusal("works", None, "200", key="apk_1", credential="trading") is None
+
+    def test_a_rejected_key_needs_an_emergency(self):
+        refusal = machine.start_refusal("rejected", "BLUM-401-005", "key expired", key="apk_1", credential="trading")
+        assert refusal is not None
+        assert "BLUM-401-005" in refusal
+        assert "--emergency" in refusal
+
+    def test_an_unchecked_key_is_not_rotated_and_the_fix_is_named(self):
+        refusal = machine.start_refusal("inconclusive", None, "expected 200, got 404", key="apk_1", credential="t")
+        assert refusal is not None
+        assert "404" in refusal
+        assert "check_path" in refusal
+        assert "rotator verify t" in refusal
+
 
 class TestDue:
     def test_unknown_age_is_due(self):
