@@ -77,7 +77,8 @@ class KeySampler:
     def stop(self) -> list[Outage]:
         """Stop the thread, probe one last time, and return every outage seen."""
         self._stop.set()
-        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
         self.round()
         self._http.close()
         return self.outages
