@@ -2,7 +2,8 @@
 the engine beside a baseline measured in the same run.
 
 Baseline: the same Bluum calls one rotation makes (list keys, check current, create, list, check new three
-times: before deploy, after deploy, before revoking; revoke, check old), issued straight through BluumClient
+times: before deploy, after deploy, before revoking; list again to find the old key by its public key, revoke,
+check old), issued straight through BluumClient
 with no store I/O, no record writes, no fsync. The ratio
 rotation / baseline is what the engine's bookkeeping (atomic dotenv + sidecar writes, read-backs, records)
 costs on top of the calls it cannot avoid. Both are measured with Bluum's real rate limit (10 req/s per key
@@ -59,6 +60,7 @@ def bare_calls(sim: Simulator, tenant: KeyPair, investor: str, current: KeyPair,
         client.check(created.pair)  # accepted before deploy
         client.check(created.pair)  # confirmed after deploy
         client.check(created.pair)  # re-checked before the old key is revoked
+        client.list_investor_keys(tenant, investor)  # the old key, found by its public key just before revoking
         assert current.key_id is not None
         client.revoke_investor_key(tenant, investor, current.key_id)
         client.check(current)
