@@ -220,6 +220,7 @@ class Engine:
                 "put the tenant key there first"
             )
         self._guard_environment(cred, stored, f"manager key {stored.label} (credential {manager.name!r})")
+        self._guard_values(cred, stored, f"the manager key in store {manager.store!r} (credential {manager.name!r})")
         return self._pair(cred, stored)
 
     @staticmethod
@@ -513,6 +514,7 @@ class Engine:
         """I7 for hand-made pairs: the new pair must work against this credential's Bluum before deploying."""
         cred = run.cred
         self._guard_environment(cred, pair, "the new pair from --new-key-file")
+        self._guard_values(cred, pair, "the new pair from --new-key-file")
         judgement, _ = self._poll(run, self._pair(cred, pair), new_key=True)
         if judgement.verdict is Verdict.FAILED:
             raise ConfigError(

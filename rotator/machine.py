@@ -16,6 +16,7 @@ decide, and acts. That split is what lets the unit tests walk every phase and ev
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -160,16 +161,35 @@ def environment_violation(expected: Environment, found: Environment | None, what
     )
 
 
-TOKEN_LENGTH = 32  # uuid4 hex; also long enough for Secrets Manager's ClientRequestToken (>= 32)
+MAX_TOKEN_LENGTH = 64  # Secrets Manager's ClientRequestToken is 32-64 characters (its version ids: 36, a uuid)
+_TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+_HASHED_SUFFIX = 9  # "~" and 8 hex digits of the credential name's sha256
+
+
+def token_problem(token: str) -> str | None:
+    """Why `token` cannot key a rotation (it goes into key names and Idempotency-Key headers), or None."""
+    if not 1 <= len(token) <= MAX_TOKEN_LENGTH:
+        return f"a rotation token must be 1 to {MAX_TOKEN_LENGTH} characters long, not {len(token)}"
+    if not set(token) <= _TOKEN_CHARS:
+        return "a rotation token may hold only letters, digits, '-' and '_'"
+    return None
 
 
 def _name_stem(credential: str) -> str:
-    room = MAX_KEY_NAME - len(KEY_NAME_PREFIX) - TOKEN_LENGTH - 2
-    return f"{KEY_NAME_PREFIX}:{credential[:room]}:"
+    """`rotator:<credential>:`, with room left for the longest token within Bluum's 120 characters. A credential
+    name too long for that keeps its start plus a hash of the whole name, so two long names never share a stem."""
+    room = MAX_KEY_NAME - len(KEY_NAME_PREFIX) - MAX_TOKEN_LENGTH - 2
+    if len(credential) > room:
+        digest = hashlib.sha256(credential.encode()).hexdigest()[:8]
+        credential = f"{credential[: room - _HASHED_SUFFIX]}~{digest}"
+    return f"{KEY_NAME_PREFIX}:{credential}:"
 
 
 def key_name(credential: str, token: str) -> str:
     """The name a created key carries: it ties the key to its credential and rotation, for sweep."""
+    problem = token_problem(token)
+    if problem:
+        raise ValueError(problem)
     return _name_stem(credential) + token
 
 

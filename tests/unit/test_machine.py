@@ -187,11 +187,28 @@ class TestNamesAndOrphans:
         assert not machine.owned_by(key, "trad")
         assert not machine.owned_by(key, "trading2")
 
-    def test_long_credential_names_still_fit_and_match(self):
+    @pytest.mark.parametrize(
+        "token",
+        ["b" * 32, "0f8fad5b-d9cb-469f-a165-70867728950e", "x" * machine.MAX_TOKEN_LENGTH],
+        ids=["uuid-hex", "aws-version-id", "longest"],
+    )
+    def test_long_credential_names_and_any_token_fit_and_match(self, token):
         cred = "c" * 200
-        name = machine.key_name(cred, "b" * 32)
-        assert len(name) == machine.MAX_KEY_NAME
-        assert machine.owned_by(info("apk_1", name), cred)
+        name = machine.key_name(cred, token)
+        assert len(name) <= machine.MAX_KEY_NAME
+        key = info("apk_1", name)
+        assert machine.owned_by(key, cred)
+        assert machine.token_of(key) == token
+
+    def test_long_names_sharing_a_start_do_not_share_keys(self):
+        one, two = "c" * 100 + "-east", "c" * 100 + "-west"
+        assert not machine.owned_by(info("apk_1", machine.key_name(one, "t" * 36)), two)
+
+    @pytest.mark.parametrize("token", ["", "a" * 65, "has:colon", "has space"])
+    def test_tokens_that_cannot_key_a_rotation_are_refused(self, token):
+        assert machine.token_problem(token) is not None
+        with pytest.raises(ValueError, match="rotation token"):
+            machine.key_name("trading", token)
 
     def test_foreign_keys_have_no_token(self):
         assert machine.token_of(info("apk_1", "made by hand")) is None
