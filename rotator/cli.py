@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from rotator.errors import ExitCode, RotatorError
+from rotator.errors import ExitCode, RotatorError, most_severe
 
 if TYPE_CHECKING:
     from rotator.config import Config
@@ -32,6 +32,8 @@ Exit codes (the same for every command):
   {ExitCode.BAD_INPUT.value}  bad input or configuration (nothing changed)
   {ExitCode.IN_PROGRESS.value}  another rotation of this credential is in progress (nothing changed)
   {ExitCode.INCOMPLETE.value}  left incomplete: needs `rotator resume` or a person
+  {ExitCode.UNAVAILABLE.value}  Bluum or a store could not be reached (nothing changed; safe to retry)
+With several credentials: the most severe of theirs (4, then 5, 3, 2, 1, 0).
 """
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -109,7 +111,7 @@ def _finish(outcomes: list[Outcome]) -> NoReturn:
     for outcome in outcomes:
         stream_err = outcome.exit_code != ExitCode.OK
         click.echo(outcome.message, err=stream_err)
-    sys.exit(max((int(o.exit_code) for o in outcomes), default=0))
+    sys.exit(int(most_severe(o.exit_code for o in outcomes)))
 
 
 pass_settings = click.make_pass_decorator(Settings)

@@ -40,7 +40,7 @@ from rotator.errors import (
 from rotator.faultpoints import reached
 from rotator.identity import Holding
 from rotator.machine import Judgement, Step, Verdict
-from rotator.model import ApiKeyInfo, KeyPair, Stage, StoredKey
+from rotator.model import ApiKeyInfo, KeyPair, Stage, StoredKey, printable_id
 from rotator.record import Phase, RotationRecord
 
 if TYPE_CHECKING:
@@ -272,7 +272,7 @@ class Engine:
     def _guard_values(cred: CredentialConfig, key: StoredKey, where: str) -> None:
         problems = identity.value_problems(key, where=where)
         if problems:
-            raise ConfigError(f"{cred.name}: " + "; ".join(problems) + ". Nothing was changed")
+            raise ConfigError(f"{cred.name}: " + "; ".join(problems))
 
     def _identify_current(self, run: RunContext, current: StoredKey, keys: list[ApiKeyInfo] | None) -> str | None:
         """The key id of the current pair as Bluum lists it (by public key); every target's id line must agree.
@@ -280,7 +280,7 @@ class Engine:
         Without a key list (issuer manual: tenant keys are not listed) the id line is all there is to go by.
         """
         if keys is None:
-            return current.key_id
+            return printable_id(current.key_id)
         cred = run.cred
         assert cred.investor_id is not None
         for store in run.stores:
@@ -300,28 +300,30 @@ class Engine:
     def holdings(self) -> list[Holding]:
         """Every stage of every configured store, by public key: the keys some application may be using.
 
-        A store that is missing holds nothing; one that cannot be read stops the caller, since what it holds
-        cannot be ruled out.
+        A stage that is missing holds nothing; a store that cannot be read stops the caller (with that store's own
+        exit code), since what it holds cannot be ruled out. Stores no credential uses are read too.
         """
+        users = {target: cred for cred in self.config.credentials.values() for target in reversed(cred.targets)}
+        fallback = next(iter(self.config.credentials.values()), None)
         found: list[Holding] = []
-        seen: set[str] = set()
-        for cred in self.config.credentials.values():
-            for target in cred.targets:
-                if target in seen:
-                    continue
-                seen.add(target)
-                store = self.store(target, cred)
+        for name in self.config.stores:
+            cred = users.get(name, fallback)
+            if cred is None:
+                continue
+            owner = cred.name if name in users else "(none)"
+            for stage in Stage:
                 try:
-                    for stage in Stage:
-                        key = store.read(stage)
-                        if key is not None:
-                            found.append(Holding(cred.name, target, stage, key.api_key))
+                    key = self.store(name, cred).read(stage)
                 except StoreNotFound:
                     continue
                 except StoreError as exc:
-                    raise type(exc)(
+                    wrapped = StoreError(
                         f"{exc} (it was read to make sure no key it holds gets revoked; nothing was revoked)"
-                    ) from exc
+                    )
+                    wrapped.exit_code = exc.exit_code
+                    raise wrapped from exc
+                if key is not None:
+                    found.append(Holding(owner, name, stage, key.api_key))
         return found
 
     def list_keys(self, run: RunContext) -> list[ApiKeyInfo]:
@@ -487,14 +489,21 @@ class Engine:
         if cred.issuer == "bluum":
             keys = self.list_keys(run)
         current_id = self._identify_current(run, current, keys)
+        holdings = self.holdings()
+        shared = identity.shared_with_others(current, holdings, cred.name)
+        if shared:
+            raise ConfigError(
+                f"{cred.name}: its current key {current_id or current.label} is also held by {shared}. Two "
+                "credentials must not share a key: rotating one would have to revoke the key the other still uses. "
+                "Give each credential its own key (or one credential several stores: `also_deploy_to`). "
+                "Nothing was changed."
+            )
         own_active = [info for info in keys or [] if machine.owned_by(info, cred.name) and info.active]
-        held: dict[str, str] = {}
-        if any(info.id != current_id for info in own_active):
-            holdings = self.holdings()
-            for info in own_active:
-                refusal = identity.revoke_refusal(info, holdings, allowed=identity.held_nowhere)
-                if refusal:
-                    held[info.id] = refusal
+        held = {
+            info.id: refusal
+            for info in own_active
+            if (refusal := identity.revoke_refusal(info, holdings, allowed=identity.held_nowhere))
+        }
         blockers = machine.start_blockers(record, own_active, current_id, held)
         if blockers:
             message = f"{cred.name}: " + "; ".join(blockers) + ". Nothing was changed."
@@ -503,9 +512,15 @@ class Engine:
             raise ConfigError(message)
         if not run.emergency:
             result = self.check(run, self._pair(cred, current))
+            outcome = self._outcome(result)
             refusal = machine.start_refusal(
-                self._outcome(result), result.code, result.reason, key=current_id or current.label, credential=cred.name
+                outcome, result.code, result.reason, key=current_id or current.label, credential=cred.name
             )
+            if refusal and outcome == "inconclusive" and machine.transient_status(result.status):
+                raise BluumUnavailable(
+                    f"{cred.name}: Bluum did not answer the check of the current key {current_id or current.label} "
+                    f"({result.reason}). Nothing was changed; run the command again later"
+                )
             if refusal:
                 raise ConfigError(f"{cred.name}: {refusal}. Nothing was changed.")
         return current, current_id, record
@@ -603,7 +618,7 @@ class Engine:
                     + self._after_rollback(run, record)
                 ) from failure.__cause__
             except RotatorError as exc:
-                if exc.exit_code != ExitCode.BAD_INPUT:
+                if exc.exit_code not in (ExitCode.BAD_INPUT, ExitCode.UNAVAILABLE):
                     raise
                 # Something was already changed (the record exists): "nothing changed" would be a lie.
                 latest = self.read_record(run) or record
@@ -616,7 +631,9 @@ class Engine:
         """What is true after a rollback, checked rather than assumed, and what a person still has to do."""
         old = run.primary.read(Stage.CURRENT)
         parts = [f"The old key {record.old_key_label} is current again"]
-        if old is not None:
+        if old is not None and record.emergency:
+            parts.append(" (not checked: it is the leaked key of an emergency, which is never called)")
+        elif old is not None:
             result = self.check(run, self._pair(run.cred, old))
             outcome = self._outcome(result)
             if outcome == "works":
@@ -752,7 +769,9 @@ class Engine:
         `keep`. Never the old key, whatever its name says, nor a key some store holds (I1, I3, I4)."""
         holdings: list[Holding] | None = None
         for info in self.list_keys(run):
-            ours = info.id == record.new_key_id or machine.token_of(info) == record.token
+            token = machine.token_of(info)
+            # By the token in its name; by the recorded id only when no other rotation's token says otherwise.
+            ours = token == record.token or (info.id == record.new_key_id and token is None)
             if not info.active or not ours or info.id in (keep, record.old_key_id):
                 continue
             holdings = self.holdings() if holdings is None else holdings
@@ -885,11 +904,15 @@ class Engine:
                 f"revoked. Run `rotator resume {cred.name}` when Bluum answers"
             )
 
-    def _start_revoking(self, run: RunContext, record: RotationRecord, waiting_on: str | None = None) -> RotationRecord:
-        """Write ahead that the old key is about to go: from here on there is no rollback to it (I1)."""
+    def _start_revoking(
+        self, run: RunContext, record: RotationRecord, waiting_on: str | None = None, *, confirmed: bool = False
+    ) -> RotationRecord:
+        """Write ahead that the old key is about to go: from here on there is no rollback to it (I1).
+        `confirmed`: the caller has just run `_confirm_new_key`."""
         if record.phase is Phase.REVOKING:
             return record
-        self._confirm_new_key(run, record)
+        if not confirmed:
+            self._confirm_new_key(run, record)
         return self._save(run, record.advance(Phase.REVOKING, self._clock(), waiting_on=waiting_on), "revoking.record")
 
     def _revoke_old(self, run: RunContext, record: RotationRecord) -> RotationRecord:
@@ -900,27 +923,22 @@ class Engine:
         """
         cred = run.cred
         started = self._monotonic()
+        if record.phase is not Phase.REVOKING:
+            # First: when a store no longer shows the new key, "put it back" is the advice, not the guard's.
+            self._confirm_new_key(run, record)
         old = run.primary.read(Stage.PREVIOUS)
         keys = self.list_keys(run)
-        target = identity.listed_key(keys, old) if old is not None else None
-        if old is None:
+        if old is not None:
+            target = identity.listed_key(keys, old)
+        else:
+            # PREVIOUS was removed by hand: the id the record took from Bluum's list (by public key) at the start.
             target = next((info for info in keys if info.id == record.old_key_id), None)
-        elif target is None:
-            # Bluum's API does not manage this pair (seeded by hand, another investor's): a person revokes it.
-            self._emit(run, "revoke", f"Bluum lists no key with the public key of the old pair {old.label}")
-            return self._save(run, record.advance(record.phase, self._clock(), old_key_id=None), "old_unlisted.record")
         if target is None:
-            raise RotationIncomplete(
-                f"{cred.name}: the old key {record.old_key_label} is neither in store {run.primary.name!r} as PREVIOUS "
-                "nor in Bluum's key list, so nothing tells which key to revoke; nothing was revoked. Check it in "
-                f"Bluum's dashboard and revoke it there if nothing uses it, then run `rotator resume {cred.name}`"
-            )
+            # Not a key Bluum's API manages (seeded by hand, another investor's): only a person can revoke it.
+            self._emit(run, "revoke", f"Bluum's key list has no key for the old pair {record.old_key_label}")
+            return self._save(run, record.advance(record.phase, self._clock(), old_key_id=None), "old_unlisted.record")
         if target.id != record.old_key_id:
-            self._emit(
-                run,
-                "revoke",
-                f"the old pair is {target.id} at Bluum (the record said {record.old_key_id}); revoking {target.id}",
-            )
+            self._emit(run, "revoke", f"the old pair is {target.id} at Bluum (the record said {record.old_key_id})")
             record = record.advance(record.phase, self._clock(), old_key_id=target.id)
         refusal = identity.revoke_refusal(target, self.holdings(), allowed=identity.old_key_of(cred.name))
         if refusal:
@@ -931,7 +949,7 @@ class Engine:
                 f"{cred.name}: the old key was NOT revoked: {refusal}. Once no application uses it, remove it from "
                 f"there and run `rotator resume {cred.name}`{way_back}"
             )
-        record = self._start_revoking(run, record)
+        record = self._start_revoking(run, record, confirmed=True)
         if target.active:
             try:
                 self.revoke_key(run, target.id)
@@ -942,12 +960,18 @@ class Engine:
                     "to retry"
                 ) from exc
             reached("revoke.bluum")
+            done = f"revoked {target.id}"
+        else:
+            done = f"{target.id} was already {target.status} at Bluum"
         if old is not None:
             self._prove_rejected(run, record, old)
+            done += "; Bluum now rejects it"
+        else:
+            done += " (its pair is in no store any more, so Bluum's list is the proof)"
         record = self._save(
             run, record.advance(Phase.OLD_REVOKED, self._clock(), waiting_on=None), "old_revoked.record"
         )
-        self._emit(run, "revoke", f"revoked {target.id}; Bluum now rejects it", self._monotonic() - started)
+        self._emit(run, "revoke", done, self._monotonic() - started)
         return record
 
     def _prove_rejected(self, run: RunContext, record: RotationRecord, old: StoredKey) -> None:
@@ -976,7 +1000,10 @@ class Engine:
         record = self._save(
             run, record.advance(Phase.OLD_REVOKED, self._clock(), waiting_on=None), "old_revoked.record"
         )
-        self._emit(run, "revoke", f"Bluum now rejects the old key {record.old_key_label}")
+        if old is None:
+            self._emit(run, "revoke", f"the old pair {record.old_key_label} is in no store any more: nothing to check")
+        else:
+            self._emit(run, "revoke", f"Bluum now rejects the old key {record.old_key_label}")
         return record, True
 
     def _clear_previous(self, run: RunContext, record: RotationRecord) -> RotationRecord:

@@ -7,17 +7,17 @@
     │   ├── StoreCorrupt              it is there but malformed
     │   ├── StoreConflict             someone else wrote first (check-and-set lost)
     │   ├── StoreDenied               credentials of the store lack permission
-    │   └── StoreUnavailable          the store cannot be reached
+    │   └── StoreUnavailable          the store cannot be reached                        (5: retry later)
     ├── BluumError                    Bluum answered with an error, or could not be reached
     │   ├── BluumAuthError            401: BLUM-401-001..005 (see `.reason`)
     │   ├── BluumForbidden            403
     │   ├── BluumNotFound             404
     │   ├── BluumConflict             409 (e.g. Idempotency-Key reused with another body)
     │   ├── BluumInvalidRequest       400 / 422
-    │   ├── BluumRateLimited          429 after retries ran out
-    │   ├── BluumServerError          5xx after retries ran out
-    │   │   └── BluumUnexpectedResponse   2xx whose body breaks the contract (e.g. no secret_key)
-    │   └── BluumUnavailable          network error or timeout after retries ran out
+    │   ├── BluumRateLimited          429 after retries ran out                          (5)
+    │   ├── BluumServerError          5xx after retries ran out                          (5)
+    │   │   └── BluumUnexpectedResponse   2xx whose body breaks the contract (2: retrying will not help)
+    │   └── BluumUnavailable          network error or timeout after retries ran out    (5)
     └── RotationError
         ├── EnvironmentMismatch       I7: a sandbox key where a production key belongs, or the reverse (2)
         ├── RotationInProgress        another rotation of this credential holds the lock       (3)
@@ -25,12 +25,17 @@
         └── RotationIncomplete        stopped half-way; `rotator resume` or a person finishes   (4)
             └── RollbackFailed        rollback itself failed, chained to the first failure      (4)
 
+Exit 5 (UNAVAILABLE) means Bluum or a store did not answer usefully before anything changed: safe to retry as
+is, so monitoring can page on 2 and 4 and merely retry on 5. Once a rotation has changed something, every error
+exits 4 instead (the engine re-raises it as RotationIncomplete, which says to run `rotator resume`).
+
 Each message says what went wrong and what to do about it. No message ever contains a secret value: only
 key ids, paths, codes and request ids.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import IntEnum
 
 
@@ -42,6 +47,18 @@ class ExitCode(IntEnum):
     BAD_INPUT = 2
     IN_PROGRESS = 3
     INCOMPLETE = 4
+    UNAVAILABLE = 5
+
+    @property
+    def severity(self) -> int:
+        """How urgent, for the one code a command over several credentials exits with: a rotation left half-way
+        (4) outranks Bluum or a store being unreachable (5), which outranks everything else."""
+        return {ExitCode.INCOMPLETE: 6, ExitCode.UNAVAILABLE: 5}.get(self, int(self))
+
+
+def most_severe(codes: Iterable[ExitCode]) -> ExitCode:
+    """The exit code of a command that acted on several credentials (OK when there were none)."""
+    return max(codes, key=lambda code: code.severity, default=ExitCode.OK)
 
 
 class RotatorError(Exception):
@@ -80,6 +97,8 @@ class StoreDenied(StoreError):
 
 class StoreUnavailable(StoreError):
     """The store could not be reached."""
+
+    exit_code = ExitCode.UNAVAILABLE
 
 
 class BluumError(RotatorError):
@@ -138,6 +157,8 @@ class BluumInvalidRequest(BluumError):
 class BluumRateLimited(BluumError):
     """429 after every retry was spent."""
 
+    exit_code = ExitCode.UNAVAILABLE
+
     def __init__(
         self,
         message: str,
@@ -155,6 +176,8 @@ class BluumRateLimited(BluumError):
 class BluumServerError(BluumError):
     """5xx after every retry was spent."""
 
+    exit_code = ExitCode.UNAVAILABLE
+
 
 class BluumUnexpectedResponse(BluumServerError):
     """Bluum answered 2xx, but the body breaks the contract (no secret, wrong environment, not JSON...).
@@ -162,6 +185,8 @@ class BluumUnexpectedResponse(BluumServerError):
     A subclass of BluumServerError because the fault is on the server side and retrying will not fix it.
     `key_id` names a key that the faulty answer says was created, so the caller can revoke it.
     """
+
+    exit_code = ExitCode.BAD_INPUT
 
     def __init__(
         self,
@@ -179,6 +204,8 @@ class BluumUnexpectedResponse(BluumServerError):
 
 class BluumUnavailable(BluumError):
     """No answer (connection refused, dropped, timed out) after every retry was spent."""
+
+    exit_code = ExitCode.UNAVAILABLE
 
 
 class RotationError(RotatorError):

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from rotator.model import ApiKeyInfo, Stage, StoredKey
+from rotator.model import ApiKeyInfo, Stage, StoredKey, printable_id
 
 # Generous for any key format we know of, and far below what HTTP servers take in one header
 # (a 70 KB secret draws 431 Request Header Fields Too Large, which a check cannot tell from a bad key).
@@ -53,16 +53,17 @@ def id_line_problem(stored: StoredKey, listed: ApiKeyInfo | None, *, where: str,
     """
     if stored.key_id is None:
         return None
+    said = printable_id(stored.key_id) or "something that is not a key id (not shown: it may be a pasted secret)"
     if listed is None:
         return (
-            f"{where} says its key is {stored.key_id}, but Bluum lists no key of investor {investor} with the API "
+            f"{where} says its key is {said}, but Bluum lists no key of investor {investor} with the API "
             f"key stored there: the pair may belong to another investor or to the other environment, or the id "
             f"line is stale. Put this credential's own key there, or, if that pair is right but not one Bluum's "
             f"API manages, delete the key id line (its old key is then revoked by a person, in the dashboard)"
         )
     if listed.id != stored.key_id:
         return (
-            f"{where} says its key is {stored.key_id}, but the API key stored there is {listed.id} at Bluum. "
+            f"{where} says its key is {said}, but the API key stored there is {listed.id} at Bluum. "
             f"Fix the key id line to {listed.id} (or delete it: the id is then looked up by public key)"
         )
     return None
@@ -105,6 +106,13 @@ def revoke_refusal(info: ApiKeyInfo, holdings: Iterable[Holding], *, allowed: Ca
     if not held:
         return None
     return f"{info.id} is still held by " + ", ".join(h.where for h in held) + ": an application may be using it"
+
+
+def shared_with_others(stored: StoredKey, holdings: Iterable[Holding], credential: str) -> str | None:
+    """Where else than in `credential`'s own stores `stored` is held, or None. A key two credentials share can
+    never be rotated: its revoke would always be refused for the other's sake."""
+    others = [h.where for h in holdings if h.public_key == stored.api_key and h.credential != credential]
+    return ", ".join(others) if others else None
 
 
 def old_key_of(credential: str) -> Callable[[Holding], bool]:

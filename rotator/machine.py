@@ -242,9 +242,14 @@ def start_blockers(
         if key_id in held:
             reasons.append(
                 f"Bluum has another active key of this credential, and {held[key_id]}. Find out which applications "
-                f"use it; once none does, remove it from that store and revoke {key_id} in Bluum's dashboard"
+                f"use it; once none does, remove it from that store, then `rotator sweep --revoke` revokes it"
             )
     return reasons
+
+
+def transient_status(status: int | None) -> bool:
+    """An inconclusive check that says nothing about the key, only about Bluum: no answer, 429 or 5xx."""
+    return status is None or status == 429 or status >= 500
 
 
 def start_refusal(outcome: str, code: str | None, reason: str, *, key: str, credential: str) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -36,6 +37,21 @@ class Environment(StrEnum):
         return 10.0 if self is Environment.SANDBOX else 25.0
 
 
+# Bluum's ids are a short lowercase prefix and 26 lowercase base32 characters (`apk_2ahq810t9rgmwgncgcawcm5400`).
+# An id line a person typed may hold anything, a pasted secret included: only an id of that shape is printed.
+_PRINTABLE_ID = re.compile(r"[a-z]{2,5}_[0-9a-z]{3,40}")
+
+
+def printable_id(key_id: str | None) -> str | None:
+    """`key_id` when it has the shape of a Bluum id, else None: safe to put in a message or log line."""
+    return key_id if key_id is not None and _PRINTABLE_ID.fullmatch(key_id) else None
+
+
+def fingerprint(api_key: str) -> str:
+    """A short stable label for a key, safe to log: a hash prefix of the API key, never the secret."""
+    return "key#" + hashlib.sha256(api_key.encode()).hexdigest()[:12]
+
+
 DEFAULT_BASE_URLS: dict[Environment, str] = {
     Environment.SANDBOX: "https://sandbox.api.bluumfinance.com/v1",
     Environment.PRODUCTION: "https://api.bluumfinance.com/v1",
@@ -58,8 +74,8 @@ class KeyPair:
 
     @property
     def label(self) -> str:
-        """How logs and CLI output name this pair: its key id when known, else its fingerprint."""
-        return self.key_id or f"key#{self.fingerprint}"
+        """How logs and CLI output name this pair: its key id when known (and id-shaped), else its fingerprint."""
+        return printable_id(self.key_id) or f"key#{self.fingerprint}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +128,6 @@ class StoredKey:
 
     @property
     def label(self) -> str:
-        """Key id when known, else a fingerprint of the API key: safe to print."""
-        if self.key_id:
-            return self.key_id
-        return "key#" + hashlib.sha256(self.api_key.encode()).hexdigest()[:12]
+        """Key id when known (and id-shaped: a hand-edited id line may hold anything), else a fingerprint of the
+        API key: safe to print."""
+        return printable_id(self.key_id) or fingerprint(self.api_key)

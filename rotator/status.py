@@ -37,7 +37,7 @@ def status(engine: Engine) -> list[CredentialStatus]:
             CredentialStatus(
                 name=cred.name,
                 environment=cred.environment.value,
-                current_key=current.key_id or current.label if current else None,
+                current_key=current.label if current else None,
                 age_seconds=None if since is None else now - since,
                 next_due=due,
                 stage=stage,

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 from rotator import identity, machine
 from rotator.identity import Holding
 from rotator.model import ApiKeyInfo, Stage
-from rotator.record import Phase
 
 if TYPE_CHECKING:
     from rotator.engine import Engine, RunContext
@@ -83,18 +82,14 @@ def _sweep_view(engine: Engine, run: RunContext) -> _SweepView:
     known: set[str | None] = set()
     tokens: set[str] = set()
     record = engine.read_record(run)
-    if record is not None:
-        known.update({record.old_key_id, record.new_key_id})
-        if not record.phase.terminal:
-            tokens.add(record.token)
+    if record is not None and not record.phase.terminal:
+        tokens.add(record.token)  # its keys are the unfinished rotation's to finish or undo, not sweep's
     for store in run.stores:
-        for stage in (Stage.CURRENT, Stage.PENDING, Stage.PREVIOUS):
+        for stage in Stage:
             stored = store.read(stage)
             if stored is not None:
-                # By public key; an id line only adds to what is spared, never decides what is revoked.
-                known.update({engine.resolve_key_id(stored, keys), stored.key_id})
-    if record is not None and record.phase is Phase.COMPLETED:
-        known.discard(record.old_key_id)  # revoked: if Bluum still lists it active, say so
+                # By public key only, as `rotate` judges stray keys: an id line or a record id decides nothing.
+                known.add(engine.resolve_key_id(stored, keys))
     return _SweepView(run, run.cred.investor_id, keys, {k for k in known if k}, tokens)
 
 

@@ -99,7 +99,31 @@ def test_bluum_unreachable_changes_nothing(ws: Workspace):
     text = ws.config.read_text().replace(ws.sim.base_url, "http://127.0.0.1:9/v1")
     ws.config.write_text(text + '\n[bluum]\nmax_attempts = 2\nretry_budget = "1s"\n')
     before = ws.snapshot()
-    assert_refused(ws, before, "rotate", "trading", expect=["127.0.0.1:9"])
+    assert_refused(ws, before, "rotate", "trading", expect=["127.0.0.1:9"], code=ExitCode.UNAVAILABLE)
+
+
+def test_bluum_answering_5xx_before_any_change_is_safe_to_retry(ws: Workspace):
+    ws.config.write_text(ws.config.read_text() + '\n[bluum]\nmax_attempts = 2\nretry_budget = "1s"\n')
+    ws.sim.inject_fault(method="GET", path=f"/v1/investors/{ws.investor}/api-keys", count=2, status=503)
+    before, keys = ws.snapshot(), ws.sim.keys()
+    assert_refused(ws, before, "rotate", "trading", expect=["503", "try again later"], code=ExitCode.UNAVAILABLE)
+    assert ws.sim.keys() == keys
+    assert ws.cli("rotate", "trading").exit_code == ExitCode.OK  # the same command, retried, just works
+
+
+def test_bluum_unreachable_after_a_change_exits_incomplete_and_resume_finishes(ws: Workspace):
+    """The grace window has passed and the revoke step cannot list keys: something changed already, so 4, not 5."""
+    ws.write_config(grace="1h")
+    ws.config.write_text(ws.config.read_text() + '\n[bluum]\nmax_attempts = 2\nretry_budget = "1s"\n')
+    assert ws.cli("rotate", "trading").exit_code == ExitCode.OK
+    ws.sim.inject_fault(method="GET", path=f"/v1/investors/{ws.investor}/api-keys", count=2, status=503)
+    stopped = ws.cli("resume", "trading", "--now")
+    assert stopped.exit_code == ExitCode.INCOMPLETE, stopped.output
+    assert "rotator resume trading" in stopped.output
+    assert ws.works(ws.first.pair), "the old key must not have been revoked"
+    finished = ws.cli("resume", "trading", "--now")
+    assert finished.exit_code == ExitCode.OK, finished.output
+    assert not ws.works(ws.first.pair)
 
 
 def test_missing_config_file(ws: Workspace, tmp_path):

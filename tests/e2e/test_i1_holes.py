@@ -23,6 +23,7 @@ import pytest
 from rotator.bluum import BluumClient
 from rotator.errors import ExitCode
 from rotator.faultpoints import CRASH_ENV
+from rotator.machine import key_name as machine_key_name
 from rotator.model import Environment, KeyPair
 from rotator.secret import Secret
 from tests.e2e.conftest import Workspace, dotenv_text
@@ -328,3 +329,75 @@ def test_a_rollback_whose_check_is_inconclusive_does_not_call_the_old_key_dead(w
     for wrong in ("does not accept", "rejects it", "no longer works"):
         assert wrong not in message, message
     assert sidecar(ws)["record"]["phase"] == "rolled_back"
+
+
+# ----------------------------------------------------------------------------- found in review: no dead ends
+
+
+def test_two_credentials_holding_one_key_are_refused_before_anything_changes(ws: Workspace):
+    """If reports.env held trading's key, neither rotation could ever revoke it (the other still holds it)."""
+    add_second_credential(ws)
+    (ws.root / "reports.env").write_text((ws.root / "app.env").read_text())
+    files, keys = ws.snapshot(), ws.sim.keys()
+    for name in ("trading", "reports"):
+        proc = ws.run("rotate", name)
+        message = said(proc)
+        assert proc.returncode == ExitCode.BAD_INPUT, message
+        assert "must not share a key" in message, message
+        assert_nothing_changed(ws, files, keys)
+
+
+def test_the_advice_for_a_stray_key_is_one_that_sweep_follows(ws: Workspace):
+    """After a rotation someone deploys another key of this credential by hand: the key the record names is now
+    in no store. `rotate` advises `sweep --revoke`; sweep revokes exactly that key; then `rotate` works."""
+    assert ws.run("rotate", "trading").returncode == ExitCode.OK
+    stray = current_everywhere(ws)
+    with BluumClient(ws.sim.base_url, rate_limits={Environment.SANDBOX: math.inf}) as client:
+        by_hand = client.create_investor_key(
+            ws.tenant_pair,
+            ws.investor,
+            name=machine_key_name("trading", uuid.uuid4().hex),
+            environment=Environment.SANDBOX,
+            idempotency_key=uuid.uuid4().hex,
+        )
+    (ws.root / "app.env").write_text(dotenv_text(by_hand.pair, "sandbox", ws.sim.base_url))
+    (ws.root / "mirror.env").write_text(
+        dotenv_text(by_hand.pair, "sandbox", ws.sim.base_url).replace("BLUUM_", "TRADING_")
+    )
+    refused = ws.run("rotate", "trading")
+    assert refused.returncode == ExitCode.BAD_INPUT, said(refused)
+    assert "sweep --revoke" in said(refused)
+    assert stray in said(refused)
+    swept = ws.run("sweep", "--revoke")
+    assert swept.returncode == ExitCode.OK, said(swept)
+    assert key_status(ws, stray) == "revoked"
+    assert key_status(ws, by_hand.info.id) == "active"
+    assert ws.run("rotate", "trading").returncode == ExitCode.OK
+
+
+def test_previous_removed_by_hand_in_the_grace_window_still_finishes(ws: Workspace):
+    """PREVIOUS deleted from both sidecars during grace: the old key is found by the id Bluum gave at the start
+    (no store holds its pair any more, so revoking it takes it from nobody) and the rotation completes."""
+    ws.write_config(grace="1h")
+    assert ws.run("rotate", "trading").returncode == ExitCode.OK
+    for name in ("app.env", "mirror.env"):
+        path = ws.root / f"{name}.rotator.json"
+        data = json.loads(path.read_text())
+        data["previous"] = None
+        path.write_text(json.dumps(data, indent=2) + "\n")
+    resumed = ws.run("resume", "trading", "--now")
+    assert resumed.returncode == ExitCode.OK, said(resumed)
+    assert key_status(ws, ws.first.info.id) == "revoked"
+    assert record(ws)["phase"] == "completed"
+    again = ws.run("resume", "trading")
+    assert again.returncode == ExitCode.OK, said(again)
+
+
+def test_an_emergency_that_rolls_back_does_not_call_the_leaked_key_either(ws: Workspace):
+    ws.write_config(verify_timeout="1s")
+    ws.delay_new_keys(3600)  # the new key never starts working: the emergency rolls back
+    proc = ws.run("rotate", "trading", "--emergency", "--reason", "leaked")
+    assert proc.returncode == ExitCode.ROLLED_BACK, said(proc)
+    assert "leaked key of an emergency" in said(proc)
+    assert [r for r in log_lines(proc.stderr) if r.get("key") == ws.first.info.id] == []
+    assert ws.works(ws.first.pair)

@@ -22,37 +22,44 @@ def stored(api_key: str, key_id: str | None = None, secret: str = SECRET) -> Sto
     return StoredKey(api_key=api_key, api_secret=Secret(secret), key_id=key_id)
 
 
-KEYS = [info("apk_a", "pk_a"), info("apk_b", "pk_b"), info("apk_old", "pk_old", status="revoked")]
+KEYS = [info("apk_aaa", "pk_a"), info("apk_bbb", "pk_b"), info("apk_old", "pk_old", status="revoked")]
 
 
 class TestListedKey:
     def test_found_by_public_key_whatever_the_id_line_says(self):
-        found = identity.listed_key(KEYS, stored("pk_a", key_id="apk_b"))
+        found = identity.listed_key(KEYS, stored("pk_a", key_id="apk_bbb"))
         assert found is not None
-        assert found.id == "apk_a"
+        assert found.id == "apk_aaa"
 
     def test_a_pair_bluum_does_not_list(self):
-        assert identity.listed_key(KEYS, stored("pk_elsewhere", key_id="apk_a")) is None
+        assert identity.listed_key(KEYS, stored("pk_elsewhere", key_id="apk_aaa")) is None
 
 
 class TestIdLine:
     def test_absent_or_agreeing_id_lines_are_fine(self):
         assert identity.id_line_problem(stored("pk_a"), KEYS[0], where="app.env", investor="inv_1") is None
-        assert identity.id_line_problem(stored("pk_a", "apk_a"), KEYS[0], where="app.env", investor="inv_1") is None
+        assert identity.id_line_problem(stored("pk_a", "apk_aaa"), KEYS[0], where="app.env", investor="inv_1") is None
 
     def test_an_id_line_naming_another_key_names_both_and_the_fix(self):
-        problem = identity.id_line_problem(stored("pk_a", "apk_b"), KEYS[0], where="app.env", investor="inv_1")
+        problem = identity.id_line_problem(stored("pk_a", "apk_bbb"), KEYS[0], where="app.env", investor="inv_1")
         assert problem is not None
-        assert "apk_b" in problem
-        assert "apk_a" in problem
-        assert "Fix the key id line to apk_a" in problem
+        assert "apk_bbb" in problem
+        assert "apk_aaa" in problem
+        assert "Fix the key id line to apk_aaa" in problem
 
     def test_an_id_line_for_a_pair_bluum_does_not_list(self):
-        problem = identity.id_line_problem(stored("pk_x", "apk_x"), None, where="app.env", investor="inv_1")
+        problem = identity.id_line_problem(stored("pk_x", "apk_xxx"), None, where="app.env", investor="inv_1")
         assert problem is not None
-        assert "apk_x" in problem
+        assert "apk_xxx" in problem
         assert "inv_1" in problem
         assert "delete the key id line" in problem
+
+    def test_an_id_line_holding_a_pasted_secret_is_not_echoed(self):
+        problem = identity.id_line_problem(stored("pk_a", SECRET), KEYS[0], where="app.env", investor="inv_1")
+        assert problem is not None
+        assert SECRET not in problem
+        assert "not a key id" in problem
+        assert stored("pk_a", SECRET).label.startswith("key#")
 
 
 class TestValues:
@@ -84,6 +91,25 @@ class TestValues:
     def test_limits_are_inclusive(self):
         at_limit = stored("p" * identity.MAX_API_KEY_LENGTH, secret="s" * identity.MAX_API_SECRET_LENGTH)
         assert identity.value_problems(at_limit, where="x") == []
+
+
+class TestSharedWithOthers:
+    def test_a_key_only_this_credential_holds_is_not_shared(self):
+        holdings = [
+            Holding("trading", "app", Stage.CURRENT, "pk_a"),
+            Holding("trading", "mirror", Stage.CURRENT, "pk_a"),
+        ]
+        assert identity.shared_with_others(stored("pk_a"), holdings, "trading") is None
+
+    def test_a_key_another_credential_or_an_unused_store_holds_is_named(self):
+        holdings = [
+            Holding("reports", "reports", Stage.PREVIOUS, "pk_a"),
+            Holding("(none)", "spare", Stage.CURRENT, "pk_a"),
+        ]
+        shared = identity.shared_with_others(stored("pk_a"), holdings, "trading")
+        assert shared is not None
+        assert "store 'reports'" in shared
+        assert "store 'spare'" in shared
 
 
 class TestRevokeRefusal:
