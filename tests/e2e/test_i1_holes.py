@@ -352,6 +352,7 @@ def test_the_advice_for_a_stray_key_is_one_that_sweep_follows(ws: Workspace):
     in no store. `rotate` advises `sweep --revoke`; sweep revokes exactly that key; then `rotate` works."""
     assert ws.run("rotate", "trading").returncode == ExitCode.OK
     stray = current_everywhere(ws)
+    assert stray
     with BluumClient(ws.sim.base_url, rate_limits={Environment.SANDBOX: math.inf}) as client:
         by_hand = client.create_investor_key(
             ws.tenant_pair,
