@@ -2,8 +2,8 @@
 
 A store holds the stages of ONE credential: CURRENT (what applications read), PENDING (a new key, tagged
 with the rotation token that made it), PREVIOUS (the key CURRENT replaced, still active at Bluum during
-the overlap). The primary store of a credential also keeps its rotation record (no secrets in it) and its
-lock.
+the overlap). The primary store of a credential is also its ledger (`backends.ledger.Ledger`): the rotation
+record (no secrets in it) and the lease.
 
 The calls are shaped after AWS Secrets Manager's staging labels and Vault KV v2's check-and-set:
 - every mutating call is idempotent for the same token, so a crashed rotation can simply call it again;
@@ -17,12 +17,12 @@ and never put a secret value in a message.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from collections.abc import Callable
 from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
+from backends.stages import Cleared, Promotion, Rollback, Staged
 from rotator.errors import ConfigError
 from rotator.model import Stage, StoredKey
 
@@ -49,50 +49,39 @@ class SecretStore(Protocol):
         """
         ...
 
-    def put_pending(self, key: StoredKey) -> None:
+    def put_pending(self, key: StoredKey) -> Staged:
         """Store `key` as PENDING under `key.token`. Calling again with the same token and key does nothing,
         also when that token has already been promoted to CURRENT (a resumed deploy calls it again).
 
         A PENDING of another token is replaced (that rotation was abandoned: the engine revokes its key).
-        The same token with a different key raises StoreConflict.
+        The same token with a different key raises StoreConflict. Returns what changed.
         """
         ...
 
-    def promote(self, token: str) -> None:
+    def promote(self, token: str) -> Promotion:
         """Atomically: PENDING(token) becomes CURRENT, the old CURRENT becomes PREVIOUS, PENDING empties.
 
         Idempotent: when CURRENT already carries `token`, it only makes sure readers see it.
-        Raises StoreConflict when neither PENDING nor CURRENT carries `token`.
+        Raises StoreConflict when neither PENDING nor CURRENT carries `token`. Returns what changed.
         """
         ...
 
-    def restore_previous(self, token: str) -> None:
+    def restore_previous(self, token: str) -> Rollback:
         """Rollback: when CURRENT carries `token`, PREVIOUS becomes CURRENT again and PREVIOUS empties.
 
         A PENDING carrying `token` (staged in a target, never promoted) is dropped. CURRENT is left alone when
         it does not carry `token`. CURRENT carrying `token` with PREVIOUS empty raises StoreConflict.
+        Returns what changed.
         """
         ...
 
-    def clear_previous(self) -> None:
-        """Forget PREVIOUS (its key has been revoked at Bluum). Does nothing when it is empty."""
+    def clear_previous(self, token: str) -> Cleared:
+        """Forget PREVIOUS (its key has been revoked at Bluum) when CURRENT carries `token`; otherwise, or when it is
+        empty, nothing changes. Returns what changed."""
         ...
 
-    def read_record(self) -> dict[str, Any] | None:
-        """The rotation record (JSON-able, no secrets) of this credential, or None if there is none."""
-        ...
-
-    def write_record(self, record: dict[str, Any]) -> None:
-        """Replace the rotation record. Only the holder of `lock()` calls this."""
-        ...
-
-    def lock(self, owner: str, ttl_seconds: float) -> AbstractContextManager[None]:
-        """Hold the rotation lock of this credential for the `with` block. Every mutating call of a
-        rotation runs under it; stores need no locking of their own beyond their atomic writes.
-
-        Raises RotationInProgress at once (never waits) when someone else holds it. A holder that crashed
-        stops blocking others: by the kernel releasing a file lock, or by `ttl_seconds` passing for a lease.
-        """
+    def close(self) -> None:
+        """Let go of connections, descriptors and any lease this handle still holds."""
         ...
 
 
@@ -142,8 +131,3 @@ def _lazy(load: Callable[[], Any]) -> StoreFactory:
         return store
 
     return factory
-
-
-def iter_stages() -> Iterator[Stage]:
-    """Stages in the order a person reads them."""
-    yield from (Stage.CURRENT, Stage.PENDING, Stage.PREVIOUS)

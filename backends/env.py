@@ -31,11 +31,14 @@ Sidecar format (JSON, mode 0600)::
       "pending":  {... same shape, "token" required ...} | null,
       "previous": {... same shape ...} | null,
       "rolled_back_token": "rot-..." | null,   # the token the last restore_previous undid (lets a retry repair)
-      "record": {... the rotation record, no secrets ...} | null
+      "record": {... the rotation record, no secrets ...} | null,
+      "record_version": 7                      # compare-and-set counter of the record (absent: 0)
     }
 
-The rotation lock is `fcntl.flock` on `<file>.rotator.lock`: the kernel drops it when the holding process dies, so a
-crashed rotation never blocks the next one.
+The store is its credential's ledger (`backends.ledger`): the lease is `fcntl.flock` on `<file>.rotator.lock`, which
+the kernel drops when the holding process dies, so a crashed rotation never blocks the next one. The lock file also
+keeps the fencing number (one more at every acquisition) and who holds the lease; a record write checks, under that
+flock, that the lock file still names this lease and that the sidecar's record is still at the version read.
 """
 
 from __future__ import annotations
@@ -48,9 +51,10 @@ import os
 import re
 import socket
 import stat
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
@@ -58,11 +62,14 @@ from typing import Any, Final
 from dotenv.parser import Binding, parse_stream
 
 from backends import stages
+from backends.ledger import Lease, VersionedRecord, lease_refusal
 from backends.stages import StageLog, Stages
 from rotator.atomicfile import ReplacedFile, atomic_write_text
 from rotator.errors import (
     ConfigError,
+    LeaseLost,
     RotationInProgress,
+    StoreConflict,
     StoreCorrupt,
     StoreDenied,
     StoreError,
@@ -109,6 +116,7 @@ class _Sidecar:
     previous: StoredKey | None = None
     rolled_back_token: str | None = None
     record: dict[str, Any] | None = None
+    record_version: int = 0
 
     @property
     def stages(self) -> Stages:
@@ -123,6 +131,7 @@ class _Sidecar:
             previous=moved.previous,
             rolled_back_token=rolled_back_token,
             record=self.record,
+            record_version=self.record_version,
         )
 
     def to_json(self) -> str:
@@ -135,6 +144,7 @@ class _Sidecar:
             "previous": _key_to_json(self.previous),
             "rolled_back_token": self.rolled_back_token,
             "record": self.record,
+            "record_version": self.record_version,
         }
         return json.dumps(payload, indent=2) + "\n"
 
@@ -196,6 +206,9 @@ class EnvStore:
         self._sidecar_path = file_path.with_name(file_path.name + SIDECAR_SUFFIX)
         self._lock_path = file_path.with_name(file_path.name + LOCK_SUFFIX)
         self._names = {prefix + field: field for field in _FIELDS}
+        self._held: dict[int, int] = {}
+        """Fencing number → descriptor holding the flock, for the leases this handle holds."""
+        self._lease_mutex = threading.Lock()
 
     # ----------------------------------------------------------------------------------------------- where
 
@@ -211,7 +224,7 @@ class EnvStore:
 
     @property
     def lock_path(self) -> Path:
-        """The file `lock()` holds a kernel lock on."""
+        """The file a lease holds a kernel lock on; it also keeps the fencing number."""
         return self._lock_path
 
     def describe(self) -> str:
@@ -254,13 +267,14 @@ class EnvStore:
             return current
         return None
 
-    def read_record(self) -> dict[str, Any] | None:
-        """The rotation record kept in the sidecar, or None before the first rotation."""
-        return self._load_sidecar().record
+    def read_record(self) -> VersionedRecord:
+        """The rotation record kept in the sidecar and its version (None and 0 before the first rotation)."""
+        sidecar = self._load_sidecar()
+        return VersionedRecord(sidecar.record, sidecar.record_version)
 
     # ----------------------------------------------------------------------------------------------- writes
 
-    def put_pending(self, key: StoredKey) -> None:
+    def put_pending(self, key: StoredKey) -> stages.Staged:
         """Stage `key` as PENDING under its token. Only the sidecar changes: applications see nothing yet.
 
         Like Secrets Manager's ClientRequestToken, a token already held by any stage with the same key is a no-op
@@ -272,11 +286,12 @@ class EnvStore:
         staged = stages.put_pending(sidecar.stages, key, where=str(self._sidecar_path), store=self.name)
         self._stage_log.staging(staged)
         if not staged.changed:
-            return
+            return staged
         self._save_sidecar(sidecar.with_stages(staged.stages, rolled_back_token=sidecar.rolled_back_token))
         self._stage_log.staged(staged)
+        return staged
 
-    def promote(self, token: str) -> None:
+    def promote(self, token: str) -> stages.Promotion:
         """PENDING(token) becomes CURRENT and the dotenv file's key becomes PREVIOUS; sidecar first, then the file.
 
         Called again after a crash between the two writes (the sidecar's CURRENT already carries `token`), it only
@@ -293,14 +308,15 @@ class EnvStore:
         )
         if not promotion.changed:
             self._reproject(text, promotion.key, why="promote")
-            return
+            return promotion
         new_text = self._render(text, promotion.key)
         self._stage_log.promoting(promotion)
         self._save_sidecar(sidecar.with_stages(promotion.stages, rolled_back_token=None))
         self._write_dotenv(text, new_text)
         self._stage_log.promoted(promotion, token)
+        return promotion
 
-    def restore_previous(self, token: str) -> None:
+    def restore_previous(self, token: str) -> stages.Rollback:
         """Rollback: when CURRENT carries `token`, PREVIOUS becomes CURRENT again (sidecar first, then the file).
 
         When CURRENT does not carry `token`, CURRENT is left alone: a PENDING of `token` (a target that was staged
@@ -315,60 +331,121 @@ class EnvStore:
                 self._stage_log.rolled_back(rollback, token)
             if sidecar.current is not None and sidecar.rolled_back_token == token:
                 self._reproject(self._read_dotenv(), sidecar.current, why="restore_previous")
-            return
+            return rollback
         text = self._read_dotenv()
         new_text = self._render(text, rollback.restored)
         self._save_sidecar(sidecar.with_stages(rollback.stages, rolled_back_token=token))
         self._write_dotenv(text, new_text)
         self._stage_log.rolled_back(rollback, token)
+        return rollback
 
-    def clear_previous(self) -> None:
-        """Forget PREVIOUS once its key is revoked at Bluum; the dotenv file never showed it, so only the sidecar."""
+    def clear_previous(self, token: str) -> stages.Cleared:
+        """Forget PREVIOUS once its key is revoked at Bluum (when CURRENT carries `token`); the dotenv file never
+        showed it, so only the sidecar changes."""
         sidecar = self._load_sidecar()
-        cleared = stages.clear_previous(sidecar.stages)
+        cleared = stages.clear_previous(sidecar.stages, token)
         if cleared.cleared is None:
-            return
+            return cleared
         self._save_sidecar(sidecar.with_stages(cleared.stages, rolled_back_token=sidecar.rolled_back_token))
         self._stage_log.cleared(cleared)
+        return cleared
 
-    def write_record(self, record: dict[str, Any]) -> None:
-        """Replace the rotation record in the sidecar (the lock holder calls this)."""
+    def write_record(self, record: dict[str, Any], *, lease: Lease, version: int) -> int:
+        """Replace the record in the sidecar if `lease` still holds and the record is still at `version`."""
         try:
             json.dumps(record)
         except (TypeError, ValueError) as exc:
             raise StoreError(f"the rotation record is not JSON-serializable: {exc}", store=self.name) from exc
-        self._save_sidecar(replace(self._load_sidecar(), record=record))
+        with self._lease_mutex:
+            fd = self._held.get(lease.fence)
+            held = _read_holder(fd).get("fence") if fd is not None else None
+            refusal = lease_refusal(held_fence=held if isinstance(held, int) else None, lease=lease, now=time.time())
+        if refusal:
+            raise LeaseLost(
+                f"{self.describe()}: the rotation record was not written: {refusal}. Nothing more is changed by this "
+                "runner; the lease holder (or `rotator resume`, once no lease is held) finishes"
+            )
+        sidecar = self._load_sidecar()
+        if sidecar.record_version != version:
+            raise StoreConflict(
+                f"the rotation record in {self._sidecar_path} changed since it was read (version "
+                f"{sidecar.record_version}, not {version}); nothing was written",
+                store=self.name,
+            )
+        self._save_sidecar(replace(sidecar, record=record, record_version=version + 1))
+        return version + 1
 
-    # ----------------------------------------------------------------------------------------------- lock
+    # ----------------------------------------------------------------------------------------------- lease
 
-    def lock(self, owner: str, ttl_seconds: float) -> AbstractContextManager[None]:
-        """Hold `flock` on `<file>.rotator.lock` for the `with` block; RotationInProgress at once if it is held.
+    def acquire(self, owner: str, ttl_seconds: float) -> Lease:
+        """Take `flock` on `<file>.rotator.lock` (RotationInProgress at once if it is held) and a fencing number.
 
-        `ttl_seconds` is only written into the lock file for people: a dead holder's kernel lock is already gone.
+        The kernel lock is what excludes; the lease's expiry is bookkeeping for writes (renew before writing) and
+        for the message the next contender prints.
         """
-        return self._held_lock(owner, ttl_seconds)
-
-    @contextmanager
-    def _held_lock(self, owner: str, ttl_seconds: float) -> Iterator[None]:
         fd = self._open_lock_file()
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError as exc:
-                raise RotationInProgress(
-                    f"another rotation of this credential is running ({_lock_holder(fd)}; lock {self._lock_path}); "
-                    "nothing was changed. Wait for it, or if that process is gone, run `rotator resume`"
-                ) from exc
-            _write_lock_holder(fd, owner, ttl_seconds)
-            log.debug("took the rotation lock %s for %s", self._lock_path, owner)
-            try:
-                yield
-            finally:
-                _clear_lock_holder(fd)
-                fcntl.flock(fd, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            holder = _describe_holder(_read_holder(fd))
+            os.close(fd)
+            raise RotationInProgress(
+                f"another rotation of this credential is running ({holder}; lock {self._lock_path}); "
+                "nothing was changed. Wait for it, or if that process is gone, run `rotator resume`"
+            ) from exc
+        except OSError:
+            os.close(fd)
+            raise
+        previous = _read_holder(fd).get("fence", 0)
+        fence = (previous if isinstance(previous, int) and previous >= 0 else 0) + 1
+        expires_at = time.time() + ttl_seconds
+        _write_holder(fd, fence=fence, owner=owner, expires_at=expires_at, ttl_seconds=ttl_seconds)
+        with self._lease_mutex:
+            self._held[fence] = fd
+        log.debug("took the rotation lock %s for %s (fence %d)", self._lock_path, owner, fence)
+        return Lease(owner=owner, fence=fence, expires_at=expires_at, ttl_seconds=ttl_seconds)
+
+    def renew(self, lease: Lease, ttl_seconds: float) -> Lease:
+        """Extend `lease`; LeaseLost unless this handle still holds the flock under that fencing number."""
+        with self._lease_mutex:
+            fd = self._held.get(lease.fence)
+            if fd is None or _read_holder(fd).get("fence") != lease.fence:
+                raise LeaseLost(
+                    f"{self.describe()}: the rotation lease of {lease.owner} (fence {lease.fence}) is no longer held "
+                    "by this runner; it changes nothing more"
+                )
+            expires_at = time.time() + ttl_seconds
+            _write_holder(fd, fence=lease.fence, owner=lease.owner, expires_at=expires_at, ttl_seconds=ttl_seconds)
+        return replace(lease, expires_at=expires_at, ttl_seconds=ttl_seconds)
+
+    def release(self, lease: Lease) -> None:
+        """Drop the flock; the lock file keeps the fencing number for the next holder."""
+        with self._lease_mutex:
+            fd = self._held.pop(lease.fence, None)
+        if fd is None:
+            return
+        try:
+            if _read_holder(fd).get("fence") == lease.fence:
+                _write_holder(fd, fence=lease.fence, owner=None, expires_at=None, ttl_seconds=None)
                 log.debug("released the rotation lock %s", self._lock_path)
+            else:  # the lock was lost and taken: the lock file is the new holder's now
+                log.warning(
+                    "the rotation lock %s of %s (fence %d) had been lost and taken over before it was released",
+                    self._lock_path,
+                    lease.owner,
+                    lease.fence,
+                    extra={"fields": {"store": self.name, "owner": lease.owner}},
+                )
+            fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
+    def close(self) -> None:
+        """Release any lease this handle still holds (a runner that stops without releasing)."""
+        with self._lease_mutex:
+            held = list(self._held)
+        for fence in held:
+            self.release(Lease(owner="", fence=fence, expires_at=0.0, ttl_seconds=0.0))
 
     def _open_lock_file(self) -> int:
         with self._os_errors("opening the lock file", self._lock_path):
@@ -657,37 +734,38 @@ def _append_missing(body: str, missing: dict[str, str | None]) -> str:
 # --------------------------------------------------------------------------------------------------- lock file
 
 
-def _write_lock_holder(fd: int, owner: str, ttl_seconds: float) -> None:
-    """Say who holds the lock, for the message the next contender prints. Best effort: the flock is what counts."""
-    holder = {
-        "owner": owner,
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-        "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "ttl_seconds": ttl_seconds,
-    }
+def _write_holder(
+    fd: int, *, fence: int, owner: str | None, expires_at: float | None, ttl_seconds: float | None
+) -> None:
+    """The lock file: the fencing number (which must survive) and who holds the lease, for the next contender."""
+    holder: dict[str, Any] = {"fence": fence}
+    if owner is not None:
+        holder.update(
+            owner=owner,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            since=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            expires_at=expires_at,
+            ttl_seconds=ttl_seconds,
+        )
     data = json.dumps(holder).encode()
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, data, 0)
-    except OSError:
-        log.debug("could not describe the lock holder", exc_info=True)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, data, 0)
+    os.fsync(fd)
 
 
-def _clear_lock_holder(fd: int) -> None:
-    try:
-        os.ftruncate(fd, 0)
-    except OSError:
-        log.debug("could not clear the lock holder", exc_info=True)
-
-
-def _lock_holder(fd: int) -> str:
-    """`owner, pid N on host H since T` from the lock file, or a plain phrase when it cannot be read yet."""
+def _read_holder(fd: int) -> dict[str, Any]:
+    """The lock file's content, or {} when it is empty or unreadable (an old or fresh lock file)."""
     try:
         holder = json.loads(os.pread(fd, 4096, 0) or b"null")
     except (OSError, ValueError):
-        holder = None
-    if not isinstance(holder, dict):
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _describe_holder(holder: dict[str, Any]) -> str:
+    """`owner, pid N on host H since T`, or a plain phrase when the holder has not written it yet."""
+    if "owner" not in holder:
         return "holder unknown"
     return (
         f"{holder.get('owner', '?')}, pid {holder.get('pid', '?')} on host {holder.get('host', '?')} "
@@ -722,6 +800,7 @@ class _SidecarReader:
             previous=self._key(raw, "previous", token_required=False),
             rolled_back_token=self._optional_str(raw, "rolled_back_token"),
             record=self._record(raw),
+            record_version=self._count(raw, "record_version"),
         )
 
     def _check_version(self, version: object) -> None:
@@ -733,6 +812,12 @@ class _SidecarReader:
                 store=self._store,
             )
         raise self._corrupt("version", f"must be {SIDECAR_VERSION}")
+
+    def _count(self, raw: dict[str, Any], field: str) -> int:
+        value = raw.get(field, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise self._corrupt(field, "must be a whole number, 0 or more")
+        return value
 
     def _key(self, raw: dict[str, Any], stage: str, *, token_required: bool) -> StoredKey | None:
         value = raw.get(stage)

@@ -32,14 +32,13 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
-from types import TracebackType
 from typing import Any, Final
 
 from backends import stages
+from backends.ledger import Lease, VersionedRecord, lease_refusal
 from backends.stages import StageLog, Stages
-from rotator.errors import RotationInProgress, StoreError
+from rotator.errors import LeaseLost, RotationInProgress, StoreConflict, StoreError
 from rotator.model import Environment, Stage, StoredKey
 
 __all__ = ["Clock", "MemoryStore"]
@@ -56,7 +55,7 @@ _STATE_IDS: Final = itertools.count(1)
 class _Lease:
     """Who holds the rotation lock of one state, and until when (on the state's clock)."""
 
-    lease_id: int
+    fence: int
     owner: str
     handle: str
     thread: str
@@ -84,8 +83,9 @@ class _State:
         self.mutex = threading.Lock()
         self.stages = Stages()
         self.record: str | None = None
+        self.record_version = 0
         self.lease: _Lease | None = None
-        self.lease_ids = itertools.count(1)
+        self.fences = itertools.count(1)
 
 
 class MemoryStore:
@@ -156,15 +156,15 @@ class MemoryStore:
                 return self._state.stages.pending
             return self._state.stages.previous
 
-    def read_record(self) -> dict[str, Any] | None:
-        """A fresh copy of the rotation record, or None before the first one is written."""
+    def read_record(self) -> VersionedRecord:
+        """A fresh copy of the rotation record and its version (0 and None before the first write)."""
         with self._state.mutex:
-            text = self._state.record
-        return None if text is None else _loads_record(text)
+            text, version = self._state.record, self._state.record_version
+        return VersionedRecord(None if text is None else _loads_record(text), version)
 
     # ----------------------------------------------------------------------------------------------- writes
 
-    def put_pending(self, key: StoredKey) -> None:
+    def put_pending(self, key: StoredKey) -> stages.Staged:
         """Stage `key` as PENDING. A token any stage already holds with the same key is a no-op; with another key,
         StoreConflict. A PENDING of another token is replaced (with a warning: the engine revokes that key)."""
         stages.require_token(key)
@@ -176,8 +176,9 @@ class MemoryStore:
             state.stages = staged.stages
         if staged.changed:
             self._stage_log.staged(staged)
+        return staged
 
-    def promote(self, token: str) -> None:
+    def promote(self, token: str) -> stages.Promotion:
         """PENDING(token) becomes CURRENT and the old CURRENT becomes PREVIOUS, in one step under the mutex.
 
         When CURRENT already carries `token` this does nothing (readers already see it: there is no projection to
@@ -190,10 +191,11 @@ class MemoryStore:
             state.stages = promotion.stages
         if not promotion.changed:
             self._stage_log.already_current("promote", promotion.key)
-            return
+            return promotion
         self._stage_log.promoted(promotion, token)
+        return promotion
 
-    def restore_previous(self, token: str) -> None:
+    def restore_previous(self, token: str) -> stages.Rollback:
         """Rollback: when CURRENT carries `token`, PREVIOUS becomes CURRENT again and PREVIOUS empties.
 
         A PENDING of `token` is dropped either way. When CURRENT does not carry `token`, CURRENT and PREVIOUS are left
@@ -204,41 +206,52 @@ class MemoryStore:
             rollback = stages.restore_previous(state.stages, token, where=self.describe(), store=self.name)
             state.stages = rollback.stages
         self._stage_log.rolled_back(rollback, token)
+        return rollback
 
-    def clear_previous(self) -> None:
-        """Forget PREVIOUS once its key is revoked at Bluum; nothing to do when it is empty."""
+    def clear_previous(self, token: str) -> stages.Cleared:
+        """Forget PREVIOUS once its key is revoked at Bluum, when CURRENT carries `token`; else nothing changes."""
         state = self._state
         with state.mutex:
-            cleared = stages.clear_previous(state.stages)
+            cleared = stages.clear_previous(state.stages, token)
             state.stages = cleared.stages
         self._stage_log.cleared(cleared)
+        return cleared
 
-    def write_record(self, record: dict[str, Any]) -> None:
-        """Replace the rotation record. Refused (StoreError) unless it is JSON, as a real store would refuse it.
+    def write_record(self, record: dict[str, Any], *, lease: Lease, version: int) -> int:
+        """Replace the record if `lease` is the current, unexpired lease and the record is still at `version`.
 
-        Like the env store this does not check that the caller holds `lock()`: the Protocol makes that the
-        caller's duty, and stores have no locking of their own.
+        LeaseLost or StoreConflict otherwise, changing nothing. Refused (StoreError) unless the record is JSON, as a
+        real store would refuse it.
         """
         try:
             text = json.dumps(record, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise StoreError(f"the rotation record is not JSON-serializable: {exc}", store=self.name) from exc
-        with self._state.mutex:
-            self._state.record = text
+        state = self._state
+        with state.mutex:
+            held = state.lease.fence if state.lease is not None else None
+            refusal = lease_refusal(held_fence=held, lease=lease, now=state.clock())
+            if refusal:
+                raise LeaseLost(
+                    f"{self.describe()}: the rotation record was not written: {refusal}. Nothing more is changed by "
+                    "this runner; the lease holder (or `rotator resume`, once no lease is held) finishes"
+                )
+            if state.record_version != version:
+                raise StoreConflict(
+                    f"the rotation record changed since it was read (version {state.record_version}, not {version}); "
+                    "nothing was written",
+                    store=self.name,
+                )
+            state.record = text
+            state.record_version += 1
+            return state.record_version
 
-    # ----------------------------------------------------------------------------------------------- lock
+    # ----------------------------------------------------------------------------------------------- lease
 
-    def lock(self, owner: str, ttl_seconds: float) -> AbstractContextManager[None]:
-        """A lease on this state's rotation lock, taken when the `with` block is entered.
-
-        RotationInProgress at once while anyone else (or this very handle) holds an unexpired lease. A lease expires
-        `ttl_seconds` after it was taken, on the state's clock: that is how a dead holder stops blocking others.
-        """
-        if not (isinstance(ttl_seconds, int | float) and math.isfinite(ttl_seconds) and ttl_seconds > 0):
-            raise ValueError(f"memory store {self.name!r}: ttl_seconds must be a positive number, not {ttl_seconds!r}")
-        return _HeldLease(self, owner, float(ttl_seconds))
-
-    def _acquire(self, owner: str, ttl_seconds: float) -> _Lease:
+    def acquire(self, owner: str, ttl_seconds: float) -> Lease:
+        """A lease on this state's record, refused at once while anyone else (or this very handle) holds an unexpired
+        one. It expires `ttl_seconds` later on the state's clock: that is how a dead holder stops blocking others."""
+        ttl = _positive_ttl(ttl_seconds, self.name)
         state = self._state
         with state.mutex:
             now = state.clock()
@@ -249,45 +262,63 @@ class MemoryStore:
                     "nothing was changed. Wait for it, or if that holder is gone, wait for its lease to expire and "
                     "run `rotator resume`"
                 )
-            lease = _Lease(
-                lease_id=next(state.lease_ids),
+            taken = _Lease(
+                fence=next(state.fences),
                 owner=owner,
                 handle=self.name,
                 thread=threading.current_thread().name,
                 acquired_at=now,
-                expires_at=now + ttl_seconds,
+                expires_at=now + ttl,
             )
-            state.lease = lease
+            state.lease = taken
         if held is not None:
             log.warning(
-                "took over the rotation lock of %s from %s (handle %r), whose lease expired %.1fs ago",
+                "took over the rotation lease of %s from %s (handle %r), whose lease expired %.1fs ago",
                 self.describe(),
                 held.owner,
                 held.handle,
                 now - held.expires_at,
                 extra={"fields": {"store": self.name, "owner": owner, "expired_owner": held.owner}},
             )
-        log.debug("took the rotation lock of %s for %s", self.describe(), owner)
-        return lease
+        log.debug("took the rotation lease of %s for %s (fence %d)", self.describe(), owner, taken.fence)
+        return Lease(owner=owner, fence=taken.fence, expires_at=taken.expires_at, ttl_seconds=ttl)
 
-    def _release(self, lease: _Lease) -> None:
+    def renew(self, lease: Lease, ttl_seconds: float) -> Lease:
+        """`lease` extended to `ttl_seconds` from now, if nobody acquired since (even when it had expired)."""
+        ttl = _positive_ttl(ttl_seconds, self.name)
         state = self._state
         with state.mutex:
-            ours = state.lease is not None and state.lease.lease_id == lease.lease_id
+            held = state.lease
+            if held is None or held.fence != lease.fence:
+                raise LeaseLost(
+                    f"{self.describe()}: the rotation lease of {lease.owner} (fence {lease.fence}) was "
+                    + ("released" if held is None else f"taken over by {held.owner} (fence {held.fence})")
+                    + "; this runner changes nothing more"
+                )
+            now = state.clock()
+            state.lease = replace(held, expires_at=now + ttl)
+        return replace(lease, expires_at=now + ttl, ttl_seconds=ttl)
+
+    def release(self, lease: Lease) -> None:
+        state = self._state
+        with state.mutex:
+            ours = state.lease is not None and state.lease.fence == lease.fence
             if ours:
                 state.lease = None
             successor = state.lease
         if ours:
-            log.debug("released the rotation lock of %s", self.describe())
+            log.debug("released the rotation lease of %s", self.describe())
         else:
             log.warning(
-                "the rotation lock lease of %s for %s expired before its block ended%s; "
-                "work done after expiry was not protected",
+                "the rotation lease of %s for %s had expired and was %s before it was released",
                 self.describe(),
                 lease.owner,
-                f" and is now held by {successor.owner}" if successor is not None else "",
+                f"taken over by {successor.owner}" if successor is not None else "given up",
                 extra={"fields": {"store": self.name, "owner": lease.owner}},
             )
+
+    def close(self) -> None:
+        """Nothing to close: the state lives as long as some handle refers to it."""
 
     # ----------------------------------------------------------------------------------------------- helpers
 
@@ -299,27 +330,10 @@ class MemoryStore:
         return replace(key, environment=key.environment or self._environment, base_url=key.base_url or self._base_url)
 
 
-class _HeldLease(AbstractContextManager[None]):
-    """The `with` block of `MemoryStore.lock`: a plain class, not a generator, so that dropping an entered lock
-    without leaving it (a "crashed" holder in a test) keeps the lease until its ttl, as a dead process would."""
-
-    def __init__(self, store: MemoryStore, owner: str, ttl_seconds: float) -> None:
-        self._store = store
-        self._owner = owner
-        self._ttl = ttl_seconds
-        self._lease: _Lease | None = None
-
-    def __enter__(self) -> None:
-        if self._lease is not None:
-            raise RuntimeError("this lock() context is already entered; call lock() again for a new one")
-        self._lease = self._store._acquire(self._owner, self._ttl)
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        lease, self._lease = self._lease, None
-        if lease is not None:
-            self._store._release(lease)
+def _positive_ttl(ttl_seconds: float, store: str) -> float:
+    if not (isinstance(ttl_seconds, int | float) and math.isfinite(ttl_seconds) and ttl_seconds > 0):
+        raise ValueError(f"memory store {store!r}: ttl_seconds must be a positive number, not {ttl_seconds!r}")
+    return float(ttl_seconds)
 
 
 def _loads_record(text: str) -> dict[str, Any]:

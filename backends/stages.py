@@ -13,7 +13,7 @@ The rules (see `backends.base.SecretStore` for the contract they implement):
   the token nothing moves; when neither PENDING nor CURRENT does, StoreConflict.
 - `restore_previous`: a PENDING of the token is dropped; when CURRENT carries the token, PREVIOUS becomes CURRENT
   again and PREVIOUS empties (StoreConflict when PREVIOUS is empty); any other CURRENT is left alone.
-- `clear_previous`: PREVIOUS empties.
+- `clear_previous(token)`: PREVIOUS empties, when CURRENT carries `token` (else nothing changes).
 
 Every StoreConflict names the store, says where (`where`: a path or `describe()`), that nothing was changed, and
 what to do.
@@ -184,9 +184,13 @@ def restore_previous(stages: Stages, token: str, *, where: str, store: str) -> R
     return Rollback(new, restored=restored, replaced=current, dropped=dropped)
 
 
-def clear_previous(stages: Stages) -> Cleared:
-    """Forget PREVIOUS (its key has been revoked at Bluum)."""
-    return Cleared(Stages(current=stages.current, pending=stages.pending, previous=None), cleared=stages.previous)
+def clear_previous(stages: Stages, token: str) -> Cleared:
+    """Forget PREVIOUS (its key has been revoked at Bluum), only for the rotation `token` that made it PREVIOUS:
+    CURRENT must carry `token`, so a late call from an older rotation never drops a newer rotation's PREVIOUS."""
+    current = stages.current
+    if current is None or current.token != token:
+        return Cleared(stages)
+    return Cleared(Stages(current=current, pending=stages.pending, previous=None), cleared=stages.previous)
 
 
 class StageLog:

@@ -28,8 +28,8 @@ from urllib.parse import urlsplit
 from rotator.bluum import BluumClient
 from rotator.config import load_config
 from rotator.demo import open_account, seed_workspace
-from rotator.engine import Engine
 from rotator.model import KeyPair
+from rotator.rotation.service import RotationService
 from rotator.simulator import Simulator
 
 ROUNDS = 5
@@ -83,10 +83,10 @@ def one_emergency(sim: Simulator, *, abused: bool) -> tuple[float, int]:
         go, done = threading.Event(), list[float]()
         probe = threading.Thread(target=first_rejection, args=(sim.root_url, authorization, go, done), daemon=True)
         probe.start()
-        with Engine(load_config(config)) as engine:
+        with RotationService(load_config(config)) as service:
             go.set()
             start = time.perf_counter()
-            engine.rotate("trading", emergency=True, reason="benchmark: key leaked")
+            service.rotate("trading", emergency=True, reason="benchmark: key leaked")
         probe.join(30)
         if abused:
             stop.set()

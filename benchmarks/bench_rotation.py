@@ -24,8 +24,8 @@ from pathlib import Path
 from rotator.bluum import BluumClient
 from rotator.config import load_config
 from rotator.demo import open_account, seed_workspace
-from rotator.engine import Engine
 from rotator.model import Environment, KeyPair
+from rotator.rotation.service import RotationService
 from rotator.simulator import Simulator
 
 ROUNDS = 5
@@ -41,11 +41,11 @@ def setup(sim: Simulator, folder: Path, rate_limit: float) -> tuple[Path, KeyPai
 
 
 def rotation(config: Path) -> tuple[float, float]:
-    engine = Engine(load_config(config))
+    service = RotationService(load_config(config))
     started = time.perf_counter()
-    with engine:
-        engine.rotate("trading")
-    return time.perf_counter() - started, engine.waited
+    with service:
+        service.rotate("trading")
+    return time.perf_counter() - started, service.waited
 
 
 def bare_calls(sim: Simulator, tenant: KeyPair, investor: str, current: KeyPair, rate: float) -> float:

@@ -235,9 +235,10 @@ class BluumClient:
     def base_url(self) -> str:
         return self._base_url
 
-    def _keys_path(self, investor_id: str) -> str:
-        """Where an investor's keys live; configurable so a future endpoint needs no new code."""
-        return self._api_keys_path.format(investor_id=_segment(investor_id))
+    def _keys_path(self, investor_id: str, template: str | None) -> str:
+        """Where an investor's keys live; configurable (per call, or per client) so a future endpoint needs no new
+        code, and one client per base URL can serve credentials that differ in it."""
+        return (template or self._api_keys_path).format(investor_id=_segment(investor_id))
 
     def close(self) -> None:
         """Close pooled connections."""
@@ -254,7 +255,14 @@ class BluumClient:
     # ------------------------------------------------------------------ operations
 
     def create_investor_key(
-        self, manager: KeyPair, investor_id: str, *, name: str, environment: Environment, idempotency_key: str
+        self,
+        manager: KeyPair,
+        investor_id: str,
+        *,
+        name: str,
+        environment: Environment,
+        idempotency_key: str,
+        keys_path: str | None = None,
     ) -> CreatedKey:
         """POST /investors/{inv}/api-keys with a tenant key. The answer holds the secret exactly once.
 
@@ -269,7 +277,7 @@ class BluumClient:
         op = f"create key for {investor_id}"
         response = self._request(
             "POST",
-            self._keys_path(investor_id),
+            self._keys_path(investor_id, keys_path),
             manager,
             op=op,
             json_body={"name": name, "environment": environment.bluum_name},
@@ -318,13 +326,15 @@ class BluumClient:
         pair = KeyPair(api_key=info.public_key, api_secret=secret, environment=environment, key_id=info.id)
         return CreatedKey(info=info, pair=pair)
 
-    def list_investor_keys(self, manager: KeyPair, investor_id: str) -> list[ApiKeyInfo]:
+    def list_investor_keys(
+        self, manager: KeyPair, investor_id: str, *, keys_path: str | None = None
+    ) -> list[ApiKeyInfo]:
         """GET /investors/{inv}/api-keys, every page (limit/offset until `has_more` is false).
 
         Keys are de-duplicated by id, since a key made while we page can shift offsets by one.
         """
         op = f"list keys of {investor_id}"
-        path = self._keys_path(investor_id)
+        path = self._keys_path(investor_id, keys_path)
         keys: dict[str, ApiKeyInfo] = {}
         offset = 0
         for _ in range(MAX_PAGES):
@@ -348,18 +358,21 @@ class BluumClient:
             offset += len(data)
         raise BluumUnexpectedResponse(f"{op}: more than {MAX_PAGES} pages; the server keeps saying has_more")
 
-    def revoke_investor_key(self, manager: KeyPair, investor_id: str, key_id: str) -> ApiKeyInfo:
+    def revoke_investor_key(
+        self, manager: KeyPair, investor_id: str, key_id: str, *, keys_path: str | None = None
+    ) -> ApiKeyInfo:
         """POST /investors/{inv}/api-keys/{apk}/revoke: permanent. Returns the key as Bluum now shows it.
 
         Retried like a GET (revoking twice ends in the same state). Bluum does not document what a second
         revoke answers; if it is a 409/400/422 and the key is listed as revoked (or expired), that is success.
         """
         op = f"revoke {key_id} of {investor_id}"
-        path = f"{self._keys_path(investor_id)}/{_segment(key_id)}/revoke"
+        path = f"{self._keys_path(investor_id, keys_path)}/{_segment(key_id)}/revoke"
         try:
             response = self._request("POST", path, manager, op=op, replay_safe=True)
         except (BluumConflict, BluumInvalidRequest) as refused:
-            already = next((k for k in self.list_investor_keys(manager, investor_id) if k.id == key_id), None)
+            listed = self.list_investor_keys(manager, investor_id, keys_path=keys_path)
+            already = next((k for k in listed if k.id == key_id), None)
             if already is None or already.status not in ("revoked", "expired"):
                 raise  # an expired key is as dead as a revoked one: refusing to revoke it is not a failure
             logger.info(
@@ -375,7 +388,7 @@ class BluumClient:
             )
         return info
 
-    def check(self, pair: KeyPair) -> CheckResult:
+    def check(self, pair: KeyPair, *, path: str | None = None) -> CheckResult:
         """Smoke-test `pair` with a read-only GET. Never raises for an HTTP or network outcome.
 
         WORKS: 200 with a JSON body (any shape: Bluum's pages disagree about it). REJECTED: 401 with
@@ -384,7 +397,7 @@ class BluumClient:
         key), 403, 404, other 4xx, 429/5xx/network errors once retries are spent, a 200 that is not JSON.
         """
         try:
-            response = self._request("GET", self._check_path, pair, op="check")
+            response = self._request("GET", path or self._check_path, pair, op="check")
         except BluumAuthError as error:
             if error.code in _REJECTING_CODES:
                 return CheckResult(

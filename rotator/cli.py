@@ -22,8 +22,10 @@ from rotator.errors import ExitCode, RotatorError, most_severe
 
 if TYPE_CHECKING:
     from rotator.config import Config
-    from rotator.engine import Engine, Event, Outcome
+    from rotator.events import RotationEvent
     from rotator.model import StoredKey
+    from rotator.rotation.driver import Outcome
+    from rotator.rotation.service import RotationService
 
 EXIT_CODES_HELP = f"""\b
 Exit codes (the same for every command):
@@ -89,19 +91,29 @@ def _fail(exc: RotatorError) -> NoReturn:
 
 
 @contextmanager
-def _engine(settings: Settings, *, quiet: bool = False) -> Iterator[Engine]:
-    """Load the config and build an engine; any RotatorError becomes its message and exit code."""
-    from rotator.engine import Engine
+def _engine(settings: Settings, *, quiet: bool = False) -> Iterator[RotationService]:
+    """Load the config and build the rotation service; any RotatorError becomes its message and exit code.
+
+    Events go to the log and, unless `quiet`, to stdout as one line per step.
+    """
+    from rotator.events import EventBus, log_event
+    from rotator.rotation.service import RotationService
 
     try:
         config = settings.load()
-        with Engine(config, reporter=None if quiet else _print_event) as engine:
-            yield engine
+        bus = EventBus(log_event) if quiet else EventBus(log_event, _print_event)
+        with RotationService(config, bus=bus) as service:
+            yield service
     except RotatorError as exc:
         _fail(exc)
 
 
-def _print_event(event: Event) -> None:
+def _print_event(event: RotationEvent) -> None:
+    """A line per step for the person at the terminal; the command's outcome is printed by `_finish`."""
+    from rotator.events import EventKind
+
+    if event.kind in (EventKind.COMPLETED, EventKind.ROLLED_BACK, EventKind.STOPPED):
+        return
     timing = f"  ({event.seconds:.2f}s)" if event.seconds is not None else ""
     click.echo(f"  {event.step:<9} {event.message}{timing}")
 
@@ -171,7 +183,7 @@ def rotate(
 
 def _guarded(name: str, action: Callable[[], Outcome]) -> Outcome:
     """Run one credential's action; its error becomes its outcome so --all goes on with the others."""
-    from rotator.engine import Outcome
+    from rotator.rotation.driver import Outcome
 
     try:
         return action()
@@ -384,7 +396,14 @@ def demo() -> None:
     """
     from rotator.demo import run_demo
 
-    sys.exit(run_demo())
+    def run_command(args: list[str]) -> int:
+        try:
+            cli.main(args=args, prog_name="rotator", standalone_mode=False)
+        except SystemExit as exc:
+            return int(exc.code or 0)
+        return 0
+
+    sys.exit(run_demo(run_command))
 
 
 @cli.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)

@@ -10,6 +10,7 @@ import math
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -116,19 +117,16 @@ def seed_workspace(folder: Path, base_url: str, tenant: KeyPair, investor_id: st
     return config
 
 
-def _run_cli(args: list[str]) -> int:
-    from rotator.cli import cli
-
+def _show(run_command: Callable[[list[str]], int], args: list[str]) -> int:
     click.secho("$ rotator " + " ".join(args), bold=True)
-    try:
-        cli.main(args=args, prog_name="rotator", standalone_mode=False)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+    return run_command(args)
 
 
-def run_demo() -> int:
-    """Set up, rotate, show status and prove the old key is dead. Returns the exit code."""
+def run_demo(run_command: Callable[[list[str]], int]) -> int:
+    """Set up, rotate, show status and prove the old key is dead. Returns the exit code.
+
+    `run_command` runs `rotator ARGS` and returns its exit code (the CLI passes its own click group, so this module
+    needs no import of the CLI)."""
     from rotator.bluum import BluumClient
     from rotator.simulator import Simulator
 
@@ -148,10 +146,10 @@ def run_demo() -> int:
         click.echo(f"propagation  new keys answer 401 for {PROPAGATION_DELAY}s after creation, as a real API may\n")
 
         started = time.monotonic()
-        code = _run_cli(["--config", str(config), "rotate", "trading"])
+        code = _show(run_command, ["--config", str(config), "rotate", "trading"])
         elapsed = time.monotonic() - started
         click.echo(f"exit code {code}, wall time {elapsed:.2f}s\n")
-        _run_cli(["--config", str(config), "status"])
+        _show(run_command, ["--config", str(config), "status"])
         click.echo()
 
         click.secho("proof", bold=True)
@@ -159,12 +157,11 @@ def run_demo() -> int:
             old = client.check(first.pair)
             click.echo(f"  old key {first.info.id}: {old.status} {old.code or ''} ({old.reason})")
             from rotator.config import load_config
-            from rotator.engine import Engine
             from rotator.model import Stage
+            from rotator.runtime import Runtime
 
-            with Engine(load_config(config)) as engine:
-                cred = engine.config.credential("trading")
-                current = engine.store("app", cred).read(Stage.CURRENT)
+            with Runtime(load_config(config)) as runtime:
+                current = runtime.store("app").read(Stage.CURRENT)
             if current is not None:
                 new_pair = KeyPair(current.api_key, current.api_secret, Environment.SANDBOX, current.key_id)
                 new = client.check(new_pair)

@@ -20,7 +20,8 @@
     │   └── BluumUnavailable          network error or timeout after retries ran out    (5)
     └── RotationError
         ├── EnvironmentMismatch       I7: a sandbox key where a production key belongs, or the reverse (2)
-        ├── RotationInProgress        another rotation of this credential holds the lock       (3)
+        ├── RotationInProgress        another rotation of this credential holds the lease      (3)
+        │   └── LeaseLost             this runner's lease expired or was taken over: it stops  (3)
         ├── RotationFailed            verification failed; rolled back, old key still current  (1)
         └── RotationIncomplete        stopped half-way; `rotator resume` or a person finishes   (4)
             └── RollbackFailed        rollback itself failed, chained to the first failure      (4)
@@ -220,6 +221,13 @@ class RotationInProgress(RotationError):
     """Another rotation of the same credential holds the lock; this one changed nothing."""
 
     exit_code = ExitCode.IN_PROGRESS
+
+
+class LeaseLost(RotationInProgress):
+    """This runner's lease on the credential expired or was taken over; it changed nothing more and stops.
+
+    Whoever holds the lease now finishes the rotation (or `rotator resume` does, once that lease ends).
+    """
 
 
 class RotationFailed(RotationError):

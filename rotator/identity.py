@@ -45,7 +45,7 @@ def listed_key(keys: Iterable[ApiKeyInfo], stored: StoredKey) -> ApiKeyInfo | No
     return None
 
 
-def id_line_problem(stored: StoredKey, listed: ApiKeyInfo | None, *, where: str, investor: str) -> str | None:
+def id_line_problem(stored: StoredKey, listed: ApiKeyInfo | None, *, where: str, scope: str) -> str | None:
     """Why the key id a store writes beside its pair contradicts Bluum's list, or None when it agrees (or is absent).
 
     A wrong id line is how a rotation of one credential once revoked another's key: refuse, and say which id is
@@ -56,7 +56,7 @@ def id_line_problem(stored: StoredKey, listed: ApiKeyInfo | None, *, where: str,
     said = printable_id(stored.key_id) or "something that is not a key id (not shown: it may be a pasted secret)"
     if listed is None:
         return (
-            f"{where} says its key is {said}, but Bluum lists no key of investor {investor} with the API "
+            f"{where} says its key is {said}, but Bluum lists no key of {scope} with the API "
             f"key stored there: the pair may belong to another investor or to the other environment, or the id "
             f"line is stale. Put this credential's own key there, or, if that pair is right but not one Bluum's "
             f"API manages, delete the key id line (its old key is then revoked by a person, in the dashboard)"

@@ -3,15 +3,19 @@
 Nothing here does I/O, reads a clock or sleeps: the engine (rotator/engine.py) observes, calls these to
 decide, and acts. That split is what lets the unit tests walk every phase and every observation.
 
-    STARTED ─create─▶ PENDING_STORED ─accepted? promote everywhere─▶ DEPLOYED ─verify─▶ VERIFIED
-       │                    │                                            │            │ grace passed,
-       │                    └───────────── deploy failed ────────────────┤            │ new key re-checked
-       │                                                       verify failed          ▼
-       └──────────────(manual pair lost)──────────▶ ROLLING_BACK ◀────────┘        REVOKING (no way back)
-                                                          │                          │ revoke old + prove 401
-                                                          ▼                          ▼
-                                                     ROLLED_BACK               OLD_REVOKED ─clear PREVIOUS─▶ COMPLETED
-                                              (old key CURRENT again, new key revoked)
+    STARTED ─create─▶ PENDING_STORED ─stage─▶ STAGED ─accept─▶ ACCEPTED ─promote─▶ DEPLOYED ─confirm─▶ VERIFIED
+       │                    │                 │                 │                    │                │ grace
+       │                    └─────────────────┴── a step fails ─┴────────────────────┤                ▼ passed
+       └───────────(manual pair lost)─────────────────────────────────────▶ ROLLING_BACK       REVOKING
+                                                                                 │             (no way back)
+                                                                                 ▼                │ revoke,
+                                                                           ROLLED_BACK            ▼ prove 401
+                                                               (old key CURRENT again,      OLD_REVOKED
+                                                                new key revoked)                  │ clear
+                                                                                                  ▼
+                                                                                              COMPLETED
+
+create, stage, accept and promote are AWS Secrets Manager's createSecret, setSecret, testSecret and finishSecret.
 """
 
 from __future__ import annotations
@@ -42,42 +46,71 @@ FINAL_REJECTION_CODES = frozenset({"BLUM-401-004", "BLUM-401-005"})
 
 
 class Step(StrEnum):
-    """What the engine must do next for a rotation record."""
+    """What the driver must do next for a rotation record."""
 
-    CREATE_KEY = "create_key"  # bluum issuer: create (again, idempotently) and store as PENDING
-    STORE_PENDING = "store_pending"  # manual issuer: store the operator's pair as PENDING
-    DEPLOY = "deploy"
-    VERIFY = "verify"
+    CREATE = "create"  # the issuer mints the key (again, idempotently) and it is stored as PENDING in the primary
+    STORE_PENDING = "store_pending"  # a person's pair is in hand: store it as PENDING in the primary
+    STAGE = "stage"  # PENDING in every other target
+    ACCEPT = "accept"  # wait until Bluum accepts the new key
+    PROMOTE = "promote"  # CURRENT everywhere, the old key PREVIOUS; read back
+    CONFIRM = "confirm"  # read back again and ask Bluum once more; the grace window starts
     WAIT_GRACE = "wait_grace"  # nothing to do until revoke_after
-    REVOKE_OLD = "revoke_old"  # bluum issuer: revoke at Bluum, then prove the old pair gets 401
-    AWAIT_OPERATOR_REVOKE = "await_operator_revoke"  # manual issuer: a person revokes in the dashboard
-    CLEAR_PREVIOUS = "clear_previous"
+    REVOKE_OLD = "revoke_old"  # the issuer revokes at Bluum, then the old pair is proven to get 401
+    AWAIT_OPERATOR_REVOKE = "await_operator_revoke"  # a person revokes in the dashboard
+    CLEAR = "clear"
     ROLLBACK = "rollback"
     DONE = "done"
 
 
-def next_step(record: RotationRecord, *, now: float, has_new_pair: bool = False, skip_grace: bool = False) -> Step:
-    """The one next step for `record`. `has_new_pair`: the manual issuer's pair is in hand (not after a crash)."""
+# The steps a caller may name to advance one at a time (the Lambda, `rotator step`), in order.
+NAMED_STEPS: tuple[Step, ...] = (
+    Step.CREATE,
+    Step.STAGE,
+    Step.ACCEPT,
+    Step.PROMOTE,
+    Step.CONFIRM,
+    Step.REVOKE_OLD,
+    Step.CLEAR,
+)
+
+
+def next_step(
+    record: RotationRecord,
+    *,
+    now: float,
+    mints: bool,
+    revokes: bool,
+    has_new_pair: bool = False,
+    skip_grace: bool = False,
+) -> Step:
+    """The one next step for `record`.
+
+    `mints`/`revokes`: the credential's issuer creates/revokes keys through Bluum's API (otherwise a person hands
+    the pair over / revokes it in the dashboard). `has_new_pair`: a person's pair is in hand (not after a crash).
+    """
     phase = record.phase
     if phase.terminal:
         return Step.DONE
     if phase is Phase.STARTED:
-        if record.issuer == "bluum":
-            return Step.CREATE_KEY
+        if mints:
+            return Step.CREATE
         # The operator's secret lived only in the crashed process: nothing was deployed, so undo.
         return Step.STORE_PENDING if has_new_pair else Step.ROLLBACK
-    if phase is Phase.PENDING_STORED:
-        return Step.DEPLOY
-    if phase is Phase.DEPLOYED:
-        return Step.VERIFY
+    forward = {
+        Phase.PENDING_STORED: Step.STAGE,
+        Phase.STAGED: Step.ACCEPT,
+        Phase.ACCEPTED: Step.PROMOTE,
+        Phase.DEPLOYED: Step.CONFIRM,
+        Phase.OLD_REVOKED: Step.CLEAR,
+    }
+    if phase in forward:
+        return forward[phase]
     if phase in (Phase.VERIFIED, Phase.REVOKING):
         in_grace = record.revoke_after is not None and now < record.revoke_after
         if phase is Phase.VERIFIED and in_grace and not skip_grace:
             return Step.WAIT_GRACE
         # Only a key Bluum's API knows by id can be revoked through it; otherwise a person does it.
-        return Step.REVOKE_OLD if record.issuer == "bluum" and record.old_key_id else Step.AWAIT_OPERATOR_REVOKE
-    if phase is Phase.OLD_REVOKED:
-        return Step.CLEAR_PREVIOUS
+        return Step.REVOKE_OLD if revokes and record.old_key_id else Step.AWAIT_OPERATOR_REVOKE
     return Step.ROLLBACK  # ROLLING_BACK
 
 
@@ -87,6 +120,8 @@ def can_roll_back(record: RotationRecord) -> bool:
     return record.phase in (
         Phase.STARTED,
         Phase.PENDING_STORED,
+        Phase.STAGED,
+        Phase.ACCEPTED,
         Phase.DEPLOYED,
         Phase.VERIFIED,
         Phase.ROLLING_BACK,

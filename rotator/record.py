@@ -21,6 +21,8 @@ class Phase(StrEnum):
 
     STARTED = "started"  # token chosen; a key may already exist at Bluum (create is idempotent by token)
     PENDING_STORED = "pending_stored"  # new key exists at Bluum and is PENDING in the primary store
+    STAGED = "staged"  # new key is PENDING in every target (applications still read the old key)
+    ACCEPTED = "accepted"  # Bluum accepts the new key (propagation waited out); nothing deployed yet
     DEPLOYED = "deployed"  # new key is CURRENT in every target, old key is PREVIOUS (overlap)
     VERIFIED = "verified"  # Bluum accepts the new key; the old one waits for the grace window to end
     REVOKING = "revoking"  # written just before the old key is revoked: no rollback to it from here on

@@ -12,18 +12,21 @@ from rotator.model import Stage
 from rotator.record import Phase, RotationRecord
 
 if TYPE_CHECKING:
-    from rotator.engine import Engine
+    from rotator.rotation.service import RotationService
 
 
-def status(engine: Engine) -> list[CredentialStatus]:
-    """One row per credential; a store that cannot be read shows as an error in its row, not a crash."""
+def status(service: RotationService) -> list[CredentialStatus]:
+    """One row per credential; a store that cannot be read shows as an error in its row, not a crash.
+
+    Makes no Bluum call, so it never builds an HTTP client (nor imports httpx).
+    """
     rows = []
-    now = engine.now()
-    for cred in engine.config.credentials.values():
+    now = service.now()
+    for cred in service.config.credentials.values():
         try:
-            run = engine.context(cred.name)
-            record = engine.read_record(run)
-            current = run.primary.read(Stage.CURRENT)
+            ctx = service.context(cred.name)
+            record = service.read_record(ctx)
+            current = ctx.primary.read(Stage.CURRENT)
         except RotatorError as exc:
             rows.append(CredentialStatus(cred.name, cred.environment.value, None, None, None, "error", str(exc)))
             continue

@@ -11,12 +11,16 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from backends.ledger import held_lease
 from rotator import identity, machine
 from rotator.identity import Holding
 from rotator.model import ApiKeyInfo, Stage
 
 if TYPE_CHECKING:
-    from rotator.engine import Engine, RunContext
+    from rotator.rotation.context import RotationContext
+    from rotator.rotation.service import RotationService
+
+LEASE_SECONDS = 5 * 60  # a sweep takes seconds; a crashed one frees the leases it held by then
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,31 +33,33 @@ class SweepFinding:
 
 @dataclass(frozen=True, slots=True)
 class _SweepView:
-    run: RunContext
-    investor: str
+    ctx: RotationContext
+    scope: str
     keys: list[ApiKeyInfo]
     known: set[str]
     tokens: set[str]
 
 
-def sweep(engine: Engine, *, revoke: bool = False, include_foreign: bool = False) -> list[SweepFinding]:
+def sweep(service: RotationService, *, revoke: bool = False, include_foreign: bool = False) -> list[SweepFinding]:
     """Active keys at Bluum that no store knows (I3), and credentials with too many active keys (I4).
 
     Credentials of one investor share its key list, so a key is an orphan only when none of them knows it.
-    With `revoke`, every credential's lock is held: a rotation between create and store is never swept.
+    With `revoke`, every credential's lease is held: a rotation between create and store is never swept.
     """
-    runs = [engine.context(c.name) for c in engine.config.credentials.values() if c.issuer == "bluum"]
+    contexts = [service.context(name) for name in service.config.credentials]
+    contexts = [ctx for ctx in contexts if ctx.issuer.revokes]
+    runtime = service.runtime
     with ExitStack() as stack:
         if revoke:
-            for run in runs:
-                stack.enter_context(engine.locked(run))
-        views = [_sweep_view(engine, run) for run in runs]
-        holdings = engine.holdings() if revoke else []
+            for ctx in contexts:
+                stack.enter_context(held_lease(runtime.ledger(ctx.cred), runtime.owner, LEASE_SECONDS))
+        views = [_sweep_view(service, ctx) for ctx in contexts]
+        holdings = runtime.holdings() if revoke else []
         known: dict[str, set[str]] = {}
         in_flight: dict[str, set[str]] = {}
         for view in views:
-            known.setdefault(view.investor, set()).update(view.known)
-            in_flight.setdefault(view.investor, set()).update(view.tokens)
+            known.setdefault(view.scope, set()).update(view.known)
+            in_flight.setdefault(view.scope, set()).update(view.tokens)
         findings: list[SweepFinding] = []
         reported: set[str] = set()
         # First each credential's own keys (their name says whose), then what no credential made.
@@ -61,10 +67,9 @@ def sweep(engine: Engine, *, revoke: bool = False, include_foreign: bool = False
             for view in views:
                 findings.extend(
                     _sweep_one(
-                        engine,
                         view,
-                        known[view.investor],
-                        in_flight[view.investor],
+                        known[view.scope],
+                        in_flight[view.scope],
                         reported,
                         holdings,
                         owned=owned,
@@ -75,26 +80,25 @@ def sweep(engine: Engine, *, revoke: bool = False, include_foreign: bool = False
     return findings
 
 
-def _sweep_view(engine: Engine, run: RunContext) -> _SweepView:
-    """What one credential knows: the keys in its stores and record, and its unfinished rotation's token."""
-    assert run.cred.investor_id is not None
-    keys = engine.list_keys(run)
-    known: set[str | None] = set()
+def _sweep_view(service: RotationService, ctx: RotationContext) -> _SweepView:
+    """What one credential knows: the keys in its stores (by public key), and its unfinished rotation's token."""
+    keys = ctx.issuer.list_keys() or []
+    known: set[str] = set()
     tokens: set[str] = set()
-    record = engine.read_record(run)
+    record = service.read_record(ctx)
     if record is not None and not record.phase.terminal:
         tokens.add(record.token)  # its keys are the unfinished rotation's to finish or undo, not sweep's
-    for store in run.stores:
+    for store in ctx.stores:
         for stage in Stage:
             stored = store.read(stage)
-            if stored is not None:
+            listed = None if stored is None else identity.listed_key(keys, stored)
+            if listed is not None:
                 # By public key only, as `rotate` judges stray keys: an id line or a record id decides nothing.
-                known.add(engine.resolve_key_id(stored, keys))
-    return _SweepView(run, run.cred.investor_id, keys, {k for k in known if k}, tokens)
+                known.add(listed.id)
+    return _SweepView(ctx, ctx.issuer.scope, keys, known, tokens)
 
 
 def _sweep_one(
-    engine: Engine,
     view: _SweepView,
     known: set[str],
     in_flight: set[str],
@@ -106,7 +110,7 @@ def _sweep_one(
     include_foreign: bool,
 ) -> list[SweepFinding]:
     """Orphans of one credential: those its name marks as its own (`owned`), else any not yet reported."""
-    run, cred = view.run, view.run.cred
+    ctx, cred = view.ctx, view.ctx.cred
     active = [info for info in view.keys if info.active]
     mine = [info for info in active if info.id in view.known or machine.owned_by(info, cred.name)]
     findings = []
@@ -138,7 +142,7 @@ def _sweep_one(
             if refusal:
                 findings.append(SweepFinding(cred.name, info.id, "held", f"not revoked: {refusal}"))
             else:
-                engine.revoke_key(run, info.id)
+                ctx.issuer.revoke(info.id)
                 findings.append(SweepFinding(cred.name, info.id, "revoked", "active key no store knew"))
         else:
             hint = "made by this tool" if ours else "not made by this tool (--include-foreign to revoke)"

@@ -13,22 +13,29 @@ here, so a new store proves it keeps them by subclassing::
         def twin(self, store: SecretStore) -> SecretStore:
             ...  # optional: a second, independent handle on the same secret (default: `store` itself)
 
-The tests only use the Protocol's calls; they never look at files, labels or versions. Secrets in the keys below
+        @pytest.fixture
+        def take_over(self) -> Callable[[SecretStore, Lease], None]:
+            ...  # make `lease` of `store` lose its hold as a real one can (expiry, a lost lock), without releasing it
+
+The tests only use the Protocols' calls (`SecretStore` and `Ledger`), except `take_over`, which each store provides
+to make a lease lose its hold the way it really can in that store. Secrets in the keys below
 contain quote, hash, equals, dollar and space characters, so every store also proves it round-trips them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from backends.base import SecretStore
-from rotator.errors import RotationInProgress, StoreConflict
+from backends.ledger import Lease, Ledger, VersionedRecord, held_lease
+from rotator.errors import LeaseLost, RotationInProgress, StoreConflict
 from rotator.model import DEFAULT_BASE_URLS, Environment, Stage, StoredKey
 from rotator.secret import Secret
 
-LOCK_TTL = 30.0
+LEASE_TTL = 30.0
 
 
 def make_key(n: int, *, token: str | None = None, environment: Environment = Environment.SANDBOX) -> StoredKey:
@@ -53,12 +60,18 @@ def assert_holds(actual: StoredKey | None, expected: StoredKey, *, token: str | 
 
 
 def snapshot(store: SecretStore) -> tuple[Any, ...]:
-    """Everything the Protocol can see, to prove that a refused call changed nothing."""
+    """Everything the Protocols can see, to prove that a refused call changed nothing."""
     stages = []
     for stage in (Stage.CURRENT, Stage.PENDING, Stage.PREVIOUS):
         key = store.read(stage)
         stages.append(None if key is None else (key.api_key, key.api_secret, key.key_id, key.token))
-    return (*stages, store.read_record())
+    return (*stages, ledger(store).read_record())
+
+
+def ledger(store: SecretStore) -> Ledger:
+    """The store as the credential's ledger (every built-in store is one)."""
+    assert isinstance(store, Ledger), f"{store!r} does not implement backends.ledger.Ledger"
+    return store
 
 
 class StoreContract:
@@ -79,6 +92,11 @@ class StoreContract:
         """A second handle on the same secret, as another process would have; override to make it independent."""
         return store
 
+    @pytest.fixture
+    def take_over(self) -> Callable[[SecretStore, Lease], None]:
+        """Subclasses override: make `lease` lose its hold (it expires, or its lock is lost) without releasing it."""
+        raise NotImplementedError("a StoreContract subclass must provide the `take_over` fixture")
+
     # ------------------------------------------------------------------------------------------- basics
 
     def test_implements_the_protocol(self, store: SecretStore, seed_key: StoredKey) -> None:
@@ -91,7 +109,7 @@ class StoreContract:
         assert_holds(store.read(Stage.CURRENT), seed_key)
         assert store.read(Stage.PENDING) is None
         assert store.read(Stage.PREVIOUS) is None
-        assert store.read_record() is None
+        assert ledger(store).read_record() == VersionedRecord(None, 0)
 
     # ------------------------------------------------------------------------------------------- put_pending
 
@@ -173,7 +191,7 @@ class StoreContract:
         first, second = make_key(1, token="tok-1"), make_key(2, token="tok-2")
         store.put_pending(first)
         store.promote("tok-1")
-        store.clear_previous()
+        store.clear_previous("tok-1")
         store.put_pending(second)
         store.promote("tok-2")
         assert_holds(store.read(Stage.CURRENT), second, token="tok-2")
@@ -226,53 +244,129 @@ class StoreContract:
         new = make_key(1, token="tok-1")
         store.put_pending(new)
         store.promote("tok-1")
-        store.clear_previous()
+        store.clear_previous("tok-1")
         assert store.read(Stage.PREVIOUS) is None
         assert_holds(store.read(Stage.CURRENT), new, token="tok-1")
 
     def test_clear_previous_when_empty_does_nothing(self, store: SecretStore) -> None:
         before = snapshot(store)
-        store.clear_previous()
-        store.clear_previous()
+        store.clear_previous("tok-1")
+        store.clear_previous("tok-1")
         assert snapshot(store) == before
 
-    # ------------------------------------------------------------------------------------------- record
+    def test_clear_previous_of_another_rotation_does_nothing(self, store: SecretStore) -> None:
+        store.put_pending(make_key(1, token="tok-1"))
+        store.promote("tok-1")
+        before = snapshot(store)
+        cleared = store.clear_previous("tok-older")
+        assert cleared.cleared is None
+        assert snapshot(store) == before
 
-    def test_record_round_trip_and_replace(self, store: SecretStore) -> None:
+    def test_mutating_calls_say_what_they_changed(self, store: SecretStore, seed_key: StoredKey) -> None:
+        new = make_key(1, token="tok-1")
+        assert store.put_pending(new).changed
+        assert not store.put_pending(new).changed
+        promotion = store.promote("tok-1")
+        assert promotion.changed
+        assert promotion.previous is not None
+        assert promotion.previous.same_key(seed_key)
+        assert not store.promote("tok-1").changed
+        rollback = store.restore_previous("tok-1")
+        assert rollback.restored is not None
+        assert rollback.restored.same_key(seed_key)
+        assert not store.restore_previous("tok-1").changed
+
+    # ------------------------------------------------------------------------------------------- ledger: record
+
+    def test_record_round_trip_with_versions(self, store: SecretStore) -> None:
+        book = ledger(store)
         record: dict[str, Any] = {"token": "tok-1", "phase": "started", "steps": [1, 2.5, None, True], "nested": {}}
-        with store.lock("contract", LOCK_TTL):
-            store.write_record(record)
-            assert store.read_record() == record
-            store.write_record({"token": "tok-1", "phase": "completed"})
-        assert store.read_record() == {"token": "tok-1", "phase": "completed"}
+        with held_lease(book, "contract", LEASE_TTL) as lease:
+            assert book.write_record(record, lease=lease, version=0) == 1
+            assert book.read_record() == VersionedRecord(record, 1)
+            assert book.write_record({"token": "tok-1", "phase": "completed"}, lease=lease, version=1) == 2
+        assert book.read_record() == VersionedRecord({"token": "tok-1", "phase": "completed"}, 2)
 
     def test_record_survives_stage_moves(self, store: SecretStore) -> None:
+        book = ledger(store)
         record = {"token": "tok-1", "phase": "pending_stored"}
-        with store.lock("contract", LOCK_TTL):
-            store.write_record(record)
+        with held_lease(book, "contract", LEASE_TTL) as lease:
+            book.write_record(record, lease=lease, version=0)
         store.put_pending(make_key(1, token="tok-1"))
         store.promote("tok-1")
         store.restore_previous("tok-1")
-        store.clear_previous()
-        assert store.read_record() == record
+        store.clear_previous("tok-1")
+        assert book.read_record() == VersionedRecord(record, 1)
 
-    # ------------------------------------------------------------------------------------------- lock
+    def test_a_write_naming_an_old_version_conflicts_and_changes_nothing(self, store: SecretStore) -> None:
+        book = ledger(store)
+        with held_lease(book, "contract", LEASE_TTL) as lease:
+            book.write_record({"phase": "started"}, lease=lease, version=0)
+            before = snapshot(store)
+            with pytest.raises(StoreConflict):
+                book.write_record({"phase": "stale"}, lease=lease, version=0)
+            assert snapshot(store) == before
 
-    def test_lock_excludes_a_second_holder(self, store: SecretStore, twin: SecretStore) -> None:
-        with store.lock("first", LOCK_TTL):
-            store.write_record({"owner": "first"})
-            with pytest.raises(RotationInProgress), twin.lock("second", LOCK_TTL):
-                twin.write_record({"owner": "second"})  # pragma: no cover - must not run
-            assert store.read_record() == {"owner": "first"}
+    # ------------------------------------------------------------------------------------------- ledger: lease
 
-    def test_lock_is_released_after_the_block(self, store: SecretStore, twin: SecretStore) -> None:
-        with store.lock("first", LOCK_TTL):
-            pass
-        with twin.lock("second", LOCK_TTL):
-            pass
+    def test_a_lease_excludes_a_second_holder(self, store: SecretStore, twin: SecretStore) -> None:
+        with held_lease(ledger(store), "first", LEASE_TTL) as lease:
+            ledger(store).write_record({"owner": "first"}, lease=lease, version=0)
+            with pytest.raises(RotationInProgress):
+                ledger(twin).acquire("second", LEASE_TTL)
+            assert ledger(store).read_record().record == {"owner": "first"}
 
-    def test_lock_is_released_when_the_block_raises(self, store: SecretStore, twin: SecretStore) -> None:
-        with pytest.raises(KeyError), store.lock("first", LOCK_TTL):
+    def test_release_lets_the_next_holder_in_with_a_higher_fence(self, store: SecretStore, twin: SecretStore) -> None:
+        first = ledger(store).acquire("first", LEASE_TTL)
+        ledger(store).release(first)
+        second = ledger(twin).acquire("second", LEASE_TTL)
+        try:
+            assert second.fence > first.fence
+        finally:
+            ledger(twin).release(second)
+
+    def test_a_lease_is_released_when_the_block_raises(self, store: SecretStore, twin: SecretStore) -> None:
+        with pytest.raises(KeyError), held_lease(ledger(store), "first", LEASE_TTL):
             raise KeyError("boom")
-        with twin.lock("second", LOCK_TTL):
+        with held_lease(ledger(twin), "second", LEASE_TTL):
             pass
+
+    def test_a_released_lease_can_neither_write_nor_renew(self, store: SecretStore) -> None:
+        book = ledger(store)
+        lease = book.acquire("gone", LEASE_TTL)
+        book.release(lease)
+        before = snapshot(store)
+        with pytest.raises(LeaseLost):
+            book.write_record({"phase": "stale"}, lease=lease, version=0)
+        with pytest.raises(LeaseLost):
+            book.renew(lease, LEASE_TTL)
+        assert snapshot(store) == before
+
+    def test_renew_keeps_the_lease_and_its_fence(self, store: SecretStore) -> None:
+        book = ledger(store)
+        with held_lease(book, "long run", LEASE_TTL) as lease:
+            renewed = book.renew(lease, LEASE_TTL * 2)
+            assert renewed.fence == lease.fence
+            assert renewed.expires_at >= lease.expires_at
+            assert book.write_record({"phase": "started"}, lease=renewed, version=0) == 1
+
+    def test_a_lease_taken_over_can_no_longer_write(self, store: SecretStore, twin: SecretStore, take_over) -> None:
+        """The stale holder's write is refused, and the record, the stages and the new holder's lease are untouched."""
+        stale = ledger(store).acquire("stale runner", LEASE_TTL)
+        ledger(store).write_record({"owner": "stale", "phase": "started"}, lease=stale, version=0)
+        take_over(store, stale)
+        fresh = ledger(twin).acquire("new holder", LEASE_TTL)
+        try:
+            assert fresh.fence > stale.fence
+            before = snapshot(store)
+            with pytest.raises(LeaseLost):
+                ledger(store).write_record({"owner": "stale", "phase": "deployed"}, lease=stale, version=1)
+            with pytest.raises(LeaseLost):
+                ledger(store).renew(stale, LEASE_TTL)
+            assert snapshot(store) == before
+            assert ledger(twin).write_record({"owner": "new", "phase": "started"}, lease=fresh, version=1) == 2
+        finally:
+            ledger(store).release(stale)  # a late release by the stale runner must not free the new holder's lease
+            with pytest.raises(RotationInProgress):
+                ledger(store).acquire("third", LEASE_TTL)
+            ledger(twin).release(fresh)

@@ -285,7 +285,10 @@ def test_five_concurrent_rotations_one_wins(ws: Workspace, tmp_path: Path):
             ws.guard.check(stderr_text, f"run {i} stderr")
             assert procs[i].returncode == ExitCode.IN_PROGRESS, f"run {i}: {procs[i].returncode}"
             assert "another rotation of this credential is running" in stderr_text
-        # The winner is parked after its record: it has created nothing yet.
+        # The winner parks once its record is written (its preflight may still be running when the others quit).
+        while not (ws.root / "app.env.rotator.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # Parked after its record: it has created nothing yet.
         assert record(ws)["phase"] == "started"
         assert created_ids(ws) == []
 

@@ -799,7 +799,7 @@ def test_import_is_light() -> None:
 def test_verify_timeout_is_capped_so_a_rotation_fits_in_its_lock() -> None:
     from rotator.config import MAX_VERIFY_TIMEOUT
 
-    assert MAX_VERIFY_TIMEOUT.total_seconds() < __import__("rotator.engine", fromlist=["x"]).LOCK_TTL_SECONDS
+    assert MAX_VERIFY_TIMEOUT.total_seconds() < __import__("rotator.rotation.driver", fromlist=["x"]).LEASE_TTL_SECONDS
     text = """
 [stores.app]
 type = "env"

@@ -8,6 +8,7 @@ calls must leave every byte as it was, and the lock must hold against another pr
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from dotenv import dotenv_values
 
 from backends.base import SecretStore, load_store_factories
 from backends.env import EnvStore
+from backends.ledger import Lease, VersionedRecord, held_lease
 from rotator.atomicfile import atomic_write_text
 from rotator.errors import (
     ConfigError,
@@ -102,6 +104,17 @@ class TestEnvStoreContract(StoreContract):
     @pytest.fixture
     def twin(self, store: SecretStore, env_path: Path) -> SecretStore:
         return EnvStore("app-twin", path=env_path)
+
+    @pytest.fixture
+    def take_over(self) -> Callable[[SecretStore, Lease], None]:
+        """An env lease loses its hold when its flock is lost (an NFS server restart, say) while the runner goes on:
+        the descriptor stays open in the stale runner, so only the fencing number in the lock file can stop it."""
+
+        def take_over(store: SecretStore, lease: Lease) -> None:
+            assert isinstance(store, EnvStore)
+            fcntl.flock(store._held[lease.fence], fcntl.LOCK_UN)
+
+        return take_over
 
 
 # ----------------------------------------------------------------------------------------------- the dotenv file
@@ -233,7 +246,7 @@ def test_hand_seeded_file_with_only_key_and_secret(env_path: Path, tmp_path: Pat
     assert current.label.startswith("key#")
     assert store.read(Stage.PENDING) is None
     assert store.read(Stage.PREVIOUS) is None
-    assert store.read_record() is None
+    assert store.read_record() == VersionedRecord(None, 0)
     assert sorted(files_in(tmp_path)) == ["app.env"]  # reading never creates the sidecar
 
 
@@ -267,7 +280,7 @@ def test_hand_edit_after_promote_drops_the_token(seeded: EnvStore, env_path: Pat
 def test_files_are_0600(seeded: EnvStore, env_path: Path) -> None:
     seeded.put_pending(make_key(1, token="tok-1"))
     seeded.promote("tok-1")
-    with seeded.lock("me", 30):
+    with held_lease(seeded, "me", 30):
         pass
     for path in (env_path, seeded.sidecar_path, seeded.lock_path):
         assert mode_of(path) == 0o600, path
@@ -280,7 +293,7 @@ def test_wider_modes_are_tightened_with_a_warning(
     seeded.lock_path.touch(mode=0o666)
     seeded.lock_path.chmod(0o666)
     seeded.put_pending(make_key(1, token="tok-1"))
-    with caplog.at_level(logging.WARNING, logger="rotator.store.env"), seeded.lock("me", 30):
+    with caplog.at_level(logging.WARNING, logger="rotator.store.env"), held_lease(seeded, "me", 30):
         seeded.promote("tok-1")
     assert mode_of(env_path) == 0o600
     assert mode_of(seeded.lock_path) == 0o600
@@ -292,9 +305,10 @@ def test_wider_modes_are_tightened_with_a_warning(
 def test_sidecar_format(seeded: EnvStore) -> None:
     seeded.put_pending(make_key(1, token="tok-1"))
     seeded.promote("tok-1")
-    with seeded.lock("me", 30):
-        seeded.write_record({"phase": "deployed"})
+    with held_lease(seeded, "me", 30) as lease:
+        seeded.write_record({"phase": "deployed"}, lease=lease, version=0)
     data = json.loads(seeded.sidecar_path.read_text())
+    assert data["record_version"] == 1
     assert data["version"] == 1
     assert data["pending"] is None
     assert data["current"]["token"] == "tok-1"
@@ -345,9 +359,9 @@ def test_put_pending_needs_a_token(seeded: EnvStore) -> None:
 
 
 def test_record_must_be_json(seeded: EnvStore) -> None:
-    with pytest.raises(StoreError, match="JSON"):
-        seeded.write_record({"when": object()})
-    assert seeded.read_record() is None
+    with held_lease(seeded, "me", 30) as lease, pytest.raises(StoreError, match="JSON"):
+        seeded.write_record({"when": object()}, lease=lease, version=0)
+    assert seeded.read_record() == VersionedRecord(None, 0)
 
 
 def test_put_pending_keeps_a_just_minted_key_even_without_the_dotenv_file(env_path: Path) -> None:
@@ -443,7 +457,7 @@ def test_half_finished_restore_is_repaired_by_restoring_again(
 def test_restore_without_previous_conflicts_and_changes_nothing(seeded: EnvStore, tmp_path: Path) -> None:
     seeded.put_pending(make_key(1, token="tok-1"))
     seeded.promote("tok-1")
-    seeded.clear_previous()
+    seeded.clear_previous("tok-1")
     before = files_in(tmp_path)
     with pytest.raises(StoreConflict, match="PREVIOUS is empty"):
         seeded.restore_previous("tok-1")
@@ -526,7 +540,7 @@ def test_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(StoreNotFound, match="does not exist"):
         store.put_pending(make_key(1, token="tok-1"))
     with pytest.raises(StoreNotFound, match="does not exist"):
-        store.lock("me", 30).__enter__()
+        store.acquire("me", 30)
     assert not (tmp_path / "nowhere").exists()
 
 
@@ -568,8 +582,8 @@ def test_corrupt_sidecar_is_named_precisely_and_left_alone(
         lambda: seeded.put_pending(make_key(1, token="tok-1")),
         lambda: seeded.promote("tok-1"),
         lambda: seeded.restore_previous("tok-1"),
-        seeded.clear_previous,
-        lambda: seeded.write_record({"phase": "x"}),
+        lambda: seeded.clear_previous("tok-1"),
+        lambda: write_under_a_lease(seeded, {"phase": "x"}),
     ]
     for call in calls:
         with pytest.raises(StoreCorrupt) as caught:
@@ -579,7 +593,9 @@ def test_corrupt_sidecar_is_named_precisely_and_left_alone(
         assert str(seeded.sidecar_path) in message
         assert "rotator sweep" in message or "upgrade" in message
         assert HIDDEN not in message
-    assert files_in(tmp_path) == before
+    after = files_in(tmp_path)
+    after.pop(seeded.lock_path.name)  # taking a lease is not a change to the credential
+    assert after == before
 
 
 def test_not_utf8(env_path: Path, tmp_path: Path) -> None:
@@ -613,7 +629,7 @@ def test_permission_denied(seeded: EnvStore, env_path: Path, tmp_path: Path) -> 
     calls: list[Callable[[], object]] = [
         lambda: seeded.read(Stage.CURRENT),
         lambda: seeded.promote("tok-1"),
-        lambda: seeded.lock("me", 30).__enter__(),
+        lambda: seeded.acquire("me", 30),
     ]
     for call in calls:
         with denied_access(env_path), pytest.raises(StoreDenied) as caught:
@@ -627,7 +643,8 @@ def test_permission_denied(seeded: EnvStore, env_path: Path, tmp_path: Path) -> 
 HOLD_LOCK = """
 import sys, time
 from backends.env import EnvStore
-with EnvStore("other", path=sys.argv[1]).lock("nightly-cron", 60):
+from backends.ledger import held_lease
+with held_lease(EnvStore("other", path=sys.argv[1]), "nightly-cron", 60):
     print("locked", flush=True)
     time.sleep(120)
 """
@@ -641,16 +658,18 @@ def test_lock_held_by_another_process_and_freed_when_it_dies(seeded: EnvStore, e
     try:
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(RotationInProgress) as caught, seeded.lock("me", 30):
-            pytest.fail("the lock was granted twice")
+        with pytest.raises(RotationInProgress) as caught:
+            seeded.acquire("me", 30)
         message = str(caught.value)
         assert f"nightly-cron, pid {holder.pid} on host" in message
         assert "nothing was changed" in message
         assert "rotator resume" in message
         holder.send_signal(signal.SIGKILL)
         holder.wait(timeout=10)
-        with seeded.lock("me", 30):
-            assert json.loads(seeded.lock_path.read_text())["owner"] == "me"
+        with held_lease(seeded, "me", 30) as lease:
+            holder_now = json.loads(seeded.lock_path.read_text())
+            assert holder_now["owner"] == "me"
+            assert holder_now["fence"] == lease.fence
     finally:
         if holder.poll() is None:
             holder.kill()
@@ -659,13 +678,16 @@ def test_lock_held_by_another_process_and_freed_when_it_dies(seeded: EnvStore, e
             holder.stdout.close()
 
 
-def test_lock_file_says_who_holds_it(seeded: EnvStore) -> None:
-    with seeded.lock("rotate app", 45):
+def test_lock_file_says_who_holds_it_and_keeps_the_fence(seeded: EnvStore) -> None:
+    with held_lease(seeded, "rotate app", 45) as lease:
         holder = json.loads(seeded.lock_path.read_text())
         assert holder["owner"] == "rotate app"
         assert holder["pid"] == os.getpid()
         assert holder["ttl_seconds"] == 45
-    assert seeded.lock_path.read_text() == ""
+        assert holder["fence"] == lease.fence
+    assert json.loads(seeded.lock_path.read_text()) == {"fence": lease.fence}
+    with held_lease(seeded, "next", 45) as later:
+        assert later.fence == lease.fence + 1
 
 
 # ----------------------------------------------------------------------------------------------- atomic_write_text
@@ -710,5 +732,10 @@ def test_atomic_write_cleans_up_when_writing_fails(tmp_path: Path, monkeypatch: 
 def test_snapshot_helper_sees_the_record(seeded: EnvStore) -> None:
     """Guards the contract suite itself: a change that only touches the record must change the snapshot."""
     before = snapshot(seeded)
-    seeded.write_record({"phase": "x"})
+    write_under_a_lease(seeded, {"phase": "x"})
     assert snapshot(seeded) != before
+
+
+def write_under_a_lease(store: EnvStore, record: dict[str, Any]) -> None:
+    with held_lease(store, "test", 30) as lease:
+        store.write_record(record, lease=lease, version=store.read_record().version)

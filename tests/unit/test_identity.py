@@ -37,25 +37,28 @@ class TestListedKey:
 
 class TestIdLine:
     def test_absent_or_agreeing_id_lines_are_fine(self):
-        assert identity.id_line_problem(stored("pk_a"), KEYS[0], where="app.env", investor="inv_1") is None
-        assert identity.id_line_problem(stored("pk_a", "apk_aaa"), KEYS[0], where="app.env", investor="inv_1") is None
+        assert identity.id_line_problem(stored("pk_a"), KEYS[0], where="app.env", scope="investor inv_1") is None
+        assert (
+            identity.id_line_problem(stored("pk_a", "apk_aaa"), KEYS[0], where="app.env", scope="investor inv_1")
+            is None
+        )
 
     def test_an_id_line_naming_another_key_names_both_and_the_fix(self):
-        problem = identity.id_line_problem(stored("pk_a", "apk_bbb"), KEYS[0], where="app.env", investor="inv_1")
+        problem = identity.id_line_problem(stored("pk_a", "apk_bbb"), KEYS[0], where="app.env", scope="investor inv_1")
         assert problem is not None
         assert "apk_bbb" in problem
         assert "apk_aaa" in problem
         assert "Fix the key id line to apk_aaa" in problem
 
     def test_an_id_line_for_a_pair_bluum_does_not_list(self):
-        problem = identity.id_line_problem(stored("pk_x", "apk_xxx"), None, where="app.env", investor="inv_1")
+        problem = identity.id_line_problem(stored("pk_x", "apk_xxx"), None, where="app.env", scope="investor inv_1")
         assert problem is not None
         assert "apk_xxx" in problem
         assert "inv_1" in problem
         assert "delete the key id line" in problem
 
     def test_an_id_line_holding_a_pasted_secret_is_not_echoed(self):
-        problem = identity.id_line_problem(stored("pk_a", SECRET), KEYS[0], where="app.env", investor="inv_1")
+        problem = identity.id_line_problem(stored("pk_a", SECRET), KEYS[0], where="app.env", scope="investor inv_1")
         assert problem is not None
         assert SECRET not in problem
         assert "not a key id" in problem

@@ -24,7 +24,7 @@ def loaded_after(statement: str) -> list[str]:
     "statement",
     [
         "import rotator.cli",
-        "import rotator.engine",
+        "import rotator.rotation.service",
         "import rotator.machine",
         "import rotator.config",
         "import backends.base",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -31,66 +32,92 @@ def record(
     )
 
 
-def expected_step(phase: Phase, issuer: str, grace_left: bool, has_pair: bool, skip_grace: bool) -> Step:
+def expected_step(phase: Phase, mints: bool, revokes: bool, grace_left: bool, has_pair: bool, skip: bool) -> Step:
     """An independent statement of the transition table, checked against next_step for every combination."""
     table = {
         Phase.COMPLETED: Step.DONE,
         Phase.ROLLED_BACK: Step.DONE,
-        Phase.PENDING_STORED: Step.DEPLOY,
-        Phase.DEPLOYED: Step.VERIFY,
-        Phase.OLD_REVOKED: Step.CLEAR_PREVIOUS,
+        Phase.PENDING_STORED: Step.STAGE,
+        Phase.STAGED: Step.ACCEPT,
+        Phase.ACCEPTED: Step.PROMOTE,
+        Phase.DEPLOYED: Step.CONFIRM,
+        Phase.OLD_REVOKED: Step.CLEAR,
         Phase.ROLLING_BACK: Step.ROLLBACK,
     }
     if phase in table:
         return table[phase]
     if phase is Phase.STARTED:
-        if issuer == "bluum":
-            return Step.CREATE_KEY
+        if mints:
+            return Step.CREATE
         return Step.STORE_PENDING if has_pair else Step.ROLLBACK
     assert phase in (Phase.VERIFIED, Phase.REVOKING)
-    if phase is Phase.VERIFIED and grace_left and not skip_grace:
+    if phase is Phase.VERIFIED and grace_left and not skip:
         return Step.WAIT_GRACE
-    return Step.REVOKE_OLD if issuer == "bluum" else Step.AWAIT_OPERATOR_REVOKE
+    return Step.REVOKE_OLD if revokes else Step.AWAIT_OPERATOR_REVOKE
+
+
+BOOLS = [True, False]
 
 
 @pytest.mark.parametrize(
-    ("phase", "issuer", "grace_left", "has_pair", "skip_grace"),
-    list(itertools.product(Phase, ["bluum", "manual"], [True, False], [True, False], [True, False])),
+    ("phase", "mints", "revokes", "grace_left", "has_pair", "skip_grace"),
+    list(itertools.product(Phase, BOOLS, BOOLS, BOOLS, BOOLS, BOOLS)),
 )
-def test_next_step_for_every_combination(phase, issuer, grace_left, has_pair, skip_grace):
+def test_next_step_for_every_combination(phase, mints, revokes, grace_left, has_pair, skip_grace):
     revoke_after = NOW + 60 if grace_left else NOW - 1
-    rec = record(phase, issuer, revoke_after)
-    step = machine.next_step(rec, now=NOW, has_new_pair=has_pair, skip_grace=skip_grace)
-    assert step is expected_step(phase, issuer, grace_left, has_pair, skip_grace)
+    rec = record(phase, revoke_after=revoke_after)
+    step = machine.next_step(rec, now=NOW, mints=mints, revokes=revokes, has_new_pair=has_pair, skip_grace=skip_grace)
+    assert step is expected_step(phase, mints, revokes, grace_left, has_pair, skip_grace)
 
 
 def test_revoke_happens_exactly_at_the_end_of_grace():
     rec = record(Phase.VERIFIED, revoke_after=NOW)
-    assert machine.next_step(rec, now=NOW - 0.001) is Step.WAIT_GRACE
-    assert machine.next_step(rec, now=NOW) is Step.REVOKE_OLD
+    assert machine.next_step(rec, now=NOW - 0.001, mints=True, revokes=True) is Step.WAIT_GRACE
+    assert machine.next_step(rec, now=NOW, mints=True, revokes=True) is Step.REVOKE_OLD
 
 
-def test_a_key_without_id_is_revoked_by_a_person_even_for_issuer_bluum():
-    rec = record(Phase.VERIFIED, "bluum", revoke_after=NOW - 1, old_key_id=None)
-    assert machine.next_step(rec, now=NOW) is Step.AWAIT_OPERATOR_REVOKE
+def test_a_key_without_id_is_revoked_by_a_person_even_when_the_issuer_revokes():
+    rec = record(Phase.VERIFIED, revoke_after=NOW - 1, old_key_id=None)
+    assert machine.next_step(rec, now=NOW, mints=True, revokes=True) is Step.AWAIT_OPERATOR_REVOKE
 
 
 def test_grace_does_not_apply_once_revoking_started():
-    rec = record(Phase.REVOKING, "bluum", revoke_after=NOW + 3600)
-    assert machine.next_step(rec, now=NOW) is Step.REVOKE_OLD
+    rec = record(Phase.REVOKING, revoke_after=NOW + 3600)
+    assert machine.next_step(rec, now=NOW, mints=True, revokes=True) is Step.REVOKE_OLD
 
 
 def test_old_key_is_never_revoked_from_a_phase_before_verified():
     """I2 at the level of decisions: no phase before VERIFIED ever leads to revoking the old key."""
-    for phase in (Phase.STARTED, Phase.PENDING_STORED, Phase.DEPLOYED, Phase.ROLLING_BACK):
-        for issuer, pair, skip in itertools.product(["bluum", "manual"], [True, False], [True, False]):
-            step = machine.next_step(record(phase, issuer), now=NOW, has_new_pair=pair, skip_grace=skip)
-            assert step not in (Step.REVOKE_OLD, Step.AWAIT_OPERATOR_REVOKE, Step.CLEAR_PREVIOUS)
+    early = (Phase.STARTED, Phase.PENDING_STORED, Phase.STAGED, Phase.ACCEPTED, Phase.DEPLOYED, Phase.ROLLING_BACK)
+    for phase in early:
+        for mints, revokes, pair, skip in itertools.product(BOOLS, BOOLS, BOOLS, BOOLS):
+            step = machine.next_step(
+                record(phase), now=NOW, mints=mints, revokes=revokes, has_new_pair=pair, skip_grace=skip
+            )
+            assert step not in (Step.REVOKE_OLD, Step.AWAIT_OPERATOR_REVOKE, Step.CLEAR)
+
+
+def test_the_named_steps_are_the_forward_path_in_order():
+    """What `rotator step` and the Lambda may advance one at a time: AWS's four, then the rest."""
+    rec = record(Phase.STARTED, revoke_after=NOW - 1)
+    seen = []
+    for phase in (Phase.STARTED, Phase.PENDING_STORED, Phase.STAGED, Phase.ACCEPTED, Phase.DEPLOYED, Phase.VERIFIED):
+        seen.append(machine.next_step(replace(rec, phase=phase), now=NOW, mints=True, revokes=True))
+    seen.append(machine.next_step(replace(rec, phase=Phase.OLD_REVOKED), now=NOW, mints=True, revokes=True))
+    assert tuple(seen) == machine.NAMED_STEPS
 
 
 @pytest.mark.parametrize("phase", list(Phase))
 def test_rollback_is_possible_exactly_until_the_old_key_is_revoked(phase):
-    allowed = phase in {Phase.STARTED, Phase.PENDING_STORED, Phase.DEPLOYED, Phase.VERIFIED, Phase.ROLLING_BACK}
+    allowed = phase in {
+        Phase.STARTED,
+        Phase.PENDING_STORED,
+        Phase.STAGED,
+        Phase.ACCEPTED,
+        Phase.DEPLOYED,
+        Phase.VERIFIED,
+        Phase.ROLLING_BACK,
+    }
     assert machine.can_roll_back(record(phase)) is allowed
 
 

@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 
 from backends.base import SecretStore
+from backends.ledger import Lease, VersionedRecord, held_lease
 from backends.memory import MemoryStore
-from rotator.errors import RotationInProgress, StoreConflict, StoreError
+from rotator.errors import LeaseLost, RotationInProgress, StoreConflict, StoreError
 from rotator.model import DEFAULT_BASE_URLS, Environment, Stage, StoredKey
 from rotator.secret import Secret
-from tests.store_contract import LOCK_TTL, StoreContract, assert_holds, make_key, snapshot
+from tests.store_contract import LEASE_TTL, StoreContract, assert_holds, make_key, snapshot
 
 SANDBOX_URL = DEFAULT_BASE_URLS[Environment.SANDBOX]
 THREADS = 8
@@ -52,25 +53,42 @@ def seeded(clock: FakeClock) -> MemoryStore:
     return MemoryStore("app", current=make_key(0), environment=Environment.SANDBOX, base_url=SANDBOX_URL, clock=clock)
 
 
+def expire_lease(clock: FakeClock) -> Callable[[SecretStore, Lease], None]:
+    """A memory lease loses its hold by expiring: move the clock past it."""
+
+    def take_over(store: SecretStore, lease: Lease) -> None:
+        clock.advance(lease.expires_at - clock() + 1)
+
+    return take_over
+
+
 class TestMemoryStoreContract(StoreContract):
     """The shared Protocol suite, with `twin` a second handle on the same state (as a second process would be)."""
 
     @pytest.fixture
-    def store(self, seed_key: StoredKey) -> SecretStore:
-        return MemoryStore("app", current=seed_key, environment=Environment.SANDBOX, base_url=SANDBOX_URL)
+    def store(self, seed_key: StoredKey, clock: FakeClock) -> SecretStore:
+        return MemoryStore("app", current=seed_key, environment=Environment.SANDBOX, base_url=SANDBOX_URL, clock=clock)
 
     @pytest.fixture
     def twin(self, store: SecretStore) -> SecretStore:
         assert isinstance(store, MemoryStore)
         return store.twin()
 
+    @pytest.fixture
+    def take_over(self, clock: FakeClock) -> Callable[[SecretStore, Lease], None]:
+        return expire_lease(clock)
+
 
 class TestMemoryStoreContractSameHandle(StoreContract):
     """The suite again with the default `twin` (the same handle): the lease must not be re-entrant, like `flock`."""
 
     @pytest.fixture
-    def store(self, seed_key: StoredKey) -> SecretStore:
-        return MemoryStore("app", current=seed_key)
+    def store(self, seed_key: StoredKey, clock: FakeClock) -> SecretStore:
+        return MemoryStore("app", current=seed_key, clock=clock)
+
+    @pytest.fixture
+    def take_over(self, clock: FakeClock) -> Callable[[SecretStore, Lease], None]:
+        return expire_lease(clock)
 
 
 # ----------------------------------------------------------------------------------------------- construction
@@ -92,7 +110,7 @@ def test_separate_stores_share_nothing() -> None:
     assert first.describe() != second.describe()
     first.put_pending(make_key(1, token="tok-1"))
     assert second.read(Stage.PENDING) is None
-    with first.lock("one", LOCK_TTL), second.lock("two", LOCK_TTL):
+    with held_lease(first, "one", LEASE_TTL), held_lease(second, "two", LEASE_TTL):
         pass
 
 
@@ -174,17 +192,18 @@ def test_put_pending_needs_a_token_and_a_secret(seeded: MemoryStore) -> None:
 
 def test_record_is_a_copy_and_must_be_json(seeded: MemoryStore) -> None:
     record: dict[str, Any] = {"phase": "started", "steps": [1]}
-    seeded.write_record(record)
-    record["steps"].append(2)
-    got = seeded.read_record()
-    assert got == {"phase": "started", "steps": [1]}
-    assert got is not None
-    got["phase"] = "mutated by the caller"
-    assert seeded.read_record() == {"phase": "started", "steps": [1]}
-    for bad in ({"when": object()}, {"nan": float("nan")}):
-        with pytest.raises(StoreError, match="JSON"):
-            seeded.write_record(bad)
-    assert seeded.read_record() == {"phase": "started", "steps": [1]}
+    with held_lease(seeded, "me", LEASE_TTL) as lease:
+        seeded.write_record(record, lease=lease, version=0)
+        record["steps"].append(2)
+        got = seeded.read_record().record
+        assert got == {"phase": "started", "steps": [1]}
+        assert got is not None
+        got["phase"] = "mutated by the caller"
+        assert seeded.read_record() == VersionedRecord({"phase": "started", "steps": [1]}, 1)
+        for bad in ({"when": object()}, {"nan": float("nan")}):
+            with pytest.raises(StoreError, match="JSON"):
+                seeded.write_record(bad, lease=lease, version=1)
+    assert seeded.read_record() == VersionedRecord({"phase": "started", "steps": [1]}, 1)
 
 
 def test_messages_and_logs_never_show_a_secret(seeded: MemoryStore, caplog: pytest.LogCaptureFixture) -> None:
@@ -195,7 +214,7 @@ def test_messages_and_logs_never_show_a_secret(seeded: MemoryStore, caplog: pyte
         seeded.put_pending(make_key(1, token="tok-1"))
         seeded.promote("tok-1")
         seeded.put_pending(make_key(1, token="tok-1"))  # already CURRENT: a no-op
-        refused: list[Callable[[], None]] = [
+        refused: list[Callable[[], object]] = [
             lambda: seeded.promote("tok-9"),
             lambda: seeded.put_pending(make_key(3, token="tok-1")),
         ]
@@ -206,7 +225,7 @@ def test_messages_and_logs_never_show_a_secret(seeded: MemoryStore, caplog: pyte
         seeded.restore_previous("tok-1")
         seeded.put_pending(make_key(1, token="tok-1"))
         seeded.restore_previous("tok-1")  # drops the never-promoted PENDING
-        seeded.clear_previous()
+        seeded.clear_previous("tok-1")
     assert len(caplog.records) >= 8
     text = repr(seeded) + seeded.describe() + "".join(r.getMessage() + repr(r.__dict__) for r in caplog.records)
     for n in range(4):
@@ -216,13 +235,13 @@ def test_messages_and_logs_never_show_a_secret(seeded: MemoryStore, caplog: pyte
 # ----------------------------------------------------------------------------------------------- the lease
 
 
-def test_lock_held_elsewhere_names_the_holder_and_changes_nothing(seeded: MemoryStore, clock: FakeClock) -> None:
+def test_a_lease_held_elsewhere_names_the_holder_and_changes_nothing(seeded: MemoryStore, clock: FakeClock) -> None:
     twin = seeded.twin("cron")
-    with twin.lock("nightly-cron", 60):
+    with held_lease(twin, "nightly-cron", 60):
         clock.advance(12)
         before = snapshot(seeded)
-        with pytest.raises(RotationInProgress) as caught, seeded.lock("me", LOCK_TTL):
-            pytest.fail("the lock was granted twice")
+        with pytest.raises(RotationInProgress) as caught:
+            seeded.acquire("me", LEASE_TTL)
         assert snapshot(seeded) == before
     message = str(caught.value)
     assert "nightly-cron, handle 'cron' in thread 'MainThread', held for 12.0s, lease expires in 48.0s" in message
@@ -234,46 +253,66 @@ def test_lock_held_elsewhere_names_the_holder_and_changes_nothing(seeded: Memory
 def test_an_expired_lease_frees_a_dead_holder(
     seeded: MemoryStore, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    crashed = seeded.twin("crashed").lock("crashed-run", 30)
-    crashed.__enter__()  # never left: the holder "died" inside its block
+    crashed = seeded.twin("crashed")
+    dead = crashed.acquire("crashed-run", 30)  # never released: the holder "died" holding it
     clock.advance(29.9)
-    with pytest.raises(RotationInProgress, match="crashed-run"), seeded.lock("me", LOCK_TTL):
-        pass
+    with pytest.raises(RotationInProgress, match="crashed-run"):
+        seeded.acquire("me", LEASE_TTL)
     clock.advance(0.1)  # exactly ttl_seconds after it was taken
-    with caplog.at_level(logging.WARNING, logger="rotator.store.memory"), seeded.lock("me", LOCK_TTL):
-        seeded.write_record({"owner": "me"})
-        # The old holder waking up and leaving its block must not free the lease it no longer has.
-        crashed.__exit__(None, None, None)
-        with pytest.raises(RotationInProgress, match="me, handle 'app'"), seeded.twin().lock("third", LOCK_TTL):
-            pass
+    with caplog.at_level(logging.WARNING, logger="rotator.store.memory"), held_lease(seeded, "me", LEASE_TTL) as mine:
+        assert mine.fence > dead.fence
+        seeded.write_record({"owner": "me"}, lease=mine, version=0)
+        # The old holder waking up and releasing must not free the lease it no longer has.
+        crashed.release(dead)
+        with pytest.raises(RotationInProgress, match="me, handle 'app'"):
+            seeded.twin().acquire("third", LEASE_TTL)
     messages = [r.getMessage() for r in caplog.records]
-    assert any("took over the rotation lock" in m and "crashed-run" in m for m in messages), messages
-    assert any("expired before its block ended" in m and "now held by me" in m for m in messages), messages
-    with seeded.twin().lock("third", LOCK_TTL):
-        assert seeded.read_record() == {"owner": "me"}
+    assert any("took over the rotation lease" in m and "crashed-run" in m for m in messages), messages
+    assert any("had expired" in m and "taken over by me" in m for m in messages), messages
+    with held_lease(seeded.twin(), "third", LEASE_TTL):
+        assert seeded.read_record().record == {"owner": "me"}
 
 
-def test_each_lock_call_has_its_own_ttl(seeded: MemoryStore, clock: FakeClock) -> None:
-    with seeded.lock("short", 5):
+def test_a_lease_that_expires_mid_rotation_is_refused_once_taken_over(seeded: MemoryStore, clock: FakeClock) -> None:
+    """A runner sleeps through a long wait without renewing; another takes over. The sleeper's next write and its
+    renewal are refused, and nothing it holds any more can change the record."""
+    sleeper = seeded.acquire("sleeper", 60)
+    version = seeded.write_record({"phase": "started", "by": "sleeper"}, lease=sleeper, version=0)
+    clock.advance(61)
+    with pytest.raises(LeaseLost, match="expired"):
+        seeded.write_record({"phase": "deployed", "by": "sleeper"}, lease=sleeper, version=version)
+    successor = seeded.twin("cron").acquire("successor", 60)
+    with pytest.raises(LeaseLost, match="taken over"):
+        seeded.renew(sleeper, 60)
+    with pytest.raises(LeaseLost, match="taken over"):
+        seeded.write_record({"phase": "deployed", "by": "sleeper"}, lease=sleeper, version=version)
+    assert seeded.read_record() == VersionedRecord({"phase": "started", "by": "sleeper"}, 1)
+    assert seeded.write_record({"phase": "started", "by": "successor"}, lease=successor, version=1) == 2
+
+
+def test_an_expired_lease_nobody_took_over_can_be_renewed(seeded: MemoryStore, clock: FakeClock) -> None:
+    lease = seeded.acquire("slow", 10)
+    clock.advance(11)
+    renewed = seeded.renew(lease, 10)
+    assert renewed.fence == lease.fence
+    assert seeded.write_record({"phase": "started"}, lease=renewed, version=0) == 1
+
+
+def test_each_acquisition_has_its_own_ttl(seeded: MemoryStore, clock: FakeClock) -> None:
+    with held_lease(seeded, "short", 5):
         clock.advance(4)
-        with pytest.raises(RotationInProgress, match=r"lease expires in 1\.0s"), seeded.twin().lock("x", 600):
-            pass
-    with seeded.lock("long", 600):
+        with pytest.raises(RotationInProgress, match=r"lease expires in 1\.0s"):
+            seeded.twin().acquire("x", 600)
+    with held_lease(seeded, "long", 600):
         clock.advance(599)
-        with pytest.raises(RotationInProgress), seeded.twin().lock("x", 5):
-            pass
+        with pytest.raises(RotationInProgress):
+            seeded.twin().acquire("x", 5)
 
 
 @pytest.mark.parametrize("ttl", [0, -1, float("nan"), float("inf")])
 def test_ttl_must_be_a_positive_finite_number(seeded: MemoryStore, ttl: float) -> None:
     with pytest.raises(ValueError, match="ttl_seconds"):
-        seeded.lock("me", ttl)
-
-
-def test_a_lock_context_cannot_be_entered_twice(seeded: MemoryStore) -> None:
-    held = seeded.lock("me", LOCK_TTL)
-    with held, pytest.raises(RuntimeError, match="already entered"), held:
-        pass
+        seeded.acquire("me", ttl)
 
 
 # ----------------------------------------------------------------------------------------------- threads
@@ -306,9 +345,9 @@ def test_threads_racing_for_the_lock_have_exactly_one_winner_each_round(seeded: 
         ) -> list[str]:
             start.wait()
             try:
-                with stores[i].lock(f"round-{round_no}-thread-{i}", LOCK_TTL):
-                    stores[i].write_record({"round": round_no, "winner": i})
-                    tried.wait()  # hold the lock until every other thread has tried and failed
+                with held_lease(stores[i], f"round-{round_no}-thread-{i}", LEASE_TTL) as lease:
+                    stores[i].write_record({"round": round_no, "winner": i}, lease=lease, version=round_no)
+                    tried.wait()  # hold the lease until every other thread has tried and failed
                     return [WON]
             except RotationInProgress as exc:
                 tried.wait()
@@ -317,11 +356,11 @@ def test_threads_racing_for_the_lock_have_exactly_one_winner_each_round(seeded: 
         outcomes = [outcome for (outcome,) in race(contender)]
         assert outcomes.count(WON) == 1, f"round {round_no}: {outcomes.count(WON)} winners"
         winner = outcomes.index(WON)
-        assert seeded.read_record() == {"round": round_no, "winner": winner}
+        assert seeded.read_record() == VersionedRecord({"round": round_no, "winner": winner}, round_no + 1)
         for refusal in (outcome for outcome in outcomes if outcome != WON):
             assert f"round-{round_no}-thread-{winner}" in refusal
             assert "nothing was changed" in refusal
-    with seeded.lock("after the races", LOCK_TTL):  # every winner released it
+    with held_lease(seeded, "after the races", LEASE_TTL):  # every winner released it
         pass
 
 

@@ -308,13 +308,19 @@ def test_restore_conflicts_when_previous_is_empty() -> None:
 
 
 def test_clear_previous_forgets_previous_only() -> None:
-    cleared = stages.clear_previous(Stages(current=K1, pending=K2, previous=K0))
+    cleared = stages.clear_previous(Stages(current=K1, pending=K2, previous=K0), "tok-1")
     assert cleared == Cleared(Stages(current=K1, pending=K2, previous=None), cleared=K0)
 
 
 def test_clear_previous_of_an_empty_previous() -> None:
-    cleared = stages.clear_previous(Stages(current=K1))
+    cleared = stages.clear_previous(Stages(current=K1), "tok-1")
     assert cleared == Cleared(Stages(current=K1), cleared=None)
+
+
+@pytest.mark.parametrize("current", [None, K0, K2], ids=["no-current", "current-without-token", "other-token"])
+def test_clear_previous_of_another_rotation_changes_nothing(current: StoredKey | None) -> None:
+    before = Stages(current=current, previous=K0)
+    assert stages.clear_previous(before, "tok-1") == Cleared(before, cleared=None)
 
 
 # --------------------------------------------------------------------------------------------------- StageLog
@@ -441,7 +447,7 @@ def test_log_of_a_dropped_pending(stage_log: StageLog, caplog_debug: pytest.LogC
 
 
 def test_log_of_a_clear(stage_log: StageLog, caplog_debug: pytest.LogCaptureFixture) -> None:
-    stage_log.cleared(stages.clear_previous(Stages(current=K1, previous=K0)))
+    stage_log.cleared(stages.clear_previous(Stages(current=K1, previous=K0), "tok-1"))
     assert logged(caplog_debug) == [
         ("INFO", f"cleared PREVIOUS apk_contract0000 from {WHERE}", {"store": STORE, "key": "apk_contract0000"})
     ]
@@ -451,5 +457,5 @@ def test_moves_that_change_nothing_log_nothing(stage_log: StageLog, caplog_debug
     stage_log.promoting(stages.promote(Stages(current=K1), "tok-1", shown=never_called, where=WHERE, store=STORE))
     stage_log.promoting(stages.promote(Stages(pending=K1), "tok-1", shown=shows(K0), where=WHERE, store=STORE))
     stage_log.rolled_back(stages.restore_previous(Stages(current=K0), "tok-1", where=WHERE, store=STORE), "tok-1")
-    stage_log.cleared(stages.clear_previous(Stages(current=K0)))
+    stage_log.cleared(stages.clear_previous(Stages(current=K0), "tok-0"))
     assert logged(caplog_debug) == []

@@ -17,6 +17,7 @@ import pytest
 
 from backends.base import ENTRY_POINT_GROUP, SecretStore, load_store_factories
 from backends.env import EnvStore
+from backends.ledger import Ledger, held_lease
 from backends.memory import MemoryStore
 from rotator.errors import ConfigError
 from rotator.model import DEFAULT_BASE_URLS, Environment, Stage
@@ -47,10 +48,10 @@ class NotAStore:
         return "nowhere"
 
 
-class NoLock(MemoryStore):
-    """Everything but the lock: the most tempting thing to leave out."""
+class NoRestore(MemoryStore):
+    """Everything but the rollback: the most tempting thing to leave out."""
 
-    lock = None
+    restore_previous = None
 '''
 
 
@@ -85,7 +86,7 @@ def broken_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     (tmp_path / f"{BROKEN_MODULE}.py").write_text(BROKEN_SOURCE)
     install_fake_distribution(
         tmp_path,
-        f"[{ENTRY_POINT_GROUP}]\nnot-a-store = {BROKEN_MODULE}:NotAStore\nno-lock = {BROKEN_MODULE}:NoLock\n",
+        f"[{ENTRY_POINT_GROUP}]\nnot-a-store = {BROKEN_MODULE}:NotAStore\nno-restore = {BROKEN_MODULE}:NoRestore\n",
         name="brokenplugin",
     )
     monkeypatch.syspath_prepend(tmp_path)
@@ -112,9 +113,10 @@ def test_a_plugin_store_type_is_discovered_and_builds_a_working_store() -> None:
     store.put_pending(new)
     store.promote("tok-1")
     assert_holds(store.read(Stage.CURRENT), new, token="tok-1")
-    with store.lock("plugin-test", 30):
-        store.write_record({"phase": "deployed"})
-    assert store.read_record() == {"phase": "deployed"}
+    assert isinstance(store, Ledger)
+    with held_lease(store, "plugin-test", 30) as lease:
+        store.write_record({"phase": "deployed"}, lease=lease, version=0)
+    assert store.read_record().record == {"phase": "deployed"}
 
 
 def build_env(env_path: Path) -> object:
@@ -140,7 +142,7 @@ def test_built_in_env_wins_over_a_plugin_listed_last(plugin_last: Path) -> None:
     assert isinstance(built, EnvStore), f"type 'env' resolved to the plug-in: {built!r}"
 
 
-@pytest.mark.parametrize("type_name", ["not-a-store", "no-lock"])
+@pytest.mark.parametrize("type_name", ["not-a-store", "no-restore"])
 def test_a_plugin_class_that_breaks_the_protocol_is_a_config_error(broken_plugin: Path, type_name: str) -> None:
     factories = load_store_factories()
     assert type_name in factories

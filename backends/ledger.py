@@ -1,0 +1,103 @@
+"""The ledger: where one credential's rotation record lives, and the lease that says who may write it.
+
+Why a lease with a fencing number, not a lock held for a whole run: a Lambda step, a daemon thread and a CLI run
+on another machine all act on the same credential, and a remote store's lock is a lease that can expire while its
+holder sleeps through a propagation wait or a grace window. So:
+
+- `acquire(owner, ttl)` gives a `Lease` with a fencing number that grows with every acquisition; anyone else is
+  refused (RotationInProgress, exit 3) until the lease is released or has expired.
+- `renew(lease, ttl)` extends it; it fails with `LeaseLost` (exit 3) once someone else has acquired since.
+- `read_record()` returns the record with its version; `write_record(record, lease=, version=)` is a
+  compare-and-set: it is
+  refused with `LeaseLost` when the lease is no longer the current, unexpired one, and with `StoreConflict` when
+  the record changed since `version` was read. A stale runner therefore changes nothing more, whatever it does.
+
+The record holds no secret (key ids, phases, times). Stage calls (`SecretStore.put_pending` and the rest) are not
+fenced themselves: the driver renews its lease before each step and writes the record after it, so a runner that
+lost its lease stops at its next step boundary.
+
+The primary store of a credential is its ledger in the built-in stores (the env store: the sidecar plus `flock`
+on the lock file, whose fencing number lives in that lock file; the memory store: a real TTL lease on a clock
+tests can move). `tests/store_contract.py` has the ledger cases every store runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """The right to write one credential's record until `expires_at` (on the ledger's own clock)."""
+
+    owner: str
+    fence: int
+    """Grows by one with every acquisition of this ledger: a write under a lower number is stale."""
+    expires_at: float
+    ttl_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class VersionedRecord:
+    """The record as read, and the version a compare-and-set write must name. Version 0: never written."""
+
+    record: dict[str, Any] | None
+    version: int
+
+
+@runtime_checkable
+class Ledger(Protocol):
+    """One credential's rotation record and its lease."""
+
+    name: str
+
+    def acquire(self, owner: str, ttl_seconds: float) -> Lease:
+        """A new lease, or RotationInProgress (never waits) while another unexpired lease is held."""
+        ...
+
+    def renew(self, lease: Lease, ttl_seconds: float) -> Lease:
+        """`lease` extended by `ttl_seconds` from now; LeaseLost if another lease was acquired since."""
+        ...
+
+    def release(self, lease: Lease) -> None:
+        """Give the lease up. Releasing a lease that was taken over does nothing to the new holder's."""
+        ...
+
+    def read_record(self) -> VersionedRecord:
+        """The record and its version."""
+        ...
+
+    def write_record(self, record: dict[str, Any], *, lease: Lease, version: int) -> int:
+        """Replace the record if `lease` still holds and nobody wrote since `version`; returns the new version.
+
+        LeaseLost when the lease expired or was taken over; StoreConflict when the version moved on.
+        """
+        ...
+
+
+def lease_refusal(*, held_fence: int | None, lease: Lease, now: float) -> str | None:
+    """Why `lease` no longer allows a write, or None. Pure, shared by every ledger.
+
+    `held_fence` is the fencing number of the lease the ledger holds now (None: none is held). An expired lease
+    nobody took over can still be renewed, but not written under: renew first.
+    """
+    if held_fence != lease.fence:
+        taken = "released" if held_fence is None else f"taken over (the lease now has fence {held_fence})"
+        return f"its lease (fence {lease.fence}, owner {lease.owner}) was {taken}"
+    if now >= lease.expires_at:
+        return f"its lease (fence {lease.fence}, owner {lease.owner}) expired {now - lease.expires_at:.1f}s ago"
+    return None
+
+
+@contextmanager
+def held_lease(ledger: Ledger, owner: str, ttl_seconds: float) -> Iterator[Lease]:
+    """Acquire for the `with` block and release after it, also when it raises. For short holds (sweep, tests); a
+    rotation's driver renews its lease through its waits instead."""
+    lease = ledger.acquire(owner, ttl_seconds)
+    try:
+        yield lease
+    finally:
+        ledger.release(lease)

@@ -1,0 +1,110 @@
+"""What a step works with: the credential, its stores and ledger, its issuer, and the driver's journal.
+
+Steps (rotator/rotation/steps.py and friends) are plain functions over (context, record); everything they share
+with the driver (saving the record under the lease, fault points, events, the lease's keep-alive) goes through
+the `Journal` the driver hands them, so a step never imports the driver and the Lambda can run one step alone.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from rotator.model import KeyPair, Stage, StoredKey
+from rotator.record import RotationRecord
+from rotator.runtime import Meter
+
+if TYPE_CHECKING:
+    from backends.base import SecretStore
+    from rotator.bluum import CheckResult
+    from rotator.config import CredentialConfig
+    from rotator.issuers.base import Issuer
+    from rotator.runtime import Runtime
+
+ConfirmRevoked = Callable[[str], bool]
+"""Asks a person to revoke a key in Bluum's dashboard; returns False when nobody can answer."""
+
+
+def new_token() -> str:
+    """A fresh rotation token (or idempotency key): 32 hex characters. Callers such as the Lambda bring their own."""
+    return uuid.uuid4().hex
+
+
+class Journal(Protocol):
+    """The driver, as the steps see it."""
+
+    def save(self, record: RotationRecord, point: str) -> RotationRecord:
+        """Write `record` under the lease (compare-and-set), then mark the fault point `point`."""
+        ...
+
+    def emit(self, record: RotationRecord, step: str, message: str, seconds: float | None = None) -> None:
+        """Tell every subscriber what a step did."""
+        ...
+
+    def keepalive(self) -> None:
+        """Renew the lease when it is due (call it in long waits); LeaseLost when it was taken over."""
+        ...
+
+
+@dataclass
+class RotationContext:
+    """One command's view of one credential."""
+
+    cred: CredentialConfig
+    stores: list[SecretStore]
+    issuer: Issuer
+    runtime: Runtime
+    emergency: bool = False
+    skip_grace: bool = False
+    new_pair: StoredKey | None = None
+    """A person's new pair, in hand for this command only (the manual issuer)."""
+    confirm_revoked: ConfirmRevoked | None = None
+    new: StoredKey | None = None
+    """The new key once read or made, so later steps of the same command need not read it again."""
+    meter: Meter = field(default_factory=Meter)
+    step_seconds: float = 0.0
+    """Time this command spent in forward steps, and how much of it was waiting (for the done line)."""
+
+    @property
+    def primary(self) -> SecretStore:
+        return self.stores[0]
+
+    def pair(self, stored: StoredKey) -> KeyPair:
+        """`stored` as the pair HTTP Basic auth sends."""
+        return KeyPair(
+            api_key=stored.api_key,
+            api_secret=stored.api_secret,
+            environment=stored.environment or self.cred.environment,
+            key_id=stored.key_id,
+        )
+
+    def check(self, stored: StoredKey) -> CheckResult:
+        """One smoke test of `stored` at this credential's Bluum, on its `check_path`."""
+        client = self.runtime.client(self.cred.base_url)
+        return client.check(self.pair(stored), path=self.cred.check_path)
+
+    def current_everywhere(self) -> dict[str, StoredKey | None]:
+        """What every target shows as CURRENT, by store name."""
+        return {store.name: store.read(Stage.CURRENT) for store in self.stores}
+
+    def new_key(self, record: RotationRecord) -> StoredKey:
+        """The rotation's new key, from memory or (after a crash) from the primary, where it is PENDING or CURRENT."""
+        if self.new is not None:
+            return self.new
+        for stage in (Stage.PENDING, Stage.CURRENT):
+            found = self.primary.read(stage)
+            if found is not None and found.token == record.token:
+                self.new = found
+                return found
+        raise StepFailed(record, f"the new key of rotation {record.token[:8]} is no longer in {self.primary.name!r}")
+
+
+class StepFailed(Exception):
+    """A forward step failed in a way a rollback repairs. The driver rolls back and raises RotationFailed."""
+
+    def __init__(self, record: RotationRecord, reason: str) -> None:
+        super().__init__(reason)
+        self.record = record
+        self.reason = reason

@@ -1,0 +1,267 @@
+"""The driver: runs a rotation's steps, to the end or one named step at a time, and owns what every step shares.
+
+Saving the record (a compare-and-set under the lease), fault points, timings, events, and the failure policy (a
+step that fails in a way a rollback repairs is rolled back; an error after a change says `resume`) live here once,
+so the CLI, cron, a daemon thread and a Lambda all rotate the same way. `machine.next_step` decides what comes
+next; the driver only runs it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from rotator import machine
+from rotator.errors import (
+    ConfigError,
+    ExitCode,
+    RotationFailed,
+    RotationIncomplete,
+    RotatorError,
+)
+from rotator.events import EventBus, EventKind, RotationEvent
+from rotator.faultpoints import reached
+from rotator.machine import Step
+from rotator.record import Phase, RotationRecord
+from rotator.rotation import revocation, steps
+from rotator.rotation.context import RotationContext, StepFailed
+from rotator.rotation.rollback import after_rollback, roll_back
+
+if TYPE_CHECKING:
+    from backends.ledger import Lease, Ledger
+
+LEASE_TTL_SECONDS = 15 * 60
+"""A lease outlives one step with room to spare; waits renew it every third of this."""
+
+StepFunction = Callable[[RotationContext, RotationRecord, "Driver"], RotationRecord]
+
+FORWARD: dict[Step, StepFunction] = {
+    Step.CREATE: steps.create,
+    Step.STORE_PENDING: steps.store_pending,
+    Step.STAGE: steps.stage,
+    Step.ACCEPT: steps.accept,
+    Step.PROMOTE: steps.promote,
+    Step.CONFIRM: steps.confirm,
+    Step.REVOKE_OLD: revocation.revoke_old,
+    Step.CLEAR: steps.clear,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a command did to one credential, and the exit code that says so."""
+
+    credential: str
+    exit_code: ExitCode
+    message: str
+    record: RotationRecord | None = None
+
+
+class RecordKeeper:
+    """The lease on one credential's ledger, for one command: its record is read with a version and written only
+    with that version under a lease that still holds. Waits renew the lease every third of its time."""
+
+    def __init__(self, ledger: Ledger, owner: str, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._ledger = ledger
+        self._owner = owner
+        self._monotonic = monotonic
+        self._lease: Lease | None = None
+        self._renewed = 0.0
+        self._version = 0
+
+    def __enter__(self) -> RecordKeeper:
+        self._lease = self._ledger.acquire(self._owner, LEASE_TTL_SECONDS)
+        self._renewed = self._monotonic()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            self._ledger.release(lease)
+
+    @property
+    def lease(self) -> Lease:
+        if self._lease is None:
+            raise RuntimeError("the record keeper is used outside its `with` block")
+        return self._lease
+
+    def read(self, *, store: str) -> RotationRecord | None:
+        """The record (and, for the next write, its version)."""
+        versioned = self._ledger.read_record()
+        self._version = versioned.version
+        return None if versioned.record is None else RotationRecord.from_dict(versioned.record, store=store)
+
+    def write(self, record: RotationRecord) -> None:
+        self.keepalive()
+        self._version = self._ledger.write_record(record.to_dict(), lease=self.lease, version=self._version)
+
+    def keepalive(self) -> None:
+        """Renew the lease once a third of its time has passed; LeaseLost when someone else holds it now."""
+        if self._monotonic() - self._renewed >= LEASE_TTL_SECONDS / 3:
+            self._lease = self._ledger.renew(self.lease, LEASE_TTL_SECONDS)
+            self._renewed = self._monotonic()
+
+
+class Driver:
+    """Runs the steps of one credential's rotation under one lease; the steps see it as their `Journal`."""
+
+    def __init__(self, ctx: RotationContext, keeper: RecordKeeper, bus: EventBus) -> None:
+        self.ctx = ctx
+        self.keeper = keeper
+        self.bus = bus
+
+    # ----------------------------------------------------------------- the journal
+
+    def save(self, record: RotationRecord, point: str) -> RotationRecord:
+        self.keeper.write(record)
+        reached(point)
+        return record
+
+    def emit(self, record: RotationRecord, step: str, message: str, seconds: float | None = None) -> None:
+        self.publish(EventKind.STEP if seconds is not None else EventKind.NOTE, record, step, message, seconds)
+
+    def keepalive(self) -> None:
+        self.keeper.keepalive()
+
+    def publish(
+        self, kind: EventKind, record: RotationRecord | None, step: str, message: str, seconds: float | None = None
+    ) -> None:
+        self.bus.publish(
+            RotationEvent(
+                kind=kind,
+                credential=self.ctx.cred.name,
+                step=step,
+                message=message,
+                token=record.token if record else None,
+                seconds=seconds,
+                old_key=record.old_key_label if record else None,
+                new_key=record.new_key_label if record else None,
+                reason=(record.failure or record.reason) if record else None,
+                actor=self.ctx.runtime.owner,
+                at=self.ctx.runtime.clock(),
+            )
+        )
+
+    # ----------------------------------------------------------------- running
+
+    def run(self, record: RotationRecord, *, only: Step | None = None) -> Outcome:
+        """Run steps until the rotation is done or has to wait; with `only`, stop once that step has run."""
+        cred, ctx = self.ctx.cred, self.ctx
+        while True:
+            step = self._next(record)
+            if step is Step.DONE:
+                return self._finished(record)
+            if step is Step.WAIT_GRACE:
+                return self._wait_for_grace(record)
+            if step is Step.ROLLBACK:
+                record = roll_back(ctx, record, self, record.failure or "interrupted before the new key was stored")
+                return self._finished(record)
+            try:
+                if step is Step.AWAIT_OPERATOR_REVOKE:
+                    record, done = revocation.operator_revoke(ctx, record, self)
+                    if not done:
+                        self.publish(EventKind.WAITING, record, "revoke", record.waiting_on or "")
+                        return Outcome(cred.name, ExitCode.INCOMPLETE, record.waiting_on or "", record)
+                    if only is Step.REVOKE_OLD:
+                        return self._advanced(record, step)
+                    continue
+                record = self._forward(step, record)
+            except StepFailed as failure:
+                record = roll_back(ctx, failure.record, self, failure.reason, cause=failure.__cause__)
+                message = f"{cred.name}: rotation failed and was rolled back: {failure.reason}. " + after_rollback(
+                    ctx, record
+                )
+                self.publish(EventKind.ROLLED_BACK, record, "rollback", message)
+                raise RotationFailed(message) from failure.__cause__
+            except RotatorError as exc:
+                if exc.exit_code not in (ExitCode.BAD_INPUT, ExitCode.UNAVAILABLE):
+                    self.publish(EventKind.STOPPED, record, step.value, str(exc))
+                    raise
+                # Something was already changed (the record exists): "nothing changed" would be a lie.
+                latest = self.keeper.read(store=ctx.primary.name) or record
+                message = (
+                    f"{cred.name}: {exc}. The rotation stopped at phase {latest.phase.value}; fix the cause, then "
+                    f"run `rotator resume {cred.name}` (or `rotator rollback {cred.name}` to undo it)"
+                )
+                self.publish(EventKind.STOPPED, latest, step.value, message)
+                raise RotationIncomplete(message) from exc
+            if only is not None and step is only:
+                return self._advanced(record, step)
+
+    def advance(self, record: RotationRecord, step: Step) -> Outcome:
+        """Run the one named step of this rotation: done already is a no-op, not reached yet is an error."""
+        cred = self.ctx.cred
+        wanted = machine.NAMED_STEPS.index(step)
+        upcoming = self._next(record)
+        if upcoming in (Step.DONE, Step.ROLLBACK):
+            return self.run(record)  # finishes a rollback, or reports the end state
+        if upcoming is Step.STORE_PENDING and step is Step.CREATE:
+            return self.run(record, only=Step.STORE_PENDING)  # a person's pair stands in for the minted key
+        position = (
+            machine.NAMED_STEPS.index(Step.REVOKE_OLD)
+            if upcoming in (Step.WAIT_GRACE, Step.AWAIT_OPERATOR_REVOKE)
+            else machine.NAMED_STEPS.index(upcoming)
+        )
+        if wanted < position:
+            message = f"{cred.name}: {step.value} of rotation {record.token[:8]} is done already"
+            return Outcome(cred.name, ExitCode.OK, message, record)
+        if wanted > position:
+            raise ConfigError(
+                f"{cred.name}: rotation {record.token[:8]} is at phase {record.phase.value}; its next step is "
+                f"{machine.NAMED_STEPS[position].value}, not {step.value}. Nothing was changed"
+            )
+        return self.run(record, only=step)
+
+    def _next(self, record: RotationRecord) -> Step:
+        return machine.next_step(
+            record,
+            now=self.ctx.runtime.clock(),
+            mints=self.ctx.issuer.mints,
+            revokes=self.ctx.issuer.revokes,
+            has_new_pair=self.ctx.new_pair is not None,
+            skip_grace=self.ctx.skip_grace,
+        )
+
+    def _forward(self, step: Step, record: RotationRecord) -> RotationRecord:
+        runtime = self.ctx.runtime
+        started = runtime.monotonic()
+        with runtime.metering(self.ctx.meter):
+            record = FORWARD[step](self.ctx, record, self)
+        self.ctx.step_seconds += runtime.monotonic() - started
+        return record
+
+    def _advanced(self, record: RotationRecord, step: Step) -> Outcome:
+        upcoming = self._next(record)
+        after = "nothing" if upcoming is Step.DONE else upcoming.value
+        message = f"{self.ctx.cred.name}: {step.value} of rotation {record.token[:8]} done; next: {after}"
+        return Outcome(self.ctx.cred.name, ExitCode.OK, message, record)
+
+    def _wait_for_grace(self, record: RotationRecord) -> Outcome:
+        cred = self.ctx.cred
+        assert record.revoke_after is not None
+        when = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(record.revoke_after))
+        message = (
+            f"{cred.name}: new key {record.new_key_label} is current and verified; the old key "
+            f"{record.old_key_label} stays active until the grace window ends at {when}. "
+            f"`rotator resume {cred.name}` after that time (or the next scheduled run) revokes it; "
+            f"`rotator resume {cred.name} --now` revokes it at once"
+        )
+        record = self.save(record.advance(record.phase, self.ctx.runtime.clock(), waiting_on=message), "wait.record")
+        self.publish(EventKind.WAITING, record, "grace", message)
+        return Outcome(cred.name, ExitCode.OK, message, record)
+
+    def _finished(self, record: RotationRecord) -> Outcome:
+        cred = self.ctx.cred
+        if record.phase is Phase.COMPLETED:
+            total, waited = self.ctx.step_seconds, self.ctx.meter.waited
+            message = (
+                f"{cred.name}: rotation complete; {record.new_key_label} is current everywhere, "
+                f"{record.old_key_label} is revoked ({total:.2f}s of steps, {waited:.2f}s of it waiting)"
+            )
+            self.publish(EventKind.COMPLETED, record, "done", message, total)
+            return Outcome(cred.name, ExitCode.OK, message, record)
+        message = f"{cred.name}: rolled back ({record.failure}). " + after_rollback(self.ctx, record)
+        self.publish(EventKind.ROLLED_BACK, record, "rollback", message)
+        return Outcome(cred.name, ExitCode.ROLLED_BACK, message, record)

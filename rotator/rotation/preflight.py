@@ -1,0 +1,135 @@
+"""Everything that can refuse a rotation before anything changes, and the dry-run plan built on it.
+
+A normal rotation starts only from a current key Bluum is seen to accept; every target's pair must be usable and
+of the credential's environment; the key is identified in Bluum's list by its public key, and an id line that
+names another key is refused; no other credential may hold the same key; no stray key of this credential may
+make a third active key. An emergency never calls the (maybe leaked and hammered) current key at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from rotator import identity, machine
+from rotator.errors import BluumUnavailable, ConfigError, RotationIncomplete
+from rotator.guards import guard_environment, guard_values
+from rotator.model import ApiKeyInfo, Stage, StoredKey, printable_id
+from rotator.record import RotationRecord
+from rotator.rotation.context import Journal, RotationContext
+
+
+def read_current(ctx: RotationContext) -> StoredKey:
+    """The primary's CURRENT, after checking every target's CURRENT for environment (I7) and usable values."""
+    current = ctx.primary.read(Stage.CURRENT)
+    if current is None:
+        raise ConfigError(
+            f"{ctx.cred.name}: store {ctx.primary.name!r} ({ctx.primary.describe()}) holds no current key; "
+            "put the key that applications use there first"
+        )
+    for store in ctx.stores:
+        found = current if store is ctx.primary else store.read(Stage.CURRENT)
+        if found is None:
+            continue
+        what = f"the current key {found.label} in {store.name!r}"
+        guard_environment(ctx.cred.name, ctx.cred.environment, found, what)
+        guard_values(ctx.cred.name, found, f"the current key in store {store.name!r} ({store.describe()})")
+    return current
+
+
+def identify_current(ctx: RotationContext, current: StoredKey, keys: list[ApiKeyInfo] | None) -> str | None:
+    """The key id of the current pair as Bluum lists it (by public key); every target's id line must agree.
+
+    Without a key list (tenant keys are not listed) the id line is all there is to go by.
+    """
+    if keys is None:
+        return printable_id(current.key_id)
+    for store in ctx.stores:
+        found = current if store is ctx.primary else store.read(Stage.CURRENT)
+        if found is None:
+            continue
+        listed = identity.listed_key(keys, found)
+        where = f"store {store.name!r} ({store.describe()})"
+        problem = identity.id_line_problem(found, listed, where=where, scope=ctx.issuer.scope)
+        if problem:
+            raise ConfigError(f"{ctx.cred.name}: {problem}. Nothing was changed")
+        if listed is not None:
+            what = f"{listed.id} in {where}"
+            guard_environment(ctx.cred.name, ctx.cred.environment, replace(found, environment=listed.environment), what)
+    listed = identity.listed_key(keys, current)
+    return None if listed is None else listed.id
+
+
+def preflight(ctx: RotationContext, record: RotationRecord | None) -> tuple[StoredKey, str | None]:
+    """Refuse (changing nothing) or return the current key and its id at Bluum."""
+    cred = ctx.cred
+    current = read_current(ctx)
+    keys = ctx.issuer.list_keys()
+    current_id = identify_current(ctx, current, keys)
+    holdings = ctx.runtime.holdings()
+    shared = identity.shared_with_others(current, holdings, cred.name)
+    if shared:
+        raise ConfigError(
+            f"{cred.name}: its current key {current_id or current.label} is also held by {shared}. Two credentials "
+            "must not share a key: rotating one would have to revoke the key the other still uses. Give each "
+            "credential its own key (or one credential several stores: `also_deploy_to`). Nothing was changed."
+        )
+    own_active = [info for info in keys or [] if machine.owned_by(info, cred.name) and info.active]
+    held = {
+        info.id: refusal
+        for info in own_active
+        if (refusal := identity.revoke_refusal(info, holdings, allowed=identity.held_nowhere))
+    }
+    blockers = machine.start_blockers(record, own_active, current_id, held)
+    if blockers:
+        message = f"{cred.name}: " + "; ".join(blockers) + ". Nothing was changed."
+        if record is not None and not record.phase.terminal:
+            raise RotationIncomplete(message)
+        raise ConfigError(message)
+    if not ctx.emergency:
+        result = ctx.check(current)
+        outcome = result.outcome.value
+        key = current_id or current.label
+        refusal = machine.start_refusal(outcome, result.code, result.reason, key=key, credential=cred.name)
+        if refusal and outcome == "inconclusive" and machine.transient_status(result.status):
+            raise BluumUnavailable(
+                f"{cred.name}: Bluum did not answer the check of the current key {key} ({result.reason}). "
+                "Nothing was changed; run the command again later"
+            )
+        if refusal:
+            raise ConfigError(f"{cred.name}: {refusal}. Nothing was changed.")
+    return current, current_id
+
+
+def precheck_new_pair(ctx: RotationContext, journal: Journal, pair: StoredKey, current: StoredKey) -> None:
+    """A person's new pair: not the current one, of this environment, usable, and accepted by this Bluum (I7)."""
+    from rotator.machine import Verdict
+    from rotator.rotation.probe import poll
+
+    cred = ctx.cred
+    if pair.same_key(current):
+        raise ConfigError(
+            f"{cred.name}: the pair in --new-key-file is the current pair; create a new one in Bluum's "
+            "dashboard first. Nothing was changed"
+        )
+    guard_environment(cred.name, cred.environment, pair, "the new pair from --new-key-file")
+    guard_values(cred.name, pair, "the new pair from --new-key-file")
+    judgement, _ = poll(ctx, journal, pair, new_key=True)
+    if judgement.verdict is Verdict.FAILED:
+        raise ConfigError(
+            f"{cred.name}: the new pair is not accepted by {cred.environment.value} Bluum at {cred.base_url} "
+            f"({judgement.reason}). Is it a key of another environment, or mistyped? Nothing was changed."
+        )
+
+
+def plan(ctx: RotationContext, current: StoredKey, current_id: str | None) -> str:
+    """--dry-run: the plan, after every read-only check a real rotation would make."""
+    cred = ctx.cred
+    grace = "0s (emergency)" if ctx.emergency else f"{cred.grace}"
+    lines = [
+        f"{cred.name}: dry run, nothing will change",
+        f"  1. generate: {ctx.issuer.source()}; store it as PENDING in {ctx.primary.name}",
+        f"  2. deploy:   make it CURRENT in {', '.join(s.name for s in ctx.stores)} (old key stays PREVIOUS)",
+        f"  3. verify:   call {cred.check_path} with the new key, for up to {cred.verify_timeout}",
+        f"  4. revoke:   after grace {grace}, revoke {current_id or current.label} and prove it gets 401",
+    ]
+    return "\n".join(lines)

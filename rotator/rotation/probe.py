@@ -1,0 +1,35 @@
+"""Polling Bluum with one pair until `machine.judge_*` decides: the new key must start working (propagation), or
+the old one must stop (revocation). Each wait renews the lease through the journal, so a long propagation budget
+never outlives the lease that protects the rotation."""
+
+from __future__ import annotations
+
+from rotator import machine
+from rotator.machine import Judgement, Verdict
+from rotator.model import StoredKey
+from rotator.rotation.context import Journal, RotationContext
+
+
+def poll(ctx: RotationContext, journal: Journal, key: StoredKey, *, new_key: bool) -> tuple[Judgement, int]:
+    """Check `key` until PASSED or FAILED within `verify_timeout`. Returns the judgement and how many calls it took.
+
+    new_key: the pair must start working; otherwise it must stop working.
+    """
+    runtime = ctx.runtime
+    started = runtime.monotonic()
+    timeout = ctx.cred.verify_timeout.total_seconds()
+    attempt = 0
+    while True:
+        result = ctx.check(key)
+        elapsed = runtime.monotonic() - started
+        outcome = result.outcome.value
+        judgement = (
+            machine.judge_new_key(outcome, result.code, result.reason, elapsed=elapsed, timeout=timeout)
+            if new_key
+            else machine.judge_old_key(outcome, result.reason, elapsed=elapsed, timeout=timeout)
+        )
+        if judgement.verdict is not Verdict.RETRY:
+            return judgement, attempt + 1
+        journal.keepalive()
+        runtime.sleep(machine.poll_delay(attempt))
+        attempt += 1

@@ -1,0 +1,178 @@
+"""The steps that take keys away: revoking the old key after the grace window (by the issuer, or by a person), and
+revoking keys of this rotation that must not stay (a duplicate, a lost key, the new key of a rollback).
+
+Every revoke goes through the same two checks first (I1): the key is identified in Bluum's list by the public key
+a store holds (never by an id line or a record's id alone), and no configured store may still hold it, except the
+rotating credential's PREVIOUS for the old key.
+"""
+
+from __future__ import annotations
+
+from rotator import identity, machine
+from rotator.errors import BluumError, RotationIncomplete
+from rotator.faultpoints import reached
+from rotator.identity import Holding
+from rotator.machine import Verdict
+from rotator.model import Stage, StoredKey
+from rotator.record import Phase, RotationRecord
+from rotator.rotation.context import Journal, RotationContext, StepFailed
+from rotator.rotation.probe import poll
+
+
+def confirm_new_key(ctx: RotationContext, record: RotationRecord) -> None:
+    """Before the old key goes: the new one must still be current everywhere and still work (I1, I2).
+
+    A grace window is long; in it the new key can expire or be revoked, or someone can edit a store.
+    """
+    cred = ctx.cred
+    new = ctx.new_key(record)
+    mismatched = machine.readback_mismatches(new, ctx.current_everywhere())
+    if mismatched:
+        raise RotationIncomplete(
+            f"{cred.name}: the new key {new.label} is no longer in {', '.join(mismatched)}, so the old key "
+            f"{record.old_key_label} was NOT revoked. Put the new key back, or undo the rotation with "
+            f"`rotator rollback {cred.name}`"
+        )
+    result = ctx.check(new)
+    if result.outcome.value == "rejected":
+        raise StepFailed(
+            record,
+            f"the new key {new.label} stopped working before the old one was revoked ({result.reason}, {result.code})",
+        )
+    if result.outcome.value != "works":
+        raise RotationIncomplete(
+            f"{cred.name}: could not confirm the new key still works ({result.reason}); the old key was NOT "
+            f"revoked. Run `rotator resume {cred.name}` when Bluum answers"
+        )
+
+
+def start_revoking(
+    ctx: RotationContext,
+    record: RotationRecord,
+    journal: Journal,
+    *,
+    waiting_on: str | None = None,
+    confirmed: bool = False,
+) -> RotationRecord:
+    """Write ahead that the old key is about to go: from here on there is no rollback to it (I1).
+    `confirmed`: the caller has just run `confirm_new_key`."""
+    if record.phase is Phase.REVOKING:
+        return record
+    if not confirmed:
+        confirm_new_key(ctx, record)
+    return journal.save(record.advance(Phase.REVOKING, ctx.runtime.clock(), waiting_on=waiting_on), "revoking.record")
+
+
+def revoke_old(ctx: RotationContext, record: RotationRecord, journal: Journal) -> RotationRecord:
+    """Revoke the old key at Bluum and prove it is rejected; only then is PREVIOUS forgotten.
+
+    The key to revoke is the one whose public key PREVIOUS holds, as Bluum lists it, whatever id the record or an
+    id line says, and only when no store holds it anywhere but in this credential's PREVIOUS (I1).
+    """
+    cred = ctx.cred
+    started = ctx.runtime.monotonic()
+    if record.phase is not Phase.REVOKING:
+        # First: when a store no longer shows the new key, "put it back" is the advice, not the guard's.
+        confirm_new_key(ctx, record)
+    old = ctx.primary.read(Stage.PREVIOUS)
+    keys = ctx.issuer.list_keys() or []
+    if old is not None:
+        target = identity.listed_key(keys, old)
+    else:
+        # PREVIOUS was removed by hand: the id the record took from Bluum's list (by public key) at the start.
+        target = next((info for info in keys if info.id == record.old_key_id), None)
+    if target is None:
+        # Not a key Bluum's API manages (seeded by hand, another investor's): only a person can revoke it.
+        journal.emit(record, "revoke", f"Bluum's key list has no key for the old pair {record.old_key_label}")
+        return journal.save(record.advance(record.phase, ctx.runtime.clock(), old_key_id=None), "old_unlisted.record")
+    if target.id != record.old_key_id:
+        journal.emit(record, "revoke", f"the old pair is {target.id} at Bluum (the record said {record.old_key_id})")
+        record = record.advance(record.phase, ctx.runtime.clock(), old_key_id=target.id)
+    refusal = identity.revoke_refusal(target, ctx.runtime.holdings(), allowed=identity.old_key_of(cred.name))
+    if refusal:
+        way_back = (
+            "" if record.phase is Phase.REVOKING else f", or undo the rotation with `rotator rollback {cred.name}`"
+        )
+        raise RotationIncomplete(
+            f"{cred.name}: the old key was NOT revoked: {refusal}. Once no application uses it, remove it from there "
+            f"and run `rotator resume {cred.name}`{way_back}"
+        )
+    record = start_revoking(ctx, record, journal, confirmed=True)
+    if target.active:
+        try:
+            ctx.issuer.revoke(target.id)
+        except BluumError as exc:
+            raise RotationIncomplete(
+                f"{cred.name}: the revoke of the old key {target.id} failed ({exc}); it may or may not have taken "
+                f"effect. The new key is current everywhere and verified. Run `rotator resume {cred.name}` to retry"
+            ) from exc
+        reached("revoke.bluum")
+        done = f"revoked {target.id}"
+    else:
+        done = f"{target.id} was already {target.status} at Bluum"
+    if old is not None:
+        prove_rejected(ctx, record, journal, old)
+        done += "; Bluum now rejects it"
+    else:
+        done += " (its pair is in no store any more, so Bluum's list is the proof)"
+    record = journal.save(record.advance(Phase.OLD_REVOKED, ctx.runtime.clock(), waiting_on=None), "old_revoked.record")
+    journal.emit(record, "revoke", done, ctx.runtime.monotonic() - started)
+    return record
+
+
+def prove_rejected(ctx: RotationContext, record: RotationRecord, journal: Journal, old: StoredKey) -> None:
+    judgement, _ = poll(ctx, journal, old, new_key=False)
+    if judgement.verdict is Verdict.FAILED:
+        raise RotationIncomplete(
+            f"{ctx.cred.name}: {judgement.reason}. The old key {record.old_key_label} is still kept as "
+            f"PREVIOUS; run `rotator resume {ctx.cred.name}` to check again"
+        )
+
+
+def operator_revoke(ctx: RotationContext, record: RotationRecord, journal: Journal) -> tuple[RotationRecord, bool]:
+    """A person revokes the old pair in the dashboard (manual issuer, or a key Bluum's API does not list); Bluum
+    is asked to reject it before it is forgotten. Returns the record and whether the revoke is done."""
+    cred = ctx.cred
+    ask = ctx.issuer.person_revokes(record.old_key_label or "(unknown)")
+    waiting = f"{cred.name}: waiting on the operator: {ask}, then run `rotator resume {cred.name}`"
+    record = start_revoking(ctx, record, journal, waiting_on=waiting)
+    old = ctx.primary.read(Stage.PREVIOUS)
+    if old is not None:
+        result = ctx.check(old)
+        if result.outcome.value != "rejected":
+            if ctx.confirm_revoked is None or not ctx.confirm_revoked(ask):
+                journal.emit(record, "revoke", waiting)
+                return record, False
+            prove_rejected(ctx, record, journal, old)
+    record = journal.save(record.advance(Phase.OLD_REVOKED, ctx.runtime.clock(), waiting_on=None), "old_revoked.record")
+    if old is None:
+        journal.emit(record, "revoke", f"the old pair {record.old_key_label} is in no store any more: nothing to check")
+    else:
+        journal.emit(record, "revoke", f"Bluum now rejects the old key {record.old_key_label}")
+    return record, True
+
+
+def revoke_rotation_keys(
+    ctx: RotationContext, record: RotationRecord, journal: Journal, *, why: str, point: str, keep: str | None = None
+) -> None:
+    """Revoke every active key of this rotation (the token in its name, or its recorded new key id) except `keep`.
+    Never the old key, whatever its name says, nor a key some store holds (I1, I3, I4)."""
+    if not ctx.issuer.revokes:
+        return
+    holdings: list[Holding] | None = None
+    for info in ctx.issuer.list_keys() or []:
+        token = machine.token_of(info)
+        # By the token in its name; by the recorded id only when no other rotation's token says otherwise.
+        ours = token == record.token or (info.id == record.new_key_id and token is None)
+        if not info.active or not ours or info.id in (keep, record.old_key_id):
+            continue
+        holdings = ctx.runtime.holdings() if holdings is None else holdings
+        refusal = identity.revoke_refusal(info, holdings, allowed=identity.held_nowhere)
+        if refusal:
+            raise RotationIncomplete(
+                f"{ctx.cred.name}: {info.id} ({why}) was NOT revoked: {refusal}. Once no application uses it, "
+                f"remove it from there and run `rotator resume {ctx.cred.name}`"
+            )
+        ctx.issuer.revoke(info.id)
+        reached(point)
+        journal.emit(record, "rollback" if point == "revoke_new.bluum" else "cleanup", f"revoked {info.id} ({why})")

@@ -1,0 +1,317 @@
+"""The commands (`rotate`, `resume`, `rollback`, `step`, `verify`, `run_due`) over one runtime and one event bus.
+
+Each command builds a `RotationContext` for one credential, takes the credential's lease through a `RecordKeeper`,
+and hands the record to a `Driver`. What a command refuses before anything changes is in `preflight`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from rotator import machine
+from rotator.errors import ConfigError, ExitCode, RotationIncomplete, RotationInProgress
+from rotator.events import EventBus, EventKind, log_event
+from rotator.machine import Step
+from rotator.model import Stage, StoredKey
+from rotator.record import Phase, RotationRecord
+from rotator.rotation import preflight
+from rotator.rotation.context import ConfirmRevoked, RotationContext, new_token
+from rotator.rotation.driver import Driver, Outcome, RecordKeeper
+from rotator.rotation.rollback import after_rollback, roll_back
+from rotator.runtime import Runtime
+
+if TYPE_CHECKING:
+    from rotator.config import Config
+    from rotator.status import CredentialStatus
+    from rotator.sweep import SweepFinding
+
+STEP_NAMES: dict[str, Step] = {
+    **{step.value: step for step in machine.NAMED_STEPS},
+    "revoke": Step.REVOKE_OLD,
+    # AWS Secrets Manager's rotation steps, for a Lambda or anyone driving the rotation the same way.
+    "createSecret": Step.CREATE,
+    "setSecret": Step.STAGE,
+    "testSecret": Step.ACCEPT,
+    "finishSecret": Step.PROMOTE,
+}
+
+
+class RotationService:
+    """Runs the commands for the credentials of one configuration."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        bus: EventBus | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+        owner: str | None = None,
+    ) -> None:
+        self.runtime = Runtime(config, clock=clock, sleep=sleep, monotonic=monotonic, owner=owner)
+        self.bus = bus if bus is not None else EventBus(log_event)
+
+    @property
+    def config(self) -> Config:
+        return self.runtime.config
+
+    @property
+    def waited(self) -> float:
+        """Seconds spent sleeping so far: verification polls, retry back-off and the rate-limit throttle."""
+        return self.runtime.waited
+
+    def now(self) -> float:
+        return self.runtime.clock()
+
+    def close(self) -> None:
+        self.runtime.close()
+
+    def __enter__(self) -> RotationService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- building blocks
+
+    def context(self, name: str, **options: Any) -> RotationContext:  # noqa: ANN401 - RotationContext fields
+        cred = self.config.credential(name)
+        return RotationContext(
+            cred=cred,
+            stores=self.runtime.stores_of(cred),
+            issuer=self.runtime.issuer(cred),
+            runtime=self.runtime,
+            **options,
+        )
+
+    def read_record(self, ctx: RotationContext) -> RotationRecord | None:
+        """The credential's record, read without a lease (for views)."""
+        data = self.runtime.ledger(ctx.cred).read_record().record
+        return None if data is None else RotationRecord.from_dict(data, store=ctx.primary.name)
+
+    def _keeper(self, ctx: RotationContext) -> RecordKeeper:
+        return RecordKeeper(self.runtime.ledger(ctx.cred), self.runtime.owner, self.runtime.monotonic)
+
+    # ----------------------------------------------------------------- commands
+
+    def rotate(
+        self,
+        name: str,
+        *,
+        emergency: bool = False,
+        reason: str | None = None,
+        dry_run: bool = False,
+        new_pair: StoredKey | None = None,
+        confirm_revoked: ConfirmRevoked | None = None,
+        token: str | None = None,
+    ) -> Outcome:
+        """Rotate one credential: generate, deploy, verify, then revoke when the grace window allows."""
+        ctx = self.context(
+            name, emergency=emergency, skip_grace=emergency, new_pair=new_pair, confirm_revoked=confirm_revoked
+        )
+        self._check_request(ctx, emergency=emergency, reason=reason, dry_run=dry_run, token=token)
+        if dry_run:
+            current, current_id = preflight.preflight(ctx, self.read_record(ctx))
+            return Outcome(name, ExitCode.OK, preflight.plan(ctx, current, current_id), self.read_record(ctx))
+        with self._keeper(ctx) as keeper:
+            driver = Driver(ctx, keeper, self.bus)
+            record = self._start(ctx, keeper, driver, emergency=emergency, reason=reason, token=token)
+            return driver.run(record)
+
+    def _check_request(
+        self, ctx: RotationContext, *, emergency: bool, reason: str | None, dry_run: bool, token: str | None
+    ) -> None:
+        cred = ctx.cred
+        if emergency and not reason:
+            raise ConfigError("--emergency needs --reason TEXT: the reason goes into the rotation record")
+        if not ctx.issuer.mints and ctx.new_pair is None and not dry_run:
+            raise ConfigError(
+                f"{cred.name} is minted in Bluum's dashboard (issuer {ctx.issuer.kind}): create the new pair there, "
+                f"then run `rotator rotate {cred.name} --new-key-file FILE` (JSON with api_key, api_secret, key_id)"
+            )
+        if ctx.issuer.mints and ctx.new_pair is not None:
+            raise ConfigError(f"{cred.name} is minted through Bluum's API (issuer bluum): --new-key-file is not used")
+        problem = machine.token_problem(token) if token is not None else None
+        if problem:
+            raise ConfigError(f"{cred.name}: --token: {problem}. Nothing was changed")
+
+    def _start(
+        self,
+        ctx: RotationContext,
+        keeper: RecordKeeper,
+        driver: Driver,
+        *,
+        emergency: bool,
+        reason: str | None,
+        token: str | None,
+    ) -> RotationRecord:
+        """Preflight under the lease, then the STARTED record."""
+        cred = ctx.cred
+        previous_record = keeper.read(store=ctx.primary.name)
+        current, old_id = preflight.preflight(ctx, previous_record)
+        if ctx.new_pair is not None:
+            preflight.precheck_new_pair(ctx, driver, ctx.new_pair, current)
+        now = self.runtime.clock()
+        record = RotationRecord(
+            credential=cred.name,
+            token=token or new_token(),
+            phase=Phase.STARTED,
+            issuer=ctx.issuer.kind,
+            started_at=now,
+            updated_at=now,
+            emergency=emergency,
+            reason=reason,
+            old_key_id=old_id,
+            old_key_label=old_id or current.label,
+            current_since=previous_record.current_since if previous_record else None,
+        )
+        record = driver.save(record, "started.record")
+        kind = "emergency rotation" if emergency else "rotation"
+        driver.publish(
+            EventKind.STARTED,
+            record,
+            "start",
+            f"{kind} {record.token[:8]} of {cred.name} started; current key {record.old_key_label}",
+        )
+        return record
+
+    def resume(self, name: str, *, skip_grace: bool = False, confirm_revoked: ConfirmRevoked | None = None) -> Outcome:
+        """Finish (or, when it cannot go forward, roll back) the rotation the record says is unfinished."""
+        ctx = self.context(name, skip_grace=skip_grace, confirm_revoked=confirm_revoked)
+        with self._keeper(ctx) as keeper:
+            record = keeper.read(store=ctx.primary.name)
+            if record is None or record.phase.terminal:
+                return Outcome(name, ExitCode.OK, f"{name}: nothing to resume", record)
+            ctx.skip_grace = skip_grace or record.emergency
+            ctx.emergency = record.emergency
+            driver = Driver(ctx, keeper, self.bus)
+            message = f"resuming rotation {record.token[:8]} of {name} from {record.phase.value}"
+            driver.publish(EventKind.RESUMED, record, "resume", message)
+            return driver.run(record)
+
+    def step(self, name: str, step: str, *, token: str, new_pair: StoredKey | None = None) -> Outcome:
+        """Advance the rotation `token` of `name` by the one named step (AWS's four names work too).
+
+        `create` starts the rotation under `token` when none is unfinished. A step already done is a no-op; a step
+        not reached yet is refused. This is how a Lambda (or any orchestrator) drives a rotation one call at a time.
+        """
+        wanted = STEP_NAMES.get(step)
+        if wanted is None:
+            raise ConfigError(f"unknown step {step!r}; use one of: {', '.join(STEP_NAMES)}")
+        ctx = self.context(name, new_pair=new_pair)
+        self._check_request(ctx, emergency=False, reason=None, dry_run=wanted is not Step.CREATE, token=token)
+        with self._keeper(ctx) as keeper:
+            driver = Driver(ctx, keeper, self.bus)
+            record = keeper.read(store=ctx.primary.name)
+            if record is None or record.token != token:
+                if wanted is not Step.CREATE:
+                    raise ConfigError(
+                        f"{name}: there is no rotation {token[:8]} (the record names "
+                        f"{'none' if record is None else record.token[:8]}); start it with step create. "
+                        "Nothing was changed"
+                    )
+                if record is not None and not record.phase.terminal:
+                    raise RotationInProgress(
+                        f"{name}: rotation {record.token[:8]} is unfinished (phase {record.phase.value}); finish it "
+                        f"with `rotator resume {name}` before rotation {token[:8]} can start. Nothing was changed"
+                    )
+                record = self._start(ctx, keeper, driver, emergency=False, reason=None, token=token)
+            ctx.emergency = ctx.skip_grace = record.emergency
+            return driver.advance(record, wanted)
+
+    def rollback(self, name: str) -> Outcome:
+        """Undo the last rotation while the old key still exists (until it is revoked)."""
+        ctx = self.context(name)
+        with self._keeper(ctx) as keeper:
+            record = keeper.read(store=ctx.primary.name)
+            if record is None or record.phase is Phase.ROLLED_BACK:
+                return Outcome(name, ExitCode.OK, f"{name}: nothing to roll back", record)
+            if record.phase is Phase.REVOKING:
+                raise RotationIncomplete(
+                    f"{name}: rotation {record.token[:8]} has started revoking the old key {record.old_key_label} "
+                    "(the revoke may or may not have reached Bluum), so there is no going back to it. "
+                    f"Finish the rotation with `rotator resume {name}`"
+                )
+            if not machine.can_roll_back(record):
+                raise ConfigError(
+                    f"{name}: rotation {record.token[:8]} is {record.phase.value}: the old key "
+                    f"{record.old_key_label} is already revoked at Bluum, so there is nothing to go back to. "
+                    + (
+                        f"Finish it with `rotator resume {name}`"
+                        if not record.phase.terminal
+                        else f"If the current key is bad, rotate again: `rotator rotate {name} --emergency`"
+                    )
+                )
+            previous = ctx.primary.read(Stage.PREVIOUS)
+            if previous is not None and record.phase is not Phase.STARTED and not record.emergency:
+                result = ctx.check(previous)
+                if result.outcome.value == "rejected":
+                    raise RotationIncomplete(
+                        f"{name}: the old key {record.old_key_label} is already rejected by Bluum ({result.reason}); "
+                        f"rolling back would leave no working key. Finish forward with `rotator resume {name}`"
+                    )
+            driver = Driver(ctx, keeper, self.bus)
+            record = roll_back(ctx, record, driver, "rollback requested by the operator")
+            message = f"{name}: rolled back. " + after_rollback(ctx, record)
+            driver.publish(EventKind.ROLLED_BACK, record, "rollback", message)
+            return Outcome(name, ExitCode.OK, message, record)
+
+    def run_due(self, name: str) -> Outcome:
+        """One scheduler tick for one credential: finish what is unfinished, rotate what is due.
+
+        Never waits on a person: a manual credential that is due is reported (exit 4) with what to do.
+        """
+        ctx = self.context(name)
+        record = self.read_record(ctx)
+        if record is not None and not record.phase.terminal:
+            return self.resume(name)
+        since = record.current_since if record is not None else None
+        if not machine.is_due(since, ctx.cred.rotate_every, self.runtime.clock()):
+            due = machine.next_due(since, ctx.cred.rotate_every)
+            when = time.strftime("%Y-%m-%d", time.gmtime(due)) if due else "unknown"
+            return Outcome(name, ExitCode.OK, f"{name}: not due (next rotation {when})", record)
+        if not ctx.issuer.mints:
+            return Outcome(
+                name,
+                ExitCode.INCOMPLETE,
+                f"{name}: rotation is due and waits on a person: create a new pair in Bluum's dashboard, then "
+                f"`rotator rotate {name} --new-key-file FILE`",
+                record,
+            )
+        return self.rotate(name)
+
+    def verify(self, name: str) -> Outcome:
+        """Every target holds the same current key, and Bluum accepts it."""
+        ctx = self.context(name)
+        current = preflight.read_current(ctx)
+        observed = ctx.current_everywhere()
+        mismatched = machine.readback_mismatches(current, observed)
+        if mismatched:
+            return Outcome(
+                name,
+                ExitCode.INCOMPLETE,
+                f"{name}: {', '.join(mismatched)} hold a different current key "
+                f"than {ctx.primary.name}; run `rotator resume {name}` or fix the store by hand",
+            )
+        result = ctx.check(current)
+        if result.outcome.value == "works":
+            return Outcome(
+                name, ExitCode.OK, f"{name}: {current.label} works at Bluum and is current in {', '.join(observed)}"
+            )
+        detail = f"{result.reason}" + (f" ({result.code})" if result.code else "")
+        return Outcome(name, ExitCode.INCOMPLETE, f"{name}: current key {current.label} does not work: {detail}")
+
+    def sweep(self, *, revoke: bool = False, include_foreign: bool = False) -> list[SweepFinding]:
+        """Active keys at Bluum that no store knows (I3), and credentials with too many active keys (I4)."""
+        from rotator.sweep import sweep
+
+        return sweep(self, revoke=revoke, include_foreign=include_foreign)
+
+    def status(self) -> list[CredentialStatus]:
+        """One row per credential: environment, current key, age, next due, stage, what waits on whom."""
+        from rotator.status import status
+
+        return status(self)

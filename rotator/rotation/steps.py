@@ -1,0 +1,225 @@
+"""The forward steps up to the grace window, one function each, each idempotent for the rotation's token.
+
+create (AWS createSecret) · stage (setSecret) · accept (testSecret) · promote (finishSecret) · confirm.
+Each reads what it needs from the context and the record, changes one thing, and ends with a record write through
+the journal (which also marks the fault point named after it). Running a step again after a crash, or twice on
+purpose, finds its work done and only writes the record. A failure a rollback repairs raises `StepFailed`.
+"""
+
+from __future__ import annotations
+
+from rotator import machine
+from rotator.errors import (
+    BluumError,
+    BluumRateLimited,
+    BluumServerError,
+    BluumUnavailable,
+    BluumUnexpectedResponse,
+    RotationIncomplete,
+    StoreError,
+)
+from rotator.faultpoints import reached
+from rotator.machine import Verdict
+from rotator.model import Stage, StoredKey
+from rotator.record import Phase, RotationRecord
+from rotator.rotation.context import Journal, RotationContext, StepFailed, new_token
+from rotator.rotation.probe import poll
+from rotator.rotation.revocation import revoke_rotation_keys
+
+
+def create(ctx: RotationContext, record: RotationRecord, journal: Journal) -> RotationRecord:
+    """The issuer mints the key (idempotent by token) and it is stored as PENDING before anything else (I3)."""
+    cred = ctx.cred
+    started = ctx.runtime.monotonic()
+    stored = ctx.primary.read(Stage.PENDING)
+    if stored is not None and stored.token == record.token:
+        # A crash after storing it: the key we need is already safe; never create a second one.
+        ctx.new = stored
+        record = record.advance(record.phase, ctx.runtime.clock(), new_key_id=stored.key_id, new_key_label=stored.label)
+        return journal.save(record.advance(Phase.PENDING_STORED, ctx.runtime.clock()), "pending.record")
+    idempotency_key = record.token
+    if ctx.runtime.clock() - record.started_at > machine.IDEMPOTENCY_TRUST_SECONDS:
+        # Bluum forgets an Idempotency-Key after 24 h: a key made under this token then cannot be fetched again
+        # (its secret is lost), and creating anew would make a third active key (I4). Revoke it first, and create
+        # under a fresh key: a replay of the old one might hand back the key just revoked.
+        revoke_rotation_keys(
+            ctx, record, journal, why="its secret was lost with a crashed run", point="revoke_token.bluum"
+        )
+        idempotency_key = new_token()
+    try:
+        created = ctx.issuer.mint(name=machine.key_name(cred.name, record.token), idempotency_key=idempotency_key)
+    except BluumUnexpectedResponse as exc:
+        # The key may exist (wrong environment, no secret): roll back, which revokes it by id or token.
+        failed = record.advance(record.phase, ctx.runtime.clock(), new_key_id=exc.key_id, new_key_label=exc.key_id)
+        raise StepFailed(failed, f"Bluum's answer to the create is unusable: {exc}") from exc
+    except (BluumUnavailable, BluumServerError, BluumRateLimited) as exc:
+        raise RotationIncomplete(
+            f"{cred.name}: Bluum did not answer the create of the new key ({exc}); it may or may not exist. "
+            f"Nothing was deployed. Run `rotator resume {cred.name}` when Bluum is reachable: it finishes "
+            "with the same key, or cleans it up"
+        ) from exc
+    except BluumError as exc:
+        # Refused (4xx). An earlier attempt of this call may still have created it: rollback revokes by token.
+        raise StepFailed(
+            record, f"Bluum refused to create the new key: {exc}; check the manager credential {cred.manager!r}"
+        ) from exc
+    reached("create.bluum")
+    pending = StoredKey(
+        api_key=created.pair.api_key,
+        api_secret=created.pair.api_secret,
+        key_id=created.info.id,
+        environment=created.pair.environment,
+        base_url=cred.base_url,
+        token=record.token,
+    )
+    now = ctx.runtime.clock()
+    record = record.advance(record.phase, now, new_key_id=created.info.id, new_key_label=created.info.id)
+    problem = machine.environment_violation(cred.environment, created.pair.environment, f"new key {created.info.id}")
+    if problem:
+        raise StepFailed(record, problem)
+    try:
+        ctx.primary.put_pending(pending)
+    except StoreError as exc:
+        raise StepFailed(record, f"could not store the new key as PENDING: {exc}") from exc
+    reached("pending.store")
+    ctx.new = pending
+    record = journal.save(record.advance(Phase.PENDING_STORED, ctx.runtime.clock()), "pending.record")
+    journal.emit(
+        record,
+        "generate",
+        f"created {created.info.id} at Bluum, stored as PENDING in {ctx.primary.name}",
+        ctx.runtime.monotonic() - started,
+    )
+    # Should Bluum not honour Idempotency-Key here (undocumented), a resumed create made a second key.
+    revoke_rotation_keys(
+        ctx, record, journal, why="a duplicate of this rotation's key", point="revoke_token.bluum", keep=created.info.id
+    )
+    return record
+
+
+def store_pending(ctx: RotationContext, record: RotationRecord, journal: Journal) -> RotationRecord:
+    """A person's pair (in hand for this command only) is stored as PENDING in the primary."""
+    assert ctx.new_pair is not None  # machine.next_step asks for this step only when it is
+    pending = StoredKey(
+        api_key=ctx.new_pair.api_key,
+        api_secret=ctx.new_pair.api_secret,
+        key_id=ctx.new_pair.key_id,
+        environment=ctx.cred.environment,
+        base_url=ctx.cred.base_url,
+        token=record.token,
+    )
+    ctx.primary.put_pending(pending)
+    reached("pending.store")
+    ctx.new = pending
+    record = journal.save(
+        record.advance(
+            Phase.PENDING_STORED, ctx.runtime.clock(), new_key_id=pending.key_id, new_key_label=pending.label
+        ),
+        "pending.record",
+    )
+    journal.emit(record, "generate", f"stored the operator's new pair {pending.label} as PENDING in {ctx.primary.name}")
+    return record
+
+
+def stage(ctx: RotationContext, record: RotationRecord, journal: Journal) -> RotationRecord:
+    """PENDING in every other target (AWS's setSecret). Applications still read the old key."""
+    new = ctx.new_key(record)
+    started = ctx.runtime.monotonic()
+    try:
+        for store in ctx.stores[1:]:
+            store.put_pending(new)
+            reached(f"stage.{store.name}")
+    except StoreError as exc:
+        raise StepFailed(record, f"staging the new key failed: {exc}") from exc
+    record = journal.save(record.advance(Phase.STAGED, ctx.runtime.clock()), "staged.record")
+    if len(ctx.stores) > 1:
+        names = ", ".join(store.name for store in ctx.stores[1:])
+        journal.emit(record, "stage", f"{new.label} is PENDING in {names}", ctx.runtime.monotonic() - started)
+    return record
+
+
+def accept(ctx: RotationContext, record: RotationRecord, journal: Journal) -> RotationRecord:
+    """Wait until Bluum accepts the new key (AWS's testSecret), before any application is handed it.
+
+    So no application runs on a key still propagating, and a key that never works is rolled back before any
+    reader saw it.
+    """
+    new = ctx.new_key(record)
+    started = ctx.runtime.monotonic()
+    judgement, calls = poll(ctx, journal, new, new_key=True)
+    if judgement.verdict is Verdict.FAILED:
+        raise StepFailed(record, f"verification failed before deploying: {judgement.reason}")
+    record = journal.save(record.advance(Phase.ACCEPTED, ctx.runtime.clock()), "accepted.record")
+    journal.emit(
+        record, "verify", f"Bluum accepts {new.label} (after {calls} call(s))", ctx.runtime.monotonic() - started
+    )
+    return record
+
+
+def promote(ctx: RotationContext, record: RotationRecord, journal: Journal) -> RotationRecord:
+    """CURRENT in every target, the old key PREVIOUS (AWS's finishSecret); then every target is read back (I1)."""
+    new = ctx.new_key(record)
+    started = ctx.runtime.monotonic()
+    try:
+        for store in ctx.stores:
+            store.put_pending(new)  # a no-op where staged; repairs a target staged by an older version
+            store.promote(record.token)
+            reached(f"promote.{store.name}")
+        observed = ctx.current_everywhere()
+    except StoreError as exc:
+        raise StepFailed(record, f"deploy failed: {exc}") from exc
+    mismatched = machine.readback_mismatches(new, observed)
+    if mismatched:
+        raise StepFailed(record, f"read-back after deploy does not show the new key in {', '.join(mismatched)}")
+    record = journal.save(record.advance(Phase.DEPLOYED, ctx.runtime.clock(), waiting_on=None), "deployed.record")
+    journal.emit(
+        record,
+        "deploy",
+        f"{new.label} is CURRENT in {', '.join(observed)}; old key kept as PREVIOUS (overlap)",
+        ctx.runtime.monotonic() - started,
+    )
+    return record
+
+
+def confirm(ctx: RotationContext, record: RotationRecord, journal: Journal) -> RotationRecord:
+    """Bluum still accepts the new key and every target still shows it; the grace window starts (I2)."""
+    new = ctx.new_key(record)
+    started = ctx.runtime.monotonic()
+    judgement, calls = poll(ctx, journal, new, new_key=True)
+    if judgement.verdict is Verdict.FAILED:
+        raise StepFailed(record, f"verification failed: {judgement.reason}")
+    mismatched = machine.readback_mismatches(new, ctx.current_everywhere())
+    if mismatched:
+        raise StepFailed(record, f"verification failed: the new key is no longer in {', '.join(mismatched)}")
+    now = ctx.runtime.clock()
+    grace = 0.0 if ctx.emergency or record.emergency else ctx.cred.grace.total_seconds()
+    record = journal.save(
+        record.advance(Phase.VERIFIED, now, verified_at=now, revoke_after=now + grace), "verified.record"
+    )
+    journal.emit(
+        record,
+        "confirm",
+        f"every store reads back {new.label} and Bluum accepts it (after {calls} call(s))",
+        ctx.runtime.monotonic() - started,
+    )
+    return record
+
+
+def clear(ctx: RotationContext, record: RotationRecord, journal: Journal) -> RotationRecord:
+    """Forget the (revoked) old key in every target; the rotation is complete."""
+    started = ctx.runtime.monotonic()
+    for store in ctx.stores:
+        store.clear_previous(record.token)
+        reached(f"clear.{store.name}")
+    now = ctx.runtime.clock()
+    record = journal.save(
+        record.advance(Phase.COMPLETED, now, completed_at=now, current_since=record.verified_at or now),
+        "completed.record",
+    )
+    journal.emit(
+        record,
+        "cleanup",
+        f"forgot the old key in {', '.join(s.name for s in ctx.stores)}",
+        ctx.runtime.monotonic() - started,
+    )
+    return record

@@ -1,0 +1,224 @@
+"""One runtime per process: the stores, ledgers, issuers and Bluum clients of a configuration, built once, shared
+by every rotation, safe in threads.
+
+Why: the daemon and fleet rotation run many rotations at once, and each used to build its own HTTP client (a
+connection pool and an SSL context: ~28 ms of CPU and ~0.85 MB each) and its own store handles. Here there is one
+`BluumClient` per base URL, made on first use, so a command that makes no Bluum call (`rotator status`) never
+imports httpx; stores are built once per name. Time spent sleeping (polls, throttle, back-off) is counted for the
+whole process and, through `metering`, for the rotation the calling thread works on.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from rotator import identity
+from rotator.errors import ConfigError, StoreError, StoreNotFound
+from rotator.identity import Holding
+from rotator.model import Stage
+
+if TYPE_CHECKING:
+    from backends.base import SecretStore, StoreFactory
+    from backends.ledger import Ledger
+    from rotator.bluum import BluumClient
+    from rotator.config import Config, CredentialConfig
+    from rotator.issuers.base import Issuer
+
+__all__ = ["Meter", "Runtime", "default_owner"]
+
+
+def default_owner() -> str:
+    """Who is running: `user@host pid N`, for leases and the history."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()} pid {os.getpid()}"
+
+
+@dataclass
+class Meter:
+    """Seconds one rotation (one thread) spent sleeping."""
+
+    waited: float = 0.0
+
+
+class Runtime:
+    """Builds and keeps what rotations share. `sleep`, `clock` and `monotonic` are injectable for tests."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+        owner: str | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.monotonic = monotonic
+        self.owner = owner or default_owner()
+        self._sleep = sleep
+        self._lock = threading.RLock()
+        self._stores: dict[str, SecretStore] = {}
+        self._factories: dict[str, StoreFactory] | None = None
+        self._clients: dict[str, BluumClient] = {}
+        self._issuers: dict[str, Issuer] = {}
+        self._waited = 0.0
+        self._local = threading.local()
+
+    # ----------------------------------------------------------------- time
+
+    @property
+    def waited(self) -> float:
+        """Seconds every thread of this runtime spent sleeping so far."""
+        with self._lock:
+            return self._waited
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep, counted for the process and for the rotation this thread is metering."""
+        with self._lock:
+            self._waited += seconds
+        meter: Meter | None = getattr(self._local, "meter", None)
+        if meter is not None:
+            meter.waited += seconds
+        self._sleep(seconds)
+
+    @contextmanager
+    def metering(self, meter: Meter) -> Iterator[Meter]:
+        """Count this thread's sleeps into `meter` for the block (a rotation's own waiting time)."""
+        outer = getattr(self._local, "meter", None)
+        self._local.meter = meter
+        try:
+            yield meter
+        finally:
+            self._local.meter = outer
+
+    # ----------------------------------------------------------------- stores
+
+    def store(self, name: str) -> SecretStore:
+        """The store `name`, built once; it learns its credential's environment and base URL as fallbacks."""
+        with self._lock:
+            if name not in self._stores:
+                self._stores[name] = self._build_store(name)
+            return self._stores[name]
+
+    def _build_store(self, name: str) -> SecretStore:
+        from backends.base import load_store_factories
+
+        spec = self.config.store(name)
+        if self._factories is None:
+            self._factories = load_store_factories()
+        factory = self._factories.get(spec.type)
+        if factory is None:
+            known = ", ".join(sorted(self._factories))
+            raise ConfigError(f"store {name!r}: unknown type {spec.type!r}; known: {known}")
+        cred = self.config.credential_for_store(name)
+        fallbacks = {} if cred is None else {"environment": cred.environment, "base_url": cred.base_url}
+        try:
+            return factory(name, **fallbacks, **dict(spec.options))
+        except TypeError as exc:  # a third-party store's options are not checked by config.py
+            raise ConfigError(f"store {name!r} (type {spec.type!r}) rejects its options: {exc}") from exc
+
+    def stores_of(self, cred: CredentialConfig) -> list[SecretStore]:
+        """Every target of `cred`, primary first."""
+        return [self.store(name) for name in cred.targets]
+
+    def ledger(self, cred: CredentialConfig) -> Ledger:
+        """Where `cred`'s rotation record and lease live: its primary store."""
+        from backends.ledger import Ledger
+
+        primary = self.store(cred.store)
+        if not isinstance(primary, Ledger):
+            raise ConfigError(
+                f"credentials.{cred.name}: its primary store {cred.store!r} cannot keep a rotation record (the store "
+                "type has no lease and compare-and-set). Make a store of a built-in type the primary (`store`), "
+                "and list this one in `also_deploy_to`"
+            )
+        return primary
+
+    def holdings(self) -> list[Holding]:
+        """Every stage of every configured store, by public key: the keys some application may be using.
+
+        A stage that is missing holds nothing; a store that cannot be read stops the caller (with that store's own
+        exit code), since what it holds cannot be ruled out. Stores no credential uses are read too.
+        """
+        found: list[Holding] = []
+        for name in self.config.stores:
+            cred = self.config.credential_for_store(name)
+            owner = cred.name if cred is not None else "(none)"
+            for stage in Stage:
+                try:
+                    key = self.store(name).read(stage)
+                except StoreNotFound:
+                    continue
+                except StoreError as exc:
+                    wrapped = StoreError(
+                        f"{exc} (it was read to make sure no key it holds gets revoked; nothing was revoked)"
+                    )
+                    wrapped.exit_code = exc.exit_code
+                    raise wrapped from exc
+                if key is not None:
+                    found.append(Holding(owner, name, stage, key.api_key))
+        return found
+
+    def shared_key(self, cred: CredentialConfig) -> str | None:
+        """Where else than in `cred`'s own stores its current key is held (two credentials must not share one)."""
+        current = self.store(cred.store).read(Stage.CURRENT)
+        return None if current is None else identity.shared_with_others(current, self.holdings(), cred.name)
+
+    # ----------------------------------------------------------------- Bluum
+
+    def client(self, base_url: str) -> BluumClient:
+        """The one client for `base_url` (its connection pool is shared by every credential there)."""
+        with self._lock:
+            if base_url not in self._clients:
+                from rotator.bluum import BluumClient, RetryPolicy
+
+                settings = self.config.bluum
+                self._clients[base_url] = BluumClient(
+                    base_url,
+                    timeout=settings.timeout,
+                    retry=RetryPolicy(max_attempts=settings.max_attempts, total_budget=settings.retry_budget),
+                    rate_limits=settings.rate_limits,
+                    sleep=self.sleep,
+                )
+            return self._clients[base_url]
+
+    def issuer(self, cred: CredentialConfig) -> Issuer:
+        """Who mints and revokes `cred`'s keys (built once per credential)."""
+        with self._lock:
+            if cred.name not in self._issuers:
+                from rotator.issuers import build_issuer
+
+                self._issuers[cred.name] = build_issuer(cred, self)
+            return self._issuers[cred.name]
+
+    # ----------------------------------------------------------------- lifetime
+
+    def close(self) -> None:
+        """Close every client and store this runtime built."""
+        with self._lock:
+            clients, stores = list(self._clients.values()), list(self._stores.values())
+            self._clients.clear()
+            self._stores.clear()
+            self._issuers.clear()
+        for client in clients:
+            client.close()
+        for store in stores:
+            store.close()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
