@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from rotator.errors import ExitCode, RotatorError, most_severe
+from rotator.machine import STEP_NAMES
 
 if TYPE_CHECKING:
     from rotator.config import Config
@@ -318,6 +319,30 @@ def resume(settings: Settings, name: str | None, now: bool) -> None:
             for each in names
         ]
     _finish(outcomes)
+
+
+@cli.command("step", epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
+@click.argument("name")
+@click.argument("step_name", metavar="STEP", type=click.Choice(list(STEP_NAMES)))
+@click.option("--token", required=True, metavar="TOKEN", help="The rotation's token (1-64 letters, digits, - or _).")
+@click.option(
+    "--new-key-file",
+    metavar="PATH",
+    help="For issuer=manual, with STEP create: the pair made in Bluum's dashboard (JSON); - reads stdin.",
+)
+@pass_settings
+def step(settings: Settings, name: str, step_name: str, token: str, new_key_file: str | None) -> None:
+    """Advance rotation TOKEN of NAME by one step, for an orchestrator.
+
+    STEP is create, stage, accept, promote, confirm, revoke or clear, or AWS Secrets Manager's
+    createSecret, setSecret, testSecret, finishSecret (the first four, in order). `create` starts the
+    rotation under TOKEN. A step already done does nothing and exits 0; a step not reached yet is refused
+    (exit 2). What comes after promote is also done by `rotator resume` or the next `run-due`.
+    """
+    with _engine(settings) as engine:
+        new_pair = _read_new_pair(new_key_file, name) if new_key_file else None
+        outcome = _guarded(name, partial(engine.step, name, step_name, token=token, new_pair=new_pair))
+    _finish([outcome])
 
 
 @cli.command("run-due", epilog=EXIT_CODES_HELP, context_settings=CONTEXT)

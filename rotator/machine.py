@@ -74,6 +74,18 @@ NAMED_STEPS: tuple[Step, ...] = (
 )
 
 
+STEP_NAMES: dict[str, Step] = {
+    **{step.value: step for step in NAMED_STEPS},
+    "revoke": Step.REVOKE_OLD,
+    # AWS Secrets Manager's rotation steps, for a Lambda or anyone driving a rotation the same way.
+    "createSecret": Step.CREATE,
+    "setSecret": Step.STAGE,
+    "testSecret": Step.ACCEPT,
+    "finishSecret": Step.PROMOTE,
+}
+"""The names `rotator step` (and the Lambda) accept for the named steps."""
+
+
 def next_step(
     record: RotationRecord,
     *,

@@ -27,17 +27,6 @@ if TYPE_CHECKING:
     from rotator.status import CredentialStatus
     from rotator.sweep import SweepFinding
 
-STEP_NAMES: dict[str, Step] = {
-    **{step.value: step for step in machine.NAMED_STEPS},
-    "revoke": Step.REVOKE_OLD,
-    # AWS Secrets Manager's rotation steps, for a Lambda or anyone driving the rotation the same way.
-    "createSecret": Step.CREATE,
-    "setSecret": Step.STAGE,
-    "testSecret": Step.ACCEPT,
-    "finishSecret": Step.PROMOTE,
-}
-
-
 class RotationService:
     """Runs the commands for the credentials of one configuration."""
 
@@ -198,9 +187,9 @@ class RotationService:
         `create` starts the rotation under `token` when none is unfinished. A step already done is a no-op; a step
         not reached yet is refused. This is how a Lambda (or any orchestrator) drives a rotation one call at a time.
         """
-        wanted = STEP_NAMES.get(step)
+        wanted = machine.STEP_NAMES.get(step)
         if wanted is None:
-            raise ConfigError(f"unknown step {step!r}; use one of: {', '.join(STEP_NAMES)}")
+            raise ConfigError(f"unknown step {step!r}; use one of: {', '.join(machine.STEP_NAMES)}")
         ctx = self.context(name, new_pair=new_pair)
         self._check_request(ctx, emergency=False, reason=None, dry_run=wanted is not Step.CREATE, token=token)
         with self._keeper(ctx) as keeper:
