@@ -358,8 +358,10 @@ class EnvStore:
             raise StoreError(f"the rotation record is not JSON-serializable: {exc}", store=self.name) from exc
         with self._lease_mutex:
             fd = self._held.get(lease.fence)
-            held = _read_holder(fd).get("fence") if fd is not None else None
-            refusal = lease_refusal(held_fence=held if isinstance(held, int) else None, lease=lease, now=time.time())
+            latest = _read_holder(fd).get("fence") if fd is not None else self._latest_fence()
+            latest = latest if isinstance(latest, int) else 0
+            held = latest if fd is not None else None
+            refusal = lease_refusal(held_fence=held, latest_fence=latest, lease=lease, now=time.time())
         if refusal:
             raise LeaseLost(
                 f"{self.describe()}: the rotation record was not written: {refusal}. Nothing more is changed by this "
@@ -404,6 +406,15 @@ class EnvStore:
             self._held[fence] = fd
         log.debug("took the rotation lock %s for %s (fence %d)", self._lock_path, owner, fence)
         return Lease(owner=owner, fence=fence, expires_at=expires_at, ttl_seconds=ttl_seconds)
+
+    def _latest_fence(self) -> int:
+        """The fencing number in the lock file, read without taking the lock (0 when there is none yet)."""
+        try:
+            holder = json.loads(self._lock_path.read_bytes() or b"null")
+        except (OSError, ValueError):
+            return 0
+        fence = holder.get("fence", 0) if isinstance(holder, dict) else 0
+        return fence if isinstance(fence, int) else 0
 
     def renew(self, lease: Lease, ttl_seconds: float) -> Lease:
         """Extend `lease`; LeaseLost unless this handle still holds the flock under that fencing number."""

@@ -78,17 +78,19 @@ class Ledger(Protocol):
         ...
 
 
-def lease_refusal(*, held_fence: int | None, lease: Lease, now: float) -> str | None:
+def lease_refusal(*, held_fence: int | None, latest_fence: int, lease: Lease, now: float) -> str | None:
     """Why `lease` no longer allows a write, or None. Pure, shared by every ledger.
 
-    `held_fence` is the fencing number of the lease the ledger holds now (None: none is held). An expired lease
-    nobody took over can still be renewed, but not written under: renew first.
+    `held_fence` is the fencing number of the lease the ledger holds now (None: none is held); `latest_fence` the
+    highest it ever handed out. An expired lease nobody took over can still be renewed, but not written under.
     """
+    whose = f"its lease (fence {lease.fence}, owner {lease.owner})"
+    if latest_fence > lease.fence:
+        return f"{whose} was taken over by a later one (fence {latest_fence})"
     if held_fence != lease.fence:
-        taken = "released" if held_fence is None else f"taken over (the lease now has fence {held_fence})"
-        return f"its lease (fence {lease.fence}, owner {lease.owner}) was {taken}"
+        return f"{whose} was released"
     if now >= lease.expires_at:
-        return f"its lease (fence {lease.fence}, owner {lease.owner}) expired {now - lease.expires_at:.1f}s ago"
+        return f"{whose} expired {now - lease.expires_at:.1f}s ago"
     return None
 
 

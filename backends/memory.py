@@ -85,7 +85,7 @@ class _State:
         self.record: str | None = None
         self.record_version = 0
         self.lease: _Lease | None = None
-        self.fences = itertools.count(1)
+        self.last_fence = 0
 
 
 class MemoryStore:
@@ -230,7 +230,7 @@ class MemoryStore:
         state = self._state
         with state.mutex:
             held = state.lease.fence if state.lease is not None else None
-            refusal = lease_refusal(held_fence=held, lease=lease, now=state.clock())
+            refusal = lease_refusal(held_fence=held, latest_fence=state.last_fence, lease=lease, now=state.clock())
             if refusal:
                 raise LeaseLost(
                     f"{self.describe()}: the rotation record was not written: {refusal}. Nothing more is changed by "
@@ -262,8 +262,9 @@ class MemoryStore:
                     "nothing was changed. Wait for it, or if that holder is gone, wait for its lease to expire and "
                     "run `rotator resume`"
                 )
+            state.last_fence += 1
             taken = _Lease(
-                fence=next(state.fences),
+                fence=state.last_fence,
                 owner=owner,
                 handle=self.name,
                 thread=threading.current_thread().name,
@@ -290,10 +291,10 @@ class MemoryStore:
         with state.mutex:
             held = state.lease
             if held is None or held.fence != lease.fence:
+                how = "released" if state.last_fence == lease.fence else f"taken over (fence {state.last_fence})"
                 raise LeaseLost(
-                    f"{self.describe()}: the rotation lease of {lease.owner} (fence {lease.fence}) was "
-                    + ("released" if held is None else f"taken over by {held.owner} (fence {held.fence})")
-                    + "; this runner changes nothing more"
+                    f"{self.describe()}: the rotation lease of {lease.owner} (fence {lease.fence}) was {how}; "
+                    "this runner changes nothing more"
                 )
             now = state.clock()
             state.lease = replace(held, expires_at=now + ttl)

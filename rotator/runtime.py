@@ -15,7 +15,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -62,14 +62,17 @@ class Runtime:
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         owner: str | None = None,
+        stores: Mapping[str, SecretStore] | None = None,
     ) -> None:
+        """`stores`: store handles built by the caller (with an SDK client or session of its own, or in-memory
+        stores in tests), used instead of building those names from the configuration."""
         self.config = config
         self.clock = clock
         self.monotonic = monotonic
         self.owner = owner or default_owner()
         self._sleep = sleep
         self._lock = threading.RLock()
-        self._stores: dict[str, SecretStore] = {}
+        self._stores: dict[str, SecretStore] = dict(stores or {})
         self._factories: dict[str, StoreFactory] | None = None
         self._clients: dict[str, BluumClient] = {}
         self._issuers: dict[str, Issuer] = {}
@@ -193,6 +196,11 @@ class Runtime:
                     sleep=self.sleep,
                 )
             return self._clients[base_url]
+
+    def client_urls(self) -> list[str]:
+        """The base URLs a client has been built for so far (one client each)."""
+        with self._lock:
+            return list(self._clients)
 
     def issuer(self, cred: CredentialConfig) -> Issuer:
         """Who mints and revokes `cred`'s keys (built once per credential)."""

@@ -7,7 +7,7 @@ and hands the record to a `Driver`. What a command refuses before anything chang
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from rotator import machine
@@ -23,9 +23,11 @@ from rotator.rotation.rollback import after_rollback, roll_back
 from rotator.runtime import Runtime
 
 if TYPE_CHECKING:
+    from backends.base import SecretStore
     from rotator.config import Config
     from rotator.status import CredentialStatus
     from rotator.sweep import SweepFinding
+
 
 class RotationService:
     """Runs the commands for the credentials of one configuration."""
@@ -39,8 +41,9 @@ class RotationService:
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         owner: str | None = None,
+        stores: Mapping[str, SecretStore] | None = None,
     ) -> None:
-        self.runtime = Runtime(config, clock=clock, sleep=sleep, monotonic=monotonic, owner=owner)
+        self.runtime = Runtime(config, clock=clock, sleep=sleep, monotonic=monotonic, owner=owner, stores=stores)
         self.bus = bus if bus is not None else EventBus(log_event)
 
     @property
