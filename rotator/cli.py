@@ -414,6 +414,37 @@ def sweep(settings: Settings, revoke: bool, include_foreign: bool, as_json: bool
 
 
 @cli.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the entries as a JSON list.")
+@pass_settings
+def history(settings: Settings, name: str, as_json: bool) -> None:
+    """Show what the rotations of NAME did: when, which keys, why, and who ran them.
+
+    An append-only record kept per credential ([history] dir in rotator.toml, default `rotator-history`
+    beside it), for as long as [history] keep says (default 400d). It holds no secret.
+    """
+    with _engine(settings, quiet=True) as engine:
+        try:
+            engine.config.credential(name)
+            entries = engine.history.read(name)
+        except RotatorError as exc:
+            _fail(exc)
+    if as_json:
+        click.echo(json.dumps(entries, indent=2))
+        sys.exit(0)
+    if not entries:
+        click.echo(f"{name}: no history yet (kept in {engine.history.path(name)})")
+        sys.exit(0)
+    for entry in entries:
+        token = str(entry.get("token") or "")[:8]
+        click.echo(f"{entry.get('time', '?')}  {token:<8}  {entry.get('event', '?'):<11} {entry.get('message', '')}")
+        if entry.get("event") == "started":
+            reason = f"; reason: {entry['reason']}" if entry.get("reason") else ""
+            click.echo(f"{'':32}by {entry.get('actor', '?')}{reason}")
+    sys.exit(0)
+
+
+@cli.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
 def demo() -> None:
     """Show a real rotation against the local simulator.
 

@@ -79,8 +79,8 @@ PRODUCTION_HOSTS: Final = frozenset({"api.bluumfinance.com", "service.bluumfinan
 
 DEFAULT_ROTATE_EVERY: Final = timedelta(days=90)
 MAX_VERIFY_TIMEOUT: Final = timedelta(minutes=10)
-"""A rotation polls up to verify_timeout before deploying, after deploying and after revoking, all under the
-lock (engine.LOCK_TTL_SECONDS, 15 min): 10 minutes keeps each wait well inside it."""
+"""A rotation polls up to verify_timeout before deploying, after deploying and after revoking; each wait renews the
+lease (rotation.driver.LEASE_TTL_SECONDS, 15 min, renewed every third of it): 10 minutes keeps one poll's gap small."""
 MAX_ROTATE_EVERY: Final = timedelta(days=90)
 """Bluum asks for rotation at least quarterly; a longer schedule would be out of policy from day one."""
 DEFAULT_GRACE: Final = timedelta(hours=1)
@@ -119,7 +119,12 @@ MINIMAL_EXAMPLE: Final = """\
     issuer = "manual"
     store = "app\""""
 
-TOP_LEVEL_KEYS: Final = ("stores", "credentials", "bluum")
+TOP_LEVEL_KEYS: Final = ("stores", "credentials", "bluum", "history")
+HISTORY_KEYS: Final = ("dir", "keep")
+DEFAULT_HISTORY_DIR: Final = "rotator-history"
+DEFAULT_HISTORY_KEEP: Final = timedelta(days=400)
+MIN_HISTORY_KEEP: Final = timedelta(days=30)
+"""Bluum asks for at least 30 days of records (bluum-api.md §4)."""
 CREDENTIAL_KEYS: Final = (
     "environment",
     "base_url",
@@ -162,8 +167,6 @@ class CredentialConfig:
     environment: Environment
     base_url: str
     """No trailing slash; ends in /v1 for Bluum's own hosts."""
-    base_url_is_default: bool
-    """True when the file did not set base_url (so a fallback to the legacy alias hosts is fair game)."""
     issuer: Issuer
     investor_id: str | None
     """Set exactly when issuer is "bluum": whose investor-scoped key this is."""
@@ -203,6 +206,14 @@ class BluumSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HistorySettings:
+    """The optional `[history]` table: where each credential's append-only rotation history is kept, and how long."""
+
+    dir: Path
+    keep: timedelta = DEFAULT_HISTORY_KEEP
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole validated file. Mappings keep the file's order and are read-only."""
 
@@ -211,6 +222,7 @@ class Config:
     stores: Mapping[str, StoreConfig]
     credentials: Mapping[str, CredentialConfig]
     bluum: BluumSettings
+    history: HistorySettings
     source: str = DEFAULT_CONFIG_NAME
     """How messages name the file."""
 
@@ -366,15 +378,17 @@ def _parse(text: str, *, source: str, base_dir: Path, path: Path | None, store_t
     root = _Table(data, "", problems)
     root.check_keys(TOP_LEVEL_KEYS)
     bluum = _parse_bluum(data.get("bluum"), problems)
+    history = _parse_history(data.get("history"), base_dir, problems)
     stores = _parse_stores(data.get("stores"), base_dir=base_dir, store_types=store_types, problems=problems)
     credentials = _parse_credentials(data, problems)
-    if problems.items or bluum is None:
+    if problems.items or bluum is None or history is None:
         raise ConfigProblems(source, problems.items)
     return Config(
         path=path,
         stores=MappingProxyType(stores),
         credentials=MappingProxyType(credentials),
         bluum=bluum,
+        history=history,
         source=source,
     )
 
@@ -611,6 +625,26 @@ def _parse_bluum(value: object, problems: _Problems) -> BluumSettings | None:
     )
 
 
+def _parse_history(value: object, base_dir: Path, problems: _Problems) -> HistorySettings | None:
+    if value is None:
+        return HistorySettings(dir=base_dir / DEFAULT_HISTORY_DIR)
+    if not isinstance(value, dict):
+        problems.add("history", f"expected a table, got {_toml_type(value)}", "write a [history] table, or remove it")
+        return None
+    table = _Table(value, "history", problems)
+    table.check_keys(HISTORY_KEYS)
+    folder = table.text("dir", example='"/var/lib/bluum-rotator/history"')
+    keep = table.duration("keep", DEFAULT_HISTORY_KEEP)
+    if keep is not None and keep < MIN_HISTORY_KEEP:
+        table.problem(
+            "keep", f"must be at least {MIN_HISTORY_KEEP.days}d (Bluum asks for 30 days)", 'write keep = "400d"'
+        )
+        keep = None
+    if keep is None or (table.has("dir") and folder is None):
+        return None
+    return HistorySettings(dir=_absolute(folder, base_dir) if folder else base_dir / DEFAULT_HISTORY_DIR, keep=keep)
+
+
 # --------------------------------------------------------------------------------------------- [stores]
 
 
@@ -704,7 +738,6 @@ class _Draft:
     name: str
     environment: Environment | None = None
     base_url: str | None = None
-    base_url_is_default: bool = True
     issuer: Issuer | None = None
     investor_id: str | None = None
     manager: str | None = None
@@ -734,7 +767,6 @@ class _Draft:
             name=self.name,
             environment=self.environment,
             base_url=self.base_url,
-            base_url_is_default=self.base_url_is_default,
             issuer=self.issuer,
             investor_id=self.investor_id,
             manager=self.manager,
@@ -880,7 +912,6 @@ def _parse_base_url(table: _Table, draft: _Draft) -> None:
         if not table.has("base_url") and draft.environment is not None:
             draft.base_url = DEFAULT_BASE_URLS[draft.environment]
         return
-    draft.base_url_is_default = False
     url = url.strip()
     parts = urlsplit(url)
     scheme = parts.scheme.lower()

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from rotator import machine
 from rotator.errors import ConfigError, ExitCode, RotationIncomplete, RotationInProgress
 from rotator.events import EventBus, EventKind, log_event
+from rotator.history import HistoryLog
 from rotator.machine import Step
 from rotator.model import Stage, StoredKey
 from rotator.record import Phase, RotationRecord
@@ -45,6 +46,8 @@ class RotationService:
     ) -> None:
         self.runtime = Runtime(config, clock=clock, sleep=sleep, monotonic=monotonic, owner=owner, stores=stores)
         self.bus = bus if bus is not None else EventBus(log_event)
+        self.history = HistoryLog(config.history.dir, keep=config.history.keep)
+        self.bus.subscribe(self.history)
 
     @property
     def config(self) -> Config:

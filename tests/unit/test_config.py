@@ -147,7 +147,6 @@ def test_full_file_parses_into_expected_objects(full_config: Config, tmp_path: P
     assert tenant.environment is Environment.SANDBOX
     assert tenant.issuer == "manual"
     assert tenant.base_url == DEFAULT_BASE_URLS[Environment.SANDBOX]
-    assert tenant.base_url_is_default is True
     assert tenant.investor_id is None
     assert tenant.manager is None
     assert tenant.targets == ("tenant",)
@@ -163,7 +162,6 @@ def test_full_file_parses_into_expected_objects(full_config: Config, tmp_path: P
     assert trading.investor_id == INV
     assert trading.manager == "tenant"
     assert trading.base_url == "http://127.0.0.1:8765/v1"  # trailing slash dropped
-    assert trading.base_url_is_default is False
     assert trading.store == "app"
     assert trading.also_deploy_to == ("app-abs", "vault")
     assert trading.targets == ("app", "app-abs", "vault")
@@ -815,3 +813,31 @@ verify_timeout = "11m"
         parse_config(text)
     assert "credentials.app.verify_timeout" in str(caught.value)
     assert "10m" in str(caught.value)
+
+
+# ------------------------------------------------------------------------------------------ [history]
+
+
+def test_history_defaults_beside_the_config_file() -> None:
+    config = parse(render())
+    assert config.history.dir == Path("/etc/rotator") / "rotator-history"
+    assert config.history.keep == timedelta(days=400)
+
+
+def test_history_dir_and_keep() -> None:
+    config = parse(render(extra='[history]\ndir = "audit/rotations"\nkeep = "90d"\n'))
+    assert config.history.dir == Path("/etc/rotator/audit/rotations")
+    assert config.history.keep == timedelta(days=90)
+    absolute = parse(render(extra='[history]\ndir = "/var/lib/rotator/history"\n'))
+    assert absolute.history.dir == Path("/var/lib/rotator/history")
+
+
+def test_history_shorter_than_bluums_30_days_is_refused() -> None:
+    message = problems_of(render(extra='[history]\nkeep = "7d"\n'))
+    assert "history.keep: must be at least 30d" in message
+    assert 'keep = "400d"' in message
+
+
+def test_history_unknown_key_and_wrong_type() -> None:
+    assert "history: unknown key 'folder'" in problems_of(render(extra='[history]\nfolder = "x"\n'))
+    assert "history: expected a table" in problems_of(render(extra='history = "x"\n'))
