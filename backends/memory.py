@@ -12,10 +12,12 @@ lock are gone, so a crashed rotation could never be resumed and applications in 
 CURRENT. It is deliberately not registered as a built-in store type.
 
 All handles on one state share a mutex: every call is atomic with respect to every other, from any thread. The
-rotation lock is a lease: it is refused at once to every other acquisition (another handle, another thread, or the
-same handle again: like `flock` on a fresh descriptor, it is not re-entrant) until its holder leaves the `with`
-block or `ttl_seconds` pass on the state's clock, after which the next contender takes it over. A holder whose lease
-was taken over does not release the new holder's lease when it finally leaves its block.
+store is its credential's ledger (`backends.ledger`) with a real TTL lease: `acquire` is refused at once to every
+other contender (another handle, another thread, or the same handle again: like `flock` on a fresh descriptor, it
+is not re-entrant) until the lease is released or `ttl_seconds` pass on the state's clock, after which the next
+contender takes it over with a higher fencing number. From then on the old holder's writes and renewals are
+refused (LeaseLost), and its late release does not free the new holder's lease. Tests move the clock to expire a
+lease in the middle of a rotation.
 
 What each call does to the stages is decided by `backends.stages`, the rules the env store uses too; this module
 keeps only the mutex, the lease and the shared state.

@@ -1,7 +1,7 @@
 """The rotation state machine's decisions: pure functions of the record and of what was observed.
 
-Nothing here does I/O, reads a clock or sleeps: the engine (rotator/engine.py) observes, calls these to
-decide, and acts. That split is what lets the unit tests walk every phase and every observation.
+Nothing here does I/O, reads a clock or sleeps: the driver and the steps (rotator/rotation/) observe, call these
+to decide, and act. That split is what lets the unit tests walk every phase and every observation.
 
     STARTED ─create─▶ PENDING_STORED ─stage─▶ STAGED ─accept─▶ ACCEPTED ─promote─▶ DEPLOYED ─confirm─▶ VERIFIED
        │                    │                 │                 │                    │                │ grace

@@ -151,7 +151,7 @@ def accept(ctx: RotationContext, record: RotationRecord, journal: Journal) -> Ro
         raise StepFailed(record, f"verification failed before deploying: {judgement.reason}")
     record = journal.save(record.advance(Phase.ACCEPTED, ctx.runtime.clock()), "accepted.record")
     journal.emit(
-        record, "verify", f"Bluum accepts {new.label} (after {calls} call(s))", ctx.runtime.monotonic() - started
+        record, "accept", f"Bluum accepts {new.label} (after {calls} call(s))", ctx.runtime.monotonic() - started
     )
     return record
 

@@ -30,7 +30,7 @@ def test_happy_path_rotates_deploys_verifies_and_revokes(ws: Workspace):
     result = ws.cli("rotate", "trading")
     assert result.exit_code == 0, result.output
     new_id = assert_rotated(ws)
-    for step in ("generate", "deploy", "verify", "revoke", "cleanup"):
+    for step in ("generate", "accept", "deploy", "confirm", "revoke", "cleanup"):
         assert step in result.output
     assert new_id in result.output
     other_lines_after = [line for line in (ws.root / "app.env").read_text().splitlines() if "BLUUM_" not in line]

@@ -18,7 +18,7 @@ def test_demo_rotates_and_proves_the_old_key_is_rejected(leak_guard: LeakGuard):
     leak_guard.check(result.output, "demo output")
     assert result.exit_code == 0, result.output
     assert len(leak_guard.secrets) >= 3, "the demo's tenant, old and new secrets were watched"
-    for step in ("generate", "deploy", "verify", "revoke", "cleanup"):
+    for step in ("generate", "accept", "deploy", "confirm", "revoke", "cleanup"):
         assert re.search(rf"^\s+{step}\s", result.output, re.M), step
     old = re.search(r"old key (apk_\w+): 401 BLUM-401-003", result.output)
     new = re.search(r"new key (apk_\w+): 200", result.output)

@@ -65,7 +65,7 @@ def test_history_after_an_emergency_a_rollback_and_a_resume(ws: Workspace):
     rolled = next(e for e in entries if e["event"] == "rolled_back")
     assert "verification failed" in str(rolled["reason"])
     steps = [e for e in entries if e["event"] == "step"]
-    assert {e["step"] for e in steps} >= {"generate", "verify", "deploy", "confirm", "revoke", "cleanup"}
+    assert {e["step"] for e in steps} >= {"generate", "accept", "deploy", "confirm", "revoke", "cleanup"}
     assert all(isinstance(e.get("seconds"), float | int) for e in steps)
 
     text = ws.run("history", "trading")
