@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 CRASH_ENV = "ROTATOR_TEST_CRASH_AT"
 TRACE_ENV = "ROTATOR_TEST_TRACE_FILE"
@@ -21,8 +23,23 @@ RELEASE_ENV = "ROTATOR_TEST_RELEASE_FILE"
 HOLD_LIMIT_SECONDS = 60.0
 
 
+_hooks: list[Callable[[str], None]] = []
+
+
+@contextmanager
+def hooked(hook: Callable[[str], None]) -> Iterator[None]:
+    """In-process tests: call `hook(point)` at every point for the block (it may raise to play a crash there)."""
+    _hooks.append(hook)
+    try:
+        yield
+    finally:
+        _hooks.remove(hook)
+
+
 def reached(point: str) -> None:
     """Mark `point`; when a test asked to crash here, die as abruptly as a power cut allows."""
+    for hook in list(_hooks):
+        hook(point)
     trace = os.environ.get(TRACE_ENV)
     if trace:
         with open(trace, "a", encoding="utf-8") as handle:

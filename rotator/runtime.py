@@ -63,9 +63,11 @@ class Runtime:
         monotonic: Callable[[], float] = time.monotonic,
         owner: str | None = None,
         stores: Mapping[str, SecretStore] | None = None,
+        clients: Mapping[str, BluumClient] | None = None,
     ) -> None:
         """`stores`: store handles built by the caller (with an SDK client or session of its own, or in-memory
-        stores in tests), used instead of building those names from the configuration."""
+        stores in tests), used instead of building those names from the configuration. `clients`: Bluum clients
+        by base URL, likewise (a test's fake Bluum)."""
         self.config = config
         self.clock = clock
         self.monotonic = monotonic
@@ -74,7 +76,7 @@ class Runtime:
         self._lock = threading.RLock()
         self._stores: dict[str, SecretStore] = dict(stores or {})
         self._factories: dict[str, StoreFactory] | None = None
-        self._clients: dict[str, BluumClient] = {}
+        self._clients: dict[str, BluumClient] = dict(clients or {})
         self._issuers: dict[str, Issuer] = {}
         self._waited = 0.0
         self._local = threading.local()

@@ -25,6 +25,7 @@ from rotator.runtime import Runtime
 
 if TYPE_CHECKING:
     from backends.base import SecretStore
+    from rotator.bluum import BluumClient
     from rotator.config import Config
     from rotator.status import CredentialStatus
     from rotator.sweep import SweepFinding
@@ -43,11 +44,18 @@ class RotationService:
         monotonic: Callable[[], float] = time.monotonic,
         owner: str | None = None,
         stores: Mapping[str, SecretStore] | None = None,
+        clients: Mapping[str, BluumClient] | None = None,
+        keep_history: bool = True,
     ) -> None:
-        self.runtime = Runtime(config, clock=clock, sleep=sleep, monotonic=monotonic, owner=owner, stores=stores)
+        """`stores`, `clients`: handles made by the caller (see Runtime). `keep_history`: False only in tests that
+        run thousands of rotations and check the history elsewhere."""
+        self.runtime = Runtime(
+            config, clock=clock, sleep=sleep, monotonic=monotonic, owner=owner, stores=stores, clients=clients
+        )
         self.bus = bus if bus is not None else EventBus(log_event)
         self.history = HistoryLog(config.history.dir, keep=config.history.keep)
-        self.bus.subscribe(self.history)
+        if keep_history:
+            self.bus.subscribe(self.history)
 
     @property
     def config(self) -> Config:

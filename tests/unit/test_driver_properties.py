@@ -1,0 +1,422 @@
+"""Property-based: the driver under random interleavings of commands, crashes between any two writes, lease
+take-overs mid-rotation, races, and Bluum answering with accept, reject, 429, 5xx, a timeout or a lost answer.
+
+Everything runs in memory (memory stores on a fake clock, a fake Bluum behind the client interface), so a
+thousand examples take seconds. The invariants are checked where they can break and after every example:
+
+- I1 every target's CURRENT is a key Bluum accepts: checked whenever a key dies (the only way one can).
+- I2 a key is revoked only while another key, accepted by Bluum, is CURRENT in every target.
+- I3 after resume and sweep, no active key is unknown to every store.
+- I4 never more than two active keys.
+- I5 a second rotation started while one runs is refused and changes nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from backends.memory import MemoryStore
+from rotator.bluum import BluumClient, CheckOutcome, CheckResult
+from rotator.config import parse_config
+from rotator.errors import (
+    BluumRateLimited,
+    BluumServerError,
+    BluumUnavailable,
+    RotationInProgress,
+    RotatorError,
+)
+from rotator.faultpoints import hooked
+from rotator.model import ApiKeyInfo, CreatedKey, Environment, KeyPair, Stage, StoredKey
+from rotator.rotation.driver import LEASE_TTL_SECONDS
+from rotator.rotation.service import RotationService
+from rotator.secret import Secret
+
+BASE_URL = "https://sandbox.api.bluumfinance.com/v1"
+INVESTOR = "inv_2ahq810t9rgmwgncgcawcm5400"
+POINTS = (
+    "started.record",
+    "create.bluum",
+    "pending.store",
+    "pending.record",
+    "stage.mirror",
+    "staged.record",
+    "accepted.record",
+    "promote.app",
+    "promote.mirror",
+    "deployed.record",
+    "verified.record",
+    "revoking.record",
+    "revoke.bluum",
+    "old_revoked.record",
+    "clear.app",
+    "completed.record",
+    "rolling_back.record",
+    "restore.app",
+    "restore.mirror",
+    "revoke_new.bluum",
+    "rolled_back.record",
+)
+ACTIONS = ("rotate", "emergency", "resume", "resume_now", "rollback", "wait_an_hour", "takeover", "race")
+STARTS = ("rotate", "emergency", "takeover", "race")
+FAULTS = (None, None, None, None, None, None, "reject", "429", "5xx", "timeout", "lost")
+
+
+class Crash(BaseException):
+    """A SIGKILL at a fault point, played in-process."""
+
+
+class InvariantBroken(AssertionError):
+    pass
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class FakeKey:
+    id: str
+    public: str
+    secret: str
+    name: str
+    created: float
+    status: str = "active"
+
+    def info(self) -> ApiKeyInfo:
+        return ApiKeyInfo(
+            self.id, self.status, Environment.SANDBOX, self.name, self.public, int(self.created), INVESTOR
+        )
+
+
+@dataclass
+class FakeBluum:
+    """Bluum's investor-key API and the smoke test, in memory, with scripted faults and invariant checks."""
+
+    clock: FakeClock
+    faults: list[str | None]
+    propagation: float
+    targets: list[MemoryStore]
+    keys: dict[str, FakeKey] = field(default_factory=dict)
+    idempotency: dict[str, str] = field(default_factory=dict)
+    during_check: Callable[[], None] | None = None
+    ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def fault(self) -> str | None:
+        return self.faults.pop(0) if self.faults else None
+
+    def active(self) -> list[FakeKey]:
+        return [k for k in self.keys.values() if k.status == "active"]
+
+    def add(self, name: str) -> FakeKey:
+        n = next(self.ids)
+        key = FakeKey(f"apk_{n:026d}", f"pk_test_{n:08d}", f"sk_test_secret_{n:08d}_xyz", name, self.clock())
+        self.keys[key.id] = key
+        if len(self.active()) > 2:
+            raise InvariantBroken(f"I4: {len(self.active())} active keys after creating {key.id}")
+        return key
+
+    @staticmethod
+    def _raise(fault: str | None, op: str) -> None:
+        if fault == "429":
+            raise BluumRateLimited(f"{op}: 429")
+        if fault == "5xx":
+            raise BluumServerError(f"{op}: 503")
+        if fault == "timeout":
+            raise BluumUnavailable(f"{op}: timed out")
+
+    def create_investor_key(
+        self,
+        manager: KeyPair,
+        investor_id: str,
+        *,
+        name: str,
+        environment: Environment,
+        idempotency_key: str,
+        keys_path: str | None = None,
+    ) -> CreatedKey:
+        fault = self.fault()
+        self._raise(fault, "create")
+        known = self.idempotency.get(idempotency_key)
+        key = self.keys[known] if known else self.add(name)
+        self.idempotency[idempotency_key] = key.id
+        if fault == "lost":
+            raise BluumUnavailable("create: the answer was lost on the way back")
+        return CreatedKey(key.info(), KeyPair(key.public, Secret(key.secret), Environment.SANDBOX, key.id))
+
+    def list_investor_keys(self, manager: KeyPair, investor_id: str, *, keys_path: str | None = None) -> list[Any]:
+        self._raise(self.fault(), "list")
+        return [k.info() for k in self.keys.values()]
+
+    def revoke_investor_key(
+        self, manager: KeyPair, investor_id: str, key_id: str, *, keys_path: str | None = None
+    ) -> ApiKeyInfo:
+        fault = self.fault()
+        self._raise(fault, "revoke")
+        key = self.keys[key_id]
+        self.check_revoke_is_safe(key)
+        key.status = "revoked"
+        if fault == "lost":
+            raise BluumUnavailable("revoke: the answer was lost on the way back")
+        return key.info()
+
+    def check_revoke_is_safe(self, dying: FakeKey) -> None:
+        """I1 and I2 at the only moment a key dies."""
+        shown = [store.read(Stage.CURRENT) for store in self.targets]
+        for current in shown:
+            if current is not None and current.api_key == dying.public:
+                raise InvariantBroken(f"I1: revoking {dying.id}, which a target still shows as CURRENT")
+        if any(current is None for current in shown) or len({c.api_key for c in shown if c}) != 1:
+            raise InvariantBroken(f"I2: revoking {dying.id} while the targets do not agree on a successor")
+        if not self.accepts(shown[0]):
+            raise InvariantBroken(f"I2: revoking {dying.id} while its successor is not accepted by Bluum")
+
+    def accepts(self, stored: StoredKey | None) -> bool:
+        if stored is None:
+            return False
+        key = next((k for k in self.keys.values() if k.public == stored.api_key), None)
+        return (
+            key is not None
+            and key.status == "active"
+            and stored.api_secret.reveal() == key.secret
+            and self.clock() >= key.created + self.propagation
+        )
+
+    def check(self, pair: KeyPair, *, path: str | None = None) -> CheckResult:
+        if self.during_check is not None:
+            hook, self.during_check = self.during_check, None
+            hook()
+        fault = self.fault()
+        if fault in ("429", "5xx", "timeout", "lost"):
+            return CheckResult(CheckOutcome.INCONCLUSIVE, 503, None, f"simulated {fault}", None)
+        stored = StoredKey(pair.api_key, pair.api_secret)
+        if fault == "reject" or not self.accepts(stored):
+            return CheckResult(CheckOutcome.REJECTED, 401, "BLUM-401-003", "wrong key or secret, or revoked", None)
+        return CheckResult(CheckOutcome.WORKS, 200, None, "200 with a JSON body", None)
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def config_text(grace: str) -> str:
+    return f"""
+[stores.tenant]
+type = "memory"
+note = "tenant"
+
+[stores.app]
+type = "memory"
+note = "app"
+
+[stores.mirror]
+type = "memory"
+note = "mirror"
+
+[credentials.tenant]
+environment = "sandbox"
+issuer = "manual"
+store = "tenant"
+
+[credentials.trading]
+environment = "sandbox"
+issuer = "bluum"
+investor_id = "{INVESTOR}"
+manager = "tenant"
+store = "app"
+also_deploy_to = ["mirror"]
+grace = "{grace}"
+verify_timeout = "2s"
+"""
+
+
+@dataclass
+class World:
+    clock: FakeClock
+    bluum: FakeBluum
+    stores: dict[str, MemoryStore]
+    config: Any
+    runners: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def service(self, sleep: Callable[[float], None] | None = None) -> RotationService:
+        def advance(seconds: float) -> None:
+            self.clock.now += seconds
+
+        twins: dict[str, Any] = {
+            name: store.twin(f"{name}-{next(self.runners)}") for name, store in self.stores.items()
+        }
+        return RotationService(
+            self.config,
+            clock=self.clock,
+            monotonic=self.clock,
+            sleep=sleep or advance,
+            owner=f"runner {next(self.runners)}",
+            stores=twins,
+            clients={BASE_URL: cast(BluumClient, self.bluum)},
+            keep_history=False,
+        )
+
+    def snapshot(self) -> tuple[Any, ...]:
+        stages = tuple((name, stage, store.read(stage)) for name, store in self.stores.items() for stage in Stage)
+        keys = tuple((k.id, k.status) for k in self.bluum.keys.values())
+        return stages, keys, self.stores["app"].read_record()
+
+
+def build_world(grace: str, faults: list[str | None], propagation: float, tmp: Path) -> World:
+    clock = FakeClock()
+    stores = {
+        "tenant": MemoryStore("tenant", clock=clock),
+        "app": MemoryStore("app", clock=clock),
+        "mirror": MemoryStore("mirror", clock=clock),
+    }
+    bluum = FakeBluum(clock, list(faults), propagation, [stores["app"], stores["mirror"]])
+    first = bluum.add("the first key, made by hand")
+    seed = StoredKey(first.public, Secret(first.secret), key_id=first.id, environment=Environment.SANDBOX)
+    stores["tenant"] = MemoryStore(
+        "tenant", current=StoredKey("pk_tenant_0000", Secret("sk_tenant_secret_0000")), clock=clock
+    )
+    stores["app"] = MemoryStore("app", current=seed, clock=clock)
+    stores["mirror"] = MemoryStore("mirror", current=seed, clock=clock)
+    bluum.targets = [stores["app"], stores["mirror"]]
+    clock.now += propagation + 1
+    config = parse_config(config_text(grace), base_dir=tmp, store_types=("env", "memory"))
+    return World(clock, bluum, stores, config)
+
+
+def act(world: World, action: str) -> None:
+    """One command of one runner; expected refusals and failures are the outcome, not errors of the test."""
+    if action == "wait_an_hour":
+        world.clock.now += 3600
+        return
+    if action == "takeover":
+        taken: list[bool] = []
+
+        def sleep_past_the_lease(seconds: float) -> None:
+            world.clock.now += seconds
+            if taken:
+                return
+            taken.append(True)
+            world.clock.now += LEASE_TTL_SECONDS + 1
+            with world.service() as other:
+                run(lambda: other.resume("trading", skip_grace=True))
+
+        with world.service(sleep=sleep_past_the_lease) as runner:
+            run(lambda: runner.rotate("trading"))
+        return
+    if action == "race":
+
+        def second_runner() -> None:
+            before = world.snapshot()
+            with world.service() as other:
+                try:
+                    other.rotate("trading")
+                except RotationInProgress:
+                    pass
+                else:
+                    raise InvariantBroken("I5: a second rotation ran while the first held the lease")
+            if world.snapshot() != before:
+                raise InvariantBroken("I5: the refused second rotation changed something")
+
+        world.bluum.during_check = second_runner
+        with world.service() as runner:
+            run(lambda: runner.rotate("trading"))
+        world.bluum.during_check = None
+        return
+    with world.service() as runner:
+        commands: dict[str, Callable[[], object]] = {
+            "rotate": lambda: runner.rotate("trading"),
+            "emergency": lambda: runner.rotate("trading", emergency=True, reason="property test"),
+            "resume": lambda: runner.resume("trading"),
+            "resume_now": lambda: runner.resume("trading", skip_grace=True),
+            "rollback": lambda: runner.rollback("trading"),
+        }
+        run(commands[action])
+
+
+def run(command: Callable[[], object]) -> None:
+    try:
+        command()
+    except (RotatorError, Crash) as exc:
+        event(f"a command ended with {type(exc).__name__}")
+
+
+def settle_and_check(world: World) -> None:
+    """No more faults or crashes: resume until the rotation is over, sweep, and check I1, I3 and I4."""
+    world.bluum.faults.clear()
+    for _ in range(4):
+        world.clock.now += 7200
+        with world.service() as runner:
+            run(lambda: runner.resume("trading", skip_grace=True))  # it may roll back: that ends it too
+        record = world.stores["app"].read_record().record
+        if record is None or record["phase"] in ("completed", "rolled_back"):
+            break
+    else:
+        raise InvariantBroken(f"the rotation never finished: {world.stores['app'].read_record()}")
+    final = world.stores["app"].read_record().record
+    event(f"settled at {final['phase'] if final else 'no rotation'}")
+    with world.service() as runner:
+        runner.sweep(revoke=True)
+    for name in ("app", "mirror"):
+        if not world.bluum.accepts(world.stores[name].read(Stage.CURRENT)):
+            raise InvariantBroken(f"I1: {name} holds a key Bluum does not accept")
+    held = {key.api_key for store in world.stores.values() for stage in Stage if (key := store.read(stage)) is not None}
+    unknown = [k.id for k in world.bluum.active() if k.public not in held]
+    if unknown:
+        raise InvariantBroken(f"I3: active keys no store knows: {unknown}")
+    if len(world.bluum.active()) > 2:
+        raise InvariantBroken(f"I4: {len(world.bluum.active())} active keys")
+
+
+@settings(
+    max_examples=1000,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    grace=st.sampled_from(["0s", "1h"]),
+    propagation=st.sampled_from([0.0, 0.5, 3.0]),
+    faults=st.lists(st.sampled_from(FAULTS), max_size=10),
+    actions=st.tuples(st.sampled_from(STARTS), st.lists(st.sampled_from(ACTIONS), max_size=4)).map(
+        lambda drawn: [drawn[0], *drawn[1]]
+    ),
+    crash=st.none() | st.tuples(st.sampled_from(POINTS), st.integers(min_value=0, max_value=1)),
+)
+def test_invariants_hold_under_any_interleaving(
+    tmp_path: Path,
+    grace: str,
+    propagation: float,
+    faults: list[str | None],
+    actions: list[str],
+    crash: tuple[str, int] | None,
+) -> None:
+    logging.getLogger("rotator").setLevel(logging.ERROR)  # thousands of rotations: their info logs are not the point
+    world = build_world(grace, faults, propagation, tmp_path)
+    armed = [crash] if crash else []
+
+    def maybe_crash(point: str) -> None:
+        if armed and armed[0] is not None and armed[0][0] == point:
+            if armed[0][1] == 0:
+                armed.clear()
+                raise Crash(point)
+            armed[0] = replace_count(armed[0])
+
+    with hooked(maybe_crash):
+        for action in actions:
+            act(world, action)
+    settle_and_check(world)
+
+
+def replace_count(crash: tuple[str, int]) -> tuple[str, int]:
+    """The crash comes at a later passage of its point."""
+    return crash[0], crash[1] - 1
