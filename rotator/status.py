@@ -12,21 +12,22 @@ from rotator.model import Stage
 from rotator.record import Phase, RotationRecord
 
 if TYPE_CHECKING:
-    from rotator.rotation.service import RotationService
+    from rotator.runtime import Runtime
 
 
-def status(service: RotationService) -> list[CredentialStatus]:
+def status(runtime: Runtime) -> list[CredentialStatus]:
     """One row per credential; a store that cannot be read shows as an error in its row, not a crash.
 
-    Makes no Bluum call, so it never builds an HTTP client (nor imports httpx).
+    Reads stores and records only: no Bluum call, so no HTTP client is built (nor httpx imported), and none of the
+    rotation machinery is loaded.
     """
     rows = []
-    now = service.now()
-    for cred in service.config.credentials.values():
+    now = runtime.clock()
+    for cred in runtime.config.credentials.values():
         try:
-            ctx = service.context(cred.name)
-            record = service.read_record(ctx)
-            current = ctx.primary.read(Stage.CURRENT)
+            data = runtime.ledger(cred).read_record().record
+            record = None if data is None else RotationRecord.from_dict(data, store=cred.store)
+            current = runtime.store(cred.store).read(Stage.CURRENT)
         except RotatorError as exc:
             rows.append(CredentialStatus(cred.name, cred.environment.value, None, None, None, "error", str(exc)))
             continue

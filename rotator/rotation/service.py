@@ -317,4 +317,4 @@ class RotationService:
         """One row per credential: environment, current key, age, next due, stage, what waits on whom."""
         from rotator.status import status
 
-        return status(self)
+        return status(self.runtime)
