@@ -162,7 +162,7 @@ def rotate(
         _fail(ConfigError("give exactly one of NAME or --all (see `rotator status` for the names)"))
     with _engine(settings) as engine:
         new_pair = _read_new_pair(new_key_file, name) if new_key_file else None
-        names = [name] if name else [c.name for c in engine.config.credentials.values() if c.issuer == "bluum"]
+        names = [name] if name else [c.name for c in engine.config.credentials.values() if engine.mints(c.name)]
         outcomes = [
             _guarded(
                 each,

@@ -90,6 +90,10 @@ class RotationService:
             **options,
         )
 
+    def mints(self, name: str) -> bool:
+        """Whether `name`'s keys are minted by its issuer (so `rotate --all` can rotate it unattended)."""
+        return self.runtime.issuer(self.config.credential(name)).mints
+
     def read_record(self, ctx: RotationContext) -> RotationRecord | None:
         """The credential's record, read without a lease (for views)."""
         data = self.runtime.ledger(ctx.cred).read_record().record
