@@ -15,6 +15,10 @@ The rules (see `backends.base.SecretStore` for the contract they implement):
   again and PREVIOUS empties (StoreConflict when PREVIOUS is empty); any other CURRENT is left alone.
 - `clear_previous(token)`: PREVIOUS empties, when CURRENT carries `token` (else nothing changes).
 
+Stores whose stages are labels moved one per call (AWS) plan those calls with `moves_to_*` at the end of this
+module: each looks at the labels as they are and returns only the calls that remain, so a crash between two
+calls is repaired by planning again.
+
 Every StoreConflict names the store, says where (`where`: a path or `describe()`), that nothing was changed, and
 what to do.
 """
@@ -298,3 +302,91 @@ class StageLog:
             self._where,
             extra={"fields": {"store": self._store, "key": key.label}},
         )
+
+
+# --------------------------------------------------------------------------------------------------- label moves
+#
+# Stores whose stages are labels on versions (AWS Secrets Manager: AWSCURRENT, AWSPENDING, AWSPREVIOUS on version
+# ids, the rotation token being the version id) cannot move two labels in one call. A promote is two calls (move
+# CURRENT, then take PENDING off), and a crash can fall between them. These rules never remember what was done:
+# they look at the labels as they are now and say which calls remain, so running them again after a crash finishes
+# the move, and running them on a finished move asks for nothing.
+#
+# One rule of such stores is built in: moving CURRENT off a version puts PREVIOUS on it (and off any other).
+
+CURRENT_LABEL = "current"
+PENDING_LABEL = "pending"
+PREVIOUS_LABEL = "previous"
+
+
+@dataclass(frozen=True, slots=True)
+class LabelMove:
+    """One call: put `label` on `to` (None: on no version) and take it off `off` (None: from no version)."""
+
+    label: str
+    to: str | None
+    off: str | None
+
+
+Labels = dict[str, frozenset[str]]
+"""Version id → the stage labels it carries."""
+
+
+def holder(labels: Labels, label: str) -> str | None:
+    """The version carrying `label`, or None. More than one is a broken store: StoreConflict."""
+    found = [version for version, carried in labels.items() if label in carried]
+    if len(found) > 1:
+        raise StoreConflict(
+            f"label {label} is on {len(found)} versions ({', '.join(sorted(found))}); repair it by hand"
+        )
+    return found[0] if found else None
+
+
+def moves_to_stage(labels: Labels, token: str) -> list[LabelMove]:
+    """PENDING onto version `token` (which the caller has written), off any other version."""
+    pending = holder(labels, PENDING_LABEL)
+    return [] if pending == token else [LabelMove(PENDING_LABEL, token, pending)]
+
+
+def moves_to_promote(labels: Labels, token: str, *, where: str, store: str) -> list[LabelMove]:
+    """CURRENT onto `token` (its old version becomes PREVIOUS by the store's own rule), then PENDING off `token`."""
+    current, pending = holder(labels, CURRENT_LABEL), holder(labels, PENDING_LABEL)
+    if current != token and pending != token:
+        raise StoreConflict(
+            f"neither PENDING nor CURRENT carries token {token} in {where}; nothing was changed. That rotation's key "
+            "was never staged here or was replaced: run `rotator status` to see which rotation this store belongs to",
+            store=store,
+        )
+    moves = [] if current == token else [LabelMove(CURRENT_LABEL, token, current)]
+    if pending == token:
+        moves.append(LabelMove(PENDING_LABEL, None, token))
+    return moves
+
+
+def moves_to_restore(labels: Labels, token: str, *, where: str, store: str) -> list[LabelMove]:
+    """Roll back `token`: CURRENT back onto PREVIOUS's version, then the PREVIOUS that this put on `token` (and any
+    PENDING of `token`) taken off. A CURRENT of another token is left alone."""
+    current, previous = holder(labels, CURRENT_LABEL), holder(labels, PREVIOUS_LABEL)
+    moves = []
+    if current == token:
+        if previous is None or previous == token:
+            raise StoreConflict(
+                f"CURRENT carries token {token} but no other version is PREVIOUS in {where}, so there is no older key "
+                "to restore; nothing was changed. Keep CURRENT, or deploy a working key with a new rotation",
+                store=store,
+            )
+        moves.append(LabelMove(CURRENT_LABEL, previous, token))
+        previous = token  # the store's rule: the version CURRENT left is PREVIOUS now
+    if previous == token:
+        moves.append(LabelMove(PREVIOUS_LABEL, None, token))
+    if holder(labels, PENDING_LABEL) == token:
+        moves.append(LabelMove(PENDING_LABEL, None, token))
+    return moves
+
+
+def moves_to_clear(labels: Labels, token: str) -> list[LabelMove]:
+    """PREVIOUS off its version once its key is revoked, when CURRENT carries `token` (as `clear_previous`)."""
+    previous = holder(labels, PREVIOUS_LABEL)
+    if holder(labels, CURRENT_LABEL) != token or previous is None or previous == token:
+        return []
+    return [LabelMove(PREVIOUS_LABEL, None, previous)]
