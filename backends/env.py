@@ -8,8 +8,9 @@ a projection of the sidecar's CURRENT. Every write goes through `rotator.atomicf
 mode 0600), and every mutating call writes the sidecar first and the dotenv file second, so a crash between the two
 leaves a state that calling the same method again repairs.
 
-What each call does to the stages is decided by `backends.stages` (shared with every store); this module keeps the
-storage: reading CURRENT from the dotenv file, the sidecar-then-dotenv writes, and the repair of a crash between them.
+What each call does to the stages is decided by `backends.stages` (shared with every store), and the write order
+and crash repair of "stage document plus the copy readers see" by `backends.projected` (which the Vault store will
+share); this module keeps the storage: the sidecar (the document), the dotenv file (the copy), the ledger.
 
 Only our own lines of the dotenv file are touched: comments, blank lines, other variables, `export` prefixes and
 the quoting of other lines stay byte for byte. Lines are located with python-dotenv's own parser so that what we
@@ -63,6 +64,7 @@ from dotenv.parser import Binding, parse_stream
 
 from backends import stages
 from backends.ledger import Lease, VersionedRecord, lease_refusal
+from backends.projected import Projected
 from backends.stages import StageLog, Stages
 from rotator.atomicfile import ReplacedFile, atomic_write_text
 from rotator.errors import (
@@ -206,6 +208,7 @@ class EnvStore:
         self._sidecar_path = file_path.with_name(file_path.name + SIDECAR_SUFFIX)
         self._lock_path = file_path.with_name(file_path.name + LOCK_SUFFIX)
         self._names = {prefix + field: field for field in _FIELDS}
+        self._projected = Projected(self, StageLog(log, name, self.describe()))
         self._held: dict[int, int] = {}
         """Fencing number → descriptor holding the flock, for the leases this handle holds."""
         self._lease_mutex = threading.Lock()
@@ -234,38 +237,11 @@ class EnvStore:
     def __repr__(self) -> str:
         return f"EnvStore(name={self.name!r}, path={str(self._path)!r}, prefix={self._prefix!r})"
 
-    @property
-    def _stage_log(self) -> StageLog:
-        return StageLog(log, self.name, self.describe())
-
     # ----------------------------------------------------------------------------------------------- reads
 
     def read(self, stage: Stage) -> StoredKey | None:
         """CURRENT from the dotenv file (plus the sidecar's token when it holds that key); the rest from the sidecar."""
-        sidecar = self._load_sidecar()
-        if stage is Stage.CURRENT:
-            return self._current(self._read_dotenv(), sidecar)
-        if stage is Stage.PENDING:
-            return sidecar.pending or self._unprojected_current(sidecar)
-        return sidecar.previous
-
-    def _unprojected_current(self, sidecar: _Sidecar) -> StoredKey | None:
-        """The sidecar's CURRENT while a crashed promote left the dotenv file showing PREVIOUS, else None.
-
-        Readers do not see that key yet, and CURRENT (read from the dotenv file) does not carry its token, so
-        without this a resumed rotation could not find its new key by token. Reported as PENDING, it is found, and
-        `promote(token)` finishes the projection.
-        """
-        current, previous = sidecar.current, sidecar.previous
-        if current is None or current.token is None or previous is None:
-            return None
-        try:
-            shown = self._key_from_dotenv(self._read_dotenv())
-        except StoreError:
-            return None
-        if shown.same_key(previous) and not shown.same_key(current):
-            return current
-        return None
+        return self._projected.read(stage)
 
     def read_record(self) -> VersionedRecord:
         """The rotation record kept in the sidecar and its version (None and 0 before the first rotation)."""
@@ -282,14 +258,7 @@ class EnvStore:
         """
         stages.require_token(key)
         self._check_storable(key)
-        sidecar = self._load_sidecar()
-        staged = stages.put_pending(sidecar.stages, key, where=str(self._sidecar_path), store=self.name)
-        self._stage_log.staging(staged)
-        if not staged.changed:
-            return staged
-        self._save_sidecar(sidecar.with_stages(staged.stages, rolled_back_token=sidecar.rolled_back_token))
-        self._stage_log.staged(staged)
-        return staged
+        return self._projected.put_pending(key, where=str(self._sidecar_path), store=self.name)
 
     def promote(self, token: str) -> stages.Promotion:
         """PENDING(token) becomes CURRENT and the dotenv file's key becomes PREVIOUS; sidecar first, then the file.
@@ -297,58 +266,35 @@ class EnvStore:
         Called again after a crash between the two writes (the sidecar's CURRENT already carries `token`), it only
         re-projects CURRENT into the dotenv file, and only if the file differs.
         """
-        sidecar = self._load_sidecar()
-        text = self._read_dotenv()
-        promotion = stages.promote(
-            sidecar.stages,
-            token,
-            shown=lambda: self._current(text, sidecar),
-            where=str(self._sidecar_path),
-            store=self.name,
-        )
-        if not promotion.changed:
-            self._reproject(text, promotion.key, why="promote")
-            return promotion
-        new_text = self._render(text, promotion.key)
-        self._stage_log.promoting(promotion)
-        self._save_sidecar(sidecar.with_stages(promotion.stages, rolled_back_token=None))
-        self._write_dotenv(text, new_text)
-        self._stage_log.promoted(promotion, token)
-        return promotion
+        return self._projected.promote(token, where=str(self._sidecar_path), store=self.name)
 
     def restore_previous(self, token: str) -> stages.Rollback:
-        """Rollback: when CURRENT carries `token`, PREVIOUS becomes CURRENT again (sidecar first, then the file).
-
-        When CURRENT does not carry `token`, CURRENT is left alone: a PENDING of `token` (a target that was staged
-        but never promoted before a crash) is dropped, and a retry of a restore of this very token that crashed
-        between the two writes re-projects the restored key into the dotenv file.
-        """
-        sidecar = self._load_sidecar()
-        rollback = stages.restore_previous(sidecar.stages, token, where=str(self._sidecar_path), store=self.name)
-        if rollback.restored is None:
-            if rollback.changed:
-                self._save_sidecar(sidecar.with_stages(rollback.stages, rolled_back_token=sidecar.rolled_back_token))
-                self._stage_log.rolled_back(rollback, token)
-            if sidecar.current is not None and sidecar.rolled_back_token == token:
-                self._reproject(self._read_dotenv(), sidecar.current, why="restore_previous")
-            return rollback
-        text = self._read_dotenv()
-        new_text = self._render(text, rollback.restored)
-        self._save_sidecar(sidecar.with_stages(rollback.stages, rolled_back_token=token))
-        self._write_dotenv(text, new_text)
-        self._stage_log.rolled_back(rollback, token)
-        return rollback
+        """Rollback: when CURRENT carries `token`, PREVIOUS becomes CURRENT again (sidecar first, then the file)."""
+        return self._projected.restore_previous(token, where=str(self._sidecar_path), store=self.name)
 
     def clear_previous(self, token: str) -> stages.Cleared:
         """Forget PREVIOUS once its key is revoked at Bluum (when CURRENT carries `token`); the dotenv file never
         showed it, so only the sidecar changes."""
-        sidecar = self._load_sidecar()
-        cleared = stages.clear_previous(sidecar.stages, token)
-        if cleared.cleared is None:
-            return cleared
-        self._save_sidecar(sidecar.with_stages(cleared.stages, rolled_back_token=sidecar.rolled_back_token))
-        self._stage_log.cleared(cleared)
-        return cleared
+        return self._projected.clear_previous(token)
+
+    # -------------------------------------------------------------------------------- the two places (for Projected)
+
+    def load_document(self) -> _Sidecar:
+        return self._load_sidecar()
+
+    def save_document(self, document: _Sidecar) -> None:
+        self._save_sidecar(document)
+
+    def shown(self) -> StoredKey:
+        """The key the dotenv file shows, as python-dotenv reads it."""
+        return self._key_from_dotenv(self._read_dotenv())
+
+    def show(self, key: StoredKey) -> bool:
+        """Rewrite our lines of the dotenv file to `key`; False when the file already shows it exactly."""
+        text = self._read_dotenv()
+        new_text = self._render(text, key)
+        self._write_dotenv(text, new_text)
+        return new_text != text
 
     def write_record(self, record: dict[str, Any], *, lease: Lease, version: int) -> int:
         """Replace the record in the sidecar if `lease` still holds and the record is still at `version`."""
@@ -559,13 +505,6 @@ class EnvStore:
                 f"line {line}: {self._prefix}ENVIRONMENT must be sandbox or production: fix the value"
             ) from None
 
-    def _current(self, text: str, sidecar: _Sidecar) -> StoredKey:
-        """What applications see, tagged with the sidecar's token only when the sidecar holds that same key."""
-        key = self._key_from_dotenv(text)
-        if sidecar.current is not None and sidecar.current.same_key(key):
-            return replace(key, token=sidecar.current.token)
-        return key
-
     def _wanted(self, key: StoredKey) -> dict[str, str | None]:
         """Our variables as `key` projects them; None means "no such line" (e.g. a hand-seeded key has no id)."""
         environment = key.environment or self._environment
@@ -611,21 +550,6 @@ class EnvStore:
                 f"after rewriting, {', '.join(wrong)} would not read back as written; another line probably has an "
                 "unclosed quote that swallows ours: fix that line. Nothing was changed"
             )
-
-    def _reproject(self, text: str, key: StoredKey, *, why: str) -> None:
-        """Make the dotenv file show `key` (the sidecar's CURRENT) if it does not already: the crash-repair path."""
-        new_text = self._render(text, key)
-        if new_text == text:
-            self._stage_log.already_current(why, key)
-            return
-        self._write_dotenv(text, new_text)
-        log.info(
-            "%s: re-projected %s into %s (an earlier call stopped between the sidecar and the dotenv file)",
-            why,
-            key.label,
-            self.describe(),
-            extra={"fields": {"store": self.name, "key": key.label}},
-        )
 
     def _write_dotenv(self, old_text: str, new_text: str) -> None:
         if new_text == old_text:

@@ -235,6 +235,16 @@ class StageLog:
             extra={"fields": {"store": self._store, "key": key.label, "token": key.token}},
         )
 
+    def reprojected(self, why: str, key: StoredKey) -> None:
+        """`why` found readers still seeing an older key than the stage document's CURRENT, and showed `key` again."""
+        self._log.info(
+            "%s: re-projected %s into %s (an earlier call stopped between the sidecar and the dotenv file)",
+            why,
+            key.label,
+            self._where,
+            extra={"fields": {"store": self._store, "key": key.label}},
+        )
+
     def already_current(self, why: str, key: StoredKey) -> None:
         """`why` (the call) found `key` already CURRENT where readers look: nothing to write."""
         self._log.debug("%s: %s is already current in %s", why, key.label, self._where)
