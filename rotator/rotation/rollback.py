@@ -3,7 +3,7 @@ is revoked. The old key is never revoked here. And what is true afterwards, chec
 
 from __future__ import annotations
 
-from rotator.errors import RollbackFailed, RotatorError
+from rotator.errors import LeaseLost, RollbackFailed, RotatorError
 from rotator.faultpoints import reached
 from rotator.model import Stage
 from rotator.record import Phase, RotationRecord
@@ -33,6 +33,8 @@ def roll_back(
         record = journal.save(
             record.advance(Phase.ROLLED_BACK, ctx.runtime.clock(), waiting_on=None), "rolled_back.record"
         )
+    except LeaseLost:
+        raise  # another runner holds the lease now: this one stops (exit 3), and the holder finishes the rollback
     except RotatorError as exc:
         raise RollbackFailed(
             f"{cred.name}: rollback failed ({exc}) after: {reason}. Run `rotator resume {cred.name}` to retry "

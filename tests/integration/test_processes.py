@@ -14,20 +14,6 @@ import pytest
 from backends.env import EnvStore
 from backends.ledger import held_lease
 from rotator.errors import RotationInProgress
-from rotator.model import Environment
-from tests.store_contract import make_key
-from tests.unit.test_env_store import SANDBOX_URL, seed_text, write
-
-
-@pytest.fixture
-def env_path(tmp_path: Path) -> Path:
-    return tmp_path / "app.env"
-
-
-@pytest.fixture
-def seeded(env_path: Path) -> EnvStore:
-    write(env_path, seed_text(make_key(0)))
-    return EnvStore("app", path=env_path, environment=Environment.SANDBOX, base_url=SANDBOX_URL)
 
 
 def test_import_is_light() -> None:
