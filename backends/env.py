@@ -555,7 +555,7 @@ class EnvStore:
         if new_text == old_text:
             return
         with self._os_errors("writing", self._path):
-            result = atomic_write_text(self._path, new_text, FILE_MODE)
+            result = atomic_write_text(self._path, new_text, mode=None)  # the file's mode, owner and links stay
         self._report_replaced(self._path, result)
 
     # ----------------------------------------------------------------------------------------------- sidecar
@@ -597,6 +597,15 @@ class EnvStore:
     def _report_replaced(self, path: Path, result: ReplacedFile) -> None:
         if result.mode_tightened and result.previous_mode is not None:
             self._warn_tightened(path, result.previous_mode)
+        if result.readable_by_everyone:
+            log.warning(
+                "%s is readable by every user of this machine (mode %s), and it holds an API secret: the mode was "
+                "kept so that no application loses access, but restrict it (chmod o-rwx %s)",
+                result.written,
+                oct(result.mode),
+                result.written,
+                extra={"fields": {"store": self.name, "path": str(result.written), "mode": oct(result.mode)}},
+            )
         if not result.owner_kept:
             log.warning(
                 "%s now belongs to the rotator's user: the old owner could not be kept; make sure applications can "

@@ -3,8 +3,12 @@
 Applications read the dotenv file at any moment, and a crash can happen at any moment: the new content goes to a
 temporary file in the same folder (so the rename stays on one filesystem), is flushed and fsynced, then renamed over
 the target with `os.replace` (atomic on POSIX), and finally the folder itself is fsynced so the rename survives a
-power cut. The result gets `mode` (0600 by default: these files hold secrets) and, where the process may, keeps the
-owner and group of the file it replaces, so an application running as another user is not locked out.
+power cut.
+
+What applications rely on besides the content is kept: a symlink is written through (the file it points to is
+replaced, in that file's folder, and the link stays a link), and the replaced file's mode, owner and group carry
+over (`mode=None`), so an application reading a `root:daemon 0640` file through its group still can. A new file,
+and every file of the rotator's own (`mode=0o600`), gets 0600: they hold secrets.
 
 Nothing here logs: callers know what the file is and say so (the env store warns when it tightened a mode).
 """
@@ -32,28 +36,42 @@ class ReplacedFile:
     owner_kept: bool
     """False when the old file belonged to another user/group and we were not allowed to keep that."""
 
+    mode: int
+    """Permission bits of the file now."""
+
+    written: Path
+    """The file that was replaced: the target of a symlink, not the link."""
+
     @property
     def mode_tightened(self) -> bool:
         """True when the old file granted group or other users access that the new one does not."""
-        return self.previous_mode is not None and bool(self.previous_mode & 0o077)
+        return self.previous_mode is not None and bool(self.previous_mode & 0o077 & ~self.mode)
+
+    @property
+    def readable_by_everyone(self) -> bool:
+        """True when any user of the machine can read the file (and the secret in it)."""
+        return bool(self.mode & 0o004)
 
 
 def atomic_write_text(
     path: str | os.PathLike[str],
     text: str,
-    mode: int = 0o600,
+    mode: int | None = 0o600,
     *,
     encoding: str = "utf-8",
 ) -> ReplacedFile:
     """Write `text` to `path` atomically: temp file, write, flush, fsync, `os.replace`, fsync of the folder.
 
-    Line endings are written exactly as given (no newline translation), so a CRLF file stays CRLF.
-    On any failure before the rename the target is untouched and the temporary file is removed; OSError
+    `mode=None` keeps the replaced file's mode (0600 for a new file). A symlink is followed to its final target,
+    which is what gets replaced. Line endings are written exactly as given (no newline translation), so a CRLF file
+    stays CRLF. On any failure before the rename the target is untouched and the temporary file is removed; OSError
     propagates unchanged for the caller to translate.
     """
-    target = Path(path)
+    target = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
     folder = target.parent
     previous = _stat_or_none(target)
+    if mode is None:
+        mode = stat.S_IMODE(previous.st_mode) if previous is not None else 0o600
     fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     try:
         os.fchmod(fd, mode)
@@ -69,7 +87,7 @@ def atomic_write_text(
         raise
     fsync_folder(folder)
     previous_mode = stat.S_IMODE(previous.st_mode) if previous is not None else None
-    return ReplacedFile(previous_mode=previous_mode, owner_kept=owner_kept)
+    return ReplacedFile(previous_mode=previous_mode, owner_kept=owner_kept, mode=mode, written=target)
 
 
 def fsync_folder(folder: str | os.PathLike[str]) -> None:

@@ -282,20 +282,54 @@ def test_files_are_0600(seeded: EnvStore, env_path: Path) -> None:
         assert mode_of(path) == 0o600, path
 
 
-def test_wider_modes_are_tightened_with_a_warning(
+def test_the_dotenv_files_mode_is_kept_and_a_world_readable_one_is_warned_about(
     seeded: EnvStore, env_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Applications may read the file through its group: narrowing the mode would lock them out at their next
+    restart. The rotator's own files (sidecar, lock) stay 0600 whatever they were."""
     env_path.chmod(0o644)
     seeded.lock_path.touch(mode=0o666)
     seeded.lock_path.chmod(0o666)
     seeded.put_pending(make_key(1, token="tok-1"))
     with caplog.at_level(logging.WARNING, logger="rotator.store.env"), held_lease(seeded, "me", 30):
         seeded.promote("tok-1")
-    assert mode_of(env_path) == 0o600
+    assert mode_of(env_path) == 0o644
     assert mode_of(seeded.lock_path) == 0o600
+    assert mode_of(seeded.sidecar_path) == 0o600
     warnings = [r.getMessage() for r in caplog.records if r.name == "rotator.store.env" and r.levelname == "WARNING"]
-    assert any(str(env_path) in w and "0o644" in w and "tightened" in w for w in warnings), warnings
+    assert any(str(env_path) in w and "readable by every user" in w and "chmod o-rwx" in w for w in warnings), warnings
     assert any(str(seeded.lock_path) in w and "0o666" in w for w in warnings), warnings
+
+
+def test_a_group_readable_file_keeps_its_mode_owner_and_group(seeded: EnvStore, env_path: Path) -> None:
+    os.chown(env_path, 0, 1)  # root:daemon (the tests run as root, as the rotator does on many hosts)
+    env_path.chmod(0o640)
+    seeded.put_pending(make_key(1, token="tok-1"))
+    seeded.promote("tok-1")
+    info = env_path.stat()
+    assert (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid) == (0o640, 0, 1)
+    assert_holds(seeded.read(Stage.CURRENT), make_key(1), token="tok-1")
+
+
+def test_a_symlinked_dotenv_file_is_written_through_the_link(tmp_path: Path) -> None:
+    """release/.env -> ../shared/app.env: the shared file gets the new key, and the link stays a link."""
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "release").mkdir()
+    target = tmp_path / "shared" / "app.env"
+    write(target, seed_text(make_key(0)), mode=0o640)
+    link = tmp_path / "release" / ".env"
+    link.symlink_to("../shared/app.env")
+    store = EnvStore("app", path=link, environment=Environment.SANDBOX, base_url=SANDBOX_URL)
+    store.put_pending(make_key(1, token="tok-1"))
+    store.promote("tok-1")
+    assert link.is_symlink()
+    assert os.readlink(link) == "../shared/app.env"
+    assert dotenv_values(target)["BLUUM_API_KEY"] == make_key(1).api_key
+    assert mode_of(target) == 0o640
+    assert [p.name for p in (tmp_path / "shared").iterdir()] == ["app.env"], "no temporary file left behind"
+    store.restore_previous("tok-1")
+    assert dotenv_values(target)["BLUUM_API_KEY"] == make_key(0).api_key
+    assert link.is_symlink()
 
 
 def test_sidecar_format(seeded: EnvStore) -> None:
