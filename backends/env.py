@@ -54,7 +54,7 @@ import socket
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -62,7 +62,8 @@ from typing import Any, Final
 
 from dotenv.parser import Binding, parse_stream
 
-from backends import stages
+from backends import dotenv_lines, stages
+from backends.dotenv_lines import Reader
 from backends.ledger import Lease, VersionedRecord, lease_refusal
 from backends.projected import Projected
 from backends.stages import StageLog, Stages
@@ -93,6 +94,10 @@ FILE_MODE: Final = 0o600
 # Our variables, without the prefix, in the order they are appended to a file that lacks them.
 _FIELDS: Final = ("API_KEY", "API_SECRET", "KEY_ID", "ENVIRONMENT", "BASE_URL")
 _REQUIRED: Final = ("API_KEY", "API_SECRET")
+OPTIONAL_FIELDS: Final = ("key_id", "environment", "base_url")
+"""Lines the store adds to a file that lacks them only when its `fields` option names them (it always keeps the
+lines a file already has in step with the key)."""
+_VALUE_TEXT_RE: Final = re.compile(r"[^\S\r\n]*=[^\S\r\n]*(.*?)(?:\r\n|\n|\r)?\Z", re.DOTALL)
 _PREFIX_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # The name at the start of a line python-dotenv could not parse, to tell "your BLUUM_API_SECRET line is broken"
 # apart from "some other line is broken" (which is not ours to judge).
@@ -164,11 +169,6 @@ def _key_to_json(key: StoredKey | None) -> dict[str, str | None] | None:
     }
 
 
-def _quote(value: str) -> str:
-    """Single-quote a value the way python-dotenv unquotes it: only backslash and the quote itself are escaped."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def _binding_line(binding: Binding) -> int:
     """The 1-based line where the binding's variable starts (python-dotenv counts from its leading blank lines)."""
     original = binding.original.string
@@ -192,6 +192,8 @@ class EnvStore:
         prefix: str = "BLUUM_",
         environment: Environment | None = None,
         base_url: str | None = None,
+        reader: str = Reader.DOTENV.value,
+        fields: Sequence[str] = (),
     ) -> None:
         if prefix and not _PREFIX_RE.fullmatch(prefix):
             raise ConfigError(
@@ -200,6 +202,18 @@ class EnvStore:
         file_path = Path(path)
         if not file_path.name:
             raise ConfigError(f"store {name!r}: path {str(path)!r} names no file: point it at the dotenv file")
+        try:
+            self._reader = Reader(reader)
+        except ValueError:
+            known = ", ".join(r.value for r in Reader)
+            raise ConfigError(f"store {name!r}: reader {reader!r} is not one of {known}") from None
+        unknown = [repr(fields)] if isinstance(fields, str) else [repr(f) for f in fields if f not in OPTIONAL_FIELDS]
+        if unknown:
+            raise ConfigError(
+                f"store {name!r}: fields may name {', '.join(OPTIONAL_FIELDS)} (API key and secret are always "
+                f"written), not {', '.join(unknown)}"
+            )
+        self._extra_fields = {field.upper() for field in fields}
         self.name = name
         self._path = file_path
         self._prefix = prefix
@@ -232,7 +246,8 @@ class EnvStore:
 
     def describe(self) -> str:
         """Where the secret lives, for messages."""
-        return f"env file {self._path} (prefix {self._prefix})"
+        reader = "" if self._reader is Reader.DOTENV else f", read as {self._reader.value}"
+        return f"env file {self._path} (prefix {self._prefix}{reader})"
 
     def __repr__(self) -> str:
         return f"EnvStore(name={self.name!r}, path={str(self._path)!r}, prefix={self._prefix!r})"
@@ -451,7 +466,9 @@ class EnvStore:
                 self._reject_if_ours_is_broken(binding)
                 continue
             if binding.key in self._names:
-                found.setdefault(self._names[binding.key], []).append((_binding_line(binding), binding.value))
+                line = _binding_line(binding)
+                value = binding.value if self._reader is Reader.DOTENV else self._read_as(binding, line)
+                found.setdefault(self._names[binding.key], []).append((line, value))
         values: dict[str, tuple[int, str]] = {}
         for field, hits in found.items():
             variable = self._prefix + field
@@ -474,6 +491,26 @@ class EnvStore:
                     "(or fix `prefix` in rotator.toml if the file uses another one)"
                 )
         return values
+
+    def _read_as(self, binding: Binding, line: int) -> str:
+        """Our line's value as the configured reader (env-file, shell) reads it."""
+        assert binding.key is not None
+        text = _value_text(binding.original.string, binding.key)
+        if text is None:
+            raise self._corrupt(
+                f"line {line}: {binding.key} must be written NAME=value (no space around '=') for a "
+                f"{self._reader.value} reader: fix the line"
+            )
+        if self._reader is Reader.ENV_FILE and len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":
+            raise self._corrupt(
+                f"line {line}: {binding.key} is quoted, and env-file readers (docker --env-file, kubectl "
+                "--from-env-file) keep the quotes as part of the value: applications read it with its quotes. "
+                "Remove the quotes"
+            )
+        try:
+            return dotenv_lines.parse(text, self._reader)
+        except dotenv_lines.Unrepresentable as exc:
+            raise self._corrupt(f"line {line}: {binding.key}: {exc}. Fix the line") from None
 
     def _reject_if_ours_is_broken(self, binding: Binding) -> None:
         match = _BROKEN_LINE_NAME_RE.match(binding.original.string)
@@ -531,17 +568,27 @@ class EnvStore:
         if "".join(b.original.string for b in bindings) != body:
             raise self._corrupt("python-dotenv cannot split it into lines losslessly: simplify its quoting")
         parts: list[str] = []
+        written: set[str] = set()
         for binding in bindings:
             if not binding.error and binding.key in wanted:
-                parts.append(_rewrite_binding(binding.original.string, binding.key, wanted.pop(binding.key)))
+                value = wanted.pop(binding.key)
+                parts.append(self._rewrite_binding(binding.original.string, binding.key, value))
+                if value is not None:
+                    written.add(binding.key)
             else:
                 parts.append(binding.original.string)
-        new_text = bom + _append_missing("".join(parts), wanted)
-        self._check_reads_back(new_text, key)
+        added = {
+            name: value
+            for name, value in wanted.items()
+            if value is not None and (self._names[name] in _REQUIRED or self._names[name] in self._extra_fields)
+        }
+        new_text = bom + self._append_missing("".join(parts), added)
+        self._check_reads_back(new_text, key, written | set(added))
         return new_text
 
-    def _check_reads_back(self, new_text: str, key: StoredKey) -> None:
-        expected = {name: value for name, value in self._wanted(key).items() if value is not None}
+    def _check_reads_back(self, new_text: str, key: StoredKey, written: set[str]) -> None:
+        """Every line written must read back, with the reader's own rules, as exactly the value meant."""
+        expected = {name: value for name, value in self._wanted(key).items() if name in written}
         values = self._parse_dotenv(new_text)
         got = {self._prefix + field: value for field, (_, value) in values.items()}
         if got != expected:
@@ -586,13 +633,15 @@ class EnvStore:
                 continue
             if name in (self._prefix + "API_KEY", self._prefix + "API_SECRET") and not value:
                 raise StoreError(f"{name} of {key.label} is empty; nothing was written", store=self.name)
-            if "${" in value:
+            try:
+                dotenv_lines.render(value, self._reader, None)
+            except dotenv_lines.Unrepresentable as exc:
                 raise StoreError(
-                    f"{name} of {key.label} contains '${{', which python-dotenv expands as a variable even in "
-                    "quotes, so applications would read another value; nothing was written. Use another store "
-                    "type for this credential, or issue a new key",
+                    f"{name} of {key.label} cannot be written for a {self._reader.value} reader: {exc}, so "
+                    "applications would read another value; nothing was written. Use another store type for this "
+                    "credential, or issue a new key",
                     store=self.name,
-                )
+                ) from None
 
     def _report_replaced(self, path: Path, result: ReplacedFile) -> None:
         if result.mode_tightened and result.previous_mode is not None:
@@ -623,6 +672,38 @@ class EnvStore:
             extra={"fields": {"store": self.name, "path": str(path), "old_mode": oct(old_mode)}},
         )
 
+    def _rewrite_binding(self, original: str, name: str, value: str | None) -> str:
+        """Our line with a new value, keeping what surrounds it (blank lines before it, `export`, the line ending)
+        and its quoting style where the reader allows it."""
+        lead_match = _LEADING_WS_RE.match(original)
+        lead = lead_match.group() if lead_match else ""
+        eol_match = _EOL_RE.search(original)
+        eol = eol_match.group() if eol_match else ""
+        if value is None:
+            blank_lines = _WHOLE_BLANK_LINES_RE.match(lead)
+            return blank_lines.group() if blank_lines else ""
+        export = _EXPORT_RE.match(original, len(lead))
+        old = _value_text(original, name)
+        style = dotenv_lines.style_of(old.strip()) if old is not None else None
+        return f"{lead}{export.group() if export else ''}{name}={self._rendered(value, style)}{eol}"
+
+    def _append_missing(self, body: str, missing: dict[str, str]) -> str:
+        """Append lines for our variables the file lacked, in the file's own line-ending style."""
+        lines = [f"{name}={self._rendered(value, None)}" for name, value in missing.items()]
+        if not lines:
+            return body
+        newline = "\r\n" if "\r\n" in body else "\n"
+        if body and not body.endswith(("\n", "\r")):
+            body += newline
+        return body + "".join(line + newline for line in lines)
+
+    def _rendered(self, value: str, style: dotenv_lines.Style | None) -> str:
+        try:
+            return dotenv_lines.render(value, self._reader, style)
+        except dotenv_lines.Unrepresentable as exc:  # _check_storable refuses these before anything is written
+            reader = self._reader.value
+            raise StoreError(f"a value cannot be written for a {reader} reader: {exc}", store=self.name) from None
+
     def _corrupt(self, problem: str) -> StoreCorrupt:
         return StoreCorrupt(f"{self._path}: {problem}", store=self.name)
 
@@ -651,28 +732,13 @@ class EnvStore:
             raise self._unavailable(action, path, exc) from exc
 
 
-def _rewrite_binding(original: str, name: str, value: str | None) -> str:
-    """Our line with a new value, keeping what surrounds it: blank lines before it, `export`, the line ending."""
-    lead_match = _LEADING_WS_RE.match(original)
-    lead = lead_match.group() if lead_match else ""
-    eol_match = _EOL_RE.search(original)
-    eol = eol_match.group() if eol_match else ""
-    if value is None:
-        blank_lines = _WHOLE_BLANK_LINES_RE.match(lead)
-        return blank_lines.group() if blank_lines else ""
-    export = _EXPORT_RE.match(original, len(lead))
-    return f"{lead}{export.group() if export else ''}{name}={_quote(value)}{eol}"
-
-
-def _append_missing(body: str, missing: dict[str, str | None]) -> str:
-    """Append lines for our variables the file lacked, in the file's own line-ending style."""
-    lines = [f"{name}={_quote(value)}" for name, value in missing.items() if value is not None]
-    if not lines:
-        return body
-    newline = "\r\n" if "\r\n" in body else "\n"
-    if body and not body.endswith(("\n", "\r")):
-        body += newline
-    return body + "".join(line + newline for line in lines)
+def _value_text(original: str, name: str) -> str | None:
+    """The text after `NAME=` on our line (line ending excluded), or None when `=` is not right after the name."""
+    start = original.find(name)
+    match = _VALUE_TEXT_RE.match(original, start + len(name)) if start >= 0 else None
+    if match is None or original[start + len(name)] != "=":
+        return None
+    return match.group(1)
 
 
 # --------------------------------------------------------------------------------------------------- lock file

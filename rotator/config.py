@@ -101,7 +101,9 @@ Only these: for other types `path` may mean something else entirely (a Vault KV 
 their options are passed through exactly as written.
 """
 
-KNOWN_STORE_OPTIONS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType({"env": ("path", "prefix")})
+KNOWN_STORE_OPTIONS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
+    {"env": ("path", "prefix", "reader", "fields")}
+)
 """Options of built-in store types, so a typo (`prefx`) is caught here with a suggestion instead of surfacing as a
 TypeError when the store is built. Third-party types are not listed: their options pass through unchecked.
 Keep in step with the constructors in backends/ (the engine supplies `name`, `environment` and `base_url`)."""

@@ -318,10 +318,11 @@ def test_run_due_revokes_after_the_grace_window(ws: Workspace):
 
 
 def test_a_file_seeded_by_hand_with_only_key_and_secret_rotates(ws: Workspace):
-    """The key id is found at Bluum by the public key; environment and base URL come from rotator.toml."""
+    """The key id is found at Bluum by the public key; environment and base URL come from rotator.toml. The file
+    keeps its two bare lines: nothing is added that the store was not told to write."""
     for name, prefix in (("app.env", "BLUUM_"), ("mirror.env", "TRADING_")):
         (ws.root / name).write_text(
-            f"{prefix}API_KEY='{ws.first.pair.api_key}'\n{prefix}API_SECRET='{ws.first.pair.api_secret.reveal()}'\n"
+            f"{prefix}API_KEY={ws.first.pair.api_key}\n{prefix}API_SECRET={ws.first.pair.api_secret.reveal()}\n"
         )
         (ws.root / name).chmod(0o600)
     status = json.loads(ws.cli("status", "--json").stdout)
@@ -329,7 +330,29 @@ def test_a_file_seeded_by_hand_with_only_key_and_secret_rotates(ws: Workspace):
     result = ws.cli("rotate", "trading")
     assert result.exit_code == 0, result.output
     assert ws.first.info.id in result.output, "the old key's id was looked up at Bluum"
-    new_id = assert_rotated(ws)
+    for name, prefix in (("app.env", "BLUUM_"), ("mirror.env", "TRADING_")):
+        text = (ws.root / name).read_text()
+        assert [line.split("=", 1)[0] for line in text.splitlines()] == [f"{prefix}API_KEY", f"{prefix}API_SECRET"]
+        assert "'" not in text, "bare lines stay bare"
+    new = ws.pair_in()
+    assert new.api_key != ws.first.pair.api_key
+    assert ws.works(new)
+    assert ws.works(ws.pair_in("mirror.env", "TRADING_"))
+    assert not ws.works(ws.first.pair)
+    new_id = next(str(k["id"]) for k in ws.investor_keys() if k["status"] == "active")
+    assert ws.active_ids() == {new_id}
+
+
+def test_fields_the_store_is_configured_to_write_are_added_to_a_hand_seeded_file(ws: Workspace):
+    (ws.root / "app.env").write_text(
+        f"BLUUM_API_KEY={ws.first.pair.api_key}\nBLUUM_API_SECRET={ws.first.pair.api_secret.reveal()}\n"
+    )
+    text = ws.config.read_text()
+    ws.config.write_text(
+        text.replace('path = "app.env"', 'path = "app.env"\nfields = ["key_id", "environment", "base_url"]')
+    )
+    result = ws.cli("rotate", "trading")
+    assert result.exit_code == 0, result.output
     assert ws.values()["BLUUM_ENVIRONMENT"] == "sandbox"
     assert ws.values()["BLUUM_BASE_URL"] == ws.sim.base_url
-    assert ws.values()["BLUUM_KEY_ID"] == new_id
+    assert ws.values()["BLUUM_KEY_ID"] == ws.current_id("mirror.env", "TRADING_")

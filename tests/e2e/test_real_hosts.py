@@ -11,6 +11,8 @@ import stat
 from dotenv import dotenv_values
 
 from rotator.errors import ExitCode
+from rotator.model import Environment, KeyPair
+from rotator.secret import Secret
 from tests.e2e.conftest import Workspace
 from tests.e2e.test_review_scenarios import said
 
@@ -40,3 +42,58 @@ def test_a_symlinked_group_readable_target_keeps_its_link_mode_owner_and_group(w
     assert ws.works(ws.pair_in())
     assert not ws.works(ws.first.pair)
     assert sorted(p.name for p in shared.iterdir()) == ["app.env"], "no temporary file left beside the target"
+
+
+def env_file_reader(text: str) -> dict[str, str]:
+    """What `docker run --env-file` and `kubectl create secret --from-env-file` read: NAME=the rest of the line."""
+    values = {}
+    for line in text.splitlines():
+        stripped = line.lstrip()
+        if stripped and not stripped.startswith("#"):
+            name, _, value = stripped.partition("=")
+            values[name] = value
+    return values
+
+
+def read_as_env_file(ws: Workspace) -> KeyPair:
+    values = env_file_reader((ws.root / "mirror.env").read_text())
+    return KeyPair(values["TRADING_API_KEY"], Secret(values["TRADING_API_SECRET"]), Environment.SANDBOX)
+
+
+def use_env_file_reader(ws: Workspace, *, quoted: bool) -> None:
+    ws.config.write_text(
+        ws.config.read_text().replace('prefix = "TRADING_"', 'prefix = "TRADING_"\nreader = "env-file"')
+    )
+    pair = ws.first.pair
+    secret = pair.api_secret.reveal()
+    q = "'" if quoted else ""
+    (ws.root / "mirror.env").write_text(
+        f"TRADING_API_KEY={q}{pair.api_key}{q}\nTRADING_API_SECRET={q}{secret}{q}\nTRADING_KEY_ID={q}{pair.key_id}{q}\n"
+    )
+
+
+def test_an_env_file_read_by_docker_gets_bare_values_that_work(ws: Workspace):
+    use_env_file_reader(ws, quoted=False)
+    assert ws.works(read_as_env_file(ws))
+    rotated = ws.run("rotate", "trading")
+    assert rotated.returncode == ExitCode.OK, said(rotated)
+    text = (ws.root / "mirror.env").read_text()
+    assert "'" not in text
+    assert '"' not in text
+    fresh = read_as_env_file(ws)
+    assert fresh.api_key != ws.first.pair.api_key
+    assert ws.works(fresh), "what a Docker container reads from the rotated file is a working key"
+    assert not ws.works(ws.first.pair)
+
+
+def test_an_env_file_whose_values_are_quoted_is_refused_with_the_fix(ws: Workspace):
+    """The state a python-dotenv-style writer leaves for a Docker reader: the container reads the quotes too."""
+    use_env_file_reader(ws, quoted=True)
+    files, keys = ws.snapshot(), ws.sim.keys()
+    refused = ws.run("rotate", "trading")
+    message = said(refused)
+    assert refused.returncode == ExitCode.BAD_INPUT, message
+    assert "keep the quotes as part of the value" in message, message
+    assert "Remove the quotes" in message, message
+    assert ws.snapshot() == files
+    assert ws.sim.keys() == keys

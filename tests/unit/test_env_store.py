@@ -139,17 +139,32 @@ def test_other_lines_are_kept_byte_for_byte(env_path: Path) -> None:
     new = make_key(1, token="tok-1")
     store.put_pending(new)
     store.promote("tok-1")
-    secret = new.api_secret.reveal().replace("'", "\\'")
-    expected = (
-        FOREIGN_TEXT.replace("export BLUUM_API_KEY=pk_hand_0001\n", f"export BLUUM_API_KEY='{new.api_key}'\n").replace(
-            'BLUUM_API_SECRET="hand secret #1 value"\n', f"BLUUM_API_SECRET='{secret}'\n"
-        )
-        + "\n"
-        + f"BLUUM_KEY_ID='{new.key_id}'\n"
-        + "BLUUM_ENVIRONMENT='sandbox'\n"
-        + f"BLUUM_BASE_URL='{SANDBOX_URL}'\n"
-    )
+    secret = new.api_secret.reveal().replace("\\", "\\\\").replace('"', '\\"')
+    # Each line keeps its quoting style (bare stays bare, double stays double); no line is added unasked.
+    expected = FOREIGN_TEXT.replace(
+        "export BLUUM_API_KEY=pk_hand_0001\n", f"export BLUUM_API_KEY={new.api_key}\n"
+    ).replace('BLUUM_API_SECRET="hand secret #1 value"\n', f'BLUUM_API_SECRET="{secret}"\n')
     assert env_path.read_bytes().decode() == expected
+    assert dotenv_values(env_path)["BLUUM_API_SECRET"] == new.api_secret.reveal()
+
+
+def test_fields_the_store_is_told_to_write_are_added(env_path: Path) -> None:
+    write(env_path, FOREIGN_TEXT)
+    store = EnvStore(
+        "app", path=env_path, environment=Environment.SANDBOX, base_url=SANDBOX_URL, fields=["key_id", "environment"]
+    )
+    new = make_key(1, token="tok-1")
+    store.put_pending(new)
+    store.promote("tok-1")
+    text = env_path.read_bytes().decode()
+    assert text.endswith(f"\nBLUUM_KEY_ID='{new.key_id}'\nBLUUM_ENVIRONMENT='sandbox'\n")
+    assert "BLUUM_BASE_URL" not in text
+
+
+@pytest.mark.parametrize("fields", [["api_key"], ["token"], "key_id"])
+def test_unknown_fields_are_a_config_error(env_path: Path, fields: Any) -> None:
+    with pytest.raises(ConfigError, match="fields may name key_id, environment, base_url"):
+        EnvStore("app", path=env_path, fields=fields)
 
 
 def test_restore_brings_back_the_hand_seeded_values_and_drops_the_key_id(env_path: Path) -> None:
@@ -161,8 +176,7 @@ def test_restore_brings_back_the_hand_seeded_values_and_drops_the_key_id(env_pat
     store.restore_previous("tok-1")
     after = dotenv_values(env_path)
     assert "BLUUM_KEY_ID" not in after  # the hand-seeded key has no id; a stale one would mislead
-    assert {k: v for k, v in after.items() if k not in ("BLUUM_ENVIRONMENT", "BLUUM_BASE_URL")} == before
-    assert after["BLUUM_ENVIRONMENT"] == "sandbox"
+    assert after == before
     assert env_path.read_bytes().decode().startswith(FOREIGN_TEXT.split("export BLUUM_API_KEY")[0])
 
 
@@ -171,7 +185,7 @@ def test_crlf_file_stays_crlf(seeded: EnvStore, env_path: Path) -> None:
     seeded.put_pending(make_key(1, token="tok-1"))
     seeded.promote("tok-1")
     text = env_path.read_bytes().decode()
-    assert text.startswith("OTHER=1\r\nBLUUM_API_KEY='pk_contract_0001'\r\n")
+    assert text.startswith("OTHER=1\r\nBLUUM_API_KEY=pk_contract_0001\r\n")
     assert "\n" not in text.replace("\r\n", "")
 
 
@@ -199,7 +213,7 @@ def test_secret_with_dollar_brace_is_refused_before_anything_is_written(
 ) -> None:
     before = files_in(tmp_path)
     bad = StoredKey("pk_dollar_01", Secret("abc${HOME}def-secret"), "apk_dollar", token="tok-1")
-    with pytest.raises(StoreError, match=r"BLUUM_API_SECRET of apk_dollar contains '\$\{'"):
+    with pytest.raises(StoreError, match=r"BLUUM_API_SECRET of apk_dollar cannot be written .*contains '\$\{'"):
         seeded.put_pending(bad)
     assert files_in(tmp_path) == before
 
@@ -209,7 +223,7 @@ def test_inline_comment_and_export_on_our_line(env_path: Path) -> None:
     store = EnvStore("app", path=env_path)
     store.put_pending(make_key(1, token="tok-1"))
     store.promote("tok-1")
-    assert env_path.read_bytes().decode().startswith("  export BLUUM_API_KEY='pk_contract_0001'\n")
+    assert env_path.read_bytes().decode().startswith("  export BLUUM_API_KEY=pk_contract_0001\n")
 
 
 def test_custom_prefix(env_path: Path) -> None:
