@@ -304,6 +304,10 @@ class EnvStore:
         """The key the dotenv file shows, as python-dotenv reads it."""
         return self._key_from_dotenv(self._read_dotenv())
 
+    def check_show(self, key: StoredKey) -> None:
+        """Refuse now (StoreError), before the sidecar moves, a key the dotenv file could not show faithfully."""
+        self._render(self._read_dotenv(), key)
+
     def show(self, key: StoredKey) -> bool:
         """Rewrite our lines of the dotenv file to `key`; False when the file already shows it exactly."""
         text = self._read_dotenv()
@@ -356,13 +360,25 @@ class EnvStore:
                 f"another rotation of this credential is running ({holder}; lock {self._lock_path}); "
                 "nothing was changed. Wait for it, or if that process is gone, run `rotator resume`"
             ) from exc
-        except OSError:
+        except OSError as exc:
             os.close(fd)
+            raise self._unavailable("locking", self._lock_path, exc) from exc
+        try:
+            if os.fstat(fd).st_ino != os.stat(self._lock_path).st_ino:
+                raise RotationInProgress(
+                    f"the lock file {self._lock_path} was replaced or removed while this runner took it, so another "
+                    "runner may hold the lease; nothing was changed. Run the command again"
+                )
+            previous = _read_holder(fd).get("fence", 0)
+            fence = (previous if isinstance(previous, int) and previous >= 0 else 0) + 1
+            expires_at = time.time() + ttl_seconds
+            _write_holder(fd, fence=fence, owner=owner, expires_at=expires_at, ttl_seconds=ttl_seconds)
+        except BaseException as exc:  # never keep a kernel lock nobody will release
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            if isinstance(exc, OSError):
+                raise self._unavailable("writing", self._lock_path, exc) from exc
             raise
-        previous = _read_holder(fd).get("fence", 0)
-        fence = (previous if isinstance(previous, int) and previous >= 0 else 0) + 1
-        expires_at = time.time() + ttl_seconds
-        _write_holder(fd, fence=fence, owner=owner, expires_at=expires_at, ttl_seconds=ttl_seconds)
         with self._lease_mutex:
             self._held[fence] = fd
         log.debug("took the rotation lock %s for %s (fence %d)", self._lock_path, owner, fence)

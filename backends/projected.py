@@ -52,6 +52,10 @@ class ProjectingStore(Protocol[D]):
         """The key readers see now, as they read it (StoreNotFound when there is nothing to read)."""
         ...
 
+    def check_show(self, key: StoredKey) -> None:
+        """Refuse (StoreError), writing nothing, a key the copy could not show faithfully."""
+        ...
+
     def show(self, key: StoredKey) -> bool:
         """Make readers see `key`; refuse (StoreError) before writing anything it cannot show faithfully.
         Returns False when readers already saw it (nothing written)."""
@@ -127,6 +131,7 @@ class Projected:
             self._reshow(promotion.key, why="promote")
             return promotion
         self._log.promoting(promotion)
+        self._store.check_show(promotion.key)  # a copy that cannot show it refuses before the document moves
         self._store.save_document(document.with_stages(promotion.stages, rolled_back_token=None))
         self._store.show(promotion.key)
         self._log.promoted(promotion, token)
@@ -149,6 +154,7 @@ class Projected:
             if held is not None and document.rolled_back_token == token:
                 self._reshow(held, why="restore_previous")
             return rollback
+        self._store.check_show(rollback.restored)
         self._store.save_document(document.with_stages(rollback.stages, rolled_back_token=token))
         self._store.show(rollback.restored)
         self._log.rolled_back(rollback, token)

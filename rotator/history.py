@@ -5,8 +5,10 @@ emergency's reason was gone at the next rotation), while an audit needs what hap
 whom and why, kept for as long as Bluum asks (at least 30 days). It subscribes to the event bus; it never holds a
 secret (events carry key ids and labels only).
 
-One JSON object per line in `<dir>/<credential>.jsonl` (0600, in a 0700 folder), appended under `flock` so two
-runners on one host never interleave a line. Entries older than `keep` are dropped when a rotation starts.
+One JSON object per line in `<dir>/<credential>.jsonl` (0600, in a 0700 folder), appended under `flock` on a
+separate `<credential>.lock` (never renamed, so pruning cannot split the lock) so two runners on one host never
+interleave a line. Entries older than `keep` are dropped when a rotation starts; a failed prune never costs the
+entry. A last line left torn by a crash is closed before the next one is appended.
 """
 
 from __future__ import annotations
@@ -62,9 +64,16 @@ class HistoryLog:
         line = json.dumps({k: v for k, v in entry.items() if v is not None}, sort_keys=False) + "\n"
         with self._locked(event.credential) as path:
             if event.kind in (EventKind.STARTED, EventKind.RESUMED):
-                self._prune(path, now=event.at)
-            with path.open("a", encoding="utf-8") as handle:
-                handle.write(line)
+                try:
+                    self._prune(path, now=event.at)
+                except (OSError, ValueError) as exc:
+                    log.warning("could not prune %s (%s); the entry is appended anyway", path, type(exc).__name__)
+            with path.open("a+b") as handle:
+                if handle.tell() > 0:
+                    handle.seek(-1, os.SEEK_END)
+                    if handle.read(1) != b"\n":  # a line torn by a crash: close it so the new one stands alone
+                        line = "\n" + line
+                handle.write(line.encode("utf-8"))
                 handle.flush()
                 os.fsync(handle.fileno())
 
@@ -93,7 +102,9 @@ class HistoryLog:
         path = self.path(credential)
         try:
             self.folder.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, FILE_MODE)
+            if not path.exists():
+                path.touch(mode=FILE_MODE)
+            fd = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
         except OSError as exc:
             raise StoreError(
                 f"cannot write the history {path}: {exc.strerror}. Fix `[history] dir` in rotator.toml or the "

@@ -75,6 +75,8 @@ class Runtime:
         self._sleep = sleep
         self._lock = threading.RLock()
         self._stores: dict[str, SecretStore] = dict(stores or {})
+        self._given: set[int] = {id(item) for item in [*(stores or {}).values(), *(clients or {}).values()]}
+        """Handles the caller built: the caller closes them, not this runtime."""
         self._factories: dict[str, StoreFactory] | None = None
         self._clients: dict[str, BluumClient] = dict(clients or {})
         self._issuers: dict[str, Issuer] = {}
@@ -223,9 +225,11 @@ class Runtime:
             self._stores.clear()
             self._issuers.clear()
         for client in clients:
-            client.close()
+            if id(client) not in self._given:
+                client.close()
         for store in stores:
-            store.close()
+            if id(store) not in self._given:
+                store.close()
 
     def __enter__(self) -> Runtime:
         return self

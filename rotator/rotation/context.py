@@ -47,6 +47,10 @@ class Journal(Protocol):
         """Renew the lease when it is due (call it in long waits); LeaseLost when it was taken over."""
         ...
 
+    def hold(self) -> None:
+        """Renew the lease now, before changing anything: LeaseLost (and nothing changed) when it was taken over."""
+        ...
+
 
 @dataclass
 class RotationContext:
@@ -63,6 +67,8 @@ class RotationContext:
     confirm_revoked: ConfirmRevoked | None = None
     new: StoredKey | None = None
     """The new key once read or made, so later steps of the same command need not read it again."""
+    new_pair_checked: bool = False
+    """`new_pair` already passed the pre-check (environment, values, Bluum accepts it) in this command."""
     meter: Meter = field(default_factory=Meter)
     step_seconds: float = 0.0
     """Time this command spent in forward steps, and how much of it was waiting (for the done line)."""

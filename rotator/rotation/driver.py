@@ -94,14 +94,18 @@ class RecordKeeper:
         return None if versioned.record is None else RotationRecord.from_dict(versioned.record, store=store)
 
     def write(self, record: RotationRecord) -> None:
-        self.keepalive()
+        self.hold()  # also after a suspend the local clock did not see: the ledger's clock decides expiry
         self._version = self._ledger.write_record(record.to_dict(), lease=self.lease, version=self._version)
 
     def keepalive(self) -> None:
         """Renew the lease once a third of its time has passed; LeaseLost when someone else holds it now."""
         if self._monotonic() - self._renewed >= LEASE_TTL_SECONDS / 3:
-            self._lease = self._ledger.renew(self.lease, LEASE_TTL_SECONDS)
-            self._renewed = self._monotonic()
+            self.hold()
+
+    def hold(self) -> None:
+        """Renew the lease now; LeaseLost when someone else holds it now (the caller then changes nothing)."""
+        self._lease = self._ledger.renew(self.lease, LEASE_TTL_SECONDS)
+        self._renewed = self._monotonic()
 
 
 class Driver:
@@ -124,6 +128,9 @@ class Driver:
 
     def keepalive(self) -> None:
         self.keeper.keepalive()
+
+    def hold(self) -> None:
+        self.keeper.hold()
 
     def publish(
         self, kind: EventKind, record: RotationRecord | None, step: str, message: str, seconds: float | None = None
@@ -180,7 +187,10 @@ class Driver:
                     self.publish(EventKind.STOPPED, record, step.value, str(exc))
                     raise
                 # Something was already changed (the record exists): "nothing changed" would be a lie.
-                latest = self.keeper.read(store=ctx.primary.name) or record
+                try:
+                    latest = self.keeper.read(store=ctx.primary.name) or record
+                except RotatorError:
+                    latest = record
                 message = (
                     f"{cred.name}: {exc}. The rotation stopped at phase {latest.phase.value}; fix the cause, then "
                     f"run `rotator resume {cred.name}` (or `rotator rollback {cred.name}` to undo it)"
@@ -188,6 +198,8 @@ class Driver:
                 self.publish(EventKind.STOPPED, latest, step.value, message)
                 raise RotationIncomplete(message) from exc
             if only is not None and step is only:
+                if self._next(record) is Step.DONE:
+                    return self._finished(record)
                 return self._advanced(record, step)
 
     def advance(self, record: RotationRecord, step: Step) -> Outcome:
@@ -195,24 +207,32 @@ class Driver:
         cred = self.ctx.cred
         wanted = machine.NAMED_STEPS.index(step)
         upcoming = self._next(record)
-        if upcoming in (Step.DONE, Step.ROLLBACK):
-            return self.run(record)  # finishes a rollback, or reports the end state
-        if upcoming is Step.STORE_PENDING and step is Step.CREATE:
-            return self.run(record, only=Step.STORE_PENDING)  # a person's pair stands in for the minted key
-        position = (
-            machine.NAMED_STEPS.index(Step.REVOKE_OLD)
-            if upcoming in (Step.WAIT_GRACE, Step.AWAIT_OPERATOR_REVOKE)
-            else machine.NAMED_STEPS.index(upcoming)
-        )
+        if upcoming is Step.DONE:  # answered without publishing: nothing happens again
+            code = ExitCode.ROLLED_BACK if record.phase is Phase.ROLLED_BACK else ExitCode.OK
+            message = f"{cred.name}: rotation {record.token[:8]} is over ({record.phase.value}); nothing to do"
+            return Outcome(cred.name, code, message, record)
+        if upcoming is Step.ROLLBACK and record.phase is Phase.ROLLING_BACK:
+            return self.run(record)  # an interrupted rollback is finished, whatever step was asked for
+        if upcoming in (Step.STORE_PENDING, Step.ROLLBACK):  # a person's pair stands in for the minted key
+            position = 0
+        elif upcoming in (Step.WAIT_GRACE, Step.AWAIT_OPERATOR_REVOKE):
+            position = machine.NAMED_STEPS.index(Step.REVOKE_OLD)
+        else:
+            position = machine.NAMED_STEPS.index(upcoming)
         if wanted < position:
             message = f"{cred.name}: {step.value} of rotation {record.token[:8]} is done already"
             return Outcome(cred.name, ExitCode.OK, message, record)
-        if wanted > position:
+        if wanted > position or upcoming is Step.ROLLBACK:
+            needed = (
+                "create, with the new pair (--new-key-file)"
+                if upcoming is Step.ROLLBACK
+                else machine.NAMED_STEPS[position].value
+            )
             raise ConfigError(
                 f"{cred.name}: rotation {record.token[:8]} is at phase {record.phase.value}; its next step is "
-                f"{machine.NAMED_STEPS[position].value}, not {step.value}. Nothing was changed"
+                f"{needed}, not {step.value}. Nothing was changed"
             )
-        return self.run(record, only=step)
+        return self.run(record, only=Step.STORE_PENDING if upcoming is Step.STORE_PENDING else step)
 
     def _next(self, record: RotationRecord) -> Step:
         return machine.next_step(
@@ -227,6 +247,7 @@ class Driver:
     def _forward(self, step: Step, record: RotationRecord) -> RotationRecord:
         runtime = self.ctx.runtime
         started = runtime.monotonic()
+        self.hold()  # a runner whose lease was taken over must not run one more step
         with runtime.metering(self.ctx.meter):
             record = FORWARD[step](self.ctx, record, self)
         self.ctx.step_seconds += runtime.monotonic() - started

@@ -133,6 +133,7 @@ def operator_revoke(ctx: RotationContext, record: RotationRecord, journal: Journ
     """A person revokes the old pair in the dashboard (manual issuer, or a key Bluum's API does not list); Bluum
     is asked to reject it before it is forgotten. Returns the record and whether the revoke is done."""
     cred = ctx.cred
+    journal.hold()
     ask = ctx.issuer.person_revokes(record.old_key_label or "(unknown)")
     waiting = f"{cred.name}: waiting on the operator: {ask}, then run `rotator resume {cred.name}`"
     record = start_revoking(ctx, record, journal, waiting_on=waiting)

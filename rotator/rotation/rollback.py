@@ -25,6 +25,7 @@ def roll_back(
             )
         journal.emit(record, "rollback", f"rolling back: {reason}")
         for store in ctx.stores:
+            journal.hold()
             store.restore_previous(record.token)
             reached(f"restore.{store.name}")
         revoke_rotation_keys(

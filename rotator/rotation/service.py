@@ -161,6 +161,7 @@ class RotationService:
         current, old_id = preflight.preflight(ctx, previous_record)
         if ctx.new_pair is not None:
             preflight.precheck_new_pair(ctx, driver, ctx.new_pair, current)
+            ctx.new_pair_checked = True
         now = self.runtime.clock()
         record = RotationRecord(
             credential=cred.name,

@@ -23,6 +23,7 @@ from rotator.machine import Verdict
 from rotator.model import Stage, StoredKey
 from rotator.record import Phase, RotationRecord
 from rotator.rotation.context import Journal, RotationContext, StepFailed, new_token
+from rotator.rotation.preflight import precheck_new_pair
 from rotator.rotation.probe import poll
 from rotator.rotation.revocation import revoke_rotation_keys
 
@@ -98,8 +99,15 @@ def create(ctx: RotationContext, record: RotationRecord, journal: Journal) -> Ro
 
 
 def store_pending(ctx: RotationContext, record: RotationRecord, journal: Journal) -> RotationRecord:
-    """A person's pair (in hand for this command only) is stored as PENDING in the primary."""
+    """A person's pair (in hand for this command only), checked like at the start, is stored as PENDING in the
+    primary."""
     assert ctx.new_pair is not None  # machine.next_step asks for this step only when it is
+    if not ctx.new_pair_checked:
+        current = ctx.primary.read(Stage.CURRENT)
+        if current is None:
+            raise StepFailed(record, f"{ctx.primary.name!r} holds no current key any more")
+        precheck_new_pair(ctx, journal, ctx.new_pair, current)
+        ctx.new_pair_checked = True
     pending = StoredKey(
         api_key=ctx.new_pair.api_key,
         api_secret=ctx.new_pair.api_secret,
@@ -127,6 +135,7 @@ def stage(ctx: RotationContext, record: RotationRecord, journal: Journal) -> Rot
     started = ctx.runtime.monotonic()
     try:
         for store in ctx.stores[1:]:
+            journal.hold()
             store.put_pending(new)
             reached(f"stage.{store.name}")
     except StoreError as exc:
@@ -162,6 +171,7 @@ def promote(ctx: RotationContext, record: RotationRecord, journal: Journal) -> R
     started = ctx.runtime.monotonic()
     try:
         for store in ctx.stores:
+            journal.hold()  # between targets too: a lease taken over mid-deploy stops here
             store.put_pending(new)  # a no-op where staged; repairs a target staged by an older version
             store.promote(record.token)
             reached(f"promote.{store.name}")

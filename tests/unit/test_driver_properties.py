@@ -64,8 +64,9 @@ POINTS = (
     "revoke_new.bluum",
     "rolled_back.record",
 )
-ACTIONS = ("rotate", "emergency", "resume", "resume_now", "rollback", "wait_an_hour", "takeover", "race")
-STARTS = ("rotate", "emergency", "takeover", "race")
+ACTIONS = ("rotate", "emergency", "resume", "resume_now", "rollback", "wait_an_hour", "takeover", "stall", "race")
+STALL_POINTS = ("pending.record", "staged.record", "accepted.record", "deployed.record", "promote.app")
+STARTS = ("rotate", "emergency", "takeover", "stall", "race")
 FAULTS = (None, None, None, None, None, None, "reject", "429", "5xx", "timeout", "lost")
 
 
@@ -293,7 +294,7 @@ def build_world(grace: str, faults: list[str | None], propagation: float, tmp: P
     return World(clock, bluum, stores, config)
 
 
-def act(world: World, action: str) -> None:
+def act(world: World, action: str, stall_at: str = "accepted.record") -> None:
     """One command of one runner; expected refusals and failures are the outcome, not errors of the test."""
     if action == "wait_an_hour":
         world.clock.now += 3600
@@ -311,6 +312,22 @@ def act(world: World, action: str) -> None:
                 run(lambda: other.resume("trading", skip_grace=True))
 
         with world.service(sleep=sleep_past_the_lease) as runner:
+            run(lambda: runner.rotate("trading"))
+        return
+    if action == "stall":
+        # The runner stalls between two writes (a long GC pause, a suspended VM) past its lease; another runner
+        # takes over and rolls the rotation back. The stalled one must not change anything more when it wakes.
+        stalled: list[str] = []
+
+        def stall(point: str) -> None:
+            if stalled or point != stall_at:
+                return
+            stalled.append(point)
+            world.clock.now += LEASE_TTL_SECONDS + 1
+            with world.service() as other:
+                run(lambda: other.rollback("trading"))
+
+        with hooked(stall), world.service() as runner:
             run(lambda: runner.rotate("trading"))
         return
     if action == "race":
@@ -391,6 +408,7 @@ def settle_and_check(world: World) -> None:
         lambda drawn: [drawn[0], *drawn[1]]
     ),
     crash=st.none() | st.tuples(st.sampled_from(POINTS), st.integers(min_value=0, max_value=1)),
+    stall_at=st.sampled_from(STALL_POINTS),
 )
 def test_invariants_hold_under_any_interleaving(
     tmp_path: Path,
@@ -399,6 +417,7 @@ def test_invariants_hold_under_any_interleaving(
     faults: list[str | None],
     actions: list[str],
     crash: tuple[str, int] | None,
+    stall_at: str,
 ) -> None:
     logging.getLogger("rotator").setLevel(logging.ERROR)  # thousands of rotations: their info logs are not the point
     world = build_world(grace, faults, propagation, tmp_path)
@@ -413,7 +432,7 @@ def test_invariants_hold_under_any_interleaving(
 
     with hooked(maybe_crash):
         for action in actions:
-            act(world, action)
+            act(world, action, stall_at)
     settle_and_check(world)
 
 
