@@ -245,7 +245,8 @@ def _read_new_pair(path: str, name: str | None) -> StoredKey:
 def status(settings: Settings, as_json: bool) -> None:
     """Show every credential's state.
 
-    Environment, current key id, age, next due date, rotation stage, and what waits on whom.
+    Environment, current key id, age, next due date, rotation stage, and what waits on whom. Exits 0 when every
+    store could be read; otherwise with the most severe code of the rows that could not (2 or 5).
     """
     from rotator.runtime import Runtime
     from rotator.status import status as status_rows
@@ -255,11 +256,12 @@ def status(settings: Settings, as_json: bool) -> None:
             rows = status_rows(runtime)
     except RotatorError as exc:
         _fail(exc)
+    code = int(most_severe(ExitCode(row.exit_code) for row in rows))
     if as_json:
         click.echo(json.dumps([_row_dict(row) for row in rows], indent=2))
-        sys.exit(0)
+        sys.exit(code)
     click.echo(_status_table(rows))
-    sys.exit(0)
+    sys.exit(code)
 
 
 def _row_dict(row: Any) -> dict[str, Any]:  # noqa: ANN401 - CredentialStatus, imported lazily
@@ -383,7 +385,8 @@ def rollback(settings: Settings, name: str) -> None:
 def verify(settings: Settings, name: str) -> None:
     """Check a credential's current key everywhere.
 
-    Every store of NAME must hold the same current key, and Bluum must accept it; exit 4 if not.
+    Every store of NAME must hold the same current key, and Bluum must accept it: exit 0. Exit 4 when the stores
+    disagree or Bluum rejects the key (a person must act); exit 5 when Bluum could not be asked (try again).
     """
     with _engine(settings) as engine:
         outcome = _guarded(name, lambda: engine.verify(name))
@@ -393,20 +396,35 @@ def verify(settings: Settings, name: str) -> None:
 @cli.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
 @click.option("--revoke", is_flag=True, help="Revoke the orphans this tool made (their name says so).")
 @click.option("--include-foreign", is_flag=True, help="With --revoke: also revoke orphans made by others.")
+@click.option("--yes", is_flag=True, help="With --revoke: do not ask first (scripts; required without a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
 @pass_settings
-def sweep(settings: Settings, revoke: bool, include_foreign: bool, as_json: bool) -> None:
+def sweep(settings: Settings, revoke: bool, include_foreign: bool, yes: bool, as_json: bool) -> None:
     """Find keys at Bluum that no store knows.
 
     Lists active keys no store or rotation record knows (orphans), and credentials with more than two
-    active keys. With --revoke, revokes the orphans this tool made. Keys are matched to stores by their
-    public key, not by id lines, and a key any configured store holds in any stage is never revoked.
+    active keys. With --revoke, revokes the orphans this tool made, after showing them and asking (or with
+    --yes). Keys are matched to stores by their public key, not by id lines, and a key any configured store
+    holds in any stage is never revoked. Exits 0 when nothing is left to do, 4 when keys remain for a person.
+
+    \b
+    Examples:
+      rotator sweep                      # list, change nothing
+      rotator sweep --revoke             # list, ask, revoke what this tool made
+      rotator sweep --revoke --yes       # the same, unattended
     """
     from dataclasses import asdict
 
+    from rotator.errors import ConfigError
+
+    if include_foreign and not revoke:
+        _fail(ConfigError("--include-foreign only widens --revoke: add --revoke, or drop it. Nothing was changed"))
     with _engine(settings, quiet=True) as engine:
         try:
-            findings = engine.sweep(revoke=revoke, include_foreign=include_foreign)
+            only = None
+            if revoke and not yes:
+                only = _confirmed_orphans(engine, include_foreign)
+            findings = engine.sweep(revoke=revoke and only != set(), include_foreign=include_foreign, only=only)
         except RotatorError as exc:
             _fail(exc)
     if as_json:
@@ -415,7 +433,31 @@ def sweep(settings: Settings, revoke: bool, include_foreign: bool, as_json: bool
         click.echo("no orphan keys; no credential has more than two active keys")
     for finding in [] if as_json else findings:
         click.echo(f"{finding.credential}: {finding.kind:<9} {finding.key_id or '-'}  {finding.message}")
-    sys.exit(0)
+    left = [f for f in findings if f.kind != "revoked"]
+    sys.exit(int(ExitCode.INCOMPLETE if left else ExitCode.OK))
+
+
+def _confirmed_orphans(engine: RotationService, include_foreign: bool) -> set[str]:
+    """At a terminal: show what --revoke would revoke and ask. Without one: refuse (revoking is for good)."""
+    from rotator.errors import ConfigError
+
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise ConfigError(
+            "sweep --revoke revokes keys for good, and there is no terminal to ask: add --yes to a script that "
+            "means it, or run `rotator sweep` first to see the keys. Nothing was changed"
+        )
+    candidates = [
+        f
+        for f in engine.sweep(revoke=False)
+        if f.kind == "orphan" and f.key_id and (include_foreign or "made by this tool" in f.message)
+    ]
+    if not candidates:
+        return set()
+    for finding in candidates:
+        click.echo(f"  {finding.key_id}  ({finding.credential}: {finding.message})")
+    if not click.confirm(f"Revoke these {len(candidates)} key(s) at Bluum? This cannot be undone", default=False):
+        return set()
+    return {f.key_id for f in candidates if f.key_id}
 
 
 @cli.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)

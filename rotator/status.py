@@ -3,7 +3,7 @@ whom. Read-only; a store that cannot be read becomes an error in its own row, ne
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from rotator import machine
@@ -29,7 +29,8 @@ def status(runtime: Runtime) -> list[CredentialStatus]:
             record = None if data is None else RotationRecord.from_dict(data, store=cred.store)
             current = runtime.store(cred.store).read(Stage.CURRENT)
         except RotatorError as exc:
-            rows.append(CredentialStatus(cred.name, cred.environment.value, None, None, None, "error", str(exc)))
+            row = CredentialStatus(cred.name, cred.environment.value, None, None, None, "error", str(exc))
+            rows.append(replace(row, exit_code=int(exc.exit_code)))
             continue
         since = record.current_since if record is not None else None
         due = machine.next_due(since, cred.rotate_every)
@@ -75,3 +76,5 @@ class CredentialStatus:
     next_due: float | None
     stage: str
     waiting: str
+    exit_code: int = 0
+    """Non-zero when the row is an error: the code that error carries (2: fix the store, 5: unreachable)."""

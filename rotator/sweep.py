@@ -7,6 +7,7 @@ revokes a key whose public key any configured store holds in any stage (I1).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -40,11 +41,18 @@ class _SweepView:
     tokens: set[str]
 
 
-def sweep(service: RotationService, *, revoke: bool = False, include_foreign: bool = False) -> list[SweepFinding]:
+def sweep(
+    service: RotationService,
+    *,
+    revoke: bool = False,
+    include_foreign: bool = False,
+    only: Collection[str] | None = None,
+) -> list[SweepFinding]:
     """Active keys at Bluum that no store knows (I3), and credentials with too many active keys (I4).
 
     Credentials of one investor share its key list, so a key is an orphan only when none of them knows it.
-    With `revoke`, every credential's lease is held: a rotation between create and store is never swept.
+    With `revoke`, every credential's lease is held: a rotation between create and store is never swept. `only`
+    limits revoking to those key ids (the ones a person was shown and confirmed).
     """
     contexts = [service.context(name) for name in service.config.credentials]
     contexts = [ctx for ctx in contexts if ctx.issuer.revokes]
@@ -74,6 +82,7 @@ def sweep(service: RotationService, *, revoke: bool = False, include_foreign: bo
                         holdings,
                         owned=owned,
                         revoke=revoke,
+                        only=only,
                         include_foreign=include_foreign,
                     )
                 )
@@ -108,6 +117,7 @@ def _sweep_one(
     owned: bool,
     revoke: bool,
     include_foreign: bool,
+    only: Collection[str] | None,
 ) -> list[SweepFinding]:
     """Orphans of one credential: those its name marks as its own (`owned`), else any not yet reported."""
     ctx, cred = view.ctx, view.ctx.cred
@@ -137,7 +147,7 @@ def _sweep_one(
                     f"belongs to unfinished rotation; run `rotator resume {cred.name}`",
                 )
             )
-        elif revoke and (ours or include_foreign):
+        elif revoke and (ours or include_foreign) and (only is None or info.id in only):
             refusal = identity.revoke_refusal(info, holdings, allowed=identity.held_nowhere)
             if refusal:
                 findings.append(SweepFinding(cred.name, info.id, "held", f"not revoked: {refusal}"))

@@ -7,7 +7,7 @@ and hands the record to a `Driver`. What a command refuses before anything chang
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from rotator import machine
@@ -120,6 +120,9 @@ class RotationService:
             name, emergency=emergency, skip_grace=emergency, new_pair=new_pair, confirm_revoked=confirm_revoked
         )
         self._check_request(ctx, emergency=emergency, reason=reason, dry_run=dry_run, token=token)
+        waiting = self._in_grace(ctx)
+        if waiting is not None and not emergency:
+            return Outcome(name, ExitCode.OK, waiting, self.read_record(ctx))
         if dry_run:
             current, current_id = preflight.preflight(ctx, self.read_record(ctx))
             return Outcome(name, ExitCode.OK, preflight.plan(ctx, current, current_id), self.read_record(ctx))
@@ -127,6 +130,21 @@ class RotationService:
             driver = Driver(ctx, keeper, self.bus)
             record = self._start(ctx, keeper, driver, emergency=emergency, reason=reason, token=token)
             return driver.run(record)
+
+    def _in_grace(self, ctx: RotationContext) -> str | None:
+        """What to say when the last rotation is only waiting out its grace window: nothing to start, nothing wrong."""
+        record = self.read_record(ctx)
+        if record is None or record.phase is not Phase.VERIFIED or record.revoke_after is None:
+            return None
+        if self.runtime.clock() >= record.revoke_after:
+            return None
+        when = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(record.revoke_after))
+        name = ctx.cred.name
+        return (
+            f"{name}: rotated already ({record.new_key_label} is current); the old key {record.old_key_label} waits "
+            f"out its grace window until {when}. Nothing to start: `rotator resume {name}` after that time revokes "
+            f"it (`--now` at once)"
+        )
 
     def _check_request(
         self, ctx: RotationContext, *, emergency: bool, reason: str | None, dry_run: bool, token: str | None
@@ -309,14 +327,29 @@ class RotationService:
             return Outcome(
                 name, ExitCode.OK, f"{name}: {current.label} works at Bluum and is current in {', '.join(observed)}"
             )
+        if result.outcome.value == "inconclusive":
+            return Outcome(
+                name,
+                ExitCode.UNAVAILABLE if machine.transient_status(result.status) else ExitCode.BAD_INPUT,
+                f"{name}: could not check the current key {current.label}: {result.reason}. This says nothing about "
+                "the key: do not rotate because of it; try again later (or fix `check_path`/`base_url` if it "
+                "persists)",
+            )
         detail = f"{result.reason}" + (f" ({result.code})" if result.code else "")
-        return Outcome(name, ExitCode.INCOMPLETE, f"{name}: current key {current.label} does not work: {detail}")
+        return Outcome(
+            name,
+            ExitCode.INCOMPLETE,
+            f"{name}: Bluum rejects the current key {current.label}: {detail}. Replace it: "
+            f"`rotator rotate {name} --emergency --reason TEXT`",
+        )
 
-    def sweep(self, *, revoke: bool = False, include_foreign: bool = False) -> list[SweepFinding]:
+    def sweep(
+        self, *, revoke: bool = False, include_foreign: bool = False, only: Collection[str] | None = None
+    ) -> list[SweepFinding]:
         """Active keys at Bluum that no store knows (I3), and credentials with too many active keys (I4)."""
         from rotator.sweep import sweep
 
-        return sweep(self, revoke=revoke, include_foreign=include_foreign)
+        return sweep(self, revoke=revoke, include_foreign=include_foreign, only=only)
 
     def status(self) -> list[CredentialStatus]:
         """One row per credential: environment, current key, age, next due, stage, what waits on whom."""

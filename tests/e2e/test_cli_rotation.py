@@ -117,9 +117,12 @@ def test_grace_window_keeps_the_old_key_until_resume(ws: Workspace):
     assert trading["stage"] == "verified"
     assert "grace window ends" in trading["waiting"]
 
-    again = ws.cli("rotate", "trading")
-    assert again.exit_code == ExitCode.INCOMPLETE
+    again = ws.cli("rotate", "trading")  # nothing is wrong: the rotation only waits out its grace window
+    assert again.exit_code == ExitCode.OK, again.output
+    assert "grace window until" in again.output
+    assert "error" not in again.output.lower()
     assert "rotator resume trading" in again.output
+    assert ws.active_ids() == {ws.first.info.id, new_id}
 
     now = ws.cli("resume", "trading", "--now")
     assert now.exit_code == 0, now.output
@@ -182,7 +185,7 @@ def test_sweep_finds_and_revokes_orphans(ws: Workspace):
     listed = ws.cli("sweep", "--json")
     findings = json.loads(listed.stdout)
     assert [(f["key_id"], f["kind"]) for f in findings] == [(orphan.info.id, "orphan")]
-    revoked = ws.cli("sweep", "--revoke")
+    revoked = ws.cli("sweep", "--revoke", "--yes")
     assert revoked.exit_code == 0
     assert orphan.info.id in revoked.output
     assert ws.active_ids() == {ws.first.info.id}

@@ -73,7 +73,7 @@ def test_an_id_line_naming_another_credentials_key_is_refused_and_that_key_survi
         assert "sweep --revoke" not in message, message
         assert_nothing_changed(ws, files, keys)
 
-    swept = ws.run("sweep", "--revoke", "--include-foreign")
+    swept = ws.run("sweep", "--revoke", "--yes", "--include-foreign")
     assert swept.returncode == ExitCode.OK, said(swept)
     assert ws.sim.keys() == keys, f"sweep revoked a key a store holds: {said(swept)}"
     assert ws.works(ws.pair_in("reports.env"))
@@ -134,7 +134,7 @@ def test_a_stale_id_line_after_lost_state_never_leads_to_revoking_the_live_key(w
     assert "sweep --revoke" not in message, message
     assert_nothing_changed(ws, files, keys)
 
-    for args in (("sweep", "--revoke"), ("sweep", "--revoke", "--include-foreign")):
+    for args in (("sweep", "--revoke", "--yes"), ("sweep", "--revoke", "--yes", "--include-foreign")):
         swept = ws.run(*args)
         assert swept.returncode == ExitCode.OK, said(swept)
         assert key_status(ws, live) == "active", f"{args} revoked the key applications use: {said(swept)}"
@@ -154,7 +154,7 @@ def test_sweep_spares_a_key_held_only_as_previous_whatever_its_id_says(ws: Works
         data["record"] = None
         path.write_text(json.dumps(data, indent=2) + "\n")
 
-    swept = ws.run("sweep", "--revoke", "--include-foreign")
+    swept = ws.run("sweep", "--revoke", "--yes", "--include-foreign")
     assert swept.returncode == ExitCode.OK, said(swept)
     assert key_status(ws, ws.first.info.id) == "active", said(swept)
     assert ws.works(ws.first.pair)
@@ -184,8 +184,8 @@ issuer = "manual"
 store = "kiosk"
 """
     )
-    swept = ws.run("sweep", "--revoke", "--include-foreign")
-    assert swept.returncode == ExitCode.OK, said(swept)
+    swept = ws.run("sweep", "--revoke", "--yes", "--include-foreign")
+    assert swept.returncode == ExitCode.INCOMPLETE, said(swept)  # a held key is left for a person
     assert key_status(ws, extra.info.id) == "active", said(swept)
     assert "held" in said(swept)
     assert "kiosk" in said(swept)
@@ -369,7 +369,7 @@ def test_the_advice_for_a_stray_key_is_one_that_sweep_follows(ws: Workspace):
     assert refused.returncode == ExitCode.BAD_INPUT, said(refused)
     assert "sweep --revoke" in said(refused)
     assert stray in said(refused)
-    swept = ws.run("sweep", "--revoke")
+    swept = ws.run("sweep", "--revoke", "--yes")
     assert swept.returncode == ExitCode.OK, said(swept)
     assert key_status(ws, stray) == "revoked"
     assert key_status(ws, by_hand.info.id) == "active"
