@@ -122,14 +122,30 @@ def precheck_new_pair(ctx: RotationContext, journal: Journal, pair: StoredKey, c
 
 
 def plan(ctx: RotationContext, current: StoredKey, current_id: str | None) -> str:
-    """--dry-run: the plan, after every read-only check a real rotation would make."""
+    """--dry-run: the steps a rotation will really take, in order and in the configuration's own units."""
+    from rotator.durations import format_duration
+
     cred = ctx.cred
-    grace = "0s (emergency)" if ctx.emergency else f"{cred.grace}"
+    old = current_id or current.label
+    others = [s.name for s in ctx.stores[1:]]
+    grace = "at once (emergency)" if ctx.emergency else f"after the grace window ({format_duration(cred.grace)})"
+    revoke = (
+        f"{grace}, revoke {old} at Bluum and prove it gets 401"
+        if ctx.issuer.revokes and current_id
+        else f"{grace}, a person revokes {old} in Bluum's dashboard; then prove it gets 401"
+    )
     lines = [
         f"{cred.name}: dry run, nothing will change",
-        f"  1. generate: {ctx.issuer.source()}; store it as PENDING in {ctx.primary.name}",
-        f"  2. deploy:   make it CURRENT in {', '.join(s.name for s in ctx.stores)} (old key stays PREVIOUS)",
-        f"  3. verify:   call {cred.check_path} with the new key, for up to {cred.verify_timeout}",
-        f"  4. revoke:   after grace {grace}, revoke {current_id or current.label} and prove it gets 401",
+        f"  1. create:  {ctx.issuer.source()}; store it as PENDING in {ctx.primary.name}",
+    ]
+    if others:
+        lines.append(f"  2. stage:   PENDING in {', '.join(others)} too (applications still read the old key)")
+    lines += [
+        f"  {len(lines)}. accept:  call {cred.check_path} with the new key until Bluum accepts it "
+        f"(up to {format_duration(cred.verify_timeout)})",
+        f"  {len(lines) + 1}. deploy:  make it CURRENT in {', '.join(s.name for s in ctx.stores)}; the old key stays "
+        "PREVIOUS (overlap)",
+        f"  {len(lines) + 2}. confirm: read every store back and ask Bluum once more",
+        f"  {len(lines) + 3}. revoke:  {revoke}",
     ]
     return "\n".join(lines)

@@ -141,6 +141,23 @@ def test_dry_run_changes_nothing(ws: Workspace):
     assert not (ws.root / "app.env.rotator.lock").exists()
 
 
+def test_dry_run_prints_the_order_a_rotation_really_follows_in_the_configs_units(ws: Workspace):
+    ws.write_config(grace="1h30m", verify_timeout="60s")
+    plan = ws.cli("rotate", "trading", "--dry-run").output
+    order = [plan.index(word) for word in ("create:", "stage:", "accept:", "deploy:", "confirm:", "revoke:")]
+    assert order == sorted(order), plan
+    assert "up to 1m" in plan, plan
+    assert "grace window (1h30m)" in plan, plan
+    assert "0:01:00" not in plan
+    assert f"revoke {ws.first.info.id} at Bluum" in plan
+
+
+def test_dry_run_of_a_manual_credential_says_a_person_revokes(ws: Workspace):
+    plan = ws.cli("rotate", "tenant", "--dry-run").output
+    assert "a person revokes" in plan, plan
+    assert "take the new pair from --new-key-file" in plan
+
+
 def test_rollback_command_during_grace(ws: Workspace):
     ws.write_config(grace="1h")
     assert ws.cli("rotate", "trading").exit_code == 0
