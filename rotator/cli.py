@@ -44,10 +44,11 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 class Settings:
     """Options of the `rotator` group, handed to every command."""
 
-    def __init__(self, config_path: str | None, verbose: int, log_format: str) -> None:
+    def __init__(self, config_path: str | None, verbose: int, log_format: str, quiet: bool = False) -> None:
         self.config_path = config_path
         self.verbose = verbose
         self.log_format = log_format
+        self.quiet = quiet
 
     def load(self) -> Config:
         from rotator.config import find_config_path, load_config
@@ -64,6 +65,7 @@ class Settings:
     help="rotator.toml to use. Default: $ROTATOR_CONFIG, then ./rotator.toml.",
 )
 @click.option("-v", "--verbose", count=True, help="Log more: -v info, -vv debug (to stderr).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only each credential's outcome and errors: no step lines.")
 @click.option(
     "--log-format",
     type=click.Choice(["auto", "json", "text"]),
@@ -72,17 +74,34 @@ class Settings:
     help="Log line format; auto is text on a terminal, JSON lines otherwise.",
 )
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None, verbose: int, log_format: str) -> None:
+def cli(ctx: click.Context, config_path: str | None, verbose: int, quiet: bool, log_format: str) -> None:
     """Rotate Bluum Finance API credentials without downtime: generate, deploy, verify, revoke.
 
     The old and new keys overlap until the new one is verified against Bluum and deployed everywhere;
     if verification fails, the old key is restored. A crashed rotation is finished by `rotator resume`.
+    Global options may also follow the command (`rotator status --config PATH`).
+
+    \b
+    Examples:
+      rotator status                                   # every credential, what waits on whom
+      rotator rotate trading --dry-run                 # the plan, nothing changed
+      rotator rotate trading --emergency --reason "key in a ticket"
+      rotator run-due                                  # the cron tick
     """
     from rotator.logs import configure_logging
 
-    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
-    configure_logging(level, json_lines=None if log_format == "auto" else log_format == "json")
-    ctx.obj = Settings(config_path, verbose, log_format)
+    configure_logging(_log_level(verbose, quiet), json_lines=None if log_format == "auto" else log_format == "json")
+    ctx.obj = Settings(config_path, verbose, log_format, quiet)
+
+
+def _log_level(verbose: int, quiet: bool) -> int:
+    """-q: warnings only. Otherwise info when nobody watches stderr (cron keeps a JSON record of every call and
+    step), warnings at a terminal (the step lines already say what happens); -v info, -vv debug."""
+    if verbose:
+        return logging.INFO if verbose == 1 else logging.DEBUG
+    if quiet or sys.stderr.isatty():
+        return logging.WARNING
+    return logging.INFO
 
 
 def _fail(exc: RotatorError) -> NoReturn:
@@ -101,7 +120,7 @@ def _engine(settings: Settings, *, quiet: bool = False) -> Iterator[RotationServ
 
     try:
         config = settings.load()
-        bus = EventBus(log_event) if quiet else EventBus(log_event, _print_event)
+        bus = EventBus(log_event) if quiet or settings.quiet else EventBus(log_event, _print_event)
         with RotationService(config, bus=bus) as service:
             yield service
     except RotatorError as exc:
@@ -155,6 +174,13 @@ def rotate(
     Generates a new key, deploys it to every store, verifies it against Bluum, and revokes the old key
     after the grace window. With a grace window the old key stays active after the rotation;
     `rotator resume` (or the next scheduled run) revokes it when the window has passed.
+
+    \b
+    Examples:
+      rotator rotate trading --dry-run        # every check, then the plan; nothing changed
+      rotator rotate trading                  # the normal rotation, with its grace window
+      rotator rotate trading --emergency --reason "secret pasted in a ticket"
+      rotator rotate tenant --new-key-file new-tenant.json   # a pair made in the dashboard
     """
     from rotator.errors import ConfigError
 
@@ -380,17 +406,34 @@ def rollback(settings: Settings, name: str) -> None:
 
 
 @cli.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
-@click.argument("name")
+@click.argument("name", required=False, shell_complete=lambda ctx, param, incomplete: _credential_names(incomplete))
+@click.option("--all", "all_", is_flag=True, help="Check every credential.")
 @pass_settings
-def verify(settings: Settings, name: str) -> None:
+def verify(settings: Settings, name: str | None, all_: bool) -> None:
     """Check a credential's current key everywhere.
 
     Every store of NAME must hold the same current key, and Bluum must accept it: exit 0. Exit 4 when the stores
     disagree or Bluum rejects the key (a person must act); exit 5 when Bluum could not be asked (try again).
     """
+    from rotator.errors import ConfigError
+
+    if bool(name) == all_:
+        _fail(ConfigError("give exactly one of NAME or --all (see `rotator status` for the names)"))
     with _engine(settings) as engine:
-        outcome = _guarded(name, lambda: engine.verify(name))
-    _finish([outcome])
+        names = [name] if name else list(engine.config.credentials)
+        outcomes = [_guarded(each, partial(engine.verify, each)) for each in names]
+    _finish(outcomes)
+
+
+def _credential_names(incomplete: str) -> list[Any]:
+    """Shell completion of credential names from the configuration in effect (nothing when it cannot be read)."""
+    from click.shell_completion import CompletionItem
+
+    try:
+        config = Settings(None, 0, "auto").load()
+    except RotatorError:
+        return []
+    return [CompletionItem(name) for name in config.credentials if name.startswith(incomplete)]
 
 
 @cli.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
@@ -527,6 +570,38 @@ def simulator(host: str, port: int) -> None:
         _fail(exc)
 
 
+GLOBAL_VALUE_OPTIONS = ("--config", "--log-format")
+GLOBAL_FLAGS = ("-v", "-vv", "-vvv", "--verbose", "-q", "--quiet")
+
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """Global options written after the command (`rotator status --config x.toml`) move in front of it, where
+    click reads them: people type them where they think of them."""
+    commands = set(cli.commands)
+    position = next((i for i, arg in enumerate(argv) if arg in commands), None)
+    if position is None:
+        return argv
+    head, tail = argv[:position], argv[position:]
+    moved: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(tail):
+        arg = tail[i]
+        if arg == "--":
+            rest += tail[i:]
+            break
+        if arg in GLOBAL_VALUE_OPTIONS and i + 1 < len(tail):
+            moved += tail[i : i + 2]
+            i += 2
+            continue
+        if arg.startswith(tuple(f"{name}=" for name in GLOBAL_VALUE_OPTIONS)) or arg in GLOBAL_FLAGS:
+            moved.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return [*head, *moved, *rest]
+
+
 def main() -> None:
     """Console-script entry point."""
-    cli(prog_name="rotator")
+    cli(args=hoist_global_options(sys.argv[1:]), prog_name="rotator")

@@ -58,7 +58,7 @@ CONFIG_ENV_VAR: Final = "ROTATOR_CONFIG"
 """Environment variable naming the config file; wins over ./rotator.toml, loses to --config."""
 
 DEFAULT_CONFIG_NAME: Final = "rotator.toml"
-README_HINT: Final = "see README 'Configuration'"
+README_HINT: Final = "see README 'Configuration reference'"
 
 Issuer = Literal["bluum", "manual"]
 ISSUERS: Final[tuple[Issuer, ...]] = ("bluum", "manual")

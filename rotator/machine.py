@@ -308,6 +308,12 @@ def start_refusal(outcome: str, code: str | None, reason: str, *, key: str, cred
     """
     if outcome == "works":
         return None
+    if outcome == "rejected" and code == "BLUM-401-004":
+        return (
+            f"Bluum says the current key {key} is deactivated ({code}), not revoked: reactivate it in Bluum's "
+            f"dashboard and rotate normally, or replace it at once with `rotator rotate {credential} --emergency "
+            "--reason TEXT`"
+        )
     if outcome == "rejected":
         return (
             f"Bluum rejects the current key {key}: {reason} ({code}). There is no working key to overlap with; "

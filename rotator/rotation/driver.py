@@ -19,6 +19,7 @@ from rotator.errors import (
     ExitCode,
     RotationFailed,
     RotationIncomplete,
+    RotationInProgress,
     RotatorError,
 )
 from rotator.events import EventBus, EventKind, RotationEvent
@@ -63,7 +64,10 @@ class RecordKeeper:
     """The lease on one credential's ledger, for one command: its record is read with a version and written only
     with that version under a lease that still holds. Waits renew the lease every third of its time."""
 
-    def __init__(self, ledger: Ledger, owner: str, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, ledger: Ledger, owner: str, monotonic: Callable[[], float] = time.monotonic, *, credential: str = ""
+    ) -> None:
+        self._credential = credential
         self._ledger = ledger
         self._owner = owner
         self._monotonic = monotonic
@@ -72,7 +76,12 @@ class RecordKeeper:
         self._version = 0
 
     def __enter__(self) -> RecordKeeper:
-        self._lease = self._ledger.acquire(self._owner, LEASE_TTL_SECONDS)
+        try:
+            self._lease = self._ledger.acquire(self._owner, LEASE_TTL_SECONDS)
+        except RotationInProgress as exc:
+            if not self._credential:
+                raise
+            raise RotationInProgress(f"{self._credential}: {exc}") from exc
         self._renewed = self._monotonic()
         return self
 

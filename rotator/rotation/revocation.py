@@ -134,10 +134,13 @@ def operator_revoke(ctx: RotationContext, record: RotationRecord, journal: Journ
     is asked to reject it before it is forgotten. Returns the record and whether the revoke is done."""
     cred = ctx.cred
     journal.hold()
-    ask = ctx.issuer.person_revokes(record.old_key_label or "(unknown)")
+    old = ctx.primary.read(Stage.PREVIOUS)
+    label = record.old_key_label or "(unknown)"
+    if old is not None:  # the dashboard lists keys by their API key, not by our fingerprints
+        label = f"{label} (its API key starts {old.api_key[:12]}…)"
+    ask = ctx.issuer.person_revokes(label)
     waiting = f"{cred.name}: waiting on the operator: {ask}, then run `rotator resume {cred.name}`"
     record = start_revoking(ctx, record, journal, waiting_on=waiting)
-    old = ctx.primary.read(Stage.PREVIOUS)
     if old is not None:
         result = ctx.check(old)
         if result.outcome.value != "rejected":

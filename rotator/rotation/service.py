@@ -100,7 +100,9 @@ class RotationService:
         return None if data is None else RotationRecord.from_dict(data, store=ctx.primary.name)
 
     def _keeper(self, ctx: RotationContext) -> RecordKeeper:
-        return RecordKeeper(self.runtime.ledger(ctx.cred), self.runtime.owner, self.runtime.monotonic)
+        return RecordKeeper(
+            self.runtime.ledger(ctx.cred), self.runtime.owner, self.runtime.monotonic, credential=ctx.cred.name
+        )
 
     # ----------------------------------------------------------------- commands
 

@@ -405,10 +405,20 @@ def run_until_signalled(host: str = "127.0.0.1", port: int = 8765) -> None:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with Simulator(host=host, port=port) as sim:
-            print(f"Bluum simulator listening on {sim.base_url}", flush=True)
+        try:
+            server = Simulator(host=host, port=port)
+            server.start()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}. Pick another port (--port 0 picks a free "
+                "one), or stop what uses this one"
+            ) from exc
+        try:
+            print(f"Bluum simulator listening on {server.base_url}", flush=True)
             while not stop.wait(0.5):
                 pass
+        finally:
+            server.stop()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -252,6 +252,8 @@ def test_manual_issuer_deploys_verifies_and_waits_for_the_operator(ws: Workspace
     result = ws.run("rotate", "tenant", "--new-key-file", str(pair_file))
     assert result.returncode == ExitCode.INCOMPLETE, result.stderr
     assert "Revoke the old key" in result.stdout + result.stderr
+    # Named the way the dashboard lists keys, by the start of the API key, so the right one is revoked.
+    assert f"its API key starts {ws.tenant_pair.api_key[:12]}" in result.stdout + result.stderr
     assert ws.current_id("tenant.env") == new_tenant["id"]
     # Still waiting: the old pair works, so resume keeps waiting.
     assert ws.run("resume", "tenant").returncode == ExitCode.INCOMPLETE

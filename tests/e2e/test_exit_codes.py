@@ -40,3 +40,14 @@ def test_verify_of_a_rejected_key_is_4_and_says_what_to_do(ws: Workspace):
     proc = ws.run("verify", "trading")
     assert proc.returncode == ExitCode.INCOMPLETE, said(proc)
     assert "rotator rotate trading --emergency" in said(proc)
+
+
+def test_a_deactivated_current_key_is_called_deactivated_not_revoked(ws: Workspace):
+    ws.excuse(ws.first.pair)
+    ws.sim.deactivate_key(ws.first.info.id)
+    files = ws.snapshot()
+    proc = ws.run("rotate", "trading")
+    assert proc.returncode == ExitCode.BAD_INPUT, said(proc)
+    assert "deactivated" in said(proc)
+    assert "reactivate it in Bluum's dashboard" in said(proc)
+    assert ws.snapshot() == files

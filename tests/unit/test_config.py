@@ -324,7 +324,7 @@ def test_format_duration_round_trips(value: timedelta) -> None:
 def test_malformed_toml_gives_line_and_column() -> None:
     message = problems_of('[credentials.trading]\nenvironment = "sandbox"\ngrace = 1h\n')
     assert "is not valid TOML (line 3, column 10: Expected newline" in message
-    assert "Fix the syntax; see README 'Configuration'" in message
+    assert "Fix the syntax; see README 'Configuration reference'" in message
 
 
 def test_unknown_key_suggests_closest() -> None:
@@ -674,7 +674,7 @@ def test_no_credentials_gives_minimal_example() -> None:
         message = problems_of(text)
         assert "credentials: no credentials are defined" in message
         assert '[credentials.app]\n    environment = "sandbox"' in message
-        assert "see README 'Configuration'" in message
+        assert "see README 'Configuration reference'" in message
 
 
 @pytest.mark.parametrize(

@@ -291,6 +291,13 @@ class TestStartRefusal:
         assert "BLUM-401-005" in refusal
         assert "--emergency" in refusal
 
+    def test_a_deactivated_key_is_called_deactivated_and_can_be_reactivated(self):
+        refusal = machine.start_refusal("rejected", "BLUM-401-004", "key inactive", key="apk_1", credential="t")
+        assert refusal is not None
+        assert "deactivated" in refusal
+        assert "not revoked" in refusal
+        assert "reactivate" in refusal
+
     def test_an_unchecked_key_is_not_rotated_and_the_fix_is_named(self):
         refusal = machine.start_refusal("inconclusive", None, "expected 200, got 404", key="apk_1", credential="t")
         assert refusal is not None

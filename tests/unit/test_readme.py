@@ -1,0 +1,31 @@
+"""The README stays true to the code: every command, store option and config table it must document, and the
+headings that error messages point at."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rotator.cli import cli
+from rotator.config import BLUUM_KEYS, CREDENTIAL_KEYS, HISTORY_KEYS, KNOWN_STORE_OPTIONS, README_HINT
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+def test_every_command_is_in_the_commands_table():
+    for name in cli.commands:
+        assert f"`rotator {name}" in README, name
+
+
+def test_every_configuration_key_is_documented():
+    for key in (*CREDENTIAL_KEYS, *BLUUM_KEYS, *HISTORY_KEYS, *KNOWN_STORE_OPTIONS["env"]):
+        assert f"| `{key}` |" in README, key
+
+
+def test_the_heading_error_messages_point_at_exists():
+    heading = README_HINT.split("'")[1]
+    assert f"\n## {heading}\n" in README
+
+
+def test_the_readme_ships_what_it_cites():
+    assert "shared/bluum-api.md" not in README
+    assert (Path(__file__).resolve().parents[2] / "docs" / "bluum-api.md").is_file()
