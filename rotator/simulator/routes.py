@@ -50,8 +50,10 @@ ASSETS: tuple[dict[str, Any], ...] = tuple(
 class Router:
     """Turns a `Request` into a `Response`; every error becomes a rendered error body in the configured style."""
 
-    def __init__(self, state: SimState) -> None:
+    def __init__(self, state: SimState, serves: str | None = None) -> None:
         self.state = state
+        self.serves = serves
+        """TEST or PRODUCTION when this router plays one of Bluum's separate hosts; None serves both."""
 
     def handle(self, req: Request) -> Response:
         try:
@@ -83,7 +85,7 @@ class Router:
     # ----------------------------------------------------------------- /v1
 
     def _api(self, req: Request) -> Response:
-        principal = self.state.admit(req.header("authorization"))
+        principal = self.state.admit(req.header("authorization"), self.serves)
         try:
             response = self._api_route(req, principal)
         except ApiError as err:
@@ -222,7 +224,7 @@ class Router:
                 # Would Bluum accept these credentials right now? The authentication a /v1 call makes, without
                 # its rate-limit charge, injected faults or request-log line: an outside sampler (tests) can watch
                 # which keys applications hold without disturbing the run it watches.
-                return Response(200, {"key_id": state.authenticate(req.header("authorization"))})
+                return Response(200, {"key_id": state.authenticate(req.header("authorization"), self.serves)})
             case "GET", ["faults"]:
                 return Response(200, {"object": "list", "data": state.faults()})
             case "POST", ["config"]:

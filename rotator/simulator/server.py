@@ -32,7 +32,7 @@ from rotator.errors import ConfigError
 from rotator.simulator import ids
 from rotator.simulator.protocol import ApiError, Request, Response
 from rotator.simulator.routes import Router
-from rotator.simulator.settings import Fault
+from rotator.simulator.settings import Fault, parse_environment
 from rotator.simulator.state import SimState
 
 log = logging.getLogger(__name__)
@@ -266,13 +266,23 @@ class Simulator:
     `with Simulator() as sim:` starts it on a free port; `sim.base_url` is what a client points at.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, serves: str | None = None, shares: Simulator | None = None
+    ) -> None:
+        """`serves` (TEST or PRODUCTION) plays one of Bluum's separate hosts: keys of the other environment get
+        401 there, as they would at Bluum. `shares`: another simulator whose accounts and keys this one serves
+        too (the sandbox host and the production host of one Bluum)."""
         self._host, self._family = _loopback(host)
         self._requested_port = port
-        self._state = SimState()
-        self._router = Router(self._state)
+        self._state: SimState = shares.state if shares is not None else SimState()
+        self._router = Router(self._state, serves=parse_environment(serves) if serves else None)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+
+    @property
+    def state(self) -> SimState:
+        """The accounts, keys and switches this simulator serves (shared with a `shares=` twin)."""
+        return self._state
 
     # ----------------------------------------------------------------- lifecycle
 

@@ -253,12 +253,16 @@ class SimState:
 
     # ----------------------------------------------------------------- the API
 
-    def admit(self, authorization: str | None) -> Principal:
-        """Authenticate (401-001…005) then charge the key's rate-limit window (429). 401s cost nothing."""
+    def admit(self, authorization: str | None, serves: str | None = None) -> Principal:
+        """Authenticate (401-001…005) then charge the key's rate-limit window (429). 401s cost nothing.
+
+        `serves`: the environment of the host that received the call (TEST or PRODUCTION), when the simulator
+        plays Bluum's separate sandbox and production hosts; a key of the other environment is unknown there.
+        """
         user, password = parse_basic(authorization)
         with self._lock:
             now = self._clock.now()
-            key = self._verify(user, password, now)
+            key = self._verify(user, password, now, serves)
             window = self._windows.setdefault(key.id, deque())
             while window and window[0] <= now - 1.0:
                 window.popleft()
@@ -274,11 +278,11 @@ class SimState:
             window.append(now)
             return Principal(key.id, key.owner, key.environment)
 
-    def authenticate(self, authorization: str | None) -> str:
+    def authenticate(self, authorization: str | None, serves: str | None = None) -> str:
         """The key these credentials authenticate as, or the 401 a /v1 call would get; charges nothing."""
         user, password = parse_basic(authorization)
         with self._lock:
-            return self._verify(user, password, self._clock.now()).id
+            return self._verify(user, password, self._clock.now(), serves).id
 
     def identify(self, authorization: str | None) -> str | None:
         """The key these credentials would authenticate as, without charging anything (for fault log lines)."""
@@ -289,12 +293,14 @@ class SimState:
         except ApiError:
             return None
 
-    def _verify(self, user: str, password: str, now: float) -> Key:
+    def _verify(self, user: str, password: str, now: float, serves: str | None = None) -> Key:
         wrong = ApiError(401, "BLUM-401-003", "Invalid API key or secret.")
         key_id = self._by_public.get(user)
         key = self._keys.get(key_id) if key_id else None
         if key is None or not hmac.compare_digest(password.encode(), key.secret_key.encode()):
             raise wrong
+        if serves is not None and key.environment != serves:
+            raise wrong  # another environment's host: separate credentials, so this key is simply unknown here
         if key.status == "revoked":
             raise wrong
         if key.status == "inactive":

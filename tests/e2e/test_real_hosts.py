@@ -5,6 +5,7 @@ group are as they were; the key sampler reads through the link the whole time.""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 
@@ -13,6 +14,7 @@ from dotenv import dotenv_values
 from rotator.errors import ExitCode
 from rotator.model import Environment, KeyPair
 from rotator.secret import Secret
+from rotator.simulator import Simulator
 from tests.e2e.conftest import Workspace
 from tests.e2e.test_review_scenarios import said
 
@@ -97,3 +99,47 @@ def test_an_env_file_whose_values_are_quoted_is_refused_with_the_fix(ws: Workspa
     assert "Remove the quotes" in message, message
     assert ws.snapshot() == files
     assert ws.sim.keys() == keys
+
+
+def test_a_sandbox_pair_handed_over_for_a_production_credential_is_refused_before_anything_changes(ws: Workspace):
+    """Bluum serves sandbox and production from separate hosts with separate credentials: the simulator plays a
+    production host here. A sandbox tenant pair given with --new-key-file (no environment field) must be refused."""
+    with Simulator(serves="PRODUCTION", shares=ws.sim) as production:
+        live_tenant = ws.sim.create_tenant_key(environment="PRODUCTION")
+        ws.guard.watch(live_tenant["secret_key"])
+        (ws.root / "live.env").write_text(
+            f"BLUUM_API_KEY={live_tenant['public_key']}\nBLUUM_API_SECRET={live_tenant['secret_key']}\n"
+            f"BLUUM_KEY_ID={live_tenant['id']}\nBLUUM_ENVIRONMENT=production\n"
+        )
+        (ws.root / "live.env").chmod(0o600)
+        ws.config.write_text(
+            ws.config.read_text()
+            + f"""
+[stores.live]
+type = "env"
+path = "live.env"
+
+[credentials.live]
+environment = "production"
+base_url = "{production.base_url}"
+issuer = "manual"
+store = "live"
+verify_timeout = "1s"
+"""
+        )
+        sandbox_pair = ws.sim.create_tenant_key(environment="TEST")
+        ws.guard.watch(sandbox_pair["secret_key"])
+        handed = ws.root / "new-live.json"
+        handed.write_text(json.dumps({"api_key": sandbox_pair["public_key"], "api_secret": sandbox_pair["secret_key"]}))
+        sandbox_key = KeyPair(sandbox_pair["public_key"], Secret(sandbox_pair["secret_key"]), Environment.SANDBOX)
+        assert ws.works(sandbox_key), "the pair works, at the sandbox host"
+        files, keys = ws.snapshot(), ws.sim.keys()
+
+        proc = ws.run("rotate", "live", "--new-key-file", str(handed))
+
+        message = said(proc)
+        assert proc.returncode == ExitCode.BAD_INPUT, message
+        assert "not accepted by production Bluum" in message, message
+        assert "another environment" in message, message
+        assert ws.snapshot() == files, "nothing was deployed"
+        assert ws.sim.keys() == keys

@@ -1082,3 +1082,23 @@ def test_localhost_binds_127_0_0_1() -> None:
             server.start()
     with pytest.raises(RuntimeError):
         _ = server.base_url
+
+
+def test_separate_hosts_each_serve_only_their_environment(simulator: Simulator):
+    """`serves=` plays Bluum's separate sandbox and production hosts over one set of accounts: a key of the other
+    environment is unknown at a host (401-003), its own works, and the shared control plane sees both."""
+    simulator.reset()
+    sandbox_key = simulator.create_tenant_key(environment="TEST")
+    production_key = simulator.create_tenant_key(environment="PRODUCTION")
+    with (
+        Simulator(serves="PRODUCTION", shares=simulator) as production,
+        Simulator(serves="TEST", shares=simulator) as sandbox,
+    ):
+        for host, good, bad in ((production, production_key, sandbox_key), (sandbox, sandbox_key, production_key)):
+            with httpx.Client(base_url=host.base_url) as client:
+                ok = client.get("/assets", auth=(good["public_key"], good["secret_key"]))
+                refused = client.get("/assets", auth=(bad["public_key"], bad["secret_key"]))
+            assert ok.status_code == 200
+            assert refused.status_code == 401
+            assert refused.json()["error"]["code"] == "BLUM-401-003"
+        assert {k["id"] for k in production.keys()} >= {sandbox_key["id"], production_key["id"]}
