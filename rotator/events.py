@@ -25,6 +25,7 @@ class EventKind(StrEnum):
     RESUMED = "resumed"
     STEP = "step"
     NOTE = "note"  # something worth telling that is not a step of its own (a duplicate key revoked, ...)
+    PROGRESS = "progress"  # a long wait goes on (for the person watching, and the log; not for the history)
     WAITING = "waiting"  # stopped to wait: the grace window, or a person (the message says what to do)
     COMPLETED = "completed"
     ROLLED_BACK = "rolled_back"

@@ -46,7 +46,9 @@ class HistoryLog:
         return self.folder / f"{credential}.jsonl"
 
     def __call__(self, event: RotationEvent) -> None:
-        """The bus subscriber: one line per event."""
+        """The bus subscriber: one line per event (progress of a wait is not history)."""
+        if event.kind is EventKind.PROGRESS:
+            return
         entry = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(event.at)),
             "at": round(event.at, 3),

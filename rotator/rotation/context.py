@@ -51,6 +51,10 @@ class Journal(Protocol):
         """Renew the lease now, before changing anything: LeaseLost (and nothing changed) when it was taken over."""
         ...
 
+    def progress(self, message: str) -> None:
+        """Say that a long wait goes on, and for what (a person at a terminal sees it; otherwise it is logged)."""
+        ...
+
 
 @dataclass
 class RotationContext:

@@ -141,6 +141,9 @@ class Driver:
     def hold(self) -> None:
         self.keeper.hold()
 
+    def progress(self, message: str) -> None:
+        self.publish(EventKind.PROGRESS, None, "wait", message)
+
     def publish(
         self, kind: EventKind, record: RotationRecord | None, step: str, message: str, seconds: float | None = None
     ) -> None:

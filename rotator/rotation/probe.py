@@ -4,10 +4,16 @@ never outlives the lease that protects the rotation."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from rotator import machine
+from rotator.durations import format_duration
 from rotator.machine import Judgement, Verdict
 from rotator.model import StoredKey
 from rotator.rotation.context import Journal, RotationContext
+
+PROGRESS_EVERY = 5.0
+"""Seconds between two "still waiting" lines: quiet for a normal propagation, a heartbeat for a long one."""
 
 
 def poll(ctx: RotationContext, journal: Journal, key: StoredKey, *, new_key: bool) -> tuple[Judgement, int]:
@@ -19,6 +25,8 @@ def poll(ctx: RotationContext, journal: Journal, key: StoredKey, *, new_key: boo
     started = runtime.monotonic()
     timeout = ctx.cred.verify_timeout.total_seconds()
     attempt = 0
+    told = 0.0
+    wanted = "Bluum to accept" if new_key else "Bluum to reject"
     while True:
         result = ctx.check(key)
         elapsed = runtime.monotonic() - started
@@ -30,6 +38,10 @@ def poll(ctx: RotationContext, journal: Journal, key: StoredKey, *, new_key: boo
         )
         if judgement.verdict is not Verdict.RETRY:
             return judgement, attempt + 1
+        if elapsed - told >= PROGRESS_EVERY:
+            told = elapsed
+            spent, budget = format_duration(timedelta(seconds=round(elapsed))), format_duration(ctx.cred.verify_timeout)
+            journal.progress(f"still waiting for {wanted} {key.label}: {spent} of up to {budget} ({judgement.reason})")
         journal.keepalive()
         runtime.sleep(machine.poll_delay(attempt))
         attempt += 1

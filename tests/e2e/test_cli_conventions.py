@@ -91,3 +91,15 @@ def test_help_has_examples(ws: Workspace):
     for command in ([], ["sweep"], ["rotate"]):
         text = rotator(ws, *command, "--help").stdout
         assert "Examples:" in text, command
+
+
+def test_a_long_wait_says_what_it_waits_for_and_how_long_is_left(ws: Workspace):
+    ws.write_config(verify_timeout="30s")
+    ws.delay_new_keys(9)  # Bluum takes 9 s to accept the new key
+    proc = ws.run("rotate", "trading")
+    assert proc.returncode == ExitCode.OK, said(proc)
+    waits = [line for line in proc.stdout.splitlines() if "still waiting for Bluum to accept" in line]
+    assert waits, proc.stdout
+    assert "of up to 30s" in waits[0]
+    history = json.loads(ws.run("history", "trading", "--json").stdout)
+    assert not [e for e in history if e["event"] == "progress"], "a wait's heartbeat is not history"
