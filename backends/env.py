@@ -22,6 +22,11 @@ cannot be escaped: python-dotenv expands `${NAME}` even inside single quotes, so
 before anything is written, and one of our lines that uses `${...}` is reported (StoreCorrupt) rather than read
 differently from what applications see.
 
+The sidecar lives in the rotator's own state folder (`state_dir`, by default `rotator-state/` beside rotator.toml;
+the configuration passes it in) as `<store name>.json`, never beside the application's file, where a `git add -A`
+or an image build would pick its secrets up. A sidecar an older version left beside the file is read until the
+next write moves it. A store built without `state_dir` keeps it beside the file (`<file>.rotator.json`).
+
 Sidecar format (JSON, mode 0600)::
 
     {
@@ -194,6 +199,7 @@ class EnvStore:
         base_url: str | None = None,
         reader: str = Reader.DOTENV.value,
         fields: Sequence[str] = (),
+        state_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if prefix and not _PREFIX_RE.fullmatch(prefix):
             raise ConfigError(
@@ -219,7 +225,10 @@ class EnvStore:
         self._prefix = prefix
         self._environment = Environment(environment) if environment is not None else None
         self._base_url = base_url
-        self._sidecar_path = file_path.with_name(file_path.name + SIDECAR_SUFFIX)
+        beside = file_path.with_name(file_path.name + SIDECAR_SUFFIX)
+        self._sidecar_path = Path(state_dir) / f"{name}.json" if state_dir is not None else beside
+        self._legacy_sidecar = beside if state_dir is not None else None
+        """Where an older version kept the sidecar (beside the file): read until the first write moves it."""
         self._lock_path = file_path.with_name(file_path.name + LOCK_SUFFIX)
         self._names = {prefix + field: field for field in _FIELDS}
         self._projected = Projected(self, StageLog(log, name, self.describe()))
@@ -625,20 +634,35 @@ class EnvStore:
 
     def _load_sidecar(self) -> _Sidecar:
         """The sidecar's stages and record; an absent sidecar means no stages yet (a hand-seeded file)."""
+        path = self._sidecar_path
+        if self._legacy_sidecar is not None and not path.exists() and self._legacy_sidecar.exists():
+            path = self._legacy_sidecar  # state of an older version, beside the file: moved at the next write
         try:
-            data = self._sidecar_path.read_bytes()
+            data = path.read_bytes()
         except FileNotFoundError:
             return _Sidecar()
         except PermissionError as exc:
             raise self._denied("reading", self._sidecar_path) from exc
         except OSError as exc:
             raise self._unavailable("reading", self._sidecar_path, exc) from exc
-        return _SidecarReader(self._sidecar_path, self.name).parse(data)
+        return _SidecarReader(path, self.name).parse(data)
 
     def _save_sidecar(self, sidecar: _Sidecar) -> None:
         with self._os_errors("writing", self._sidecar_path):
+            self._sidecar_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             result = atomic_write_text(self._sidecar_path, sidecar.to_json(), FILE_MODE)
         self._report_replaced(self._sidecar_path, result)
+        legacy = self._legacy_sidecar
+        if legacy is not None and legacy.exists():  # the new sidecar is durable: the old one (secrets) goes
+            with self._os_errors("removing", legacy):
+                legacy.unlink()
+            log.info(
+                "moved the rotation state of %s from %s to %s, out of the application's folder",
+                self.describe(),
+                legacy,
+                self._sidecar_path,
+                extra={"fields": {"store": self.name}},
+            )
 
     # ----------------------------------------------------------------------------------------------- checks, errors
 

@@ -102,8 +102,11 @@ their options are passed through exactly as written.
 """
 
 KNOWN_STORE_OPTIONS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
-    {"env": ("path", "prefix", "reader", "fields")}
+    {"env": ("path", "prefix", "reader", "fields", "state_dir")}
 )
+DEFAULT_STATE_DIR: Final = "rotator-state"
+"""Where file stores keep their stages and record (secrets), relative to rotator.toml: the rotator's folder, never
+the application's, so an application's `git add -A` or image build cannot pick the secrets up."""
 """Options of built-in store types, so a typo (`prefx`) is caught here with a suggestion instead of surfacing as a
 TypeError when the store is built. Third-party types are not listed: their options pass through unchecked.
 Keep in step with the constructors in backends/ (the engine supplies `name`, `environment` and `base_url`)."""
@@ -691,6 +694,11 @@ def _parse_stores(
                 continue
             resolved = Path(file_path).expanduser()
             options["path"] = resolved if resolved.is_absolute() else (base_dir / resolved).absolute()
+            state_dir = table.text("state_dir", example='"/var/lib/bluum-rotator"') if "state_dir" in raw else None
+            if "state_dir" in raw and state_dir is None:
+                continue
+            state = Path(state_dir or DEFAULT_STATE_DIR).expanduser()
+            options["state_dir"] = state if state.is_absolute() else (base_dir / state).absolute()
         if store_type == "env" and "prefix" in raw:
             prefix = raw["prefix"]
             if not isinstance(prefix, str) or (prefix and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", prefix)):

@@ -181,10 +181,17 @@ verify_timeout = "{verify_timeout}"
         with BluumClient(self.sim.base_url) as client:
             return client.check(pair).outcome is CheckOutcome.WORKS
 
+    def sidecar_path(self, name: str = "app.env") -> Path:
+        """Where the store of the dotenv file `name` keeps its stages and record (the rotator's state folder)."""
+        return self.root / "rotator-state" / f"{name.removesuffix('.env')}.json"
+
     def snapshot(self) -> dict[str, bytes]:
-        """Every file in the workspace, byte for byte (lock files excluded: a lock is not a change)."""
+        """Every file in the workspace and its state folder, byte for byte (lock files excluded: not a change)."""
+        files = [*self.root.iterdir(), *(self.root / "rotator-state").glob("*")]
         return {
-            p.name: p.read_bytes() for p in sorted(self.root.iterdir()) if p.is_file() and not p.name.endswith(".lock")
+            str(p.relative_to(self.root)): p.read_bytes()
+            for p in sorted(files)
+            if p.is_file() and not p.name.endswith(".lock")
         }
 
 

@@ -71,8 +71,8 @@ def check_invariants(ws: Workspace, *, after_resume: bool) -> None:
 
 def fresh(ws: Workspace) -> None:
     """Reset the world between crash runs: same files as at the start, no record, the first key active."""
-    for name in ("app.env.rotator.json", "mirror.env.rotator.json"):
-        (ws.root / name).unlink(missing_ok=True)
+    for name in ("app.env", "mirror.env"):
+        ws.sidecar_path(name).unlink(missing_ok=True)
 
 
 def test_forward_path_every_boundary(ws: Workspace, tmp_path: Path):

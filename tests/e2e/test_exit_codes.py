@@ -10,7 +10,8 @@ from tests.e2e.test_review_scenarios import said
 
 
 def test_status_exits_with_the_code_of_a_row_it_could_not_read(ws: Workspace):
-    (ws.root / "app.env.rotator.json").write_text("{ not json")
+    ws.sidecar_path("app.env").parent.mkdir(exist_ok=True)
+    ws.sidecar_path("app.env").write_text("{ not json")
     proc = ws.run("status")
     assert proc.returncode == ExitCode.BAD_INPUT, said(proc)
     assert "trading" in proc.stdout

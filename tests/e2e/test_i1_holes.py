@@ -93,7 +93,7 @@ def test_a_crashed_run_whose_record_names_another_key_revokes_the_old_pair_not_t
     ws.sampled.append(("reports.env", "BLUUM_"))
     crashed = ws.run("rotate", "trading", env={CRASH_ENV: "revoking.record"})
     assert crashed.returncode == -signal.SIGKILL, said(crashed)
-    path = ws.root / "app.env.rotator.json"
+    path = ws.sidecar_path("app.env")
     data = json.loads(path.read_text())
     assert data["record"]["phase"] == "revoking"
     data["record"]["old_key_id"] = b_id
@@ -123,7 +123,7 @@ def test_a_stale_id_line_after_lost_state_never_leads_to_revoking_the_live_key(w
     set_line(ws.root / "app.env", "BLUUM_KEY_ID", ws.first.info.id)
     set_line(ws.root / "mirror.env", "TRADING_KEY_ID", ws.first.info.id)
     for name in ("app.env", "mirror.env"):
-        (ws.root / f"{name}.rotator.json").unlink()
+        ws.sidecar_path(name).unlink()
     files, keys = ws.snapshot(), ws.sim.keys()
 
     refused = ws.run("rotate", "trading")
@@ -147,7 +147,7 @@ def test_sweep_spares_a_key_held_only_as_previous_whatever_its_id_says(ws: Works
     ws.write_config(grace="1h")
     assert ws.run("rotate", "trading").returncode == ExitCode.OK
     for name in ("app.env", "mirror.env"):
-        path = ws.root / f"{name}.rotator.json"
+        path = ws.sidecar_path(name)
         data = json.loads(path.read_text())
         assert data["previous"]["key_id"] == ws.first.info.id
         data["previous"]["key_id"] = "apk_00000000000000000000000000"
@@ -382,7 +382,7 @@ def test_previous_removed_by_hand_in_the_grace_window_still_finishes(ws: Workspa
     ws.write_config(grace="1h")
     assert ws.run("rotate", "trading").returncode == ExitCode.OK
     for name in ("app.env", "mirror.env"):
-        path = ws.root / f"{name}.rotator.json"
+        path = ws.sidecar_path(name)
         data = json.loads(path.read_text())
         data["previous"] = None
         path.write_text(json.dumps(data, indent=2) + "\n")

@@ -143,3 +143,28 @@ verify_timeout = "1s"
         assert "another environment" in message, message
         assert ws.snapshot() == files, "nothing was deployed"
         assert ws.sim.keys() == keys
+
+
+def test_rotation_state_stays_out_of_the_applications_folder(ws: Workspace):
+    """The sidecar holds the current and previous secrets: `git add -A` in the app's folder must not find it."""
+    ws.write_config(grace="1h")
+    rotated = ws.run("rotate", "trading")
+    assert rotated.returncode == ExitCode.OK, said(rotated)
+    assert not list(ws.root.glob("*.rotator.json"))
+    state = ws.sidecar_path("app.env")
+    assert state.parent == ws.root / "rotator-state"
+    assert stat.S_IMODE(state.stat().st_mode) == 0o600
+    assert stat.S_IMODE(state.parent.stat().st_mode) == 0o700
+    assert json.loads(state.read_text())["previous"] is not None, "PREVIOUS is kept there during the grace window"
+
+
+def test_state_an_older_version_left_beside_the_file_is_used_and_moved(ws: Workspace):
+    ws.write_config(grace="1h")
+    assert ws.run("rotate", "trading").returncode == ExitCode.OK
+    for name in ("app.env", "mirror.env"):  # as the previous version kept it
+        os.replace(ws.sidecar_path(name), ws.root / f"{name}.rotator.json")
+    resumed = ws.run("resume", "trading", "--now")
+    assert resumed.returncode == ExitCode.OK, said(resumed)
+    assert not ws.works(ws.first.pair), "the old key, known only from the old-place state, was revoked"
+    assert not list(ws.root.glob("*.rotator.json")), "the old-place state was moved"
+    assert json.loads(ws.sidecar_path("app.env").read_text())["record"]["phase"] == "completed"

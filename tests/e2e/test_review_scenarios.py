@@ -41,7 +41,7 @@ def said(proc: subprocess.CompletedProcess[str]) -> str:
 
 
 def sidecar(ws: Workspace, name: str = "app.env") -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((ws.root / f"{name}.rotator.json").read_text())
+    data: dict[str, Any] = json.loads(ws.sidecar_path(name).read_text())
     return data
 
 
@@ -90,7 +90,7 @@ def pretend_a_day_passed(ws: Workspace) -> None:
     """Bluum's clock moves 25 h (its Idempotency-Key records expire) and the record says it started 25 h ago:
     the engine reads wall time, so the record is what has to age."""
     ws.sim.advance_clock(DAY_AND_AN_HOUR)
-    path = ws.root / "app.env.rotator.json"
+    path = ws.sidecar_path("app.env")
     data = json.loads(path.read_text())
     data["record"]["started_at"] -= DAY_AND_AN_HOUR
     data["record"]["updated_at"] -= DAY_AND_AN_HOUR
@@ -286,7 +286,7 @@ def test_five_concurrent_rotations_one_wins(ws: Workspace, tmp_path: Path):
             assert procs[i].returncode == ExitCode.IN_PROGRESS, f"run {i}: {procs[i].returncode}"
             assert "another rotation of this credential is running" in stderr_text
         # The winner parks once its record is written (its preflight may still be running when the others quit).
-        while not (ws.root / "app.env.rotator.json").exists() and time.monotonic() < deadline:
+        while not ws.sidecar_path("app.env").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         # Parked after its record: it has created nothing yet.
         assert record(ws)["phase"] == "started"

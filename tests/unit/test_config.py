@@ -168,9 +168,10 @@ def test_full_file_parses_into_expected_objects(full_config: Config, tmp_path: P
     assert trading.verify_timeout == timedelta(minutes=2)
     assert trading.check_path == "/accounts"
 
-    assert config.stores["tenant"].options == {"path": tmp_path / "secrets" / "tenant.env"}
+    state = tmp_path / "rotator-state"
+    assert config.stores["tenant"].options == {"path": tmp_path / "secrets" / "tenant.env", "state_dir": state}
     assert config.stores["app"].type == "env"
-    assert config.stores["app"].options == {"path": tmp_path / "app.env", "prefix": "BLUUM_"}
+    assert config.stores["app"].options == {"path": tmp_path / "app.env", "prefix": "BLUUM_", "state_dir": state}
     assert config.stores["app-abs"].options["path"] == Path("/srv/app/bluum.env")
     # Only file-based types get `path` resolved: for Vault it is a KV path and must pass through as written.
     assert config.stores["vault"].options == {"path": "bluum/trading", "mount_point": "secret"}
@@ -829,3 +830,10 @@ def test_history_shorter_than_bluums_30_days_is_refused() -> None:
 def test_history_unknown_key_and_wrong_type() -> None:
     assert "history: unknown key 'folder'" in problems_of(render(extra='[history]\nfolder = "x"\n'))
     assert "history: expected a table" in problems_of(render(extra='history = "x"\n'))
+
+
+def test_env_stores_keep_state_in_the_rotators_folder_by_default() -> None:
+    config = parse(render())
+    assert config.stores["app"].options["state_dir"] == Path("/etc/rotator/rotator-state")
+    custom = parse(render().replace('path = "app.env"', 'path = "app.env"\nstate_dir = "/var/lib/rotator"', 1))
+    assert custom.stores["app"].options["state_dir"] == Path("/var/lib/rotator")
