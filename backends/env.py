@@ -649,7 +649,8 @@ class EnvStore:
 
     def _save_sidecar(self, sidecar: _Sidecar) -> None:
         with self._os_errors("writing", self._sidecar_path):
-            self._sidecar_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if self._legacy_sidecar is not None:  # the rotator's own state folder; never the application's
+                self._sidecar_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             result = atomic_write_text(self._sidecar_path, sidecar.to_json(), FILE_MODE)
         self._report_replaced(self._sidecar_path, result)
         legacy = self._legacy_sidecar
