@@ -310,16 +310,25 @@ class EnvStore:
         self._save_sidecar(document)
 
     def shown(self) -> StoredKey:
-        """The key the dotenv file shows, as python-dotenv reads it."""
-        return self._key_from_dotenv(self._read_dotenv())
+        """The key the dotenv file shows, as its reader reads it. StoreNotFound when the file is missing or holds
+        neither our key nor our secret line (nothing shown yet: a credential before its first key)."""
+        text = self._read_dotenv()
+        if not self._holds_any_line(text):
+            raise StoreNotFound(
+                f"{self._path} holds no {self._prefix}API_KEY or {self._prefix}API_SECRET line yet: put the key "
+                f"applications use there, or give the credential its first key with `rotator enroll`",
+                store=self.name,
+            )
+        return self._key_from_dotenv(text)
 
     def check_show(self, key: StoredKey) -> None:
         """Refuse now (StoreError), before the sidecar moves, a key the dotenv file could not show faithfully."""
-        self._render(self._read_dotenv(), key)
+        self._render(self._text_or_empty(), key)
 
     def show(self, key: StoredKey) -> bool:
-        """Rewrite our lines of the dotenv file to `key`; False when the file already shows it exactly."""
-        text = self._read_dotenv()
+        """Rewrite our lines of the dotenv file to `key` (creating the file, 0600, for a first key); False when the
+        file already shows it exactly."""
+        text = self._text_or_empty()
         new_text = self._render(text, key)
         self._write_dotenv(text, new_text)
         return new_text != text
@@ -468,7 +477,7 @@ class EnvStore:
         except (FileNotFoundError, NotADirectoryError) as exc:
             raise StoreNotFound(
                 f"{self._path} does not exist: create it with {self._prefix}API_KEY and {self._prefix}API_SECRET "
-                "lines, or fix `path` in rotator.toml",
+                "lines, give the credential its first key with `rotator enroll NAME`, or fix `path` in rotator.toml",
                 store=self.name,
             ) from exc
         except PermissionError as exc:
@@ -482,6 +491,19 @@ class EnvStore:
                 f"{self._path} is not UTF-8 text (bad byte at offset {exc.start}): save it as UTF-8",
                 store=self.name,
             ) from None
+
+    def _text_or_empty(self) -> str:
+        """The file's text, or nothing when the file does not exist yet (its folder must)."""
+        try:
+            return self._read_dotenv()
+        except StoreNotFound:
+            if not self._path.parent.is_dir():
+                raise
+            return ""
+
+    def _holds_any_line(self, text: str) -> bool:
+        names = {self._prefix + field for field in _REQUIRED}
+        return any(not b.error and b.key in names for b in parse_stream(io.StringIO(text)))
 
     def _parse_dotenv(self, text: str) -> dict[str, tuple[int, str]]:
         """Our variables (by field name, e.g. "API_KEY") with their line numbers; StoreCorrupt when ambiguous."""

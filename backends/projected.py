@@ -14,7 +14,7 @@ from typing import Protocol, Self, TypeVar
 
 from backends import stages
 from backends.stages import StageLog, Stages
-from rotator.errors import StoreError
+from rotator.errors import StoreError, StoreNotFound
 from rotator.model import Stage, StoredKey
 
 
@@ -79,9 +79,17 @@ class Projected:
 
     @staticmethod
     def _tagged(key: StoredKey, document: StageDocument) -> StoredKey:
+        """`key` as readers see it, with the document's token (and what the copy does not show, such as a key id
+        line nobody asked for) when the document holds that same key."""
         held = document.stages.current
         if held is not None and held.same_key(key):
-            return replace(key, token=held.token)
+            return replace(
+                key,
+                token=held.token,
+                key_id=key.key_id or held.key_id,
+                environment=key.environment or held.environment,
+                base_url=key.base_url or held.base_url,
+            )
         return key
 
     def read(self, stage: Stage) -> StoredKey | None:
@@ -125,7 +133,12 @@ class Projected:
     def promote(self, token: str, *, where: str, store: str) -> stages.Promotion:
         """PENDING(token) becomes CURRENT and what readers saw becomes PREVIOUS: the document, then the copy."""
         document = self._store.load_document()
-        seen = self._tagged(self._store.shown(), document)  # the copy must be readable before anything moves
+        try:
+            seen: StoredKey | None = self._tagged(self._store.shown(), document)  # readable before anything moves
+        except StoreNotFound:
+            if document.stages.current is not None:
+                raise  # readers saw a key before and cannot now: someone removed their copy; do not guess
+            seen = None  # a first key (enrollment): nothing was shown yet, nothing becomes PREVIOUS
         promotion = stages.promote(document.stages, token, shown=lambda: seen, where=where, store=store)
         if not promotion.changed:
             self._reshow(promotion.key, why="promote")

@@ -354,6 +354,32 @@ def resume(settings: Settings, name: str | None, now: bool) -> None:
     _finish(outcomes)
 
 
+@cli.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
+@click.argument("name", shell_complete=lambda ctx, param, incomplete: _credential_names(incomplete))
+@click.option(
+    "--new-key-file",
+    metavar="PATH",
+    help="For issuer=manual: the first pair, made in Bluum's dashboard (JSON); - reads stdin.",
+)
+@pass_settings
+def enroll(settings: Settings, name: str, new_key_file: str | None) -> None:
+    """Give a credential its first key.
+
+    For issuer bluum, mints it through Bluum's API; for issuer manual, takes the pair made in the dashboard and
+    checks it against Bluum first. Then stores it, waits until Bluum accepts it, and writes it to every store
+    (creating a dotenv file that does not exist yet, 0600). Refused if a store already holds a key.
+
+    \b
+    Examples:
+      rotator enroll trading                              # mint the first investor key
+      rotator enroll tenant --new-key-file first.json     # a tenant pair made in the dashboard
+    """
+    with _engine(settings) as engine:
+        new_pair = _read_new_pair(new_key_file, name) if new_key_file else None
+        outcome = _guarded(name, partial(engine.enroll, name, new_pair=new_pair))
+    _finish([outcome])
+
+
 @cli.command("step", epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
 @click.argument("name")
 @click.argument("step_name", metavar="STEP")

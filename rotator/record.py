@@ -14,6 +14,8 @@ from typing import Any
 from rotator.errors import StoreCorrupt
 
 RECORD_VERSION = 1
+ENROLLMENT = "none (enrollment)"
+"""The old key label of a credential's first rotation: there is no old key."""
 
 
 class Phase(StrEnum):

@@ -25,7 +25,7 @@ from rotator.errors import (
 from rotator.events import EventBus, EventKind, RotationEvent
 from rotator.faultpoints import reached
 from rotator.machine import Step
-from rotator.record import Phase, RotationRecord
+from rotator.record import ENROLLMENT, Phase, RotationRecord
 from rotator.rotation import revocation, steps
 from rotator.rotation.context import RotationContext, StepFailed
 from rotator.rotation.rollback import after_rollback, roll_back
@@ -289,9 +289,10 @@ class Driver:
         cred = self.ctx.cred
         if record.phase is Phase.COMPLETED:
             total, waited = self.ctx.step_seconds, self.ctx.meter.waited
+            done = "enrolled" if record.old_key_label == ENROLLMENT else f"{record.old_key_label} is revoked"
             message = (
                 f"{cred.name}: rotation complete; {record.new_key_label} is current everywhere, "
-                f"{record.old_key_label} is revoked ({total:.2f}s of steps, {waited:.2f}s of it waiting)"
+                f"{done} ({total:.2f}s of steps, {waited:.2f}s of it waiting)"
             )
             self.publish(EventKind.COMPLETED, record, "done", message, total)
             return Outcome(cred.name, ExitCode.OK, message, record)

@@ -100,13 +100,13 @@ def preflight(ctx: RotationContext, record: RotationRecord | None) -> tuple[Stor
     return current, current_id
 
 
-def precheck_new_pair(ctx: RotationContext, journal: Journal, pair: StoredKey, current: StoredKey) -> None:
+def precheck_new_pair(ctx: RotationContext, journal: Journal, pair: StoredKey, current: StoredKey | None) -> None:
     """A person's new pair: not the current one, of this environment, usable, and accepted by this Bluum (I7)."""
     from rotator.machine import Verdict
     from rotator.rotation.probe import poll
 
     cred = ctx.cred
-    if pair.same_key(current):
+    if current is not None and pair.same_key(current):
         raise ConfigError(
             f"{cred.name}: the pair in --new-key-file is the current pair; create a new one in Bluum's "
             "dashboard first. Nothing was changed"

@@ -14,7 +14,7 @@ from rotator.faultpoints import reached
 from rotator.identity import Holding
 from rotator.machine import Verdict
 from rotator.model import Stage, StoredKey
-from rotator.record import Phase, RotationRecord
+from rotator.record import ENROLLMENT, Phase, RotationRecord
 from rotator.rotation.context import Journal, RotationContext, StepFailed
 from rotator.rotation.probe import poll
 
@@ -149,7 +149,9 @@ def operator_revoke(ctx: RotationContext, record: RotationRecord, journal: Journ
                 return record, False
             prove_rejected(ctx, record, journal, old)
     record = journal.save(record.advance(Phase.OLD_REVOKED, ctx.runtime.clock(), waiting_on=None), "old_revoked.record")
-    if old is None:
+    if old is None and record.old_key_label == ENROLLMENT:
+        journal.emit(record, "revoke", "a first key: there is no old key to revoke")
+    elif old is None:
         journal.emit(record, "revoke", f"the old pair {record.old_key_label} is in no store any more: nothing to check")
     else:
         journal.emit(record, "revoke", f"Bluum now rejects the old key {record.old_key_label}")

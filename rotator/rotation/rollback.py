@@ -3,7 +3,7 @@ is revoked. The old key is never revoked here. And what is true afterwards, chec
 
 from __future__ import annotations
 
-from rotator.errors import LeaseLost, RollbackFailed, RotatorError
+from rotator.errors import LeaseLost, RollbackFailed, RotatorError, StoreNotFound
 from rotator.faultpoints import reached
 from rotator.model import Stage
 from rotator.record import Phase, RotationRecord
@@ -48,7 +48,10 @@ def roll_back(
 
 def after_rollback(ctx: RotationContext, record: RotationRecord) -> str:
     """What is true after a rollback, checked rather than assumed, and what a person still has to do."""
-    old = ctx.primary.read(Stage.CURRENT)
+    try:
+        old = ctx.primary.read(Stage.CURRENT)
+    except StoreNotFound:  # an enrollment rolled back: there was no key before
+        old = None
     parts = [f"The old key {record.old_key_label} is current again"]
     if old is not None and record.emergency:
         parts.append(" (not checked: it is the leaked key of an emergency, which is never called)")

@@ -11,12 +11,12 @@ from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from rotator import machine
-from rotator.errors import ConfigError, ExitCode, RotationIncomplete, RotationInProgress
+from rotator.errors import ConfigError, ExitCode, RotationIncomplete, RotationInProgress, StoreNotFound
 from rotator.events import EventBus, EventKind, log_event
 from rotator.history import HistoryLog
 from rotator.machine import Step
 from rotator.model import Stage, StoredKey
-from rotator.record import Phase, RotationRecord
+from rotator.record import ENROLLMENT, Phase, RotationRecord
 from rotator.rotation import preflight
 from rotator.rotation.context import ConfirmRevoked, RotationContext, new_token
 from rotator.rotation.driver import Driver, Outcome, RecordKeeper
@@ -205,6 +205,57 @@ class RotationService:
             f"{kind} {record.token[:8]} of {cred.name} started; current key {record.old_key_label}",
         )
         return record
+
+    def enroll(self, name: str, *, new_pair: StoredKey | None = None) -> Outcome:
+        """Give a credential its first key: a rotation from nothing (no old key to keep or revoke).
+
+        The issuer mints it (`bluum`), or a person hands it over (`manual`, checked like any new pair); it is
+        stored, staged, accepted by Bluum, then deployed to every target, whose files are created if need be.
+        """
+        ctx = self.context(name, new_pair=new_pair, skip_grace=True)
+        cred = ctx.cred
+        if ctx.issuer.mints and new_pair is not None:
+            raise ConfigError(f"{name} is minted through Bluum's API (issuer bluum): --new-key-file is not used")
+        if not ctx.issuer.mints and new_pair is None:
+            raise ConfigError(
+                f"{name} is minted in Bluum's dashboard (issuer manual): create its first pair there, then run "
+                f"`rotator enroll {name} --new-key-file FILE` (JSON with api_key, api_secret, key_id)"
+            )
+        for store in ctx.stores:
+            try:
+                held = store.read(Stage.CURRENT)
+            except StoreNotFound:
+                continue
+            if held is not None:
+                raise ConfigError(
+                    f"{name}: store {store.name!r} ({store.describe()}) already holds a key ({held.label}): the "
+                    f"credential is enrolled. Rotate it with `rotator rotate {name}`. Nothing was changed"
+                )
+        with self._keeper(ctx) as keeper:
+            driver = Driver(ctx, keeper, self.bus)
+            record = keeper.read(store=ctx.primary.name)
+            if record is not None and not record.phase.terminal:
+                raise RotationIncomplete(
+                    f"{name}: rotation {record.token[:8]} is unfinished (phase {record.phase.value}); finish it with "
+                    f"`rotator resume {name}` or undo it with `rotator rollback {name}`. Nothing was changed"
+                )
+            if new_pair is not None:
+                preflight.precheck_new_pair(ctx, driver, new_pair, None)
+                ctx.new_pair_checked = True
+            now = self.runtime.clock()
+            record = RotationRecord(
+                credential=cred.name,
+                token=new_token(),
+                phase=Phase.STARTED,
+                issuer=ctx.issuer.kind,
+                started_at=now,
+                updated_at=now,
+                reason="enrollment: the credential's first key",
+                old_key_label=ENROLLMENT,
+            )
+            record = driver.save(record, "started.record")
+            driver.publish(EventKind.STARTED, record, "start", f"enrollment {record.token[:8]} of {name} started")
+            return driver.run(record)
 
     def resume(self, name: str, *, skip_grace: bool = False, confirm_revoked: ConfirmRevoked | None = None) -> Outcome:
         """Finish (or, when it cannot go forward, roll back) the rotation the record says is unfinished."""

@@ -414,8 +414,30 @@ def test_put_pending_keeps_a_just_minted_key_even_without_the_dotenv_file(env_pa
     new = make_key(1, token="tok-1")
     store.put_pending(new)
     assert_holds(store.read(Stage.PENDING), new, token="tok-1")
+
+
+def test_a_first_key_is_promoted_into_a_new_0600_file(env_path: Path) -> None:
+    """Enrollment: nothing was shown before, so promoting creates the file applications will read."""
+    store = EnvStore("app", path=env_path, environment=Environment.SANDBOX, base_url=SANDBOX_URL)
+    with pytest.raises(StoreNotFound, match="rotator enroll"):
+        store.read(Stage.CURRENT)
+    new = make_key(1, token="tok-1")
+    store.put_pending(new)
+    promotion = store.promote("tok-1")
+    assert promotion.previous is None
+    assert_holds(store.read(Stage.CURRENT), new, token="tok-1")
+    assert mode_of(env_path) == 0o600
+    assert dotenv_values(env_path)["BLUUM_API_SECRET"] == new.api_secret.reveal()
+
+
+def test_a_file_that_readers_saw_a_key_in_is_not_recreated_when_it_disappears(seeded: EnvStore, env_path: Path) -> None:
+    seeded.put_pending(make_key(1, token="tok-1"))
+    seeded.promote("tok-1")
+    seeded.put_pending(make_key(2, token="tok-2"))
+    env_path.unlink()
     with pytest.raises(StoreNotFound):
-        store.promote("tok-1")
+        seeded.promote("tok-2")
+    assert not env_path.exists()
 
 
 # ----------------------------------------------------------------------------------------------- crash safety
@@ -569,13 +591,12 @@ def test_corrupt_dotenv_is_named_precisely_and_left_alone(
 
 def test_missing_dotenv_file(env_path: Path, tmp_path: Path) -> None:
     store = EnvStore("app", path=env_path)
-    for call in (lambda: store.read(Stage.CURRENT), lambda: store.promote("tok-1")):
-        with pytest.raises(StoreNotFound) as caught:
-            call()
-        assert f"{env_path} does not exist: create it with BLUUM_API_KEY and BLUUM_API_SECRET lines" in str(
-            caught.value
-        )
-        assert "rotator.toml" in str(caught.value)
+    with pytest.raises(StoreNotFound) as caught:
+        store.read(Stage.CURRENT)
+    assert f"{env_path} does not exist: create it with BLUUM_API_KEY and BLUUM_API_SECRET lines" in str(caught.value)
+    assert "rotator.toml" in str(caught.value)
+    with pytest.raises(StoreConflict):
+        store.promote("tok-1")  # nothing staged under that token: nothing to create the file with
     assert files_in(tmp_path) == {}
 
 

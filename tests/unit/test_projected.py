@@ -99,14 +99,26 @@ def test_a_restore_that_crashed_before_the_copy_is_finished_by_restoring_again()
     assert stages.read(Stage.PREVIOUS) is None
 
 
-def test_promote_needs_a_readable_copy_before_anything_moves():
+def test_promote_needs_a_readable_copy_once_readers_saw_a_key():
+    place = TwoPlaces(shown=make_key(0))
+    stages = projected(place)
+    stages.put_pending(make_key(1, token="t1"), where="doc", store="two")
+    stages.promote("t1", where="doc", store="two")
+    stages.put_pending(make_key(2, token="t2"), where="doc", store="two")
+    place.copy = None  # someone removed the readers' copy
+    before = place.document
+    with pytest.raises(StoreNotFound):
+        stages.promote("t2", where="doc", store="two")
+    assert place.document == before
+
+
+def test_a_first_key_is_shown_where_nothing_was_shown_before():
     place = TwoPlaces(shown=None)
     stages = projected(place)
     stages.put_pending(make_key(1, token="t1"), where="doc", store="two")
-    before = place.document
-    with pytest.raises(StoreNotFound):
-        stages.promote("t1", where="doc", store="two")
-    assert place.document == before
+    promotion = stages.promote("t1", where="doc", store="two")
+    assert promotion.previous is None
+    assert_holds(place.copy, make_key(1))
 
 
 def test_calls_that_change_nothing_write_nothing():
