@@ -143,7 +143,9 @@ CREDENTIAL_KEYS: Final = (
     "verify_timeout",
     "check_path",
     "api_keys_path",
+    "seeded_key_age",
 )
+SEEDED_KEY_AGES: Final = ("count", "due")
 BLUUM_KEYS: Final = ("timeout", "max_attempts", "retry_budget", "rate_limit_sandbox", "rate_limit_production")
 
 
@@ -187,6 +189,9 @@ class CredentialConfig:
     """Read-only path, relative to base_url, that a working key answers with 200."""
     api_keys_path: str = DEFAULT_API_KEYS_PATH
     """Relative to base_url; `{investor_id}` is filled in. Used by issuer "bluum" only."""
+    seeded_key_age: str = "count"
+    """A key seeded by hand (never rotated here): "count" its age from Bluum's creation time, or from when the
+    rotator first saw it; "due" rotates it at the first scheduled run."""
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -758,6 +763,7 @@ class _Draft:
     verify_timeout: timedelta | None = None
     check_path: str | None = None
     api_keys_path: str | None = None
+    seeded_key_age: str = "count"
 
     def finish(self) -> CredentialConfig:
         if (
@@ -787,6 +793,7 @@ class _Draft:
             verify_timeout=self.verify_timeout,
             check_path=self.check_path,
             api_keys_path=self.api_keys_path,
+            seeded_key_age=self.seeded_key_age,
         )
 
 
@@ -912,6 +919,15 @@ def _parse_credential(name: str, raw: Mapping[str, Any], store_names: list[str],
     _parse_targets(table, draft, store_names)
     _parse_timing(table, draft)
     _parse_paths(table, draft)
+    seeded = table.text("seeded_key_age", example='"count"')
+    if seeded is not None and seeded not in SEEDED_KEY_AGES:
+        table.problem(
+            "seeded_key_age",
+            f"must be one of {', '.join(SEEDED_KEY_AGES)}, not {_show(seeded)}",
+            'write seeded_key_age = "count" (age from Bluum, or from first seen) or "due" (rotate at the next run)',
+        )
+    elif seeded is not None:
+        draft.seeded_key_age = seeded
     return draft
 
 

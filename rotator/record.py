@@ -60,6 +60,9 @@ class RotationRecord:
     failure: str | None = None
     waiting_on: str | None = None
     current_since: float | None = None
+    age_source: str | None = None
+    """Where `current_since` came from when no rotation set it: "bluum" (the key list's creation time) or "first
+    seen" (the first scheduled run that met a key seeded by hand)."""
 
     def advance(self, phase: Phase, now: float, **changes: Any) -> RotationRecord:  # noqa: ANN401 - field values
         """A copy at `phase`, with `changes` applied and `updated_at` set."""

@@ -61,7 +61,10 @@ def _waiting(name: str, record: RotationRecord | None, now: float, due: float | 
     if record is not None and record.phase is Phase.ROLLED_BACK:
         return f"last rotation rolled back ({record.failure}); fix the cause, then `rotator rotate {name}`"
     if due is None:
-        return "age unknown (seeded by hand): rotate to start the clock"
+        return "age unknown (seeded by hand): the next scheduled run counts it (or rotate to start the clock)"
+    if record is not None and record.age_source is not None and now < due:
+        source = "Bluum's creation time" if record.age_source == "bluum" else "when the rotator first saw it"
+        return f"nothing (seeded by hand; age counted from {source})"
     if now >= due:
         return f"due now: `rotator rotate {name}`"
     return "nothing"

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
-from rotator import machine
+from rotator import identity, machine
 from rotator.errors import ConfigError, ExitCode, RotationIncomplete, RotationInProgress, StoreNotFound
 from rotator.events import EventBus, EventKind, log_event
 from rotator.history import HistoryLog
@@ -347,6 +347,8 @@ class RotationService:
         record = self.read_record(ctx)
         if record is not None and not record.phase.terminal:
             return self.resume(name)
+        if record is None and ctx.cred.seeded_key_age == "count":
+            record = self._count_seeded_key(ctx)
         since = record.current_since if record is not None else None
         if not machine.is_due(since, ctx.cred.rotate_every, self.runtime.clock()):
             due = machine.next_due(since, ctx.cred.rotate_every)
@@ -361,6 +363,40 @@ class RotationService:
                 record,
             )
         return self.rotate(name)
+
+    def _count_seeded_key(self, ctx: RotationContext) -> RotationRecord | None:
+        """A key seeded by hand has no rotation behind it: take its age from Bluum's key list (its creation time),
+        else count from now, the first time the rotator sees it, and keep that in the record so the count holds.
+        Rotating every hand-seeded key at the first tick, and asking a person every 15 minutes for ever about a
+        tenant key nobody dated, is what this avoids."""
+        current = preflight.read_current(ctx)
+        keys = ctx.issuer.list_keys()
+        listed = identity.listed_key(keys, current) if keys is not None else None
+        now = self.runtime.clock()
+        since, source = (
+            (float(listed.created), "bluum") if listed is not None and listed.created else (now, "first seen")
+        )
+        with self._keeper(ctx) as keeper:
+            record = keeper.read(store=ctx.primary.name)
+            if record is not None:
+                return record  # another runner counted it first
+            record = RotationRecord(
+                credential=ctx.cred.name,
+                token=new_token(),
+                phase=Phase.COMPLETED,
+                issuer=ctx.issuer.kind,
+                started_at=now,
+                updated_at=now,
+                completed_at=now,
+                reason="a key seeded by hand: no rotation yet; its age is counted",
+                old_key_label=None,
+                new_key_id=listed.id if listed else None,
+                new_key_label=listed.id if listed else current.label,
+                current_since=since,
+                age_source=source,
+            )
+            keeper.write(record)
+        return record
 
     def verify(self, name: str) -> Outcome:
         """Every target holds the same current key, and Bluum accepts it."""

@@ -11,6 +11,7 @@ import pytest
 from rotator.config import DEFAULT_CHECK_PATH
 from rotator.errors import ExitCode
 from tests.e2e.conftest import Workspace
+from tests.e2e.test_review_scenarios import said
 
 
 def assert_rotated(ws: Workspace) -> str:
@@ -318,7 +319,28 @@ def test_done_line_reports_step_time_and_waiting(ws: Workspace):
     assert steps >= waited, done
 
 
-def test_run_due_rotates_what_is_due_and_reports_what_waits_on_a_person(ws: Workspace):
+def test_run_due_counts_the_age_of_keys_seeded_by_hand(ws: Workspace):
+    """trading's key is in Bluum's list: its age comes from its creation time; the tenant key (no list) is counted
+    from the first tick that sees it. Neither is rotated, nobody is paged, and the count is kept."""
+    first = ws.run("run-due")
+    assert first.returncode == ExitCode.OK, said(first)
+    assert "trading: not due" in first.stdout
+    assert "tenant: not due" in first.stdout
+    assert ws.active_ids() == {ws.first.info.id}
+    status = {r["name"]: r for r in json.loads(ws.run("status", "--json").stdout)}
+    assert "Bluum's creation time" in status["trading"]["waiting"]
+    assert "first saw it" in status["tenant"]["waiting"]
+    assert status["trading"]["next_due"] is not None
+    record = json.loads(ws.sidecar_path("app.env").read_text())["record"]
+    assert record["age_source"] == "bluum"
+    assert ws.run("run-due").returncode == ExitCode.OK
+
+
+def test_seeded_key_age_due_rotates_keys_seeded_by_hand_at_the_first_run(ws: Workspace):
+    ws.config.write_text(
+        ws.config.read_text().replace('rotate_every = "90d"', 'rotate_every = "90d"\nseeded_key_age = "due"')
+    )
+    ws.config.write_text(ws.config.read_text().replace('store = "tenant"', 'store = "tenant"\nseeded_key_age = "due"'))
     first = ws.cli("run-due")
     # trading was seeded by hand (age unknown, so due) and is rotated; the tenant key waits on a person.
     assert first.exit_code == ExitCode.INCOMPLETE, first.output
