@@ -103,3 +103,24 @@ def test_a_long_wait_says_what_it_waits_for_and_how_long_is_left(ws: Workspace):
     assert "of up to 30s" in waits[0]
     history = json.loads(ws.run("history", "trading", "--json").stdout)
     assert not [e for e in history if e["event"] == "progress"], "a wait's heartbeat is not history"
+
+
+def test_shell_completion_offers_the_configured_credential_names(ws: Workspace):
+    env = {
+        **__import__("os").environ,
+        "_ROTATOR_COMPLETE": "bash_complete",
+        "COMP_WORDS": "rotator verify tr",
+        "COMP_CWORD": "2",
+        "ROTATOR_CONFIG": str(ws.config),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", "from rotator.cli import cli; cli(prog_name='rotator')"],
+        capture_output=True,
+        text=True,
+        cwd=ws.root,
+        env=env,
+        timeout=30,
+        check=False,
+    )
+    assert "plain,trading" in proc.stdout.splitlines(), proc.stdout + proc.stderr
+    assert "tenant" not in proc.stdout
