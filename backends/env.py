@@ -233,6 +233,8 @@ class EnvStore:
         self._names = {prefix + field: field for field in _FIELDS}
         self._projected = Projected(self, StageLog(log, name, self.describe()))
         self._held: dict[int, int] = {}
+        self._described: dict[int, float] = {}
+        """Fencing number → when the lock file last said who holds that lease."""
         """Fencing number → descriptor holding the flock, for the leases this handle holds."""
         self._lease_mutex = threading.Lock()
 
@@ -399,6 +401,7 @@ class EnvStore:
             raise
         with self._lease_mutex:
             self._held[fence] = fd
+            self._described[fence] = time.time()
         log.debug("took the rotation lock %s for %s (fence %d)", self._lock_path, owner, fence)
         return Lease(owner=owner, fence=fence, expires_at=expires_at, ttl_seconds=ttl_seconds)
 
@@ -420,14 +423,20 @@ class EnvStore:
                     f"{self.describe()}: the rotation lease of {lease.owner} (fence {lease.fence}) is no longer held "
                     "by this runner; it changes nothing more"
                 )
-            expires_at = time.time() + ttl_seconds
-            _write_holder(fd, fence=lease.fence, owner=lease.owner, expires_at=expires_at, ttl_seconds=ttl_seconds)
+            now = time.time()
+            expires_at = now + ttl_seconds
+            # The flock is what excludes; the holder line is for the next contender's message: refreshed now and
+            # then, not at every step (each write is a syscall and an fsync).
+            if now - self._described.get(lease.fence, 0.0) >= ttl_seconds / 3:
+                _write_holder(fd, fence=lease.fence, owner=lease.owner, expires_at=expires_at, ttl_seconds=ttl_seconds)
+                self._described[lease.fence] = now
         return replace(lease, expires_at=expires_at, ttl_seconds=ttl_seconds)
 
     def release(self, lease: Lease) -> None:
         """Drop the flock; the lock file keeps the fencing number for the next holder."""
         with self._lease_mutex:
             fd = self._held.pop(lease.fence, None)
+            self._described.pop(lease.fence, None)
         if fd is None:
             return
         try:

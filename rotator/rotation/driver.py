@@ -73,6 +73,7 @@ class RecordKeeper:
         self._monotonic = monotonic
         self._lease: Lease | None = None
         self._renewed = 0.0
+        self._held_at = 0.0
         self._version = 0
 
     def __enter__(self) -> RecordKeeper:
@@ -83,6 +84,7 @@ class RecordKeeper:
                 raise
             raise RotationInProgress(f"{self._credential}: {exc}") from exc
         self._renewed = self._monotonic()
+        self._held_at = time.time()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -103,7 +105,10 @@ class RecordKeeper:
         return None if versioned.record is None else RotationRecord.from_dict(versioned.record, store=store)
 
     def write(self, record: RotationRecord) -> None:
-        self.hold()  # also after a suspend the local clock did not see: the ledger's clock decides expiry
+        # Renewed at the start of every step; renew again when wall time has moved since (a long step, or a
+        # suspend the monotonic clock did not see): the ledger's clock decides expiry.
+        if time.time() - self._held_at >= 1.0:
+            self.hold()
         self._version = self._ledger.write_record(record.to_dict(), lease=self.lease, version=self._version)
 
     def keepalive(self) -> None:
@@ -115,6 +120,7 @@ class RecordKeeper:
         """Renew the lease now; LeaseLost when someone else holds it now (the caller then changes nothing)."""
         self._lease = self._ledger.renew(self.lease, LEASE_TTL_SECONDS)
         self._renewed = self._monotonic()
+        self._held_at = time.time()
 
 
 class Driver:
