@@ -365,11 +365,15 @@ def load_config(path: Path, *, store_types: Collection[str] | None = None) -> Co
 def parse_config(
     text: str,
     *,
+    base_dir: Path,
     source: str = DEFAULT_CONFIG_NAME,
-    base_dir: Path = Path("."),
     store_types: Collection[str] | None = None,
 ) -> Config:
-    """Validate TOML `text`. `store_types` defaults to the names registered under `rotator.backends`."""
+    """Validate TOML `text`; relative paths in it (stores, history) are read from `base_dir`.
+
+    `base_dir` has no default on purpose: a default of the working folder once let a test write its history
+    into the checkout. `store_types` defaults to the names registered under `rotator.backends`.
+    """
     return _parse(text, source=source, base_dir=base_dir, path=None, store_types=store_types)
 
 

@@ -100,4 +100,18 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name, raising=False)
 
 
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+"""The project folder; tests work in their own temporary folders and must leave it as they found it."""
+
+
+@pytest.fixture(autouse=True, scope="session")
+def checkout_left_clean() -> Iterator[None]:
+    """Fails the run if a test created something at the top of the checkout (a history or state folder once
+    was, from a configuration parsed against the working folder, and was committed once)."""
+    before = set(os.listdir(CHECKOUT))
+    yield
+    created = sorted(name for name in set(os.listdir(CHECKOUT)) - before if not name.startswith("."))  # tool caches
+    assert not created, f"tests created {created} in {CHECKOUT}; give the test's configuration base_dir=tmp_path"
+
+
 from tests.sim_fixtures import sim, simulator  # noqa: E402, F401 - shared fixtures for every tier

@@ -74,12 +74,12 @@ def works(sim: Simulator, key: StoredKey | None) -> bool:
         return client.check(pair).outcome is CheckOutcome.WORKS
 
 
-def test_a_runner_whose_lease_expired_mid_rotation_changes_nothing_more(sim: Simulator):
+def test_a_runner_whose_lease_expired_mid_rotation_changes_nothing_more(sim: Simulator, tmp_path: Path):
     account = open_account(sim, "first")
     clock = FakeClock()
     app = MemoryStore("app", current=stored(account.first.pair), clock=clock)
     tenant = MemoryStore("tenant", current=stored(account.tenant_pair), clock=clock)
-    config = parse_config(memory_config(sim, account.investor), store_types=("env", "memory"))
+    config = parse_config(memory_config(sim, account.investor), base_dir=tmp_path, store_types=("env", "memory"))
     sim.advance_clock(60)
     sim.configure(propagation_delay=1.0)  # A's new key answers 401 for a while: A waits, polling
 

@@ -209,10 +209,10 @@ def test_relative_store_path_resolves_against_base_dir() -> None:
 
 def test_store_types_default_to_installed_entry_points() -> None:
     """Without `store_types`, the names come from the `rotator.backends` group: "env" is built in."""
-    config = parse_config(render())
+    config = parse_config(render(), base_dir=Path("/etc/rotator"))
     assert config.stores["app"].type == "env"
     with pytest.raises(ConfigError, match=r"stores\.app\.type: unknown store type 'nosuch'"):
-        parse_config(render(stores={**STORES, "app": {"type": "nosuch"}}))
+        parse_config(render(stores={**STORES, "app": {"type": "nosuch"}}), base_dir=Path("/etc/rotator"))
 
 
 def test_known_bluum_hosts_accepted_for_their_own_environment() -> None:
@@ -799,7 +799,7 @@ store = "app"
 verify_timeout = "11m"
 """
     with pytest.raises(ConfigError) as caught:
-        parse_config(text)
+        parse_config(text, base_dir=Path("/etc/rotator"))
     assert "credentials.app.verify_timeout" in str(caught.value)
     assert "10m" in str(caught.value)
 
