@@ -20,29 +20,12 @@ import pytest
 from rotator.errors import ExitCode
 from rotator.faultpoints import CRASH_ENV, TRACE_ENV
 from tests.e2e.conftest import Workspace
+from tests.fault_points import FORWARD_POINTS, ROLLBACK_POINTS
 
 pytestmark = pytest.mark.slow
 
-FORWARD_KINDS = {
-    "started.record",
-    "create.bluum",
-    "pending.store",
-    "pending.record",
-    "stage.mirror",
-    "staged.record",
-    "accepted.record",
-    "promote.app",
-    "promote.mirror",
-    "deployed.record",
-    "verified.record",
-    "revoking.record",
-    "revoke.bluum",
-    "old_revoked.record",
-    "clear.app",
-    "clear.mirror",
-    "completed.record",
-}
-ROLLBACK_KINDS = {"rolling_back.record", "restore.app", "restore.mirror", "revoke_new.bluum", "rolled_back.record"}
+FORWARD_KINDS = set(FORWARD_POINTS)
+ROLLBACK_KINDS = set(ROLLBACK_POINTS)
 
 
 def trace(ws: Workspace, tmp_path: Path, name: str) -> list[str]:
