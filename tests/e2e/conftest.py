@@ -110,6 +110,20 @@ verify_timeout = "{verify_timeout}"
 """
         )
 
+    def add_config(self, tables: str) -> None:
+        """Append TOML tables (another store or credential) to the workspace's rotator.toml."""
+        self.config.write_text(self.config.read_text() + tables)
+
+    def edit_config(self, old: str, new: str) -> None:
+        """Replace `old` in rotator.toml; an edit that no longer matches fails the test instead of testing nothing."""
+        text = self.config.read_text()
+        assert old in text, f"{old!r} is not in rotator.toml"
+        self.config.write_text(text.replace(old, new))
+
+    def bluum_gives_up_soon(self, retry_budget: str = "1s") -> None:
+        """Two attempts within `retry_budget`: a test of an outage ends in seconds, not the default minutes."""
+        self.add_config(f'\n[bluum]\nmax_attempts = 2\nretry_budget = "{retry_budget}"\n')
+
     def run(
         self, *args: str, env: dict[str, str] | None = None, timeout: float = 90, input: str | None = None
     ) -> subprocess.CompletedProcess[str]:

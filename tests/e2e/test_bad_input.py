@@ -26,7 +26,7 @@ def test_malformed_toml(ws: Workspace):
 
 
 def test_unknown_store(ws: Workspace):
-    ws.config.write_text(ws.config.read_text().replace('store = "app"', 'store = "ap"'))
+    ws.edit_config('store = "app"', 'store = "ap"')
     before = ws.snapshot()
     assert_refused(ws, before, "rotate", "trading", expect=["'ap'", "app"])
 
@@ -59,12 +59,11 @@ def test_wrong_environment_in_the_store(ws: Workspace):
 
 
 def test_sandbox_url_on_a_production_credential(ws: Workspace):
-    text = ws.config.read_text()
-    text = text.replace(
+    ws.edit_config(
         f'base_url = "{ws.sim.base_url}"\nissuer = "bluum"',
         'base_url = "https://sandbox.api.bluumfinance.com/v1"\nissuer = "bluum"',
     )
-    ws.config.write_text(text.replace('environment = "sandbox"', 'environment = "production"'))
+    ws.edit_config('environment = "sandbox"', 'environment = "production"')
     before = ws.snapshot()
     assert_refused(ws, before, "rotate", "trading", expect=["sandbox"])
 
@@ -96,14 +95,14 @@ def test_manager_key_rejected(ws: Workspace):
 
 
 def test_bluum_unreachable_changes_nothing(ws: Workspace):
-    text = ws.config.read_text().replace(ws.sim.base_url, "http://127.0.0.1:9/v1")
-    ws.config.write_text(text + '\n[bluum]\nmax_attempts = 2\nretry_budget = "1s"\n')
+    ws.edit_config(ws.sim.base_url, "http://127.0.0.1:9/v1")
+    ws.bluum_gives_up_soon()
     before = ws.snapshot()
     assert_refused(ws, before, "rotate", "trading", expect=["127.0.0.1:9"], code=ExitCode.UNAVAILABLE)
 
 
 def test_bluum_answering_5xx_before_any_change_is_safe_to_retry(ws: Workspace):
-    ws.config.write_text(ws.config.read_text() + '\n[bluum]\nmax_attempts = 2\nretry_budget = "1s"\n')
+    ws.bluum_gives_up_soon()
     ws.sim.inject_fault(method="GET", path=f"/v1/investors/{ws.investor}/api-keys", count=2, status=503)
     before, keys = ws.snapshot(), ws.sim.keys()
     assert_refused(ws, before, "rotate", "trading", expect=["503", "try again later"], code=ExitCode.UNAVAILABLE)
@@ -114,7 +113,7 @@ def test_bluum_answering_5xx_before_any_change_is_safe_to_retry(ws: Workspace):
 def test_bluum_unreachable_after_a_change_exits_incomplete_and_resume_finishes(ws: Workspace):
     """The grace window has passed and the revoke step cannot list keys: something changed already, so 4, not 5."""
     ws.write_config(grace="1h")
-    ws.config.write_text(ws.config.read_text() + '\n[bluum]\nmax_attempts = 2\nretry_budget = "1s"\n')
+    ws.bluum_gives_up_soon()
     assert ws.cli("rotate", "trading").exit_code == ExitCode.OK
     ws.sim.inject_fault(method="GET", path=f"/v1/investors/{ws.investor}/api-keys", count=2, status=503)
     stopped = ws.cli("resume", "trading", "--now")

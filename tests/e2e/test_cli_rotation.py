@@ -337,10 +337,8 @@ def test_run_due_counts_the_age_of_keys_seeded_by_hand(ws: Workspace):
 
 
 def test_seeded_key_age_due_rotates_keys_seeded_by_hand_at_the_first_run(ws: Workspace):
-    ws.config.write_text(
-        ws.config.read_text().replace('rotate_every = "90d"', 'rotate_every = "90d"\nseeded_key_age = "due"')
-    )
-    ws.config.write_text(ws.config.read_text().replace('store = "tenant"', 'store = "tenant"\nseeded_key_age = "due"'))
+    ws.edit_config('rotate_every = "90d"', 'rotate_every = "90d"\nseeded_key_age = "due"')
+    ws.edit_config('store = "tenant"', 'store = "tenant"\nseeded_key_age = "due"')
     first = ws.cli("run-due")
     # trading was seeded by hand (age unknown, so due) and is rotated; the tenant key waits on a person.
     assert first.exit_code == ExitCode.INCOMPLETE, first.output
@@ -391,10 +389,7 @@ def test_fields_the_store_is_configured_to_write_are_added_to_a_hand_seeded_file
     (ws.root / "app.env").write_text(
         f"BLUUM_API_KEY={ws.first.pair.api_key}\nBLUUM_API_SECRET={ws.first.pair.api_secret.reveal()}\n"
     )
-    text = ws.config.read_text()
-    ws.config.write_text(
-        text.replace('path = "app.env"', 'path = "app.env"\nfields = ["key_id", "environment", "base_url"]')
-    )
+    ws.edit_config('path = "app.env"', 'path = "app.env"\nfields = ["key_id", "environment", "base_url"]')
     result = ws.cli("rotate", "trading")
     assert result.exit_code == 0, result.output
     assert ws.values()["BLUUM_ENVIRONMENT"] == "sandbox"

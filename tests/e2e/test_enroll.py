@@ -16,9 +16,8 @@ from tests.e2e.test_review_scenarios import said
 
 def add_new_credential(ws: Workspace, *, issuer: str = "bluum") -> None:
     extra = f'investor_id = "{ws.investor}"\nmanager = "tenant"\n' if issuer == "bluum" else ""
-    ws.config.write_text(
-        ws.config.read_text()
-        + f"""
+    ws.add_config(
+        f"""
 [stores.fresh]
 type = "env"
 path = "fresh/.env"

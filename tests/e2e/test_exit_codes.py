@@ -25,7 +25,7 @@ def test_status_of_healthy_stores_exits_0(ws: Workspace):
 
 
 def test_verify_during_a_bluum_outage_is_5_and_does_not_call_the_key_broken(ws: Workspace):
-    ws.config.write_text(ws.config.read_text() + '\n[bluum]\nmax_attempts = 2\nretry_budget = "1s"\n')
+    ws.bluum_gives_up_soon()
     ws.sim.inject_fault(method="GET", path="/v1/assets", count=2, status=503)
     proc = ws.run("verify", "trading")
     message = said(proc)

@@ -170,9 +170,8 @@ def test_sweep_revoke_spares_a_key_that_only_another_configured_store_holds(ws: 
     (ws.root / "kiosk.env").write_text(dotenv_text(extra.pair, "sandbox", ws.sim.base_url))
     (ws.root / "kiosk.env").chmod(0o600)
     ws.sampled.append(("kiosk.env", "BLUUM_"))
-    ws.config.write_text(
-        ws.config.read_text()
-        + f"""
+    ws.add_config(
+        f"""
 [stores.kiosk]
 type = "env"
 path = "kiosk.env"
@@ -195,9 +194,7 @@ store = "kiosk"
 
 
 def test_a_check_path_that_answers_404_refuses_the_rotation(ws: Workspace):
-    ws.config.write_text(
-        ws.config.read_text().replace('rotate_every = "90d"', 'rotate_every = "90d"\ncheck_path = "/nothing-here"')
-    )
+    ws.edit_config('rotate_every = "90d"', 'rotate_every = "90d"\ncheck_path = "/nothing-here"')
     files, keys = ws.snapshot(), ws.sim.keys()
     proc = ws.run("rotate", "trading")
     message = said(proc)
@@ -291,7 +288,7 @@ def test_an_emergency_never_waits_on_the_leaked_key(ws: Workspace):
 
 def test_a_store_path_that_is_a_directory_says_so(ws: Workspace):
     (ws.root / "appdir").mkdir()
-    ws.config.write_text(ws.config.read_text().replace('path = "app.env"', 'path = "appdir"'))
+    ws.edit_config('path = "app.env"', 'path = "appdir"')
     proc = ws.run("rotate", "trading")
     message = said(proc)
     assert proc.returncode == ExitCode.BAD_INPUT, message
@@ -317,7 +314,7 @@ def test_a_rollback_whose_check_is_inconclusive_does_not_call_the_old_key_dead(w
     """Rollback during grace while Bluum answers the check path with 503: the old key works, and the message must
     not say otherwise; it says the check could not be made."""
     ws.write_config(grace="1h")
-    ws.config.write_text(ws.config.read_text() + '\n[bluum]\nmax_attempts = 2\nretry_budget = "2s"\n')
+    ws.bluum_gives_up_soon("2s")
     assert ws.run("rotate", "trading").returncode == ExitCode.OK
     ws.sim.inject_fault(method="GET", path="/v1/assets", count=4, status=503)
     proc = ws.run("rollback", "trading")

@@ -63,9 +63,7 @@ def read_as_env_file(ws: Workspace) -> KeyPair:
 
 
 def use_env_file_reader(ws: Workspace, *, quoted: bool) -> None:
-    ws.config.write_text(
-        ws.config.read_text().replace('prefix = "TRADING_"', 'prefix = "TRADING_"\nreader = "env-file"')
-    )
+    ws.edit_config('prefix = "TRADING_"', 'prefix = "TRADING_"\nreader = "env-file"')
     pair = ws.first.pair
     secret = pair.api_secret.reveal()
     q = "'" if quoted else ""
@@ -112,9 +110,8 @@ def test_a_sandbox_pair_handed_over_for_a_production_credential_is_refused_befor
             f"BLUUM_KEY_ID={live_tenant['id']}\nBLUUM_ENVIRONMENT=production\n"
         )
         (ws.root / "live.env").chmod(0o600)
-        ws.config.write_text(
-            ws.config.read_text()
-            + f"""
+        ws.add_config(
+            f"""
 [stores.live]
 type = "env"
 path = "live.env"

@@ -23,9 +23,8 @@ def add_second_credential(ws: Workspace) -> str:
         )
     (ws.root / "reports.env").write_text(dotenv_text(second.pair, "sandbox", ws.sim.base_url))
     (ws.root / "reports.env").chmod(0o600)
-    ws.config.write_text(
-        ws.config.read_text()
-        + f"""
+    ws.add_config(
+        f"""
 [stores.reports]
 type = "env"
 path = "reports.env"
