@@ -27,19 +27,8 @@ the configuration passes it in) as `<store name>.json`, never beside the applica
 or an image build would pick its secrets up. A sidecar an older version left beside the file is read until the
 next write moves it. A store built without `state_dir` keeps it beside the file (`<file>.rotator.json`).
 
-Sidecar format (JSON, mode 0600)::
-
-    {
-      "version": 1,
-      "updated_at": "2025-01-31T12:00:00Z",
-      "current":  {"api_key": "...", "api_secret": "...", "key_id": "apk_...", "environment": "sandbox",
-                   "base_url": "https://...", "token": "rot-..."} | null,
-      "pending":  {... same shape, "token" required ...} | null,
-      "previous": {... same shape ...} | null,
-      "rolled_back_token": "rot-..." | null,   # the token the last restore_previous undid (lets a retry repair)
-      "record": {... the rotation record, no secrets ...} | null,
-      "record_version": 7                      # compare-and-set counter of the record (absent: 0)
-    }
+The sidecar is a stage document (`backends.stage_document`: the stages with their tokens, the record and its
+version), as a JSON file of mode 0600.
 
 The store is its credential's ledger (`backends.ledger`): the lease is `fcntl.flock` on `<file>.rotator.lock`, which
 the kernel drops when the holding process dies, so a crashed rotation never blocks the next one. The lock file also
@@ -61,7 +50,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -71,7 +60,8 @@ from backends import dotenv_lines, stages
 from backends.dotenv_lines import Reader
 from backends.ledger import Lease, VersionedRecord, lease_refusal
 from backends.projected import Projected
-from backends.stages import StageLog, Stages
+from backends.stage_document import DOCUMENT_VERSION, DocumentReader, StageDocument
+from backends.stages import StageLog
 from rotator.atomicfile import ReplacedFile, atomic_write_text
 from rotator.errors import (
     ConfigError,
@@ -93,7 +83,7 @@ log = logging.getLogger("rotator.store.env")
 
 SIDECAR_SUFFIX: Final = ".rotator.json"
 LOCK_SUFFIX: Final = ".rotator.lock"
-SIDECAR_VERSION: Final = 1
+SIDECAR_VERSION: Final = DOCUMENT_VERSION
 FILE_MODE: Final = 0o600
 
 # Our variables, without the prefix, in the order they are appended to a file that lacks them.
@@ -117,61 +107,6 @@ _SIDECAR_FIX: Final = (
     "restore it from a backup, or, if no rotation is under way, delete it (CURRENT in the dotenv file is kept; "
     "then run `rotator sweep` so keys only the sidecar knew get revoked)"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class _Sidecar:
-    """The parsed sidecar: stages with their secrets and tokens, and the rotation record."""
-
-    current: StoredKey | None = None
-    pending: StoredKey | None = None
-    previous: StoredKey | None = None
-    rolled_back_token: str | None = None
-    record: dict[str, Any] | None = None
-    record_version: int = 0
-
-    @property
-    def stages(self) -> Stages:
-        """The three stages, for the rules in `backends.stages`."""
-        return Stages(current=self.current, pending=self.pending, previous=self.previous)
-
-    def with_stages(self, moved: Stages, *, rolled_back_token: str | None) -> _Sidecar:
-        """This sidecar with the stages `moved` (and `rolled_back_token`), keeping the record."""
-        return _Sidecar(
-            current=moved.current,
-            pending=moved.pending,
-            previous=moved.previous,
-            rolled_back_token=rolled_back_token,
-            record=self.record,
-            record_version=self.record_version,
-        )
-
-    def to_json(self) -> str:
-        """Serialize for writing; the only place secrets are revealed for the sidecar."""
-        payload = {
-            "version": SIDECAR_VERSION,
-            "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "current": _key_to_json(self.current),
-            "pending": _key_to_json(self.pending),
-            "previous": _key_to_json(self.previous),
-            "rolled_back_token": self.rolled_back_token,
-            "record": self.record,
-            "record_version": self.record_version,
-        }
-        return json.dumps(payload, indent=2) + "\n"
-
-
-def _key_to_json(key: StoredKey | None) -> dict[str, str | None] | None:
-    if key is None:
-        return None
-    return {
-        "api_key": key.api_key,
-        "api_secret": key.api_secret.reveal(),
-        "key_id": key.key_id,
-        "environment": key.environment.value if key.environment is not None else None,
-        "base_url": key.base_url,
-        "token": key.token,
-    }
 
 
 def _binding_line(binding: Binding) -> int:
@@ -305,10 +240,10 @@ class EnvStore:
 
     # -------------------------------------------------------------------------------- the two places (for Projected)
 
-    def load_document(self) -> _Sidecar:
+    def load_document(self) -> StageDocument:
         return self._load_sidecar()
 
-    def save_document(self, document: _Sidecar) -> None:
+    def save_document(self, document: StageDocument) -> None:
         self._save_sidecar(document)
 
     def shown(self) -> StoredKey:
@@ -663,7 +598,7 @@ class EnvStore:
 
     # ----------------------------------------------------------------------------------------------- sidecar
 
-    def _load_sidecar(self) -> _Sidecar:
+    def _load_sidecar(self) -> StageDocument:
         """The sidecar's stages and record; an absent sidecar means no stages yet (a hand-seeded file)."""
         path = self._sidecar_path
         if self._legacy_sidecar is not None and not path.exists() and self._legacy_sidecar.exists():
@@ -671,14 +606,14 @@ class EnvStore:
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            return _Sidecar()
+            return StageDocument()
         except PermissionError as exc:
             raise self._denied("reading", self._sidecar_path) from exc
         except OSError as exc:
             raise self._unavailable("reading", self._sidecar_path, exc) from exc
-        return _SidecarReader(path, self.name).parse(data)
+        return DocumentReader(str(path), self.name, _SIDECAR_FIX).parse_bytes(data)
 
-    def _save_sidecar(self, sidecar: _Sidecar) -> None:
+    def _save_sidecar(self, sidecar: StageDocument) -> None:
         with self._os_errors("writing", self._sidecar_path):
             if self._legacy_sidecar is not None:  # the rotator's own state folder; never the application's
                 self._sidecar_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -853,102 +788,3 @@ def _describe_holder(holder: dict[str, Any]) -> str:
         f"{holder.get('owner', '?')}, pid {holder.get('pid', '?')} on host {holder.get('host', '?')} "
         f"since {holder.get('since', '?')}"
     )
-
-
-# --------------------------------------------------------------------------------------------------- sidecar parsing
-
-
-class _SidecarReader:
-    """Validates sidecar JSON field by field, so a hand-edited or truncated sidecar is named precisely."""
-
-    def __init__(self, path: Path, store: str) -> None:
-        self._path = path
-        self._store = store
-
-    def parse(self, data: bytes) -> _Sidecar:
-        try:
-            raw = json.loads(data.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            raise self._corrupt("(whole file)", f"is not UTF-8 (bad byte at offset {exc.start})") from None
-        except json.JSONDecodeError as exc:
-            where = f"line {exc.lineno} column {exc.colno}"
-            raise self._corrupt("(whole file)", f"is not JSON ({exc.msg} at {where})") from None
-        if not isinstance(raw, dict):
-            raise self._corrupt("(whole file)", "must be a JSON object")
-        self._check_version(raw.get("version"))
-        return _Sidecar(
-            current=self._key(raw, "current", token_required=False),
-            pending=self._key(raw, "pending", token_required=True),
-            previous=self._key(raw, "previous", token_required=False),
-            rolled_back_token=self._optional_str(raw, "rolled_back_token"),
-            record=self._record(raw),
-            record_version=self._count(raw, "record_version"),
-        )
-
-    def _check_version(self, version: object) -> None:
-        if version == SIDECAR_VERSION:
-            return
-        if isinstance(version, int) and not isinstance(version, bool) and version > SIDECAR_VERSION:
-            raise StoreCorrupt(
-                f"{self._path}: field `version` is {version}, written by a newer rotator: upgrade bluum-rotator",
-                store=self._store,
-            )
-        raise self._corrupt("version", f"must be {SIDECAR_VERSION}")
-
-    def _count(self, raw: dict[str, Any], field: str) -> int:
-        value = raw.get(field, 0)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise self._corrupt(field, "must be a whole number, 0 or more")
-        return value
-
-    def _key(self, raw: dict[str, Any], stage: str, *, token_required: bool) -> StoredKey | None:
-        value = raw.get(stage)
-        if value is None:
-            return None
-        if not isinstance(value, dict):
-            raise self._corrupt(stage, "must be an object or null")
-        api_key = self._required_str(value, f"{stage}.api_key")
-        api_secret = self._required_str(value, f"{stage}.api_secret")
-        token = self._optional_str(value, "token", where=f"{stage}.token")
-        if token_required and token is None:
-            raise self._corrupt(f"{stage}.token", "must be a non-empty string (PENDING always carries its token)")
-        return StoredKey(
-            api_key=api_key,
-            api_secret=Secret(api_secret),
-            key_id=self._optional_str(value, "key_id", where=f"{stage}.key_id"),
-            environment=self._environment(value, f"{stage}.environment"),
-            base_url=self._optional_str(value, "base_url", where=f"{stage}.base_url"),
-            token=token,
-        )
-
-    def _environment(self, value: dict[str, Any], where: str) -> Environment | None:
-        name = self._optional_str(value, "environment", where=where)
-        if name is None:
-            return None
-        try:
-            return Environment(name)
-        except ValueError:
-            raise self._corrupt(where, "must be sandbox, production or null") from None
-
-    def _required_str(self, value: dict[str, Any], where: str) -> str:
-        item = value.get(where.rsplit(".", 1)[-1])
-        if not isinstance(item, str) or not item:
-            raise self._corrupt(where, "must be a non-empty string")
-        return item
-
-    def _optional_str(self, value: dict[str, Any], field: str, *, where: str | None = None) -> str | None:
-        item = value.get(field)
-        if item is None:
-            return None
-        if not isinstance(item, str) or not item:
-            raise self._corrupt(where or field, "must be a non-empty string or null")
-        return item
-
-    def _record(self, raw: dict[str, Any]) -> dict[str, Any] | None:
-        record = raw.get("record")
-        if record is not None and not isinstance(record, dict):
-            raise self._corrupt("record", "must be an object or null")
-        return record
-
-    def _corrupt(self, field: str, problem: str) -> StoreCorrupt:
-        return StoreCorrupt(f"{self._path}: field `{field}` {problem}: {_SIDECAR_FIX}", store=self._store)
