@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
-from typing import Any, Final
+from dataclasses import dataclass, replace
+from typing import Any, Final, Self
 
 from backends.stages import Stages
 from rotator.errors import StoreCorrupt
@@ -52,15 +52,15 @@ class StageDocument:
         """The three stages, for the rules in `backends.stages`."""
         return Stages(current=self.current, pending=self.pending, previous=self.previous)
 
-    def with_stages(self, moved: Stages, *, rolled_back_token: str | None) -> StageDocument:
-        """This document with the stages `moved` (and `rolled_back_token`), keeping the record."""
-        return StageDocument(
+    def with_stages(self, moved: Stages, *, rolled_back_token: str | None) -> Self:
+        """This document with the stages `moved` (and `rolled_back_token`), keeping the record and, in a subclass,
+        whatever a store keeps beside them."""
+        return replace(
+            self,
             current=moved.current,
             pending=moved.pending,
             previous=moved.previous,
             rolled_back_token=rolled_back_token,
-            record=self.record,
-            record_version=self.record_version,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -102,7 +102,29 @@ their options are passed through exactly as written.
 """
 
 KNOWN_STORE_OPTIONS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
-    {"env": ("path", "prefix", "reader", "fields", "state_dir")}
+    {
+        "env": ("path", "prefix", "reader", "fields", "state_dir"),
+        "vault": (
+            "path",
+            "mount",
+            "state_path",
+            "url",
+            "namespace",
+            "ca_cert",
+            "timeout",
+            "auth",
+            "auth_mount",
+            "role",
+            "token_file",
+            "role_id_file",
+            "secret_id_file",
+            "jwt_file",
+            "aws_region",
+            "aws_header_value",
+            "fields",
+            "field_names",
+        ),
+    }
 )
 DEFAULT_STATE_DIR: Final = "rotator-state"
 """Where file stores keep their stages and record (secrets), relative to rotator.toml: the rotator's folder, never
