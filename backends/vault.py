@@ -108,8 +108,9 @@ class _VaultDocument(StageDocument):
 class VaultStore:
     """One credential at a KV v2 path applications read, with its stages and lease in a document beside it.
 
-    Options mirror the store's table in rotator.toml; `client`, `environ` and `clock` are for embedding and tests (an
-    hvac client already logged in, the environment to read VAULT_* from, the wall clock the lease is measured on).
+    Options mirror the store's table in rotator.toml; `client`, `environ`, `clock` and `monotonic` are for embedding
+    and tests (an hvac client already logged in, the environment to read VAULT_* from, the wall clock the lease is
+    measured on, the clock that times token renewal).
     """
 
     def __init__(
@@ -139,6 +140,7 @@ class VaultStore:
         client: hvac.Client | None = None,
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         environ = os.environ if environ is None else environ
         self.name = name
@@ -186,6 +188,7 @@ class VaultStore:
             timeout=seconds,
             environ=environ,
             client=client,
+            monotonic=monotonic,
         )
         self._kv = KvMount(self._session, mount, store=name)
         self._projected = Projected(self, StageLog(log, name, self.describe()))
