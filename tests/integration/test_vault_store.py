@@ -35,6 +35,10 @@ from tests.openbao import OpenBao, minimal_policy
 from tests.store_contract import LEASE_TTL, StoreContract, assert_holds, ledger, make_key, snapshot
 
 
+MakeStore = Callable[..., VaultStore]
+"""Builds a store handle on the test's path with its own hvac client; keyword arguments are store options."""
+
+
 class Clock:
     """Wall-clock seconds the store's lease is measured on, moved by tests to let a lease expire."""
 
@@ -87,7 +91,7 @@ def app_path(vault_path: str) -> str:
 
 
 @pytest.fixture
-def make_store(openbao: OpenBao, app_path: str, narrow_token: Callable[..., str], clock: Clock) -> Iterator[Callable[..., VaultStore]]:
+def make_store(openbao: OpenBao, app_path: str, narrow_token: Callable[..., str], clock: Clock) -> Iterator[MakeStore]:
     """Vault store handles on `app_path`, each with its own hvac client (as separate processes have)."""
     made: list[VaultStore] = []
     token = narrow_token(app_path)
@@ -108,12 +112,12 @@ class TestVaultStoreContract(StoreContract):
     """Every promise of `backends.base.SecretStore` and `backends.ledger.Ledger`, on a real OpenBao server."""
 
     @pytest.fixture
-    def store(self, openbao: OpenBao, app_path: str, seed_key: StoredKey, make_store: Callable[..., VaultStore]) -> SecretStore:
+    def store(self, openbao: OpenBao, app_path: str, seed_key: StoredKey, make_store: MakeStore) -> SecretStore:
         seed(openbao, app_path, seed_key)
         return make_store()
 
     @pytest.fixture
-    def twin(self, store: SecretStore, make_store: Callable[..., VaultStore]) -> SecretStore:
+    def twin(self, store: SecretStore, make_store: MakeStore) -> SecretStore:
         return make_store()
 
     @pytest.fixture
@@ -129,7 +133,9 @@ class TestVaultStoreContract(StoreContract):
 # --------------------------------------------------------------------------------------------- what applications read
 
 
-def test_a_rotation_keeps_the_other_fields_applications_read(openbao: OpenBao, app_path: str, make_store: Callable[..., VaultStore]) -> None:
+def test_a_rotation_keeps_the_other_fields_applications_read(
+    openbao: OpenBao, app_path: str, make_store: MakeStore
+) -> None:
     seed(openbao, app_path, make_key(0), db_password="keep-me-please", region="eu")
     store = make_store(fields=["environment"])
     store.put_pending(make_key(1, token="t1"))
@@ -148,7 +154,9 @@ def test_a_rotation_keeps_the_other_fields_applications_read(openbao: OpenBao, a
     assert back["key_id"] == make_key(0).key_id
 
 
-def test_field_names_serve_templates_that_read_other_names(openbao: OpenBao, app_path: str, make_store: Callable[..., VaultStore]) -> None:
+def test_field_names_serve_templates_that_read_other_names(
+    openbao: OpenBao, app_path: str, make_store: MakeStore
+) -> None:
     key = make_key(0)
     openbao.client().secrets.kv.v2.create_or_update_secret(
         path=app_path,
@@ -166,7 +174,7 @@ def test_field_names_serve_templates_that_read_other_names(openbao: OpenBao, app
 
 
 def test_pending_and_previous_never_reach_the_path_applications_read(
-    openbao: OpenBao, app_path: str, make_store: Callable[..., VaultStore]
+    openbao: OpenBao, app_path: str, make_store: MakeStore
 ) -> None:
     """Every write at `path` is a version applications read; only CURRENT may ever be written there."""
     seed(openbao, app_path, make_key(0))
@@ -187,7 +195,7 @@ def test_pending_and_previous_never_reach_the_path_applications_read(
 
 
 def test_a_key_written_at_the_path_by_someone_else_is_not_overwritten(
-    openbao: OpenBao, app_path: str, make_store: Callable[..., VaultStore]
+    openbao: OpenBao, app_path: str, make_store: MakeStore
 ) -> None:
     """A person pasting a key while the rotator writes: check-and-set refuses the rotator's write."""
     seed(openbao, app_path, make_key(0))
@@ -206,7 +214,9 @@ def test_a_key_written_at_the_path_by_someone_else_is_not_overwritten(
     assert latest(openbao, app_path)["api_key"] == make_key(7).api_key
 
 
-def test_a_change_to_other_fields_during_the_write_is_kept(openbao: OpenBao, app_path: str, make_store: Callable[..., VaultStore]) -> None:
+def test_a_change_to_other_fields_during_the_write_is_kept(
+    openbao: OpenBao, app_path: str, make_store: MakeStore
+) -> None:
     seed(openbao, app_path, make_key(0), feature="a")
     store = make_store()
     store.put_pending(make_key(1, token="t1"))
@@ -275,7 +285,7 @@ def test_a_mount_with_cas_required_or_few_versions_rotates_and_rolls_back(
 
 
 def test_a_stale_runner_cannot_move_stages_after_its_lease_was_taken_over(
-    openbao: OpenBao, app_path: str, make_store: Callable[..., VaultStore], clock: Clock
+    openbao: OpenBao, app_path: str, make_store: MakeStore, clock: Clock
 ) -> None:
     """Fencing covers stage writes too: a runner that slept through its lease writes nothing more at all."""
     seed(openbao, app_path, make_key(0))
@@ -295,7 +305,7 @@ def test_a_stale_runner_cannot_move_stages_after_its_lease_was_taken_over(
 
 
 def test_two_runners_racing_for_the_lease_at_the_same_moment_never_both_win(
-    openbao: OpenBao, app_path: str, make_store: Callable[..., VaultStore]
+    openbao: OpenBao, app_path: str, make_store: MakeStore
 ) -> None:
     seed(openbao, app_path, make_key(0))
     first, second = make_store(), make_store()
@@ -460,14 +470,16 @@ def test_a_missing_mount_is_named(openbao: OpenBao, app_path: str) -> None:
         store.read(Stage.CURRENT)
 
 
-def test_a_deleted_latest_version_says_how_to_undelete(openbao: OpenBao, app_path: str, make_store: Callable[..., VaultStore]) -> None:
+def test_a_deleted_latest_version_says_how_to_undelete(openbao: OpenBao, app_path: str, make_store: MakeStore) -> None:
     seed(openbao, app_path, make_key(0))
     openbao.client().secrets.kv.v2.delete_latest_version_of_secret(path=app_path, mount_point="secret")
     with pytest.raises(StoreNotFound, match=r"latest version \(1\) is deleted.*bao kv undelete"):
         make_store().read(Stage.CURRENT)
 
 
-def test_a_hand_edited_state_document_is_named_precisely(openbao: OpenBao, app_path: str, make_store: Callable[..., VaultStore]) -> None:
+def test_a_hand_edited_state_document_is_named_precisely(
+    openbao: OpenBao, app_path: str, make_store: MakeStore
+) -> None:
     seed(openbao, app_path, make_key(0))
     store = make_store()
     store.put_pending(make_key(1, token="t1"))
@@ -493,7 +505,9 @@ def test_a_sealed_server_says_unseal(file_backed_openbao: OpenBao, leak_guard: L
         store.close()
 
 
-def test_hvac_errors_never_carry_the_secret_being_written(openbao: OpenBao, app_path: str, make_store: Callable[..., VaultStore]) -> None:
+def test_hvac_errors_never_carry_the_secret_being_written(
+    openbao: OpenBao, app_path: str, make_store: MakeStore
+) -> None:
     """A refused write's message names the path and Vault's reason; the leak guard checks the value is absent."""
     seed(openbao, app_path, make_key(0))
     store = make_store()
