@@ -34,7 +34,6 @@ from tests.conftest import LeakGuard
 from tests.openbao import OpenBao, minimal_policy
 from tests.store_contract import LEASE_TTL, StoreContract, assert_holds, ledger, make_key, snapshot
 
-
 MakeStore = Callable[..., VaultStore]
 """Builds a store handle on the test's path with its own hvac client; keyword arguments are store options."""
 
