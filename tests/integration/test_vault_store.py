@@ -7,11 +7,13 @@ guard like secrets.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import hvac
 import pytest
 from hvac import exceptions as vault
 
@@ -559,3 +561,42 @@ def test_bad_options_are_refused_with_the_fix(options: dict[str, Any], problem: 
 def test_vault_addr_and_namespace_come_from_the_environment() -> None:
     store = VaultStore("env", path="a", environ={"VAULT_ADDR": "http://vault.example:8200", "VAULT_NAMESPACE": "team"})
     assert store.describe() == "Vault KV secret/a at http://vault.example:8200 (namespace team)"
+
+
+def test_vault_namespace_selects_where_the_key_lives(openbao: OpenBao, vault_path: str) -> None:
+    """Vault Enterprise and OpenBao namespaces: the same path in another namespace is another secret."""
+    namespace = f"team{uuid.uuid4().hex[:8]}"
+    openbao.client().adapter.post(f"/v1/sys/namespaces/{namespace}")
+    inside = hvac.Client(url=openbao.url, token=openbao.root_token, namespace=namespace)
+    inside.sys.enable_secrets_engine("kv", path="secret", options={"version": "2"})
+    openbao.wait_kv_ready("secret")
+    path = f"{vault_path}/ns"
+    for _ in range(50):  # a new KV v2 mount may answer "upgrading" for a moment
+        try:
+            inside.secrets.kv.v2.create_or_update_secret(
+                path=path,
+                secret={"api_key": make_key(0).api_key, "api_secret": make_key(0).api_secret.reveal()},
+                mount_point="secret",
+            )
+            break
+        except vault.InvalidRequest:
+            time.sleep(0.05)
+    environ = {"VAULT_TOKEN": openbao.root_token, "VAULT_NAMESPACE": namespace}
+    store = VaultStore("ns", path=path, url=openbao.url, environ=environ)
+    try:
+        assert namespace in store.describe()
+        previous = store.read(Stage.CURRENT)
+        assert previous is not None
+        assert previous.same_key(make_key(0))
+        store.put_pending(make_key(1, token="t1"))
+        store.promote("t1")
+        answer = inside.secrets.kv.v2.read_secret_version(
+            path=path, mount_point="secret", raise_on_deleted_version=True
+        )
+        assert answer["data"]["data"]["api_key"] == make_key(1).api_key
+        with pytest.raises(StoreNotFound):  # the root namespace has no such secret
+            VaultStore("root-ns", path=path, url=openbao.url, environ={"VAULT_TOKEN": openbao.root_token}).read(
+                Stage.CURRENT
+            )
+    finally:
+        store.close()
