@@ -115,3 +115,4 @@ def checkout_left_clean() -> Iterator[None]:
 
 
 from tests.sim_fixtures import sim, simulator  # noqa: E402, F401 - shared fixtures for every tier
+from tests.vault_fixtures import file_backed_openbao, openbao, vault_path  # noqa: E402, F401 - real OpenBao
