@@ -17,7 +17,8 @@ def test_every_command_is_in_the_commands_table():
 
 
 def test_every_configuration_key_is_documented():
-    for key in (*CREDENTIAL_KEYS, *BLUUM_KEYS, *HISTORY_KEYS, *KNOWN_STORE_OPTIONS["env"]):
+    store_keys = [key for options in KNOWN_STORE_OPTIONS.values() for key in options]
+    for key in (*CREDENTIAL_KEYS, *BLUUM_KEYS, *HISTORY_KEYS, *store_keys):
         assert f"| `{key}` |" in README, key
 
 
