@@ -8,6 +8,7 @@ token; the original exception is chained for debugging.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Final
@@ -17,11 +18,15 @@ from hvac import exceptions as vault
 
 from rotator.errors import StoreConflict, StoreDenied, StoreError, StoreNotFound, StoreUnavailable
 
-__all__ = ["CAS_MISMATCH", "is_cas_mismatch", "translated"]
+__all__ = ["CAS_MISMATCH", "POLICY_HINT", "is_cas_mismatch", "translated"]
 
 CAS_MISMATCH: Final = "check-and-set parameter did not match"
 _CAS_REQUIRED: Final = "check-and-set parameter required"
 _SHOWN_ERROR_CHARS: Final = 300
+POLICY_HINT: Final = "README 'Keys in Vault or OpenBao (KV v2)'"
+"""Where the minimal policy is documented (a test checks that heading exists)."""
+_ERROR_COUNT_RE: Final = re.compile(r"^\d+ errors? occurred:\s*")
+_AGAIN: Final = "run the command again (or `rotator resume` if a rotation was under way)"
 
 
 def is_cas_mismatch(exc: BaseException) -> bool:
@@ -30,9 +35,12 @@ def is_cas_mismatch(exc: BaseException) -> bool:
 
 
 def _said(exc: vault.VaultError) -> str:
-    """What Vault itself said (its `errors` list), shortened; never the request."""
+    """What Vault itself said (its `errors` list) on one line, shortened; never the request.
+
+    Vault wraps errors as "1 error occurred:\n\t* permission denied\n\n"; only "permission denied" is kept."""
     errors = exc.errors if isinstance(exc.errors, list) else [str(exc.args[0] if exc.args else "")]
-    text = "; ".join(str(item) for item in errors if item) or type(exc).__name__
+    parts = [_ERROR_COUNT_RE.sub("", str(item).strip()) for item in errors if item]
+    text = "; ".join(" ".join(part.replace("* ", " ").split()) for part in parts) or type(exc).__name__
     return text if len(text) <= _SHOWN_ERROR_CHARS else text[:_SHOWN_ERROR_CHARS] + "…"
 
 
@@ -45,33 +53,33 @@ def translated(
     `token_valid`, when given, is asked after a 403 whether the token itself still works, so that an expired or
     revoked token is told apart from a policy that is too narrow (Vault answers 403 to both).
     """
+    where = f"{action} {where}" if where else action
     try:
         yield
     except vault.VaultError as exc:
-        raise _from_vault(exc, action, where, store=store, address=address, token_valid=token_valid) from exc
+        raise _from_vault(exc, where, store=store, address=address, token_valid=token_valid) from exc
     except requests.exceptions.SSLError as exc:
         raise StoreUnavailable(
-            f"{action} {where}: TLS to Vault at {address} failed ({type(exc).__name__}). Fix: point `ca_cert` (or "
+            f"{where}: TLS to Vault at {address} failed ({type(exc).__name__}). Fix: point `ca_cert` (or "
             "VAULT_CACERT) at the CA bundle that signed Vault's certificate",
             store=store,
         ) from exc
     except requests.exceptions.Timeout as exc:
         raise StoreUnavailable(
-            f"{action} {where}: Vault at {address} did not answer in time. If this was a write it may have been "
-            "applied; once Vault answers, run `rotator resume` (every step can be repeated safely)",
+            f"{where}: Vault at {address} did not answer in time. If this was a write it may have been "
+            "applied; once Vault answers, " + _AGAIN + " (every step can be repeated safely)",
             store=store,
         ) from exc
     except requests.exceptions.RequestException as exc:
         raise StoreUnavailable(
-            f"{action} {where}: cannot reach Vault at {address} ({type(exc).__name__}). Check that the server is up "
-            "and that `url` (or VAULT_ADDR) is right; once it answers, run `rotator resume`",
+            f"{where}: cannot reach Vault at {address} ({type(exc).__name__}). Check that the server is up "
+            "and that `url` (or VAULT_ADDR) is right; once it answers, " + _AGAIN,
             store=store,
         ) from exc
 
 
 def _from_vault(
     exc: vault.VaultError,
-    action: str,
     where: str,
     *,
     store: str,
@@ -79,11 +87,11 @@ def _from_vault(
     token_valid: Callable[[], bool | None] | None,
 ) -> StoreError:
     said = _said(exc)
-    head = f"{action} {where}: Vault said: {said}"
+    head = f"{where}: Vault said: {said}"
     if isinstance(exc, vault.VaultDown):
         return StoreUnavailable(
             f"{head}. Vault at {address} is sealed or in maintenance: unseal it (`bao operator unseal` / `vault "
-            "operator unseal`), then run `rotator resume`",
+            "operator unseal`), then " + _AGAIN,
             store=store,
         )
     if isinstance(exc, vault.VaultNotInitialized):
@@ -92,12 +100,12 @@ def _from_vault(
         if token_valid is not None and token_valid() is False:
             return StoreDenied(
                 f"{head}. The Vault token has expired or was revoked: log in again (a new VAULT_TOKEN, or check the "
-                "`auth` method's credentials), then run `rotator resume`",
+                "`auth` method's credentials), then " + _AGAIN,
                 store=store,
             )
         return StoreDenied(
             f"{head}. The token's policy does not allow this: grant create, read and update on this path (the "
-            "minimal policy is in the README, section Vault), then run the command again",
+            f"minimal policy is in the {POLICY_HINT}), then run the command again",
             store=store,
         )
     if isinstance(exc, vault.InvalidPath):
@@ -113,7 +121,5 @@ def _from_vault(
     if isinstance(exc, vault.RateLimitExceeded):
         return StoreUnavailable(f"{head}. Vault is rate-limiting this client: run the command again later", store=store)
     if isinstance(exc, vault.InternalServerError | vault.BadGateway | vault.UnexpectedError):
-        return StoreUnavailable(
-            f"{head}. Vault at {address} failed to answer; once it does, run `rotator resume`", store=store
-        )
+        return StoreUnavailable(f"{head}. Vault at {address} failed to answer; once it does, {_AGAIN}", store=store)
     return StoreError(head, store=store)

@@ -27,6 +27,13 @@ def test_the_heading_error_messages_point_at_exists():
     assert f"\n## {heading}\n" in README
 
 
+def test_the_vault_policy_hint_points_at_a_heading():
+    from backends.vault_errors import POLICY_HINT
+
+    heading = POLICY_HINT.split("'")[1]
+    assert f"\n### {heading}\n" in README
+
+
 def test_the_readme_ships_what_it_cites():
     assert "shared/bluum-api.md" not in README
     assert (Path(__file__).resolve().parents[2] / "docs" / "bluum-api.md").is_file()
