@@ -1,9 +1,9 @@
 """Lazy imports keep `rotator --help` fast and the Lambda light: a module that does not talk to Bluum or a store must
 not load their libraries just by being imported, and `rotator status` must not load httpx.
 
-boto3, hvac and schedule are not installed here, so an import of them would fail loudly rather than show up as
-loaded: each check runs with stand-in packages of those names on the path, so a stray import is seen, and a
-control case proves the check sees what it looks for.
+boto3 and schedule are not installed here (hvac is, for the Vault store), so an import of them would fail loudly
+rather than show up as loaded: each check runs with stand-in packages of those names first on the path, so a stray
+import is seen, and a control case proves the check sees what it looks for.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("httpx", "tenacity", "boto3", "hvac", "dotenv", "schedule")
+HEAVY = ("httpx", "tenacity", "boto3", "hvac", "requests", "dotenv", "schedule")
 NOT_INSTALLED = ("boto3", "hvac", "schedule")
 
 
@@ -56,7 +56,7 @@ def test_help_loads_no_sdk(stand_ins: Path):
     assert loaded_after(code, stand_ins) == []
 
 
-@pytest.mark.parametrize("name", [*NOT_INSTALLED, "httpx"])
+@pytest.mark.parametrize("name", [*NOT_INSTALLED, "httpx", "requests"])
 def test_the_check_sees_an_import_of_each_library(name: str, stand_ins: Path):
     """The control: were any module to import these, the checks above would fail."""
     assert loaded_after(f"import {name}", stand_ins) == [name]
