@@ -105,7 +105,7 @@ path = "/srv/app/bluum.env"
 [stores.vault]
 type = "vault"
 path = "bluum/trading"
-mount_point = "secret"
+mount = "secret"
 
 [credentials.tenant]
 environment = "sandbox"
@@ -174,7 +174,7 @@ def test_full_file_parses_into_expected_objects(full_config: Config, tmp_path: P
     assert config.stores["app"].options == {"path": tmp_path / "app.env", "prefix": "BLUUM_", "state_dir": state}
     assert config.stores["app-abs"].options["path"] == Path("/srv/app/bluum.env")
     # Only file-based types get `path` resolved: for Vault it is a KV path and must pass through as written.
-    assert config.stores["vault"].options == {"path": "bluum/trading", "mount_point": "secret"}
+    assert config.stores["vault"].options == {"path": "bluum/trading", "mount": "secret"}  # a KV path: not resolved
     assert config.credential_for_store("vault") == trading
     assert config.credential_for_store("nowhere") is None
 
@@ -457,7 +457,7 @@ def test_env_store_options_are_checked() -> None:
 
 
 def test_store_name_option_is_reserved() -> None:
-    message = problems_of(render(stores={**STORES, "v": {"type": "vault", "name": "x"}}))
+    message = problems_of(render(stores={**STORES, "v": {"type": "aws", "name": "x"}}))
     assert "stores.v.name: is reserved" in message
 
 
