@@ -30,7 +30,7 @@ from rotator.model import CreatedKey, Environment, KeyPair
 from rotator.secret import Secret
 from rotator.simulator import Simulator
 from tests.conftest import LeakGuard
-from tests.e2e.sampler import KeySampler
+from tests.e2e.sampler import KeySampler, Target
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,10 +59,11 @@ class Workspace:
     verify_timeout: str = "5s"
     mirror: bool = True
     env: dict[str, str] = field(default_factory=dict)
-    sampled: list[tuple[str, str]] = field(
+    sampled: list[Target] = field(
         default_factory=lambda: [("tenant.env", "BLUUM_"), ("app.env", "BLUUM_"), ("mirror.env", "TRADING_")]
     )
-    """Target files (name, prefix) the sampler watches; a test that adds a store adds it here."""
+    """Targets the sampler watches: files (name, prefix), or a `PairSource` for a store that is not a file (a Vault
+    path); a test that adds a store adds it here, and one that moves a credential elsewhere takes its file out."""
     sampler: KeySampler | None = None
 
     @property

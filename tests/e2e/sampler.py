@@ -5,6 +5,9 @@ does (python-dotenv) and probes the pair at the simulator's `/_sim/probe`: the s
 gets, but with no rate-limit charge, no injected fault taken and no request-log line, so watching does not change
 what is watched. Any answer but 200 is an outage an application would have seen, and fails the test.
 
+A target is a dotenv file (its name and variable prefix) or a `PairSource`: any other place an application reads its
+pair from (a Vault path, say), given as a name and a callable that returns the pair there now.
+
 A test that kills a key itself (at the simulator's control plane) excuses that key with `excuse`; the other
 targets and keys are still watched. It probes in the background (every `interval`) and once more, synchronously,
 whenever the workspace asks (after each CLI run, so the state a SIGKILL leaves behind is always probed) and at
@@ -27,6 +30,24 @@ from dotenv import dotenv_values
 
 
 @dataclass(frozen=True)
+class PairSource:
+    """A target that is not a dotenv file: `read()` returns what its application reads now, as
+    (api_key, api_secret, key_id) with None for what is missing.
+
+    `read()` returns None, instead of a pair, only when the test itself made the place unreadable for a while (it
+    stopped the server): those rounds skip this target (counted in `KeySampler.skipped`), since no key is wrong
+    then. An exception from `read()` is an outage (its type is shown, never its message, which could hold a value).
+    """
+
+    name: str
+    read: Callable[[], tuple[str | None, str | None, str | None] | None]
+
+
+Target = tuple[str, str] | PairSource
+"""A dotenv file under the sampler's root (file name, variable prefix), or a `PairSource`."""
+
+
+@dataclass(frozen=True)
 class Outage:
     """One probe that did not get 200. Names the file and the key id line or a fingerprint; never a secret."""
 
@@ -40,13 +61,14 @@ class Outage:
 
 
 class KeySampler:
-    """Probes the CURRENT key of each target in `targets()` (file name, variable prefix) under `root`."""
+    """Probes the CURRENT key of each target in `targets()`: a dotenv file under `root` (file name, variable prefix),
+    or a `PairSource`."""
 
     def __init__(
         self,
         root_url: str,
         root: Path,
-        targets: Callable[[], Sequence[tuple[str, str]]],
+        targets: Callable[[], Sequence[Target]],
         *,
         interval: float = 0.05,
     ) -> None:
@@ -61,6 +83,8 @@ class KeySampler:
         self._thread = threading.Thread(target=self._loop, name="key-sampler", daemon=True)
         self.outages: list[Outage] = []
         self.probes = 0
+        self.skipped = 0
+        """Reads of a `PairSource` that answered None (the test made it unreadable on purpose)."""
         self.excused: set[tuple[str, str]] = set()
         """Pairs a test broke on purpose (revoked, expired at the simulator, garbled): their outages are the test's."""
 
@@ -91,12 +115,13 @@ class KeySampler:
         """Probe every target once (a pair held by several targets is probed once)."""
         with self._lock:
             seen: dict[tuple[str, str], Outage | None] = {}
-            for name, prefix in self._targets():
-                values = self._read(name, prefix)
-                key, secret = values.get(f"{prefix}API_KEY"), values.get(f"{prefix}API_SECRET")
-                label = values.get(f"{prefix}KEY_ID") or (
-                    "key#" + hashlib.sha256(key.encode()).hexdigest()[:12] if key else "no key"
-                )
+            for target in self._targets():
+                found = self._pair(target)
+                if found is None:
+                    self.skipped += 1
+                    continue
+                name, (key, secret, shown) = found
+                label = shown or ("key#" + hashlib.sha256(key.encode()).hexdigest()[:12] if key else "no key")
                 if not key or not secret:
                     self.outages.append(Outage(name, label, None, "no key and secret an application could read"))
                     continue
@@ -107,6 +132,19 @@ class KeySampler:
                 outage = seen[(key, secret)]
                 if outage is not None:
                     self.outages.append(Outage(name, label, outage.status, outage.detail))
+
+    def _pair(self, target: Target) -> tuple[str, tuple[str | None, str | None, str | None]] | None:
+        """The target's name and (api_key, api_secret, key id) as its application reads them, None to skip it; a
+        source that could not be read has no pair, and why stands in for the key id (the outage's label)."""
+        if isinstance(target, PairSource):
+            try:
+                pair = target.read()
+            except Exception as exc:  # any failure to read is one an application would meet too
+                return target.name, (None, None, f"unreadable ({type(exc).__name__})")
+            return None if pair is None else (target.name, pair)
+        name, prefix = target
+        values = self._read(name, prefix)
+        return name, (values.get(f"{prefix}API_KEY"), values.get(f"{prefix}API_SECRET"), values.get(f"{prefix}KEY_ID"))
 
     def _read(self, name: str, prefix: str) -> dict[str, str | None]:
         """The file as its application reads it. A test that rewrites a file in place (not atomically, unlike the
