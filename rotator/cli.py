@@ -367,7 +367,8 @@ def enroll(settings: Settings, name: str, new_key_file: str | None) -> None:
 
     For issuer bluum, mints it through Bluum's API; for issuer manual, takes the pair made in the dashboard and
     checks it against Bluum first. Then stores it, waits until Bluum accepts it, and writes it to every store
-    (creating a dotenv file that does not exist yet, 0600). Refused if a store already holds a key.
+    (creating a dotenv file that does not exist yet, 0600, or the Vault secret). Refused if a store already holds a
+    key.
 
     \b
     Examples:
