@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
+from backends.holder import HolderProcess, this_process
 from backends.ledger import Lease, VersionedRecord, lease_refusal
 from backends.stage_document import DocumentReader, StageDocument
 from backends.vault_kv import KvMount
@@ -41,6 +42,8 @@ class LeaseState:
     owner: str | None = None
     expires_at: float | None = None
     ttl_seconds: float | None = None
+    holder: HolderProcess | None = None
+    """Where the holder runs, so that a contender in the same place can tell it died (`backends.holder`)."""
 
     def live(self, now: float) -> bool:
         return self.owner is not None and self.expires_at is not None and now < self.expires_at
@@ -51,6 +54,7 @@ class LeaseState:
             "owner": self.owner,
             "expires_at": self.expires_at,
             "ttl_seconds": self.ttl_seconds,
+            "holder": self.holder.to_json() if self.holder is not None else None,
         }
 
 
@@ -148,7 +152,8 @@ class VaultLedger:
         """A lease with the next fencing number, written by check-and-set; RotationInProgress while one is held."""
         document = self.load_document()
         held, now = document.lease, self._clock()
-        if held.live(now):
+        gone = held.holder is not None and held.holder.certainly_gone()
+        if held.live(now) and not gone:
             assert held.expires_at is not None
             raise RotationInProgress(
                 f"another rotation of this credential is running ({held.owner}, fence {held.fence}, lease until "
@@ -157,14 +162,17 @@ class VaultLedger:
             )
         if held.owner is not None:
             log.warning(
-                "taking over the expired rotation lease of %s (fence %d) on %s",
+                "taking over the expired rotation lease of %s (fence %d) on %s"
+                if not held.live(now)
+                else "taking over the rotation lease of %s (fence %d) on %s: that runner's process is gone from this "
+                "machine",
                 held.owner,
                 held.fence,
                 self.state_where,
                 extra={"fields": {"store": self.name, "owner": held.owner}},
             )
         lease = Lease(owner=owner, fence=held.fence + 1, expires_at=now + ttl_seconds, ttl_seconds=ttl_seconds)
-        taken = LeaseState(lease.fence, owner, lease.expires_at, ttl_seconds)
+        taken = LeaseState(lease.fence, owner, lease.expires_at, ttl_seconds, this_process())
         try:
             self._write_document(replace(document, lease=taken), action="taking the rotation lease at")
         except StoreConflict as exc:
@@ -275,6 +283,7 @@ class VaultLedger:
             owner=owner if isinstance(owner, str) else None,
             expires_at=float(expires_at) if isinstance(expires_at, int | float) else None,
             ttl_seconds=float(ttl) if isinstance(ttl, int | float) else None,
+            holder=HolderProcess.from_json(raw.get("holder")),
         )
 
     def release_all(self) -> None:

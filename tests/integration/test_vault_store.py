@@ -7,6 +7,7 @@ guard like secrets.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ import pytest
 from hvac import exceptions as vault
 
 from backends.base import SecretStore, load_store_factories
+from backends.holder import this_process
 from backends.ledger import Lease, held_lease
 from backends.vault import STATE_PREFIX, VaultStore
 from rotator.config import parse_config
@@ -312,12 +314,12 @@ def test_two_runners_racing_for_the_lease_at_the_same_moment_never_both_win(
     first, second = make_store(), make_store()
     document = second.load_document()  # second read the state before first took the lease
     lease = first.acquire("first", LEASE_TTL)
-    original_load = second.load_document
-    second.load_document = lambda: document  # type: ignore[method-assign]
+    original_load = second._ledger.load_document
+    second._ledger.load_document = lambda: document  # type: ignore[method-assign]
     with pytest.raises(RotationInProgress, match="at the same moment") as refused:
         second.acquire("second", LEASE_TTL)
     assert refused.value.exit_code == 3
-    second.load_document = original_load  # type: ignore[method-assign]
+    second._ledger.load_document = original_load  # type: ignore[method-assign]
     assert ledger(first).read_record().version == 0
     first.release(lease)
 
@@ -600,3 +602,24 @@ def test_vault_namespace_selects_where_the_key_lives(openbao: OpenBao, vault_pat
             )
     finally:
         store.close()
+
+
+def test_a_lease_whose_runner_died_on_this_machine_is_taken_over_at_once(
+    openbao: OpenBao, app_path: str, make_store: MakeStore
+) -> None:
+    """After a SIGKILL, `resume` on the same machine need not wait out the lease: the kernel says the PID is gone.
+    A holder elsewhere (another host) is waited for."""
+    seed(openbao, app_path, make_key(0))
+    crashed, resumer = make_store(), make_store()
+    lease = crashed.acquire("killed runner", LEASE_TTL)
+    state = latest(openbao, STATE_PREFIX + app_path)
+    assert state["lease"]["holder"]["pid"] == os.getpid()
+    state["lease"]["holder"]["host"] = "another-machine"
+    openbao.client().secrets.kv.v2.create_or_update_secret(path=STATE_PREFIX + app_path, secret=state)
+    with pytest.raises(RotationInProgress, match="lease until"):
+        resumer.acquire("resume", LEASE_TTL)
+    state["lease"]["holder"] = {**this_process().to_json(), "pid": 2**22 + 12345}  # here, and gone
+    openbao.client().secrets.kv.v2.create_or_update_secret(path=STATE_PREFIX + app_path, secret=state)
+    taken = resumer.acquire("resume", LEASE_TTL)
+    assert taken.fence == lease.fence + 1
+    resumer.release(taken)

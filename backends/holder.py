@@ -1,0 +1,85 @@
+"""Which process holds a lease, and whether that process is certainly gone.
+
+Why: a lease kept in a remote store (Vault's stage document; later AWS) is a TTL, not a lock the kernel drops when
+its holder dies. After a SIGKILL or an OOM kill, `rotator resume` on the same machine would otherwise be refused for
+the rest of the lease (15 minutes) while the operator knows the runner is dead. So a lease records where its holder
+runs, and a contender that runs in the very same place (same host name, same kernel boot, same PID namespace) may
+ask the kernel whether that PID still exists. Anything less certain (another machine, another container, an
+identity that cannot be read, a PID that exists, even if reused) counts as alive: the lease then ends by expiry.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["HolderProcess", "this_process"]
+
+
+@dataclass(frozen=True, slots=True)
+class HolderProcess:
+    """Where a lease holder runs: enough to tell, from the same place, that its process is gone."""
+
+    host: str
+    boot_id: str | None
+    pid_namespace: str | None
+    pid: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"host": self.host, "boot_id": self.boot_id, "pid_namespace": self.pid_namespace, "pid": self.pid}
+
+    @classmethod
+    def from_json(cls, raw: object) -> HolderProcess | None:
+        """The holder a lease recorded, or None when it recorded none (or something unusable: then it is alive)."""
+        if not isinstance(raw, dict):
+            return None
+        host, pid = raw.get("host"), raw.get("pid")
+        boot_id, namespace = raw.get("boot_id"), raw.get("pid_namespace")
+        if not isinstance(host, str) or not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+            return None
+        return cls(
+            host=host,
+            boot_id=boot_id if isinstance(boot_id, str) else None,
+            pid_namespace=namespace if isinstance(namespace, str) else None,
+            pid=pid,
+        )
+
+    def certainly_gone(self) -> bool:
+        """True only when this process runs where the holder ran and the kernel says the holder's PID is gone."""
+        here = this_process()
+        same_place = (
+            here.boot_id is not None
+            and here.pid_namespace is not None
+            and (self.host, self.boot_id, self.pid_namespace) == (here.host, here.boot_id, here.pid_namespace)
+        )
+        if not same_place or self.pid == here.pid:
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:  # EPERM: it exists (another user's process)
+            return False
+        return False
+
+
+def this_process() -> HolderProcess:
+    """Where this process runs."""
+    return HolderProcess(
+        host=socket.gethostname(),
+        boot_id=_read(lambda: Path("/proc/sys/kernel/random/boot_id").read_text().strip()),
+        pid_namespace=_read(lambda: os.readlink("/proc/self/ns/pid")),
+        pid=os.getpid(),
+    )
+
+
+def _read(get: Callable[[], str]) -> str | None:
+    try:
+        value = get()
+    except OSError:
+        return None
+    return value if isinstance(value, str) and value else None
