@@ -94,6 +94,12 @@ class ApiKeyInfo:
     def active(self) -> bool:
         return self.status == "active"
 
+    @property
+    def revocable(self) -> bool:
+        """Not yet dead for good: an active key, or one Bluum reports inactive (which the dashboard can reactivate).
+        Revoked and expired keys are final."""
+        return self.status not in ("revoked", "expired")
+
 
 @dataclass(frozen=True, slots=True)
 class CreatedKey:

@@ -8,6 +8,7 @@ next; the driver only runs it.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from rotator.errors import (
     RotationIncomplete,
     RotationInProgress,
     RotatorError,
+    StoreError,
 )
 from rotator.events import EventBus, EventKind, RotationEvent
 from rotator.faultpoints import reached
@@ -29,6 +31,8 @@ from rotator.record import ENROLLMENT, Phase, RotationRecord
 from rotator.rotation import revocation, steps
 from rotator.rotation.context import RotationContext, StepFailed
 from rotator.rotation.rollback import after_rollback, roll_back
+
+log = logging.getLogger("rotator.driver")
 
 if TYPE_CHECKING:
     from backends.ledger import Lease, Ledger
@@ -88,9 +92,22 @@ class RecordKeeper:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Release the lease. A release that fails (the store went away) is logged, never raised: it would hide
+        what the block ended with (a finished rotation, or the error that says where it stopped), and a lease
+        nobody releases still ends at its expiry."""
         lease, self._lease = self._lease, None
-        if lease is not None:
+        if lease is None:
+            return
+        try:
             self._ledger.release(lease)
+        except StoreError as error:
+            log.warning(
+                "could not release the rotation lease (fence %d); it ends by itself at %s: %s",
+                lease.fence,
+                time.strftime("%H:%M:%SZ", time.gmtime(lease.expires_at)),
+                error,
+                extra={"fields": {"credential": self._credential, "fence": lease.fence}},
+            )
 
     @property
     def lease(self) -> Lease:

@@ -161,8 +161,9 @@ def operator_revoke(ctx: RotationContext, record: RotationRecord, journal: Journ
 def revoke_rotation_keys(
     ctx: RotationContext, record: RotationRecord, journal: Journal, *, why: str, point: str, keep: str | None = None
 ) -> None:
-    """Revoke every active key of this rotation (the token in its name, or its recorded new key id) except `keep`.
-    Never the old key, whatever its name says, nor a key some store holds (I1, I3, I4)."""
+    """Revoke every key of this rotation that is not dead for good (active, or inactive and so reactivatable; by the
+    token in its name, or its recorded new key id) except `keep`. Never the old key, whatever its name says, nor a key
+    some store holds (I1, I3, I4)."""
     if not ctx.issuer.revokes:
         return
     holdings: list[Holding] | None = None
@@ -170,7 +171,7 @@ def revoke_rotation_keys(
         token = machine.token_of(info)
         # By the token in its name; by the recorded id only when no other rotation's token says otherwise.
         ours = token == record.token or (info.id == record.new_key_id and token is None)
-        if not info.active or not ours or info.id in (keep, record.old_key_id):
+        if not info.revocable or not ours or info.id in (keep, record.old_key_id):
             continue
         holdings = ctx.runtime.holdings() if holdings is None else holdings
         refusal = identity.revoke_refusal(info, holdings, allowed=identity.held_nowhere)

@@ -7,7 +7,7 @@ from pathlib import Path
 from rotator.demo import open_account
 from rotator.simulator import Simulator
 from tests.e2e.conftest import dotenv_text
-from tests.e2e.sampler import KeySampler
+from tests.e2e.sampler import KeySampler, PairSource
 
 
 def sampler_over(sim: Simulator, tmp_path: Path) -> tuple[KeySampler, str]:
@@ -56,3 +56,36 @@ def test_an_excused_pair_is_not_counted_but_others_are(sim: Simulator, tmp_path:
     sim.revoke_key(str(excused.info.id))
     sim.revoke_key(str(watched.info.id))
     assert {o.target for o in sampler.stop()} == {"other.env"}
+
+
+def test_a_pair_source_is_probed_like_a_file_and_named_in_its_outages(sim: Simulator, tmp_path: Path):
+    """A target that is not a dotenv file (a Vault path) is a `PairSource`: a name and a callable returning the pair."""
+    account = open_account(sim, "kept in vault")
+    pair = account.first.pair
+    source = PairSource("vault", lambda: (pair.api_key, pair.api_secret.reveal(), pair.key_id))
+    sampler = KeySampler(sim.root_url, tmp_path, lambda: [source], interval=0.01).start()
+    while sampler.probes < 3:
+        sampler.round()
+    sim.revoke_key(account.first.info.id)
+    outages = sampler.stop()
+    assert outages
+    assert {(o.target, o.label, o.status) for o in outages} == {("vault", account.first.info.id, 401)}
+
+
+def test_a_pair_source_that_cannot_be_read_is_an_outage_unless_the_test_made_it_so(sim: Simulator, tmp_path: Path):
+    """None: the test stopped the server on purpose, the round skips it; an exception: an outage naming its type."""
+    state = {"down": True}
+
+    def read() -> tuple[str | None, str | None, str | None] | None:
+        if state["down"]:
+            return None
+        raise ConnectionRefusedError("the message could hold anything, and is not shown")
+
+    sampler = KeySampler(sim.root_url, tmp_path, lambda: [PairSource("vault", read)])
+    sampler.round()
+    assert (sampler.outages, sampler.skipped) == ([], 1)
+    state["down"] = False
+    outages = sampler.stop()
+    assert outages
+    assert {(o.target, o.label, o.status) for o in outages} == {("vault", "unreadable (ConnectionRefusedError)", None)}
+    assert all("message" not in str(o) for o in outages)
