@@ -753,7 +753,7 @@ def _check_same_location(stores: Mapping[str, StoreConfig], problems: _Problems)
         if earlier is None:
             seen[location] = store.name
             continue
-        same = "the same file" if store.type in FILE_PATH_STORE_TYPES else "the same type and options"
+        same = {"env": "the same file", "vault": "the same Vault secret"}.get(store.type, "the same type and options")
         problems.add(
             f"stores.{store.name}",
             f"points at the same place as stores.{earlier} ({same})",
@@ -766,6 +766,11 @@ def _location(store: StoreConfig) -> str:
     """What identifies where a store writes. An env store's sidecar and lock are per file, whatever the prefix."""
     if store.type in FILE_PATH_STORE_TYPES:
         return f"{store.type}:{store.options.get('path')}"
+    if store.type == "vault":  # one KV secret, however it is read or logged in to
+        defaults = {"mount": "secret"}
+        keys = ("url", "namespace", "mount", "path")
+        where = [str(store.options.get(key, defaults.get(key, ""))).strip("/") for key in keys]
+        return f"vault:{where!r}"
     return f"{store.type}:{sorted((key, repr(value)) for key, value in store.options.items())!r}"
 
 

@@ -444,7 +444,13 @@ def test_two_stores_at_the_same_location() -> None:
     assert "stores.copy: points at the same place as stores.app (the same file)" in message
     stores = {**STORES, "v1": {"type": "vault", "path": "kv/a"}, "v2": {"type": "vault", "path": "kv/a"}}
     message = problems_of(render(stores=stores))
-    assert "stores.v2: points at the same place as stores.v1 (the same type and options)" in message
+    assert "stores.v2: points at the same place as stores.v1 (the same Vault secret)" in message
+    # Read another way (other field names, another mount spelled out as the default) it is still one secret.
+    other = {"type": "vault", "path": "/kv/a/", "mount": "secret", "fields": ["key_id"], "auth": "approle"}
+    message = problems_of(render(stores={**STORES, "v1": {"type": "vault", "path": "kv/a"}, "v2": other}))
+    assert "stores.v2: points at the same place as stores.v1 (the same Vault secret)" in message
+    stores = {**STORES, "v1": {"type": "vault", "path": "kv/a"}, "v2": {"type": "vault", "path": "kv/a", "mount": "kv"}}
+    assert list(parse(render(stores=stores)).stores) == ["tenant", "app", "v1", "v2"]
     stores = {**STORES, "v1": {"type": "vault", "path": "kv/a"}, "v2": {"type": "vault", "path": "kv/b"}}
     assert list(parse(render(stores=stores)).stores) == ["tenant", "app", "v1", "v2"]
 
