@@ -18,7 +18,7 @@ data paths.
 
 The store is its credential's ledger (`backends.ledger`): the record and the lease live in the stage document too,
 so one check-and-set write covers the lease and what it guards (`backends.vault_ledger`). What applications read at
-`path` and how a key maps onto those fields is `backends.vault_fields`; KV calls are `backends.vault_kv`; logging in
+`path` and how a key maps onto those fields is `backends.key_fields`; KV calls are `backends.vault_kv`; logging in
 is `backends.vault_auth`.
 """
 
@@ -34,11 +34,11 @@ from typing import Any, Final
 import hvac
 
 from backends import stages
+from backends.key_fields import FieldMap
 from backends.ledger import Lease, VersionedRecord
 from backends.projected import Projected
 from backends.stages import StageLog
 from backends.vault_auth import VaultAuth, VaultSession
-from backends.vault_fields import FieldMap
 from backends.vault_kv import KvMount
 from backends.vault_ledger import VaultDocument, VaultLedger
 from rotator.errors import (

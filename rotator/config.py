@@ -124,6 +124,7 @@ KNOWN_STORE_OPTIONS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
             "fields",
             "field_names",
         ),
+        "aws": ("secret_id", "region", "ledger_table", "fields", "field_names"),
     }
 )
 DEFAULT_STATE_DIR: Final = "rotator-state"

@@ -114,5 +114,6 @@ def checkout_left_clean() -> Iterator[None]:
     assert not created, f"tests created {created} in {CHECKOUT}; give the test's configuration base_dir=tmp_path"
 
 
+from tests.aws_fixtures import moto_server, secret_name  # noqa: E402, F401 - moto in server mode
 from tests.sim_fixtures import sim, simulator  # noqa: E402, F401 - shared fixtures for every tier
 from tests.vault_fixtures import file_backed_openbao, openbao, vault_path  # noqa: E402, F401 - real OpenBao

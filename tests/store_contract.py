@@ -38,6 +38,11 @@ from rotator.secret import Secret
 LEASE_TTL = 30.0
 
 
+def tok(name: int | str) -> str:
+    """A rotation token of 32 characters: what the rotator makes, and the shortest Secrets Manager version id."""
+    return f"tok-{name}-".ljust(32, "0")
+
+
 def make_key(n: int, *, token: str | None = None, environment: Environment = Environment.SANDBOX) -> StoredKey:
     """A distinct test key; `n` picks the pair. The secret mixes characters that quoting tends to break."""
     return StoredKey(
@@ -114,42 +119,42 @@ class StoreContract:
     # ------------------------------------------------------------------------------------------- put_pending
 
     def test_put_pending_is_read_back_with_its_token(self, store: SecretStore, seed_key: StoredKey) -> None:
-        new = make_key(1, token="tok-1")
+        new = make_key(1, token=tok(1))
         store.put_pending(new)
-        assert_holds(store.read(Stage.PENDING), new, token="tok-1")
+        assert_holds(store.read(Stage.PENDING), new, token=tok(1))
         assert_holds(store.read(Stage.CURRENT), seed_key)
         assert store.read(Stage.PREVIOUS) is None
 
     def test_put_pending_again_with_same_token_and_key_does_nothing(self, store: SecretStore) -> None:
-        store.put_pending(make_key(1, token="tok-1"))
+        store.put_pending(make_key(1, token=tok(1)))
         before = snapshot(store)
-        store.put_pending(make_key(1, token="tok-1"))
+        store.put_pending(make_key(1, token=tok(1)))
         assert snapshot(store) == before
 
     def test_put_pending_same_token_other_key_conflicts(self, store: SecretStore) -> None:
-        store.put_pending(make_key(1, token="tok-1"))
+        store.put_pending(make_key(1, token=tok(1)))
         before = snapshot(store)
-        intruder = make_key(2, token="tok-1")
+        intruder = make_key(2, token=tok(1))
         with pytest.raises(StoreConflict) as caught:
             store.put_pending(intruder)
         assert intruder.api_secret.reveal() not in str(caught.value)
         assert snapshot(store) == before
 
     def test_put_pending_other_token_replaces_abandoned_pending(self, store: SecretStore, seed_key: StoredKey) -> None:
-        store.put_pending(make_key(1, token="tok-1"))
-        replacement = make_key(2, token="tok-2")
+        store.put_pending(make_key(1, token=tok(1)))
+        replacement = make_key(2, token=tok(2))
         store.put_pending(replacement)
-        assert_holds(store.read(Stage.PENDING), replacement, token="tok-2")
+        assert_holds(store.read(Stage.PENDING), replacement, token=tok(2))
         assert_holds(store.read(Stage.CURRENT), seed_key)
 
     def test_put_pending_after_promote_with_same_token_does_nothing(self, store: SecretStore) -> None:
         """A resumed deploy stages and promotes every target again; a target already promoted must stay so."""
-        new = make_key(1, token="tok-1")
+        new = make_key(1, token=tok(1))
         store.put_pending(new)
-        store.promote("tok-1")
+        store.promote(tok(1))
         before = snapshot(store)
         store.put_pending(new)
-        store.promote("tok-1")
+        store.promote(tok(1))
         assert snapshot(store) == before
         assert store.read(Stage.PENDING) is None
 
@@ -158,144 +163,144 @@ class StoreContract:
     def test_promote_moves_pending_to_current_and_current_to_previous(
         self, store: SecretStore, seed_key: StoredKey
     ) -> None:
-        new = make_key(1, token="tok-1")
+        new = make_key(1, token=tok(1))
         store.put_pending(new)
-        store.promote("tok-1")
-        assert_holds(store.read(Stage.CURRENT), new, token="tok-1")
+        store.promote(tok(1))
+        assert_holds(store.read(Stage.CURRENT), new, token=tok(1))
         assert_holds(store.read(Stage.PREVIOUS), seed_key)
         assert store.read(Stage.PENDING) is None
 
     def test_promote_twice_is_a_no_op(self, store: SecretStore) -> None:
-        store.put_pending(make_key(1, token="tok-1"))
-        store.promote("tok-1")
+        store.put_pending(make_key(1, token=tok(1)))
+        store.promote(tok(1))
         before = snapshot(store)
-        store.promote("tok-1")
+        store.promote(tok(1))
         assert snapshot(store) == before
 
     def test_promote_unknown_token_conflicts_and_changes_nothing(self, store: SecretStore) -> None:
-        store.put_pending(make_key(1, token="tok-1"))
+        store.put_pending(make_key(1, token=tok(1)))
         before = snapshot(store)
         with pytest.raises(StoreConflict):
-            store.promote("tok-unknown")
+            store.promote(tok("unknown"))
         assert snapshot(store) == before
 
     def test_promote_of_a_replaced_pending_conflicts(self, store: SecretStore) -> None:
-        store.put_pending(make_key(1, token="tok-1"))
-        store.put_pending(make_key(2, token="tok-2"))
+        store.put_pending(make_key(1, token=tok(1)))
+        store.put_pending(make_key(2, token=tok(2)))
         before = snapshot(store)
         with pytest.raises(StoreConflict):
-            store.promote("tok-1")
+            store.promote(tok(1))
         assert snapshot(store) == before
 
     def test_second_rotation_after_clear(self, store: SecretStore) -> None:
-        first, second = make_key(1, token="tok-1"), make_key(2, token="tok-2")
+        first, second = make_key(1, token=tok(1)), make_key(2, token=tok(2))
         store.put_pending(first)
-        store.promote("tok-1")
-        store.clear_previous("tok-1")
+        store.promote(tok(1))
+        store.clear_previous(tok(1))
         store.put_pending(second)
-        store.promote("tok-2")
-        assert_holds(store.read(Stage.CURRENT), second, token="tok-2")
+        store.promote(tok(2))
+        assert_holds(store.read(Stage.CURRENT), second, token=tok(2))
         assert_holds(store.read(Stage.PREVIOUS), first)
         assert store.read(Stage.PENDING) is None
 
     # ------------------------------------------------------------------------------------------- restore_previous
 
     def test_restore_previous_after_promote(self, store: SecretStore, seed_key: StoredKey) -> None:
-        store.put_pending(make_key(1, token="tok-1"))
-        store.promote("tok-1")
-        store.restore_previous("tok-1")
+        store.put_pending(make_key(1, token=tok(1)))
+        store.promote(tok(1))
+        store.restore_previous(tok(1))
         assert_holds(store.read(Stage.CURRENT), seed_key)
         assert store.read(Stage.PREVIOUS) is None
         assert store.read(Stage.PENDING) is None
 
     def test_restore_previous_twice_is_a_no_op(self, store: SecretStore) -> None:
-        store.put_pending(make_key(1, token="tok-1"))
-        store.promote("tok-1")
-        store.restore_previous("tok-1")
+        store.put_pending(make_key(1, token=tok(1)))
+        store.promote(tok(1))
+        store.restore_previous(tok(1))
         before = snapshot(store)
-        store.restore_previous("tok-1")
+        store.restore_previous(tok(1))
         assert snapshot(store) == before
 
     def test_restore_previous_when_current_lacks_token_does_nothing(self, store: SecretStore) -> None:
-        store.put_pending(make_key(1, token="tok-1"))
-        store.promote("tok-1")
+        store.put_pending(make_key(1, token=tok(1)))
+        store.promote(tok(1))
         before = snapshot(store)
-        store.restore_previous("tok-other")
+        store.restore_previous(tok("other"))
         assert snapshot(store) == before
 
     def test_restore_previous_before_promote_leaves_current_and_previous(
         self, store: SecretStore, seed_key: StoredKey
     ) -> None:
-        store.put_pending(make_key(1, token="tok-1"))
-        store.restore_previous("tok-1")
+        store.put_pending(make_key(1, token=tok(1)))
+        store.restore_previous(tok(1))
         assert_holds(store.read(Stage.CURRENT), seed_key)
         assert store.read(Stage.PREVIOUS) is None
         assert store.read(Stage.PENDING) is None, "a staged, never promoted key of the rolled-back token is dropped"
 
     def test_restore_previous_keeps_a_pending_of_another_token(self, store: SecretStore) -> None:
-        other = make_key(2, token="tok-2")
+        other = make_key(2, token=tok(2))
         store.put_pending(other)
-        store.restore_previous("tok-1")
-        assert_holds(store.read(Stage.PENDING), other, token="tok-2")
+        store.restore_previous(tok(1))
+        assert_holds(store.read(Stage.PENDING), other, token=tok(2))
 
     # ------------------------------------------------------------------------------------------- clear_previous
 
     def test_clear_previous_forgets_previous_only(self, store: SecretStore) -> None:
-        new = make_key(1, token="tok-1")
+        new = make_key(1, token=tok(1))
         store.put_pending(new)
-        store.promote("tok-1")
-        store.clear_previous("tok-1")
+        store.promote(tok(1))
+        store.clear_previous(tok(1))
         assert store.read(Stage.PREVIOUS) is None
-        assert_holds(store.read(Stage.CURRENT), new, token="tok-1")
+        assert_holds(store.read(Stage.CURRENT), new, token=tok(1))
 
     def test_clear_previous_when_empty_does_nothing(self, store: SecretStore) -> None:
         before = snapshot(store)
-        store.clear_previous("tok-1")
-        store.clear_previous("tok-1")
+        store.clear_previous(tok(1))
+        store.clear_previous(tok(1))
         assert snapshot(store) == before
 
     def test_clear_previous_of_another_rotation_does_nothing(self, store: SecretStore) -> None:
-        store.put_pending(make_key(1, token="tok-1"))
-        store.promote("tok-1")
+        store.put_pending(make_key(1, token=tok(1)))
+        store.promote(tok(1))
         before = snapshot(store)
-        cleared = store.clear_previous("tok-older")
+        cleared = store.clear_previous(tok("older"))
         assert cleared.cleared is None
         assert snapshot(store) == before
 
     def test_mutating_calls_say_what_they_changed(self, store: SecretStore, seed_key: StoredKey) -> None:
-        new = make_key(1, token="tok-1")
+        new = make_key(1, token=tok(1))
         assert store.put_pending(new).changed
         assert not store.put_pending(new).changed
-        promotion = store.promote("tok-1")
+        promotion = store.promote(tok(1))
         assert promotion.changed
         assert promotion.previous is not None
         assert promotion.previous.same_key(seed_key)
-        assert not store.promote("tok-1").changed
-        rollback = store.restore_previous("tok-1")
+        assert not store.promote(tok(1)).changed
+        rollback = store.restore_previous(tok(1))
         assert rollback.restored is not None
         assert rollback.restored.same_key(seed_key)
-        assert not store.restore_previous("tok-1").changed
+        assert not store.restore_previous(tok(1)).changed
 
     # ------------------------------------------------------------------------------------------- ledger: record
 
     def test_record_round_trip_with_versions(self, store: SecretStore) -> None:
         book = ledger(store)
-        record: dict[str, Any] = {"token": "tok-1", "phase": "started", "steps": [1, 2.5, None, True], "nested": {}}
+        record: dict[str, Any] = {"token": tok(1), "phase": "started", "steps": [1, 2.5, None, True], "nested": {}}
         with held_lease(book, "contract", LEASE_TTL) as lease:
             assert book.write_record(record, lease=lease, version=0) == 1
             assert book.read_record() == VersionedRecord(record, 1)
-            assert book.write_record({"token": "tok-1", "phase": "completed"}, lease=lease, version=1) == 2
-        assert book.read_record() == VersionedRecord({"token": "tok-1", "phase": "completed"}, 2)
+            assert book.write_record({"token": tok(1), "phase": "completed"}, lease=lease, version=1) == 2
+        assert book.read_record() == VersionedRecord({"token": tok(1), "phase": "completed"}, 2)
 
     def test_record_survives_stage_moves(self, store: SecretStore) -> None:
         book = ledger(store)
-        record = {"token": "tok-1", "phase": "pending_stored"}
+        record = {"token": tok(1), "phase": "pending_stored"}
         with held_lease(book, "contract", LEASE_TTL) as lease:
             book.write_record(record, lease=lease, version=0)
-        store.put_pending(make_key(1, token="tok-1"))
-        store.promote("tok-1")
-        store.restore_previous("tok-1")
-        store.clear_previous("tok-1")
+        store.put_pending(make_key(1, token=tok(1)))
+        store.promote(tok(1))
+        store.restore_previous(tok(1))
+        store.clear_previous(tok(1))
         assert book.read_record() == VersionedRecord(record, 1)
 
     def test_a_write_naming_an_old_version_conflicts_and_changes_nothing(self, store: SecretStore) -> None:

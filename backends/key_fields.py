@@ -1,4 +1,4 @@
-"""The fields applications read at a Vault path, and how a key maps onto them. Pure: no Vault call here.
+"""The fields applications read in a secret (a Vault KV path, an AWS secret's JSON), and how a key maps onto them.
 
 Why a unit of its own: what a Vault Agent template, the CSI provider or External Secrets Operator reads is a flat map
 of fields, and teams name them their own way (`api_key` or `BLUUM_API_KEY`) and keep other secrets beside them.

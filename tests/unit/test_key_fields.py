@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backends.vault_fields import FieldMap
+from backends.key_fields import FieldMap
 from rotator.errors import ConfigError, StoreCorrupt, StoreNotFound
 from rotator.model import Environment, StoredKey
 from rotator.secret import Secret

@@ -1,0 +1,281 @@
+"""The AWS store: one credential in AWS Secrets Manager, its stages being AWS's own staging labels.
+
+Applications read the AWSCURRENT version of `secret_id`: a JSON object `{"api_key", "api_secret"}` plus `key_id`,
+`environment` and `base_url` when present or asked for (`fields`; `field_names` renames them); other fields in the
+secret (an `investor_id`, a database password) are carried into every new version. PENDING is AWSPENDING, PREVIOUS is
+AWSPREVIOUS, and a rotation's token is the version id (Secrets Manager's ClientRequestToken), so a rotation started by
+Secrets Manager itself and one started by the CLI speak the same language.
+
+Every stage call is idempotent for its token: a version is written with the token as ClientRequestToken (written
+again, the same value is a no-op and another value is refused), and labels are moved one per call by the plans in
+`backends.stages`, which look at the labels as they are, so a crash between two moves is repaired by calling again.
+AWS's label rules are kept here rather than trusted to the service (moto, for one, does not enforce them): a label
+is taken off the version that carries it in the same call that puts it elsewhere. Reads always name the version.
+
+The record and the lease live in DynamoDB (`backends.aws_ledger`): Secrets Manager has no compare-and-set on a value.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final
+
+from backends import stages
+from backends.aws_errors import translated
+from backends.aws_ledger import DEFAULT_TABLE, DynamoLedger
+from backends.key_fields import FieldMap
+from backends.ledger import Lease, VersionedRecord
+from backends.stages import CURRENT_LABEL, PENDING_LABEL, PREVIOUS_LABEL, LabelMove, Labels, StageLog, Stages
+from rotator.errors import ConfigError, StoreConflict, StoreCorrupt, StoreError, StoreNotFound
+from rotator.model import Environment, Stage, StoredKey
+
+__all__ = ["AwsStore"]
+
+log = logging.getLogger("rotator.store.aws")
+
+AWS_LABELS: Final = {CURRENT_LABEL: "AWSCURRENT", PENDING_LABEL: "AWSPENDING", PREVIOUS_LABEL: "AWSPREVIOUS"}
+_OURS: Final = {aws: ours for ours, aws in AWS_LABELS.items()}
+_STAGE_LABEL: Final = {Stage.CURRENT: CURRENT_LABEL, Stage.PENDING: PENDING_LABEL, Stage.PREVIOUS: PREVIOUS_LABEL}
+TOKEN_LENGTHS: Final = range(32, 65)
+"""Secrets Manager's ClientRequestToken (the version id) is 32 to 64 characters."""
+
+
+class AwsStore:
+    """One credential in one Secrets Manager secret, with its record and lease in a DynamoDB table.
+
+    `secretsmanager` and `dynamodb` are boto3 clients to use instead of building them (a Lambda reuses its own; tests
+    point them at moto); otherwise boto3's own configuration applies (AWS_REGION, AWS_ENDPOINT_URL_SECRETS_MANAGER,
+    profiles), with `region` winning.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        secret_id: str,
+        region: str | None = None,
+        ledger_table: str = DEFAULT_TABLE,
+        fields: Sequence[str] = (),
+        field_names: Mapping[str, str] | None = None,
+        environment: Environment | None = None,
+        base_url: str | None = None,
+        secretsmanager: Any = None,  # noqa: ANN401 - boto3 clients are untyped
+        dynamodb: Any = None,  # noqa: ANN401
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if not isinstance(secret_id, str) or not secret_id.strip():
+            raise ConfigError(f"store {name!r}: secret_id must name the secret (its name or ARN)")
+        if not isinstance(ledger_table, str) or not ledger_table.strip():
+            raise ConfigError(f"store {name!r}: ledger_table must name a DynamoDB table")
+        self.name = name
+        self._secret_id = secret_id
+        self._fields = FieldMap(
+            name, fields=fields, field_names=field_names, environment=environment, base_url=base_url
+        )
+        self._sm = secretsmanager if secretsmanager is not None else _client("secretsmanager", region)
+        self._arn: str | None = secret_id if secret_id.startswith("arn:") else None
+        self._mutex = threading.Lock()
+        ledger_client = dynamodb if dynamodb is not None else _client("dynamodb", region)
+        extra = {} if clock is None else {"clock": clock}
+        self._ledger = DynamoLedger(
+            ledger_client, ledger_table, self._ledger_id, store=name, describe=self.describe(), **extra
+        )
+        self._log = StageLog(log, name, self.describe())
+
+    def describe(self) -> str:
+        return f"AWS Secrets Manager secret {self._secret_id}"
+
+    def __repr__(self) -> str:
+        return f"AwsStore(name={self.name!r}, secret_id={self._secret_id!r})"
+
+    # ----------------------------------------------------------------------------------------------- reads
+
+    def read(self, stage: Stage) -> StoredKey | None:
+        labels = self._labels()
+        version = stages.holder(labels, _STAGE_LABEL[stage])
+        if version is None:
+            if stage is Stage.CURRENT:
+                raise StoreNotFound(
+                    f"{self._secret_id} has no AWSCURRENT version: put the key applications use there, or give the "
+                    "credential its first key with `rotator enroll`",
+                    store=self.name,
+                )
+            return None
+        return self._key_at(version)
+
+    # ----------------------------------------------------------------------------------------------- writes
+
+    def put_pending(self, key: StoredKey) -> stages.Staged:
+        token = self._checked_token(stages.require_token(key))
+        now = self._stages()
+        staged = stages.put_pending(now, key, where=self._secret_id, store=self.name)
+        self._log.staging(staged)
+        if not staged.changed:
+            return staged
+        labels = self._labels()
+        if token in labels:  # a version of this token exists without a stage label (a retried or deprecated put)
+            if not self._key_at(token).same_key(key):
+                raise StoreConflict(
+                    f"version {token} of {self._secret_id} holds another key; nothing was changed. A token names one "
+                    "key: start a new rotation",
+                    store=self.name,
+                )
+            self._move(stages.moves_to_stage(labels, token))
+        else:
+            base = self._current_value(labels)
+            secret = json.dumps(self._fields.wanted(key, base))
+            with translated("storing the new key as AWSPENDING in", self._secret_id, store=self.name):
+                self._sm.put_secret_value(
+                    SecretId=self._secret_id,
+                    ClientRequestToken=token,
+                    SecretString=secret,
+                    VersionStages=["AWSPENDING"],
+                )
+        self._log.staged(staged)
+        return staged
+
+    def promote(self, token: str) -> stages.Promotion:
+        now = self._stages()
+        promotion = stages.promote(now, token, shown=lambda: now.current, where=self._secret_id, store=self.name)
+        moves = stages.moves_to_promote(self._labels(), token, where=self._secret_id, store=self.name)
+        if promotion.changed:
+            self._log.promoting(promotion)
+        self._move(moves)
+        if promotion.changed:
+            self._log.promoted(promotion, token)
+        return promotion
+
+    def restore_previous(self, token: str) -> stages.Rollback:
+        now = self._stages()
+        rollback = stages.restore_previous(now, token, where=self._secret_id, store=self.name)
+        self._move(stages.moves_to_restore(self._labels(), token, where=self._secret_id, store=self.name))
+        if rollback.changed:
+            self._log.rolled_back(rollback, token)
+        return rollback
+
+    def clear_previous(self, token: str) -> stages.Cleared:
+        now = self._stages()
+        cleared = stages.clear_previous(now, token)
+        self._move(stages.moves_to_clear(self._labels(), token))
+        self._log.cleared(cleared)
+        return cleared
+
+    # ----------------------------------------------------------------------------------------------- ledger
+
+    def read_record(self) -> VersionedRecord:
+        return self._ledger.read_record()
+
+    def write_record(self, record: dict[str, Any], *, lease: Lease, version: int) -> int:
+        return self._ledger.write_record(record, lease=lease, version=version)
+
+    def acquire(self, owner: str, ttl_seconds: float) -> Lease:
+        return self._ledger.acquire(owner, ttl_seconds)
+
+    def renew(self, lease: Lease, ttl_seconds: float) -> Lease:
+        return self._ledger.renew(lease, ttl_seconds)
+
+    def release(self, lease: Lease) -> None:
+        self._ledger.release(lease)
+
+    def close(self) -> None:
+        self._ledger.release_all()
+
+    # ----------------------------------------------------------------------------------------------- internals
+
+    def _ledger_id(self) -> str:
+        """The secret's ARN (the same item whether the secret is configured by name or by ARN)."""
+        if self._arn is None:
+            self._describe_secret()
+        assert self._arn is not None
+        return self._arn
+
+    def _describe_secret(self) -> dict[str, Any]:
+        with translated("reading the versions of", self._secret_id, store=self.name):
+            answer: dict[str, Any] = self._sm.describe_secret(SecretId=self._secret_id)
+        with self._mutex:
+            self._arn = str(answer.get("ARN") or self._secret_id)
+        return answer
+
+    def _labels(self) -> Labels:
+        """Version id → our stage labels (AWS's other labels are ignored)."""
+        answer = self._describe_secret()
+        labels: Labels = {}
+        for version, carried in (answer.get("VersionIdsToStages") or {}).items():
+            labels[str(version)] = frozenset(_OURS[label] for label in carried if label in _OURS)
+        return labels
+
+    def _stages(self) -> Stages:
+        labels = self._labels()
+
+        def key(label: str) -> StoredKey | None:
+            version = stages.holder(labels, label)
+            return None if version is None else self._key_at(version)
+
+        return Stages(current=key(CURRENT_LABEL), pending=key(PENDING_LABEL), previous=key(PREVIOUS_LABEL))
+
+    def _value_at(self, version: str) -> dict[str, Any]:
+        with translated(f"reading version {version} of", self._secret_id, store=self.name):
+            answer = self._sm.get_secret_value(SecretId=self._secret_id, VersionId=version)
+        text = answer.get("SecretString")
+        try:
+            value = json.loads(text) if isinstance(text, str) else None
+        except ValueError:
+            value = None
+        if not isinstance(value, dict):
+            raise StoreCorrupt(
+                f"version {version} of {self._secret_id} is not a JSON object: store the key as "
+                '{"api_key": "...", "api_secret": "..."} (a SecretString, not binary)',
+                store=self.name,
+            )
+        return value
+
+    def _key_at(self, version: str) -> StoredKey:
+        key = self._fields.key_from(self._value_at(version), f"{self._secret_id} (version {version})")
+        return StoredKey(
+            api_key=key.api_key,
+            api_secret=key.api_secret,
+            key_id=key.key_id,
+            environment=key.environment,
+            base_url=key.base_url,
+            token=version,
+        )
+
+    def _current_value(self, labels: Labels) -> dict[str, Any]:
+        """The AWSCURRENT value (its other fields are carried into a new version); empty before a first key."""
+        version = stages.holder(labels, CURRENT_LABEL)
+        return {} if version is None else self._value_at(version)
+
+    def _move(self, moves: list[LabelMove]) -> None:
+        for move in moves:
+            call: dict[str, Any] = {"SecretId": self._secret_id, "VersionStage": AWS_LABELS[move.label]}
+            if move.to is not None:
+                call["MoveToVersionId"] = move.to
+            if move.off is not None:
+                call["RemoveFromVersionId"] = move.off
+            with translated(f"moving {AWS_LABELS[move.label]} in", self._secret_id, store=self.name):
+                self._sm.update_secret_version_stage(**call)
+
+    def _checked_token(self, token: str) -> str:
+        if len(token) not in TOKEN_LENGTHS:
+            raise StoreError(
+                f"token {token!r} cannot be a Secrets Manager version id (32 to 64 characters); nothing was written. "
+                "Use a longer token (`rotator` makes 32-character ones)",
+                store=self.name,
+            )
+        return token
+
+
+def _client(service: str, region: str | None) -> Any:  # noqa: ANN401 - boto3 clients are untyped
+    """A boto3 client with standard retries (only transient errors are retried, with backoff)."""
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError as exc:
+        raise ConfigError(
+            "the aws store needs boto3: `pip install 'bluum-rotator[aws]'` (a Lambda runtime already has it)"
+        ) from exc
+    config = Config(retries={"mode": "standard", "max_attempts": 5})
+    return boto3.session.Session().client(service, region_name=region, config=config)
