@@ -39,7 +39,7 @@ from backends.ledger import Lease, VersionedRecord
 from backends.projected import Projected
 from backends.stages import StageLog
 from backends.vault_auth import VaultAuth, VaultSession
-from backends.vault_kv import KvMount
+from backends.vault_kv import KvMount, KvVersion
 from backends.vault_ledger import VaultDocument, VaultLedger
 from rotator.errors import (
     ConfigError,
@@ -146,6 +146,8 @@ class VaultStore:
         self._kv = KvMount(self._session, mount, store=name)
         self._projected = Projected(self, StageLog(log, name, self.describe()))
         self._ledger = VaultLedger(self._kv, self._state_path, store=name, describe=self.describe(), clock=clock)
+        self._known_before: tuple[StoredKey, ...] = ()
+        """The keys of the stage document as last read (before a move): `path` may show one of them."""
 
     # ----------------------------------------------------------------------------------------------- where
 
@@ -191,7 +193,9 @@ class VaultStore:
 
     def load_document(self) -> VaultDocument:
         """The stage document at `state_path` (an empty one when nothing is there yet)."""
-        return self._ledger.load_document()
+        document = self._ledger.load_document()
+        self._known_before = _keys_of(document)
+        return document
 
     def save_document(self, document: VaultDocument) -> None:
         """Write the document if it is still at the version read and no later lease than this handle's was taken."""
@@ -220,32 +224,60 @@ class VaultStore:
     def show(self, key: StoredKey) -> bool:
         """Make `key` the latest version at `path`, keeping fields that are not ours; False when it already is.
 
-        A check-and-set that loses to a writer who changed only other fields is tried again on their version; one
-        that changed our fields stops with StoreConflict (someone else is writing keys there).
+        Every write at `path` is what applications read next, so it is made only when, just before it:
+        - the stage document still names `key` CURRENT, and no later lease than this handle's was taken (a runner
+          that froze between the document and this write must not show a key the new holder has since rolled back
+          and revoked);
+        - `path` shows a key some stage held (before or after this move), or none: a key a person wrote there is
+          never overwritten;
+        - `path` is still at the version read (check-and-set). A writer who changed only other fields is followed
+          on their version; one who changed our fields stops the write.
         """
         self.check_show(key)
-        where = self._kv.where(self._path)
         for _ in range(_SHOW_ATTEMPTS):
             latest = self._kv.read(self._path, action="reading")
             base = dict(latest.data or {})
             wanted = self._fields.wanted(key, base)
             if latest.data is not None and wanted == base:
                 return False
+            self._check_may_write(key, latest)
             try:
                 self._kv.write(self._path, wanted, cas=latest.version, action="writing the key to")
             except StoreConflict:
-                now = self._kv.read(self._path, action="reading")
-                if self._fields.ours(now.data or {}) != self._fields.ours(base):
-                    raise StoreConflict(
-                        f"{where} was changed by someone else while the new key was being written there (its key "
-                        "fields changed); nothing of this runner's was written. Check who else writes that path, "
-                        "then run `rotator resume`",
-                        store=self.name,
-                    ) from None
-                continue
+                continue  # someone wrote meanwhile: look again (their key, if they wrote one, is then refused)
             return True
         raise StoreConflict(
-            f"{where} kept changing while the key was being written; run `rotator resume`", store=self.name
+            f"{self._kv.where(self._path)} kept changing while the key was being written; the rotation state is "
+            "kept: run `rotator resume` once nobody else writes there",
+            store=self.name,
+        )
+
+    def _check_may_write(self, key: StoredKey, latest: KvVersion) -> None:
+        where = self._kv.where(self._path)
+        known = self._known_before
+        document = self.load_document()
+        self._known_before = known + self._known_before
+        self._ledger.refuse_if_fenced_out(document.lease)
+        if document.current is None or not document.current.same_key(key):
+            raise StoreConflict(
+                f"{where} was not written: the rotation state at {self.state_where} no longer makes {key.label} "
+                "CURRENT (another runner moved it on). Run `rotator status` to see where that rotation is",
+                store=self.name,
+            )
+        if latest.data is None:
+            return
+        try:
+            shown = self._fields.key_from(latest.data, f"{where} (version {latest.version})")
+        except StoreNotFound:
+            return  # no key fields yet: nothing of anyone's is overwritten
+        if shown.same_key(key) or any(shown.same_key(held) for held in self._known_before):
+            return
+        raise StoreConflict(
+            f"{where} holds {shown.label} (version {latest.version}), which no rotation of this store put there "
+            "(someone wrote it by hand?), so it was not overwritten; applications keep reading it. If that key is "
+            "right, nothing more is needed here; otherwise restore the expected key there, then run "
+            "`rotator resume`",
+            store=self.name,
         )
 
     # ----------------------------------------------------------------------------------------------- ledger
@@ -286,3 +318,7 @@ def _checked_path(store: str, option: str, value: object) -> str:
             'leading and trailing slashes (e.g. path = "bluum/prod/trading")'
         )
     return text
+
+
+def _keys_of(document: VaultDocument) -> tuple[StoredKey, ...]:
+    return tuple(key for key in (document.current, document.pending, document.previous) if key is not None)

@@ -117,7 +117,7 @@ class VaultLedger:
 
     def save_document(self, document: VaultDocument) -> None:
         """Write the document if it is still at the version read and no later lease than this handle's was taken."""
-        self._refuse_if_fenced_out(document.lease)
+        self.refuse_if_fenced_out(document.lease)
         self._write_document(document, action="writing the rotation state to")
 
     def read_record(self) -> VersionedRecord:
@@ -242,7 +242,7 @@ class VaultLedger:
         data["lease"] = document.lease.to_json()
         self._kv.write(self._state_path, data, cas=document.kv_version, action=action)
 
-    def _refuse_if_fenced_out(self, stored: LeaseState) -> None:
+    def refuse_if_fenced_out(self, stored: LeaseState) -> None:
         """A handle that took a lease writes nothing once a later one was taken (a stale runner's stage move)."""
         with self._mutex:
             mine = max(self._held, default=None)

@@ -212,7 +212,7 @@ def test_a_key_written_at_the_path_by_someone_else_is_not_overwritten(
         return original_write(path, data, cas=cas, action=action)
 
     store._kv.write = someone_writes_first  # type: ignore[method-assign]
-    with pytest.raises(StoreConflict, match="changed by someone else"):
+    with pytest.raises(StoreConflict, match="it was not overwritten"):
         store.promote("t1")
     assert latest(openbao, app_path)["api_key"] == make_key(7).api_key
 
