@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from backends import stages
-from backends.aws_errors import translated
+from backends.aws_errors import error_code, translated
 from backends.aws_ledger import DEFAULT_TABLE, DynamoLedger
 from backends.key_fields import FieldMap
 from backends.ledger import Lease, VersionedRecord
@@ -96,7 +96,8 @@ class AwsStore:
     def read(self, stage: Stage) -> StoredKey | None:
         labels = self._labels()
         version = stages.holder(labels, _STAGE_LABEL[stage])
-        if version is None:
+        key = None if version is None else self._key_at(version)
+        if key is None:
             if stage is Stage.CURRENT:
                 raise StoreNotFound(
                     f"{self._secret_id} has no AWSCURRENT version: put the key applications use there, or give the "
@@ -104,7 +105,7 @@ class AwsStore:
                     store=self.name,
                 )
             return None
-        return self._key_at(version)
+        return key
 
     # ----------------------------------------------------------------------------------------------- writes
 
@@ -116,15 +117,16 @@ class AwsStore:
         if not staged.changed:
             return staged
         labels = self._labels()
-        if token in labels:  # a version of this token exists without a stage label (a retried or deprecated put)
-            if not self._key_at(token).same_key(key):
+        existing = self._key_at(token) if token in labels else None
+        if existing is not None:  # a version of this token exists without a stage label (a retried or deprecated put)
+            if not existing.same_key(key):
                 raise StoreConflict(
                     f"version {token} of {self._secret_id} holds another key; nothing was changed. A token names one "
                     "key: start a new rotation",
                     store=self.name,
                 )
             self._move(stages.moves_to_stage(labels, token))
-        else:
+        else:  # a new version, or the empty one Secrets Manager made for its own rotation: the value goes in
             base = self._current_value(labels)
             secret = json.dumps(self._fields.wanted(key, base))
             with translated("storing the new key as AWSPENDING in", self._secret_id, store=self.name):
@@ -216,9 +218,16 @@ class AwsStore:
 
         return Stages(current=key(CURRENT_LABEL), pending=key(PENDING_LABEL), previous=key(PREVIOUS_LABEL))
 
-    def _value_at(self, version: str) -> dict[str, Any]:
-        with translated(f"reading version {version} of", self._secret_id, store=self.name):
-            answer = self._sm.get_secret_value(SecretId=self._secret_id, VersionId=version)
+    def _value_at(self, version: str) -> dict[str, Any] | None:
+        """The JSON of a version; None for a version with no value yet (Secrets Manager makes an empty AWSPENDING
+        version when it starts a rotation, and createSecret puts the value into it)."""
+        try:
+            with translated(f"reading version {version} of", self._secret_id, store=self.name):
+                answer = self._sm.get_secret_value(SecretId=self._secret_id, VersionId=version)
+        except StoreNotFound as exc:
+            if error_code(exc.__cause__ or exc) == "ResourceNotFoundException" and self._arn is not None:
+                return None
+            raise
         text = answer.get("SecretString")
         try:
             value = json.loads(text) if isinstance(text, str) else None
@@ -232,8 +241,11 @@ class AwsStore:
             )
         return value
 
-    def _key_at(self, version: str) -> StoredKey:
-        key = self._fields.key_from(self._value_at(version), f"{self._secret_id} (version {version})")
+    def _key_at(self, version: str) -> StoredKey | None:
+        value = self._value_at(version)
+        if value is None:
+            return None
+        key = self._fields.key_from(value, f"{self._secret_id} (version {version})")
         return StoredKey(
             api_key=key.api_key,
             api_secret=key.api_secret,
@@ -246,7 +258,7 @@ class AwsStore:
     def _current_value(self, labels: Labels) -> dict[str, Any]:
         """The AWSCURRENT value (its other fields are carried into a new version); empty before a first key."""
         version = stages.holder(labels, CURRENT_LABEL)
-        return {} if version is None else self._value_at(version)
+        return (self._value_at(version) if version is not None else None) or {}
 
     def _move(self, moves: list[LabelMove]) -> None:
         for move in moves:

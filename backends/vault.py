@@ -145,7 +145,14 @@ class VaultStore:
         )
         self._kv = KvMount(self._session, mount, store=name)
         self._projected = Projected(self, StageLog(log, name, self.describe()))
-        self._ledger = VaultLedger(self._kv, self._state_path, store=name, describe=self.describe(), clock=clock)
+        self._ledger = VaultLedger(
+            self._kv,
+            self._state_path,
+            store=name,
+            describe=self.describe(),
+            owner_path=self._kv.where(self._path),
+            clock=clock,
+        )
         self._known_before: tuple[StoredKey, ...] = ()
         """The keys of the stage document as last read (before a move): `path` may show one of them."""
 

@@ -29,8 +29,9 @@ __all__ = ["VaultDocument", "VaultLedger"]
 log = logging.getLogger("rotator.store.vault")
 
 DOCUMENT_FIX: Final = (
-    "restore an earlier version (`bao kv rollback`), or, if no rotation is under way, delete it (the key applications "
-    "read is kept; then run `rotator sweep` so keys only the document knew get revoked)"
+    "undelete its latest version if it was deleted (`bao kv undelete`), or, if no rotation is under way, delete it "
+    "(the key applications read is kept; then run `rotator sweep` so keys only the document knew get revoked). Do "
+    "not roll it back to an older version: that would also roll back the lease's fencing number"
 )
 
 
@@ -71,9 +72,18 @@ class VaultLedger:
     """The stage document of one store at `mount/state_path`, and the lease and record kept in it."""
 
     def __init__(
-        self, kv: KvMount, state_path: str, *, store: str, describe: str, clock: Callable[[], float] = time.time
+        self,
+        kv: KvMount,
+        state_path: str,
+        *,
+        store: str,
+        describe: str,
+        owner_path: str,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.name = store
+        self._owner_path = owner_path
+        """The path whose stages this document keeps (`mount/path`): a document that names another is not ours."""
         self._kv = kv
         self._state_path = state_path
         self._describe = describe
@@ -101,6 +111,14 @@ class VaultLedger:
                 f"{self.state_where}: its latest version ({latest.version}) is deleted, so the rotation state is "
                 f"unknown: undelete it (`bao kv undelete -mount={self._kv.mount} -versions={latest.version} "
                 f"{self._state_path}`), or {DOCUMENT_FIX}",
+                store=self.name,
+            )
+        owner = latest.data.get("path")
+        if owner is not None and owner != self._owner_path:
+            raise StoreConflict(
+                f"{self.state_where} keeps the rotation state of {owner}, not of {self._owner_path}: two stores share "
+                "one state_path, and a rotation of one would replace the other's new key. Nothing was changed. Give "
+                "this store its own state_path (the default, bluum-rotator/<path>, is always its own)",
                 store=self.name,
             )
         document = DocumentReader(self.state_where, self.name, DOCUMENT_FIX).parse(latest.data)
@@ -240,6 +258,7 @@ class VaultLedger:
     def _write_document(self, document: VaultDocument, *, action: str) -> None:
         data = document.to_dict()
         data["lease"] = document.lease.to_json()
+        data["path"] = self._owner_path
         self._kv.write(self._state_path, data, cas=document.kv_version, action=action)
 
     def refuse_if_fenced_out(self, stored: LeaseState) -> None:

@@ -749,30 +749,41 @@ def _check_same_location(stores: Mapping[str, StoreConfig], problems: _Problems)
     """Two store tables naming one place would hold two credentials in one spot: a store holds one key."""
     seen: dict[str, str] = {}
     for store in stores.values():
-        location = _location(store)
-        earlier = seen.get(location)
-        if earlier is None:
-            seen[location] = store.name
-            continue
-        same = {"env": "the same file", "vault": "the same Vault secret"}.get(store.type, "the same type and options")
-        problems.add(
-            f"stores.{store.name}",
-            f"points at the same place as stores.{earlier} ({same})",
-            "give each store its own location (for env stores: its own file, since the stage sidecar and the lock "
-            "are kept per file)",
-        )
+        for location in _locations(store):
+            earlier = seen.get(location)
+            if earlier is None or earlier == store.name:
+                seen[location] = store.name
+                continue
+            same = {"env": "the same file", "vault": "the same Vault secret"}.get(
+                store.type, "the same type and options"
+            )
+            problems.add(
+                f"stores.{store.name}",
+                f"points at the same place as stores.{earlier} ({same})",
+                "give each store its own location (env stores: their own file, since the stage sidecar and the lock "
+                "are kept per file; Vault stores: their own path and state_path)",
+            )
+            break
 
 
-def _location(store: StoreConfig) -> str:
-    """What identifies where a store writes. An env store's sidecar and lock are per file, whatever the prefix."""
+_SAME_PLACE: Final = {"env": "the same file", "vault": "the same Vault secret"}
+
+
+def _locations(store: StoreConfig) -> list[str]:
+    """What identifies where a store writes. An env store's sidecar and lock are per file, whatever the prefix; a
+    Vault store writes two KV secrets (the path applications read and its stage document), at the address it would
+    use (`url`, else VAULT_ADDR)."""
+    options = store.options
     if store.type in FILE_PATH_STORE_TYPES:
-        return f"{store.type}:{store.options.get('path')}"
-    if store.type == "vault":  # one KV secret, however it is read or logged in to
-        defaults = {"mount": "secret"}
-        keys = ("url", "namespace", "mount", "path")
-        where = [str(store.options.get(key, defaults.get(key, ""))).strip("/") for key in keys]
-        return f"vault:{where!r}"
-    return f"{store.type}:{sorted((key, repr(value)) for key, value in store.options.items())!r}"
+        return [f"{store.type}:{options.get('path')}"]
+    if store.type == "vault":
+        address = str(options.get("url") or os.environ.get("VAULT_ADDR", "")).strip().rstrip("/").lower()
+        namespace = str(options.get("namespace") or os.environ.get("VAULT_NAMESPACE", "")).strip("/")
+        mount = str(options.get("mount") or "secret").strip("/")
+        path = str(options.get("path", "")).strip("/")
+        state_path = str(options.get("state_path") or f"bluum-rotator/{path}").strip("/")
+        return [f"vault:{address}|{namespace}|{mount}|{where}" for where in (path, state_path)]
+    return [f"{store.type}:{sorted((key, repr(value)) for key, value in options.items())!r}"]
 
 
 # --------------------------------------------------------------------------------------------- [credentials]

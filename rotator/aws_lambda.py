@@ -1,0 +1,262 @@
+"""The AWS Lambda entry point: Secrets Manager's rotation protocol, and a scheduled tick, on the rotator's own steps.
+
+Secrets Manager calls `handler` four times per rotation with `{"SecretId", "ClientRequestToken", "Step"}`:
+createSecret (mint at Bluum, store AWSPENDING), setSecret (stage in any other target), testSecret (Bluum accepts the
+pending pair, waiting out propagation within `ROTATOR_VERIFY_TIMEOUT`) and finishSecret (move AWSCURRENT). Each is
+`RotationService.step` under the rotation token, so the Lambda runs the very steps the CLI runs, one call at a time,
+under the same DynamoDB lease a CLI rotation takes: the two never both proceed. Before acting, each step guards as
+AWS's template does: rotation enabled, token known, already current means done, not pending means error. A step that
+fails for good has rolled back (the new key revoked at Bluum, AWSPENDING removed) before it raises, so Secrets
+Manager reports the rotation failed and alarms fire.
+
+The old key is not revoked in finishSecret: applications need the overlap. EventBridge calls `handler` with
+`{"rotator": "tick"}`, and the tick, for every managed secret, finishes what is unfinished (confirm, then revoke the
+old key once the grace window has passed and prove Bluum rejects it, then clear), or rolls back what cannot go on.
+
+Configuration is by environment variables (a missing or bad one fails the first step with a message, never a
+KeyError): ROTATOR_MANAGER_SECRET_ID (the secret holding the tenant key that mints and revokes), ROTATOR_SECRET_IDS
+(comma-separated) or ROTATOR_SECRET_TAG (a tag key) for what the tick manages, ROTATOR_GRACE, ROTATOR_VERIFY_TIMEOUT,
+ROTATOR_LEDGER_TABLE. Each managed secret's own JSON says its `environment`, `base_url` and `investor_id`.
+
+Cold start stays light: this module imports only the standard library; the engine, httpx and boto3 are imported by
+the first call that needs them. Logs are JSON lines, one record per step; never a secret value.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from rotator.rotation.driver import Outcome
+
+__all__ = ["LambdaConfigError", "handler"]
+
+log = logging.getLogger("rotator.lambda")
+
+STEPS: Final = ("createSecret", "setSecret", "testSecret", "finishSecret")
+MANAGED: Final = "managed"
+MANAGER: Final = "manager"
+_ENV_NAME_RE: Final = re.compile(r"^[A-Za-z0-9/_+=.@:-]+$")
+_clients: dict[str, Any] = {}
+"""boto3 clients, kept across invocations of one function instance (made once: ~50 ms each)."""
+
+
+class LambdaConfigError(Exception):
+    """The function's configuration is wrong; says which variable and what to set."""
+
+
+def handler(event: Mapping[str, Any], context: object = None) -> dict[str, Any]:
+    """Secrets Manager's rotation event, or the scheduled tick."""
+    _configure_logging()
+    if event.get("rotator") == "tick" or event.get("source") == "aws.events":
+        return _tick()
+    missing = [field for field in ("SecretId", "ClientRequestToken", "Step") if not event.get(field)]
+    if missing:
+        raise LambdaConfigError(
+            f"the event lacks {', '.join(missing)}: this function serves Secrets Manager rotation events "
+            '({"SecretId", "ClientRequestToken", "Step"}) and the scheduled tick ({"rotator": "tick"})'
+        )
+    step = str(event["Step"])
+    if step not in STEPS:
+        raise LambdaConfigError(f"unknown Step {step!r}: Secrets Manager sends one of {', '.join(STEPS)}")
+    return _rotation_step(str(event["SecretId"]), str(event["ClientRequestToken"]), step)
+
+
+# --------------------------------------------------------------------------------------------------- a rotation step
+
+
+def _rotation_step(secret_id: str, token: str, step: str) -> dict[str, Any]:
+    started = time.monotonic()
+    sm = _client("secretsmanager")
+    described = sm.describe_secret(SecretId=secret_id)
+    arn = str(described.get("ARN", secret_id))
+    fields = {"secret_arn": arn, "token": token, "step": step}
+    if described.get("RotationEnabled") is False:
+        raise LambdaConfigError(f"rotation is not enabled for {arn}: enable it (the Terraform module does)")
+    versions = described.get("VersionIdsToStages") or {}
+    if token not in versions:
+        raise LambdaConfigError(f"version {token} of {arn} has no stage for rotation: Secrets Manager did not start it")
+    if "AWSCURRENT" in versions[token]:
+        _log_step(fields, "already current", started)
+        return {"outcome": "already current", **fields}
+    if "AWSPENDING" not in versions[token]:
+        raise LambdaConfigError(f"version {token} of {arn} is not AWSPENDING: this rotation was replaced")
+    service = _service(arn)
+    with service:
+        outcome = service.step(MANAGED, step, token=token)
+    return _finish(outcome, fields, started)
+
+
+def _finish(outcome: Outcome, fields: dict[str, Any], started: float) -> dict[str, Any]:
+    from rotator.errors import ExitCode
+
+    result = {"outcome": outcome.exit_code.name.lower(), **fields}
+    _log_step(fields, outcome.message, started, outcome=outcome.exit_code.name.lower())
+    if outcome.exit_code not in (ExitCode.OK, ExitCode.INCOMPLETE):
+        raise RuntimeError(f"{fields.get('step', 'tick')} of {fields['secret_arn']} failed: {outcome.message}")
+    return result
+
+
+# --------------------------------------------------------------------------------------------------- the tick
+
+
+def _tick() -> dict[str, Any]:
+    """Finish each managed secret's unfinished rotation (revoke after grace, prove 401, clear) or roll it back."""
+    results, failures = [], []
+    for arn in _managed_secrets():
+        started = time.monotonic()
+        fields = {"secret_arn": arn, "step": "tick"}
+        try:
+            service = _service(arn)
+            with service:
+                outcome = service.resume(MANAGED)
+            results.append(_finish(outcome, fields, started))
+        except Exception as exc:
+            log.exception("tick failed for %s", arn, extra={"fields": fields})
+            failures.append(f"{arn}: {type(exc).__name__}")
+    if failures:
+        raise RuntimeError(f"the tick failed for {len(failures)} secret(s): {'; '.join(failures)}")
+    return {"outcome": "ok", "secrets": results}
+
+
+def _managed_secrets() -> list[str]:
+    ids = os.environ.get("ROTATOR_SECRET_IDS", "").strip()
+    tag = os.environ.get("ROTATOR_SECRET_TAG", "").strip()
+    if ids:
+        return [item.strip() for item in ids.split(",") if item.strip()]
+    if not tag:
+        raise LambdaConfigError(
+            "set ROTATOR_SECRET_IDS (comma-separated secret ARNs) or ROTATOR_SECRET_TAG (a tag key)"
+        )
+    sm, found = _client("secretsmanager"), []
+    pages = sm.get_paginator("list_secrets").paginate(Filters=[{"Key": "tag-key", "Values": [tag]}])
+    for page in pages:
+        found += [str(entry["ARN"]) for entry in page.get("SecretList", [])]
+    return found
+
+
+# --------------------------------------------------------------------------------------------------- configuration
+
+
+def _service(arn: str) -> Any:  # noqa: ANN401 - RotationService, imported lazily
+    """The rotation service for one managed secret: a configuration made from the environment and the secret."""
+    from backends.aws import AwsStore
+    from rotator.config import parse_config
+    from rotator.rotation.service import RotationService
+
+    manager = _required("ROTATOR_MANAGER_SECRET_ID")
+    table = os.environ.get("ROTATOR_LEDGER_TABLE", "bluum-rotator-ledger")
+    grace = os.environ.get("ROTATOR_GRACE", "1h")
+    verify_timeout = os.environ.get("ROTATOR_VERIFY_TIMEOUT", "60s")
+    managed_value = _current_json(arn)
+    manager_value = _current_json(manager)
+    environment = str(managed_value.get("environment") or "production")
+    investor = managed_value.get("investor_id")
+    if not isinstance(investor, str) or not investor:
+        raise LambdaConfigError(f"{arn}: its JSON needs an investor_id (the investor whose key this is)")
+    base_url = managed_value.get("base_url")
+    manager_base = manager_value.get("base_url")
+    text = f"""
+[stores.{MANAGED}]
+type = "aws"
+secret_id = {json.dumps(arn)}
+ledger_table = {json.dumps(table)}
+
+[stores.{MANAGER}]
+type = "aws"
+secret_id = {json.dumps(manager)}
+ledger_table = {json.dumps(table)}
+
+[credentials.{MANAGER}]
+environment = {json.dumps(str(manager_value.get("environment") or environment))}
+{f"base_url = {json.dumps(manager_base)}" if isinstance(manager_base, str) else ""}
+issuer = "manual"
+store = "{MANAGER}"
+
+[credentials.{MANAGED}]
+environment = {json.dumps(environment)}
+{f"base_url = {json.dumps(base_url)}" if isinstance(base_url, str) else ""}
+issuer = "bluum"
+investor_id = {json.dumps(investor)}
+manager = "{MANAGER}"
+store = "{MANAGED}"
+grace = {json.dumps(grace)}
+verify_timeout = {json.dumps(verify_timeout)}
+
+[history]
+dir = {json.dumps(str(_tmp() / "rotator-history"))}
+"""
+    config = parse_config(text, base_dir=_tmp(), store_types=("aws",))
+    clients = {"secretsmanager": _client("secretsmanager"), "dynamodb": _client("dynamodb")}
+    stores = {
+        MANAGED: AwsStore(MANAGED, secret_id=arn, ledger_table=table, **clients),
+        MANAGER: AwsStore(MANAGER, secret_id=manager, ledger_table=table, **clients),
+    }
+    return RotationService(config, stores=stores)
+
+
+def _current_json(secret_id: str) -> dict[str, Any]:
+    answer = _client("secretsmanager").get_secret_value(SecretId=secret_id, VersionStage="AWSCURRENT")
+    try:
+        value = json.loads(answer.get("SecretString") or "")
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise LambdaConfigError(f"{secret_id}: its AWSCURRENT value must be a JSON object with api_key and api_secret")
+    return value
+
+
+def _required(name: str) -> str:
+    value = os.environ.get(name, "").strip()
+    if not value or not _ENV_NAME_RE.match(value):
+        raise LambdaConfigError(f"set {name} (the ARN of the secret holding the tenant key that mints and revokes)")
+    return value
+
+
+def _client(service: str) -> Any:  # noqa: ANN401 - boto3 clients are untyped
+    if service not in _clients:
+        import boto3
+        from botocore.config import Config
+
+        region = os.environ.get("AWS_REGION") or None  # what a Lambda is given (boto3 itself reads AWS_DEFAULT_REGION)
+        config = Config(retries={"mode": "standard", "max_attempts": 5})
+        _clients[service] = boto3.client(service, region_name=region, config=config)
+    return _clients[service]
+
+
+def _tmp() -> Any:  # noqa: ANN401 - a Path
+    from pathlib import Path
+
+    return Path(os.environ.get("TMPDIR", "/tmp"))  # noqa: S108 - a Lambda's only writable folder
+
+
+def _configure_logging() -> None:
+    """JSON lines to CloudWatch, in place of the runtime's plain handler; only inside a real Lambda."""
+    if not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        return
+    root = logging.getLogger()
+    if any(getattr(h, "_rotator_json", False) for h in root.handlers):
+        return
+    from rotator.logs import JsonFormatter
+
+    handler_ = logging.StreamHandler()
+    handler_.setFormatter(JsonFormatter())
+    handler_._rotator_json = True  # type: ignore[attr-defined]
+    for existing in list(root.handlers):  # the Lambda runtime's own plain-text handler
+        root.removeHandler(existing)
+    root.addHandler(handler_)
+    root.setLevel(logging.INFO)
+
+
+def _log_step(fields: dict[str, Any], message: str, started: float, *, outcome: str = "ok") -> None:
+    log.info(
+        "%s",
+        message,
+        extra={"fields": {**fields, "outcome": outcome, "seconds": round(time.monotonic() - started, 3)}},
+    )
