@@ -62,7 +62,7 @@ class HolderProcess:
             os.kill(self.pid, 0)
         except ProcessLookupError:
             return True
-        except OSError:  # EPERM: it exists (another user's process)
+        except (OSError, OverflowError, ValueError):  # EPERM: it exists; a PID out of range: not ours to judge
             return False
         return False
 

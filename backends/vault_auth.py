@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -29,12 +30,17 @@ import hvac
 from hvac import exceptions as vault
 
 from backends.vault_errors import translated
-from rotator.errors import ConfigError, StoreDenied
+from rotator.errors import ConfigError, StoreDenied, StoreError
 
 __all__ = ["AuthMethod", "VaultAuth", "VaultSession"]
 
 log = logging.getLogger("rotator.store.vault")
 
+_SHORTEST_SAFE_TTL: Final = 600.0
+"""A token with less than this left may run out between two Vault calls of a rotation (the keepalive is every 5
+minutes); such a token is warned about."""
+_CREDENTIAL_RE: Final = re.compile(r"[\x21-\x7e]+")
+"""What a token, role id, secret id or JWT consists of: printable ASCII, no spaces or line breaks."""
 KUBERNETES_JWT: Final = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 """Where Kubernetes mounts a pod's service-account token."""
 
@@ -147,6 +153,9 @@ class VaultSession:
         )
         self._logged_in = bool(client is not None and client.token)
         """An injected client that already has a token is used as it is; otherwise the configured way logs in."""
+        self._renewable = False
+        self._lookup_worked = False
+        """Whether this token could ever look itself up: only then does a refused lookup mean it expired."""
         self._refresh_at: float | None = None
         """Monotonic time at which to renew or log in again; None: the token does not expire (or is not known to)."""
         self._mutex = threading.RLock()
@@ -166,13 +175,17 @@ class VaultSession:
             return self._client
 
     def token_valid(self) -> bool | None:
-        """Whether the token still works (None: cannot tell), to tell an expired token from a narrow policy."""
+        """Whether the token still works (None: cannot tell), to tell an expired token from a narrow policy.
+
+        A token that was never allowed to look itself up (created without the `default` policy) cannot tell: its
+        403 then says nothing about expiry."""
         try:
             self._client.auth.token.lookup_self()
         except (vault.Forbidden, vault.Unauthorized):
-            return False
-        except Exception:
+            return False if self._lookup_worked else None
+        except Exception:  # only a hint for a message; the real error is already being raised
             return None
+        self._lookup_worked = True
         return True
 
     def close(self) -> None:
@@ -203,8 +216,10 @@ class VaultSession:
             else:
                 response = self._login_call()
                 auth = response.get("auth") or {}
-                ttl, renewable = float(auth.get("lease_duration") or 0), False
+                ttl, renewable = float(auth.get("lease_duration") or 0), bool(auth.get("renewable"))
+                self.token_valid()  # learns whether this token may look itself up (for messages later)
         self._logged_in = True
+        self._renewable = renewable
         self._schedule(ttl, renewable)
 
     def _login_call(self) -> dict[str, Any]:
@@ -221,7 +236,9 @@ class VaultSession:
             kubernetes: dict[str, Any] = client.auth.kubernetes.login(role=auth.role, jwt=jwt, mount_point=auth.mount)
             return kubernetes
         access_key, secret_key, session_token = self._aws_credentials()
-        region = auth.aws_region or self._environ.get("AWS_REGION") or "us-east-1"
+        # hvac sends the login to STS's global endpoint, which only accepts signatures for us-east-1; a regional
+        # endpoint (set `aws_region`, and Vault's `sts_endpoint`/`sts_region` to match) is the user's choice.
+        region = auth.aws_region or "us-east-1"
         aws: dict[str, Any] = client.auth.aws.iam_login(
             access_key,
             secret_key,
@@ -238,7 +255,7 @@ class VaultSession:
             return self._read_file(self._auth.token_file, "token_file")
         token = self._environ.get("VAULT_TOKEN", "").strip()
         if token:
-            return token
+            return self._checked(token, "VAULT_TOKEN")
         home_token = Path(self._environ.get("HOME", str(Path.home()))) / ".vault-token"
         if home_token.is_file():
             return self._read_file(home_token, "~/.vault-token")
@@ -259,7 +276,16 @@ class VaultSession:
                 extra={"fields": {"store": self._store}},
             )
             return 0.0, False
+        self._lookup_worked = True
         ttl, renewable = float(data.get("ttl") or 0), bool(data.get("renewable"))
+        if 0 < ttl < _SHORTEST_SAFE_TTL:
+            log.warning(
+                "store %s: the Vault token has %.0f s left; between two Vault calls a rotation can wait up to 5 "
+                "minutes (the lease keepalive), so a token this short may expire unrenewed: use a longer TTL",
+                self._store,
+                ttl,
+                extra={"fields": {"store": self._store, "ttl_seconds": ttl}},
+            )
         if ttl and not renewable:
             log.warning(
                 "store %s: the Vault token expires in %.0f s and cannot be renewed; a rotation that outlives it fails "
@@ -271,23 +297,33 @@ class VaultSession:
         return ttl, renewable
 
     def _schedule(self, ttl: float, renewable: bool) -> None:
-        if ttl <= 0:
+        """When to act: a renewable token is renewed at half its life; a login token that cannot be renewed is
+        replaced by a new login at two thirds; a plain token that cannot be renewed is left to run out."""
+        if ttl <= 0 or (self._auth.method is AuthMethod.TOKEN and not renewable):
             self._refresh_at = None
             return
-        share = 0.5 if renewable or self._auth.method is AuthMethod.TOKEN else 2 / 3
-        if self._auth.method is AuthMethod.TOKEN and not renewable:
-            self._refresh_at = None  # nothing to do before it expires; the warning has been given
-            return
-        self._refresh_at = self._monotonic() + ttl * share
+        self._refresh_at = self._monotonic() + ttl * (0.5 if renewable else 2 / 3)
 
     def _refresh(self) -> None:
-        if self._auth.method is not AuthMethod.TOKEN:
+        if not self._renewable:
             self._log_in()
             return
-        with translated("renewing the Vault token", "", store=self._store, address=self._url):
-            auth = (self._client.auth.token.renew_self() or {}).get("auth") or {}
+        try:
+            with translated(
+                "renewing the Vault token", "", store=self._store, address=self._url, token_valid=self.token_valid
+            ):
+                auth = (self._client.auth.token.renew_self() or {}).get("auth") or {}
+        except StoreError:
+            if self._auth.method is AuthMethod.TOKEN:
+                raise
+            log.info("store %s: the Vault token could not be renewed; logging in again", self._store)
+            self._log_in()
+            return
         ttl = float(auth.get("lease_duration") or 0)
         log.debug("store %s: renewed the Vault token for %.0f s", self._store, ttl)
+        if self._auth.method is not AuthMethod.TOKEN and ttl < 1:
+            self._log_in()  # at its max TTL: renewal gives no more time
+            return
         self._schedule(ttl, bool(auth.get("renewable")))
 
     def _aws_credentials(self) -> tuple[str, str, str | None]:
@@ -299,9 +335,16 @@ class VaultSession:
         except ImportError:
             botocore_session = None
         if botocore_session is not None:
-            found = botocore_session.get_session().get_credentials()
-            if found is not None:
-                frozen = found.get_frozen_credentials()
+            try:
+                found = botocore_session.get_session().get_credentials()
+                frozen = found.get_frozen_credentials() if found is not None else None
+            except Exception as exc:
+                raise StoreDenied(
+                    f"auth = 'aws' could not get AWS credentials ({type(exc).__name__}): check AWS_PROFILE and the "
+                    "AWS config files, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+                    store=self._store,
+                ) from None
+            if frozen is not None:
                 return str(frozen.access_key), str(frozen.secret_key), frozen.token
         raise StoreDenied(
             "auth = 'aws' found no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (a Lambda has "
@@ -319,11 +362,15 @@ class VaultSession:
                 f"or the {variable} environment variable",
                 store=self._store,
             )
-        return value
+        return self._checked(value, variable)
 
     def _read_file(self, path: Path, option: str) -> str:
         try:
             value = path.read_text(encoding="utf-8").strip()
+        except UnicodeDecodeError:
+            raise StoreDenied(
+                f"{option} {path} is not UTF-8 text: put only the credential in it", store=self._store
+            ) from None
         except OSError as exc:
             raise StoreDenied(
                 f"cannot read {option} {path} ({exc.strerror or type(exc).__name__}): check the path and that this "
@@ -332,4 +379,14 @@ class VaultSession:
             ) from exc
         if not value:
             raise StoreDenied(f"{option} {path} is empty: put the credential in it", store=self._store)
+        return self._checked(value, f"{option} {path}")
+
+    def _checked(self, value: str, where: str) -> str:
+        """A credential HTTP can carry in a header; never echoed."""
+        if not _CREDENTIAL_RE.fullmatch(value):
+            raise StoreDenied(
+                f"{where} holds spaces, line breaks or other characters a Vault credential never has: put only the "
+                "credential in it, on one line",
+                store=self._store,
+            )
         return value

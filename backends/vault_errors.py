@@ -64,6 +64,12 @@ def translated(
             "VAULT_CACERT) at the CA bundle that signed Vault's certificate",
             store=store,
         ) from exc
+    except (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL, requests.exceptions.MissingSchema):
+        raise StoreError(  # not chained: requests repeats the header value, which may be a token
+            f"{where}: the request to Vault at {address} could not be made: the address is not a URL, or a "
+            "credential holds characters HTTP cannot carry. Check `url` (or VAULT_ADDR) and the token",
+            store=store,
+        ) from None
     except requests.exceptions.Timeout as exc:
         raise StoreUnavailable(
             f"{where}: Vault at {address} did not answer in time. If this was a write it may have been "
