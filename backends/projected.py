@@ -14,7 +14,7 @@ from typing import Protocol, Self, TypeVar
 
 from backends import stages
 from backends.stages import StageLog, Stages
-from rotator.errors import StoreError, StoreNotFound
+from rotator.errors import StoreCorrupt, StoreNotFound
 from rotator.model import Stage, StoredKey
 
 
@@ -113,8 +113,9 @@ class Projected:
             return None
         try:
             shown = self._store.shown()
-        except StoreError:
-            return None
+        except (StoreNotFound, StoreCorrupt):
+            return None  # readers see nothing usable: no key of a crashed promote is hidden there
+        # Any other failure (the store cannot be reached) propagates: a holdings check must fail closed.
         if shown.same_key(previous) and not shown.same_key(current):
             return current
         return None

@@ -28,7 +28,7 @@ from rotator.errors import ConfigError, ExitCode
 from rotator.model import DEFAULT_BASE_URLS, Environment
 
 INV = "inv_2ahq810t9rgmwgncgcawcm5400"
-TYPES = ("env", "aws", "vault")
+TYPES = ("env", "aws", "vault", "keyring")
 
 STORES: dict[str, dict[str, Any]] = {
     "tenant": {"type": "env", "path": "tenant.env"},
@@ -463,14 +463,14 @@ def test_env_store_options_are_checked() -> None:
 
 
 def test_store_name_option_is_reserved() -> None:
-    message = problems_of(render(stores={**STORES, "v": {"type": "aws", "name": "x"}}))
+    message = problems_of(render(stores={**STORES, "v": {"type": "keyring", "name": "x"}}))
     assert "stores.v.name: is reserved" in message
 
 
 def test_unknown_store_type_lists_known_and_plugin_group() -> None:
     message = problems_of(render(stores={**STORES, "app": {"type": "envv", "path": "x"}}))
     assert "stores.app.type: unknown store type 'envv' (did you mean 'env'?)" in message
-    assert "aws, env, vault" in message
+    assert "aws, env, keyring, vault" in message
     assert "'rotator.backends' entry-point group" in message
 
 
