@@ -70,6 +70,7 @@ class AwsStore:
             raise ConfigError(f"store {name!r}: secret_id must name the secret (its name or ARN)")
         if not isinstance(ledger_table, str) or not ledger_table.strip():
             raise ConfigError(f"store {name!r}: ledger_table must name a DynamoDB table")
+        quiet_body_loggers()
         self.name = name
         self._secret_id = secret_id
         self._fields = FieldMap(
@@ -278,6 +279,34 @@ class AwsStore:
                 store=self.name,
             )
         return token
+
+
+BODY_LOGGERS: Final = (
+    "botocore.endpoint",
+    "botocore.parsers",
+    "botocore.auth",
+    "botocore.awsrequest",
+    "botocore.hooks",
+)
+"""botocore loggers that print request and response bodies or signed headers at DEBUG: a secret value, a session
+token. They are kept at INFO whatever the root logger's level, so `-vv` or a debug Lambda never logs a secret."""
+
+
+def quiet_body_loggers() -> None:
+    """Keep the loggers that would print secrets at INFO or above."""
+    for name in BODY_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level < logging.INFO:  # its own level (NOTSET follows the root, which may be DEBUG later)
+            logger.setLevel(logging.INFO)
+        if _DROP_DEBUG not in logger.filters:  # survives a logging config that resets levels
+            logger.addFilter(_DROP_DEBUG)
+
+
+def _drop_debug(record: logging.LogRecord) -> bool:
+    return record.levelno > logging.DEBUG
+
+
+_DROP_DEBUG: Final = _drop_debug
 
 
 def _client(service: str, region: str | None) -> Any:  # noqa: ANN401 - boto3 clients are untyped

@@ -87,9 +87,15 @@ def _rotation_step(secret_id: str, token: str, step: str) -> dict[str, Any]:
         return {"outcome": "already current", **fields}
     if "AWSPENDING" not in versions[token]:
         raise LambdaConfigError(f"version {token} of {arn} is not AWSPENDING: this rotation was replaced")
-    service = _service(arn)
-    with service:
-        outcome = service.step(MANAGED, step, token=token)
+    from rotator.errors import RotatorError
+
+    try:
+        service = _service(arn)
+        with service:
+            outcome = service.step(MANAGED, step, token=token)
+    except RotatorError as exc:  # rolled back already when it could be; raised so Secrets Manager reports it
+        _log_step(fields, str(exc), started, outcome=f"failed (exit {exc.exit_code.value})")
+        raise
     return _finish(outcome, fields, started)
 
 

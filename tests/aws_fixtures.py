@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -25,16 +25,28 @@ class Moto:
 
     url: str
 
-    def client(self, service: str) -> Any:
-        import boto3
+    _clients: dict[str, Any] = field(default_factory=dict)
 
-        return boto3.session.Session().client(service, region_name=REGION, endpoint_url=self.url, **FAKE_CREDENTIALS)
+    def client(self, service: str) -> Any:
+        """One client per service (boto3 clients are thread-safe and slow to make)."""
+        if service not in self._clients:
+            import boto3
+
+            from backends.aws import quiet_body_loggers
+
+            quiet_body_loggers()  # the tests' own calls carry secret values too
+            session = boto3.session.Session()
+            self._clients[service] = session.client(
+                service, region_name=REGION, endpoint_url=self.url, **FAKE_CREDENTIALS
+            )
+        return self._clients[service]
 
     def environ(self) -> dict[str, str]:
         """What a subprocess needs to reach this server with boto3's own configuration."""
         return {
             "AWS_ENDPOINT_URL": self.url,
             "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
         }

@@ -1,0 +1,230 @@
+"""The rotation Lambda's handler, driven the way Secrets Manager drives it, on moto (server mode) and the simulator.
+
+moto cannot run a Lambda here (no Docker), so each test plays Secrets Manager: `rotate_secret` with a function
+registered in moto starts a rotation (it adds the empty AWSPENDING version under the token, as AWS does), and the test
+then calls `handler` with createSecret, setSecret, testSecret and finishSecret under that token, as the service would.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import uuid
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backends.aws import AwsStore
+from rotator import aws_lambda
+from rotator.bluum import BluumClient
+from rotator.demo import Account, open_account
+from rotator.errors import RotationFailed, RotationInProgress
+from rotator.model import Environment, KeyPair
+from rotator.secret import Secret
+from rotator.simulator import Simulator
+from tests.aws_fixtures import LEDGER_TABLE, Moto
+
+STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
+
+
+def pair_json(pair: KeyPair, sim: Simulator, **extra: str) -> str:
+    return json.dumps(
+        {
+            "api_key": pair.api_key,
+            "api_secret": pair.api_secret.reveal(),
+            "key_id": pair.key_id,
+            "environment": "sandbox",
+            "base_url": sim.base_url,
+            **extra,
+        }
+    )
+
+
+class Lambda:
+    """One managed secret and its manager secret on moto, the function's environment, and Secrets Manager's part."""
+
+    def __init__(self, moto: Moto, sim: Simulator, account: Account) -> None:
+        self.moto, self.sim, self.account = moto, sim, account
+        self.sm = moto.client("secretsmanager")
+        suffix = uuid.uuid4().hex[:10]
+        self.manager = self.sm.create_secret(
+            Name=f"bluum/tenant-{suffix}", SecretString=pair_json(account.tenant_pair, sim)
+        )["ARN"]
+        self.secret = self.sm.create_secret(
+            Name=f"bluum/trading-{suffix}",
+            SecretString=pair_json(account.first.pair, sim, investor_id=account.investor),
+        )["ARN"]
+        self.function = self._register_function(suffix)
+
+    def _register_function(self, suffix: str) -> str:
+        iam, lam = self.moto.client("iam"), self.moto.client("lambda")
+        role = iam.create_role(
+            RoleName=f"rotator-{suffix}",
+            AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
+        )["Role"]["Arn"]
+        code = io.BytesIO()
+        with zipfile.ZipFile(code, "w") as archive:
+            archive.writestr("rotator/aws_lambda.py", "def handler(event, context): pass\n")
+        return str(
+            lam.create_function(
+                FunctionName=f"rotator-{suffix}",
+                Runtime="python3.12",
+                Role=role,
+                Handler="rotator.aws_lambda.handler",
+                Code={"ZipFile": code.getvalue()},
+            )["FunctionArn"]
+        )
+
+    def start_rotation(self) -> str:
+        """What Secrets Manager does first: an empty AWSPENDING version under a new token."""
+        token = str(uuid.uuid4())
+        self.sm.rotate_secret(
+            SecretId=self.secret,
+            ClientRequestToken=token,
+            RotationLambdaARN=self.function,
+            RotationRules={"AutomaticallyAfterDays": 90},
+            RotateImmediately=True,
+        )
+        return token
+
+    def event(self, token: str, step: str) -> dict[str, str]:
+        return {"SecretId": self.secret, "ClientRequestToken": token, "Step": step}
+
+    def labels(self) -> dict[str, set[str]]:
+        described = self.sm.describe_secret(SecretId=self.secret)
+        return {v: set(s) for v, s in described["VersionIdsToStages"].items() if s}
+
+    def pair_at(self, stage: str) -> KeyPair:
+        value = json.loads(self.sm.get_secret_value(SecretId=self.secret, VersionStage=stage)["SecretString"])
+        return KeyPair(value["api_key"], Secret(value["api_secret"]), Environment.SANDBOX, value.get("key_id"))
+
+    def works(self, pair: KeyPair) -> bool:
+        with BluumClient(self.sim.base_url) as client:
+            return client.check(pair).outcome.value == "works"
+
+    def key_status(self, key_id: str) -> str:
+        return next(str(k["status"]) for k in self.sim.keys() if k["id"] == key_id)
+
+
+@pytest.fixture
+def function(moto_server: Moto, sim: Simulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Lambda]:
+    import urllib.request
+
+    urllib.request.urlopen(
+        urllib.request.Request(
+            f"{moto_server.url}/moto-api/config",
+            data=json.dumps({"lambda": {"use_docker": False}}).encode(),
+            method="POST",
+        )
+    ).read()
+    account = open_account(sim, "first")
+    fn = Lambda(moto_server, sim, account)
+    for name, value in {
+        **moto_server.environ(),
+        "ROTATOR_MANAGER_SECRET_ID": fn.manager,
+        "ROTATOR_SECRET_IDS": fn.secret,
+        "ROTATOR_GRACE": "0s",
+        "ROTATOR_VERIFY_TIMEOUT": "3s",
+        "ROTATOR_LEDGER_TABLE": LEDGER_TABLE,
+        "TMPDIR": str(tmp_path),
+    }.items():
+        monkeypatch.setenv(name, value)
+    aws_lambda._clients.clear()
+    yield fn
+    aws_lambda._clients.clear()
+
+
+def test_the_four_steps_then_the_tick_rotate_the_key(function: Lambda) -> None:
+    old = function.account.first.pair
+    token = function.start_rotation()
+    for step in STEPS:
+        result = aws_lambda.handler(function.event(token, step))
+        assert result["step"] == step
+        assert result["outcome"] in ("ok", "already current"), result
+    new = function.pair_at("AWSCURRENT")
+    assert new.api_key != old.api_key
+    assert function.labels()[token] == {"AWSCURRENT"}
+    assert function.works(new)
+    assert function.works(old), "finishSecret must not revoke: applications need the overlap"
+    assert function.pair_at("AWSPREVIOUS").api_key == old.api_key
+
+    tick = aws_lambda.handler({"rotator": "tick"})
+    assert tick["outcome"] == "ok"
+    assert not function.works(old), "the tick revokes the old key once the grace window has passed"
+    assert function.works(new)
+    assert list(function.labels().values()) == [{"AWSCURRENT"}]
+
+
+def test_every_step_can_be_sent_twice(function: Lambda) -> None:
+    token = function.start_rotation()
+    for step in STEPS:
+        aws_lambda.handler(function.event(token, step))
+        aws_lambda.handler(function.event(token, step))
+    created = [k for k in function.sim.keys() if k.get("owner") == function.account.investor]
+    assert len(created) == 2, "a repeated createSecret must not mint a second key"
+    assert function.labels()[token] == {"AWSCURRENT"}
+
+
+def test_a_failing_test_secret_rolls_back_and_raises(function: Lambda) -> None:
+    old = function.account.first.pair
+    function.sim.advance_clock(3600)
+    function.sim.configure(propagation_delay=3600)  # the new key never works in time
+    token = function.start_rotation()
+    aws_lambda.handler(function.event(token, "createSecret"))
+    aws_lambda.handler(function.event(token, "setSecret"))
+    new_id = function.pair_at("AWSPENDING").key_id
+    with pytest.raises(RotationFailed, match="rolled back"):
+        aws_lambda.handler(function.event(token, "testSecret"))
+    assert function.pair_at("AWSCURRENT").api_key == old.api_key
+    assert all("AWSPENDING" not in stages for stages in function.labels().values())
+    assert new_id is not None
+    assert function.key_status(new_id) == "revoked"
+    assert function.works(old)
+
+
+def test_a_cli_rotation_in_progress_keeps_the_lambda_out(function: Lambda, moto_server: Moto) -> None:
+    cli_store = AwsStore(
+        "cli",
+        secret_id=function.secret,
+        ledger_table=LEDGER_TABLE,
+        secretsmanager=moto_server.client("secretsmanager"),
+        dynamodb=moto_server.client("dynamodb"),
+    )
+    lease = cli_store.acquire("ops@laptop pid 1", 900)
+    try:
+        token = function.start_rotation()
+        with pytest.raises(RotationInProgress):
+            aws_lambda.handler(function.event(token, "createSecret"))
+        assert [k for k in function.sim.keys() if k.get("owner") == function.account.investor][1:] == []
+    finally:
+        cli_store.release(lease)
+
+
+def test_a_step_for_an_unknown_token_or_a_bad_event_says_why(function: Lambda) -> None:
+    with pytest.raises(aws_lambda.LambdaConfigError, match="no stage for rotation"):
+        aws_lambda.handler(function.event(str(uuid.uuid4()), "createSecret"))
+    with pytest.raises(aws_lambda.LambdaConfigError, match="unknown Step"):
+        aws_lambda.handler({"SecretId": "x", "ClientRequestToken": "y", "Step": "rotate"})
+    with pytest.raises(aws_lambda.LambdaConfigError, match="lacks ClientRequestToken"):
+        aws_lambda.handler({"SecretId": "x", "Step": "createSecret"})
+
+
+def test_a_missing_manager_variable_fails_the_first_step_with_a_message(
+    function: Lambda, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ROTATOR_MANAGER_SECRET_ID")
+    token = function.start_rotation()
+    with pytest.raises(aws_lambda.LambdaConfigError, match="set ROTATOR_MANAGER_SECRET_ID"):
+        aws_lambda.handler(function.event(token, "createSecret"))
+
+
+def test_importing_the_handler_loads_no_engine_sdk_or_cli() -> None:
+    """Cold start: the module itself needs only the standard library (httpx would pull click in when installed)."""
+    code = "import rotator.aws_lambda, sys, json; print(json.dumps(sorted(sys.modules)))"
+    loaded = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    heavy = {"click", "httpx", "boto3", "botocore", "hvac", "requests", "schedule", "rotator.rotation.service"}
+    assert heavy.isdisjoint(loaded), sorted(heavy.intersection(loaded))
