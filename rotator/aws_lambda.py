@@ -41,6 +41,7 @@ log = logging.getLogger("rotator.lambda")
 
 STEPS: Final = ("createSecret", "setSecret", "testSecret", "finishSecret")
 MANAGED: Final = "managed"
+"""The name of the managed secret's store in the configuration made per call."""
 MANAGER: Final = "manager"
 _ENV_NAME_RE: Final = re.compile(r"^[A-Za-z0-9/_+=.@:-]+$")
 _clients: dict[str, Any] = {}
@@ -92,7 +93,7 @@ def _rotation_step(secret_id: str, token: str, step: str) -> dict[str, Any]:
     try:
         service = _service(arn)
         with service:
-            outcome = service.step(MANAGED, step, token=token)
+            outcome = service.step(credential_name(arn), step, token=token)
     except RotatorError as exc:  # rolled back already when it could be; raised so Secrets Manager reports it
         _log_step(fields, str(exc), started, outcome=f"failed (exit {exc.exit_code.value})")
         raise
@@ -121,14 +122,37 @@ def _tick() -> dict[str, Any]:
         try:
             service = _service(arn)
             with service:
-                outcome = service.resume(MANAGED)
-            results.append(_finish(outcome, fields, started))
+                outcome = service.resume(credential_name(arn))
+                swept = _sweep(service)
+            results.append({**_finish(outcome, fields, started), "revoked_orphans": swept})
         except Exception as exc:
             log.exception("tick failed for %s", arn, extra={"fields": fields})
             failures.append(f"{arn}: {type(exc).__name__}")
     if failures:
         raise RuntimeError(f"the tick failed for {len(failures)} secret(s): {'; '.join(failures)}")
     return {"outcome": "ok", "secrets": results}
+
+
+def _sweep(service: Any) -> list[str]:  # noqa: ANN401 - RotationService, imported lazily
+    """Revoke keys this rotator made for the secret that no store holds (a createSecret whose answer was lost after
+    Bluum made the key). Only its own keys: the key name carries the credential, so other keys of the investor
+    (used by who knows what) are never touched."""
+    from rotator.sweep import sweep
+
+    revoked = []
+    for finding in sweep(service, revoke=True):
+        log.info("%s", finding.message, extra={"fields": {"step": "sweep", "kind": finding.kind}})
+        if finding.kind == "revoked" and finding.key_id:
+            revoked.append(finding.key_id)
+    return revoked
+
+
+def credential_name(arn: str) -> str:
+    """The credential's name for one managed secret: the keys the rotator mints carry it in their name, so it must
+    tell two secrets of one investor apart (a sweep revokes only its own credential's keys)."""
+    import hashlib
+
+    return "sm-" + hashlib.sha256(arn.encode()).hexdigest()[:16]
 
 
 def _managed_secrets() -> list[str]:
@@ -185,7 +209,7 @@ environment = {json.dumps(str(manager_value.get("environment") or environment))}
 issuer = "manual"
 store = "{MANAGER}"
 
-[credentials.{MANAGED}]
+[credentials.{credential_name(arn)}]
 environment = {json.dumps(environment)}
 {f"base_url = {json.dumps(base_url)}" if isinstance(base_url, str) else ""}
 issuer = "bluum"

@@ -228,3 +228,32 @@ def test_importing_the_handler_loads_no_engine_sdk_or_cli() -> None:
     loaded = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     heavy = {"click", "httpx", "boto3", "botocore", "hvac", "requests", "schedule", "rotator.rotation.service"}
     assert heavy.isdisjoint(loaded), sorted(heavy.intersection(loaded))
+
+
+def test_the_tick_revokes_only_its_own_orphans(function: Lambda) -> None:
+    """A key this rotator minted for the secret that no store holds (a createSecret whose answer was lost) is
+    revoked by the tick; a key of the same investor made by anyone else is left alone."""
+    from rotator import machine
+
+    tenant, investor = function.account.tenant_pair, function.account.investor
+    with BluumClient(function.sim.base_url) as client:
+        lost = client.create_investor_key(
+            tenant,
+            investor,
+            name=machine.key_name(aws_lambda.credential_name(function.secret), uuid.uuid4().hex),
+            environment=Environment.SANDBOX,
+            idempotency_key=uuid.uuid4().hex,
+        )
+        foreign = client.create_investor_key(
+            tenant,
+            investor,
+            name="made by the ops team",
+            environment=Environment.SANDBOX,
+            idempotency_key=uuid.uuid4().hex,
+        )
+    function.sim.advance_clock(60)
+    result = aws_lambda.handler({"rotator": "tick"})
+    assert result["secrets"][0]["revoked_orphans"] == [lost.info.id]
+    assert function.key_status(lost.info.id) == "revoked"
+    assert function.key_status(foreign.info.id) == "active"
+    assert function.works(function.account.first.pair)
