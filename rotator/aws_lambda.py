@@ -184,6 +184,7 @@ def _service(arn: str) -> Any:  # noqa: ANN401 - RotationService, imported lazil
     table = os.environ.get("ROTATOR_LEDGER_TABLE", "bluum-rotator-ledger")
     grace = os.environ.get("ROTATOR_GRACE", "1h")
     verify_timeout = os.environ.get("ROTATOR_VERIFY_TIMEOUT", "60s")
+    share = _concurrency()
     managed_value = _current_json(arn)
     manager_value = _current_json(manager)
     environment = str(managed_value.get("environment") or "production")
@@ -221,6 +222,10 @@ verify_timeout = {json.dumps(verify_timeout)}
 
 [history]
 dir = {json.dumps(str(_tmp() / "rotator-history"))}
+
+[bluum]
+rate_limit_sandbox = {_share_of(10.0, share)!r}
+rate_limit_production = {_share_of(25.0, share)!r}
 """
     config = parse_config(text, base_dir=_tmp(), store_types=("aws",))
     clients = {"secretsmanager": _client("secretsmanager"), "dynamodb": _client("dynamodb")}
@@ -229,6 +234,32 @@ dir = {json.dumps(str(_tmp() / "rotator-history"))}
         MANAGER: AwsStore(MANAGER, secret_id=manager, ledger_table=table, **clients),
     }
     return RotationService(config, stores=stores)
+
+
+def _share_of(limit: float, instances: int) -> float:
+    """The rate one instance may use so that `instances` of them never exceed `limit` in any one-second window.
+
+    Each instance paces itself (one request every 1/rate seconds, `rotator.throttle`), and such a pacer can put
+    rate + 1 requests in a one-second window (one at its start, then one per interval); uncoordinated instances can
+    line those windows up. So each gets limit / instances - 1, and together they send at most `limit`."""
+    return limit if instances == 1 else limit / instances - 1
+
+
+def _concurrency() -> int:
+    """ROTATOR_CONCURRENCY: how many instances of the function may run at once (its reserved concurrency).
+
+    Every rotation spends the one tenant key's rate limit (10 requests a second in sandbox, 25 in production), and
+    each instance paces only itself; so each takes a share that keeps them within it together (`_share_of`)."""
+    raw = os.environ.get("ROTATOR_CONCURRENCY", "1").strip()
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise LambdaConfigError(
+            f"ROTATOR_CONCURRENCY must be a whole number of 1 or more (the reserved concurrency), not {raw!r}"
+        )
+    return value
 
 
 def _current_json(secret_id: str) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from rotator.model import Environment, KeyPair
 from rotator.secret import Secret
 from rotator.simulator import Simulator
 from tests.aws_fixtures import LEDGER_TABLE, Moto
+from tests.conftest import LeakGuard
 
 STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
 
@@ -257,3 +258,65 @@ def test_the_tick_revokes_only_its_own_orphans(function: Lambda) -> None:
     assert function.key_status(lost.info.id) == "revoked"
     assert function.key_status(foreign.info.id) == "active"
     assert function.works(function.account.first.pair)
+
+
+def test_many_secrets_rotated_at_once_stay_within_the_tenant_keys_rate_limit(
+    function: Lambda, moto_server: Moto, sim: Simulator, monkeypatch: pytest.MonkeyPatch, leak_guard: LeakGuard
+) -> None:
+    """Four instances at once (ROTATOR_CONCURRENCY=4, the reserved concurrency), each rotating its own secret with
+    the one tenant key in its own process: each paces itself to its share, so Bluum never answers 429. (With
+    ROTATOR_CONCURRENCY=1, each instance taking the whole limit, the same run drew 1 and 2 answers 429 in two
+    tries when this test was written.)"""
+    sim.configure(rate_limits={"TEST": 10, "PRODUCTION": 25})
+    monkeypatch.setenv("ROTATOR_CONCURRENCY", "4")
+    secrets = [function.secret]
+    with BluumClient(sim.base_url) as client:
+        for n in range(3):
+            first = client.create_investor_key(
+                function.account.tenant_pair,
+                function.account.investor,
+                name=f"app {n}",
+                environment=Environment.SANDBOX,
+                idempotency_key=uuid.uuid4().hex,
+            )
+            secrets.append(
+                function.sm.create_secret(
+                    Name=f"bluum/app-{n}-{uuid.uuid4().hex[:8]}",
+                    SecretString=pair_json(first.pair, sim, investor_id=function.account.investor),
+                )["ARN"]
+            )
+    sim.advance_clock(60)
+    before = len(sim.request_log())
+    tokens = {}
+    for arn in secrets:
+        function.secret = arn
+        tokens[arn] = function.start_rotation()
+    # Each instance is its own process, as Lambda instances are (a throttle is shared within a process only).
+    script = (
+        "import json, sys\nfrom rotator import aws_lambda\n"
+        "arn, token = sys.argv[1], sys.argv[2]\n"
+        "for step in ('createSecret', 'setSecret', 'testSecret', 'finishSecret'):\n"
+        "    aws_lambda.handler({'SecretId': arn, 'ClientRequestToken': token, 'Step': step})\n"
+    )
+    instances = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, arn, tokens[arn]],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for arn in secrets
+    ]
+    outputs = []
+    for process in instances:
+        output, _ = process.communicate(timeout=120)
+        outputs.append((process.returncode, output))
+    for code, output in outputs:
+        leak_guard.check(output, "instance output")
+        assert code == 0, output[-2000:]
+    statuses = [entry["status"] for entry in sim.request_log()[before:]]
+    assert statuses, "the simulator saw the rotations' requests"
+    assert 429 not in statuses, f"{statuses.count(429)} requests answered 429"
+    for arn in secrets:
+        function.secret = arn
+        assert function.labels()[tokens[arn]] == {"AWSCURRENT"}
