@@ -40,6 +40,9 @@ __all__ = ["LambdaConfigError", "handler"]
 log = logging.getLogger("rotator.lambda")
 
 STEPS: Final = ("createSecret", "setSecret", "testSecret", "finishSecret")
+ROTATION_FAILED: Final = "rotation_failed"
+KEY_OVERDUE: Final = "key_overdue"
+"""Values of the `metric` field of log records, which the Terraform module's metric filters count."""
 MANAGED: Final = "managed"
 """The name of the managed secret's store in the configuration made per call."""
 MANAGER: Final = "manager"
@@ -81,6 +84,13 @@ def _rotation_step(secret_id: str, token: str, step: str) -> dict[str, Any]:
     if described.get("RotationEnabled") is False:
         raise LambdaConfigError(f"rotation is not enabled for {arn}: enable it (the Terraform module does)")
     versions = described.get("VersionIdsToStages") or {}
+    if token not in versions and step == "testSecret":
+        # Secrets Manager tests a new rotation configuration (rotation set up without rotating at once) by calling
+        # testSecret under a token it never staged: there is no key to test, and nothing is wrong.
+        _log_step(
+            fields, "configuration test by Secrets Manager: no rotation under this token, nothing to test", started
+        )
+        return {"outcome": "configuration test", **fields}
     if token not in versions:
         raise LambdaConfigError(f"version {token} of {arn} has no stage for rotation: Secrets Manager did not start it")
     if "AWSCURRENT" in versions[token]:
@@ -95,7 +105,7 @@ def _rotation_step(secret_id: str, token: str, step: str) -> dict[str, Any]:
         with service:
             outcome = service.step(credential_name(arn), step, token=token)
     except RotatorError as exc:  # rolled back already when it could be; raised so Secrets Manager reports it
-        _log_step(fields, str(exc), started, outcome=f"failed (exit {exc.exit_code.value})")
+        _log_step(fields, str(exc), started, outcome=f"failed (exit {exc.exit_code.value})", metric=ROTATION_FAILED)
         raise
     return _finish(outcome, fields, started)
 
@@ -104,8 +114,10 @@ def _finish(outcome: Outcome, fields: dict[str, Any], started: float) -> dict[st
     from rotator.errors import ExitCode
 
     result = {"outcome": outcome.exit_code.name.lower(), **fields}
-    _log_step(fields, outcome.message, started, outcome=outcome.exit_code.name.lower())
-    if outcome.exit_code not in (ExitCode.OK, ExitCode.INCOMPLETE):
+    failed = outcome.exit_code not in (ExitCode.OK, ExitCode.INCOMPLETE)
+    metric = ROTATION_FAILED if failed else None
+    _log_step(fields, outcome.message, started, outcome=outcome.exit_code.name.lower(), metric=metric)
+    if failed:
         raise RuntimeError(f"{fields.get('step', 'tick')} of {fields['secret_arn']} failed: {outcome.message}")
     return result
 
@@ -120,11 +132,12 @@ def _tick() -> dict[str, Any]:
         started = time.monotonic()
         fields = {"secret_arn": arn, "step": "tick"}
         try:
+            overdue = _check_overdue(_client("secretsmanager").describe_secret(SecretId=arn), fields)
             service = _service(arn)
             with service:
                 outcome = service.resume(credential_name(arn))
                 swept = _sweep(service)
-            results.append({**_finish(outcome, fields, started), "revoked_orphans": swept})
+            results.append({**_finish(outcome, fields, started), "revoked_orphans": swept, "overdue": overdue})
         except Exception as exc:
             log.exception("tick failed for %s", arn, extra={"fields": fields})
             failures.append(f"{arn}: {type(exc).__name__}")
@@ -315,9 +328,30 @@ def _configure_logging() -> None:
     root.setLevel(logging.INFO)
 
 
-def _log_step(fields: dict[str, Any], message: str, started: float, *, outcome: str = "ok") -> None:
-    log.info(
-        "%s",
-        message,
-        extra={"fields": {**fields, "outcome": outcome, "seconds": round(time.monotonic() - started, 3)}},
+def _log_step(
+    fields: dict[str, Any], message: str, started: float, *, outcome: str = "ok", metric: str | None = None
+) -> None:
+    """One JSON record per step; `metric` feeds the module's CloudWatch metric filters (and so its alarms)."""
+    extra = {**fields, "outcome": outcome, "seconds": round(time.monotonic() - started, 3)}
+    if metric is not None:
+        extra["metric"] = metric
+    (log.error if metric == ROTATION_FAILED else log.info)("%s", message, extra={"fields": extra})
+
+
+def _check_overdue(described: Mapping[str, Any], fields: dict[str, Any]) -> bool:
+    """A `key_overdue` record when the secret's last rotation is older than its rotation period (a day's slack)."""
+    rules = described.get("RotationRules") or {}
+    days = rules.get("AutomaticallyAfterDays")
+    last = described.get("LastRotatedDate") or described.get("CreatedDate")
+    if not described.get("RotationEnabled") or not isinstance(days, int) or last is None:
+        return False
+    age = time.time() - (last.timestamp() if hasattr(last, "timestamp") else float(last))
+    if age <= (days + 1) * 86400:
+        return False
+    log.warning(
+        "the current key is %.0f days old, past its %d-day rotation period: check the rotation's errors",
+        age / 86400,
+        days,
+        extra={"fields": {**fields, "metric": KEY_OVERDUE, "age_days": round(age / 86400, 1)}},
     )
+    return True

@@ -320,3 +320,32 @@ def test_many_secrets_rotated_at_once_stay_within_the_tenant_keys_rate_limit(
     for arn in secrets:
         function.secret = arn
         assert function.labels()[tokens[arn]] == {"AWSCURRENT"}
+
+
+def test_secrets_managers_configuration_test_is_not_an_error(function: Lambda) -> None:
+    """Rotation set up without rotating at once: AWS calls testSecret under a token it never staged."""
+    result = aws_lambda.handler(function.event(str(uuid.uuid4()), "testSecret"))
+    assert result["outcome"] == "configuration test"
+
+
+def test_a_failed_rotation_and_an_overdue_key_are_logged_for_the_modules_alarms(
+    function: Lambda, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Terraform module's metric filters count records whose `metric` is rotation_failed or key_overdue."""
+    function.sim.advance_clock(3600)
+    function.sim.configure(propagation_delay=3600)
+    token = function.start_rotation()
+    aws_lambda.handler(function.event(token, "createSecret"))
+    aws_lambda.handler(function.event(token, "setSecret"))
+    with caplog.at_level("INFO", logger="rotator.lambda"), pytest.raises(RotationFailed):
+        aws_lambda.handler(function.event(token, "testSecret"))
+    metrics = [getattr(r, "fields", {}).get("metric") for r in caplog.records if r.name == "rotator.lambda"]
+    assert metrics.count("rotation_failed") == 1
+
+    caplog.clear()
+    monkeypatch.setattr(aws_lambda.time, "time", lambda: 4_102_444_800.0)  # 2100: far past its 90-day period
+    with caplog.at_level("INFO", logger="rotator.lambda"):
+        tick = aws_lambda.handler({"rotator": "tick"})
+    assert tick["secrets"][0]["overdue"] is True
+    metrics = [getattr(r, "fields", {}).get("metric") for r in caplog.records if r.name == "rotator.lambda"]
+    assert metrics.count("key_overdue") == 1

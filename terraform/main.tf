@@ -1,0 +1,351 @@
+data "aws_partition" "current" {}
+
+data "aws_region" "current" {}
+
+locals {
+  tags = merge({ "bluum-rotator" = var.name }, var.tags)
+
+  handler = "rotator.aws_lambda.handler"
+
+  create_manager_secret = var.manager_secret_arn == null
+  manager_secret_arn    = local.create_manager_secret ? aws_secretsmanager_secret.manager[0].arn : var.manager_secret_arn
+
+  managed_secret_arns = [for name in sort(keys(var.secrets)) : aws_secretsmanager_secret.managed[name].arn]
+
+  create_alarm_topic = var.alarm_topic_arn == null
+  alarm_topic_arn    = local.create_alarm_topic ? aws_sns_topic.alarms[0].arn : var.alarm_topic_arn
+
+  log_group_name = "/aws/lambda/${var.name}"
+  in_vpc         = length(var.vpc_subnet_ids) > 0
+
+  # What an empty secret holds until the key applications use is put in: the fields that are not the key, so the
+  # rotator's first read says "no api_key field yet" rather than finding a made-up key.
+  placeholders = {
+    for name, s in var.secrets : name => jsonencode({
+      for field, value in {
+        environment = s.environment
+        base_url    = s.base_url
+        investor_id = s.investor_id
+      } : field => value if value != null
+    })
+  }
+}
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The secrets. Seeded once with a placeholder; the rotator owns the value from then on, and Terraform never writes it
+# again (`ignore_changes`). A plan after any number of rotations shows no change here.
+# ---------------------------------------------------------------------------------------------------------------------
+
+resource "aws_secretsmanager_secret" "managed" {
+  #checkov:skip=CKV_AWS_149:A customer-managed key is optional by design (var.kms_key_arn); without one Secrets Manager uses its AWS-managed key aws/secretsmanager, which still encrypts at rest.
+  for_each = var.secrets
+
+  name                    = each.key
+  description             = each.value.description
+  kms_key_id              = var.kms_key_arn
+  recovery_window_in_days = var.recovery_window_days
+  tags                    = merge(local.tags, each.value.tags)
+}
+
+resource "aws_secretsmanager_secret_version" "placeholder" {
+  for_each = var.secrets
+
+  secret_id     = aws_secretsmanager_secret.managed[each.key].id
+  secret_string = local.placeholders[each.key]
+
+  lifecycle {
+    # The rotator puts every later version and moves AWSCURRENT off this one; Terraform must not put it back.
+    ignore_changes = [secret_string, version_stages]
+  }
+}
+
+resource "aws_secretsmanager_secret_rotation" "managed" {
+  for_each = var.secrets
+
+  secret_id           = aws_secretsmanager_secret.managed[each.key].id
+  rotation_lambda_arn = aws_lambda_function.rotator.arn
+  rotate_immediately  = var.rotate_immediately
+
+  rotation_rules {
+    automatically_after_days = var.rotation_days
+    schedule_expression      = var.rotation_schedule_expression
+    duration                 = var.rotation_window
+  }
+
+  lifecycle {
+    precondition {
+      condition     = (var.rotation_days == null) != (var.rotation_schedule_expression == null)
+      error_message = "Give exactly one of rotation_days and rotation_schedule_expression: with a schedule expression, set rotation_days = null."
+    }
+  }
+
+  # Secrets Manager checks that it may invoke the function when rotation is configured, and rotation of a secret
+  # without any version fails: both must exist first.
+  depends_on = [aws_lambda_permission.secretsmanager, aws_secretsmanager_secret_version.placeholder]
+}
+
+resource "aws_secretsmanager_secret" "manager" {
+  #checkov:skip=CKV_AWS_149:A customer-managed key is optional by design (var.kms_key_arn); without one Secrets Manager uses its AWS-managed key aws/secretsmanager.
+  #checkov:skip=CKV2_AWS_57:The manager (tenant) key is not rotated by this function: it is the key that mints and revokes the others, and Bluum rotates it from the dashboard.
+  count = local.create_manager_secret ? 1 : 0
+
+  name                    = "${var.name}/manager"
+  description             = "The Bluum managing (tenant) key bluum-rotator mints and revokes keys with"
+  kms_key_id              = var.kms_key_arn
+  recovery_window_in_days = var.recovery_window_days
+  tags                    = local.tags
+}
+
+resource "aws_secretsmanager_secret_version" "manager_placeholder" {
+  count = local.create_manager_secret ? 1 : 0
+
+  secret_id     = aws_secretsmanager_secret.manager[0].id
+  secret_string = jsonencode({})
+
+  lifecycle {
+    ignore_changes = [secret_string, version_stages]
+  }
+}
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The ledger: each rotation's record and lease, by conditional writes
+# ---------------------------------------------------------------------------------------------------------------------
+
+resource "aws_dynamodb_table" "ledger" {
+  #checkov:skip=CKV_AWS_119:A customer-managed key is optional by design (var.kms_key_arn); without one DynamoDB encrypts with its AWS-owned key. The table holds rotation records and leases, never a key.
+  name                        = "${var.name}-ledger"
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "ledger_id"
+  deletion_protection_enabled = var.ledger_deletion_protection
+
+  attribute {
+    name = "ledger_id"
+    type = "S"
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+
+  server_side_encryption {
+    enabled     = var.kms_key_arn != null
+    kms_key_arn = var.kms_key_arn
+  }
+
+  tags = local.tags
+}
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The function
+# ---------------------------------------------------------------------------------------------------------------------
+
+resource "aws_cloudwatch_log_group" "rotator" {
+  #checkov:skip=CKV_AWS_158:A customer-managed key is optional by design (var.kms_key_arn); without one CloudWatch Logs encrypts with its service key. The logs never hold a secret value (the rotator's leak guard).
+  name              = local.log_group_name
+  retention_in_days = var.log_retention_days
+  kms_key_id        = var.kms_key_arn
+  tags              = local.tags
+}
+
+resource "aws_lambda_function" "rotator" {
+  #checkov:skip=CKV_AWS_116:No dead-letter queue: a failed invocation is retried by its caller (Secrets Manager retries a failed rotation; the idempotent tick runs again on its next schedule) and raises the errors alarm, so a queue would only hold copies of tick events.
+  #checkov:skip=CKV_AWS_117:Running in a VPC is optional (var.vpc_subnet_ids): the function calls Bluum's public API, which from a VPC needs a NAT gateway.
+  #checkov:skip=CKV_AWS_173:A customer-managed key for the environment is optional (var.kms_key_arn); the environment holds only ARNs, a table name and durations, never a secret, and Lambda encrypts it at rest with its AWS-managed key.
+  #checkov:skip=CKV_AWS_272:Code signing is optional (var.code_signing_config_arn): it needs an AWS Signer profile the package is signed with, which this project does not publish.
+  function_name = var.name
+  description   = "bluum-rotator: rotates Bluum API keys held in Secrets Manager"
+  role          = aws_iam_role.rotator.arn
+
+  filename         = var.lambda_zip_path
+  source_code_hash = filebase64sha256(var.lambda_zip_path)
+  handler          = local.handler
+  runtime          = "python3.12"
+  # The package's compiled dependencies are built for manylinux2014_x86_64 (scripts/build_lambda_zip.py).
+  architectures = ["x86_64"]
+
+  timeout                        = var.timeout_seconds
+  memory_size                    = var.memory_size
+  reserved_concurrent_executions = var.reserved_concurrency
+  kms_key_arn                    = var.kms_key_arn
+  code_signing_config_arn        = var.code_signing_config_arn
+
+  environment {
+    variables = {
+      ROTATOR_MANAGER_SECRET_ID = local.manager_secret_arn
+      ROTATOR_SECRET_IDS        = join(",", local.managed_secret_arns)
+      ROTATOR_GRACE             = var.grace
+      ROTATOR_VERIFY_TIMEOUT    = "${var.verify_timeout_seconds}s"
+      ROTATOR_LEDGER_TABLE      = aws_dynamodb_table.ledger.name
+      # Each instance takes this share of the manager key's rate limit: the same number as the reserved concurrency.
+      ROTATOR_CONCURRENCY = tostring(var.reserved_concurrency)
+    }
+  }
+
+  tracing_config {
+    mode = var.tracing_mode
+  }
+
+  dynamic "vpc_config" {
+    for_each = local.in_vpc ? [1] : []
+    content {
+      subnet_ids         = var.vpc_subnet_ids
+      security_group_ids = var.vpc_security_group_ids
+    }
+  }
+
+  lifecycle {
+    precondition {
+      condition     = var.verify_timeout_seconds + 30 <= var.timeout_seconds
+      error_message = "timeout_seconds must exceed verify_timeout_seconds by at least 30 s, or testSecret is cut off while it waits for Bluum."
+    }
+    precondition {
+      condition     = (length(var.vpc_subnet_ids) > 0) == (length(var.vpc_security_group_ids) > 0)
+      error_message = "vpc_subnet_ids and vpc_security_group_ids go together: give both or neither."
+    }
+    precondition {
+      # Lambda allows 4 KB of environment; ARNs are about 90 characters each.
+      condition     = length(join(",", local.managed_secret_arns)) <= 3500
+      error_message = "Too many secrets for one function's environment (ROTATOR_SECRET_IDS over 3500 characters): split them across several module instances."
+    }
+  }
+
+  # The log group exists (with its retention) before the first invocation, and the role may write to it.
+  depends_on = [aws_cloudwatch_log_group.rotator, aws_iam_role_policy.rotator]
+
+  tags = local.tags
+}
+
+resource "aws_lambda_permission" "secretsmanager" {
+  for_each = var.secrets
+
+  statement_id  = "SecretsManagerRotation-${substr(sha256(each.key), 0, 16)}"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.rotator.function_name
+  principal     = "secretsmanager.amazonaws.com"
+  source_arn    = aws_secretsmanager_secret.managed[each.key].arn
+}
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The tick: revokes previous keys after their grace, resumes or rolls back stuck rotations, reports overdue keys
+# ---------------------------------------------------------------------------------------------------------------------
+
+resource "aws_cloudwatch_event_rule" "tick" {
+  name                = "${var.name}-tick"
+  description         = "bluum-rotator's scheduled tick"
+  schedule_expression = var.tick_schedule
+  tags                = local.tags
+}
+
+resource "aws_cloudwatch_event_target" "tick" {
+  rule  = aws_cloudwatch_event_rule.tick.name
+  arn   = aws_lambda_function.rotator.arn
+  input = jsonencode({ rotator = "tick" })
+}
+
+resource "aws_lambda_permission" "tick" {
+  statement_id  = "EventBridgeTick"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.rotator.function_name
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.tick.arn
+}
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Alarms
+# ---------------------------------------------------------------------------------------------------------------------
+
+resource "aws_sns_topic" "alarms" {
+  #checkov:skip=CKV_AWS_26:Encrypted only with var.kms_key_arn: the AWS-managed alias/aws/sns key cannot be used, because CloudWatch alarms cannot publish to a topic under a key whose policy does not allow cloudwatch.amazonaws.com.
+  count = local.create_alarm_topic ? 1 : 0
+
+  name              = "${var.name}-alarms"
+  kms_master_key_id = var.kms_key_arn
+  tags              = local.tags
+}
+
+resource "aws_sns_topic_subscription" "email" {
+  for_each = local.create_alarm_topic ? toset(var.alarm_emails) : toset([])
+
+  topic_arn = aws_sns_topic.alarms[0].arn
+  protocol  = "email"
+  endpoint  = each.value
+}
+
+# The rotator's JSON log records carry `"metric": "rotation_failed"` for a rotation that failed (rolled back or left
+# incomplete) and `"metric": "key_overdue"` for each managed secret whose current key is older than its rotation
+# period (the tick checks); these filters count them.
+resource "aws_cloudwatch_log_metric_filter" "rotation_failed" {
+  name           = "${var.name}-rotation-failed"
+  log_group_name = aws_cloudwatch_log_group.rotator.name
+  pattern        = "{ $.metric = \"rotation_failed\" }"
+
+  metric_transformation {
+    name      = "RotationFailed"
+    namespace = var.metric_namespace
+    value     = "1"
+    unit      = "Count"
+  }
+}
+
+resource "aws_cloudwatch_log_metric_filter" "key_overdue" {
+  name           = "${var.name}-key-overdue"
+  log_group_name = aws_cloudwatch_log_group.rotator.name
+  pattern        = "{ $.metric = \"key_overdue\" }"
+
+  metric_transformation {
+    name      = "KeyOverdue"
+    namespace = var.metric_namespace
+    value     = "1"
+    unit      = "Count"
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "errors" {
+  alarm_name          = "${var.name}-errors"
+  alarm_description   = "The bluum-rotator function raised: a rotation step or the tick failed. Its log group ${local.log_group_name} says which secret and why."
+  namespace           = "AWS/Lambda"
+  metric_name         = "Errors"
+  dimensions          = { FunctionName = aws_lambda_function.rotator.function_name }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 1
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [local.alarm_topic_arn]
+  ok_actions          = [local.alarm_topic_arn]
+  tags                = local.tags
+}
+
+resource "aws_cloudwatch_metric_alarm" "rotation_failed" {
+  alarm_name          = "${var.name}-rotation-failed"
+  alarm_description   = "A Bluum key rotation failed (rolled back, or left incomplete for the tick to resume). Search ${local.log_group_name} for \"rotation_failed\"."
+  namespace           = var.metric_namespace
+  metric_name         = aws_cloudwatch_log_metric_filter.rotation_failed.metric_transformation[0].name
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 1
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [local.alarm_topic_arn]
+  ok_actions          = [local.alarm_topic_arn]
+  tags                = local.tags
+}
+
+# The tick reports every overdue key on each run, so the alarm looks at an hour: several ticks.
+resource "aws_cloudwatch_metric_alarm" "key_overdue" {
+  alarm_name          = "${var.name}-overdue-keys"
+  alarm_description   = "A managed secret's current Bluum key is older than its rotation period: rotation is not happening. Search ${local.log_group_name} for \"key_overdue\"."
+  namespace           = var.metric_namespace
+  metric_name         = aws_cloudwatch_log_metric_filter.key_overdue.metric_transformation[0].name
+  statistic           = "Sum"
+  period              = 3600
+  evaluation_periods  = 1
+  threshold           = 1
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [local.alarm_topic_arn]
+  ok_actions          = [local.alarm_topic_arn]
+  tags                = local.tags
+}

@@ -1,0 +1,234 @@
+# `terraform test` with a mocked AWS provider: no credentials, no network. Run from terraform/ after `make lambda-zip`
+# (tests/integration/test_terraform.py runs it in a copy, with the package built there).
+
+mock_provider "aws" {
+  # Apply runs need ARNs that look real: the provider validates the ones other resources take as arguments.
+  mock_resource "aws_iam_role" {
+    defaults = {
+      arn = "arn:aws:iam::123456789012:role/bluum-rotator-lambda"
+    }
+  }
+  mock_resource "aws_lambda_function" {
+    defaults = {
+      arn        = "arn:aws:lambda:us-east-1:123456789012:function:bluum-rotator"
+      invoke_arn = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:bluum-rotator/invocations"
+    }
+  }
+  mock_resource "aws_secretsmanager_secret" {
+    defaults = {
+      arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:bluum/test/api-key-AbCdEf"
+    }
+  }
+  mock_resource "aws_sns_topic" {
+    defaults = {
+      arn = "arn:aws:sns:us-east-1:123456789012:bluum-rotator-alarms"
+    }
+  }
+  mock_resource "aws_cloudwatch_log_group" {
+    defaults = {
+      arn = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/bluum-rotator"
+    }
+  }
+  mock_resource "aws_dynamodb_table" {
+    defaults = {
+      arn = "arn:aws:dynamodb:us-east-1:123456789012:table/bluum-rotator-ledger"
+    }
+  }
+  mock_resource "aws_cloudwatch_event_rule" {
+    defaults = {
+      arn = "arn:aws:events:us-east-1:123456789012:rule/bluum-rotator-tick"
+    }
+  }
+  mock_data "aws_iam_policy_document" {
+    defaults = {
+      json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}"
+    }
+  }
+  mock_data "aws_region" {
+    defaults = {
+      name = "us-east-1"
+    }
+  }
+  mock_data "aws_partition" {
+    defaults = {
+      partition  = "aws"
+      dns_suffix = "amazonaws.com"
+    }
+  }
+}
+
+variables {
+  lambda_zip_path = "../build/bluum-rotator-lambda.zip"
+  secrets = {
+    "bluum/test/api-key" = {
+      environment = "sandbox"
+      investor_id = "inv_test"
+    }
+  }
+}
+
+run "defaults_rotate_every_90_days" {
+  command = plan
+
+  assert {
+    condition     = aws_secretsmanager_secret_rotation.managed["bluum/test/api-key"].rotation_rules[0].automatically_after_days == 90
+    error_message = "rotation must default to every 90 days"
+  }
+  assert {
+    condition     = aws_secretsmanager_secret_rotation.managed["bluum/test/api-key"].rotation_rules[0].schedule_expression == null
+    error_message = "no schedule expression unless one is given"
+  }
+  assert {
+    condition     = aws_secretsmanager_secret_rotation.managed["bluum/test/api-key"].rotate_immediately == false
+    error_message = "the first rotation must wait until the placeholder is replaced"
+  }
+  assert {
+    condition     = aws_lambda_function.rotator.handler == "rotator.aws_lambda.handler" && aws_lambda_function.rotator.runtime == "python3.12"
+    error_message = "handler and runtime are the package's"
+  }
+  assert {
+    condition     = aws_lambda_function.rotator.reserved_concurrent_executions == 2 && aws_lambda_function.rotator.environment[0].variables["ROTATOR_CONCURRENCY"] == "2"
+    error_message = "reserved concurrency defaults to 2, and the function is told so (its share of the manager key's rate)"
+  }
+  assert {
+    condition     = aws_cloudwatch_log_group.rotator.retention_in_days == 365
+    error_message = "logs are kept a year by default"
+  }
+  assert {
+    condition     = jsondecode(aws_secretsmanager_secret_version.placeholder["bluum/test/api-key"].secret_string) == { environment = "sandbox", investor_id = "inv_test" }
+    error_message = "the placeholder holds the fields that are not the key, and no made-up key"
+  }
+  assert {
+    condition     = length(aws_sns_topic.alarms) == 1 && length(aws_secretsmanager_secret.manager) == 1
+    error_message = "the alarm topic and the manager secret are created when not given"
+  }
+  assert {
+    condition     = aws_dynamodb_table.ledger.hash_key == "ledger_id" && aws_dynamodb_table.ledger.billing_mode == "PAY_PER_REQUEST"
+    error_message = "the ledger table is keyed by ledger_id, on demand"
+  }
+  assert {
+    condition     = aws_cloudwatch_event_target.tick.input == jsonencode({ rotator = "tick" })
+    error_message = "the schedule sends the tick event"
+  }
+}
+
+run "permissions_are_scoped_to_their_source" {
+  command = apply
+
+  assert {
+    condition     = aws_lambda_permission.secretsmanager["bluum/test/api-key"].principal == "secretsmanager.amazonaws.com"
+    error_message = "Secrets Manager is the principal that may invoke the rotation"
+  }
+  assert {
+    condition     = aws_lambda_permission.secretsmanager["bluum/test/api-key"].source_arn == aws_secretsmanager_secret.managed["bluum/test/api-key"].arn
+    error_message = "the permission is scoped to the managed secret's ARN"
+  }
+  assert {
+    condition     = aws_lambda_permission.tick.principal == "events.amazonaws.com" && aws_lambda_permission.tick.source_arn == aws_cloudwatch_event_rule.tick.arn
+    error_message = "EventBridge may invoke the function only from the tick rule"
+  }
+  assert {
+    condition     = aws_lambda_function.rotator.environment[0].variables["ROTATOR_SECRET_IDS"] == aws_secretsmanager_secret.managed["bluum/test/api-key"].arn
+    error_message = "the tick manages exactly the module's secrets"
+  }
+  assert {
+    condition     = aws_lambda_function.rotator.environment[0].variables["ROTATOR_LEDGER_TABLE"] == "bluum-rotator-ledger"
+    error_message = "the function is told its ledger table"
+  }
+  assert {
+    condition     = aws_lambda_function.rotator.environment[0].variables["ROTATOR_VERIFY_TIMEOUT"] == "60s" && aws_lambda_function.rotator.environment[0].variables["ROTATOR_GRACE"] == "1h"
+    error_message = "durations are passed in the rotator's own spelling"
+  }
+}
+
+run "schedule_expression_replaces_days" {
+  command = plan
+
+  variables {
+    rotation_days                = null
+    rotation_schedule_expression = "rate(30 days)"
+    rotation_window              = "4h"
+  }
+
+  assert {
+    condition     = aws_secretsmanager_secret_rotation.managed["bluum/test/api-key"].rotation_rules[0].automatically_after_days == null
+    error_message = "AutomaticallyAfterDays and ScheduleExpression are exclusive"
+  }
+  assert {
+    condition     = aws_secretsmanager_secret_rotation.managed["bluum/test/api-key"].rotation_rules[0].schedule_expression == "rate(30 days)" && aws_secretsmanager_secret_rotation.managed["bluum/test/api-key"].rotation_rules[0].duration == "4h"
+    error_message = "the schedule and its window are passed through"
+  }
+}
+
+run "given_topic_and_manager_secret_are_used" {
+  command = plan
+
+  variables {
+    alarm_topic_arn    = "arn:aws:sns:us-east-1:123456789012:ops"
+    manager_secret_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:bluum/manager-XyZ123"
+  }
+
+  assert {
+    condition     = length(aws_sns_topic.alarms) == 0 && length(aws_secretsmanager_secret.manager) == 0
+    error_message = "nothing is created for what is given"
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.errors.alarm_actions == toset(["arn:aws:sns:us-east-1:123456789012:ops"])
+    error_message = "the alarms notify the given topic"
+  }
+  assert {
+    condition     = aws_lambda_function.rotator.environment[0].variables["ROTATOR_MANAGER_SECRET_ID"] == "arn:aws:secretsmanager:us-east-1:123456789012:secret:bluum/manager-XyZ123"
+    error_message = "the function reads the given manager secret"
+  }
+}
+
+run "days_and_schedule_together_are_refused" {
+  command = plan
+
+  variables {
+    rotation_schedule_expression = "rate(30 days)"
+  }
+
+  expect_failures = [aws_secretsmanager_secret_rotation.managed]
+}
+
+run "rotation_days_out_of_range_is_refused" {
+  command = plan
+
+  variables {
+    rotation_days = 1001
+  }
+
+  expect_failures = [var.rotation_days]
+}
+
+run "short_log_retention_is_refused" {
+  command = plan
+
+  variables {
+    log_retention_days = 14
+  }
+
+  expect_failures = [var.log_retention_days]
+}
+
+run "ten_instances_are_refused" {
+  command = plan
+
+  variables {
+    reserved_concurrency = 10
+  }
+
+  expect_failures = [var.reserved_concurrency]
+}
+
+run "timeout_shorter_than_verification_is_refused" {
+  command = plan
+
+  variables {
+    timeout_seconds        = 60
+    verify_timeout_seconds = 60
+  }
+
+  expect_failures = [aws_lambda_function.rotator]
+}
