@@ -343,7 +343,7 @@ def test_a_failed_rotation_and_an_overdue_key_are_logged_for_the_modules_alarms(
     assert metrics.count("rotation_failed") == 1
 
     caplog.clear()
-    monkeypatch.setattr(aws_lambda.time, "time", lambda: 4_102_444_800.0)  # 2100: far past its 90-day period
+    monkeypatch.setattr("rotator.aws_lambda.time.time", lambda: 4_102_444_800.0)  # 2100: far past its period
     with caplog.at_level("INFO", logger="rotator.lambda"):
         tick = aws_lambda.handler({"rotator": "tick"})
     assert tick["secrets"][0]["overdue"] is True
