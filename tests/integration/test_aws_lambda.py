@@ -349,3 +349,57 @@ def test_a_failed_rotation_and_an_overdue_key_are_logged_for_the_modules_alarms(
     assert tick["secrets"][0]["overdue"] is True
     metrics = [getattr(r, "fields", {}).get("metric") for r in caplog.records if r.name == "rotator.lambda"]
     assert metrics.count("key_overdue") == 1
+
+
+def test_the_tick_leaves_the_old_key_alone_until_the_grace_window_has_passed(
+    function: Lambda, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ROTATOR_GRACE", "1h")
+    old = function.account.first.pair
+    token = function.start_rotation()
+    for step in STEPS:
+        aws_lambda.handler(function.event(token, step))
+    aws_lambda.handler({"rotator": "tick"})
+    assert function.works(old), "revoked before the grace window ended"
+    assert function.pair_at("AWSPREVIOUS").api_key == old.api_key
+    # An hour later: the record's revoke_after is moved into the past, as the passing hour would have.
+    dynamodb, key = function.moto.client("dynamodb"), {"ledger_id": {"S": function.secret}}
+    item = dynamodb.get_item(TableName=LEDGER_TABLE, Key=key, ConsistentRead=True)["Item"]
+    record = json.loads(item["record"]["S"])
+    assert record["revoke_after"] is not None
+    record["revoke_after"] = record["revoke_after"] - 3601
+    dynamodb.update_item(
+        TableName=LEDGER_TABLE,
+        Key=key,
+        UpdateExpression="SET #r = :r",
+        ExpressionAttributeNames={"#r": "record"},
+        ExpressionAttributeValues={":r": {"S": json.dumps(record)}},
+    )
+    aws_lambda.handler({"rotator": "tick"})
+    assert not function.works(old), "the tick after the grace window revokes the old key"
+    assert list(function.labels().values()) == [{"AWSCURRENT"}]
+
+
+def test_a_crash_between_steps_is_repaired_by_the_services_retry(function: Lambda) -> None:
+    """Secrets Manager retries a step whose invocation died; here createSecret died after Bluum made the key and
+    before anything was stored past it (the process killed at the record write), and the retry finishes with that
+    same key, never a second one."""
+    from rotator.faultpoints import hooked
+
+    token = function.start_rotation()
+
+    class Killed(BaseException):
+        """Stands in for the runtime killing the invocation (not an Exception: nothing may catch it)."""
+
+    def kill(point: str) -> None:
+        if point == "pending.record":
+            raise Killed
+
+    with hooked(kill), pytest.raises(Killed):
+        aws_lambda.handler(function.event(token, "createSecret"))
+    minted = [k for k in function.sim.keys() if k.get("owner") == function.account.investor]
+    for step in STEPS:
+        aws_lambda.handler(function.event(token, step))
+    after = [k for k in function.sim.keys() if k.get("owner") == function.account.investor]
+    assert len(after) == len(minted) == 2, "the retry must finish with the key the dead invocation made"
+    assert function.labels()[token] == {"AWSCURRENT"}
