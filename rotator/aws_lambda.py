@@ -29,7 +29,8 @@ import logging
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ def _rotation_step(secret_id: str, token: str, step: str) -> dict[str, Any]:
     sm = _client("secretsmanager")
     described = sm.describe_secret(SecretId=secret_id)
     arn = str(described.get("ARN", secret_id))
-    fields = {"secret_arn": arn, "token": token, "step": step}
+    fields: dict[str, Any] = {"secret_arn": arn, "token": token, "step": step}
     if described.get("RotationEnabled") is False:
         raise LambdaConfigError(f"rotation is not enabled for {arn}: enable it (the Terraform module does)")
     versions = described.get("VersionIdsToStages") or {}
@@ -102,7 +103,8 @@ def _rotation_step(secret_id: str, token: str, step: str) -> dict[str, Any]:
 
     try:
         service = _service(arn)
-        with service:
+        with service, _bluum_request_ids() as request_ids:
+            fields["bluum_request_ids"] = request_ids
             outcome = service.step(credential_name(arn), step, token=token)
     except RotatorError as exc:  # rolled back already when it could be; raised so Secrets Manager reports it
         _log_step(fields, str(exc), started, outcome=f"failed (exit {exc.exit_code.value})", metric=ROTATION_FAILED)
@@ -326,6 +328,30 @@ def _configure_logging() -> None:
         root.removeHandler(existing)
     root.addHandler(handler_)
     root.setLevel(logging.INFO)
+
+
+class _RequestIds(logging.Handler):
+    """Collects the request ids of Bluum's answers (from the client's own log records) for a step's record."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        request_id = (getattr(record, "fields", None) or {}).get("request_id")
+        if isinstance(request_id, str) and request_id not in self.ids:
+            self.ids.append(request_id)
+
+
+@contextmanager
+def _bluum_request_ids() -> Iterator[list[str]]:
+    collector = _RequestIds()
+    bluum = logging.getLogger("rotator.bluum")
+    bluum.addHandler(collector)
+    try:
+        yield collector.ids
+    finally:
+        bluum.removeHandler(collector)
 
 
 def _log_step(

@@ -341,6 +341,10 @@ def test_a_failed_rotation_and_an_overdue_key_are_logged_for_the_modules_alarms(
         aws_lambda.handler(function.event(token, "testSecret"))
     metrics = [getattr(r, "fields", {}).get("metric") for r in caplog.records if r.name == "rotator.lambda"]
     assert metrics.count("rotation_failed") == 1
+    failed = next(r for r in caplog.records if getattr(r, "fields", {}).get("metric") == "rotation_failed")
+    ids = failed.fields["bluum_request_ids"]  # type: ignore[attr-defined]
+    assert ids, "the step's record names the Bluum requests it made"
+    assert all(str(i).startswith("req_") for i in ids)
 
     caplog.clear()
     monkeypatch.setattr("rotator.aws_lambda.time.time", lambda: 4_102_444_800.0)  # 2100: far past its period
