@@ -32,7 +32,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from backends.aws_errors import error_code, translated
-from backends.holder import HolderProcess, this_process
+from backends.holder import HeldLease, HolderProcess, contend, this_process
 from backends.ledger import Lease, VersionedRecord, lease_refusal
 from rotator.errors import LeaseLost, RotationInProgress, StoreConflict, StoreCorrupt, StoreError, StoreNotFound
 
@@ -55,9 +55,6 @@ class _Item:
     holder: HolderProcess | None = None
     record: dict[str, Any] | None = None
     record_version: int = 0
-
-    def live(self, now: float) -> bool:
-        return self.owner is not None and self.expires_at is not None and now < self.expires_at
 
 
 class DynamoLedger:
@@ -128,26 +125,8 @@ class DynamoLedger:
 
     def acquire(self, owner: str, ttl_seconds: float) -> Lease:
         item, now = self._read(), self._clock()
-        gone = item.holder is not None and item.holder.certainly_gone()
-        if item.live(now) and not gone:
-            assert item.expires_at is not None
-            raise RotationInProgress(
-                f"another rotation of this credential is running ({item.owner}, fence {item.fence}, lease until "
-                f"{_stamp(item.expires_at)}; {self.where}); nothing was changed. Wait for it; if that runner is gone, "
-                "its lease ends then and `rotator resume` finishes its rotation"
-            )
-        if item.owner is not None:
-            log.warning(
-                "taking over the expired rotation lease of %s (fence %d) in %s"
-                if not item.live(now)
-                else "taking over the rotation lease of %s (fence %d) in %s: that runner's process is gone from this "
-                "machine",
-                item.owner,
-                item.fence,
-                self.where,
-                extra={"fields": {"store": self.name, "owner": item.owner}},
-            )
-        lease = Lease(owner=owner, fence=item.fence + 1, expires_at=now + ttl_seconds, ttl_seconds=ttl_seconds)
+        held = HeldLease(item.fence, item.owner, item.expires_at, item.holder)
+        lease = contend(held, owner=owner, ttl_seconds=ttl_seconds, now=now, where=self.where, store=self.name)
         try:
             self._update(
                 "SET fence = :next, #owner = :owner, expires_at = :expires, ttl_seconds = :ttl, holder = :holder, "
@@ -300,7 +279,3 @@ class DynamoLedger:
 
 class _Refused(Exception):
     """A conditional write whose condition did not hold."""
-
-
-def _stamp(seconds: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))

@@ -10,14 +10,21 @@ identity that cannot be read, a PID that exists, even if reused) counts as alive
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["HolderProcess", "this_process"]
+from backends.ledger import Lease
+from rotator.errors import RotationInProgress
+
+__all__ = ["HeldLease", "HolderProcess", "contend", "this_process"]
+
+log = logging.getLogger("rotator.store")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,3 +90,43 @@ def _read(get: Callable[[], str]) -> str | None:
     except OSError:
         return None
     return value if isinstance(value, str) and value else None
+
+
+@dataclass(frozen=True, slots=True)
+class HeldLease:
+    """A remote lease as a contender finds it (`owner` None: released; the fencing number stays)."""
+
+    fence: int
+    owner: str | None
+    expires_at: float | None
+    holder: HolderProcess | None
+
+    def live(self, now: float) -> bool:
+        return self.owner is not None and self.expires_at is not None and now < self.expires_at
+
+
+def contend(held: HeldLease, *, owner: str, ttl_seconds: float, now: float, where: str, store: str) -> Lease:
+    """The lease a contender may write over `held`: the next fencing number, or RotationInProgress while `held` is
+    live and its holder not certainly gone. Shared by every ledger whose lease is a TTL in a remote store (Vault,
+    DynamoDB); the caller writes the result with its own compare-and-set."""
+    gone = held.holder is not None and held.holder.certainly_gone()
+    if held.live(now) and not gone:
+        assert held.expires_at is not None
+        until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(held.expires_at))
+        raise RotationInProgress(
+            f"another rotation of this credential is running ({held.owner}, fence {held.fence}, lease until {until}; "
+            f"{where}); nothing was changed. Wait for it; if that runner is gone, its lease ends then and "
+            "`rotator resume` finishes its rotation"
+        )
+    if held.owner is not None:
+        log.warning(
+            "taking over the expired rotation lease of %s (fence %d) in %s"
+            if not held.live(now)
+            else "taking over the rotation lease of %s (fence %d) in %s: that runner's process is gone from this "
+            "machine",
+            held.owner,
+            held.fence,
+            where,
+            extra={"fields": {"store": store, "owner": held.owner}},
+        )
+    return Lease(owner=owner, fence=held.fence + 1, expires_at=now + ttl_seconds, ttl_seconds=ttl_seconds)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
-from backends.holder import HolderProcess, this_process
+from backends.holder import HeldLease, HolderProcess, contend, this_process
 from backends.ledger import Lease, VersionedRecord, lease_refusal
 from backends.stage_document import DocumentReader, StageDocument
 from backends.vault_kv import KvMount
@@ -45,9 +45,6 @@ class LeaseState:
     ttl_seconds: float | None = None
     holder: HolderProcess | None = None
     """Where the holder runs, so that a contender in the same place can tell it died (`backends.holder`)."""
-
-    def live(self, now: float) -> bool:
-        return self.owner is not None and self.expires_at is not None and now < self.expires_at
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -170,26 +167,8 @@ class VaultLedger:
         """A lease with the next fencing number, written by check-and-set; RotationInProgress while one is held."""
         document = self.load_document()
         held, now = document.lease, self._clock()
-        gone = held.holder is not None and held.holder.certainly_gone()
-        if held.live(now) and not gone:
-            assert held.expires_at is not None
-            raise RotationInProgress(
-                f"another rotation of this credential is running ({held.owner}, fence {held.fence}, lease until "
-                f"{_stamp(held.expires_at)}; {self.state_where}); nothing was changed. Wait for it; if that runner is "
-                "gone, its lease ends then and `rotator resume` finishes its rotation"
-            )
-        if held.owner is not None:
-            log.warning(
-                "taking over the expired rotation lease of %s (fence %d) on %s"
-                if not held.live(now)
-                else "taking over the rotation lease of %s (fence %d) on %s: that runner's process is gone from this "
-                "machine",
-                held.owner,
-                held.fence,
-                self.state_where,
-                extra={"fields": {"store": self.name, "owner": held.owner}},
-            )
-        lease = Lease(owner=owner, fence=held.fence + 1, expires_at=now + ttl_seconds, ttl_seconds=ttl_seconds)
+        found = HeldLease(held.fence, held.owner, held.expires_at, held.holder)
+        lease = contend(found, owner=owner, ttl_seconds=ttl_seconds, now=now, where=self.state_where, store=self.name)
         taken = LeaseState(lease.fence, owner, lease.expires_at, ttl_seconds, this_process())
         try:
             self._write_document(replace(document, lease=taken), action="taking the rotation lease at")
@@ -314,7 +293,3 @@ class VaultLedger:
                 self.release(Lease(owner="", fence=fence, expires_at=0.0, ttl_seconds=0.0))
             except StoreError as exc:
                 log.warning("could not release the rotation lease at %s: %s", self.state_where, exc)
-
-
-def _stamp(seconds: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
