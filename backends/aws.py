@@ -27,7 +27,7 @@ from backends import stages
 from backends.aws_errors import error_code, translated
 from backends.aws_ledger import DEFAULT_TABLE, DynamoLedger
 from backends.key_fields import FieldMap
-from backends.ledger import Lease, VersionedRecord
+from backends.ledger import LedgerByDelegation
 from backends.stages import CURRENT_LABEL, PENDING_LABEL, PREVIOUS_LABEL, LabelMove, Labels, StageLog, Stages
 from rotator.errors import ConfigError, StoreConflict, StoreCorrupt, StoreError, StoreNotFound
 from rotator.model import Environment, Stage, StoredKey
@@ -43,13 +43,15 @@ TOKEN_LENGTHS: Final = range(32, 65)
 """Secrets Manager's ClientRequestToken (the version id) is 32 to 64 characters."""
 
 
-class AwsStore:
+class AwsStore(LedgerByDelegation):
     """One credential in one Secrets Manager secret, with its record and lease in a DynamoDB table.
 
     `secretsmanager` and `dynamodb` are boto3 clients to use instead of building them (a Lambda reuses its own; tests
     point them at moto); otherwise boto3's own configuration applies (AWS_REGION, AWS_ENDPOINT_URL_SECRETS_MANAGER,
     profiles), with `region` winning.
     """
+
+    _ledger: DynamoLedger
 
     def __init__(
         self,
@@ -167,21 +169,7 @@ class AwsStore:
         return cleared
 
     # ----------------------------------------------------------------------------------------------- ledger
-
-    def read_record(self) -> VersionedRecord:
-        return self._ledger.read_record()
-
-    def write_record(self, record: dict[str, Any], *, lease: Lease, version: int) -> int:
-        return self._ledger.write_record(record, lease=lease, version=version)
-
-    def acquire(self, owner: str, ttl_seconds: float) -> Lease:
-        return self._ledger.acquire(owner, ttl_seconds)
-
-    def renew(self, lease: Lease, ttl_seconds: float) -> Lease:
-        return self._ledger.renew(lease, ttl_seconds)
-
-    def release(self, lease: Lease) -> None:
-        self._ledger.release(lease)
+    # read_record, write_record, acquire, renew, release: LedgerByDelegation, to the DynamoDB ledger
 
     def close(self) -> None:
         self._ledger.release_all()

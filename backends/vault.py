@@ -29,13 +29,13 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final
+from typing import Final
 
 import hvac
 
 from backends import stages
 from backends.key_fields import FieldMap
-from backends.ledger import Lease, VersionedRecord
+from backends.ledger import LedgerByDelegation
 from backends.projected import Projected
 from backends.stages import StageLog
 from backends.vault_auth import VaultAuth, VaultSession
@@ -60,13 +60,15 @@ _PATH_RE: Final = re.compile(r"[A-Za-z0-9_.@=+-]+(?:/[A-Za-z0-9_.@=+-]+)*")
 _SHOW_ATTEMPTS: Final = 3
 
 
-class VaultStore:
+class VaultStore(LedgerByDelegation):
     """One credential at a KV v2 path applications read, with its stages and lease in a document beside it.
 
     Options mirror the store's table in rotator.toml; `client`, `environ`, `clock` and `monotonic` are for embedding
     and tests (an hvac client already logged in, the environment to read VAULT_* from, the wall clock the lease is
     measured on, the clock that times token renewal).
     """
+
+    _ledger: VaultLedger
 
     def __init__(
         self,
@@ -288,26 +290,7 @@ class VaultStore:
         )
 
     # ----------------------------------------------------------------------------------------------- ledger
-
-    def read_record(self) -> VersionedRecord:
-        """The rotation record kept in the stage document and its version (None and 0 before the first rotation)."""
-        return self._ledger.read_record()
-
-    def write_record(self, record: dict[str, Any], *, lease: Lease, version: int) -> int:
-        """Replace the record if `lease` still holds and the record is still at `version`; one check-and-set write."""
-        return self._ledger.write_record(record, lease=lease, version=version)
-
-    def acquire(self, owner: str, ttl_seconds: float) -> Lease:
-        """A lease with the next fencing number; RotationInProgress while another unexpired one is held."""
-        return self._ledger.acquire(owner, ttl_seconds)
-
-    def renew(self, lease: Lease, ttl_seconds: float) -> Lease:
-        """Extend `lease`; LeaseLost once it was released or another lease was taken."""
-        return self._ledger.renew(lease, ttl_seconds)
-
-    def release(self, lease: Lease) -> None:
-        """Give the lease up; a lease taken over in the meantime is left to its holder."""
-        self._ledger.release(lease)
+    # read_record, write_record, acquire, renew, release: LedgerByDelegation, to the stage document's ledger
 
     def close(self) -> None:
         """Release the leases this handle still holds and close Vault connections."""
