@@ -147,8 +147,12 @@ MINIMAL_EXAMPLE: Final = """\
     issuer = "manual"
     store = "app\""""
 
-TOP_LEVEL_KEYS: Final = ("stores", "credentials", "bluum", "history")
+TOP_LEVEL_KEYS: Final = ("stores", "credentials", "bluum", "history", "notifications")
 HISTORY_KEYS: Final = ("dir", "keep")
+NOTIFICATION_KEYS: Final = ("url", "secret_env", "format", "events", "timeout")
+NOTIFICATION_EVENTS: Final = ("started", "emergency", "completed", "rolled_back", "stopped", "waiting", "resumed")
+"""What a webhook may be told about; the default is all of them. (Progress lines, steps and notes stay in the log.)"""
+NOTIFICATION_FORMATS: Final = ("json", "slack")
 DEFAULT_HISTORY_DIR: Final = "rotator-history"
 DEFAULT_HISTORY_KEEP: Final = timedelta(days=400)
 MIN_HISTORY_KEEP: Final = timedelta(days=30)
@@ -247,6 +251,19 @@ class HistorySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    """One `[notifications.NAME]` table: a webhook told about rotations, signed with a secret from the environment."""
+
+    name: str
+    url: str
+    secret_env: str
+    """The environment variable holding the HMAC key (the key itself never sits in rotator.toml)."""
+    format: str = "json"
+    events: tuple[str, ...] = NOTIFICATION_EVENTS
+    timeout: timedelta = timedelta(seconds=5)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole validated file. Mappings keep the file's order and are read-only."""
 
@@ -258,6 +275,7 @@ class Config:
     history: HistorySettings
     source: str = DEFAULT_CONFIG_NAME
     """How messages name the file."""
+    notifications: tuple[WebhookSettings, ...] = ()
 
     def credential(self, name: str) -> CredentialConfig:
         """The credential called `name`; ConfigError listing the known ones (and a near match) otherwise."""
@@ -418,6 +436,7 @@ def _parse(text: str, *, source: str, base_dir: Path, path: Path | None, store_t
     history = _parse_history(data.get("history"), base_dir, problems)
     stores = _parse_stores(data.get("stores"), base_dir=base_dir, store_types=store_types, problems=problems)
     credentials = _parse_credentials(data, problems)
+    notifications = _parse_notifications(data.get("notifications"), problems)
     if problems.items or bluum is None or history is None:
         raise ConfigProblems(source, problems.items)
     return Config(
@@ -427,6 +446,7 @@ def _parse(text: str, *, source: str, base_dir: Path, path: Path | None, store_t
         bluum=bluum,
         history=history,
         source=source,
+        notifications=notifications,
     )
 
 
@@ -680,6 +700,42 @@ def _parse_history(value: object, base_dir: Path, problems: _Problems) -> Histor
     if keep is None or (table.has("dir") and folder is None):
         return None
     return HistorySettings(dir=_absolute(folder, base_dir) if folder else base_dir / DEFAULT_HISTORY_DIR, keep=keep)
+
+
+# --------------------------------------------------------------------------------------------- [notifications]
+
+
+def _parse_notifications(value: object, problems: _Problems) -> tuple[WebhookSettings, ...]:
+    hooks: list[WebhookSettings] = []
+    for name, raw in _tables(value, "notifications", problems).items():
+        table = _Table(raw, f"notifications.{name}", problems)
+        table.check_keys(NOTIFICATION_KEYS)
+        url = table.text("url", example='"https://hooks.example.com/bluum"', required=True, why=" (where to POST)")
+        secret_env = table.text(
+            "secret_env", example='"ROTATOR_WEBHOOK_SECRET"', required=True, why=" (the variable holding the HMAC key)"
+        )
+        form = table.text("format", example='"json"') or "json"
+        timeout = table.duration("timeout", timedelta(seconds=5))
+        events = raw.get("events", list(NOTIFICATION_EVENTS))
+        if url is not None and not _webhook_url_ok(url):
+            table.problem("url", f"{_show(url)} is not an https URL", "use https:// (http only to 127.0.0.1)")
+            url = None
+        if form not in NOTIFICATION_FORMATS:
+            table.problem("format", f"{_show(form)} is not one of {', '.join(NOTIFICATION_FORMATS)}", 'write "json"')
+            form = ""
+        wrong = [str(e) for e in events if e not in NOTIFICATION_EVENTS] if isinstance(events, list) else [str(events)]
+        if wrong:
+            table.problem(
+                "events", f"names unknown events: {', '.join(wrong)}", f"choose from {', '.join(NOTIFICATION_EVENTS)}"
+            )
+        if url and secret_env and form and timeout is not None and not wrong:
+            hooks.append(WebhookSettings(name, url, secret_env, form, tuple(events), timeout))
+    return tuple(hooks)
+
+
+def _webhook_url_ok(url: str) -> bool:
+    """https anywhere; plain http only to this machine (a receiver beside the rotator, or a test)."""
+    return url.startswith("https://") or url.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]"))
 
 
 # --------------------------------------------------------------------------------------------- [stores]

@@ -16,6 +16,7 @@ from rotator.events import EventBus, EventKind, log_event
 from rotator.history import HistoryLog
 from rotator.machine import Step
 from rotator.model import Stage, StoredKey
+from rotator.notify import Webhook
 from rotator.record import ENROLLMENT, Phase, RotationRecord
 from rotator.rotation import preflight
 from rotator.rotation.context import ConfirmRevoked, RotationContext, new_token
@@ -56,6 +57,9 @@ class RotationService:
         self.history = HistoryLog(config.history.dir, keep=config.history.keep)
         if keep_history:
             self.bus.subscribe(self.history)
+        self.webhooks = [Webhook(settings) for settings in config.notifications]
+        for webhook in self.webhooks:
+            self.bus.subscribe(webhook)
 
     @property
     def config(self) -> Config:
@@ -70,6 +74,8 @@ class RotationService:
         return self.runtime.clock()
 
     def close(self) -> None:
+        for webhook in self.webhooks:
+            webhook.close()
         self.runtime.close()
 
     def __enter__(self) -> RotationService:

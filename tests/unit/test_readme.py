@@ -6,7 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from rotator.cli import cli
-from rotator.config import BLUUM_KEYS, CREDENTIAL_KEYS, HISTORY_KEYS, KNOWN_STORE_OPTIONS, README_HINT
+from rotator.config import (
+    BLUUM_KEYS,
+    CREDENTIAL_KEYS,
+    HISTORY_KEYS,
+    KNOWN_STORE_OPTIONS,
+    NOTIFICATION_KEYS,
+    README_HINT,
+)
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
@@ -18,7 +25,7 @@ def test_every_command_is_in_the_commands_table():
 
 def test_every_configuration_key_is_documented():
     store_keys = [key for options in KNOWN_STORE_OPTIONS.values() for key in options]
-    for key in (*CREDENTIAL_KEYS, *BLUUM_KEYS, *HISTORY_KEYS, *store_keys):
+    for key in (*CREDENTIAL_KEYS, *BLUUM_KEYS, *HISTORY_KEYS, *NOTIFICATION_KEYS, *store_keys):
         assert f"| `{key}` |" in README, key
 
 
