@@ -406,8 +406,15 @@ def step(settings: Settings, name: str, step_name: str, token: str, new_key_file
 
 
 @cli.command("run-due", epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
+@click.option(
+    "--metrics-textfile",
+    metavar="PATH",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="After the tick, write Prometheus metrics (key age, next due, overdue, each credential's exit code, when "
+    "this ran) to PATH, e.g. /var/lib/node_exporter/textfile_collector/bluum_rotator.prom.",
+)
 @pass_settings
-def run_due(settings: Settings) -> None:
+def run_due(settings: Settings, metrics_textfile: Path | None) -> None:
     """One scheduler tick, for cron.
 
     Resumes unfinished rotations, revokes old keys whose grace window has passed, and rotates every
@@ -415,6 +422,10 @@ def run_due(settings: Settings) -> None:
     """
     with _engine(settings) as engine:
         outcomes = [_guarded(each, partial(engine.run_due, each)) for each in engine.config.credentials]
+        if metrics_textfile is not None:
+            from rotator.metrics import write_tick_metrics
+
+            write_tick_metrics(metrics_textfile, engine.status(), outcomes, now=engine.now())
     _finish(outcomes)
 
 
