@@ -6,6 +6,9 @@ the rest of the lease (15 minutes) while the operator knows the runner is dead. 
 runs, and a contender that runs in the very same place (same host name, same kernel boot, same PID namespace) may
 ask the kernel whether that PID still exists. Anything less certain (another machine, another container, an
 identity that cannot be read, a PID that exists, even if reused) counts as alive: the lease then ends by expiry.
+
+One assumption: two machines never share host name, boot id and PID namespace. Clones of one VM snapshot do (until
+they reboot), so give each clone its own host name, or a live lease on one clone could be taken over from another.
 """
 
 from __future__ import annotations
