@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,8 +31,8 @@ from decimal import Decimal
 from typing import Any, Final
 
 from backends.aws_errors import error_code, translated
-from backends.holder import HeldLease, HolderProcess, contend, this_process
-from backends.ledger import Lease, VersionedRecord, lease_refusal
+from backends.holder import HandleLeases, HeldLease, HolderProcess, contend, refuse_write, this_process
+from backends.ledger import Lease, VersionedRecord
 from rotator.errors import LeaseLost, RotationInProgress, StoreConflict, StoreCorrupt, StoreError, StoreNotFound
 
 __all__ = ["DEFAULT_TABLE", "DynamoLedger"]
@@ -76,8 +75,7 @@ class DynamoLedger:
         self._ledger_id = ledger_id
         self._describe = describe
         self._clock = clock
-        self._held: set[int] = set()
-        self._mutex = threading.Lock()
+        self._held = HandleLeases()
 
     @property
     def where(self) -> str:
@@ -148,8 +146,7 @@ class DynamoLedger:
                 f"another runner took the rotation lease in {self.where} at the same moment; nothing was changed. "
                 "Wait for it, or run the command again"
             ) from None
-        with self._mutex:
-            self._held.add(lease.fence)
+        self._held.add(lease.fence)
         return lease
 
     def renew(self, lease: Lease, ttl_seconds: float) -> Lease:
@@ -176,8 +173,7 @@ class DynamoLedger:
         return Lease(owner=lease.owner, fence=lease.fence, expires_at=expires_at, ttl_seconds=ttl_seconds)
 
     def release(self, lease: Lease) -> None:
-        with self._mutex:
-            self._held.discard(lease.fence)
+        self._held.discard(lease.fence)
         try:
             self._update(
                 "REMOVE #owner, expires_at, holder",
@@ -195,24 +191,14 @@ class DynamoLedger:
             )
 
     def release_all(self) -> None:
-        with self._mutex:
-            held = sorted(self._held)
-        for fence in held:
-            try:
-                self.release(Lease(owner="", fence=fence, expires_at=0.0, ttl_seconds=0.0))
-            except StoreError as exc:
-                log.warning("could not release the rotation lease in %s: %s", self.where, exc)
+        """Release the leases this handle still holds (a runner that stops without releasing)."""
+        self._held.release_all(self.release, self.where)
 
     # ----------------------------------------------------------------------------------------------- internals
 
     def _refuse(self, item: _Item, lease: Lease, *, what: str) -> None:
-        held = item.fence if item.owner is not None else None
-        refusal = lease_refusal(held_fence=held, latest_fence=item.fence, lease=lease, now=self._clock())
-        if refusal:
-            raise LeaseLost(
-                f"{self._describe}: {what}: {refusal}. Nothing more is changed by this runner; the lease holder (or "
-                "`rotator resume`, once no lease is held) finishes"
-            )
+        held = HeldLease(item.fence, item.owner, item.expires_at, item.holder)
+        refuse_write(held, lease, now=self._clock(), describe=self._describe, what=what)
 
     def _read(self) -> _Item:
         with self._calling("reading the rotation ledger in"):

@@ -16,16 +16,17 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backends.ledger import Lease
-from rotator.errors import RotationInProgress
+from backends.ledger import Lease, lease_refusal
+from rotator.errors import LeaseLost, RotationInProgress, StoreError
 
-__all__ = ["HeldLease", "HolderProcess", "contend", "this_process"]
+__all__ = ["HandleLeases", "HeldLease", "HolderProcess", "contend", "refuse_write", "this_process"]
 
 log = logging.getLogger("rotator.store")
 
@@ -133,3 +134,45 @@ def contend(held: HeldLease, *, owner: str, ttl_seconds: float, now: float, wher
             extra={"fields": {"store": store, "owner": held.owner}},
         )
     return Lease(owner=owner, fence=held.fence + 1, expires_at=now + ttl_seconds, ttl_seconds=ttl_seconds)
+
+
+def refuse_write(held: HeldLease, lease: Lease, *, now: float, describe: str, what: str) -> None:
+    """LeaseLost, saying why, when `lease` no longer allows a write over `held` (the lease as stored now)."""
+    holding = held.fence if held.owner is not None else None
+    refusal = lease_refusal(held_fence=holding, latest_fence=held.fence, lease=lease, now=now)
+    if refusal:
+        raise LeaseLost(
+            f"{describe}: {what}: {refusal}. Nothing more is changed by this runner; the lease holder (or "
+            "`rotator resume`, once no lease is held) finishes"
+        )
+
+
+class HandleLeases:
+    """The fencing numbers of the leases one store handle acquired and has not released, from any thread: what the
+    handle gives up when it closes, and the latest one its own stage writes are fenced by."""
+
+    def __init__(self) -> None:
+        self._fences: set[int] = set()
+        self._mutex = threading.Lock()
+
+    def add(self, fence: int) -> None:
+        with self._mutex:
+            self._fences.add(fence)
+
+    def discard(self, fence: int) -> None:
+        with self._mutex:
+            self._fences.discard(fence)
+
+    def latest(self) -> int | None:
+        with self._mutex:
+            return max(self._fences, default=None)
+
+    def release_all(self, release: Callable[[Lease], None], where: str) -> None:
+        """Call `release` for each lease still held; a release that fails is logged (the lease ends by expiry)."""
+        with self._mutex:
+            fences = sorted(self._fences)
+        for fence in fences:
+            try:
+                release(Lease(owner="", fence=fence, expires_at=0.0, ttl_seconds=0.0))
+            except StoreError as exc:
+                log.warning("could not release the rotation lease in %s: %s", where, exc)

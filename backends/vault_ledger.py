@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
-from backends.holder import HeldLease, HolderProcess, contend, this_process
-from backends.ledger import Lease, VersionedRecord, lease_refusal
+from backends.holder import HandleLeases, HeldLease, HolderProcess, contend, refuse_write, this_process
+from backends.ledger import Lease, VersionedRecord
 from backends.stage_document import DocumentReader, StageDocument
 from backends.vault_kv import KvMount
 from rotator.errors import LeaseLost, RotationInProgress, StoreConflict, StoreCorrupt, StoreError
@@ -85,9 +84,7 @@ class VaultLedger:
         self._state_path = state_path
         self._describe = describe
         self._clock = clock
-        self._held: set[int] = set()
-        """Fencing numbers of the leases acquired through this handle and not yet released."""
-        self._mutex = threading.Lock()
+        self._held = HandleLeases()
 
     @property
     def state_where(self) -> str:
@@ -177,8 +174,7 @@ class VaultLedger:
                 f"another runner changed the rotation state at {self.state_where} at the same moment (it is probably "
                 "taking the lease); nothing was changed. Wait for it, or run the command again"
             ) from exc
-        with self._mutex:
-            self._held.add(lease.fence)
+        self._held.add(lease.fence)
         log.debug("took the rotation lease at %s for %s (fence %d)", self.state_where, owner, lease.fence)
         return lease
 
@@ -209,8 +205,7 @@ class VaultLedger:
 
     def release(self, lease: Lease) -> None:
         """Give the lease up (the fencing number stays); a lease taken over in the meantime is left to its holder."""
-        with self._mutex:
-            self._held.discard(lease.fence)
+        self._held.discard(lease.fence)
         document = self.load_document()
         held = document.lease
         if held.fence != lease.fence:
@@ -242,8 +237,7 @@ class VaultLedger:
 
     def refuse_if_fenced_out(self, stored: LeaseState) -> None:
         """A handle that took a lease writes nothing once a later one was taken (a stale runner's stage move)."""
-        with self._mutex:
-            mine = max(self._held, default=None)
+        mine = self._held.latest()
         if mine is not None and stored.fence > mine:
             raise LeaseLost(
                 f"{self.describe()}: the rotation state was not written: this runner's lease (fence {mine}) was taken "
@@ -252,13 +246,8 @@ class VaultLedger:
             )
 
     def _refuse_unless_held(self, stored: LeaseState, lease: Lease, *, what: str) -> None:
-        held = stored.fence if stored.owner is not None else None
-        refusal = lease_refusal(held_fence=held, latest_fence=stored.fence, lease=lease, now=self._clock())
-        if refusal:
-            raise LeaseLost(
-                f"{self.describe()}: {what}: {refusal}. Nothing more is changed by this runner; the lease holder (or "
-                "`rotator resume`, once no lease is held) finishes"
-            )
+        held = HeldLease(stored.fence, stored.owner, stored.expires_at, stored.holder)
+        refuse_write(held, lease, now=self._clock(), describe=self.describe(), what=what)
 
     def _lost(self, lease: Lease) -> Lease:
         raise LeaseLost(
@@ -286,10 +275,4 @@ class VaultLedger:
 
     def release_all(self) -> None:
         """Release the leases this handle still holds (a runner that stops without releasing)."""
-        with self._mutex:
-            held = sorted(self._held)
-        for fence in held:
-            try:
-                self.release(Lease(owner="", fence=fence, expires_at=0.0, ttl_seconds=0.0))
-            except StoreError as exc:
-                log.warning("could not release the rotation lease at %s: %s", self.state_where, exc)
+        self._held.release_all(self.release, self.state_where)
