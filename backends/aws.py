@@ -114,12 +114,12 @@ class AwsStore(LedgerByDelegation):
 
     def put_pending(self, key: StoredKey) -> stages.Staged:
         token = self._checked_token(stages.require_token(key))
-        now = self._stages()
+        labels = self._labels()
+        now = self._stages(labels)
         staged = stages.put_pending(now, key, where=self._secret_id, store=self.name)
         self._log.staging(staged)
         if not staged.changed:
             return staged
-        labels = self._labels()
         existing = self._key_at(token) if token in labels else None
         if existing is not None:  # a version of this token exists without a stage label (a retried or deprecated put)
             if not existing.same_key(key):
@@ -143,9 +143,10 @@ class AwsStore(LedgerByDelegation):
         return staged
 
     def promote(self, token: str) -> stages.Promotion:
-        now = self._stages()
+        labels = self._labels()
+        now = self._stages(labels)
         promotion = stages.promote(now, token, shown=lambda: now.current, where=self._secret_id, store=self.name)
-        moves = stages.moves_to_promote(self._labels(), token, where=self._secret_id, store=self.name)
+        moves = stages.moves_to_promote(labels, token, where=self._secret_id, store=self.name)
         if promotion.changed:
             self._log.promoting(promotion)
         self._move(moves)
@@ -154,17 +155,17 @@ class AwsStore(LedgerByDelegation):
         return promotion
 
     def restore_previous(self, token: str) -> stages.Rollback:
-        now = self._stages()
-        rollback = stages.restore_previous(now, token, where=self._secret_id, store=self.name)
-        self._move(stages.moves_to_restore(self._labels(), token, where=self._secret_id, store=self.name))
+        labels = self._labels()
+        rollback = stages.restore_previous(self._stages(labels), token, where=self._secret_id, store=self.name)
+        self._move(stages.moves_to_restore(labels, token, where=self._secret_id, store=self.name))
         if rollback.changed:
             self._log.rolled_back(rollback, token)
         return rollback
 
     def clear_previous(self, token: str) -> stages.Cleared:
-        now = self._stages()
-        cleared = stages.clear_previous(now, token)
-        self._move(stages.moves_to_clear(self._labels(), token))
+        labels = self._labels()
+        cleared = stages.clear_previous(self._stages(labels), token)
+        self._move(stages.moves_to_clear(labels, token))
         self._log.cleared(cleared)
         return cleared
 
@@ -198,8 +199,8 @@ class AwsStore(LedgerByDelegation):
             labels[str(version)] = frozenset(_OURS[label] for label in carried if label in _OURS)
         return labels
 
-    def _stages(self) -> Stages:
-        labels = self._labels()
+    def _stages(self, labels: Labels) -> Stages:
+        """The keys the labels in `labels` (one describe, shared with the move plan) point at."""
 
         def key(label: str) -> StoredKey | None:
             version = stages.holder(labels, label)

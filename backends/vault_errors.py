@@ -18,7 +18,7 @@ from hvac import exceptions as vault
 
 from rotator.errors import StoreConflict, StoreDenied, StoreError, StoreNotFound, StoreUnavailable
 
-__all__ = ["CAS_MISMATCH", "POLICY_HINT", "is_cas_mismatch", "translated"]
+__all__ = ["CAS_MISMATCH", "POLICY_HINT", "translated"]
 
 CAS_MISMATCH: Final = "check-and-set parameter did not match"
 _CAS_REQUIRED: Final = "check-and-set parameter required"
@@ -27,11 +27,6 @@ POLICY_HINT: Final = "README 'Keys in Vault or OpenBao (KV v2)'"
 """Where the minimal policy is documented (a test checks that heading exists)."""
 _ERROR_COUNT_RE: Final = re.compile(r"^\d+ errors? occurred:\s*")
 _AGAIN: Final = "run the command again (or `rotator resume` if a rotation was under way)"
-
-
-def is_cas_mismatch(exc: BaseException) -> bool:
-    """A KV v2 write refused because the secret moved on since the version it named."""
-    return isinstance(exc, vault.InvalidRequest) and CAS_MISMATCH in _said(exc)
 
 
 def _said(exc: vault.VaultError) -> str:
