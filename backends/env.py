@@ -284,8 +284,8 @@ class EnvStore:
             refusal = lease_refusal(held_fence=held, latest_fence=latest, lease=lease, now=time.time())
         if refusal:
             raise LeaseLost(
-                f"{self.describe()}: the rotation record was not written: {refusal}. Nothing more is changed by this "
-                "runner; the lease holder (or `rotator resume`, once no lease is held) finishes"
+                f"{self.describe()}: the rotation record was not written: {refusal}; this runner changes nothing more. "
+                "The lease holder (or `rotator resume`, once no lease is held) finishes"
             )
         sidecar = self._load_sidecar()
         if sidecar.record_version != version:

@@ -142,7 +142,7 @@ def refuse_write(held: HeldLease, lease: Lease, *, now: float, describe: str, wh
     refusal = lease_refusal(held_fence=holding, latest_fence=held.fence, lease=lease, now=now)
     if refusal:
         raise LeaseLost(
-            f"{describe}: {what}: {refusal}. Nothing more is changed by this runner; the lease holder (or "
+            f"{describe}: {what}: {refusal}; this runner changes nothing more. The lease holder (or "
             "`rotator resume`, once no lease is held) finishes"
         )
 

@@ -235,8 +235,8 @@ class MemoryStore:
             refusal = lease_refusal(held_fence=held, latest_fence=state.last_fence, lease=lease, now=state.clock())
             if refusal:
                 raise LeaseLost(
-                    f"{self.describe()}: the rotation record was not written: {refusal}. Nothing more is changed by "
-                    "this runner; the lease holder (or `rotator resume`, once no lease is held) finishes"
+                    f"{self.describe()}: the rotation record was not written: {refusal}; this runner changes nothing "
+                    "more. The lease holder (or `rotator resume`, once no lease is held) finishes"
                 )
             if state.record_version != version:
                 raise StoreConflict(

@@ -241,8 +241,8 @@ class VaultLedger:
         if mine is not None and stored.fence > mine:
             raise LeaseLost(
                 f"{self.describe()}: the rotation state was not written: this runner's lease (fence {mine}) was taken "
-                f"over by fence {stored.fence} ({stored.owner or 'since released'}). Nothing more is changed by this "
-                "runner; the lease holder (or `rotator resume`) finishes"
+                f"over by fence {stored.fence} ({stored.owner or 'since released'}); this runner changes nothing "
+                "more. The lease holder (or `rotator resume`) finishes"
             )
 
     def _refuse_unless_held(self, stored: LeaseState, lease: Lease, *, what: str) -> None:
