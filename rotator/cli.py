@@ -134,7 +134,8 @@ def _print_event(event: RotationEvent) -> None:
     if event.kind in (EventKind.COMPLETED, EventKind.ROLLED_BACK, EventKind.STOPPED):
         return
     timing = f"  ({event.seconds:.2f}s)" if event.seconds is not None else ""
-    click.echo(f"  {event.step:<9} {event.message}{timing}")
+    who = f"{event.credential}: " if _PROMPT.many else ""  # several rotations at once: say whose line it is
+    click.echo(f"  {who}{event.step:<9} {event.message}{timing}")
 
 
 def _finish(outcomes: list[Outcome]) -> NoReturn:
@@ -189,22 +190,24 @@ def rotate(
     with _engine(settings) as engine:
         new_pair = _read_new_pair(new_key_file, name) if new_key_file else None
         names = [name] if name else [c.name for c in engine.config.credentials.values() if engine.mints(c.name)]
-        outcomes = [
-            _guarded(
-                each,
-                partial(
-                    engine.rotate,
-                    each,
-                    emergency=emergency,
-                    reason=reason,
-                    dry_run=dry_run,
-                    new_pair=new_pair,
-                    confirm_revoked=_confirm_revoked,
-                ),
-            )
-            for each in names
-        ]
+        action = partial(
+            engine.rotate,
+            emergency=emergency,
+            reason=reason,
+            dry_run=dry_run,
+            new_pair=new_pair,
+            confirm_revoked=_confirm_revoked,
+        )
+        outcomes = _each(engine, names, action)
     _finish(outcomes)
+
+
+def _each(engine: RotationService, names: list[str], action: Callable[[str], Outcome]) -> list[Outcome]:
+    """Run `action` for each name, several at once ([fleet] in rotator.toml); each error is that name's outcome."""
+    from rotator.fleet import run_each
+
+    _PROMPT.many = len(names) > 1
+    return run_each(engine, names, action)
 
 
 def _guarded(name: str, action: Callable[[], Outcome]) -> Outcome:
@@ -217,11 +220,26 @@ def _guarded(name: str, action: Callable[[], Outcome]) -> Outcome:
         return Outcome(name, exc.exit_code, f"error: {exc}")
 
 
+class _Terminal:
+    """The one person at the terminal, shared by the rotations running at once: one question at a time."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.lock = threading.Lock()
+        self.many = False
+        """Several credentials run at once: step lines name theirs."""
+
+
+_PROMPT = _Terminal()
+
+
 def _confirm_revoked(prompt: str) -> bool:
     """Ask a person at a terminal; unattended runs never wait on one."""
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         return False
-    return click.confirm(f"{prompt}. Done?", default=False)
+    with _PROMPT.lock:
+        return click.confirm(f"{prompt}. Done?", default=False)
 
 
 def _read_new_pair(path: str, name: str | None) -> StoredKey:
@@ -347,10 +365,7 @@ def resume(settings: Settings, name: str | None, now: bool) -> None:
     """
     with _engine(settings) as engine:
         names = [name] if name else list(engine.config.credentials)
-        outcomes = [
-            _guarded(each, partial(engine.resume, each, skip_grace=now, confirm_revoked=_confirm_revoked))
-            for each in names
-        ]
+        outcomes = _each(engine, names, partial(engine.resume, skip_grace=now, confirm_revoked=_confirm_revoked))
     _finish(outcomes)
 
 
@@ -421,7 +436,10 @@ def run_due(settings: Settings, metrics_textfile: Path | None) -> None:
     credential that is due. Never waits on a person: what needs one is reported, with exit 4.
     """
     with _engine(settings) as engine:
-        outcomes = [_guarded(each, partial(engine.run_due, each)) for each in engine.config.credentials]
+        from rotator.fleet import tick
+
+        _PROMPT.many = len(engine.config.credentials) > 1
+        outcomes = tick(engine)
         if metrics_textfile is not None:
             from rotator.metrics import write_tick_metrics
 
@@ -459,7 +477,7 @@ def verify(settings: Settings, name: str | None, all_: bool) -> None:
         _fail(ConfigError("give exactly one of NAME or --all (see `rotator status` for the names)"))
     with _engine(settings) as engine:
         names = [name] if name else list(engine.config.credentials)
-        outcomes = [_guarded(each, partial(engine.verify, each)) for each in names]
+        outcomes = _each(engine, names, engine.verify)
     _finish(outcomes)
 
 

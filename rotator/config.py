@@ -147,8 +147,14 @@ MINIMAL_EXAMPLE: Final = """\
     issuer = "manual"
     store = "app\""""
 
-TOP_LEVEL_KEYS: Final = ("stores", "credentials", "bluum", "history", "notifications")
+TOP_LEVEL_KEYS: Final = ("stores", "credentials", "bluum", "history", "notifications", "fleet")
 HISTORY_KEYS: Final = ("dir", "keep")
+FLEET_KEYS: Final = ("concurrency", "per_payer")
+DEFAULT_CONCURRENCY: Final = 16
+"""Rotations in flight in one process, over every paying key."""
+DEFAULT_PER_PAYER: Final = 12
+"""Rotations in flight per paying key: enough to keep Bluum's 25 requests/s busy while each waits for propagation."""
+MAX_CONCURRENCY: Final = 256
 NOTIFICATION_KEYS: Final = ("url", "secret_env", "format", "events", "timeout")
 NOTIFICATION_EVENTS: Final = ("started", "emergency", "completed", "rolled_back", "stopped", "waiting", "resumed")
 """What a webhook may be told about; the default is all of them. (Progress lines, steps and notes stay in the log.)"""
@@ -251,6 +257,15 @@ class HistorySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class FleetSettings:
+    """The optional `[fleet]` table: how many rotations one process keeps in flight (`rotate --all`, `run-due`,
+    `resume`, the daemon), over all, and per key that pays for them (a manager key's rate budget is shared)."""
+
+    concurrency: int = DEFAULT_CONCURRENCY
+    per_payer: int = DEFAULT_PER_PAYER
+
+
+@dataclass(frozen=True, slots=True)
 class WebhookSettings:
     """One `[notifications.NAME]` table: a webhook told about rotations, signed with a secret from the environment."""
 
@@ -276,6 +291,7 @@ class Config:
     source: str = DEFAULT_CONFIG_NAME
     """How messages name the file."""
     notifications: tuple[WebhookSettings, ...] = ()
+    fleet: FleetSettings = FleetSettings()
 
     def credential(self, name: str) -> CredentialConfig:
         """The credential called `name`; ConfigError listing the known ones (and a near match) otherwise."""
@@ -437,7 +453,8 @@ def _parse(text: str, *, source: str, base_dir: Path, path: Path | None, store_t
     stores = _parse_stores(data.get("stores"), base_dir=base_dir, store_types=store_types, problems=problems)
     credentials = _parse_credentials(data, problems)
     notifications = _parse_notifications(data.get("notifications"), problems)
-    if problems.items or bluum is None or history is None:
+    fleet = _parse_fleet(data.get("fleet"), problems)
+    if problems.items or bluum is None or history is None or fleet is None:
         raise ConfigProblems(source, problems.items)
     return Config(
         path=path,
@@ -447,6 +464,7 @@ def _parse(text: str, *, source: str, base_dir: Path, path: Path | None, store_t
         history=history,
         source=source,
         notifications=notifications,
+        fleet=fleet,
     )
 
 
@@ -551,6 +569,20 @@ class _Table:
             self.problem(key, f"must be greater than 0, got {value!r}", f"write {key} = {example}")
             return None
         return float(value)
+
+    def count(self, key: str, default: int, *, limit: int, example: str) -> int | None:
+        """A whole number from 1 to `limit`; the default when absent; None (problem recorded) otherwise."""
+        value = self.data.get(key, _MISSING)
+        if value is _MISSING:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            got = f"{_toml_type(value)} {_show(value)}"
+            self.problem(key, f"expected an integer, got {got}", f"write {key} = {example}")
+            return None
+        if not 1 <= value <= limit:
+            self.problem(key, f"must be from 1 to {limit}, got {value}", f"write {key} = {example}")
+            return None
+        return value
 
     def string_list(self, key: str, *, example: str) -> tuple[str, ...] | None:
         value = self.data.get(key, _MISSING)
@@ -700,6 +732,21 @@ def _parse_history(value: object, base_dir: Path, problems: _Problems) -> Histor
     if keep is None or (table.has("dir") and folder is None):
         return None
     return HistorySettings(dir=_absolute(folder, base_dir) if folder else base_dir / DEFAULT_HISTORY_DIR, keep=keep)
+
+
+def _parse_fleet(value: object, problems: _Problems) -> FleetSettings | None:
+    if value is None:
+        return FleetSettings()
+    if not isinstance(value, dict):
+        problems.add("fleet", f"expected a table, got {_toml_type(value)}", "write a [fleet] table, or remove it")
+        return None
+    table = _Table(value, "fleet", problems)
+    table.check_keys(FLEET_KEYS)
+    concurrency = table.count("concurrency", DEFAULT_CONCURRENCY, limit=MAX_CONCURRENCY, example="16")
+    per_payer = table.count("per_payer", DEFAULT_PER_PAYER, limit=MAX_CONCURRENCY, example="12")
+    if concurrency is None or per_payer is None:
+        return None
+    return FleetSettings(concurrency=concurrency, per_payer=per_payer)
 
 
 # --------------------------------------------------------------------------------------------- [notifications]

@@ -82,6 +82,9 @@ class Runtime:
         self._issuers: dict[str, Issuer] = {}
         self._waited = 0.0
         self._local = threading.local()
+        self.stopping = threading.Event()
+        """Set when the process is asked to stop (the daemon's SIGTERM): rotations in hand stop after the step they
+        are on, and no new one starts. What is left is finished by `rotator resume` or the next tick."""
 
     # ----------------------------------------------------------------- time
 

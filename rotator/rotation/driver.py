@@ -197,6 +197,8 @@ class Driver:
                 return self._finished(record)
             if step is Step.WAIT_GRACE:
                 return self._wait_for_grace(record)
+            if ctx.runtime.stopping.is_set():
+                return self._stopped_on_request(record, step)
             if step is Step.ROLLBACK:
                 record = roll_back(ctx, record, self, record.failure or "interrupted before the new key was stored")
                 return self._finished(record)
@@ -287,6 +289,16 @@ class Driver:
             record = FORWARD[step](self.ctx, record, self)
         self.ctx.step_seconds += runtime.monotonic() - started
         return record
+
+    def _stopped_on_request(self, record: RotationRecord, step: Step) -> Outcome:
+        """The process was asked to stop: the step in hand is done, the next one is left to `resume`."""
+        name = self.ctx.cred.name
+        message = (
+            f"{name}: stopped on request before {step.value} (rotation {record.token[:8]} is at phase "
+            f"{record.phase.value}); `rotator resume {name}` or the next tick finishes it"
+        )
+        self.publish(EventKind.STOPPED, record, step.value, message)
+        return Outcome(name, ExitCode.INCOMPLETE, message, record)
 
     def _advanced(self, record: RotationRecord, step: Step) -> Outcome:
         upcoming = self._next(record)
