@@ -107,6 +107,9 @@ class CreatedKey:
 
     info: ApiKeyInfo
     pair: KeyPair
+    attempts: int = 1
+    """How many times the create was sent. More than one: an earlier try may have made a key too (if Bluum did
+    not honour the Idempotency-Key), so the caller looks for a duplicate."""
 
 
 class Stage(StrEnum):

@@ -71,6 +71,9 @@ class RotationContext:
     confirm_revoked: ConfirmRevoked | None = None
     new: StoredKey | None = None
     """The new key once read or made, so later steps of the same command need not read it again."""
+    fresh_token: bool = False
+    """This command chose the rotation's token and wrote its first record: no earlier create under the token can
+    have reached Bluum, so a create answered at its first try made exactly one key (no duplicate to look for)."""
     new_pair_checked: bool = False
     """`new_pair` already passed the pre-check (environment, values, Bluum accepts it) in this command."""
     meter: Meter = field(default_factory=Meter)
@@ -83,6 +86,7 @@ class RotationContext:
 
     def pair(self, stored: StoredKey) -> KeyPair:
         """`stored` as the pair HTTP Basic auth sends."""
+        self.runtime.name_key(stored.api_key, self.cred.name)
         return KeyPair(
             api_key=stored.api_key,
             api_secret=stored.api_secret,

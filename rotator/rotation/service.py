@@ -16,7 +16,7 @@ from rotator.events import EventBus, EventKind, log_event
 from rotator.history import HistoryLog
 from rotator.machine import Step
 from rotator.model import Stage, StoredKey
-from rotator.notify import Webhook
+from rotator.notify import QueuedSink, Webhook, build_sink
 from rotator.record import ENROLLMENT, Phase, RotationRecord
 from rotator.rotation import preflight
 from rotator.rotation.context import ConfirmRevoked, RotationContext, new_token
@@ -57,9 +57,10 @@ class RotationService:
         self.history = HistoryLog(config.history.dir, keep=config.history.keep)
         if keep_history:
             self.bus.subscribe(self.history)
-        self.webhooks = [Webhook(settings) for settings in config.notifications]
-        for webhook in self.webhooks:
-            self.bus.subscribe(webhook)
+        self.sinks: list[QueuedSink] = [build_sink(settings) for settings in config.notifications]
+        """Where notifications go (`[notifications.NAME]`): webhooks and SNS topics, each with its own thread."""
+        for sink in self.sinks:
+            self.bus.subscribe(sink)
 
     @property
     def config(self) -> Config:
@@ -70,12 +71,17 @@ class RotationService:
         """Seconds spent sleeping so far: verification polls, retry back-off and the rate-limit throttle."""
         return self.runtime.waited
 
+    @property
+    def webhooks(self) -> list[Webhook]:
+        """The sinks that are webhooks."""
+        return [sink for sink in self.sinks if isinstance(sink, Webhook)]
+
     def now(self) -> float:
         return self.runtime.clock()
 
     def close(self) -> None:
-        for webhook in self.webhooks:
-            webhook.close()
+        for sink in self.sinks:
+            sink.close()
         self.runtime.close()
 
     def __enter__(self) -> RotationService:
@@ -203,6 +209,7 @@ class RotationService:
             current_since=previous_record.current_since if previous_record else None,
         )
         record = driver.save(record, "started.record")
+        ctx.fresh_token = token is None or previous_record is None or previous_record.token != token
         kind = "emergency rotation" if emergency else "rotation"
         driver.publish(
             EventKind.STARTED,

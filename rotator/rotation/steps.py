@@ -91,7 +91,9 @@ def create(ctx: RotationContext, record: RotationRecord, journal: Journal) -> Ro
         f"created {created.info.id} at Bluum, stored as PENDING in {ctx.primary.name}",
         ctx.runtime.monotonic() - started,
     )
-    # Should Bluum not honour Idempotency-Key here (undocumented), a resumed create made a second key.
+    if ctx.fresh_token and created.attempts == 1 and idempotency_key == record.token:
+        return record  # one create, sent once, under a token nobody used before: no duplicate can exist
+    # Should Bluum not honour Idempotency-Key here (undocumented), a resent or resumed create made a second key.
     revoke_rotation_keys(
         ctx, record, journal, why="a duplicate of this rotation's key", point="revoke_token.bluum", keep=created.info.id
     )

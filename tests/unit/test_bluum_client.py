@@ -873,7 +873,30 @@ def test_throttle_never_lets_rate_plus_one_requests_into_one_second() -> None:
         throttle = Throttle(rate)
         sends = [100.0 + (throttle.reserve(100.0) or 0.0) for _ in range(int(rate) * 3)]
         n = int(rate)
-        assert min(sends[i + n] - sends[i] for i in range(len(sends) - n)) > 1.1
+        assert min(sends[i + n] - sends[i] for i in range(len(sends) - n)) > 1.0
+
+
+def test_throttle_window_check_holds_a_late_sender_back() -> None:
+    """A sender that woke late must not put rate + 1 real sends into one second: the window check makes it wait."""
+    throttle = Throttle(10.0)
+    clock = FakeClock()
+    for _ in range(10):  # ten sends bunched up at t=0 (as if nine senders had woken late together)
+        assert throttle.admit(clock()) == 0.0
+    wait = throttle.admit(clock())
+    assert wait == pytest.approx(1.0 + throttle._guard)
+    clock.sleep(wait)
+    assert throttle.admit(clock()) == 0.0
+
+
+def test_throttle_acquire_waits_out_the_window_after_its_slot() -> None:
+    throttle = Throttle(10.0)
+    clock = FakeClock()
+    start = clock()
+    for _ in range(10):
+        throttle.admit(start)  # ten real sends at `start`, outside the smooth schedule
+    waited = throttle.acquire(clock, clock.sleep)
+    assert waited == pytest.approx(1.0 + throttle._guard)
+    assert clock() - start == pytest.approx(1.0 + throttle._guard)
 
 
 def test_throttle_hold_until_delays_later_slots() -> None:
