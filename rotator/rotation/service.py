@@ -128,8 +128,13 @@ class RotationService:
         new_pair: StoredKey | None = None,
         confirm_revoked: ConfirmRevoked | None = None,
         token: str | None = None,
+        only_if_due: bool = False,
     ) -> Outcome:
-        """Rotate one credential: generate, deploy, verify, then revoke when the grace window allows."""
+        """Rotate one credential: generate, deploy, verify, then revoke when the grace window allows.
+
+        `only_if_due`: the scheduler's rotation. Whether it is due is decided again under the lease, since another
+        runner (a second daemon, a cron job, the Lambda) may have rotated it between our first look and the lease.
+        """
         ctx = self.context(
             name, emergency=emergency, skip_grace=emergency, new_pair=new_pair, confirm_revoked=confirm_revoked
         )
@@ -141,6 +146,10 @@ class RotationService:
             current, current_id = preflight.preflight(ctx, self.read_record(ctx))
             return Outcome(name, ExitCode.OK, preflight.plan(ctx, current, current_id), self.read_record(ctx))
         with self._keeper(ctx) as keeper:
+            if only_if_due:
+                latest = keeper.read(store=ctx.primary.name)
+                if latest is not None and latest.phase.terminal and not self._due(ctx, latest):
+                    return self._not_due(ctx, latest, " (another runner rotated it a moment ago)")
             driver = Driver(ctx, keeper, self.bus)
             record = self._start(ctx, keeper, driver, emergency=emergency, reason=reason, token=token)
             return driver.run(record)
@@ -362,11 +371,8 @@ class RotationService:
             return self.resume(name)
         if record is None and ctx.cred.seeded_key_age == "count":
             record = self._count_seeded_key(ctx)
-        since = record.current_since if record is not None else None
-        if not machine.is_due(since, ctx.cred.rotate_every, self.runtime.clock()):
-            due = machine.next_due(since, ctx.cred.rotate_every)
-            when = time.strftime("%Y-%m-%d", time.gmtime(due)) if due else "unknown"
-            return Outcome(name, ExitCode.OK, f"{name}: not due (next rotation {when})", record)
+        if not self._due(ctx, record):
+            return self._not_due(ctx, record)
         if not ctx.issuer.mints:
             return Outcome(
                 name,
@@ -375,7 +381,16 @@ class RotationService:
                 f"`rotator rotate {name} --new-key-file FILE`",
                 record,
             )
-        return self.rotate(name)
+        return self.rotate(name, only_if_due=True)
+
+    def _due(self, ctx: RotationContext, record: RotationRecord | None) -> bool:
+        since = record.current_since if record is not None else None
+        return machine.is_due(since, ctx.cred.rotate_every, self.runtime.clock())
+
+    def _not_due(self, ctx: RotationContext, record: RotationRecord | None, why: str = "") -> Outcome:
+        due = machine.next_due(record.current_since if record is not None else None, ctx.cred.rotate_every)
+        when = time.strftime("%Y-%m-%d", time.gmtime(due)) if due else "unknown"
+        return Outcome(ctx.cred.name, ExitCode.OK, f"{ctx.cred.name}: not due (next rotation {when}){why}", record)
 
     def _count_seeded_key(self, ctx: RotationContext) -> RotationRecord | None:
         """A key seeded by hand has no rotation behind it: take its age from Bluum's key list (its creation time),

@@ -168,3 +168,22 @@ def test_a_stop_request_ends_each_rotation_after_its_step_and_resume_finishes_th
     assert left == []
     for investor in investors:
         assert len(active_keys(sim, investor)) == 1
+
+
+def test_a_scheduled_rotation_decides_again_under_the_lease_whether_it_is_due(sim: Simulator, tmp_path: Path) -> None:
+    """Two schedulers (two daemons, a daemon and cron): B saw the credential due, A rotated it before B got the
+    lease. B must not rotate it a second time."""
+    config, tenant_id, investors = fleet_workspace(sim, tmp_path, 1)
+    text = config.read_text().replace('grace = "0s"', 'grace = "0s"\nrotate_every = "30d"\nseeded_key_age = "due"')
+    config.write_text(text)
+    sim.configure(propagation_delay=0.2)
+    with RotationService(load_config(config), owner="B") as b:
+        with RotationService(load_config(config), owner="A") as a:
+            assert a.run_due("app0").exit_code is ExitCode.OK  # A rotates it first
+        key_after_a = active_keys(sim, investors[0])
+        before = len(sim.request_log())
+        outcome = b.rotate("app0", only_if_due=True)  # B, now holding the lease
+    assert outcome.exit_code is ExitCode.OK
+    assert "another runner rotated it" in outcome.message
+    assert [e for e in tenant_log(sim, tenant_id, before) if e["method"] == "POST"] == []
+    assert active_keys(sim, investors[0]) == key_after_a
