@@ -43,7 +43,11 @@ log = logging.getLogger("rotator.lambda")
 STEPS: Final = ("createSecret", "setSecret", "testSecret", "finishSecret")
 ROTATION_FAILED: Final = "rotation_failed"
 KEY_OVERDUE: Final = "key_overdue"
-"""Values of the `metric` field of log records, which the Terraform module's metric filters count."""
+"""Values of the `metric` field of log records (search the log group for them)."""
+EMF_METRICS: Final = {ROTATION_FAILED: "RotationFailed", KEY_OVERDUE: "KeyOverdue"}
+"""The CloudWatch metric each `metric` value counts, in ROTATOR_METRIC_NAMESPACE; the Terraform module's alarms watch
+these names."""
+DEFAULT_METRIC_NAMESPACE: Final = "BluumRotator"
 MANAGED: Final = "managed"
 """The name of the managed secret's store in the configuration made per call."""
 MANAGER: Final = "manager"
@@ -360,7 +364,7 @@ def _log_step(
     """One JSON record per step; `metric` feeds the module's CloudWatch metric filters (and so its alarms)."""
     extra = {**fields, "outcome": outcome, "seconds": round(time.monotonic() - started, 3)}
     if metric is not None:
-        extra["metric"] = metric
+        extra.update(metric=metric, **emf(metric))
     (log.error if metric == ROTATION_FAILED else log.info)("%s", message, extra={"fields": extra})
 
 
@@ -378,6 +382,27 @@ def _check_overdue(described: Mapping[str, Any], fields: dict[str, Any]) -> bool
         "the current key is %.0f days old, past its %d-day rotation period: check the rotation's errors",
         age / 86400,
         days,
-        extra={"fields": {**fields, "metric": KEY_OVERDUE, "age_days": round(age / 86400, 1)}},
+        extra={"fields": {**fields, "metric": KEY_OVERDUE, "age_days": round(age / 86400, 1), **emf(KEY_OVERDUE)}},
     )
     return True
+
+
+def emf(metric: str) -> dict[str, Any]:
+    """The members that make a JSON log record a CloudWatch Embedded Metric Format document counting 1 of `metric`.
+
+    Why EMF and not metric filters: the record itself says which metric it feeds, in which namespace
+    (ROTATOR_METRIC_NAMESPACE, set by the Terraform module), so renaming a field cannot silently stop an alarm, and no
+    filter resource or PutMetricData permission is needed. No dimensions (`[[]]`): the alarms watch the function's
+    whole count; the record's `secret_arn` says which secret.
+    """
+    name = EMF_METRICS[metric]
+    namespace = os.environ.get("ROTATOR_METRIC_NAMESPACE", "").strip() or DEFAULT_METRIC_NAMESPACE
+    return {
+        "_aws": {
+            "Timestamp": int(time.time() * 1000),
+            "CloudWatchMetrics": [
+                {"Namespace": namespace, "Dimensions": [[]], "Metrics": [{"Name": name, "Unit": "Count"}]}
+            ],
+        },
+        name: 1,
+    }

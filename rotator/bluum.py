@@ -58,7 +58,8 @@ from rotator.errors import (
 )
 from rotator.model import DEFAULT_BASE_URLS, ApiKeyInfo, CreatedKey, Environment, KeyPair
 from rotator.secret import MASK, Secret
-from rotator.throttle import throttle_for
+from rotator.throttle import key_hash, throttle_for
+from rotator.traffic import ResponseInfo, ResponseObserver, endpoint_kind
 
 __all__ = [
     "DEFAULT_CHECK_PATH",
@@ -188,7 +189,10 @@ class BluumClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         api_keys_path: str = DEFAULT_API_KEYS_PATH,
+        observers: list[ResponseObserver] | None = None,
     ) -> None:
+        """`observers`: called after each attempt with a `ResponseInfo` (`rotator.traffic`); the list is read at each
+        call, so the caller may add to it later (the Runtime shares one list with every client it builds)."""
         self._base_url = base_url.rstrip("/")
         self._api_keys_path = api_keys_path
         self._retry = retry or RetryPolicy()
@@ -197,6 +201,7 @@ class BluumClient:
         self._check_path = check_path
         self._sleep = sleep
         self._clock = clock
+        self._observers = observers if observers is not None else []
         self._http = httpx.Client(
             base_url=self._base_url,
             transport=transport,
@@ -560,6 +565,7 @@ class BluumClient:
                 auth=httpx.BasicAuth(pair.api_key, pair.api_secret.reveal()),
             )
         except httpx.RequestError as exc:
+            self._observe(method, op, pair, None, began)
             fields.update(
                 status=None, error=type(exc).__name__, latency_ms=round((time.perf_counter() - began) * 1000, 1)
             )
@@ -576,6 +582,7 @@ class BluumClient:
                 retryable=isinstance(exc, _RETRYABLE_TRANSPORT),
                 safe_without_idempotency=isinstance(exc, _NOT_SENT),
             ) from exc
+        self._observe(method, op, pair, response.status_code, began)
         latency_ms = round((time.perf_counter() - began) * 1000, 1)
         request_id = response.headers.get("x-request-id")
         fields.update(status=response.status_code, request_id=request_id, latency_ms=latency_ms)
@@ -595,6 +602,25 @@ class BluumClient:
             safe_without_idempotency=response.status_code == 429,
             retry_after=retry_after,
         )
+
+    def _observe(self, method: str, op: str, pair: KeyPair, status: int | None, began: float) -> None:
+        """Tell each observer about one attempt; an observer that raises is logged, never the request's failure."""
+        if not self._observers:
+            return
+        info = ResponseInfo(
+            method=method,
+            endpoint=endpoint_kind(method, op),
+            status=status,
+            key_hash=key_hash(pair.api_key),
+            rate_limit=self._rate_limits[pair.environment],
+            seconds=time.perf_counter() - began,
+            at=self._clock(),
+        )
+        for observer in list(self._observers):
+            try:
+                observer(info)
+            except Exception:
+                logger.exception("a Bluum response observer failed; the request goes on")
 
 
 # ---------------------------------------------------------------------- helpers

@@ -129,10 +129,10 @@ def _engine(settings: Settings, *, quiet: bool = False) -> Iterator[RotationServ
 
 def _print_event(event: RotationEvent) -> None:
     """A line per step for the person at the terminal; the command's outcome is printed by `_finish`."""
-    from rotator.events import EventKind
+    from rotator.events import OBSERVATIONS, EventKind
 
-    if event.kind in (EventKind.COMPLETED, EventKind.ROLLED_BACK, EventKind.STOPPED):
-        return
+    if event.kind in (EventKind.COMPLETED, EventKind.ROLLED_BACK, EventKind.STOPPED) or event.kind in OBSERVATIONS:
+        return  # the outcome lines say it; a tick's findings go to the log and the notification sinks
     timing = f"  ({event.seconds:.2f}s)" if event.seconds is not None else ""
     who = f"{event.credential}: " if _PROMPT.many else ""  # several rotations at once: say whose line it is
     click.echo(f"  {who}{event.step:<9} {event.message}{timing}")
@@ -425,25 +425,28 @@ def step(settings: Settings, name: str, step_name: str, token: str, new_key_file
     "--metrics-textfile",
     metavar="PATH",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="After the tick, write Prometheus metrics (key age, next due, overdue, each credential's exit code, when "
-    "this ran) to PATH, e.g. /var/lib/node_exporter/textfile_collector/bluum_rotator.prom.",
+    help="After the tick, write Prometheus metrics (key age, next due, overdue, exit codes, rotations, steps, Bluum "
+    "requests, rate budget, notifications) to PATH, e.g. /var/lib/node_exporter/textfile_collector/bluum_rotator.prom.",
 )
 @pass_settings
 def run_due(settings: Settings, metrics_textfile: Path | None) -> None:
     """One scheduler tick, for cron.
 
     Resumes unfinished rotations, revokes old keys whose grace window has passed, and rotates every
-    credential that is due. Never waits on a person: what needs one is reported, with exit 4.
+    credential that is due. Never waits on a person: what needs one is reported, with exit 4. Then tells the
+    notification sinks about overdue keys, stuck rotations and Bluum 5xx/429 ([alerts] in rotator.toml).
     """
     with _engine(settings) as engine:
         from rotator.fleet import tick
+        from rotator.metrics import Telemetry
 
+        telemetry = Telemetry()
+        telemetry.attach(engine)
         _PROMPT.many = len(engine.config.credentials) > 1
         outcomes = tick(engine)
+        telemetry.observe_tick(engine.status(), outcomes, now=engine.now())
         if metrics_textfile is not None:
-            from rotator.metrics import write_tick_metrics
-
-            write_tick_metrics(metrics_textfile, engine.status(), outcomes, now=engine.now())
+            telemetry.write_textfile(metrics_textfile)
     _finish(outcomes)
 
 
@@ -524,6 +527,9 @@ def sweep(settings: Settings, revoke: bool, include_foreign: bool, yes: bool, as
             if revoke and not yes:
                 only = _confirmed_orphans(engine, include_foreign)
             findings = engine.sweep(revoke=revoke and only != set(), include_foreign=include_foreign, only=only)
+            from rotator.alerts import publish_sweep
+
+            publish_sweep(engine, findings)  # orphans left, to the notification sinks
         except RotatorError as exc:
             _fail(exc)
     if as_json:

@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 from rotator.durations import DURATION_HINT, InvalidDuration, format_duration, parse_duration
 from rotator.errors import ConfigError
 from rotator.model import DEFAULT_BASE_URLS, Environment
+from rotator.notify_config import NOTIFICATION_EVENTS, AlertSettings, SnsSettings, parse_alerts, parse_events, parse_sns
 
 __all__ = [
     "CONFIG_ENV_VAR",
@@ -147,7 +148,7 @@ MINIMAL_EXAMPLE: Final = """\
     issuer = "manual"
     store = "app\""""
 
-TOP_LEVEL_KEYS: Final = ("stores", "credentials", "bluum", "history", "notifications", "fleet")
+TOP_LEVEL_KEYS: Final = ("stores", "credentials", "bluum", "history", "notifications", "fleet", "alerts")
 HISTORY_KEYS: Final = ("dir", "keep")
 FLEET_KEYS: Final = ("concurrency", "per_payer")
 DEFAULT_CONCURRENCY: Final = 16
@@ -155,9 +156,8 @@ DEFAULT_CONCURRENCY: Final = 16
 DEFAULT_PER_PAYER: Final = 12
 """Rotations in flight per paying key: enough to keep Bluum's 25 requests/s busy while each waits for propagation."""
 MAX_CONCURRENCY: Final = 256
-NOTIFICATION_KEYS: Final = ("url", "secret_env", "format", "events", "timeout")
-NOTIFICATION_EVENTS: Final = ("started", "emergency", "completed", "rolled_back", "stopped", "waiting", "resumed")
-"""What a webhook may be told about; the default is all of them. (Progress lines, steps and notes stay in the log.)"""
+NOTIFICATION_KEYS: Final = ("type", "url", "secret_env", "format", "events", "timeout")
+NOTIFICATION_TYPES: Final = ("webhook", "sns")
 NOTIFICATION_FORMATS: Final = ("json", "slack")
 DEFAULT_HISTORY_DIR: Final = "rotator-history"
 DEFAULT_HISTORY_KEEP: Final = timedelta(days=400)
@@ -290,8 +290,9 @@ class Config:
     history: HistorySettings
     source: str = DEFAULT_CONFIG_NAME
     """How messages name the file."""
-    notifications: tuple[WebhookSettings, ...] = ()
+    notifications: tuple[WebhookSettings | SnsSettings, ...] = ()
     fleet: FleetSettings = FleetSettings()
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
     def credential(self, name: str) -> CredentialConfig:
         """The credential called `name`; ConfigError listing the known ones (and a near match) otherwise."""
@@ -454,6 +455,7 @@ def _parse(text: str, *, source: str, base_dir: Path, path: Path | None, store_t
     credentials = _parse_credentials(data, problems)
     notifications = _parse_notifications(data.get("notifications"), problems)
     fleet = _parse_fleet(data.get("fleet"), problems)
+    alerts = _parse_alerts(data.get("alerts"), problems)
     if problems.items or bluum is None or history is None or fleet is None:
         raise ConfigProblems(source, problems.items)
     return Config(
@@ -465,6 +467,7 @@ def _parse(text: str, *, source: str, base_dir: Path, path: Path | None, store_t
         source=source,
         notifications=notifications,
         fleet=fleet,
+        alerts=alerts,
     )
 
 
@@ -752,10 +755,18 @@ def _parse_fleet(value: object, problems: _Problems) -> FleetSettings | None:
 # --------------------------------------------------------------------------------------------- [notifications]
 
 
-def _parse_notifications(value: object, problems: _Problems) -> tuple[WebhookSettings, ...]:
-    hooks: list[WebhookSettings] = []
+def _parse_notifications(value: object, problems: _Problems) -> tuple[WebhookSettings | SnsSettings, ...]:
+    hooks: list[WebhookSettings | SnsSettings] = []
     for name, raw in _tables(value, "notifications", problems).items():
         table = _Table(raw, f"notifications.{name}", problems)
+        kind = raw.get("type", "webhook")
+        if kind not in NOTIFICATION_TYPES:
+            table.problem("type", f"{_show(kind)} is not one of {', '.join(NOTIFICATION_TYPES)}", 'write "webhook"')
+            continue
+        if kind == "sns":  # rotator/notify_config.py
+            if (sns := parse_sns(table, name)) is not None:
+                hooks.append(sns)
+            continue
         table.check_keys(NOTIFICATION_KEYS)
         url = table.text("url", example='"https://hooks.example.com/bluum"', required=True, why=" (where to POST)")
         secret_env = table.text(
@@ -763,21 +774,26 @@ def _parse_notifications(value: object, problems: _Problems) -> tuple[WebhookSet
         )
         form = table.text("format", example='"json"') or "json"
         timeout = table.duration("timeout", timedelta(seconds=5))
-        events = raw.get("events", list(NOTIFICATION_EVENTS))
+        events = parse_events(table)
         if url is not None and not _webhook_url_ok(url):
             table.problem("url", f"{_show(url)} is not an https URL", "use https:// (http only to 127.0.0.1)")
             url = None
         if form not in NOTIFICATION_FORMATS:
             table.problem("format", f"{_show(form)} is not one of {', '.join(NOTIFICATION_FORMATS)}", 'write "json"')
             form = ""
-        wrong = [str(e) for e in events if e not in NOTIFICATION_EVENTS] if isinstance(events, list) else [str(events)]
-        if wrong:
-            table.problem(
-                "events", f"names unknown events: {', '.join(wrong)}", f"choose from {', '.join(NOTIFICATION_EVENTS)}"
-            )
-        if url and secret_env and form and timeout is not None and not wrong:
-            hooks.append(WebhookSettings(name, url, secret_env, form, tuple(events), timeout))
+        if url and secret_env and form and timeout is not None and events is not None:
+            hooks.append(WebhookSettings(name, url, secret_env, form, events, timeout))
     return tuple(hooks)
+
+
+def _parse_alerts(value: object, problems: _Problems) -> AlertSettings:
+    """The `[alerts]` table (rotator/notify_config.py); its defaults when absent or wrong (a wrong one is a problem)."""
+    if value is None:
+        return AlertSettings()
+    if not isinstance(value, dict):
+        problems.add("alerts", f"expected a table, got {_toml_type(value)}", "write an [alerts] table, or remove it")
+        return AlertSettings()
+    return parse_alerts(_Table(value, "alerts", problems)) or AlertSettings()
 
 
 def _webhook_url_ok(url: str) -> bool:

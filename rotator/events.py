@@ -30,6 +30,18 @@ class EventKind(StrEnum):
     COMPLETED = "completed"
     ROLLED_BACK = "rolled_back"
     STOPPED = "stopped"  # left incomplete by an error: `rotator resume` or a person finishes
+    # Findings about the fleet, published by a tick or a sweep rather than by a rotation (see OBSERVATIONS):
+    NEEDS_PERSON = "needs_person"  # a due rotation that only a person can start (a key made in the dashboard)
+    OVERDUE = "overdue"  # the current key is past its rotation period
+    ORPHAN = "orphan"  # an active key at Bluum that no store knows (`subject` is its id)
+    ALERT = "alert"  # a threshold was crossed: Bluum 5xx, 429s, a stuck rotation (`subject` names the alert)
+
+
+OBSERVATIONS: frozenset[EventKind] = frozenset(
+    {EventKind.NEEDS_PERSON, EventKind.OVERDUE, EventKind.ORPHAN, EventKind.ALERT}
+)
+"""Kinds that report the state of the fleet, not a step of a rotation: they go to notifications and metrics, not to a
+credential's history (a tick repeats them) nor to the step lines a person watches."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +63,8 @@ class RotationEvent:
     """An emergency's reason, or why a rotation failed."""
     actor: str | None = None
     """Who ran it: user@host pid N, or a function's ARN."""
+    subject: str | None = None
+    """What an observation is about: an orphan key's id, or an alert's name (`bluum_5xx`, `bluum_429`, `stuck`)."""
     at: float = field(default_factory=time.time)
 
 

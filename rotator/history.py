@@ -26,7 +26,7 @@ from typing import Any
 
 from rotator.atomicfile import atomic_write_text
 from rotator.errors import StoreError
-from rotator.events import EventKind, RotationEvent
+from rotator.events import OBSERVATIONS, EventKind, RotationEvent
 
 log = logging.getLogger("rotator.history")
 
@@ -46,8 +46,8 @@ class HistoryLog:
         return self.folder / f"{credential}.jsonl"
 
     def __call__(self, event: RotationEvent) -> None:
-        """The bus subscriber: one line per event (progress of a wait is not history)."""
-        if event.kind is EventKind.PROGRESS:
+        """The bus subscriber: one line per event (progress of a wait is not history, nor what a tick observes)."""
+        if event.kind is EventKind.PROGRESS or event.kind in OBSERVATIONS:
             return
         entry = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(event.at)),

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from rotator.bluum import BluumClient
     from rotator.config import Config, CredentialConfig
     from rotator.issuers.base import Issuer
+    from rotator.traffic import ResponseObserver
 
 __all__ = ["Meter", "Runtime", "default_owner"]
 
@@ -82,6 +83,10 @@ class Runtime:
         self._issuers: dict[str, Issuer] = {}
         self._waited = 0.0
         self._local = threading.local()
+        self.response_observers: list[ResponseObserver] = []
+        """Called after each Bluum request by every client this runtime builds (`rotator.traffic`); metrics add
+        themselves here (`Telemetry.attach`), so the client never imports them."""
+        self._key_names: dict[str, str] = {}
         self.stopping = threading.Event()
         """Set when the process is asked to stop (the daemon's SIGTERM): rotations in hand stop after the step they
         are on, and no new one starts. What is left is finished by `rotator resume` or the next tick."""
@@ -201,8 +206,23 @@ class Runtime:
                     retry=RetryPolicy(max_attempts=settings.max_attempts, total_budget=settings.retry_budget),
                     rate_limits=settings.rate_limits,
                     sleep=self.sleep,
+                    observers=self.response_observers,
                 )
             return self._clients[base_url]
+
+    def name_key(self, api_key: str, credential: str) -> None:
+        """Remember that `api_key` is `credential`'s key, so metrics can name the key that pays for a request by its
+        credential (its SHA-256 is kept, never the key)."""
+        from rotator.throttle import key_hash
+
+        digest = key_hash(api_key)
+        with self._lock:
+            self._key_names[digest] = credential
+
+    def key_name(self, digest: str) -> str | None:
+        """The credential whose key has SHA-256 `digest` (see `name_key`), or None when no command named it."""
+        with self._lock:
+            return self._key_names.get(digest)
 
     def client_urls(self) -> list[str]:
         """The base URLs a client has been built for so far (one client each)."""

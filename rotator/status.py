@@ -47,6 +47,9 @@ def status(runtime: Runtime) -> list[CredentialStatus]:
                 next_due=due,
                 stage=stage,
                 waiting=waiting,
+                updated_at=None if record is None or record.phase.terminal else record.updated_at,
+                grace_until=None if record is None or record.phase.terminal else record.revoke_after,
+                last_success=record.completed_at if record is not None and record.phase is Phase.COMPLETED else None,
             )
         )
     return rows
@@ -81,3 +84,9 @@ class CredentialStatus:
     waiting: str
     exit_code: int = 0
     """Non-zero when the row is an error: the code that error carries (2: fix the store, 5: unreachable)."""
+    updated_at: float | None = None
+    """When the unfinished rotation's record last changed (None when nothing is unfinished): a stuck one is old."""
+    grace_until: float | None = None
+    """When the unfinished rotation's grace window ends (the old key may be revoked from then on)."""
+    last_success: float | None = None
+    """When the last rotation completed, if the record's last rotation did."""

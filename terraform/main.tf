@@ -178,6 +178,8 @@ resource "aws_lambda_function" "rotator" {
       ROTATOR_LEDGER_TABLE      = aws_dynamodb_table.ledger.name
       # Each instance takes this share of the manager key's rate limit: the same number as the reserved concurrency.
       ROTATOR_CONCURRENCY = tostring(var.reserved_concurrency)
+      # The namespace of the EMF metrics in its log records, which the alarms below watch.
+      ROTATOR_METRIC_NAMESPACE = var.metric_namespace
     }
   }
 
@@ -271,33 +273,13 @@ resource "aws_sns_topic_subscription" "email" {
   endpoint  = each.value
 }
 
-# The rotator's JSON log records carry `"metric": "rotation_failed"` for a rotation that failed (rolled back or left
-# incomplete) and `"metric": "key_overdue"` for each managed secret whose current key is older than its rotation
-# period (the tick checks); these filters count them.
-resource "aws_cloudwatch_log_metric_filter" "rotation_failed" {
-  name           = "${var.name}-rotation-failed"
-  log_group_name = aws_cloudwatch_log_group.rotator.name
-  pattern        = "{ $.metric = \"rotation_failed\" }"
-
-  metric_transformation {
-    name      = "RotationFailed"
-    namespace = var.metric_namespace
-    value     = "1"
-    unit      = "Count"
-  }
-}
-
-resource "aws_cloudwatch_log_metric_filter" "key_overdue" {
-  name           = "${var.name}-key-overdue"
-  log_group_name = aws_cloudwatch_log_group.rotator.name
-  pattern        = "{ $.metric = \"key_overdue\" }"
-
-  metric_transformation {
-    name      = "KeyOverdue"
-    namespace = var.metric_namespace
-    value     = "1"
-    unit      = "Count"
-  }
+# The rotator's JSON log records are CloudWatch Embedded Metric Format documents where they count something:
+# `RotationFailed` (a rotation rolled back or left incomplete) and `KeyOverdue` (each managed secret whose current key
+# is older than its rotation period, per tick), both in var.metric_namespace (ROTATOR_METRIC_NAMESPACE), no dimensions.
+# CloudWatch Logs extracts them itself: no metric filter, no PutMetricData permission.
+locals {
+  rotation_failed_metric = "RotationFailed"
+  key_overdue_metric     = "KeyOverdue"
 }
 
 resource "aws_cloudwatch_metric_alarm" "errors" {
@@ -321,7 +303,7 @@ resource "aws_cloudwatch_metric_alarm" "rotation_failed" {
   alarm_name          = "${var.name}-rotation-failed"
   alarm_description   = "A Bluum key rotation failed (rolled back, or left incomplete for the tick to resume). Search ${local.log_group_name} for \"rotation_failed\"."
   namespace           = var.metric_namespace
-  metric_name         = aws_cloudwatch_log_metric_filter.rotation_failed.metric_transformation[0].name
+  metric_name         = local.rotation_failed_metric
   statistic           = "Sum"
   period              = 300
   evaluation_periods  = 1
@@ -338,7 +320,7 @@ resource "aws_cloudwatch_metric_alarm" "key_overdue" {
   alarm_name          = "${var.name}-overdue-keys"
   alarm_description   = "A managed secret's current Bluum key is older than its rotation period: rotation is not happening. Search ${local.log_group_name} for \"key_overdue\"."
   namespace           = var.metric_namespace
-  metric_name         = aws_cloudwatch_log_metric_filter.key_overdue.metric_transformation[0].name
+  metric_name         = local.key_overdue_metric
   statistic           = "Sum"
   period              = 3600
   evaluation_periods  = 1

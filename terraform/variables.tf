@@ -306,7 +306,7 @@ variable "alarm_emails" {
 
 variable "metric_namespace" {
   type        = string
-  description = "CloudWatch namespace of the rotator's metrics (failed rotations, overdue keys), taken from its JSON logs by metric filters."
+  description = "CloudWatch namespace of the rotator's metrics (failed rotations, overdue keys), which its JSON log records carry in Embedded Metric Format."
   default     = "BluumRotator"
 
   validation {

@@ -52,6 +52,7 @@ class BluumIssuer:
         guard_environment(self._cred.name, self._cred.environment, stored, what)
         where = f"the manager key in store {manager.store!r} (credential {manager.name!r})"
         guard_values(self._cred.name, stored, where)
+        self._runtime.name_key(stored.api_key, manager.name)
         return KeyPair(
             api_key=stored.api_key,
             api_secret=stored.api_secret,

@@ -58,3 +58,38 @@ def test_a_store_that_cannot_be_read_is_an_error_in_the_metrics_not_a_missing_fi
     assert found[("bluum_rotator_status_error", "trading")] == 1
     assert found[("bluum_rotator_status_error", "tenant")] == 0
     assert found[("bluum_rotator_last_run_exit_code", "trading")] == ExitCode.BAD_INPUT
+
+
+def test_the_textfile_holds_every_family_telemetry_has(ws: Workspace, tmp_path: Path):
+    """Rotations, steps, Bluum requests, the rate budget, notifications and alerts, beside the tick's gauges."""
+    textfile = tmp_path / "bluum_rotator.prom"
+    ws.edit_config('rotate_every = "90d"', 'rotate_every = "1d"')
+    first = ws.run("rotate", "trading")
+    assert first.returncode == ExitCode.OK, said(first)
+    tick = ws.run("run-due", "--metrics-textfile", str(textfile))
+    assert tick.returncode == ExitCode.OK, said(tick)
+    families = {family.name: family for family in text_string_to_metric_families(textfile.read_text())}
+    for name in (
+        "bluum_rotator_rotations",
+        "bluum_rotator_rotations_started",
+        "bluum_rotator_step_duration_seconds",
+        "bluum_rotator_bluum_requests",
+        "bluum_rotator_bluum_request_duration_seconds",
+        "bluum_rotator_rate_budget_used_ratio",
+        "bluum_rotator_rate_budget_peak_ratio",
+        "bluum_rotator_notifications_failed",
+        "bluum_rotator_alert",
+        "bluum_rotator_rotation_stuck",
+        "bluum_rotator_last_success_timestamp_seconds",
+    ):
+        assert name in families, name
+    assert families["bluum_rotator_rotations"].type == "counter"
+    assert families["bluum_rotator_step_duration_seconds"].type == "histogram"
+    found = samples(textfile)
+    assert (
+        found[("bluum_rotator_last_success_timestamp_seconds", "trading")]
+        <= found[("bluum_rotator_last_run_timestamp_seconds", "")]
+    )
+    alerts = {s.labels["alert"]: s.value for s in families["bluum_rotator_alert"].samples}
+    assert alerts == {"bluum_5xx": 0, "bluum_429": 0}
+    assert found[("bluum_rotator_rotation_stuck", "trading")] == 0

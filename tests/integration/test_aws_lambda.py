@@ -343,6 +343,11 @@ def test_a_failed_rotation_and_an_overdue_key_are_logged_for_the_modules_alarms(
     assert metrics.count("rotation_failed") == 1
     failed = next(r for r in caplog.records if getattr(r, "fields", {}).get("metric") == "rotation_failed")
     ids = failed.fields["bluum_request_ids"]  # type: ignore[attr-defined]
+    directive = failed.fields["_aws"]["CloudWatchMetrics"]  # type: ignore[attr-defined]
+    assert directive == [
+        {"Namespace": "BluumRotator", "Dimensions": [[]], "Metrics": [{"Name": "RotationFailed", "Unit": "Count"}]}
+    ]
+    assert failed.fields["RotationFailed"] == 1  # type: ignore[attr-defined]
     assert ids, "the step's record names the Bluum requests it made"
     assert all(str(i).startswith("req_") for i in ids)
 

@@ -205,6 +205,7 @@ def test_example_applies_against_moto_and_plans_clean(
     assert variables["ROTATOR_SECRET_IDS"] == arn
     assert variables["ROTATOR_LEDGER_TABLE"] == f"{EXAMPLE_NAME}-ledger"
     assert variables["ROTATOR_CONCURRENCY"] == "2"
+    assert variables["ROTATOR_METRIC_NAMESPACE"] == "BluumRotator"
     assert (
         moto.client("lambda").get_function_concurrency(FunctionName=EXAMPLE_NAME)["ReservedConcurrentExecutions"] == 2
     )
@@ -223,6 +224,8 @@ def test_example_applies_against_moto_and_plans_clean(
         f"{EXAMPLE_NAME}-overdue-keys",
         f"{EXAMPLE_NAME}-rotation-failed",
     ]
+    watched = {alarm["MetricName"]: alarm.get("Namespace") for alarm in alarms}
+    assert watched["RotationFailed"] == watched["KeyOverdue"] == "BluumRotator", "the names the function's EMF uses"
 
     plan = terraform.run("plan", "-detailed-exitcode", "-input=false", cwd=example, label="plan after apply")
     assert plan.returncode == 0, f"the plan after apply is not empty (rc {plan.returncode}):\n{plan.stdout[-4000:]}"

@@ -15,6 +15,8 @@ from rotator.config import WebhookSettings, parse_config
 from rotator.errors import ConfigError
 from rotator.events import EventKind, RotationEvent
 from rotator.notify import ATTEMPTS, Webhook, payload, sign, topic_of
+from rotator.notify_config import SnsSettings
+from rotator.sns import SnsTopic, message_of
 
 KEY = "whsec-unit-test-key-0123456789"
 
@@ -120,6 +122,7 @@ timeout = "3s"
 """
     )
     (hook,) = parse_config(good, base_dir=tmp_path).notifications
+    assert isinstance(hook, WebhookSettings)
     expected = ("oncall", "https://hooks.example/x", "HOOK_KEY", "json", ("completed", "emergency"))
     assert (hook.name, hook.url, hook.secret_env, hook.format, hook.events) == expected
     assert hook.timeout == timedelta(seconds=3)
@@ -142,3 +145,106 @@ events = ["finished"]
     missing = BASE + '\n[notifications.oncall]\nurl = "https://hooks.example/x"\n'
     with pytest.raises(ConfigError, match="secret_env"):
         parse_config(missing, base_dir=tmp_path)
+
+
+def test_a_person_waiting_is_needs_person_and_tick_findings_have_topics() -> None:
+    assert (
+        topic_of(RotationEvent(EventKind.WAITING, "tenant", "revoke", "revoke it in the dashboard")) == "needs_person"
+    )
+    assert topic_of(RotationEvent(EventKind.WAITING, "trading", "grace", "grace window")) == "waiting"
+    for kind in (EventKind.OVERDUE, EventKind.ORPHAN, EventKind.ALERT, EventKind.NEEDS_PERSON):
+        assert topic_of(event(kind)) == kind.value
+    alert = RotationEvent(EventKind.ALERT, "", "tick", "Bluum answered 3 of 9 with a 5xx", subject="bluum_5xx")
+    assert payload(alert, "alert", "json")["subject"] == "bluum_5xx"
+    assert payload(alert, "alert", "slack")["text"].startswith(":rotating_light: Bluum answered")
+
+
+def test_an_sns_table_is_parsed_with_its_region_from_the_arn(tmp_path: Path) -> None:
+    text = BASE + '\n[notifications.ops]\ntype = "sns"\ntopic_arn = "arn:aws:sns:eu-west-1:123456789012:rotator"\n'
+    (sink,) = parse_config(text, base_dir=tmp_path).notifications
+    assert isinstance(sink, SnsSettings)
+    assert (sink.name, sink.region, sink.endpoint_url) == ("ops", "eu-west-1", None)
+    assert {"overdue", "alert"} <= set(sink.events)
+
+
+@pytest.mark.parametrize(
+    ("table", "said"),
+    [
+        ('type = "sns"', "notifications.ops.topic_arn: missing (the SNS topic to publish to). Fix: add topic_arn ="),
+        ('type = "sns"\ntopic_arn = "rotator-topic"', "is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"),
+        (
+            'type = "sns"\ntopic_arn = "arn:aws:sns:eu-west-1:123456789012:t"\nregion = "us-east-1"',
+            "notifications.ops.region: 'us-east-1' is not the topic's region 'eu-west-1' (from topic_arn). Fix: remove",
+        ),
+        (
+            'type = "sns"\ntopic_arn = "arn:aws:sns:eu-west-1:123456789012:t"\nurl = "https://x"',
+            "notifications.ops: unknown key 'url'",
+        ),
+        (
+            'type = "sns"\ntopic_arn = "arn:aws:sns:eu-west-1:123456789012:t"\nendpoint_url = "http://sns.example"',
+            "notifications.ops.endpoint_url: 'http://sns.example' is not an https URL",
+        ),
+        (
+            'type = "sns"\ntopic_arn = "arn:aws:sns:eu-west-1:123456789012:t"\nevents = ["paged"]',
+            "unknown events: paged",
+        ),
+        ('type = "pagerduty"', "notifications.ops.type: 'pagerduty' is not one of webhook, sns"),
+    ],
+)
+def test_sns_table_problems_say_what_to_write(tmp_path: Path, table: str, said: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse_config(BASE + f"\n[notifications.ops]\n{table}\n", base_dir=tmp_path)
+    assert said in str(refused.value)
+
+
+def test_the_alerts_table_is_checked(tmp_path: Path) -> None:
+    good = BASE + '\n[alerts]\nstuck_after = "30m"\nserver_errors = 5\nsweep_every = "24h"\n'
+    alerts = parse_config(good, base_dir=tmp_path).alerts
+    assert (alerts.stuck_after, alerts.server_errors, alerts.sweep_every) == (
+        timedelta(minutes=30),
+        5,
+        timedelta(hours=24),
+    )
+    assert parse_config(BASE, base_dir=tmp_path).alerts.sweep_every is None
+    bad = BASE + '\n[alerts]\nserver_error_ratio = 2\nsweep_every = "5m"\nstuck = "1h"\n'
+    with pytest.raises(ConfigError) as refused:
+        parse_config(bad, base_dir=tmp_path)
+    message = str(refused.value)
+    assert "alerts.server_error_ratio: is a share of the requests, at most 1" in message
+    assert "alerts.sweep_every: must be at least 1h" in message
+    assert "unknown key 'stuck' (did you mean 'stuck_after'?)" in message
+
+
+def test_an_sns_message_is_the_webhook_json_with_attributes_and_fifo_ids() -> None:
+    done = event(EventKind.COMPLETED, old_key="apk_old", new_key="apk_new")
+    standard = message_of(done, "completed", "arn:aws:sns:eu-west-1:123456789012:rotator")
+    assert json.loads(standard["Message"]) == payload(done, "completed", "json")
+    assert standard["Subject"] == "bluum-rotator completed: trading"
+    assert standard["MessageAttributes"]["event"] == {"DataType": "String", "StringValue": "completed"}
+    assert "MessageGroupId" not in standard
+    fifo = message_of(done, "completed", "arn:aws:sns:eu-west-1:123456789012:rotator.fifo")
+    assert fifo["MessageGroupId"] == "trading"
+    assert len(fifo["MessageDeduplicationId"]) == 64
+
+
+def test_an_sns_sink_publishes_on_its_own_thread_and_counts_failures() -> None:
+    class Client:
+        def __init__(self) -> None:
+            self.calls: list[dict[str, object]] = []
+
+        def publish(self, **arguments: object) -> dict[str, str]:
+            self.calls.append(arguments)
+            if len(self.calls) > 1:
+                raise TimeoutError("AWS is slow today")
+            return {"MessageId": "m-1"}
+
+    client = Client()
+    arn = "arn:aws:sns:eu-west-1:123456789012:rotator"
+    settings = SnsSettings("ops", arn, "eu-west-1", events=("completed", "rolled_back"))
+    sink = SnsTopic(settings, client=client, sleep=lambda _: None)
+    sink(event(EventKind.COMPLETED))
+    sink(event(EventKind.STEP))
+    sink(event(EventKind.ROLLED_BACK))
+    sink.close()
+    assert (sink.delivered, sink.failed) == (1, 1)
+    assert len(client.calls) == 1 + ATTEMPTS

@@ -14,6 +14,7 @@ from rotator.config import (
     NOTIFICATION_KEYS,
     README_HINT,
 )
+from rotator.notify_config import ALERTS_KEYS, SNS_KEYS
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
@@ -25,7 +26,7 @@ def test_every_command_is_in_the_commands_table():
 
 def test_every_configuration_key_is_documented():
     store_keys = [key for options in KNOWN_STORE_OPTIONS.values() for key in options]
-    for key in (*CREDENTIAL_KEYS, *BLUUM_KEYS, *HISTORY_KEYS, *NOTIFICATION_KEYS, *store_keys):
+    for key in (*CREDENTIAL_KEYS, *BLUUM_KEYS, *HISTORY_KEYS, *NOTIFICATION_KEYS, *SNS_KEYS, *ALERTS_KEYS, *store_keys):
         assert f"| `{key}` |" in README, key
 
 
