@@ -31,6 +31,19 @@ log = logging.getLogger("rotator.store")
 
 
 @runtime_checkable
+class Fingerprinted(Protocol):
+    """A store that can tell cheaply whether what it holds may have changed (a dotenv file: its `stat`).
+
+    Before a revoke every configured store is read, so that no key some application holds is revoked. In a fleet
+    of N credentials that is N reads per rotation; a store with a fingerprint is read again only when it changed.
+    """
+
+    def fingerprint(self) -> object:
+        """A value that differs whenever the store's content may have changed (equal values: it did not)."""
+        ...
+
+
+@runtime_checkable
 class SecretStore(Protocol):
     """One credential's location in one secret store."""
 

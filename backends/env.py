@@ -204,6 +204,19 @@ class EnvStore:
         """CURRENT from the dotenv file (plus the sidecar's token when it holds that key); the rest from the sidecar."""
         return self._projected.read(stage)
 
+    def fingerprint(self) -> object:
+        """Identity, size and times of the dotenv file (through a symlink) and of the sidecar: every write we make is
+        a rename (a new inode), and a person's edit moves the size or the times."""
+        marks: list[tuple[int, int, int, int, int] | None] = []
+        for path in (self._path, self._sidecar_path):
+            try:
+                st = os.stat(path)
+            except OSError:
+                marks.append(None)
+                continue
+            marks.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+        return tuple(marks)
+
     def read_record(self) -> VersionedRecord:
         """The rotation record kept in the sidecar and its version (None and 0 before the first rotation)."""
         sidecar = self._load_sidecar()

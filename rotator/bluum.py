@@ -2,8 +2,9 @@
 
 Every request goes through one path (`BluumClient._request`) that
 
-1. waits for the pair's slot in the process-wide throttle (`rotator.throttle`: smooth spacing, 90 % of
-   Bluum's documented 10/s sandbox and 25/s production limits, so a burst never draws a 429);
+1. waits for the pair's slot in the process-wide throttle (`rotator.throttle`: smooth spacing just under
+   Bluum's documented 10/s sandbox and 25/s production limits, and never more than that many in any 1.05 s of
+   real sends, so a burst never draws a 429);
 2. sends it with HTTP Basic auth (API key as user name, the revealed secret as password);
 3. logs one structured record per attempt on the `rotator.bluum` logger (never headers, never bodies);
 4. turns any failure into the typed tree of `rotator.errors` with status, BLUM code, request id and trace id;
@@ -280,6 +281,7 @@ class BluumClient:
         if not idempotency_key:
             raise ValueError("idempotency_key is required: a retried create must not make a second key")
         op = f"create key for {investor_id}"
+        tries: list[int] = []
         response = self._request(
             "POST",
             self._keys_path(investor_id, keys_path),
@@ -287,6 +289,7 @@ class BluumClient:
             op=op,
             json_body={"name": name, "environment": environment.bluum_name},
             idempotency_key=idempotency_key,
+            tries=tries,
         )
         body = _json_object(response, op)
         secret_value = body.pop("secret_key", None)
@@ -329,7 +332,7 @@ class BluumClient:
                 **meta,
             )
         pair = KeyPair(api_key=info.public_key, api_secret=secret, environment=environment, key_id=info.id)
-        return CreatedKey(info=info, pair=pair)
+        return CreatedKey(info=info, pair=pair, attempts=len(tries))
 
     def list_investor_keys(
         self, manager: KeyPair, investor_id: str, *, keys_path: str | None = None
@@ -444,8 +447,11 @@ class BluumClient:
         json_body: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
         replay_safe: bool | None = None,
+        tries: list[int] | None = None,
     ) -> httpx.Response:
-        """Send with throttle, auth, logging and retries; return a 2xx response or raise a BluumError."""
+        """Send with throttle, auth, logging and retries; return a 2xx response or raise a BluumError.
+
+        `tries`: each attempt's number is appended to it (a caller that must know whether the request was resent)."""
         if replay_safe is None:
             replay_safe = method in ("GET", "HEAD") or idempotency_key is not None
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
@@ -454,6 +460,8 @@ class BluumClient:
         stopped_by: list[str] = []
 
         def attempt(number: int) -> httpx.Response:
+            if tries is not None:
+                tries.append(number)
             budget_left = policy.total_budget - (self._clock() - start)
             return self._attempt(
                 method, path, pair, op=op, number=number, headers=headers, json_body=json_body, budget_left=budget_left

@@ -15,7 +15,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -33,7 +33,11 @@ if TYPE_CHECKING:
     from rotator.issuers.base import Issuer
     from rotator.traffic import ResponseObserver
 
-__all__ = ["Meter", "Runtime", "default_owner"]
+__all__ = ["HOLDINGS_TTL", "Meter", "Runtime", "default_owner"]
+
+HOLDINGS_TTL = 5.0
+"""Seconds a reading of another credential's store without a fingerprint (Vault, AWS) stands in for a new one when
+checking that no store holds a key about to be revoked. The rotating credential's own stores are always read."""
 
 
 def default_owner() -> str:
@@ -82,6 +86,8 @@ class Runtime:
         self._clients: dict[str, BluumClient] = dict(clients or {})
         self._issuers: dict[str, Issuer] = {}
         self._waited = 0.0
+        self._holdings: dict[str, tuple[object, float, list[Holding]]] = {}
+        """What each store held when last read for `holdings`: its fingerprint then, when, and the holdings."""
         self._local = threading.local()
         self.response_observers: list[ResponseObserver] = []
         """Called after each Bluum request by every client this runtime builds (`rotator.traffic`); metrics add
@@ -161,35 +167,59 @@ class Runtime:
             )
         return primary
 
-    def holdings(self) -> list[Holding]:
+    def holdings(self, *, fresh: Collection[str] | None = None) -> list[Holding]:
         """Every stage of every configured store, by public key: the keys some application may be using.
 
         A stage that is missing holds nothing; a store that cannot be read stops the caller (with that store's own
         exit code), since what it holds cannot be ruled out. Stores no credential uses are read too.
+
+        `fresh`: the stores that must be read now (the rotating credential's own, which this very rotation changes);
+        the others may come from what this process read before, when their fingerprint says they have not changed
+        since, or, for a store without one (Vault, AWS), when that reading is less than `HOLDINGS_TTL` seconds old.
+        Without it every store is read now. A fleet of N credentials would otherwise read N stores per rotation.
         """
         found: list[Holding] = []
         for name in self.config.stores:
-            cred = self.config.credential_for_store(name)
-            owner = cred.name if cred is not None else "(none)"
-            for stage in Stage:
-                try:
-                    key = self.store(name).read(stage)
-                except StoreNotFound:
-                    continue
-                except StoreError as exc:
-                    wrapped = StoreError(
-                        f"{exc} (it was read to make sure no key it holds gets revoked; nothing was revoked)"
-                    )
-                    wrapped.exit_code = exc.exit_code
-                    raise wrapped from exc
-                if key is not None:
-                    found.append(Holding(owner, name, stage, key.api_key))
+            found.extend(self._held_in(name, fresh=fresh is None or name in fresh))
         return found
+
+    def _held_in(self, name: str, *, fresh: bool) -> list[Holding]:
+        from backends.base import Fingerprinted
+
+        store = self.store(name)
+        mark = store.fingerprint() if isinstance(store, Fingerprinted) else None
+        now = self.monotonic()
+        with self._lock:
+            seen = self._holdings.get(name)
+        if seen is not None and not fresh:
+            seen_mark, seen_at, held = seen
+            if (mark is not None and mark == seen_mark) or (mark is None and now - seen_at < HOLDINGS_TTL):
+                return held
+        cred = self.config.credential_for_store(name)
+        owner = cred.name if cred is not None else "(none)"
+        held = []
+        for stage in Stage:
+            try:
+                key = store.read(stage)
+            except StoreNotFound:
+                continue
+            except StoreError as exc:
+                why = "it was read to make sure no key it holds gets revoked; nothing was revoked"
+                wrapped = StoreError(f"{exc} ({why})")
+                wrapped.exit_code = exc.exit_code
+                raise wrapped from exc
+            if key is not None:
+                held.append(Holding(owner, name, stage, key.api_key))
+        with self._lock:
+            self._holdings[name] = (mark, now, held)  # the mark taken before reading: a write meanwhile shows next time
+        return held
 
     def shared_key(self, cred: CredentialConfig) -> str | None:
         """Where else than in `cred`'s own stores its current key is held (two credentials must not share one)."""
         current = self.store(cred.store).read(Stage.CURRENT)
-        return None if current is None else identity.shared_with_others(current, self.holdings(), cred.name)
+        if current is None:
+            return None
+        return identity.shared_with_others(current, self.holdings(fresh=cred.targets), cred.name)
 
     # ----------------------------------------------------------------- Bluum
 

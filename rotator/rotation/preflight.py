@@ -65,7 +65,7 @@ def preflight(ctx: RotationContext, record: RotationRecord | None) -> tuple[Stor
     current = read_current(ctx)
     keys = ctx.issuer.list_keys()
     current_id = identify_current(ctx, current, keys)
-    holdings = ctx.runtime.holdings()
+    holdings = ctx.runtime.holdings(fresh=cred.targets)
     shared = identity.shared_with_others(current, holdings, cred.name)
     if shared:
         raise ConfigError(

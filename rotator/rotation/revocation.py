@@ -88,7 +88,8 @@ def revoke_old(ctx: RotationContext, record: RotationRecord, journal: Journal) -
     if target.id != record.old_key_id:
         journal.emit(record, "revoke", f"the old pair is {target.id} at Bluum (the record said {record.old_key_id})")
         record = record.advance(record.phase, ctx.runtime.clock(), old_key_id=target.id)
-    refusal = identity.revoke_refusal(target, ctx.runtime.holdings(), allowed=identity.old_key_of(cred.name))
+    holdings = ctx.runtime.holdings(fresh=cred.targets)
+    refusal = identity.revoke_refusal(target, holdings, allowed=identity.old_key_of(cred.name))
     if refusal:
         way_back = (
             "" if record.phase is Phase.REVOKING else f", or undo the rotation with `rotator rollback {cred.name}`"
@@ -173,7 +174,7 @@ def revoke_rotation_keys(
         ours = token == record.token or (info.id == record.new_key_id and token is None)
         if not info.revocable or not ours or info.id in (keep, record.old_key_id):
             continue
-        holdings = ctx.runtime.holdings() if holdings is None else holdings
+        holdings = ctx.runtime.holdings(fresh=ctx.cred.targets) if holdings is None else holdings
         refusal = identity.revoke_refusal(info, holdings, allowed=identity.held_nowhere)
         if refusal:
             raise RotationIncomplete(

@@ -992,7 +992,7 @@ def test_two_clients_share_the_pacing_of_one_pair() -> None:
     one.check(pair)
     two.check(pair)
     two.check(other)  # another pair has its own slots
-    assert clock.sleeps == pytest.approx([1.0 / 9.0])
+    assert clock.sleeps == pytest.approx([1.0 / (10.0 * (1.0 - SAFETY_MARGIN))])
 
 
 def test_rate_limits_are_configurable() -> None:
@@ -1007,7 +1007,7 @@ def test_rate_limits_are_configurable() -> None:
     pair = make_pair()
     client.check(pair)
     client.check(pair)
-    assert clock.sleeps == pytest.approx([1.0 / 1.8])
+    assert clock.sleeps == pytest.approx([1.0 / (2.0 * (1.0 - SAFETY_MARGIN))])
 
 
 # ---------------------------------------------------------------------------------------------- logging
