@@ -451,6 +451,78 @@ def run_due(settings: Settings, metrics_textfile: Path | None) -> None:
 
 
 @cli.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
+@click.option(
+    "--every",
+    default="15m",
+    show_default=True,
+    metavar="DURATION",
+    help="Time from the end of one tick to the start of the next (whole seconds, at least 1s).",
+)
+@click.option(
+    "--jitter",
+    metavar="DURATION",
+    help="Up to this much more each time, drawn at random, so daemons started together drift apart. "
+    "Default: a tenth of --every.",
+)
+@click.option(
+    "--metrics-listen",
+    metavar="HOST:PORT",
+    help="Serve /metrics (Prometheus) and /healthz there. :PORT means 127.0.0.1; a container needs 0.0.0.0:PORT.",
+)
+@click.option(
+    "--heartbeat-file",
+    metavar="PATH",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Rewrite PATH (one JSON line; its mtime is the beat) at start and after every tick.",
+)
+@pass_settings
+def daemon(
+    settings: Settings, every: str, jitter: str | None, metrics_listen: str | None, heartbeat_file: Path | None
+) -> None:
+    """Run the scheduler tick (what `run-due` does) every interval, until SIGTERM or SIGINT.
+
+    The first tick runs at start. rotator.toml is read again before each tick; an edit that does not parse is
+    reported and the last good configuration stays in effect. SIGTERM/SIGINT: each rotation in hand stops after its
+    current step, then exit 0; a second signal ends the process at once (resume finishes later). Two daemons on the
+    same stores never rotate one credential twice. Exit 2 when the configuration or a flag is wrong at start.
+
+    \b
+    Examples:
+      rotator daemon                                          # every 15m, up to 90s of jitter
+      rotator daemon --every 5m --metrics-listen 127.0.0.1:9464 --heartbeat-file /run/bluum-rotator/heartbeat
+    """
+    from rotator.daemon import Daemon, parse_cadence
+    from rotator.health import parse_listen
+
+    try:
+        cadence = parse_cadence(every, jitter)
+        listen = parse_listen(metrics_listen) if metrics_listen else None
+        runner = Daemon(
+            load=settings.load,
+            build=partial(_daemon_service, settings),
+            cadence=cadence,
+            say=None if settings.quiet else click.echo,
+            warn=partial(click.echo, err=True),
+            heartbeat_file=heartbeat_file,
+            listen=listen,
+        )
+        _PROMPT.many = True  # several credentials per tick: step lines name theirs
+        code = runner.run()
+    except RotatorError as exc:
+        _fail(exc)
+    sys.exit(code)
+
+
+def _daemon_service(settings: Settings, config: Config) -> RotationService:
+    """The daemon's service for `config`: events to the log, and step lines to stdout unless -q."""
+    from rotator.events import EventBus, log_event
+    from rotator.rotation.service import RotationService
+
+    bus = EventBus(log_event) if settings.quiet else EventBus(log_event, _print_event)
+    return RotationService(config, bus=bus)
+
+
+@cli.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
 @click.argument("name")
 @pass_settings
 def rollback(settings: Settings, name: str) -> None:
