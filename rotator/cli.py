@@ -409,10 +409,11 @@ def enroll(settings: Settings, name: str, new_key_file: str | None) -> None:
 def step(settings: Settings, name: str, step_name: str, token: str, new_key_file: str | None) -> None:
     """Advance rotation TOKEN of NAME by one step, for an orchestrator.
 
-    STEP is create, stage, accept, promote, confirm, revoke or clear, or AWS Secrets Manager's
-    createSecret, setSecret, testSecret, finishSecret (the first four, in order). `create` starts the
-    rotation under TOKEN. A step already done does nothing and exits 0; a step not reached yet is refused
-    (exit 2). What comes after promote is also done by `rotator resume` or the next `run-due`.
+    STEP is create, stage, accept, promote, reload (only with reload actions), confirm, revoke or clear,
+    or AWS Secrets Manager's createSecret, setSecret, testSecret, finishSecret (the first four, in order).
+    `create` starts the rotation under TOKEN. A step already done does nothing and exits 0; a step not
+    reached yet is refused (exit 2). What comes after promote is also done by `rotator resume` or the
+    next `run-due`.
     """
     with _engine(settings) as engine:
         new_pair = _read_new_pair(new_key_file, name) if new_key_file else None

@@ -39,6 +39,7 @@ from rotator.durations import DURATION_HINT, InvalidDuration, format_duration, p
 from rotator.errors import ConfigError
 from rotator.model import DEFAULT_BASE_URLS, Environment
 from rotator.notify_config import NOTIFICATION_EVENTS, AlertSettings, SnsSettings, parse_alerts, parse_events, parse_sns
+from rotator.reload_config import RELOAD_KEY, ReloadAction, parse_reload
 
 __all__ = [
     "CONFIG_ENV_VAR",
@@ -197,6 +198,8 @@ class StoreConfig:
     name: str
     type: str
     options: Mapping[str, Any]
+    reload: tuple[ReloadAction, ...] = ()
+    """What makes the applications reading this store load a new key (rotator/reload_config.py); never an option."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -830,7 +833,7 @@ def _parse_stores(
         known_options = KNOWN_STORE_OPTIONS.get(store_type)
         if known_options is not None:
             before = len(problems.items)
-            table.check_keys(("type", *known_options))
+            table.check_keys(("type", *known_options, RELOAD_KEY))
             if len(problems.items) > before:
                 continue
         reserved = [key for key in RESERVED_STORE_OPTIONS if key in raw]
@@ -838,7 +841,10 @@ def _parse_stores(
             table.problem(key, "is reserved: a store is named by its table, [stores.NAME]", f"remove {key}")
         if reserved:
             continue
-        options = {key: option for key, option in raw.items() if key != "type"}
+        reload = parse_reload(table, base_dir)
+        if reload is None:
+            continue
+        options = {key: option for key, option in raw.items() if key not in ("type", RELOAD_KEY)}
         if store_type in FILE_PATH_STORE_TYPES:
             file_path = table.text("path", example=f'"{name}.env"', required=True, why=" (the file this store writes)")
             if file_path is None:
@@ -859,7 +865,7 @@ def _parse_stores(
                     'use letters, digits and "_", not starting with a digit, e.g. prefix = "BLUUM_" (or "" for none)',
                 )
                 continue
-        stores[name] = StoreConfig(name=name, type=store_type, options=MappingProxyType(options))
+        stores[name] = StoreConfig(name=name, type=store_type, options=MappingProxyType(options), reload=reload)
     _check_same_location(stores, problems)
     return stores
 

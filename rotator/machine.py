@@ -3,19 +3,27 @@
 Nothing here does I/O, reads a clock or sleeps: the driver and the steps (rotator/rotation/) observe, call these
 to decide, and act. That split is what lets the unit tests walk every phase and every observation.
 
-    STARTED ─create─▶ PENDING_STORED ─stage─▶ STAGED ─accept─▶ ACCEPTED ─promote─▶ DEPLOYED ─confirm─▶ VERIFIED
-       │                    │                 │                 │                    │                │ grace
-       │                    └─────────────────┴── a step fails ─┴────────────────────┤                ▼ passed
-       └───────────(manual pair lost)─────────────────────────────────────▶ ROLLING_BACK       REVOKING
-                                                                                 │             (no way back)
-                                                                                 ▼                │ revoke,
-                                                                           ROLLED_BACK            ▼ prove 401
-                                                               (old key CURRENT again,      OLD_REVOKED
-                                                                new key revoked)                  │ clear
-                                                                                                  ▼
-                                                                                              COMPLETED
+    STARTED ─create─▶ PENDING_STORED ─stage─▶ STAGED ─accept─▶ ACCEPTED ─promote─▶ DEPLOYED ─reload─▶ RELOADED
+       │                    │                 │                 │                    │ │  (a failed reload   │
+       │                    │                 │                 │                    │ │  stays at DEPLOYED: │ confirm
+       │                    │                 │                 │                    │ │  resume retries it) ▼
+       │                    │                 │                 │                    │ └─────confirm─────▶ VERIFIED
+       │                    │                 │                 │                    │   (no reload actions) │ grace
+       │                    └─────────────────┴── a step fails ─┴────────────────────┤                     ▼ passed
+       └───────────(manual pair lost)─────────────────────────────────────▶ ROLLING_BACK              REVOKING
+                                                                                 │                (no way back)
+                                                                                 ▼                     │ revoke,
+                                                                           ROLLED_BACK                 ▼ prove 401
+                                                          (old key CURRENT again; the reloads     OLD_REVOKED
+                                                           run again when applications may             │ clear
+                                                           have loaded the new key; then               ▼
+                                                           the new key is revoked)                 COMPLETED
 
 create, stage, accept and promote are AWS Secrets Manager's createSecret, setSecret, testSecret and finishSecret.
+reload runs only for a credential whose targets have reload actions (rotator/reload_config.py): after the new key is
+CURRENT everywhere, so applications load it, and before confirm starts the grace window, so the old key's remaining
+life is counted from when applications stopped using it. Without reload actions DEPLOYED goes straight to confirm,
+with no record write for a step that does nothing.
 """
 
 from __future__ import annotations
@@ -53,6 +61,7 @@ class Step(StrEnum):
     STAGE = "stage"  # PENDING in every other target
     ACCEPT = "accept"  # wait until Bluum accepts the new key
     PROMOTE = "promote"  # CURRENT everywhere, the old key PREVIOUS; read back
+    RELOAD = "reload"  # the targets' reload actions run, so applications load the new key (only when configured)
     CONFIRM = "confirm"  # read back again and ask Bluum once more; the grace window starts
     WAIT_GRACE = "wait_grace"  # nothing to do until revoke_after
     REVOKE_OLD = "revoke_old"  # the issuer revokes at Bluum, then the old pair is proven to get 401
@@ -68,6 +77,7 @@ NAMED_STEPS: tuple[Step, ...] = (
     Step.STAGE,
     Step.ACCEPT,
     Step.PROMOTE,
+    Step.RELOAD,
     Step.CONFIRM,
     Step.REVOKE_OLD,
     Step.CLEAR,
@@ -94,11 +104,13 @@ def next_step(
     revokes: bool,
     has_new_pair: bool = False,
     skip_grace: bool = False,
+    reloads: bool = False,
 ) -> Step:
     """The one next step for `record`.
 
     `mints`/`revokes`: the credential's issuer creates/revokes keys through Bluum's API (otherwise a person hands
     the pair over / revokes it in the dashboard). `has_new_pair`: a person's pair is in hand (not after a crash).
+    `reloads`: a target of the credential has reload actions.
     """
     phase = record.phase
     if phase.terminal:
@@ -112,7 +124,8 @@ def next_step(
         Phase.PENDING_STORED: Step.STAGE,
         Phase.STAGED: Step.ACCEPT,
         Phase.ACCEPTED: Step.PROMOTE,
-        Phase.DEPLOYED: Step.CONFIRM,
+        Phase.DEPLOYED: Step.RELOAD if reloads else Step.CONFIRM,
+        Phase.RELOADED: Step.CONFIRM,
         Phase.OLD_REVOKED: Step.CLEAR,
     }
     if phase in forward:
@@ -135,9 +148,22 @@ def can_roll_back(record: RotationRecord) -> bool:
         Phase.STAGED,
         Phase.ACCEPTED,
         Phase.DEPLOYED,
+        Phase.RELOADED,
         Phase.VERIFIED,
         Phase.ROLLING_BACK,
     )
+
+
+RELOAD_BACK_FROM = frozenset({Phase.ACCEPTED, Phase.DEPLOYED, Phase.RELOADED, Phase.VERIFIED})
+"""Phases from which a rollback may find applications holding the new key: promote may have put it in a target (in
+ACCEPTED, a promote that failed half-way), or the reloads ran (in full, or some of them before one failed)."""
+
+
+def reload_on_rollback(record: RotationRecord) -> bool:
+    """Whether a rollback runs the reload actions again, after the old key is CURRENT again and before the new key is
+    revoked, so no application is left holding a revoked key. A needless reload costs a reload; a missing one costs
+    an outage, so any phase where the new key may have been read counts."""
+    return record.rollback_from is not None and record.rollback_from in RELOAD_BACK_FROM
 
 
 class Verdict(StrEnum):

@@ -26,6 +26,7 @@ class Phase(StrEnum):
     STAGED = "staged"  # new key is PENDING in every target (applications still read the old key)
     ACCEPTED = "accepted"  # Bluum accepts the new key (propagation waited out); nothing deployed yet
     DEPLOYED = "deployed"  # new key is CURRENT in every target, old key is PREVIOUS (overlap)
+    RELOADED = "reloaded"  # the targets' reload actions ran: applications hold the new key (only with reload actions)
     VERIFIED = "verified"  # Bluum accepts the new key; the old one waits for the grace window to end
     REVOKING = "revoking"  # written just before the old key is revoked: no rollback to it from here on
     OLD_REVOKED = "old_revoked"  # old key revoked at Bluum and proven rejected; PREVIOUS not yet cleared
@@ -63,6 +64,9 @@ class RotationRecord:
     age_source: str | None = None
     """Where `current_since` came from when no rotation set it: "bluum" (the key list's creation time) or "first
     seen" (the first scheduled run that met a key seeded by hand)."""
+    rollback_from: str | None = None
+    """The phase a rollback started from: from promote on, applications may have loaded the new key, so the rollback
+    runs the reload actions again before it revokes it (machine.reload_on_rollback)."""
 
     def advance(self, phase: Phase, now: float, **changes: Any) -> RotationRecord:  # noqa: ANN401 - field values
         """A copy at `phase`, with `changes` applied and `updated_at` set."""

@@ -28,7 +28,7 @@ from rotator.events import EventBus, EventKind, RotationEvent
 from rotator.faultpoints import reached
 from rotator.machine import Step
 from rotator.record import ENROLLMENT, Phase, RotationRecord
-from rotator.rotation import revocation, steps
+from rotator.rotation import reload, revocation, steps
 from rotator.rotation.context import RotationContext, StepFailed
 from rotator.rotation.rollback import after_rollback, roll_back
 
@@ -48,6 +48,7 @@ FORWARD: dict[Step, StepFunction] = {
     Step.STAGE: steps.stage,
     Step.ACCEPT: steps.accept,
     Step.PROMOTE: steps.promote,
+    Step.RELOAD: reload.reload_consumers,
     Step.CONFIRM: steps.confirm,
     Step.REVOKE_OLD: revocation.revoke_old,
     Step.CLEAR: steps.clear,
@@ -258,6 +259,8 @@ class Driver:
             position = machine.NAMED_STEPS.index(upcoming)
         if wanted < position:
             message = f"{cred.name}: {step.value} of rotation {record.token[:8]} is done already"
+            if step is Step.RELOAD and not reload.configured(self.ctx):
+                message = f"{cred.name}: no target of {cred.name} has reload actions: nothing to reload"
             return Outcome(cred.name, ExitCode.OK, message, record)
         if wanted > position or upcoming is Step.ROLLBACK:
             needed = (
@@ -279,6 +282,7 @@ class Driver:
             revokes=self.ctx.issuer.revokes,
             has_new_pair=self.ctx.new_pair is not None,
             skip_grace=self.ctx.skip_grace,
+            reloads=bool(reload.configured(self.ctx)),
         )
 
     def _forward(self, step: Step, record: RotationRecord) -> RotationRecord:

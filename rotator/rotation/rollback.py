@@ -3,11 +3,13 @@ is revoked. The old key is never revoked here. And what is true afterwards, chec
 
 from __future__ import annotations
 
+from rotator import machine
 from rotator.errors import LeaseLost, RollbackFailed, RotatorError, StoreNotFound
 from rotator.faultpoints import reached
 from rotator.model import Stage
 from rotator.record import Phase, RotationRecord
 from rotator.rotation.context import Journal, RotationContext
+from rotator.rotation.reload import configured, reload_back
 from rotator.rotation.revocation import revoke_rotation_keys
 
 
@@ -15,19 +17,25 @@ def roll_back(
     ctx: RotationContext, record: RotationRecord, journal: Journal, reason: str, cause: BaseException | None = None
 ) -> RotationRecord:
     """Restore the old key everywhere, then revoke the new one (ROLLING_BACK is written first, so a crash in the
-    middle is finished by `resume`)."""
+    middle is finished by `resume`). When applications may have loaded the new key, the reload actions run in between,
+    so none is left holding a revoked key."""
     cred = ctx.cred
     started = ctx.runtime.monotonic()
     try:
         if record.phase is not Phase.ROLLING_BACK:
             record = journal.save(
-                record.advance(Phase.ROLLING_BACK, ctx.runtime.clock(), failure=reason), "rolling_back.record"
+                record.advance(
+                    Phase.ROLLING_BACK, ctx.runtime.clock(), failure=reason, rollback_from=record.phase.value
+                ),
+                "rolling_back.record",
             )
         journal.emit(record, "rollback", f"rolling back: {reason}")
         for store in ctx.stores:
             journal.hold()
             store.restore_previous(record.token)
             reached(f"restore.{store.name}")
+        if machine.reload_on_rollback(record) and configured(ctx):
+            reload_back(ctx, record, journal)
         revoke_rotation_keys(
             ctx, record, journal, why="the new key of a rolled-back rotation", point="revoke_new.bluum"
         )

@@ -32,7 +32,9 @@ def record(
     )
 
 
-def expected_step(phase: Phase, mints: bool, revokes: bool, grace_left: bool, has_pair: bool, skip: bool) -> Step:
+def expected_step(
+    phase: Phase, mints: bool, revokes: bool, grace_left: bool, has_pair: bool, skip: bool, reloads: bool = False
+) -> Step:
     """An independent statement of the transition table, checked against next_step for every combination."""
     table = {
         Phase.COMPLETED: Step.DONE,
@@ -40,7 +42,8 @@ def expected_step(phase: Phase, mints: bool, revokes: bool, grace_left: bool, ha
         Phase.PENDING_STORED: Step.STAGE,
         Phase.STAGED: Step.ACCEPT,
         Phase.ACCEPTED: Step.PROMOTE,
-        Phase.DEPLOYED: Step.CONFIRM,
+        Phase.DEPLOYED: Step.RELOAD if reloads else Step.CONFIRM,
+        Phase.RELOADED: Step.CONFIRM,
         Phase.OLD_REVOKED: Step.CLEAR,
         Phase.ROLLING_BACK: Step.ROLLBACK,
     }
@@ -60,14 +63,16 @@ BOOLS = [True, False]
 
 
 @pytest.mark.parametrize(
-    ("phase", "mints", "revokes", "grace_left", "has_pair", "skip_grace"),
-    list(itertools.product(Phase, BOOLS, BOOLS, BOOLS, BOOLS, BOOLS)),
+    ("phase", "mints", "revokes", "grace_left", "has_pair", "skip_grace", "reloads"),
+    list(itertools.product(Phase, BOOLS, BOOLS, BOOLS, BOOLS, BOOLS, BOOLS)),
 )
-def test_next_step_for_every_combination(phase, mints, revokes, grace_left, has_pair, skip_grace):
+def test_next_step_for_every_combination(phase, mints, revokes, grace_left, has_pair, skip_grace, reloads):
     revoke_after = NOW + 60 if grace_left else NOW - 1
     rec = record(phase, revoke_after=revoke_after)
-    step = machine.next_step(rec, now=NOW, mints=mints, revokes=revokes, has_new_pair=has_pair, skip_grace=skip_grace)
-    assert step is expected_step(phase, mints, revokes, grace_left, has_pair, skip_grace)
+    step = machine.next_step(
+        rec, now=NOW, mints=mints, revokes=revokes, has_new_pair=has_pair, skip_grace=skip_grace, reloads=reloads
+    )
+    assert step is expected_step(phase, mints, revokes, grace_left, has_pair, skip_grace, reloads)
 
 
 def test_revoke_happens_exactly_at_the_end_of_grace():
@@ -88,23 +93,48 @@ def test_grace_does_not_apply_once_revoking_started():
 
 def test_old_key_is_never_revoked_from_a_phase_before_verified():
     """I2 at the level of decisions: no phase before VERIFIED ever leads to revoking the old key."""
-    early = (Phase.STARTED, Phase.PENDING_STORED, Phase.STAGED, Phase.ACCEPTED, Phase.DEPLOYED, Phase.ROLLING_BACK)
+    early = (
+        Phase.STARTED,
+        Phase.PENDING_STORED,
+        Phase.STAGED,
+        Phase.ACCEPTED,
+        Phase.DEPLOYED,
+        Phase.RELOADED,
+        Phase.ROLLING_BACK,
+    )
     for phase in early:
-        for mints, revokes, pair, skip in itertools.product(BOOLS, BOOLS, BOOLS, BOOLS):
+        for mints, revokes, pair, skip, reloads in itertools.product(BOOLS, BOOLS, BOOLS, BOOLS, BOOLS):
             step = machine.next_step(
-                record(phase), now=NOW, mints=mints, revokes=revokes, has_new_pair=pair, skip_grace=skip
+                record(phase),
+                now=NOW,
+                mints=mints,
+                revokes=revokes,
+                has_new_pair=pair,
+                skip_grace=skip,
+                reloads=reloads,
             )
             assert step not in (Step.REVOKE_OLD, Step.AWAIT_OPERATOR_REVOKE, Step.CLEAR)
 
 
 def test_the_named_steps_are_the_forward_path_in_order():
-    """What `rotator step` and the Lambda may advance one at a time: AWS's four, then the rest."""
+    """What `rotator step` and the Lambda may advance one at a time: AWS's four, then the rest (reload included,
+    for a credential with reload actions)."""
     rec = record(Phase.STARTED, revoke_after=NOW - 1)
-    seen = []
-    for phase in (Phase.STARTED, Phase.PENDING_STORED, Phase.STAGED, Phase.ACCEPTED, Phase.DEPLOYED, Phase.VERIFIED):
-        seen.append(machine.next_step(replace(rec, phase=phase), now=NOW, mints=True, revokes=True))
-    seen.append(machine.next_step(replace(rec, phase=Phase.OLD_REVOKED), now=NOW, mints=True, revokes=True))
+    path = (
+        Phase.STARTED,
+        Phase.PENDING_STORED,
+        Phase.STAGED,
+        Phase.ACCEPTED,
+        Phase.DEPLOYED,
+        Phase.RELOADED,
+        Phase.VERIFIED,
+        Phase.OLD_REVOKED,
+    )
+    seen = [machine.next_step(replace(rec, phase=p), now=NOW, mints=True, revokes=True, reloads=True) for p in path]
     assert tuple(seen) == machine.NAMED_STEPS
+    without = [machine.next_step(replace(rec, phase=p), now=NOW, mints=True, revokes=True) for p in path]
+    assert tuple(without) == (*machine.NAMED_STEPS[:4], Step.CONFIRM, Step.CONFIRM, *machine.NAMED_STEPS[-2:])
+    assert machine.STEP_NAMES["reload"] is Step.RELOAD
 
 
 @pytest.mark.parametrize("phase", list(Phase))
@@ -115,10 +145,52 @@ def test_rollback_is_possible_exactly_until_the_old_key_is_revoked(phase):
         Phase.STAGED,
         Phase.ACCEPTED,
         Phase.DEPLOYED,
+        Phase.RELOADED,
         Phase.VERIFIED,
         Phase.ROLLING_BACK,
     }
     assert machine.can_roll_back(record(phase)) is allowed
+
+
+class TestReloads:
+    """The reload step: after promote, before confirm (which starts the grace window); retried by resume; undone by a
+    rollback that reloads again when applications may hold the new key."""
+
+    def test_a_failed_reload_is_retried_from_deployed_and_never_skipped(self):
+        """A failed reload leaves the record at DEPLOYED: resume (any grace or emergency setting) reloads again; it
+        never goes on to confirm, and so never to a revoke, while reload actions are configured."""
+        for skip, mints, revokes in itertools.product(BOOLS, BOOLS, BOOLS):
+            rec = replace(record(Phase.DEPLOYED), waiting_on="reload 1 of 1 failed", emergency=skip)
+            step = machine.next_step(rec, now=NOW, mints=mints, revokes=revokes, skip_grace=skip, reloads=True)
+            assert step is Step.RELOAD
+
+    def test_an_emergency_reloads_before_the_revoke(self):
+        """An emergency (no grace) walks DEPLOYED -> reload -> confirm -> revoke: the reload is never skipped."""
+        rec = replace(record(Phase.DEPLOYED), emergency=True)
+        steps = []
+        for phase in (Phase.DEPLOYED, Phase.RELOADED, Phase.VERIFIED):
+            rec = replace(rec, phase=phase, revoke_after=NOW)
+            steps.append(machine.next_step(rec, now=NOW, mints=True, revokes=True, skip_grace=True, reloads=True))
+        assert steps == [Step.RELOAD, Step.CONFIRM, Step.REVOKE_OLD]
+
+    def test_the_grace_window_is_not_started_by_the_reload(self):
+        """RELOADED has no revoke_after yet: confirm sets it, so grace counts from after the reloads."""
+        rec = record(Phase.RELOADED, revoke_after=None)
+        assert machine.next_step(rec, now=NOW, mints=True, revokes=True, reloads=True) is Step.CONFIRM
+
+    @pytest.mark.parametrize("phase", list(Phase))
+    def test_a_rollback_reloads_again_only_where_applications_may_hold_the_new_key(self, phase):
+        rec = replace(record(Phase.ROLLING_BACK), rollback_from=phase.value)
+        may_hold = phase in (Phase.ACCEPTED, Phase.DEPLOYED, Phase.RELOADED, Phase.VERIFIED)
+        assert machine.reload_on_rollback(rec) is may_hold
+
+    def test_a_rollback_record_of_an_older_version_does_not_reload(self):
+        assert machine.reload_on_rollback(record(Phase.ROLLING_BACK)) is False
+
+    def test_a_rolling_back_record_is_rolled_back_whatever_reloads_say(self):
+        for reloads in BOOLS:
+            rec = replace(record(Phase.ROLLING_BACK), rollback_from="reloaded")
+            assert machine.next_step(rec, now=NOW, mints=True, revokes=True, reloads=reloads) is Step.ROLLBACK
 
 
 class TestJudgeNewKey:
