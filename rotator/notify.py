@@ -28,9 +28,8 @@ from typing import Any, Final
 from rotator.config import WebhookSettings
 from rotator.errors import ConfigError
 from rotator.events import EventKind, RotationEvent
-from rotator.notify_config import SnsSettings
 
-__all__ = ["QueuedSink", "Webhook", "build_sink", "payload", "sign", "topic_of"]
+__all__ = ["QueuedSink", "Webhook", "payload", "sign", "topic_of"]
 
 log = logging.getLogger("rotator.notify")
 
@@ -207,15 +206,6 @@ class Webhook(QueuedSink):
         }
         status = self._post(self.settings.url, body, headers, self.settings.timeout.total_seconds())
         return None if 200 <= status < 300 else f"HTTP {status}"
-
-
-def build_sink(settings: WebhookSettings | SnsSettings) -> QueuedSink:
-    """The sink one `[notifications.NAME]` table describes (boto3 is imported only for an SNS table)."""
-    if isinstance(settings, SnsSettings):
-        from rotator.sns import SnsTopic
-
-        return SnsTopic(settings)
-    return Webhook(settings)
 
 
 def _post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:

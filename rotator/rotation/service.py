@@ -16,13 +16,14 @@ from rotator.events import EventBus, EventKind, log_event
 from rotator.history import HistoryLog
 from rotator.machine import Step
 from rotator.model import Stage, StoredKey
-from rotator.notify import QueuedSink, Webhook, build_sink
+from rotator.notify import QueuedSink, Webhook
 from rotator.record import ENROLLMENT, Phase, RotationRecord
 from rotator.rotation import preflight
 from rotator.rotation.context import ConfirmRevoked, RotationContext, new_token
 from rotator.rotation.driver import Driver, Outcome, RecordKeeper
 from rotator.rotation.rollback import after_rollback, roll_back
 from rotator.runtime import Runtime
+from rotator.sinks import build_sink
 
 if TYPE_CHECKING:
     from backends.base import SecretStore
