@@ -295,6 +295,7 @@ class Config:
     """How messages name the file."""
     notifications: tuple[WebhookSettings | SnsSettings, ...] = ()
     fleet: FleetSettings = FleetSettings()
+    _store_owners: Mapping[str, str] = field(init=False, repr=False, compare=False, default_factory=dict)
     alerts: AlertSettings = field(default_factory=AlertSettings)
 
     def credential(self, name: str) -> CredentialConfig:
@@ -319,10 +320,13 @@ class Config:
 
     def credential_for_store(self, store: str) -> CredentialConfig | None:
         """The credential deployed to `store` (validation guarantees at most one), if any."""
-        for credential in self.credentials.values():
-            if store in credential.targets:
-                return credential
-        return None
+        name = self._store_owners.get(store)
+        return None if name is None else self.credentials[name]
+
+    def __post_init__(self) -> None:
+        # An index, not a scan: each revoke asks this for every store, so a scan made a fleet quadratic.
+        owners = {target: cred.name for cred in reversed(list(self.credentials.values())) for target in cred.targets}
+        object.__setattr__(self, "_store_owners", MappingProxyType(owners))
 
 
 class ConfigProblems(ConfigError):
