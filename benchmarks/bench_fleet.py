@@ -87,7 +87,11 @@ def seed(sim: Simulator, folder: Path, count: int, concurrency: int | None) -> t
         for n in range(count):
             investor = sim.create_investor()
             first = client.create_investor_key(
-                tenant_pair, investor, name=f"first {n}", environment=Environment.PRODUCTION, idempotency_key=uuid.uuid4().hex
+                tenant_pair,
+                investor,
+                name=f"first {n}",
+                environment=Environment.PRODUCTION,
+                idempotency_key=uuid.uuid4().hex,
             )
             (folder / f"app{n}.env").write_text(_dotenv(first.pair, sim.base_url))
             toml.append(f'[stores.app{n}]\ntype = "env"\npath = "app{n}.env"\n')
@@ -161,10 +165,10 @@ def main(sizes: list[int]) -> None:
         fleet = run(size)
         over_traffic = fleet.rate(fleet.traffic_span)
         over_wall = fleet.rate(fleet.wall)
-        print(f"fleet of {size}: exit {fleet.exit_code}, {fleet.wall:.1f}s wall, Bluum traffic {fleet.traffic_span:.1f}s")
         print(
-            f"  tenant calls per rotation {fleet.calls_per_rotation:.2f} -> ceiling {fleet.ceiling:.2f} rotations/s"
+            f"fleet of {size}: exit {fleet.exit_code}, {fleet.wall:.1f}s wall, Bluum traffic {fleet.traffic_span:.1f}s"
         )
+        print(f"  tenant calls per rotation {fleet.calls_per_rotation:.2f} -> ceiling {fleet.ceiling:.2f} rotations/s")
         print(
             f"  achieved {over_traffic:.2f} rotations/s over the traffic = {over_traffic / fleet.ceiling:.2f} of the "
             f"ceiling; {over_wall:.2f}/s over the whole command = {over_wall / fleet.ceiling:.2f}"

@@ -12,13 +12,15 @@ What stays out, and why:
 - boto3, botocore (and s3transfer, jmespath): the python3.12 runtime ships them; a build that finds them fails;
 - click: the CLI's library; the handler never imports it. Leaving it out also keeps the cold start light, because
   `import httpx` loads httpx's own command line (and with it click) whenever click is importable;
+- prometheus-client and schedule: the command line's `/metrics`, textfile and daemon loop; the Lambda logs
+  CloudWatch EMF and is driven by EventBridge, so it imports neither;
 - `bin/` (console scripts whose first line names the interpreter that ran pip), `*.pyc`, and the per-install files
   of each `.dist-info` (RECORD, INSTALLER, REQUESTED, direct_url.json): they differ from machine to machine.
 
 Reproducible: entries sorted by name, every timestamp 1980-01-01 00:00:00, every file mode 0644, no directory
 entries, deflate level 9. The same checkout, lock file, Python and zlib give the same bytes (a test builds twice).
 
-`--relock` rewrites the lock file from pyproject.toml's `[project].dependencies` (minus the two above) with pip's
+`--relock` rewrites the lock file from pyproject.toml's `[project].dependencies` (minus the ones above) with pip's
 resolver; review the diff like any dependency bump.
 """
 
@@ -48,7 +50,7 @@ SOURCE_SUFFIXES = (".py",)
 SOURCE_NAMES = ("py.typed",)
 
 PROVIDED_BY_RUNTIME = {"boto3", "botocore", "s3transfer", "jmespath"}
-NOT_NEEDED = {"click"}
+NOT_NEEDED = {"click", "prometheus-client", "schedule"}
 """Declared in pyproject.toml but left out of the package (see the module docstring)."""
 
 PLATFORM_ARGS = (

@@ -24,9 +24,10 @@ pytestmark = pytest.mark.slow
 
 HANDLER_FILE = "rotator/aws_lambda.py"
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath")
-CLI_MODULES = {"rotator.cli", "rotator.demo", "rotator.__main__", "rotator.metrics"}
-"""Modules only the command line imports. They import click, or prometheus_client (`rotator.metrics`, for `run-due
---metrics-textfile`), which the package leaves out: nothing the handler runs may import them."""
+CLI_MODULES = {"rotator.cli", "rotator.demo", "rotator.__main__", "rotator.metrics", "rotator.daemon", "rotator.health"}
+"""Modules only the command line imports. They import click, prometheus_client (`rotator.metrics`, for `run-due
+--metrics-textfile` and the daemon's `/metrics`) or schedule (`rotator.daemon`), which the package leaves out: nothing
+the handler runs may import them."""
 DEPENDENCIES = ("httpx", "httpcore", "h11", "anyio", "idna", "certifi", "tenacity", "dotenv", "hvac", "requests")
 
 
