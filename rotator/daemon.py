@@ -10,9 +10,7 @@ How it stops. The first SIGTERM or SIGINT sets the runtime's `stopping` event: e
 step it is on (its record is written at every step), no new credential is started, the tick ends and the process
 exits 0. A second signal ends the process at once, by that signal's default action (so a shell sees 143 for
 SIGTERM, 130 for SIGINT): nothing is lost either way, since what was in hand is finished by `rotator resume` or by the
-next tick of any runner. The signal handler itself only counts and writes one byte to a pipe; a watcher thread does
-the rest, because a Python signal handler runs in the middle of whatever the main thread was doing, and printing or
-taking a lock there can deadlock or corrupt a half-written line.
+next tick of any runner. The handlers are `rotator.stop_signals`.
 
 What survives a bad tick: everything. An exception in a tick is logged (its type and message, never a secret) and
 counted, the heartbeat still beats, and the next tick runs on schedule. rotator.toml is read again before every tick,
@@ -25,15 +23,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING
 
 import schedule
@@ -43,6 +38,7 @@ from rotator.errors import ConfigError, ExitCode, RotatorError
 from rotator.events import EventKind, RotationEvent
 from rotator.health import Beat, HealthServer, stale_after
 from rotator.metrics import Telemetry
+from rotator.stop_signals import StopSignals
 
 if TYPE_CHECKING:
     from rotator.config import Config
@@ -56,7 +52,6 @@ log = logging.getLogger("rotator.daemon")
 DEFAULT_EVERY = "15m"
 """Cheap when nothing is due (stores are read, Bluum is not called), and an old key is revoked soon after its grace
 window ends."""
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 TICK_FAILED = "daemon_tick_failed"
 """The `alert` subject of a tick that raised (announced once per run of failed ticks)."""
 RELOAD_FAILED = "config_reload_failed"
@@ -149,8 +144,6 @@ class Daemon:
         self._heartbeat_file = heartbeat_file
         self._listen = listen
         self._stop = threading.Event()
-        self._signals = 0
-        self._wake_read, self._wake_write = -1, -1
         self._service: RotationService | None = None
         self._server: HealthServer | None = None
         self._config: Config | None = None
@@ -184,7 +177,7 @@ class Daemon:
         file, the listen address) raise ConfigError before any tick, so the command exits 2 having changed nothing."""
         self.open()
         try:
-            with self._signals_handled():
+            with StopSignals(self._on_stop, who="rotator daemon"):
                 self._loop()
         finally:
             self.close()
@@ -398,44 +391,8 @@ class Daemon:
         if self._say_line is not None:
             self._say_line(line)
 
-    @contextmanager
-    def _signals_handled(self) -> Iterator[None]:
-        """The stop handlers and their watcher thread for the loop's duration; the previous handlers come back."""
-        self._wake_read, self._wake_write = os.pipe()
-        watcher = threading.Thread(target=self._watch_signals, name="rotator-signals", daemon=True)
-        watcher.start()
-        previous = {signum: signal.signal(signum, self._on_signal) for signum in STOP_SIGNALS}
-        try:
-            yield
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-            os.close(self._wake_write)  # the watcher, if still waiting, reads end-of-file and returns
-            watcher.join(timeout=5)
-            os.close(self._wake_read)
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        """Runs in the main thread, between any two bytecodes of whatever it was doing: it only counts, writes one
-        byte to the watcher's pipe, or, the second time, ends the process by the signal's default action."""
-        self._signals += 1
-        if self._signals >= 2:
-            name = signal.Signals(signum).name
-            os.write(
-                2,
-                f"rotator daemon: second {name}: stopping at once; `rotator resume` finishes what was in "
-                "hand\n".encode(),
-            )
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        os.write(self._wake_write, bytes([signum]))
-
-    def _watch_signals(self) -> None:
-        """The watcher thread: the first signal's work, done outside the signal handler."""
-        data = os.read(self._wake_read, 1)
-        if not data:
-            return  # the pipe was closed: the daemon ended without a signal
-        name = signal.Signals(data[0]).name
+    def _on_stop(self, name: str) -> None:
+        """The first SIGTERM or SIGINT (in the watcher thread): no new tick; each rotation stops after its step."""
         self._stop.set()
         service = self._service
         if service is not None:

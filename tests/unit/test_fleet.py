@@ -5,10 +5,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
-from rotator.config import FleetSettings
+import pytest
+
+from rotator.config import ConfigProblems, FleetSettings, parse_config
 from rotator.errors import ConfigError, ExitCode
 from rotator.fleet import payer, run_each
 from rotator.rotation.driver import Outcome
@@ -110,3 +113,27 @@ def test_one_credential_or_a_width_of_one_runs_in_the_calling_thread() -> None:
 
     run_each(cast(Any, service), ["only"], action)
     assert threads == [threading.current_thread().name]
+
+
+MINIMAL = """
+[stores.app]
+type = "env"
+path = "app.env"
+
+[credentials.app]
+environment = "sandbox"
+issuer = "manual"
+store = "app"
+"""
+
+
+def test_the_fleet_table_is_optional_and_validated(tmp_path: Path) -> None:
+    assert parse_config(MINIMAL, base_dir=tmp_path).fleet == FleetSettings(16, 12)
+    good = parse_config(MINIMAL + "[fleet]\nconcurrency = 4\nper_payer = 2\n", base_dir=tmp_path)
+    assert good.fleet == FleetSettings(4, 2)
+    with pytest.raises(ConfigProblems) as bad:
+        parse_config(MINIMAL + '[fleet]\nconcurrency = 0\nper_payer = "8"\nworkers = 3\n', base_dir=tmp_path)
+    text = str(bad.value)
+    assert "fleet.concurrency: must be from 1 to 256, got 0. Fix: write concurrency = 16" in text
+    assert "fleet.per_payer: expected an integer, got string '8'. Fix: write per_payer = 12" in text
+    assert "fleet: unknown key 'workers'" in text

@@ -9,6 +9,7 @@ from rotator.cli import cli
 from rotator.config import (
     BLUUM_KEYS,
     CREDENTIAL_KEYS,
+    FLEET_KEYS,
     HISTORY_KEYS,
     KNOWN_STORE_OPTIONS,
     NOTIFICATION_KEYS,
@@ -26,7 +27,8 @@ def test_every_command_is_in_the_commands_table():
 
 def test_every_configuration_key_is_documented():
     store_keys = [key for options in KNOWN_STORE_OPTIONS.values() for key in options]
-    for key in (*CREDENTIAL_KEYS, *BLUUM_KEYS, *HISTORY_KEYS, *NOTIFICATION_KEYS, *SNS_KEYS, *ALERTS_KEYS, *store_keys):
+    tables = (CREDENTIAL_KEYS, BLUUM_KEYS, HISTORY_KEYS, NOTIFICATION_KEYS, SNS_KEYS, ALERTS_KEYS, FLEET_KEYS)
+    for key in (*(key for table in tables for key in table), *store_keys):
         assert f"| `{key}` |" in README, key
 
 
