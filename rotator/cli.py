@@ -439,15 +439,21 @@ def run_due(settings: Settings, metrics_textfile: Path | None) -> None:
     """
     with _engine(settings) as engine:
         from rotator.fleet import tick
-        from rotator.metrics import Telemetry
+        from rotator.metrics import Telemetry, check_textfile
 
+        if metrics_textfile is not None:
+            check_textfile(metrics_textfile)  # refused before the tick: exit 2, nothing changed
         telemetry = Telemetry()
         telemetry.attach(engine)
         _PROMPT.many = len(engine.config.credentials) > 1
         outcomes = tick(engine)
         telemetry.observe_tick(engine.status(), outcomes, now=engine.now())
         if metrics_textfile is not None:
-            telemetry.write_textfile(metrics_textfile)
+            try:
+                telemetry.write_textfile(metrics_textfile)
+            except RotatorError as exc:  # after the tick: its outcomes are still what the exit code says
+                logging.getLogger("rotator.metrics").error("metrics textfile not written: %s", exc)
+                click.echo(f"error: {exc} (the tick itself ran; its outcomes follow)", err=True)
     _finish(outcomes)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -92,6 +93,11 @@ def parse_cadence(every: str, jitter: str | None) -> Cadence:
     if period < 1:
         raise ConfigError(f"--every {every}: the daemon ticks at most once a second; write e.g. --every 15m")
     spread = period // 10 if jitter is None else _whole_seconds("--jitter", jitter)
+    if spread > period:
+        raise ConfigError(
+            f"--jitter {jitter}: longer than --every {every}, so ticks could be further apart than /healthz allows "
+            f"for; write at most --jitter {format_duration_seconds(period)}"
+        )
     return Cadence(every=period, jitter=spread)
 
 
@@ -101,7 +107,9 @@ def _whole_seconds(flag: str, text: str) -> int:
     except ConfigError as exc:
         raise ConfigError(f"{flag} {text}: {exc}") from None
     if seconds != int(seconds):
-        raise ConfigError(f"{flag} {text}: the daemon counts in whole seconds; write e.g. {flag} {round(seconds)}s")
+        raise ConfigError(
+            f"{flag} {text}: the daemon counts in whole seconds; write e.g. {flag} {max(1, math.ceil(seconds))}s"
+        )
     return int(seconds)
 
 

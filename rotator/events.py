@@ -61,6 +61,8 @@ class RotationEvent:
     new_key: str | None = None
     reason: str | None = None
     """An emergency's reason, or why a rotation failed."""
+    emergency: bool = False
+    """The rotation is an emergency (never inferred from `reason`: an enrollment has a reason too)."""
     actor: str | None = None
     """Who ran it: user@host pid N, or a function's ARN."""
     subject: str | None = None

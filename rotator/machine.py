@@ -364,3 +364,20 @@ def is_due(current_since: float | None, rotate_every: timedelta, now: float) -> 
     """Unknown age counts as due: we cannot prove a hand-seeded key is younger than the policy allows."""
     due = next_due(current_since, rotate_every)
     return due is None or now >= due
+
+
+ROLLBACK_HOLD_OFF = timedelta(hours=6)
+"""The longest a scheduler waits, after a scheduled rotation rolled back, before it tries again (a tenth of the
+rotation period when that is shorter)."""
+
+
+def retry_after_rollback(record: RotationRecord | None, rotate_every: timedelta) -> float | None:
+    """When the scheduler may try again after the last rotation rolled back; None when it did not roll back.
+
+    Its key is still as old as before, so it is still due; but what made it fail (a key that never verifies, a store
+    that refuses) rarely mends itself in 15 minutes, and trying at every tick mints and revokes a key and pages each
+    time. A person can always try at once with `rotator rotate`.
+    """
+    if record is None or record.phase is not Phase.ROLLED_BACK:
+        return None
+    return record.updated_at + min(rotate_every / 10, ROLLBACK_HOLD_OFF).total_seconds()

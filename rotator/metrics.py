@@ -18,6 +18,7 @@ The Lambda never imports this module (prometheus_client is not in its package); 
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -30,6 +31,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from rotator.alerts import BLUUM_5XX, BLUUM_429, STUCK, Finding, Traffic, status_findings, traffic_findings
+from rotator.errors import ConfigError
 from rotator.events import EventKind, RotationEvent
 from rotator.notify_config import AlertSettings
 from rotator.rotation.driver import Outcome
@@ -54,6 +56,25 @@ _OUTCOMES: Final = {
 }
 _UNNAMED: Final = "unknown"
 """The payer label of a key no command named (see Runtime.name_key)."""
+
+
+def check_textfile(path: Path) -> None:
+    """Refuse, before a tick changes anything, a textfile that could not be written after it (ConfigError)."""
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(21, "it is a folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(_textfile_problem(path, exc)) from None
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise ConfigError(_textfile_problem(path, PermissionError(13, "its folder is not writable")))
+
+
+def _textfile_problem(path: Path, exc: OSError) -> str:
+    return (
+        f"--metrics-textfile {path}: cannot be written ({exc.strerror or exc}). Fix: point it at a file in a folder "
+        "this user can write, e.g. /var/lib/node_exporter/textfile_collector/bluum_rotator.prom"
+    )
 
 
 class Telemetry:
@@ -181,7 +202,7 @@ class Telemetry:
             if event.kind is EventKind.COMPLETED:
                 self._succeeded(name, event.at)
         elif event.kind is EventKind.STARTED:
-            self.started.labels(credential=name, kind="emergency" if event.reason else "scheduled").inc()
+            self.started.labels(credential=name, kind="emergency" if event.emergency else "scheduled").inc()
         elif event.kind is EventKind.RESUMED:
             self.started.labels(credential=name, kind="resumed").inc()
 
@@ -236,9 +257,12 @@ class Telemetry:
             self.exit_code.labels(credential=outcome.credential).set(int(outcome.exit_code))
 
     def write_textfile(self, path: Path) -> None:
-        """Everything, in Prometheus text format, replacing `path` atomically."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_to_textfile(str(path), self.registry)
+        """Everything, in Prometheus text format, replacing `path` atomically. ConfigError when it cannot be written."""
+        check_textfile(path)
+        try:
+            write_to_textfile(str(path), self.registry)
+        except OSError as exc:
+            raise ConfigError(_textfile_problem(path, exc)) from None
 
     # ----------------------------------------------------------------- helpers
 

@@ -66,7 +66,7 @@ def topic_of(event: RotationEvent) -> str | None:
     dashboard is `needs_person` (waiting out a grace window stays `waiting`).
     """
     topic = _TOPICS.get(event.kind)
-    if topic == "started" and event.reason:
+    if topic == "started" and event.emergency:
         return "emergency"
     if topic == "waiting" and event.step == "revoke":
         return "needs_person"

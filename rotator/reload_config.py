@@ -62,13 +62,22 @@ class ReloadAction:
     """Variables passed through from the rotator's environment, by name (a command gets a minimal environment)."""
 
     def describe(self) -> str:
-        """How messages and the history name the action: the command line, or the method and URL without its query
-        (a token in a query string stays out of the history)."""
+        """How messages, the history and notifications name the action, with what may be a token left out: a URL
+        shows its host and first path segment only (deploy hooks carry their token in the path or the query), and a
+        command's token-shaped arguments (20+ letters, digits, `+=_-`) are shown as `…`."""
         if self.kind == "command":
-            text = shlex.join(self.command)
+            text = shlex.join(TOKEN_SHAPED.sub("…", arg) for arg in self.command)
             return text if len(text) <= 80 else text[:77] + "..."
         parts = urlsplit(self.url)
-        return f"{self.method} {parts.scheme}://{parts.netloc}{parts.path}"
+        first, _, rest = parts.path.lstrip("/").partition("/")
+        path = f"/{first}" + ("/…" if rest else "") if first else ""
+        return f"{self.method} {parts.scheme}://{parts.netloc}{path}"
+
+
+TOKEN_SHAPED = re.compile(r"[A-Za-z0-9+=_-]{20,}")
+"""A run of 20 or more letters, digits or base64 signs: a key, a secret, an Authorization header or an encoding of
+one. Prose has no word that long; a long name that is not a secret is left out too, which costs only a hint.
+`describe` leaves such arguments out, and `reload_runner` withholds an output line that holds one."""
 
 
 def parse_reload(table: _Table, base_dir: Path) -> tuple[ReloadAction, ...] | None:

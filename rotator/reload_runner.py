@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import subprocess
 import tempfile
@@ -30,7 +29,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import IO
 
-from rotator.reload_config import ReloadAction
+from rotator.reload_config import TOKEN_SHAPED, ReloadAction
 
 PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
 """Variables a command always gets from the rotator's environment: enough to find programs and their own settings."""
@@ -40,9 +39,6 @@ TAIL_BYTES = 4096
 MAX_LINE = 160
 WINDOW = 8
 """A line holding WINDOW characters in a row of any key value is withheld: a secret printed in part still leaks."""
-_TOKEN_SHAPED = re.compile(r"[A-Za-z0-9+=_-]{20,}")
-"""A run of 20 or more letters, digits or base64 signs: a key, a secret, an Authorization header or an encoding of
-one. Prose has no word that long; a long name that is not a secret is withheld too, which costs only a hint."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +154,7 @@ def screened(line: str, secrets: Collection[str]) -> str | None:
             continue
         if any(secret[i : i + WINDOW] in printable for i in range(len(secret) - WINDOW + 1)):
             return None
-    if _TOKEN_SHAPED.search(printable):
+    if TOKEN_SHAPED.search(printable):
         return None
     return printable if len(printable) <= MAX_LINE else printable[: MAX_LINE - 3] + "..."
 

@@ -18,6 +18,7 @@ from rotator import machine
 from rotator.errors import (
     ConfigError,
     ExitCode,
+    RollbackFailed,
     RotationFailed,
     RotationIncomplete,
     RotationInProgress,
@@ -182,6 +183,7 @@ class Driver:
                 old_key=record.old_key_label if record else None,
                 new_key=record.new_key_label if record else None,
                 reason=(record.failure or record.reason) if record else None,
+                emergency=record.emergency if record else False,
                 actor=self.ctx.runtime.owner,
                 at=self.ctx.runtime.clock(),
             )
@@ -201,7 +203,7 @@ class Driver:
             if ctx.runtime.stopping.is_set():
                 return self._stopped_on_request(record, step)
             if step is Step.ROLLBACK:
-                record = roll_back(ctx, record, self, record.failure or "interrupted before the new key was stored")
+                record = self._roll_back(record, record.failure or "interrupted before the new key was stored")
                 return self._finished(record)
             try:
                 if step is Step.AWAIT_OPERATOR_REVOKE:
@@ -214,7 +216,7 @@ class Driver:
                     continue
                 record = self._forward(step, record)
             except StepFailed as failure:
-                record = roll_back(ctx, failure.record, self, failure.reason, cause=failure.__cause__)
+                record = self._roll_back(failure.record, failure.reason, cause=failure.__cause__)
                 message = f"{cred.name}: rotation failed and was rolled back: {failure.reason}. " + after_rollback(
                     ctx, record
                 )
@@ -293,6 +295,18 @@ class Driver:
             record = FORWARD[step](self.ctx, record, self)
         self.ctx.step_seconds += runtime.monotonic() - started
         return record
+
+    def _roll_back(self, record: RotationRecord, reason: str, cause: BaseException | None = None) -> RotationRecord:
+        """Roll back; a rollback that fails itself is announced (a `stopped` event: the sinks hear of it) and raised."""
+        try:
+            return roll_back(self.ctx, record, self, reason, cause=cause)
+        except RollbackFailed as failed:
+            try:
+                latest = self.keeper.read(store=self.ctx.primary.name) or record
+            except RotatorError:
+                latest = record
+            self.publish(EventKind.STOPPED, latest, "rollback", str(failed))
+            raise
 
     def _stopped_on_request(self, record: RotationRecord, step: Step) -> Outcome:
         """The process was asked to stop: the step in hand is done, the next one is left to `resume`."""

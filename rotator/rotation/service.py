@@ -374,6 +374,16 @@ class RotationService:
             record = self._count_seeded_key(ctx)
         if not self._due(ctx, record):
             return self._not_due(ctx, record)
+        retry_at = machine.retry_after_rollback(record, ctx.cred.rotate_every)
+        if record is not None and retry_at is not None and self.runtime.clock() < retry_at:
+            when = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(retry_at))
+            return Outcome(
+                name,
+                ExitCode.ROLLED_BACK,
+                f"{name}: its last rotation ({record.token[:8]}) rolled back ({record.failure}); the old key is still "
+                f"current. The next scheduled try is at {when}; `rotator rotate {name}` tries now",
+                record,
+            )
         if not ctx.issuer.mints:
             return Outcome(
                 name,

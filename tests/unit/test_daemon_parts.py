@@ -30,6 +30,13 @@ def test_jitter_can_be_given_or_turned_off():
     assert parse_cadence("10m", "0s") == Cadence(every=600, jitter=0)
 
 
+def test_a_jitter_longer_than_the_interval_is_refused_and_a_fraction_gets_advice_that_works():
+    with pytest.raises(ConfigError, match=r"--jitter 2h: longer than --every 1h.*at most --jitter 1h"):
+        parse_cadence("1h", "2h")
+    with pytest.raises(ConfigError, match=r"write e.g. --every 1s"):
+        parse_cadence("0.5s", None)
+
+
 @pytest.mark.parametrize(
     ("every", "jitter", "says"),
     [

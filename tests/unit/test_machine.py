@@ -387,3 +387,12 @@ class TestDue:
         since = NOW - 90 * 86400
         assert machine.is_due(since, timedelta(days=90), NOW)
         assert not machine.is_due(since + 1, timedelta(days=90), NOW)
+
+
+def test_a_rolled_back_scheduled_rotation_waits_before_the_scheduler_tries_again() -> None:
+    failed = replace(record(Phase.ROLLED_BACK), updated_at=1_000.0)
+    every = timedelta(days=90)
+    assert machine.retry_after_rollback(failed, every) == 1_000.0 + 6 * 3600  # capped at six hours
+    assert machine.retry_after_rollback(failed, timedelta(days=1)) == 1_000.0 + 8640  # a tenth of a short period
+    assert machine.retry_after_rollback(replace(failed, phase=Phase.COMPLETED), every) is None
+    assert machine.retry_after_rollback(None, every) is None

@@ -34,7 +34,9 @@ def settings(**overrides: object) -> WebhookSettings:
 def test_topics_name_what_a_person_cares_about() -> None:
     assert topic_of(event(EventKind.COMPLETED)) == "completed"
     assert topic_of(event(EventKind.STARTED)) == "started"
-    assert topic_of(event(EventKind.STARTED, reason="key pasted in a ticket")) == "emergency"
+    assert topic_of(event(EventKind.STARTED, reason="key pasted in a ticket", emergency=True)) == "emergency"
+    # An enrollment has a reason too, and is no emergency.
+    assert topic_of(event(EventKind.STARTED, reason="enrollment: the credential's first key")) == "started"
     assert topic_of(event(EventKind.STEP)) is None
     assert topic_of(event(EventKind.PROGRESS)) is None
 

@@ -101,6 +101,19 @@ def test_descriptions_name_the_command_and_the_url_without_its_query():
     assert url.describe() == "POST https://h.example/r"
 
 
+def test_descriptions_leave_out_what_may_be_a_token():
+    """Deploy hooks carry their token in the path; a command may carry one as an argument. The history, the step
+    lines and the notifications name the action without it."""
+    config = parse(
+        '[{ command = ["curl", "-H", "Authorization: Bearer abcdefghijklmnopqrstuvwxyz0123", "https://h.example/x"] },'
+        ' { url = "https://api.vercel.example/v1/integrations/deploy/prj_ABCDEF/Zx9yW8vU7tS6rQ5pO4nM" }]'
+    )
+    command, url = config.stores["app"].reload
+    assert "abcdefghijklmnopqrstuvwxyz0123" not in command.describe()
+    assert command.describe().startswith("curl -H 'Authorization: Bearer …'")
+    assert url.describe() == "POST https://api.vercel.example/v1/…"
+
+
 def test_a_third_party_store_factory_does_not_receive_reload():
     """Its options pass through unchecked, but `reload` is the rotator's: parsed here, never handed to the store."""
     config = parse('[{ command = ["true"] }]', store_type="keyring", extra='service = "bluum"')

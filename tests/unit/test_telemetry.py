@@ -67,7 +67,7 @@ def test_rotations_by_outcome_starts_step_durations_and_last_success() -> None:
         event(EventKind.STEP, step="create", seconds=0.2),
         event(EventKind.STEP, step="accept", seconds=3.0),
         event(EventKind.COMPLETED, at=NOW),
-        event(EventKind.STARTED, step="start", reason="key in a ticket"),
+        event(EventKind.STARTED, step="start", reason="key in a ticket", emergency=True),
         event(EventKind.ROLLED_BACK, step="rollback"),
         event(EventKind.RESUMED, credential="tenant", step="resume"),
         event(EventKind.WAITING, credential="tenant", step="revoke"),
