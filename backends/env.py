@@ -117,6 +117,10 @@ def _binding_line(binding: Binding) -> int:
     return binding.original.line + len(re.findall(r"\r\n|\n|\r", skipped))
 
 
+RACY_SECONDS = 2.0
+"""A file whose times are this recent may still change without its times moving (see `EnvStore.fingerprint`)."""
+
+
 class EnvStore:
     """One credential in a dotenv file (what applications read) plus its sidecar (stages, tokens, record).
 
@@ -206,14 +210,21 @@ class EnvStore:
 
     def fingerprint(self) -> object:
         """Identity, size and times of the dotenv file (through a symlink) and of the sidecar: every write we make is
-        a rename (a new inode), and a person's edit moves the size or the times."""
+        a rename (a new inode), and a person's edit moves the size or the times.
+
+        Unless a file was modified in the last RACY_SECONDS: a filesystem with coarse timestamps (one or two seconds;
+        NFS caches attributes too) can show the same times and size before and after an in-place edit. Such a file
+        gets a mark equal to nothing (git's "racily clean" rule), so it is read again until its time has settled."""
         marks: list[tuple[int, int, int, int, int] | None] = []
+        settled = time.time_ns() - int(RACY_SECONDS * 1e9)
         for path in (self._path, self._sidecar_path):
             try:
                 st = os.stat(path)
             except OSError:
                 marks.append(None)
                 continue
+            if st.st_mtime_ns >= settled:
+                return object()
             marks.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
         return tuple(marks)
 

@@ -7,6 +7,8 @@ and that a hand edit of another credential's file is seen at once."""
 
 from __future__ import annotations
 
+import os
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -52,8 +54,13 @@ def key(n: int) -> StoredKey:
     return StoredKey(f"pk_test_holdings_{n:04d}", Secret(f"sk_test_holdings_secret_{n:04d}"), key_id=f"apk_{n:04d}")
 
 
-def write_dotenv(path: Path, stored: StoredKey) -> None:
+def write_dotenv(path: Path, stored: StoredKey, *, settled: bool = True) -> None:
+    """`settled`: dated a minute back, as a file nobody touched lately is (a file modified in the last two seconds
+    is read again whatever its fingerprint: `backends.env.RACY_SECONDS`)."""
     path.write_text(f"BLUUM_API_KEY={stored.api_key}\nBLUUM_API_SECRET={stored.api_secret.reveal()}\n")
+    if settled:
+        past = time.time() - 60
+        os.utime(path, (past, past))
 
 
 class Clock:
@@ -114,7 +121,7 @@ def test_unchanged_stores_of_other_credentials_are_not_read_again(tmp_path: Path
 def test_a_hand_edit_of_another_credentials_file_is_seen_at_once(tmp_path: Path) -> None:
     runtime, reads, _ = setup(tmp_path)
     held(runtime, fresh={"a"})
-    write_dotenv(tmp_path / "b.env", key(1))  # someone copies a's key into b's file
+    write_dotenv(tmp_path / "b.env", key(1), settled=False)  # someone copies a's key into b's file
     reads.clear()
     found = held(runtime, fresh={"a"})
     assert key(1).api_key in found["b"]
@@ -141,3 +148,16 @@ def test_a_store_without_a_fingerprint_is_read_again_after_the_ttl(tmp_path: Pat
     clock.now += HOLDINGS_TTL
     held(runtime, fresh={"a"})
     assert reads["m"] == 3
+
+
+def test_a_file_modified_in_the_last_two_seconds_never_matches_its_last_fingerprint(tmp_path: Path) -> None:
+    """A filesystem with one- or two-second timestamps (or NFS's cached attributes) can show the same stat before and
+    after an in-place edit of the same size within that second, so a recently modified file's fingerprint matches
+    nothing, not even itself, and it is read again (git's "racily clean" rule); a settled file's is stable."""
+    runtime, _, _ = setup(tmp_path)
+    store = runtime.store("b")
+    assert isinstance(store, EnvStore)
+    assert store.fingerprint() == store.fingerprint()  # dated a minute back: settled
+    now = time.time()
+    os.utime(tmp_path / "b.env", (now, now))
+    assert store.fingerprint() != store.fingerprint()
