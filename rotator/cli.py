@@ -198,16 +198,25 @@ def rotate(
             new_pair=new_pair,
             confirm_revoked=_confirm_revoked,
         )
-        outcomes = _each(engine, names, action)
+        outcomes = _each(settings, engine, names, action)
     _finish(outcomes)
 
 
-def _each(engine: RotationService, names: list[str], action: Callable[[str], Outcome]) -> list[Outcome]:
+def _each(
+    settings: Settings, engine: RotationService, names: list[str], action: Callable[[str], Outcome]
+) -> list[Outcome]:
     """Run `action` for each name, several at once ([fleet] in rotator.toml); each error is that name's outcome."""
     from rotator.fleet import run_each
 
     _PROMPT.many = len(names) > 1
-    return run_each(engine, names, action)
+    return run_each(engine, names, action, on_done=_progress(settings, len(names)))
+
+
+def _progress(settings: Settings, total: int) -> Callable[[Outcome], None] | None:
+    """A line every 10 s on how far a fleet is (not with -q, nor for one credential)."""
+    from rotator.fleet import FleetProgress
+
+    return None if settings.quiet or total < 2 else FleetProgress(total, click.echo)
 
 
 def _guarded(name: str, action: Callable[[], Outcome]) -> Outcome:
@@ -365,7 +374,8 @@ def resume(settings: Settings, name: str | None, now: bool) -> None:
     """
     with _engine(settings) as engine:
         names = [name] if name else list(engine.config.credentials)
-        outcomes = _each(engine, names, partial(engine.resume, skip_grace=now, confirm_revoked=_confirm_revoked))
+        action = partial(engine.resume, skip_grace=now, confirm_revoked=_confirm_revoked)
+        outcomes = _each(settings, engine, names, action)
     _finish(outcomes)
 
 
@@ -446,7 +456,7 @@ def run_due(settings: Settings, metrics_textfile: Path | None) -> None:
         telemetry = Telemetry()
         telemetry.attach(engine)
         _PROMPT.many = len(engine.config.credentials) > 1
-        outcomes = tick(engine)
+        outcomes = tick(engine, on_done=_progress(settings, len(engine.config.credentials)))
         telemetry.observe_tick(engine.status(), outcomes, now=engine.now())
         if metrics_textfile is not None:
             try:
@@ -559,7 +569,7 @@ def verify(settings: Settings, name: str | None, all_: bool) -> None:
         _fail(ConfigError("give exactly one of NAME or --all (see `rotator status` for the names)"))
     with _engine(settings) as engine:
         names = [name] if name else list(engine.config.credentials)
-        outcomes = _each(engine, names, engine.verify)
+        outcomes = _each(settings, engine, names, engine.verify)
     _finish(outcomes)
 
 

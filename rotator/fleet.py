@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from rotator.config import CredentialConfig
     from rotator.rotation.service import RotationService
 
-__all__ = ["payer", "run_each", "tick"]
+__all__ = ["FleetProgress", "format_seconds", "payer", "run_each", "tick"]
 
 log = logging.getLogger("rotator.fleet")
 
@@ -84,6 +85,53 @@ def _guarded(name: str, action: Action) -> Outcome:
         )
 
 
+class FleetProgress:
+    """Counts outcomes as they arrive and says, at most every `every` seconds, how far the fleet is: for the person
+    watching a thousand rotations go by (the step lines say what each does; this says how much is left)."""
+
+    def __init__(
+        self,
+        total: int,
+        say: Callable[[str], None],
+        *,
+        every: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._total, self._say, self._every, self._clock = total, say, every, clock
+        self._started = self._last = clock()
+        self._done = self._not_ok = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, outcome: Outcome) -> None:
+        with self._lock:
+            self._done += 1
+            self._not_ok += outcome.exit_code != ExitCode.OK
+            now = self._clock()
+            if self._done >= self._total or now - self._last < self._every:
+                return
+            self._last = now
+            line = self.line(now)
+        self._say(line)
+
+    def line(self, now: float) -> str:
+        done, left = self._done, self._total - self._done
+        rate = done / max(now - self._started, 1e-9)
+        eta = f", about {format_seconds(left / rate)} left" if rate > 0 else ""
+        return (
+            f"  fleet: {done} of {self._total} done ({done - self._not_ok} ok, {self._not_ok} not), {rate:.1f}/s{eta}"
+        )
+
+
+def format_seconds(seconds: float) -> str:
+    """ "45s", "2m30s", "1h05m": a wait for a person to read."""
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
 def run_each(
     service: RotationService,
     names: Sequence[str],
@@ -91,11 +139,15 @@ def run_each(
     *,
     concurrency: int | None = None,
     per_payer: int | None = None,
+    on_done: Callable[[Outcome], None] | None = None,
 ) -> list[Outcome]:
     """Run `action` for every name, concurrently within the limits; the outcomes come back in `names`' order.
 
     A name not reached because the runtime was asked to stop gets an outcome that says so (exit 4: resume it).
+    `on_done` hears of each outcome as it comes (from the thread that made it; `FleetProgress`).
     """
+    if on_done is not None:
+        action = _reporting(action, on_done)
     fleet = service.config.fleet
     total = max(1, concurrency or fleet.concurrency)
     lane_width = max(1, per_payer or fleet.per_payer)
@@ -129,6 +181,18 @@ def run_each(
     return _filled(names, outcomes)
 
 
+def _reporting(action: Action, on_done: Callable[[Outcome], None]) -> Action:
+    def run(name: str) -> Outcome:
+        outcome = _guarded(name, action)
+        try:
+            on_done(outcome)
+        except Exception:  # a progress line must never cost a rotation its outcome
+            log.exception("progress report failed", extra={"fields": {"credential": name}})
+        return outcome
+
+    return run
+
+
 def _filled(names: Sequence[str], outcomes: list[Outcome | None]) -> list[Outcome]:
     return [
         outcome
@@ -138,7 +202,10 @@ def _filled(names: Sequence[str], outcomes: list[Outcome | None]) -> list[Outcom
     ]
 
 
-def tick(service: RotationService, *, concurrency: int | None = None) -> list[Outcome]:
+def tick(
+    service: RotationService, *, concurrency: int | None = None, on_done: Callable[[Outcome], None] | None = None
+) -> list[Outcome]:
     """One scheduler tick over every credential (cron's `run-due`, the daemon): resume what is unfinished, revoke
     what waited out its grace window, rotate what is due."""
-    return run_each(service, list(service.config.credentials), service.run_due, concurrency=concurrency)
+    names = list(service.config.credentials)
+    return run_each(service, names, service.run_due, concurrency=concurrency, on_done=on_done)

@@ -13,7 +13,7 @@ import pytest
 
 from rotator.config import ConfigProblems, FleetSettings, parse_config
 from rotator.errors import ConfigError, ExitCode
-from rotator.fleet import payer, run_each
+from rotator.fleet import FleetProgress, format_seconds, payer, run_each
 from rotator.rotation.driver import Outcome
 
 
@@ -137,3 +137,22 @@ def test_the_fleet_table_is_optional_and_validated(tmp_path: Path) -> None:
     assert "fleet.concurrency: must be from 1 to 256, got 0. Fix: write concurrency = 16" in text
     assert "fleet.per_payer: expected an integer, got string '8'. Fix: write per_payer = 12" in text
     assert "fleet: unknown key 'workers'" in text
+
+
+def test_fleet_progress_says_how_far_at_most_every_ten_seconds() -> None:
+    now = [0.0]
+    lines: list[str] = []
+    progress = FleetProgress(100, lines.append, every=10.0, clock=lambda: now[0])
+    for n in range(30):
+        now[0] = n * 0.5  # two outcomes a second
+        progress(Outcome(f"c{n}", ExitCode.OK if n % 10 else ExitCode.ROLLED_BACK, "m"))
+    assert lines == [
+        "  fleet: 21 of 100 done (18 ok, 3 not), 2.1/s, about 38s left",
+    ]
+    for n in range(30, 100):
+        progress(Outcome(f"c{n}", ExitCode.OK, "m"))
+    assert len(lines) == 1  # no line for the last one: the outcomes themselves follow
+
+
+def test_format_seconds_reads_like_a_wait() -> None:
+    assert [format_seconds(s) for s in (4.4, 150, 3900)] == ["4s", "2m30s", "1h05m"]
