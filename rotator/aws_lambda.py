@@ -44,7 +44,10 @@ STEPS: Final = ("createSecret", "setSecret", "testSecret", "finishSecret")
 ROTATION_FAILED: Final = "rotation_failed"
 KEY_OVERDUE: Final = "key_overdue"
 """Values of the `metric` field of log records (search the log group for them)."""
+BLUUM_TROUBLE: Final = "bluum_trouble"
 EMF_METRICS: Final = {ROTATION_FAILED: "RotationFailed", KEY_OVERDUE: "KeyOverdue"}
+BLUUM_SERVER_ERRORS: Final = "BluumServerErrors"
+BLUUM_RATE_LIMITED: Final = "BluumRateLimited"
 """The CloudWatch metric each `metric` value counts, in ROTATOR_METRIC_NAMESPACE; the Terraform module's alarms watch
 these names."""
 DEFAULT_METRIC_NAMESPACE: Final = "BluumRotator"
@@ -107,7 +110,7 @@ def _rotation_step(secret_id: str, token: str, step: str) -> dict[str, Any]:
 
     try:
         service = _service(arn)
-        with service, _bluum_request_ids() as request_ids:
+        with service, _bluum_request_ids() as request_ids, _bluum_trouble(service, fields):
             fields["bluum_request_ids"] = request_ids
             outcome = service.step(credential_name(arn), step, token=token)
     except RotatorError as exc:  # rolled back already when it could be; raised so Secrets Manager reports it
@@ -140,7 +143,7 @@ def _tick() -> dict[str, Any]:
         try:
             overdue = _check_overdue(_client("secretsmanager").describe_secret(SecretId=arn), fields)
             service = _service(arn)
-            with service:
+            with service, _bluum_trouble(service, fields):
                 outcome = service.resume(credential_name(arn))
                 swept = _sweep(service)
             results.append({**_finish(outcome, fields, started), "revoked_orphans": swept, "overdue": overdue})
@@ -358,6 +361,33 @@ def _bluum_request_ids() -> Iterator[list[str]]:
         bluum.removeHandler(collector)
 
 
+@contextmanager
+def _bluum_trouble(service: Any, fields: Mapping[str, Any]) -> Iterator[None]:  # noqa: ANN401 - RotationService
+    """Count Bluum's 5xx and 429 answers (every attempt, retried or not) while the block runs, and log them as one
+    EMF record (BluumServerErrors, BluumRateLimited) when there were any: what the command line's /metrics shows as
+    bluum_rotator_bluum_requests_total, for the Lambda's CloudWatch alarms."""
+    counts = {BLUUM_SERVER_ERRORS: 0, BLUUM_RATE_LIMITED: 0}
+
+    def observe(response: Any) -> None:  # noqa: ANN401 - rotator.traffic.ResponseInfo, imported lazily
+        if response.status == 429:
+            counts[BLUUM_RATE_LIMITED] += 1
+        elif response.status is not None and response.status >= 500:
+            counts[BLUUM_SERVER_ERRORS] += 1
+
+    service.runtime.response_observers.append(observe)
+    try:
+        yield
+    finally:
+        service.runtime.response_observers.remove(observe)
+        if any(counts.values()):
+            log.warning(
+                "Bluum answered %d time(s) 5xx and %d time(s) 429",
+                counts[BLUUM_SERVER_ERRORS],
+                counts[BLUUM_RATE_LIMITED],
+                extra={"fields": {**fields, "metric": BLUUM_TROUBLE, **emf_counts(counts)}},
+            )
+
+
 def _log_step(
     fields: dict[str, Any], message: str, started: float, *, outcome: str = "ok", metric: str | None = None
 ) -> None:
@@ -395,14 +425,17 @@ def emf(metric: str) -> dict[str, Any]:
     filter resource or PutMetricData permission is needed. No dimensions (`[[]]`): the alarms watch the function's
     whole count; the record's `secret_arn` says which secret.
     """
-    name = EMF_METRICS[metric]
+    return emf_counts({EMF_METRICS[metric]: 1})
+
+
+def emf_counts(counts: Mapping[str, int]) -> dict[str, Any]:
+    """The EMF members for several counts at once (metric name -> value), in ROTATOR_METRIC_NAMESPACE."""
     namespace = os.environ.get("ROTATOR_METRIC_NAMESPACE", "").strip() or DEFAULT_METRIC_NAMESPACE
+    metrics = [{"Name": name, "Unit": "Count"} for name in counts]
     return {
         "_aws": {
             "Timestamp": int(time.time() * 1000),
-            "CloudWatchMetrics": [
-                {"Namespace": namespace, "Dimensions": [[]], "Metrics": [{"Name": name, "Unit": "Count"}]}
-            ],
+            "CloudWatchMetrics": [{"Namespace": namespace, "Dimensions": [[]], "Metrics": metrics}],
         },
-        name: 1,
+        **counts,
     }

@@ -3,6 +3,7 @@ whom. Read-only; a store that cannot be read becomes an error in its own row, ne
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -37,7 +38,7 @@ def status(runtime: Runtime) -> list[CredentialStatus]:
         stage = "idle" if record is None or record.phase.terminal else record.phase.value
         if record is not None and record.phase is Phase.ROLLED_BACK:
             stage = "rolled back"
-        waiting = _waiting(cred.name, record, now, due)
+        waiting = _waiting(cred.name, record, now, due, machine.retry_after_rollback(record, cred.rotate_every))
         rows.append(
             CredentialStatus(
                 name=cred.name,
@@ -55,14 +56,19 @@ def status(runtime: Runtime) -> list[CredentialStatus]:
     return rows
 
 
-def _waiting(name: str, record: RotationRecord | None, now: float, due: float | None) -> str:
-    """What waits on whom, in words."""
+def _waiting(
+    name: str, record: RotationRecord | None, now: float, due: float | None, retry_at: float | None = None
+) -> str:
+    """What waits on whom, in words. `retry_at`: when the scheduler tries again after a rollback."""
     if record is not None and not record.phase.terminal:
         if record.waiting_on:
             return record.waiting_on
         return f"unfinished at {record.phase.value}: run `rotator resume {name}`"
     if record is not None and record.phase is Phase.ROLLED_BACK:
-        return f"last rotation rolled back ({record.failure}); fix the cause, then `rotator rotate {name}`"
+        later = ""
+        if retry_at is not None and now < retry_at:
+            later = f" (the scheduler tries again at {time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime(retry_at))})"
+        return f"last rotation rolled back ({record.failure}); fix the cause, then `rotator rotate {name}`{later}"
     if due is None:
         return "age unknown (seeded by hand): the next scheduled run counts it (or rotate to start the clock)"
     if record is not None and record.age_source is not None and now < due:

@@ -277,9 +277,13 @@ resource "aws_sns_topic_subscription" "email" {
 # `RotationFailed` (a rotation rolled back or left incomplete) and `KeyOverdue` (each managed secret whose current key
 # is older than its rotation period, per tick), both in var.metric_namespace (ROTATOR_METRIC_NAMESPACE), no dimensions.
 # CloudWatch Logs extracts them itself: no metric filter, no PutMetricData permission.
+# Bluum's own trouble is counted too: `BluumServerErrors` (5xx answers) and `BluumRateLimited` (429 answers), every
+# attempt of every call of an invocation, retried or not.
 locals {
   rotation_failed_metric = "RotationFailed"
   key_overdue_metric     = "KeyOverdue"
+  bluum_5xx_metric       = "BluumServerErrors"
+  bluum_429_metric       = "BluumRateLimited"
 }
 
 resource "aws_cloudwatch_metric_alarm" "errors" {
@@ -323,6 +327,41 @@ resource "aws_cloudwatch_metric_alarm" "key_overdue" {
   metric_name         = local.key_overdue_metric
   statistic           = "Sum"
   period              = 3600
+  evaluation_periods  = 1
+  threshold           = 1
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [local.alarm_topic_arn]
+  ok_actions          = [local.alarm_topic_arn]
+  tags                = local.tags
+}
+
+# Retries absorb a few 5xx; three in 15 minutes means Bluum (or the path to it) is in trouble.
+resource "aws_cloudwatch_metric_alarm" "bluum_server_errors" {
+  alarm_name          = "${var.name}-bluum-5xx"
+  alarm_description   = "Bluum answered the rotator with 5xx errors (retried, but rotations may stop half-way for the tick to resume). Search ${local.log_group_name} for \"bluum_trouble\"."
+  namespace           = var.metric_namespace
+  metric_name         = local.bluum_5xx_metric
+  statistic           = "Sum"
+  period              = 900
+  evaluation_periods  = 1
+  threshold           = 3
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [local.alarm_topic_arn]
+  ok_actions          = [local.alarm_topic_arn]
+  tags                = local.tags
+}
+
+# The function paces itself under Bluum's rate limit (its share of ROTATOR_CONCURRENCY), so any 429 means something
+# else spends the tenant key's budget too.
+resource "aws_cloudwatch_metric_alarm" "bluum_rate_limited" {
+  alarm_name          = "${var.name}-bluum-429"
+  alarm_description   = "Bluum rate-limited the rotator (429): another user of the tenant key spends its budget, or ROTATOR_CONCURRENCY is below the function's real concurrency. Search ${local.log_group_name} for \"bluum_trouble\"."
+  namespace           = var.metric_namespace
+  metric_name         = local.bluum_429_metric
+  statistic           = "Sum"
+  period              = 900
   evaluation_periods  = 1
   threshold           = 1
   comparison_operator = "GreaterThanOrEqualToThreshold"

@@ -244,6 +244,11 @@ def test_a_rolled_back_scheduled_rotation_is_not_retried_at_the_very_next_tick(w
         e for e in tenant_log(ws.sim, tenant_id, before) if e["method"] == "POST" and "api-keys" in str(e["path"])
     ]
     assert creates == [], said(second)
+    assert second.returncode == int(ExitCode.ROLLED_BACK), said(second)  # the old key is still the one in use
+    assert "The next scheduled try is at" in said(second)
+    assert "`rotator rotate trading` tries now" in said(second)
+    status = ws.run("status")
+    assert "the scheduler tries again at" in status.stdout, status.stdout
 
 
 def test_a_fractional_every_is_refused_with_a_fix_that_works(ws: Workspace) -> None:

@@ -412,3 +412,22 @@ def test_a_crash_between_steps_is_repaired_by_the_services_retry(function: Lambd
     after = [k for k in function.sim.keys() if k.get("owner") == function.account.investor]
     assert len(after) == len(minted) == 2, "the retry must finish with the key the dead invocation made"
     assert function.labels()[token] == {"AWSCURRENT"}
+
+
+def test_bluum_5xx_and_429_answers_are_counted_in_an_emf_record(
+    function: Lambda, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What /metrics shows the command line (bluum_rotator_bluum_requests_total by status), the Lambda's alarms get
+    as EMF counts: every attempt answered 5xx or 429, retried ones included."""
+    token = function.start_rotation()
+    function.sim.inject_fault(method="POST", path="/v1/investors/", status=503, count=2)
+    function.sim.inject_fault(method="GET", path="/v1/investors/", status=429, count=1, retry_after=0)
+    with caplog.at_level("INFO", logger="rotator.lambda"):
+        aws_lambda.handler(function.event(token, "createSecret"))
+    (record,) = [r for r in caplog.records if getattr(r, "fields", {}).get("metric") == "bluum_trouble"]
+    fields = record.fields  # type: ignore[attr-defined]
+    assert fields["BluumServerErrors"] == 2
+    assert fields["BluumRateLimited"] == 1
+    (directive,) = fields["_aws"]["CloudWatchMetrics"]
+    assert [m["Name"] for m in directive["Metrics"]] == ["BluumServerErrors", "BluumRateLimited"]
+    assert fields["secret_arn"] == function.secret

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from rotator import aws_lambda
 from tests.aws_fixtures import Moto
 from tests.integration.terraform_support import ZIP_NAME, Terraform, build_lambda_zip, copy_module, offline_terraform
 
@@ -220,12 +221,20 @@ def test_example_applies_against_moto_and_plans_clean(
     assert [group["retentionInDays"] for group in groups] == [365]
     alarms = moto.client("cloudwatch").describe_alarms(AlarmNamePrefix=EXAMPLE_NAME)["MetricAlarms"]
     assert sorted(alarm["AlarmName"] for alarm in alarms) == [
+        f"{EXAMPLE_NAME}-bluum-429",
+        f"{EXAMPLE_NAME}-bluum-5xx",
         f"{EXAMPLE_NAME}-errors",
         f"{EXAMPLE_NAME}-overdue-keys",
         f"{EXAMPLE_NAME}-rotation-failed",
     ]
     watched = {alarm["MetricName"]: alarm.get("Namespace") for alarm in alarms}
-    assert watched["RotationFailed"] == watched["KeyOverdue"] == "BluumRotator", "the names the function's EMF uses"
+    emf_names = ("RotationFailed", "KeyOverdue", "BluumServerErrors", "BluumRateLimited")
+    assert all(watched[name] == "BluumRotator" for name in emf_names), "the names the function's EMF uses"
+    assert set(emf_names) == {
+        *aws_lambda.EMF_METRICS.values(),
+        aws_lambda.BLUUM_SERVER_ERRORS,
+        aws_lambda.BLUUM_RATE_LIMITED,
+    }
 
     plan = terraform.run("plan", "-detailed-exitcode", "-input=false", cwd=example, label="plan after apply")
     assert plan.returncode == 0, f"the plan after apply is not empty (rc {plan.returncode}):\n{plan.stdout[-4000:]}"
