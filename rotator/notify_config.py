@@ -1,8 +1,8 @@
-"""The `[notifications.NAME]` tables of type "sns", the events a sink may ask for, and the `[alerts]` table.
+"""The `[notifications.NAME]` tables (webhooks and SNS topics), the events a sink may ask for, and the `[alerts]` table.
 
-Kept apart from config.py (which only dispatches to these parsers) so the rules of notifications and alerts sit in one
-short file. The parsers receive config.py's own table object, so every problem reads like the rest of the file's:
-"notifications.ops.topic_arn: ... Fix: ...".
+Kept apart from config.py (which only calls `parse_notifications` and `parse_alerts_table`) so the rules of
+notifications and alerts sit in one short file. The parsers use the table helpers of rotator/config_tables.py, so
+every problem reads like the rest of the file's: "notifications.ops.topic_arn: ... Fix: ...".
 """
 
 from __future__ import annotations
@@ -11,19 +11,24 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
-if TYPE_CHECKING:
-    from rotator.config import _Table
+from rotator.config_tables import Problems, Table, named_tables, show, toml_type
 
 __all__ = [
     "ALERTS_KEYS",
     "NOTIFICATION_EVENTS",
+    "NOTIFICATION_FORMATS",
+    "NOTIFICATION_KEYS",
+    "NOTIFICATION_TYPES",
     "SNS_KEYS",
     "AlertSettings",
     "SnsSettings",
+    "WebhookSettings",
     "parse_alerts",
+    "parse_alerts_table",
     "parse_events",
+    "parse_notifications",
     "parse_sns",
 ]
 
@@ -41,6 +46,9 @@ NOTIFICATION_EVENTS: Final = (
     "alert",
 )
 """What a sink may be told about; the default is all of them. (Progress lines, steps and notes stay in the log.)"""
+NOTIFICATION_KEYS: Final = ("type", "url", "secret_env", "format", "events", "timeout")
+NOTIFICATION_TYPES: Final = ("webhook", "sns")
+NOTIFICATION_FORMATS: Final = ("json", "slack")
 SNS_KEYS: Final = ("type", "topic_arn", "region", "endpoint_url", "events", "timeout")
 ALERTS_KEYS: Final = (
     "stuck_after",
@@ -53,6 +61,19 @@ ALERTS_KEYS: Final = (
 _TOPIC_ARN: Final = re.compile(r"^arn:aws[a-z-]*:sns:([a-z0-9-]+):(\d{12}):([A-Za-z0-9_-]{1,256}(\.fifo)?)$")
 _ARN_EXAMPLE: Final = '"arn:aws:sns:us-east-1:123456789012:bluum-rotator"'
 MIN_SWEEP_EVERY: Final = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    """One `[notifications.NAME]` table: a webhook told about rotations, signed with a secret from the environment."""
+
+    name: str
+    url: str
+    secret_env: str
+    """The environment variable holding the HMAC key (the key itself never sits in rotator.toml)."""
+    format: str = "json"
+    events: tuple[str, ...] = NOTIFICATION_EVENTS
+    timeout: timedelta = timedelta(seconds=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +109,54 @@ class AlertSettings:
     sweep_every: timedelta | None = None
 
 
-def parse_events(table: _Table, default: Sequence[str] = NOTIFICATION_EVENTS) -> tuple[str, ...] | None:
+def parse_notifications(value: object, problems: Problems) -> tuple[WebhookSettings | SnsSettings, ...]:
+    """Every `[notifications.NAME]` table: a webhook (the default) or an SNS topic; one with problems is left out."""
+    hooks: list[WebhookSettings | SnsSettings] = []
+    for name, raw in named_tables(value, "notifications", problems).items():
+        table = Table(raw, f"notifications.{name}", problems)
+        kind = raw.get("type", "webhook")
+        if kind not in NOTIFICATION_TYPES:
+            table.problem("type", f"{show(kind)} is not one of {', '.join(NOTIFICATION_TYPES)}", 'write "webhook"')
+            continue
+        if kind == "sns":
+            if (sns := parse_sns(table, name)) is not None:
+                hooks.append(sns)
+            continue
+        table.check_keys(NOTIFICATION_KEYS)
+        url = table.text("url", example='"https://hooks.example.com/bluum"', required=True, why=" (where to POST)")
+        secret_env = table.text(
+            "secret_env", example='"ROTATOR_WEBHOOK_SECRET"', required=True, why=" (the variable holding the HMAC key)"
+        )
+        form = table.text("format", example='"json"') or "json"
+        timeout = table.duration("timeout", timedelta(seconds=5))
+        events = parse_events(table)
+        if url is not None and not _webhook_url_ok(url):
+            table.problem("url", f"{show(url)} is not an https URL", "use https:// (http only to 127.0.0.1)")
+            url = None
+        if form not in NOTIFICATION_FORMATS:
+            table.problem("format", f"{show(form)} is not one of {', '.join(NOTIFICATION_FORMATS)}", 'write "json"')
+            form = ""
+        if url and secret_env and form and timeout is not None and events is not None:
+            hooks.append(WebhookSettings(name, url, secret_env, form, events, timeout))
+    return tuple(hooks)
+
+
+def parse_alerts_table(value: object, problems: Problems) -> AlertSettings:
+    """The `[alerts]` table (`parse_alerts`); its defaults when absent or wrong (a wrong one is a problem)."""
+    if value is None:
+        return AlertSettings()
+    if not isinstance(value, dict):
+        problems.add("alerts", f"expected a table, got {toml_type(value)}", "write an [alerts] table, or remove it")
+        return AlertSettings()
+    return parse_alerts(Table(value, "alerts", problems)) or AlertSettings()
+
+
+def _webhook_url_ok(url: str) -> bool:
+    """https anywhere; plain http only to this machine (a receiver beside the rotator, or a test)."""
+    return url.startswith("https://") or url.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]"))
+
+
+def parse_events(table: Table, default: Sequence[str] = NOTIFICATION_EVENTS) -> tuple[str, ...] | None:
     """The table's `events` list (every event when absent); None, with a problem, when it names unknown ones."""
     events = table.data.get("events", list(default))
     wrong = [str(e) for e in events if e not in NOTIFICATION_EVENTS] if isinstance(events, list) else [str(events)]
@@ -100,7 +168,7 @@ def parse_events(table: _Table, default: Sequence[str] = NOTIFICATION_EVENTS) ->
     return tuple(str(e) for e in events)
 
 
-def parse_sns(table: _Table, name: str) -> SnsSettings | None:
+def parse_sns(table: Table, name: str) -> SnsSettings | None:
     """A `type = "sns"` table; None when it has problems (each recorded on `table`)."""
     table.check_keys(SNS_KEYS)
     arn = table.text("topic_arn", example=_ARN_EXAMPLE, required=True, why=" (the SNS topic to publish to)")
@@ -137,7 +205,7 @@ def parse_sns(table: _Table, name: str) -> SnsSettings | None:
     return SnsSettings(name, arn, region or arn_region, endpoint, events, timeout)
 
 
-def parse_alerts(table: _Table) -> AlertSettings | None:
+def parse_alerts(table: Table) -> AlertSettings | None:
     """The `[alerts]` table; None when it has problems (each recorded on `table`)."""
     table.check_keys(ALERTS_KEYS)
     defaults = AlertSettings()

@@ -26,13 +26,11 @@ import shlex
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal
+from typing import Final, Literal
 from urllib.parse import SplitResult, urlsplit
 
+from rotator.config_tables import Table
 from rotator.durations import format_duration
-
-if TYPE_CHECKING:
-    from rotator.config import _Table
 
 RELOAD_KEY: Final = "reload"
 """The key in `[stores.NAME]`; kept out of the options a store factory receives."""
@@ -80,7 +78,7 @@ one. Prose has no word that long; a long name that is not a secret is left out t
 `describe` leaves such arguments out, and `reload_runner` withholds an output line that holds one."""
 
 
-def parse_reload(table: _Table, base_dir: Path) -> tuple[ReloadAction, ...] | None:
+def parse_reload(table: Table, base_dir: Path) -> tuple[ReloadAction, ...] | None:
     """The store table's `reload` actions; () when absent; None when any is wrong (each problem is recorded)."""
     value = table.data.get(RELOAD_KEY)
     if value is None:
@@ -96,12 +94,12 @@ def parse_reload(table: _Table, base_dir: Path) -> tuple[ReloadAction, ...] | No
     return None if None in actions else tuple(action for action in actions if action is not None)
 
 
-def _parse_action(table: _Table, index: int, item: object, base_dir: Path) -> ReloadAction | None:
+def _parse_action(table: Table, index: int, item: object, base_dir: Path) -> ReloadAction | None:
     where = f"{RELOAD_KEY}[{index}]"
     if not isinstance(item, dict):
         table.problem(where, "expected an inline table", f"write {{ {_COMMAND_EXAMPLE} }} or {{ {_URL_EXAMPLE} }}")
         return None
-    action = type(table)(item, table.key(where), table.problems)
+    action = Table(item, table.key(where), table.problems)
     before = len(table.problems.items)
     action.check_keys(RELOAD_KEYS)
     if len(table.problems.items) > before:
@@ -129,7 +127,7 @@ def _parse_action(table: _Table, index: int, item: object, base_dir: Path) -> Re
     )
 
 
-def _command(action: _Table, value: object) -> tuple[str, ...] | None:
+def _command(action: Table, value: object) -> tuple[str, ...] | None:
     if isinstance(value, str):
         action.problem(
             "command",
@@ -160,7 +158,7 @@ def _suggested_argv(text: str) -> str:
     return shown if argv and len(shown) <= 100 else '["program", "argument", ...]'
 
 
-def _url(action: _Table, value: object) -> str | None:
+def _url(action: Table, value: object) -> str | None:
     parts = _http_url(value)
     if parts is None:
         action.problem("url", "is not an http:// or https:// URL with a host", f"write {_URL_EXAMPLE}")
@@ -184,7 +182,7 @@ def _http_url(value: object) -> SplitResult | None:
     return parts if parts.scheme in ("http", "https") and parts.hostname and valid_port else None
 
 
-def _method(action: _Table, value: object, has_url: bool) -> str | None:
+def _method(action: Table, value: object, has_url: bool) -> str | None:
     if "method" in action.data and not has_url:
         action.problem("method", "applies to a url action only", "remove it, or use url = ... instead of command")
         return None
@@ -194,7 +192,7 @@ def _method(action: _Table, value: object, has_url: bool) -> str | None:
     return value.upper()
 
 
-def _timeout(action: _Table, default: timedelta) -> timedelta | None:
+def _timeout(action: Table, default: timedelta) -> timedelta | None:
     timeout = action.duration("timeout", default)
     if timeout is not None and not timedelta(0) < timeout <= MAX_RELOAD_TIMEOUT:
         limit = format_duration(MAX_RELOAD_TIMEOUT)
@@ -205,7 +203,7 @@ def _timeout(action: _Table, default: timedelta) -> timedelta | None:
     return timeout
 
 
-def _pass_env(action: _Table, value: object, has_command: bool) -> tuple[str, ...] | None:
+def _pass_env(action: Table, value: object, has_command: bool) -> tuple[str, ...] | None:
     if "pass_env" in action.data and not has_command:
         action.problem("pass_env", "applies to a command action only", "remove it")
         return None
