@@ -1,9 +1,9 @@
 """Rotation benchmark: wall time of one rotation on the simulator, how much of it is waiting, and the cost of
 the rotator beside a baseline measured in the same run.
 
-Baseline: the same Bluum calls one rotation makes (list keys, check current, create, list, check new three
-times: before deploy, after deploy, before revoking; list again to find the old key by its public key, revoke,
-check old), issued straight through BluumClient
+Baseline: the same Bluum calls one rotation makes (list keys, check current, create, check new three times:
+before deploy, after deploy, before revoking; list again to find the old key by its public key, revoke, check
+old), issued straight through BluumClient
 with no store I/O, no record writes, no fsync. The ratio
 rotation / baseline is what the rotator's bookkeeping (atomic dotenv + sidecar writes, read-backs, records)
 cost on top of the calls it cannot avoid. Both are measured with Bluum's real rate limit (10 req/s per key
@@ -57,7 +57,6 @@ def bare_calls(sim: Simulator, tenant: KeyPair, investor: str, current: KeyPair,
         created = client.create_investor_key(
             tenant, investor, name="bare", environment=Environment.SANDBOX, idempotency_key=uuid.uuid4().hex
         )
-        client.list_investor_keys(tenant, investor)
         client.check(created.pair)  # accepted before deploy
         client.check(created.pair)  # confirmed after deploy
         client.check(created.pair)  # re-checked before the old key is revoked
