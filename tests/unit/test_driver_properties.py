@@ -1,7 +1,8 @@
 """Property-based: the driver under random interleavings of commands, crashes between any two writes, lease
 take-overs mid-rotation, races, and Bluum answering with accept, reject, 429, 5xx, a timeout or a lost answer.
 
-Everything runs in memory (memory stores on a fake clock, a fake Bluum behind the client interface), so a
+Everything runs in memory (memory stores on a fake clock, a fake Bluum behind the client interface, and, when the
+example draws them, consumer reload actions answered by a fake runner that succeeds or fails as drawn), so a
 thousand examples take seconds. The invariants are checked where they can break and after every example:
 
 - I1 every target's CURRENT is a key Bluum accepts: checked whenever a key dies (the only way one can).
@@ -26,6 +27,7 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
 from backends.memory import MemoryStore
+from rotator import reload_runner
 from rotator.bluum import BluumClient, CheckOutcome, CheckResult
 from rotator.config import parse_config
 from rotator.errors import (
@@ -37,6 +39,7 @@ from rotator.errors import (
 )
 from rotator.faultpoints import hooked
 from rotator.model import ApiKeyInfo, CreatedKey, Environment, KeyPair, Stage, StoredKey
+from rotator.reload_runner import ReloadResult
 from rotator.rotation.driver import LEASE_TTL_SECONDS
 from rotator.rotation.service import RotationService
 from rotator.secret import Secret
@@ -191,7 +194,12 @@ class FakeBluum:
         """Nothing to close."""
 
 
-def config_text(grace: str) -> str:
+RELOAD_POINTS = ("reload.app", "reload.mirror", "reloaded.record", "reload_failed.record")
+"""Where a rotation with reload actions passes (`rotator/rotation/reload.py`): crash points too when drawn."""
+
+
+def config_text(grace: str, reloads: bool = False) -> str:
+    reload = 'reload = [{ command = ["reload-app"] }]\n' if reloads else ""
     return f"""
 [stores.tenant]
 type = "memory"
@@ -200,11 +208,11 @@ note = "tenant"
 [stores.app]
 type = "memory"
 note = "app"
-
+{reload}
 [stores.mirror]
 type = "memory"
 note = "mirror"
-
+{reload.replace("reload-app", "reload-mirror")}
 [credentials.tenant]
 environment = "sandbox"
 issuer = "manual"
@@ -254,7 +262,7 @@ class World:
         return stages, keys, self.stores["app"].read_record()
 
 
-def build_world(grace: str, faults: list[str | None], propagation: float, tmp: Path) -> World:
+def build_world(grace: str, faults: list[str | None], propagation: float, tmp: Path, reloads: bool = False) -> World:
     clock = FakeClock()
     stores = {
         "tenant": MemoryStore("tenant", clock=clock),
@@ -271,8 +279,27 @@ def build_world(grace: str, faults: list[str | None], propagation: float, tmp: P
     stores["mirror"] = MemoryStore("mirror", current=seed, clock=clock)
     bluum.targets = [stores["app"], stores["mirror"]]
     clock.now += propagation + 1
-    config = parse_config(config_text(grace), base_dir=tmp, store_types=("env", "memory"))
+    config = parse_config(config_text(grace, reloads), base_dir=tmp, store_types=("env", "memory"))
     return World(clock, bluum, stores, config)
+
+
+class FakeReloads:
+    """Stands in for `rotator.reload_runner.run_action`: each call takes the next drawn answer (ok when none are
+    left), and first checks what a reload hands applications: every target's CURRENT is a key Bluum accepts (I1),
+    the new key for a rotation, the old key back for a rollback."""
+
+    def __init__(self, world: World, answers: list[bool]) -> None:
+        self.world = world
+        self.answers = answers
+
+    def __call__(self, action: Any, env: Any, secrets: Any) -> ReloadResult:
+        for name in ("app", "mirror"):
+            current = self.world.stores[name].read(Stage.CURRENT)
+            if not self.world.bluum.accepts(current):
+                raise InvariantBroken(f"I1: a reload ({env['ROTATOR_RELOAD_FOR']}) would hand out a dead key in {name}")
+        ok = self.answers.pop(0) if self.answers else True
+        tally(f"a reload {'succeeded' if ok else 'failed'} ({env['ROTATOR_RELOAD_FOR']})")
+        return ReloadResult(ok=ok, outcome="exit 0" if ok else "exit 1")
 
 
 def act(world: World, action: str, stall_at: str = "accepted.record") -> None:
@@ -394,20 +421,27 @@ def settle_and_check(world: World) -> None:
     actions=st.tuples(st.sampled_from(STARTS), st.lists(st.sampled_from(ACTIONS), max_size=4)).map(
         lambda drawn: [drawn[0], *drawn[1]]
     ),
-    crash=st.none() | st.tuples(st.sampled_from(POINTS), st.integers(min_value=0, max_value=1)),
+    crash=st.none() | st.tuples(st.sampled_from(POINTS + RELOAD_POINTS), st.integers(min_value=0, max_value=1)),
     stall_at=st.sampled_from(STALL_POINTS),
+    reloads=st.sampled_from([False, False, True]),
+    reload_answers=st.lists(st.booleans(), max_size=4),
 )
 def test_invariants_hold_under_any_interleaving(
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     grace: str,
     propagation: float,
     faults: list[str | None],
     actions: list[str],
     crash: tuple[str, int] | None,
     stall_at: str,
+    reloads: bool,
+    reload_answers: list[bool],
 ) -> None:
     logging.getLogger("rotator").setLevel(logging.ERROR)  # thousands of rotations: their info logs are not the point
-    world = build_world(grace, faults, propagation, tmp_path)
+    world = build_world(grace, faults, propagation, tmp_path, reloads)
+    fake_reloads = FakeReloads(world, list(reload_answers))
+    monkeypatch.setattr(reload_runner, "run_action", fake_reloads)
     armed = [crash] if crash else []
 
     def maybe_crash(point: str) -> None:
@@ -421,6 +455,7 @@ def test_invariants_hold_under_any_interleaving(
     with hooked(maybe_crash):
         for action in actions:
             act(world, action, stall_at)
+    fake_reloads.answers.clear()  # the reloads work from now on, as the faults stop: the rotation can settle
     settle_and_check(world)
 
 
@@ -445,5 +480,28 @@ def test_a_crash_at_each_point_is_repaired(tmp_path: Path, point: str) -> None:
         act(world, "rotate", STALL_POINTS[0])
         if point in ROLLBACK_POINTS:
             act(world, "rollback", STALL_POINTS[0])
+    assert crashed == [point], f"the run never reached {point}"
+    settle_and_check(world)
+
+
+@pytest.mark.parametrize("point", [*RELOAD_POINTS, "restore.app", "revoke_new.bluum"])
+def test_a_crash_at_each_reload_point_is_repaired(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, point: str) -> None:
+    """With reload actions on both targets: a rotation whose first reload fails (so `reload_failed.record` is
+    written), resumed, and rolled back from its grace period (so the rollback reloads the old key back), crashed
+    once at `point`; then I1, I3 and I4 after resuming. The fake runner checks I1 at every reload."""
+    world = build_world("1h", [], 0.0, tmp_path, reloads=True)
+    fake = FakeReloads(world, [False])
+    monkeypatch.setattr(reload_runner, "run_action", fake)
+    crashed: list[str] = []
+
+    def crash_once(reached_point: str) -> None:
+        if not crashed and reached_point == point:
+            crashed.append(point)
+            raise Crash(point)
+
+    with hooked(crash_once):
+        act(world, "rotate")  # the first reload fails: the rotation stops at deployed, nothing revoked
+        act(world, "resume")  # the reloads run again and work; the grace window starts
+        act(world, "rollback")  # the old key back, reloaded, then the new key revoked
     assert crashed == [point], f"the run never reached {point}"
     settle_and_check(world)
