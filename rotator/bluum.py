@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
 from urllib.parse import quote
@@ -191,9 +192,11 @@ class BluumClient:
         clock: Callable[[], float] = time.monotonic,
         api_keys_path: str = DEFAULT_API_KEYS_PATH,
         observers: list[ResponseObserver] | None = None,
+        shared_budget_dir: Path | None = None,
     ) -> None:
         """`observers`: called after each attempt with a `ResponseInfo` (`rotator.traffic`); the list is read at each
-        call, so the caller may add to it later (the Runtime shares one list with every client it builds)."""
+        call, so the caller may add to it later (the Runtime shares one list with every client it builds).
+        `shared_budget_dir`: pace each key pair with every rotator process on this host (`rotator.shared_window`)."""
         self._base_url = base_url.rstrip("/")
         self._api_keys_path = api_keys_path
         self._retry = retry or RetryPolicy()
@@ -203,6 +206,7 @@ class BluumClient:
         self._sleep = sleep
         self._clock = clock
         self._observers = observers if observers is not None else []
+        self._shared_budget_dir = shared_budget_dir
         self._http = httpx.Client(
             base_url=self._base_url,
             transport=transport,
@@ -546,7 +550,7 @@ class BluumClient:
         The slot can be far away when another thread of this pair drew a 429 with a long Retry-After; if it is
         beyond the budget, give up now, as the retry loop would, instead of sleeping past the budget.
         """
-        throttle = throttle_for(pair.api_key, self._rate_limits[pair.environment])
+        throttle = throttle_for(pair.api_key, self._rate_limits[pair.environment], self._shared_budget_dir)
         fields: dict[str, Any] = {"method": method, "path": _path_only(path), "attempt": number, "key": pair.label}
         if throttle.acquire(self._clock, self._sleep, max_wait=max(0.0, budget_left)) is None:
             held = throttle.wait_time(self._clock())

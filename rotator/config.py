@@ -341,7 +341,7 @@ def _parse(text: str, *, source: str, base_dir: Path, path: Path | None, store_t
     problems = Problems()
     root = Table(data, "", problems)
     root.check_keys(TOP_LEVEL_KEYS)
-    bluum = parse_bluum(data.get("bluum"), problems)
+    bluum = parse_bluum(data.get("bluum"), problems, base_dir)
     history = parse_history(data.get("history"), base_dir, problems)
     stores = parse_stores(data.get("stores"), base_dir=base_dir, store_types=store_types, problems=problems)
     credentials = parse_credentials(data, problems)

@@ -38,7 +38,14 @@ __all__ = [
     "parse_history",
 ]
 
-BLUUM_KEYS: Final = ("timeout", "max_attempts", "retry_budget", "rate_limit_sandbox", "rate_limit_production")
+BLUUM_KEYS: Final = (
+    "timeout",
+    "max_attempts",
+    "retry_budget",
+    "rate_limit_sandbox",
+    "rate_limit_production",
+    "shared_budget_dir",
+)
 DEFAULT_TIMEOUT: Final = timedelta(seconds=10)
 DEFAULT_MAX_ATTEMPTS: Final = 5
 DEFAULT_RETRY_BUDGET: Final = timedelta(seconds=30)
@@ -69,6 +76,9 @@ class BluumSettings:
         default_factory=lambda: MappingProxyType({env: env.default_rate_limit for env in Environment})
     )
     """Requests per second per key pair that we allow ourselves (Bluum: 10 sandbox, 25 production)."""
+    shared_budget_dir: Path | None = None
+    """Where every rotator process on this host counts its sends per key pair (`rotator.shared_window`), so a daemon
+    and a cron job or an operator's command share one key's budget; None: each process paces on its own."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +98,8 @@ class FleetSettings:
     per_payer: int = DEFAULT_PER_PAYER
 
 
-def parse_bluum(value: object, problems: Problems) -> BluumSettings | None:
+def parse_bluum(value: object, problems: Problems, base_dir: Path | None = None) -> BluumSettings | None:
+    """`base_dir`: what a relative `shared_budget_dir` is relative to (rotator.toml's folder)."""
     if value is None:
         return BluumSettings()
     if not isinstance(value, dict):
@@ -121,6 +132,9 @@ def parse_bluum(value: object, problems: Problems) -> BluumSettings | None:
         max_attempts = raw_attempts
     sandbox = table.positive_number("rate_limit_sandbox", Environment.SANDBOX.default_rate_limit, example="10")
     production = table.positive_number("rate_limit_production", Environment.PRODUCTION.default_rate_limit, example="25")
+    shared = table.text("shared_budget_dir", example='"/run/bluum-rotator"')
+    if table.has("shared_budget_dir") and shared is None:
+        return None
     if timeout is None or retry_budget is None or max_attempts is None or sandbox is None or production is None:
         return None
     return BluumSettings(
@@ -128,6 +142,7 @@ def parse_bluum(value: object, problems: Problems) -> BluumSettings | None:
         max_attempts=max_attempts,
         retry_budget=retry_budget.total_seconds(),
         rate_limits=MappingProxyType({Environment.SANDBOX: sandbox, Environment.PRODUCTION: production}),
+        shared_budget_dir=absolute_path(shared, base_dir or Path.cwd()) if shared else None,
     )
 
 

@@ -228,8 +228,10 @@ class Runtime:
         with self._lock:
             if base_url not in self._clients:
                 from rotator.bluum import BluumClient, RetryPolicy
+                from rotator.shared_window import check_budget_dir
 
                 settings = self.config.bluum
+                shared = settings.shared_budget_dir
                 self._clients[base_url] = BluumClient(
                     base_url,
                     timeout=settings.timeout,
@@ -237,6 +239,7 @@ class Runtime:
                     rate_limits=settings.rate_limits,
                     sleep=self.sleep,
                     observers=self.response_observers,
+                    shared_budget_dir=check_budget_dir(shared) if shared is not None else None,
                 )
             return self._clients[base_url]
 

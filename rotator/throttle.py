@@ -20,6 +20,9 @@ schedule from running into that check.
 Why reservations: a caller takes the next free slot under a lock and then sleeps *outside* the lock until
 its slot comes. Threads never hold the lock while sleeping, and they leave in the order they reserved.
 
+Across processes: with `[bluum] shared_budget_dir`, the window check counts the sends of every rotator process on
+the host through a small file per key pair (`rotator.shared_window`); the smooth schedule stays per process.
+
 The registry is keyed by a SHA-256 of the API key (the Basic-auth user name), never by the secret, so
 neither the registry nor anything that dumps it holds a credential.
 """
@@ -29,8 +32,12 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
+
+from rotator.shared_window import SharedWindow
 
 SAFETY_MARGIN = 0.03
 """Fraction of the documented rate the smooth schedule leaves unused; see the module docstring."""
@@ -55,6 +62,8 @@ class Throttle:
         self._guard = guard
         self._rate = rate
         self._next = -math.inf
+        self.shared: SharedWindow | None = None
+        """When set (`[bluum] shared_budget_dir`), the window check counts every process's sends on this host."""
         self._sent: deque[float] = deque()
         """When the requests of the last `1 + guard` seconds really left (after their sender woke)."""
 
@@ -98,6 +107,11 @@ class Throttle:
             self._next = max(self._next, moment)
 
     @property
+    def guard(self) -> float:
+        """Seconds added to Bluum's one-second window when counting sends."""
+        return self._guard
+
+    @property
     def window_limit(self) -> int:
         """Requests allowed to leave in any `1 + guard` seconds: the documented rate, rounded down."""
         return max(1, math.floor(self._rate)) if not math.isinf(self._rate) else 0
@@ -127,10 +141,18 @@ class Throttle:
             return None
         if delay:
             sleep(delay)
-        while extra := self.admit(clock()):
+        while extra := self._window_wait(clock):
             sleep(extra)
             delay += extra
         return delay
+
+    def _window_wait(self, clock: Callable[[], float]) -> float:
+        shared = self.shared
+        if shared is not None and self.window_limit:
+            wait = shared.admit(time.time(), self.window_limit)  # wall clock: the one every process shares
+            if wait is not None:
+                return wait
+        return self.admit(clock())
 
 
 _registry: dict[str, Throttle] = {}
@@ -142,13 +164,16 @@ def key_hash(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
 
 
-def throttle_for(api_key: str, rate: float) -> Throttle:
-    """The process-wide throttle of the pair whose API key is `api_key`, made on first use."""
+def throttle_for(api_key: str, rate: float, shared_dir: Path | None = None) -> Throttle:
+    """The process-wide throttle of the pair whose API key is `api_key`, made on first use. `shared_dir`: count its
+    window with every process on this host that names the same folder (`rotator.shared_window`)."""
     digest = key_hash(api_key)
     with _registry_lock:
         throttle = _registry.get(digest)
         if throttle is None:
             throttle = _registry[digest] = Throttle(rate)
-            return throttle
-    throttle.lower_rate(rate)
+        else:
+            throttle.lower_rate(rate)
+        if shared_dir is not None and throttle.shared is None:
+            throttle.shared = SharedWindow(shared_dir / f"{digest}.window", throttle.guard)
     return throttle

@@ -1,0 +1,104 @@
+"""A rate window shared by every rotator process on one host that pays with the same Bluum key.
+
+Why: the throttle (`rotator.throttle`) paces each key pair for the threads of one process. A daemon rotating a fleet
+and an operator's emergency `rotator rotate` (or a cron `run-due`) on the same host spend the same tenant key's 25
+requests a second without knowing of each other, and Bluum answers the overflow with 429 (Retry-After of a second or
+more, and an alert). With `[bluum] shared_budget_dir`, each key pair's window check counts the sends of every process
+that names the same folder: a small file per key pair, named by the SHA-256 of its API key, holding the wall-clock
+times of the last second's sends, read and rewritten under an exclusive `flock`.
+
+Wall-clock time, since monotonic clocks are per process. A clock stepped back leaves times "in the future": they are
+dropped (not waited for) and a wait is never longer than the window itself, so a clock jump costs at most one
+window's worth of pacing, never a stall. A file that cannot be parsed (truncated by a full disk) counts as empty: the
+next send rewrites it. Processes on other hosts are not seen: give each host its share (`rate_limit_production`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from pathlib import Path
+
+from rotator.errors import ConfigError
+
+__all__ = ["SharedWindow", "check_budget_dir"]
+
+log = logging.getLogger("rotator.throttle")
+
+
+class SharedWindow:
+    """At most `limit` sends in any `1 + guard` seconds, counted over every process that uses `path`."""
+
+    def __init__(self, path: Path, guard: float) -> None:
+        self.path = path
+        self.guard = guard
+        self._warned = False
+
+    def admit(self, now: float, limit: int) -> float | None:
+        """Count a send at `now` (wall clock) and return 0.0, or return how long to wait first (nothing counted).
+
+        None when the file cannot be used (its folder was removed, the disk is full): the caller paces this process
+        on its own then, rather than fail a rotation over its pacing; the problem is logged once."""
+        span = 1.0 + self.guard
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o660)
+        except OSError as exc:
+            self._unusable(exc)
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            sent = [t for t in self._read(fd) if now - span < t <= now + 0.001]
+            if len(sent) >= limit:
+                oldest = sorted(sent)[-limit]
+                return min(span, max(0.001, oldest + span - now))
+            sent.append(now)
+            data = "\n".join(f"{t:.6f}" for t in sent).encode()
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.ftruncate(fd, 0)
+            os.write(fd, data)
+            return 0.0
+        except OSError as exc:
+            self._unusable(exc)
+            return None
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def _unusable(self, exc: OSError) -> None:
+        if not self._warned:
+            self._warned = True
+            log.warning(
+                "the shared rate window %s cannot be used (%s); this process paces itself alone until it can",
+                self.path,
+                exc.strerror or exc,
+            )
+
+    def _read(self, fd: int) -> list[float]:
+        os.lseek(fd, 0, os.SEEK_SET)
+        raw = os.read(fd, 64 * 1024)
+        try:
+            return [float(line) for line in raw.decode().split()]
+        except (UnicodeDecodeError, ValueError):
+            log.warning("the shared rate window %s could not be read; starting it afresh", self.path)
+            return []
+
+
+def check_budget_dir(folder: Path) -> Path:
+    """The folder `[bluum] shared_budget_dir` names, made if missing; ConfigError when it cannot be used."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(_unusable(folder, exc.strerror or str(exc))) from None
+    if not folder.is_dir():
+        raise ConfigError(_unusable(folder, "it is not a folder"))
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(_unusable(folder, "this user cannot write in it"))
+    return folder
+
+
+def _unusable(folder: Path, why: str) -> str:
+    return (
+        f"[bluum] shared_budget_dir {folder}: {why}. Fix: name a folder every rotator process on this host can write "
+        "(e.g. /run/bluum-rotator, group-writable for the users that run it), or remove the key to pace each "
+        "process on its own"
+    )
