@@ -14,6 +14,7 @@ Figures:
 - fleet / sequential: the same command with `[fleet] concurrency = 1` on a smaller fleet (its rate is steady), >= 4.
 - 429 answers (0 wanted), failures (0 wanted), most tenant requests in any 1-second window (<= 25).
 - peak RSS of the rotator process at N (<= 80 MB wanted at 100), and how it grows to 1,000.
+- the first N again with `[bluum] shared_budget_dir`: what counting the window across processes costs.
 
 Run: .venv/bin/python benchmarks/bench_fleet.py [N ...]     (default: 100 1000)
 """
@@ -71,7 +72,7 @@ def _dotenv(pair: KeyPair, base_url: str) -> str:
     )
 
 
-def seed(sim: Simulator, folder: Path, count: int, concurrency: int | None) -> tuple[Path, str]:
+def seed(sim: Simulator, folder: Path, count: int, concurrency: int | None, shared: bool = False) -> tuple[Path, str]:
     """A tenant key and `count` investor credentials with their first keys; returns rotator.toml and the tenant id."""
     tenant = sim.create_tenant_key(environment="PRODUCTION")
     tenant_pair = KeyPair(tenant["public_key"], Secret(tenant["secret_key"]), Environment.PRODUCTION, tenant["id"])
@@ -83,6 +84,8 @@ def seed(sim: Simulator, folder: Path, count: int, concurrency: int | None) -> t
     ]
     if concurrency is not None:
         toml.append(f"[fleet]\nconcurrency = {concurrency}\n")
+    if shared:
+        toml.append('[bluum]\nshared_budget_dir = "budget"\n')
     with BluumClient(sim.base_url, rate_limits={Environment.PRODUCTION: math.inf}) as client:
         for n in range(count):
             investor = sim.create_investor()
@@ -107,10 +110,10 @@ def seed(sim: Simulator, folder: Path, count: int, concurrency: int | None) -> t
     return config, str(tenant["id"])
 
 
-def run(count: int, *, concurrency: int | None = None) -> Run:
+def run(count: int, *, concurrency: int | None = None, shared: bool = False) -> Run:
     with Simulator() as sim, tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
         sim.configure(rate_limits={"TEST": 1_000_000, "PRODUCTION": 1_000_000})
-        config, tenant_id = seed(sim, Path(tmp), count, concurrency)
+        config, tenant_id = seed(sim, Path(tmp), count, concurrency, shared)
         sim.advance_clock(60)  # the first keys are long propagated
         sim.configure(rate_limits={"TEST": 10, "PRODUCTION": PRODUCTION_LIMIT}, propagation_delay=PROPAGATION)
         before = len(sim.request_log())
@@ -179,6 +182,14 @@ def main(sizes: list[int]) -> None:
             f"{fleet.peak_window} (limit {PRODUCTION_LIMIT})"
         )
         print(f"  peak RSS {fleet.rss_mb:.1f} MB ({fleet.rss_mb / size * 1024:.0f} KB per credential)")
+        if size == sizes[0]:
+            shared = run(size, shared=True)
+            rate = shared.rate(shared.traffic_span)
+            print(
+                f"  with [bluum] shared_budget_dir (the window counted in a file under flock, for every process on "
+                f"the host): {rate:.2f}/s = {rate / shared.ceiling:.2f} of the ceiling, {rate / over_traffic:.2f}x "
+                f"the per-process window; 429 answers {shared.answered_429}, failures {shared.failures}"
+            )
 
 
 if __name__ == "__main__":
