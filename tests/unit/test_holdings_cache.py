@@ -161,3 +161,26 @@ def test_a_file_modified_in_the_last_two_seconds_never_matches_its_last_fingerpr
     now = time.time()
     os.utime(tmp_path / "b.env", (now, now))
     assert store.fingerprint() != store.fingerprint()
+
+
+def test_a_symlinked_dotenv_retargeted_to_another_file_is_read_again(tmp_path: Path) -> None:
+    """Deploys often point a stable name at a release's file (`b.env -> releases/7/b.env`); pointing it at another
+    release changes what applications read, so it must change the fingerprint even when both files look alike."""
+    runtime, reads, _ = setup(tmp_path)
+    releases = tmp_path / "releases"
+    releases.mkdir()
+    first, second = releases / "one.env", releases / "two.env"
+    write_dotenv(first, key(2))
+    write_dotenv(second, key(1))  # another credential's key, same size, same (settled) times
+    os.utime(second, ns=(first.stat().st_atime_ns, first.stat().st_mtime_ns))
+    link = tmp_path / "b.env"
+    link.unlink()
+    link.symlink_to(first)
+    held(runtime, fresh={"a"})
+    reads.clear()
+    assert held(runtime, fresh={"a"})["b"] == {key(2).api_key}
+    assert reads["b"] == 0  # unchanged: not read again
+    link.unlink()
+    link.symlink_to(second)  # retargeted
+    assert held(runtime, fresh={"a"})["b"] == {key(1).api_key}
+    assert reads["b"] == 3
