@@ -18,13 +18,23 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from rotator.errors import ConfigError
 
-__all__ = ["SharedWindow", "check_budget_dir"]
+__all__ = ["SharedWindow", "check_budget_dir", "window_wait"]
 
 log = logging.getLogger("rotator.throttle")
+
+
+def window_wait(sent: Sequence[float], now: float, limit: int, span: float) -> float:
+    """The sliding-window rule, for one process (`Throttle.admit`) and for a host (`SharedWindow.admit`): 0.0 when a
+    send at `now` keeps at most `limit` sends in any `span` seconds, else how long until it would. `sent`: the times
+    of the sends still inside the window ending at `now`, oldest first. Never longer than the window itself."""
+    if len(sent) < limit:
+        return 0.0
+    return min(span, max(0.001, sent[-limit] + span - now))
 
 
 class SharedWindow:
@@ -48,10 +58,10 @@ class SharedWindow:
             return None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            sent = [t for t in self._read(fd) if now - span < t <= now + 0.001]
-            if len(sent) >= limit:
-                oldest = sorted(sent)[-limit]
-                return min(span, max(0.001, oldest + span - now))
+            sent = sorted(t for t in self._read(fd) if now - span < t <= now + 0.001)
+            wait = window_wait(sent, now, limit, span)
+            if wait:
+                return wait
             sent.append(now)
             data = "\n".join(f"{t:.6f}" for t in sent).encode()
             os.lseek(fd, 0, os.SEEK_SET)

@@ -37,7 +37,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from rotator.shared_window import SharedWindow
+from rotator.shared_window import SharedWindow, window_wait
 
 SAFETY_MARGIN = 0.03
 """Fraction of the documented rate the smooth schedule leaves unused; see the module docstring."""
@@ -121,14 +121,14 @@ class Throttle:
         limit = self.window_limit
         if not limit:
             return 0.0
+        span = 1.0 + self._guard
         with self._lock:
-            horizon = now - 1.0 - self._guard
-            while self._sent and self._sent[0] <= horizon:
+            while self._sent and self._sent[0] <= now - span:
                 self._sent.popleft()
-            if len(self._sent) >= limit:
-                return self._sent[0] - horizon
-            self._sent.append(now)
-            return 0.0
+            wait = window_wait(self._sent, now, limit, span)
+            if not wait:
+                self._sent.append(now)
+            return wait
 
     def acquire(
         self, clock: Callable[[], float], sleep: Callable[[float], None], max_wait: float = math.inf
