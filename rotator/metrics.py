@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from rotator.notify import QueuedSink
     from rotator.rotation.service import RotationService
 
-__all__ = ["Telemetry", "write_tick_metrics"]
+__all__ = ["Telemetry", "check_textfile"]
 
 STEP_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0)
 """Seconds: a store write takes milliseconds, an accept step waits out Bluum's propagation (up to minutes)."""
@@ -257,8 +257,8 @@ class Telemetry:
             self.exit_code.labels(credential=outcome.credential).set(int(outcome.exit_code))
 
     def write_textfile(self, path: Path) -> None:
-        """Everything, in Prometheus text format, replacing `path` atomically. ConfigError when it cannot be written."""
-        check_textfile(path)
+        """Everything, in Prometheus text format, replacing `path` atomically, in a folder `check_textfile` made sure
+        of before the tick. ConfigError when it cannot be written all the same (the disk filled up meanwhile)."""
         try:
             write_to_textfile(str(path), self.registry)
         except OSError as exc:
@@ -370,12 +370,3 @@ class _SinkCounters(Collector):
             delivered.add_metric([sink.name, sink.kind], float(sink.delivered))
         yield failed
         yield delivered
-
-
-def write_tick_metrics(
-    path: Path, statuses: Sequence[CredentialStatus], outcomes: Sequence[Outcome], *, now: float
-) -> None:
-    """Write what one tick found and did to `path` (Prometheus text format, replaced atomically)."""
-    telemetry = Telemetry()
-    telemetry.observe_tick(statuses, outcomes, now=now)
-    telemetry.write_textfile(path)
