@@ -14,7 +14,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Final
 
-from rotator.config_tables import Problems, Table, absolute_path, show, toml_type
+from rotator.config_tables import Problems, absolute_path, optional_table, show, toml_type
 from rotator.model import Environment
 
 __all__ = [
@@ -100,12 +100,9 @@ class FleetSettings:
 
 def parse_bluum(value: object, problems: Problems, base_dir: Path | None = None) -> BluumSettings | None:
     """`base_dir`: what a relative `shared_budget_dir` is relative to (rotator.toml's folder)."""
-    if value is None:
-        return BluumSettings()
-    if not isinstance(value, dict):
-        problems.add("bluum", f"expected a table, got {toml_type(value)}", "write a [bluum] table, or remove it")
+    table = optional_table(value, "bluum", problems)
+    if table is None:
         return None
-    table = Table(value, "bluum", problems)
     table.check_keys(BLUUM_KEYS)
     timeout = table.duration("timeout", DEFAULT_TIMEOUT)
     if timeout is not None and timeout <= timedelta(0):
@@ -113,7 +110,7 @@ def parse_bluum(value: object, problems: Problems, base_dir: Path | None = None)
         timeout = None
     retry_budget = table.duration("retry_budget", DEFAULT_RETRY_BUDGET)
     max_attempts: int | None = DEFAULT_MAX_ATTEMPTS
-    raw_attempts = value.get("max_attempts", DEFAULT_MAX_ATTEMPTS)
+    raw_attempts = table.data.get("max_attempts", DEFAULT_MAX_ATTEMPTS)
     if isinstance(raw_attempts, bool) or not isinstance(raw_attempts, int):
         table.problem(
             "max_attempts",
@@ -147,12 +144,9 @@ def parse_bluum(value: object, problems: Problems, base_dir: Path | None = None)
 
 
 def parse_history(value: object, base_dir: Path, problems: Problems) -> HistorySettings | None:
-    if value is None:
-        return HistorySettings(dir=base_dir / DEFAULT_HISTORY_DIR)
-    if not isinstance(value, dict):
-        problems.add("history", f"expected a table, got {toml_type(value)}", "write a [history] table, or remove it")
+    table = optional_table(value, "history", problems)
+    if table is None:
         return None
-    table = Table(value, "history", problems)
     table.check_keys(HISTORY_KEYS)
     folder = table.text("dir", example='"/var/lib/bluum-rotator/history"')
     keep = table.duration("keep", DEFAULT_HISTORY_KEEP)
@@ -167,12 +161,9 @@ def parse_history(value: object, base_dir: Path, problems: Problems) -> HistoryS
 
 
 def parse_fleet(value: object, problems: Problems) -> FleetSettings | None:
-    if value is None:
-        return FleetSettings()
-    if not isinstance(value, dict):
-        problems.add("fleet", f"expected a table, got {toml_type(value)}", "write a [fleet] table, or remove it")
+    table = optional_table(value, "fleet", problems)
+    if table is None:
         return None
-    table = Table(value, "fleet", problems)
     table.check_keys(FLEET_KEYS)
     concurrency = table.count("concurrency", DEFAULT_CONCURRENCY, limit=MAX_CONCURRENCY, example="16")
     per_payer = table.count("per_payer", DEFAULT_PER_PAYER, limit=MAX_CONCURRENCY, example="12")

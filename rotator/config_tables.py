@@ -29,6 +29,7 @@ __all__ = [
     "did_you_mean",
     "list_names",
     "named_tables",
+    "optional_table",
     "show",
     "toml_type",
 ]
@@ -50,6 +51,18 @@ class Problems:
 
 
 _MISSING: Final = object()
+
+
+def optional_table(value: object, name: str, problems: Problems) -> Table | None:
+    """A top-level table that may be left out (`[bluum]`, `[history]`, `[fleet]`, `[alerts]`): left out, an empty
+    table, so every key takes its default; not a table, a problem and None."""
+    if value is None:
+        return Table({}, name, problems)
+    if not isinstance(value, dict):
+        article = "an" if name[0] in "aeiou" else "a"
+        problems.add(name, f"expected a table, got {toml_type(value)}", f"write {article} [{name}] table, or remove it")
+        return None
+    return Table(value, name, problems)
 
 
 class Table:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
 
-from rotator.config_tables import Problems, Table, named_tables, show, toml_type
+from rotator.config_tables import Problems, Table, named_tables, optional_table, show
 
 __all__ = [
     "ALERTS_KEYS",
@@ -143,12 +143,8 @@ def parse_notifications(value: object, problems: Problems) -> tuple[WebhookSetti
 
 def parse_alerts_table(value: object, problems: Problems) -> AlertSettings:
     """The `[alerts]` table (`parse_alerts`); its defaults when absent or wrong (a wrong one is a problem)."""
-    if value is None:
-        return AlertSettings()
-    if not isinstance(value, dict):
-        problems.add("alerts", f"expected a table, got {toml_type(value)}", "write an [alerts] table, or remove it")
-        return AlertSettings()
-    return parse_alerts(Table(value, "alerts", problems)) or AlertSettings()
+    table = optional_table(value, "alerts", problems)
+    return (parse_alerts(table) if table is not None else None) or AlertSettings()
 
 
 def _webhook_url_ok(url: str) -> bool:
