@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from rotator.bluum import BluumClient
@@ -27,14 +28,38 @@ def _dotenv(pair: KeyPair, sim: Simulator) -> str:
     )
 
 
-def fleet_workspace(sim: Simulator, root: Path, count: int, *, fleet: str = "") -> tuple[Path, str, list[str]]:
-    """A tenant key (manual) managing `count` investor credentials, each in its own dotenv file. Returns the config
-    path, the tenant key's id and the investors."""
+StoreTable = Callable[[str], str]
+"""The body of `[stores.NAME]` for a store name (its `type` and where it keeps the key)."""
+PutKey = Callable[[str, KeyPair], None]
+"""Seeds the store called NAME with a key pair, as an operator would by hand."""
+
+
+def fleet_workspace(
+    sim: Simulator,
+    root: Path,
+    count: int,
+    *,
+    fleet: str = "",
+    store_table: StoreTable | None = None,
+    put: PutKey | None = None,
+) -> tuple[Path, str, list[str]]:
+    """A tenant key (manual) managing `count` investor credentials (app0, app1...), each in a store of its own: a
+    dotenv file in `root`, or what `store_table` and `put` describe (a Vault path, a secret in Secrets Manager).
+    Returns the config path, the tenant key's id and the investors."""
+
+    def dotenv_table(name: str) -> str:
+        return f'type = "env"\npath = "{name}.env"\n'
+
+    def dotenv_put(name: str, pair: KeyPair) -> None:
+        (root / f"{name}.env").write_text(_dotenv(pair, sim))
+
+    table: StoreTable = store_table or dotenv_table
+    seed: PutKey = put or dotenv_put
     tenant = sim.create_tenant_key(environment="TEST")
     tenant_pair = KeyPair(tenant["public_key"], Secret(tenant["secret_key"]), Environment.SANDBOX, tenant["id"])
-    (root / "tenant.env").write_text(_dotenv(tenant_pair, sim))
+    seed("tenant", tenant_pair)
     parts = [
-        f'[stores.tenant]\ntype = "env"\npath = "tenant.env"\n\n[credentials.tenant]\nenvironment = "sandbox"\n'
+        f'[stores.tenant]\n{table("tenant")}\n[credentials.tenant]\nenvironment = "sandbox"\n'
         f'base_url = "{sim.base_url}"\nissuer = "manual"\nstore = "tenant"\n{fleet}\n'
     ]
     investors = []
@@ -49,9 +74,9 @@ def fleet_workspace(sim: Simulator, root: Path, count: int, *, fleet: str = "") 
                 environment=Environment.SANDBOX,
                 idempotency_key=uuid.uuid4().hex,
             )
-            (root / f"app{n}.env").write_text(_dotenv(first.pair, sim))
+            seed(f"app{n}", first.pair)
             parts.append(
-                f'[stores.app{n}]\ntype = "env"\npath = "app{n}.env"\n\n[credentials.app{n}]\nenvironment = "sandbox"\n'
+                f'[stores.app{n}]\n{table(f"app{n}")}\n[credentials.app{n}]\nenvironment = "sandbox"\n'
                 f'base_url = "{sim.base_url}"\nissuer = "bluum"\ninvestor_id = "{investor}"\nmanager = "tenant"\n'
                 f'store = "app{n}"\ngrace = "0s"\nverify_timeout = "30s"\n'
             )
@@ -61,6 +86,17 @@ def fleet_workspace(sim: Simulator, root: Path, count: int, *, fleet: str = "") 
     config.write_text("\n".join(parts))
     sim.advance_clock(60)  # the first keys are long propagated
     return config, str(tenant["id"]), investors
+
+
+def rotate_every_one_once(sim: Simulator, config: Path, count: int) -> None:
+    """Rotate app0..app{count-1} at once (their stores' clients shared by the threads), under 0.3 s propagation: each
+    ends rotated, with no 429 from Bluum."""
+    sim.configure(propagation_delay=0.3)
+    before = len(sim.request_log())
+    with RotationService(load_config(config)) as service:
+        outcomes = run_each(service, [f"app{n}" for n in range(count)], service.rotate)
+    assert all(o.exit_code is ExitCode.OK for o in outcomes), [o.message for o in outcomes]
+    assert [e for e in sim.request_log()[before:] if e["status"] == 429] == []
 
 
 def tenant_log(sim: Simulator, tenant_id: str, since: int = 0) -> list[dict[str, object]]:
