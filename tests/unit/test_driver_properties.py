@@ -464,19 +464,24 @@ def replace_count(crash: tuple[str, int]) -> tuple[str, int]:
     return crash[0], crash[1] - 1
 
 
-@pytest.mark.parametrize("point", FORWARD_POINTS + ROLLBACK_POINTS)
-def test_a_crash_at_each_point_is_repaired(tmp_path: Path, point: str) -> None:
-    """Every fault point, crashed at once in-process (sampling may miss a few): a rotation, rolled back from its
-    grace period for the rollback points, and then I1, I3 and I4 after resuming. The crash must fire."""
-    world = build_world("1h" if point in ROLLBACK_POINTS else "0s", [], 0.0, tmp_path)
-    crashed: list[str] = []
+def crash_once_at(point: str, crashed: list[str]) -> Callable[[str], None]:
+    """A fault-point hook that crashes the first time `point` is reached, and notes it in `crashed`."""
 
     def crash_once(reached_point: str) -> None:
         if not crashed and reached_point == point:
             crashed.append(point)
             raise Crash(point)
 
-    with hooked(crash_once):
+    return crash_once
+
+
+@pytest.mark.parametrize("point", FORWARD_POINTS + ROLLBACK_POINTS)
+def test_a_crash_at_each_point_is_repaired(tmp_path: Path, point: str) -> None:
+    """Every fault point, crashed at once in-process (sampling may miss a few): a rotation, rolled back from its
+    grace period for the rollback points, and then I1, I3 and I4 after resuming. The crash must fire."""
+    world = build_world("1h" if point in ROLLBACK_POINTS else "0s", [], 0.0, tmp_path)
+    crashed: list[str] = []
+    with hooked(crash_once_at(point, crashed)):
         act(world, "rotate", STALL_POINTS[0])
         if point in ROLLBACK_POINTS:
             act(world, "rollback", STALL_POINTS[0])
@@ -493,13 +498,7 @@ def test_a_crash_at_each_reload_point_is_repaired(tmp_path: Path, monkeypatch: p
     fake = FakeReloads(world, [False])
     monkeypatch.setattr(reload_runner, "run_action", fake)
     crashed: list[str] = []
-
-    def crash_once(reached_point: str) -> None:
-        if not crashed and reached_point == point:
-            crashed.append(point)
-            raise Crash(point)
-
-    with hooked(crash_once):
+    with hooked(crash_once_at(point, crashed)):
         act(world, "rotate")  # the first reload fails: the rotation stops at deployed, nothing revoked
         act(world, "resume")  # the reloads run again and work; the grace window starts
         act(world, "rollback")  # the old key back, reloaded, then the new key revoked

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 import threading
 import time
 from collections import Counter
@@ -11,7 +12,7 @@ from typing import Any, cast
 
 import pytest
 
-from rotator.config import ConfigProblems, FleetSettings, parse_config
+from rotator.config import MINIMAL_EXAMPLE, ConfigProblems, FleetSettings, parse_config
 from rotator.errors import ConfigError, ExitCode
 from rotator.fleet import FleetProgress, format_seconds, payer, run_each
 from rotator.rotation.driver import Outcome
@@ -115,16 +116,8 @@ def test_one_credential_or_a_width_of_one_runs_in_the_calling_thread() -> None:
     assert threads == [threading.current_thread().name]
 
 
-MINIMAL = """
-[stores.app]
-type = "env"
-path = "app.env"
-
-[credentials.app]
-environment = "sandbox"
-issuer = "manual"
-store = "app"
-"""
+MINIMAL = textwrap.dedent(MINIMAL_EXAMPLE) + "\n"
+"""The smallest valid rotator.toml (the one error messages show)."""
 
 
 def test_the_fleet_table_is_optional_and_validated(tmp_path: Path) -> None:

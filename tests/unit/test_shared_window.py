@@ -3,11 +3,12 @@ stand for two processes; wall-clock times are passed in, so nothing here sleeps.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import pytest
 
-from rotator.config import ConfigProblems, parse_config
+from rotator.config import MINIMAL_EXAMPLE, ConfigProblems, parse_config
 from rotator.errors import ConfigError
 from rotator.shared_window import SharedWindow, check_budget_dir
 
@@ -63,16 +64,8 @@ def test_the_folder_is_made_and_an_unusable_one_is_refused_with_the_fix(tmp_path
         check_budget_dir(tmp_path / "a-file")
 
 
-MINIMAL = """
-[stores.app]
-type = "env"
-path = "app.env"
-
-[credentials.app]
-environment = "sandbox"
-issuer = "manual"
-store = "app"
-"""
+MINIMAL = textwrap.dedent(MINIMAL_EXAMPLE) + "\n"
+"""The smallest valid rotator.toml (the one error messages show)."""
 
 
 def test_the_setting_is_optional_and_relative_to_rotator_toml(tmp_path: Path) -> None:
