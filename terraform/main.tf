@@ -279,11 +279,37 @@ resource "aws_sns_topic_subscription" "email" {
 # CloudWatch Logs extracts them itself: no metric filter, no PutMetricData permission.
 # Bluum's own trouble is counted too: `BluumServerErrors` (5xx answers) and `BluumRateLimited` (429 answers), every
 # attempt of every call of an invocation, retried or not.
+# One alarm per metric, keyed by its name suffix. The tick reports every overdue key on each run, so that alarm looks
+# at an hour (several ticks). Retries absorb a few 5xx; three in 15 minutes means Bluum (or the path to it) is in
+# trouble. The function paces itself under Bluum's rate limit (its share of ROTATOR_CONCURRENCY), so any 429 means
+# something else spends the tenant key's budget too.
 locals {
-  rotation_failed_metric = "RotationFailed"
-  key_overdue_metric     = "KeyOverdue"
-  bluum_5xx_metric       = "BluumServerErrors"
-  bluum_429_metric       = "BluumRateLimited"
+  metric_alarms = {
+    "rotation-failed" = {
+      metric      = "RotationFailed"
+      period      = 300
+      threshold   = 1
+      description = "A Bluum key rotation failed (rolled back, or left incomplete for the tick to resume). Search ${local.log_group_name} for \"rotation_failed\"."
+    }
+    "overdue-keys" = {
+      metric      = "KeyOverdue"
+      period      = 3600
+      threshold   = 1
+      description = "A managed secret's current Bluum key is older than its rotation period: rotation is not happening. Search ${local.log_group_name} for \"key_overdue\"."
+    }
+    "bluum-5xx" = {
+      metric      = "BluumServerErrors"
+      period      = 900
+      threshold   = 3
+      description = "Bluum answered the rotator with 5xx errors (retried, but rotations may stop half-way for the tick to resume). Search ${local.log_group_name} for \"bluum_trouble\"."
+    }
+    "bluum-429" = {
+      metric      = "BluumRateLimited"
+      period      = 900
+      threshold   = 1
+      description = "Bluum rate-limited the rotator (429): another user of the tenant key spends its budget, or ROTATOR_CONCURRENCY is below the function's real concurrency. Search ${local.log_group_name} for \"bluum_trouble\"."
+    }
+  }
 }
 
 resource "aws_cloudwatch_metric_alarm" "errors" {
@@ -303,15 +329,16 @@ resource "aws_cloudwatch_metric_alarm" "errors" {
   tags                = local.tags
 }
 
-resource "aws_cloudwatch_metric_alarm" "rotation_failed" {
-  alarm_name          = "${var.name}-rotation-failed"
-  alarm_description   = "A Bluum key rotation failed (rolled back, or left incomplete for the tick to resume). Search ${local.log_group_name} for \"rotation_failed\"."
+resource "aws_cloudwatch_metric_alarm" "metric" {
+  for_each            = local.metric_alarms
+  alarm_name          = "${var.name}-${each.key}"
+  alarm_description   = each.value.description
   namespace           = var.metric_namespace
-  metric_name         = local.rotation_failed_metric
+  metric_name         = each.value.metric
   statistic           = "Sum"
-  period              = 300
+  period              = each.value.period
   evaluation_periods  = 1
-  threshold           = 1
+  threshold           = each.value.threshold
   comparison_operator = "GreaterThanOrEqualToThreshold"
   treat_missing_data  = "notBreaching"
   alarm_actions       = [local.alarm_topic_arn]
@@ -319,54 +346,23 @@ resource "aws_cloudwatch_metric_alarm" "rotation_failed" {
   tags                = local.tags
 }
 
-# The tick reports every overdue key on each run, so the alarm looks at an hour: several ticks.
-resource "aws_cloudwatch_metric_alarm" "key_overdue" {
-  alarm_name          = "${var.name}-overdue-keys"
-  alarm_description   = "A managed secret's current Bluum key is older than its rotation period: rotation is not happening. Search ${local.log_group_name} for \"key_overdue\"."
-  namespace           = var.metric_namespace
-  metric_name         = local.key_overdue_metric
-  statistic           = "Sum"
-  period              = 3600
-  evaluation_periods  = 1
-  threshold           = 1
-  comparison_operator = "GreaterThanOrEqualToThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = [local.alarm_topic_arn]
-  ok_actions          = [local.alarm_topic_arn]
-  tags                = local.tags
+# The alarms had a resource each before: their state moves along, so an upgrade neither destroys nor recreates them.
+moved {
+  from = aws_cloudwatch_metric_alarm.rotation_failed
+  to   = aws_cloudwatch_metric_alarm.metric["rotation-failed"]
 }
 
-# Retries absorb a few 5xx; three in 15 minutes means Bluum (or the path to it) is in trouble.
-resource "aws_cloudwatch_metric_alarm" "bluum_server_errors" {
-  alarm_name          = "${var.name}-bluum-5xx"
-  alarm_description   = "Bluum answered the rotator with 5xx errors (retried, but rotations may stop half-way for the tick to resume). Search ${local.log_group_name} for \"bluum_trouble\"."
-  namespace           = var.metric_namespace
-  metric_name         = local.bluum_5xx_metric
-  statistic           = "Sum"
-  period              = 900
-  evaluation_periods  = 1
-  threshold           = 3
-  comparison_operator = "GreaterThanOrEqualToThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = [local.alarm_topic_arn]
-  ok_actions          = [local.alarm_topic_arn]
-  tags                = local.tags
+moved {
+  from = aws_cloudwatch_metric_alarm.key_overdue
+  to   = aws_cloudwatch_metric_alarm.metric["overdue-keys"]
 }
 
-# The function paces itself under Bluum's rate limit (its share of ROTATOR_CONCURRENCY), so any 429 means something
-# else spends the tenant key's budget too.
-resource "aws_cloudwatch_metric_alarm" "bluum_rate_limited" {
-  alarm_name          = "${var.name}-bluum-429"
-  alarm_description   = "Bluum rate-limited the rotator (429): another user of the tenant key spends its budget, or ROTATOR_CONCURRENCY is below the function's real concurrency. Search ${local.log_group_name} for \"bluum_trouble\"."
-  namespace           = var.metric_namespace
-  metric_name         = local.bluum_429_metric
-  statistic           = "Sum"
-  period              = 900
-  evaluation_periods  = 1
-  threshold           = 1
-  comparison_operator = "GreaterThanOrEqualToThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = [local.alarm_topic_arn]
-  ok_actions          = [local.alarm_topic_arn]
-  tags                = local.tags
+moved {
+  from = aws_cloudwatch_metric_alarm.bluum_server_errors
+  to   = aws_cloudwatch_metric_alarm.metric["bluum-5xx"]
+}
+
+moved {
+  from = aws_cloudwatch_metric_alarm.bluum_rate_limited
+  to   = aws_cloudwatch_metric_alarm.metric["bluum-429"]
 }

@@ -49,12 +49,11 @@ output "alarm_topic_arn" {
 }
 
 output "alarm_names" {
-  description = "Names of the CloudWatch alarms: function errors, failed rotations, overdue keys."
-  value = [
-    aws_cloudwatch_metric_alarm.errors.alarm_name,
-    aws_cloudwatch_metric_alarm.rotation_failed.alarm_name,
-    aws_cloudwatch_metric_alarm.key_overdue.alarm_name,
-  ]
+  description = "Names of the CloudWatch alarms: function errors, failed rotations, overdue keys, Bluum 5xx and 429."
+  value = concat(
+    [aws_cloudwatch_metric_alarm.errors.alarm_name],
+    [for alarm in aws_cloudwatch_metric_alarm.metric : alarm.alarm_name],
+  )
 }
 
 output "tick_rule_name" {
