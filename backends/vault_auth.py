@@ -14,6 +14,7 @@ chain when botocore is installed. Tokens and secret ids are never logged or put 
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import logging
 import os
@@ -76,8 +77,14 @@ class VaultAuth:
         try:
             method = AuthMethod(raw_method)
         except ValueError:
-            known = ", ".join(m.value for m in AuthMethod)
-            raise ConfigError(f"store {store!r}: auth {raw_method!r} is not one of {known}") from None
+            # Its text is never echoed: a token pasted into `auth` would be printed whole (issue 16, item 7).
+            known = [m.value for m in AuthMethod]
+            close = difflib.get_close_matches(str(raw_method), known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f'store {store!r}: `auth` is not one of {", ".join(known)}{hint}. Fix: write auth = "token" (or '
+                "approle, kubernetes, aws); a token itself never goes in rotator.toml: use VAULT_TOKEN or token_file"
+            ) from None
         role = options.get("role")
         if method in (AuthMethod.KUBERNETES, AuthMethod.AWS) and not role:
             raise ConfigError(

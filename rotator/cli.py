@@ -667,9 +667,13 @@ def history(settings: Settings, name: str, as_json: bool) -> None:
     with _engine(settings, quiet=True) as engine:
         try:
             engine.config.credential(name)
-            entries = engine.history.read(name)
+            found = engine.history.read_checked(name)
         except RotatorError as exc:
             _fail(exc)
+    entries = found.entries
+    report = found.damage_report(engine.history.path(name))
+    if report is not None:  # on stderr, so `--json` stays one JSON document on stdout
+        click.echo(report, err=True)
     if as_json:
         click.echo(json.dumps(entries, indent=2))
         sys.exit(0)

@@ -4,8 +4,8 @@ The file is read once and validated completely into frozen objects before anythi
 store, so a typo can never surface half-way through a rotation. Validation collects every problem it
 finds and reports them together: whoever is fixing the file at 3 a.m. should not have to run the
 command once per mistake. Each problem names the file, the key (`credentials.trading.grace`), what is
-wrong and what to write instead. Values from the file are echoed only shortened, and store options
-never: a secret pasted into the wrong place must not end up in a log.
+wrong and what to write instead. A string from the file is never echoed, only its key path (config_tables.show):
+a secret pasted into the wrong place must not end up in a terminal, a log or a notification.
 
 Validation is written out by hand rather than with msgspec.convert: msgspec reports a table of tables as
 `$.credentials[...]` (the credential's name is lost), stops at the first error, and its wording would
@@ -89,8 +89,9 @@ from rotator.config_tables import (
     absolute_path,
     did_you_mean,
     list_names,
-    show,
+    quote_name,
 )
+from rotator.config_trust import check_config_trusted
 from rotator.durations import parse_duration
 from rotator.errors import ConfigError
 from rotator.notify_config import (
@@ -194,7 +195,7 @@ class Config:
             return self.credentials[name]
         except KeyError:
             raise ConfigError(
-                f"{self.source}: there is no credential {show(name)}{did_you_mean(name, self.credentials)}. "
+                f"{self.source}: there is no credential {quote_name(name)}{did_you_mean(name, self.credentials)}. "
                 f"Fix: use one of: {list_names(self.credentials)}; or add [credentials.{name}] to {self.source}."
             ) from None
 
@@ -204,7 +205,7 @@ class Config:
             return self.stores[name]
         except KeyError:
             raise ConfigError(
-                f"{self.source}: there is no store {show(name)}{did_you_mean(name, self.stores)}. "
+                f"{self.source}: there is no store {quote_name(name)}{did_you_mean(name, self.stores)}. "
                 f"Fix: use one of: {list_names(self.stores)}; or add [stores.{name}] to {self.source}."
             ) from None
 
@@ -288,9 +289,13 @@ def _not_a_file(path: Path) -> str | None:
 
 
 def load_config(path: Path, *, store_types: Collection[str] | None = None) -> Config:
-    """Read and validate the file at `path`. Store paths are resolved against its folder."""
+    """Read and validate the file at `path`. Store paths are resolved against its folder.
+
+    First, whether it may be believed at all (rotator/config_trust.py): a file another user could change is refused
+    (ConfigUntrusted) before a byte of it is read."""
     absolute = path.expanduser().absolute()
     source = str(absolute)
+    check_config_trusted(absolute)
     try:
         raw = absolute.read_bytes()
     except FileNotFoundError:

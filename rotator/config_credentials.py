@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any, Final, Literal
 
 from rotator.config_endpoints import DEFAULT_API_KEYS_PATH, parse_base_url, parse_paths
-from rotator.config_tables import README_HINT, Problems, Table, did_you_mean, list_names, named_tables, show
+from rotator.config_tables import README_HINT, Problems, Table, did_you_mean, list_names, named_tables
 from rotator.durations import format_duration
 from rotator.model import Environment
 
@@ -227,7 +227,7 @@ def _parse_credential(name: str, raw: Mapping[str, Any], store_names: list[str],
             hint = f' (did you mean "{guess}"?)' if guess else ""
             table.problem(
                 "environment",
-                f"expected sandbox or production, got {show(environment)}{hint}",
+                f"expected sandbox or production, got another word{hint}",
                 f'write environment = "{guess or "sandbox"}"' + ("" if guess else ' or environment = "production"'),
             )
 
@@ -242,7 +242,7 @@ def _parse_credential(name: str, raw: Mapping[str, Any], store_names: list[str],
         if draft.issuer is None:
             table.problem(
                 "issuer",
-                f"expected bluum or manual, got {show(issuer)}{did_you_mean(issuer, ISSUERS)}",
+                f"expected bluum or manual, got another word{did_you_mean(issuer, ISSUERS)}",
                 'write issuer = "bluum" (investor-scoped keys, made through the API) or issuer = "manual" '
                 "(keys made by a person in Bluum's dashboard, such as tenant keys)",
             )
@@ -255,8 +255,7 @@ def _parse_credential(name: str, raw: Mapping[str, Any], store_names: list[str],
             lower = " (Bluum's ids are lowercase)" if INVESTOR_ID_PATTERN.fullmatch(investor_id.lower()) else ""
             table.problem(
                 "investor_id",
-                f"{show(investor_id)} is not a Bluum investor id: expected inv_ followed by 26 lowercase "
-                f"letters and digits{lower}",
+                f"is not a Bluum investor id: expected inv_ followed by 26 lowercase letters and digits{lower}",
                 f'copy the id from Bluum (GET /v1/investors), e.g. investor_id = "{INVESTOR_ID_EXAMPLE}"',
             )
     manager = table.text("manager", example='"tenant"')
@@ -293,7 +292,7 @@ def _parse_credential(name: str, raw: Mapping[str, Any], store_names: list[str],
     if seeded is not None and seeded not in SEEDED_KEY_AGES:
         table.problem(
             "seeded_key_age",
-            f"must be one of {', '.join(SEEDED_KEY_AGES)}, not {show(seeded)}",
+            f"must be one of {', '.join(SEEDED_KEY_AGES)}{did_you_mean(seeded, SEEDED_KEY_AGES)}",
             'write seeded_key_age = "count" (age from Bluum, or from first seen) or "due" (rotate at the next run)',
         )
     elif seeded is not None:
@@ -312,28 +311,33 @@ def _parse_targets(table: Table, draft: _Draft, store_names: list[str]) -> None:
         else:
             table.problem(
                 "store",
-                f"no store is called {show(store)}{did_you_mean(store, store_names)}",
-                f"name one of the [stores.NAME] tables ({defined}), or add [stores.{store}]",
+                f"names no [stores.NAME] table{did_you_mean(store, store_names)}",
+                f"name one of the [stores.NAME] tables ({defined}), or add the missing one",
             )
     also = table.string_list("also_deploy_to", example='["NAME", ...]')
     if also is None:
         draft.also_deploy_to = None
         return
     unknown = [name for name in also if name not in store_names]
-    for name in unknown:
+    for index, name in enumerate(also):
+        if name in store_names:
+            continue
         table.problem(
-            "also_deploy_to",
-            f"no store is called {show(name)}{did_you_mean(name, store_names)}",
-            f"name [stores.NAME] tables only ({defined}), or add [stores.{name}]",
+            f"also_deploy_to[{index}]",
+            f"names no [stores.NAME] table{did_you_mean(name, store_names)}",
+            f"name [stores.NAME] tables only ({defined}), or add the missing one",
         )
     targets = [store, *also] if store is not None else list(also)
-    repeated = sorted({name for name in targets if targets.count(name) > 1})
+    # Only defined names are named: an unknown one was reported above, and its text is never echoed.
+    repeated = sorted({name for name in targets if targets.count(name) > 1 and name in store_names})
     for name in repeated:
         what = "is the primary store and is listed again" if name == store else "is listed twice"
         table.problem(
             "also_deploy_to",
             f"store {name!r} {what}; a store holds one copy of one credential",
-            f"list each store once, and not the primary store ({store!r})" if store else "list each store once",
+            f"list each store once, and not the primary store ({store!r})"
+            if store in store_names
+            else "list each store once",
         )
     if unknown or repeated:
         draft.also_deploy_to = None
@@ -400,9 +404,8 @@ def _check_manager(draft: _Draft, drafts: Mapping[str, _Draft], all_names: list[
         others = [name for name in all_names if name != draft.name]
         problems.add(
             where,
-            f"no credential is called {show(manager)}{did_you_mean(manager, others)}",
-            f"name one of the [credentials.NAME] tables (defined: {list_names(others)}), "
-            f"or add [credentials.{manager}]",
+            f"names no [credentials.NAME] table{did_you_mean(manager, others)}",
+            f"name one of the [credentials.NAME] tables (defined: {list_names(others)}), or add the missing one",
         )
         return
     boss = drafts.get(manager)

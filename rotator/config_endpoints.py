@@ -12,7 +12,7 @@ import string
 from typing import Final
 from urllib.parse import urlsplit
 
-from rotator.config_tables import Table, show
+from rotator.config_tables import Table
 from rotator.model import DEFAULT_BASE_URLS, Environment
 
 __all__ = [
@@ -60,7 +60,7 @@ def parse_base_url(table: Table, environment: Environment | None) -> str | None:
     if scheme not in ("http", "https") or not parts.hostname:
         table.problem(
             "base_url",
-            f"{show(url, 60)} is not an http(s) URL",
+            "is not an http(s) URL with a host",
             'write a full URL such as base_url = "https://sandbox.api.bluumfinance.com/v1"',
         )
         return None
@@ -74,7 +74,7 @@ def parse_base_url(table: Table, environment: Environment | None) -> str | None:
     try:
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0..65535
     except ValueError:
-        table.problem("base_url", f"{show(url, 60)} has an invalid port", "use a port number between 1 and 65535")
+        table.problem("base_url", "has an invalid port", "use a port number between 1 and 65535")
         return None
     host = parts.hostname.rstrip(".").lower()
     if environment is Environment.PRODUCTION and host in SANDBOX_HOSTS:
@@ -105,7 +105,7 @@ def parse_base_url(table: Table, environment: Environment | None) -> str | None:
     if (host in SANDBOX_HOSTS or host in PRODUCTION_HOSTS) and parts.path.rstrip("/") != "/v1":
         table.problem(
             "base_url",
-            f"Bluum serves its API under /v1, but this URL's path is {parts.path or '/'!r}",
+            "Bluum serves its API under /v1, but this URL's path is something else",
             f'write base_url = "{scheme}://{parts.netloc}/v1"',
         )
         return None
@@ -148,7 +148,7 @@ def _parse_api_keys_path(table: Table, base_url: str | None) -> str | None:
     if not fields <= {"investor_id"}:
         table.problem(
             "api_keys_path",
-            f"uses placeholders {sorted(fields)!r}; only {{investor_id}} is filled in",
+            "uses a placeholder other than {investor_id}, the only one filled in",
             f'write api_keys_path = "{DEFAULT_API_KEYS_PATH}"',
         )
         return None
@@ -160,7 +160,7 @@ def _relative_path_ok(table: Table, key: str, path: str, base_url: str | None) -
     if not path.startswith("/") or path.startswith("//") or any(char.isspace() for char in path):
         table.problem(
             key,
-            f"{show(path, 60)} is not a path relative to base_url",
+            "is not a path relative to base_url",
             f"start it with '/' and leave out the host and /v1, e.g. {key} = \"{DEFAULT_CHECK_PATH}\""
             if key == "check_path"
             else f"start it with '/' and leave out the host and /v1, e.g. {key} = \"{DEFAULT_API_KEYS_PATH}\"",
@@ -174,7 +174,7 @@ def _relative_path_ok(table: Table, key: str, path: str, base_url: str | None) -
         table.problem(
             key,
             "starts with /v1, but base_url already ends with /v1 (the request would go to /v1/v1/...)",
-            f"remove the leading /v1: {key} = {path[3:] or '/'!r}",
+            f"remove the leading /v1 from {key}",
         )
         return False
     return True

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Final
 
-from rotator.config_tables import Problems, absolute_path, optional_table, show, toml_type
+from rotator.config_tables import Problems, absolute_path, optional_table, show
 from rotator.model import Environment
 
 __all__ = [
@@ -114,7 +114,7 @@ def parse_bluum(value: object, problems: Problems, base_dir: Path | None = None)
     if isinstance(raw_attempts, bool) or not isinstance(raw_attempts, int):
         table.problem(
             "max_attempts",
-            f"expected an integer, got {toml_type(raw_attempts)} {show(raw_attempts)}",
+            f"expected an integer, got {show(raw_attempts)}",
             "write max_attempts = 5",
         )
         max_attempts = None

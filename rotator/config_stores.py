@@ -17,7 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
-from rotator.config_tables import Problems, Table, did_you_mean, list_names, named_tables, show
+from rotator.config_tables import Problems, Table, did_you_mean, list_names, named_tables
 from rotator.reload_config import RELOAD_KEY, ReloadAction, parse_reload
 
 __all__ = [
@@ -107,7 +107,7 @@ def parse_stores(
         if store_type not in store_types:
             table.problem(
                 "type",
-                f"unknown store type {show(store_type)}{did_you_mean(store_type, known_types)}",
+                f"names no installed store type{did_you_mean(store_type, known_types)}",
                 f"use one of the installed types: {list_names(known_types)}; a third-party store must be installed "
                 "in this environment and register itself under the 'rotator.backends' entry-point group",
             )
@@ -143,7 +143,7 @@ def parse_stores(
             if not isinstance(prefix, str) or (prefix and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", prefix)):
                 table.problem(
                     "prefix",
-                    f"{show(prefix)} cannot start an environment variable name",
+                    "cannot start an environment variable name",
                     'use letters, digits and "_", not starting with a digit, e.g. prefix = "BLUUM_" (or "" for none)',
                 )
                 continue

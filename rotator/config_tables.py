@@ -2,8 +2,8 @@
 
 Validation collects every problem it finds and reports them together (see rotator/config.py), so a getter never
 raises: it records "key.path: what is wrong. Fix: what to do." on the shared `Problems` and returns None, and the
-table's parser goes on to the next key. Values from the file are echoed only shortened (`show`): a secret pasted
-into the wrong place must not end up in a log.
+table's parser goes on to the next key. A string from the file is never echoed (`show` names its type and length):
+a secret pasted into the wrong place must not end up in a terminal, a log or a notification.
 
 Every table module uses these (config_settings, config_stores, config_credentials, notify_config, reload_config), so
 a problem reads the same wherever it was found.
@@ -30,6 +30,7 @@ __all__ = [
     "list_names",
     "named_tables",
     "optional_table",
+    "quote_name",
     "show",
     "toml_type",
 ]
@@ -90,7 +91,7 @@ class Table:
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             self.problems.add(
                 self.where,
-                f"unknown key {show(key)}{hint}",
+                f"unknown key {quote_name(key)}{hint} (its value is not shown: it may be a secret)",
                 f"rename or remove it. Known keys: {', '.join(known)}",
             )
 
@@ -102,7 +103,7 @@ class Table:
                 self.problem(key, f"missing{why}", f"add {key} = {example}")
             return None
         if not isinstance(value, str):
-            self.problem(key, f"expected a string, got {toml_type(value)} {show(value)}", f"write {key} = {example}")
+            self.problem(key, f"expected a string, got {show(value)}", f"write {key} = {example}")
             return None
         if not value.strip():
             self.problem(key, "is empty", f"write {key} = {example}")
@@ -127,7 +128,7 @@ class Table:
         try:
             return parse_duration(value)
         except InvalidDuration as exc:
-            self.problem(key, exc.reason, DURATION_HINT)
+            self.problem(key, exc.problem, DURATION_HINT)
             return None
 
     def positive_number(self, key: str, default: float, *, example: str) -> float | None:
@@ -135,7 +136,7 @@ class Table:
         if value is _MISSING:
             return default
         if isinstance(value, bool) or not isinstance(value, int | float):
-            self.problem(key, f"expected a number, got {toml_type(value)} {show(value)}", f"write {key} = {example}")
+            self.problem(key, f"expected a number, got {show(value)}", f"write {key} = {example}")
             return None
         if not value > 0:  # also rejects nan
             self.problem(key, f"must be greater than 0, got {value!r}", f"write {key} = {example}")
@@ -148,8 +149,7 @@ class Table:
         if value is _MISSING:
             return default
         if isinstance(value, bool) or not isinstance(value, int):
-            got = f"{toml_type(value)} {show(value)}"
-            self.problem(key, f"expected an integer, got {got}", f"write {key} = {example}")
+            self.problem(key, f"expected an integer, got {show(value)}", f"write {key} = {example}")
             return None
         if not 1 <= value <= limit:
             self.problem(key, f"must be from 1 to {limit}, got {value}", f"write {key} = {example}")
@@ -163,7 +163,7 @@ class Table:
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             self.problem(
                 key,
-                f"expected an array of names, got {toml_type(value)} {show(value)}",
+                f"expected an array of names, got {show(value)}",
                 f"write {key} = {example} (or [] for none)",
             )
             return None
@@ -189,12 +189,37 @@ def toml_type(value: object) -> str:
     return type(value).__name__
 
 
-def show(value: object, limit: int = 40) -> str:
-    """A short repr for messages: enough to recognise a typo, too short to carry a pasted secret whole."""
-    if isinstance(value, str) and len(value) > limit:
-        return f"{value[: limit - 10]!r}... ({len(value)} characters)"
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def show(value: object) -> str:
+    """How a message names a value read from rotator.toml: a number, a boolean or a date as written; a string, an
+    array or a table by its type and size only.
+
+    Why never a string's text: any key can receive a secret pasted in the wrong place (a key where a variable's
+    name belongs, a token in a command, a password where a method name goes), and even a short one is a whole
+    secret. A problem line reaches the terminal, the log and `rotator status`. The key path already says where to
+    look, and the person fixing it has the file; a typo of a known word is named through `did_you_mean` instead.
+    """
+    if isinstance(value, bool):
+        return f"boolean {'true' if value else 'false'}"
+    if isinstance(value, int | float):
+        text = repr(value)
+        return f"{toml_type(value)} {text if len(text) <= 24 else text[:21] + '...'}"
+    if isinstance(value, datetime | date | time):
+        return f"date/time {value.isoformat()}"
+    if isinstance(value, str):
+        return f"a string of {len(value)} character{'s' if len(value) != 1 else ''}"
+    if isinstance(value, list):
+        return f"an array of {len(value)} item{'s' if len(value) != 1 else ''}"
+    if isinstance(value, dict):
+        return "a table"
+    return type(value).__name__
+
+
+def quote_name(name: str, limit: int = 40) -> str:
+    """A name quoted for a message: a key or table name from rotator.toml, or a name typed on the command line.
+    Names, never values (see `show`), shortened so a name that is really a pasted secret is not printed whole."""
+    if len(name) > limit:
+        return f"{name[: limit - 30]!r}... ({len(name)} characters)"
+    return repr(name)
 
 
 def list_names(names: Iterable[str]) -> str:
@@ -211,8 +236,8 @@ def _check_name(kind: str, name: str, problems: Problems) -> bool:
     if NAME_PATTERN.fullmatch(name):
         return True
     problems.add(
-        f"{kind}.{name!r}" if name else f'{kind}.""',
-        f"{show(name) if name else 'an empty name'} is not a valid {kind[:-1]} name",
+        f"{kind}.{quote_name(name)}" if name else f'{kind}.""',
+        f"{'the name' if name else 'an empty name'} is not a valid {kind[:-1]} name",
         "use only letters, digits, '-' and '_' (names become file names, lock names and CLI arguments)",
     )
     return False

@@ -15,7 +15,10 @@ next tick of any runner. The handlers are `rotator.stop_signals`.
 What survives a bad tick: everything. An exception in a tick is logged (its type and message, never a secret) and
 counted, the heartbeat still beats, and the next tick runs on schedule. rotator.toml is read again before every tick,
 so an edit takes effect without a restart; an edit that does not parse is reported at every tick and the daemon keeps
-running on the configuration it last read successfully (a typo must not stop rotations that were working).
+running on the configuration it last read successfully (a typo must not stop rotations that were working). So does a
+file that another user became able to change (rotator/config_trust.py): its new content is never read, and the
+configuration kept was read while the file could be trusted. The notification sinks are told once, with the kind
+and number of problems and never a line of the file (`config_alert`).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from typing import TYPE_CHECKING
 import schedule
 
 from rotator.durations import format_duration, parse_duration
-from rotator.errors import ConfigError, ExitCode, RotatorError
+from rotator.errors import ConfigError, ConfigUntrusted, ExitCode, RotatorError
 from rotator.events import EventKind, RotationEvent
 from rotator.health import Beat, HealthServer, stale_after
 from rotator.metrics import Telemetry
@@ -46,7 +49,7 @@ if TYPE_CHECKING:
     from rotator.rotation.driver import Outcome
     from rotator.rotation.service import RotationService
 
-__all__ = ["DEFAULT_EVERY", "Cadence", "Daemon", "parse_cadence", "summarize"]
+__all__ = ["DEFAULT_EVERY", "Cadence", "Daemon", "config_alert", "parse_cadence", "summarize"]
 
 log = logging.getLogger("rotator.daemon")
 
@@ -286,7 +289,10 @@ class Daemon:
             shown = str(exc) if isinstance(exc, RotatorError) else f"unexpected {type(exc).__name__} (see the log)"
             log.error("tick failed; the next tick runs as scheduled", exc_info=True, extra={"fields": {"tick": number}})
             self._warn(f"error: tick {number} failed: {shown}; the next tick runs as scheduled")
-            self._alert(TICK_FAILED, f"daemon tick {number} failed: {shown}; the next tick runs as scheduled")
+            told = shown  # a configuration error's text stays here: it may describe what was written (item 7)
+            if isinstance(exc, ConfigError):
+                told = f"a configuration problem ({type(exc).__name__}, see the log)"
+            self._alert(TICK_FAILED, f"daemon tick {number} failed: {told}; the next tick runs as scheduled")
             self._line = f"tick {number}: failed after {time.monotonic() - started:.1f}s"
         finally:
             self._metrics.ticks.labels(result=result).inc()
@@ -317,7 +323,7 @@ class Daemon:
             )
             kept = f"the daemon keeps running on the configuration it read at {since} until the file is fixed"
             self._warn(f"error: {exc} ({kept})")
-            self._alert(RELOAD_FAILED, f"{exc} ({kept})")
+            self._alert(RELOAD_FAILED, f"{config_alert(self.config.source, exc)}; {kept}")
             return
         old, self._service = self.service, service
         self._config, self._config_read_at = config, time.time()
@@ -332,7 +338,7 @@ class Daemon:
     def _alert(self, subject: str, message: str) -> None:
         """Tell the notification sinks (an `alert` event on the service's bus: webhooks, SNS, the log) when `subject`
         starts failing; not again until it has recovered, so a file left broken overnight is one message, not one per
-        tick. The message is the error's own (no secret: see rotator.errors)."""
+        tick. A configuration error's own text never goes out (`config_alert`): it stays in the log and on stderr."""
         if subject in self._alerting:
             return
         self._alerting.add(subject)
@@ -410,6 +416,21 @@ class Daemon:
             f"{name}: stopping after the step in hand (send it again to stop at once; `rotator resume` finishes "
             "the rest)"
         )
+
+
+def config_alert(source: str, exc: RotatorError) -> str:
+    """What the notification sinks are told of a rotator.toml that could not be read again: what kind of problem and
+    how many, never a line of it. A problem line names keys and may describe what was written under them, and a
+    webhook or an SNS topic reaches more people and systems than the host's log does (issue 16, item 7)."""
+    from rotator.config import ConfigProblems
+
+    if isinstance(exc, ConfigUntrusted):
+        what = f"is refused: another user than its owner and root could change it ({len(exc.problems)} problem(s))"
+    elif isinstance(exc, ConfigProblems):
+        what = f"is invalid: {len(exc.problems)} problem(s)"
+    else:
+        what = f"could not be read again ({type(exc).__name__})"
+    return f"{source} {what}; see the daemon's log, or run `rotator status` for each problem and its fix"
 
 
 class _DaemonMetrics:

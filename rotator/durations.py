@@ -32,11 +32,14 @@ DURATION_HINT = 'write a number and a unit, e.g. "90d", "1h30m", "60s" or "0s" (
 
 
 class InvalidDuration(ConfigError):
-    """A duration that does not parse. `reason` says why, without the hint, for callers that add a key path."""
+    """A duration that does not parse. `reason` says why, without the hint, for callers that add a key path;
+    `problem` says it without the text itself, for rotator.toml, whose values are never echoed (a secret pasted
+    into `grace` would be printed whole)."""
 
-    def __init__(self, text: object, reason: str) -> None:
+    def __init__(self, text: object, reason: str, problem: str = "") -> None:
         self.text = text
         self.reason = reason
+        self.problem = problem or reason
         super().__init__(f"{reason}: {DURATION_HINT}")
 
 
@@ -47,14 +50,18 @@ def parse_duration(text: str) -> timedelta:
     else: an empty string, a bare number, a negative value, an unknown unit, or units out of order ("30m1h").
     """
     if not isinstance(text, str):
-        raise InvalidDuration(text, f"expected a duration string, got {type(text).__name__} {text!r}")
+        raise InvalidDuration(
+            text, f"expected a duration string, got {type(text).__name__} {text!r}", "expected a duration string"
+        )
     stripped = text.strip()
     if not stripped:
         raise InvalidDuration(text, "empty duration")
     if stripped.startswith("-"):
-        raise InvalidDuration(text, f"{text!r} is negative; durations cannot be negative")
+        raise InvalidDuration(text, f"{text!r} is negative; durations cannot be negative", "is negative")
     if re.fullmatch(r"\d+(?:\.\d+)?", stripped):
-        raise InvalidDuration(text, f"{text!r} has no unit (for seconds write {stripped + 's'!r})")
+        raise InvalidDuration(
+            text, f"{text!r} has no unit (for seconds write {stripped + 's'!r})", "is a number without a unit"
+        )
 
     total = timedelta(0)
     position = 0
@@ -62,16 +69,20 @@ def parse_duration(text: str) -> timedelta:
     while position < len(stripped):
         match = _PART.match(stripped, position)
         if match is None:
-            raise InvalidDuration(text, f"{text!r} is not a duration")
+            raise InvalidDuration(text, f"{text!r} is not a duration", "is not a duration")
         number, unit = match.groups()
         rank = _UNIT_ORDER.index(unit)
         if rank <= last_rank:
-            raise InvalidDuration(text, f"{text!r} is not a duration (units must appear once each, largest first)")
+            raise InvalidDuration(
+                text,
+                f"{text!r} is not a duration (units must appear once each, largest first)",
+                "is not a duration (units must appear once each, largest first)",
+            )
         last_rank = rank
         try:
             total += UNITS[unit] * float(number)
         except OverflowError:
-            raise InvalidDuration(text, f"{text!r} is too large to be a duration") from None
+            raise InvalidDuration(text, f"{text!r} is too large to be a duration", "is too large") from None
         position = match.end()
     return total
 

@@ -2,6 +2,7 @@
 
     RotatorError                      exit 2 unless a subclass says otherwise
     ├── ConfigError                   bad rotator.toml, bad flag, bad input file        (2: nothing changed)
+    │   └── ConfigUntrusted           rotator.toml (or a folder above it) others could change  (2)
     ├── StoreError                    a secret store failed                              (2)
     │   ├── StoreNotFound             the secret/file/path is not there
     │   ├── StoreCorrupt              it is there but malformed
@@ -70,6 +71,17 @@ class RotatorError(Exception):
 
 class ConfigError(RotatorError):
     """Configuration or command input is wrong; nothing was changed."""
+
+
+class ConfigUntrusted(ConfigError):
+    """rotator.toml, or a folder above it, could be changed by a user other than its owner and root; not read.
+
+    `problems` holds one line per file or folder (path, owner, mode and what is wrong), `fixes` the commands."""
+
+    def __init__(self, message: str, *, problems: Iterable[str] = (), fixes: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.problems = tuple(problems)
+        self.fixes = tuple(fixes)
 
 
 class StoreError(RotatorError):

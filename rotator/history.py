@@ -8,7 +8,9 @@ secret (events carry key ids and labels only).
 One JSON object per line in `<dir>/<credential>.jsonl` (0600, in a 0700 folder), appended under `flock` on a
 separate `<credential>.lock` (never renamed, so pruning cannot split the lock) so two runners on one host never
 interleave a line. Entries older than `keep` are dropped when a rotation starts; a failed prune never costs the
-entry. A last line left torn by a crash is closed before the next one is appended.
+entry. A last line left torn by a crash is closed before the next one is appended. A damaged line (a byte that is not
+UTF-8, text that is not JSON) is skipped and reported by line number when the history is read, and kept as it is:
+it stops neither the appending nor the pruning of the others.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -80,24 +83,39 @@ class HistoryLog:
                 os.fsync(handle.fileno())
 
     def read(self, credential: str) -> list[dict[str, Any]]:
-        """Every entry of `credential`, oldest first; a line that is not JSON is reported and skipped."""
+        """Every entry of `credential`, oldest first; a damaged line is logged and skipped (`read_checked`)."""
+        return self.read_checked(credential).entries
+
+    def read_checked(self, credential: str) -> HistoryRead:
+        """Every entry of `credential`, oldest first, and the numbers of the lines that are not one: not UTF-8 (a
+        disk error, an editor, a file from elsewhere), not JSON, or not a JSON object. Each line is judged alone, so
+        one bad byte costs one line, never the rest of the record."""
         path = self.path(credential)
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            raw = path.read_bytes()
         except FileNotFoundError:
-            return []
+            return HistoryRead([], ())
         except OSError as exc:
             raise StoreError(f"cannot read the history {path}: {exc.strerror}") from exc
-        entries = []
-        for number, line in enumerate(lines, start=1):
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                log.warning("skipping line %d of %s: not JSON", number, path)
+        entries: list[dict[str, Any]] = []
+        damaged: list[int] = []
+        for number, line in enumerate(raw.splitlines(), start=1):
+            if not line.strip():
                 continue
-            if isinstance(entry, dict):
-                entries.append(entry)
-        return entries
+            entry = _entry(line)
+            if entry is None:
+                damaged.append(number)
+                continue
+            entries.append(entry)
+        if damaged:
+            log.warning(
+                "skipped %d damaged line(s) of %s (not a UTF-8 JSON entry): %s",
+                len(damaged),
+                path,
+                _numbers(damaged),
+                extra={"fields": {"credential": credential, "damaged_lines": len(damaged)}},
+            )
+        return HistoryRead(entries, tuple(damaged))
 
     @contextmanager
     def _locked(self, credential: str) -> Iterator[Path]:
@@ -119,18 +137,52 @@ class HistoryLog:
             os.close(fd)
 
     def _prune(self, path: Path, *, now: float) -> None:
-        """Drop entries older than `keep` (atomically: a crash leaves the old file or the new one)."""
+        """Drop entries older than `keep` (atomically: a crash leaves the old file or the new one).
+
+        Bytes, not text: a line that is not UTF-8 is kept exactly as it is (never lose what cannot be judged) and
+        must not stop the pruning of the others. Latin-1 maps each byte to one character and back, so the kept
+        lines are written back byte for byte."""
         cutoff = now - self.keep.total_seconds()
-        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        lines = path.read_bytes().splitlines(keepends=True)
         kept = [line for line in lines if _at(line) >= cutoff]
         if len(kept) != len(lines):
-            atomic_write_text(path, "".join(kept))
+            atomic_write_text(path, b"".join(kept).decode("latin-1"), encoding="latin-1")
 
 
-def _at(line: str) -> float:
-    """The time of an entry; a line that cannot be read is kept (never lose what cannot be judged)."""
+@dataclass(frozen=True, slots=True)
+class HistoryRead:
+    """What `read_checked` found: the entries, and the line numbers (from 1) of the damaged lines it skipped."""
+
+    entries: list[dict[str, Any]]
+    damaged: tuple[int, ...]
+
+    def damage_report(self, path: Path) -> str | None:
+        """One line for stderr naming the damaged lines, or None when there were none."""
+        if not self.damaged:
+            return None
+        return (
+            f"warning: {path}: skipped {len(self.damaged)} damaged line(s) (not a UTF-8 JSON entry): "
+            f"{_numbers(self.damaged)}. They stay in the file as they are; the other entries are shown, new ones "
+            "are appended and old ones pruned as usual"
+        )
+
+
+def _entry(line: bytes) -> dict[str, Any] | None:
+    """The entry on one line, or None when the line is not UTF-8 JSON holding an object."""
     try:
-        value = json.loads(line).get("at")
-    except (ValueError, AttributeError):
-        return float("inf")
-    return float(value) if isinstance(value, int | float) else float("inf")
+        entry = json.loads(line.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError are both ValueErrors
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
+def _numbers(numbers: Sequence[int], limit: int = 20) -> str:
+    shown = ", ".join(str(n) for n in numbers[:limit])
+    return f"line {shown}" if len(numbers) == 1 else f"lines {shown}" + (", ..." if len(numbers) > limit else "")
+
+
+def _at(line: bytes) -> float:
+    """The time of an entry; a line that cannot be read is kept (never lose what cannot be judged)."""
+    entry = _entry(line)
+    value = None if entry is None else entry.get("at")
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else float("inf")

@@ -59,14 +59,25 @@ _UNNAMED: Final = "unknown"
 
 
 def check_textfile(path: Path) -> None:
-    """Refuse, before a tick changes anything, a textfile that could not be written after it (ConfigError)."""
+    """Refuse, before a tick changes anything, a textfile that could not be written after it (ConfigError).
+
+    A missing folder is refused, never made: node_exporter reads one folder, so a folder that is not there is a
+    typo (or a collector not installed yet), and a file written into a folder made for it would never be scraped:
+    the metrics would be lost with no alarm."""
+    folder = path.parent
     try:
         if path.is_dir():
             raise IsADirectoryError(21, "it is a folder")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not folder.is_dir():
+            what = "is not a folder" if folder.exists() else "does not exist"
+            raise ConfigError(
+                f"--metrics-textfile {path}: its folder {folder} {what}; it is not created, since a file nothing "
+                "scrapes loses the metrics silently. Fix: correct the path to the folder node_exporter's textfile "
+                "collector reads (--collector.textfile.directory), or create that folder first"
+            )
     except OSError as exc:
         raise ConfigError(_textfile_problem(path, exc)) from None
-    if not os.access(path.parent, os.W_OK | os.X_OK):
+    if not os.access(folder, os.W_OK | os.X_OK):
         raise ConfigError(_textfile_problem(path, PermissionError(13, "its folder is not writable")))
 
 

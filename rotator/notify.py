@@ -185,10 +185,11 @@ class Webhook(QueuedSink):
     ) -> None:
         key = (os.environ if environ is None else environ).get(settings.secret_env, "")
         if not key:
+            # The variable is not named: a key pasted into secret_env instead of a name would be printed whole.
             raise ConfigError(
-                f"notifications.{settings.name}: the environment variable {settings.secret_env} is not set; it holds "
-                "the key webhook payloads are signed with. Set it (the receiver checks the same key), or remove the "
-                "table"
+                f"notifications.{settings.name}: the environment variable that its secret_env names is not set (or "
+                "empty); it holds the key webhook payloads are signed with. Fix: set that variable (the receiver "
+                "checks the same key), or remove the table"
             )
         self.settings = settings
         self._key = key.encode()

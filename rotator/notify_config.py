@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
 
-from rotator.config_tables import Problems, Table, named_tables, optional_table, show
+from rotator.config_tables import Problems, Table, did_you_mean, named_tables, optional_table
+from rotator.config_urls import LOOPBACK_HINT, url_problem
 
 __all__ = [
     "ALERTS_KEYS",
@@ -60,6 +61,8 @@ ALERTS_KEYS: Final = (
 )
 _TOPIC_ARN: Final = re.compile(r"^arn:aws[a-z-]*:sns:([a-z0-9-]+):(\d{12}):([A-Za-z0-9_-]{1,256}(\.fifo)?)$")
 _ARN_EXAMPLE: Final = '"arn:aws:sns:us-east-1:123456789012:bluum-rotator"'
+ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+"""What `secret_env` must look like: the name of an environment variable."""
 MIN_SWEEP_EVERY: Final = timedelta(hours=1)
 
 
@@ -116,7 +119,11 @@ def parse_notifications(value: object, problems: Problems) -> tuple[WebhookSetti
         table = Table(raw, f"notifications.{name}", problems)
         kind = raw.get("type", "webhook")
         if kind not in NOTIFICATION_TYPES:
-            table.problem("type", f"{show(kind)} is not one of {', '.join(NOTIFICATION_TYPES)}", 'write "webhook"')
+            table.problem(
+                "type",
+                f"is not one of {', '.join(NOTIFICATION_TYPES)}{did_you_mean(str(kind), NOTIFICATION_TYPES)}",
+                'write type = "webhook" or type = "sns"',
+            )
             continue
         if kind == "sns":
             if (sns := parse_sns(table, name)) is not None:
@@ -130,11 +137,23 @@ def parse_notifications(value: object, problems: Problems) -> tuple[WebhookSetti
         form = table.text("format", example='"json"') or "json"
         timeout = table.duration("timeout", timedelta(seconds=5))
         events = parse_events(table)
-        if url is not None and not _webhook_url_ok(url):
-            table.problem("url", f"{show(url)} is not an https URL", "use https:// (http only to 127.0.0.1)")
+        if url is not None and (problem := url_problem(url)) is not None:
+            table.problem("url", problem, f"use https://HOST/PATH ({LOOPBACK_HINT})")
             url = None
+        if secret_env is not None and not ENV_NAME.fullmatch(secret_env):
+            table.problem(
+                "secret_env",
+                "is not an environment variable name (letters, digits and _, not starting with a digit); it names the "
+                "variable that holds the signing key, never the key itself",
+                'write secret_env = "ROTATOR_WEBHOOK_SECRET" and put the key in that variable',
+            )
+            secret_env = None
         if form not in NOTIFICATION_FORMATS:
-            table.problem("format", f"{show(form)} is not one of {', '.join(NOTIFICATION_FORMATS)}", 'write "json"')
+            table.problem(
+                "format",
+                f"is not one of {', '.join(NOTIFICATION_FORMATS)}{did_you_mean(form, NOTIFICATION_FORMATS)}",
+                'write format = "json"',
+            )
             form = ""
         if url and secret_env and form and timeout is not None and events is not None:
             hooks.append(WebhookSettings(name, url, secret_env, form, events, timeout))
@@ -147,21 +166,18 @@ def parse_alerts_table(value: object, problems: Problems) -> AlertSettings:
     return (parse_alerts(table) if table is not None else None) or AlertSettings()
 
 
-def _webhook_url_ok(url: str) -> bool:
-    """https anywhere; plain http only to this machine (a receiver beside the rotator, or a test)."""
-    return url.startswith("https://") or url.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]"))
-
-
 def parse_events(table: Table, default: Sequence[str] = NOTIFICATION_EVENTS) -> tuple[str, ...] | None:
     """The table's `events` list (every event when absent); None, with a problem, when it names unknown ones."""
     events = table.data.get("events", list(default))
-    wrong = [str(e) for e in events if e not in NOTIFICATION_EVENTS] if isinstance(events, list) else [str(events)]
-    if wrong:
-        table.problem(
-            "events", f"names unknown events: {', '.join(wrong)}", f"choose from {', '.join(NOTIFICATION_EVENTS)}"
-        )
+    choose = f"choose from {', '.join(NOTIFICATION_EVENTS)}"
+    if not isinstance(events, list):
+        table.problem("events", "expected an array of event names", f'write events = ["alert", ...]; {choose}')
         return None
-    return tuple(str(e) for e in events)
+    wrong = [(index, event) for index, event in enumerate(events) if event not in NOTIFICATION_EVENTS]
+    for index, event in wrong:  # by position, never by text (see config_tables.show)
+        hint = did_you_mean(event, NOTIFICATION_EVENTS) if isinstance(event, str) else ""
+        table.problem(f"events[{index}]", f"is not an event name{hint}", choose)
+    return None if wrong else tuple(str(e) for e in events)
 
 
 def parse_sns(table: Table, name: str) -> SnsSettings | None:
@@ -178,7 +194,7 @@ def parse_sns(table: Table, name: str) -> SnsSettings | None:
         if match is None:
             table.problem(
                 "topic_arn",
-                f"{arn[:60]!r} is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)",
+                "is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)",
                 f"copy the topic's ARN from the SNS console or `aws sns list-topics`, e.g. topic_arn = {_ARN_EXAMPLE}",
             )
             arn = None
@@ -187,12 +203,12 @@ def parse_sns(table: Table, name: str) -> SnsSettings | None:
     if region is not None and arn_region is not None and region != arn_region:
         table.problem(
             "region",
-            f"{region!r} is not the topic's region {arn_region!r} (from topic_arn)",
+            f"is not the topic's region {arn_region!r} (from topic_arn)",
             "remove region (the ARN's region is used), or fix topic_arn",
         )
         region = None
-    if endpoint is not None and not endpoint.startswith(("https://", "http://127.0.0.1", "http://localhost")):
-        table.problem("endpoint_url", f"{endpoint[:60]!r} is not an https URL", "use https:// (http only to 127.0.0.1)")
+    if endpoint is not None and (problem := url_problem(endpoint)) is not None:
+        table.problem("endpoint_url", problem, f"use https://HOST ({LOOPBACK_HINT})")
         endpoint = None
     if arn is None or arn_region is None or (table.has("region") and region is None) or events is None:
         return None

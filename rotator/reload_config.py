@@ -27,9 +27,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Final, Literal
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import urlsplit
 
 from rotator.config_tables import Table
+from rotator.config_urls import LOOPBACK_HINT, url_problem
 from rotator.durations import format_duration
 
 RELOAD_KEY: Final = "reload"
@@ -132,7 +133,8 @@ def _command(action: Table, value: object) -> tuple[str, ...] | None:
         action.problem(
             "command",
             "is a string: a reload command is an argument list, never run through a shell",
-            f'write command = {_suggested_argv(value)}; for shell syntax, say so: ["/bin/sh", "-c", "..."]',
+            'write it as a list, command = ["program", "argument", ...]; for shell syntax, say so: '
+            '["/bin/sh", "-c", "..."] (the string is not repeated here: it may hold a token)',
         )
         return None
     if not isinstance(value, list) or not value or not all(isinstance(arg, str) for arg in value):
@@ -148,38 +150,16 @@ def _command(action: Table, value: object) -> tuple[str, ...] | None:
     return tuple(value)
 
 
-def _suggested_argv(text: str) -> str:
-    """The argument list a person most likely meant by a shell string (shortened: it is echoed in a message)."""
-    try:
-        argv = shlex.split(text)
-    except ValueError:
-        argv = []
-    shown = "[" + ", ".join(f'"{arg}"' for arg in argv) + "]"
-    return shown if argv and len(shown) <= 100 else '["program", "argument", ...]'
-
-
 def _url(action: Table, value: object) -> str | None:
-    parts = _http_url(value)
-    if parts is None:
-        action.problem("url", "is not an http:// or https:// URL with a host", f"write {_URL_EXAMPLE}")
+    """The one URL rule of rotator/config_urls.py: a reload call can carry a token in its path, so it goes over https
+    unless it stays on this machine."""
+    text = value.strip() if isinstance(value, str) else value
+    problem = url_problem(text)
+    if problem is not None:
+        action.problem("url", problem, f"write {_URL_EXAMPLE}, or https://HOST/PATH ({LOOPBACK_HINT})")
         return None
-    if parts.username is not None or parts.password is not None:
-        # The URL is named in messages and the history: a password in it would be printed with every rotation.
-        action.problem("url", "carries a user name or password", "remove it: the URL is shown in logs and the history")
-        return None
-    return parts.geturl()
-
-
-def _http_url(value: object) -> SplitResult | None:
-    """`value` split, when it is an http(s) URL with a host and a valid port."""
-    if not isinstance(value, str):
-        return None
-    try:
-        parts = urlsplit(value.strip())
-        valid_port = parts.port is None or parts.port > 0
-    except ValueError:
-        return None
-    return parts if parts.scheme in ("http", "https") and parts.hostname and valid_port else None
+    assert isinstance(text, str)  # url_problem refuses anything else
+    return urlsplit(text).geturl()
 
 
 def _method(action: Table, value: object, has_url: bool) -> str | None:

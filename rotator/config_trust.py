@@ -1,0 +1,124 @@
+"""Whether rotator.toml may be believed: who, besides its owner and root, could have written it.
+
+Why: rotator.toml names the commands run after each rotation (reload actions), the hosts keys are sent to and the
+files keys are written to. Run as root, as the README's cron and systemd examples do, whoever can change it runs
+commands as root and is handed keys; and the daemon reads it again before every tick, so a change takes effect with
+nobody restarting anything. So, as OpenSSH's StrictModes does for authorized_keys, the file and every folder above
+it are judged before a byte of it is parsed:
+
+- the file and every folder above it belong to root or to the user running the rotator (a file or folder of another
+  user is that user's to change, or to swap);
+- none of them can be written by its group or by everyone; a folder with the sticky bit (like /tmp) is the one
+  exception for folders, since there only an entry's owner may rename or remove it;
+- a symbolic link on the way is followed, and the folders holding the link are judged too (whoever can write them
+  can point the link elsewhere).
+
+POSIX ACLs and mandatory access control are not read: the mode bits and owners are what `ls -l` shows and what this
+judges. `judge` is the decision, pure; `check_config_trusted` gathers what it needs (lstat/stat) and raises.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rotator.errors import ConfigUntrusted
+
+__all__ = ["Entry", "check_config_trusted", "judge"]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What `judge` needs to know of the file or one folder above it."""
+
+    path: str
+    uid: int
+    mode: int
+    is_dir: bool
+    owner: str = ""
+    """The owner's user name, when known (for messages)."""
+
+
+def judge(entries: Iterable[Entry], euid: int) -> tuple[list[str], list[str]]:
+    """(problems, fixes): one problem line per entry that another user could change, and the commands that fix
+    them. Empty lists: the file can be trusted. Pure."""
+    problems: list[str] = []
+    fixes: list[str] = []
+    for entry in entries:
+        kind = "folder" if entry.is_dir else "file"
+        owner = f"{entry.owner} (uid {entry.uid})" if entry.owner else f"uid {entry.uid}"
+        mode = stat.filemode(entry.mode)
+        if entry.uid not in (0, euid):
+            problems.append(
+                f"the {kind} {entry.path} belongs to {owner}, who is neither root nor the user running the rotator "
+                f"(uid {euid}), so that user can change {'what is in it' if entry.is_dir else 'it'}"
+            )
+            fixes.append(f"chown {'root' if euid == 0 else euid} {entry.path}")
+        sticky_folder = entry.is_dir and entry.mode & stat.S_ISVTX
+        writable = entry.mode & (stat.S_IWGRP | stat.S_IWOTH)
+        if writable and not sticky_folder:
+            who = "everyone" if entry.mode & stat.S_IWOTH else "its group"
+            problems.append(f"the {kind} {entry.path} ({mode}) can be written by {who}")
+            fixes.append(f"chmod go-w {entry.path}")
+    return problems, fixes
+
+
+def check_config_trusted(path: Path, *, euid: int | None = None) -> None:
+    """Raise ConfigUntrusted (exit 2, nothing read) when another user could change the configuration at `path`.
+
+    A file that cannot be examined is left to the read that follows, whose error says why."""
+    euid = os.geteuid() if euid is None else euid
+    try:
+        entries = [_entry(name) for name in _places(path)]
+    except OSError:
+        return
+    problems, fixes = judge(entries, euid)
+    if not problems:
+        return
+    lines = "\n".join(f"  - {problem}" for problem in problems)
+    raise ConfigUntrusted(
+        f"{path}: refused: it decides which commands the rotator runs (as uid {euid}) and where keys are sent, and "
+        f"another user could change it:\n{lines}\nFix: {'; '.join(dict.fromkeys(fixes))} (then run the command again)",
+        problems=problems,
+        fixes=fixes,
+    )
+
+
+def _places(path: Path) -> list[str]:
+    """The file (its target, when a link) first, then every folder that holds it or a link on the way to it."""
+    absolute = os.path.abspath(path)
+    places = [os.path.realpath(absolute)]
+    prefix = absolute
+    while True:
+        parent = os.path.dirname(prefix)
+        places.extend(_folders_up(os.path.realpath(parent)))
+        if parent == prefix:
+            break
+        prefix = parent
+    places.extend(_folders_up(os.path.dirname(places[0])))
+    return list(dict.fromkeys(places))
+
+
+def _folders_up(folder: str) -> Sequence[str]:
+    found = [folder]
+    while (parent := os.path.dirname(folder)) != folder:
+        found.append(parent)
+        folder = parent
+    return found
+
+
+def _entry(name: str) -> Entry:
+    info = os.stat(name)
+    return Entry(name, info.st_uid, info.st_mode, stat.S_ISDIR(info.st_mode), _user(info.st_uid))
+
+
+def _user(uid: int) -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (KeyError, ImportError):
+        return ""
