@@ -227,7 +227,7 @@ def _parse_credential(name: str, raw: Mapping[str, Any], store_names: list[str],
             hint = f' (did you mean "{guess}"?)' if guess else ""
             table.problem(
                 "environment",
-                f"expected sandbox or production, got another word{hint}",
+                f"is neither sandbox nor production{hint}",
                 f'write environment = "{guess or "sandbox"}"' + ("" if guess else ' or environment = "production"'),
             )
 
@@ -242,7 +242,7 @@ def _parse_credential(name: str, raw: Mapping[str, Any], store_names: list[str],
         if draft.issuer is None:
             table.problem(
                 "issuer",
-                f"expected bluum or manual, got another word{did_you_mean(issuer, ISSUERS)}",
+                f"is neither bluum nor manual{did_you_mean(issuer, ISSUERS)}",
                 'write issuer = "bluum" (investor-scoped keys, made through the API) or issuer = "manual" '
                 "(keys made by a person in Bluum's dashboard, such as tenant keys)",
             )

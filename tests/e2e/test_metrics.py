@@ -22,6 +22,7 @@ def samples(path: Path) -> dict[tuple[str, str], float]:
 
 def test_a_tick_writes_key_age_next_due_and_exit_codes(ws: Workspace, tmp_path: Path):
     textfile = tmp_path / "textfile_collector" / "bluum_rotator.prom"
+    textfile.parent.mkdir()  # node_exporter's folder exists; a missing one is refused (test_trust_config.py)
     ws.edit_config('rotate_every = "90d"', 'rotate_every = "1d"')
     ws.add_config("\n[credentials.trading.seeded_key_age]\n" if False else "")
     first = ws.run("rotate", "trading")

@@ -546,7 +546,7 @@ def test_the_vault_type_is_built_in_and_its_options_are_checked(tmp_path: Path) 
         ({"path": "a/../b"}, "is not a Vault path"),
         ({"path": "a b"}, "is not a Vault path"),
         ({"path": "a", "state_path": "a"}, "state_path must differ"),
-        ({"path": "a", "auth": "ldap"}, "auth 'ldap' is not one of"),
+        ({"path": "a", "auth": "ldap"}, "`auth` is not one of token, approle, kubernetes, aws"),
         ({"path": "a", "auth": "kubernetes"}, "needs `role`"),
         ({"path": "a", "auth": "token", "jwt_file": "/x"}, "jwt_file do not apply"),
         ({"path": "a", "fields": ["password"]}, "fields may name"),

@@ -128,7 +128,7 @@ def test_the_fleet_table_is_optional_and_validated(tmp_path: Path) -> None:
         parse_config(MINIMAL + '[fleet]\nconcurrency = 0\nper_payer = "8"\nworkers = 3\n', base_dir=tmp_path)
     text = str(bad.value)
     assert "fleet.concurrency: must be from 1 to 256, got 0. Fix: write concurrency = 16" in text
-    assert "fleet.per_payer: expected an integer, got string '8'. Fix: write per_payer = 12" in text
+    assert "fleet.per_payer: expected an integer, got a string of 1 character. Fix: write per_payer = 12" in text
     assert "fleet: unknown key 'workers'" in text
 
 

@@ -122,12 +122,15 @@ def test_a_third_party_store_factory_does_not_receive_reload():
     assert app.reload[0].command == ("true",)
 
 
-def test_a_shell_string_is_refused_with_the_argument_list_to_write():
-    (problem,) = problems('[{ command = "systemctl reload trading" }]')
+def test_a_shell_string_is_refused_with_the_form_to_write_and_never_repeated():
+    """Issue 16, item 7: the argument list suggested from a shell string repeated a token it held."""
+    (problem,) = problems("[{ command = \"curl -H 'Authorization: Bearer tok3n-s3cret' http://127.0.0.1/r\" }]")
     assert problem.startswith("stores.app.reload[0].command: is a string")
     assert "never run through a shell" in problem
-    assert 'Fix: write command = ["systemctl", "reload", "trading"]' in problem
+    assert 'Fix: write it as a list, command = ["program", "argument", ...]' in problem
     assert '["/bin/sh", "-c", "..."]' in problem
+    assert "tok3n" not in problem
+    assert "curl" not in problem
 
 
 @pytest.mark.parametrize(
@@ -138,18 +141,25 @@ def test_a_shell_string_is_refused_with_the_argument_list_to_write():
         ("[{ command = [] }]", "stores.app.reload[0].command", "expected a non-empty array of strings"),
         ('[{ command = ["a", 1] }]', "stores.app.reload[0].command", "expected a non-empty array of strings"),
         ('[{ command = [" "] }]', "stores.app.reload[0].command", "the program (its first item) is empty"),
-        ('[{ command = ["a"] }, { command = ["b"], timeout = "soon" }]', "stores.app.reload[1].timeout", "soon"),
+        (
+            '[{ command = ["a"] }, { command = ["b"], timeout = "soon" }]',
+            "stores.app.reload[1].timeout",
+            "not a duration",
+        ),
         ('[{ command = ["a"], timeout = 30 }]', "stores.app.reload[0].timeout", "bare number 30"),
         ('[{ command = ["a"], timeout = "0s" }]', "stores.app.reload[0].timeout", "longer than 0s and at most 10m"),
         ('[{ command = ["a"], timeout = "1h" }]', "stores.app.reload[0].timeout", "longer than 0s and at most 10m"),
         ('[{ command = ["a"], comand = ["b"] }]', "stores.app.reload[0]", "unknown key 'comand'"),
         ('[{ url = "ftp://h/" }]', "stores.app.reload[0].url", "not an http:// or https:// URL"),
-        ('[{ url = "http://:80/" }]', "stores.app.reload[0].url", "not an http:// or https:// URL"),
+        ('[{ url = "http://:80/" }]', "stores.app.reload[0].url", "has no host"),
+        ('[{ url = "http://h/" }]', "stores.app.reload[0].url", "plain http to a host that is not this machine"),
+        ('[{ url = "http://localhost@h/" }]', "stores.app.reload[0].url", "carries a user name or password"),
+        ('[{ url = "https://h:99999/" }]', "stores.app.reload[0].url", "port outside 1 to 65535"),
         ('[{ url = "https://admin:pw@h/" }]', "stores.app.reload[0].url", "carries a user name or password"),
-        ('[{ url = "http://h/", method = "DELETE" }]', "stores.app.reload[0].method", "must be one of POST, PUT, GET"),
+        ('[{ url = "https://h/", method = "DELETE" }]', "stores.app.reload[0].method", "must be one of POST, PUT, GET"),
         ('[{ command = ["a"], method = "POST" }]', "stores.app.reload[0].method", "applies to a url action only"),
         ('[{ command = ["a"], pass_env = ["A B"] }]', "stores.app.reload[0].pass_env", "environment variable names"),
-        ('[{ url = "http://h/", pass_env = ["A"] }]', "stores.app.reload[0].pass_env", "a command action only"),
+        ('[{ url = "https://h/", pass_env = ["A"] }]', "stores.app.reload[0].pass_env", "a command action only"),
         ('["systemctl reload trading"]', "stores.app.reload[0]", "expected an inline table"),
         ('"systemctl reload trading"', "stores.app.reload", "expected an array of inline tables"),
     ],
