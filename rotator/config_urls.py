@@ -28,7 +28,8 @@ __all__ = ["LOOPBACK_HINT", "is_loopback_host", "url_problem"]
 LOOPBACK_HINT: Final = "plain http only to this machine: 127.0.0.1 (any 127.x.y.z), [::1] or localhost"
 """How a fix names the loopback exception."""
 
-_HOST_NAME: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
+_HOST_NAME: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?\.?")
+"""A DNS name or an IPv4 address as written (a final dot allowed); nothing a parser could read two ways."""
 _PORT: Final = re.compile(r"[0-9]{1,5}")
 _FORBIDDEN: Final = re.compile(r"[\s\\\x00-\x1f\x7f]")
 

@@ -28,7 +28,7 @@ def test_malformed_toml(ws: Workspace):
 def test_unknown_store(ws: Workspace):
     ws.edit_config('store = "app"', 'store = "ap"')
     before = ws.snapshot()
-    assert_refused(ws, before, "rotate", "trading", expect=["'ap'", "app"])
+    assert_refused(ws, before, "rotate", "trading", expect=["credentials.trading.store", "(did you mean 'app'?)"])
 
 
 def test_unknown_credential(ws: Workspace):
