@@ -71,11 +71,20 @@ def check_config_trusted(path: Path, *, euid: int | None = None) -> None:
 
     A file that cannot be examined is left to the read that follows, whose error says why."""
     euid = os.geteuid() if euid is None else euid
+    file, *folders = _places(path)
     try:
-        entries = [_entry(name) for name in _places(path)]
+        entries = [_entry(file)]
     except OSError:
         return
+    unseen: list[tuple[str, str]] = []
+    for folder in folders:
+        try:
+            entries.append(_entry(folder))
+        except OSError as exc:  # a folder above a readable file that cannot be looked at cannot be vouched for
+            unseen.append((folder, str(exc.strerror or exc)))
     problems, fixes = judge(entries, euid)
+    problems += [f"the folder {folder} cannot be examined ({why})" for folder, why in unseen]
+    fixes += [f"check the folder {folder} (ls -ld)" for folder, _ in unseen]
     if not problems:
         return
     lines = "\n".join(f"  - {problem}" for problem in problems)
