@@ -151,12 +151,11 @@ class EnvStore:
             self._reader = Reader(reader)
         except ValueError:
             known = ", ".join(r.value for r in Reader)
-            raise ConfigError(f"store {name!r}: reader {reader!r} is not one of {known}") from None
-        unknown = [repr(fields)] if isinstance(fields, str) else [repr(f) for f in fields if f not in OPTIONAL_FIELDS]
-        if unknown:
+            raise ConfigError(f"store {name!r}: reader is not one of {known}") from None  # never echoed: item 7
+        if isinstance(fields, str) or any(f not in OPTIONAL_FIELDS for f in fields):
             raise ConfigError(
-                f"store {name!r}: fields may name {', '.join(OPTIONAL_FIELDS)} (API key and secret are always "
-                f"written), not {', '.join(unknown)}"
+                f"store {name!r}: fields may name only {', '.join(OPTIONAL_FIELDS)} (API key and secret are always "
+                "written), as an array"
             )
         self._extra_fields = {field.upper() for field in fields}
         self.name = name

@@ -108,11 +108,10 @@ class FieldMap:
 
 
 def _checked_fields(store: str, fields: Sequence[str]) -> frozenset[str]:
-    unknown = [repr(fields)] if isinstance(fields, str) else [repr(f) for f in fields if f not in OPTIONAL_FIELDS]
-    if unknown:
+    if isinstance(fields, str) or any(f not in OPTIONAL_FIELDS for f in fields):  # what was written is not echoed
         raise ConfigError(
-            f"store {store!r}: fields may name {', '.join(OPTIONAL_FIELDS)} (API key and secret are always written), "
-            f"not {', '.join(unknown)}"
+            f"store {store!r}: fields may name only {', '.join(OPTIONAL_FIELDS)} (API key and secret are always "
+            "written), as an array"
         )
     return frozenset(fields)
 

@@ -133,7 +133,7 @@ class VaultStore(LedgerByDelegation):
         try:
             seconds = float(timeout)
         except (TypeError, ValueError):
-            raise ConfigError(f"store {name!r}: timeout {timeout!r} must be a number of seconds") from None
+            raise ConfigError(f"store {name!r}: timeout must be a number of seconds, e.g. timeout = 10") from None
         self._session = VaultSession(
             store=name,
             url=address or str(getattr(client, "url", "")),
@@ -304,7 +304,7 @@ def _checked_path(store: str, option: str, value: object) -> str:
     text = value.strip("/") if isinstance(value, str) else ""
     if not text or not _PATH_RE.fullmatch(text) or any(part in (".", "..") for part in text.split("/")):
         raise ConfigError(
-            f"store {store!r}: {option} {value!r} is not a Vault path: use names joined by /, without spaces or "
+            f"store {store!r}: {option} is not a Vault path: use names joined by /, without spaces or "
             'leading and trailing slashes (e.g. path = "bluum/prod/trading")'
         )
     return text

@@ -91,7 +91,7 @@ class Table:
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             self.problems.add(
                 self.where,
-                f"unknown key {quote_name(key)}{hint} (its value is not shown: it may be a secret)",
+                f"unknown key {quote_name(key)}{hint}",
                 f"rename or remove it. Known keys: {', '.join(known)}",
             )
 

@@ -163,7 +163,7 @@ def test_fields_the_store_is_told_to_write_are_added(env_path: Path) -> None:
 
 @pytest.mark.parametrize("fields", [["api_key"], ["token"], "key_id"])
 def test_unknown_fields_are_a_config_error(env_path: Path, fields: Any) -> None:
-    with pytest.raises(ConfigError, match="fields may name key_id, environment, base_url"):
+    with pytest.raises(ConfigError, match="fields may name only key_id, environment, base_url"):
         EnvStore("app", path=env_path, fields=fields)
 
 
