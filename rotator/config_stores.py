@@ -17,7 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
-from rotator.config_tables import Problems, Table, did_you_mean, list_names, named_tables
+from rotator.config_tables import Problems, Table, did_you_mean, list_names, named_tables, show
 from rotator.reload_config import RELOAD_KEY, ReloadAction, parse_reload
 
 __all__ = [
@@ -138,6 +138,10 @@ def parse_stores(
                 continue
             state = Path(state_dir or DEFAULT_STATE_DIR).expanduser()
             options["state_dir"] = state if state.is_absolute() else (base_dir / state).absolute()
+        if store_type in KNOWN_STORE_OPTIONS and not _fields_ok(table, raw):
+            continue
+        if store_type == "env" and not _reader_ok(table, raw):
+            continue
         if store_type == "env" and "prefix" in raw:
             prefix = raw["prefix"]
             if not isinstance(prefix, str) or (prefix and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", prefix)):
@@ -150,6 +154,39 @@ def parse_stores(
         stores[name] = StoreConfig(name=name, type=store_type, options=MappingProxyType(options), reload=reload)
     _check_same_location(stores, problems)
     return stores
+
+
+def _reader_ok(table: Table, raw: Mapping[str, Any]) -> bool:
+    """An env store's `reader`, checked here so that a wrong one is named without its text (a secret pasted there
+    would otherwise be echoed by the store when it is built)."""
+    from backends.dotenv_lines import Reader
+
+    readers = [reader.value for reader in Reader]
+    if "reader" not in raw or raw["reader"] in readers:
+        return True
+    value = raw["reader"]
+    hint = did_you_mean(value, readers) if isinstance(value, str) else ""
+    table.problem("reader", f"is not one of {', '.join(readers)}{hint}", 'write reader = "dotenv" (the default)')
+    return False
+
+
+def _fields_ok(table: Table, raw: Mapping[str, Any]) -> bool:
+    """A built-in store's `fields`: an array of the optional field names, each wrong one named by its position."""
+    from backends.key_fields import OPTIONAL_FIELDS
+
+    if "fields" not in raw:
+        return True
+    value = raw["fields"]
+    example = f'write fields = ["{OPTIONAL_FIELDS[0]}"] (any of {", ".join(OPTIONAL_FIELDS)}), or remove it'
+    if not isinstance(value, list):
+        table.problem("fields", f"expected an array of field names, got {show(value)}", example)
+        return False
+    wrong = [index for index, field in enumerate(value) if field not in OPTIONAL_FIELDS]
+    for index in wrong:
+        field = value[index]
+        hint = did_you_mean(field, OPTIONAL_FIELDS) if isinstance(field, str) else ""
+        table.problem(f"fields[{index}]", f"is not one of {', '.join(OPTIONAL_FIELDS)}{hint}", example)
+    return not wrong
 
 
 _SAME_PLACE: Final = {"env": "the same file", "vault": "the same Vault secret"}

@@ -61,6 +61,8 @@ SECRETS = {
     "reload": "tok_Rk29Vq81Zp0Lm3Xy",
     "vault_auth": "hvs_CAESIJ5tJ4a7nb0Q",
     "unknown_key": "sk_live_w8Jd72Kq0Zm1",
+    "env_reader": "sk_live_R3a9Dq0Lw7Tz",
+    "env_fields": "sk_live_F1e7Ld5Sq2Vx",
 }
 """One secret-shaped value (all of 40 characters or fewer: the old `show` printed those whole) per place a person
 could paste one by mistake."""
@@ -94,6 +96,10 @@ def put_secret_in(ws: Workspace, where: str, secret: str) -> None:
             f'auth = "{secret}"\n\n[credentials.vaulted]\nenvironment = "sandbox"\nissuer = "manual"\n'
             f'store = "vaulted"\nbase_url = "{ws.sim.base_url}"\n'
         )
+    elif where == "env_reader":
+        ws.edit_config('path = "app.env"\n', f'path = "app.env"\nreader = "{secret}"\n')
+    elif where == "env_fields":
+        ws.edit_config('path = "app.env"\n', f'path = "app.env"\nfields = ["key_id", "{secret}"]\n')
     elif where == "unknown_key":
         ws.edit_config('manager = "tenant"', f'manager = "tenant"\napi_secret = "{secret}"')
     else:
