@@ -8,8 +8,10 @@ it are judged before a byte of it is parsed:
 
 - the file and every folder above it belong to root or to the user running the rotator (a file or folder of another
   user is that user's to change, or to swap);
-- none of them can be written by its group or by everyone; a folder with the sticky bit (like /tmp) is the one
-  exception for folders, since there only an entry's owner may rename or remove it;
+- none of them can be written by everyone, nor by a group that has members besides its owner and root; a folder with
+  the sticky bit (like /tmp) is the exception, since there only an entry's owner may rename or remove it. A user's
+  private group (the group of the same name that Debian and Ubuntu give each user, and why their umask is 002) has
+  no one else in it, so a file it may write is still only its owner's;
 - a symbolic link on the way is followed, and the folders holding the link are judged too (whoever can write them
   can point the link elsewhere).
 
@@ -40,6 +42,8 @@ class Entry:
     is_dir: bool
     owner: str = ""
     """The owner's user name, when known (for messages)."""
+    private_group: bool = False
+    """Nobody but the owner and root is in the entry's group (nor has it as primary group)."""
 
 
 def judge(entries: Iterable[Entry], euid: int) -> tuple[list[str], list[str]]:
@@ -58,7 +62,7 @@ def judge(entries: Iterable[Entry], euid: int) -> tuple[list[str], list[str]]:
             )
             fixes.append(f"chown {'root' if euid == 0 else euid} {entry.path}")
         sticky_folder = entry.is_dir and entry.mode & stat.S_ISVTX
-        writable = entry.mode & (stat.S_IWGRP | stat.S_IWOTH)
+        writable = entry.mode & stat.S_IWOTH or (entry.mode & stat.S_IWGRP and not entry.private_group)
         if writable and not sticky_folder:
             who = "everyone" if entry.mode & stat.S_IWOTH else "its group"
             problems.append(f"the {kind} {entry.path} ({mode}) can be written by {who}")
@@ -121,7 +125,24 @@ def _folders_up(folder: str) -> Sequence[str]:
 
 def _entry(name: str) -> Entry:
     info = os.stat(name)
-    return Entry(name, info.st_uid, info.st_mode, stat.S_ISDIR(info.st_mode), _user(info.st_uid))
+    private = bool(info.st_mode & stat.S_IWGRP) and _private_group(info.st_gid, info.st_uid)
+    return Entry(name, info.st_uid, info.st_mode, stat.S_ISDIR(info.st_mode), _user(info.st_uid), private)
+
+
+def _private_group(gid: int, owner: int) -> bool:
+    """Whether no user but `owner` and root can act with group `gid`: its listed members, and every user whose
+    primary group it is. Looked up only for a group-writable entry; a group that cannot be looked up is not."""
+    try:
+        import grp
+        import pwd
+
+        group = grp.getgrgid(gid)
+        allowed = {owner, 0}
+        if any(pwd.getpwnam(member).pw_uid not in allowed for member in group.gr_mem):
+            return False
+        return all(user.pw_uid in allowed for user in pwd.getpwall() if user.pw_gid == gid)
+    except (KeyError, ImportError):
+        return False
 
 
 def _user(uid: int) -> str:

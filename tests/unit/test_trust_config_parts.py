@@ -4,6 +4,7 @@ a damaged history line is read."""
 
 from __future__ import annotations
 
+import os
 import stat
 from datetime import timedelta
 from pathlib import Path
@@ -147,6 +148,27 @@ def test_what_another_user_could_change_is_a_problem_with_its_fix(
     problems, fixes = judge(entries, euid)
     assert any(said in problem for problem in problems), problems
     assert any(fix in line for line in fixes), fixes
+
+
+def test_a_users_private_group_may_write_but_not_everyone() -> None:
+    """Debian and Ubuntu give each user a group of their own and a umask of 002: group-writable, still only theirs."""
+    private = Entry("/home/me/rotator.toml", ME, FILE | 0o664, False, "me", private_group=True)
+    assert judge([private], ME) == ([], [])
+    shared = Entry("/home/me/rotator.toml", ME, FILE | 0o664, False, "me", private_group=False)
+    assert judge([shared], ME)[0]
+    everyone = Entry("/home/me/rotator.toml", ME, FILE | 0o666, False, "me", private_group=True)
+    assert "can be written by everyone" in judge([everyone], ME)[0][0]
+
+
+def test_a_group_with_another_user_in_it_is_not_private(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the test hands the file to group 65534 (chown)")
+    config = tmp_path / "rotator.toml"
+    config.write_text("")
+    os.chown(config, 0, 65534)
+    config.chmod(0o664)  # group nogroup: user nobody (uid 65534) has it as its primary group
+    with pytest.raises(ConfigUntrusted, match="can be written by its group"):
+        check_config_trusted(config)
 
 
 def test_a_sticky_world_writable_folder_like_tmp_is_trusted() -> None:
