@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Final
 
 from rotator.atomicfile import fsync_folder
-from rotator.errors import StoreDenied, StoreUnavailable
+from rotator.errors import StoreDenied, StoreNotFound, StoreUnavailable
 
 __all__ = [
     "OWN_DIR_MODE",
@@ -247,19 +247,24 @@ def write_own_file(path: Path, text: str, *, setting: str, store: str = "", chec
     """Write one of the rotator's own files: a new file owned by this user, 0600, renamed over `path` (a link there is
     replaced, not followed), after the folder (created 0700 when missing) and any file there were checked."""
     folder = path.parent
-    if check_folder:
+    if check_folder:  # the rotator's own folder: made when missing (a folder that is not ours, never)
         check_state_folder(folder, setting=setting, store=store)
-    try:
-        os.makedirs(folder, mode=OWN_DIR_MODE, exist_ok=True)
-    except PermissionError as exc:
-        raise StoreDenied(explain_denied(folder, "creating", ours=folder), store=store) from exc
-    except OSError as exc:
-        raise _failed("creating", folder, exc, store) from exc
+        try:
+            os.makedirs(folder, mode=OWN_DIR_MODE, exist_ok=True)
+        except PermissionError as exc:
+            raise StoreDenied(explain_denied(folder, "creating", ours=folder), store=store) from exc
+        except OSError as exc:
+            raise _failed("creating", folder, exc, store) from exc
     seen = _lstat(path, store=store)
     if seen is not None and not seen.is_link:  # a link is replaced by the rename below, never followed
         _refuse_file(seen, store=store)
     try:
         fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise StoreNotFound(
+            f"writing {path} failed: folder {folder} does not exist; create it or fix the path in rotator.toml",
+            store=store,
+        ) from exc
     except PermissionError as exc:
         raise StoreDenied(explain_denied(folder, "writing in", ours=folder), store=store) from exc
     except OSError as exc:
