@@ -199,7 +199,18 @@ def test_state_a_sudo_run_left_behind_is_named_with_its_owner_and_fix_by_every_c
     shared.give_to_nobody(shared.app, shared.app / "app.env", shared.app / "tenant.env")
     before, keys = shared.snapshot(), shared.keys_at_bluum()
 
-    for args in (["rotate", "trading"], ["status"], ["run-due"], ["resume"], ["resume", "trading"]):
+    commands = (
+        ["rotate", "trading"],
+        ["rotate", "trading", "--emergency", "--reason", "leaked"],
+        ["status"],
+        ["run-due"],
+        ["resume"],
+        ["resume", "trading"],
+        ["rollback", "trading"],
+        ["verify", "trading"],
+        ["sweep"],
+    )
+    for args in commands:
         proc = shared.as_nobody(*args)
         _assert_refused(proc, "belongs to root", "sudo chown -R nobody")
         named = [f"{folder} belongs to root" for folder in (shared.state, shared.history)]
