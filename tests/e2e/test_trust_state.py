@@ -236,6 +236,32 @@ def test_state_a_sudo_run_left_behind_is_named_with_its_owner_and_fix_by_every_c
     assert "completed" in history.stdout, _said(history)
 
 
+def test_a_stage_document_root_left_in_the_service_users_folder_is_named_with_the_chown(shared: Shared) -> None:
+    """The service user's state folder holds a stage document of root's (what an older `sudo rotator ...` wrote
+    there): each command names that file, root and the chown, exit 2, nothing changed; after the chown it works."""
+    shared.give_to_nobody(shared.app, shared.app / "app.env", shared.app / "tenant.env")
+    for folder in (shared.state, shared.history):
+        folder.mkdir(mode=0o700)
+        shared.give_to_nobody(folder)
+    first = shared.as_nobody("rotate", "trading")
+    assert first.returncode == ExitCode.OK, _said(first)
+    tick = shared.as_nobody("run-due")  # the tenant key's age is counted now, not by the run-due below
+    assert tick.returncode == ExitCode.OK, _said(tick)
+    document = shared.state / "app.json"
+    os.chown(document, 0, 0)
+    before, keys = shared.snapshot(), shared.keys_at_bluum()
+
+    for args in (["rotate", "trading"], ["status"], ["run-due"], ["resume", "trading"]):
+        proc = shared.as_nobody(*args)
+        _assert_refused(proc, f"{document} belongs to root", f"sudo chown nobody {document}")
+    assert shared.snapshot() == before
+    assert shared.keys_at_bluum() == keys
+
+    os.chown(document, NOBODY, NOBODY)
+    done = shared.as_nobody("rotate", "trading")
+    assert done.returncode == ExitCode.OK, _said(done)
+
+
 def test_a_root_run_refuses_state_the_service_user_owns_instead_of_leaving_roots_behind(shared: Shared) -> None:
     """The other half of item 16: `sudo rotator rotate` on the service user's state folder stops before anything
     changes (exit 2) and says to run as that user, instead of leaving root's files that break the service."""
