@@ -28,7 +28,10 @@ or an image build would pick its secrets up. A sidecar an older version left bes
 next write moves it. A store built without `state_dir` keeps it beside the file (`<file>.rotator.json`).
 
 The sidecar is a stage document (`backends.stage_document`: the stages with their tokens, the record and its
-version), as a JSON file of mode 0600.
+version), as a JSON file of mode 0600. It is the rotator's own secret file, so it is read and written through
+`rotator.state_files`, not like the application's file: the state folder must be the running user's (or root's) and
+writable by nobody else, a sidecar of another user is refused, and each write is a new file of the running user
+(never keeping the owner of a file found there). The lock file is refused likewise when it is another user's.
 
 The store is its credential's ledger (`backends.ledger`): the lease is `fcntl.flock` on `<file>.rotator.lock`, which
 the kernel drops when the holding process dies, so a crashed rotation never blocks the next one. The lock file also
