@@ -120,6 +120,8 @@ def check_budget_dir(folder: Path) -> Path:
         raise ConfigError(
             _unusable(folder, f"it is a symbolic link (to {folder.resolve()}); name the folder itself, not a link")
         )
+    if not stat.S_ISDIR(found.st_mode):
+        raise ConfigError(_unusable(folder, "it is not a folder"))
     problem = folder_problem(found)
     if problem is not None:
         raise ConfigError(f"[bluum] shared_budget_dir {folder}: {problem}")
