@@ -18,9 +18,10 @@ from backends.vault import VaultStore
 from rotator.errors import ConfigError, StoreError
 from rotator.model import Stage
 from rotator.plain_http import is_loopback, plain_http_problem
+from tests.conftest import LeakGuard
 
 TOKEN = "hvs.integration-trust-net-0123456789"  # a test token, watched by the leak guard
-SECRET_ID = "9f1c2d3e-secret-id-trust-net"
+SECRET_ID = "9f1c2d3e-secret-id-trust-net"  # an AppRole secret id, watched likewise
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -99,7 +100,10 @@ def servers() -> Iterator[tuple[_Recorder, _Recorder]]:
         other.stop()
 
 
-def test_a_token_never_follows_a_redirect_to_another_port(servers: tuple[_Recorder, _Recorder]) -> None:
+def test_a_token_never_follows_a_redirect_to_another_port(
+    servers: tuple[_Recorder, _Recorder], leak_guard: LeakGuard
+) -> None:
+    leak_guard.watch(TOKEN)
     first, other = servers
     store = VaultStore("v", path="bluum/a", url=first.url, environ={"VAULT_TOKEN": TOKEN})
     try:
@@ -113,8 +117,11 @@ def test_a_token_never_follows_a_redirect_to_another_port(servers: tuple[_Record
     assert refused.value.exit_code == 2
 
 
-def test_an_approle_secret_id_never_follows_a_redirect(servers: tuple[_Recorder, _Recorder]) -> None:
+def test_an_approle_secret_id_never_follows_a_redirect(
+    servers: tuple[_Recorder, _Recorder], leak_guard: LeakGuard
+) -> None:
     """A 307 keeps the method and the body: the login's secret id would go to the other server with it."""
+    leak_guard.watch(SECRET_ID)
     first, other = servers
     store = VaultStore(
         "v",
