@@ -377,3 +377,55 @@ def test_a_crashed_create_still_finishes_with_its_own_key(fn: Lambda) -> None:
         aws_lambda.handler(fn.event(token, step))
     assert len(investor_keys(fn)) == 2
     assert fn.labels()[token] == {"AWSCURRENT"}
+
+
+# ------------------------------------------------------------------------------------------- item 12: the module
+
+
+def test_the_module_guards_the_tenant_key_and_encrypts_with_its_own_key_by_default() -> None:
+    """Read without running it (terraform test and the apply against moto check the same, slower): the manager
+    secret's resource policy denies reading it to all but the function's role and the named readers, and a
+    customer-managed key is created by default for everything the module encrypts."""
+    import hcl2
+
+    from tests.integration.terraform_support import MODULE
+
+    options = hcl2.SerializationOptions(strip_string_quotes=True, with_comments=False, explicit_blocks=False)
+    tf: dict[str, Any] = {}
+    for name in ("main.tf", "variables.tf"):
+        with (MODULE / name).open() as handle:
+            for kind, entries in hcl2.load(handle, serialization_options=options).items():
+                tf.setdefault(kind, []).extend(entries)
+    resources: dict[str, dict[str, Any]] = {}
+    for entry in tf["resource"]:
+        for kind, named in entry.items():
+            resources.setdefault(kind, {}).update(named)
+    documents: dict[str, Any] = {}
+    for entry in tf["data"]:
+        documents.update(entry.get("aws_iam_policy_document", {}))
+    variables = {name: body for entry in tf["variable"] for name, body in entry.items()}
+
+    policy = resources["aws_secretsmanager_secret_policy"]["manager"]
+    assert policy["secret_arn"] == "${aws_secretsmanager_secret.manager[0].arn}"
+    assert policy["policy"] == "${data.aws_iam_policy_document.manager[0].json}"
+    (deny,) = documents["manager"]["statement"]
+    assert deny["effect"] == "Deny"
+    assert deny["actions"] == ["secretsmanager:GetSecretValue"]
+    assert deny["principals"][0]["identifiers"] == ["*"]
+    (who,) = [c for c in deny["condition"] if c["variable"] == "aws:PrincipalArn"]
+    assert who["test"] == "ArnNotLike"
+    assert who["values"] == "${concat([aws_iam_role.rotator.arn], var.manager_secret_readers)}"
+    assert variables["manager_secret_readers"]["default"] == []
+
+    key = resources["aws_kms_key"]["rotator"]
+    assert key["enable_key_rotation"] is True
+    assert variables["create_kms_key"]["default"] is True
+    assert variables["kms_key_arn"]["default"] is None
+    encrypted = {
+        "aws_secretsmanager_secret.managed": resources["aws_secretsmanager_secret"]["managed"]["kms_key_id"],
+        "aws_secretsmanager_secret.manager": resources["aws_secretsmanager_secret"]["manager"]["kms_key_id"],
+        "aws_lambda_function.rotator": resources["aws_lambda_function"]["rotator"]["kms_key_arn"],
+        "aws_cloudwatch_log_group.rotator": resources["aws_cloudwatch_log_group"]["rotator"]["kms_key_id"],
+        "aws_sns_topic.alarms": resources["aws_sns_topic"]["alarms"]["kms_master_key_id"],
+    }
+    assert set(encrypted.values()) == {"${local.kms_key_arn}"}, encrypted
