@@ -80,8 +80,8 @@ variable "manager_secret_readers" {
   default     = []
 
   validation {
-    condition     = alltrue([for arn in var.manager_secret_readers : can(regex("^arn:aws[a-z-]*:(iam::[0-9]{12}:(role|user)/|sts::[0-9]{12}:assumed-role/).+$", arn))])
-    error_message = "manager_secret_readers must be IAM role or user ARNs (arn:aws:iam::ACCOUNT:role/NAME)."
+    condition     = alltrue([for arn in var.manager_secret_readers : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/.+$", arn))])
+    error_message = "manager_secret_readers must be IAM role or user ARNs (arn:aws:iam::ACCOUNT:role/NAME, not an assumed-role session ARN: the policy compares aws:PrincipalArn, which is the role's ARN)."
   }
 }
 
