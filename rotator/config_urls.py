@@ -34,9 +34,12 @@ _PORT: Final = re.compile(r"[0-9]{1,5}")
 _FORBIDDEN: Final = re.compile(r"[\s\\\x00-\x1f\x7f]")
 
 
-def url_problem(value: object) -> str | None:
-    """What is wrong with `value` as a URL to send to, in words that never repeat it (it may hold a token); None
-    when it passes. The caller adds the key path and the fix."""
+def url_problem(value: object, *, allow_plain_http: bool = False) -> str | None:
+    """What is wrong with `value` as a URL to send to, in words that never repeat it (it may hold a token: only the
+    host of a well-formed URL is named); None when it passes. The caller adds the key path and the fix.
+
+    `allow_plain_http`: the deployer's explicit choice of plain http off loopback (a Vault store's
+    `allow_insecure_http`); every other rule still holds."""
     if not isinstance(value, str) or not value:
         return "is not a URL"
     if _FORBIDDEN.search(value):
@@ -48,23 +51,28 @@ def url_problem(value: object) -> str | None:
     if parts.scheme not in ("http", "https"):
         return "is not an http:// or https:// URL"
     if "@" in parts.netloc:
-        return "carries a user name or password before '@' (it would be shown in logs and the history)"
+        return "has a user or password before '@' (it would be shown in logs and the history)"
     host, port = _split_netloc(parts)
     if host is None:
         return (
-            "has no host, or something other than host[:port] after '//' (a host is a DNS name, an IPv4 address or "
-            "a bracketed IPv6 address)"
+            "is not an http:// or https:// URL with a host: after '//' comes host[:port], the host a DNS name, an "
+            "IPv4 address or a bracketed IPv6 address"
         )
     if port is not None and not 1 <= port <= 65535:
-        return "has a port outside 1 to 65535"
-    if parts.scheme == "http" and not is_loopback_host(host):
-        return "uses plain http to a host that is not this machine: what it is sent would cross the network unencrypted"
+        return "is not a URL: its port is outside 1 to 65535"
+    if parts.scheme == "http" and not allow_plain_http and not is_loopback_host(host):
+        shown = f"{host}:{port}" if port is not None else host
+        return (
+            f"uses plain http to {shown}, which is not this machine: what is sent there would cross the network "
+            "unencrypted"
+        )
     return None
 
 
 def is_loopback_host(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and the name `localhost` exactly (any case): this machine, as written."""
-    if host.lower() == "localhost":
+    """True for 127.0.0.0/8, ::1 and the name `localhost` (any case, or the absolute `localhost.`): this machine,
+    as written. A name that merely starts with "localhost" (`localhost.example.net`) is not."""
+    if host.lower() in ("localhost", "localhost."):
         return True
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback

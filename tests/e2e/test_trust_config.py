@@ -276,12 +276,12 @@ def test_a_history_line_that_is_not_utf8_is_skipped_reported_and_pruning_goes_on
 @pytest.mark.parametrize(
     ("url", "problem"),
     [
-        ("http://localhost@192.0.2.10/hook", "carries a user name or password"),
-        ("http://localhost.example.net/hook", "plain http to a host that is not this machine"),
-        ("http://127.0.0.1.nip.io/hook", "plain http to a host that is not this machine"),
-        ("http://192.0.2.10/hook", "plain http to a host that is not this machine"),
-        ("https://", "has no host"),
-        ("https://hooks.example.com:99999/hook", "port outside 1 to 65535"),
+        ("http://localhost@192.0.2.10/hook", "has a user or password"),
+        ("http://localhost.example.net/hook", "which is not this machine"),
+        ("http://127.0.0.1.nip.io/hook", "which is not this machine"),
+        ("http://192.0.2.10/hook", "which is not this machine"),
+        ("https://", "URL with a host"),
+        ("https://hooks.example.com:99999/hook", "port is outside 1 to 65535"),
         ("http://127.0.0.1\\@192.0.2.10/hook", "backslash"),
     ],
 )
@@ -293,7 +293,7 @@ def test_a_webhook_url_is_parsed_not_prefix_matched(ws: Workspace, url: str, pro
     assert proc.returncode == ExitCode.BAD_INPUT, text
     assert "notifications.ops.url: " in text, text
     assert problem in text, text
-    assert "192.0.2.10" not in text, "the URL is not repeated (a webhook URL is often a secret itself)"
+    assert "/hook" not in text, "the URL is not repeated, only a host (a webhook URL is often a secret itself)"
     assert "Fix: use https://HOST/PATH" in text
     assert ws.snapshot() == before
 
@@ -304,12 +304,12 @@ def test_a_webhook_url_is_parsed_not_prefix_matched(ws: Workspace, url: str, pro
         (
             '\n[notifications.aws]\ntype = "sns"\ntopic_arn = "arn:aws:sns:us-east-1:123456789012:t"\n'
             'endpoint_url = "http://localhost@192.0.2.10"\n',
-            "notifications.aws.endpoint_url: carries a user name or password",
+            "notifications.aws.endpoint_url: has a user or password",
         ),
         (
             '\n[stores.extra]\ntype = "env"\npath = "extra.env"\n'
             'reload = [{ url = "http://localhost.example.net/-/reload" }]\n',
-            "stores.extra.reload[0].url: uses plain http to a host that is not this machine",
+            "stores.extra.reload[0].url: uses plain http to localhost.example.net, which is not this machine",
         ),
     ],
 )

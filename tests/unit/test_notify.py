@@ -142,11 +142,11 @@ events = ["finished"]
     with pytest.raises(ConfigError) as refused:
         parse_config(bad, base_dir=tmp_path)
     message = str(refused.value)
-    assert "notifications.oncall.url: uses plain http to a host that is not this machine" in message
+    assert "notifications.oncall.url: uses plain http to hooks.example, which is not this machine" in message
     assert "notifications.oncall.format: is not one of json, slack" in message
     assert "notifications.oncall.events[0]: is not an event name" in message
     assert "finished" not in message
-    assert "hooks.example" not in message
+    assert "hooks.example/x" not in message, "only the host is named, never the path"
     missing = BASE + '\n[notifications.oncall]\nurl = "https://hooks.example/x"\n'
     with pytest.raises(ConfigError, match="secret_env"):
         parse_config(missing, base_dir=tmp_path)
@@ -187,7 +187,7 @@ def test_an_sns_table_is_parsed_with_its_region_from_the_arn(tmp_path: Path) -> 
         ),
         (
             'type = "sns"\ntopic_arn = "arn:aws:sns:eu-west-1:123456789012:t"\nendpoint_url = "http://sns.example"',
-            "notifications.ops.endpoint_url: uses plain http to a host that is not this machine",
+            "notifications.ops.endpoint_url: uses plain http to sns.example, which is not this machine",
         ),
         (
             'type = "sns"\ntopic_arn = "arn:aws:sns:eu-west-1:123456789012:t"\nevents = ["paged"]',
