@@ -7,12 +7,12 @@ that repeats its /v1 or names its own host is caught here rather than as a 404 h
 
 from __future__ import annotations
 
-import ipaddress
 import string
 from typing import Final
 from urllib.parse import urlsplit
 
 from rotator.config_tables import Table
+from rotator.config_urls import is_loopback_host
 from rotator.model import DEFAULT_BASE_URLS, Environment
 
 __all__ = [
@@ -95,7 +95,7 @@ def parse_base_url(table: Table, environment: Environment | None) -> str | None:
             'or set environment = "production" if this really is a production key',
         )
         return None
-    if scheme != "https" and not _is_loopback(host):
+    if scheme != "https" and not is_loopback_host(host):
         table.problem(
             "base_url",
             f"uses plain http to {host}: the API key and secret would cross the network unencrypted",
@@ -110,15 +110,6 @@ def parse_base_url(table: Table, environment: Environment | None) -> str | None:
         )
         return None
     return url.rstrip("/")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_paths(table: Table, base_url: str | None) -> tuple[str | None, str | None]:
