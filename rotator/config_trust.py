@@ -13,7 +13,9 @@ it are judged before a byte of it is parsed:
   private group (the group of the same name that Debian and Ubuntu give each user, and why their umask is 002) has
   no one else in it, so a file it may write is still only its owner's;
 - a symbolic link on the way is followed, and the folders holding the link are judged too (whoever can write them
-  can point the link elsewhere).
+  can point the link elsewhere);
+- what sits on a file system mounted read-only (a Kubernetes ConfigMap, whose folders show mode 777; a `:ro` bind
+  mount) cannot be changed by anyone, whatever its mode and owner say.
 
 POSIX ACLs and mandatory access control are not read: the mode bits and owners are what `ls -l` shows and what this
 judges. `judge` is the decision, pure; `check_config_trusted` gathers what it needs (lstat/stat) and raises.
@@ -44,6 +46,8 @@ class Entry:
     """The owner's user name, when known (for messages)."""
     private_group: bool = False
     """Nobody but the owner and root is in the entry's group (nor has it as primary group)."""
+    read_only: bool = False
+    """On a file system mounted read-only (a Kubernetes ConfigMap, a `:ro` bind mount): nobody can change it."""
 
 
 def judge(entries: Iterable[Entry], euid: int) -> tuple[list[str], list[str]]:
@@ -52,6 +56,8 @@ def judge(entries: Iterable[Entry], euid: int) -> tuple[list[str], list[str]]:
     problems: list[str] = []
     fixes: list[str] = []
     for entry in entries:
+        if entry.read_only:
+            continue
         kind = "folder" if entry.is_dir else "file"
         owner = f"{entry.owner} (uid {entry.uid})" if entry.owner else f"uid {entry.uid}"
         mode = stat.filemode(entry.mode)
@@ -126,7 +132,8 @@ def _folders_up(folder: str) -> Sequence[str]:
 def _entry(name: str) -> Entry:
     info = os.stat(name)
     private = bool(info.st_mode & stat.S_IWGRP) and _private_group(info.st_gid, info.st_uid)
-    return Entry(name, info.st_uid, info.st_mode, stat.S_ISDIR(info.st_mode), _user(info.st_uid), private)
+    read_only = bool(os.statvfs(name).f_flag & os.ST_RDONLY)
+    return Entry(name, info.st_uid, info.st_mode, stat.S_ISDIR(info.st_mode), _user(info.st_uid), private, read_only)
 
 
 def _private_group(gid: int, owner: int) -> bool:

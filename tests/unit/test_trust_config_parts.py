@@ -172,6 +172,12 @@ def test_a_group_with_another_user_in_it_is_not_private(tmp_path: Path) -> None:
         check_config_trusted(config)
 
 
+def test_a_read_only_mount_cannot_be_changed_whatever_its_modes_say() -> None:
+    """A Kubernetes ConfigMap volume shows drwxrwxrwx folders, but it is mounted read-only."""
+    configmap = Entry("/etc/bluum/..data", OTHER, DIR | 0o777, True, read_only=True)
+    assert judge([configmap], ROOT) == ([], [])
+
+
 def test_a_sticky_world_writable_folder_like_tmp_is_trusted() -> None:
     assert judge([entry("/tmp", ROOT, DIR | stat.S_ISVTX | 0o777)], ROOT) == ([], [])
     problems, _ = judge([entry("/tmp/rotator.toml", ROOT, FILE | stat.S_ISVTX | 0o666)], ROOT)
