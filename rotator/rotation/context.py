@@ -69,6 +69,9 @@ class RotationContext:
     new_pair: StoredKey | None = None
     """A person's new pair, in hand for this command only (the manual issuer)."""
     confirm_revoked: ConfirmRevoked | None = None
+    old: StoredKey | None = None
+    """The current pair preflight read in this command (the old key): the check at promote and revoke then compares
+    secrets too. None after a crash (a new process): the recorded public key is all there is."""
     new: StoredKey | None = None
     """The new key once read or made, so later steps of the same command need not read it again."""
     fresh_token: bool = False

@@ -13,7 +13,7 @@ from dataclasses import replace
 from rotator import identity, machine
 from rotator.errors import BluumUnavailable, ConfigError, RotationIncomplete
 from rotator.guards import guard_environment, guard_values
-from rotator.model import ApiKeyInfo, Stage, StoredKey, printable_id
+from rotator.model import ApiKeyInfo, Stage, StoredKey, fingerprint, printable_id
 from rotator.record import RotationRecord
 from rotator.rotation.context import Journal, RotationContext
 
@@ -33,6 +33,19 @@ def read_current(ctx: RotationContext) -> StoredKey:
         what = f"the current key {found.label} in {store.name!r}"
         guard_environment(ctx.cred.name, ctx.cred.environment, found, what)
         guard_values(ctx.cred.name, found, f"the current key in store {store.name!r} ({store.describe()})")
+        if not found.same_key(current):
+            # The old key is pinned now (I8): a target showing another one would stop the rotation at promote.
+            shows = (
+                "the primary's API key with another secret"
+                if found.api_key == current.api_key
+                else f"{fingerprint(found.api_key)} as its current key"
+            )
+            raise ConfigError(
+                f"{ctx.cred.name}: store {store.name!r} ({store.describe()}) shows {shows}, but the primary store "
+                f"{ctx.primary.name!r} shows {fingerprint(current.api_key)}: "
+                "a rotation replaces (and revokes) one old key. Put the primary's pair in every target (`rotator "
+                f"verify {ctx.cred.name}` compares them), or take that store out of the credential. Nothing was changed"
+            )
     return current
 
 

@@ -16,6 +16,7 @@ from rotator.machine import Verdict
 from rotator.model import Stage, StoredKey
 from rotator.record import ENROLLMENT, Phase, RotationRecord
 from rotator.rotation.context import Journal, RotationContext, StepFailed
+from rotator.rotation.old_key_guard import check_previous
 from rotator.rotation.probe import poll
 
 
@@ -66,17 +67,22 @@ def start_revoking(
 def revoke_old(ctx: RotationContext, record: RotationRecord, journal: Journal) -> RotationRecord:
     """Revoke the old key at Bluum and prove it is rejected; only then is PREVIOUS forgotten.
 
-    The key to revoke is the one whose public key PREVIOUS holds, as Bluum lists it, whatever id the record or an
-    id line says, and only when no store holds it anywhere but in this credential's PREVIOUS (I1).
+    The key to revoke is the one Bluum lists with the public key recorded when the rotation started, whatever id the
+    record or an id line says; every store's PREVIOUS must hold that key or nothing (else exit 4, nothing revoked:
+    old_key_guard), and no store may hold it anywhere but in this credential's PREVIOUS (I1, I8). A record of an
+    older version, which kept no public key, revokes the key whose public key PREVIOUS holds, as that version did.
     """
     cred = ctx.cred
     started = ctx.runtime.monotonic()
     if record.phase is not Phase.REVOKING:
         # First: when a store no longer shows the new key, "put it back" is the advice, not the guard's.
         confirm_new_key(ctx, record)
+    check_previous(ctx, record)
     old = ctx.primary.read(Stage.PREVIOUS)
     keys = ctx.issuer.list_keys() or []
-    if old is not None:
+    if record.old_public_key is not None:
+        target = next((info for info in keys if info.public_key == record.old_public_key), None)
+    elif old is not None:
         target = identity.listed_key(keys, old)
     else:
         # PREVIOUS was removed by hand: the id the record took from Bluum's list (by public key) at the start.
@@ -135,10 +141,12 @@ def operator_revoke(ctx: RotationContext, record: RotationRecord, journal: Journ
     is asked to reject it before it is forgotten. Returns the record and whether the revoke is done."""
     cred = ctx.cred
     journal.hold()
+    check_previous(ctx, record)  # the person is asked to revoke the key recorded at the start, never another (I8)
     old = ctx.primary.read(Stage.PREVIOUS)
     label = record.old_key_label or "(unknown)"
-    if old is not None:  # the dashboard lists keys by their API key, not by our fingerprints
-        label = f"{label} (its API key starts {old.api_key[:12]}…)"
+    public_key = record.old_public_key or (old.api_key if old is not None else None)
+    if public_key is not None:  # the dashboard lists keys by their API key, not by our fingerprints
+        label = f"{label} (its API key starts {public_key[:12]}…)"
     ask = ctx.issuer.person_revokes(label)
     waiting = f"{cred.name}: waiting on the operator: {ask}, then run `rotator resume {cred.name}`"
     record = start_revoking(ctx, record, journal, waiting_on=waiting)

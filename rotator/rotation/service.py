@@ -201,6 +201,7 @@ class RotationService:
         cred = ctx.cred
         previous_record = keeper.read(store=ctx.primary.name)
         current, old_id = preflight.preflight(ctx, previous_record)
+        ctx.old = current
         if ctx.new_pair is not None:
             preflight.precheck_new_pair(ctx, driver, ctx.new_pair, current)
             ctx.new_pair_checked = True
@@ -216,6 +217,7 @@ class RotationService:
             reason=reason,
             old_key_id=old_id,
             old_key_label=old_id or current.label,
+            old_public_key=current.api_key,  # the key revoked at the end, whatever a store shows by then (I8)
             current_since=previous_record.current_since if previous_record else None,
         )
         record = driver.save(record, "started.record")
