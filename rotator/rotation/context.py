@@ -79,6 +79,8 @@ class RotationContext:
     have reached Bluum, so a create answered at its first try made exactly one key (no duplicate to look for)."""
     new_pair_checked: bool = False
     """`new_pair` already passed the pre-check (environment, values, Bluum accepts it) in this command."""
+    unchecked: str | None = None
+    """Stores of other credentials that preflight could not read, in words (the dry-run plan names them)."""
     meter: Meter = field(default_factory=Meter)
     step_seconds: float = 0.0
     """Time this command spent in forward steps, and how much of it was waiting (for the done line)."""

@@ -94,7 +94,7 @@ def revoke_old(ctx: RotationContext, record: RotationRecord, journal: Journal) -
     if target.id != record.old_key_id:
         journal.emit(record, "revoke", f"the old pair is {target.id} at Bluum (the record said {record.old_key_id})")
         record = record.advance(record.phase, ctx.runtime.clock(), old_key_id=target.id)
-    holdings = ctx.runtime.holdings(fresh=cred.targets)
+    holdings, unchecked = checked_holdings(ctx, record, journal, key=f"the old key {target.id}")
     refusal = identity.revoke_refusal(target, holdings, allowed=identity.old_key_of(cred.name))
     if refusal:
         way_back = (
@@ -122,6 +122,8 @@ def revoke_old(ctx: RotationContext, record: RotationRecord, journal: Journal) -
         done += "; Bluum now rejects it"
     else:
         done += " (its pair is in no store any more, so Bluum's list is the proof)"
+    if unchecked:
+        done += f". {unchecked}"
     record = journal.save(record.advance(Phase.OLD_REVOKED, ctx.runtime.clock(), waiting_on=None), "old_revoked.record")
     journal.emit(record, "revoke", done, ctx.runtime.monotonic() - started)
     return record
@@ -176,13 +178,15 @@ def revoke_rotation_keys(
     if not ctx.issuer.revokes:
         return
     holdings: list[Holding] | None = None
+    unchecked: str | None = None
     for info in ctx.issuer.list_keys() or []:
         token = machine.token_of(info)
         # By the token in its name; by the recorded id only when no other rotation's token says otherwise.
         ours = token == record.token or (info.id == record.new_key_id and token is None)
         if not info.revocable or not ours or info.id in (keep, record.old_key_id):
             continue
-        holdings = ctx.runtime.holdings(fresh=ctx.cred.targets) if holdings is None else holdings
+        if holdings is None:
+            holdings, unchecked = checked_holdings(ctx, record, journal, key=f"{info.id} ({why})")
         refusal = identity.revoke_refusal(info, holdings, allowed=identity.held_nowhere)
         if refusal:
             raise RotationIncomplete(
@@ -191,4 +195,37 @@ def revoke_rotation_keys(
             )
         ctx.issuer.revoke(info.id)
         reached(point)
-        journal.emit(record, "rollback" if point == "revoke_new.bluum" else "cleanup", f"revoked {info.id} ({why})")
+        note = f". {unchecked}" if unchecked else ""
+        journal.emit(
+            record, "rollback" if point == "revoke_new.bluum" else "cleanup", f"revoked {info.id} ({why}){note}"
+        )
+
+
+def checked_holdings(
+    ctx: RotationContext, record: RotationRecord, journal: Journal, *, key: str
+) -> tuple[list[Holding], str | None]:
+    """What every store holds, for the check before revoking `key`, and what could not be checked.
+
+    A store of another credential that cannot be read (a malformed or unreadable file) might hold `key` (I1). A
+    scheduled rotation then waits before the revoke: the reason goes into the record (`rotator status` shows it),
+    the rotation stops with exit 4 and its `stopped` event reaches the notification sinks; the old key stays active
+    beside the verified new one, and the next run (or `rotator resume`) goes on once the store reads. An emergency
+    revokes anyway, since the key leaked, and the returned note names the stores it could not check.
+    """
+    survey = ctx.runtime.survey(fresh=ctx.cred.targets)
+    unread = identity.unread_stores(survey)
+    if unread is None:
+        return survey.held, None
+    if ctx.emergency or record.emergency:
+        return survey.held, (
+            f"Not checked for that key, because it could not be read: {unread}. This is an emergency, so the key "
+            "was revoked anyway: an application there that used it now gets 401; fix that store"
+        )
+    name = ctx.cred.name
+    message = (
+        f"{name}: {key} was NOT revoked: {unread} could not be read, and it might hold that key. The rotation waits "
+        f"here and nothing was changed: the keys in use keep working. Fix that store (or take it out of rotator.toml), "
+        f"then `rotator resume {name}` (the next scheduled run does it) revokes the key"
+    )
+    journal.save(record.advance(record.phase, ctx.runtime.clock(), waiting_on=message), "revoke_wait.record")
+    raise RotationIncomplete(message)

@@ -21,6 +21,7 @@ from rotator.record import ENROLLMENT, Phase, RotationRecord
 from rotator.rotation import preflight
 from rotator.rotation.context import ConfirmRevoked, RotationContext, new_token
 from rotator.rotation.driver import Driver, Outcome, RecordKeeper
+from rotator.rotation.reload import refuse_unrunnable
 from rotator.rotation.rollback import after_rollback, roll_back
 from rotator.runtime import Runtime
 from rotator.sinks import build_sink
@@ -246,6 +247,7 @@ class RotationService:
                 f"{name} is minted in Bluum's dashboard (issuer manual): create its first pair there, then run "
                 f"`rotator enroll {name} --new-key-file FILE` (JSON with api_key, api_secret, key_id)"
             )
+        refuse_unrunnable(ctx)
         for store in ctx.stores:
             try:
                 held = store.read(Stage.CURRENT)

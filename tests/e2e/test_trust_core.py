@@ -28,7 +28,8 @@ from rotator.faultpoints import HOLD_ENV, RELEASE_ENV, TRACE_ENV
 from rotator.model import CreatedKey, Environment, KeyPair, fingerprint
 from rotator.secret import Secret
 from tests.e2e.conftest import Workspace
-from tests.e2e.test_review_scenarios import key_status, record, said
+from tests.e2e.test_review_scenarios import current_everywhere, key_status, record, said
+from tests.e2e.test_sweep import add_second_credential
 
 pytestmark = pytest.mark.slow
 
@@ -258,3 +259,137 @@ def test_the_person_revoking_a_manual_key_is_never_pointed_at_another_key(ws: Wo
     with BluumClient(ws.sim.base_url) as client:
         bystander_pair = KeyPair(bystander["public_key"], Secret(bystander["secret_key"]), Environment.SANDBOX)
         assert client.check(bystander_pair).outcome.value == "works"
+
+
+# ----------------------------------------------------------------------- item 15: another application's broken file
+
+
+def break_reports(ws: Workspace, how: str) -> str:
+    """Another credential (`reports`) whose dotenv file is malformed (no secret line), or not a file at all; returns
+    the file's text from before, to put it right."""
+    add_second_credential(ws)
+    path = ws.root / "reports.env"
+    text = path.read_text()
+    if how == "malformed":
+        path.write_text("\n".join(line for line in text.splitlines() if "API_SECRET" not in line) + "\n")
+    else:
+        path.unlink()
+        path.mkdir()
+    return text
+
+
+@pytest.mark.parametrize("how", ["malformed", "not a file"])
+def test_an_emergency_is_never_stopped_by_another_applications_broken_file(ws: Workspace, how: str):
+    """The leaked key is revoked; the store that could not be checked is named in the output and the history."""
+    break_reports(ws, how)
+    plan = ws.run("rotate", "trading", "--emergency", "--reason", "leaked", "--dry-run")
+    assert plan.returncode == ExitCode.OK, said(plan)
+    assert "store 'reports'" in said(plan), said(plan)
+
+    proc = ws.run("rotate", "trading", "--emergency", "--reason", "leaked")
+    message = said(proc)
+    assert proc.returncode == ExitCode.OK, message
+    assert key_status(ws, ws.first.info.id) == "revoked"
+    assert "store 'reports'" in message, message
+    assert "revoked anyway" in message, message
+    assert "store 'reports'" in history_text(ws)
+    assert current_everywhere(ws) != ws.first.info.id
+
+
+def test_a_scheduled_rotation_waits_before_the_revoke_while_another_store_is_unreadable(ws: Workspace):
+    """It goes as far as it safely can (new key deployed and verified, the old one still active), waits with the
+    reason in `status` and a `stopped` event (an alert), and each tick waits until the file reads again."""
+    reports_text = break_reports(ws, "malformed")
+    plan = ws.run("rotate", "trading", "--dry-run")
+    assert plan.returncode == ExitCode.OK, said(plan)
+    assert "revoked only once it reads" in said(plan), said(plan)
+
+    proc = ws.run("rotate", "trading")
+    message = said(proc)
+    assert proc.returncode == ExitCode.INCOMPLETE, message
+    assert "store 'reports'" in message, message
+    assert "was NOT revoked" in message, message
+    new_id = current_everywhere(ws)
+    assert new_id != ws.first.info.id
+    assert key_status(ws, ws.first.info.id) == "active"
+    assert ws.works(ws.first.pair)
+    assert record(ws)["phase"] == "verified"
+    rows = {row["name"]: row for row in json.loads(ws.cli("status", "--json").stdout)}
+    assert "store 'reports'" in rows["trading"]["waiting"], rows["trading"]
+    stops = [json.loads(line) for line in history_text(ws).splitlines() if '"stopped"' in line]
+    assert any("store 'reports'" in str(entry) for entry in stops), stops
+
+    tick = ws.run("run-due")
+    assert tick.returncode == ExitCode.INCOMPLETE, said(tick)
+    assert key_status(ws, ws.first.info.id) == "active"
+
+    (ws.root / "reports.env").write_text(reports_text)  # the fix: the other application's file put right
+    tick = ws.run("run-due")
+    assert tick.returncode == ExitCode.OK, said(tick)
+    assert key_status(ws, ws.first.info.id) == "revoked"
+    assert record(ws)["phase"] == "completed"
+
+
+def test_rotate_all_rotates_the_others_when_one_file_is_broken(ws: Workspace):
+    break_reports(ws, "not a file")
+    proc = ws.run("rotate", "--all", "--emergency", "--reason", "a leak in the shared CI logs")
+    message = said(proc)
+    assert proc.returncode == ExitCode.BAD_INPUT, message  # reports' own rotation: its file is a folder
+    assert "is a directory" in message, message
+    assert key_status(ws, ws.first.info.id) == "revoked"
+    assert current_everywhere(ws) != ws.first.info.id
+
+
+# ----------------------------------------------------------------------- item 19: a reload command that cannot run
+
+
+def give_app_reload(ws: Workspace, command: list[str]) -> None:
+    ws.edit_config('path = "app.env"\n', f'path = "app.env"\nreload = [{{ command = {json.dumps(command)} }}]\n')
+
+
+@pytest.mark.parametrize(
+    ("command", "said_of_it"),
+    [
+        (["systemctl-typo", "reload", "trading"], "is not found on the PATH"),
+        (["./reload-trading.sh"], "is not executable"),
+        (["bin/missing-reload"], "does not exist"),
+    ],
+)
+def test_a_reload_command_that_cannot_run_is_refused_before_anything_is_created(
+    ws: Workspace, command: list[str], said_of_it: str
+):
+    (ws.root / "reload-trading.sh").write_text("#!/bin/sh\nexit 0\n")  # 0644: not executable
+    give_app_reload(ws, command)
+    files, keys = ws.snapshot(), ws.sim.keys()
+    for args in (
+        ("rotate", "trading", "--dry-run"),
+        ("rotate", "trading"),
+        ("rotate", "trading", "--emergency", "--reason", "leaked"),
+        ("run-due",),
+    ):
+        proc = ws.run(*args)
+        message = said(proc)
+        if args == ("run-due",):  # a seeded key is counted, not due: the tick has nothing to start
+            assert proc.returncode in (ExitCode.OK, ExitCode.BAD_INPUT), message
+            continue
+        assert proc.returncode == ExitCode.BAD_INPUT, f"{args}: {message}"
+        assert command[0] in message, message
+        assert said_of_it in message, message
+        assert "[stores.app]" in message, message
+        assert "Nothing was changed" in message, message
+        assert ws.sim.keys() == keys, f"{args}: a key was created or revoked"
+        assert {k: v for k, v in ws.snapshot().items() if k != "rotator.toml"} == {
+            k: v for k, v in files.items() if k != "rotator.toml"
+        }, f"{args}: a file changed"
+
+
+def test_the_dry_run_plan_shows_the_reload_step(ws: Workspace):
+    give_app_reload(ws, ["true", "reload", "trading"])
+    plan = ws.run("rotate", "trading", "--dry-run")
+    text = said(plan)
+    assert plan.returncode == ExitCode.OK, text
+    order = [text.index(word) for word in ("deploy:", "reload:", "confirm:", "revoke:")]
+    assert order == sorted(order), text
+    assert "app: true reload trading" in text, text
+    assert "5. reload:" in text, text
+    assert "7. revoke:" in text, text
