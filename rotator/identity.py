@@ -48,7 +48,8 @@ class Unreadable:
 
     @property
     def where(self) -> str:
-        return f"store {self.store!r} (of credential {self.credential!r}: {self.error})"
+        error = self.error.removeprefix(f"store {self.store!r}: ")
+        return f"store {self.store!r} of credential {self.credential!r} ({error})"
 
 
 @dataclass(frozen=True, slots=True)

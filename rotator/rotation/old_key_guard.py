@@ -14,37 +14,39 @@ from rotator import old_key
 from rotator.errors import RotationIncomplete, StoreNotFound
 from rotator.model import Stage, StoredKey
 from rotator.record import Phase, RotationRecord
-from rotator.rotation.context import RotationContext
+from rotator.rotation.context import Journal, RotationContext
 
 if TYPE_CHECKING:
     from backends.base import SecretStore
 
 
-def check_before_promote(ctx: RotationContext, record: RotationRecord, new: StoredKey) -> None:
+def check_before_promote(ctx: RotationContext, record: RotationRecord, journal: Journal, new: StoredKey) -> None:
     """Every target must show the recorded old key (or nothing) where promote takes the key it keeps as PREVIOUS."""
     pinned = old_key.recorded(record)
     if pinned is None:
         return
     shown = {store.name: _to_become_previous(store, record, new) for store in ctx.stores}
-    _stop_if_other(ctx, record, pinned, shown, before_promote=True)
+    _stop_if_other(ctx, record, journal, pinned, shown, before_promote=True)
 
 
-def check_promoted(ctx: RotationContext, record: RotationRecord, store: str, previous: StoredKey | None) -> None:
+def check_promoted(
+    ctx: RotationContext, record: RotationRecord, journal: Journal, store: str, previous: StoredKey | None
+) -> None:
     """After one target's promote: what it now keeps as PREVIOUS must be the recorded old key (a writer may have
     slipped in between the check before promote and the store's own read)."""
     pinned = old_key.recorded(record)
     if pinned is None:
         return
-    _stop_if_other(ctx, record, pinned, {store: previous}, before_promote=False)
+    _stop_if_other(ctx, record, journal, pinned, {store: previous}, before_promote=False)
 
 
-def check_previous(ctx: RotationContext, record: RotationRecord) -> None:
+def check_previous(ctx: RotationContext, record: RotationRecord, journal: Journal) -> None:
     """Before a revoke (by the issuer or a person): every target's PREVIOUS holds the recorded old key or nothing."""
     pinned = old_key.recorded(record)
     if pinned is None:
         return
     shown = {store.name: _read(store, Stage.PREVIOUS) for store in ctx.stores}
-    _stop_if_other(ctx, record, pinned, shown, before_promote=False)
+    _stop_if_other(ctx, record, journal, pinned, shown, before_promote=False)
 
 
 def _to_become_previous(store: SecretStore, record: RotationRecord, new: StoredKey) -> StoredKey | None:
@@ -65,6 +67,7 @@ def _read(store: SecretStore, stage: Stage) -> StoredKey | None:
 def _stop_if_other(
     ctx: RotationContext,
     record: RotationRecord,
+    journal: Journal,
     pinned: old_key.OldKey,
     shown: dict[str, StoredKey | None],
     *,
@@ -86,8 +89,11 @@ def _stop_if_other(
         else ""
     )
     back = "" if record.phase is Phase.REVOKING else f", or undo the rotation with `rotator rollback {name}`"
-    raise RotationIncomplete(
+    message = (
         f"{name}: {'; '.join(others)} {what}, but the old key identified when rotation {record.token[:8]} started "
         f"is {pinned.named}: someone changed it during the rotation. {done}; nothing more was changed.{leaked} "
         f"Find out who wrote it, put the old key back there, then run `rotator resume {name}`{back}"
     )
+    # The reason goes into the record (no key changes), so `rotator status` and every later run say it too.
+    journal.save(record.advance(record.phase, ctx.runtime.clock(), waiting_on=message), "old_key_changed.record")
+    raise RotationIncomplete(message)

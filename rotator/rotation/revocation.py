@@ -77,7 +77,7 @@ def revoke_old(ctx: RotationContext, record: RotationRecord, journal: Journal) -
     if record.phase is not Phase.REVOKING:
         # First: when a store no longer shows the new key, "put it back" is the advice, not the guard's.
         confirm_new_key(ctx, record)
-    check_previous(ctx, record)
+    check_previous(ctx, record, journal)
     old = ctx.primary.read(Stage.PREVIOUS)
     keys = ctx.issuer.list_keys() or []
     if record.old_public_key is not None:
@@ -143,7 +143,7 @@ def operator_revoke(ctx: RotationContext, record: RotationRecord, journal: Journ
     is asked to reject it before it is forgotten. Returns the record and whether the revoke is done."""
     cred = ctx.cred
     journal.hold()
-    check_previous(ctx, record)  # the person is asked to revoke the key recorded at the start, never another (I8)
+    check_previous(ctx, record, journal)  # the person is asked to revoke the recorded old key, never another (I8)
     old = ctx.primary.read(Stage.PREVIOUS)
     label = record.old_key_label or "(unknown)"
     public_key = record.old_public_key or (old.api_key if old is not None else None)
@@ -224,8 +224,8 @@ def checked_holdings(
     name = ctx.cred.name
     message = (
         f"{name}: {key} was NOT revoked: {unread} could not be read, and it might hold that key. The rotation waits "
-        f"here and nothing was changed: the keys in use keep working. Fix that store (or take it out of rotator.toml), "
-        f"then `rotator resume {name}` (the next scheduled run does it) revokes the key"
+        "here, before the revoke, and every key in use keeps working. Fix that store (or take it out of "
+        f"rotator.toml), then `rotator resume {name}` (or the next scheduled run) goes on"
     )
     journal.save(record.advance(record.phase, ctx.runtime.clock(), waiting_on=message), "revoke_wait.record")
     raise RotationIncomplete(message)

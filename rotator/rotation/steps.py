@@ -176,14 +176,14 @@ def promote(ctx: RotationContext, record: RotationRecord, journal: Journal) -> R
     new = ctx.new_key(record)
     started = ctx.runtime.monotonic()
     try:
-        check_before_promote(ctx, record, new)
+        check_before_promote(ctx, record, journal, new)
         for store in ctx.stores:
             journal.hold()  # between targets too: a lease taken over mid-deploy stops here
             store.put_pending(new)  # a no-op where staged; repairs a target staged by an older version
             promotion = store.promote(record.token)
             reached(f"promote.{store.name}")
             if promotion.changed:
-                check_promoted(ctx, record, store.name, promotion.previous)
+                check_promoted(ctx, record, journal, store.name, promotion.previous)
         observed = ctx.current_everywhere()
     except StoreError as exc:
         raise StepFailed(record, f"deploy failed: {exc}") from exc

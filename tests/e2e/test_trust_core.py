@@ -171,6 +171,8 @@ def test_a_public_key_written_into_the_dotenv_mid_rotation_is_never_revoked(ws: 
     assert "revoked" not in history_text(ws).replace("NOT revoked", "").replace("nothing was revoked", "")
     if emergency:
         assert "still active at Bluum" in message, message
+    rows = {row["name"]: row for row in json.loads(ws.cli("status", "--json").stdout)}
+    assert "someone changed it during the rotation" in rows["trading"]["waiting"], rows["trading"]
 
     app.write_text(original)  # the fix the message names: the old key back in the store
     resumed = ws.run("resume", "trading")
