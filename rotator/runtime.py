@@ -56,6 +56,14 @@ class Meter:
     waited: float = 0.0
 
 
+def _read_for_holdings(exc: StoreError) -> StoreError:
+    """`exc`, saying why the store was read (with the same exit code)."""
+    why = "it was read to make sure no key it holds gets revoked; nothing was revoked"
+    wrapped = StoreError(f"{exc} ({why})")
+    wrapped.exit_code = exc.exit_code
+    return wrapped
+
+
 class Runtime:
     """Builds and keeps what rotations share. `sleep`, `clock` and `monotonic` are injectable for tests."""
 
@@ -183,18 +191,15 @@ class Runtime:
             try:
                 found.extend(self._held_in(name, fresh=fresh is None or name in fresh))
             except StoreError as exc:
-                why = "it was read to make sure no key it holds gets revoked; nothing was revoked"
-                wrapped = StoreError(f"{exc} ({why})")
-                wrapped.exit_code = exc.exit_code
-                raise wrapped from exc
+                raise _read_for_holdings(exc) from exc
         return found
 
     def survey(self, *, fresh: Collection[str]) -> Survey:
         """`holdings`, except that a store outside `fresh` that cannot be read is listed as unreadable instead of
         stopping the caller: one application's broken file must not stop the rotation of another credential. The
-        caller decides what an unreadable store means (identity.unreadable_refusal): a scheduled revoke waits for
-        it, an emergency revokes anyway and says so. The stores in `fresh` (the rotating credential's own) must be
-        readable: their errors are raised, as by `holdings`."""
+        caller decides what an unreadable store means (rotation.revocation.checked_holdings): a scheduled revoke
+        waits for it, an emergency revokes anyway and says so. The stores in `fresh` (the rotating credential's own)
+        must be readable: their errors are raised, as by `holdings`."""
         found: list[Holding] = []
         unreadable: list[Unreadable] = []
         for name in self.config.stores:
@@ -202,7 +207,7 @@ class Runtime:
                 found.extend(self._held_in(name, fresh=name in fresh))
             except StoreError as exc:
                 if name in fresh:
-                    raise
+                    raise _read_for_holdings(exc) from exc
                 cred = self.config.credential_for_store(name)
                 unreadable.append(Unreadable(name, cred.name if cred is not None else "(none)", str(exc)))
         return Survey(found, unreadable)

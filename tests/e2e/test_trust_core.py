@@ -27,7 +27,7 @@ from rotator.errors import ExitCode
 from rotator.faultpoints import HOLD_ENV, RELEASE_ENV, TRACE_ENV
 from rotator.model import CreatedKey, Environment, KeyPair, fingerprint
 from rotator.secret import Secret
-from tests.e2e.conftest import Workspace
+from tests.e2e.conftest import Workspace, dotenv_text
 from tests.e2e.test_review_scenarios import current_everywhere, key_status, record, said
 from tests.e2e.test_sweep import add_second_credential
 
@@ -180,6 +180,24 @@ def test_a_public_key_written_into_the_dotenv_mid_rotation_is_never_revoked(ws: 
     assert key_status(ws, leaked.info.id) == "revoked"
     assert key_status(ws, bystander.info.id) == "active"
     assert record(ws)["phase"] == "completed"
+
+
+def test_targets_showing_different_keys_at_the_start_are_refused(ws: Workspace):
+    """The old key is pinned at the start, so one credential's targets must agree on it then: a mirror holding
+    another key is refused before anything is created (exit 2), naming the store, rather than stopped at promote."""
+    bystander = bystander_key(ws)
+    mirror = ws.root / "mirror.env"
+    mirror.write_text(dotenv_text(bystander.pair, "sandbox", ws.sim.base_url).replace("BLUUM_", "TRADING_"))
+    files, keys = ws.snapshot(), ws.sim.keys()
+    for args in (("rotate", "trading", "--dry-run"), ("rotate", "trading", "--emergency", "--reason", "leaked")):
+        proc = ws.run(*args)
+        message = said(proc)
+        assert proc.returncode == ExitCode.BAD_INPUT, f"{args}: {message}"
+        assert "store 'mirror'" in message, message
+        assert fingerprint(bystander.pair.api_key) in message, message
+        assert "Nothing was changed" in message, message
+        assert ws.snapshot() == files
+        assert ws.sim.keys() == keys
 
 
 def test_a_previous_changed_before_the_revoke_stops_it(ws: Workspace):
