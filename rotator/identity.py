@@ -37,6 +37,34 @@ class Holding:
         return f"store {self.store!r} ({self.stage.value.upper()} of credential {self.credential!r})"
 
 
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A store that could not be read when holdings were gathered: whether it holds a key is unknown."""
+
+    store: str
+    credential: str
+    error: str
+    """The store's own error message (paths and labels, never a value)."""
+
+    @property
+    def where(self) -> str:
+        error = self.error.removeprefix(f"store {self.store!r}: ")
+        return f"store {self.store!r} of credential {self.credential!r} ({error})"
+
+
+@dataclass(frozen=True, slots=True)
+class Survey:
+    """What every configured store holds, and the stores that could not be read (Runtime.survey)."""
+
+    held: list[Holding]
+    unreadable: list[Unreadable]
+
+
+def unread_stores(survey: Survey) -> str | None:
+    """The unreadable stores of `survey` in words, or None when every store was read."""
+    return "; ".join(item.where for item in survey.unreadable) or None
+
+
 def listed_key(keys: Iterable[ApiKeyInfo], stored: StoredKey) -> ApiKeyInfo | None:
     """The key Bluum lists with `stored`'s public key, or None when Bluum's list has no such key."""
     for info in keys:

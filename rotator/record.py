@@ -53,6 +53,12 @@ class RotationRecord:
     reason: str | None = None
     old_key_id: str | None = None
     old_key_label: str | None = None
+    old_public_key: str | None = None
+    """The old key's API key (Bluum's `public_key`, the Basic-auth user name: not a secret), as the stores showed it
+    when the rotation started. The key revoked is the one Bluum lists with this public key, and a store that shows any
+    other key as the old one at promote or revoke time stops the rotation (rotator/rotation/old_key.py). None in an
+    enrollment (there is no old key) and in a record written by a version before 2026-12, which then revokes the key
+    its stores' PREVIOUS holds, as that version did."""
     new_key_id: str | None = None
     new_key_label: str | None = None
     verified_at: float | None = None

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from rotator import identity
 from rotator.errors import ConfigError, StoreError, StoreNotFound
-from rotator.identity import Holding
+from rotator.identity import Holding, Survey, Unreadable
 from rotator.model import Stage
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from rotator.issuers.base import Issuer
     from rotator.traffic import ResponseObserver
 
-__all__ = ["HOLDINGS_TTL", "Meter", "Runtime", "default_owner"]
+__all__ = ["HOLDINGS_TTL", "Meter", "Runtime", "Survey", "Unreadable", "default_owner"]
 
 HOLDINGS_TTL = 5.0
 """Seconds a reading of another credential's store without a fingerprint (Vault, AWS) stands in for a new one when
@@ -54,6 +54,14 @@ class Meter:
     """Seconds one rotation (one thread) spent sleeping."""
 
     waited: float = 0.0
+
+
+def _read_for_holdings(exc: StoreError) -> StoreError:
+    """`exc`, saying why the store was read (with the same exit code)."""
+    why = "it was read to make sure no key it holds gets revoked; nothing was revoked"
+    wrapped = StoreError(f"{exc} ({why})")
+    wrapped.exit_code = exc.exit_code
+    return wrapped
 
 
 class Runtime:
@@ -180,8 +188,29 @@ class Runtime:
         """
         found: list[Holding] = []
         for name in self.config.stores:
-            found.extend(self._held_in(name, fresh=fresh is None or name in fresh))
+            try:
+                found.extend(self._held_in(name, fresh=fresh is None or name in fresh))
+            except StoreError as exc:
+                raise _read_for_holdings(exc) from exc
         return found
+
+    def survey(self, *, fresh: Collection[str]) -> Survey:
+        """`holdings`, except that a store outside `fresh` that cannot be read is listed as unreadable instead of
+        stopping the caller: one application's broken file must not stop the rotation of another credential. The
+        caller decides what an unreadable store means (rotation.revocation.checked_holdings): a scheduled revoke
+        waits for it, an emergency revokes anyway and says so. The stores in `fresh` (the rotating credential's own)
+        must be readable: their errors are raised, as by `holdings`."""
+        found: list[Holding] = []
+        unreadable: list[Unreadable] = []
+        for name in self.config.stores:
+            try:
+                found.extend(self._held_in(name, fresh=name in fresh))
+            except StoreError as exc:
+                if name in fresh:
+                    raise _read_for_holdings(exc) from exc
+                cred = self.config.credential_for_store(name)
+                unreadable.append(Unreadable(name, cred.name if cred is not None else "(none)", str(exc)))
+        return Survey(found, unreadable)
 
     def _held_in(self, name: str, *, fresh: bool) -> list[Holding]:
         from backends.base import Fingerprinted
@@ -203,11 +232,6 @@ class Runtime:
                 key = store.read(stage)
             except StoreNotFound:
                 continue
-            except StoreError as exc:
-                why = "it was read to make sure no key it holds gets revoked; nothing was revoked"
-                wrapped = StoreError(f"{exc} ({why})")
-                wrapped.exit_code = exc.exit_code
-                raise wrapped from exc
             if key is not None:
                 held.append(Holding(owner, name, stage, key.api_key))
         with self._lock:

@@ -69,6 +69,9 @@ class RotationContext:
     new_pair: StoredKey | None = None
     """A person's new pair, in hand for this command only (the manual issuer)."""
     confirm_revoked: ConfirmRevoked | None = None
+    old: StoredKey | None = None
+    """The current pair preflight read in this command (the old key): the check at promote and revoke then compares
+    secrets too. None after a crash (a new process): the recorded public key is all there is."""
     new: StoredKey | None = None
     """The new key once read or made, so later steps of the same command need not read it again."""
     fresh_token: bool = False
@@ -76,6 +79,8 @@ class RotationContext:
     have reached Bluum, so a create answered at its first try made exactly one key (no duplicate to look for)."""
     new_pair_checked: bool = False
     """`new_pair` already passed the pre-check (environment, values, Bluum accepts it) in this command."""
+    unchecked: str | None = None
+    """Stores of other credentials that preflight could not read, in words (the dry-run plan names them)."""
     meter: Meter = field(default_factory=Meter)
     step_seconds: float = 0.0
     """Time this command spent in forward steps, and how much of it was waiting (for the done line)."""

@@ -13,9 +13,10 @@ from dataclasses import replace
 from rotator import identity, machine
 from rotator.errors import BluumUnavailable, ConfigError, RotationIncomplete
 from rotator.guards import guard_environment, guard_values
-from rotator.model import ApiKeyInfo, Stage, StoredKey, printable_id
+from rotator.model import ApiKeyInfo, Stage, StoredKey, fingerprint, printable_id
 from rotator.record import RotationRecord
 from rotator.rotation.context import Journal, RotationContext
+from rotator.rotation.reload import planned, refuse_unrunnable
 
 
 def read_current(ctx: RotationContext) -> StoredKey:
@@ -33,6 +34,19 @@ def read_current(ctx: RotationContext) -> StoredKey:
         what = f"the current key {found.label} in {store.name!r}"
         guard_environment(ctx.cred.name, ctx.cred.environment, found, what)
         guard_values(ctx.cred.name, found, f"the current key in store {store.name!r} ({store.describe()})")
+        if not found.same_key(current):
+            # The old key is pinned now (I8): a target showing another one would stop the rotation at promote.
+            shows = (
+                "the primary's API key with another secret"
+                if found.api_key == current.api_key
+                else f"{fingerprint(found.api_key)} as its current key"
+            )
+            raise ConfigError(
+                f"{ctx.cred.name}: store {store.name!r} ({store.describe()}) shows {shows}, but the primary store "
+                f"{ctx.primary.name!r} shows {fingerprint(current.api_key)}: "
+                "a rotation replaces (and revokes) one old key. Put the primary's pair in every target (`rotator "
+                f"verify {ctx.cred.name}` compares them), or take that store out of the credential. Nothing was changed"
+            )
     return current
 
 
@@ -62,10 +76,15 @@ def identify_current(ctx: RotationContext, current: StoredKey, keys: list[ApiKey
 def preflight(ctx: RotationContext, record: RotationRecord | None) -> tuple[StoredKey, str | None]:
     """Refuse (changing nothing) or return the current key and its id at Bluum."""
     cred = ctx.cred
+    refuse_unrunnable(ctx)
     current = read_current(ctx)
     keys = ctx.issuer.list_keys()
     current_id = identify_current(ctx, current, keys)
-    holdings = ctx.runtime.holdings(fresh=cred.targets)
+    # A store of another credential that cannot be read does not stop the start (its application's broken file must
+    # not stop this rotation, least of all an emergency): it matters at the revoke, which checks it again.
+    survey = ctx.runtime.survey(fresh=cred.targets)
+    ctx.unchecked = identity.unread_stores(survey)
+    holdings = survey.held
     shared = identity.shared_with_others(current, holdings, cred.name)
     if shared:
         raise ConfigError(
@@ -145,7 +164,15 @@ def plan(ctx: RotationContext, current: StoredKey, current_id: str | None) -> st
         f"(up to {format_duration(cred.verify_timeout)})",
         f"  {len(lines) + 1}. deploy:  make it CURRENT in {', '.join(s.name for s in ctx.stores)}; the old key stays "
         "PREVIOUS (overlap)",
-        f"  {len(lines) + 2}. confirm: read every store back and ask Bluum once more",
-        f"  {len(lines) + 3}. revoke:  {revoke}",
     ]
+    reload = planned(ctx)
+    if reload:
+        lines.append(f"  {len(lines)}. reload:  {reload}")
+    lines += [
+        f"  {len(lines)}. confirm: read every store back and ask Bluum once more",
+        f"  {len(lines) + 1}. revoke:  {revoke}",
+    ]
+    if ctx.unchecked:
+        then = "revoked anyway (emergency), and the output says so" if ctx.emergency else "revoked only once it reads"
+        lines.append(f"  note: could not read {ctx.unchecked}; it may hold {old}, which is {then}")
     return "\n".join(lines)

@@ -32,6 +32,35 @@ def configured(ctx: RotationContext) -> list[tuple[str, ReloadAction]]:
     return [(name, action) for name in ctx.cred.targets if name in stores for action in stores[name].reload]
 
 
+def refuse_unrunnable(ctx: RotationContext) -> None:
+    """ConfigError (exit 2, before anything is created) naming every reload command whose program cannot be started,
+    and the fix: otherwise the rotation would stop half-way, after the new key was deployed, at every run."""
+    from rotator.errors import ConfigError
+    from rotator.reload_check import command_problem
+
+    problems = [
+        f"the reload command of store {store!r} ({action.describe()}) cannot run: {problem}"
+        for store, action in configured(ctx)
+        if (problem := command_problem(action)) is not None
+    ]
+    if problems:
+        stores = sorted({store for store, action in configured(ctx) if command_problem(action) is not None})
+        tables = ", ".join(f"[stores.{store}]" for store in stores)
+        raise ConfigError(
+            f"{ctx.cred.name}: " + "; ".join(problems) + f". Fix `reload` in {tables} of rotator.toml (the program's "
+            "full path, or install it on this host), then try again. Nothing was changed"
+        )
+
+
+def planned(ctx: RotationContext) -> str | None:
+    """The reload step of the dry-run plan, in words; None when no target has reload actions."""
+    actions = configured(ctx)
+    if not actions:
+        return None
+    listed = "; ".join(f"{store}: {action.describe()}" for store, action in actions)
+    return f"run the reload actions, in order, each within its timeout ({listed}); a failure stops before any revoke"
+
+
 def reload_consumers(ctx: RotationContext, record: RotationRecord, journal: Journal) -> RotationRecord:
     """Run every reload action for the new key; RotationIncomplete (the record says what failed) at the first
     failure, before anything is revoked."""

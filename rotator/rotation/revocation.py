@@ -16,6 +16,7 @@ from rotator.machine import Verdict
 from rotator.model import Stage, StoredKey
 from rotator.record import ENROLLMENT, Phase, RotationRecord
 from rotator.rotation.context import Journal, RotationContext, StepFailed
+from rotator.rotation.old_key_guard import check_previous
 from rotator.rotation.probe import poll
 
 
@@ -66,17 +67,22 @@ def start_revoking(
 def revoke_old(ctx: RotationContext, record: RotationRecord, journal: Journal) -> RotationRecord:
     """Revoke the old key at Bluum and prove it is rejected; only then is PREVIOUS forgotten.
 
-    The key to revoke is the one whose public key PREVIOUS holds, as Bluum lists it, whatever id the record or an
-    id line says, and only when no store holds it anywhere but in this credential's PREVIOUS (I1).
+    The key to revoke is the one Bluum lists with the public key recorded when the rotation started, whatever id the
+    record or an id line says; every store's PREVIOUS must hold that key or nothing (else exit 4, nothing revoked:
+    old_key_guard), and no store may hold it anywhere but in this credential's PREVIOUS (I1, I8). A record of an
+    older version, which kept no public key, revokes the key whose public key PREVIOUS holds, as that version did.
     """
     cred = ctx.cred
     started = ctx.runtime.monotonic()
     if record.phase is not Phase.REVOKING:
         # First: when a store no longer shows the new key, "put it back" is the advice, not the guard's.
         confirm_new_key(ctx, record)
+    check_previous(ctx, record, journal)
     old = ctx.primary.read(Stage.PREVIOUS)
     keys = ctx.issuer.list_keys() or []
-    if old is not None:
+    if record.old_public_key is not None:
+        target = next((info for info in keys if info.public_key == record.old_public_key), None)
+    elif old is not None:
         target = identity.listed_key(keys, old)
     else:
         # PREVIOUS was removed by hand: the id the record took from Bluum's list (by public key) at the start.
@@ -88,7 +94,7 @@ def revoke_old(ctx: RotationContext, record: RotationRecord, journal: Journal) -
     if target.id != record.old_key_id:
         journal.emit(record, "revoke", f"the old pair is {target.id} at Bluum (the record said {record.old_key_id})")
         record = record.advance(record.phase, ctx.runtime.clock(), old_key_id=target.id)
-    holdings = ctx.runtime.holdings(fresh=cred.targets)
+    holdings, unchecked = checked_holdings(ctx, record, journal, key=f"the old key {target.id}")
     refusal = identity.revoke_refusal(target, holdings, allowed=identity.old_key_of(cred.name))
     if refusal:
         way_back = (
@@ -116,6 +122,8 @@ def revoke_old(ctx: RotationContext, record: RotationRecord, journal: Journal) -
         done += "; Bluum now rejects it"
     else:
         done += " (its pair is in no store any more, so Bluum's list is the proof)"
+    if unchecked:
+        done += f". {unchecked}"
     record = journal.save(record.advance(Phase.OLD_REVOKED, ctx.runtime.clock(), waiting_on=None), "old_revoked.record")
     journal.emit(record, "revoke", done, ctx.runtime.monotonic() - started)
     return record
@@ -135,10 +143,12 @@ def operator_revoke(ctx: RotationContext, record: RotationRecord, journal: Journ
     is asked to reject it before it is forgotten. Returns the record and whether the revoke is done."""
     cred = ctx.cred
     journal.hold()
+    check_previous(ctx, record, journal)  # the person is asked to revoke the recorded old key, never another (I8)
     old = ctx.primary.read(Stage.PREVIOUS)
     label = record.old_key_label or "(unknown)"
-    if old is not None:  # the dashboard lists keys by their API key, not by our fingerprints
-        label = f"{label} (its API key starts {old.api_key[:12]}…)"
+    public_key = record.old_public_key or (old.api_key if old is not None else None)
+    if public_key is not None:  # the dashboard lists keys by their API key, not by our fingerprints
+        label = f"{label} (its API key starts {public_key[:12]}…)"
     ask = ctx.issuer.person_revokes(label)
     waiting = f"{cred.name}: waiting on the operator: {ask}, then run `rotator resume {cred.name}`"
     record = start_revoking(ctx, record, journal, waiting_on=waiting)
@@ -168,13 +178,15 @@ def revoke_rotation_keys(
     if not ctx.issuer.revokes:
         return
     holdings: list[Holding] | None = None
+    unchecked: str | None = None
     for info in ctx.issuer.list_keys() or []:
         token = machine.token_of(info)
         # By the token in its name; by the recorded id only when no other rotation's token says otherwise.
         ours = token == record.token or (info.id == record.new_key_id and token is None)
         if not info.revocable or not ours or info.id in (keep, record.old_key_id):
             continue
-        holdings = ctx.runtime.holdings(fresh=ctx.cred.targets) if holdings is None else holdings
+        if holdings is None:
+            holdings, unchecked = checked_holdings(ctx, record, journal, key=f"{info.id} ({why})")
         refusal = identity.revoke_refusal(info, holdings, allowed=identity.held_nowhere)
         if refusal:
             raise RotationIncomplete(
@@ -183,4 +195,37 @@ def revoke_rotation_keys(
             )
         ctx.issuer.revoke(info.id)
         reached(point)
-        journal.emit(record, "rollback" if point == "revoke_new.bluum" else "cleanup", f"revoked {info.id} ({why})")
+        note = f". {unchecked}" if unchecked else ""
+        journal.emit(
+            record, "rollback" if point == "revoke_new.bluum" else "cleanup", f"revoked {info.id} ({why}){note}"
+        )
+
+
+def checked_holdings(
+    ctx: RotationContext, record: RotationRecord, journal: Journal, *, key: str
+) -> tuple[list[Holding], str | None]:
+    """What every store holds, for the check before revoking `key`, and what could not be checked.
+
+    A store of another credential that cannot be read (a malformed or unreadable file) might hold `key` (I1). A
+    scheduled rotation then waits before the revoke: the reason goes into the record (`rotator status` shows it),
+    the rotation stops with exit 4 and its `stopped` event reaches the notification sinks; the old key stays active
+    beside the verified new one, and the next run (or `rotator resume`) goes on once the store reads. An emergency
+    revokes anyway, since the key leaked, and the returned note names the stores it could not check.
+    """
+    survey = ctx.runtime.survey(fresh=ctx.cred.targets)
+    unread = identity.unread_stores(survey)
+    if unread is None:
+        return survey.held, None
+    if ctx.emergency or record.emergency:
+        return survey.held, (
+            f"Not checked for that key, because it could not be read: {unread}. This is an emergency, so the key "
+            "was revoked anyway: an application there that used it now gets 401; fix that store"
+        )
+    name = ctx.cred.name
+    message = (
+        f"{name}: {key} was NOT revoked: {unread} could not be read, and it might hold that key. The rotation waits "
+        "here, before the revoke, and every key in use keeps working. Fix that store (or take it out of "
+        f"rotator.toml), then `rotator resume {name}` (or the next scheduled run) goes on"
+    )
+    journal.save(record.advance(record.phase, ctx.runtime.clock(), waiting_on=message), "revoke_wait.record")
+    raise RotationIncomplete(message)

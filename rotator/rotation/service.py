@@ -21,6 +21,7 @@ from rotator.record import ENROLLMENT, Phase, RotationRecord
 from rotator.rotation import preflight
 from rotator.rotation.context import ConfirmRevoked, RotationContext, new_token
 from rotator.rotation.driver import Driver, Outcome, RecordKeeper
+from rotator.rotation.reload import refuse_unrunnable
 from rotator.rotation.rollback import after_rollback, roll_back
 from rotator.runtime import Runtime
 from rotator.sinks import build_sink
@@ -206,6 +207,7 @@ class RotationService:
         cred = ctx.cred
         previous_record = keeper.read(store=ctx.primary.name)
         current, old_id = preflight.preflight(ctx, previous_record)
+        ctx.old = current
         if ctx.new_pair is not None:
             preflight.precheck_new_pair(ctx, driver, ctx.new_pair, current)
             ctx.new_pair_checked = True
@@ -221,6 +223,7 @@ class RotationService:
             reason=reason,
             old_key_id=old_id,
             old_key_label=old_id or current.label,
+            old_public_key=current.api_key,  # the key revoked at the end, whatever a store shows by then (I8)
             current_since=previous_record.current_since if previous_record else None,
         )
         record = driver.save(record, "started.record")
@@ -249,6 +252,7 @@ class RotationService:
                 f"{name} is minted in Bluum's dashboard (issuer manual): create its first pair there, then run "
                 f"`rotator enroll {name} --new-key-file FILE` (JSON with api_key, api_secret, key_id)"
             )
+        refuse_unrunnable(ctx)
         for store in ctx.stores:
             try:
                 held = store.read(Stage.CURRENT)

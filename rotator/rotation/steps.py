@@ -23,6 +23,7 @@ from rotator.machine import Verdict
 from rotator.model import Stage, StoredKey
 from rotator.record import Phase, RotationRecord
 from rotator.rotation.context import Journal, RotationContext, StepFailed, new_token
+from rotator.rotation.old_key_guard import check_before_promote, check_promoted
 from rotator.rotation.own_pending import foreign_pending
 from rotator.rotation.preflight import precheck_new_pair
 from rotator.rotation.probe import poll
@@ -173,15 +174,21 @@ def accept(ctx: RotationContext, record: RotationRecord, journal: Journal) -> Ro
 
 
 def promote(ctx: RotationContext, record: RotationRecord, journal: Journal) -> RotationRecord:
-    """CURRENT in every target, the old key PREVIOUS (AWS's finishSecret); then every target is read back (I1)."""
+    """CURRENT in every target, the old key PREVIOUS (AWS's finishSecret); then every target is read back (I1).
+
+    Only the old key recorded at the start may become PREVIOUS: a target showing another key stops the rotation
+    before it changes (or, when a writer slipped in during its own promote, right after it), exit 4 (I8)."""
     new = ctx.new_key(record)
     started = ctx.runtime.monotonic()
     try:
+        check_before_promote(ctx, record, journal, new)
         for store in ctx.stores:
             journal.hold()  # between targets too: a lease taken over mid-deploy stops here
             store.put_pending(new)  # a no-op where staged; repairs a target staged by an older version
-            store.promote(record.token)
+            promotion = store.promote(record.token)
             reached(f"promote.{store.name}")
+            if promotion.changed:
+                check_promoted(ctx, record, journal, store.name, promotion.previous)
         observed = ctx.current_everywhere()
     except StoreError as exc:
         raise StepFailed(record, f"deploy failed: {exc}") from exc

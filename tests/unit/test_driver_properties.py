@@ -199,7 +199,8 @@ RELOAD_POINTS = ("reload.app", "reload.mirror", "reloaded.record", "reload_faile
 
 
 def config_text(grace: str, reloads: bool = False) -> str:
-    reload = 'reload = [{ command = ["reload-app"] }]\n' if reloads else ""
+    # `true`: the runner is faked, but preflight checks that each program can be started (issue 16 item 19)
+    reload = 'reload = [{ command = ["true", "reload-app"] }]\n' if reloads else ""
     return f"""
 [stores.tenant]
 type = "memory"
