@@ -244,6 +244,7 @@ class RotationService:
                 f"{name} is minted in Bluum's dashboard (issuer manual): create its first pair there, then run "
                 f"`rotator enroll {name} --new-key-file FILE` (JSON with api_key, api_secret, key_id)"
             )
+        preflight.check_targets(ctx)
         for store in ctx.stores:
             try:
                 held = store.read(Stage.CURRENT)
