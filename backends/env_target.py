@@ -433,6 +433,7 @@ class DotenvTarget:
 
         Without a pin (a write outside a rotation's calls), the target is checked as it is now."""
         observed = self.verify(pin) if pin is not None else self.check()
+        self.sweep(observed.resolved)  # a resumed write is the "next run" after a crash mid-write
         folder_path, name = os.path.split(observed.resolved)
         with self._folder(folder_path) as dir_fd:
             if (os.fstat(dir_fd).st_dev, os.fstat(dir_fd).st_ino) != observed.folder:
