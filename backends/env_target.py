@@ -84,6 +84,8 @@ class FileId:
     uid: int
     nlink: int = 1
     mount_point: bool = False
+    regular: bool = True
+    """False for a directory or a device where the file should be: the store's read names that problem."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +262,7 @@ class DotenvTarget:
             uid=st.st_uid,
             nlink=st.st_nlink,
             mount_point=st.st_dev != folder.st_dev or _is_mount_point(resolved),
+            regular=stat.S_ISREG(st.st_mode),
         )
 
     # ------------------------------------------------------------------------------------------- checks
@@ -292,7 +295,7 @@ class DotenvTarget:
                 if problem:
                     problems.append(f"the symlink's {problem}")
         file = observed.file
-        if file is not None and not self.in_place:
+        if file is not None and file.regular and not self.in_place:
             if file.nlink > 1:
                 problems.append(
                     f"{observed.resolved} has {file.nlink} names (hard links): replacing it would give this name a new "
