@@ -36,7 +36,7 @@ import re
 import secrets
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -492,8 +492,11 @@ class DotenvTarget:
             _write_all(fd, data)
             os.fsync(fd)
             inside("dotenv.written")  # tests: a crash here leaves the temporary copy for the next run to remove
-            if pin is not None:  # the rename gives the file this inode: ours, so the pin accepts it
-                self._save_pin(Pin(**{**asdict(pin), "inodes": (*pin.inodes[-1:], os.fstat(fd).st_ino)}))
+            if pin is not None:  # the rename gives the file this inode: ours, so the pin accepts it (and, should
+                # the rename not happen, still the inode the file has now, which was just verified)
+                now = (previous.st_ino,) if previous is not None else ()
+                made = os.fstat(fd)  # its owner too: the old one's, unless we were not allowed to keep it
+                self._save_pin(replace(pin, file=(made.st_dev, made.st_uid), inodes=(*now, made.st_ino)))
             try:
                 os.replace(temp_name, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
             except OSError as exc:
