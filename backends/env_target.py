@@ -158,7 +158,9 @@ def describe(observed: Observed | Pin) -> str:
     return f"{where}, inode {inodes} on device {observed.file[0]}, owner uid {observed.file[1]}"
 
 
-def unsafe_folder(folder: str, mode: int, owner: int, protected_owner: int | None, euid: int) -> str | None:
+def unsafe_folder(
+    folder: str, mode: int, owner: int, protected_owner: int | None, euid: int, protected_path: str | None = None
+) -> str | None:
     """Why a folder is unsafe to write a secret's file in, or None. Pure.
 
     Unsafe: its group or every user may write it (add, remove, rename names), unless the sticky bit keeps others from
@@ -175,10 +177,14 @@ def unsafe_folder(folder: str, mode: int, owner: int, protected_owner: int | Non
         if (mode & stat.S_ISVTX)
         else ""
     )
+    also = ""
+    if mode & stat.S_ISVTX and protected_path is not None:
+        also = f", or give the file to the rotator's user (then the sticky bit protects it): `chown {euid} "
+        also += f"{protected_path}`"
     return (
         f"folder {folder} (mode {oct(stat.S_IMODE(mode))}, owner uid {owner}) can be written by {who}{sticky}, so "
         f"another user could swap the file for a link to any file the rotator may write. Fix: "
-        f"`chmod go-w {folder}`, or move the file to a folder only its owner can write"
+        f"`chmod go-w {folder}`{also}, or move the file to a folder only its owner can write"
     )
 
 
@@ -283,7 +289,12 @@ class DotenvTarget:
         problems: list[str] = []
         file_owner = observed.file.uid if observed.file is not None else None
         folder = unsafe_folder(
-            os.path.dirname(observed.resolved), observed.folder_mode, observed.folder_uid, file_owner, self._euid
+            os.path.dirname(observed.resolved),
+            observed.folder_mode,
+            observed.folder_uid,
+            file_owner,
+            self._euid,
+            observed.resolved if observed.file is not None else None,
         )
         if folder:
             problems.append(folder)
@@ -291,7 +302,7 @@ class DotenvTarget:
             mode, owner, link_owner = observed.link_folder
             link_dir = os.path.dirname(os.path.abspath(observed.path))
             if link_dir != os.path.dirname(observed.resolved):
-                problem = unsafe_folder(link_dir, mode, owner, link_owner, self._euid)
+                problem = unsafe_folder(link_dir, mode, owner, link_owner, self._euid, f"-h {observed.path}")
                 if problem:
                     problems.append(f"the symlink's {problem}")
         file = observed.file

@@ -213,6 +213,8 @@ def test_a_folder_others_can_write_is_refused_before_anything_changes(
         told = said(refused)
         assert f"folder {folder} (mode {oct(mode)}, owner uid 0) can be written by {who}" in told
         assert f"chmod go-w {folder}" in told
+        if mode & stat.S_ISVTX:
+            assert f"chown 0 {app}" in told
         assert "Nothing was changed" in told
     assert files_under(outside, ws.root) == before
     assert key_count(ws) == keys, "a key was minted for a rotation that had to be refused"
