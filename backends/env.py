@@ -28,7 +28,10 @@ or an image build would pick its secrets up. A sidecar an older version left bes
 next write moves it. A store built without `state_dir` keeps it beside the file (`<file>.rotator.json`).
 
 The sidecar is a stage document (`backends.stage_document`: the stages with their tokens, the record and its
-version), as a JSON file of mode 0600.
+version), as a JSON file of mode 0600. It is the rotator's own secret file, so it is read and written through
+`rotator.state_files`, not like the application's file: the state folder must be the running user's (or root's) and
+writable by nobody else, a sidecar of another user is refused, and each write is a new file of the running user
+(never keeping the owner of a file found there). The lock file is refused likewise when it is another user's.
 
 The store is its credential's ledger (`backends.ledger`): the lease is `fcntl.flock` on `<file>.rotator.lock`, which
 the kernel drops when the holding process dies, so a crashed rotation never blocks the next one. The lock file also
@@ -38,6 +41,7 @@ flock, that the lock file still names this lease and that the sidecar's record i
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import io
 import json
@@ -63,7 +67,7 @@ from backends.ledger import Lease, VersionedRecord, lease_refusal
 from backends.projected import Projected
 from backends.stage_document import DOCUMENT_VERSION, DocumentReader, StageDocument
 from backends.stages import StageLog
-from rotator.atomicfile import ReplacedFile, atomic_write_text
+from rotator.atomicfile import ReplacedFile
 from rotator.errors import (
     ConfigError,
     LeaseLost,
@@ -77,6 +81,7 @@ from rotator.errors import (
 )
 from rotator.model import Environment, Stage, StoredKey
 from rotator.secret import Secret
+from rotator.state_files import explain_denied, read_own_file, refuse_own_file, write_own_file
 
 __all__ = ["LOCK_SUFFIX", "SIDECAR_SUFFIX", "SIDECAR_VERSION", "EnvStore"]
 
@@ -177,8 +182,16 @@ class EnvStore:
         self._legacy_sidecar = beside if state_dir is not None else None
         """Where an older version kept the sidecar (beside the file): read until the first write moves it."""
         self._lock_path = file_path.with_name(file_path.name + LOCK_SUFFIX)
+        self._state_setting = f"state_dir of [stores.{name}]"
         pin_path = self._sidecar_path.with_name(self._sidecar_path.name.removesuffix(".json") + ".pin.json")
-        self._target = DotenvTarget(file_path, store=name, pin_path=pin_path, write_mode=write_mode)
+        self._target = DotenvTarget(
+            file_path,
+            store=name,
+            pin_path=pin_path,
+            write_mode=write_mode,
+            state_setting=self._state_setting,
+            pin_in_state_dir=state_dir is not None,
+        )
         self._pin: Pin | None = None
         """The pin of the rotation whose promote or restore is writing now (see `backends.env_target`)."""
         self._names = {prefix + field: field for field in _FIELDS}
@@ -500,12 +513,27 @@ class EnvStore:
             self.release(Lease(owner="", fence=fence, expires_at=0.0, ttl_seconds=0.0))
 
     def _open_lock_file(self) -> int:
-        with self._os_errors("opening the lock file", self._lock_path):
+        """The lock file, opened without following a link; one of another user's (who could hold or rewrite the
+        lock), or one this user may not open, is refused with its owner and the fix (`rotator.state_files`)."""
+        try:
             fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, FILE_MODE)
-            mode = stat.S_IMODE(os.fstat(fd).st_mode)
-            if mode & 0o077:
-                os.fchmod(fd, FILE_MODE)
-                self._warn_tightened(self._lock_path, mode)
+        except PermissionError as exc:
+            raise StoreDenied(explain_denied(self._lock_path, "opening the lock file"), store=self.name) from exc
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                refuse_own_file(self._lock_path, store=self.name)
+            with self._os_errors("opening the lock file", self._lock_path):
+                raise
+        try:
+            refuse_own_file(self._lock_path, store=self.name, opened=os.fstat(fd))
+            with self._os_errors("opening the lock file", self._lock_path):
+                mode = stat.S_IMODE(os.fstat(fd).st_mode)
+                if mode & 0o077:
+                    os.fchmod(fd, FILE_MODE)
+                    self._warn_tightened(self._lock_path, mode)
+        except BaseException:
+            os.close(fd)
+            raise
         return fd
 
     # ----------------------------------------------------------------------------------------------- dotenv
@@ -698,26 +726,31 @@ class EnvStore:
     # ----------------------------------------------------------------------------------------------- sidecar
 
     def _load_sidecar(self) -> StageDocument:
-        """The sidecar's stages and record; an absent sidecar means no stages yet (a hand-seeded file)."""
+        """The sidecar's stages and record; an absent sidecar means no stages yet (a hand-seeded file).
+
+        The state folder and the sidecar are checked first (`rotator.state_files`): one another user could read or
+        swap, or one this user cannot use, is refused (exit 2) with the owner and the fix, before anything changes.
+        """
         path = self._sidecar_path
-        if self._legacy_sidecar is not None and not path.exists() and self._legacy_sidecar.exists():
+        in_state_dir = self._legacy_sidecar is not None
+        data = read_own_file(path, setting=self._state_setting, store=self.name, check_folder=in_state_dir)
+        if data is None and self._legacy_sidecar is not None:
             path = self._legacy_sidecar  # state of an older version, beside the file: moved at the next write
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
+            data = read_own_file(path, setting=self._state_setting, store=self.name, check_folder=False)
+        if data is None:
             return StageDocument()
-        except PermissionError as exc:
-            raise self._denied("reading", self._sidecar_path) from exc
-        except OSError as exc:
-            raise self._unavailable("reading", self._sidecar_path, exc) from exc
         return DocumentReader(str(path), self.name, _SIDECAR_FIX).parse_bytes(data)
 
     def _save_sidecar(self, sidecar: StageDocument) -> None:
-        with self._os_errors("writing", self._sidecar_path):
-            if self._legacy_sidecar is not None:  # the rotator's own state folder; never the application's
-                self._sidecar_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            result = atomic_write_text(self._sidecar_path, sidecar.to_json(), FILE_MODE)
-        self._report_replaced(self._sidecar_path, result)
+        """A new file owned by this user, 0600, renamed over the sidecar: never the owner of a file found there."""
+        in_state_dir = self._legacy_sidecar is not None  # the rotator's own state folder; never the application's
+        write_own_file(
+            self._sidecar_path,
+            sidecar.to_json(),
+            setting=self._state_setting,
+            store=self.name,
+            check_folder=in_state_dir,
+        )
         legacy = self._legacy_sidecar
         if legacy is not None and legacy.exists():  # the new sidecar is durable: the old one (secrets) goes
             with self._os_errors("removing", legacy):

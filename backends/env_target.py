@@ -40,9 +40,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
-from rotator.atomicfile import ReplacedFile, atomic_write_text
+from rotator.atomicfile import ReplacedFile
 from rotator.errors import StoreCorrupt, StoreError, StoreUnavailable, TargetChanged, UnsafeTarget
 from rotator.faultpoints import inside
+from rotator.state_files import read_own_file, write_own_file
 
 __all__ = [
     "IN_PLACE",
@@ -202,10 +203,16 @@ class DotenvTarget:
         pin_path: Path,
         write_mode: str = REPLACE,
         euid: int | None = None,
+        state_setting: str = "state_dir",
+        pin_in_state_dir: bool = True,
     ) -> None:
         self._path = path
         self._store = store
         self._pin_path = pin_path
+        self._state_setting = state_setting
+        """The setting that names the pin's folder, for messages (`rotator.state_files`)."""
+        self._pin_in_state_dir = pin_in_state_dir
+        """False for a store without a state folder (the pin beside the file): the folder is not the rotator's."""
         self._write_mode = write_mode
         self._euid = os.geteuid() if euid is None else euid
 
@@ -325,14 +332,18 @@ class DotenvTarget:
     # ------------------------------------------------------------------------------------------- the pin
 
     def load_pin(self) -> Pin | None:
-        """The pin of the rotation under way (None when none is kept)."""
+        """The pin of the rotation under way (None when none is kept). It is one of the rotator's own files: one that
+        another user could have written is refused (`rotator.state_files`), since it says which file may be written."""
+        data = read_own_file(
+            self._pin_path, setting=self._state_setting, store=self._store, check_folder=self._pin_in_state_dir
+        )
+        if data is None:
+            return None
         try:
-            raw = json.loads(self._pin_path.read_bytes())
+            raw = json.loads(data)
             if raw.get("version") != PIN_VERSION:
                 raise ValueError("unknown version")
             return Pin.from_dict(raw)
-        except FileNotFoundError:
-            return None
         except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
             raise StoreCorrupt(
                 f"{self._pin_path} (what the rotation under way found at {self._path} when it started) cannot be "
@@ -374,11 +385,13 @@ class DotenvTarget:
                 self._pin_path.unlink()
 
     def _save_pin(self, pin: Pin) -> None:
-        try:
-            self._pin_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            atomic_write_text(self._pin_path, pin.to_json(), 0o600)
-        except OSError as exc:
-            raise self._unavailable("writing", str(self._pin_path), exc) from exc
+        write_own_file(
+            self._pin_path,
+            pin.to_json(),
+            setting=self._state_setting,
+            store=self._store,
+            check_folder=self._pin_in_state_dir,
+        )
 
     def verify(self, pin: Pin) -> Observed:
         """Raise TargetChanged unless the target is still what `pin` says; then the usual checks."""

@@ -48,6 +48,7 @@ from rotator.errors import (
     StoreNotFound,
 )
 from rotator.model import Environment, Stage, StoredKey
+from rotator.plain_http import plain_http_problem
 
 __all__ = ["DEFAULT_MOUNT", "STATE_PREFIX", "VaultStore"]
 
@@ -94,6 +95,7 @@ class VaultStore(LedgerByDelegation):
         field_names: Mapping[str, str] | None = None,
         environment: Environment | None = None,
         base_url: str | None = None,
+        allow_insecure_http: bool = False,
         client: hvac.Client | None = None,
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
@@ -118,6 +120,8 @@ class VaultStore(LedgerByDelegation):
                 f"store {name!r}: no Vault address: set `url` in the store's table, or the VAULT_ADDR environment "
                 'variable (e.g. url = "https://vault.example.com:8200")'
             )
+        if address:
+            _check_address(name, address, "url" if url else "VAULT_ADDR", allow_insecure_http)
         self._namespace = namespace or environ.get("VAULT_NAMESPACE") or None
         options = {
             "auth": auth,
@@ -298,6 +302,21 @@ class VaultStore(LedgerByDelegation):
         self._session.close()
 
     # ----------------------------------------------------------------------------------------------- internals
+
+
+def _check_address(store: str, address: str, source: str, allow_insecure_http: object) -> None:
+    """Refuse an address the token must not travel to (`rotator.plain_http`): ConfigError naming where it came from
+    (`url` or VAULT_ADDR) and the fix. `allow_insecure_http = true` lets a deployer choose plain http on a network
+    they trust; an address that is not a URL is refused either way."""
+    if not isinstance(allow_insecure_http, bool):
+        raise ConfigError(f"store {store!r}: allow_insecure_http must be true or false")
+    problem = plain_http_problem(address, allow_plain_http=allow_insecure_http)
+    if problem is None:
+        return
+    raise ConfigError(
+        f"store {store!r}: {source} {problem}. Fix: use https:// (with `ca_cert` for a private CA), a loopback "
+        "address, or, if this network is trusted, set allow_insecure_http = true in the store's table"
+    )
 
 
 def _checked_path(store: str, option: str, value: object) -> str:

@@ -30,6 +30,7 @@ import hvac
 from hvac import exceptions as vault
 
 from backends.vault_errors import translated
+from backends.vault_redirects import refuse_redirects_elsewhere
 from rotator.errors import ConfigError, StoreDenied, StoreError
 
 __all__ = ["AuthMethod", "VaultAuth", "VaultSession"]
@@ -151,6 +152,7 @@ class VaultSession:
             verify=ca_cert if ca_cert else True,
             timeout=timeout,  # type: ignore[arg-type]
         )
+        refuse_redirects_elsewhere(self._client.session)  # the token never follows a redirect to another address
         self._logged_in = bool(client is not None and client.token)
         """An injected client that already has a token is used as it is; otherwise the configured way logs in."""
         self._renewable = False

@@ -16,6 +16,7 @@ from typing import Final
 import requests
 from hvac import exceptions as vault
 
+from backends.vault_redirects import RedirectRefused
 from rotator.errors import StoreConflict, StoreDenied, StoreError, StoreNotFound, StoreUnavailable
 
 __all__ = ["CAS_MISMATCH", "POLICY_HINT", "translated"]
@@ -53,6 +54,13 @@ def translated(
         yield
     except vault.VaultError as exc:
         raise _from_vault(exc, where, store=store, address=address, token_valid=token_valid) from exc
+    except RedirectRefused as exc:
+        raise StoreError(
+            f"{where}: Vault at {address} redirected to {exc.target}, another address; the token is never sent to "
+            "another address, so nothing was asked there. Fix: if that is your Vault (a standby redirecting to the "
+            "active node), set `url` (or VAULT_ADDR) to it or to an address that forwards to the active node",
+            store=store,
+        ) from None
     except requests.exceptions.SSLError as exc:
         raise StoreUnavailable(
             f"{where}: TLS to Vault at {address} failed ({type(exc).__name__}). Fix: point `ca_cert` (or "

@@ -199,16 +199,18 @@ class Reminders:
 
     def save(self) -> None:
         """Write the file (atomically); a failure is logged: at worst a reminder comes early."""
-        if not self.announced and self.last_sweep is None and not self.path.exists():
-            return  # nothing to remember: leave no file behind
-        from rotator.atomicfile import atomic_write_text
+        from rotator.errors import StoreError
+        from rotator.state_files import write_own_file
 
         state = {"announced": self.announced, "last_sweep": self.last_sweep}
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.path, json.dumps(state, indent=1, sort_keys=True) + "\n", mode=0o600)
-        except OSError as exc:
-            log.warning("could not save %s (%s); reminders may repeat early", self.path, type(exc).__name__)
+            if not self.announced and self.last_sweep is None and not self.path.exists():
+                return  # nothing to remember: leave no file behind
+            text = json.dumps(state, indent=1, sort_keys=True) + "\n"
+            write_own_file(self.path, text, setting="[history] dir in rotator.toml")  # the rotator's own file
+        except (OSError, StoreError) as exc:
+            why = str(exc) if isinstance(exc, StoreError) else type(exc).__name__
+            log.warning("could not save %s (%s); reminders may repeat early", self.path, why)
 
     def _load(self) -> None:
         try:

@@ -5,18 +5,22 @@ createSecret (mint at Bluum, store AWSPENDING), setSecret (stage in any other ta
 pending pair, waiting out propagation within `ROTATOR_VERIFY_TIMEOUT`) and finishSecret (move AWSCURRENT). Each is
 `RotationService.step` under the rotation token, so the Lambda runs the very steps the CLI runs, one call at a time,
 under the same DynamoDB lease a CLI rotation takes: the two never both proceed. Before acting, each step guards as
-AWS's template does: rotation enabled, token known, already current means done, not pending means error. A step that
-fails for good has rolled back (the new key revoked at Bluum, AWSPENDING removed) before it raises, so Secrets
-Manager reports the rotation failed and alarms fire.
+AWS's template does: rotation enabled (RotationEnabled true), a secret this function manages, token known, already
+current means done, not pending means error; and a testSecret under a token no createSecret ran for is Secrets
+Manager testing the configuration (rotation turned on without rotating at once), which changes nothing and succeeds.
+A step that fails for good has rolled back (the new key revoked at Bluum, AWSPENDING removed) before it raises, so
+Secrets Manager reports the rotation failed and alarms fire.
 
 The old key is not revoked in finishSecret: applications need the overlap. EventBridge calls `handler` with
 `{"rotator": "tick"}`, and the tick, for every managed secret, finishes what is unfinished (confirm, then revoke the
 old key once the grace window has passed and prove Bluum rejects it, then clear), or rolls back what cannot go on.
 
 Configuration is by environment variables (a missing or bad one fails the first step with a message, never a
-KeyError): ROTATOR_MANAGER_SECRET_ID (the secret holding the tenant key that mints and revokes), ROTATOR_SECRET_IDS
-(comma-separated) or ROTATOR_SECRET_TAG (a tag key) for what the tick manages, ROTATOR_GRACE, ROTATOR_VERIFY_TIMEOUT,
-ROTATOR_LEDGER_TABLE. Each managed secret's own JSON says its `environment`, `base_url` and `investor_id`.
+KeyError): ROTATOR_MANAGER_SECRET_ID (the secret holding the tenant key that mints and revokes), ROTATOR_SECRETS (each
+managed secret's ARN -> its investor, environment and base URL: what the function manages, and the only source of
+those three values), ROTATOR_ALLOWED_HOSTS (Bluum hosts beyond the documented ones), ROTATOR_GRACE,
+ROTATOR_VERIFY_TIMEOUT, ROTATOR_LEDGER_TABLE. A managed secret's own JSON is never trusted for them: one that
+disagrees is refused (`rotator.lambda_config`).
 
 Cold start stays light: this module imports only the standard library; the engine, httpx and boto3 are imported by
 the first call that needs them. Logs are JSON lines, one record per step; never a secret value.
@@ -33,8 +37,11 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
+from rotator.lambda_config import SECRETS_VARIABLE, LambdaConfigError, ManagedSecret, toml_string
+
 if TYPE_CHECKING:
     from rotator.rotation.driver import Outcome
+    from rotator.rotation.service import RotationService
 
 __all__ = ["LambdaConfigError", "handler"]
 
@@ -57,10 +64,6 @@ MANAGER: Final = "manager"
 _ENV_NAME_RE: Final = re.compile(r"^[A-Za-z0-9/_+=.@:-]+$")
 _clients: dict[str, Any] = {}
 """boto3 clients, kept across invocations of one function instance (made once: ~50 ms each)."""
-
-
-class LambdaConfigError(Exception):
-    """The function's configuration is wrong; says which variable and what to set."""
 
 
 def handler(event: Mapping[str, Any], context: object = None) -> dict[str, Any]:
@@ -89,8 +92,18 @@ def _rotation_step(secret_id: str, token: str, step: str) -> dict[str, Any]:
     described = sm.describe_secret(SecretId=secret_id)
     arn = str(described.get("ARN", secret_id))
     fields: dict[str, Any] = {"secret_arn": arn, "token": token, "step": step}
-    if described.get("RotationEnabled") is False:
-        raise LambdaConfigError(f"rotation is not enabled for {arn}: enable it (the Terraform module does)")
+    managed = _managed()
+    if arn not in managed:
+        raise LambdaConfigError(
+            f"{arn} is not a secret this function manages ({SECRETS_VARIABLE} does not list it); nothing was done. "
+            "Add it to the Terraform module's `secrets` map (or the function's ROTATOR_SECRETS), or point its "
+            "rotation at the function that manages it"
+        )
+    if described.get("RotationEnabled") is not True:
+        raise LambdaConfigError(
+            f"rotation is not enabled for {arn} (RotationEnabled is {described.get('RotationEnabled')!r}); nothing "
+            "was done: enable it (the Terraform module does)"
+        )
     versions = described.get("VersionIdsToStages") or {}
     if token not in versions and step == "testSecret":
         # Secrets Manager tests a new rotation configuration (rotation set up without rotating at once) by calling
@@ -109,9 +122,12 @@ def _rotation_step(secret_id: str, token: str, step: str) -> dict[str, Any]:
     from rotator.errors import RotatorError
 
     try:
-        service = _service(arn)
+        service = _service(managed[arn])
         with service, _bluum_request_ids() as request_ids, _bluum_trouble(service, fields):
             fields["bluum_request_ids"] = request_ids
+            if step == "testSecret" and _configuration_test(service, arn, token):
+                _log_step(fields, "configuration test by Secrets Manager: the configuration is sound", started)
+                return {"outcome": "configuration test", **fields}
             outcome = service.step(credential_name(arn), step, token=token)
     except RotatorError as exc:  # rolled back already when it could be; raised so Secrets Manager reports it
         _log_step(fields, str(exc), started, outcome=f"failed (exit {exc.exit_code.value})", metric=ROTATION_FAILED)
@@ -137,12 +153,12 @@ def _finish(outcome: Outcome, fields: dict[str, Any], started: float) -> dict[st
 def _tick() -> dict[str, Any]:
     """Finish each managed secret's unfinished rotation (revoke after grace, prove 401, clear) or roll it back."""
     results, failures = [], []
-    for arn in _managed_secrets():
+    for arn, secret in _managed().items():
         started = time.monotonic()
         fields = {"secret_arn": arn, "step": "tick"}
         try:
             overdue = _check_overdue(_client("secretsmanager").describe_secret(SecretId=arn), fields)
-            service = _service(arn)
+            service = _service(secret)
             with service, _bluum_trouble(service, fields):
                 outcome = service.resume(credential_name(arn))
                 swept = _sweep(service)
@@ -177,29 +193,38 @@ def credential_name(arn: str) -> str:
     return "sm-" + hashlib.sha256(arn.encode()).hexdigest()[:16]
 
 
-def _managed_secrets() -> list[str]:
-    ids = os.environ.get("ROTATOR_SECRET_IDS", "").strip()
-    tag = os.environ.get("ROTATOR_SECRET_TAG", "").strip()
-    if ids:
-        return [item.strip() for item in ids.split(",") if item.strip()]
-    if not tag:
-        raise LambdaConfigError(
-            "set ROTATOR_SECRET_IDS (comma-separated secret ARNs) or ROTATOR_SECRET_TAG (a tag key)"
-        )
-    sm, found = _client("secretsmanager"), []
-    pages = sm.get_paginator("list_secrets").paginate(Filters=[{"Key": "tag-key", "Values": [tag]}])
-    for page in pages:
-        found += [str(entry["ARN"]) for entry in page.get("SecretList", [])]
-    return found
+def _managed() -> dict[str, ManagedSecret]:
+    """ROTATOR_SECRETS: the secrets this function manages (by ARN) and what the deployer says about each."""
+    from rotator.lambda_config import managed_secrets
+
+    return managed_secrets(os.environ)
+
+
+def _configuration_test(service: RotationService, arn: str, token: str) -> bool:
+    """Whether this testSecret is Secrets Manager testing a new rotation configuration (RotateImmediately false): it
+    puts a copy of AWSCURRENT into a new AWSPENDING version, calls testSecret alone, then removes that version.
+
+    No createSecret ran under the token (the ledger has no rotation under it), so there is no new key to test, and
+    nothing is changed or trusted: the pending value is not even read. What can be tested was tested in making the
+    service: the secret is one this function manages, its JSON agrees with the configuration, its and the manager's
+    base URLs are allowed hosts, both secrets read. A placeholder without a key (the module's default before the
+    first key is put in) passes, so turning rotation on without rotating at once works."""
+    record = service.read_record(service.context(credential_name(arn)))
+    return record is None or record.token != token
 
 
 # --------------------------------------------------------------------------------------------------- configuration
 
 
-def _service(arn: str) -> Any:  # noqa: ANN401 - RotationService, imported lazily
-    """The rotation service for one managed secret: a configuration made from the environment and the secret."""
+def _service(secret: ManagedSecret) -> RotationService:
+    """The rotation service for one managed secret: a configuration made from the function's environment alone.
+
+    The secret's own JSON only has to agree with it (`check_secret_json`); the manager secret's base URL, which its
+    JSON gives, must be a host Bluum documents or the deployer named. Every value goes into the TOML text through
+    `toml_string`, so none can end its string or add a line (another issue builds this configuration as data)."""
     from backends.aws import AwsStore
     from rotator.config import parse_config
+    from rotator.lambda_config import ENVIRONMENTS, allowed_hosts, check_base_url, check_secret_json
     from rotator.rotation.service import RotationService
 
     manager = _required("ROTATOR_MANAGER_SECRET_ID")
@@ -207,43 +232,47 @@ def _service(arn: str) -> Any:  # noqa: ANN401 - RotationService, imported lazil
     grace = os.environ.get("ROTATOR_GRACE", "1h")
     verify_timeout = os.environ.get("ROTATOR_VERIFY_TIMEOUT", "60s")
     share = _concurrency()
-    managed_value = _current_json(arn)
+    arn = secret.arn
+    check_secret_json(secret, _current_json(arn))
     manager_value = _current_json(manager)
-    environment = str(managed_value.get("environment") or "production")
-    investor = managed_value.get("investor_id")
-    if not isinstance(investor, str) or not investor:
-        raise LambdaConfigError(f"{arn}: its JSON needs an investor_id (the investor whose key this is)")
-    base_url = managed_value.get("base_url")
+    manager_environment = manager_value.get("environment")
+    if not isinstance(manager_environment, str) or not manager_environment:
+        manager_environment = secret.environment
     manager_base = manager_value.get("base_url")
+    if manager_base is not None:
+        known = manager_environment if manager_environment in ENVIRONMENTS else None
+        check_base_url(
+            str(manager_base), known, allowed_hosts(os.environ), what=f"the manager secret {manager}: its base_url"
+        )
     text = f"""
 [stores.{MANAGED}]
 type = "aws"
-secret_id = {json.dumps(arn)}
-ledger_table = {json.dumps(table)}
+secret_id = {toml_string(arn)}
+ledger_table = {toml_string(table)}
 
 [stores.{MANAGER}]
 type = "aws"
-secret_id = {json.dumps(manager)}
-ledger_table = {json.dumps(table)}
+secret_id = {toml_string(manager)}
+ledger_table = {toml_string(table)}
 
 [credentials.{MANAGER}]
-environment = {json.dumps(str(manager_value.get("environment") or environment))}
-{f"base_url = {json.dumps(manager_base)}" if isinstance(manager_base, str) else ""}
+environment = {toml_string(manager_environment)}
+{f"base_url = {toml_string(str(manager_base))}" if manager_base is not None else ""}
 issuer = "manual"
 store = "{MANAGER}"
 
 [credentials.{credential_name(arn)}]
-environment = {json.dumps(environment)}
-{f"base_url = {json.dumps(base_url)}" if isinstance(base_url, str) else ""}
+environment = {toml_string(secret.environment)}
+{f"base_url = {toml_string(secret.base_url)}" if secret.base_url is not None else ""}
 issuer = "bluum"
-investor_id = {json.dumps(investor)}
+investor_id = {toml_string(secret.investor_id)}
 manager = "{MANAGER}"
 store = "{MANAGED}"
-grace = {json.dumps(grace)}
-verify_timeout = {json.dumps(verify_timeout)}
+grace = {toml_string(grace)}
+verify_timeout = {toml_string(verify_timeout)}
 
 [history]
-dir = {json.dumps(str(_tmp() / "rotator-history"))}
+dir = {toml_string(str(_tmp() / "rotator-history"))}
 
 [bluum]
 rate_limit_sandbox = {_share_of(10.0, share)!r}
@@ -251,8 +280,19 @@ rate_limit_production = {_share_of(25.0, share)!r}
 """
     config = parse_config(text, base_dir=_tmp(), store_types=("aws",))
     clients = {"secretsmanager": _client("secretsmanager"), "dynamodb": _client("dynamodb")}
+    from rotator.model import Environment
+
     stores = {
-        MANAGED: AwsStore(MANAGED, secret_id=arn, ledger_table=table, **clients),
+        MANAGED: AwsStore(
+            MANAGED,
+            secret_id=arn,
+            ledger_table=table,
+            # Every new version says what the deployer configured, whatever fields the current one had.
+            fields=("key_id", "environment", "base_url"),
+            environment=Environment(secret.environment),
+            base_url=secret.effective_base_url(),
+            **clients,
+        ),
         MANAGER: AwsStore(MANAGER, secret_id=manager, ledger_table=table, **clients),
     }
     return RotationService(config, stores=stores)

@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from rotator.config_tables import Problems, Table, did_you_mean, list_names, named_tables, show
+from rotator.plain_http import plain_http_problem
 from rotator.reload_config import RELOAD_KEY, ReloadAction, parse_reload
 
 __all__ = [
@@ -58,6 +59,7 @@ KNOWN_STORE_OPTIONS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
             "aws_header_value",
             "fields",
             "field_names",
+            "allow_insecure_http",
         ),
         "aws": ("secret_id", "region", "ledger_table", "fields", "field_names"),
     }
@@ -147,9 +149,33 @@ def parse_stores(
                     'use letters, digits and "_", not starting with a digit, e.g. prefix = "BLUUM_" (or "" for none)',
                 )
                 continue
+        if store_type == "vault" and not _vault_address_ok(table, raw):
+            continue
         stores[name] = StoreConfig(name=name, type=store_type, options=MappingProxyType(options), reload=reload)
     _check_same_location(stores, problems)
     return stores
+
+
+def _vault_address_ok(table: Table, raw: Mapping[str, Any]) -> bool:
+    """A Vault `url` the token may travel to: https, or http to loopback, or http anywhere when the deployer set
+    `allow_insecure_http = true` (VAULT_ADDR, read when the store is built, is checked there the same way)."""
+    allow = raw.get("allow_insecure_http", False)
+    if not isinstance(allow, bool):
+        table.problem("allow_insecure_http", f"{show(allow)} is not true or false", "write allow_insecure_http = true")
+        return False
+    url = raw.get("url")
+    if url is None:
+        return True
+    problem = plain_http_problem(url, allow_plain_http=allow) if isinstance(url, str) else "is not a string"
+    if problem is None:
+        return True
+    table.problem(
+        "url",
+        problem,
+        'use https:// (e.g. url = "https://vault.example.com:8200", with `ca_cert` for a private CA) or a loopback '
+        "address; on a network you trust, plain http is allowed with allow_insecure_http = true in this table",
+    )
+    return False
 
 
 _SAME_PLACE: Final = {"env": "the same file", "vault": "the same Vault secret"}

@@ -10,12 +10,23 @@ included, plus some slack for a long tick: `stale_after`. The same beat goes to 
 The server is the standard library's, in a daemon thread: two routes need no framework, and nothing here imports
 prometheus_client until `/metrics` is served. It binds loopback unless told otherwise; the routes show credential
 names, environments, key ages and exit codes, never a key or a secret, and take no input.
+
+Bounded, because whoever reaches the port is not trusted to be polite: a thread and a descriptor per connection
+without limit let 160 idle connections use up the process's descriptors, and then the ticks themselves failed ("Too
+many open files"). So at most `MAX_CONNECTIONS` are open at once and each lives at most `CONNECTION_SECONDS` (a
+scrape takes milliseconds); at the cap the oldest connection is cut if it has been open `EVICT_AFTER_SECONDS` (a
+client that holds its connection idle loses it to a new one), else the new one is closed at once. A client that goes
+away early is one JSON log line at debug, never a traceback on stderr.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
+import logging
+import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -30,7 +41,17 @@ if TYPE_CHECKING:
 
 __all__ = ["Beat", "HealthServer", "Verdict", "parse_listen", "stale_after", "verdict"]
 
+log = logging.getLogger("rotator.daemon.http")
+
 DEFAULT_HOST = "127.0.0.1"
+MAX_CONNECTIONS = 16
+"""Connections served at once: room for a few scrapers and probes; each holds a thread and a descriptor."""
+CONNECTION_SECONDS = 5.0
+"""How long one connection may take from accept to the end of its answer, reads and writes included."""
+EVICT_AFTER_SECONDS = 1.0
+"""At the cap, a connection open this long is cut for a new one (scrapes finish in milliseconds)."""
+REFUSALS_LOGGED_EVERY = 60.0
+"""Connections cut or refused at the cap are logged at most once a minute (with how many), not one line each."""
 MAX_SLACK_SECONDS = 300.0
 """The slack added to two intervals is one interval, at most five minutes: room for a long tick (a fleet of
 credentials, each waiting up to its verify_timeout for a new key to propagate)."""
@@ -154,15 +175,101 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _Server(ThreadingHTTPServer):
+    """The threading server, bounded: see the module docstring. `_open` maps each connection being served to when it
+    was accepted (monotonic); the serving loop (`service_actions`, every poll) cuts those past their time."""
+
     daemon_threads = True
+    block_on_close = False
+    request_queue_size = 64
 
     def __init__(self, address: tuple[str, int], beat: Beat, registry: CollectorRegistry) -> None:
-        import socket
-
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.beat = beat
         self.registry = registry
+        self._open: dict[socket.socket, float] = {}
+        self._lock = threading.Lock()
+        self._turned_away = 0
+        self._logged_at = -REFUSALS_LOGGED_EVERY
         super().__init__(address, _Handler)
+
+    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        """Serve `request` in its own thread if there is room (cutting an idle connection to make it), else close it
+        at once."""
+        now = time.monotonic()
+        with self._lock:
+            room = len(self._open) < MAX_CONNECTIONS or self._evict_oldest(now)
+            if room:
+                self._open[request] = now
+        if not room:
+            self._turned_away += 1
+            self._log_turned_away(now)
+            self._close(request)
+            return
+        request.settimeout(CONNECTION_SECONDS)
+        try:
+            super().process_request(request, client_address)
+        except RuntimeError:  # no thread could be started: this connection goes, the server stays
+            self.shutdown_request(request)
+
+    def _evict_oldest(self, now: float) -> bool:
+        """Under the lock, at the cap: cut the oldest connection if it is older than EVICT_AFTER_SECONDS."""
+        oldest, since = min(self._open.items(), key=lambda item: item[1])
+        if now - since < EVICT_AFTER_SECONDS:
+            return False
+        del self._open[oldest]
+        _cut(oldest)  # its thread sees the end of the stream and closes it
+        self._turned_away += 1
+        return True
+
+    def service_actions(self) -> None:
+        """Every poll of the serving loop: cut connections open longer than CONNECTION_SECONDS (a client that
+        trickles a byte at a time would otherwise reset the per-read timeout forever); log the turned away."""
+        now = time.monotonic()
+        with self._lock:
+            late = [request for request, since in self._open.items() if now - since > CONNECTION_SECONDS]
+            for request in late:
+                del self._open[request]
+        for request in late:
+            _cut(request)
+        if late:
+            log.debug("health server: cut connections past their time", extra={"fields": {"connections": len(late)}})
+        self._log_turned_away(now)
+
+    def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
+        with self._lock:
+            self._open.pop(request, None)
+        self._close(request)
+
+    def _close(self, request: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            super().shutdown_request(request)
+
+    def _log_turned_away(self, now: float) -> None:
+        if not self._turned_away or now - self._logged_at < REFUSALS_LOGGED_EVERY:
+            return
+        count, self._turned_away, self._logged_at = self._turned_away, 0, now
+        log.warning(
+            "health server: connections closed at the cap of %d open at once (a client holding connections idle?); "
+            "the ticks are not affected",
+            MAX_CONNECTIONS,
+            extra={"fields": {"connections_closed": count, "max_connections": MAX_CONNECTIONS}},
+        )
+
+    def handle_error(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        """One log line, never the standard library's traceback on stderr: a client that went away or was too slow
+        at debug, anything else at warning with its type and message."""
+        error = sys.exc_info()[1]
+        fields = {"client": str(client_address), "error": f"{type(error).__name__}: {error}"}
+        if isinstance(error, ConnectionError | TimeoutError):
+            log.debug("health server: the client went away or was too slow", extra={"fields": fields})
+        else:
+            log.warning("health server: a request failed", extra={"fields": fields})
+
+
+def _cut(request: socket.socket) -> None:
+    """End a connection another thread is serving: its reads see the end and its writes fail, so it closes."""
+    with contextlib.suppress(OSError):
+        request.shutdown(socket.SHUT_RDWR)
 
 
 class HealthServer:

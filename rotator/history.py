@@ -25,13 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from rotator.atomicfile import atomic_write_text
-from rotator.errors import StoreError
+from rotator.errors import StoreDenied, StoreError
 from rotator.events import OBSERVATIONS, EventKind, RotationEvent
+from rotator.state_files import check_state_folder, explain_denied, refuse_own_file
 
 log = logging.getLogger("rotator.history")
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
+HISTORY_SETTING = "[history] dir in rotator.toml"
 
 
 class HistoryLog:
@@ -79,13 +81,24 @@ class HistoryLog:
                 handle.flush()
                 os.fsync(handle.fileno())
 
+    def check(self, credential: str) -> None:
+        """Refuse (StoreDenied, exit 2) before a rotation starts a history folder or file that another user could
+        swap, or that this user cannot write (a `sudo rotator ...` run leaves root's behind): named, with its owner
+        and the `chown` that fixes it (`rotator.state_files`)."""
+        check_state_folder(self.folder, setting=HISTORY_SETTING)
+        for path in (self.path(credential), self._lock_path(credential)):
+            refuse_own_file(path)
+
     def read(self, credential: str) -> list[dict[str, Any]]:
         """Every entry of `credential`, oldest first; a line that is not JSON is reported and skipped."""
         path = self.path(credential)
+        self.check(credential)
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except FileNotFoundError:
             return []
+        except PermissionError as exc:
+            raise StoreDenied(explain_denied(path, "reading", ours=self.folder)) from exc
         except OSError as exc:
             raise StoreError(f"cannot read the history {path}: {exc.strerror}") from exc
         entries = []
@@ -99,14 +112,20 @@ class HistoryLog:
                 entries.append(entry)
         return entries
 
+    def _lock_path(self, credential: str) -> Path:
+        return self.path(credential).with_suffix(".lock")
+
     @contextmanager
     def _locked(self, credential: str) -> Iterator[Path]:
         path = self.path(credential)
+        self.check(credential)
         try:
             self.folder.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
             if not path.exists():
                 path.touch(mode=FILE_MODE)
-            fd = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+            fd = os.open(self._lock_path(credential), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        except PermissionError as exc:
+            raise StoreDenied(explain_denied(path, "writing", ours=self.folder)) from exc
         except OSError as exc:
             raise StoreError(
                 f"cannot write the history {path}: {exc.strerror}. Fix `[history] dir` in rotator.toml or the "

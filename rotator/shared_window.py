@@ -11,6 +11,11 @@ Wall-clock time, since monotonic clocks are per process. A clock stepped back le
 dropped (not waited for) and a wait is never longer than the window itself, so a clock jump costs at most one
 window's worth of pacing, never a stall. A file that cannot be parsed (truncated by a full disk) counts as empty: the
 next send rewrites it. Processes on other hosts are not seen: give each host its share (`rate_limit_production`).
+
+The folder is shared by users (a daemon's, root for an operator's emergency rotation), so a file in it is opened as
+`rotator.shared_files` says: never through a link, never a file someone else could have put there for us to truncate,
+and made group-writable (0660, the folder's group) so that every user of the group counts in the same window. A folder
+it makes is 2770 (setgid); a folder anyone may write is refused unless it is sticky.
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
 from rotator.errors import ConfigError
+from rotator.shared_files import FOLDER_MODE, SharedFileRefused, folder_problem, open_shared
 
 __all__ = ["SharedWindow", "check_budget_dir", "window_wait"]
 
@@ -48,12 +55,13 @@ class SharedWindow:
     def admit(self, now: float, limit: int) -> float | None:
         """Count a send at `now` (wall clock) and return 0.0, or return how long to wait first (nothing counted).
 
-        None when the file cannot be used (its folder was removed, the disk is full): the caller paces this process
-        on its own then, rather than fail a rotation over its pacing; the problem is logged once."""
+        None when the file cannot be used (its folder was removed, the disk is full, the name is a link or a file
+        someone else put there: `rotator.shared_files`): the caller paces this process on its own then, rather than
+        fail a rotation over its pacing; the problem is logged once."""
         span = 1.0 + self.guard
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o660)
-        except OSError as exc:
+            fd = open_shared(self.path)
+        except (OSError, SharedFileRefused) as exc:
             self._unusable(exc)
             return None
         try:
@@ -74,13 +82,13 @@ class SharedWindow:
         finally:
             os.close(fd)  # closing releases the lock
 
-    def _unusable(self, exc: OSError) -> None:
+    def _unusable(self, exc: OSError | SharedFileRefused) -> None:
         if not self._warned:
             self._warned = True
             log.warning(
                 "the shared rate window %s cannot be used (%s); this process paces itself alone until it can",
                 self.path,
-                exc.strerror or exc,
+                (exc.strerror if isinstance(exc, OSError) else None) or exc,
             )
 
     def _read(self, fd: int) -> list[float]:
@@ -94,13 +102,29 @@ class SharedWindow:
 
 
 def check_budget_dir(folder: Path) -> Path:
-    """The folder `[bluum] shared_budget_dir` names, made if missing; ConfigError when it cannot be used."""
+    """The folder `[bluum] shared_budget_dir` names, made if missing (mode 2770: its owner and group share it);
+    ConfigError when it cannot be used, or could be used against this process (a link, a folder anyone may write)."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir()
+        os.chmod(folder, FOLDER_MODE)  # mkdir's mode is cut by the umask and cannot set setgid
+    except FileExistsError:
+        pass
     except OSError as exc:
         raise ConfigError(_unusable(folder, exc.strerror or str(exc))) from None
-    if not folder.is_dir():
+    try:
+        found = folder.lstat()
+    except OSError as exc:
+        raise ConfigError(_unusable(folder, exc.strerror or str(exc))) from None
+    if stat.S_ISLNK(found.st_mode):
+        raise ConfigError(
+            _unusable(folder, f"it is a symbolic link (to {folder.resolve()}); name the folder itself, not a link")
+        )
+    if not stat.S_ISDIR(found.st_mode):
         raise ConfigError(_unusable(folder, "it is not a folder"))
+    problem = folder_problem(found)
+    if problem is not None:
+        raise ConfigError(f"[bluum] shared_budget_dir {folder}: {problem}")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ConfigError(_unusable(folder, "this user cannot write in it"))
     return folder
@@ -109,6 +133,6 @@ def check_budget_dir(folder: Path) -> Path:
 def _unusable(folder: Path, why: str) -> str:
     return (
         f"[bluum] shared_budget_dir {folder}: {why}. Fix: name a folder every rotator process on this host can write "
-        "(e.g. /run/bluum-rotator, group-writable for the users that run it), or remove the key to pace each "
-        "process on its own"
+        "(e.g. /run/bluum-rotator, owned by the group of the users that run it, mode 2770), or remove the key to pace "
+        "each process on its own"
     )

@@ -20,7 +20,7 @@ resource "aws_iam_role" "rotator" {
 }
 
 locals {
-  kms_key_arns = compact([var.kms_key_arn, var.manager_secret_kms_key_arn])
+  kms_key_arns = compact([local.kms_key_arn, var.manager_secret_kms_key_arn])
 }
 
 data "aws_iam_policy_document" "rotator" {
@@ -63,7 +63,8 @@ data "aws_iam_policy_document" "rotator" {
   }
 
   dynamic "statement" {
-    for_each = length(local.kms_key_arns) > 0 ? [1] : []
+    # Known at plan time (the created key's ARN is not): whether any customer-managed key is in play.
+    for_each = local.use_kms_key || var.manager_secret_kms_key_arn != null ? [1] : []
     content {
       sid = "DecryptThroughServices"
       actions = [

@@ -2,6 +2,8 @@ data "aws_partition" "current" {}
 
 data "aws_region" "current" {}
 
+data "aws_caller_identity" "current" {}
+
 locals {
   tags = merge({ "bluum-rotator" = var.name }, var.tags)
 
@@ -17,6 +19,38 @@ locals {
 
   log_group_name = "/aws/lambda/${var.name}"
   in_vpc         = length(var.vpc_subnet_ids) > 0
+
+  # The customer-managed key: the one given, or the one created (by default), or none (AWS-managed keys).
+  create_kms_key = var.kms_key_arn == null && var.create_kms_key
+  use_kms_key    = var.kms_key_arn != null || var.create_kms_key
+  kms_key_arn    = local.create_kms_key ? aws_kms_key.rotator[0].arn : var.kms_key_arn
+
+  # What the function trusts about each managed secret (ROTATOR_SECRETS): by ARN, its investor, environment and base
+  # URL. The secret's own JSON is never trusted for these; one that disagrees is refused.
+  managed_config = jsonencode({
+    for name, s in var.secrets : aws_secretsmanager_secret.managed[name].arn => {
+      for field, value in {
+        investor_id = s.investor_id
+        environment = s.environment
+        base_url    = s.base_url
+      } : field => value if value != null
+    }
+  })
+
+  # Bluum's documented hosts (docs/bluum-api.md §3), by environment; anything else must be named in allowed_hosts.
+  bluum_hosts = {
+    sandbox    = ["sandbox.api.bluumfinance.com", "test-service.bluumfinance.com", "sandbox.api.bluum.finance"]
+    production = ["api.bluumfinance.com", "service.bluumfinance.com", "api.bluum.finance"]
+  }
+  base_url_hosts = {
+    for name, s in var.secrets : name => lower(regex("^https://([^/:]+)", s.base_url)[0]) if s.base_url != null
+  }
+  unlisted_base_urls = [
+    for name, host in local.base_url_hosts : name if !contains(
+      concat(local.bluum_hosts[var.secrets[name].environment], [for h in var.allowed_hosts : split(":", h)[0]]),
+      host
+    )
+  ]
 
   # What an empty secret holds until the key applications use is put in: the fields that are not the key, so the
   # rotator's first read says "no api_key field yet" rather than finding a made-up key.
@@ -37,12 +71,11 @@ locals {
 # ---------------------------------------------------------------------------------------------------------------------
 
 resource "aws_secretsmanager_secret" "managed" {
-  #checkov:skip=CKV_AWS_149:A customer-managed key is optional by design (var.kms_key_arn); without one Secrets Manager uses its AWS-managed key aws/secretsmanager, which still encrypts at rest.
   for_each = var.secrets
 
   name                    = each.key
   description             = each.value.description
-  kms_key_id              = var.kms_key_arn
+  kms_key_id              = local.kms_key_arn
   recovery_window_in_days = var.recovery_window_days
   tags                    = merge(local.tags, each.value.tags)
 }
@@ -85,13 +118,12 @@ resource "aws_secretsmanager_secret_rotation" "managed" {
 }
 
 resource "aws_secretsmanager_secret" "manager" {
-  #checkov:skip=CKV_AWS_149:A customer-managed key is optional by design (var.kms_key_arn); without one Secrets Manager uses its AWS-managed key aws/secretsmanager.
   #checkov:skip=CKV2_AWS_57:The manager (tenant) key is not rotated by this function: it is the key that mints and revokes the others, and Bluum rotates it from the dashboard.
   count = local.create_manager_secret ? 1 : 0
 
   name                    = "${var.name}/manager"
   description             = "The Bluum managing (tenant) key bluum-rotator mints and revokes keys with"
-  kms_key_id              = var.kms_key_arn
+  kms_key_id              = local.kms_key_arn
   recovery_window_in_days = var.recovery_window_days
   tags                    = local.tags
 }
@@ -107,12 +139,103 @@ resource "aws_secretsmanager_secret_version" "manager_placeholder" {
   }
 }
 
+# The tenant key mints and revokes every investor key: only the function's role and the principals the deployer names
+# (manager_secret_readers) may read it, whatever else IAM grants in the account. One exception keeps Terraform's own
+# refresh working: the placeholder version, which holds "{}" for ever (a version's value never changes), read by its id.
+data "aws_iam_policy_document" "manager" {
+  count = local.create_manager_secret ? 1 : 0
+
+  statement {
+    sid       = "OnlyTheRotatorAndNamedReadersReadTheTenantKey"
+    effect    = "Deny"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [aws_secretsmanager_secret.manager[0].arn]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "ArnNotLike"
+      variable = "aws:PrincipalArn"
+      values   = concat([aws_iam_role.rotator.arn], var.manager_secret_readers)
+    }
+
+    condition {
+      test     = "StringNotEquals"
+      variable = "secretsmanager:VersionId"
+      values   = [aws_secretsmanager_secret_version.manager_placeholder[0].version_id]
+    }
+  }
+}
+
+resource "aws_secretsmanager_secret_policy" "manager" {
+  count = local.create_manager_secret ? 1 : 0
+
+  secret_arn          = aws_secretsmanager_secret.manager[0].arn
+  policy              = data.aws_iam_policy_document.manager[0].json
+  block_public_policy = true
+}
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The customer-managed key (unless one is given, or create_kms_key = false)
+# ---------------------------------------------------------------------------------------------------------------------
+
+resource "aws_kms_key" "rotator" {
+  count = local.create_kms_key ? 1 : 0
+
+  description             = "bluum-rotator ${var.name}: its secrets, ledger table, log group, alarm topic and function environment"
+  enable_key_rotation     = true
+  deletion_window_in_days = 30
+
+  # The account administers the key through IAM (the function's role may use it only through Secrets Manager and
+  # DynamoDB, iam.tf); CloudWatch Logs may use it for this function's log group only, and CloudWatch alarms may
+  # publish to the topic encrypted with it.
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "AccountAdministersTheKeyThroughIam"
+        Effect    = "Allow"
+        Principal = { AWS = "arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root" }
+        Action    = "kms:*"
+        Resource  = "*"
+      },
+      {
+        Sid       = "CloudWatchLogsForThisLogGroup"
+        Effect    = "Allow"
+        Principal = { Service = "logs.${data.aws_region.current.name}.${data.aws_partition.current.dns_suffix}" }
+        Action    = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
+        Resource  = "*"
+        Condition = {
+          ArnEquals = {
+            "kms:EncryptionContext:aws:logs:arn" = "arn:${data.aws_partition.current.partition}:logs:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:log-group:${local.log_group_name}"
+          }
+        }
+      },
+      {
+        Sid       = "AlarmsPublishToTheEncryptedTopic"
+        Effect    = "Allow"
+        Principal = { Service = "cloudwatch.${data.aws_partition.current.dns_suffix}" }
+        Action    = ["kms:Decrypt", "kms:GenerateDataKey*"]
+        Resource  = "*"
+        Condition = {
+          StringEquals = { "aws:SourceAccount" = data.aws_caller_identity.current.account_id }
+        }
+      },
+    ]
+  })
+
+  tags = local.tags
+}
+
 # ---------------------------------------------------------------------------------------------------------------------
 # The ledger: each rotation's record and lease, by conditional writes
 # ---------------------------------------------------------------------------------------------------------------------
 
 resource "aws_dynamodb_table" "ledger" {
-  #checkov:skip=CKV_AWS_119:A customer-managed key is optional by design (var.kms_key_arn); without one DynamoDB encrypts with its AWS-owned key. The table holds rotation records and leases, never a key.
+  #checkov:skip=CKV_AWS_119:Encrypted with the customer-managed key the module creates by default, or the one given (local.kms_key_arn); only create_kms_key = false leaves DynamoDB's AWS-owned key. checkov cannot follow that conditional through examples/basic's module call. The table holds rotation records and leases, never a key.
   name                        = "${var.name}-ledger"
   billing_mode                = "PAY_PER_REQUEST"
   hash_key                    = "ledger_id"
@@ -128,8 +251,8 @@ resource "aws_dynamodb_table" "ledger" {
   }
 
   server_side_encryption {
-    enabled     = var.kms_key_arn != null
-    kms_key_arn = var.kms_key_arn
+    enabled     = local.use_kms_key
+    kms_key_arn = local.kms_key_arn
   }
 
   tags = local.tags
@@ -140,17 +263,15 @@ resource "aws_dynamodb_table" "ledger" {
 # ---------------------------------------------------------------------------------------------------------------------
 
 resource "aws_cloudwatch_log_group" "rotator" {
-  #checkov:skip=CKV_AWS_158:A customer-managed key is optional by design (var.kms_key_arn); without one CloudWatch Logs encrypts with its service key. The logs never hold a secret value (the rotator's leak guard).
   name              = local.log_group_name
   retention_in_days = var.log_retention_days
-  kms_key_id        = var.kms_key_arn
+  kms_key_id        = local.kms_key_arn
   tags              = local.tags
 }
 
 resource "aws_lambda_function" "rotator" {
   #checkov:skip=CKV_AWS_116:No dead-letter queue: a failed invocation is retried by its caller (Secrets Manager retries a failed rotation; the idempotent tick runs again on its next schedule) and raises the errors alarm, so a queue would only hold copies of tick events.
   #checkov:skip=CKV_AWS_117:Running in a VPC is optional (var.vpc_subnet_ids): the function calls Bluum's public API, which from a VPC needs a NAT gateway.
-  #checkov:skip=CKV_AWS_173:A customer-managed key for the environment is optional (var.kms_key_arn); the environment holds only ARNs, a table name and durations, never a secret, and Lambda encrypts it at rest with its AWS-managed key.
   #checkov:skip=CKV_AWS_272:Code signing is optional (var.code_signing_config_arn): it needs an AWS Signer profile the package is signed with, which this project does not publish.
   function_name = var.name
   description   = "bluum-rotator: rotates Bluum API keys held in Secrets Manager"
@@ -166,21 +287,26 @@ resource "aws_lambda_function" "rotator" {
   timeout                        = var.timeout_seconds
   memory_size                    = var.memory_size
   reserved_concurrent_executions = var.reserved_concurrency
-  kms_key_arn                    = var.kms_key_arn
+  kms_key_arn                    = local.kms_key_arn
   code_signing_config_arn        = var.code_signing_config_arn
 
   environment {
-    variables = {
-      ROTATOR_MANAGER_SECRET_ID = local.manager_secret_arn
-      ROTATOR_SECRET_IDS        = join(",", local.managed_secret_arns)
-      ROTATOR_GRACE             = var.grace
-      ROTATOR_VERIFY_TIMEOUT    = "${var.verify_timeout_seconds}s"
-      ROTATOR_LEDGER_TABLE      = aws_dynamodb_table.ledger.name
-      # Each instance takes this share of the manager key's rate limit: the same number as the reserved concurrency.
-      ROTATOR_CONCURRENCY = tostring(var.reserved_concurrency)
-      # The namespace of the EMF metrics in its log records, which the alarms below watch.
-      ROTATOR_METRIC_NAMESPACE = var.metric_namespace
-    }
+    variables = merge(
+      {
+        ROTATOR_MANAGER_SECRET_ID = local.manager_secret_arn
+        # The managed secrets and, for each, the investor, environment and base URL: the only source trusted for them.
+        ROTATOR_SECRETS        = local.managed_config
+        ROTATOR_GRACE          = var.grace
+        ROTATOR_VERIFY_TIMEOUT = "${var.verify_timeout_seconds}s"
+        ROTATOR_LEDGER_TABLE   = aws_dynamodb_table.ledger.name
+        # Each instance takes this share of the manager key's rate limit: the same number as the reserved concurrency.
+        ROTATOR_CONCURRENCY = tostring(var.reserved_concurrency)
+        # The namespace of the EMF metrics in its log records, which the alarms below watch.
+        ROTATOR_METRIC_NAMESPACE = var.metric_namespace
+      },
+      # Hosts beyond Bluum's documented ones that keys may be sent to (a base_url in `secrets` or the manager secret).
+      length(var.allowed_hosts) > 0 ? { ROTATOR_ALLOWED_HOSTS = join(",", var.allowed_hosts) } : {},
+    )
   }
 
   tracing_config {
@@ -205,9 +331,13 @@ resource "aws_lambda_function" "rotator" {
       error_message = "vpc_subnet_ids and vpc_security_group_ids go together: give both or neither."
     }
     precondition {
-      # Lambda allows 4 KB of environment; ARNs are about 90 characters each.
-      condition     = length(join(",", local.managed_secret_arns)) <= 3500
-      error_message = "Too many secrets for one function's environment (ROTATOR_SECRET_IDS over 3500 characters): split them across several module instances."
+      # Lambda allows 4 KB of environment; each secret takes its ARN (about 90 characters) and its settings.
+      condition     = length(local.managed_config) <= 3500
+      error_message = "Too many secrets for one function's environment (ROTATOR_SECRETS over 3500 characters): split them across several module instances."
+    }
+    precondition {
+      condition     = length(local.unlisted_base_urls) == 0
+      error_message = "The base_url of ${join(", ", local.unlisted_base_urls)} is not one of Bluum's documented hosts for its environment: use a documented URL, or name the host in allowed_hosts if it really is your Bluum endpoint."
     }
   }
 
@@ -257,11 +387,10 @@ resource "aws_lambda_permission" "tick" {
 # ---------------------------------------------------------------------------------------------------------------------
 
 resource "aws_sns_topic" "alarms" {
-  #checkov:skip=CKV_AWS_26:Encrypted only with var.kms_key_arn: the AWS-managed alias/aws/sns key cannot be used, because CloudWatch alarms cannot publish to a topic under a key whose policy does not allow cloudwatch.amazonaws.com.
   count = local.create_alarm_topic ? 1 : 0
 
   name              = "${var.name}-alarms"
-  kms_master_key_id = var.kms_key_arn
+  kms_master_key_id = local.kms_key_arn
   tags              = local.tags
 }
 

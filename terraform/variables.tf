@@ -29,13 +29,16 @@ variable "secrets" {
     description = optional(string, "Bluum API credentials, rotated by bluum-rotator")
     environment = optional(string, "production")
     base_url    = optional(string)
-    investor_id = optional(string)
+    investor_id = string
     tags        = optional(map(string), {})
   }))
   description = <<-EOT
-    The secrets the rotator manages, by secret name. Each is created with a placeholder value holding only
-    `environment`, `base_url` and `investor_id`; put the key pair applications use today into it once (see the
-    README's "First rotation"). The module never writes the value again: the rotator owns it from then on.
+    The secrets the rotator manages, by secret name, and for each the investor whose key it holds, its environment
+    and (optionally) its Bluum base URL. These three are passed to the function (ROTATOR_SECRETS) and are the only
+    source it trusts for them: a secret whose own JSON names another investor, environment or base URL is refused,
+    so whoever may put a value into one secret cannot make the tenant key mint for another investor or send keys
+    elsewhere. Each secret is created with a placeholder holding these three fields; put the key pair applications
+    use today into it once (README, "First rotation"). The module never writes the value again.
   EOT
 
   validation {
@@ -51,8 +54,34 @@ variable "secrets" {
     error_message = "environment must be \"sandbox\" or \"production\"."
   }
   validation {
-    condition     = alltrue([for s in values(var.secrets) : s.base_url == null || can(regex("^https://", s.base_url))])
-    error_message = "base_url must start with https:// (leave it out for the environment's default Bluum URL)."
+    condition     = alltrue([for s in values(var.secrets) : s.base_url == null || can(regex("^https://[^/@]+(/.*)?$", s.base_url))])
+    error_message = "base_url must be an https:// URL without a user name (leave it out for the environment's default Bluum URL)."
+  }
+  validation {
+    condition     = alltrue([for s in values(var.secrets) : can(regex("^[[:print:]]{1,256}$", s.investor_id)) && trimspace(s.investor_id) == s.investor_id])
+    error_message = "investor_id must name the investor whose key the secret holds (e.g. \"inv_123\")."
+  }
+}
+
+variable "allowed_hosts" {
+  type        = list(string)
+  description = "Hosts (\"host\" or \"host:port\") the function may send keys to beyond Bluum's documented ones (api.bluumfinance.com, sandbox.api.bluumfinance.com, service.bluumfinance.com, test-service.bluumfinance.com, api.bluum.finance, sandbox.api.bluum.finance), for a `base_url` in `secrets` or in the manager secret (ROTATOR_ALLOWED_HOSTS). Empty: only Bluum's own."
+  default     = []
+
+  validation {
+    condition     = alltrue([for h in var.allowed_hosts : can(regex("^[a-z0-9.-]+(:[0-9]{1,5})?$", h))])
+    error_message = "allowed_hosts must be lower-case host names or addresses, optionally with :port (no scheme, no path)."
+  }
+}
+
+variable "manager_secret_readers" {
+  type        = list(string)
+  description = "IAM role or user ARNs, besides the function's role, that may read the manager (tenant) key from the secret the module creates (its resource policy denies everyone else, administrators included): for example the role an operator runs the rotator CLI with. Patterns with * are allowed."
+  default     = []
+
+  validation {
+    condition     = alltrue([for arn in var.manager_secret_readers : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/.+$", arn))])
+    error_message = "manager_secret_readers must be IAM role or user ARNs (arn:aws:iam::ACCOUNT:role/NAME, not an assumed-role session ARN: the policy compares aws:PrincipalArn, which is the role's ARN)."
   }
 }
 
@@ -80,13 +109,19 @@ variable "manager_secret_kms_key_arn" {
 
 variable "kms_key_arn" {
   type        = string
-  description = "ARN of a customer-managed KMS key for the secrets, the ledger table, the log group, the alarm topic and the function's environment. Null: AWS-managed keys. The key policy must allow logs.<region>.amazonaws.com and cloudwatch.amazonaws.com (see README)."
+  description = "ARN of your own customer-managed KMS key for the secrets, the ledger table, the log group, the alarm topic and the function's environment. Null: the module creates one (create_kms_key). Its key policy must allow logs.<region>.amazonaws.com and cloudwatch.amazonaws.com (see README)."
   default     = null
 
   validation {
     condition     = var.kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/.+$", var.kms_key_arn))
     error_message = "kms_key_arn must be a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID), not an alias, or null."
   }
+}
+
+variable "create_kms_key" {
+  type        = bool
+  description = "Without kms_key_arn, create a customer-managed KMS key (rotated yearly) for the secrets, the ledger table, the log group, the alarm topic and the function's environment. False: AWS-managed keys, which every principal of the account allowed to use Secrets Manager can decrypt with."
+  default     = true
 }
 
 # ---------------------------------------------------------------------------------------------------------------------

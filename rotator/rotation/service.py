@@ -56,6 +56,7 @@ class RotationService:
         )
         self.bus = bus if bus is not None else EventBus(log_event)
         self.history = HistoryLog(config.history.dir, keep=config.history.keep)
+        self._keep_history = keep_history
         if keep_history:
             self.bus.subscribe(self.history)
         self.sinks: list[QueuedSink] = [build_sink(settings) for settings in config.notifications]
@@ -113,6 +114,10 @@ class RotationService:
         return None if data is None else RotationRecord.from_dict(data, store=ctx.primary.name)
 
     def _keeper(self, ctx: RotationContext) -> RecordKeeper:
+        """The record keeper of a command that may change something; the history it will append to is checked
+        first, so a history folder this user cannot write stops the command before anything changes."""
+        if self._keep_history:
+            self.history.check(ctx.cred.name)
         return RecordKeeper(
             self.runtime.ledger(ctx.cred), self.runtime.owner, self.runtime.monotonic, credential=ctx.cred.name
         )

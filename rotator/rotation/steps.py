@@ -23,6 +23,7 @@ from rotator.machine import Verdict
 from rotator.model import Stage, StoredKey
 from rotator.record import Phase, RotationRecord
 from rotator.rotation.context import Journal, RotationContext, StepFailed, new_token
+from rotator.rotation.own_pending import foreign_pending
 from rotator.rotation.preflight import precheck_new_pair
 from rotator.rotation.probe import poll
 from rotator.rotation.revocation import revoke_rotation_keys
@@ -34,7 +35,11 @@ def create(ctx: RotationContext, record: RotationRecord, journal: Journal) -> Ro
     started = ctx.runtime.monotonic()
     stored = ctx.primary.read(Stage.PENDING)
     if stored is not None and stored.token == record.token:
-        # A crash after storing it: the key we need is already safe; never create a second one.
+        # A crash after storing it: the key we need is already safe; never create a second one. Unless it is not
+        # ours: someone put it there before this step ran (own_pending).
+        foreign = foreign_pending(ctx, record, stored)
+        if foreign:
+            raise StepFailed(record, foreign)
         ctx.new = stored
         record = record.advance(record.phase, ctx.runtime.clock(), new_key_id=stored.key_id, new_key_label=stored.label)
         return journal.save(record.advance(Phase.PENDING_STORED, ctx.runtime.clock()), "pending.record")

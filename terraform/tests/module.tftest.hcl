@@ -39,6 +39,16 @@ mock_provider "aws" {
       arn = "arn:aws:events:us-east-1:123456789012:rule/bluum-rotator-tick"
     }
   }
+  mock_resource "aws_kms_key" {
+    defaults = {
+      arn = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+    }
+  }
+  mock_data "aws_caller_identity" {
+    defaults = {
+      account_id = "123456789012"
+    }
+  }
   mock_data "aws_iam_policy_document" {
     defaults = {
       json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}"
@@ -103,6 +113,10 @@ run "defaults_rotate_every_90_days" {
     error_message = "the alarm topic and the manager secret are created when not given"
   }
   assert {
+    condition     = length(aws_kms_key.rotator) == 1 && aws_kms_key.rotator[0].enable_key_rotation
+    error_message = "a customer-managed key, rotated, is created by default"
+  }
+  assert {
     condition     = aws_dynamodb_table.ledger.hash_key == "ledger_id" && aws_dynamodb_table.ledger.billing_mode == "PAY_PER_REQUEST"
     error_message = "the ledger table is keyed by ledger_id, on demand"
   }
@@ -128,8 +142,24 @@ run "permissions_are_scoped_to_their_source" {
     error_message = "EventBridge may invoke the function only from the tick rule"
   }
   assert {
-    condition     = aws_lambda_function.rotator.environment[0].variables["ROTATOR_SECRET_IDS"] == aws_secretsmanager_secret.managed["bluum/test/api-key"].arn
-    error_message = "the tick manages exactly the module's secrets"
+    condition     = jsondecode(aws_lambda_function.rotator.environment[0].variables["ROTATOR_SECRETS"]) == { (aws_secretsmanager_secret.managed["bluum/test/api-key"].arn) = { investor_id = "inv_test", environment = "sandbox" } }
+    error_message = "the function manages exactly the module's secrets, each with the investor and environment of `secrets`"
+  }
+  assert {
+    condition     = !contains(keys(aws_lambda_function.rotator.environment[0].variables), "ROTATOR_ALLOWED_HOSTS")
+    error_message = "no host beyond Bluum's own unless allowed_hosts names one"
+  }
+  assert {
+    condition     = aws_secretsmanager_secret.managed["bluum/test/api-key"].kms_key_id == aws_kms_key.rotator[0].arn && aws_secretsmanager_secret.manager[0].kms_key_id == aws_kms_key.rotator[0].arn
+    error_message = "the secrets are encrypted with the key the module creates"
+  }
+  assert {
+    condition     = aws_lambda_function.rotator.kms_key_arn == aws_kms_key.rotator[0].arn && aws_cloudwatch_log_group.rotator.kms_key_id == aws_kms_key.rotator[0].arn && aws_sns_topic.alarms[0].kms_master_key_id == aws_kms_key.rotator[0].arn && aws_dynamodb_table.ledger.server_side_encryption[0].kms_key_arn == aws_kms_key.rotator[0].arn
+    error_message = "the function's environment, logs, alarm topic and ledger use the created key too"
+  }
+  assert {
+    condition     = aws_secretsmanager_secret_policy.manager[0].secret_arn == aws_secretsmanager_secret.manager[0].arn && aws_secretsmanager_secret_policy.manager[0].block_public_policy
+    error_message = "the manager secret the module creates has its resource policy"
   }
   assert {
     condition     = aws_lambda_function.rotator.environment[0].variables["ROTATOR_LEDGER_TABLE"] == "bluum-rotator-ledger"
@@ -228,6 +258,88 @@ run "timeout_shorter_than_verification_is_refused" {
   variables {
     timeout_seconds        = 60
     verify_timeout_seconds = 60
+  }
+
+  expect_failures = [aws_lambda_function.rotator]
+}
+
+run "given_kms_key_is_used_and_none_created" {
+  command = plan
+
+  variables {
+    kms_key_arn = "arn:aws:kms:us-east-1:123456789012:key/99999999-8888-7777-6666-555555555555"
+  }
+
+  assert {
+    condition     = length(aws_kms_key.rotator) == 0
+    error_message = "no key is created when one is given"
+  }
+  assert {
+    condition     = aws_lambda_function.rotator.kms_key_arn == "arn:aws:kms:us-east-1:123456789012:key/99999999-8888-7777-6666-555555555555"
+    error_message = "the given key is used"
+  }
+}
+
+run "without_a_customer_managed_key_when_asked" {
+  command = plan
+
+  variables {
+    create_kms_key = false
+  }
+
+  assert {
+    condition     = length(aws_kms_key.rotator) == 0 && aws_lambda_function.rotator.kms_key_arn == null
+    error_message = "create_kms_key = false leaves the AWS-managed keys"
+  }
+}
+
+run "an_undocumented_bluum_host_is_refused" {
+  command = plan
+
+  variables {
+    secrets = {
+      "bluum/test/api-key" = {
+        environment = "sandbox"
+        investor_id = "inv_test"
+        base_url    = "https://bluum.attacker.example/v1"
+      }
+    }
+  }
+
+  expect_failures = [aws_lambda_function.rotator]
+}
+
+run "a_host_the_deployer_names_is_allowed" {
+  command = plan
+
+  variables {
+    allowed_hosts = ["bluum-proxy.internal.example"]
+    secrets = {
+      "bluum/test/api-key" = {
+        environment = "sandbox"
+        investor_id = "inv_test"
+        base_url    = "https://bluum-proxy.internal.example/v1"
+      }
+    }
+  }
+
+  assert {
+    condition     = aws_lambda_function.rotator.environment[0].variables["ROTATOR_ALLOWED_HOSTS"] == "bluum-proxy.internal.example"
+    error_message = "the named host is passed to the function"
+  }
+}
+
+run "a_production_secret_on_a_sandbox_host_is_refused" {
+  command = plan
+
+  variables {
+    secrets = {
+      "bluum/test/api-key" = {
+        environment = "production"
+        investor_id = "inv_test"
+        base_url    = "https://sandbox.api.bluumfinance.com/v1"
+      }
+    }
   }
 
   expect_failures = [aws_lambda_function.rotator]

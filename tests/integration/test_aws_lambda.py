@@ -92,6 +92,11 @@ class Lambda:
         )
         return token
 
+    def configured(self, *arns: str) -> str:
+        """ROTATOR_SECRETS for `arns` (the fixture's secret by default): what the deployer says about each."""
+        entry = {"investor_id": self.account.investor, "environment": "sandbox", "base_url": self.sim.base_url}
+        return json.dumps({arn: entry for arn in arns or (self.secret,)})
+
     def event(self, token: str, step: str) -> dict[str, str]:
         return {"SecretId": self.secret, "ClientRequestToken": token, "Step": step}
 
@@ -127,7 +132,8 @@ def function(moto_server: Moto, sim: Simulator, monkeypatch: pytest.MonkeyPatch,
     for name, value in {
         **moto_server.environ(),
         "ROTATOR_MANAGER_SECRET_ID": fn.manager,
-        "ROTATOR_SECRET_IDS": fn.secret,
+        "ROTATOR_SECRETS": fn.configured(),
+        "ROTATOR_ALLOWED_HOSTS": "127.0.0.1",
         "ROTATOR_GRACE": "0s",
         "ROTATOR_VERIFY_TIMEOUT": "3s",
         "ROTATOR_LEDGER_TABLE": LEDGER_TABLE,
@@ -206,6 +212,7 @@ def test_a_cli_rotation_in_progress_keeps_the_lambda_out(function: Lambda, moto_
 
 
 def test_a_step_for_an_unknown_token_or_a_bad_event_says_why(function: Lambda) -> None:
+    function.start_rotation()  # rotation enabled: the token is what is wrong
     with pytest.raises(aws_lambda.LambdaConfigError, match="no stage for rotation"):
         aws_lambda.handler(function.event(str(uuid.uuid4()), "createSecret"))
     with pytest.raises(aws_lambda.LambdaConfigError, match="unknown Step"):
@@ -285,6 +292,7 @@ def test_many_secrets_rotated_at_once_stay_within_the_tenant_keys_rate_limit(
                     SecretString=pair_json(first.pair, sim, investor_id=function.account.investor),
                 )["ARN"]
             )
+    monkeypatch.setenv("ROTATOR_SECRETS", function.configured(*secrets))
     sim.advance_clock(60)
     before = len(sim.request_log())
     tokens = {}
@@ -323,7 +331,9 @@ def test_many_secrets_rotated_at_once_stay_within_the_tenant_keys_rate_limit(
 
 
 def test_secrets_managers_configuration_test_is_not_an_error(function: Lambda) -> None:
-    """Rotation set up without rotating at once: AWS calls testSecret under a token it never staged."""
+    """Rotation set up without rotating at once: AWS calls testSecret under a token it never staged (rotation is on:
+    tests/integration/test_trust_lambda.py has the case where AWS staged its copy of AWSCURRENT under it)."""
+    function.start_rotation()  # rotation enabled, as it is when Secrets Manager runs its test
     result = aws_lambda.handler(function.event(str(uuid.uuid4()), "testSecret"))
     assert result["outcome"] == "configuration test"
 

@@ -203,7 +203,23 @@ def test_example_applies_against_moto_and_plans_clean(
     assert function["Runtime"] == "python3.12"
     assert described["RotationLambdaARN"] == function["FunctionArn"]
     variables = function["Environment"]["Variables"]
-    assert variables["ROTATOR_SECRET_IDS"] == arn
+    # The function is told each secret's investor and environment: the secret's own JSON is not trusted for them.
+    assert json.loads(variables["ROTATOR_SECRETS"]) == {arn: {"investor_id": "inv_example", "environment": "sandbox"}}
+    assert "ROTATOR_ALLOWED_HOSTS" not in variables, "only Bluum's documented hosts by default"
+    # The tenant key: only the function's role (and principals the deployer names) may read it.
+    manager_arn = variables["ROTATOR_MANAGER_SECRET_ID"]
+    (deny,) = json.loads(sm.get_resource_policy(SecretId=manager_arn)["ResourcePolicy"])["Statement"]
+    assert deny["Effect"] == "Deny"
+    assert deny["Action"] in ("secretsmanager:GetSecretValue", ["secretsmanager:GetSecretValue"])
+    role_arn = moto.client("iam").get_role(RoleName=f"{EXAMPLE_NAME}-lambda")["Role"]["Arn"]
+    assert deny["Condition"]["ArnNotLike"]["aws:PrincipalArn"] == role_arn
+    # A customer-managed key, made by the module and rotated, encrypts the secrets (and the rest).
+    key_id = described["KmsKeyId"]
+    assert sm.describe_secret(SecretId=manager_arn)["KmsKeyId"] == key_id
+    kms = moto.client("kms")
+    assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyManager"] == "CUSTOMER"
+    assert kms.get_key_rotation_status(KeyId=key_id)["KeyRotationEnabled"] is True
+    assert function["KMSKeyArn"] == kms.describe_key(KeyId=key_id)["KeyMetadata"]["Arn"]
     assert variables["ROTATOR_LEDGER_TABLE"] == f"{EXAMPLE_NAME}-ledger"
     assert variables["ROTATOR_CONCURRENCY"] == "2"
     assert variables["ROTATOR_METRIC_NAMESPACE"] == "BluumRotator"

@@ -146,7 +146,7 @@ def _two_credentials(store_a: str, store_b: str) -> str:
             id="path-is-the-other-stores-state_path",
         ),
         pytest.param(
-            '[stores.a]\ntype = "vault"\npath = "bluum/a"\nurl = "http://vault.example:8200"\n\n',
+            '[stores.a]\ntype = "vault"\npath = "bluum/a"\nurl = "https://vault.example:8200"\n\n',
             '[stores.b]\ntype = "vault"\npath = "bluum/a"\n\n',
             id="url-vs-VAULT_ADDR",
         ),
@@ -155,7 +155,7 @@ def _two_credentials(store_a: str, store_b: str) -> str:
 def test_two_vault_stores_that_share_a_kv_secret_are_refused(
     store_a: str, store_b: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("VAULT_ADDR", "http://vault.example:8200")
+    monkeypatch.setenv("VAULT_ADDR", "https://vault.example:8200")
     with pytest.raises(ConfigError, match="same place"):
         parse_config(_two_credentials(store_a, store_b), base_dir=tmp_path)
 

@@ -561,8 +561,8 @@ def test_bad_options_are_refused_with_the_fix(options: dict[str, Any], problem: 
 
 
 def test_vault_addr_and_namespace_come_from_the_environment() -> None:
-    store = VaultStore("env", path="a", environ={"VAULT_ADDR": "http://vault.example:8200", "VAULT_NAMESPACE": "team"})
-    assert store.describe() == "Vault KV secret/a at http://vault.example:8200 (namespace team)"
+    store = VaultStore("env", path="a", environ={"VAULT_ADDR": "https://vault.example:8200", "VAULT_NAMESPACE": "team"})
+    assert store.describe() == "Vault KV secret/a at https://vault.example:8200 (namespace team)"
 
 
 def test_vault_namespace_selects_where_the_key_lives(openbao: OpenBao, vault_path: str) -> None:
