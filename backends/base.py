@@ -44,6 +44,16 @@ class Fingerprinted(Protocol):
 
 
 @runtime_checkable
+class WriteChecked(Protocol):
+    """A store that can tell, before a rotation changes anything, that it must not be written (a dotenv file in a
+    folder other users can write, a hard-linked file): the rotation is refused (exit 2) instead of stopping half-way."""
+
+    def check_writable(self) -> None:
+        """Raise a StoreError (saying why and the fix) when a rotation must not write this store."""
+        ...
+
+
+@runtime_checkable
 class SecretStore(Protocol):
     """One credential's location in one secret store."""
 

@@ -62,11 +62,12 @@ from dotenv.parser import Binding, parse_stream
 
 from backends import dotenv_lines, stages
 from backends.dotenv_lines import Reader
+from backends.env_target import WRITE_MODES, DotenvTarget, Pin
 from backends.ledger import Lease, VersionedRecord, lease_refusal
 from backends.projected import Projected
 from backends.stage_document import DOCUMENT_VERSION, DocumentReader, StageDocument
 from backends.stages import StageLog
-from rotator.atomicfile import ReplacedFile, atomic_write_text
+from rotator.atomicfile import ReplacedFile
 from rotator.errors import (
     ConfigError,
     LeaseLost,
@@ -144,6 +145,7 @@ class EnvStore:
         reader: str = Reader.DOTENV.value,
         fields: Sequence[str] = (),
         state_dir: str | os.PathLike[str] | None = None,
+        write_mode: str = "replace",
     ) -> None:
         if prefix and not _PREFIX_RE.fullmatch(prefix):
             raise ConfigError(
@@ -162,6 +164,12 @@ class EnvStore:
                 f"store {name!r}: fields may name only {', '.join(OPTIONAL_FIELDS)} (API key and secret are always "
                 "written), as an array"
             )
+        if write_mode not in WRITE_MODES:
+            raise ConfigError(
+                f"store {name!r}: write_mode {write_mode!r} is not one of {', '.join(WRITE_MODES)}: `replace` (a new "
+                "file renamed over the old one: readers never see half a file) or `in_place` (the same file rewritten, "
+                "for a hard-linked file or a single-file bind mount)"
+            )
         self._extra_fields = {field.upper() for field in fields}
         self.name = name
         self._path = file_path
@@ -174,6 +182,17 @@ class EnvStore:
         """Where an older version kept the sidecar (beside the file): read until the first write moves it."""
         self._lock_path = file_path.with_name(file_path.name + LOCK_SUFFIX)
         self._state_setting = f"state_dir of [stores.{name}]"
+        pin_path = self._sidecar_path.with_name(self._sidecar_path.name.removesuffix(".json") + ".pin.json")
+        self._target = DotenvTarget(
+            file_path,
+            store=name,
+            pin_path=pin_path,
+            write_mode=write_mode,
+            state_setting=self._state_setting,
+            pin_in_state_dir=state_dir is not None,
+        )
+        self._pin: Pin | None = None
+        """The pin of the rotation whose promote or restore is writing now (see `backends.env_target`)."""
         self._names = {prefix + field: field for field in _FIELDS}
         self._projected = Projected(self, StageLog(log, name, self.describe()))
         self._held: dict[int, int] = {}
@@ -248,7 +267,14 @@ class EnvStore:
         """
         stages.require_token(key)
         self._check_storable(key)
-        return self._projected.put_pending(key, where=str(self._sidecar_path), store=self.name)
+        assert key.token is not None
+        # The rotation starts here for this store: what its file is now is checked, and pinned once staged.
+        with self._os_errors("inspecting", self._path):
+            observed = None if self._target.kept_pin(key.token) else self._target.check()
+        staged = self._projected.put_pending(key, where=str(self._sidecar_path), store=self.name)
+        with self._os_errors("inspecting", self._path):
+            self._target.pin(key.token, observed)
+        return staged
 
     def promote(self, token: str) -> stages.Promotion:
         """PENDING(token) becomes CURRENT and the dotenv file's key becomes PREVIOUS; sidecar first, then the file.
@@ -256,16 +282,38 @@ class EnvStore:
         Called again after a crash between the two writes (the sidecar's CURRENT already carries `token`), it only
         re-projects CURRENT into the dotenv file, and only if the file differs.
         """
-        return self._projected.promote(token, where=str(self._sidecar_path), store=self.name)
+        with self._os_errors("inspecting", self._path):
+            pin = self._target.kept_pin(token)  # none: a rotation staged by an older version; checked as it is now
+            # Before anything is read through the path: a swapped file is refused, not read.
+            self._target.verify(pin) if pin is not None else self._target.check()
+        self._pin = pin
+        try:
+            return self._projected.promote(token, where=str(self._sidecar_path), store=self.name)
+        finally:
+            self._pin = None
 
     def restore_previous(self, token: str) -> stages.Rollback:
         """Rollback: when CURRENT carries `token`, PREVIOUS becomes CURRENT again (sidecar first, then the file)."""
-        return self._projected.restore_previous(token, where=str(self._sidecar_path), store=self.name)
+        self._pin = self._target.kept_pin(token)
+        try:
+            rollback = self._projected.restore_previous(token, where=str(self._sidecar_path), store=self.name)
+        finally:
+            self._pin = None
+        self._target.drop_pin(token)
+        return rollback
 
     def clear_previous(self, token: str) -> stages.Cleared:
         """Forget PREVIOUS once its key is revoked at Bluum (when CURRENT carries `token`); the dotenv file never
         showed it, so only the sidecar changes."""
-        return self._projected.clear_previous(token)
+        cleared = self._projected.clear_previous(token)
+        self._target.drop_pin(token)
+        return cleared
+
+    def check_writable(self) -> None:
+        """Refuse (UnsafeTarget, exit 2), before a rotation changes anything, a dotenv file the rotator must not
+        write: in a folder others can write, hard-linked, or a bind mount (the last two fine in `in_place` mode)."""
+        with self._os_errors("inspecting", self._path):
+            self._target.check()
 
     # -------------------------------------------------------------------------------- the two places (for Projected)
 
@@ -294,10 +342,47 @@ class EnvStore:
     def show(self, key: StoredKey) -> bool:
         """Rewrite our lines of the dotenv file to `key` (creating the file, 0600, for a first key); False when the
         file already shows it exactly."""
-        text = self._text_or_empty()
-        new_text = self._render(text, key)
-        self._write_dotenv(text, new_text)
-        return new_text != text
+        changed = False
+
+        def render(old: bytes | None) -> bytes | None:
+            nonlocal changed
+            text = self._decode(old) if old is not None else ""
+            new_text = self._render(text, key)
+            changed = new_text != text
+            return new_text.encode("utf-8") if changed else None
+
+        with self._os_errors("writing", self._path):
+            result = self._target.rewrite(self._pin, render, lock=self._write_lock)
+        if result is not None:
+            self._report_replaced(self._path, result)
+        return changed
+
+    @contextmanager
+    def _write_lock(self) -> Iterator[None]:
+        """The store's lock around an in-place write: held already when this handle holds the lease; otherwise
+        taken for the write (waiting a little for another rotation's short write, never for its whole lease)."""
+        with self._lease_mutex:
+            held = bool(self._held)
+        if held:
+            yield
+            return
+        fd = self._open_lock_file()
+        try:
+            deadline = time.monotonic() + 10.0
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise RotationInProgress(
+                            f"{self._lock_path} is held by another rotation, so {self._path} was not rewritten in "
+                            "place; nothing was written. Run the command again when it is done"
+                        ) from None
+                    time.sleep(0.05)
+            yield
+        finally:
+            os.close(fd)
 
     def write_record(self, record: dict[str, Any], *, lease: Lease, version: int) -> int:
         """Replace the record in the sidecar if `lease` still holds and the record is still at `version`."""
@@ -472,6 +557,10 @@ class EnvStore:
             raise self._denied("reading", self._path) from exc
         except OSError as exc:
             raise self._unavailable("reading", self._path, exc) from exc
+        return self._decode(data)
+
+    def _decode(self, data: bytes) -> str:
+        """The file's bytes as text, exactly; StoreCorrupt when they are not UTF-8."""
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -632,13 +721,6 @@ class EnvStore:
                 f"after rewriting, {', '.join(wrong)} would not read back as written; another line probably has an "
                 "unclosed quote that swallows ours: fix that line. Nothing was changed"
             )
-
-    def _write_dotenv(self, old_text: str, new_text: str) -> None:
-        if new_text == old_text:
-            return
-        with self._os_errors("writing", self._path):
-            result = atomic_write_text(self._path, new_text, mode=None)  # the file's mode, owner and links stay
-        self._report_replaced(self._path, result)
 
     # ----------------------------------------------------------------------------------------------- sidecar
 

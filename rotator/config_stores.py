@@ -39,7 +39,7 @@ their options are passed through exactly as written.
 
 KNOWN_STORE_OPTIONS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
     {
-        "env": ("path", "prefix", "reader", "fields", "state_dir"),
+        "env": ("path", "prefix", "reader", "fields", "state_dir", "write_mode"),
         "vault": (
             "path",
             "mount",

@@ -8,6 +8,7 @@
     │   ├── StoreCorrupt              it is there but malformed
     │   ├── StoreConflict             someone else wrote first (check-and-set lost)
     │   ├── StoreDenied               credentials of the store lack permission
+    │   ├── UnsafeTarget              a file others could swap, a hard link, a bind mount (2: nothing changed)
     │   └── StoreUnavailable          the store cannot be reached                        (5: retry later)
     ├── BluumError                    Bluum answered with an error, or could not be reached
     │   ├── BluumAuthError            401: BLUM-401-001..005 (see `.reason`)
@@ -25,7 +26,8 @@
         │   └── LeaseLost             this runner's lease expired or was taken over: it stops  (3)
         ├── RotationFailed            verification failed; rolled back, old key still current  (1)
         └── RotationIncomplete        stopped half-way; `rotator resume` or a person finishes   (4)
-            └── RollbackFailed        rollback itself failed, chained to the first failure      (4)
+            ├── RollbackFailed        rollback itself failed, chained to the first failure      (4)
+            └── TargetChanged         a target file was swapped during the rotation: not written (4)
 
 Exit 5 (UNAVAILABLE) means Bluum or a store did not answer usefully before anything changed: safe to retry as
 is, so monitoring can page on 2 and 4 and merely retry on 5. Once a rotation has changed something, every error
@@ -106,6 +108,11 @@ class StoreConflict(StoreError):
 
 class StoreDenied(StoreError):
     """The store refused our credentials."""
+
+
+class UnsafeTarget(StoreError):
+    """A target the rotator must not write: a folder others can write (they could swap the file for a link), a
+    hard-linked file, a single-file bind mount. The message says why and the fix."""
 
 
 class StoreUnavailable(StoreError):
@@ -260,3 +267,8 @@ class RollbackFailed(RotationIncomplete):
     def __init__(self, message: str, *, original: BaseException) -> None:
         super().__init__(message)
         self.original = original
+
+
+class TargetChanged(RotationIncomplete):
+    """A target (a dotenv file, its symlink, its folder) is not what the rotation pinned when it started: swapped by
+    someone who can write its folder. Nothing is written to it; the record keeps the new key for resume/rollback."""

@@ -50,6 +50,13 @@ def reached(point: str) -> None:
         _hold_until_released(os.environ.get(RELEASE_ENV, ""))
 
 
+def inside(point: str) -> None:
+    """A point inside one store write (not a step boundary: not traced, no hooks), where a crash test kills the
+    process as `reached` does; production pays one dictionary lookup."""
+    if os.environ.get(CRASH_ENV) == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _hold_until_released(release_file: str) -> None:
     """Park here (lock held) until the test creates `release_file`, so races are set up, not hoped for."""
     deadline = time.monotonic() + HOLD_LIMIT_SECONDS

@@ -19,6 +19,15 @@ from rotator.rotation.context import Journal, RotationContext
 from rotator.rotation.reload import planned, refuse_unrunnable
 
 
+def check_targets(ctx: RotationContext) -> None:
+    """Refuse (exit 2, nothing changed) when a target must not be written: a store that can tell says so here."""
+    from backends.base import WriteChecked  # lazily, as every store import: a Lambda never loads what it lacks
+
+    for store in ctx.stores:
+        if isinstance(store, WriteChecked):
+            store.check_writable()
+
+
 def read_current(ctx: RotationContext) -> StoredKey:
     """The primary's CURRENT, after checking every target's CURRENT for environment (I7) and usable values."""
     current = ctx.primary.read(Stage.CURRENT)
@@ -77,6 +86,7 @@ def preflight(ctx: RotationContext, record: RotationRecord | None) -> tuple[Stor
     """Refuse (changing nothing) or return the current key and its id at Bluum."""
     cred = ctx.cred
     refuse_unrunnable(ctx)
+    check_targets(ctx)
     current = read_current(ctx)
     keys = ctx.issuer.list_keys()
     current_id = identify_current(ctx, current, keys)

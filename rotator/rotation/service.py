@@ -253,6 +253,7 @@ class RotationService:
                 f"`rotator enroll {name} --new-key-file FILE` (JSON with api_key, api_secret, key_id)"
             )
         refuse_unrunnable(ctx)
+        preflight.check_targets(ctx)
         for store in ctx.stores:
             try:
                 held = store.read(Stage.CURRENT)

@@ -451,7 +451,9 @@ def failing_replace(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[Path
         real_replace = os.replace
 
         def replace(src: Any, dst: Any, **kwargs: Any) -> None:
-            if fails_for(Path(dst)):
+            folder = kwargs.get("dst_dir_fd")  # the dotenv file is renamed relative to its pinned folder
+            where = Path(os.readlink(f"/proc/self/fd/{folder}")) / dst if folder is not None else Path(dst)
+            if fails_for(where):
                 raise OSError(errno.EIO, "simulated I/O error")
             real_replace(src, dst, **kwargs)
 
@@ -487,7 +489,8 @@ def test_half_finished_promote_is_repaired_by_promoting_again(
     monkeypatch.undo()
     # The sidecar moved on, the dotenv file did not: reading back shows the old key without the token.
     assert env_path.read_bytes() == dotenv_before
-    assert sorted(files_in(tmp_path)) == ["app.env", "app.env.rotator.json"]
+    # (the pin file: what the rotation under way found at app.env when it started, kept until it ends)
+    assert sorted(files_in(tmp_path)) == ["app.env", "app.env.rotator.json", "app.env.rotator.pin.json"]
     current = seeded.read(Stage.CURRENT)
     assert_holds(current, make_key(0))
     assert current is not None
