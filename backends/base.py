@@ -52,6 +52,11 @@ class WriteChecked(Protocol):
         """Raise a StoreError (saying why and the fix) when a rotation must not write this store."""
         ...
 
+    def check_unchanged(self, token: str) -> None:
+        """Raise when what rotation `token` pinned at its start has changed since (a file swapped for a link):
+        called before anything is read through the store's path, so a swapped target is refused, never read."""
+        ...
+
 
 @runtime_checkable
 class SecretStore(Protocol):

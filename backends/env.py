@@ -292,6 +292,13 @@ class EnvStore:
         finally:
             self._pin = None
 
+    def check_unchanged(self, token: str) -> None:
+        """The pin of rotation `token`, if it has one, still holds (`TargetChanged`, exit 4, when it does not)."""
+        with self._os_errors("inspecting", self._path):
+            pin = self._target.kept_pin(token)
+            if pin is not None:
+                self._target.verify(pin)
+
     def restore_previous(self, token: str) -> stages.Rollback:
         """Rollback: when CURRENT carries `token`, PREVIOUS becomes CURRENT again (sidecar first, then the file)."""
         self._pin = self._target.kept_pin(token)

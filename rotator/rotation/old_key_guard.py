@@ -25,6 +25,11 @@ def check_before_promote(ctx: RotationContext, record: RotationRecord, journal: 
     pinned = old_key.recorded(record)
     if pinned is None:
         return
+    from backends.base import WriteChecked  # lazily, as every store import
+
+    for store in ctx.stores:  # a target swapped since the start is named as such, and never read through
+        if isinstance(store, WriteChecked):
+            store.check_unchanged(record.token)
     shown = {store.name: _to_become_previous(store, record, new) for store in ctx.stores}
     _stop_if_other(ctx, record, journal, pinned, shown, before_promote=True)
 
