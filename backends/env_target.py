@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
+from backends.env_links import LinkSeen, link_problems, links_on
 from rotator.atomicfile import ReplacedFile
 from rotator.errors import StoreCorrupt, StoreError, StoreUnavailable, TargetChanged, UnsafeTarget
 from rotator.faultpoints import inside
@@ -106,6 +107,8 @@ class Observed:
     link owner)."""
     file: FileId | None
     """None when there is no file yet (a first key)."""
+    links: tuple[LinkSeen, ...] = ()
+    """Every symlink met on the way to the file, for `link_problems`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +259,7 @@ class DotenvTarget:
             folder_uid=info.st_uid,
             link_folder=link_folder,
             file=file,
+            links=links_on(path),
         )
 
     def _file_id(self, dir_fd: int, name: str, resolved: str) -> FileId | None:
@@ -305,13 +309,9 @@ class DotenvTarget:
         )
         if folder:
             problems.append(folder)
-        if observed.link_folder is not None:
-            mode, owner, link_owner = observed.link_folder
-            link_dir = os.path.dirname(os.path.abspath(observed.path))
-            if link_dir != os.path.dirname(observed.resolved):
-                problem = unsafe_folder(link_dir, mode, owner, link_owner, self._euid, f"-h {observed.path}")
-                if problem:
-                    problems.append(f"the symlink's {problem}")
+        # Every link on the way (the file's, a folder's, one a link leads through): one another user can change may
+        # not lead where that user could not write (a link planted before the start; the pin guards only changes).
+        problems.extend(link_problems(observed.links, observed.resolved, self._euid))
         file = observed.file
         if file is not None and file.regular and not self.in_place:
             if file.nlink > 1:

@@ -1,0 +1,152 @@
+"""An outside review of the fixes for issue 16 (items 2, 3, 6, 13, 15): variants the authors' tests did not try, each
+played through the real CLI against the simulator, with real files and a second local user (`nobody`, through
+`setpriv`) where the finding needs one.
+
+- A symlink that another user can change, planted BEFORE the rotation starts (the pin only guards changes during
+  one): the owner of the application's folder points `app.env` at another application's file, or a folder anyone may
+  write holds a symlinked folder on the way to the file. Either made root rewrite a file that user cannot write and
+  revoke the key in it (a bystander's), exit 0.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rotator.bluum import BluumClient
+from rotator.errors import ExitCode
+from rotator.model import Environment, KeyPair
+from tests.e2e.conftest import Workspace, dotenv_text
+from tests.e2e.test_review_scenarios import said
+
+NOBODY = 65534
+
+
+def as_nobody(*command: str) -> None:
+    """Run `command` as the second local user."""
+    subprocess.run(
+        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *command],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+
+
+@pytest.fixture
+def outside() -> Iterator[Path]:
+    """A folder under /tmp that `nobody` can reach."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the link is planted by a second local user through setpriv")
+    if shutil.which("setpriv") is None:
+        pytest.skip("needs setpriv (util-linux) to act as a second local user")
+    root = Path(tempfile.mkdtemp(prefix="review-issue16-", dir="/tmp"))
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def bystander(ws: Workspace, folder: Path, name: str) -> tuple[Path, KeyPair]:
+    """Another application's dotenv file (root's, in a folder only root can write), holding another key of the same
+    investor that this rotator.toml does not manage."""
+    folder.mkdir(mode=0o755, exist_ok=True)
+    with BluumClient(ws.sim.base_url) as client:
+        created = client.create_investor_key(
+            ws.tenant_pair,
+            ws.investor,
+            name="billing-app",
+            environment=Environment.SANDBOX,
+            idempotency_key=uuid.uuid4().hex,
+        )
+    path = folder / name
+    path.write_text(dotenv_text(created.pair, "sandbox", ws.sim.base_url))
+    path.chmod(0o600)
+    return path, created.pair
+
+
+def only_app(ws: Workspace, app: Path) -> None:
+    """`trading` deploys to app only (no mirror to disagree with a redirected file), at `app`."""
+    ws.mirror = False
+    ws.write_config()
+    ws.edit_config('path = "app.env"', f'path = "{app}"')
+    ws.edit_config('[stores.mirror]\ntype = "env"\npath = "mirror.env"\nprefix = "TRADING_"\n', "")
+    ws.sampled = [("tenant.env", "BLUUM_")]
+
+
+def assert_refused_and_untouched(
+    ws: Workspace, args: tuple[str, ...], victim: Path, victim_pair: KeyPair, *, expect: str
+) -> None:
+    before = victim.read_bytes()
+    keys = len(ws.investor_keys())
+    refused = ws.run(*args)
+    told = said(refused)
+    assert refused.returncode == ExitCode.BAD_INPUT, told
+    assert expect in told, told
+    assert "Nothing was changed" in told, told
+    assert victim.read_bytes() == before, "root rewrote another application's file through a planted link"
+    assert ws.works(victim_pair), "the bystander key was revoked"
+    assert len(ws.investor_keys()) == keys, "a key was minted for a rotation that had to be refused"
+
+
+def test_a_link_the_folder_owner_planted_before_the_start_to_another_apps_file_is_refused(
+    outside: Path, ws: Workspace
+) -> None:
+    """The application's folder is its user's (as the authors' tests allow); before a scheduled rotation that user
+    replaces app.env with a link to root's billing file. Main rotated the billing key: it wrote the investor's new key
+    into billing.env (a file `nobody` cannot write) and revoked billing's key."""
+    victim, victim_pair = bystander(ws, outside / "billing", "billing.env")
+    folder = outside / "app"
+    folder.mkdir(mode=0o755)
+    os.chown(folder, NOBODY, NOBODY)
+    app = folder / "app.env"
+    shutil.move(ws.root / "app.env", app)
+    only_app(ws, app)
+    as_nobody("sh", "-c", f"mv {app} {app}.orig && ln -s {victim} {app}")
+
+    for args in (("rotate", "trading"), ("rotate", "trading", "--emergency", "--reason", "leak")):
+        assert_refused_and_untouched(ws, args, victim, victim_pair, expect=f"uid {NOBODY}")
+
+
+def test_a_deployers_link_inside_the_app_folder_is_still_written_through(outside: Path, ws: Workspace) -> None:
+    """The rule above keeps the deployer's release link (it leads below the folder its owner controls)."""
+    folder = outside / "app"
+    folder.mkdir(mode=0o755)
+    os.chown(folder, NOBODY, NOBODY)
+    release = folder / "releases" / "3"
+    release.mkdir(parents=True)
+    shutil.move(ws.root / "app.env", release / "app.env")
+    app = folder / "app.env"
+    app.symlink_to("releases/3/app.env")
+    os.lchown(app, NOBODY, NOBODY)
+    only_app(ws, app)
+
+    rotated = ws.run("rotate", "trading")
+    assert rotated.returncode == ExitCode.OK, said(rotated)
+    assert os.readlink(app) == "releases/3/app.env"
+    assert not ws.works(ws.first.pair)
+
+
+def test_a_symlinked_folder_planted_in_a_folder_anyone_can_write_is_refused(outside: Path, ws: Workspace) -> None:
+    """path = /shared/app/app.env with /shared writable by every user: anyone replaces `app` with a link to a folder
+    of root's holding a file of that name. Main checked only the last folder (root's, safe) and rotated that key."""
+    victim, victim_pair = bystander(ws, outside / "billing", "app.env")
+    shared = outside / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    real = shared / "app"
+    real.mkdir(mode=0o755)
+    app = real / "app.env"
+    shutil.move(ws.root / "app.env", app)
+    only_app(ws, app)
+    as_nobody("sh", "-c", f"mv {real} {shared}/app.orig && ln -s {victim.parent} {real}")
+
+    for args in (("rotate", "trading"), ("rotate", "trading", "--emergency", "--reason", "leak")):
+        assert_refused_and_untouched(ws, args, victim, victim_pair, expect=f"folder {shared} (mode 0o777")
