@@ -8,6 +8,7 @@ decides; this module reads the stores and words the stop).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from rotator import old_key
@@ -20,17 +21,26 @@ if TYPE_CHECKING:
     from backends.base import SecretStore
 
 
-def check_before_promote(ctx: RotationContext, record: RotationRecord, journal: Journal, new: StoredKey) -> None:
-    """Every target must show the recorded old key (or nothing) where promote takes the key it keeps as PREVIOUS."""
+def check_before_promote(
+    ctx: RotationContext,
+    record: RotationRecord,
+    journal: Journal,
+    new: StoredKey,
+    stores: Sequence[SecretStore] | None = None,
+) -> None:
+    """Every target (of `stores`, default all) must show the recorded old key (or nothing) where promote takes the
+    key it keeps as PREVIOUS. Promote calls it for all targets first, then for each one right before its own promote:
+    a writer who waits until the first target is promoted must not get another key into a later one's PREVIOUS."""
     pinned = old_key.recorded(record)
     if pinned is None:
         return
     from backends.base import WriteChecked  # lazily, as every store import
 
-    for store in ctx.stores:  # a target swapped since the start is named as such, and never read through
+    targets = ctx.stores if stores is None else stores
+    for store in targets:  # a target swapped since the start is named as such, and never read through
         if isinstance(store, WriteChecked):
             store.check_unchanged(record.token)
-    shown = {store.name: _to_become_previous(store, record, new) for store in ctx.stores}
+    shown = {store.name: _to_become_previous(store, record, new) for store in targets}
     _stop_if_other(ctx, record, journal, pinned, shown, before_promote=True)
 
 
@@ -52,6 +62,29 @@ def check_previous(ctx: RotationContext, record: RotationRecord, journal: Journa
         return
     shown = {store.name: _read(store, Stage.PREVIOUS) for store in ctx.stores}
     _stop_if_other(ctx, record, journal, pinned, shown, before_promote=False)
+
+
+def check_restorable(ctx: RotationContext, record: RotationRecord) -> None:
+    """Before a rollback restores anything: every target it would restore (CURRENT carries this rotation's token)
+    must bring back the recorded old key as CURRENT, never another key someone got into its PREVIOUS."""
+    pinned = old_key.recorded(record)
+    if pinned is None:
+        return
+    shown = {}
+    for store in ctx.stores:
+        current = _read(store, Stage.CURRENT)
+        if current is not None and current.token == record.token:
+            shown[store.name] = _read(store, Stage.PREVIOUS)
+    others = old_key.shown_instead(pinned, shown, pair=ctx.old)
+    if not others:
+        return
+    name = ctx.cred.name
+    raise RotationIncomplete(
+        f"{name}: {'; '.join(others)} as the key a rollback would make current again, but the old key identified "
+        f"when rotation {record.token[:8]} started is {pinned.named}: someone changed it during the rotation. Nothing "
+        "was rolled back and nothing was revoked. Put the old key's pair into that store by hand (the rollback then "
+        f"leaves it as it is) and run `rotator rollback {name}` again, or go forward with `rotator resume {name}`"
+    )
 
 
 def _to_become_previous(store: SecretStore, record: RotationRecord, new: StoredKey) -> StoredKey | None:

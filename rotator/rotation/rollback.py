@@ -9,6 +9,7 @@ from rotator.faultpoints import reached
 from rotator.model import Stage
 from rotator.record import Phase, RotationRecord
 from rotator.rotation.context import Journal, RotationContext
+from rotator.rotation.old_key_guard import check_restorable
 from rotator.rotation.reload import configured, reload_back
 from rotator.rotation.revocation import revoke_rotation_keys
 
@@ -21,6 +22,7 @@ def roll_back(
     so none is left holding a revoked key."""
     cred = ctx.cred
     started = ctx.runtime.monotonic()
+    check_restorable(ctx, record)  # only the old key identified at the start comes back (I8); else exit 4, no change
     try:
         if record.phase is not Phase.ROLLING_BACK:
             record = journal.save(

@@ -185,6 +185,7 @@ def promote(ctx: RotationContext, record: RotationRecord, journal: Journal) -> R
         for store in ctx.stores:
             journal.hold()  # between targets too: a lease taken over mid-deploy stops here
             store.put_pending(new)  # a no-op where staged; repairs a target staged by an older version
+            check_before_promote(ctx, record, journal, new, [store])  # what it shows now, not before the others'
             promotion = store.promote(record.token)
             reached(f"promote.{store.name}")
             if promotion.changed:

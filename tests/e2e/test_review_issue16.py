@@ -10,6 +10,7 @@ played through the real CLI against the simulator, with real files and a second 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -24,7 +25,7 @@ from rotator.bluum import BluumClient
 from rotator.errors import ExitCode
 from rotator.model import Environment, KeyPair
 from tests.e2e.conftest import Workspace, dotenv_text
-from tests.e2e.test_review_scenarios import said
+from tests.e2e.test_review_scenarios import key_status, said
 
 NOBODY = 65534
 
@@ -37,6 +38,18 @@ def as_nobody(*command: str) -> None:
         capture_output=True,
         text=True,
     )
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """The workspace in a folder `nobody` can pass through (0711), so a file whose group lets it write can be written
+    by it (pytest's own temporary folders are 0700)."""
+    root = Path(tempfile.mkdtemp(prefix="review-issue16-ws-", dir="/tmp"))
+    root.chmod(0o711)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -150,3 +163,84 @@ def test_a_symlinked_folder_planted_in_a_folder_anyone_can_write_is_refused(outs
 
     for args in (("rotate", "trading"), ("rotate", "trading", "--emergency", "--reason", "leak")):
         assert_refused_and_untouched(ws, args, victim, victim_pair, expect=f"folder {shared} (mode 0o777")
+
+
+# ----------------------------------------------------------------------------------------------- item 2, variants
+
+
+def test_a_bystander_written_into_the_mirror_between_two_promotes_is_caught_before_the_mirrors_promote(
+    ws: Workspace,
+) -> None:
+    """The mirror's second writer (the file's group lets `nobody` write it) waits until app is promoted, then puts a
+    bystander's API key and id (no secret needed) into mirror.env before mirror is promoted. Main checked every store
+    once, before the first promote: mirror's promote moved the bystander into its PREVIOUS, the stop's advice ("put
+    the old key back there, then resume") could not work (PREVIOUS is in the rotator's state), resume stopped for
+    ever, and `rollback` put the bystander's API key back into mirror.env (a key Bluum rejects), reporting "the old
+    key is current again", exit 0. Each store is checked again right before its own promote."""
+    from tests.e2e.test_trust_core import Held, as_nobody_write, bystander_key, group_writable_for_nobody
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to play the mirror file's second writer")
+    leaked = ws.first
+    other = bystander_key(ws)
+    mirror = ws.root / "mirror.env"
+    group_writable_for_nobody(mirror)
+    original = mirror.read_text()
+    ws.excuse(KeyPair(other.pair.api_key, leaked.pair.api_secret, Environment.SANDBOX))
+
+    held = Held(ws, "promote.app", "rotate", "trading")
+    held.wait_parked()
+    forged = original.replace(leaked.pair.api_key, other.pair.api_key).replace(str(leaked.info.id), other.info.id)
+    as_nobody_write(mirror, forged)
+    stopped = held.release()
+
+    told = said(stopped)
+    assert stopped.returncode == ExitCode.INCOMPLETE, told
+    assert "store 'mirror'" in told, told
+    assert "as the key this rotation replaces" in told, told
+    sidecar = json.loads(ws.sidecar_path("mirror.env").read_text())
+    assert (sidecar.get("previous") or {}).get("api_key") != other.pair.api_key, "the bystander became PREVIOUS"
+    assert mirror.read_text() == forged, "mirror was promoted after the stop"
+    assert key_status(ws, other.info.id) == "active"
+
+    as_nobody_write(mirror, original)  # the stop's advice: the old key back where it was changed
+    resumed = ws.run("resume", "trading")
+    assert resumed.returncode == ExitCode.OK, said(resumed)
+    assert key_status(ws, leaked.info.id) == "revoked"
+    assert key_status(ws, other.info.id) == "active"
+    new_id = ws.current_id()
+    assert ws.current_id("mirror.env", "TRADING_") == new_id != leaked.info.id
+
+
+def test_a_rollback_never_restores_a_key_someone_got_into_previous(ws: Workspace) -> None:
+    """Whatever put a bystander's API key into a target's PREVIOUS (here the state file edited while the run is
+    parked, as the authors' revoke test does; a writer racing one store's promote gets there too), the revoke stops
+    (exit 4). Main's `rollback` then restored the bystander's API key into app.env (a key Bluum rejects: the
+    application is broken) and said "the old key is current again", exit 0."""
+    from tests.e2e.test_trust_core import Held, bystander_key
+
+    leaked = ws.first
+    other = bystander_key(ws)
+    ws.excuse(KeyPair(other.pair.api_key, leaked.pair.api_secret, Environment.SANDBOX))
+    held = Held(ws, "verified.record", "rotate", "trading", "--emergency", "--reason", "leaked")
+    held.wait_parked()
+    path = ws.sidecar_path("app.env")
+    data = json.loads(path.read_text())
+    data["previous"].update(api_key=other.pair.api_key, key_id=other.info.id)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    stopped = held.release()
+    assert stopped.returncode == ExitCode.INCOMPLETE, said(stopped)
+    app_before, mirror_before = ws.root.joinpath("app.env").read_bytes(), ws.root.joinpath("mirror.env").read_bytes()
+
+    rolled = ws.run("rollback", "trading")
+    told = said(rolled)
+    assert rolled.returncode == ExitCode.INCOMPLETE, told
+    assert "store 'app'" in told, told
+    assert "Nothing was rolled back" in told, told
+    assert ws.values().get("BLUUM_API_KEY") != other.pair.api_key, "the bystander's API key was restored into app.env"
+    assert ws.root.joinpath("app.env").read_bytes() == app_before
+    assert ws.root.joinpath("mirror.env").read_bytes() == mirror_before
+    assert key_status(ws, other.info.id) == "active"
+    new_id = ws.current_id()
+    assert new_id is not None
+    assert key_status(ws, new_id) == "active", "the key in use was revoked"
