@@ -551,8 +551,9 @@ class DotenvTarget:
         removed: list[str] = []
         try:
             with self._folder(folder_path) as dir_fd:
+                owners = {self._euid, *_file_owner(dir_fd, name)}
                 for entry in os.listdir(dir_fd):
-                    if pattern.fullmatch(entry) and self._remove_leftover(dir_fd, entry):
+                    if pattern.fullmatch(entry) and self._remove_leftover(dir_fd, entry, owners):
                         removed.append(os.path.join(folder_path, entry))
         except OSError as exc:
             log.warning(
@@ -572,11 +573,14 @@ class DotenvTarget:
             )
         return removed
 
-    def _remove_leftover(self, dir_fd: int, entry: str) -> bool:
-        """Remove `entry` if it is a leftover of ours: a regular file of our user that no writer holds locked."""
+    def _remove_leftover(self, dir_fd: int, entry: str, owners: set[int]) -> bool:
+        """Remove `entry` if it is a leftover of ours: a regular file that no writer holds locked, of our user or of
+        the dotenv file's owner (a write gives its copy the file's owner before the rename, so a crash leaves one of
+        theirs; removing a name of theirs in their folder takes nothing from them, and nobody else could put one
+        in a folder that is not theirs)."""
         try:
             st = os.stat(entry, dir_fd=dir_fd, follow_symlinks=False)
-            if not stat.S_ISREG(st.st_mode) or st.st_uid != self._euid:
+            if not stat.S_ISREG(st.st_mode) or st.st_uid not in owners:
                 return False
             fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
         except OSError:
@@ -617,6 +621,15 @@ class DotenvTarget:
 
     def _unavailable(self, action: str, path: str, exc: OSError) -> StoreUnavailable:
         return StoreUnavailable(f"{action} {path} failed: {exc.strerror or type(exc).__name__}", store=self._store)
+
+
+def _file_owner(dir_fd: int, name: str) -> tuple[int, ...]:
+    """The owner of the regular file `name` in the folder, if there is one."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        return ()
+    return (st.st_uid,) if stat.S_ISREG(st.st_mode) else ()
 
 
 def _same_file(pin: Pin, file: FileId, *, trusted_folder: bool) -> bool:

@@ -244,3 +244,29 @@ def test_a_rollback_never_restores_a_key_someone_got_into_previous(ws: Workspace
     new_id = ws.current_id()
     assert new_id is not None
     assert key_status(ws, new_id) == "active", "the key in use was revoked"
+
+
+# ----------------------------------------------------------------------------------------------- item 13, a variant
+
+
+def test_a_crashed_writes_copy_of_a_file_the_application_owns_is_removed_too(ws: Workspace) -> None:
+    """app.env belongs to the application's user (`chown app .env`, as deployers do), so the rotator gives its
+    temporary copy that owner before the rename. A crash between fsync and rename left a copy of the new secret that
+    main's sweep skipped as "another user's" for ever, and never reported."""
+    from rotator.faultpoints import CRASH_ENV
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the file belongs to another user")
+    app = ws.root / "app.env"
+    os.chown(app, NOBODY, NOBODY)
+    crashed = ws.run("rotate", "trading", env={CRASH_ENV: "dotenv.written"})
+    assert crashed.returncode == -9, said(crashed)
+    left = [p for p in ws.root.iterdir() if p.name.startswith(".app.env.") and p.name.endswith(".tmp")]
+    assert len(left) == 1, "the crash left the temporary copy (with the new secret) beside the file"
+    assert left[0].stat().st_uid == NOBODY
+
+    resumed = ws.run("resume", "trading")
+    assert resumed.returncode == ExitCode.OK, said(resumed)
+    assert not left[0].exists(), "a copy of the secret stays beside the file for ever"
+    assert f"removed 1 temporary copy of {app}" in resumed.stderr
+    assert app.stat().st_uid == NOBODY
