@@ -270,3 +270,28 @@ def test_a_crashed_writes_copy_of_a_file_the_application_owns_is_removed_too(ws:
     assert not left[0].exists(), "a copy of the secret stays beside the file for ever"
     assert f"removed 1 temporary copy of {app}" in resumed.stderr
     assert app.stat().st_uid == NOBODY
+
+
+def test_an_enrollment_never_appends_its_key_to_a_file_a_planted_link_leads_to(outside: Path, ws: Workspace) -> None:
+    """Item 3's own example, planted before the start: the application's user links app.env to a copy of
+    /etc/passwd (root's, in root's folder). Main's `enroll` appended the new key to it."""
+    victim_folder = outside / "etc"
+    victim_folder.mkdir(mode=0o755)
+    passwd = victim_folder / "passwd"
+    shutil.copyfile("/etc/passwd", passwd)
+    before = passwd.read_bytes()
+    folder = outside / "app"
+    folder.mkdir(mode=0o755)
+    os.chown(folder, NOBODY, NOBODY)
+    app = folder / "app.env"
+    (ws.root / "app.env").unlink()
+    only_app(ws, app)
+    keys = len(ws.investor_keys())
+    as_nobody("ln", "-s", str(passwd), str(app))
+
+    refused = ws.run("enroll", "trading")
+    told = said(refused)
+    assert refused.returncode == ExitCode.BAD_INPUT, told
+    assert f"uid {NOBODY} can change" in told, told
+    assert passwd.read_bytes() == before, "root appended the new key to the file a planted link leads to"
+    assert len(ws.investor_keys()) == keys
