@@ -65,6 +65,7 @@ from backends.dotenv_lines import Reader
 from backends.env_target import WRITE_MODES, DotenvTarget, Pin
 from backends.ledger import Lease, VersionedRecord, lease_refusal
 from backends.projected import Projected
+from backends.regular_file import NotARegularFile, read_regular_file
 from backends.stage_document import DOCUMENT_VERSION, DocumentReader, StageDocument
 from backends.stages import StageLog
 from rotator.atomicfile import ReplacedFile
@@ -547,13 +548,19 @@ class EnvStore:
     def _read_dotenv(self) -> str:
         """The dotenv file's text, exactly (no newline translation), or the Store* error a person can act on."""
         try:
-            data = self._path.read_bytes()
+            data = read_regular_file(self._path)
         except IsADirectoryError as exc:
             raise StoreCorrupt(
                 f"{self._path} is a directory, not a dotenv file: point `path` in rotator.toml at the file "
                 "applications read (for example .env inside that folder)",
                 store=self.name,
             ) from exc
+        except NotARegularFile as exc:
+            raise StoreCorrupt(
+                f"{self._path} is not a regular file but {exc.kind}: reading it could wait for ever or never end. Put "
+                "the dotenv file back there, or point `path` in rotator.toml at it",
+                store=self.name,
+            ) from None
         except (FileNotFoundError, NotADirectoryError) as exc:
             raise StoreNotFound(
                 f"{self._path} does not exist: create it with {self._prefix}API_KEY and {self._prefix}API_SECRET "

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -295,3 +296,44 @@ def test_an_enrollment_never_appends_its_key_to_a_file_a_planted_link_leads_to(o
     assert f"uid {NOBODY} can change" in told, told
     assert passwd.read_bytes() == before, "root appended the new key to the file a planted link leads to"
     assert len(ws.investor_keys()) == keys
+
+
+# ----------------------------------------------------------------------------------------------- item 15, a variant
+
+
+def test_an_emergency_is_not_stalled_by_a_named_pipe_where_another_apps_file_was(outside: Path, ws: Workspace) -> None:
+    """The reports application's user (its folder is theirs) replaces reports.env with a named pipe. Main's read of
+    it, in the survey before the revoke, waited for a writer for ever: the emergency rotation of the unrelated leaked
+    key never finished (nor did any other command that reads every store), holding its lease."""
+    from tests.e2e.test_sweep import add_second_credential
+
+    add_second_credential(ws)
+    folder = outside / "reports"
+    folder.mkdir(mode=0o755)
+    os.chown(folder, NOBODY, NOBODY)
+    reports = folder / "reports.env"
+    shutil.move(ws.root / "reports.env", reports)
+    os.chown(reports, NOBODY, NOBODY)
+    ws.edit_config('path = "reports.env"', f'path = "{reports}"')
+    as_nobody("sh", "-c", f"rm {reports} && mkfifo {reports}")
+
+    try:
+        proc = ws.run("rotate", "trading", "--emergency", "--reason", "leaked", timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the emergency rotation hung reading another application's named pipe")
+    told = said(proc)
+    assert proc.returncode == ExitCode.OK, told
+    assert key_status(ws, ws.first.info.id) == "revoked"
+    assert "store 'reports'" in told, told
+    assert "not a regular file" in told, told
+    assert "revoked anyway" in told, told
+
+    status = subprocess.run(
+        [sys.executable, "-m", "rotator", "--config", str(ws.config), "status"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    ws.guard.check(status.stdout + status.stderr, "status")
+    assert "reports" in status.stdout + status.stderr
