@@ -226,8 +226,8 @@ def read_own_file(path: Path, *, setting: str, store: str = "", check_folder: bo
     if seen is None:
         return None
     _refuse_file(seen, store=store)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:  # without waiting: a named pipe swapped in after the lstat opens at once, and fstat refuses it below
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
     except PermissionError as exc:
