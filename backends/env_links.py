@@ -8,7 +8,7 @@ revoking the key it held, a bystander's). So, before anything changes, each link
 too, and links a link leads through) must be one only root or the rotator's user can change, or lead no further than
 below the folder of the user who can: a deployer's release link (`app.env -> releases/7/app.env`) stays fine.
 
-`links_on` looks (lstat, readlink, stat of folders: nothing is opened for writing); `link_problems` decides, pure.
+`resolve` looks (lstat, readlink, stat of folders: nothing is opened for writing); `link_problems` decides, pure.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import stat
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["LinkSeen", "link_problems", "links_on"]
+__all__ = ["LinkSeen", "link_problems", "links_on", "resolve"]
 
 _MAX_LINKS: Final = 40
 """As the kernel's own limit: a longer chain is a loop, which the store's read names."""
@@ -37,12 +37,17 @@ class LinkSeen:
 
 
 def links_on(path: str) -> tuple[LinkSeen, ...]:
-    """The symlinks met resolving `path` (as the kernel does: component by component, a link's text resolved from
-    its own folder), in order."""
+    """The symlinks met resolving `path`, in order."""
+    return resolve(path)[1]
+
+
+def resolve(path: str) -> tuple[str, tuple[LinkSeen, ...]]:
+    """`path` resolved as the kernel does (component by component, a link's text resolved from its own folder), and
+    the symlinks met on the way: one walk, so the links judged are the ones that led to the path written."""
     links: list[LinkSeen] = []
     start = "/" if path.startswith("/") else os.getcwd()
-    _walk(start, path, links)
-    return tuple(links)
+    resolved = _walk(start, path, links)
+    return resolved, tuple(links)
 
 
 def _walk(start: str, text: str, links: list[LinkSeen]) -> str:

@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
-from backends.env_links import LinkSeen, link_problems, links_on
+from backends.env_links import LinkSeen, link_problems, resolve
 from rotator.atomicfile import ReplacedFile
 from rotator.errors import StoreCorrupt, StoreError, StoreUnavailable, TargetChanged, UnsafeTarget
 from rotator.faultpoints import inside
@@ -245,7 +245,12 @@ class DotenvTarget:
             link = os.readlink(path)
             parent = os.stat(os.path.dirname(os.path.abspath(path)) or "/")
             link_folder = (parent.st_mode, parent.st_uid, own.st_uid)
-        resolved = os.path.realpath(path)
+        resolved, links = resolve(path)
+        if os.path.realpath(path) != resolved:  # a link swapped while it was walked: judge nothing half-seen
+            raise TargetChanged(
+                f"store {self._store!r}: {self._path} is changing while it is read (a link on the way to it was "
+                "replaced); nothing was written. Run the command again once nobody changes it"
+            )
         folder_path, name = os.path.split(resolved)
         with self._folder(folder_path) as dir_fd:
             info = os.fstat(dir_fd)
@@ -259,7 +264,7 @@ class DotenvTarget:
             folder_uid=info.st_uid,
             link_folder=link_folder,
             file=file,
-            links=links_on(path),
+            links=links,
         )
 
     def _file_id(self, dir_fd: int, name: str, resolved: str) -> FileId | None:

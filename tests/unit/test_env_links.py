@@ -46,3 +46,15 @@ def test_links_on_finds_folder_links_and_links_a_link_leads_through(tmp_path: Pa
     assert all(s.folder == str(tmp_path) for s in seen)
     assert links_on(str(tmp_path / "real" / "missing" / "app.env")) == ()
     assert os.path.realpath(tmp_path / "app.env") == str(tmp_path / "real" / "app.env")
+
+
+def test_resolve_agrees_with_realpath(tmp_path: Path) -> None:
+    from backends.env_links import resolve
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "app.env").write_text("")
+    (tmp_path / "up").symlink_to("a/b/..")
+    (tmp_path / "rel").symlink_to("up/b/app.env")
+    for path in ("rel", "up/b/app.env", "up/../a/b/app.env", "a/b/missing/x.env", "up/b/../b/./app.env"):
+        full = str(tmp_path / path)
+        assert resolve(full)[0] == os.path.realpath(full), path
