@@ -300,6 +300,18 @@ class DotenvTarget:
             )
         return observed
 
+    def check_beside(self, path: Path) -> None:
+        """Refuse (UnsafeTarget, exit 2) to create `path` (the lock file beside the configured one) through a link
+        another user could have aimed: it is made before the target is checked, and would be made wherever the
+        link leads."""
+        resolved, links = resolve(str(path.parent))
+        problems = link_problems(links, resolved, self._euid)
+        if problems:
+            raise UnsafeTarget(
+                f"{self._path} is not a safe place to write a key: {'; '.join(problems)}. Nothing was changed",
+                store=self._store,
+            )
+
     def problems(self, observed: Observed) -> list[str]:
         """Why the rotator must not write this target (empty: it may)."""
         problems: list[str] = []

@@ -161,9 +161,11 @@ def test_a_symlinked_folder_planted_in_a_folder_anyone_can_write_is_refused(outs
     shutil.move(ws.root / "app.env", app)
     only_app(ws, app)
     as_nobody("sh", "-c", f"mv {real} {shared}/app.orig && ln -s {victim.parent} {real}")
+    entries = sorted(p.name for p in victim.parent.iterdir())
 
     for args in (("rotate", "trading"), ("rotate", "trading", "--emergency", "--reason", "leak")):
         assert_refused_and_untouched(ws, args, victim, victim_pair, expect=f"folder {shared} (mode 0o777")
+        assert sorted(p.name for p in victim.parent.iterdir()) == entries, "root made a file in root's folder"
 
 
 # ----------------------------------------------------------------------------------------------- item 2, variants
