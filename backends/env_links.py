@@ -77,13 +77,15 @@ def _walk(start: str, text: str, links: list[LinkSeen]) -> str:
     return current
 
 
-def link_problems(links: tuple[LinkSeen, ...], resolved: str, euid: int) -> list[str]:
+def link_problems(
+    links: tuple[LinkSeen, ...], resolved: str, euid: int, resolved_folder_uid: int | None = None
+) -> list[str]:
     """Why the rotator must not write `resolved` through `links` (empty: it may). Pure.
 
     A link can be replaced by its folder's owner, and, in a folder its group or every user may write, by them too
     (unless the sticky bit keeps them from a link of the rotator's own user or root's); in a sticky folder its own
-    owner may replace it as well. Such a link may lead only below the folder of the one user who can change it: that
-    user could have written there anyway."""
+    owner may replace it as well. Such a link may lead only below its own folder, or to a folder of that same user
+    (`resolved_folder_uid`: the owner of the resolved file's folder): that user could have written there anyway."""
     problems: list[str] = []
     for seen in links:
         mode, sticky = seen.folder_mode, bool(seen.folder_mode & stat.S_ISVTX)
@@ -101,11 +103,12 @@ def link_problems(links: tuple[LinkSeen, ...], resolved: str, euid: int) -> list
             continue
         owner = min(others)
         inside = os.path.commonpath([seen.folder, resolved]) == seen.folder
-        if len(others) > 1 or not inside:
+        theirs = resolved_folder_uid is not None and {resolved_folder_uid} == others
+        if len(others) > 1 or not (inside or theirs):
             problems.append(
                 f"{seen.link} is a symlink that uid {owner} can change (the link or its folder {seen.folder} is that "
-                f"user's), and it leads out of that folder, to {resolved}: the rotator would write there, and "
-                f"revoke the key it holds, for a user who may not. Fix: set `path` to {resolved} itself, or make the "
-                f"link and its folder root's (or the rotator's user's)"
+                f"user's), and it leads out of that folder, to {resolved} in a folder that user does not own: the "
+                "rotator would write there, and revoke the key it holds, for a user who may not. Fix: set `path` to "
+                f"{resolved} itself, or make the link and its folder root's (or the rotator's user's)"
             )
     return list(dict.fromkeys(problems))

@@ -305,7 +305,11 @@ class DotenvTarget:
         another user could have aimed: it is made before the target is checked, and would be made wherever the
         link leads."""
         resolved, links = resolve(str(path.parent))
-        problems = link_problems(links, resolved, self._euid)
+        try:
+            owner: int | None = os.stat(resolved).st_uid
+        except OSError:
+            owner = None
+        problems = link_problems(links, resolved, self._euid, owner)
         if problems:
             raise UnsafeTarget(
                 f"{self._path} is not a safe place to write a key: {'; '.join(problems)}. Nothing was changed",
@@ -328,7 +332,7 @@ class DotenvTarget:
             problems.append(folder)
         # Every link on the way (the file's, a folder's, one a link leads through): one another user can change may
         # not lead where that user could not write (a link planted before the start; the pin guards only changes).
-        problems.extend(link_problems(observed.links, observed.resolved, self._euid))
+        problems.extend(link_problems(observed.links, observed.resolved, self._euid, observed.folder_uid))
         file = observed.file
         if file is not None and file.regular and not self.in_place:
             if file.nlink > 1:

@@ -58,3 +58,10 @@ def test_resolve_agrees_with_realpath(tmp_path: Path) -> None:
     for path in ("rel", "up/b/app.env", "up/../a/b/app.env", "a/b/missing/x.env", "up/b/../b/./app.env"):
         full = str(tmp_path / path)
         assert resolve(full)[0] == os.path.realpath(full), path
+
+
+def test_another_users_link_may_lead_to_a_folder_of_that_same_user() -> None:
+    """Capistrano's shared/.env: releases/7/.env -> ../../shared/.env, all the deploy user's."""
+    release = link("/var/www/app/releases/7", folder_uid=OTHER, link_uid=OTHER)
+    assert link_problems((release,), "/var/www/app/shared/.env", ME, resolved_folder_uid=OTHER) == []
+    assert link_problems((release,), "/etc/bluum/tenant.env", ME, resolved_folder_uid=ROOT)
