@@ -116,6 +116,7 @@ def test_a_link_the_folder_owner_planted_before_the_start_to_another_apps_file_i
     """The application's folder is its user's (as the authors' tests allow); before a scheduled rotation that user
     replaces app.env with a link to root's billing file. Main rotated the billing key: it wrote the investor's new key
     into billing.env (a file `nobody` cannot write) and revoked billing's key."""
+    ws.sampled = [("tenant.env", "BLUUM_")]  # app.env moves: the sampler must not see it gone
     victim, victim_pair = bystander(ws, outside / "billing", "billing.env")
     folder = outside / "app"
     folder.mkdir(mode=0o755)
@@ -131,6 +132,7 @@ def test_a_link_the_folder_owner_planted_before_the_start_to_another_apps_file_i
 
 def test_a_deployers_link_inside_the_app_folder_is_still_written_through(outside: Path, ws: Workspace) -> None:
     """The rule above keeps the deployer's release link (it leads below the folder its owner controls)."""
+    ws.sampled = [("tenant.env", "BLUUM_")]  # app.env moves: the sampler must not see it gone
     folder = outside / "app"
     folder.mkdir(mode=0o755)
     os.chown(folder, NOBODY, NOBODY)
@@ -151,6 +153,7 @@ def test_a_deployers_link_inside_the_app_folder_is_still_written_through(outside
 def test_a_symlinked_folder_planted_in_a_folder_anyone_can_write_is_refused(outside: Path, ws: Workspace) -> None:
     """path = /shared/app/app.env with /shared writable by every user: anyone replaces `app` with a link to a folder
     of root's holding a file of that name. Main checked only the last folder (root's, safe) and rotated that key."""
+    ws.sampled = [("tenant.env", "BLUUM_")]  # app.env moves: the sampler must not see it gone
     victim, victim_pair = bystander(ws, outside / "billing", "app.env")
     shared = outside / "shared"
     shared.mkdir()
@@ -278,6 +281,7 @@ def test_a_crashed_writes_copy_of_a_file_the_application_owns_is_removed_too(ws:
 def test_an_enrollment_never_appends_its_key_to_a_file_a_planted_link_leads_to(outside: Path, ws: Workspace) -> None:
     """Item 3's own example, planted before the start: the application's user links app.env to a copy of
     /etc/passwd (root's, in root's folder). Main's `enroll` appended the new key to it."""
+    ws.sampled = [("tenant.env", "BLUUM_")]  # app.env moves: the sampler must not see it gone
     victim_folder = outside / "etc"
     victim_folder.mkdir(mode=0o755)
     passwd = victim_folder / "passwd"
