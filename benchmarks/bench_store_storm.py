@@ -84,7 +84,12 @@ def main() -> None:
                     folder,
                 )
                 aws_done, _ = storm(
-                    "aws", args.aws, args.seed, lambda at: aws_workspace(sim, moto, aws_proxy.url, at), aws_proxy, folder
+                    "aws",
+                    args.aws,
+                    args.seed,
+                    lambda at: aws_workspace(sim, moto, aws_proxy.url, at),
+                    aws_proxy,
+                    folder,
                 )
     finally:
         moto_server.stop()

@@ -16,8 +16,10 @@ upstream; the client side speaks HTTP/1.1 with keep-alive, as hvac and botocore 
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import http.client
+import json
 import random
 import socket
 import threading
@@ -25,7 +27,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 LOOPBACK = "127.0.0.1"
@@ -61,6 +63,15 @@ class Request:
     method: str
     path: str
     headers: Mapping[str, str]
+    body: bytes = b""
+
+    def json(self) -> dict[str, Any]:
+        """The body as JSON ({} when it is not an object)."""
+        try:
+            value = json.loads(self.body or b"{}")
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
 
     @property
     def operation(self) -> str:
@@ -115,16 +126,16 @@ class StormPlan:
 
 @dataclass
 class LoseAnswerPlan:
-    """Forward everything; lose the answer to the `nth` (1-based) request that `is_write` picks out."""
+    """Forward everything; lose the answer to the `nth` (1-based) request `pick` picks out (0: none, only count)."""
 
     nth: int
-    is_write: Callable[[Request], bool]
+    pick: Callable[[Request], bool]
     seen: int = 0
     lost: Request | None = None
     _mutex: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def decide(self, request: Request) -> Decision:
-        if not self.is_write(request):
+        if not self.pick(request):
             return Decision(Fate.FORWARD)
         with self._mutex:
             self.seen += 1
@@ -139,12 +150,74 @@ def vault_write(request: Request) -> bool:
     return request.method in ("POST", "PUT") and "/data/" in request.path
 
 
+def vault_document(request: Request) -> dict[str, Any] | None:
+    """The stage document a Vault write carries (None: not a write of a stage document)."""
+    if not vault_write(request) or "/data/bluum-rotator/" not in request.path:
+        return None
+    data = request.json().get("data")
+    return data if isinstance(data, dict) else None
+
+
 AWS_WRITES = frozenset({"UpdateItem", "PutItem", "PutSecretValue", "UpdateSecretVersionStage"})
 
 
 def aws_write(request: Request) -> bool:
     """A DynamoDB ledger write or a Secrets Manager write."""
     return request.operation in AWS_WRITES
+
+
+def aws_ledger_update(request: Request) -> str | None:
+    """The UpdateExpression of a DynamoDB ledger write (None: not one)."""
+    if request.operation != "UpdateItem":
+        return None
+    return str(request.json().get("UpdateExpression", ""))
+
+
+def _record_phase(record: object) -> str | None:
+    return record.get("phase") if isinstance(record, dict) else None
+
+
+def _aws_record_phase(request: Request) -> str | None:
+    text = ((request.json().get("ExpressionAttributeValues") or {}).get(":record") or {}).get("S")
+    try:
+        return _record_phase(json.loads(text)) if isinstance(text, str) else None
+    except ValueError:
+        return None
+
+
+LEDGER_WRITES: dict[str, dict[str, Callable[[Request], bool]]] = {
+    "vault": {
+        "taking the lease": lambda r: (d := vault_document(r)) is not None and d.get("record") is None,
+        "the STARTED record": lambda r: (
+            (d := vault_document(r)) is not None
+            and _record_phase(d.get("record")) == "started"
+            and d.get("pending") is None
+        ),
+        "the PENDING stage": lambda r: (d := vault_document(r)) is not None and d.get("pending") is not None,
+        "the key applications read": lambda r: vault_write(r) and "/data/bluum-rotator/" not in r.path,
+        "the COMPLETED record": lambda r: (
+            (d := vault_document(r)) is not None and _record_phase(d.get("record")) == "completed"
+        ),
+        "releasing the lease": lambda r: (
+            (d := vault_document(r)) is not None and (d.get("lease") or {}).get("owner") is None
+        ),
+    },
+    "aws": {
+        "taking the lease": lambda r: "SET fence" in (aws_ledger_update(r) or ""),
+        "the STARTED record": lambda r: "#record" in (aws_ledger_update(r) or "") and _aws_record_phase(r) == "started",
+        "the PENDING version": lambda r: r.operation == "PutSecretValue",
+        "moving AWSCURRENT": lambda r: (
+            r.operation == "UpdateSecretVersionStage" and r.json().get("VersionStage") == "AWSCURRENT"
+        ),
+        "the COMPLETED record": lambda r: (
+            "#record" in (aws_ledger_update(r) or "") and _aws_record_phase(r) == "completed"
+        ),
+        "releasing the lease": lambda r: (aws_ledger_update(r) or "").startswith("REMOVE #owner"),
+    },
+}
+"""Named store writes of one rotation, each picked out by what it carries (not by its place in the order, which
+changes whenever the rotation's steps do): the lease, the first and last records, a stage write, the key applications
+read, the release."""
 
 
 class FaultProxy:
@@ -193,13 +266,13 @@ class FaultProxy:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+            def log_message(self, format: str, *args: object) -> None:
                 """Quiet: request lines would only clutter the test's captured output."""
 
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                request = Request(self.command, self.path, dict(self.headers.items()))
+                request = Request(self.command, self.path, dict(self.headers.items()), body)
                 decision = proxy.plan.decide(request)
                 proxy._record(request, decision.fate)
                 if decision.fate is Fate.DROP:
@@ -245,11 +318,9 @@ class FaultProxy:
 
             def _hang_up(self) -> None:
                 self.close_connection = True
-                try:
+                with contextlib.suppress(OSError):
                     self.connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_LIST = _serve  # noqa: N815
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_LIST = _serve
 
         return Handler

@@ -72,7 +72,7 @@ def _fields(pair: KeyPair) -> dict[str, str]:
     return {"api_key": pair.api_key, "api_secret": pair.api_secret.reveal(), "key_id": str(pair.key_id)}
 
 
-def vault_workspace(sim: Simulator, bao: Any, store_url: str, folder: Path) -> StoreWorkspace:  # noqa: ANN401
+def vault_workspace(sim: Simulator, bao: Any, store_url: str, folder: Path) -> StoreWorkspace:
     """`trading` in Vault KV v2 at `storm/<hex>/trading` of `bao`, reached at `store_url` (the proxy), with a token
     holding exactly the minimal policy; reports.env mirrors it."""
     from backends.vault import STATE_PREFIX
@@ -105,7 +105,7 @@ def vault_workspace(sim: Simulator, bao: Any, store_url: str, folder: Path) -> S
     return StoreWorkspace(folder, config, first, {"VAULT_TOKEN": token}, shown, owner, [token])
 
 
-def aws_workspace(sim: Simulator, moto: Any, store_url: str, folder: Path) -> StoreWorkspace:  # noqa: ANN401
+def aws_workspace(sim: Simulator, moto: Any, store_url: str, folder: Path) -> StoreWorkspace:
     """`trading` in a Secrets Manager secret of `moto` (and its lease in moto's DynamoDB), reached at `store_url`
     (the proxy) through boto3's own AWS_ENDPOINT_URL; reports.env mirrors it."""
     from tests.aws_fixtures import LEDGER_TABLE
@@ -118,9 +118,7 @@ def aws_workspace(sim: Simulator, moto: Any, store_url: str, folder: Path) -> St
     text = config.read_text()
     assert APP_TABLE in text, "the demo's config changed: update tests/store_workspaces.py"
     config.write_text(
-        text.replace(
-            APP_TABLE, f'[stores.app]\ntype = "aws"\nsecret_id = "{name}"\nledger_table = "{LEDGER_TABLE}"\n'
-        )
+        text.replace(APP_TABLE, f'[stores.app]\ntype = "aws"\nsecret_id = "{name}"\nledger_table = "{LEDGER_TABLE}"\n')
     )
 
     def shown() -> str | None:
