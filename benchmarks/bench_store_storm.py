@@ -7,7 +7,11 @@ loopback (`tests/fault_proxy.py`) that, per request, answers 500 or 503 (10 %), 
 forwarding it (3 %), or holds it 1-3 s (5 %), drawn from a generator seeded per rotation. A rotation completed when it
 exited 0 and the store and the mirror both hold a new key. The ratio Vault / AWS is what the issue asks to be near 1.
 
-Run: .venv/bin/python benchmarks/bench_store_storm.py [--vault 18] [--aws 32] [--seed 17]
+With `--lost-answers` it loses instead, in turn, the answer to every store write of one rotation (the proxy forwards
+the write, the store applies it, and the connection is closed unanswered), a fresh credential each time, and prints
+the exit code and the last line said after each: the table of issue 17's closing note.
+
+Run: .venv/bin/python benchmarks/bench_store_storm.py [--vault 18] [--aws 32] [--seed 17] [--lost-answers]
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.*: the same servers and proxy the tests use
 
 from rotator.simulator import Simulator
-from tests.fault_proxy import FaultProxy, StormPlan
+from tests.fault_proxy import FaultProxy, LoseAnswerPlan, Request, StormPlan, aws_write, vault_write
 from tests.store_workspaces import StoreWorkspace, aws_workspace, vault_workspace
 
 
@@ -51,11 +55,34 @@ def storm(name: str, count: int, seed: int, make: object, proxy: FaultProxy, fol
     return done, wall
 
 
+def lost_answers(name: str, make: object, proxy: FaultProxy, is_write: object, folder: Path) -> tuple[int, int]:
+    """Lose each write's answer in turn; prints one line per write, returns (completed, writes)."""
+    plan = LoseAnswerPlan(nth=0, pick=is_write)  # type: ignore[arg-type]
+    proxy.plan = plan
+    counted = make(folder / f"{name}-count")  # type: ignore[operator]
+    assert counted.run("rotate", "trading").returncode == 0, "an undisturbed rotation failed"
+    total, done = plan.seen, 0
+    for nth in range(1, total + 1):
+        plan = LoseAnswerPlan(nth=nth, pick=is_write)  # type: ignore[arg-type]
+        proxy.plan = plan
+        ws = make(folder / f"{name}-lose-{nth}")  # type: ignore[operator]
+        result = ws.run("rotate", "trading")
+        ok = completed(ws, result.returncode) and ws.lease_owner() is None
+        done += ok
+        lost: Request | None = plan.lost
+        what = "(never sent)" if lost is None else lost.operation.replace("/v1/secret/data/", "")[:60]
+        last = (result.stderr.strip().splitlines() or [""])[-1][:150]
+        print(f"  {name} write {nth:2d}/{total} {what:60s} exit {result.returncode} {'completed' if ok else last}")
+    print(f"{name}: {done}/{total} rotations completed with one write's answer lost")
+    return done, total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--vault", type=int, default=18)
     parser.add_argument("--aws", type=int, default=32)
     parser.add_argument("--seed", type=int, default=17)
+    parser.add_argument("--lost-answers", action="store_true", help="lose each write's answer in turn instead")
     args = parser.parse_args()
     import logging
 
@@ -75,6 +102,18 @@ def main() -> None:
             sim.configure(rate_limits={"TEST": 1_000_000, "PRODUCTION": 1_000_000})
             folder = Path(tmp)
             with FaultProxy(bao.url) as vault_proxy, FaultProxy(moto.url) as aws_proxy:
+                if args.lost_answers:
+                    lost_answers(
+                        "vault",
+                        lambda at: vault_workspace(sim, bao, vault_proxy.url, at),
+                        vault_proxy,
+                        vault_write,
+                        folder,
+                    )
+                    lost_answers(
+                        "aws", lambda at: aws_workspace(sim, moto, aws_proxy.url, at), aws_proxy, aws_write, folder
+                    )
+                    return
                 vault_done, _ = storm(
                     "vault",
                     args.vault,
