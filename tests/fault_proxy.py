@@ -198,26 +198,24 @@ LEDGER_WRITES: dict[str, dict[str, Callable[[Request], bool]]] = {
         "the COMPLETED record": lambda r: (
             (d := vault_document(r)) is not None and _record_phase(d.get("record")) == "completed"
         ),
-        "releasing the lease": lambda r: (
-            (d := vault_document(r)) is not None and (d.get("lease") or {}).get("owner") is None
-        ),
     },
     "aws": {
         "taking the lease": lambda r: "SET fence" in (aws_ledger_update(r) or ""),
         "the STARTED record": lambda r: "#record" in (aws_ledger_update(r) or "") and _aws_record_phase(r) == "started",
-        "the PENDING version": lambda r: r.operation == "PutSecretValue",
         "moving AWSCURRENT": lambda r: (
             r.operation == "UpdateSecretVersionStage" and r.json().get("VersionStage") == "AWSCURRENT"
         ),
         "the COMPLETED record": lambda r: (
             "#record" in (aws_ledger_update(r) or "") and _aws_record_phase(r) == "completed"
         ),
-        "releasing the lease": lambda r: (aws_ledger_update(r) or "").startswith("REMOVE #owner"),
     },
 }
 """Named store writes of one rotation, each picked out by what it carries (not by its place in the order, which
-changes whenever the rotation's steps do): the lease, the first and last records, a stage write, the key applications
-read, the release."""
+changes whenever the rotation's steps do): taking the lease, the first and last records, a stage write (Vault's
+PENDING, AWS's AWSCURRENT move) and the key applications read. Not here, because today's code already rides them out
+(so a test of them proves nothing new, and `make test` pays for every run): releasing the lease (a failed release is
+logged, and the lease ends by itself) and AWS's put of the PENDING version (idempotent by its token). Every write in
+turn is `benchmarks/bench_store_storm.py --lost-answers`."""
 
 
 class FaultProxy:
