@@ -129,7 +129,7 @@ def test_aws_a_lost_answer_to_a_write_is_found_applied_and_the_rotation_complete
     assert_rotated(ws, sim, result)
 
 
-STORM_ROTATIONS = 3
+STORM_ROTATIONS = 2
 
 
 def test_vault_rotations_complete_through_a_seeded_store_storm(
@@ -142,4 +142,4 @@ def test_vault_rotations_complete_through_a_seeded_store_storm(
         result = rotate(ws, leak_guard)
         assert_rotated(ws, sim, result)
     hit = sum(vault_proxy.count(fate) for fate in (Fate.ERROR_500, Fate.ERROR_503, Fate.DROP, Fate.LOSE_ANSWER))
-    assert hit >= 10, f"the storm hit only {hit} requests: it tested little"
+    assert hit >= 8, f"the storm hit only {hit} requests: it tested little"
