@@ -24,9 +24,9 @@ import hvac
 from hvac import exceptions as vault
 
 from backends.vault_auth import VaultSession
-from backends.vault_errors import CAS_MISMATCH, translated
-from backends.vault_retry import VaultRetry, is_transient
-from rotator.errors import StoreConflict, StoreError, StoreNotFound, StoreUnavailable
+from backends.vault_errors import CAS_MISMATCH, WriteOutcomeUnknown, translated
+from backends.vault_retry import VaultRetry, is_transient, may_have_applied
+from rotator.errors import StoreConflict, StoreError, StoreNotFound
 
 __all__ = ["KvMount", "KvVersion"]
 
@@ -105,6 +105,9 @@ class KvMount:
             version = (response.get("data") or {}).get("version")
             return version if isinstance(version, int) else cas + 1
 
+        sent: list[bool] = []
+        """One entry per failed attempt that may have been applied: then a give-up cannot say "not written"."""
+
         def attempt() -> int:
             try:
                 return self._call_once(action, path, call)
@@ -112,7 +115,12 @@ class KvMount:
                 conflict = isinstance(exc, StoreConflict) and CAS_MISMATCH in str(exc)
                 if not conflict and not is_transient(exc):
                     raise
-                landed = self._landed(path, wanted, cas, action=action)
+                if may_have_applied(exc):
+                    sent.append(True)
+                try:
+                    landed = self._landed(path, wanted, cas, action=action)
+                except StoreError as unread:
+                    raise _ReadBackFailed(unread) from exc  # what cannot be read cannot be written: no more attempts
                 if landed:
                     log.info(
                         "%s %s: found the write applied (version %d) after a lost answer or a conflict",
@@ -122,15 +130,30 @@ class KvMount:
                     )
                     return cas + 1
                 if landed is None:
-                    raise StoreUnavailable(
+                    raise WriteOutcomeUnknown(
                         f"{action} {self.where(path)}: the write's answer was lost, and version {cas + 1} can no "
-                        "longer be read (the mount keeps too few versions), so whether it was applied before the "
-                        "later write cannot be told. Run `rotator status`, then `rotator resume`",
+                        "longer be read (the mount keeps too few versions), so whether it was applied before a "
+                        "later write cannot be told. Nothing more was done. Run `rotator status`, then `rotator "
+                        "resume`",
                         store=self._store,
                     ) from exc
                 raise  # not applied: a transient failure is tried again; a conflict is someone else's write
 
-        return self._retry.run(f"{action} {self.where(path)}", attempt)
+        try:
+            return self._retry.run(f"{action} {self.where(path)}", attempt)
+        except (StoreError, _ReadBackFailed) as failure:
+            exc = failure.error if isinstance(failure, _ReadBackFailed) else failure
+            if not sent or not is_transient(exc):
+                raise exc from exc.__cause__
+            raise WriteOutcomeUnknown(
+                f"{action} {self.where(path)}: the write's answer was lost, and Vault at {self._session.address} "
+                "stopped answering before it could be read back, so this runner cannot tell whether the write was "
+                "applied (the lease may be held by this runner, the record may name a new rotation). Nothing more "
+                "was done. Once Vault answers, `rotator status` shows what is there: `rotator resume` finishes a "
+                "rotation this write started, or run the command again (from this machine either takes over this "
+                "runner's lease at once; elsewhere the lease ends at its expiry)",
+                store=self._store,
+            ) from exc
 
     def _landed(self, path: str, wanted: dict[str, Any], cas: int, *, action: str) -> bool | None:
         """Whether version `cas + 1` at `path` holds exactly `wanted` (None: that version is gone, and later ones
@@ -183,3 +206,11 @@ class KvMount:
                 if self._session.token_valid() is not False or not self._session.log_in_again():
                     raise
             return call(self._session.client())
+
+
+class _ReadBackFailed(Exception):
+    """A write's read-back failed: the write's retries stop there (`error` is what the read met)."""
+
+    def __init__(self, error: StoreError) -> None:
+        super().__init__(str(error))
+        self.error = error

@@ -23,11 +23,13 @@ from typing import Final, TypeVar
 
 import requests
 import tenacity
+import urllib3
 from hvac import exceptions as vault
 
+from backends.vault_errors import WriteOutcomeUnknown
 from rotator.errors import StoreError
 
-__all__ = ["VaultRetry", "is_transient"]
+__all__ = ["VaultRetry", "is_transient", "may_have_applied"]
 
 log = logging.getLogger("rotator.store.vault")
 
@@ -39,6 +41,8 @@ _SEALED: Final = ("sealed",)
 
 def is_transient(exc: BaseException) -> bool:
     """Whether `exc` (an hvac or requests error, or a StoreError made from one) is worth another attempt."""
+    if isinstance(exc, WriteOutcomeUnknown):
+        return False  # already the end of a write's attempts
     cause = exc.__cause__ if isinstance(exc, StoreError) and exc.__cause__ is not None else exc
     if isinstance(cause, vault.VaultDown):
         said = " ".join(str(item) for item in (cause.errors or [])) + " " + str(cause.args[0] if cause.args else "")
@@ -53,6 +57,21 @@ def is_transient(exc: BaseException) -> bool:
         cause,
         requests.exceptions.ConnectionError | requests.exceptions.Timeout | requests.exceptions.ChunkedEncodingError,
     )
+
+
+def may_have_applied(exc: BaseException) -> bool:
+    """Whether a write that failed with `exc` may still have been applied: the request went out and its answer did
+    not come back (a reset after sending, a read timeout, a gateway's 502 or 504). A refused or timed-out connection,
+    and an answer from Vault itself (500, 503), mean it was not."""
+    cause = exc.__cause__ if isinstance(exc, StoreError) and exc.__cause__ is not None else exc
+    if isinstance(cause, vault.BadGateway | vault.UnexpectedError):
+        return True
+    if isinstance(cause, requests.exceptions.ConnectTimeout):
+        return False
+    if isinstance(cause, requests.exceptions.ConnectionError):
+        reason = getattr(cause.args[0] if cause.args else None, "reason", None)
+        return not isinstance(reason, urllib3.exceptions.NewConnectionError)
+    return isinstance(cause, requests.exceptions.Timeout | requests.exceptions.ChunkedEncodingError)
 
 
 @dataclass(frozen=True, slots=True)

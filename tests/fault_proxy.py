@@ -145,6 +145,25 @@ class LoseAnswerPlan:
         return Decision(Fate.LOSE_ANSWER)
 
 
+@dataclass
+class LoseThenGonePlan:
+    """Lose the answer to the first request `pick` picks out, then drop every request after it: a store that applied
+    a write and then went away before its writer could read it back."""
+
+    pick: Callable[[Request], bool]
+    lost: Request | None = None
+    _mutex: threading.Lock = field(init=False, default_factory=threading.Lock)
+
+    def decide(self, request: Request) -> Decision:
+        with self._mutex:
+            if self.lost is not None:
+                return Decision(Fate.DROP)
+            if not self.pick(request):
+                return Decision(Fate.FORWARD)
+            self.lost = request
+        return Decision(Fate.LOSE_ANSWER)
+
+
 def vault_write(request: Request) -> bool:
     """A KV v2 data write (the only writes the Vault store makes besides logging in)."""
     return request.method in ("POST", "PUT") and "/data/" in request.path

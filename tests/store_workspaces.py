@@ -40,6 +40,8 @@ class StoreWorkspace:
     """The key id applications read at the primary store now (read directly, past the proxy)."""
     lease_owner: Callable[[], str | None]
     """Who holds the rotation lease in the ledger now (None: released)."""
+    record_phase: Callable[[], str | None]
+    """The phase of the rotation record in the ledger now (None: no record)."""
     secrets: list[str] = field(default_factory=list)
     """Credentials this workspace minted (for a leak guard)."""
 
@@ -102,7 +104,11 @@ def vault_workspace(sim: Simulator, bao: Any, store_url: str, folder: Path) -> S
         value = (latest(STATE_PREFIX + path).get("lease") or {}).get("owner")
         return None if value is None else str(value)
 
-    return StoreWorkspace(folder, config, first, {"VAULT_TOKEN": token}, shown, owner, [token])
+    def phase() -> str | None:
+        value = (latest(STATE_PREFIX + path).get("record") or {}).get("phase")
+        return None if value is None else str(value)
+
+    return StoreWorkspace(folder, config, first, {"VAULT_TOKEN": token}, shown, owner, phase, [token])
 
 
 def aws_workspace(sim: Simulator, moto: Any, store_url: str, folder: Path) -> StoreWorkspace:
@@ -126,12 +132,21 @@ def aws_workspace(sim: Simulator, moto: Any, store_url: str, folder: Path) -> St
         value = json.loads(answer["SecretString"]).get("key_id")
         return None if value is None else str(value)
 
-    def owner() -> str | None:
-        item = moto.client("dynamodb").get_item(
+    def item() -> dict[str, Any]:
+        answer = moto.client("dynamodb").get_item(
             TableName=LEDGER_TABLE, Key={"ledger_id": {"S": arn}}, ConsistentRead=True
         )
-        value = (item.get("Item") or {}).get("owner", {}).get("S")
+        found: dict[str, Any] = answer.get("Item") or {}
+        return found
+
+    def owner() -> str | None:
+        value = item().get("owner", {}).get("S")
+        return None if value is None else str(value)
+
+    def phase() -> str | None:
+        text = item().get("record", {}).get("S")
+        value = json.loads(text).get("phase") if text else None
         return None if value is None else str(value)
 
     env = {**moto.environ(), "AWS_ENDPOINT_URL": store_url}
-    return StoreWorkspace(folder, config, first, env, shown, owner)
+    return StoreWorkspace(folder, config, first, env, shown, owner, phase)

@@ -26,7 +26,7 @@ import pytest
 from rotator.simulator import Simulator
 from tests.aws_fixtures import Moto
 from tests.conftest import LeakGuard
-from tests.fault_proxy import LEDGER_WRITES, Fate, FaultProxy, LoseAnswerPlan, StormPlan
+from tests.fault_proxy import LEDGER_WRITES, Fate, FaultProxy, LoseAnswerPlan, LoseThenGonePlan, PassThrough, StormPlan
 from tests.openbao import OpenBao
 from tests.store_workspaces import StoreWorkspace, aws_workspace, vault_workspace
 
@@ -127,6 +127,35 @@ def test_aws_a_lost_answer_to_a_write_is_found_applied_and_the_rotation_complete
     result = rotate(ws, leak_guard)
     assert plan.lost is not None, f"no request was {write}: the rotation's writes changed, update LEDGER_WRITES"
     assert_rotated(ws, sim, result)
+
+
+def test_vault_a_lost_answer_then_an_outage_exits_4_saying_the_record_may_have_been_written(
+    make_vault: Make, vault_proxy: FaultProxy, sim: Simulator, leak_guard: LeakGuard, tmp_path: Path
+) -> None:
+    """Vault applies the STARTED record, loses the answer, and stops answering before the runner can read it back.
+    Today: exit 5 "safe to retry as is" while the record names a new rotation. Now exit 4, saying it cannot tell;
+    and `rotator resume` finishes once Vault answers."""
+    plan = LoseThenGonePlan(pick=LEDGER_WRITES["vault"]["the STARTED record"])
+    vault_proxy.plan = plan
+    ws = make_vault(tmp_path)
+    result = rotate(ws, leak_guard)
+    assert plan.lost is not None, "the STARTED record was never written"
+    assert result.returncode == 4, said(result)
+    assert "cannot tell whether the write was applied" in result.stderr, said(result)
+    assert "rotator resume" in result.stderr, said(result)
+    assert ws.record_phase() == "started", "the record it could not read back was not written after all"
+    assert ws.shown_key_id() == str(ws.first.key_id), "something past the record was changed"
+
+    vault_proxy.plan = PassThrough()
+    resumed = rotate_again(ws, leak_guard, "resume")
+    assert_rotated(ws, sim, resumed)
+
+
+def rotate_again(ws: StoreWorkspace, guard: LeakGuard, command: str) -> subprocess.CompletedProcess[str]:
+    result = ws.run(command, "trading", timeout=120)
+    guard.check(result.stdout, f"{command} stdout")
+    guard.check(result.stderr, f"{command} stderr")
+    return result
 
 
 STORM_ROTATIONS = 2

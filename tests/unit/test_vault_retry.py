@@ -10,7 +10,7 @@ import pytest
 import requests
 from hvac import exceptions as vault
 
-from backends.vault_retry import VaultRetry, is_transient
+from backends.vault_retry import VaultRetry, is_transient, may_have_applied
 from rotator.errors import StoreError, StoreUnavailable
 
 
@@ -103,3 +103,22 @@ def test_the_attempts_and_the_budget_bound_the_retries() -> None:
         VaultRetry(sleep=sleep, clock=lambda: now[0], total_budget=10.0).run("reading", down)
     assert len(calls) <= 3, len(calls)
     assert now[0] <= 10.0 + 4.0, f"no wait starts past the budget (ended at {now[0]:.1f} s)"
+
+
+def test_a_write_may_have_been_applied_only_when_it_went_out_and_no_answer_came() -> None:
+    import urllib3
+
+    refused = requests.exceptions.ConnectionError(
+        urllib3.exceptions.MaxRetryError(None, "/v1", urllib3.exceptions.NewConnectionError(None, "refused"))  # type: ignore[arg-type]
+    )
+    reset = requests.exceptions.ConnectionError(
+        urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError(104, "reset"))
+    )
+    assert not may_have_applied(translated(refused)), "a refused connection never carried the write"
+    assert not may_have_applied(requests.exceptions.ConnectTimeout("connect timed out"))
+    assert not may_have_applied(vault.InternalServerError("Vault answered 500"))
+    assert not may_have_applied(vault.VaultDown("503", errors=["no healthy upstream"]))
+    assert may_have_applied(translated(reset)), "a reset after sending may follow an applied write"
+    assert may_have_applied(requests.exceptions.ReadTimeout("read timed out"))
+    assert may_have_applied(vault.BadGateway("502"))
+    assert may_have_applied(vault.UnexpectedError("504"))
