@@ -18,8 +18,8 @@ lease it holds (not expired on the writer's clock) and the record version it rea
 say why: the lease was lost (LeaseLost, exit 3) or the record moved on (StoreConflict). Or neither: botocore sends
 a write again when its answer was lost (standard retries), and the resend of a write that was applied fails its own
 condition; a write that finds exactly what it wrote (the same lease, or the record it meant at the version it meant)
-under its own lease succeeded, and says so. Lease times are wall-clock
-seconds of the runners, so their clocks should agree to well within the lease's 15 minutes.
+under its own lease succeeded, and says so. Lease times are wall-clock seconds of the runners, so their clocks should
+agree to well within the lease's 15 minutes.
 """
 
 from __future__ import annotations
