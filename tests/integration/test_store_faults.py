@@ -4,8 +4,8 @@ Each test runs the real CLI (`rotator rotate trading`, a subprocess) on a creden
 Secrets Manager with a dotenv mirror, reaching the store only through `tests/fault_proxy.py`:
 
 - a lost answer: the proxy forwards one store write (the store applies it), then closes the connection unanswered;
-  one test per ledger write (taking the lease, the first and last records) and per write of a stage or of the key
-  applications read. A write that finds exactly what it wrote succeeded, so the rotation completes, and
+  one test per kind of ledger write (taking the lease, a record) and per write of a stage or of the key applications
+  read. A write that finds exactly what it wrote succeeded, so the rotation completes, and
   nothing is said that is not true (no "another runner", no "changed since it was read"). Losing every write's
   answer in turn is `benchmarks/bench_store_storm.py --lost-answers`;
 - a small seeded storm (500/503, dropped connections, short delays): Vault rotations complete, as AWS ones do.
