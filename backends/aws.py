@@ -257,8 +257,21 @@ class AwsStore(LedgerByDelegation):
                 call["MoveToVersionId"] = move.to
             if move.off is not None:
                 call["RemoveFromVersionId"] = move.off
-            with translated(f"moving {AWS_LABELS[move.label]} in", self._secret_id, store=self.name):
-                self._sm.update_secret_version_stage(**call)
+            try:
+                with translated(f"moving {AWS_LABELS[move.label]} in", self._secret_id, store=self.name):
+                    self._sm.update_secret_version_stage(**call)
+            except StoreError:
+                if not self._moved(move):
+                    raise
+                log.info("%s: %s was moved; its answer was lost", self._secret_id, AWS_LABELS[move.label])
+
+    def _moved(self, move: LabelMove) -> bool:
+        """Whether `move` is already done: botocore sends a move again when its answer was lost, and the resend of
+        a move that was applied is refused (the label is no longer on the version it names to take it from)."""
+        labels = self._labels()
+        if move.to is not None and move.label not in labels.get(move.to, frozenset()):
+            return False
+        return move.off is None or move.off == move.to or move.label not in labels.get(move.off, frozenset())
 
     def _checked_token(self, token: str) -> str:
         if len(token) not in TOKEN_LENGTHS:
