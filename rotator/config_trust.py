@@ -13,7 +13,7 @@ it are judged before a byte of it is parsed:
   private group (the group of the same name that Debian and Ubuntu give each user, and why their umask is 002) has
   no one else in it, so a file it may write is still only its owner's;
 - a symbolic link on the way is followed, and the folders holding the link are judged too (whoever can write them
-  can point the link elsewhere);
+  can point the link elsewhere), for every link met on the way, hop after hop (rotator/path_walk.py);
 - what sits on a file system mounted read-only (a Kubernetes ConfigMap, whose folders show mode 777; a `:ro` bind
   mount) cannot be changed by anyone, whatever its mode and owner say.
 
@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rotator.errors import ConfigUntrusted
+from rotator.path_walk import places_on_the_way
 
 __all__ = ["Entry", "check_config_trusted", "judge"]
 
@@ -118,6 +119,11 @@ def _places(path: Path) -> list[str]:
             break
         prefix = parent
     places.extend(_folders_up(os.path.dirname(places[0])))
+    try:  # a link's own folder, hop after hop (a -> b/link -> c: b decides)
+        walked, _ = places_on_the_way(absolute)
+    except OSError:  # a folder that cannot be searched: the folders above are judged, the read says the rest
+        walked = []
+    places.extend(place for place in walked if place != places[0] and not os.path.islink(place))
     return list(dict.fromkeys(places))
 
 

@@ -36,6 +36,7 @@ from typing import Final
 
 from rotator.atomicfile import fsync_folder
 from rotator.errors import StoreDenied, StoreNotFound, StoreUnavailable
+from rotator.path_walk import places_on_the_way
 
 __all__ = [
     "OWN_DIR_MODE",
@@ -332,20 +333,19 @@ def _blocker(path: Path) -> Seen | None:
 
 
 def _chain(folder: Path, *, store: str) -> tuple[list[Seen], bool]:
-    """What lstat shows from / down to `folder`, then down its resolved path when a link is in the way (each walk
-    stops at its first missing path), and whether the folder exists."""
+    """What lstat shows of every place on the way to `folder` (rotator/path_walk.py: each folder from / down, each
+    link met and the folders on the way to its target, hop after hop, the folder itself last), and whether the folder
+    exists (when it does not, the last is the deepest folder that does)."""
     absolute = Path(os.path.abspath(folder))
-    resolved = Path(os.path.realpath(absolute))
-    walks = [absolute] if resolved == absolute else [absolute, resolved]
-    chain: list[Seen] = []
-    exists = True
-    for walk in walks:
-        for candidate in [*reversed(walk.parents), walk]:
-            seen = _lstat(candidate, store=store, ours=absolute)
-            if seen is None:
-                exists = exists and walk is not absolute  # the resolved path exists exactly when the given one does
-                break
-            chain.append(seen)
+    try:
+        places, exists = places_on_the_way(absolute)
+    except PermissionError as exc:
+        raise StoreDenied(
+            explain_denied(Path(exc.filename or absolute), "reaching", ours=absolute), store=store
+        ) from exc
+    except OSError as exc:
+        raise _failed("reading", absolute, exc, store) from exc
+    chain = [seen for place in places if (seen := _lstat(Path(place), store=store, ours=absolute)) is not None]
     return chain, exists
 
 

@@ -1,0 +1,74 @@
+"""An outside review of the fixes for issue 16 (items 4, 5, 7-10, 16-21): the variants the fixes' own tests did not
+try, each driven through the real CLI (or the real daemon) against the simulator, with real files and a second local
+user (`nobody`, uid 65534, played through `setpriv` or a `chown`) where the finding needs one.
+
+- A symbolic link on the way to rotator.toml or to a state folder whose own folder belongs to another user, two
+  hops away (`a -> b/link -> c`): the folder `b` is on neither the written path nor the resolved one, so the checks
+  judged neither, and its owner could point the link at a file of their own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from rotator.errors import ExitCode
+from tests.e2e.conftest import Workspace
+from tests.e2e.test_review_scenarios import said
+from tests.e2e.test_trust_state import Shared, _assert_refused, shared  # noqa: F401 - fixture
+
+NOBODY = 65534
+
+
+def needs_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the test hands a folder to uid 65534 (chown)")
+
+
+# --------------------------------------------------------------------------------------------- links two hops away
+
+
+def test_a_config_reached_through_a_link_in_another_users_folder_is_refused(ws: Workspace) -> None:
+    """rotator.toml -> nobodys/cfg/rotator.toml, and nobodys/cfg -> real/: every file is root's, but nobody owns the
+    folder that holds the middle link and could point it at a rotator.toml of their own (with a reload command run as
+    root). On main the file was trusted (exit 0)."""
+    needs_root()
+    real = ws.root / "real"
+    real.mkdir(mode=0o755)
+    shutil.move(ws.config, real / "rotator.toml")
+    nobodys = ws.root / "nobodys"
+    nobodys.mkdir(mode=0o755)
+    (nobodys / "cfg").symlink_to(real)
+    os.chown(nobodys, NOBODY, NOBODY)
+    ws.config.symlink_to(nobodys / "cfg" / "rotator.toml")
+    keys_before = ws.sim.keys()
+    proc = ws.run("rotate", "trading")
+    text = said(proc)
+    assert proc.returncode == ExitCode.BAD_INPUT, text
+    assert f"the folder {nobodys} belongs to nobody (uid {NOBODY})" in text, text
+    assert f"chown root {nobodys}" in text, text
+    assert ws.sim.keys() == keys_before, "nothing was minted"
+    os.chown(nobodys, 0, 0)
+    assert ws.run("status").returncode == ExitCode.OK, "trusted once the folder is root's"
+
+
+def test_a_state_folder_reached_through_a_link_in_another_users_folder_is_refused(shared: Shared) -> None:  # noqa: F811
+    """state_dir -> nobodys/link, and nobodys/link -> a folder of root's: nobody could point the link at a folder of
+    their own and read the stage document (which holds the new secret). On main the rotation ran (exit 0)."""
+    real = shared.root / "real-state"
+    real.mkdir(mode=0o700)
+    nobodys = shared.root / "nobodys"
+    nobodys.mkdir(mode=0o755)
+    (nobodys / "link").symlink_to(real)
+    os.chown(nobodys, NOBODY, NOBODY)
+    (shared.root / "state").symlink_to(nobodys / "link")
+    shared.write_config(state_dir=str(shared.root / "state"))
+    before, keys = shared.snapshot(), shared.keys_at_bluum()
+    proc = shared.run("rotate", "trading")
+    _assert_refused(proc, f"{nobodys} (above {shared.root / 'state'}) belongs to nobody")
+    assert shared.snapshot() == before
+    assert shared.keys_at_bluum() == keys
+    os.chown(nobodys, 0, 0)
+    assert shared.run("rotate", "trading").returncode == ExitCode.OK
