@@ -9,6 +9,7 @@ user (`nobody`, uid 65534, played through `setpriv` or a `chown`) where the find
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -72,3 +73,35 @@ def test_a_state_folder_reached_through_a_link_in_another_users_folder_is_refuse
     assert shared.keys_at_bluum() == keys
     os.chown(nobodys, 0, 0)
     assert shared.run("rotate", "trading").returncode == ExitCode.OK
+
+
+# --------------------------------------------------------------------------------------------- history lines
+
+
+@pytest.mark.parametrize(
+    "damaged",
+    [
+        b'{"at": 1, "event": null, "message": "an entry with a null event"}\n',
+        b'{"event": ["completed"], "message": "an event that is a list"}\n',
+        b'{"time": "2026-01-01T00:00:00Z", "event": {"kind": "started"}}\n',
+        b"\x00\x00\x00\x00\x00\x00\x00\x00\n",  # what a crash leaves in a file's last block on some file systems
+    ],
+)
+def test_a_history_line_that_is_json_but_not_an_entry_is_skipped_and_reported(ws: Workspace, damaged: bytes) -> None:
+    """A line that parses as a JSON object but whose fields are not an entry's (an event that is null, a list, an
+    object) made `rotator history` crash with a traceback (exit 1) on main: it is skipped and reported like a line
+    that is not JSON, and the others are shown."""
+    first = ws.run("rotate", "trading")
+    assert first.returncode == ExitCode.OK, said(first)
+    history = ws.root / "rotator-history" / "trading.jsonl"
+    lines = history.read_bytes().splitlines(keepends=True)
+    history.write_bytes(lines[0] + damaged + b"".join(lines[1:]))
+    shown = ws.run("history", "trading")
+    assert shown.returncode == ExitCode.OK, said(shown)
+    assert "Traceback" not in said(shown)
+    assert "skipped 1 damaged line(s) (not a UTF-8 JSON entry): line 2" in shown.stderr, said(shown)
+    shown_entries = [line for line in shown.stdout.splitlines() if not line.startswith(" ")]
+    assert len(shown_entries) == len(lines), "every other entry is shown (a started entry adds a 'by' line)"
+    as_json = ws.run("history", "trading", "--json")
+    assert as_json.returncode == ExitCode.OK, said(as_json)
+    assert len(json.loads(as_json.stdout)) == len(lines)
