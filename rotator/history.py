@@ -220,4 +220,4 @@ def _at(line: bytes) -> float:
     """The time of an entry; a line that cannot be read is kept (never lose what cannot be judged)."""
     entry = _entry(line)
     value = None if entry is None else entry.get("at")
-    return float(value) if _is_number(value) else float("inf")
+    return float(value) if isinstance(value, int | float) and _is_number(value) else float("inf")
