@@ -11,9 +11,10 @@ So here:
   each folder above it must be owned by the running user or root and writable by nobody else unless it is sticky
   (/tmp): otherwise another user could swap the folder itself. Anything else is refused before anything is read or
   written, with the fix.
-- An own file must be a regular file (never a link) owned by the running user. A file left by another user (a
-  `sudo rotator ...` run leaves root's files behind) is refused with the file, its owner and the `chown` that fixes
-  it, instead of failing half-way with a bare PermissionError.
+- An own file must be a regular file (never a link, symbolic or hard: the lock file sits in the application's folder,
+  where another user may plant a name) owned by the running user. A file left by another user (a `sudo rotator ...`
+  run leaves root's files behind) is refused with the file, its owner and the `chown` that fixes it, instead of
+  failing half-way with a bare PermissionError.
 - A write creates a new file, owned by the running user, mode 0600, and renames it over the name (a link there is
   replaced, never followed); the folder, when missing, is created 0700.
 
@@ -30,7 +31,7 @@ import pwd
 import stat
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
@@ -64,6 +65,8 @@ class Seen:
     uid: int
     mode: int
     """The whole st_mode: file type and permission bits."""
+    nlink: int = 1
+    """Names the file has: more than one is a hard link, and a write through it lands in a file elsewhere."""
 
     @property
     def is_link(self) -> bool:
@@ -188,6 +191,11 @@ def file_refusal(seen: Seen, *, euid: int, user: UserName) -> str | None:
         )
     if not stat.S_ISREG(seen.mode):
         return f"{seen.path} is not a regular file: move it out of the way"
+    if seen.nlink > 1:
+        return (
+            f"{seen.path} is a hard link ({seen.nlink} names): a write there would change a file elsewhere. Remove "
+            f"that name (`rm {seen.path}`, the other names stay); the rotator makes its file anew"
+        )
     if seen.uid == euid:
         return None
     owner = user(seen.uid)
@@ -237,7 +245,7 @@ def read_own_file(path: Path, *, setting: str, store: str = "", check_folder: bo
         raise _failed("reading", path, exc, store) from exc
     try:
         opened = os.fstat(fd)
-        _refuse_file(Seen(str(path), opened.st_uid, opened.st_mode), store=store)
+        _refuse_file(Seen(str(path), opened.st_uid, opened.st_mode, opened.st_nlink), store=store)
         with os.fdopen(fd, "rb", closefd=False) as handle:
             return handle.read()
     finally:
@@ -257,8 +265,8 @@ def write_own_file(path: Path, text: str, *, setting: str, store: str = "", chec
         except OSError as exc:
             raise _failed("creating", folder, exc, store) from exc
     seen = _lstat(path, store=store)
-    if seen is not None and not seen.is_link:  # a link is replaced by the rename below, never followed
-        _refuse_file(seen, store=store)
+    if seen is not None and not seen.is_link:  # a link (symbolic or hard) is replaced by the rename below
+        _refuse_file(replace(seen, nlink=1), store=store)
     try:
         fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     except (FileNotFoundError, NotADirectoryError) as exc:
@@ -359,7 +367,7 @@ def _lstat(path: Path, *, store: str, ours: Path | None = None) -> Seen | None:
         raise StoreDenied(explain_denied(path, "reaching", ours=ours), store=store) from exc
     except OSError as exc:
         raise _failed("reading", path, exc, store) from exc
-    return Seen(str(path), st.st_uid, st.st_mode)
+    return Seen(str(path), st.st_uid, st.st_mode, st.st_nlink)
 
 
 def _refuse_file(seen: Seen, *, store: str) -> None:
@@ -372,7 +380,7 @@ def refuse_own_file(path: Path, *, store: str = "", opened: os.stat_result | Non
     """Refuse (StoreDenied, exit 2) one of the rotator's own files that is a link, not a regular file, or another
     user's. `opened`: what fstat showed of the file as opened (else lstat looks at the name)."""
     if opened is not None:
-        _refuse_file(Seen(str(path), opened.st_uid, opened.st_mode), store=store)
+        _refuse_file(Seen(str(path), opened.st_uid, opened.st_mode, opened.st_nlink), store=store)
         return
     seen = _lstat(path, store=store)
     if seen is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 
 import pytest
 
@@ -105,3 +106,30 @@ def test_a_history_line_that_is_json_but_not_an_entry_is_skipped_and_reported(ws
     as_json = ws.run("history", "trading", "--json")
     assert as_json.returncode == ExitCode.OK, said(as_json)
     assert len(json.loads(as_json.stdout)) == len(lines)
+
+
+# --------------------------------------------------------------------------------------------- the lock file
+
+
+def test_a_lock_file_that_is_a_hard_link_to_another_file_is_refused(shared: Shared) -> None:  # noqa: F811
+    """Root rotates over the service user's application folder (the README's cron as root, the files the
+    application's): the lock file `<file>.rotator.lock` is the one file of the rotator's own that sits in a folder
+    another user controls. A hard link planted there under that name (on a host with fs.protected_hardlinks=0, any
+    file: here root makes it, as such a user could) was opened, checked for its owner only (root's: passes), chmod-ed
+    to 0600 and truncated to the lock's JSON: root emptied the file it points to. It is refused like a hard-linked
+    shared-budget file: exit 2, the file named, the other file untouched."""
+    shared.give_to_nobody(shared.app)
+    victim = shared.root / "victim"
+    victim.write_text("root's file, not a lock\n")
+    victim.chmod(0o644)
+    lock = shared.app / "app.env.rotator.lock"
+    lock.unlink(missing_ok=True)
+    os.link(victim, lock)
+    keys = shared.keys_at_bluum()
+    proc = shared.run("rotate", "trading")
+    _assert_refused(proc, str(lock), "hard link")
+    assert victim.read_text() == "root's file, not a lock\n"
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o644
+    assert shared.keys_at_bluum() == keys
+    lock.unlink()
+    assert shared.run("rotate", "trading").returncode == ExitCode.OK, "a fresh lock file is made"
