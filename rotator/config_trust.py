@@ -15,7 +15,8 @@ it are judged before a byte of it is parsed:
 - a symbolic link on the way is followed, and the folders holding the link are judged too (whoever can write them
   can point the link elsewhere), for every link met on the way, hop after hop (rotator/path_walk.py);
 - what sits on a file system mounted read-only (a Kubernetes ConfigMap, whose folders show mode 777; a `:ro` bind
-  mount) cannot be changed by anyone, whatever its mode and owner say.
+  mount) cannot be changed through that mount, whatever its mode bits say; but its owner still changes it where it is
+  mounted writable (a `:ro` bind mount of /home/alice/cfg is alice's to edit on the host), so the owner rule holds.
 
 POSIX ACLs and mandatory access control are not read: the mode bits and owners are what `ls -l` shows and what this
 judges. `judge` is the decision, pure; `check_config_trusted` gathers what it needs (lstat/stat) and raises.
@@ -48,7 +49,8 @@ class Entry:
     private_group: bool = False
     """Nobody but the owner and root is in the entry's group (nor has it as primary group)."""
     read_only: bool = False
-    """On a file system mounted read-only (a Kubernetes ConfigMap, a `:ro` bind mount): nobody can change it."""
+    """On a file system mounted read-only (a Kubernetes ConfigMap, a `:ro` bind mount): its mode bits cannot be used
+    through this mount (its owner may still change it where it is mounted writable)."""
 
 
 def judge(entries: Iterable[Entry], euid: int) -> tuple[list[str], list[str]]:
@@ -57,20 +59,19 @@ def judge(entries: Iterable[Entry], euid: int) -> tuple[list[str], list[str]]:
     problems: list[str] = []
     fixes: list[str] = []
     for entry in entries:
-        if entry.read_only:
-            continue
         kind = "folder" if entry.is_dir else "file"
         owner = f"{entry.owner} (uid {entry.uid})" if entry.owner else f"uid {entry.uid}"
         mode = stat.filemode(entry.mode)
         if entry.uid not in (0, euid):
+            where = " where it is mounted writable (here it is a read-only mount)" if entry.read_only else ""
             problems.append(
                 f"the {kind} {entry.path} belongs to {owner}, who is neither root nor the user running the rotator "
-                f"(uid {euid}), so that user can change {'what is in it' if entry.is_dir else 'it'}"
+                f"(uid {euid}), so that user can change {'what is in it' if entry.is_dir else 'it'}{where}"
             )
             fixes.append(f"chown {'root' if euid == 0 else euid} {entry.path}")
         sticky_folder = entry.is_dir and entry.mode & stat.S_ISVTX
         writable = entry.mode & stat.S_IWOTH or (entry.mode & stat.S_IWGRP and not entry.private_group)
-        if writable and not sticky_folder:
+        if writable and not sticky_folder and not entry.read_only:
             who = "everyone" if entry.mode & stat.S_IWOTH else "its group"
             problems.append(f"the {kind} {entry.path} ({mode}) can be written by {who}")
             fixes.append(f"chmod go-w {entry.path}")

@@ -13,6 +13,8 @@ import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -133,3 +135,57 @@ def test_a_lock_file_that_is_a_hard_link_to_another_file_is_refused(shared: Shar
     assert shared.keys_at_bluum() == keys
     lock.unlink()
     assert shared.run("rotate", "trading").returncode == ExitCode.OK, "a fresh lock file is made"
+
+
+# --------------------------------------------------------------------------------------------- read-only mounts
+
+
+def test_a_read_only_mount_of_another_users_folder_is_still_that_users_to_change(ws: Workspace) -> None:
+    """rotator.toml in a folder of nobody's, bind-mounted read-only where the rotator reads it (a container's `-v
+    /home/alice/cfg:/etc/bluum:ro`). The mount is read-only here, but nobody changes the file where it is mounted
+    writable, and the rotator reads the change at its next run. On main the read-only flag waived every rule (exit 0);
+    the owner rule still holds (a ConfigMap's files are root's and still pass)."""
+    needs_root()
+    source, mounted = ws.root / "alices", ws.root / "etc"
+    source.mkdir(mode=0o755)
+    mounted.mkdir(mode=0o755)
+    text = ws.config.read_text()
+    for name in ("tenant.env", "app.env", "mirror.env"):
+        text = text.replace(f'"{name}"', f'"{ws.root / name}"\nstate_dir = "{ws.root / "rotator-state"}"')
+    (source / "rotator.toml").write_text(text)
+    (source / "rotator.toml").chmod(0o644)
+    os.chown(source / "rotator.toml", NOBODY, NOBODY)
+    os.chown(source, NOBODY, NOBODY)
+    mount = shutil.which("mount")
+    if mount is None:
+        pytest.skip("needs mount(8) to make a read-only bind mount")
+    if subprocess.run([mount, "--bind", str(source), str(mounted)], check=False).returncode != 0:
+        pytest.skip("cannot bind-mount here")
+    try:
+        subprocess.run([mount, "-o", "remount,ro,bind", str(mounted)], check=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "rotator", "--config", str(mounted / "rotator.toml"), "status"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ws.root,
+            check=False,
+        )
+        ws.guard.check(proc.stdout + proc.stderr, "status over a read-only mount")
+        assert proc.returncode == ExitCode.BAD_INPUT, said(proc)
+        assert "refused: it decides which commands" in proc.stderr, said(proc)
+        assert f"belongs to nobody (uid {NOBODY})" in proc.stderr, said(proc)
+        os.chown(source / "rotator.toml", 0, 0)
+        os.chown(source, 0, 0)
+        source.chmod(0o777)  # root's, and the mount is read-only: the mode bits cannot be used through it
+        again = subprocess.run(
+            [sys.executable, "-m", "rotator", "--config", str(mounted / "rotator.toml"), "status"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ws.root,
+            check=False,
+        )
+        assert again.returncode == ExitCode.OK, said(again)
+    finally:
+        subprocess.run(["umount", str(mounted)], check=False)
