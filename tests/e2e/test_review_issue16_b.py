@@ -189,3 +189,25 @@ def test_a_read_only_mount_of_another_users_folder_is_still_that_users_to_change
         assert again.returncode == ExitCode.OK, said(again)
     finally:
         subprocess.run(["umount", str(mounted)], check=False)
+
+
+# --------------------------------------------------------------------------------------------- the README's layouts
+
+
+def test_the_readmes_service_user_layout_works_and_root_is_told_to_use_that_user(shared: Shared) -> None:  # noqa: F811
+    """The README's advice for a service user, followed to the letter: rotator.toml root's (0640, the user's group)
+    in root's folder, `install -d -o USER -m 700` for the state and history folders, the dotenv folder the user's.
+    The user rotates (exit 0); a `sudo rotator rotate` is refused before anything changes, naming the user to run
+    as."""
+    os.chown(shared.config, 0, NOBODY)
+    shared.config.chmod(0o640)
+    for folder in (shared.state, shared.history):
+        subprocess.run(["install", "-d", "-o", str(NOBODY), "-m", "700", str(folder)], check=True)
+    shared.give_to_nobody(shared.app, shared.app / "app.env", shared.app / "tenant.env")
+    rotated = shared.as_nobody("rotate", "trading")
+    assert rotated.returncode == ExitCode.OK, rotated.stdout + rotated.stderr
+    before, keys = shared.snapshot(), shared.keys_at_bluum()
+    as_root = shared.run("rotate", "trading")
+    _assert_refused(as_root, "belongs to nobody", "sudo -u nobody rotator")
+    assert shared.snapshot() == before
+    assert shared.keys_at_bluum() == keys
