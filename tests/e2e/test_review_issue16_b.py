@@ -15,6 +15,7 @@ import shutil
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -211,3 +212,34 @@ def test_the_readmes_service_user_layout_works_and_root_is_told_to_use_that_user
     _assert_refused(as_root, "belongs to nobody", "sudo -u nobody rotator")
     assert shared.snapshot() == before
     assert shared.keys_at_bluum() == keys
+
+
+# --------------------------------------------------------------------------------------------- shared_budget_dir
+
+
+def test_the_budget_folder_made_is_given_its_mode_without_following_a_link_swapped_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`[bluum] shared_budget_dir` is made when missing, then given mode 2770. Between the two, whoever can write its
+    parent can swap the new folder for a link: `os.chmod` followed it and root made the link's target 2770 (here a
+    0600 file standing for /etc/shadow). Played deterministically: the swap happens as the folder is made. The mode
+    is set on the folder as opened without following links; the link is then refused (exit 2 through ConfigError)."""
+    from rotator.errors import ConfigError
+    from rotator.shared_window import check_budget_dir
+
+    victim = tmp_path / "victim"
+    victim.write_text("secret\n")
+    victim.chmod(0o600)
+    folder = tmp_path / "shared" / "budget"
+    real_mkdir = Path.mkdir
+
+    def mkdir_then_swapped(self: Path, *args: object, **kwargs: object) -> None:
+        real_mkdir(self, *args, **kwargs)  # type: ignore[arg-type]
+        if self == folder:  # another user of the parent folder, right after the mkdir
+            self.rmdir()
+            self.symlink_to(victim)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir_then_swapped)
+    with pytest.raises(ConfigError, match="symbolic link"):
+        check_budget_dir(folder)
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o600, "the link's target was not touched"
