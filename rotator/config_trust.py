@@ -33,7 +33,7 @@ from pathlib import Path
 from rotator.errors import ConfigUntrusted
 from rotator.path_walk import places_on_the_way
 
-__all__ = ["Entry", "check_config_trusted", "judge"]
+__all__ = ["Entry", "check_config_trusted", "judge", "trust_problems"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,20 +83,7 @@ def check_config_trusted(path: Path, *, euid: int | None = None) -> None:
 
     A file that cannot be examined is left to the read that follows, whose error says why."""
     euid = os.geteuid() if euid is None else euid
-    file, *folders = _places(path)
-    try:
-        entries = [_entry(file)]
-    except OSError:
-        return
-    unseen: list[tuple[str, str]] = []
-    for folder in folders:
-        try:
-            entries.append(_entry(folder))
-        except OSError as exc:  # a folder above a readable file that cannot be looked at cannot be vouched for
-            unseen.append((folder, str(exc.strerror or exc)))
-    problems, fixes = judge(entries, euid)
-    problems += [f"the folder {folder} cannot be examined ({why})" for folder, why in unseen]
-    fixes += [f"check the folder {folder} (ls -ld)" for folder, _ in unseen]
+    problems, fixes = trust_problems(path, euid=euid)
     if not problems:
         return
     lines = "\n".join(f"  - {problem}" for problem in problems)
@@ -106,6 +93,28 @@ def check_config_trusted(path: Path, *, euid: int | None = None) -> None:
         problems=problems,
         fixes=fixes,
     )
+
+
+def trust_problems(path: Path, *, euid: int | None = None) -> tuple[list[str], list[str]]:
+    """(problems, fixes) of the file at `path` and every folder on the way to it, as `judge` finds them: empty when
+    only root and `euid` could change it. Also for the programs rotator.toml names (rotator/reload_check.py), which
+    the rotator runs as its own user. A file that cannot be examined has no problems here (its use says why)."""
+    euid = os.geteuid() if euid is None else euid
+    file, *folders = _places(path)
+    try:
+        entries = [_entry(file)]
+    except OSError:
+        return [], []
+    unseen: list[tuple[str, str]] = []
+    for folder in folders:
+        try:
+            entries.append(_entry(folder))
+        except OSError as exc:  # a folder above a readable file that cannot be looked at cannot be vouched for
+            unseen.append((folder, str(exc.strerror or exc)))
+    problems, fixes = judge(entries, euid)
+    problems += [f"the folder {folder} cannot be examined ({why})" for folder, why in unseen]
+    fixes += [f"check the folder {folder} (ls -ld)" for folder, _ in unseen]
+    return problems, fixes
 
 
 def _places(path: Path) -> list[str]:

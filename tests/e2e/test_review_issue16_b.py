@@ -243,3 +243,46 @@ def test_the_budget_folder_made_is_given_its_mode_without_following_a_link_swapp
     with pytest.raises(ConfigError, match="symbolic link"):
         check_budget_dir(folder)
     assert stat.S_IMODE(victim.stat().st_mode) == 0o600, "the link's target was not touched"
+
+
+# --------------------------------------------------------------------------------------------- reload programs
+
+
+@pytest.mark.parametrize("how", ["owned_by_nobody", "world_writable", "folder_of_nobody"])
+def test_a_reload_program_another_user_can_change_is_refused_before_anything_is_created(
+    ws: Workspace, how: str
+) -> None:
+    """The README's `{ command = ["./reload-lambda.sh"] }`, a script beside rotator.toml: rotator.toml itself is
+    judged (item 10), but the program it names was not, and the rotator runs it as root after every rotation. A
+    script another user owns or can write (or one in their folder) is that user's command run as root. On main the
+    rotation ran it (exit 0); it is refused at preflight, exit 2, nothing minted, the script not run."""
+    needs_root()
+    marker = ws.root / "ran-as-root"
+    folder = ws.root / "scripts" if how == "folder_of_nobody" else ws.root
+    folder.mkdir(exist_ok=True, mode=0o755)
+    script = folder / "reload.sh"
+    script.write_text(f"#!/bin/sh\nid -u > {marker}\n")
+    script.chmod(0o755)
+    expected = f"belongs to nobody (uid {NOBODY})"
+    if how == "owned_by_nobody":
+        os.chown(script, NOBODY, NOBODY)
+    elif how == "world_writable":
+        script.chmod(0o777)
+        expected = "can be written by everyone"
+    else:
+        os.chown(folder, NOBODY, NOBODY)
+    program = f"./{script.relative_to(ws.root)}"
+    ws.edit_config('path = "app.env"\n', f'path = "app.env"\nreload = [{{ command = ["{program}"] }}]\n')
+    keys_before = ws.sim.keys()
+    before = ws.snapshot()
+    proc = ws.run("rotate", "trading")
+    text = said(proc)
+    assert proc.returncode == ExitCode.BAD_INPUT, text
+    assert expected in text, text
+    assert "Nothing was changed" in text, text
+    assert not marker.exists(), "the other user's program ran as root"
+    assert ws.sim.keys() == keys_before, "nothing was minted"
+    assert ws.snapshot() == before
+    dry = ws.run("rotate", "trading", "--dry-run")
+    assert dry.returncode == ExitCode.BAD_INPUT, said(dry)
+    assert expected in said(dry)
