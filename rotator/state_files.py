@@ -388,10 +388,32 @@ def refuse_own_file(path: Path, *, store: str = "", opened: os.stat_result | Non
 
 
 def _failed(action: str, path: Path, exc: OSError, store: str) -> StoreDenied | StoreUnavailable:
-    """A path that is a file where a folder belongs is a configuration problem (exit 2); anything else may pass."""
+    """A path that is a file where a folder belongs, a symbolic link that loops or leads nowhere: configuration
+    problems (exit 2), which no retry fixes; anything else may pass."""
+    if exc.errno == errno.ELOOP:
+        return StoreDenied(
+            f"{action} {path} failed: a symbolic link on its way leads back to itself (a loop). Fix the link, or point "
+            "the setting in rotator.toml at a folder",
+            store=store,
+        )
+    dangling = _dangling_link(path)
+    if exc.errno == errno.EEXIST and dangling is not None:
+        return StoreDenied(
+            f"{action} {path} failed: {dangling} is a symbolic link to {os.readlink(dangling)}, which does not exist. "
+            "Create that folder (owned by the rotator's user, mode 700), or fix the link",
+            store=store,
+        )
     if exc.errno in (errno.ENOTDIR, errno.EEXIST):
         return StoreDenied(
             f"{action} {path} failed: something in its path is a file, not a folder: fix the path or move the file",
             store=store,
         )
     return StoreUnavailable(f"{action} {path} failed: {exc.strerror or type(exc).__name__}", store=store)
+
+
+def _dangling_link(path: Path) -> Path | None:
+    """The deepest symbolic link at or above `path` that leads nowhere, or None."""
+    for candidate in (path, *path.parents):
+        if os.path.islink(candidate) and not os.path.exists(candidate):
+            return candidate
+    return None

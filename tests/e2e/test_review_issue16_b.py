@@ -286,3 +286,28 @@ def test_a_reload_program_another_user_can_change_is_refused_before_anything_is_
     dry = ws.run("rotate", "trading", "--dry-run")
     assert dry.returncode == ExitCode.BAD_INPUT, said(dry)
     assert expected in said(dry)
+
+
+# --------------------------------------------------------------------------------------------- state folders (item 20)
+
+
+def test_a_state_folder_that_is_a_link_loop_or_leads_nowhere_is_a_configuration_problem(
+    shared: Shared,  # noqa: F811
+) -> None:
+    """Item 20's variants: a state_dir that is a symbolic link loop made every command exit 5 ("safe to retry") for
+    ever on main, so monitoring retried and never paged; a link to a folder that does not exist was called "a file,
+    not a folder". Both are exit 2 with what the link is and the fix, nothing changed."""
+    (shared.root / "a").symlink_to(shared.root / "b")
+    (shared.root / "b").symlink_to(shared.root / "a")
+    shared.write_config(state_dir=str(shared.root / "a"))
+    before, keys = shared.snapshot(), shared.keys_at_bluum()
+    for args in (["rotate", "trading"], ["status"], ["run-due"]):
+        _assert_refused(shared.run(*args), "a symbolic link on its way leads back to itself")
+    dangling = shared.root / "dangling"
+    dangling.symlink_to(shared.root / "nowhere")
+    shared.write_config(state_dir=str(dangling))
+    _assert_refused(shared.run("rotate", "trading"), f"{dangling} is a symbolic link to {shared.root / 'nowhere'}")
+    assert shared.keys_at_bluum() == keys
+    assert {k: v for k, v in shared.snapshot().items() if k != "rotator.toml"} == {
+        k: v for k, v in before.items() if k != "rotator.toml"
+    }
