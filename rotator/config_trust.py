@@ -13,7 +13,8 @@ it are judged before a byte of it is parsed:
   private group (the group of the same name that Debian and Ubuntu give each user, and why their umask is 002) has
   no one else in it, so a file it may write is still only its owner's;
 - a symbolic link on the way is followed, and the folders holding the link are judged too (whoever can write them
-  can point the link elsewhere), for every link met on the way, hop after hop (rotator/path_walk.py);
+  can point the link elsewhere), for every link met on the way, hop after hop (rotator/path_walk.py), and so is
+  each link's owner (in a sticky folder such as /tmp, a link's owner may replace it);
 - what sits on a file system mounted read-only (a Kubernetes ConfigMap, whose folders show mode 777; a `:ro` bind
   mount) cannot be changed through that mount, whatever its mode bits say; but its owner still changes it where it is
   mounted writable (a `:ro` bind mount of /home/alice/cfg is alice's to edit on the host), so the owner rule holds.
@@ -51,6 +52,9 @@ class Entry:
     read_only: bool = False
     """On a file system mounted read-only (a Kubernetes ConfigMap, a `:ro` bind mount): its mode bits cannot be used
     through this mount (its owner may still change it where it is mounted writable)."""
+    is_link: bool = False
+    """A symbolic link on the way: its mode means nothing, but its owner may replace it where the folder is sticky
+    (/tmp), so only its owner is judged."""
 
 
 def judge(entries: Iterable[Entry], euid: int) -> tuple[list[str], list[str]]:
@@ -62,6 +66,15 @@ def judge(entries: Iterable[Entry], euid: int) -> tuple[list[str], list[str]]:
         kind = "folder" if entry.is_dir else "file"
         owner = f"{entry.owner} (uid {entry.uid})" if entry.owner else f"uid {entry.uid}"
         mode = stat.filemode(entry.mode)
+        if entry.is_link:
+            if entry.uid not in (0, euid):
+                problems.append(
+                    f"the symbolic link {entry.path} belongs to {owner}, who is neither root nor the user running the "
+                    f"rotator (uid {euid}), so that user can point it elsewhere (in a sticky folder such as /tmp its "
+                    "owner may replace it)"
+                )
+                fixes.append(f"chown -h {'root' if euid == 0 else euid} {entry.path}")
+            continue
         if entry.uid not in (0, euid):
             where = " where it is mounted writable (here it is a read-only mount)" if entry.read_only else ""
             problems.append(
@@ -133,7 +146,7 @@ def _places(path: Path) -> list[str]:
         walked, _ = places_on_the_way(absolute)
     except OSError:  # a folder that cannot be searched: the folders above are judged, the read says the rest
         walked = []
-    places.extend(place for place in walked if place != places[0] and not os.path.islink(place))
+    places.extend(place for place in walked if place != places[0])  # each link too: its owner is judged
     return list(dict.fromkeys(places))
 
 
@@ -146,7 +159,10 @@ def _folders_up(folder: str) -> Sequence[str]:
 
 
 def _entry(name: str) -> Entry:
-    info = os.stat(name)
+    info = os.lstat(name)
+    if stat.S_ISLNK(info.st_mode):
+        read_only = bool(os.statvfs(os.path.dirname(name)).f_flag & os.ST_RDONLY)
+        return Entry(name, info.st_uid, info.st_mode, False, _user(info.st_uid), read_only=read_only, is_link=True)
     private = bool(info.st_mode & stat.S_IWGRP) and _private_group(info.st_gid, info.st_uid)
     read_only = bool(os.statvfs(name).f_flag & os.ST_RDONLY)
     return Entry(name, info.st_uid, info.st_mode, stat.S_ISDIR(info.st_mode), _user(info.st_uid), private, read_only)

@@ -15,6 +15,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -311,3 +312,37 @@ def test_a_state_folder_that_is_a_link_loop_or_leads_nowhere_is_a_configuration_
     assert {k: v for k, v in shared.snapshot().items() if k != "rotator.toml"} == {
         k: v for k, v in before.items() if k != "rotator.toml"
     }
+
+
+def test_a_config_reached_through_another_users_link_in_a_sticky_folder_is_refused(ws: Workspace) -> None:
+    """`--config /tmp/cfg/rotator.toml` where /tmp/cfg is a symbolic link that nobody made: /tmp's sticky bit lets
+    nobody (its owner) replace that link whenever they like, so they choose which rotator.toml root reads. The folders
+    were judged (/tmp: sticky, fine) but the link's owner was not; on main the file was trusted (exit 0)."""
+    needs_root()
+    link = Path("/tmp") / f"rotator-review-cfg-{uuid.uuid4().hex}"
+    link.symlink_to(ws.root)
+    try:
+        os.lchown(link, NOBODY, NOBODY)
+        proc = subprocess.run(
+            [sys.executable, "-m", "rotator", "--config", str(link / "rotator.toml"), "status"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ws.root,
+            check=False,
+        )
+        ws.guard.check(proc.stdout + proc.stderr, "status through nobody's link")
+        assert proc.returncode == ExitCode.BAD_INPUT, said(proc)
+        assert f"the symbolic link {link} belongs to nobody (uid {NOBODY})" in proc.stderr, said(proc)
+        os.lchown(link, 0, 0)
+        again = subprocess.run(
+            [sys.executable, "-m", "rotator", "--config", str(link / "rotator.toml"), "status"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ws.root,
+            check=False,
+        )
+        assert again.returncode == ExitCode.OK, said(again)
+    finally:
+        link.unlink()
