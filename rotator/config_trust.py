@@ -143,7 +143,7 @@ def _places(path: Path) -> list[str]:
         prefix = parent
     places.extend(_folders_up(os.path.dirname(places[0])))
     try:  # a link's own folder, hop after hop (a -> b/link -> c: b decides)
-        walked, _ = places_on_the_way(absolute)
+        walked, _ = places_on_the_way(path)  # as written: `link/..` is where the link leads, then up
     except OSError:  # a folder that cannot be searched: the folders above are judged, the read says the rest
         walked = []
     places.extend(place for place in walked if place != places[0])  # each link too: its owner is judged

@@ -345,8 +345,8 @@ def _chain(folder: Path, *, store: str) -> tuple[list[Seen], bool]:
     link met and the folders on the way to its target, hop after hop, the folder itself last), and whether the folder
     exists (when it does not, the last is the deepest folder that does)."""
     absolute = Path(os.path.abspath(folder))
-    try:
-        places, exists = places_on_the_way(absolute)
+    try:  # the path as written: `link/..` is the link's target's parent to the system, not the link's folder
+        places, exists = places_on_the_way(folder)
     except PermissionError as exc:
         raise StoreDenied(
             explain_denied(Path(exc.filename or absolute), "reaching", ours=absolute), store=store

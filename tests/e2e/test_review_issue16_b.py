@@ -346,3 +346,18 @@ def test_a_config_reached_through_another_users_link_in_a_sticky_folder_is_refus
         assert again.returncode == ExitCode.OK, said(again)
     finally:
         link.unlink()
+
+
+def test_a_state_dir_with_dot_dot_after_a_link_is_judged_where_the_system_goes(shared: Shared) -> None:  # noqa: F811
+    """state_dir = "ROOT/lnk/../state", lnk -> a folder inside nobody's: the check normalized the text (ROOT/state,
+    root's) while the system goes up from where the link leads (into nobody's folder), so the stage documents were
+    made where nobody could swap them. Judged as the system resolves it: exit 2, nobody's folder named."""
+    nobodys = shared.root / "nobodys"
+    (nobodys / "sub").mkdir(parents=True, mode=0o755)
+    os.chown(nobodys, NOBODY, NOBODY)
+    (shared.root / "lnk").symlink_to(nobodys / "sub")
+    shared.write_config(state_dir=f"{shared.root}/lnk/../state")
+    keys = shared.keys_at_bluum()
+    _assert_refused(shared.run("rotate", "trading"), f"{nobodys} (above {shared.root}/lnk/../state) belongs to nobody")
+    assert not (nobodys / "state").exists()
+    assert shared.keys_at_bluum() == keys
