@@ -193,8 +193,9 @@ def file_refusal(seen: Seen, *, euid: int, user: UserName) -> str | None:
         return f"{seen.path} is not a regular file: move it out of the way"
     if seen.nlink > 1:
         return (
-            f"{seen.path} is a hard link ({seen.nlink} names): a write there would change a file elsewhere. Remove "
-            f"that name (`rm {seen.path}`, the other names stay); the rotator makes its file anew"
+            f"{seen.path} is a hard link ({seen.nlink} names): a write there would change a file elsewhere. Give it "
+            f"a name of its own, keeping what it holds: `cp -p {seen.path} {seen.path}.new && mv {seen.path}.new "
+            f"{seen.path}` (and find out who linked it)"
         )
     if seen.uid == euid:
         return None
