@@ -15,9 +15,11 @@ it are judged before a byte of it is parsed:
 - a symbolic link on the way is followed, and the folders holding the link are judged too (whoever can write them
   can point the link elsewhere), for every link met on the way, hop after hop (rotator/path_walk.py), and so is
   each link's owner (in a sticky folder such as /tmp, a link's owner may replace it);
-- what sits on a file system mounted read-only (a Kubernetes ConfigMap, whose folders show mode 777; a `:ro` bind
-  mount) cannot be changed through that mount, whatever its mode bits say; but its owner still changes it where it is
-  mounted writable (a `:ro` bind mount of /home/alice/cfg is alice's to edit on the host), so the owner rule holds.
+- the folder where a read-only volume is mounted (a Kubernetes ConfigMap, whose mount point shows mode 777; a `:ro`
+  bind mount) cannot be changed through that mount, whatever its mode bits say; but its owner still changes it where
+  it is mounted writable (a `:ro` bind mount of /home/alice/cfg is alice's to edit on the host), so the owner rule
+  holds; and a folder deeper in a read-only view (systemd's ProtectSystem=strict makes all of / one) is judged by its
+  modes, which apply outside that view.
 
 POSIX ACLs and mandatory access control are not read: the mode bits and owners are what `ls -l` shows and what this
 judges. `judge` is the decision, pure; `check_config_trusted` gathers what it needs (lstat/stat) and raises.
@@ -164,8 +166,28 @@ def _entry(name: str) -> Entry:
         read_only = bool(os.statvfs(os.path.dirname(name)).f_flag & os.ST_RDONLY)
         return Entry(name, info.st_uid, info.st_mode, False, _user(info.st_uid), read_only=read_only, is_link=True)
     private = bool(info.st_mode & stat.S_IWGRP) and _private_group(info.st_gid, info.st_uid)
-    read_only = bool(os.statvfs(name).f_flag & os.ST_RDONLY)
+    # Only where a read-only volume is mounted (a ConfigMap's 777 folder): a folder deeper in a read-only view, such
+    # as systemd's ProtectSystem=strict gives a whole unit, is writable by its modes outside that view.
+    read_only = bool(os.statvfs(name).f_flag & os.ST_RDONLY) and _is_mount_point(name)
     return Entry(name, info.st_uid, info.st_mode, stat.S_ISDIR(info.st_mode), _user(info.st_uid), private, read_only)
+
+
+def _is_mount_point(name: str) -> bool:
+    """Whether a file system is mounted at `name`: a bind mount of a folder of the same file system is one too, which
+    `os.path.ismount` (comparing devices) cannot see, so /proc/self/mountinfo is read when there is one."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as table:
+            points = {_unescape(line.split(" ")[4]) for line in table if line.count(" ") >= 4}
+    except OSError:
+        return os.path.ismount(name)
+    return os.path.realpath(name) in points or name in points
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes a space, tab, newline and backslash in a path as octal escapes (\\040 ...)."""
+    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        field = field.replace(code, char)
+    return field
 
 
 def _private_group(gid: int, owner: int) -> bool:

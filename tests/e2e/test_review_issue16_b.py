@@ -361,3 +361,37 @@ def test_a_state_dir_with_dot_dot_after_a_link_is_judged_where_the_system_goes(s
     _assert_refused(shared.run("rotate", "trading"), f"{nobodys} (above {shared.root}/lnk/../state) belongs to nobody")
     assert not (nobodys / "state").exists()
     assert shared.keys_at_bluum() == keys
+
+
+def test_a_folder_inside_a_read_only_view_is_judged_by_its_modes(ws: Workspace) -> None:
+    """systemd's ProtectSystem=strict (deploy/bluum-rotator.service) shows the daemon every folder outside
+    ReadWritePaths on a read-only mount, so the read-only waiver made it trust rotator.toml in a folder every user may
+    write (outside the unit, where they write it): on main (exit 0) while the same command outside the unit exits 2.
+    Played with a read-only bind mount of a folder holding that world-writable folder. Only the mount point of a
+    read-only volume (a ConfigMap's) has its modes waived."""
+    needs_root()
+    source, view = ws.root / "src", ws.root / "view"
+    (source / "shared").mkdir(parents=True, mode=0o755)
+    (source / "shared").chmod(0o777)  # anyone may replace rotator.toml here (outside the read-only view)
+    view.mkdir(mode=0o755)
+    text = ws.config.read_text()
+    for name in ("tenant.env", "app.env", "mirror.env"):
+        text = text.replace(f'"{name}"', f'"{ws.root / name}"\nstate_dir = "{ws.root / "rotator-state"}"')
+    (source / "shared" / "rotator.toml").write_text(text)
+    if subprocess.run(["mount", "--bind", str(source), str(view)], check=False).returncode != 0:
+        pytest.skip("cannot bind-mount here")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(view)], check=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "rotator", "--config", str(view / "shared" / "rotator.toml"), "status"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ws.root,
+            check=False,
+        )
+        ws.guard.check(proc.stdout + proc.stderr, "status inside a read-only view")
+        assert proc.returncode == ExitCode.BAD_INPUT, said(proc)
+        assert f"the folder {view / 'shared'} (drwxrwxrwx) can be written by everyone" in proc.stderr, said(proc)
+    finally:
+        subprocess.run(["umount", str(view)], check=False)
