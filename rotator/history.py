@@ -212,13 +212,29 @@ class HistoryRead:
         )
 
 
+_TEXT_FIELDS = ("time", "credential", "token", "event", "step", "message", "old_key", "new_key", "reason", "actor")
+_NUMBER_FIELDS = ("at", "seconds")
+
+
 def _entry(line: bytes) -> dict[str, Any] | None:
-    """The entry on one line, or None when the line is not UTF-8 JSON holding an object."""
+    """The entry on one line, or None when the line is not UTF-8 JSON holding an object whose fields are an entry's
+    (text where an entry has text, a number where it has one: a hand edit's `"event": null` is damage, not an entry
+    for `rotator history` to trip over)."""
     try:
         entry = json.loads(line.decode("utf-8"))
     except ValueError:  # UnicodeDecodeError and JSONDecodeError are both ValueErrors
         return None
-    return entry if isinstance(entry, dict) else None
+    if not isinstance(entry, dict):
+        return None
+    if any(key in entry and not isinstance(entry[key], str) for key in _TEXT_FIELDS):
+        return None
+    if any(key in entry and not _is_number(entry[key]) for key in _NUMBER_FIELDS):
+        return None
+    return entry
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _numbers(numbers: Sequence[int], limit: int = 20) -> str:
@@ -230,4 +246,4 @@ def _at(line: bytes) -> float:
     """The time of an entry; a line that cannot be read is kept (never lose what cannot be judged)."""
     entry = _entry(line)
     value = None if entry is None else entry.get("at")
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else float("inf")
+    return float(value) if isinstance(value, int | float) and _is_number(value) else float("inf")
