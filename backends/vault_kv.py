@@ -17,6 +17,7 @@ from hvac import exceptions as vault
 
 from backends.vault_auth import VaultSession
 from backends.vault_errors import translated
+from rotator import lease_clock
 from rotator.errors import StoreNotFound
 
 __all__ = ["KvMount", "KvVersion"]
@@ -84,6 +85,7 @@ class KvMount:
         """
 
         def call(client: hvac.Client) -> int:
+            lease_clock.before_request(0.0)  # a runner frozen past its lease since its last renewal writes nothing
             response = client.secrets.kv.v2.create_or_update_secret(
                 path=path, secret=data, cas=cas, mount_point=self._mount
             )
