@@ -12,6 +12,7 @@ still stops (its lease ran out on its clocks), leaving the rotation to `resume`.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -23,9 +24,18 @@ from collections.abc import Iterator
 import pytest
 
 from rotator.errors import ExitCode
+from tests.aws_fixtures import Moto
 from tests.e2e.conftest import Workspace
+from tests.e2e.test_aws_cli import AwsPrimary
 from tests.e2e.test_review_scenarios import said
-from tests.e2e.test_vault_e2e import assert_back_to_first, assert_rotated, created_ids, fingerprints, no_orphans
+from tests.e2e.test_vault_e2e import (
+    assert_back_to_first,
+    assert_rotated,
+    created_ids,
+    digest,
+    fingerprints,
+    no_orphans,
+)
 from tests.e2e.vault_primary import Background, VaultPrimary
 from tests.openbao import OpenBao
 
@@ -245,6 +255,48 @@ def test_vault_a_runner_frozen_before_promote_changes_nothing_after_another_rota
     assert fingerprints(ws, vault) == before, "the thawed runner changed something after it lost its lease"
     assert created in created_ids(ws)
     no_orphans(ws)
+
+
+# ----------------------------------------------------------------------------- Secrets Manager (moto): DynamoDB's lease
+
+
+def aws_state(aws: AwsPrimary) -> str:
+    """Every version of the secret with its labels and value, as one digest (the values hold secrets)."""
+    described = aws.sm.describe_secret(SecretId=aws.name)["VersionIdsToStages"]
+    values = {
+        version: aws.sm.get_secret_value(SecretId=aws.name, VersionId=version)["SecretString"] for version in described
+    }
+    return digest([described, values])
+
+
+def test_aws_a_runner_frozen_before_it_moves_labels_changes_nothing_after_a_rollback_elsewhere(
+    moto_server: Moto, short_lease: Workspace
+):
+    """Frozen once Bluum accepted its new key, right before it moves AWSCURRENT. B, elsewhere, rolls back once the
+    lease (and the longest call) has passed, revoking the new key. Thawed, A moves no label, puts no version, sends
+    Bluum nothing; exit 3, and the first key is current everywhere (I1 all along)."""
+    ws = short_lease
+    aws = AwsPrimary(ws, moto_server)
+    run = frozen_at(ws, "accepted.record", "rotate", "trading")
+    try:
+        time.sleep(TAKEOVER + 0.5)
+        rolled = elsewhere(ws, "rollback", "trading")
+        assert rolled.returncode in (ExitCode.OK, ExitCode.ROLLED_BACK), said(rolled)
+        before, files, sent = aws_state(aws), ws.snapshot(), requests(ws)
+        keys = ws.sim.keys()
+        late = thaw(run)
+    finally:
+        run.kill()
+    assert_stopped(late, run, "accepted.record")
+    assert requests(ws) == sent, "the thawed runner sent requests to Bluum after it lost its lease"
+    assert aws_state(aws) == before, "the thawed runner changed the secret after it lost its lease"
+    assert ws.snapshot() == files
+    assert ws.sim.keys() == keys
+    assert aws.pair() == ws.first.pair
+    assert ws.active_ids() == {ws.first.info.id}
+    sweep = ws.run("sweep", "--json")  # a subprocess: boto3 reaches moto through the workspace's environment
+    assert sweep.returncode == ExitCode.OK, said(sweep)
+    assert [f for f in json.loads(sweep.stdout) if f["kind"] in ("orphan", "in-flight")] == []
 
 
 # ----------------------------------------------------------------------------- the setting itself
