@@ -17,7 +17,6 @@ from hvac import exceptions as vault
 
 from backends.vault_auth import VaultSession
 from backends.vault_errors import translated
-from rotator import lease_clock
 from rotator.errors import StoreNotFound
 
 __all__ = ["KvMount", "KvVersion"]
@@ -84,8 +83,10 @@ class KvMount:
         A write after someone else's raises StoreConflict and writes nothing. Returns the new version's number.
         """
 
+        from rotator.lease_clock import before_request  # here: its import line stays clear of the store's own
+
         def call(client: hvac.Client) -> int:
-            lease_clock.before_request(0.0)  # a runner frozen past its lease since its last renewal writes nothing
+            before_request(0.0)  # a runner frozen past its lease since its last renewal writes nothing
             response = client.secrets.kv.v2.create_or_update_secret(
                 path=path, secret=data, cas=cas, mount_point=self._mount
             )
