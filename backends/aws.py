@@ -29,6 +29,7 @@ from backends.aws_ledger import DEFAULT_TABLE, DynamoLedger
 from backends.key_fields import FieldMap
 from backends.ledger import LedgerByDelegation
 from backends.stages import CURRENT_LABEL, PENDING_LABEL, PREVIOUS_LABEL, LabelMove, Labels, StageLog, Stages
+from rotator import lease_clock
 from rotator.errors import ConfigError, StoreConflict, StoreCorrupt, StoreError, StoreNotFound
 from rotator.model import Environment, Stage, StoredKey
 
@@ -83,6 +84,8 @@ class AwsStore(LedgerByDelegation):
         self._mutex = threading.Lock()
         ledger_client = dynamodb if dynamodb is not None else _client("dynamodb", region)
         extra = {} if clock is None else {"clock": clock}
+        for client in (self._sm, ledger_client):  # every request, botocore's resends too: none from a frozen runner
+            client.meta.events.register("before-send", _lease_guard, unique_id="rotator-lease-guard")
         self._ledger = DynamoLedger(
             ledger_client, ledger_table, self._ledger_id, store=name, describe=self.describe(), **extra
         )
@@ -309,6 +312,11 @@ def _drop_debug(record: logging.LogRecord) -> bool:
 
 
 _DROP_DEBUG: Final = _drop_debug
+
+
+def _lease_guard(**_: object) -> None:
+    """botocore's before-send hook: the lease guard of the command this request serves (`rotator.lease_clock`)."""
+    lease_clock.before_request(0.0)
 
 
 def _client(service: str, region: str | None) -> Any:  # noqa: ANN401 - boto3 clients are untyped
