@@ -29,6 +29,7 @@ from backends.aws_ledger import DEFAULT_TABLE, DynamoLedger
 from backends.key_fields import FieldMap
 from backends.ledger import LedgerByDelegation
 from backends.stages import CURRENT_LABEL, PENDING_LABEL, PREVIOUS_LABEL, LabelMove, Labels, StageLog, Stages
+from rotator import lease_clock
 from rotator.errors import ConfigError, StoreConflict, StoreCorrupt, StoreError, StoreNotFound
 from rotator.model import Environment, Stage, StoredKey
 
@@ -83,6 +84,8 @@ class AwsStore(LedgerByDelegation):
         self._mutex = threading.Lock()
         ledger_client = dynamodb if dynamodb is not None else _client("dynamodb", region)
         extra = {} if clock is None else {"clock": clock}
+        for client in (self._sm, ledger_client):  # every request, botocore's resends too: none from a frozen runner
+            client.meta.events.register("before-send", _lease_guard, unique_id="rotator-lease-guard")
         self._ledger = DynamoLedger(
             ledger_client, ledger_table, self._ledger_id, store=name, describe=self.describe(), **extra
         )
@@ -257,8 +260,21 @@ class AwsStore(LedgerByDelegation):
                 call["MoveToVersionId"] = move.to
             if move.off is not None:
                 call["RemoveFromVersionId"] = move.off
-            with translated(f"moving {AWS_LABELS[move.label]} in", self._secret_id, store=self.name):
-                self._sm.update_secret_version_stage(**call)
+            try:
+                with translated(f"moving {AWS_LABELS[move.label]} in", self._secret_id, store=self.name):
+                    self._sm.update_secret_version_stage(**call)
+            except StoreError:
+                if not self._moved(move):
+                    raise
+                log.info("%s: %s was moved; its answer was lost", self._secret_id, AWS_LABELS[move.label])
+
+    def _moved(self, move: LabelMove) -> bool:
+        """Whether `move` is already done: botocore sends a move again when its answer was lost, and the resend of
+        a move that was applied is refused (the label is no longer on the version it names to take it from)."""
+        labels = self._labels()
+        if move.to is not None and move.label not in labels.get(move.to, frozenset()):
+            return False
+        return move.off is None or move.off == move.to or move.label not in labels.get(move.off, frozenset())
 
     def _checked_token(self, token: str) -> str:
         if len(token) not in TOKEN_LENGTHS:
@@ -296,6 +312,11 @@ def _drop_debug(record: logging.LogRecord) -> bool:
 
 
 _DROP_DEBUG: Final = _drop_debug
+
+
+def _lease_guard(**_: object) -> None:
+    """botocore's before-send hook: the lease guard of the command this request serves (`rotator.lease_clock`)."""
+    lease_clock.before_request(0.0)
 
 
 def _client(service: str, region: str | None) -> Any:  # noqa: ANN401 - boto3 clients are untyped

@@ -15,8 +15,11 @@ Item (key `ledger_id`, the secret's ARN)::
 
 Every write names what it expects (`ConditionExpression`): `acquire` the fencing number it read, a record write the
 lease it holds (not expired on the writer's clock) and the record version it read. A refused write is read again to
-say why: the lease was lost (LeaseLost, exit 3) or the record moved on (StoreConflict). Lease times are wall-clock
-seconds of the runners, so their clocks should agree to well within the lease's 15 minutes.
+say why: the lease was lost (LeaseLost, exit 3) or the record moved on (StoreConflict). Or neither: botocore sends
+a write again when its answer was lost (standard retries), and the resend of a write that was applied fails its own
+condition; a write that finds exactly what it wrote (the same lease, or the record it meant at the version it meant)
+under its own lease succeeded, and says so. Lease times are wall-clock seconds of the runners, so their clocks should
+agree to well within the lease's 15 minutes.
 """
 
 from __future__ import annotations
@@ -111,6 +114,11 @@ class DynamoLedger:
             )
         except _Refused:
             item = self._read()
+            if _holds(item, lease) and item.record_version == version + 1 and item.record == json.loads(text):
+                log.info(
+                    "the rotation record in %s was written (version %d); its answer was lost", self.where, version + 1
+                )
+                return version + 1  # botocore sent it again after a lost answer, and the resend failed our condition
             self._refuse(item, lease, what="the rotation record was not written")
             raise StoreConflict(
                 f"the rotation record in {self.where} changed since it was read (version {item.record_version}, not "
@@ -142,6 +150,11 @@ class DynamoLedger:
                 action="taking the rotation lease in",
             )
         except _Refused:
+            taken = self._read()
+            if _holds(taken, lease) and taken.expires_at == lease.expires_at and taken.holder == this_process():
+                log.info("took the rotation lease in %s (fence %d); its answer was lost", self.where, lease.fence)
+                self._held.add(lease.fence)  # botocore sent it again after a lost answer: the resend found ours
+                return lease
             raise RotationInProgress(
                 f"another runner took the rotation lease in {self.where} at the same moment; nothing was changed. "
                 "Wait for it, or run the command again"
@@ -261,6 +274,11 @@ class DynamoLedger:
                 "--billing-mode PAY_PER_REQUEST`)",
                 store=self.name,
             ) from exc.__cause__
+
+
+def _holds(item: _Item, lease: Lease) -> bool:
+    """Whether `item` holds exactly `lease` (its fencing number, under its owner)."""
+    return item.fence == lease.fence and item.owner == lease.owner
 
 
 class _Refused(Exception):

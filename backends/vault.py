@@ -161,6 +161,9 @@ class VaultStore(LedgerByDelegation):
         )
         self._known_before: tuple[StoredKey, ...] = ()
         """The keys of the stage document as last read (before a move): `path` may show one of them."""
+        self._moved = False
+        """The stage document was just written by this handle: the next `show` writes `path` even when it shows the
+        key already (see `show`)."""
 
     # ----------------------------------------------------------------------------------------------- where
 
@@ -208,11 +211,13 @@ class VaultStore(LedgerByDelegation):
         """The stage document at `state_path` (an empty one when nothing is there yet)."""
         document = self._ledger.load_document()
         self._known_before = _keys_of(document)
+        self._moved = False
         return document
 
     def save_document(self, document: VaultDocument) -> None:
         """Write the document if it is still at the version read and no later lease than this handle's was taken."""
         self._ledger.save_document(document)
+        self._moved = True
 
     def shown(self) -> StoredKey:
         """The key applications read now: the latest version at `path`."""
@@ -245,13 +250,20 @@ class VaultStore(LedgerByDelegation):
           never overwritten;
         - `path` is still at the version read (check-and-set). A writer who changed only other fields is followed
           on their version; one who changed our fields stops the write.
+
+        Right after the stage document moved, `path` is written even when it shows `key` already (a new version, the
+        same fields): a runner that read `path` under an earlier lease and was frozen before its own write (its check
+        passed, its request not yet sent) then finds the version moved on, and its check-and-set is refused by Vault
+        itself. Without it, a rollback by the runner that took over, whose old key `path` still showed, would leave
+        the version the frozen runner names, and its late write would show the key that rollback revoked (I1).
         """
         self.check_show(key)
+        fence, self._moved = self._moved, False
         for _ in range(_SHOW_ATTEMPTS):
             latest = self._kv.read(self._path, action="reading")
             base = dict(latest.data or {})
             wanted = self._fields.wanted(key, base)
-            if latest.data is not None and wanted == base:
+            if latest.data is not None and wanted == base and not fence:
                 return False
             self._check_may_write(key, latest)
             try:

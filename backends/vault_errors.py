@@ -17,9 +17,9 @@ import requests
 from hvac import exceptions as vault
 
 from backends.vault_redirects import RedirectRefused
-from rotator.errors import StoreConflict, StoreDenied, StoreError, StoreNotFound, StoreUnavailable
+from rotator.errors import ExitCode, StoreConflict, StoreDenied, StoreError, StoreNotFound, StoreUnavailable
 
-__all__ = ["CAS_MISMATCH", "POLICY_HINT", "translated"]
+__all__ = ["CAS_MISMATCH", "POLICY_HINT", "WriteOutcomeUnknown", "translated"]
 
 CAS_MISMATCH: Final = "check-and-set parameter did not match"
 _CAS_REQUIRED: Final = "check-and-set parameter required"
@@ -28,6 +28,14 @@ POLICY_HINT: Final = "README 'Keys in Vault or OpenBao (KV v2)'"
 """Where the minimal policy is documented (a test checks that heading exists)."""
 _ERROR_COUNT_RE: Final = re.compile(r"^\d+ errors? occurred:\s*")
 _AGAIN: Final = "run the command again (or `rotator resume` if a rotation was under way)"
+
+
+class WriteOutcomeUnknown(StoreError):
+    """A write whose answer was lost, and Vault stopped answering before it could be read back: it may have been
+    applied. Exit 4, never 5: "nothing was changed, safe to retry as is" might be false (the lease may be held, the
+    record may name a new rotation); `rotator status` shows what is there once Vault answers."""
+
+    exit_code = ExitCode.INCOMPLETE
 
 
 def _said(exc: vault.VaultError) -> str:

@@ -231,6 +231,7 @@ def _service(secret: ManagedSecret) -> RotationService:
     table = os.environ.get("ROTATOR_LEDGER_TABLE", "bluum-rotator-ledger")
     grace = os.environ.get("ROTATOR_GRACE", "1h")
     verify_timeout = os.environ.get("ROTATOR_VERIFY_TIMEOUT", "60s")
+    lease_ttl = os.environ.get("ROTATOR_LEASE_TTL", "15m")
     share = _concurrency()
     arn = secret.arn
     check_secret_json(secret, _current_json(arn))
@@ -273,6 +274,9 @@ verify_timeout = {toml_string(verify_timeout)}
 
 [history]
 dir = {toml_string(str(_tmp() / "rotator-history"))}
+
+[ledger]
+lease_ttl = {toml_string(lease_ttl)}
 
 [bluum]
 rate_limit_sandbox = {_share_of(10.0, share)!r}

@@ -46,6 +46,7 @@ from urllib.parse import quote
 import httpx
 import tenacity
 
+from rotator import lease_clock
 from rotator.errors import (
     BluumAuthError,
     BluumConflict,
@@ -207,6 +208,7 @@ class BluumClient:
         self._clock = clock
         self._observers = observers if observers is not None else []
         self._shared_budget_dir = shared_budget_dir
+        self._timeout = timeout
         self._http = httpx.Client(
             base_url=self._base_url,
             transport=transport,
@@ -567,6 +569,9 @@ class BluumClient:
                 retryable=False,
                 safe_without_idempotency=True,
             )
+        # The throttle may have waited, a retry slept, the process been frozen: the lease of the command this request
+        # serves must still hold for as long as the request may take (`rotator.lease_clock`), or it is not sent.
+        lease_clock.before_request(self._timeout)
         began = time.perf_counter()
         try:
             response = self._http.request(

@@ -14,7 +14,8 @@ have to be rewritten with regular expressions to say what to do. Plain checks sa
 This module finds and reads the file, hands each top-level table to its own module and assembles `Config`:
 - config_tables.py: the typed getters every table is read with, and the problems they record;
 - config_stores.py: `[stores.NAME]`; config_credentials.py and config_endpoints.py: `[credentials.NAME]`;
-- config_settings.py: `[bluum]`, `[history]`, `[fleet]`; notify_config.py: `[notifications.NAME]`, `[alerts]`.
+- config_settings.py: `[bluum]`, `[history]`, `[fleet]`; notify_config.py: `[notifications.NAME]`, `[alerts]`;
+  config_ledger.py: `[ledger]` (the lease's length).
 Every name the rest of the project imports from `rotator.config` is re-exported here.
 
 Cross-checks done in those modules, so the engine can rely on them:
@@ -53,6 +54,7 @@ from rotator.config_credentials import (
     parse_credentials,
 )
 from rotator.config_endpoints import DEFAULT_API_KEYS_PATH, DEFAULT_CHECK_PATH, PRODUCTION_HOSTS, SANDBOX_HOSTS
+from rotator.config_ledger import LedgerSettings, parse_ledger
 from rotator.config_settings import (
     BLUUM_KEYS,
     DEFAULT_CONCURRENCY,
@@ -153,6 +155,7 @@ __all__ = [
     "FleetSettings",
     "HistorySettings",
     "Issuer",
+    "LedgerSettings",
     "StoreConfig",
     "WebhookSettings",
     "find_config_path",
@@ -166,7 +169,7 @@ CONFIG_ENV_VAR: Final = "ROTATOR_CONFIG"
 
 DEFAULT_CONFIG_NAME: Final = "rotator.toml"
 
-TOP_LEVEL_KEYS: Final = ("stores", "credentials", "bluum", "history", "notifications", "fleet", "alerts")
+TOP_LEVEL_KEYS: Final = ("stores", "credentials", "bluum", "history", "notifications", "fleet", "alerts", "ledger")
 
 
 # --------------------------------------------------------------------------------------------- objects
@@ -188,6 +191,7 @@ class Config:
     fleet: FleetSettings = FleetSettings()  # noqa: RUF009 - a frozen dataclass (config_settings.py)
     _store_owners: Mapping[str, str] = field(init=False, repr=False, compare=False, default_factory=dict)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    ledger: LedgerSettings = LedgerSettings()  # noqa: RUF009 - a frozen dataclass (config_ledger.py)
 
     def credential(self, name: str) -> CredentialConfig:
         """The credential called `name`; ConfigError listing the known ones (and a near match) otherwise."""
@@ -353,7 +357,8 @@ def _parse(text: str, *, source: str, base_dir: Path, path: Path | None, store_t
     notifications = parse_notifications(data.get("notifications"), problems)
     fleet = parse_fleet(data.get("fleet"), problems)
     alerts = parse_alerts_table(data.get("alerts"), problems)
-    if problems.items or bluum is None or history is None or fleet is None:
+    ledger = parse_ledger(data.get("ledger"), problems, bluum)
+    if problems.items or bluum is None or history is None or fleet is None or ledger is None:
         raise ConfigProblems(source, problems.items)
     return Config(
         path=path,
@@ -365,6 +370,7 @@ def _parse(text: str, *, source: str, base_dir: Path, path: Path | None, store_t
         notifications=notifications,
         fleet=fleet,
         alerts=alerts,
+        ledger=ledger,
     )
 
 

@@ -13,9 +13,13 @@ it are judged before a byte of it is parsed:
   private group (the group of the same name that Debian and Ubuntu give each user, and why their umask is 002) has
   no one else in it, so a file it may write is still only its owner's;
 - a symbolic link on the way is followed, and the folders holding the link are judged too (whoever can write them
-  can point the link elsewhere);
-- what sits on a file system mounted read-only (a Kubernetes ConfigMap, whose folders show mode 777; a `:ro` bind
-  mount) cannot be changed by anyone, whatever its mode and owner say.
+  can point the link elsewhere), for every link met on the way, hop after hop (rotator/path_walk.py), and so is
+  each link's owner (in a sticky folder such as /tmp, a link's owner may replace it);
+- the folder where a read-only volume is mounted (a Kubernetes ConfigMap, whose mount point shows mode 777; a `:ro`
+  bind mount) cannot be changed through that mount, whatever its mode bits say; but its owner still changes it where
+  it is mounted writable (a `:ro` bind mount of /home/alice/cfg is alice's to edit on the host), so the owner rule
+  holds; and a folder deeper in a read-only view (systemd's ProtectSystem=strict makes all of / one) is judged by its
+  modes, which apply outside that view.
 
 POSIX ACLs and mandatory access control are not read: the mode bits and owners are what `ls -l` shows and what this
 judges. `judge` is the decision, pure; `check_config_trusted` gathers what it needs (lstat/stat) and raises.
@@ -30,8 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rotator.errors import ConfigUntrusted
+from rotator.path_walk import places_on_the_way
 
-__all__ = ["Entry", "check_config_trusted", "judge"]
+__all__ = ["Entry", "check_config_trusted", "judge", "trust_problems"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +52,11 @@ class Entry:
     private_group: bool = False
     """Nobody but the owner and root is in the entry's group (nor has it as primary group)."""
     read_only: bool = False
-    """On a file system mounted read-only (a Kubernetes ConfigMap, a `:ro` bind mount): nobody can change it."""
+    """On a file system mounted read-only (a Kubernetes ConfigMap, a `:ro` bind mount): its mode bits cannot be used
+    through this mount (its owner may still change it where it is mounted writable)."""
+    is_link: bool = False
+    """A symbolic link on the way: its mode means nothing, but its owner may replace it where the folder is sticky
+    (/tmp), so only its owner is judged."""
 
 
 def judge(entries: Iterable[Entry], euid: int) -> tuple[list[str], list[str]]:
@@ -56,20 +65,28 @@ def judge(entries: Iterable[Entry], euid: int) -> tuple[list[str], list[str]]:
     problems: list[str] = []
     fixes: list[str] = []
     for entry in entries:
-        if entry.read_only:
-            continue
         kind = "folder" if entry.is_dir else "file"
         owner = f"{entry.owner} (uid {entry.uid})" if entry.owner else f"uid {entry.uid}"
         mode = stat.filemode(entry.mode)
+        if entry.is_link:
+            if entry.uid not in (0, euid):
+                problems.append(
+                    f"the symbolic link {entry.path} belongs to {owner}, who is neither root nor the user running the "
+                    f"rotator (uid {euid}), so that user can point it elsewhere (in a sticky folder such as /tmp its "
+                    "owner may replace it)"
+                )
+                fixes.append(f"chown -h {'root' if euid == 0 else euid} {entry.path}")
+            continue
         if entry.uid not in (0, euid):
+            where = " where it is mounted writable (here it is a read-only mount)" if entry.read_only else ""
             problems.append(
                 f"the {kind} {entry.path} belongs to {owner}, who is neither root nor the user running the rotator "
-                f"(uid {euid}), so that user can change {'what is in it' if entry.is_dir else 'it'}"
+                f"(uid {euid}), so that user can change {'what is in it' if entry.is_dir else 'it'}{where}"
             )
             fixes.append(f"chown {'root' if euid == 0 else euid} {entry.path}")
         sticky_folder = entry.is_dir and entry.mode & stat.S_ISVTX
         writable = entry.mode & stat.S_IWOTH or (entry.mode & stat.S_IWGRP and not entry.private_group)
-        if writable and not sticky_folder:
+        if writable and not sticky_folder and not entry.read_only:
             who = "everyone" if entry.mode & stat.S_IWOTH else "its group"
             problems.append(f"the {kind} {entry.path} ({mode}) can be written by {who}")
             fixes.append(f"chmod go-w {entry.path}")
@@ -81,20 +98,7 @@ def check_config_trusted(path: Path, *, euid: int | None = None) -> None:
 
     A file that cannot be examined is left to the read that follows, whose error says why."""
     euid = os.geteuid() if euid is None else euid
-    file, *folders = _places(path)
-    try:
-        entries = [_entry(file)]
-    except OSError:
-        return
-    unseen: list[tuple[str, str]] = []
-    for folder in folders:
-        try:
-            entries.append(_entry(folder))
-        except OSError as exc:  # a folder above a readable file that cannot be looked at cannot be vouched for
-            unseen.append((folder, str(exc.strerror or exc)))
-    problems, fixes = judge(entries, euid)
-    problems += [f"the folder {folder} cannot be examined ({why})" for folder, why in unseen]
-    fixes += [f"check the folder {folder} (ls -ld)" for folder, _ in unseen]
+    problems, fixes = trust_problems(path, euid=euid)
     if not problems:
         return
     lines = "\n".join(f"  - {problem}" for problem in problems)
@@ -104,6 +108,28 @@ def check_config_trusted(path: Path, *, euid: int | None = None) -> None:
         problems=problems,
         fixes=fixes,
     )
+
+
+def trust_problems(path: Path, *, euid: int | None = None) -> tuple[list[str], list[str]]:
+    """(problems, fixes) of the file at `path` and every folder on the way to it, as `judge` finds them: empty when
+    only root and `euid` could change it. Also for the programs rotator.toml names (rotator/reload_check.py), which
+    the rotator runs as its own user. A file that cannot be examined has no problems here (its use says why)."""
+    euid = os.geteuid() if euid is None else euid
+    file, *folders = _places(path)
+    try:
+        entries = [_entry(file)]
+    except OSError:
+        return [], []
+    unseen: list[tuple[str, str]] = []
+    for folder in folders:
+        try:
+            entries.append(_entry(folder))
+        except OSError as exc:  # a folder above a readable file that cannot be looked at cannot be vouched for
+            unseen.append((folder, str(exc.strerror or exc)))
+    problems, fixes = judge(entries, euid)
+    problems += [f"the folder {folder} cannot be examined ({why})" for folder, why in unseen]
+    fixes += [f"check the folder {folder} (ls -ld)" for folder, _ in unseen]
+    return problems, fixes
 
 
 def _places(path: Path) -> list[str]:
@@ -118,6 +144,11 @@ def _places(path: Path) -> list[str]:
             break
         prefix = parent
     places.extend(_folders_up(os.path.dirname(places[0])))
+    try:  # a link's own folder, hop after hop (a -> b/link -> c: b decides)
+        walked, _ = places_on_the_way(path)  # as written: `link/..` is where the link leads, then up
+    except OSError:  # a folder that cannot be searched: the folders above are judged, the read says the rest
+        walked = []
+    places.extend(place for place in walked if place != places[0])  # each link too: its owner is judged
     return list(dict.fromkeys(places))
 
 
@@ -130,10 +161,33 @@ def _folders_up(folder: str) -> Sequence[str]:
 
 
 def _entry(name: str) -> Entry:
-    info = os.stat(name)
+    info = os.lstat(name)
+    if stat.S_ISLNK(info.st_mode):
+        read_only = bool(os.statvfs(os.path.dirname(name)).f_flag & os.ST_RDONLY)
+        return Entry(name, info.st_uid, info.st_mode, False, _user(info.st_uid), read_only=read_only, is_link=True)
     private = bool(info.st_mode & stat.S_IWGRP) and _private_group(info.st_gid, info.st_uid)
-    read_only = bool(os.statvfs(name).f_flag & os.ST_RDONLY)
+    # Only where a read-only volume is mounted (a ConfigMap's 777 folder): a folder deeper in a read-only view, such
+    # as systemd's ProtectSystem=strict gives a whole unit, is writable by its modes outside that view.
+    read_only = bool(os.statvfs(name).f_flag & os.ST_RDONLY) and _is_mount_point(name)
     return Entry(name, info.st_uid, info.st_mode, stat.S_ISDIR(info.st_mode), _user(info.st_uid), private, read_only)
+
+
+def _is_mount_point(name: str) -> bool:
+    """Whether a file system is mounted at `name`: a bind mount of a folder of the same file system is one too, which
+    `os.path.ismount` (comparing devices) cannot see, so /proc/self/mountinfo is read when there is one."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as table:
+            points = {_unescape(line.split(" ")[4]) for line in table if line.count(" ") >= 4}
+    except OSError:
+        return os.path.ismount(name)
+    return os.path.realpath(name) in points or name in points
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes a space, tab, newline and backslash in a path as octal escapes (\\040 ...)."""
+    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        field = field.replace(code, char)
+    return field
 
 
 def _private_group(gid: int, owner: int) -> bool:

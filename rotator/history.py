@@ -36,6 +36,8 @@ log = logging.getLogger("rotator.history")
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
+LOCK_WAIT = 5.0
+"""Seconds an append waits for the history lock before it appends without it (a frozen holder must not block)."""
 HISTORY_SETTING = "[history] dir in rotator.toml"
 
 
@@ -69,8 +71,8 @@ class HistoryLog:
             "seconds": None if event.seconds is None else round(event.seconds, 3),
         }
         line = json.dumps({k: v for k, v in entry.items() if v is not None}, sort_keys=False) + "\n"
-        with self._locked(event.credential) as path:
-            if event.kind in (EventKind.STARTED, EventKind.RESUMED):
+        with self._locked(event.credential) as (path, alone):
+            if alone and event.kind in (EventKind.STARTED, EventKind.RESUMED):
                 try:
                     self._prune(path, now=event.at)
                 except (OSError, ValueError) as exc:
@@ -134,7 +136,11 @@ class HistoryLog:
         return self.path(credential).with_suffix(".lock")
 
     @contextmanager
-    def _locked(self, credential: str) -> Iterator[Path]:
+    def _locked(self, credential: str) -> Iterator[tuple[Path, bool]]:
+        """The history file, and whether this process holds its lock. The lock only keeps a prune from dropping a
+        line appended meanwhile, so it is waited for LOCK_WAIT seconds at most: a holder that is frozen (SIGSTOP, a
+        paused VM) must never stop another runner's rotation. Without the lock the line is still appended (one
+        O_APPEND write) and only the prune is skipped."""
         path = self.path(credential)
         self.check(credential)
         try:
@@ -150,8 +156,15 @@ class HistoryLog:
                 "folder's permissions"
             ) from exc
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield path
+            alone = _lock_within(fd, LOCK_WAIT)
+            if not alone:
+                log.warning(
+                    "the history lock %s is held by another process for over %.0f s (a stopped runner?); "
+                    "the entry is appended without it and old entries are pruned next time",
+                    self._lock_path(credential),
+                    LOCK_WAIT,
+                )
+            yield path, alone
         finally:
             os.close(fd)
 
@@ -166,6 +179,19 @@ class HistoryLog:
         kept = [line for line in lines if _at(line) >= cutoff]
         if len(kept) != len(lines):
             atomic_write_text(path, b"".join(kept).decode("latin-1"), encoding="latin-1")
+
+
+def _lock_within(fd: int, seconds: float) -> bool:
+    """Take an exclusive flock on `fd` within `seconds`; False when another holder kept it all that time."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,13 +212,29 @@ class HistoryRead:
         )
 
 
+_TEXT_FIELDS = ("time", "credential", "token", "event", "step", "message", "old_key", "new_key", "reason", "actor")
+_NUMBER_FIELDS = ("at", "seconds")
+
+
 def _entry(line: bytes) -> dict[str, Any] | None:
-    """The entry on one line, or None when the line is not UTF-8 JSON holding an object."""
+    """The entry on one line, or None when the line is not UTF-8 JSON holding an object whose fields are an entry's
+    (text where an entry has text, a number where it has one: a hand edit's `"event": null` is damage, not an entry
+    for `rotator history` to trip over)."""
     try:
         entry = json.loads(line.decode("utf-8"))
     except ValueError:  # UnicodeDecodeError and JSONDecodeError are both ValueErrors
         return None
-    return entry if isinstance(entry, dict) else None
+    if not isinstance(entry, dict):
+        return None
+    if any(key in entry and not isinstance(entry[key], str) for key in _TEXT_FIELDS):
+        return None
+    if any(key in entry and not _is_number(entry[key]) for key in _NUMBER_FIELDS):
+        return None
+    return entry
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _numbers(numbers: Sequence[int], limit: int = 20) -> str:
@@ -204,4 +246,4 @@ def _at(line: bytes) -> float:
     """The time of an entry; a line that cannot be read is kept (never lose what cannot be judged)."""
     entry = _entry(line)
     value = None if entry is None else entry.get("at")
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else float("inf")
+    return float(value) if isinstance(value, int | float) and _is_number(value) else float("inf")

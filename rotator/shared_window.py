@@ -20,6 +20,7 @@ it makes is 2770 (setgid); a folder anyone may write is refused unless it is sti
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -107,7 +108,7 @@ def check_budget_dir(folder: Path) -> Path:
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         folder.mkdir()
-        os.chmod(folder, FOLDER_MODE)  # mkdir's mode is cut by the umask and cannot set setgid
+        _set_folder_mode(folder)
     except FileExistsError:
         pass
     except OSError as exc:
@@ -128,6 +129,22 @@ def check_budget_dir(folder: Path) -> Path:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ConfigError(_unusable(folder, "this user cannot write in it"))
     return folder
+
+
+def _set_folder_mode(folder: Path) -> None:
+    """FOLDER_MODE on the folder just made (mkdir's mode is cut by the umask and cannot set setgid), through a
+    descriptor opened without following a link: whoever can write its parent could have swapped it for a link since,
+    and a chmod by name would give the link's target (any file) that mode. A link found there is refused below."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            return
+        raise
+    try:
+        os.fchmod(fd, FOLDER_MODE)
+    finally:
+        os.close(fd)
 
 
 def _unusable(folder: Path, why: str) -> str:

@@ -11,9 +11,10 @@ So here:
   each folder above it must be owned by the running user or root and writable by nobody else unless it is sticky
   (/tmp): otherwise another user could swap the folder itself. Anything else is refused before anything is read or
   written, with the fix.
-- An own file must be a regular file (never a link) owned by the running user. A file left by another user (a
-  `sudo rotator ...` run leaves root's files behind) is refused with the file, its owner and the `chown` that fixes
-  it, instead of failing half-way with a bare PermissionError.
+- An own file must be a regular file (never a link, symbolic or hard: the lock file sits in the application's folder,
+  where another user may plant a name) owned by the running user. A file left by another user (a `sudo rotator ...`
+  run leaves root's files behind) is refused with the file, its owner and the `chown` that fixes it, instead of
+  failing half-way with a bare PermissionError.
 - A write creates a new file, owned by the running user, mode 0600, and renames it over the name (a link there is
   replaced, never followed); the folder, when missing, is created 0700.
 
@@ -30,12 +31,13 @@ import pwd
 import stat
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
 from rotator.atomicfile import fsync_folder
 from rotator.errors import StoreDenied, StoreNotFound, StoreUnavailable
+from rotator.path_walk import places_on_the_way
 
 __all__ = [
     "OWN_DIR_MODE",
@@ -63,6 +65,8 @@ class Seen:
     uid: int
     mode: int
     """The whole st_mode: file type and permission bits."""
+    nlink: int = 1
+    """Names the file has: more than one is a hard link, and a write through it lands in a file elsewhere."""
 
     @property
     def is_link(self) -> bool:
@@ -187,6 +191,12 @@ def file_refusal(seen: Seen, *, euid: int, user: UserName) -> str | None:
         )
     if not stat.S_ISREG(seen.mode):
         return f"{seen.path} is not a regular file: move it out of the way"
+    if seen.nlink > 1:
+        return (
+            f"{seen.path} is a hard link ({seen.nlink} names): a write there would change a file elsewhere. Give it "
+            f"a name of its own, keeping what it holds: `cp -p {seen.path} {seen.path}.new && mv {seen.path}.new "
+            f"{seen.path}` (and find out who linked it)"
+        )
     if seen.uid == euid:
         return None
     owner = user(seen.uid)
@@ -236,7 +246,7 @@ def read_own_file(path: Path, *, setting: str, store: str = "", check_folder: bo
         raise _failed("reading", path, exc, store) from exc
     try:
         opened = os.fstat(fd)
-        _refuse_file(Seen(str(path), opened.st_uid, opened.st_mode), store=store)
+        _refuse_file(Seen(str(path), opened.st_uid, opened.st_mode, opened.st_nlink), store=store)
         with os.fdopen(fd, "rb", closefd=False) as handle:
             return handle.read()
     finally:
@@ -256,8 +266,8 @@ def write_own_file(path: Path, text: str, *, setting: str, store: str = "", chec
         except OSError as exc:
             raise _failed("creating", folder, exc, store) from exc
     seen = _lstat(path, store=store)
-    if seen is not None and not seen.is_link:  # a link is replaced by the rename below, never followed
-        _refuse_file(seen, store=store)
+    if seen is not None and not seen.is_link:  # a link (symbolic or hard) is replaced by the rename below
+        _refuse_file(replace(seen, nlink=1), store=store)
     try:
         fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     except (FileNotFoundError, NotADirectoryError) as exc:
@@ -332,20 +342,19 @@ def _blocker(path: Path) -> Seen | None:
 
 
 def _chain(folder: Path, *, store: str) -> tuple[list[Seen], bool]:
-    """What lstat shows from / down to `folder`, then down its resolved path when a link is in the way (each walk
-    stops at its first missing path), and whether the folder exists."""
+    """What lstat shows of every place on the way to `folder` (rotator/path_walk.py: each folder from / down, each
+    link met and the folders on the way to its target, hop after hop, the folder itself last), and whether the folder
+    exists (when it does not, the last is the deepest folder that does)."""
     absolute = Path(os.path.abspath(folder))
-    resolved = Path(os.path.realpath(absolute))
-    walks = [absolute] if resolved == absolute else [absolute, resolved]
-    chain: list[Seen] = []
-    exists = True
-    for walk in walks:
-        for candidate in [*reversed(walk.parents), walk]:
-            seen = _lstat(candidate, store=store, ours=absolute)
-            if seen is None:
-                exists = exists and walk is not absolute  # the resolved path exists exactly when the given one does
-                break
-            chain.append(seen)
+    try:  # the path as written: `link/..` is the link's target's parent to the system, not the link's folder
+        places, exists = places_on_the_way(folder)
+    except PermissionError as exc:
+        raise StoreDenied(
+            explain_denied(Path(exc.filename or absolute), "reaching", ours=absolute), store=store
+        ) from exc
+    except OSError as exc:
+        raise _failed("reading", absolute, exc, store) from exc
+    chain = [seen for place in places if (seen := _lstat(Path(place), store=store, ours=absolute)) is not None]
     return chain, exists
 
 
@@ -359,7 +368,7 @@ def _lstat(path: Path, *, store: str, ours: Path | None = None) -> Seen | None:
         raise StoreDenied(explain_denied(path, "reaching", ours=ours), store=store) from exc
     except OSError as exc:
         raise _failed("reading", path, exc, store) from exc
-    return Seen(str(path), st.st_uid, st.st_mode)
+    return Seen(str(path), st.st_uid, st.st_mode, st.st_nlink)
 
 
 def _refuse_file(seen: Seen, *, store: str) -> None:
@@ -372,7 +381,7 @@ def refuse_own_file(path: Path, *, store: str = "", opened: os.stat_result | Non
     """Refuse (StoreDenied, exit 2) one of the rotator's own files that is a link, not a regular file, or another
     user's. `opened`: what fstat showed of the file as opened (else lstat looks at the name)."""
     if opened is not None:
-        _refuse_file(Seen(str(path), opened.st_uid, opened.st_mode), store=store)
+        _refuse_file(Seen(str(path), opened.st_uid, opened.st_mode, opened.st_nlink), store=store)
         return
     seen = _lstat(path, store=store)
     if seen is not None:
@@ -380,10 +389,32 @@ def refuse_own_file(path: Path, *, store: str = "", opened: os.stat_result | Non
 
 
 def _failed(action: str, path: Path, exc: OSError, store: str) -> StoreDenied | StoreUnavailable:
-    """A path that is a file where a folder belongs is a configuration problem (exit 2); anything else may pass."""
+    """A path that is a file where a folder belongs, a symbolic link that loops or leads nowhere: configuration
+    problems (exit 2), which no retry fixes; anything else may pass."""
+    if exc.errno == errno.ELOOP:
+        return StoreDenied(
+            f"{action} {path} failed: a symbolic link on its way leads back to itself (a loop). Fix the link, or point "
+            "the setting in rotator.toml at a folder",
+            store=store,
+        )
+    dangling = _dangling_link(path)
+    if exc.errno == errno.EEXIST and dangling is not None:
+        return StoreDenied(
+            f"{action} {path} failed: {dangling} is a symbolic link to {os.readlink(dangling)}, which does not exist. "
+            "Create that folder (owned by the rotator's user, mode 700), or fix the link",
+            store=store,
+        )
     if exc.errno in (errno.ENOTDIR, errno.EEXIST):
         return StoreDenied(
             f"{action} {path} failed: something in its path is a file, not a folder: fix the path or move the file",
             store=store,
         )
     return StoreUnavailable(f"{action} {path} failed: {exc.strerror or type(exc).__name__}", store=store)
+
+
+def _dangling_link(path: Path) -> Path | None:
+    """The deepest symbolic link at or above `path` that leads nowhere, or None."""
+    for candidate in (path, *path.parents):
+        if os.path.islink(candidate) and not os.path.exists(candidate):
+            return candidate
+    return None

@@ -7,14 +7,17 @@ revokes a key whose public key any configured store holds in any stage (I1).
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from backends.ledger import held_lease
 from rotator import identity, machine
+from rotator.config_ledger import call_seconds
+from rotator.errors import LeaseLost
 from rotator.identity import Holding
+from rotator.lease_clock import LeaseClock, guarding
 from rotator.model import ApiKeyInfo, Stage
 
 if TYPE_CHECKING:
@@ -57,10 +60,24 @@ def sweep(
     contexts = [service.context(name) for name in service.config.credentials]
     contexts = [ctx for ctx in contexts if ctx.issuer.revokes]
     runtime = service.runtime
+    # The leases are never renewed (a sweep takes seconds), so they are timed from before the first one was taken, and
+    # the ledgers are told the longest Bluum call more: a sweep frozen past them revokes nothing (`lease_clock`).
+    clock = LeaseClock(LEASE_SECONDS, monotonic=runtime.monotonic, wall=runtime.clock)
+    call_budget = call_seconds(service.config.bluum)
+
+    def guard(seconds: float) -> None:
+        stalled = clock.ran_out()
+        if stalled or clock.left() < seconds:
+            raise LeaseLost(
+                f"sweep: {stalled or f'its leases have {clock.left():.1f}s left, less than a request may take'}; "
+                "nothing more was revoked. Run `rotator sweep` again"
+            )
+
     with ExitStack() as stack:
         if revoke:
             for ctx in contexts:
-                stack.enter_context(held_lease(runtime.ledger(ctx.cred), runtime.owner, LEASE_SECONDS))
+                stack.enter_context(held_lease(runtime.ledger(ctx.cred), runtime.owner, LEASE_SECONDS + call_budget))
+            stack.enter_context(guarding(guard))
         views = [_sweep_view(service, ctx) for ctx in contexts]
         holdings = runtime.holdings() if revoke else []
         known: dict[str, set[str]] = {}
@@ -84,6 +101,7 @@ def sweep(
                         revoke=revoke,
                         only=only,
                         include_foreign=include_foreign,
+                        guard=lambda: guard(call_budget),
                     )
                 )
     return findings
@@ -118,6 +136,7 @@ def _sweep_one(
     revoke: bool,
     include_foreign: bool,
     only: Collection[str] | None,
+    guard: Callable[[], None],
 ) -> list[SweepFinding]:
     """Orphans of one credential: those its name marks as its own (`owned`), else any not yet reported."""
     ctx, cred = view.ctx, view.ctx.cred
@@ -152,6 +171,7 @@ def _sweep_one(
             if refusal:
                 findings.append(SweepFinding(cred.name, info.id, "held", f"not revoked: {refusal}"))
             else:
+                guard()  # the key was judged an orphan under the leases: they must outlive the whole revoke
                 ctx.issuer.revoke(info.id)
                 findings.append(SweepFinding(cred.name, info.id, "revoked", "active key no store knew"))
         else:

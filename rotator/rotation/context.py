@@ -48,7 +48,18 @@ class Journal(Protocol):
         ...
 
     def hold(self) -> None:
-        """Renew the lease now, before changing anything: LeaseLost (and nothing changed) when it was taken over."""
+        """Renew the lease now, before changing anything: LeaseLost (and nothing changed) when it was taken over, or
+        when this runner stalled past it since its last renewal."""
+        ...
+
+    def check(self) -> None:
+        """Before a change whose store checks the lease itself: LeaseLost when this runner stalled past its lease
+        since its last renewal (no I/O)."""
+        ...
+
+    def before_bluum_change(self) -> None:
+        """Right before a create or revoke at Bluum, which nobody fences: renew the lease so that it outlives the
+        call's whole budget (timeout and retries), or stop (LeaseLost, nothing changed)."""
         ...
 
     def progress(self, message: str) -> None:

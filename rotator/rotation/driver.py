@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ from rotator import machine
 from rotator.errors import (
     ConfigError,
     ExitCode,
+    LeaseLost,
     RollbackFailed,
     RotationFailed,
     RotationIncomplete,
@@ -27,6 +29,7 @@ from rotator.errors import (
 )
 from rotator.events import EventBus, EventKind, RotationEvent
 from rotator.faultpoints import reached
+from rotator.lease_clock import LeaseClock, guarding
 from rotator.machine import Step
 from rotator.record import ENROLLMENT, Phase, RotationRecord
 from rotator.rotation import reload, revocation, steps
@@ -39,7 +42,11 @@ if TYPE_CHECKING:
     from backends.ledger import Lease, Ledger
 
 LEASE_TTL_SECONDS = 15 * 60
-"""A lease outlives one step with room to spare; waits renew it every third of this."""
+"""The default lease (`[ledger] lease_ttl`): it outlives one step with room to spare; waits renew it every third."""
+IN_FLIGHT_SECONDS = 40.0
+"""The default longest Bluum call ([bluum] timeout 10s + retry_budget 30s: `config_ledger.call_seconds`)."""
+TAKEOVER_SECONDS = LEASE_TTL_SECONDS + IN_FLIGHT_SECONDS
+"""With the defaults, how long after its last renewal another runner may take a lease over."""
 
 StepFunction = Callable[[RotationContext, RotationRecord, "Driver"], RotationRecord]
 
@@ -68,35 +75,60 @@ class Outcome:
 
 class RecordKeeper:
     """The lease on one credential's ledger, for one command: its record is read with a version and written only
-    with that version under a lease that still holds. Waits renew the lease every third of its time."""
+    with that version under a lease that still holds. Waits renew the lease every third of its time.
+
+    Two lengths: this runner treats its lease as `ttl` seconds from its last renewal, on its own clocks
+    (`rotator.lease_clock`), and stops once either clock says that passed (it was frozen); the ledger is told
+    `ttl + in_flight`, so another runner takes over only once the longest request this one may still have in flight
+    (`in_flight`, a whole Bluum call with its retries) has ended too. No request leaves while less than its length is
+    left: the lease is renewed first, or the runner stops (LeaseLost, exit 3, nothing more changed)."""
 
     def __init__(
-        self, ledger: Ledger, owner: str, monotonic: Callable[[], float] = time.monotonic, *, credential: str = ""
+        self,
+        ledger: Ledger,
+        owner: str,
+        monotonic: Callable[[], float] = time.monotonic,
+        *,
+        credential: str = "",
+        ttl: float = LEASE_TTL_SECONDS,
+        in_flight: float = IN_FLIGHT_SECONDS,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._credential = credential
         self._ledger = ledger
         self._owner = owner
-        self._monotonic = monotonic
+        self._ttl = ttl
+        self._in_flight = in_flight
+        self._clock = LeaseClock(ttl, monotonic=monotonic, wall=clock)
         self._lease: Lease | None = None
-        self._renewed = 0.0
-        self._held_at = 0.0
         self._version = 0
+        self._renewing = False
+        self._guard: ExitStack | None = None
+
+    @property
+    def call_seconds(self) -> float:
+        """The longest one Bluum call may take, retries included: what a create or revoke needs left."""
+        return self._in_flight
 
     def __enter__(self) -> RecordKeeper:
         try:
-            self._lease = self._ledger.acquire(self._owner, LEASE_TTL_SECONDS)
+            self._lease = self._ledger.acquire(self._owner, self._ttl + self._in_flight)
         except RotationInProgress as exc:
             if not self._credential:
                 raise
             raise RotationInProgress(f"{self._credential}: {exc}") from exc
-        self._renewed = self._monotonic()
-        self._held_at = time.time()
+        self._clock.renewed()
+        self._guard = ExitStack()
+        self._guard.enter_context(guarding(self.before_request))
         return self
 
     def __exit__(self, *exc: object) -> None:
         """Release the lease. A release that fails (the store went away) is logged, never raised: it would hide
         what the block ended with (a finished rotation, or the error that says where it stopped), and a lease
         nobody releases still ends at its expiry."""
+        guard, self._guard = self._guard, None
+        if guard is not None:
+            guard.close()
         lease, self._lease = self._lease, None
         if lease is None:
             return
@@ -124,22 +156,64 @@ class RecordKeeper:
         return None if versioned.record is None else RotationRecord.from_dict(versioned.record, store=store)
 
     def write(self, record: RotationRecord) -> None:
-        # Renewed at the start of every step; renew again when wall time has moved since (a long step, or a
-        # suspend the monotonic clock did not see): the ledger's clock decides expiry.
-        if time.time() - self._held_at >= 1.0:
+        # Renewed at the start of every step; renew again when time has moved since (a long step, or a suspend the
+        # monotonic clock did not see): the ledger's clock decides expiry.
+        if self._clock.since_renewal() >= 1.0:
             self.hold()
+        else:
+            self.check()
         self._version = self._ledger.write_record(record.to_dict(), lease=self.lease, version=self._version)
 
     def keepalive(self) -> None:
         """Renew the lease once a third of its time has passed; LeaseLost when someone else holds it now."""
-        if self._monotonic() - self._renewed >= LEASE_TTL_SECONDS / 3:
+        if self._clock.due():
             self.hold()
+        else:
+            self.check()
 
-    def hold(self) -> None:
-        """Renew the lease now; LeaseLost when someone else holds it now (the caller then changes nothing)."""
-        self._lease = self._ledger.renew(self.lease, LEASE_TTL_SECONDS)
-        self._renewed = self._monotonic()
-        self._held_at = time.time()
+    def check(self, needed: float = 0.0) -> None:
+        """LeaseLost when this runner stalled past its lease since its last renewal (no I/O: before every change);
+        with `needed`, also when less than that is left."""
+        stalled = self._clock.ran_out()
+        if stalled:
+            fence = self._lease.fence if self._lease is not None else 0
+            raise LeaseLost(
+                f"{self._prefix()}{stalled} (fence {fence}); another runner may have taken it over since, so this "
+                "one changes nothing more and stops. `rotator status` shows where the rotation is; `rotator resume` "
+                "finishes it once no other runner holds the lease"
+            )
+        left = self._clock.left()
+        if left < needed:
+            raise LeaseLost(
+                f"{self._prefix()}the lease has {left:.1f}s left, less than the {needed:g}s the next request may "
+                "take, and could not be renewed first; this runner changes nothing more and stops. `rotator resume` "
+                "finishes the rotation"
+            )
+
+    def hold(self, needed: float = 0.0) -> None:
+        """Renew the lease now, unless this runner stalled past it (then it stops: a renewal must not make a frozen
+        runner's view of the world current again); LeaseLost when someone else holds it now (the caller then
+        changes nothing). With `needed`: at least that much of the lease is left afterwards."""
+        self.check()
+        self._renewing = True
+        try:
+            self._lease = self._ledger.renew(self.lease, self._ttl + self._in_flight)
+        finally:
+            self._renewing = False
+        self._clock.renewed()
+        self.check(needed)
+
+    def before_request(self, seconds: float) -> None:
+        """The guard of every request sent inside this block (`rotator.lease_clock`): a runner that stalled past
+        its lease sends nothing; one whose lease has less than `seconds` left renews it first."""
+        if self._renewing or self._lease is None:
+            return  # the renewal's own request
+        self.check()
+        if self._clock.left() < seconds:
+            self.hold(seconds)
+
+    def _prefix(self) -> str:
+        return f"{self._credential}: " if self._credential else ""
 
 
 class Driver:
@@ -165,6 +239,12 @@ class Driver:
 
     def hold(self) -> None:
         self.keeper.hold()
+
+    def check(self) -> None:
+        self.keeper.check()
+
+    def before_bluum_change(self) -> None:
+        self.keeper.hold(self.keeper.call_seconds)
 
     def progress(self, message: str) -> None:
         self.publish(EventKind.PROGRESS, None, "wait", message)

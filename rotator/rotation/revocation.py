@@ -106,6 +106,7 @@ def revoke_old(ctx: RotationContext, record: RotationRecord, journal: Journal) -
         )
     record = start_revoking(ctx, record, journal, confirmed=True)
     if target.active:
+        journal.before_bluum_change()  # nobody fences a revoke at Bluum: the lease must outlive the whole call
         try:
             ctx.issuer.revoke(target.id)
         except BluumError as exc:
@@ -193,6 +194,7 @@ def revoke_rotation_keys(
                 f"{ctx.cred.name}: {info.id} ({why}) was NOT revoked: {refusal}. Once no application uses it, "
                 f"remove it from there and run `rotator resume {ctx.cred.name}`"
             )
+        journal.before_bluum_change()
         ctx.issuer.revoke(info.id)
         reached(point)
         note = f". {unchecked}" if unchecked else ""

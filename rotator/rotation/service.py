@@ -11,6 +11,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from rotator import identity, machine
+from rotator.config_ledger import call_seconds
 from rotator.errors import ConfigError, ExitCode, RotationIncomplete, RotationInProgress, StoreNotFound
 from rotator.events import EventBus, EventKind, log_event
 from rotator.history import HistoryLog
@@ -120,7 +121,13 @@ class RotationService:
         if self._keep_history:
             self.history.check(ctx.cred.name)
         return RecordKeeper(
-            self.runtime.ledger(ctx.cred), self.runtime.owner, self.runtime.monotonic, credential=ctx.cred.name
+            self.runtime.ledger(ctx.cred),
+            self.runtime.owner,
+            self.runtime.monotonic,
+            credential=ctx.cred.name,
+            ttl=self.config.ledger.lease_ttl,
+            in_flight=call_seconds(self.config.bluum),
+            clock=self.runtime.clock,
         )
 
     # ----------------------------------------------------------------- commands

@@ -53,6 +53,9 @@ def create(ctx: RotationContext, record: RotationRecord, journal: Journal) -> Ro
             ctx, record, journal, why="its secret was lost with a crashed run", point="revoke_token.bluum"
         )
         idempotency_key = new_token()
+    # PENDING was read under the lease, and nobody checks a create at Bluum against it: make sure the lease still
+    # holds, and will until the create's last possible retry has been answered (or stop, having minted nothing).
+    journal.before_bluum_change()
     try:
         created = ctx.issuer.mint(name=machine.key_name(cred.name, record.token), idempotency_key=idempotency_key)
     except BluumUnexpectedResponse as exc:
@@ -84,6 +87,7 @@ def create(ctx: RotationContext, record: RotationRecord, journal: Journal) -> Ro
     problem = machine.environment_violation(cred.environment, created.pair.environment, f"new key {created.info.id}")
     if problem:
         raise StepFailed(record, problem)
+    journal.check()  # an answer that came back after a freeze: the lease may be another runner's by now
     try:
         ctx.primary.put_pending(pending)
     except StoreError as exc:
@@ -124,6 +128,7 @@ def store_pending(ctx: RotationContext, record: RotationRecord, journal: Journal
         base_url=ctx.cred.base_url,
         token=record.token,
     )
+    journal.hold()  # the pre-check may have taken a while (Bluum's answers): the lease must still be ours
     ctx.primary.put_pending(pending)
     reached("pending.store")
     ctx.new = pending
@@ -234,6 +239,7 @@ def clear(ctx: RotationContext, record: RotationRecord, journal: Journal) -> Rot
     """Forget the (revoked) old key in every target; the rotation is complete."""
     started = ctx.runtime.monotonic()
     for store in ctx.stores:
+        journal.hold()  # between targets too, as in promote: a runner that lost its lease clears nothing more
         store.clear_previous(record.token)
         reached(f"clear.{store.name}")
     now = ctx.runtime.clock()

@@ -21,7 +21,7 @@ from rotator.config import parse_config
 from rotator.demo import open_account
 from rotator.errors import LeaseLost
 from rotator.model import Environment, KeyPair, Stage, StoredKey
-from rotator.rotation.driver import LEASE_TTL_SECONDS
+from rotator.rotation.driver import TAKEOVER_SECONDS
 from rotator.rotation.service import RotationService
 from rotator.simulator import Simulator
 from tests.conftest import LeakGuard
@@ -89,7 +89,7 @@ def test_a_runner_whose_lease_expired_mid_rotation_changes_nothing_more(sim: Sim
         """Runner A's first wait: its lease runs out, runner B takes over and finishes the rotation."""
         if after_takeover:
             return
-        clock.now += LEASE_TTL_SECONDS + 1
+        clock.now += TAKEOVER_SECONDS + 1
         sim.advance_clock(2.0)  # the new key has propagated by now
         with RotationService(config, stores={"app": app.twin("app-b"), "tenant": tenant.twin()}, owner="B") as b:
             after_takeover["outcome"] = b.resume("trading")

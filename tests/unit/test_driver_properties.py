@@ -40,7 +40,7 @@ from rotator.errors import (
 from rotator.faultpoints import hooked
 from rotator.model import ApiKeyInfo, CreatedKey, Environment, KeyPair, Stage, StoredKey
 from rotator.reload_runner import ReloadResult
-from rotator.rotation.driver import LEASE_TTL_SECONDS
+from rotator.rotation.driver import TAKEOVER_SECONDS
 from rotator.rotation.service import RotationService
 from rotator.secret import Secret
 from tests.fault_points import FORWARD_POINTS, ROLLBACK_POINTS
@@ -316,7 +316,7 @@ def act(world: World, action: str, stall_at: str = "accepted.record") -> None:
             if taken:
                 return
             taken.append(True)
-            world.clock.now += LEASE_TTL_SECONDS + 1
+            world.clock.now += TAKEOVER_SECONDS + 1
             with world.service() as other:
                 run(lambda: other.resume("trading", skip_grace=True))
 
@@ -332,7 +332,7 @@ def act(world: World, action: str, stall_at: str = "accepted.record") -> None:
             if stalled or point != stall_at:
                 return
             stalled.append(point)
-            world.clock.now += LEASE_TTL_SECONDS + 1
+            world.clock.now += TAKEOVER_SECONDS + 1
             with world.service() as other:
                 run(lambda: other.rollback("trading"))
 

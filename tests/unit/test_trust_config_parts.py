@@ -174,7 +174,7 @@ def test_a_group_with_another_user_in_it_is_not_private(tmp_path: Path) -> None:
 
 def test_a_read_only_mount_cannot_be_changed_whatever_its_modes_say() -> None:
     """A Kubernetes ConfigMap volume shows drwxrwxrwx folders, but it is mounted read-only."""
-    configmap = Entry("/etc/bluum/..data", OTHER, DIR | 0o777, True, read_only=True)
+    configmap = Entry("/etc/bluum/..data", ROOT, DIR | 0o777, True, read_only=True)
     assert judge([configmap], ROOT) == ([], [])
 
 
@@ -238,3 +238,12 @@ def test_a_damaged_line_costs_that_line_only_and_is_kept_through_a_prune(tmp_pat
     assert "skipped 2 damaged line(s) (not a UTF-8 JSON entry): lines 2, 3" in report
     history._prune(path, now=10 * 86400 * 365)
     assert path.read_bytes() == b'\xff\xfe not text\n[1, 2]\n{"at": 9e18, "message": "new"}\n'
+
+
+def test_a_read_only_mount_of_another_users_file_is_still_theirs_to_change() -> None:
+    """A `:ro` bind mount of alice's folder: alice edits it where it is writable (the host), so her ownership counts."""
+    mounted = Entry("/etc/bluum/rotator.toml", OTHER, FILE | 0o644, False, read_only=True)
+    problems, fixes = judge([mounted], ROOT)
+    assert len(problems) == 1, problems
+    assert "where it is mounted writable" in problems[0], problems
+    assert fixes == ["chown root /etc/bluum/rotator.toml"]
