@@ -54,10 +54,14 @@ class LeaseClock:
         self._since_monotonic = monotonic()
         self._since_wall = wall()
 
-    def renewed(self) -> None:
-        """The lease was renewed (or acquired) just now."""
-        self._since_monotonic = self._monotonic()
-        self._since_wall = self._wall()
+    def now(self) -> tuple[float, float]:
+        """Both clocks' readings now: taken right before a renewal is sent, and given to `renewed` after it."""
+        return self._monotonic(), self._wall()
+
+    def renewed(self, sent: tuple[float, float] | None = None) -> None:
+        """The lease was renewed (or acquired) by a request sent at `sent` (`now()` then; default: just now). The
+        ledger dates the lease from the request, so a slow answer must not lengthen this runner's view of it."""
+        self._since_monotonic, self._since_wall = sent if sent is not None else self.now()
 
     def since_renewal(self) -> float:
         """Seconds since the last renewal, by whichever clock moved more."""
