@@ -123,7 +123,7 @@ class RecordKeeper:
             if not self._credential:
                 raise
             raise RotationInProgress(f"{self._credential}: {exc}") from exc
-        self._clock.renewed(sent)
+        self._clock.renewed(sent, granted=self._granted(self._lease, sent))
         self._guard = ExitStack()
         self._guard.enter_context(guarding(self.before_request))
         return self
@@ -207,7 +207,7 @@ class RecordKeeper:
             self._lease = self._ledger.renew(self.lease, self._ttl + self._in_flight)
         finally:
             self._renewing = False
-        self._clock.renewed(sent)
+        self._clock.renewed(sent, granted=self._granted(self._lease, sent))
         self.check(needed)
 
     def before_request(self, seconds: float) -> None:
@@ -218,6 +218,17 @@ class RecordKeeper:
         self.check()
         if self._clock.left() < seconds:
             self.hold(seconds)
+
+    def _granted(self, lease: Lease | None, sent: tuple[float, float]) -> float | None:
+        """When the ledger's lease runs from, when that is before the request was sent: a renewal may be answered
+        with the lease as it already was (Vault's skips its write while two thirds are left). None when the ledger's
+        clock is not this runner's wall clock (a memory store on a monotonic clock): then its lease says nothing
+        about when, and the request's own time stands."""
+        if lease is None:
+            return None
+        length = self._ttl + self._in_flight
+        granted = lease.expires_at - length
+        return granted if sent[1] - length < granted < sent[1] else None
 
     def _prefix(self) -> str:
         return f"{self._credential}: " if self._credential else ""

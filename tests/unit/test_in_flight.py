@@ -138,3 +138,37 @@ def test_a_slow_renewal_answer_does_not_lengthen_the_runners_view_of_its_lease()
         clock.now += 2.5  # t + 10.5: past the lease as the ledger dates it
         with pytest.raises(LeaseLost, match="frozen or stalled"):
             keeper.check()
+
+
+class KeptLeases(MemoryStore):
+    """A ledger that answers a renewal with the lease it already has, as Vault's does while two thirds are left."""
+
+    def renew(self, lease: Any, ttl_seconds: float) -> Any:
+        return lease
+
+
+def test_a_renewal_answered_with_the_lease_as_it_was_leaves_the_runner_no_more_than_the_ledger_gives() -> None:
+    """The ledger's lease (10 s + 2 s in flight) was taken at t and a renewal at t + 3 is answered with it unchanged:
+    it still ends at t + 12, so this runner's own view must end at t + 10, not t + 13 (another runner could take
+    over at t + 12, while this one still wrote)."""
+    clock = Clock()
+    ledger = KeptLeases("app", clock=clock)
+    keeper = RecordKeeper(ledger, "runner 1", clock, ttl=10.0, in_flight=2.0, clock=clock)
+    with keeper:
+        clock.now += 3.0
+        keeper.hold()
+        clock.now += 6.5  # t + 9.5: the lease holds
+        keeper.check()
+        clock.now += 1.0  # t + 10.5: past it, as the ledger counts
+        with pytest.raises(LeaseLost, match="frozen or stalled"):
+            keeper.check()
+
+
+def test_a_ledger_on_another_clock_than_the_wall_leaves_the_runners_view_to_the_request() -> None:
+    """A memory store on the monotonic clock: its expiries are no wall-clock times, and are not read as such."""
+    clock = Clock()
+    ledger = KeptLeases("app")  # time.monotonic
+    keeper = RecordKeeper(ledger, "runner 1", clock, ttl=10.0, in_flight=2.0, clock=clock)
+    with keeper:
+        clock.now += 9.5
+        keeper.check()
