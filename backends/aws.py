@@ -29,7 +29,7 @@ from backends.aws_ledger import DEFAULT_TABLE, DynamoLedger
 from backends.key_fields import FieldMap
 from backends.ledger import LedgerByDelegation
 from backends.stages import CURRENT_LABEL, PENDING_LABEL, PREVIOUS_LABEL, LabelMove, Labels, StageLog, Stages
-from rotator import lease_clock
+from rotator import in_flight, lease_clock
 from rotator.errors import ConfigError, StoreConflict, StoreCorrupt, StoreError, StoreNotFound
 from rotator.model import Environment, Stage, StoredKey
 
@@ -49,7 +49,8 @@ class AwsStore(LedgerByDelegation):
 
     `secretsmanager` and `dynamodb` are boto3 clients to use instead of building them (a Lambda reuses its own; tests
     point them at moto); otherwise boto3's own configuration applies (AWS_REGION, AWS_ENDPOINT_URL_SECRETS_MANAGER,
-    profiles), with `region` winning.
+    profiles), with `region` winning. `timeout`: seconds each request of the clients built here may take to connect,
+    and again to answer (`rotator.in_flight`: the take-over wait counts on it).
     """
 
     _ledger: DynamoLedger
@@ -68,7 +69,14 @@ class AwsStore(LedgerByDelegation):
         secretsmanager: Any = None,  # noqa: ANN401 - boto3 clients are untyped
         dynamodb: Any = None,  # noqa: ANN401
         clock: Callable[[], float] | None = None,
+        timeout: float = in_flight.AWS_DEFAULT_TIMEOUT,
     ) -> None:
+        try:
+            seconds = float(timeout)
+        except (TypeError, ValueError):
+            seconds = 0.0
+        if not seconds > 0:
+            raise ConfigError(f"store {name!r}: timeout must be a number of seconds, e.g. timeout = 10")
         if not isinstance(secret_id, str) or not secret_id.strip():
             raise ConfigError(f"store {name!r}: secret_id must name the secret (its name or ARN)")
         if not isinstance(ledger_table, str) or not ledger_table.strip():
@@ -79,10 +87,10 @@ class AwsStore(LedgerByDelegation):
         self._fields = FieldMap(
             name, fields=fields, field_names=field_names, environment=environment, base_url=base_url
         )
-        self._sm = secretsmanager if secretsmanager is not None else _client("secretsmanager", region)
+        self._sm = secretsmanager if secretsmanager is not None else _client("secretsmanager", region, seconds)
         self._arn: str | None = secret_id if secret_id.startswith("arn:") else None
         self._mutex = threading.Lock()
-        ledger_client = dynamodb if dynamodb is not None else _client("dynamodb", region)
+        ledger_client = dynamodb if dynamodb is not None else _client("dynamodb", region, seconds)
         extra = {} if clock is None else {"clock": clock}
         for client in (self._sm, ledger_client):  # every request, botocore's resends too: none from a frozen runner
             client.meta.events.register("before-send", _lease_guard, unique_id="rotator-lease-guard")
@@ -319,8 +327,9 @@ def _lease_guard(**_: object) -> None:
     lease_clock.before_request(0.0)
 
 
-def _client(service: str, region: str | None) -> Any:  # noqa: ANN401 - boto3 clients are untyped
-    """A boto3 client with standard retries (only transient errors are retried, with backoff)."""
+def _client(service: str, region: str | None, timeout: float) -> Any:  # noqa: ANN401 - boto3 clients are untyped
+    """A boto3 client with standard retries (only transient errors are retried, with backoff), each attempt bounded
+    (`rotator.in_flight`): botocore's own 60 s + 60 s would outlive the take-over wait."""
     try:
         import boto3
         from botocore.config import Config
@@ -328,5 +337,5 @@ def _client(service: str, region: str | None) -> Any:  # noqa: ANN401 - boto3 cl
         raise ConfigError(
             "the aws store needs boto3: `pip install 'bluum-rotator[aws]'` (a Lambda runtime already has it)"
         ) from exc
-    config = Config(retries={"mode": "standard", "max_attempts": 5})
+    config = Config(**in_flight.aws_client_bounds(timeout))
     return boto3.session.Session().client(service, region_name=region, config=config)

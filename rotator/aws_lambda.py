@@ -351,8 +351,10 @@ def _client(service: str) -> Any:  # noqa: ANN401 - boto3 clients are untyped
         import boto3
         from botocore.config import Config
 
+        from rotator.in_flight import aws_client_bounds  # every request bounded: the take-over wait counts on it
+
         region = os.environ.get("AWS_REGION") or None  # what a Lambda is given (boto3 itself reads AWS_DEFAULT_REGION)
-        config = Config(retries={"mode": "standard", "max_attempts": 5})
+        config = Config(**aws_client_bounds())
         _clients[service] = boto3.client(service, region_name=region, config=config)
     return _clients[service]
 

@@ -357,7 +357,7 @@ def _parse(text: str, *, source: str, base_dir: Path, path: Path | None, store_t
     notifications = parse_notifications(data.get("notifications"), problems)
     fleet = parse_fleet(data.get("fleet"), problems)
     alerts = parse_alerts_table(data.get("alerts"), problems)
-    ledger = parse_ledger(data.get("ledger"), problems, bluum)
+    ledger = parse_ledger(data.get("ledger"), problems, bluum, stores.values())
     if problems.items or bluum is None or history is None or fleet is None or ledger is None:
         raise ConfigProblems(source, problems.items)
     return Config(

@@ -4,25 +4,30 @@ Why configurable: the lease is what lets another runner take over from one that 
 VM, a stalled container). Production wants it long, so a slow step never loses it (15 minutes); tests want it short, so
 a take-over happens in seconds. Whatever its length, a runner never sends a Bluum request whose whole budget (one
 request's `timeout` plus the `retry_budget` of its retries) would outlive the lease, and a contender waits for the lease
-plus that budget before it takes over (`rotator.rotation.driver.LeaseTimes`): so the lease must be comfortably longer
-than one Bluum call, and is refused otherwise.
+plus the longest request the runner may still have in flight (that Bluum call, or one store request with its timeouts:
+`rotator.in_flight`) before it takes over (`rotator.rotation.driver.RecordKeeper`): so the lease must be comfortably
+longer than that, and is refused otherwise.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
 
 from rotator.config_settings import BluumSettings
+from rotator.config_stores import StoreConfig
 from rotator.config_tables import Problems, optional_table
+from rotator.in_flight import bluum_call_seconds, longest_in_flight, store_request_seconds
 
-__all__ = ["DEFAULT_LEASE_TTL", "LEDGER_KEYS", "LedgerSettings", "call_seconds", "parse_ledger"]
+__all__ = ["DEFAULT_LEASE_TTL", "LEDGER_KEYS", "LedgerSettings", "parse_ledger"]
 
 LEDGER_KEYS: Final = ("lease_ttl",)
 DEFAULT_LEASE_TTL: Final = timedelta(minutes=15)
 CALLS_PER_LEASE: Final = 2
-"""A lease is at least this many whole Bluum calls long: one may be in flight while the next one is checked for."""
+"""A lease is at least this many of the longest request in flight (a whole Bluum call, or one store request): one may
+be in flight while the next one is checked for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,14 +38,11 @@ class LedgerSettings:
     """Seconds a runner's lease lasts after its last renewal (renewed every third of it while the runner works)."""
 
 
-def call_seconds(bluum: BluumSettings) -> float:
-    """The longest one Bluum call may take, retries included: a retry starts only within `retry_budget`, and its
-    last attempt may then take a whole `timeout`. What a runner may still have in flight when its lease ends."""
-    return bluum.retry_budget + bluum.timeout
-
-
-def parse_ledger(value: object, problems: Problems, bluum: BluumSettings | None) -> LedgerSettings | None:
-    """`bluum`: the `[bluum]` table as parsed (None when it had problems: then the lease is checked alone)."""
+def parse_ledger(
+    value: object, problems: Problems, bluum: BluumSettings | None, stores: Iterable[StoreConfig] = ()
+) -> LedgerSettings | None:
+    """`bluum`: the `[bluum]` table as parsed (None when it had problems: then the lease is checked alone);
+    `stores`: the `[stores.NAME]` tables, whose requests count too."""
     table = optional_table(value, "ledger", problems)
     if table is None:
         return None
@@ -52,15 +54,34 @@ def parse_ledger(value: object, problems: Problems, bluum: BluumSettings | None)
     if seconds <= 0:
         table.problem("lease_ttl", "must be longer than 0s", 'write lease_ttl = "15m"')
         return None
-    if bluum is not None and seconds < CALLS_PER_LEASE * call_seconds(bluum):
-        needed = CALLS_PER_LEASE * call_seconds(bluum)
+    stores = tuple(stores)
+    if bluum is not None and seconds < CALLS_PER_LEASE * longest_in_flight(bluum, stores):
+        needed = CALLS_PER_LEASE * longest_in_flight(bluum, stores)
+        what, detail, shorten = _longest(bluum, stores)
         table.problem(
             "lease_ttl",
-            f"{seconds:g}s is shorter than {CALLS_PER_LEASE} whole Bluum calls ({needed:g}s: [bluum] timeout "
-            f"{bluum.timeout:g}s + retry_budget {bluum.retry_budget:g}s, twice), so a runner could not send a "
-            "create or a revoke whose answer surely comes back before its lease ends",
-            f'write lease_ttl = "{int(needed) + 1}s" or longer (production: "15m"), or shorten [bluum] timeout and '
-            "retry_budget",
+            f"{seconds:g}s is shorter than {CALLS_PER_LEASE} {what} ({needed:g}s: {detail}, twice), so a runner "
+            "could not be sure that a request it sent, a create or a revoke above all, has its answer before its "
+            "lease ends",
+            f'write lease_ttl = "{int(needed) + 1}s" or longer (production: "15m"), or shorten {shorten}',
         )
         return None
     return LedgerSettings(lease_ttl=seconds)
+
+
+def _longest(bluum: BluumSettings, stores: Iterable[StoreConfig]) -> tuple[str, str, str]:
+    """What the longest request in flight is, how long, and what would shorten it: for the message."""
+    call = bluum_call_seconds(bluum)
+    slowest = max(stores, key=lambda store: store_request_seconds(store.type, store.options), default=None)
+    if slowest is not None and store_request_seconds(slowest.type, slowest.options) > call:
+        each = store_request_seconds(slowest.type, slowest.options) / 2
+        return (
+            f"requests to store {slowest.name!r}",
+            f"its timeout {each:g}s to connect + {each:g}s to answer",
+            f"[stores.{slowest.name}] timeout",
+        )
+    return (
+        "whole Bluum calls",
+        f"[bluum] timeout {bluum.timeout:g}s + retry_budget {bluum.retry_budget:g}s",
+        "[bluum] timeout and retry_budget",
+    )

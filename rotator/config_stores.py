@@ -61,7 +61,7 @@ KNOWN_STORE_OPTIONS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
             "field_names",
             "allow_insecure_http",
         ),
-        "aws": ("secret_id", "region", "ledger_table", "fields", "field_names"),
+        "aws": ("secret_id", "region", "ledger_table", "fields", "field_names", "timeout"),
     }
 )
 """Options of built-in store types, so a typo (`prefx`) is caught here with a suggestion instead of surfacing as a

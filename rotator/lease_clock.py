@@ -54,10 +54,21 @@ class LeaseClock:
         self._since_monotonic = monotonic()
         self._since_wall = wall()
 
-    def renewed(self) -> None:
-        """The lease was renewed (or acquired) just now."""
-        self._since_monotonic = self._monotonic()
-        self._since_wall = self._wall()
+    def now(self) -> tuple[float, float]:
+        """Both clocks' readings now: taken right before a renewal is sent, and given to `renewed` after it."""
+        return self._monotonic(), self._wall()
+
+    def renewed(self, sent: tuple[float, float] | None = None, *, granted: float | None = None) -> None:
+        """The lease was renewed (or acquired) by a request sent at `sent` (`now()` then; default: just now). The
+        ledger dates the lease from the request, so a slow answer must not lengthen this runner's view of it.
+
+        `granted`: the wall-clock time the ledger's lease runs from (its expiry less the time it was asked for), when
+        earlier than `sent`: a ledger may answer a renewal with the lease it already has (Vault's skips the write
+        while two thirds are left), and this runner's view must then end no later than the ledger's."""
+        monotonic, wall = sent if sent is not None else self.now()
+        if granted is not None and granted < wall:
+            monotonic, wall = monotonic - (wall - granted), granted
+        self._since_monotonic, self._since_wall = monotonic, wall
 
     def since_renewal(self) -> float:
         """Seconds since the last renewal, by whichever clock moved more."""

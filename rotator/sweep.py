@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 from backends.ledger import held_lease
 from rotator import identity, machine
-from rotator.config_ledger import call_seconds
 from rotator.errors import LeaseLost
 from rotator.identity import Holding
+from rotator.in_flight import bluum_call_seconds, longest_in_flight
 from rotator.lease_clock import LeaseClock, guarding
 from rotator.model import ApiKeyInfo, Stage
 
@@ -61,9 +61,10 @@ def sweep(
     contexts = [ctx for ctx in contexts if ctx.issuer.revokes]
     runtime = service.runtime
     # The leases are never renewed (a sweep takes seconds), so they are timed from before the first one was taken, and
-    # the ledgers are told the longest Bluum call more: a sweep frozen past them revokes nothing (`lease_clock`).
+    # the ledgers are told the longest request in flight more: a sweep frozen past them revokes nothing (`lease_clock`).
     clock = LeaseClock(LEASE_SECONDS, monotonic=runtime.monotonic, wall=runtime.clock)
-    call_budget = call_seconds(service.config.bluum)
+    call_budget = bluum_call_seconds(service.config.bluum)
+    takeover_extra = longest_in_flight(service.config.bluum, service.config.stores.values())
 
     def guard(seconds: float) -> None:
         stalled = clock.ran_out()
@@ -76,7 +77,7 @@ def sweep(
     with ExitStack() as stack:
         if revoke:
             for ctx in contexts:
-                stack.enter_context(held_lease(runtime.ledger(ctx.cred), runtime.owner, LEASE_SECONDS + call_budget))
+                stack.enter_context(held_lease(runtime.ledger(ctx.cred), runtime.owner, LEASE_SECONDS + takeover_extra))
             stack.enter_context(guarding(guard))
         views = [_sweep_view(service, ctx) for ctx in contexts]
         holdings = runtime.holdings() if revoke else []

@@ -298,6 +298,7 @@ resource "aws_lambda_function" "rotator" {
         ROTATOR_SECRETS        = local.managed_config
         ROTATOR_GRACE          = var.grace
         ROTATOR_VERIFY_TIMEOUT = "${var.verify_timeout_seconds}s"
+        ROTATOR_LEASE_TTL      = "${var.lease_ttl_seconds}s"
         ROTATOR_LEDGER_TABLE   = aws_dynamodb_table.ledger.name
         # Each instance takes this share of the manager key's rate limit: the same number as the reserved concurrency.
         ROTATOR_CONCURRENCY = tostring(var.reserved_concurrency)

@@ -189,6 +189,17 @@ variable "verify_timeout_seconds" {
   }
 }
 
+variable "lease_ttl_seconds" {
+  type        = number
+  description = "How long a rotation's lease on a secret lasts after its last renewal (ROTATOR_LEASE_TTL). Another runner takes it over only this plus 40 s (the longest request the function may still have in flight: a whole Bluum call) after the holder last renewed it. At least 80 s: two such requests."
+  default     = 900
+
+  validation {
+    condition     = var.lease_ttl_seconds >= 80 && var.lease_ttl_seconds <= 86400 && floor(var.lease_ttl_seconds) == var.lease_ttl_seconds
+    error_message = "lease_ttl_seconds must be a whole number from 80 (two whole Bluum calls of 40 s: timeout 10 s + retry budget 30 s) to 86400; 900 (15 minutes) in production."
+  }
+}
+
 variable "tick_schedule" {
   type        = string
   description = "EventBridge schedule of the tick that revokes previous keys once their grace has passed, resumes or rolls back stuck rotations and reports overdue keys."

@@ -44,7 +44,8 @@ if TYPE_CHECKING:
 LEASE_TTL_SECONDS = 15 * 60
 """The default lease (`[ledger] lease_ttl`): it outlives one step with room to spare; waits renew it every third."""
 IN_FLIGHT_SECONDS = 40.0
-"""The default longest Bluum call ([bluum] timeout 10s + retry_budget 30s: `config_ledger.call_seconds`)."""
+"""With the defaults, the longest request a runner may still have in flight (`rotator.in_flight.longest_in_flight`):
+a whole Bluum call ([bluum] timeout 10s + retry_budget 30s), longer than one Vault or AWS request (20 s)."""
 TAKEOVER_SECONDS = LEASE_TTL_SECONDS + IN_FLIGHT_SECONDS
 """With the defaults, how long after its last renewal another runner may take a lease over."""
 
@@ -80,8 +81,10 @@ class RecordKeeper:
     Two lengths: this runner treats its lease as `ttl` seconds from its last renewal, on its own clocks
     (`rotator.lease_clock`), and stops once either clock says that passed (it was frozen); the ledger is told
     `ttl + in_flight`, so another runner takes over only once the longest request this one may still have in flight
-    (`in_flight`, a whole Bluum call with its retries) has ended too. No request leaves while less than its length is
-    left: the lease is renewed first, or the runner stops (LeaseLost, exit 3, nothing more changed)."""
+    (`in_flight`: a whole Bluum call with its retries, or one store request with its timeouts) has ended too. A create
+    or revoke leaves only with a whole Bluum call (`call`) left on the lease: it is renewed first, or the runner stops
+    (LeaseLost, exit 3, nothing more changed). The clocks are read before a renewal is sent, not after its answer:
+    the ledger dates the lease from the request, and a slow answer must not lengthen this runner's view of it."""
 
     def __init__(
         self,
@@ -92,6 +95,7 @@ class RecordKeeper:
         credential: str = "",
         ttl: float = LEASE_TTL_SECONDS,
         in_flight: float = IN_FLIGHT_SECONDS,
+        call: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._credential = credential
@@ -99,6 +103,7 @@ class RecordKeeper:
         self._owner = owner
         self._ttl = ttl
         self._in_flight = in_flight
+        self._call = in_flight if call is None else call
         self._clock = LeaseClock(ttl, monotonic=monotonic, wall=clock)
         self._lease: Lease | None = None
         self._version = 0
@@ -108,16 +113,17 @@ class RecordKeeper:
     @property
     def call_seconds(self) -> float:
         """The longest one Bluum call may take, retries included: what a create or revoke needs left."""
-        return self._in_flight
+        return self._call
 
     def __enter__(self) -> RecordKeeper:
+        sent = self._clock.now()
         try:
             self._lease = self._ledger.acquire(self._owner, self._ttl + self._in_flight)
         except RotationInProgress as exc:
             if not self._credential:
                 raise
             raise RotationInProgress(f"{self._credential}: {exc}") from exc
-        self._clock.renewed()
+        self._clock.renewed(sent, granted=self._granted(self._lease, sent))
         self._guard = ExitStack()
         self._guard.enter_context(guarding(self.before_request))
         return self
@@ -196,11 +202,12 @@ class RecordKeeper:
         changes nothing). With `needed`: at least that much of the lease is left afterwards."""
         self.check()
         self._renewing = True
+        sent = self._clock.now()
         try:
             self._lease = self._ledger.renew(self.lease, self._ttl + self._in_flight)
         finally:
             self._renewing = False
-        self._clock.renewed()
+        self._clock.renewed(sent, granted=self._granted(self._lease, sent))
         self.check(needed)
 
     def before_request(self, seconds: float) -> None:
@@ -211,6 +218,17 @@ class RecordKeeper:
         self.check()
         if self._clock.left() < seconds:
             self.hold(seconds)
+
+    def _granted(self, lease: Lease | None, sent: tuple[float, float]) -> float | None:
+        """When the ledger's lease runs from, when that is before the request was sent: a renewal may be answered
+        with the lease as it already was (Vault's skips its write while two thirds are left). None when the ledger's
+        clock is not this runner's wall clock (a memory store on a monotonic clock): then its lease says nothing
+        about when, and the request's own time stands."""
+        if lease is None:
+            return None
+        length = self._ttl + self._in_flight
+        granted = lease.expires_at - length
+        return granted if sent[1] - length < granted < sent[1] else None
 
     def _prefix(self) -> str:
         return f"{self._credential}: " if self._credential else ""

@@ -11,10 +11,10 @@ from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from rotator import identity, machine
-from rotator.config_ledger import call_seconds
 from rotator.errors import ConfigError, ExitCode, RotationIncomplete, RotationInProgress, StoreNotFound
 from rotator.events import EventBus, EventKind, log_event
 from rotator.history import HistoryLog
+from rotator.in_flight import bluum_call_seconds, longest_in_flight
 from rotator.machine import Step
 from rotator.model import Stage, StoredKey
 from rotator.notify import QueuedSink, Webhook
@@ -126,7 +126,8 @@ class RotationService:
             self.runtime.monotonic,
             credential=ctx.cred.name,
             ttl=self.config.ledger.lease_ttl,
-            in_flight=call_seconds(self.config.bluum),
+            in_flight=longest_in_flight(self.config.bluum, self.config.stores.values()),
+            call=bluum_call_seconds(self.config.bluum),
             clock=self.runtime.clock,
         )
 

@@ -169,6 +169,43 @@ run "permissions_are_scoped_to_their_source" {
     condition     = aws_lambda_function.rotator.environment[0].variables["ROTATOR_VERIFY_TIMEOUT"] == "60s" && aws_lambda_function.rotator.environment[0].variables["ROTATOR_GRACE"] == "1h"
     error_message = "durations are passed in the rotator's own spelling"
   }
+  assert {
+    condition     = aws_lambda_function.rotator.environment[0].variables["ROTATOR_LEASE_TTL"] == "900s"
+    error_message = "the lease lasts 15 minutes unless lease_ttl_seconds says otherwise"
+  }
+}
+
+run "lease_ttl_is_passed_to_the_function" {
+  command = plan
+
+  variables {
+    lease_ttl_seconds = 120
+  }
+
+  assert {
+    condition     = aws_lambda_function.rotator.environment[0].variables["ROTATOR_LEASE_TTL"] == "120s"
+    error_message = "lease_ttl_seconds reaches the function as ROTATOR_LEASE_TTL"
+  }
+}
+
+run "lease_shorter_than_two_bluum_calls_is_refused" {
+  command = plan
+
+  variables {
+    lease_ttl_seconds = 79
+  }
+
+  expect_failures = [var.lease_ttl_seconds]
+}
+
+run "lease_of_a_fraction_of_a_second_is_refused" {
+  command = plan
+
+  variables {
+    lease_ttl_seconds = 90.5
+  }
+
+  expect_failures = [var.lease_ttl_seconds]
 }
 
 run "schedule_expression_replaces_days" {

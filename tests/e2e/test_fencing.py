@@ -46,6 +46,9 @@ CALL = 1.5
 """[bluum] timeout 1s + retry_budget 0.5s: the longest Bluum call, which a take-over waits for beyond the lease."""
 TAKEOVER = LEASE_TTL + CALL
 SHORT_LEASE = '\n[bluum]\ntimeout = "1s"\nretry_budget = "500ms"\nmax_attempts = 2\n\n[ledger]\nlease_ttl = "3s"\n'
+STORE_TIMEOUT = "timeout = 0.75\n"
+"""A Vault or AWS request may take 0.75 s to connect and 0.75 s to answer: no longer than CALL, so the take-over wait
+and the lease's minimum stay as the Bluum call makes them (`rotator.in_flight`)."""
 OTHER_HOST = "fencing-other-host"
 STALLED = "frozen or stalled"
 
@@ -114,6 +117,7 @@ def vault(
     openbao: OpenBao, vault_path: str, short_lease: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[VaultPrimary]:
     primary = VaultPrimary.install(short_lease, openbao, vault_path)
+    short_lease.edit_config(f'path = "{primary.path}"\n', f'path = "{primary.path}"\n{STORE_TIMEOUT}')
     short_lease.add_config(SHORT_LEASE)
     monkeypatch.setenv("VAULT_TOKEN", primary.token)
     yield primary
@@ -288,6 +292,7 @@ def test_aws_a_runner_frozen_before_it_moves_labels_changes_nothing_after_a_roll
     Bluum nothing; exit 3, and the first key is current everywhere (I1 all along)."""
     ws = short_lease
     aws = AwsPrimary(ws, moto_server)
+    ws.edit_config('type = "aws"\n', f'type = "aws"\n{STORE_TIMEOUT}')
     run = frozen_at(ws, "accepted.record", "rotate", "trading")
     try:
         time.sleep(TAKEOVER + 0.5)

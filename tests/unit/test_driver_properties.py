@@ -10,6 +10,10 @@ thousand examples take seconds. The invariants are checked where they can break 
 - I3 after resume and sweep, no active key is unknown to every store.
 - I4 never more than two active keys.
 - I5 a second rotation started while one runs is refused and changes nothing.
+
+And a runner whose answer came back after its lease ran out (a store write's or a Bluum call's: the action `late`)
+changes nothing after that, store or Bluum: the fake Bluum asks the lease guard before each call, as the real client
+does before each attempt (`rotator.lease_clock`).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
 from backends.memory import MemoryStore
-from rotator import reload_runner
+from rotator import lease_clock, reload_runner
 from rotator.bluum import BluumClient, CheckOutcome, CheckResult
 from rotator.config import parse_config
 from rotator.errors import (
@@ -40,7 +44,7 @@ from rotator.errors import (
 from rotator.faultpoints import hooked
 from rotator.model import ApiKeyInfo, CreatedKey, Environment, KeyPair, Stage, StoredKey
 from rotator.reload_runner import ReloadResult
-from rotator.rotation.driver import TAKEOVER_SECONDS
+from rotator.rotation.driver import LEASE_TTL_SECONDS, TAKEOVER_SECONDS
 from rotator.rotation.service import RotationService
 from rotator.secret import Secret
 from tests.fault_points import FORWARD_POINTS, ROLLBACK_POINTS
@@ -48,9 +52,38 @@ from tests.fault_points import FORWARD_POINTS, ROLLBACK_POINTS
 BASE_URL = "https://sandbox.api.bluumfinance.com/v1"
 INVESTOR = "inv_2ahq810t9rgmwgncgcawcm5400"
 POINTS = FORWARD_POINTS + ROLLBACK_POINTS
-ACTIONS = ("rotate", "emergency", "resume", "resume_now", "rollback", "wait_an_hour", "takeover", "stall", "race")
+ACTIONS = (
+    "rotate",
+    "emergency",
+    "resume",
+    "resume_now",
+    "rollback",
+    "wait_an_hour",
+    "takeover",
+    "stall",
+    "race",
+    "late",
+)
 STALL_POINTS = ("pending.record", "staged.record", "accepted.record", "deployed.record", "promote.app")
-STARTS = ("rotate", "emergency", "takeover", "stall", "race")
+STARTS = ("rotate", "emergency", "takeover", "stall", "race", "late")
+LATE_AT = (
+    *STALL_POINTS,
+    "reloaded.record",
+    "revoking.record",
+    "ledger.renew",
+    "bluum.create",
+    "bluum.check",
+    "bluum.revoke",
+    "sending.create",
+    "sending.revoke",
+)
+"""Where a runner's answer may come back late: right after a record or stage write (a fault point), a renewal of its
+lease, or Bluum acting on a create, a check or a revoke; or its request may leave late (`sending.*`: the runner paused
+after its checks, before the client sent it)."""
+LATE_BY = (LEASE_TTL_SECONDS + 1, TAKEOVER_SECONDS + 1)
+"""How late: just past the lease on the runner's clocks (nobody may take over yet), or past the take-over too."""
+BLUUM_TIMEOUT = 10.0
+"""What the real client asks the lease guard for before each attempt (`[bluum] timeout`)."""
 FAULTS = (None, None, None, None, None, None, "reject", "429", "5xx", "timeout", "lost")
 
 
@@ -96,10 +129,22 @@ class FakeBluum:
     keys: dict[str, FakeKey] = field(default_factory=dict)
     idempotency: dict[str, str] = field(default_factory=dict)
     during_check: Callable[[], None] | None = None
+    answered: Callable[[str], None] | None = None
+    """Called with `bluum.<call>` once Bluum acted, right before its answer goes back (the action `late`)."""
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def fault(self) -> str | None:
         return self.faults.pop(0) if self.faults else None
+
+    def sending(self, call: str) -> None:
+        """What the real client does before every attempt: the lease of the command must hold for a whole request."""
+        if self.answered is not None:
+            self.answered(f"sending.{call}")
+        lease_clock.before_request(BLUUM_TIMEOUT)
+
+    def answer(self, call: str) -> None:
+        if self.answered is not None:
+            self.answered(f"bluum.{call}")
 
     def active(self) -> list[FakeKey]:
         return [k for k in self.keys.values() if k.status == "active"]
@@ -131,27 +176,32 @@ class FakeBluum:
         idempotency_key: str,
         keys_path: str | None = None,
     ) -> CreatedKey:
+        self.sending("create")
         fault = self.fault()
         self._raise(fault, "create")
         known = self.idempotency.get(idempotency_key)
         key = self.keys[known] if known else self.add(name)
         self.idempotency[idempotency_key] = key.id
+        self.answer("create")
         if fault == "lost":
             raise BluumUnavailable("create: the answer was lost on the way back")
         return CreatedKey(key.info(), KeyPair(key.public, Secret(key.secret), Environment.SANDBOX, key.id))
 
     def list_investor_keys(self, manager: KeyPair, investor_id: str, *, keys_path: str | None = None) -> list[Any]:
+        self.sending("list")
         self._raise(self.fault(), "list")
         return [k.info() for k in self.keys.values()]
 
     def revoke_investor_key(
         self, manager: KeyPair, investor_id: str, key_id: str, *, keys_path: str | None = None
     ) -> ApiKeyInfo:
+        self.sending("revoke")
         fault = self.fault()
         self._raise(fault, "revoke")
         key = self.keys[key_id]
         self.check_revoke_is_safe(key)
         key.status = "revoked"
+        self.answer("revoke")
         if fault == "lost":
             raise BluumUnavailable("revoke: the answer was lost on the way back")
         return key.info()
@@ -182,6 +232,8 @@ class FakeBluum:
         if self.during_check is not None:
             hook, self.during_check = self.during_check, None
             hook()
+        self.sending("check")
+        self.answer("check")
         fault = self.fault()
         if fault in ("429", "5xx", "timeout", "lost"):
             return CheckResult(CheckOutcome.INCONCLUSIVE, 503, None, f"simulated {fault}", None)
@@ -238,6 +290,8 @@ class World:
     stores: dict[str, MemoryStore]
     config: Any
     runners: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    late: list[str] = field(default_factory=list)
+    """Where the action `late` made an answer come back late."""
 
     def service(self, sleep: Callable[[float], None] | None = None) -> RotationService:
         def advance(seconds: float) -> None:
@@ -303,7 +357,9 @@ class FakeReloads:
         return ReloadResult(ok=ok, outcome="exit 0" if ok else "exit 1")
 
 
-def act(world: World, action: str, stall_at: str = "accepted.record") -> None:
+def act(
+    world: World, action: str, stall_at: str = "accepted.record", late: tuple[str, float] = (LATE_AT[0], LATE_BY[0])
+) -> None:
     """One command of one runner; expected refusals and failures are the outcome, not errors of the test."""
     if action == "wait_an_hour":
         world.clock.now += 3600
@@ -338,6 +394,37 @@ def act(world: World, action: str, stall_at: str = "accepted.record") -> None:
 
         with hooked(stall), world.service() as runner:
             run(lambda: runner.rotate("trading"))
+        return
+    if action == "late":
+        # The answer to one of the runner's requests comes back after its lease ran out on its clocks (a slow
+        # network, a pause right after the answer): from then on the runner sends nothing, store or Bluum.
+        late_at, late_by = late
+        seen: list[tuple[Any, ...]] = []
+
+        def answer_late(point: str) -> None:
+            if seen or point != late_at:
+                return
+            world.clock.now += late_by
+            seen.append(world.snapshot())
+            world.late.append(point)
+
+        def renew(store: MemoryStore, lease: Any, ttl: float) -> Any:
+            renewed = renew_now(store, lease, ttl)
+            answer_late("ledger.renew")
+            return renewed
+
+        renew_now = MemoryStore.renew
+        world.bluum.answered = answer_late
+        MemoryStore.renew = renew  # type: ignore[assignment,method-assign]
+        try:
+            with hooked(answer_late), world.service() as runner:
+                run(lambda: runner.rotate("trading"))
+        finally:
+            world.bluum.answered = None
+            MemoryStore.renew = renew_now  # type: ignore[method-assign]
+        if seen and world.snapshot() != seen[0]:
+            raise InvariantBroken(f"a runner whose answer came {late_by:g}s late ({late_at}) changed something after")
+        tally(f"late at {late_at}" if seen else "never late")
         return
     if action == "race":
 
@@ -424,6 +511,7 @@ def settle_and_check(world: World) -> None:
     ),
     crash=st.none() | st.tuples(st.sampled_from(POINTS + RELOAD_POINTS), st.integers(min_value=0, max_value=1)),
     stall_at=st.sampled_from(STALL_POINTS),
+    late=st.tuples(st.sampled_from(LATE_AT), st.sampled_from(LATE_BY)),
     reloads=st.sampled_from([False, False, True]),
     reload_answers=st.lists(st.booleans(), max_size=4),
 )
@@ -436,6 +524,7 @@ def test_invariants_hold_under_any_interleaving(
     actions: list[str],
     crash: tuple[str, int] | None,
     stall_at: str,
+    late: tuple[str, float],
     reloads: bool,
     reload_answers: list[bool],
 ) -> None:
@@ -455,7 +544,7 @@ def test_invariants_hold_under_any_interleaving(
 
     with hooked(maybe_crash):
         for action in actions:
-            act(world, action, stall_at)
+            act(world, action, stall_at, late)
     fake_reloads.answers.clear()  # the reloads work from now on, as the faults stop: the rotation can settle
     settle_and_check(world)
 
@@ -487,6 +576,21 @@ def test_a_crash_at_each_point_is_repaired(tmp_path: Path, point: str) -> None:
         if point in ROLLBACK_POINTS:
             act(world, "rollback", STALL_POINTS[0])
     assert crashed == [point], f"the run never reached {point}"
+    settle_and_check(world)
+
+
+@pytest.mark.parametrize("late_by", LATE_BY)
+@pytest.mark.parametrize("late_at", LATE_AT)
+def test_a_late_answer_at_each_point_changes_nothing_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, late_at: str, late_by: float
+) -> None:
+    """Every point of the action `late`, at once (sampling may miss a few): a rotation (with reload actions, so that
+    `reloaded.record` is passed) whose answer there comes back past the lease, or whose request there would leave
+    past it, changes nothing after; then I1, I3 and I4 after resuming. The late answer must come."""
+    world = build_world("0s", [], 0.0, tmp_path, reloads=True)
+    monkeypatch.setattr(reload_runner, "run_action", FakeReloads(world, []))
+    act(world, "late", late=(late_at, late_by))
+    assert world.late == [late_at], f"no answer came late at {late_at}"
     settle_and_check(world)
 
 
