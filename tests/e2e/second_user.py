@@ -2,8 +2,8 @@
 /tmp it can reach: pytest's own temporary folders are 0700 under a 0700 root folder, so nobody could not pass
 through them to do what the test has it do.
 
-Shared by the e2e files of issue 16 (test_review_issue16, test_trust_dotenv, test_trust_core, test_trust_net),
-which wrote these once each.
+Shared by the e2e files of issue 16 (test_review_issue16 and _b, test_trust_dotenv, test_trust_core, test_trust_net,
+test_trust_state, test_trust_config), which wrote these once each.
 """
 
 from __future__ import annotations

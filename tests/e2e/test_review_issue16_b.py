@@ -22,10 +22,9 @@ import pytest
 
 from rotator.errors import ExitCode
 from tests.e2e.conftest import Workspace
+from tests.e2e.second_user import NOBODY
 from tests.e2e.test_review_scenarios import said
 from tests.e2e.test_trust_state import Shared, _assert_refused, shared  # noqa: F401 - fixture
-
-NOBODY = 65534
 
 
 def needs_root() -> None:
