@@ -80,6 +80,7 @@ from rotator.errors import (
     StoreNotFound,
     StoreUnavailable,
 )
+from rotator.file_lock import lock_within
 from rotator.model import Environment, Stage, StoredKey
 from rotator.secret import Secret
 from rotator.state_files import explain_denied, read_own_file, refuse_own_file, write_own_file
@@ -376,18 +377,11 @@ class EnvStore:
             return
         fd = self._open_lock_file()
         try:
-            deadline = time.monotonic() + 10.0
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise RotationInProgress(
-                            f"{self._lock_path} is held by another rotation, so {self._path} was not rewritten in "
-                            "place; nothing was written. Run the command again when it is done"
-                        ) from None
-                    time.sleep(0.05)
+            if not lock_within(fd, 10.0):
+                raise RotationInProgress(
+                    f"{self._lock_path} is held by another rotation, so {self._path} was not rewritten in "
+                    "place; nothing was written. Run the command again when it is done"
+                )
             yield
         finally:
             os.close(fd)

@@ -9,6 +9,11 @@ too, and links a link leads through) must be one only root or the rotator's user
 below the folder of the user who can: a deployer's release link (`app.env -> releases/7/app.env`) stays fine.
 
 `resolve` looks (lstat, readlink, stat of folders: nothing is opened for writing); `link_problems` decides, pure.
+
+`resolve` walks as `rotator.path_walk` does wherever every part exists; where a part is missing, a link loops or
+cannot be read, it goes on past it as `os.path.realpath` does (which `DotenvTarget.observe` compares it with: a file
+yet to be made is normal), while path_walk stops there as the kernel would. So the two stay two walks; the link limit
+is path_walk's.
 """
 
 from __future__ import annotations
@@ -16,12 +21,10 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass
-from typing import Final
+
+from rotator.path_walk import MAX_LINKS
 
 __all__ = ["LinkSeen", "link_problems", "links_on", "resolve"]
-
-_MAX_LINKS: Final = 40
-"""As the kernel's own limit: a longer chain is a loop, which the store's read names."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +68,7 @@ def _walk(start: str, text: str, links: list[LinkSeen]) -> str:
         if not stat.S_ISLNK(seen.st_mode):
             current = candidate
             continue
-        if len(links) >= _MAX_LINKS:
+        if len(links) >= MAX_LINKS:  # a longer chain is a loop, which the store's read names
             return candidate
         try:
             folder = os.stat(current)

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from backends.env_links import LinkSeen, link_problems, resolve
-from rotator.atomicfile import ReplacedFile
+from rotator.atomicfile import ReplacedFile, keep_owner
 from rotator.errors import StoreCorrupt, StoreError, StoreUnavailable, TargetChanged, UnsafeTarget
 from rotator.faultpoints import inside
 from rotator.state_files import read_own_file, write_own_file
@@ -533,7 +533,7 @@ class DotenvTarget:
         temp_name, fd = temp
         try:
             os.fchmod(fd, mode)
-            owner_kept = _keep_owner(fd, previous)
+            owner_kept = keep_owner(fd, previous)
             _write_all(fd, data)
             os.fsync(fd)
             inside("dotenv.written")  # tests: a crash here leaves the temporary copy for the next run to remove
@@ -741,17 +741,3 @@ def _fsync_dir(dir_fd: int) -> None:
     except OSError as exc:
         if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
             raise
-
-
-def _keep_owner(fd: int, previous: os.stat_result | None) -> bool:
-    """The new file gets the old one's owner and group (root may; others may not: False)."""
-    if previous is None:
-        return True
-    created = os.fstat(fd)
-    if (previous.st_uid, previous.st_gid) == (created.st_uid, created.st_gid):
-        return True
-    try:
-        os.fchown(fd, previous.st_uid, previous.st_gid)
-    except PermissionError:
-        return False
-    return True

@@ -23,7 +23,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ReplacedFile", "atomic_write_text"]
+__all__ = ["ReplacedFile", "atomic_write_text", "keep_owner"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +75,7 @@ def atomic_write_text(
     fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     try:
         os.fchmod(fd, mode)
-        owner_kept = _keep_owner(fd, previous)
+        owner_kept = keep_owner(fd, previous)
         with os.fdopen(fd, "w", encoding=encoding, newline="") as handle:
             handle.write(text)
             handle.flush()
@@ -109,8 +109,9 @@ def _stat_or_none(path: Path) -> os.stat_result | None:
         return None
 
 
-def _keep_owner(fd: int, previous: os.stat_result | None) -> bool:
-    """Give the new file the old one's owner and group when they differ from ours (root may; others may not)."""
+def keep_owner(fd: int, previous: os.stat_result | None) -> bool:
+    """Give the new file the old one's owner and group when they differ from ours (root may; others may not:
+    False). The env store's own writes (backends/env_target.py) keep the owner through this too."""
     if previous is None:
         return True
     created = os.fstat(fd)

@@ -15,7 +15,6 @@ it stops neither the appending nor the pruning of the others.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ from typing import Any
 from rotator.atomicfile import atomic_write_text
 from rotator.errors import StoreDenied, StoreError
 from rotator.events import OBSERVATIONS, EventKind, RotationEvent
+from rotator.file_lock import lock_within
 from rotator.state_files import check_state_folder, explain_denied, refuse_own_file
 
 log = logging.getLogger("rotator.history")
@@ -156,7 +156,7 @@ class HistoryLog:
                 "folder's permissions"
             ) from exc
         try:
-            alone = _lock_within(fd, LOCK_WAIT)
+            alone = lock_within(fd, LOCK_WAIT)
             if not alone:
                 log.warning(
                     "the history lock %s is held by another process for over %.0f s (a stopped runner?); "
@@ -179,19 +179,6 @@ class HistoryLog:
         kept = [line for line in lines if _at(line) >= cutoff]
         if len(kept) != len(lines):
             atomic_write_text(path, b"".join(kept).decode("latin-1"), encoding="latin-1")
-
-
-def _lock_within(fd: int, seconds: float) -> bool:
-    """Take an exclusive flock on `fd` within `seconds`; False when another holder kept it all that time."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.05)
 
 
 @dataclass(frozen=True, slots=True)

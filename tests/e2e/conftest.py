@@ -129,19 +129,32 @@ verify_timeout = "{verify_timeout}"
         self, *args: str, env: dict[str, str] | None = None, timeout: float = 90, input: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         """The real console entry point in a subprocess; output goes through the leak guard."""
-        full_env = {**os.environ, **self.env, **(env or {})}
+        command = [sys.executable, "-m", "rotator", "-vv", "--config", str(self.config), *args]
+        return self.run_command(command, env=env, timeout=timeout, input=input)
+
+    def run_command(
+        self,
+        command: list[str],
+        *,
+        what: str = "subprocess",
+        env: dict[str, str] | None = None,
+        timeout: float = 90,
+        input: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """`command` (a rotator run wrapped in another program, say) with the workspace's variables, in its folder;
+        its output goes through the leak guard (`what` names it there), then the applications' probe runs."""
         proc = subprocess.run(
-            [sys.executable, "-m", "rotator", "-vv", "--config", str(self.config), *args],
+            command,
             capture_output=True,
             text=True,
             timeout=timeout,
-            env=full_env,
+            env={**os.environ, **self.env, **(env or {})},
             input=input,
             cwd=self.root,
             check=False,
         )
-        self.guard.check(proc.stdout, "subprocess stdout")
-        self.guard.check(proc.stderr, "subprocess stderr")
+        self.guard.check(proc.stdout, f"{what} stdout")
+        self.guard.check(proc.stderr, f"{what} stderr")
         self.probe()
         return proc
 

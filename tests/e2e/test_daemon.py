@@ -21,7 +21,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,7 +117,14 @@ class DaemonProcess:
     """`rotator -vv daemon ...` in a subprocess; its stdout and stderr are read line by line as they come, and handed
     to the leak guard when it ends."""
 
-    def __init__(self, ws: Workspace, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        ws: Workspace,
+        *args: str,
+        env: dict[str, str] | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> None:
+        """`preexec_fn` runs in the child before the rotator starts (a resource limit, say)."""
         self.ws = ws
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "rotator", "-vv", "--config", str(ws.config), "daemon", *args],
@@ -126,6 +133,7 @@ class DaemonProcess:
             text=True,
             env={**os.environ, **ws.env, **(env or {})},
             cwd=ws.root,
+            preexec_fn=preexec_fn,
         )
         self.out: list[str] = []
         self.err: list[str] = []

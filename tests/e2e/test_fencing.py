@@ -61,19 +61,9 @@ def _needs_another_host() -> None:
 def elsewhere(ws: Workspace, *args: str) -> subprocess.CompletedProcess[str]:
     """`rotator ARGS` as runner B on another host: its own UTS namespace with another host name."""
     command = [sys.executable, "-m", "rotator", "-vv", "--config", str(ws.config), *args]
-    proc = subprocess.run(
-        ["unshare", "--uts", "sh", "-c", f'hostname {OTHER_HOST} && exec "$@"', "sh", *command],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        env={**os.environ, **ws.env},
-        cwd=ws.root,
-        check=False,
+    return ws.run_command(
+        ["unshare", "--uts", "sh", "-c", f'hostname {OTHER_HOST} && exec "$@"', "sh", *command], what="other host's"
     )
-    ws.guard.check(proc.stdout, "other host's stdout")
-    ws.guard.check(proc.stderr, "other host's stderr")
-    ws.probe()
-    return proc
 
 
 def frozen_at(ws: Workspace, point: str, *args: str) -> Background:

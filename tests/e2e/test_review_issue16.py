@@ -15,7 +15,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,46 +25,22 @@ from rotator.bluum import BluumClient
 from rotator.errors import ExitCode
 from rotator.model import Environment, KeyPair
 from tests.e2e.conftest import Workspace, dotenv_text
+from tests.e2e.second_user import NOBODY, as_nobody, folder_nobody_can_reach, needs_second_user
 from tests.e2e.test_review_scenarios import key_status, said
-
-NOBODY = 65534
-
-
-def as_nobody(*command: str) -> None:
-    """Run `command` as the second local user."""
-    subprocess.run(
-        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *command],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
 
 
 @pytest.fixture
 def tmp_path() -> Iterator[Path]:
     """The workspace in a folder `nobody` can pass through (0711), so a file whose group lets it write can be written
     by it (pytest's own temporary folders are 0700)."""
-    root = Path(tempfile.mkdtemp(prefix="review-issue16-ws-", dir="/tmp"))
-    root.chmod(0o711)
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    yield from folder_nobody_can_reach("review-issue16-ws-", 0o711)
 
 
 @pytest.fixture
 def outside() -> Iterator[Path]:
     """A folder under /tmp that `nobody` can reach."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root: the link is planted by a second local user through setpriv")
-    if shutil.which("setpriv") is None:
-        pytest.skip("needs setpriv (util-linux) to act as a second local user")
-    root = Path(tempfile.mkdtemp(prefix="review-issue16-", dir="/tmp"))
-    root.chmod(0o755)
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    needs_second_user("needs root: the link is planted by a second local user through setpriv")
+    yield from folder_nobody_can_reach("review-issue16-")
 
 
 def bystander(ws: Workspace, folder: Path, name: str) -> tuple[Path, KeyPair]:

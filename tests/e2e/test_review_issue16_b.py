@@ -22,15 +22,37 @@ import pytest
 
 from rotator.errors import ExitCode
 from tests.e2e.conftest import Workspace
+from tests.e2e.second_user import NOBODY
 from tests.e2e.test_review_scenarios import said
 from tests.e2e.test_trust_state import Shared, _assert_refused, shared  # noqa: F401 - fixture
-
-NOBODY = 65534
 
 
 def needs_root() -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root: the test hands a folder to uid 65534 (chown)")
+
+
+def status_with(ws: Workspace, config: Path, what: str) -> subprocess.CompletedProcess[str]:
+    """`rotator --config CONFIG status` as a deployer types it (no -vv, none of the workspace's variables), for a
+    rotator.toml the workspace did not write where it keeps its own; the output goes through the leak guard."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "rotator", "--config", str(config), "status"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ws.root,
+        check=False,
+    )
+    ws.guard.check(proc.stdout + proc.stderr, what)
+    return proc
+
+
+def config_with_absolute_paths(ws: Workspace) -> str:
+    """The workspace's rotator.toml with every dotenv path and state folder absolute, to be read from elsewhere."""
+    text = ws.config.read_text()
+    for name in ("tenant.env", "app.env", "mirror.env"):
+        text = text.replace(f'"{name}"', f'"{ws.root / name}"\nstate_dir = "{ws.root / "rotator-state"}"')
+    return text
 
 
 # --------------------------------------------------------------------------------------------- links two hops away
@@ -151,9 +173,7 @@ def test_a_read_only_mount_of_another_users_folder_is_still_that_users_to_change
     source, mounted = ws.root / "alices", ws.root / "etc"
     source.mkdir(mode=0o755)
     mounted.mkdir(mode=0o755)
-    text = ws.config.read_text()
-    for name in ("tenant.env", "app.env", "mirror.env"):
-        text = text.replace(f'"{name}"', f'"{ws.root / name}"\nstate_dir = "{ws.root / "rotator-state"}"')
+    text = config_with_absolute_paths(ws)
     (source / "rotator.toml").write_text(text)
     (source / "rotator.toml").chmod(0o644)
     os.chown(source / "rotator.toml", NOBODY, NOBODY)
@@ -165,29 +185,14 @@ def test_a_read_only_mount_of_another_users_folder_is_still_that_users_to_change
         pytest.skip("cannot bind-mount here")
     try:
         subprocess.run([mount, "-o", "remount,ro,bind", str(mounted)], check=True)
-        proc = subprocess.run(
-            [sys.executable, "-m", "rotator", "--config", str(mounted / "rotator.toml"), "status"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=ws.root,
-            check=False,
-        )
-        ws.guard.check(proc.stdout + proc.stderr, "status over a read-only mount")
+        proc = status_with(ws, mounted / "rotator.toml", "status over a read-only mount")
         assert proc.returncode == ExitCode.BAD_INPUT, said(proc)
         assert "refused: it decides which commands" in proc.stderr, said(proc)
         assert f"belongs to nobody (uid {NOBODY})" in proc.stderr, said(proc)
         os.chown(source / "rotator.toml", 0, 0)
         os.chown(source, 0, 0)
         source.chmod(0o777)  # root's, and the mount is read-only: the mode bits cannot be used through it
-        again = subprocess.run(
-            [sys.executable, "-m", "rotator", "--config", str(mounted / "rotator.toml"), "status"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=ws.root,
-            check=False,
-        )
+        again = status_with(ws, mounted / "rotator.toml", "status again")
         assert again.returncode == ExitCode.OK, said(again)
     finally:
         subprocess.run(["umount", str(mounted)], check=False)
@@ -323,26 +328,11 @@ def test_a_config_reached_through_another_users_link_in_a_sticky_folder_is_refus
     link.symlink_to(ws.root)
     try:
         os.lchown(link, NOBODY, NOBODY)
-        proc = subprocess.run(
-            [sys.executable, "-m", "rotator", "--config", str(link / "rotator.toml"), "status"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=ws.root,
-            check=False,
-        )
-        ws.guard.check(proc.stdout + proc.stderr, "status through nobody's link")
+        proc = status_with(ws, link / "rotator.toml", "status through nobody's link")
         assert proc.returncode == ExitCode.BAD_INPUT, said(proc)
         assert f"the symbolic link {link} belongs to nobody (uid {NOBODY})" in proc.stderr, said(proc)
         os.lchown(link, 0, 0)
-        again = subprocess.run(
-            [sys.executable, "-m", "rotator", "--config", str(link / "rotator.toml"), "status"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=ws.root,
-            check=False,
-        )
+        again = status_with(ws, link / "rotator.toml", "status again")
         assert again.returncode == ExitCode.OK, said(again)
     finally:
         link.unlink()
@@ -374,23 +364,13 @@ def test_a_folder_inside_a_read_only_view_is_judged_by_its_modes(ws: Workspace) 
     (source / "shared").mkdir(parents=True, mode=0o755)
     (source / "shared").chmod(0o777)  # anyone may replace rotator.toml here (outside the read-only view)
     view.mkdir(mode=0o755)
-    text = ws.config.read_text()
-    for name in ("tenant.env", "app.env", "mirror.env"):
-        text = text.replace(f'"{name}"', f'"{ws.root / name}"\nstate_dir = "{ws.root / "rotator-state"}"')
+    text = config_with_absolute_paths(ws)
     (source / "shared" / "rotator.toml").write_text(text)
     if subprocess.run(["mount", "--bind", str(source), str(view)], check=False).returncode != 0:
         pytest.skip("cannot bind-mount here")
     try:
         subprocess.run(["mount", "-o", "remount,ro,bind", str(view)], check=True)
-        proc = subprocess.run(
-            [sys.executable, "-m", "rotator", "--config", str(view / "shared" / "rotator.toml"), "status"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=ws.root,
-            check=False,
-        )
-        ws.guard.check(proc.stdout + proc.stderr, "status inside a read-only view")
+        proc = status_with(ws, view / "shared" / "rotator.toml", "status inside a read-only view")
         assert proc.returncode == ExitCode.BAD_INPUT, said(proc)
         assert f"the folder {view / 'shared'} (drwxrwxrwx) can be written by everyone" in proc.stderr, said(proc)
     finally:

@@ -21,12 +21,12 @@ import pytest
 
 from rotator.errors import ExitCode
 from tests.e2e.conftest import Workspace
+from tests.e2e.second_user import NOBODY
 from tests.e2e.test_daemon import TICK, DaemonProcess, _no_daemon_left, wait_until  # noqa: F401 - autouse fixture
 from tests.e2e.test_review_scenarios import said
 from tests.integration.test_webhooks import KEY, Receiver
 
 HOOK_ENV = {"HOOK_KEY": KEY}
-NOBODY = 65534
 
 
 def everything(proc: object) -> str:

@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,24 +27,18 @@ from rotator.faultpoints import HOLD_ENV, RELEASE_ENV, TRACE_ENV
 from rotator.model import CreatedKey, Environment, KeyPair, fingerprint
 from rotator.secret import Secret
 from tests.e2e.conftest import Workspace, dotenv_text
+from tests.e2e.second_user import NOBODY, SETPRIV, folder_nobody_can_reach
 from tests.e2e.test_review_scenarios import current_everywhere, key_status, record, said
 from tests.e2e.test_sweep import add_second_credential
 
 pytestmark = pytest.mark.slow
-
-NOBODY = 65534
 
 
 @pytest.fixture
 def tmp_path() -> Iterator[Path]:
     """The workspace in a folder `nobody` can pass through (0711, like a service's home), so a file whose group
     lets `nobody` write can be written by it; pytest's own temporary folders are 0700."""
-    root = Path(tempfile.mkdtemp(prefix="trust-core-", dir="/tmp"))
-    root.chmod(0o711)
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    yield from folder_nobody_can_reach("trust-core-", 0o711)
 
 
 def needs_second_uid() -> None:
@@ -58,7 +51,7 @@ def needs_second_uid() -> None:
 def as_nobody_write(path: Path, text: str) -> None:
     """Rewrite `path` in place as uid/gid 65534 (no other groups): only the file's group mode lets it."""
     proc = subprocess.run(
-        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "sh", "-c", 'cat > "$1"', "sh", path],
+        [*SETPRIV, "sh", "-c", 'cat > "$1"', "sh", path],
         input=text,
         capture_output=True,
         text=True,

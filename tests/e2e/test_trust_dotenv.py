@@ -21,7 +21,6 @@ import shutil
 import signal
 import stat
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,35 +30,16 @@ from dotenv import dotenv_values
 from rotator.errors import ExitCode
 from rotator.faultpoints import CRASH_ENV
 from tests.e2e.conftest import Workspace
+from tests.e2e.second_user import NOBODY, as_nobody, folder_nobody_can_reach, needs_second_user
 from tests.e2e.test_review_scenarios import said
 from tests.e2e.vault_primary import Background
-
-NOBODY = 65534
-
-
-def as_nobody(*command: str) -> None:
-    """Run `command` as the second local user (what a person who owns the application's folder can do)."""
-    subprocess.run(
-        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *command],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
 
 
 @pytest.fixture
 def outside() -> Iterator[Path]:
     """A folder under /tmp that `nobody` can reach (pytest's tmp_path is 0700 under a 0700 root folder)."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root: the swap is done by a second local user through setpriv, as the review did")
-    if shutil.which("setpriv") is None:
-        pytest.skip("needs setpriv (util-linux) to act as a second local user")
-    root = Path(tempfile.mkdtemp(prefix="trust-dotenv-", dir="/tmp"))
-    root.chmod(0o755)
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    needs_second_user("needs root: the swap is done by a second local user through setpriv, as the review did")
+    yield from folder_nobody_can_reach("trust-dotenv-")
 
 
 def move_app_to(ws: Workspace, folder: Path, *, owner: int = 0, mode: int = 0o755) -> Path:

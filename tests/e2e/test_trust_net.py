@@ -17,10 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -28,16 +25,15 @@ import pytest
 from rotator.errors import ExitCode
 from rotator.throttle import key_hash
 from tests.e2e.conftest import Workspace
+from tests.e2e.second_user import NOBODY, SETPRIV, folder_nobody_can_reach
 from tests.e2e.test_review_scenarios import said
-
-NOBODY = 65534
-"""uid and gid of `nobody`/`nogroup`: the second local user."""
+from tests.recording_http import RecordingHandler, RecordingServer, json_reply, redirecting_to
 
 
 def as_nobody(*command: str) -> subprocess.CompletedProcess[str]:
     """Run `command` as uid/gid 65534 with no other groups (the second local user)."""
     return subprocess.run(
-        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *command],
+        [*SETPRIV, *command],
         capture_output=True,
         text=True,
         timeout=60,
@@ -50,12 +46,7 @@ def shared_tmp() -> Iterator[Path]:
     """A folder under /tmp that `nobody` can reach (pytest's tmp_path is 0700 root)."""
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root and setpriv to play a second local user")
-    root = Path(tempfile.mkdtemp(prefix="trust-net-", dir="/tmp"))
-    root.chmod(0o755)
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    yield from folder_nobody_can_reach("trust-net-")
 
 
 def group_folder(where: Path) -> Path:
@@ -164,68 +155,15 @@ def test_the_folder_the_rotator_makes_is_setgid_and_group_only(ws: Workspace, tm
 # ------------------------------------------------------------------------------------------------ item 9: Vault
 
 
-class _Recorder(BaseHTTPRequestHandler):
-    """Records every request's path and whether it carried a Vault token; answers with `server.reply`."""
-
-    server: _Server
-
-    def _any(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        self.server.seen.append((self.command, self.path, self.headers.get("X-Vault-Token")))
-        self.server.reply(self)
-
-    do_GET = do_POST = do_PUT = do_DELETE = _any
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet."""
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, reply) -> None:
-        super().__init__(("127.0.0.1", 0), _Recorder)
-        self.seen: list[tuple[str, str, str | None]] = []
-        self.reply = reply
-        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
-
-
 @pytest.fixture
-def redirecting() -> Iterator[tuple[_Server, _Server]]:
+def redirecting() -> Iterator[tuple[RecordingServer, RecordingServer]]:
     """A "Vault" on loopback that answers every request with 307 to a second server on another port."""
 
-    def elsewhere(handler: _Recorder) -> None:
-        body = b'{"data": {"data": {}, "metadata": {"version": 1}}}'
-        handler.send_response(200)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        handler.wfile.write(body)
+    def elsewhere(handler: RecordingHandler) -> None:
+        json_reply(handler, b'{"data": {"data": {}, "metadata": {"version": 1}}}')
 
-    other = _Server(elsewhere)
-
-    def redirect(handler: _Recorder) -> None:
-        handler.send_response(307)
-        handler.send_header("Location", other.url + handler.path)
-        handler.send_header("Content-Length", "0")
-        handler.end_headers()
-
-    first = _Server(redirect)
-    try:
-        yield first, other
-    finally:
-        first.stop()
-        other.stop()
+    with redirecting_to(elsewhere) as pair:
+        yield pair
 
 
 TOKEN = "hvs.trust-net-token-1234567890"
@@ -248,7 +186,9 @@ def use_vault_mirror(ws: Workspace, url: str, extra: str = "") -> None:
     ws.edit_config('also_deploy_to = ["mirror"]', 'also_deploy_to = ["mirror", "vault"]')
 
 
-def test_a_redirect_to_another_origin_never_gets_the_token(ws: Workspace, redirecting: tuple[_Server, _Server]) -> None:
+def test_a_redirect_to_another_origin_never_gets_the_token(
+    ws: Workspace, redirecting: tuple[RecordingServer, RecordingServer]
+) -> None:
     first, other = redirecting
     ws.guard.watch(TOKEN)
     use_vault_mirror(ws, first.url)
@@ -257,7 +197,7 @@ def test_a_redirect_to_another_origin_never_gets_the_token(ws: Workspace, redire
     rotated = ws.run("rotate", "trading", env={"VAULT_TOKEN": TOKEN})
 
     assert first.seen, "the store did talk to Vault"
-    assert all(token is None for _, _, token in other.seen), f"the token went to {other.url}: {other.seen}"
+    assert all(token is None for _, _, token, _ in other.seen), f"the token went to {other.url}: {other.seen}"
     assert rotated.returncode == ExitCode.BAD_INPUT, said(rotated)
     message = said(rotated)
     assert f"redirected to {other.url}" in message, message

@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import resource
 import socket
 import struct
-import subprocess
-import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -27,7 +23,7 @@ import pytest
 
 from rotator.errors import ExitCode
 from tests.e2e.conftest import Workspace
-from tests.e2e.test_daemon import RUNNING, TICK, DaemonProcess, fleet, metric_samples, wait_until
+from tests.e2e.test_daemon import TICK, DaemonProcess, fleet, metric_samples, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -44,29 +40,7 @@ class LimitedDaemon(DaemonProcess):
         def limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (descriptors, descriptors))
 
-        self.ws = ws
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rotator", "-vv", "--config", str(ws.config), "daemon", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, **ws.env},
-            cwd=ws.root,
-            preexec_fn=limit,
-        )
-        self.out: list[str] = []
-        self.err: list[str] = []
-        self._changed = threading.Condition()
-        assert self.proc.stdout is not None
-        assert self.proc.stderr is not None
-        self._readers = [
-            threading.Thread(target=self._read, args=(self.proc.stdout, self.out), daemon=True),
-            threading.Thread(target=self._read, args=(self.proc.stderr, self.err), daemon=True),
-        ]
-        for reader in self._readers:
-            reader.start()
-        self.returncode: int | None = None
-        RUNNING.append(self)
+        super().__init__(ws, *args, preexec_fn=limit)
 
 
 def connect(host: str, port: int) -> socket.socket:

@@ -35,9 +35,7 @@ from rotator.model import KeyPair
 from rotator.simulator import Simulator
 from tests.conftest import LeakGuard
 from tests.e2e.conftest import dotenv_text
-
-NOBODY = 65534
-SETPRIV = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+from tests.e2e.second_user import NOBODY, SETPRIV
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("setpriv") is None,
@@ -108,7 +106,7 @@ verify_timeout = "5s"
         """`rotator ARGS` in a subprocess, as root or as nobody (with a HOME of its own); output to the leak guard."""
         env = {**os.environ, "HOME": str(self.root / "home")}
         proc = subprocess.run(
-            [*(SETPRIV if as_nobody else []), sys.executable, "-m", "rotator", "--config", str(self.config), *args],
+            [*(SETPRIV if as_nobody else ()), sys.executable, "-m", "rotator", "--config", str(self.config), *args],
             capture_output=True,
             text=True,
             timeout=90,

@@ -277,19 +277,10 @@ CLI configures only its own logger, so this is what an operator who turns on Pyt
 
 def run_with_library_logs(ws: Workspace, *args: str) -> subprocess.CompletedProcess[str]:
     """`ws.run`, with the debug logs of hvac and urllib3 on stderr too (lines starting `LIB `)."""
-    proc = subprocess.run(
+    return ws.run_command(
         [sys.executable, "-c", LIBRARY_DEBUG_LOGS, "-vv", "--config", str(ws.config), *args],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        env={**os.environ, **ws.env},
-        cwd=ws.root,
-        check=False,
+        what="subprocess (library logs on)",
     )
-    ws.guard.check(proc.stdout, "subprocess stdout (library logs on)")
-    ws.guard.check(proc.stderr, "subprocess stderr (library logs on)")
-    ws.probe()
-    return proc
 
 
 @dataclass(repr=False)

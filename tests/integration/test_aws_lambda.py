@@ -13,7 +13,7 @@ import subprocess
 import sys
 import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -80,15 +80,17 @@ class Lambda:
             )["FunctionArn"]
         )
 
-    def start_rotation(self) -> str:
-        """What Secrets Manager does first: an empty AWSPENDING version under a new token."""
+    def start_rotation(self, *, immediately: bool = True) -> str:
+        """What Secrets Manager does first: an empty AWSPENDING version under a new token. `immediately=False` is
+        rotation turned on without a rotation now: Secrets Manager then calls only testSecret (its configuration
+        test) under the token."""
         token = str(uuid.uuid4())
         self.sm.rotate_secret(
             SecretId=self.secret,
             ClientRequestToken=token,
             RotationLambdaARN=self.function,
             RotationRules={"AutomaticallyAfterDays": 90},
-            RotateImmediately=True,
+            RotateImmediately=immediately,
         )
         return token
 
@@ -116,8 +118,15 @@ class Lambda:
         return next(str(k["status"]) for k in self.sim.keys() if k["id"] == key_id)
 
 
-@pytest.fixture
-def function(moto_server: Moto, sim: Simulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Lambda]:
+def deployed(
+    moto_server: Moto,
+    sim: Simulator,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    more_env: Callable[[Lambda], dict[str, str]] = lambda fn: {},
+) -> Iterator[Lambda]:
+    """One managed secret and the manager secret on moto, the function's environment as its deployer sets it (plus
+    `more_env`), and no boto3 client left from another test: the body of a fixture (`yield from deployed(...)`)."""
     import urllib.request
 
     urllib.request.urlopen(
@@ -133,16 +142,22 @@ def function(moto_server: Moto, sim: Simulator, monkeypatch: pytest.MonkeyPatch,
         **moto_server.environ(),
         "ROTATOR_MANAGER_SECRET_ID": fn.manager,
         "ROTATOR_SECRETS": fn.configured(),
-        "ROTATOR_ALLOWED_HOSTS": "127.0.0.1",
+        "ROTATOR_ALLOWED_HOSTS": "127.0.0.1",  # the simulator: a host the deployer names explicitly
         "ROTATOR_GRACE": "0s",
         "ROTATOR_VERIFY_TIMEOUT": "3s",
         "ROTATOR_LEDGER_TABLE": LEDGER_TABLE,
         "TMPDIR": str(tmp_path),
+        **more_env(fn),
     }.items():
         monkeypatch.setenv(name, value)
     aws_lambda._clients.clear()
     yield fn
     aws_lambda._clients.clear()
+
+
+@pytest.fixture
+def function(moto_server: Moto, sim: Simulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Lambda]:
+    yield from deployed(moto_server, sim, monkeypatch, tmp_path)
 
 
 def test_the_four_steps_then_the_tick_rotate_the_key(function: Lambda) -> None:

@@ -22,43 +22,21 @@ import pytest
 
 from rotator import aws_lambda
 from rotator.bluum import BluumClient
-from rotator.demo import open_account
 from rotator.errors import RotationFailed
 from rotator.model import Environment
 from rotator.simulator import Simulator
 from tests.aws_fixtures import LEDGER_TABLE, Moto
 from tests.conftest import LeakGuard
-from tests.integration.test_aws_lambda import STEPS, Lambda, pair_json
+from tests.integration.test_aws_lambda import STEPS, Lambda, deployed, pair_json
 
 
 @pytest.fixture
 def fn(moto_server: Moto, sim: Simulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Lambda]:
     """One managed secret and the manager secret on moto; the function configured by its deployer."""
-    import urllib.request
-
-    urllib.request.urlopen(
-        urllib.request.Request(
-            f"{moto_server.url}/moto-api/config",
-            data=json.dumps({"lambda": {"use_docker": False}}).encode(),
-            method="POST",
-        )
-    ).read()
-    function = Lambda(moto_server, sim, open_account(sim, "first"))
-    for name, value in {
-        **moto_server.environ(),
-        "ROTATOR_MANAGER_SECRET_ID": function.manager,
-        "ROTATOR_SECRETS": function.configured(),
-        "ROTATOR_SECRET_IDS": function.secret,  # what a checkout before the fix reads instead
-        "ROTATOR_ALLOWED_HOSTS": "127.0.0.1",  # the simulator: a host the deployer names explicitly
-        "ROTATOR_GRACE": "0s",
-        "ROTATOR_VERIFY_TIMEOUT": "3s",
-        "ROTATOR_LEDGER_TABLE": LEDGER_TABLE,
-        "TMPDIR": str(tmp_path),
-    }.items():
-        monkeypatch.setenv(name, value)
-    aws_lambda._clients.clear()
-    yield function
-    aws_lambda._clients.clear()
+    # ROTATOR_SECRET_IDS: what a checkout before the fix reads instead of ROTATOR_SECRETS
+    yield from deployed(
+        moto_server, sim, monkeypatch, tmp_path, lambda function: {"ROTATOR_SECRET_IDS": function.secret}
+    )
 
 
 def value_of(fn: Lambda, stage: str = "AWSCURRENT", secret: str | None = None) -> dict[str, Any]:
@@ -238,14 +216,7 @@ def test_turning_rotation_on_without_rotating_passes_secrets_managers_test(fn: L
     into a new AWSPENDING version and calls testSecret alone. It passes and changes nothing."""
     placeholder = {"environment": "sandbox", "investor_id": fn.account.investor, "base_url": sim.base_url}
     put_current(fn, placeholder)
-    token = str(uuid.uuid4())
-    fn.sm.rotate_secret(
-        SecretId=fn.secret,
-        ClientRequestToken=token,
-        RotationLambdaARN=fn.function,
-        RotationRules={"AutomaticallyAfterDays": 90},
-        RotateImmediately=False,
-    )
+    token = fn.start_rotation(immediately=False)
     assert fn.labels()[token] == {"AWSPENDING"}, "Secrets Manager staged its copy under the token"
     requests_before = len(sim.request_log())
     result = aws_lambda.handler(fn.event(token, "testSecret"))
@@ -261,14 +232,7 @@ def test_turning_rotation_on_without_rotating_passes_secrets_managers_test(fn: L
 
 
 def test_secrets_managers_test_on_a_secret_with_its_key_passes_too(fn: Lambda) -> None:
-    token = str(uuid.uuid4())
-    fn.sm.rotate_secret(
-        SecretId=fn.secret,
-        ClientRequestToken=token,
-        RotationLambdaARN=fn.function,
-        RotationRules={"AutomaticallyAfterDays": 90},
-        RotateImmediately=False,
-    )
+    token = fn.start_rotation(immediately=False)
     assert aws_lambda.handler(fn.event(token, "testSecret"))["outcome"] == "configuration test"
     assert fn.pair_at("AWSCURRENT").api_key == fn.account.first.pair.api_key
     # ...and the first real rotation after it goes through.
@@ -281,14 +245,7 @@ def test_secrets_managers_test_on_a_secret_with_its_key_passes_too(fn: Lambda) -
 def test_secrets_managers_test_on_a_disagreeing_secret_fails(fn: Lambda, leak_guard: LeakGuard) -> None:
     """The configuration test is where a secret whose JSON disagrees shows first: turning rotation on fails."""
     put_current(fn, {**value_of(fn), "investor_id": fn.sim.create_investor()})
-    token = str(uuid.uuid4())
-    fn.sm.rotate_secret(
-        SecretId=fn.secret,
-        ClientRequestToken=token,
-        RotationLambdaARN=fn.function,
-        RotationRules={"AutomaticallyAfterDays": 90},
-        RotateImmediately=False,
-    )
+    token = fn.start_rotation(immediately=False)
     message = refused(fn, leak_guard, token, "testSecret")
     assert "investor_id" in message
     assert fn.secret in message

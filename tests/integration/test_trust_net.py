@@ -8,9 +8,7 @@ tests/e2e/test_trust_net.py.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 
 import pytest
 
@@ -19,60 +17,18 @@ from rotator.errors import ConfigError, StoreError
 from rotator.model import Stage
 from rotator.plain_http import is_loopback, plain_http_problem
 from tests.conftest import LeakGuard
+from tests.recording_http import RecordingHandler, RecordingServer, json_reply, redirecting_to
 
 TOKEN = "hvs.integration-trust-net-0123456789"  # a test token, watched by the leak guard
 SECRET_ID = "9f1c2d3e-secret-id-trust-net"  # an AppRole secret id, watched likewise
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Recorder
-
-    def _any(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length).decode() if length else ""
-        self.server.seen.append((self.command, self.path, self.headers.get("X-Vault-Token"), body))
-        self.server.reply(self)
-
-    do_GET = do_POST = do_PUT = _any
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet."""
-
-
-class _Recorder(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, reply: Callable[[_Handler], None]) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.seen: list[tuple[str, str, str | None, str]] = []
-        self.reply = reply
-        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
-        self._thread.join(5)
-
-
-def _json(handler: _Handler, body: bytes) -> None:
-    handler.send_response(200)
-    handler.send_header("Content-Type", "application/json")
-    handler.send_header("Content-Length", str(len(body)))
-    handler.end_headers()
-    handler.wfile.write(body)
-
-
-def _vault_like(handler: _Handler) -> None:
+def _vault_like(handler: RecordingHandler) -> None:
     """Enough of Vault for a login and a read of an empty KV path."""
     if handler.path.endswith("/login"):
-        _json(handler, b'{"auth": {"client_token": "hvs.issued-by-login-abcdef", "lease_duration": 0}}')
+        json_reply(handler, b'{"auth": {"client_token": "hvs.issued-by-login-abcdef", "lease_duration": 0}}')
     elif "lookup-self" in handler.path:
-        _json(handler, b'{"data": {"ttl": 0, "renewable": false}}')
+        json_reply(handler, b'{"data": {"ttl": 0, "renewable": false}}')
     else:
         handler.send_response(404)
         handler.send_header("Content-Type", "application/json")
@@ -82,26 +38,14 @@ def _vault_like(handler: _Handler) -> None:
 
 
 @pytest.fixture
-def servers() -> Iterator[tuple[_Recorder, _Recorder]]:
+def servers() -> Iterator[tuple[RecordingServer, RecordingServer]]:
     """(first, other): `first` answers every request with 307 to the same path at `other`."""
-    other = _Recorder(_vault_like)
-
-    def redirect(handler: _Handler) -> None:
-        handler.send_response(307)
-        handler.send_header("Location", other.url + handler.path)
-        handler.send_header("Content-Length", "0")
-        handler.end_headers()
-
-    first = _Recorder(redirect)
-    try:
-        yield first, other
-    finally:
-        first.stop()
-        other.stop()
+    with redirecting_to(_vault_like) as pair:
+        yield pair
 
 
 def test_a_token_never_follows_a_redirect_to_another_port(
-    servers: tuple[_Recorder, _Recorder], leak_guard: LeakGuard
+    servers: tuple[RecordingServer, RecordingServer], leak_guard: LeakGuard
 ) -> None:
     leak_guard.watch(TOKEN)
     first, other = servers
@@ -118,7 +62,7 @@ def test_a_token_never_follows_a_redirect_to_another_port(
 
 
 def test_an_approle_secret_id_never_follows_a_redirect(
-    servers: tuple[_Recorder, _Recorder], leak_guard: LeakGuard
+    servers: tuple[RecordingServer, RecordingServer], leak_guard: LeakGuard
 ) -> None:
     """A 307 keeps the method and the body: the login's secret id would go to the other server with it."""
     leak_guard.watch(SECRET_ID)
@@ -142,7 +86,7 @@ def test_an_approle_secret_id_never_follows_a_redirect(
 def test_a_redirect_within_the_same_address_is_still_followed() -> None:
     """Vault may move a path (a 307 to itself): the token goes on to the same scheme, host and port."""
 
-    def moved_once(handler: _Handler) -> None:
+    def moved_once(handler: RecordingHandler) -> None:
         if handler.path.startswith("/moved"):
             _vault_like(handler)
             return
@@ -151,7 +95,7 @@ def test_a_redirect_within_the_same_address_is_still_followed() -> None:
         handler.send_header("Content-Length", "0")
         handler.end_headers()
 
-    server = _Recorder(moved_once)
+    server = RecordingServer(moved_once)
     store = VaultStore("v", path="bluum/a", url=server.url, environ={"VAULT_TOKEN": TOKEN})
     try:
         with pytest.raises(StoreError, match=r"Nothing is stored there|holds nothing yet"):

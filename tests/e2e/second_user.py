@@ -1,0 +1,48 @@
+"""The second local user the trust tests play (`nobody`, uid/gid 65534, through `setpriv`), and the folders under
+/tmp it can reach: pytest's own temporary folders are 0700 under a 0700 root folder, so nobody could not pass
+through them to do what the test has it do.
+
+Shared by the e2e files of issue 16 (test_review_issue16 and _b, test_trust_dotenv, test_trust_core, test_trust_net,
+test_trust_state, test_trust_config), which wrote these once each.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+NOBODY = 65534
+"""uid and gid of `nobody`/`nogroup`: the second local user."""
+
+SETPRIV = ("setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups")
+"""The command prefix that runs the rest as nobody, with no other groups."""
+
+
+def as_nobody(*command: str) -> None:
+    """Run `command` as the second local user; a failure fails the test (CalledProcessError)."""
+    subprocess.run([*SETPRIV, *command], check=True, capture_output=True, text=True)
+
+
+def needs_second_user(why: str) -> None:
+    """Skip, saying `why` root is needed, unless this run may act as nobody (root, and setpriv installed)."""
+    if os.geteuid() != 0:
+        pytest.skip(why)
+    if shutil.which("setpriv") is None:
+        pytest.skip("needs setpriv (util-linux) to act as a second local user")
+
+
+def folder_nobody_can_reach(prefix: str, mode: int = 0o755) -> Iterator[Path]:
+    """A new folder under /tmp of `mode` (0711: nobody may pass through, not list), removed afterwards: the body of a
+    fixture (`yield from folder_nobody_can_reach(...)`)."""
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    root.chmod(mode)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
