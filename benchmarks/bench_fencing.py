@@ -15,9 +15,9 @@ credential:
 4. what changed after B's take-over ended is compared: the store's contents and its ledger (Vault's path and stage
    document with their versions; AWS's versions, labels and DynamoDB item), the mirror and state files, and Bluum's
    key list; every request A sent after the take-over is listed;
-5. then it settles (`resume` if the record is unfinished, then `sweep`) and I3 is checked: no active key of the
-   investor that no store shows. All along, a sampler reads every target every 100 ms and checks I1: no store shows
-   a key Bluum has revoked.
+5. then it settles (`resume` if the record is unfinished, then `sweep --revoke --yes`) and I3 is checked: no active
+   key of the investor that no store shows. All along, a sampler reads every target every 100 ms and checks I1: no
+   store shows a key Bluum has revoked.
 
 A change after the take-over is split in two: one made by the held request itself (it left A before the freeze, so
 the store's own checks are all that can refuse it; at Bluum nothing can, which is the in-flight limit the README

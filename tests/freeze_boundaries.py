@@ -335,10 +335,11 @@ def trial(
 
 
 def settle(ws: StoreWorkspace) -> None:
-    """Finish or undo whatever is left, then sweep: what a deployment's next scheduled run does."""
+    """Finish whatever is left, then revoke what this tool made and no store knows (`sweep --revoke`): the I3 of
+    "after any crash, resume + sweep leave no orphans" (a create that landed after the take-over is such a key)."""
     if ws.record_phase() not in (None, "completed", "rolled_back"):
         ws.run("resume", "trading", timeout=120)
-    ws.run("sweep", timeout=120)
+    ws.run("sweep", "--revoke", "--yes", timeout=120)
 
 
 def record_sequence(primary: Primary, boundary: Boundary, folder: Path) -> list[str]:
