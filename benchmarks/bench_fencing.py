@@ -137,6 +137,7 @@ def main() -> None:
     parser.add_argument("--stride", type=int, default=1, help="every N-th boundary (1: each one)")
     parser.add_argument("--first", type=int, default=1)
     parser.add_argument("--last", type=int, default=0, help="0: to the end")
+    parser.add_argument("--only", type=int, nargs="*", default=[], help="just these boundaries (a finding's re-run)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("another host needs `unshare --uts`, which needs root")
@@ -147,9 +148,11 @@ def main() -> None:
     from tests.aws_fixtures import Moto
     from tests.openbao import OpenBao
 
-    first, last, stride = int(args.first), int(args.last), int(args.stride)
+    first, last, stride, only = int(args.first), int(args.last), int(args.stride), set(args.only)
 
     def picks(i: int) -> bool:
+        if only:
+            return i in only
         return i >= first and (last == 0 or i <= last) and (i - first) % stride == 0
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)

@@ -11,14 +11,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from rotator import identity, machine
-from rotator.errors import (
-    ConfigError,
-    ExitCode,
-    RotationIncomplete,
-    RotationInProgress,
-    RotatorError,
-    StoreNotFound,
-)
+from rotator.errors import ConfigError, ExitCode, RotationIncomplete, RotationInProgress, StoreNotFound
 from rotator.events import EventBus, EventKind, log_event
 from rotator.history import HistoryLog
 from rotator.in_flight import bluum_call_seconds, longest_in_flight
@@ -221,17 +214,11 @@ class RotationService:
         """Preflight under the lease, then the STARTED record."""
         cred = ctx.cred
         previous_record = keeper.read(store=ctx.primary.name)
-        try:
-            current, old_id = preflight.preflight(ctx, previous_record)
-            ctx.old = current
-            if ctx.new_pair is not None:
-                preflight.precheck_new_pair(ctx, driver, ctx.new_pair, current)
-                ctx.new_pair_checked = True
-        except RotatorError:
-            # A refusal judged on what a runner frozen past its lease read (another runner may have rotated since):
-            # the lease is what it lost, so it says that (LeaseLost, exit 3), not bad input. Nothing was changed.
-            keeper.check()
-            raise
+        current, old_id = preflight.preflight(ctx, previous_record)
+        ctx.old = current
+        if ctx.new_pair is not None:
+            preflight.precheck_new_pair(ctx, driver, ctx.new_pair, current)
+            ctx.new_pair_checked = True
         now = self.runtime.clock()
         record = RotationRecord(
             credential=cred.name,
