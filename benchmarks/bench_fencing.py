@@ -61,7 +61,12 @@ from tests.store_workspaces import StoreWorkspace, aws_workspace, vault_workspac
 
 
 def walk(
-    sim: Simulator, primary: Primary, boundary: Boundary, folder: Path, picks: Callable[[int], bool]
+    sim: Simulator,
+    primary: Primary,
+    boundary: Boundary,
+    folder: Path,
+    picks: Callable[[int], bool],
+    takeover: str | None = None,
 ) -> list[Trial]:
     sequence = record_sequence(primary, boundary, folder)
     lease_at = boundary.lease_at
@@ -74,7 +79,7 @@ def walk(
         if not picks(i):
             continue
         ws = primary.make(folder / f"{primary.name}-{i}")
-        t = trial(sim, primary, boundary, ws, i, TAKEOVERS[i % len(TAKEOVERS)], leased=i > lease_at)
+        t = trial(sim, primary, boundary, ws, i, takeover or TAKEOVERS[i % len(TAKEOVERS)], leased=i > lease_at)
         trials.append(t)
         flags = [] if t.leased else ["no lease yet when frozen"]
         if not t.reached:
@@ -137,6 +142,7 @@ def main() -> None:
     parser.add_argument("--stride", type=int, default=1, help="every N-th boundary (1: each one)")
     parser.add_argument("--first", type=int, default=1)
     parser.add_argument("--last", type=int, default=0, help="0: to the end")
+    parser.add_argument("--takeover", choices=TAKEOVERS, help="B always takes over so (default: by turns)")
     parser.add_argument("--only", type=int, nargs="*", default=[], help="just these boundaries (a finding's re-run)")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -189,7 +195,7 @@ def main() -> None:
                     ),
                 }
                 for name in args.primary:
-                    trials += walk(sim, primaries[name], boundary, Path(tmp), picks)
+                    trials += walk(sim, primaries[name], boundary, Path(tmp), picks, args.takeover)
     finally:
         moto_server.stop()
     table(trials)
