@@ -131,7 +131,15 @@ class RecordKeeper:
     def __exit__(self, *exc: object) -> None:
         """Release the lease. A release that fails (the store went away) is logged, never raised: it would hide
         what the block ended with (a finished rotation, or the error that says where it stopped), and a lease
-        nobody releases still ends at its expiry."""
+        nobody releases still ends at its expiry.
+
+        An error that ends the block after this runner stalled past its lease (a refusal, exit 2 or 4, judged on what
+        it read once thawed: another runner may have finished or rolled back the rotation since, so the advice would
+        be wrong) is reported as what it is: LeaseLost, exit 3, nothing more changed."""
+        ended_on = exc[1] if len(exc) > 1 and isinstance(exc[1], BaseException) else None
+        stalled = None
+        if isinstance(ended_on, RotatorError) and not isinstance(ended_on, RotationInProgress) and self._lease:
+            stalled = self._clock.ran_out()
         guard, self._guard = self._guard, None
         if guard is not None:
             guard.close()
@@ -148,6 +156,12 @@ class RecordKeeper:
                 error,
                 extra={"fields": {"credential": self._credential, "fence": lease.fence}},
             )
+        if stalled:
+            raise LeaseLost(
+                f"{self._prefix()}{stalled} (fence {lease.fence}); it stopped on what it read since, which another "
+                "runner may have changed, so this one changes nothing more. `rotator status` shows where the "
+                "rotation is; `rotator resume` finishes it once no other runner holds the lease"
+            ) from ended_on
 
     @property
     def lease(self) -> Lease:
