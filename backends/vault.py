@@ -41,6 +41,7 @@ from backends.stages import StageLog
 from backends.vault_auth import VaultAuth, VaultSession
 from backends.vault_kv import KvMount, KvVersion
 from backends.vault_ledger import VaultDocument, VaultLedger
+from rotator.config_urls import url_problem
 from rotator.errors import (
     ConfigError,
     StoreConflict,
@@ -48,7 +49,6 @@ from rotator.errors import (
     StoreNotFound,
 )
 from rotator.model import Environment, Stage, StoredKey
-from rotator.plain_http import plain_http_problem
 
 __all__ = ["DEFAULT_MOUNT", "STATE_PREFIX", "VaultStore"]
 
@@ -317,12 +317,12 @@ class VaultStore(LedgerByDelegation):
 
 
 def _check_address(store: str, address: str, source: str, allow_insecure_http: object) -> None:
-    """Refuse an address the token must not travel to (`rotator.plain_http`): ConfigError naming where it came from
+    """Refuse an address the token must not travel to (`rotator.config_urls`): ConfigError naming where it came from
     (`url` or VAULT_ADDR) and the fix. `allow_insecure_http = true` lets a deployer choose plain http on a network
     they trust; an address that is not a URL is refused either way."""
     if not isinstance(allow_insecure_http, bool):
         raise ConfigError(f"store {store!r}: allow_insecure_http must be true or false")
-    problem = plain_http_problem(address, allow_plain_http=allow_insecure_http)
+    problem = url_problem(address.strip(), allow_plain_http=allow_insecure_http)
     if problem is None:
         return
     raise ConfigError(

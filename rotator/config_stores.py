@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from rotator.config_tables import Problems, Table, did_you_mean, list_names, named_tables, show
-from rotator.plain_http import plain_http_problem
+from rotator.config_urls import url_problem
 from rotator.reload_config import RELOAD_KEY, ReloadAction, parse_reload
 
 __all__ = [
@@ -203,7 +203,7 @@ def _vault_address_ok(table: Table, raw: Mapping[str, Any]) -> bool:
     url = raw.get("url")
     if url is None:
         return True
-    problem = plain_http_problem(url, allow_plain_http=allow) if isinstance(url, str) else "is not a string"
+    problem = url_problem(url.strip(), allow_plain_http=allow) if isinstance(url, str) else "is not a string"
     if problem is None:
         return True
     table.problem(

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import pytest
 
 from backends.vault import VaultStore
+from rotator.config_urls import is_loopback_host, url_problem
 from rotator.errors import ConfigError, StoreError
 from rotator.model import Stage
-from rotator.plain_http import is_loopback, plain_http_problem
 from tests.conftest import LeakGuard
 from tests.recording_http import RecordingHandler, RecordingServer, json_reply, redirecting_to
 
@@ -125,7 +125,7 @@ def test_a_redirect_within_the_same_address_is_still_followed() -> None:
     ],
 )
 def test_which_vault_addresses_the_store_accepts(url: str, refused: bool) -> None:
-    assert (plain_http_problem(url) is not None) is refused
+    assert (url_problem(url) is not None) is refused
     if refused:
         with pytest.raises(ConfigError, match="allow_insecure_http = true"):
             VaultStore("v", path="bluum/a", url=url, environ={})
@@ -139,5 +139,5 @@ def test_allow_insecure_http_is_the_deployers_choice_and_nothing_else() -> None:
         VaultStore("v", path="bluum/a", url="ftp://10.1.2.3", allow_insecure_http=True, environ={})
     with pytest.raises(ConfigError, match="true or false"):
         VaultStore("v", path="bluum/a", url="http://10.1.2.3:8200", allow_insecure_http="yes", environ={})  # type: ignore[arg-type]
-    assert is_loopback("127.0.0.2")
-    assert not is_loopback("localhost.example.net")
+    assert is_loopback_host("127.0.0.2")
+    assert not is_loopback_host("localhost.example.net")

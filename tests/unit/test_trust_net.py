@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from rotator.plain_http import is_loopback, plain_http_problem
+from rotator.config_urls import is_loopback_host, url_problem
 from rotator.shared_files import file_problem, folder_problem
 
 ME, OTHER, GROUP, OTHER_GROUP = 1000, 2000, 3000, 4000
@@ -77,12 +77,12 @@ def test_which_files_in_a_shared_folder_may_be_written(
     ],
 )
 def test_where_a_vault_token_may_travel(url: str, allowed: bool, problem: str | None) -> None:
-    found = plain_http_problem(url, allow_plain_http=allowed)
+    found = url_problem(url, allow_plain_http=allowed)
     assert found is None if problem is None else problem in str(found)
 
 
 def test_loopback_is_an_address_not_a_prefix() -> None:
-    assert is_loopback("127.0.0.1")
-    assert is_loopback("[::1]")
-    assert not is_loopback("localhost.example.net")
-    assert not is_loopback("0.0.0.0")
+    assert is_loopback_host("127.0.0.1")
+    assert is_loopback_host("[::1]")
+    assert not is_loopback_host("localhost.example.net")
+    assert not is_loopback_host("0.0.0.0")
