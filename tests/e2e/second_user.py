@@ -8,9 +8,11 @@ test_trust_state, test_trust_config), which wrote these once each.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +37,23 @@ def needs_second_user(why: str) -> None:
         pytest.skip(why)
     if shutil.which("setpriv") is None:
         pytest.skip("needs setpriv (util-linux) to act as a second local user")
+
+
+@functools.cache
+def _nobody_imports_the_rotator() -> bool:
+    done = subprocess.run([*SETPRIV, sys.executable, "-c", "import rotator"], capture_output=True, check=False)
+    return done.returncode == 0
+
+
+def needs_nobody_to_run_the_rotator() -> None:
+    """Skip unless nobody can run this checkout's rotator: a clone under a private folder (`mktemp -d` makes 0700)
+    cannot be read by another user, and then a test that runs `rotator` as nobody has nothing to test."""
+    needs_second_user("needs root to act as a second local user")
+    if not _nobody_imports_the_rotator():
+        pytest.skip(
+            f"nobody cannot import rotator with {sys.executable}: a folder above this checkout or its venv is private "
+            "(mktemp -d makes 0700); clone into a folder other users can read to run this test"
+        )
 
 
 def folder_nobody_can_reach(prefix: str, mode: int = 0o755) -> Iterator[Path]:

@@ -25,7 +25,7 @@ import pytest
 from rotator.errors import ExitCode
 from rotator.throttle import key_hash
 from tests.e2e.conftest import Workspace
-from tests.e2e.second_user import NOBODY, SETPRIV, folder_nobody_can_reach
+from tests.e2e.second_user import NOBODY, SETPRIV, folder_nobody_can_reach, needs_nobody_to_run_the_rotator
 from tests.e2e.test_review_scenarios import said
 from tests.recording_http import RecordingHandler, RecordingServer, json_reply, redirecting_to
 
@@ -137,6 +137,7 @@ def test_the_window_files_root_makes_are_shared_with_the_group(ws: Workspace, sh
         "import sys, time; from pathlib import Path; from rotator.shared_window import SharedWindow; "
         f"print(SharedWindow(Path({str(window)!r}), 0.05).admit(time.time(), 1000))"
     )
+    needs_nobody_to_run_the_rotator()
     shared = as_nobody(sys.executable, "-c", script)
     assert shared.returncode == 0, shared.stderr
     assert shared.stdout.strip() == "0.0", shared.stdout + shared.stderr  # None would mean "pacing alone"

@@ -35,7 +35,7 @@ from rotator.model import KeyPair
 from rotator.simulator import Simulator
 from tests.conftest import LeakGuard
 from tests.e2e.conftest import dotenv_text
-from tests.e2e.second_user import NOBODY, SETPRIV
+from tests.e2e.second_user import NOBODY, SETPRIV, needs_nobody_to_run_the_rotator
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("setpriv") is None,
@@ -119,6 +119,7 @@ verify_timeout = "5s"
         return proc
 
     def as_nobody(self, *args: str) -> subprocess.CompletedProcess[str]:
+        needs_nobody_to_run_the_rotator()
         return self.run(*args, as_nobody=True)
 
     def give_to_nobody(self, *paths: Path) -> None:
