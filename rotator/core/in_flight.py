@@ -23,11 +23,7 @@ only the standard library at import (the Lambda's cold start reads the AWS bound
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Final
-
-if TYPE_CHECKING:
-    from rotator.config.settings import BluumSettings
-    from rotator.config.stores import StoreConfig
+from typing import Any, Final, Protocol
 
 __all__ = [
     "AWS_DEFAULT_TIMEOUT",
@@ -47,6 +43,26 @@ AWS_MAX_ATTEMPTS: Final = 3
 """Attempts per boto3 call, the first included (standard mode: throttling and 5xx only, with jittered backoff)."""
 VAULT_DEFAULT_TIMEOUT: Final = 10.0
 """A Vault store's `timeout` when rotator.toml gives none (`backends.vault.store.VaultStore`)."""
+
+
+class BluumSettings(Protocol):
+    """What the figure reads of `rotator.config.settings.BluumSettings` (a protocol: core imports no config)."""
+
+    @property
+    def timeout(self) -> float: ...
+
+    @property
+    def retry_budget(self) -> float: ...
+
+
+class StoreConfig(Protocol):
+    """What the figure reads of `rotator.config.stores.StoreConfig` (a protocol: core imports no config)."""
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def options(self) -> Mapping[str, object]: ...
 
 
 def aws_client_bounds(timeout: float = AWS_DEFAULT_TIMEOUT) -> dict[str, Any]:
