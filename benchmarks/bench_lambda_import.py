@@ -14,7 +14,7 @@ import sys
 
 ROUNDS = 7
 CASES = {
-    "handler module (rotator.aws_lambda.entry)": "import rotator.aws_lambda.entry",
+    "handler module (rotator.aws_lambda)": "import rotator.aws_lambda",
     "what the first step loads (engine, AWS store, httpx, boto3)": (
         "import rotator.aws_lambda.entry, rotator.rotation.service, rotator.config.loader, backends.aws.store, boto3"
     ),

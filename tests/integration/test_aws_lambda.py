@@ -69,7 +69,7 @@ class Lambda:
         )["Role"]["Arn"]
         code = io.BytesIO()
         with zipfile.ZipFile(code, "w") as archive:
-            archive.writestr("rotator/aws_lambda/entry.py", "def handler(event, context): pass\n")
+            archive.writestr("rotator/aws_lambda/__init__.py", "def handler(event, context): pass\n")
         return str(
             lam.create_function(
                 FunctionName=f"rotator-{suffix}",
@@ -247,7 +247,7 @@ def test_a_missing_manager_variable_fails_the_first_step_with_a_message(
 
 def test_importing_the_handler_loads_no_engine_sdk_or_cli() -> None:
     """Cold start: the module itself needs only the standard library (httpx would pull click in when installed)."""
-    code = "import rotator.aws_lambda.entry, sys, json; print(json.dumps(sorted(sys.modules)))"
+    code = "import rotator.aws_lambda, sys, json; print(json.dumps(sorted(sys.modules)))"
     loaded = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     heavy = {"click", "httpx", "boto3", "botocore", "hvac", "requests", "schedule", "rotator.rotation.service"}
     assert heavy.isdisjoint(loaded), sorted(heavy.intersection(loaded))

@@ -156,7 +156,7 @@ def test_handler_imports_from_the_package_alone(builds: tuple[Path, Path], tmp_p
     code = (
         "import importlib.util, json, sys\n"
         "assert importlib.util.find_spec('click') is None, 'the venv leaks in'\n"
-        "from rotator.aws_lambda.entry import handler\n"
+        "from rotator.aws_lambda import handler\n"
         "assert callable(handler)\n"
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
     )
