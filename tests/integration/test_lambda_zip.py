@@ -25,6 +25,7 @@ pytestmark = pytest.mark.slow
 HANDLER_FILE = "rotator/aws_lambda/entry.py"
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath")
 CLI_MODULES = {
+    "rotator.cli",
     "rotator.cli.commands",
     "rotator.cli.demo",
     "rotator.__main__",
