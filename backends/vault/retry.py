@@ -7,7 +7,7 @@ safe because every Vault call the store makes is a read or a check-and-set write
 write back before sending it again (an answer that was lost may belong to a write Vault applied).
 
 Not transient, so never retried: a sealed server (someone sealed it on purpose; it does not unseal itself), 403
-(the policy or the token; the session's re-login after an expired login token is `vault_kv`'s), 404, 400 (a
+(the policy or the token; the session's re-login after an expired login token is `kv`'s), 404, 400 (a
 check-and-set mismatch is an answer, not a failure), TLS failures and redirects elsewhere. The Bluum client retries
 the same way (`rotator.bluum.client`), with the same library, so both waits read alike in the logs.
 """

@@ -4,7 +4,7 @@ The file is read once and validated completely into frozen objects before anythi
 store, so a typo can never surface half-way through a rotation. Validation collects every problem it
 finds and reports them together: whoever is fixing the file at 3 a.m. should not have to run the
 command once per mistake. Each problem names the file, the key (`credentials.trading.grace`), what is
-wrong and what to write instead. A string from the file is never echoed, only its key path (config_tables.show):
+wrong and what to write instead. A string from the file is never echoed, only its key path (tables.show):
 a secret pasted into the wrong place must not end up in a terminal, a log or a notification.
 
 Validation is written out by hand rather than with msgspec.convert: msgspec reports a table of tables as
@@ -12,11 +12,12 @@ Validation is written out by hand rather than with msgspec.convert: msgspec repo
 have to be rewritten with regular expressions to say what to do. Plain checks say it directly.
 
 This module finds and reads the file, hands each top-level table to its own module and assembles `Config`:
-- config_tables.py: the typed getters every table is read with, and the problems they record;
-- config_stores.py: `[stores.NAME]`; config_credentials.py and config_endpoints.py: `[credentials.NAME]`;
-- config_settings.py: `[bluum]`, `[history]`, `[fleet]`; notify_config.py: `[notifications.NAME]`, `[alerts]`;
-  config_ledger.py: `[ledger]` (the lease's length).
-Every name the rest of the project imports from `rotator.config.loader` is re-exported here.
+- tables.py: the typed getters every table is read with, and the problems they record;
+- stores.py: `[stores.NAME]`; credentials.py and endpoints.py: `[credentials.NAME]`;
+- settings.py: `[bluum]`, `[history]`, `[fleet]`; notifications.py: `[notifications.NAME]`, `[alerts]`;
+  ledger.py: `[ledger]` (the lease's length).
+Every name the rest of the project imports from here is importable from this module; the face `rotator.config`
+re-exports the ones callers imported from it before it became a package.
 
 Cross-checks done in those modules, so the engine can rely on them:
 - every store, also_deploy_to and manager reference resolves; a store holds exactly one credential;
@@ -188,10 +189,10 @@ class Config:
     source: str = DEFAULT_CONFIG_NAME
     """How messages name the file."""
     notifications: tuple[WebhookSettings | SnsSettings, ...] = ()
-    fleet: FleetSettings = FleetSettings()  # noqa: RUF009 - a frozen dataclass (config_settings.py)
+    fleet: FleetSettings = FleetSettings()  # noqa: RUF009 - a frozen dataclass (settings.py)
     _store_owners: Mapping[str, str] = field(init=False, repr=False, compare=False, default_factory=dict)
     alerts: AlertSettings = field(default_factory=AlertSettings)
-    ledger: LedgerSettings = LedgerSettings()  # noqa: RUF009 - a frozen dataclass (config_ledger.py)
+    ledger: LedgerSettings = LedgerSettings()  # noqa: RUF009 - a frozen dataclass (ledger.py)
 
     def credential(self, name: str) -> CredentialConfig:
         """The credential called `name`; ConfigError listing the known ones (and a near match) otherwise."""

@@ -174,7 +174,7 @@ def parse_events(table: Table, default: Sequence[str] = NOTIFICATION_EVENTS) -> 
         table.problem("events", "expected an array of event names", f'write events = ["alert", ...]; {choose}')
         return None
     wrong = [(index, event) for index, event in enumerate(events) if event not in NOTIFICATION_EVENTS]
-    for index, event in wrong:  # by position, never by text (see config_tables.show)
+    for index, event in wrong:  # by position, never by text (see tables.show)
         hint = did_you_mean(event, NOTIFICATION_EVENTS) if isinstance(event, str) else ""
         table.problem(f"events[{index}]", f"is not an event name{hint}", choose)
     return None if wrong else tuple(str(e) for e in events)

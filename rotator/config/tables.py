@@ -5,7 +5,7 @@ raises: it records "key.path: what is wrong. Fix: what to do." on the shared `Pr
 table's parser goes on to the next key. A string from the file is never echoed (`show` names its type and length):
 a secret pasted into the wrong place must not end up in a terminal, a log or a notification.
 
-Every table module uses these (config_settings, config_stores, config_credentials, notify_config, reload_config), so
+Every table module uses these (settings, stores, credentials, notifications, reloads), so
 a problem reads the same wherever it was found.
 """
 
