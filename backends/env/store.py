@@ -516,8 +516,7 @@ class EnvStore:
     def _open_lock_file(self) -> int:
         """The lock file, opened without following a link; one of another user's (who could hold or rewrite the
         lock), or one this user may not open, is refused with its owner and the fix (`rotator.core.state_files`); so is
-        a
-        link on the way to it that another user could have aimed (`DotenvTarget.check_beside`)."""
+        a link on the way to it that another user could have aimed (`DotenvTarget.check_beside`)."""
         self._target.check_beside(self._lock_path)
         try:
             fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, FILE_MODE)

@@ -196,8 +196,7 @@ class BluumClient:
         shared_budget_dir: Path | None = None,
     ) -> None:
         """`observers`: called after each attempt with a `ResponseInfo` (`rotator.bluum.traffic`); the list is read at
-        each
-        call, so the caller may add to it later (the Runtime shares one list with every client it builds).
+        each call, so the caller may add to it later (the Runtime shares one list with every client it builds).
         `shared_budget_dir`: pace each key pair with every rotator process on this host
         (`rotator.bluum.shared_window`)."""
         self._base_url = base_url.rstrip("/")

@@ -1,8 +1,7 @@
 """A rate window shared by every rotator process on one host that pays with the same Bluum key.
 
 Why: the throttle (`rotator.bluum.throttle`) paces each key pair for the threads of one process. A daemon rotating a
-fleet
-and an operator's emergency `rotator rotate` (or a cron `run-due`) on the same host spend the same tenant key's 25
+fleet and an operator's emergency `rotator rotate` (or a cron `run-due`) on the same host spend the same tenant key's 25
 requests a second without knowing of each other, and Bluum answers the overflow with 429 (Retry-After of a second or
 more, and an alert). With `[bluum] shared_budget_dir`, each key pair's window check counts the sends of every process
 that names the same folder: a small file per key pair, named by the SHA-256 of its API key, holding the wall-clock
@@ -15,9 +14,8 @@ next send rewrites it. Processes on other hosts are not seen: give each host its
 
 The folder is shared by users (a daemon's, root for an operator's emergency rotation), so a file in it is opened as
 `rotator.core.shared_files` says: never through a link, never a file someone else could have put there for us to
-truncate,
-and made group-writable (0660, the folder's group) so that every user of the group counts in the same window. A folder
-it makes is 2770 (setgid); a folder anyone may write is refused unless it is sticky.
+truncate, and made group-writable (0660, the folder's group) so that every user of the group counts in the same window.
+A folder it makes is 2770 (setgid); a folder anyone may write is refused unless it is sticky.
 """
 
 from __future__ import annotations

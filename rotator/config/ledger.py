@@ -6,8 +6,7 @@ a take-over happens in seconds. Whatever its length, a runner never sends a Bluu
 request's `timeout` plus the `retry_budget` of its retries) would outlive the lease, and a contender waits for the lease
 plus the longest request the runner may still have in flight (that Bluum call, or one store request with its timeouts:
 `rotator.core.in_flight`) before it takes over (`rotator.rotation.driver.RecordKeeper`): so the lease must be
-comfortably
-longer than that, and is refused otherwise.
+comfortably longer than that, and is refused otherwise.
 """
 
 from __future__ import annotations

@@ -78,8 +78,7 @@ class BluumSettings:
     """Requests per second per key pair that we allow ourselves (Bluum: 10 sandbox, 25 production)."""
     shared_budget_dir: Path | None = None
     """Where every rotator process on this host counts its sends per key pair (`rotator.bluum.shared_window`), so a
-    daemon
-    and a cron job or an operator's command share one key's budget; None: each process paces on its own."""
+    daemon and a cron job or an operator's command share one key's budget; None: each process paces on its own."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,8 +113,7 @@ def check_config_trusted(path: Path, *, euid: int | None = None) -> None:
 def trust_problems(path: Path, *, euid: int | None = None) -> tuple[list[str], list[str]]:
     """(problems, fixes) of the file at `path` and every folder on the way to it, as `judge` finds them: empty when
     only root and `euid` could change it. Also for the programs rotator.toml names (rotator/rotation/reload_check.py),
-    which
-    the rotator runs as its own user. A file that cannot be examined has no problems here (its use says why)."""
+    which the rotator runs as its own user. A file that cannot be examined has no problems here (its use says why)."""
     euid = os.geteuid() if euid is None else euid
     file, *folders = _places(path)
     try:

@@ -45,8 +45,8 @@ LEASE_TTL_SECONDS = 15 * 60
 """The default lease (`[ledger] lease_ttl`): it outlives one step with room to spare; waits renew it every third."""
 IN_FLIGHT_SECONDS = 40.0
 """With the defaults, the longest request a runner may still have in flight
-(`rotator.core.in_flight.longest_in_flight`):
-a whole Bluum call ([bluum] timeout 10s + retry_budget 30s), longer than one Vault or AWS request (20 s)."""
+(`rotator.core.in_flight.longest_in_flight`): a whole Bluum call ([bluum] timeout 10s + retry_budget 30s), longer than
+one Vault or AWS request (20 s)."""
 TAKEOVER_SECONDS = LEASE_TTL_SECONDS + IN_FLIGHT_SECONDS
 """With the defaults, how long after its last renewal another runner may take a lease over."""
 

@@ -1,8 +1,7 @@
 """The take-over wait covers store requests too, through the real CLI (issue 17): a store's `timeout` (Vault's, and
 now AWS's, which bounds the boto3 clients' connect and read timeouts) counts in the longest request a runner may
 still have in flight (`rotator.core.in_flight`). A lease shorter than two of them is bad input, and the ledger is told
-the
-lease plus the longest of them, so another runner takes over only once such a request has surely ended."""
+the lease plus the longest of them, so another runner takes over only once such a request has surely ended."""
 
 from __future__ import annotations
 

@@ -2,9 +2,8 @@
 
 botocore's defaults (60 s to connect, 60 s to answer, 5 attempts in standard mode) would let one Secrets Manager or
 DynamoDB request outlive the take-over wait (the lease plus the longest request in flight, `rotator.core.in_flight`).
-Each
-client the rotator makes now waits at most the store's `timeout` (10 s by default) to connect and again to answer, with
-3 attempts in all, and every attempt asks the lease guard before it is sent."""
+Each client the rotator makes now waits at most the store's `timeout` (10 s by default) to connect and again to answer,
+with 3 attempts in all, and every attempt asks the lease guard before it is sent."""
 
 from __future__ import annotations
 

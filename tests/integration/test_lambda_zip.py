@@ -35,8 +35,7 @@ CLI_MODULES = {
 }
 """Modules only the command line imports. They import click, prometheus_client (`rotator.ops.metrics`, for `run-due
 --metrics-textfile` and the daemon's `/metrics`) or schedule (`rotator.ops.daemon`), which the package leaves out:
-nothing
-the handler runs may import them."""
+nothing the handler runs may import them."""
 DEPENDENCIES = ("httpx", "httpcore", "h11", "anyio", "idna", "certifi", "tenacity", "dotenv", "hvac", "requests")
 
 

@@ -341,8 +341,7 @@ def build_world(grace: str, faults: list[str | None], propagation: float, tmp: P
 
 class FakeReloads:
     """Stands in for `rotator.rotation.reload_runner.run_action`: each call takes the next drawn answer (ok when none
-    are
-    left), and first checks what a reload hands applications: every target's CURRENT is a key Bluum accepts (I1),
+    are left), and first checks what a reload hands applications: every target's CURRENT is a key Bluum accepts (I1),
     the new key for a rotation, the old key back for a rollback."""
 
     def __init__(self, world: World, answers: list[bool]) -> None:

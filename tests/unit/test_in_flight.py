@@ -1,6 +1,5 @@
 """The longest request a runner may still have in flight (`rotator.core.in_flight`), and what uses it: the take-over
-wait
-the ledger is told, the lease's minimum in rotator.toml, the bounds of every boto3 client, and a renewal dated from
+wait the ledger is told, the lease's minimum in rotator.toml, the bounds of every boto3 client, and a renewal dated from
 when it was sent (issue 17: the take-over wait covers store requests too, not only a Bluum call)."""
 
 from __future__ import annotations
