@@ -108,7 +108,7 @@ class TestEnvStoreContract(StoreContract):
 
         def take_over(store: SecretStore, lease: Lease) -> None:
             assert isinstance(store, EnvStore)
-            fcntl.flock(store._held[lease.fence], fcntl.LOCK_UN)
+            fcntl.flock(store._ledger._held[lease.fence], fcntl.LOCK_UN)
 
         return take_over
 
