@@ -21,26 +21,39 @@ at write time would write the new key wherever that person pointed it. So:
 
 A deployer's symlink (a release folder's `.env` retargeted by each deploy) stays supported: it is followed when the
 rotation starts and pinned; only a change during the rotation is refused. The pure decisions (`unsafe_folder`,
-`describe`) take no I/O.
+`problems`, `changes`, `describe`) take no I/O and live in `backends.env.target_rules`; the calls on a folder
+descriptor (open without following links, the locked temporary copy, a leftover's removal) in
+`backends.env.folder_io`. This module observes, pins and writes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import json
 import logging
 import os
-import re
-import secrets
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
-from backends.env.links import LinkSeen, link_problems, resolve
+from backends.env import target_rules
+from backends.env.folder_io import (
+    create_temp,
+    file_owner,
+    fsync_dir,
+    is_mount_point,
+    open_no_follow,
+    read_all,
+    remove_leftover,
+    temp_name_pattern,
+    write_all,
+    write_in_place,
+)
+from backends.env.links import link_problems, resolve
+from backends.env.target_rules import PIN_VERSION, FileId, Observed, Pin, describe, unsafe_folder
 from rotator.core.atomicfile import ReplacedFile, keep_owner
 from rotator.core.errors import StoreCorrupt, StoreError, StoreUnavailable, TargetChanged, UnsafeTarget
 from rotator.core.faultpoints import inside
@@ -51,6 +64,7 @@ __all__ = [
     "REPLACE",
     "WRITE_MODES",
     "DotenvTarget",
+    "FileId",
     "Observed",
     "Pin",
     "describe",
@@ -63,136 +77,6 @@ log = logging.getLogger("rotator.store.env")
 REPLACE: Final = "replace"
 IN_PLACE: Final = "in_place"
 WRITE_MODES: Final = (REPLACE, IN_PLACE)
-PIN_VERSION: Final = 1
-_TEMP_ALPHABET: Final = "abcdefghijklmnopqrstuvwxyz0123456789_"
-_DIR_FLAGS: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_PATH_FLAGS: Final = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-def temp_name_pattern(name: str) -> re.Pattern[str]:
-    """The names our temporary copies of `name` get (the same as `tempfile.mkstemp` gave them before)."""
-    return re.compile(rf"\.{re.escape(name)}\.[A-Za-z0-9_]{{8}}\.tmp")
-
-
-# ----------------------------------------------------------------------------------------------- what is there
-
-
-@dataclass(frozen=True, slots=True)
-class FileId:
-    """A file's identity: device, inode, owner (and its link count and whether it is a mount point, for checks)."""
-
-    dev: int
-    ino: int
-    uid: int
-    nlink: int = 1
-    mount_point: bool = False
-    regular: bool = True
-    """False for a directory or a device where the file should be: the store's read names that problem."""
-
-
-@dataclass(frozen=True, slots=True)
-class Observed:
-    """The configured path as found now: the link (if it is one), what it resolves to, the folder, the file."""
-
-    path: str
-    link: str | None
-    """The symlink's text when the configured path itself is a symlink."""
-    resolved: str
-    folder: tuple[int, int]
-    """Device and inode of the folder holding the resolved file."""
-    folder_mode: int
-    folder_uid: int
-    link_folder: tuple[int, int, int] | None
-    """Mode, owner and sticky-relevant owner of the folder holding the symlink (when the path is one): (mode, uid,
-    link owner)."""
-    file: FileId | None
-    """None when there is no file yet (a first key)."""
-    links: tuple[LinkSeen, ...] = ()
-    """Every symlink met on the way to the file, for `link_problems`."""
-
-
-@dataclass(frozen=True, slots=True)
-class Pin:
-    """What a rotation saw when it started, and the inodes it wrote since (its own renames make new ones)."""
-
-    token: str
-    path: str
-    link: str | None
-    resolved: str
-    folder: tuple[int, int]
-    file: tuple[int, int] | None
-    """Device and owner of the file (None: no file yet)."""
-    inodes: tuple[int, ...] = ()
-    """The file's inode at the start and the inodes this rotation's writes gave it."""
-
-    def to_json(self) -> str:
-        data = asdict(self)
-        data["version"] = PIN_VERSION
-        return json.dumps(data, indent=2) + "\n"
-
-    @staticmethod
-    def from_dict(raw: dict[str, Any]) -> Pin:
-        file = raw.get("file")
-        return Pin(
-            token=str(raw["token"]),
-            path=str(raw["path"]),
-            link=None if raw.get("link") is None else str(raw["link"]),
-            resolved=str(raw["resolved"]),
-            folder=(int(raw["folder"][0]), int(raw["folder"][1])),
-            file=None if file is None else (int(file[0]), int(file[1])),
-            inodes=tuple(int(i) for i in raw.get("inodes", ())),
-        )
-
-
-def describe(observed: Observed | Pin) -> str:
-    """The target as a person reads it: what the path is, where it leads, which file (never its content)."""
-    if observed.link is not None:
-        where = f"a symlink to {observed.link!r} (resolving to {observed.resolved})"
-    elif observed.resolved != observed.path:
-        where = f"a path resolving to {observed.resolved}"
-    else:
-        where = "a file"
-    if isinstance(observed, Observed):
-        if observed.file is None:
-            return f"{where}, no file there"
-        return f"{where}, inode {observed.file.ino} on device {observed.file.dev}, owner uid {observed.file.uid}"
-    if observed.file is None:
-        return f"{where}, no file there"
-    inodes = "/".join(str(i) for i in observed.inodes)
-    return f"{where}, inode {inodes} on device {observed.file[0]}, owner uid {observed.file[1]}"
-
-
-def unsafe_folder(
-    folder: str, mode: int, owner: int, protected_owner: int | None, euid: int, protected_path: str | None = None
-) -> str | None:
-    """Why a folder is unsafe to write a secret's file in, or None. Pure.
-
-    Unsafe: its group or every user may write it (add, remove, rename names), unless the sticky bit keeps others from
-    replacing a name that our own user owns (`protected_owner`: the owner of the file or link that sits there).
-    """
-    writable = mode & (stat.S_IWGRP | stat.S_IWOTH)
-    if not writable:
-        return None
-    if mode & stat.S_ISVTX and protected_owner == euid:
-        return None
-    who = "every user" if mode & stat.S_IWOTH else "its group"
-    sticky = (
-        " (its sticky bit protects only files of their owner, and this one is not the rotator's)"
-        if (mode & stat.S_ISVTX)
-        else ""
-    )
-    also = ""
-    if mode & stat.S_ISVTX and protected_path is not None:
-        also = f", or give the file to the rotator's user (then the sticky bit protects it): `chown {euid} "
-        also += f"{protected_path}`"
-    return (
-        f"folder {folder} (mode {oct(stat.S_IMODE(mode))}, owner uid {owner}) can be written by {who}{sticky}, so "
-        f"another user could swap the file for a link to any file the rotator may write. Fix: "
-        f"`chmod go-w {folder}`{also}, or move the file to a folder only its owner can write"
-    )
-
-
-# ----------------------------------------------------------------------------------------------- the target
 
 
 class DotenvTarget:
@@ -283,7 +167,7 @@ class DotenvTarget:
             ino=st.st_ino,
             uid=st.st_uid,
             nlink=st.st_nlink,
-            mount_point=st.st_dev != folder.st_dev or _is_mount_point(resolved),
+            mount_point=st.st_dev != folder.st_dev or is_mount_point(resolved),
             regular=stat.S_ISREG(st.st_mode),
         )
 
@@ -318,37 +202,7 @@ class DotenvTarget:
 
     def problems(self, observed: Observed) -> list[str]:
         """Why the rotator must not write this target (empty: it may)."""
-        problems: list[str] = []
-        file_owner = observed.file.uid if observed.file is not None else None
-        folder = unsafe_folder(
-            os.path.dirname(observed.resolved),
-            observed.folder_mode,
-            observed.folder_uid,
-            file_owner,
-            self._euid,
-            observed.resolved if observed.file is not None else None,
-        )
-        if folder:
-            problems.append(folder)
-        # Every link on the way (the file's, a folder's, one a link leads through): one another user can change may
-        # not lead where that user could not write (a link planted before the start; the pin guards only changes).
-        problems.extend(link_problems(observed.links, observed.resolved, self._euid, observed.folder_uid))
-        file = observed.file
-        if file is not None and file.regular and not self.in_place:
-            if file.nlink > 1:
-                problems.append(
-                    f"{observed.resolved} has {file.nlink} names (hard links): replacing it would give this name a new "
-                    "file while the other names keep the old key, which the rotation then revokes. Fix: give each "
-                    'application its own file (a copy, or a symlink), or set `write_mode = "in_place"` on this '
-                    "store to rewrite the one file every name shows"
-                )
-            if file.mount_point:
-                problems.append(
-                    f"{observed.resolved} is a mount point (a single-file bind mount, as a container's volume makes): "
-                    'a rename cannot replace it. Fix: set `write_mode = "in_place"` on this store, or mount the folder '
-                    "instead of the file"
-                )
-        return problems
+        return target_rules.problems(observed, euid=self._euid, in_place=self.in_place)
 
     # ------------------------------------------------------------------------------------------- the pin
 
@@ -438,35 +292,8 @@ class DotenvTarget:
 
     @staticmethod
     def changes(pin: Pin, now: Observed, *, trusted_folder: bool) -> list[str]:
-        """What differs between the pin and the target now (empty: the same target). Pure.
-
-        A link retargeted, a path resolving elsewhere, a folder replaced: always a change. Another file under the
-        same name counts when its owner differs, or when the folder belongs to another user (who can rename any
-        file there over it, or plant one where there was none); in a folder only the rotator's user or root can
-        write (`trusted_folder`), a new inode is an editor's save, not an attack."""
-        found: list[str] = []
-        if pin.link != now.link:
-            before = f"a symlink to {pin.link!r}" if pin.link is not None else "not a symlink"
-            after = f"a symlink to {now.link!r}" if now.link is not None else "not a symlink"
-            found.append(f"the path was {before}, now it is {after}")
-        if pin.resolved != now.resolved:
-            found.append(f"it resolved to {pin.resolved}, now it resolves to {now.resolved}")
-        elif pin.folder != now.folder:
-            found.append(
-                f"its folder was inode {pin.folder[1]} on device {pin.folder[0]}, now it is inode {now.folder[1]} "
-                f"on device {now.folder[0]} (the folder was replaced)"
-            )
-        file = now.file
-        if pin.file is None and file is not None and not trusted_folder:
-            found.append(f"there was no file, now there is one (inode {file.ino}, owner uid {file.uid})")
-        # A file removed is no redirection: the store's own rule (readers saw a key there: do not recreate it) applies.
-        elif pin.file is not None and file is not None and not _same_file(pin, file, trusted_folder=trusted_folder):
-            was = "/".join(str(i) for i in pin.inodes)
-            found.append(
-                f"the file was inode {was} on device {pin.file[0]} owned by uid {pin.file[1]}, now it is inode "
-                f"{file.ino} on device {file.dev} owned by uid {file.uid} (another file was put in its place)"
-            )
-        return found
+        """What differs between the pin and the target now (`backends.env.target_rules.changes`). Pure."""
+        return target_rules.changes(pin, now, trusted_folder=trusted_folder)
 
     # ------------------------------------------------------------------------------------------- read, write
 
@@ -511,13 +338,13 @@ class DotenvTarget:
                         f"store {self._store!r}: {observed.resolved} was replaced while it was being written; nothing "
                         "was written to it. Find out who changed it, then run `rotator resume`"
                     )
-                old = _read_all(fd) if fd is not None else None
+                old = read_all(fd) if fd is not None else None
                 new = render(old)
                 if new is None:
                     return None
                 if self.in_place and fd is not None and current is not None:
                     with lock():
-                        _write_in_place(fd, new)
+                        write_in_place(fd, new)
                     mode = stat.S_IMODE(current.st_mode)
                     return ReplacedFile(previous_mode=mode, owner_kept=True, mode=mode, written=Path(observed.resolved))
                 return self._replace(dir_fd, name, new, current, pin, Path(observed.resolved))
@@ -530,12 +357,12 @@ class DotenvTarget:
     ) -> ReplacedFile:
         """Temporary file in the pinned folder (locked until renamed), fsync, pin updated, rename, folder fsync."""
         mode = stat.S_IMODE(previous.st_mode) if previous is not None else 0o600
-        temp = _create_temp(dir_fd, name)
+        temp = create_temp(dir_fd, name)
         temp_name, fd = temp
         try:
             os.fchmod(fd, mode)
             owner_kept = keep_owner(fd, previous)
-            _write_all(fd, data)
+            write_all(fd, data)
             os.fsync(fd)
             inside("dotenv.written")  # tests: a crash here leaves the temporary copy for the next run to remove
             if pin is not None:  # the rename gives the file this inode: ours, so the pin accepts it (and, should
@@ -560,7 +387,7 @@ class DotenvTarget:
             raise
         finally:
             os.close(fd)  # drops the lock: after the rename, or after the temporary file is gone
-        _fsync_dir(dir_fd)
+        fsync_dir(dir_fd)
         previous_mode = stat.S_IMODE(previous.st_mode) if previous is not None else None
         return ReplacedFile(previous_mode=previous_mode, owner_kept=owner_kept, mode=mode, written=written)
 
@@ -573,9 +400,9 @@ class DotenvTarget:
         removed: list[str] = []
         try:
             with self._folder(folder_path) as dir_fd:
-                owners = {self._euid, *_file_owner(dir_fd, name)}
+                owners = {self._euid, *file_owner(dir_fd, name)}
                 for entry in os.listdir(dir_fd):
-                    if pattern.fullmatch(entry) and self._remove_leftover(dir_fd, entry, owners):
+                    if pattern.fullmatch(entry) and remove_leftover(dir_fd, entry, owners):
                         removed.append(os.path.join(folder_path, entry))
         except OSError as exc:
             log.warning(
@@ -595,40 +422,13 @@ class DotenvTarget:
             )
         return removed
 
-    def _remove_leftover(self, dir_fd: int, entry: str, owners: set[int]) -> bool:
-        """Remove `entry` if it is a leftover of ours: a regular file that no writer holds locked, of our user or of
-        the dotenv file's owner (a write gives its copy the file's owner before the rename, so a crash leaves one of
-        theirs; removing a name of theirs in their folder takes nothing from them, and nobody else could put one
-        in a folder that is not theirs)."""
-        try:
-            st = os.stat(entry, dir_fd=dir_fd, follow_symlinks=False)
-            if not stat.S_ISREG(st.st_mode) or st.st_uid not in owners:
-                return False
-            fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
-        except OSError:
-            return False
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                return False  # a writer is working on it right now
-            again = os.stat(entry, dir_fd=dir_fd, follow_symlinks=False)
-            if (again.st_dev, again.st_ino) != (os.fstat(fd).st_dev, os.fstat(fd).st_ino):
-                return False
-            os.unlink(entry, dir_fd=dir_fd)
-            return True
-        except OSError:
-            return False
-        finally:
-            os.close(fd)
-
     # ------------------------------------------------------------------------------------------- helpers
 
     @contextlib.contextmanager
     def _folder(self, folder: str) -> Iterator[int]:
         """`folder` opened component by component without following any symlink (the path is a resolved one)."""
         try:
-            fd = _open_no_follow(folder)
+            fd = open_no_follow(folder)
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise TargetChanged(
@@ -643,102 +443,3 @@ class DotenvTarget:
 
     def _unavailable(self, action: str, path: str, exc: OSError) -> StoreUnavailable:
         return StoreUnavailable(f"{action} {path} failed: {exc.strerror or type(exc).__name__}", store=self._store)
-
-
-def _file_owner(dir_fd: int, name: str) -> tuple[int, ...]:
-    """The owner of the regular file `name` in the folder, if there is one."""
-    try:
-        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except OSError:
-        return ()
-    return (st.st_uid,) if stat.S_ISREG(st.st_mode) else ()
-
-
-def _same_file(pin: Pin, file: FileId, *, trusted_folder: bool) -> bool:
-    """The file the pin saw (or one this rotation wrote there): same device and owner, and (unless the folder is
-    trusted) an inode it knows."""
-    return pin.file is not None and (file.dev, file.uid) == pin.file and (trusted_folder or file.ino in pin.inodes)
-
-
-def _open_no_follow(folder: str) -> int:
-    """An fd of the absolute `folder`, every component opened with O_NOFOLLOW relative to the one before."""
-    parts = [part for part in folder.split("/") if part]
-    fd = os.open("/", _PATH_FLAGS if parts else _DIR_FLAGS)
-    try:
-        for index, part in enumerate(parts):
-            last = index == len(parts) - 1
-            child = os.open(part, _DIR_FLAGS if last else _PATH_FLAGS, dir_fd=fd)
-            os.close(fd)
-            fd = child
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _is_mount_point(path: str) -> bool:
-    """True when `path` is a mount point (/proc/self/mountinfo): a single-file bind mount shows there."""
-    if not path:
-        return False
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                fields = line.split()
-                if len(fields) > 4 and _unescape(fields[4]) == path:
-                    return True
-    except OSError:
-        return False
-    return False
-
-
-def _unescape(field: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-def _create_temp(dir_fd: int, name: str) -> tuple[str, int]:
-    """A new temporary file beside `name` (O_EXCL, never through a link), locked until its writer is done."""
-    for _ in range(100):
-        temp_name = f".{name}.{''.join(secrets.choice(_TEMP_ALPHABET) for _ in range(8))}.tmp"
-        try:
-            fd = os.open(
-                temp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd
-            )
-        except FileExistsError:
-            continue
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        return temp_name, fd
-    raise FileExistsError(errno.EEXIST, "no free temporary file name")
-
-
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    offset = 0
-    while chunk := os.pread(fd, 1 << 16, offset):
-        chunks.append(chunk)
-        offset += len(chunk)
-    return b"".join(chunks)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _write_in_place(fd: int, data: bytes) -> None:
-    """Same inode: write from the start, cut what is left of the old text, fsync. A reader at that very moment may
-    see a mix (that is what in-place costs); the new text is never shorter than needed first."""
-    offset = 0
-    view = memoryview(data)
-    while offset < len(data):
-        offset += os.pwrite(fd, view[offset:], offset)
-    os.ftruncate(fd, len(data))
-    os.fsync(fd)
-
-
-def _fsync_dir(dir_fd: int) -> None:
-    try:
-        os.fsync(dir_fd)
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
-            raise
