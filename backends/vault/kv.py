@@ -110,40 +110,10 @@ class KvMount:
 
         sent: list[bool] = []
         """One entry per failed attempt that may have been applied: then a give-up cannot say "not written"."""
-
-        def attempt() -> int:
-            try:
-                return self._call_once(action, path, call)
-            except StoreError as exc:
-                conflict = isinstance(exc, StoreConflict) and CAS_MISMATCH in str(exc)
-                if not conflict and not is_transient(exc):
-                    raise
-                if may_have_applied(exc):
-                    sent.append(True)
-                try:
-                    landed = self._landed(path, wanted, cas, action=action)
-                except StoreError as unread:
-                    raise _ReadBackFailed(unread) from exc  # what cannot be read cannot be written: no more attempts
-                if landed:
-                    log.info(
-                        "%s %s: found the write applied (version %d) after a lost answer or a conflict",
-                        action,
-                        path,
-                        cas + 1,
-                    )
-                    return cas + 1
-                if landed is None:
-                    raise WriteOutcomeUnknown(
-                        f"{action} {self.where(path)}: the write's answer was lost, and version {cas + 1} can no "
-                        "longer be read (the mount keeps too few versions), so whether it was applied before a "
-                        "later write cannot be told. Nothing more was done. Run `rotator status`, then `rotator "
-                        "resume`",
-                        store=self._store,
-                    ) from exc
-                raise  # not applied: a transient failure is tried again; a conflict is someone else's write
-
         try:
-            return self._retry.run(f"{action} {self.where(path)}", attempt)
+            return self._retry.run(
+                f"{action} {self.where(path)}", lambda: self._write_once(path, wanted, cas, action, call, sent)
+            )
         except (StoreError, _ReadBackFailed) as failure:
             exc = failure.error if isinstance(failure, _ReadBackFailed) else failure
             if not sent or not is_transient(exc):
@@ -157,6 +127,44 @@ class KvMount:
                 "runner's lease at once; elsewhere the lease ends at its expiry)",
                 store=self._store,
             ) from exc
+
+    def _write_once(
+        self,
+        path: str,
+        wanted: dict[str, Any],
+        cas: int,
+        action: str,
+        call: Callable[[hvac.Client], int],
+        sent: list[bool],
+    ) -> int:
+        """One attempt of `write`; after a failure that may have been applied (or a conflict), the version it would
+        have made is read back: the write's own data there is success, anything else the failure itself (a
+        transient one is tried again by the caller's retries; a conflict is someone else's write)."""
+        try:
+            return self._call_once(action, path, call)
+        except StoreError as exc:
+            conflict = isinstance(exc, StoreConflict) and CAS_MISMATCH in str(exc)
+            if not conflict and not is_transient(exc):
+                raise
+            if may_have_applied(exc):
+                sent.append(True)
+            try:
+                landed = self._landed(path, wanted, cas, action=action)
+            except StoreError as unread:
+                raise _ReadBackFailed(unread) from exc  # what cannot be read cannot be written: no more attempts
+            if landed:
+                found = "%s %s: found the write applied (version %d) after a lost answer or a conflict"
+                log.info(found, action, path, cas + 1)
+                return cas + 1
+            if landed is None:
+                raise WriteOutcomeUnknown(
+                    f"{action} {self.where(path)}: the write's answer was lost, and version {cas + 1} can no "
+                    "longer be read (the mount keeps too few versions), so whether it was applied before a "
+                    "later write cannot be told. Nothing more was done. Run `rotator status`, then `rotator "
+                    "resume`",
+                    store=self._store,
+                ) from exc
+            raise
 
     def _landed(self, path: str, wanted: dict[str, Any], cas: int, *, action: str) -> bool | None:
         """Whether version `cas + 1` at `path` holds exactly `wanted` (None: that version is gone, and later ones

@@ -29,7 +29,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Final
+from typing import Final, Unpack
 
 import hvac
 
@@ -38,7 +38,7 @@ from backends.key_fields import FieldMap
 from backends.ledger import LedgerByDelegation
 from backends.projected import Projected
 from backends.stages import StageLog
-from backends.vault.auth import VaultAuth, VaultSession
+from backends.vault.connection import ConnectionOptions, connect, namespace_of
 from backends.vault.kv import KvMount, KvVersion
 from backends.vault.ledger import VaultDocument, VaultLedger
 from rotator.core.errors import (
@@ -48,7 +48,6 @@ from rotator.core.errors import (
     StoreNotFound,
 )
 from rotator.core.model import Environment, Stage, StoredKey
-from rotator.core.urls import url_problem
 
 __all__ = ["DEFAULT_MOUNT", "STATE_PREFIX", "VaultStore"]
 
@@ -64,9 +63,10 @@ _SHOW_ATTEMPTS: Final = 3
 class VaultStore(LedgerByDelegation):
     """One credential at a KV v2 path applications read, with its stages and lease in a document beside it.
 
-    Options mirror the store's table in rotator.toml; `client`, `environ`, `clock` and `monotonic` are for embedding
-    and tests (an hvac client already logged in, the environment to read VAULT_* from, the wall clock the lease is
-    measured on, the clock that times token renewal).
+    Options mirror the store's table in rotator.toml; those that say how to reach Vault (`url`, `namespace`,
+    `ca_cert`, `timeout`, the login's, `allow_insecure_http`) are `backends.vault.connection.ConnectionOptions`.
+    `client`, `environ`, `clock` and `monotonic` are for embedding and tests (an hvac client already logged in, the
+    environment to read VAULT_* from, the wall clock the lease is measured on, the clock that times token renewal).
     """
 
     _ledger: VaultLedger
@@ -78,77 +78,25 @@ class VaultStore(LedgerByDelegation):
         path: str,
         mount: str = DEFAULT_MOUNT,
         state_path: str | None = None,
-        url: str | None = None,
-        namespace: str | None = None,
-        ca_cert: str | None = None,
-        timeout: float = 10.0,
-        auth: str | None = None,
-        auth_mount: str | None = None,
-        role: str | None = None,
-        token_file: str | None = None,
-        role_id_file: str | None = None,
-        secret_id_file: str | None = None,
-        jwt_file: str | None = None,
-        aws_region: str | None = None,
-        aws_header_value: str | None = None,
         fields: Sequence[str] = (),
         field_names: Mapping[str, str] | None = None,
         environment: Environment | None = None,
         base_url: str | None = None,
-        allow_insecure_http: bool = False,
         client: hvac.Client | None = None,
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        **connection: Unpack[ConnectionOptions],
     ) -> None:
         environ = os.environ if environ is None else environ
         self.name = name
-        self._path = _checked_path(name, "path", path)
-        self._state_path = _checked_path(name, "state_path", state_path or STATE_PREFIX + self._path)
-        if self._state_path == self._path:
-            raise ConfigError(
-                f"store {name!r}: state_path must differ from path: applications read every version written at "
-                "path, so PENDING and PREVIOUS cannot live there. Remove state_path to use the default"
-            )
+        self._path, self._state_path = _checked_paths(name, path, state_path)
         mount = _checked_path(name, "mount", mount)
         self._fields = FieldMap(
             name, fields=fields, field_names=field_names, environment=environment, base_url=base_url
         )
-        address = url or environ.get("VAULT_ADDR", "")
-        if client is None and not address:
-            raise ConfigError(
-                f"store {name!r}: no Vault address: set `url` in the store's table, or the VAULT_ADDR environment "
-                'variable (e.g. url = "https://vault.example.com:8200")'
-            )
-        if address:
-            _check_address(name, address, "url" if url else "VAULT_ADDR", allow_insecure_http)
-        self._namespace = namespace or environ.get("VAULT_NAMESPACE") or None
-        options = {
-            "auth": auth,
-            "auth_mount": auth_mount,
-            "role": role,
-            "token_file": token_file,
-            "role_id_file": role_id_file,
-            "secret_id_file": secret_id_file,
-            "jwt_file": jwt_file,
-            "aws_region": aws_region,
-            "aws_header_value": aws_header_value,
-        }
-        try:
-            seconds = float(timeout)
-        except (TypeError, ValueError):
-            raise ConfigError(f"store {name!r}: timeout must be a number of seconds, e.g. timeout = 10") from None
-        self._session = VaultSession(
-            store=name,
-            url=address or str(getattr(client, "url", "")),
-            auth=VaultAuth.from_options(name, options),
-            namespace=self._namespace,
-            ca_cert=ca_cert or environ.get("VAULT_CACERT") or None,
-            timeout=seconds,
-            environ=environ,
-            client=client,
-            monotonic=monotonic,
-        )
+        self._namespace = namespace_of(connection, environ)
+        self._session = connect(name, connection, environ=environ, client=client, monotonic=monotonic)
         self._kv = KvMount(self._session, mount, store=name)
         self._projected = Projected(self, StageLog(log, name, self.describe()))
         self._ledger = VaultLedger(
@@ -316,19 +264,16 @@ class VaultStore(LedgerByDelegation):
     # ----------------------------------------------------------------------------------------------- internals
 
 
-def _check_address(store: str, address: str, source: str, allow_insecure_http: object) -> None:
-    """Refuse an address the token must not travel to (`rotator.core.urls`): ConfigError naming where it came from
-    (`url` or VAULT_ADDR) and the fix. `allow_insecure_http = true` lets a deployer choose plain http on a network
-    they trust; an address that is not a URL is refused either way."""
-    if not isinstance(allow_insecure_http, bool):
-        raise ConfigError(f"store {store!r}: allow_insecure_http must be true or false")
-    problem = url_problem(address.strip(), allow_plain_http=allow_insecure_http)
-    if problem is None:
-        return
-    raise ConfigError(
-        f"store {store!r}: {source} {problem}. Fix: use https:// (with `ca_cert` for a private CA), a loopback "
-        "address, or, if this network is trusted, set allow_insecure_http = true in the store's table"
-    )
+def _checked_paths(store: str, path: str, state_path: str | None) -> tuple[str, str]:
+    """`path` and `state_path` (by default `bluum-rotator/<path>`), checked: two Vault paths, never the same."""
+    checked = _checked_path(store, "path", path)
+    state = _checked_path(store, "state_path", state_path or STATE_PREFIX + checked)
+    if state == checked:
+        raise ConfigError(
+            f"store {store!r}: state_path must differ from path: applications read every version written at "
+            "path, so PENDING and PREVIOUS cannot live there. Remove state_path to use the default"
+        )
+    return checked, state
 
 
 def _checked_path(store: str, option: str, value: object) -> str:
