@@ -96,6 +96,16 @@ class KvMount:
         write whose answer was lost (or that met a conflict) is read back first: finding exactly `data` at version
         `cas + 1` means it was applied, and it is not sent again.
         """
+        return self._write(path, data, cas=cas, action=action, read_back_conflict=True)
+
+    def write_seen(self, path: str, data: dict[str, Any], *, cas: int, action: str) -> int:
+        """`write`, on a version the caller saw earlier and did not read again, and to which it wrote nothing whose
+        outcome it does not know: a conflict met before any attempt may have been applied is then someone else's
+        write, reported (StoreConflict) without reading back a version that cannot be the caller's; the caller
+        decides again on what it reads there now."""
+        return self._write(path, data, cas=cas, action=action, read_back_conflict=False)
+
+    def _write(self, path: str, data: dict[str, Any], *, cas: int, action: str, read_back_conflict: bool) -> int:
         wanted = json.loads(json.dumps(data))  # as Vault will give it back
 
         from rotator.core.lease_clock import before_request  # here: its import line stays clear of the store's own
@@ -112,7 +122,8 @@ class KvMount:
         """One entry per failed attempt that may have been applied: then a give-up cannot say "not written"."""
         try:
             return self._retry.run(
-                f"{action} {self.where(path)}", lambda: self._write_once(path, wanted, cas, action, call, sent)
+                f"{action} {self.where(path)}",
+                lambda: self._write_once(path, wanted, cas, action, call, sent, read_back_conflict),
             )
         except (StoreError, _ReadBackFailed) as failure:
             exc = failure.error if isinstance(failure, _ReadBackFailed) else failure
@@ -136,6 +147,7 @@ class KvMount:
         action: str,
         call: Callable[[hvac.Client], int],
         sent: list[bool],
+        read_back_conflict: bool,
     ) -> int:
         """One attempt of `write`; after a failure that may have been applied (or a conflict), the version it would
         have made is read back: the write's own data there is success, anything else the failure itself (a
@@ -143,7 +155,9 @@ class KvMount:
         try:
             return self._call_once(action, path, call)
         except StoreError as exc:
-            conflict = isinstance(exc, StoreConflict) and CAS_MISMATCH in str(exc)
+            conflict = (
+                isinstance(exc, StoreConflict) and CAS_MISMATCH in str(exc) and (read_back_conflict or bool(sent))
+            )
             if not conflict and not is_transient(exc):
                 raise
             if may_have_applied(exc):

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from backends.holder import HandleLeases, HeldLease, HolderProcess, contend, refuse_write, this_process
 from backends.ledger import Lease, VersionedRecord
@@ -26,6 +26,8 @@ from rotator.core.errors import LeaseLost, RotationInProgress, StoreConflict, St
 __all__ = ["VaultDocument", "VaultLedger"]
 
 log = logging.getLogger("rotator.store.vault")
+
+T = TypeVar("T")
 
 DOCUMENT_FIX: Final = (
     "undelete its latest version if it was deleted (`bao kv undelete`), or, if no rotation is under way, delete it "
@@ -85,6 +87,9 @@ class VaultLedger:
         self._describe = describe
         self._clock = clock
         self._held = HandleLeases()
+        self._seen: VaultDocument | None = None
+        """The stage document as this handle last read or wrote it: what a record write, a lease taken or a release
+        tries first, without reading it again (`_on_seen`)."""
 
     @property
     def state_where(self) -> str:
@@ -97,9 +102,11 @@ class VaultLedger:
 
     def load_document(self) -> VaultDocument:
         """The stage document at `state_path` (an empty one when nothing is there yet)."""
+        self._seen = None
         latest = self._kv.read(self._state_path, action="reading the rotation state at")
         if latest.version == 0:
-            return VaultDocument()
+            self._seen = VaultDocument()
+            return self._seen
         if latest.data is None:
             raise StoreCorrupt(
                 f"{self.state_where}: its latest version ({latest.version}) is deleted, so the rotation state is "
@@ -116,7 +123,7 @@ class VaultLedger:
                 store=self.name,
             )
         document = DocumentReader(self.state_where, self.name, DOCUMENT_FIX).parse(latest.data)
-        return VaultDocument(
+        self._seen = VaultDocument(
             current=document.current,
             pending=document.pending,
             previous=document.previous,
@@ -126,6 +133,7 @@ class VaultLedger:
             kv_version=latest.version,
             lease=self._lease_of(latest.data.get("lease")),
         )
+        return self._seen
 
     def save_document(self, document: VaultDocument) -> None:
         """Write the document if it is still at the version read and no later lease than this handle's was taken."""
@@ -143,37 +151,51 @@ class VaultLedger:
             json.dumps(record)
         except (TypeError, ValueError) as exc:
             raise StoreError(f"the rotation record is not JSON-serializable: {exc}", store=self.name) from exc
-        document = self.load_document()
-        self._refuse_unless_held(document.lease, lease, what="the rotation record was not written")
-        if document.record_version != version:
-            raise StoreConflict(
-                f"the rotation record at {self.state_where} changed since it was read (version "
-                f"{document.record_version}, not {version}); nothing was written",
-                store=self.name,
-            )
-        try:
-            self._write_document(
-                replace(document, record=record, record_version=version + 1), action="writing the rotation record to"
-            )
-        except StoreConflict:
-            self._refuse_unless_held(self.load_document().lease, lease, what="the rotation record was not written")
-            raise
-        return version + 1
+        what = "the rotation record was not written"
+
+        def attempt(document: VaultDocument, fresh: bool) -> int:
+            self._refuse_unless_held(document.lease, lease, what=what)
+            if document.record_version != version:
+                raise StoreConflict(
+                    f"the rotation record at {self.state_where} changed since it was read (version "
+                    f"{document.record_version}, not {version}); nothing was written",
+                    store=self.name,
+                )
+            try:
+                written = replace(document, record=record, record_version=version + 1)
+                self._write_document(written, action="writing the rotation record to", seen=not fresh)
+            except StoreConflict:
+                if fresh:
+                    self._refuse_unless_held(self.load_document().lease, lease, what=what)
+                raise
+            return version + 1
+
+        return self._on_seen(attempt)
 
     def acquire(self, owner: str, ttl_seconds: float) -> Lease:
         """A lease with the next fencing number, written by check-and-set; RotationInProgress while one is held."""
-        document = self.load_document()
-        held, now = document.lease, self._clock()
-        found = HeldLease(held.fence, held.owner, held.expires_at, held.holder)
-        lease = contend(found, owner=owner, ttl_seconds=ttl_seconds, now=now, where=self.state_where, store=self.name)
-        taken = LeaseState(lease.fence, owner, lease.expires_at, ttl_seconds, this_process())
-        try:
-            self._write_document(replace(document, lease=taken), action="taking the rotation lease at")
-        except StoreConflict as exc:
-            raise RotationInProgress(
-                f"another runner changed the rotation state at {self.state_where} at the same moment (it is probably "
-                "taking the lease); nothing was changed. Wait for it, or run the command again"
-            ) from exc
+
+        def attempt(document: VaultDocument, fresh: bool) -> Lease:
+            held, now = document.lease, self._clock()
+            found = HeldLease(held.fence, held.owner, held.expires_at, held.holder)
+            lease = contend(
+                found, owner=owner, ttl_seconds=ttl_seconds, now=now, where=self.state_where, store=self.name
+            )
+            taken = LeaseState(lease.fence, owner, lease.expires_at, ttl_seconds, this_process())
+            try:
+                self._write_document(
+                    replace(document, lease=taken), action="taking the rotation lease at", seen=not fresh
+                )
+            except StoreConflict as exc:
+                if not fresh:
+                    raise
+                raise RotationInProgress(
+                    f"another runner changed the rotation state at {self.state_where} at the same moment (it is "
+                    "probably taking the lease); nothing was changed. Wait for it, or run the command again"
+                ) from exc
+            return lease
+
+        lease = self._on_seen(attempt)
         self._held.add(lease.fence)
         log.debug("took the rotation lease at %s for %s (fence %d)", self.state_where, owner, lease.fence)
         return lease
@@ -206,6 +228,14 @@ class VaultLedger:
     def release(self, lease: Lease) -> None:
         """Give the lease up (the fencing number stays); a lease taken over in the meantime is left to its holder."""
         self._held.discard(lease.fence)
+        seen = self._seen
+        if seen is not None and seen.lease.fence == lease.fence and seen.lease.owner is not None:
+            try:  # the document as this handle last saw it, still holding the lease: one write, no read
+                released = replace(seen, lease=LeaseState(lease.fence))
+                self._write_document(released, action="releasing the lease at", seen=True)
+                return
+            except StoreConflict:
+                pass  # written since: decided below on what is there now
         document = self.load_document()
         held = document.lease
         if held.fence != lease.fence:
@@ -229,11 +259,31 @@ class VaultLedger:
                 extra={"fields": {"store": self.name}},
             )
 
-    def _write_document(self, document: VaultDocument, *, action: str) -> None:
+    def _write_document(self, document: VaultDocument, *, action: str, seen: bool = False) -> None:
+        """Check-and-set write of `document` at the version it was read at. `seen`: built on the document as this
+        handle saw it last, not read again; a refusal of its version is then a plain conflict (this handle has no
+        write of its own there to read back: one whose outcome is unknown clears what it saw)."""
         data = document.to_dict()
         data["lease"] = document.lease.to_json()
         data["path"] = self._owner_path
-        self._kv.write(self._state_path, data, cas=document.kv_version, action=action)
+        self._seen = None
+        write = self._kv.write_seen if seen else self._kv.write
+        version = write(self._state_path, data, cas=document.kv_version, action=action)
+        self._seen = replace(document, kv_version=version)
+
+    def _on_seen(self, attempt: Callable[[VaultDocument, bool], T]) -> T:
+        """`attempt` (its checks, then one check-and-set write) on the document this handle saw last, not read again;
+        when a check or the write is refused there, `attempt` once more on the document read now (`fresh`), which is
+        all it ever did before. The version is what makes the first try safe: a check-and-set write naming the
+        version seen is applied only while nobody wrote since, so only when what was seen is what is there; every
+        check is then the check a fresh read would have made, and a refusal is decided again on what is there."""
+        seen = self._seen
+        if seen is not None:
+            try:
+                return attempt(seen, False)
+            except (StoreConflict, RotationInProgress):  # LeaseLost too: refused on what was seen; look again
+                pass
+        return attempt(self.load_document(), True)
 
     def refuse_if_fenced_out(self, stored: LeaseState) -> None:
         """A handle that took a lease writes nothing once a later one was taken (a stale runner's stage move)."""
