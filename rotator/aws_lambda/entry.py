@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Final
 from rotator.aws_lambda.config import SECRETS_VARIABLE, LambdaConfigError, ManagedSecret, toml_string
 
 if TYPE_CHECKING:
+    from backends.base import SecretStore
     from rotator.ops.app import App
     from rotator.rotation.driver import Outcome
     from rotator.rotation.service import RotationService
@@ -225,7 +226,6 @@ def _service(secret: ManagedSecret) -> App:
     The secret's own JSON only has to agree with it (`check_secret_json`); the manager secret's base URL, which its
     JSON gives, must be a host Bluum documents or the deployer named. Every value goes into the TOML text through
     `toml_string`, so none can end its string or add a line (another issue builds this configuration as data)."""
-    from backends.aws.store import AwsStore
     from rotator.aws_lambda.config import ENVIRONMENTS, allowed_hosts, check_base_url, check_secret_json
     from rotator.config.loader import parse_config
     from rotator.ops.app import assemble
@@ -286,13 +286,19 @@ rate_limit_sandbox = {_share_of(10.0, share)!r}
 rate_limit_production = {_share_of(25.0, share)!r}
 """
     config = parse_config(text, base_dir=_tmp(), store_types=("aws",))
-    clients = {"secretsmanager": _client("secretsmanager"), "dynamodb": _client("dynamodb")}
+    return assemble(config, stores=_stores(secret, manager, table))
+
+
+def _stores(secret: ManagedSecret, manager: str, table: str) -> dict[str, SecretStore]:
+    """The managed secret's store and the manager's, on the function instance's boto3 clients (made once)."""
+    from backends.aws.store import AwsStore
     from rotator.core.model import Environment
 
-    stores = {
+    clients = {"secretsmanager": _client("secretsmanager"), "dynamodb": _client("dynamodb")}
+    return {
         MANAGED: AwsStore(
             MANAGED,
-            secret_id=arn,
+            secret_id=secret.arn,
             ledger_table=table,
             # Every new version says what the deployer configured, whatever fields the current one had.
             fields=("key_id", "environment", "base_url"),
@@ -302,7 +308,6 @@ rate_limit_production = {_share_of(25.0, share)!r}
         ),
         MANAGER: AwsStore(MANAGER, secret_id=manager, ledger_table=table, **clients),
     }
-    return assemble(config, stores=stores)
 
 
 def _share_of(limit: float, instances: int) -> float:
