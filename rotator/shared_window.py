@@ -5,7 +5,8 @@ and an operator's emergency `rotator rotate` (or a cron `run-due`) on the same h
 requests a second without knowing of each other, and Bluum answers the overflow with 429 (Retry-After of a second or
 more, and an alert). With `[bluum] shared_budget_dir`, each key pair's window check counts the sends of every process
 that names the same folder: a small file per key pair, named by the SHA-256 of its API key, holding the wall-clock
-times of the last second's sends, read and rewritten under an exclusive `flock`.
+times of the last second's sends, read and rewritten under an exclusive `flock`. A send is first counted when it
+leaves and then, once answered, at its answer's time (`SharedWindow.answered`; why: `rotator.throttle`).
 
 Wall-clock time, since monotonic clocks are per process. A clock stepped back leaves times "in the future": they are
 dropped (not waited for) and a wait is never longer than the window itself, so a clock jump costs at most one
@@ -25,7 +26,7 @@ import fcntl
 import logging
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rotator.errors import ConfigError
@@ -60,6 +61,28 @@ class SharedWindow:
         someone else put there: `rotator.shared_files`): the caller paces this process on its own then, rather than
         fail a rotation over its pacing; the problem is logged once."""
         span = 1.0 + self.guard
+
+        def count(sent: list[float]) -> tuple[float, list[float] | None]:
+            sent = sorted(t for t in sent if now - span < t <= now + 0.001)
+            wait = window_wait(sent, now, limit, span)
+            return (wait, None) if wait else (0.0, [*sent, now])
+
+        return self._update(count)
+
+    def answered(self, sent: float, now: float) -> None:
+        """The send counted at `sent` got its answer at `now` (wall clock): count it at `now` from here on, the
+        latest it can have arrived (`rotator.throttle`). A file that cannot be used is left alone, as in `admit`."""
+
+        def move(times: list[float]) -> tuple[float, list[float] | None]:
+            mark = f"{sent:.6f}"
+            left = [t for t in times if f"{t:.6f}" != mark]
+            left += [t for t in times if f"{t:.6f}" == mark][1:]  # a twin counted at the same microsecond stays
+            return 0.0, sorted([*left, max(now, sent)])
+
+        self._update(move)
+
+    def _update(self, change: Callable[[list[float]], tuple[float, list[float] | None]]) -> float | None:
+        """Read the times under the file's lock, and write what `change` makes of them (None: leave the file)."""
         try:
             fd = open_shared(self.path)
         except (OSError, SharedFileRefused) as exc:
@@ -67,16 +90,13 @@ class SharedWindow:
             return None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            sent = sorted(t for t in self._read(fd) if now - span < t <= now + 0.001)
-            wait = window_wait(sent, now, limit, span)
-            if wait:
-                return wait
-            sent.append(now)
-            data = "\n".join(f"{t:.6f}" for t in sent).encode()
-            os.lseek(fd, 0, os.SEEK_SET)
-            os.ftruncate(fd, 0)
-            os.write(fd, data)
-            return 0.0
+            result, times = change(self._read(fd))
+            if times is not None:
+                data = "\n".join(f"{t:.6f}" for t in times).encode()
+                os.lseek(fd, 0, os.SEEK_SET)
+                os.ftruncate(fd, 0)
+                os.write(fd, data)
+            return result
         except OSError as exc:
             self._unusable(exc)
             return None
