@@ -41,7 +41,6 @@ import contextlib
 import hashlib
 import math
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -159,7 +158,7 @@ class Throttle:
             return
         shared = self.shared
         if slot.wall is not None and shared is not None:
-            shared.answered(slot.wall, time.time())
+            shared.answered(slot.wall)
             return
         with self._lock:
             with contextlib.suppress(ValueError):  # aged out already: counting it again only waits longer
@@ -194,13 +193,11 @@ class Throttle:
 
     def _shared_admit(self) -> tuple[float, float] | None:
         """The host's window check, when this pair has a usable one: (0.0 or the seconds to wait, the wall-clock time
-        it was asked at, which is the time it counted the send at when it let it go)."""
+        it counted the send at when it let it go; the wall clock is the one every process shares)."""
         shared = self.shared
         if shared is None or not self.window_limit:
             return None
-        now = time.time()  # wall clock: the one every process shares
-        wait = shared.admit(now, self.window_limit)
-        return None if wait is None else (wait, now)
+        return shared.admit_now(self.window_limit)
 
 
 _registry: dict[str, Throttle] = {}
