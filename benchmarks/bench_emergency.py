@@ -25,10 +25,10 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from rotator.bluum import BluumClient
-from rotator.config import load_config
-from rotator.demo import open_account, seed_workspace
-from rotator.model import KeyPair
+from rotator.bluum.client import BluumClient
+from rotator.cli.demo import open_account, seed_workspace
+from rotator.config.loader import load_config
+from rotator.core.model import KeyPair
 from rotator.rotation.service import RotationService
 from rotator.simulator import Simulator
 

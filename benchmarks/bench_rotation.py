@@ -21,10 +21,10 @@ import time
 import uuid
 from pathlib import Path
 
-from rotator.bluum import BluumClient
-from rotator.config import load_config
-from rotator.demo import open_account, seed_workspace
-from rotator.model import Environment, KeyPair
+from rotator.bluum.client import BluumClient
+from rotator.cli.demo import open_account, seed_workspace
+from rotator.config.loader import load_config
+from rotator.core.model import Environment, KeyPair
 from rotator.rotation.service import RotationService
 from rotator.simulator import Simulator
 

@@ -10,29 +10,29 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
-from rotator import identity, machine
-from rotator.errors import ConfigError, ExitCode, RotationIncomplete, RotationInProgress, StoreNotFound
-from rotator.events import EventBus, EventKind, log_event
-from rotator.history import HistoryLog
-from rotator.in_flight import bluum_call_seconds, longest_in_flight
-from rotator.machine import Step
-from rotator.model import Stage, StoredKey
-from rotator.notify import QueuedSink, Webhook
-from rotator.record import ENROLLMENT, Phase, RotationRecord
+from rotator.core.errors import ConfigError, ExitCode, RotationIncomplete, RotationInProgress, StoreNotFound
+from rotator.core.events import EventBus, EventKind, log_event
+from rotator.core.in_flight import bluum_call_seconds, longest_in_flight
+from rotator.core.model import Stage, StoredKey
+from rotator.notify.history import HistoryLog
+from rotator.notify.sinks import build_sink
+from rotator.notify.webhook import QueuedSink, Webhook
 from rotator.rotation import preflight
 from rotator.rotation.context import ConfirmRevoked, RotationContext, new_token
 from rotator.rotation.driver import Driver, Outcome, RecordKeeper
 from rotator.rotation.reload import refuse_unrunnable
 from rotator.rotation.rollback import after_rollback, roll_back
-from rotator.runtime import Runtime
-from rotator.sinks import build_sink
+from rotator.rotation.runtime import Runtime
+from rotator.rules import identity, machine
+from rotator.rules.machine import Step
+from rotator.rules.record import ENROLLMENT, Phase, RotationRecord
 
 if TYPE_CHECKING:
     from backends.base import SecretStore
-    from rotator.bluum import BluumClient
-    from rotator.config import Config
-    from rotator.status import CredentialStatus
-    from rotator.sweep import SweepFinding
+    from rotator.bluum.client import BluumClient
+    from rotator.config.loader import Config
+    from rotator.rotation.status import CredentialStatus
+    from rotator.rotation.sweep import SweepFinding
 
 
 class RotationService:
@@ -493,12 +493,12 @@ class RotationService:
         self, *, revoke: bool = False, include_foreign: bool = False, only: Collection[str] | None = None
     ) -> list[SweepFinding]:
         """Active keys at Bluum that no store knows (I3), and credentials with too many active keys (I4)."""
-        from rotator.sweep import sweep
+        from rotator.rotation.sweep import sweep
 
         return sweep(self, revoke=revoke, include_foreign=include_foreign, only=only)
 
     def status(self) -> list[CredentialStatus]:
         """One row per credential: environment, current key, age, next due, stage, what waits on whom."""
-        from rotator.status import status
+        from rotator.rotation.status import status
 
         return status(self.runtime)

@@ -9,11 +9,11 @@ from pathlib import Path
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from rotator.config import load_config
-from rotator.demo import open_account, seed_workspace
-from rotator.events import EventKind, RotationEvent
-from rotator.fleet import tick
-from rotator.metrics import Telemetry
+from rotator.cli.demo import open_account, seed_workspace
+from rotator.config.loader import load_config
+from rotator.core.events import EventKind, RotationEvent
+from rotator.ops.fleet import tick
+from rotator.ops.metrics import Telemetry
 from rotator.rotation.service import RotationService
 from rotator.simulator import Simulator
 

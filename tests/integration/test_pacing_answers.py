@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from rotator.bluum import BluumClient, RetryPolicy
-from rotator.model import Environment, KeyPair
-from rotator.secret import Secret
+from rotator.core.model import Environment, KeyPair
+from rotator.core.secret import Secret
 from rotator.simulator import Simulator
 
 pytestmark = pytest.mark.slow

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from rotator.config import load_config
-from rotator.demo import open_account, seed_workspace
-from rotator.events import EventKind, RotationEvent
+from rotator.cli.demo import open_account, seed_workspace
+from rotator.config.loader import load_config
+from rotator.core.events import EventKind, RotationEvent
 from rotator.rotation.service import RotationService
 from rotator.simulator import Simulator
 from tests.aws_fixtures import FAKE_CREDENTIALS, REGION, Moto
@@ -85,7 +85,7 @@ def test_a_rotation_is_published_to_sns_as_the_webhook_json_without_secrets(
 def test_a_topic_that_does_not_exist_is_counted_and_never_holds_a_rotation_up(
     sim: Simulator, tmp_path: Path, aws_environ: Moto, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("rotator.notify.ATTEMPTS", 2)
+    monkeypatch.setattr("rotator.notify.webhook.ATTEMPTS", 2)
     account = open_account(sim, "first")
     config = seed_workspace(tmp_path, sim.base_url, account.tenant_pair, account.investor, account.first.pair)
     missing = f"arn:aws:sns:{REGION}:123456789012:no-such-topic-{uuid.uuid4().hex[:6]}"

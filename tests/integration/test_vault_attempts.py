@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rotator.errors import ExitCode
+from rotator.core.errors import ExitCode
 from rotator.simulator import Simulator
 from tests.conftest import LeakGuard
 from tests.fault_proxy import Decision, Fate, FaultProxy, Request

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from rotator.config import load_config
-from rotator.demo import open_account, seed_workspace
+from rotator.cli.demo import open_account, seed_workspace
+from rotator.config.loader import load_config
 from rotator.rotation.service import RotationService
 from rotator.simulator import Simulator
 from tests.conftest import LeakGuard
@@ -117,7 +117,7 @@ def test_a_failing_receiver_never_holds_a_rotation_up(
 ) -> None:
     failing = Receiver(status=503)
     monkeypatch.setenv("ROTATOR_WEBHOOK_KEY", KEY)
-    monkeypatch.setattr("rotator.notify.ATTEMPTS", 2)
+    monkeypatch.setattr("rotator.notify.webhook.ATTEMPTS", 2)
     try:
         with RotationService(load_config(workspace(sim, tmp_path, failing.url))) as service:
             outcome = service.rotate("trading")

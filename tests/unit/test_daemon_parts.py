@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from rotator.config import Config, parse_config
-from rotator.daemon import Cadence, Daemon, parse_cadence, summarize
-from rotator.errors import ConfigError, ExitCode
-from rotator.events import EventKind, RotationEvent
-from rotator.health import Beat, parse_listen, stale_after, verdict
+from rotator.config.loader import Config, parse_config
+from rotator.core.errors import ConfigError, ExitCode
+from rotator.core.events import EventKind, RotationEvent
+from rotator.ops.daemon import Cadence, Daemon, parse_cadence, summarize
+from rotator.ops.health import Beat, parse_listen, stale_after, verdict
 from rotator.rotation.driver import Outcome
 from rotator.rotation.service import RotationService
 

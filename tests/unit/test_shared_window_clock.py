@@ -10,8 +10,8 @@ import threading
 import time
 from pathlib import Path
 
-from rotator.shared_window import SharedWindow
-from rotator.throttle import Slot, Throttle
+from rotator.bluum.shared_window import SharedWindow
+from rotator.bluum.throttle import Slot, Throttle
 
 
 def test_a_send_that_waited_for_the_window_file_counts_the_sends_made_meanwhile(tmp_path: Path) -> None:

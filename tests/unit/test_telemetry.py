@@ -9,14 +9,14 @@ from typing import Any
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from rotator.errors import ExitCode
-from rotator.events import EventBus, EventKind, RotationEvent
-from rotator.metrics import Telemetry
-from rotator.notify_config import AlertSettings
+from rotator.bluum.throttle import key_hash
+from rotator.bluum.traffic import ResponseInfo, endpoint_kind
+from rotator.config.notifications import AlertSettings
+from rotator.core.errors import ExitCode
+from rotator.core.events import EventBus, EventKind, RotationEvent
+from rotator.ops.metrics import Telemetry
 from rotator.rotation.driver import Outcome
-from rotator.status import CredentialStatus
-from rotator.throttle import key_hash
-from rotator.traffic import ResponseInfo, endpoint_kind
+from rotator.rotation.status import CredentialStatus
 
 NOW = 1_800_000_000.0
 TENANT_KEY = "pk_tenant_public_key_value"

@@ -1,0 +1,1 @@
+"""Running the service: fleet, alerts, metrics, health, the daemon, stop signals."""
