@@ -1,7 +1,7 @@
 """How a Vault store reaches Vault: the connection options of its table, checked, and the session built from them.
 
-Why apart from the store: half of a Vault store's options (address, namespace, CA, timeout, and the nine of its
-login) say how to reach Vault, not which secret to keep. They are checked together, in one order, and turned into
+Why apart from the store: half of a Vault store's options (address, namespace, CA, timeout, retries, and the nine of
+its login) say how to reach Vault, not which secret to keep. They are checked together, in one order, and turned into
 one `VaultSession`; the store (`backends.vault.store`) keeps to its path, its fields and its stages.
 """
 
@@ -13,10 +13,11 @@ from typing import Final, TypedDict
 import hvac
 
 from backends.vault.auth import VaultAuth, VaultSession
+from backends.vault.retry import DEFAULT_MAX_ATTEMPTS, VaultRetry
 from rotator.core.errors import ConfigError
 from rotator.core.urls import url_problem
 
-__all__ = ["DEFAULT_TIMEOUT", "ConnectionOptions", "connect", "namespace_of"]
+__all__ = ["DEFAULT_TIMEOUT", "ConnectionOptions", "connect", "namespace_of", "retry_of"]
 
 DEFAULT_TIMEOUT: Final = 10.0
 
@@ -25,14 +26,16 @@ class ConnectionOptions(TypedDict, total=False):
     """The options of a Vault store's table that say how to reach and log in to Vault (all optional).
 
     `url` falls back to VAULT_ADDR, `namespace` to VAULT_NAMESPACE, `ca_cert` to VAULT_CACERT; `timeout` is in
-    seconds (10 by default); `auth` is token (the default), approle, kubernetes or aws, with the options of that
-    method (`backends.vault.auth`); `allow_insecure_http` lets a deployer choose plain http on a network they trust.
+    seconds (10 by default); `max_attempts` counts the attempts at one call (`backends.vault.retry`, 6 by default);
+    `auth` is token (the default), approle, kubernetes or aws, with the options of that method
+    (`backends.vault.auth`); `allow_insecure_http` lets a deployer choose plain http on a network they trust.
     """
 
     url: str | None
     namespace: str | None
     ca_cert: str | None
     timeout: float
+    max_attempts: int
     auth: str | None
     auth_mount: str | None
     role: str | None
@@ -87,6 +90,20 @@ def connect(
         client=client,
         monotonic=monotonic,
     )
+
+
+def retry_of(store: str, options: ConnectionOptions) -> VaultRetry:
+    """The retries of every call (`max_attempts`: a whole number, 1 for none, DEFAULT_MAX_ATTEMPTS by default).
+
+    Fewer attempts end a call on a Vault that is gone sooner (the six by default wait about 3 s in all), and let a
+    storm's hiccup end more rotations."""
+    value = options.get("max_attempts", DEFAULT_MAX_ATTEMPTS)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(
+            f"store {store!r}: max_attempts must be a whole number of attempts, 1 or more (got {value!r}); write "
+            f"max_attempts = {DEFAULT_MAX_ATTEMPTS} (the default), or 1 for no retries"
+        )
+    return VaultRetry(max_attempts=value)
 
 
 def _check_address(store: str, address: str, source: str, allow_insecure_http: object) -> None:

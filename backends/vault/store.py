@@ -38,7 +38,7 @@ from backends.key_fields import FieldMap
 from backends.ledger import LedgerByDelegation
 from backends.projected import Projected
 from backends.stages import StageLog
-from backends.vault.connection import ConnectionOptions, connect, namespace_of
+from backends.vault.connection import ConnectionOptions, connect, namespace_of, retry_of
 from backends.vault.kv import KvMount, KvVersion
 from backends.vault.ledger import VaultDocument, VaultLedger
 from rotator.core.errors import (
@@ -97,7 +97,7 @@ class VaultStore(LedgerByDelegation):
         )
         self._namespace = namespace_of(connection, environ)
         self._session = connect(name, connection, environ=environ, client=client, monotonic=monotonic)
-        self._kv = KvMount(self._session, mount, store=name)
+        self._kv = KvMount(self._session, mount, store=name, retry=retry_of(name, connection))
         self._projected = Projected(self, StageLog(log, name, self.describe()))
         self._ledger = VaultLedger(
             self._kv,

@@ -31,15 +31,17 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
-from rotator.aws_lambda.config import SECRETS_VARIABLE, LambdaConfigError, ManagedSecret, toml_string
+from rotator.aws_lambda.config import MANAGED, MANAGER, SECRETS_VARIABLE, LambdaConfigError, ManagedSecret
 
 if TYPE_CHECKING:
+    from backends.base import SecretStore
+    from rotator.config.loader import Config
+    from rotator.ops.app import App
     from rotator.rotation.driver import Outcome
     from rotator.rotation.service import RotationService
 
@@ -58,10 +60,8 @@ BLUUM_RATE_LIMITED: Final = "BluumRateLimited"
 """The CloudWatch metric each `metric` value counts, in ROTATOR_METRIC_NAMESPACE; the Terraform module's alarms watch
 these names."""
 DEFAULT_METRIC_NAMESPACE: Final = "BluumRotator"
-MANAGED: Final = "managed"
-"""The name of the managed secret's store in the configuration made per call."""
-MANAGER: Final = "manager"
-_ENV_NAME_RE: Final = re.compile(r"^[A-Za-z0-9/_+=.@:-]+$")
+CONFIG_SOURCE: Final = "the function's configuration (ROTATOR_* variables)"
+"""How configuration problems name what they were found in: there is no rotator.toml in a Lambda."""
 _clients: dict[str, Any] = {}
 """boto3 clients, kept across invocations of one function instance (made once: ~50 ms each)."""
 
@@ -122,8 +122,9 @@ def _rotation_step(secret_id: str, token: str, step: str) -> dict[str, Any]:
     from rotator.core.errors import RotatorError
 
     try:
-        service = _service(managed[arn])
-        with service, _bluum_request_ids() as request_ids, _bluum_trouble(service, fields):
+        app = _service(managed[arn])
+        service = app.service
+        with app, _bluum_request_ids() as request_ids, _bluum_trouble(service, fields):
             fields["bluum_request_ids"] = request_ids
             if step == "testSecret" and _configuration_test(service, arn, token):
                 _log_step(fields, "configuration test by Secrets Manager: the configuration is sound", started)
@@ -158,10 +159,10 @@ def _tick() -> dict[str, Any]:
         fields = {"secret_arn": arn, "step": "tick"}
         try:
             overdue = _check_overdue(_client("secretsmanager").describe_secret(SecretId=arn), fields)
-            service = _service(secret)
-            with service, _bluum_trouble(service, fields):
-                outcome = service.resume(credential_name(arn))
-                swept = _sweep(service)
+            app = _service(secret)
+            with app, _bluum_trouble(app.service, fields):
+                outcome = app.service.resume(credential_name(arn))
+                swept = _sweep(app.service)
             results.append({**_finish(outcome, fields, started), "revoked_orphans": swept, "overdue": overdue})
         except Exception as exc:
             log.exception("tick failed for %s", arn, extra={"fields": fields})
@@ -216,80 +217,27 @@ def _configuration_test(service: RotationService, arn: str, token: str) -> bool:
 # --------------------------------------------------------------------------------------------------- configuration
 
 
-def _service(secret: ManagedSecret) -> RotationService:
-    """The rotation service for one managed secret: a configuration made from the function's environment alone.
+def _service(secret: ManagedSecret) -> App:
+    """The rotation service for one managed secret, assembled as every way in assembles it (`rotator.ops.app`), on
+    the configuration of this call (`_config`)."""
+    from rotator.ops.app import assemble
 
-    The secret's own JSON only has to agree with it (`check_secret_json`); the manager secret's base URL, which its
-    JSON gives, must be a host Bluum documents or the deployer named. Every value goes into the TOML text through
-    `toml_string`, so none can end its string or add a line (another issue builds this configuration as data)."""
+    config = _config(secret)
+    manager = str(config.stores[MANAGER].options["secret_id"])
+    table = str(config.stores[MANAGED].options["ledger_table"])
+    return assemble(config, stores=_stores(secret, manager, table))
+
+
+def _stores(secret: ManagedSecret, manager: str, table: str) -> dict[str, SecretStore]:
+    """The managed secret's store and the manager's, on the function instance's boto3 clients (made once)."""
     from backends.aws.store import AwsStore
-    from rotator.aws_lambda.config import ENVIRONMENTS, allowed_hosts, check_base_url, check_secret_json
-    from rotator.config.loader import parse_config
-    from rotator.rotation.service import RotationService
-
-    manager = _required("ROTATOR_MANAGER_SECRET_ID")
-    table = os.environ.get("ROTATOR_LEDGER_TABLE", "bluum-rotator-ledger")
-    grace = os.environ.get("ROTATOR_GRACE", "1h")
-    verify_timeout = os.environ.get("ROTATOR_VERIFY_TIMEOUT", "60s")
-    lease_ttl = os.environ.get("ROTATOR_LEASE_TTL", "15m")
-    share = _concurrency()
-    arn = secret.arn
-    check_secret_json(secret, _current_json(arn))
-    manager_value = _current_json(manager)
-    manager_environment = manager_value.get("environment")
-    if not isinstance(manager_environment, str) or not manager_environment:
-        manager_environment = secret.environment
-    manager_base = manager_value.get("base_url")
-    if manager_base is not None:
-        known = manager_environment if manager_environment in ENVIRONMENTS else None
-        check_base_url(
-            str(manager_base), known, allowed_hosts(os.environ), what=f"the manager secret {manager}: its base_url"
-        )
-    text = f"""
-[stores.{MANAGED}]
-type = "aws"
-secret_id = {toml_string(arn)}
-ledger_table = {toml_string(table)}
-
-[stores.{MANAGER}]
-type = "aws"
-secret_id = {toml_string(manager)}
-ledger_table = {toml_string(table)}
-
-[credentials.{MANAGER}]
-environment = {toml_string(manager_environment)}
-{f"base_url = {toml_string(str(manager_base))}" if manager_base is not None else ""}
-issuer = "manual"
-store = "{MANAGER}"
-
-[credentials.{credential_name(arn)}]
-environment = {toml_string(secret.environment)}
-{f"base_url = {toml_string(secret.base_url)}" if secret.base_url is not None else ""}
-issuer = "bluum"
-investor_id = {toml_string(secret.investor_id)}
-manager = "{MANAGER}"
-store = "{MANAGED}"
-grace = {toml_string(grace)}
-verify_timeout = {toml_string(verify_timeout)}
-
-[history]
-dir = {toml_string(str(_tmp() / "rotator-history"))}
-
-[ledger]
-lease_ttl = {toml_string(lease_ttl)}
-
-[bluum]
-rate_limit_sandbox = {_share_of(10.0, share)!r}
-rate_limit_production = {_share_of(25.0, share)!r}
-"""
-    config = parse_config(text, base_dir=_tmp(), store_types=("aws",))
-    clients = {"secretsmanager": _client("secretsmanager"), "dynamodb": _client("dynamodb")}
     from rotator.core.model import Environment
 
-    stores = {
+    clients = {"secretsmanager": _client("secretsmanager"), "dynamodb": _client("dynamodb")}
+    return {
         MANAGED: AwsStore(
             MANAGED,
-            secret_id=arn,
+            secret_id=secret.arn,
             ledger_table=table,
             # Every new version says what the deployer configured, whatever fields the current one had.
             fields=("key_id", "environment", "base_url"),
@@ -299,33 +247,21 @@ rate_limit_production = {_share_of(25.0, share)!r}
         ),
         MANAGER: AwsStore(MANAGER, secret_id=manager, ledger_table=table, **clients),
     }
-    return RotationService(config, stores=stores)
 
 
-def _share_of(limit: float, instances: int) -> float:
-    """The rate one instance may use so that `instances` of them never exceed `limit` in any one-second window.
+def _config(secret: ManagedSecret) -> Config:
+    """The configuration of one call, made from the function's environment alone, as data (`config_data`) and
+    validated by the parser every rotator.toml goes through.
 
-    Each instance paces itself (one request every 1/rate seconds, `rotator.bluum.throttle`), and such a pacer can put
-    rate + 1 requests in a one-second window (one at its start, then one per interval); uncoordinated instances can
-    line those windows up. So each gets limit / instances - 1, and together they send at most `limit`."""
-    return limit if instances == 1 else limit / instances - 1
+    The secret's own JSON only has to agree with it (`check_secret_json`); the manager secret's JSON gives its
+    environment and base URL, and that base URL must be a host Bluum documents or the deployer named."""
+    from rotator.aws_lambda.config import check_secret_json, config_data, manager_secret_id, scratch_dir
+    from rotator.config.loader import parse_config_data
 
-
-def _concurrency() -> int:
-    """ROTATOR_CONCURRENCY: how many instances of the function may run at once (its reserved concurrency).
-
-    Every rotation spends the one tenant key's rate limit (10 requests a second in sandbox, 25 in production), and
-    each instance paces only itself; so each takes a share that keeps them within it together (`_share_of`)."""
-    raw = os.environ.get("ROTATOR_CONCURRENCY", "1").strip()
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise LambdaConfigError(
-            f"ROTATOR_CONCURRENCY must be a whole number of 1 or more (the reserved concurrency), not {raw!r}"
-        )
-    return value
+    manager = manager_secret_id(os.environ)
+    check_secret_json(secret, _current_json(secret.arn))
+    data = config_data(os.environ, secret, _current_json(manager), credential=credential_name(secret.arn))
+    return parse_config_data(data, base_dir=scratch_dir(os.environ), source=CONFIG_SOURCE, store_types=("aws",))
 
 
 def _current_json(secret_id: str) -> dict[str, Any]:
@@ -336,13 +272,6 @@ def _current_json(secret_id: str) -> dict[str, Any]:
         value = None
     if not isinstance(value, dict):
         raise LambdaConfigError(f"{secret_id}: its AWSCURRENT value must be a JSON object with api_key and api_secret")
-    return value
-
-
-def _required(name: str) -> str:
-    value = os.environ.get(name, "").strip()
-    if not value or not _ENV_NAME_RE.match(value):
-        raise LambdaConfigError(f"set {name} (the ARN of the secret holding the tenant key that mints and revokes)")
     return value
 
 
@@ -357,12 +286,6 @@ def _client(service: str) -> Any:  # noqa: ANN401 - boto3 clients are untyped
         config = Config(**aws_client_bounds())
         _clients[service] = boto3.client(service, region_name=region, config=config)
     return _clients[service]
-
-
-def _tmp() -> Any:  # noqa: ANN401 - a Path
-    from pathlib import Path
-
-    return Path(os.environ.get("TMPDIR", "/tmp"))  # noqa: S108 - a Lambda's only writable folder
 
 
 def _configure_logging() -> None:
@@ -411,27 +334,23 @@ def _bluum_request_ids() -> Iterator[list[str]]:
 def _bluum_trouble(service: Any, fields: Mapping[str, Any]) -> Iterator[None]:  # noqa: ANN401 - RotationService
     """Count Bluum's 5xx and 429 answers (every attempt, retried or not) while the block runs, and log them as one
     EMF record (BluumServerErrors, BluumRateLimited) when there were any: what the command line's /metrics shows as
-    bluum_rotator_bluum_requests_total, for the Lambda's CloudWatch alarms."""
-    counts = {BLUUM_SERVER_ERRORS: 0, BLUUM_RATE_LIMITED: 0}
+    bluum_rotator_bluum_requests_total, for the Lambda's CloudWatch alarms. Counted as the tick's alerts count them
+    (`rotator.ops.alerts.counting`)."""
+    from rotator.ops.alerts import counting
 
-    def observe(response: Any) -> None:  # noqa: ANN401 - rotator.bluum.traffic.ResponseInfo, imported lazily
-        if response.status == 429:
-            counts[BLUUM_RATE_LIMITED] += 1
-        elif response.status is not None and response.status >= 500:
-            counts[BLUUM_SERVER_ERRORS] += 1
-
-    service.runtime.response_observers.append(observe)
-    try:
-        yield
-    finally:
-        service.runtime.response_observers.remove(observe)
-        if any(counts.values()):
-            log.warning(
-                "Bluum answered %d time(s) 5xx and %d time(s) 429",
-                counts[BLUUM_SERVER_ERRORS],
-                counts[BLUUM_RATE_LIMITED],
-                extra={"fields": {**fields, "metric": BLUUM_TROUBLE, **emf_counts(counts)}},
-            )
+    with counting(service.runtime.response_observers) as count:
+        try:
+            yield
+        finally:
+            traffic = count.traffic
+            counts = {BLUUM_SERVER_ERRORS: traffic.server_errors, BLUUM_RATE_LIMITED: traffic.rate_limited}
+            if any(counts.values()):
+                log.warning(
+                    "Bluum answered %d time(s) 5xx and %d time(s) 429",
+                    counts[BLUUM_SERVER_ERRORS],
+                    counts[BLUUM_RATE_LIMITED],
+                    extra={"fields": {**fields, "metric": BLUUM_TROUBLE, **emf_counts(counts)}},
+                )
 
 
 def _log_step(
@@ -445,15 +364,20 @@ def _log_step(
 
 
 def _check_overdue(described: Mapping[str, Any], fields: dict[str, Any]) -> bool:
-    """A `key_overdue` record when the secret's last rotation is older than its rotation period (a day's slack)."""
+    """A `key_overdue` record when the secret's last rotation is older than its rotation period (a day's slack: Secrets
+    Manager rotates within its schedule's window). The rule is the tick's (`rotator.ops.alerts.overdue`)."""
+    from rotator.ops.alerts import overdue
+
     rules = described.get("RotationRules") or {}
     days = rules.get("AutomaticallyAfterDays")
     last = described.get("LastRotatedDate") or described.get("CreatedDate")
     if not described.get("RotationEnabled") or not isinstance(days, int) or last is None:
         return False
-    age = time.time() - (last.timestamp() if hasattr(last, "timestamp") else float(last))
-    if age <= (days + 1) * 86400:
+    since = last.timestamp() if hasattr(last, "timestamp") else float(last)
+    now = time.time()
+    if not overdue(since + (days + 1) * 86400, now):
         return False
+    age = now - since
     log.warning(
         "the current key is %.0f days old, past its %d-day rotation period: check the rotation's errors",
         age / 86400,
