@@ -64,19 +64,26 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int, quiet: bool, 
     """
     from rotator.core.logs import configure_logging
 
-    configure_logging(_log_level(verbose, quiet), json_lines=None if log_format == "auto" else log_format == "json")
+    if not isinstance(ctx.obj, Settings):  # a command the demo runs inside itself keeps the demo's logging
+        configure_logging(_log_level(verbose, quiet), json_lines=_json_lines(log_format))
     ctx.obj = Settings(config_path, verbose, log_format, quiet)
     ctx.obj.opener = partial(_engine, ctx.obj)
 
 
-def _log_level(verbose: int, quiet: bool) -> int:
+def _log_level(verbose: int, quiet: bool, *, show: bool = False) -> int:
     """-q: warnings only. Otherwise info when nobody watches stderr (cron keeps a JSON record of every call and
-    step), warnings at a terminal (the step lines already say what happens); -v info, -vv debug."""
+    step), warnings at a terminal (the step lines already say what happens); -v info, -vv debug. A `show` (the
+    demo) is for a person wherever its output goes (`make demo 2>&1 | cat`): warnings only unless -v."""
     if verbose:
         return logging.INFO if verbose == 1 else logging.DEBUG
-    if quiet or sys.stderr.isatty():
+    if quiet or show or sys.stderr.isatty():
         return logging.WARNING
     return logging.INFO
+
+
+def _json_lines(log_format: str) -> bool | None:
+    """--log-format: None lets the stream decide (JSON unless a terminal)."""
+    return None if log_format == "auto" else log_format == "json"
 
 
 @contextmanager
@@ -206,16 +213,21 @@ def _daemon_service(settings: Settings, config: Config) -> RotationService:
 
 
 @cli.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
-def demo() -> None:
+@pass_settings
+def demo(settings: Settings) -> None:
     """Show a real rotation against the local simulator.
 
     Every step with its timing, the final status, and the old key's 401. Prints no secret.
     """
     from rotator.cli.demo import run_demo
+    from rotator.core.logs import configure_logging
+
+    level = _log_level(settings.verbose, settings.quiet, show=True)
+    configure_logging(level, json_lines=_json_lines(settings.log_format))
 
     def run_command(args: list[str]) -> int:
-        try:
-            cli.main(args=args, prog_name="rotator", standalone_mode=False)
+        try:  # `obj`: the commands run inside the demo keep the demo's logging
+            cli.main(args=args, prog_name="rotator", standalone_mode=False, obj=settings)
         except SystemExit as exc:
             return int(exc.code or 0)
         return 0
