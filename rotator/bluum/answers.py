@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import httpx
 
+from rotator.core.durations import format_duration
 from rotator.core.errors import (
     BluumAuthError,
     BluumConflict,
@@ -224,7 +225,7 @@ def error_from(response: httpx.Response, op: str, pair: KeyPair) -> tuple[BluumE
         cls = BluumConflict
         advice = "conflict: e.g. an Idempotency-Key reused with a different body; a new rotation token makes a new key"
     elif status == 429:
-        wait = f" (Retry-After {retry_after:g}s)" if retry_after is not None else ""
+        wait = f" (Retry-After {format_duration(retry_after)})" if retry_after is not None else ""
         message = _message(
             op,
             pair,

@@ -34,6 +34,7 @@ from rotator.bluum.answers import error_from, gave_up
 from rotator.bluum.throttle import Throttle, key_hash, throttle_for
 from rotator.bluum.traffic import ResponseInfo, ResponseObserver, endpoint_kind
 from rotator.core import lease_clock
+from rotator.core.durations import format_duration
 from rotator.core.errors import BluumError, BluumRateLimited, BluumUnavailable
 from rotator.core.model import Environment, KeyPair
 
@@ -158,8 +159,8 @@ class _RetryRules:
             return True
         if (self.clock() - self.start) + state.upcoming_sleep > policy.total_budget:
             self.stopped_by.append(
-                f"{state.attempt_number} attempt(s); waiting {state.upcoming_sleep:.2f}s more would overrun the "
-                f"{policy.total_budget:g}s budget"
+                f"{state.attempt_number} attempt(s); waiting {format_duration(state.upcoming_sleep, places=2)} more "
+                f"would overrun the {format_duration(policy.total_budget)} budget"
             )
             return True
         return False

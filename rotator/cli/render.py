@@ -8,14 +8,15 @@ reads stdout sees only what worked.
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from rotator.cli.terminal import PROMPT
+from rotator.core.durations import format_duration
 from rotator.core.errors import ExitCode, most_severe
+from rotator.core.timestamps import format_timestamp
 
 if TYPE_CHECKING:
     from rotator.core.events import RotationEvent
@@ -30,7 +31,7 @@ def print_event(event: RotationEvent) -> None:
 
     if event.kind in (EventKind.COMPLETED, EventKind.ROLLED_BACK, EventKind.STOPPED) or event.kind in OBSERVATIONS:
         return  # the outcome lines say it; a tick's findings go to the log and the notification sinks
-    timing = f"  ({event.seconds:.2f}s)" if event.seconds is not None else ""
+    timing = f"  ({format_duration(event.seconds, places=2)})" if event.seconds is not None else ""
     who = f"{event.credential}: " if PROMPT.many else ""  # several rotations at once: say whose line it is
     click.echo(f"  {who}{event.step:<9} {event.message}{timing}")
 
@@ -53,19 +54,11 @@ def row_dict(row: Any) -> dict[str, Any]:  # noqa: ANN401 - CredentialStatus, im
 
 
 def _iso(when: float | None) -> str | None:
-    return None if when is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
+    return None if when is None else format_timestamp(when)
 
 
 def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "unknown"
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 2 * 3600:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 2 * 86400:
-        return f"{seconds / 3600:.0f}h"
-    return f"{seconds / 86400:.0f}d"
+    return "unknown" if seconds is None else format_duration(seconds, coarse=True)
 
 
 def status_table(rows: list[Any]) -> str:

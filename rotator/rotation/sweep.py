@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from backends.ledger import held_lease
+from rotator.core.durations import format_duration
 from rotator.core.errors import LeaseLost
 from rotator.core.in_flight import bluum_call_seconds, longest_in_flight
 from rotator.core.lease_clock import LeaseClock, guarding
@@ -70,8 +71,7 @@ def sweep(
         stalled = clock.ran_out()
         if stalled or clock.left() < seconds:
             raise LeaseLost(
-                f"sweep: {stalled or f'its leases have {clock.left():.1f}s left, less than a request may take'}; "
-                "nothing more was revoked. Run `rotator sweep` again"
+                f"sweep: {stalled or _too_short(clock.left())}; nothing more was revoked. Run `rotator sweep` again"
             )
 
     with ExitStack() as stack:
@@ -179,3 +179,7 @@ def _sweep_one(
             hint = "made by this tool" if ours else "not made by this tool (--include-foreign to revoke)"
             findings.append(SweepFinding(cred.name, info.id, "orphan", f"active key no store knows; {hint}"))
     return findings
+
+
+def _too_short(left: float) -> str:
+    return f"its leases have {format_duration(left, places=2)} left, less than a request may take"
