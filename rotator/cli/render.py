@@ -14,19 +14,18 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from rotator.cli.terminal import PROMPT
-from rotator.core.durations import format_duration
 from rotator.core.errors import ExitCode, most_severe
-from rotator.core.timestamps import format_timestamp
 
 if TYPE_CHECKING:
     from rotator.core.events import RotationEvent
     from rotator.rotation.driver import Outcome
 
-__all__ = ["finish", "history_lines", "print_event", "row_dict", "status_table", "sweep_line"]
+__all__ = ["finish", "history_lines", "json_text", "print_event", "row_dict", "status_table", "sweep_line"]
 
 
 def print_event(event: RotationEvent) -> None:
     """A line per step for the person at the terminal; the command's outcome is printed by `finish`."""
+    from rotator.core.durations import format_duration
     from rotator.core.events import OBSERVATIONS, EventKind
 
     if event.kind in (EventKind.COMPLETED, EventKind.ROLLED_BACK, EventKind.STOPPED) or event.kind in OBSERVATIONS:
@@ -54,10 +53,14 @@ def row_dict(row: Any) -> dict[str, Any]:  # noqa: ANN401 - CredentialStatus, im
 
 
 def _iso(when: float | None) -> str | None:
+    from rotator.core.timestamps import format_timestamp
+
     return None if when is None else format_timestamp(when)
 
 
 def _age(seconds: float | None) -> str:
+    from rotator.core.durations import format_duration
+
     return "unknown" if seconds is None else format_duration(seconds, coarse=True)
 
 
@@ -99,3 +102,10 @@ def history_lines(entries: Iterable[Mapping[str, Any]]) -> list[str]:
 def sweep_line(finding: Any) -> str:  # noqa: ANN401 - a sweep Finding, imported lazily
     """One finding of `rotator sweep`: credential, kind, key id, what it means."""
     return f"{finding.credential}: {finding.kind:<9} {finding.key_id or '-'}  {finding.message}"
+
+
+def json_text(value: object) -> str:
+    """What `--json` prints: one JSON document, indented for a person who reads it too."""
+    import json
+
+    return json.dumps(value, indent=2)

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from rotator.cli.pair_file import read_new_pair
 from rotator.cli.render import finish
 from rotator.cli.settings import CONTEXT, EXIT_CODES_HELP, Settings, fail, pass_settings
 from rotator.cli.terminal import PROMPT, confirm_revoked
 from rotator.core.errors import ConfigError, RotatorError
 
 if TYPE_CHECKING:
+    from rotator.core.model import StoredKey
     from rotator.rotation.driver import Outcome
     from rotator.rotation.service import RotationService
 
@@ -62,7 +62,7 @@ def rotate(
     if bool(name) == all_:
         fail(ConfigError("give exactly one of NAME or --all (see `rotator status` for the names)"))
     with settings.service() as engine:
-        new_pair = read_new_pair(new_key_file, name) if new_key_file else None
+        new_pair = _new_pair(new_key_file, name)
         names = [name] if name else [c.name for c in engine.config.credentials.values() if engine.mints(c.name)]
         action = partial(
             engine.rotate,
@@ -74,6 +74,15 @@ def rotate(
         )
         outcomes = each(settings, engine, names, action)
     finish(outcomes)
+
+
+def _new_pair(path: str | None, name: str | None) -> StoredKey | None:
+    """The pair of --new-key-file, when given (`rotator.cli.pair_file`, imported only then)."""
+    if path is None:
+        return None
+    from rotator.cli.pair_file import read_new_pair
+
+    return read_new_pair(path, name)
 
 
 def each(
@@ -153,7 +162,7 @@ def enroll(settings: Settings, name: str, new_key_file: str | None) -> None:
       rotator enroll tenant --new-key-file first.json     # a tenant pair made in the dashboard
     """
     with settings.service() as engine:
-        new_pair = read_new_pair(new_key_file, name) if new_key_file else None
+        new_pair = _new_pair(new_key_file, name)
         outcome = guarded(name, partial(engine.enroll, name, new_pair=new_pair))
     finish([outcome])
 
@@ -178,7 +187,7 @@ def step(settings: Settings, name: str, step_name: str, token: str, new_key_file
     next `run-due`.
     """
     with settings.service() as engine:
-        new_pair = read_new_pair(new_key_file, name) if new_key_file else None
+        new_pair = _new_pair(new_key_file, name)
         outcome = guarded(name, partial(engine.step, name, step_name, token=token, new_pair=new_pair))
     finish([outcome])
 

@@ -4,13 +4,12 @@ Bluum that no store knows; with --revoke, the one that may revoke them after ask
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import TYPE_CHECKING
 
 import click
 
-from rotator.cli.render import history_lines, row_dict, status_table, sweep_line
+from rotator.cli.render import history_lines, json_text, row_dict, status_table, sweep_line
 from rotator.cli.settings import CONTEXT, EXIT_CODES_HELP, Settings, fail, pass_settings
 from rotator.cli.terminal import interactive
 from rotator.core.errors import ConfigError, ExitCode, RotatorError, most_severe
@@ -40,7 +39,7 @@ def status(settings: Settings, as_json: bool) -> None:
         fail(exc)
     code = int(most_severe(ExitCode(row.exit_code) for row in rows))
     if as_json:
-        click.echo(json.dumps([row_dict(row) for row in rows], indent=2))
+        click.echo(json_text([row_dict(row) for row in rows]))
         sys.exit(code)
     click.echo(status_table(rows))
     sys.exit(code)
@@ -82,7 +81,7 @@ def sweep(settings: Settings, revoke: bool, include_foreign: bool, yes: bool, as
         except RotatorError as exc:
             fail(exc)
     if as_json:
-        click.echo(json.dumps([asdict(f) for f in findings], indent=2))
+        click.echo(json_text([asdict(f) for f in findings]))
     elif not findings:
         click.echo("no orphan keys; no credential has more than two active keys")
     for finding in [] if as_json else findings:
@@ -133,7 +132,7 @@ def history(settings: Settings, name: str, as_json: bool) -> None:
     if report is not None:  # on stderr, so `--json` stays one JSON document on stdout
         click.echo(report, err=True)
     if as_json:
-        click.echo(json.dumps(entries, indent=2))
+        click.echo(json_text(entries))
         sys.exit(0)
     if not entries:
         click.echo(f"{name}: no history yet (kept in {engine.history.path(name)})")
