@@ -36,7 +36,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
 from rotator.config.credentials import (
     CREDENTIAL_KEYS,
@@ -347,7 +347,7 @@ def _parse(text: str, *, source: str, base_dir: Path, path: Path | None, store_t
     if store_types is None:
         from backends.base import load_store_factories  # entry-point scan: only when a file is really loaded
 
-        store_types = tuple(load_store_factories())
+        store_types = tuple(load_store_factories(_named_store_types(data)))
     problems = Problems()
     root = Table(data, "", problems)
     root.check_keys(TOP_LEVEL_KEYS)
@@ -382,3 +382,11 @@ def _toml_position(message: str) -> str:
         return message
     what, where = match.groups()
     return f"{where}: {what}"
+
+
+def _named_store_types(data: Mapping[str, Any]) -> set[str]:
+    """The `type` of every [stores.NAME] table, as written (a wrong one is reported by `parse_stores`)."""
+    stores = data.get("stores")
+    if not isinstance(stores, dict):
+        return set()
+    return {str(table.get("type")) for table in stores.values() if isinstance(table, dict)}
