@@ -27,7 +27,8 @@ from rotator.core.errors import RotatorError
 
 if TYPE_CHECKING:
     from rotator.config.loader import Config
-    from rotator.rotation.service import RotationService
+    from rotator.daemon.metrics import Telemetry
+    from rotator.ops.app import App
 
 
 @click.group(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
@@ -67,7 +68,7 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int, quiet: bool, 
     if not isinstance(ctx.obj, Settings):  # a command the demo runs inside itself keeps the demo's logging
         configure_logging(_log_level(verbose, quiet), json_lines=_json_lines(log_format))
     ctx.obj = Settings(config_path, verbose, log_format, quiet)
-    ctx.obj.opener = partial(_engine, ctx.obj)
+    ctx.obj.opener = partial(_app, ctx.obj)
 
 
 def _log_level(verbose: int, quiet: bool, *, show: bool = False) -> int:
@@ -87,19 +88,18 @@ def _json_lines(log_format: str) -> bool | None:
 
 
 @contextmanager
-def _engine(settings: Settings, *, quiet: bool = False) -> Iterator[RotationService]:
-    """Load the config and build the rotation service; any RotatorError becomes its message and exit code.
+def _app(settings: Settings, *, quiet: bool = False) -> Iterator[App]:
+    """Load the config and assemble the rotation service and its bus (`rotator.ops.app`); any RotatorError becomes
+    its message and exit code.
 
-    Events go to the log and, unless `quiet`, to stdout as one line per step.
+    Events go to the log, the history, the notification sinks and, unless `quiet`, to stdout as one line per step.
     """
-    from rotator.core.events import EventBus, log_event
-    from rotator.rotation.service import RotationService
+    from rotator.ops.app import assemble
 
     try:
         config = settings.load()
-        bus = EventBus(log_event) if quiet or settings.quiet else EventBus(log_event, _print_event)
-        with RotationService(config, bus=bus) as service:
-            yield service
+        with assemble(config, echo=None if quiet or settings.quiet else _print_event) as app:
+            yield app
     except RotatorError as exc:
         _fail(exc)
 
@@ -120,24 +120,33 @@ def run_due(settings: Settings, metrics_textfile: Path | None) -> None:
     credential that is due. Never waits on a person: what needs one is reported, with exit 4. Then tells the
     notification sinks about overdue keys, stuck rotations and Bluum 5xx/429 ([alerts] in rotator.toml).
     """
-    with _engine(settings) as engine:
-        from rotator.ops.fleet import tick
-        from rotator.ops.metrics import Telemetry, check_textfile
+    from rotator.ops.tick import run_tick
 
-        if metrics_textfile is not None:
-            check_textfile(metrics_textfile)  # refused before the tick: exit 2, nothing changed
-        telemetry = Telemetry()
-        telemetry.attach(engine)
-        _PROMPT.many = len(engine.config.credentials) > 1
-        outcomes = tick(engine, on_done=_progress(settings, len(engine.config.credentials)))
-        telemetry.observe_tick(engine.status(), outcomes, now=engine.now())
-        if metrics_textfile is not None:
+    with _app(settings) as app:
+        telemetry = _textfile_telemetry(app, metrics_textfile)
+        total = len(app.config.credentials)
+        _PROMPT.many = total > 1
+        outcomes = run_tick(app.service, telemetry=telemetry, on_done=_progress(settings, total))
+        if telemetry is not None and metrics_textfile is not None:
             try:
                 telemetry.write_textfile(metrics_textfile)
             except RotatorError as exc:  # after the tick: its outcomes are still what the exit code says
                 logging.getLogger("rotator.metrics").error("metrics textfile not written: %s", exc)
                 click.echo(f"error: {exc} (the tick itself ran; its outcomes follow)", err=True)
     _finish(outcomes)
+
+
+def _textfile_telemetry(app: App, path: Path | None) -> Telemetry | None:
+    """The metrics `run-due --metrics-textfile` writes, following `app`; None without the flag (nothing to record
+    for). The file's folder is checked first: refused before the tick, exit 2, nothing changed."""
+    if path is None:
+        return None
+    from rotator.daemon.metrics import Telemetry, check_textfile
+
+    check_textfile(path)
+    telemetry = Telemetry()
+    telemetry.attach(app)
+    return telemetry
 
 
 @cli.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
@@ -181,8 +190,8 @@ def daemon(
       rotator daemon                                          # every 15m, up to 90s of jitter
       rotator daemon --every 5m --metrics-listen 127.0.0.1:9464 --heartbeat-file /run/bluum-rotator/heartbeat
     """
-    from rotator.ops.daemon import Daemon, parse_cadence
-    from rotator.ops.health import parse_listen
+    from rotator.daemon.health import parse_listen
+    from rotator.daemon.loop import Daemon, parse_cadence
 
     try:
         cadence = parse_cadence(every, jitter)
@@ -203,13 +212,11 @@ def daemon(
     sys.exit(code)
 
 
-def _daemon_service(settings: Settings, config: Config) -> RotationService:
-    """The daemon's service for `config`: events to the log, and step lines to stdout unless -q."""
-    from rotator.core.events import EventBus, log_event
-    from rotator.rotation.service import RotationService
+def _daemon_service(settings: Settings, config: Config) -> App:
+    """The daemon's app for `config` (`rotator.ops.app`): step lines to stdout unless -q."""
+    from rotator.ops.app import assemble
 
-    bus = EventBus(log_event) if settings.quiet else EventBus(log_event, _print_event)
-    return RotationService(config, bus=bus)
+    return assemble(config, echo=None if settings.quiet else _print_event)
 
 
 @cli.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)

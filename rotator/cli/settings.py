@@ -3,15 +3,16 @@ RotatorError ends a command (its message on stderr, its exit code).
 
 Why a module of its own: the command modules (`rotation_commands`, `view_commands`) and the group in
 `rotator.cli.commands` all need these, and the group imports the command modules, so these cannot live in it
-without an import circle. The service a command works with is opened through `Settings.service`, which the group
-sets when it runs: the command modules never import the assembly.
+without an import circle. The app (`rotator.ops.app`: the service and its bus) a command works with is opened
+through `Settings.app` or `Settings.service`, whose opener the group sets when it runs: the command modules never
+import the assembly.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, NoReturn
 
 import click
@@ -20,6 +21,7 @@ from rotator.core.errors import ExitCode, RotatorError
 
 if TYPE_CHECKING:
     from rotator.config.loader import Config
+    from rotator.ops.app import App
     from rotator.rotation.service import RotationService
 
 __all__ = ["CONTEXT", "EXIT_CODES_HELP", "Settings", "fail", "pass_settings"]
@@ -37,8 +39,9 @@ With several credentials: the most severe of theirs (4, then 5, 3, 2, 1, 0).
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
-ServiceOpener = Callable[..., AbstractContextManager["RotationService"]]
-"""`opener(quiet=False)`: the rotation service for one command, closed on exit; a RotatorError ends the command."""
+AppOpener = Callable[..., AbstractContextManager["App"]]
+"""`opener(quiet=False)`: the app (service and bus) for one command, closed on exit; a RotatorError ends the
+command."""
 
 
 class Settings:
@@ -49,7 +52,7 @@ class Settings:
         self.verbose = verbose
         self.log_format = log_format
         self.quiet = quiet
-        self.opener: ServiceOpener | None = None
+        self.opener: AppOpener | None = None
         """Set by the `rotator` group (`rotator.cli.commands`), which assembles the service."""
 
     def load(self) -> Config:
@@ -57,11 +60,18 @@ class Settings:
 
         return load_config(find_config_path(self.config_path))
 
-    def service(self, *, quiet: bool = False) -> AbstractContextManager[RotationService]:
-        """The rotation service for this command: events to the log and, unless `quiet` (or -q), step lines."""
+    def app(self, *, quiet: bool = False) -> AbstractContextManager[App]:
+        """The app for this command: events to the log, the history, the sinks and, unless `quiet` (or -q), step
+        lines."""
         if self.opener is None:
-            raise RuntimeError("Settings.service needs the rotator group to have run (it sets the opener)")
+            raise RuntimeError("Settings.app needs the rotator group to have run (it sets the opener)")
         return self.opener(quiet=quiet)
+
+    @contextmanager
+    def service(self, *, quiet: bool = False) -> Iterator[RotationService]:
+        """The rotation service of `app`, for the commands that need only it."""
+        with self.app(quiet=quiet) as app:
+            yield app.service
 
 
 pass_settings = click.make_pass_decorator(Settings)

@@ -121,21 +121,22 @@ def history(settings: Settings, name: str, as_json: bool) -> None:
     An append-only record kept per credential ([history] dir in rotator.toml, default `rotator-history`
     beside it), for as long as [history] keep says (default 400d). It holds no secret.
     """
-    with settings.service(quiet=True) as engine:
+    with settings.app(quiet=True) as app:
         try:
-            engine.config.credential(name)
-            found = engine.history.read_checked(name)
+            app.config.credential(name)
+            found = app.history.read_checked(name)
         except RotatorError as exc:
             fail(exc)
+    history = app.history
     entries = found.entries
-    report = found.damage_report(engine.history.path(name))
+    report = found.damage_report(history.path(name))
     if report is not None:  # on stderr, so `--json` stays one JSON document on stdout
         click.echo(report, err=True)
     if as_json:
         click.echo(json_text(entries))
         sys.exit(0)
     if not entries:
-        click.echo(f"{name}: no history yet (kept in {engine.history.path(name)})")
+        click.echo(f"{name}: no history yet (kept in {history.path(name)})")
         sys.exit(0)
     for line in history_lines(entries):
         click.echo(line)
