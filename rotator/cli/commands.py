@@ -6,7 +6,6 @@ one `error:` line that says what to do. The exit code is the contract with cron 
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -75,6 +74,8 @@ def _log_level(verbose: int, quiet: bool, *, show: bool = False) -> int:
     """-q: warnings only. Otherwise info when nobody watches stderr (cron keeps a JSON record of every call and
     step), warnings at a terminal (the step lines already say what happens); -v info, -vv debug. A `show` (the
     demo) is for a person wherever its output goes (`make demo 2>&1 | cat`): warnings only unless -v."""
+    import logging  # not at the top: `rotator --help` needs none of it
+
     if verbose:
         return logging.INFO if verbose == 1 else logging.DEBUG
     if quiet or show or sys.stderr.isatty():
@@ -131,6 +132,8 @@ def run_due(settings: Settings, metrics_textfile: Path | None) -> None:
             try:
                 telemetry.write_textfile(metrics_textfile)
             except RotatorError as exc:  # after the tick: its outcomes are still what the exit code says
+                import logging
+
                 logging.getLogger("rotator.metrics").error("metrics textfile not written: %s", exc)
                 click.echo(f"error: {exc} (the tick itself ran; its outcomes follow)", err=True)
     _finish(outcomes)

@@ -42,7 +42,7 @@ def test_help_loads_click_and_the_command_modules_only() -> None:
         "rotator.core",
         "rotator.core.errors",
     ]
-    assert not {"json", "dataclasses", "hmac", "tomllib", "importlib.metadata"} & loaded
+    assert not {"json", "logging", "dataclasses", "hmac", "tomllib", "importlib.metadata"} & loaded
 
 
 def test_status_over_built_in_stores_scans_no_package_metadata(tmp_path: Path) -> None:
