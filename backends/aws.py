@@ -190,6 +190,24 @@ class AwsStore(LedgerByDelegation):
         self._log.cleared(cleared)
         return cleared
 
+    def drop_pending(self, token: str) -> StoredKey | None:
+        """AWSPENDING off version `token`, when it is there and AWSCURRENT is not (`rotator.stale_pending`: a late
+        put of a rotation that is over). The move names the version, so it never takes the label off another one."""
+        labels = self._labels()
+        if stages.holder(labels, PENDING_LABEL) != token or stages.holder(labels, CURRENT_LABEL) == token:
+            return None
+        key = self._key_at(token)
+        self._move([LabelMove(PENDING_LABEL, None, token)])
+        log.warning(
+            "%s: took AWSPENDING off version %s (%s), a rotation that is over; a key still active at Bluum is then "
+            "an orphan for `rotator sweep --revoke`",
+            self._secret_id,
+            token,
+            key.label if key is not None else "no value",
+            extra={"fields": {"store": self.name, "token": token}},
+        )
+        return key
+
     # ----------------------------------------------------------------------------------------------- ledger
     # read_record, write_record, acquire, renew, release: LedgerByDelegation, to the DynamoDB ledger
 
