@@ -12,6 +12,11 @@ again, the same value is a no-op and another value is refused), and labels are m
 AWS's label rules are kept here rather than trusted to the service (moto, for one, does not enforce them): a label
 is taken off the version that carries it in the same call that puts it elsewhere. Reads always name the version.
 
+A rollback never leaves the old key AWSCURRENT on the version a promote's move names: it copies the key into a new
+version and moves AWSCURRENT there first (`backends.aws_fence`), so a move another runner sent before it was frozen,
+landing late, is refused by Secrets Manager. `drop_pending` takes off an AWSPENDING a late put left on a rotation that
+is over (`rotator.stale_pending`, under `rotator sweep --revoke`).
+
 The record and the lease live in DynamoDB (`backends.aws_ledger`): Secrets Manager has no compare-and-set on a value.
 """
 
