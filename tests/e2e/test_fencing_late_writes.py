@@ -27,18 +27,20 @@ from rotator.errors import ExitCode
 from rotator.simulator import Simulator
 from tests.aws_fixtures import Moto
 from tests.fault_proxy import LEDGER_WRITES, FaultProxy, Request
-from tests.freeze_boundaries import Boundary, Primary, Trial, _config_value, aws_digest, bluum_keys, fence, trial
+from tests.freeze_boundaries import (
+    Boundary,
+    Primary,
+    Trial,
+    _config_value,
+    aws_digest,
+    bluum_keys,
+    fence,
+    needs_another_host,
+    trial,
+)
 from tests.store_workspaces import StoreWorkspace, aws_workspace
 
 pytestmark = pytest.mark.slow
-
-
-def _needs_another_host() -> None:
-    import os
-    import shutil
-
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        pytest.skip("another host needs `unshare --uts`, which needs root")
 
 
 @pytest.fixture
@@ -83,7 +85,7 @@ def _rolled_back(
     ws: StoreWorkspace,
     held: Callable[[str, Request], bool],
 ) -> tuple[Trial, dict[str, tuple[list[str], str | None]]]:
-    _needs_another_host()
+    needs_another_host()
     t = trial(sim, store, boundary, ws, 0, "rollback", hold_on=held)
     assert t.reached, "A never sent the write to hold"
     assert t.b_exit == ExitCode.OK, f"B's rollback exited {t.b_exit}"
