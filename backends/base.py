@@ -10,7 +10,7 @@ The calls are shaped after AWS Secrets Manager's staging labels and Vault KV v2'
 - `promote` and `restore_previous` are single atomic moves in stores that have them (a label move, a CAS
   write), and in the env store a sidecar write followed by a re-projection of the dotenv file.
 
-Errors: raise the `rotator.errors.Store*` classes only, chained (`raise ... from exc`) to the SDK error,
+Errors: raise the `rotator.core.errors.Store*` classes only, chained (`raise ... from exc`) to the SDK error,
 and never put a secret value in a message.
 """
 
@@ -23,8 +23,8 @@ from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
 from backends.stages import Cleared, Promotion, Rollback, Staged
-from rotator.errors import ConfigError
-from rotator.model import Stage, StoredKey
+from rotator.core.errors import ConfigError
+from rotator.core.model import Stage, StoredKey
 
 ENTRY_POINT_GROUP = "rotator.backends"
 log = logging.getLogger("rotator.store")

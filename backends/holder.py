@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from backends.ledger import Lease, lease_refusal
-from rotator.errors import LeaseLost, RotationInProgress, StoreError
+from rotator.core.errors import LeaseLost, RotationInProgress, StoreError
 
 __all__ = ["HandleLeases", "HeldLease", "HolderProcess", "contend", "refuse_write", "this_process"]
 

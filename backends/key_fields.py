@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from rotator.errors import ConfigError, StoreCorrupt, StoreNotFound
-from rotator.model import Environment, StoredKey
-from rotator.secret import Secret
+from rotator.core.errors import ConfigError, StoreCorrupt, StoreNotFound
+from rotator.core.model import Environment, StoredKey
+from rotator.core.secret import Secret
 
 __all__ = ["FIELDS", "OPTIONAL_FIELDS", "FieldMap"]
 

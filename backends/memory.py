@@ -2,7 +2,7 @@
 
 Why it exists: code that drives the engine (a custom issuer, a scheduler, a wrapper script) needs a store in its own
 tests, and a real one brings files, SDKs or a cloud account along. Like structlog's testing helpers, this gives a
-store that keeps every promise of `backends.base.SecretStore` exactly as `backends.env` does, passes the same
+store that keeps every promise of `backends.base.SecretStore` exactly as `backends.env.store` does, passes the same
 contract suite (`tests/store_contract.py`), and never leaves the process. Tests can seed it (`current=`), share it
 between handles (`twin()` or `shared=`) to play two processes racing for the lock, and drive lease expiry with an
 injectable clock.
@@ -40,8 +40,8 @@ from typing import Any, Final
 from backends import stages
 from backends.ledger import Lease, VersionedRecord, lease_refusal
 from backends.stages import StageLog, Stages
-from rotator.errors import LeaseLost, RotationInProgress, StoreConflict, StoreError
-from rotator.model import Environment, Stage, StoredKey
+from rotator.core.errors import LeaseLost, RotationInProgress, StoreConflict, StoreError
+from rotator.core.model import Environment, Stage, StoredKey
 
 __all__ = ["Clock", "MemoryStore"]
 

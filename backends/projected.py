@@ -14,8 +14,8 @@ from typing import Protocol, Self, TypeVar
 
 from backends import stages
 from backends.stages import StageLog, Stages
-from rotator.errors import StoreCorrupt, StoreNotFound
-from rotator.model import Stage, StoredKey
+from rotator.core.errors import StoreCorrupt, StoreNotFound
+from rotator.core.model import Stage, StoredKey
 
 
 class StageDocument(Protocol):

@@ -27,9 +27,9 @@ from dataclasses import dataclass, replace
 from typing import Any, Final, Self
 
 from backends.stages import Stages
-from rotator.errors import StoreCorrupt
-from rotator.model import Environment, StoredKey
-from rotator.secret import Secret
+from rotator.core.errors import StoreCorrupt
+from rotator.core.model import Environment, StoredKey
+from rotator.core.secret import Secret
 
 __all__ = ["DOCUMENT_VERSION", "DocumentReader", "StageDocument"]
 

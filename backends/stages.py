@@ -29,8 +29,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rotator.errors import StoreConflict
-from rotator.model import StoredKey
+from rotator.core.errors import StoreConflict
+from rotator.core.model import StoredKey
 
 __all__ = [
     "Cleared",

@@ -31,9 +31,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from rotator.bluum import BluumClient
-from rotator.model import Environment, KeyPair
-from rotator.secret import Secret
+from rotator.bluum.client import BluumClient
+from rotator.core.model import Environment, KeyPair
+from rotator.core.secret import Secret
 from rotator.simulator import Simulator
 
 PROPAGATION = 0.5

@@ -16,7 +16,7 @@ ROUNDS = 7
 CASES = {
     "handler module (rotator.aws_lambda)": "import rotator.aws_lambda",
     "what the first step loads (engine, AWS store, httpx, boto3)": (
-        "import rotator.aws_lambda, rotator.rotation.service, rotator.config, backends.aws, boto3"
+        "import rotator.aws_lambda.entry, rotator.rotation.service, rotator.config.loader, backends.aws.store, boto3"
     ),
     "baseline: boto3 alone": "import boto3",
 }

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from rotator.throttle import Throttle
+from rotator.bluum.throttle import Throttle
 
 
 def per_call(fn: Callable[[], None], n: int) -> float:

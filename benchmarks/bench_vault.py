@@ -20,10 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.openbao: the same server the tests use
 
-from rotator.config import load_config
-from rotator.demo import open_account, seed_workspace
-from rotator.model import KeyPair
-from rotator.rotation.service import RotationService
+from rotator.cli.demo import open_account, seed_workspace
+from rotator.config.loader import load_config
+from rotator.core.model import KeyPair
+from rotator.ops.app import assemble
 from rotator.simulator import Simulator
 from tests.openbao import OpenBao, minimal_policy
 
@@ -65,8 +65,8 @@ def vault_workspace(sim: Simulator, folder: Path, bao: OpenBao) -> tuple[Path, s
 def _pair_in(path: Path) -> KeyPair:
     from dotenv import dotenv_values
 
-    from rotator.model import Environment
-    from rotator.secret import Secret
+    from rotator.core.model import Environment
+    from rotator.core.secret import Secret
 
     values = dotenv_values(path)
     return KeyPair(
@@ -85,9 +85,10 @@ def server_cpu(pid: int) -> float:
 
 def rotation(config: Path) -> tuple[float, float]:
     """Wall seconds and CPU seconds of this process (the in-process simulator included) for one rotation."""
-    service = RotationService(load_config(config))
+    app = assemble(load_config(config))  # as the command line assembles it: history and sinks included
+    service = app.service
     started, cpu = time.perf_counter(), time.process_time()
-    with service:
+    with app:
         service.rotate("trading")
     return time.perf_counter() - started, time.process_time() - cpu
 

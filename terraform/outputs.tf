@@ -9,7 +9,7 @@ output "function_arn" {
 }
 
 output "handler" {
-  description = "The handler the function runs (it must exist in the package: rotator/aws_lambda.py)."
+  description = "The handler the function runs (it must exist in the package: rotator/aws_lambda/__init__.py re-exports it from entry.py)."
   value       = aws_lambda_function.rotator.handler
 }
 

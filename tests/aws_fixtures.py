@@ -32,7 +32,7 @@ class Moto:
         if service not in self._clients:
             import boto3
 
-            from backends.aws import quiet_body_loggers
+            from backends.aws.store import quiet_body_loggers
 
             quiet_body_loggers()  # the tests' own calls carry secret values too
             session = boto3.session.Session()

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rotator.secret import Secret
+from rotator.core.secret import Secret
 
 
 class LeakGuard:
@@ -44,7 +44,7 @@ class _ListHandler(logging.Handler):
     def __init__(self) -> None:
         super().__init__(level=logging.DEBUG)
         self.lines: list[str] = []
-        self._json = __import__("rotator.logs", fromlist=["JsonFormatter"]).JsonFormatter()
+        self._json = __import__("rotator.core.logs", fromlist=["JsonFormatter"]).JsonFormatter()
 
     def emit(self, record: logging.LogRecord) -> None:
         self.lines.append(self._json.format(record))

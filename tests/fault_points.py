@@ -1,4 +1,4 @@
-"""The fault points a rotation passes (see rotator.faultpoints), in the order it passes them.
+"""The fault points a rotation passes (see rotator.core.faultpoints), in the order it passes them.
 
 One list for the crash tests of every tier: the end-to-end crash test proves a real run passes exactly
 these, so the property test, which crashes in-process at each of them, cannot fall behind the code.

@@ -122,7 +122,7 @@ def _config_value(ws: StoreWorkspace, key: str) -> str:
 
 
 def vault_digest(bao: Any) -> Callable[[StoreWorkspace], str]:
-    from backends.vault import STATE_PREFIX
+    from backends.vault.store import STATE_PREFIX
 
     root = bao.client()
 

@@ -31,9 +31,9 @@ import pytest
 
 from backends.base import SecretStore
 from backends.ledger import Lease, Ledger, VersionedRecord, held_lease
-from rotator.errors import LeaseLost, RotationInProgress, StoreConflict
-from rotator.model import DEFAULT_BASE_URLS, Environment, Stage, StoredKey
-from rotator.secret import Secret
+from rotator.core.errors import LeaseLost, RotationInProgress, StoreConflict
+from rotator.core.model import DEFAULT_BASE_URLS, Environment, Stage, StoredKey
+from rotator.core.secret import Secret
 
 LEASE_TTL = 30.0
 

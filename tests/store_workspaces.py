@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rotator.demo import open_account, seed_workspace
-from rotator.model import KeyPair
+from rotator.cli.demo import open_account, seed_workspace
+from rotator.core.model import KeyPair
 from rotator.simulator import Simulator
 
 VAULT_PATH_PREFIX = "storm"
@@ -77,7 +77,7 @@ def _fields(pair: KeyPair) -> dict[str, str]:
 def vault_workspace(sim: Simulator, bao: Any, store_url: str, folder: Path) -> StoreWorkspace:
     """`trading` in Vault KV v2 at `storm/<hex>/trading` of `bao`, reached at `store_url` (the proxy), with a token
     holding exactly the minimal policy; reports.env mirrors it."""
-    from backends.vault import STATE_PREFIX
+    from backends.vault.store import STATE_PREFIX
     from tests.openbao import minimal_policy
 
     config, first = _base(sim, folder)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rotator.errors import ConfigError
+from rotator.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from rotator.config import CredentialConfig
+    from rotator.config.loader import CredentialConfig
     from rotator.issuers.base import Issuer
-    from rotator.runtime import Runtime
+    from rotator.rotation.runtime import Runtime
 
 
 def build_issuer(cred: CredentialConfig, runtime: Runtime) -> Issuer:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from rotator.model import ApiKeyInfo, CreatedKey
+from rotator.core.model import ApiKeyInfo, CreatedKey
 
 
 class Issuer(Protocol):

@@ -11,14 +11,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from rotator.errors import BluumAuthError, BluumForbidden, ConfigError
-from rotator.guards import guard_environment, guard_values
-from rotator.model import ApiKeyInfo, CreatedKey, KeyPair, Stage
+from rotator.core.errors import BluumAuthError, BluumForbidden, ConfigError
+from rotator.core.model import ApiKeyInfo, CreatedKey, KeyPair, Stage
+from rotator.rules.guards import guard_environment, guard_values
 
 if TYPE_CHECKING:
-    from rotator.bluum import BluumClient
-    from rotator.config import CredentialConfig
-    from rotator.runtime import Runtime
+    from rotator.bluum.client import BluumClient
+    from rotator.config.loader import CredentialConfig
+    from rotator.rotation.runtime import Runtime
 
 
 class BluumIssuer:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rotator.errors import ConfigError
+from rotator.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from rotator.config import CredentialConfig
-    from rotator.model import ApiKeyInfo, CreatedKey
+    from rotator.config.loader import CredentialConfig
+    from rotator.core.model import ApiKeyInfo, CreatedKey
 
 
 class ManualIssuer:

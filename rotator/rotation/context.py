@@ -12,16 +12,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from rotator.model import KeyPair, Stage, StoredKey
-from rotator.record import RotationRecord
-from rotator.runtime import Meter
+from rotator.core.model import KeyPair, Stage, StoredKey
+from rotator.rotation.runtime import Meter
+from rotator.rules.record import RotationRecord
 
 if TYPE_CHECKING:
     from backends.base import SecretStore
-    from rotator.bluum import CheckResult
-    from rotator.config import CredentialConfig
+    from rotator.bluum.client import CheckResult
+    from rotator.config.loader import CredentialConfig
     from rotator.issuers.base import Issuer
-    from rotator.runtime import Runtime
+    from rotator.rotation.runtime import Runtime
 
 ConfirmRevoked = Callable[[str], bool]
 """Asks a person to revoke a key in Bluum's dashboard; returns False when nobody can answer."""

@@ -15,8 +15,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rotator import machine
-from rotator.errors import (
+from rotator.core.errors import (
     ConfigError,
     ExitCode,
     LeaseLost,
@@ -27,14 +26,15 @@ from rotator.errors import (
     RotatorError,
     StoreError,
 )
-from rotator.events import EventBus, EventKind, RotationEvent
-from rotator.faultpoints import reached
-from rotator.lease_clock import LeaseClock, guarding
-from rotator.machine import Step
-from rotator.record import ENROLLMENT, Phase, RotationRecord
+from rotator.core.events import EventBus, EventKind, RotationEvent
+from rotator.core.faultpoints import reached
+from rotator.core.lease_clock import LeaseClock, guarding
 from rotator.rotation import reload, revocation, steps
 from rotator.rotation.context import RotationContext, StepFailed
 from rotator.rotation.rollback import after_rollback, roll_back
+from rotator.rules import machine
+from rotator.rules.machine import Step
+from rotator.rules.record import ENROLLMENT, Phase, RotationRecord
 
 log = logging.getLogger("rotator.driver")
 
@@ -44,8 +44,9 @@ if TYPE_CHECKING:
 LEASE_TTL_SECONDS = 15 * 60
 """The default lease (`[ledger] lease_ttl`): it outlives one step with room to spare; waits renew it every third."""
 IN_FLIGHT_SECONDS = 40.0
-"""With the defaults, the longest request a runner may still have in flight (`rotator.in_flight.longest_in_flight`):
-a whole Bluum call ([bluum] timeout 10s + retry_budget 30s), longer than one Vault or AWS request (20 s)."""
+"""With the defaults, the longest request a runner may still have in flight
+(`rotator.core.in_flight.longest_in_flight`): a whole Bluum call ([bluum] timeout 10s + retry_budget 30s), longer than
+one Vault or AWS request (20 s)."""
 TAKEOVER_SECONDS = LEASE_TTL_SECONDS + IN_FLIGHT_SECONDS
 """With the defaults, how long after its last renewal another runner may take a lease over."""
 
@@ -79,7 +80,7 @@ class RecordKeeper:
     with that version under a lease that still holds. Waits renew the lease every third of its time.
 
     Two lengths: this runner treats its lease as `ttl` seconds from its last renewal, on its own clocks
-    (`rotator.lease_clock`), and stops once either clock says that passed (it was frozen); the ledger is told
+    (`rotator.core.lease_clock`), and stops once either clock says that passed (it was frozen); the ledger is told
     `ttl + in_flight`, so another runner takes over only once the longest request this one may still have in flight
     (`in_flight`: a whole Bluum call with its retries, or one store request with its timeouts) has ended too. A create
     or revoke leaves only with a whole Bluum call (`call`) left on the lease: it is renewed first, or the runner stops
@@ -225,7 +226,7 @@ class RecordKeeper:
         self.check(needed)
 
     def before_request(self, seconds: float) -> None:
-        """The guard of every request sent inside this block (`rotator.lease_clock`): a runner that stalled past
+        """The guard of every request sent inside this block (`rotator.core.lease_clock`): a runner that stalled past
         its lease sends nothing; one whose lease has less than `seconds` left renews it first."""
         if self._renewing or self._lease is None:
             return  # the renewal's own request

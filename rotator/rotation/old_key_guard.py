@@ -2,7 +2,7 @@
 
 Before promote, what a store will move into PREVIOUS is what it shows as CURRENT (a store already promoted by this
 rotation, after a crash, shows it as PREVIOUS); at revoke it is PREVIOUS. A store that shows another key stops the
-rotation with exit 4 before anything more changes, naming the store and both keys by label (rotator/old_key.py
+rotation with exit 4 before anything more changes, naming the store and both keys by label (rotator/rules/old_key.py
 decides; this module reads the stores and words the stop).
 """
 
@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from rotator import old_key
-from rotator.errors import RotationIncomplete, StoreNotFound
-from rotator.model import Stage, StoredKey
-from rotator.record import Phase, RotationRecord
+from rotator.core.errors import RotationIncomplete, StoreNotFound
+from rotator.core.model import Stage, StoredKey
 from rotator.rotation.context import Journal, RotationContext
+from rotator.rules import old_key
+from rotator.rules.record import Phase, RotationRecord
 
 if TYPE_CHECKING:
     from backends.base import SecretStore

@@ -10,11 +10,11 @@ Bluum under this credential's and this token's key name, with the same public ke
 
 from __future__ import annotations
 
-from rotator import machine
-from rotator.errors import StoreNotFound
-from rotator.model import Stage, StoredKey
-from rotator.record import RotationRecord
+from rotator.core.errors import StoreNotFound
+from rotator.core.model import Stage, StoredKey
 from rotator.rotation.context import RotationContext
+from rotator.rules import machine
+from rotator.rules.record import RotationRecord
 
 __all__ = ["foreign_pending"]
 

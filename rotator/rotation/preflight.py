@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from rotator import identity, machine
-from rotator.errors import BluumUnavailable, ConfigError, RotationIncomplete
-from rotator.guards import guard_environment, guard_values
-from rotator.model import ApiKeyInfo, Stage, StoredKey, fingerprint, printable_id
-from rotator.record import RotationRecord
+from rotator.core.errors import BluumUnavailable, ConfigError, RotationIncomplete
+from rotator.core.model import ApiKeyInfo, Stage, StoredKey, fingerprint, printable_id
 from rotator.rotation.context import Journal, RotationContext
 from rotator.rotation.reload import planned, refuse_unrunnable
+from rotator.rules import identity, machine
+from rotator.rules.guards import guard_environment, guard_values
+from rotator.rules.record import RotationRecord
 
 
 def check_targets(ctx: RotationContext) -> None:
@@ -131,8 +131,8 @@ def preflight(ctx: RotationContext, record: RotationRecord | None) -> tuple[Stor
 
 def precheck_new_pair(ctx: RotationContext, journal: Journal, pair: StoredKey, current: StoredKey | None) -> None:
     """A person's new pair: not the current one, of this environment, usable, and accepted by this Bluum (I7)."""
-    from rotator.machine import Verdict
     from rotator.rotation.probe import poll
+    from rotator.rules.machine import Verdict
 
     cred = ctx.cred
     if current is not None and pair.same_key(current):
@@ -152,7 +152,7 @@ def precheck_new_pair(ctx: RotationContext, journal: Journal, pair: StoredKey, c
 
 def plan(ctx: RotationContext, current: StoredKey, current_id: str | None) -> str:
     """--dry-run: the steps a rotation will really take, in order and in the configuration's own units."""
-    from rotator.durations import format_duration
+    from rotator.core.durations import format_duration
 
     cred = ctx.cred
     old = current_id or current.label

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from rotator import machine
-from rotator.durations import format_duration
-from rotator.machine import Judgement, Verdict
-from rotator.model import StoredKey
+from rotator.core.durations import format_duration
+from rotator.core.model import StoredKey
 from rotator.rotation.context import Journal, RotationContext
+from rotator.rules import machine
+from rotator.rules.machine import Judgement, Verdict
 
 PROGRESS_EVERY = 5.0
 """Seconds between two "still waiting" lines: quiet for a normal propagation, a heartbeat for a long one."""

@@ -9,21 +9,21 @@ shows it (a reload action that rewrote a target is caught there).
 A failed action stops the rotation where it is (DEPLOYED, with the failure in `waiting_on` for `rotator status`):
 nothing is revoked, `rotator resume` runs every action again (actions must be safe to repeat; a reload is), and
 `rotator rollback` puts the old key back. Each action's result goes to the history as an event; what a program
-printed is kept only as far as rotator/reload_runner.py judges it safe.
+printed is kept only as far as rotator/rotation/reload_runner.py judges it safe.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rotator.errors import RotationIncomplete
-from rotator.faultpoints import reached
-from rotator.model import Stage
-from rotator.record import Phase, RotationRecord
+from rotator.core.errors import RotationIncomplete
+from rotator.core.faultpoints import reached
+from rotator.core.model import Stage
 from rotator.rotation.context import Journal, RotationContext
+from rotator.rules.record import Phase, RotationRecord
 
 if TYPE_CHECKING:
-    from rotator.reload_config import ReloadAction
+    from rotator.config.reloads import ReloadAction
 
 
 def configured(ctx: RotationContext) -> list[tuple[str, ReloadAction]]:
@@ -35,8 +35,8 @@ def configured(ctx: RotationContext) -> list[tuple[str, ReloadAction]]:
 def refuse_unrunnable(ctx: RotationContext) -> None:
     """ConfigError (exit 2, before anything is created) naming every reload command whose program cannot be started,
     and the fix: otherwise the rotation would stop half-way, after the new key was deployed, at every run."""
-    from rotator.errors import ConfigError
-    from rotator.reload_check import command_problem
+    from rotator.core.errors import ConfigError
+    from rotator.rotation.reload_check import command_problem
 
     problems = [
         f"the reload command of store {store!r} ({action.describe()}) cannot run: {problem}"
@@ -107,7 +107,7 @@ def run_all(
     ctx: RotationContext, record: RotationRecord, journal: Journal, *, key_label: str, purpose: str
 ) -> str | None:
     """Run each configured action in order, each result an event; what the first failure was, or None."""
-    from rotator.reload_runner import action_env, run_action
+    from rotator.rotation.reload_runner import action_env, run_action
 
     actions = configured(ctx)
     secrets = _key_values(ctx)

@@ -8,16 +8,16 @@ rotating credential's PREVIOUS for the old key.
 
 from __future__ import annotations
 
-from rotator import identity, machine
-from rotator.errors import BluumError, RotationIncomplete
-from rotator.faultpoints import reached
-from rotator.identity import Holding
-from rotator.machine import Verdict
-from rotator.model import Stage, StoredKey
-from rotator.record import ENROLLMENT, Phase, RotationRecord
+from rotator.core.errors import BluumError, RotationIncomplete
+from rotator.core.faultpoints import reached
+from rotator.core.model import Stage, StoredKey
 from rotator.rotation.context import Journal, RotationContext, StepFailed
 from rotator.rotation.old_key_guard import check_previous
 from rotator.rotation.probe import poll
+from rotator.rules import identity, machine
+from rotator.rules.identity import Holding
+from rotator.rules.machine import Verdict
+from rotator.rules.record import ENROLLMENT, Phase, RotationRecord
 
 
 def confirm_new_key(ctx: RotationContext, record: RotationRecord) -> None:

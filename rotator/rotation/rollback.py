@@ -3,15 +3,15 @@ is revoked. The old key is never revoked here. And what is true afterwards, chec
 
 from __future__ import annotations
 
-from rotator import machine
-from rotator.errors import LeaseLost, RollbackFailed, RotatorError, StoreNotFound
-from rotator.faultpoints import reached
-from rotator.model import Stage
-from rotator.record import Phase, RotationRecord
+from rotator.core.errors import LeaseLost, RollbackFailed, RotatorError, StoreNotFound
+from rotator.core.faultpoints import reached
+from rotator.core.model import Stage
 from rotator.rotation.context import Journal, RotationContext
 from rotator.rotation.old_key_guard import check_restorable
 from rotator.rotation.reload import configured, reload_back
 from rotator.rotation.revocation import revoke_rotation_keys
+from rotator.rules import machine
+from rotator.rules.record import Phase, RotationRecord
 
 
 def roll_back(

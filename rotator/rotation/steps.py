@@ -8,8 +8,7 @@ purpose, finds its work done and only writes the record. A failure a rollback re
 
 from __future__ import annotations
 
-from rotator import machine
-from rotator.errors import (
+from rotator.core.errors import (
     BluumError,
     BluumRateLimited,
     BluumServerError,
@@ -18,16 +17,17 @@ from rotator.errors import (
     RotationIncomplete,
     StoreError,
 )
-from rotator.faultpoints import reached
-from rotator.machine import Verdict
-from rotator.model import Stage, StoredKey
-from rotator.record import Phase, RotationRecord
+from rotator.core.faultpoints import reached
+from rotator.core.model import Stage, StoredKey
 from rotator.rotation.context import Journal, RotationContext, StepFailed, new_token
 from rotator.rotation.old_key_guard import check_before_promote, check_promoted
 from rotator.rotation.own_pending import foreign_pending
 from rotator.rotation.preflight import precheck_new_pair
 from rotator.rotation.probe import poll
 from rotator.rotation.revocation import revoke_rotation_keys
+from rotator.rules import machine
+from rotator.rules.machine import Verdict
+from rotator.rules.record import Phase, RotationRecord
 
 
 def create(ctx: RotationContext, record: RotationRecord, journal: Journal) -> RotationRecord:

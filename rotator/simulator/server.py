@@ -28,7 +28,7 @@ from types import FrameType, TracebackType
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
-from rotator.errors import ConfigError
+from rotator.core.errors import ConfigError
 from rotator.simulator import ids
 from rotator.simulator.protocol import ApiError, Request, Response
 from rotator.simulator.routes import Router

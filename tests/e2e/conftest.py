@@ -24,10 +24,10 @@ import pytest
 from click.testing import CliRunner, Result
 from dotenv import dotenv_values
 
-from rotator.bluum import BluumClient, CheckOutcome
-from rotator.demo import open_account
-from rotator.model import CreatedKey, Environment, KeyPair
-from rotator.secret import Secret
+from rotator.bluum.client import BluumClient, CheckOutcome
+from rotator.cli.demo import open_account
+from rotator.core.model import CreatedKey, Environment, KeyPair
+from rotator.core.secret import Secret
 from rotator.simulator import Simulator
 from tests.conftest import LeakGuard
 from tests.e2e.sampler import KeySampler, Target
@@ -159,7 +159,7 @@ verify_timeout = "{verify_timeout}"
         return proc
 
     def cli(self, *args: str, input: str | None = None) -> Result:
-        from rotator.cli import cli
+        from rotator.cli.commands import cli
 
         # -vv: every debug log line goes through the leak guard too
         result = CliRunner().invoke(cli, ["-vv", "--config", str(self.config), *args], input=input)

@@ -13,10 +13,10 @@ import uuid
 
 import pytest
 
-from rotator.errors import ExitCode
-from rotator.faultpoints import CRASH_ENV
-from rotator.model import Environment, KeyPair
-from rotator.secret import Secret
+from rotator.core.errors import ExitCode
+from rotator.core.faultpoints import CRASH_ENV
+from rotator.core.model import Environment, KeyPair
+from rotator.core.secret import Secret
 from tests.aws_fixtures import LEDGER_TABLE, Moto
 from tests.e2e.conftest import Workspace
 from tests.e2e.sampler import PairSource
@@ -119,7 +119,7 @@ def test_a_crash_after_the_cut_over_is_finished_by_resume(aws: AwsPrimary, ws: W
 
 
 def test_a_second_runner_is_kept_out_by_the_dynamodb_lease(aws: AwsPrimary, ws: Workspace, moto_server: Moto):
-    from backends.aws import AwsStore
+    from backends.aws.store import AwsStore
 
     holder = AwsStore(
         "other",

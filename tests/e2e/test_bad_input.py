@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rotator.errors import ExitCode
+from rotator.core.errors import ExitCode
 from tests.e2e.conftest import Workspace
 
 
@@ -128,7 +128,7 @@ def test_bluum_unreachable_after_a_change_exits_incomplete_and_resume_finishes(w
 def test_missing_config_file(ws: Workspace, tmp_path):
     from click.testing import CliRunner
 
-    from rotator.cli import cli
+    from rotator.cli.commands import cli
 
     result = CliRunner().invoke(cli, ["--config", str(tmp_path / "nope.toml"), "status"])
     assert result.exit_code == ExitCode.BAD_INPUT
@@ -167,7 +167,7 @@ def test_new_key_file_holding_the_current_pair_is_refused(ws: Workspace):
 def test_simulator_refuses_a_non_loopback_address():
     from click.testing import CliRunner
 
-    from rotator.cli import cli
+    from rotator.cli.commands import cli
 
     result = CliRunner().invoke(cli, ["simulator", "--host", "0.0.0.0", "--port", "0"])
     assert result.exit_code == ExitCode.BAD_INPUT

@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 
-from rotator.errors import ExitCode
+from rotator.core.errors import ExitCode
 from tests.e2e.conftest import REPO, Workspace
 from tests.e2e.test_review_scenarios import said
 
@@ -114,7 +114,7 @@ def test_shell_completion_offers_the_configured_credential_names(ws: Workspace):
         "ROTATOR_CONFIG": str(ws.config),
     }
     proc = subprocess.run(
-        [sys.executable, "-c", "from rotator.cli import cli; cli(prog_name='rotator')"],
+        [sys.executable, "-c", "from rotator.cli.commands import cli; cli(prog_name='rotator')"],
         capture_output=True,
         text=True,
         cwd=ws.root,

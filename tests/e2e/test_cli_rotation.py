@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from rotator.config import DEFAULT_CHECK_PATH
-from rotator.errors import ExitCode
+from rotator.config.loader import DEFAULT_CHECK_PATH
+from rotator.core.errors import ExitCode
 from tests.e2e.conftest import Workspace
 from tests.e2e.test_review_scenarios import said
 
@@ -190,7 +190,7 @@ def test_verify_command(ws: Workspace):
 
 
 def test_sweep_finds_and_revokes_orphans(ws: Workspace):
-    from rotator.machine import key_name
+    from rotator.rules.machine import key_name
 
     with ws_client(ws) as client:
         orphan = client.create_investor_key(
@@ -211,7 +211,7 @@ def test_sweep_finds_and_revokes_orphans(ws: Workspace):
 
 
 def test_rotation_refuses_to_make_a_third_active_key(ws: Workspace):
-    from rotator.machine import key_name
+    from rotator.rules.machine import key_name
 
     with ws_client(ws) as client:
         client.create_investor_key(
@@ -286,13 +286,13 @@ def test_manual_pair_from_stdin_of_the_wrong_environment_is_refused(ws: Workspac
 
 
 def ws_client(ws: Workspace):
-    from rotator.bluum import BluumClient
+    from rotator.bluum.client import BluumClient
 
     return BluumClient(ws.sim.base_url)
 
 
 def env_sandbox():
-    from rotator.model import Environment
+    from rotator.core.model import Environment
 
     return Environment.SANDBOX
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from rotator.errors import ExitCode
-from rotator.faultpoints import CRASH_ENV, TRACE_ENV
+from rotator.core.errors import ExitCode
+from rotator.core.faultpoints import CRASH_ENV, TRACE_ENV
 from tests.e2e.conftest import Workspace
 from tests.fault_points import FORWARD_POINTS, ROLLBACK_POINTS
 
@@ -91,7 +91,7 @@ def test_forward_path_every_boundary(ws: Workspace, tmp_path: Path):
 
 def _restart_from_first(ws: Workspace):
     """After a completed rotation the first key is revoked; make the new current key the next 'first'."""
-    from rotator.model import CreatedKey
+    from rotator.core.model import CreatedKey
 
     pair = ws.pair_in()
     info = next(k for k in ws.investor_keys() if k["id"] == pair.key_id)
@@ -99,7 +99,7 @@ def _restart_from_first(ws: Workspace):
 
 
 def _info(raw: dict[str, object]):
-    from rotator.model import ApiKeyInfo, Environment
+    from rotator.core.model import ApiKeyInfo, Environment
 
     return ApiKeyInfo(
         id=str(raw["id"]),

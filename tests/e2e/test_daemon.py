@@ -28,10 +28,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from rotator.bluum import BluumClient
-from rotator.errors import ExitCode
-from rotator.faultpoints import HOLD_ENV, RELEASE_ENV
-from rotator.model import Environment
+from rotator.bluum.client import BluumClient
+from rotator.core.errors import ExitCode
+from rotator.core.faultpoints import HOLD_ENV, RELEASE_ENV
+from rotator.core.model import Environment
 from tests.e2e.conftest import Workspace, dotenv_text
 
 pytestmark = pytest.mark.slow

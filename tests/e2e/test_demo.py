@@ -9,7 +9,7 @@ import re
 
 from click.testing import CliRunner
 
-from rotator.cli import cli
+from rotator.cli.commands import cli
 from tests.conftest import LeakGuard
 
 

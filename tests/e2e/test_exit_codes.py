@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from rotator.errors import ExitCode
+from rotator.core.errors import ExitCode
 from tests.e2e.conftest import Workspace
 from tests.e2e.test_review_scenarios import said
 

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rotator.errors import ExitCode
+from rotator.core.errors import ExitCode
 from tests.aws_fixtures import Moto
 from tests.e2e.conftest import Workspace
 from tests.e2e.test_aws_cli import AwsPrimary
@@ -48,7 +48,7 @@ TAKEOVER = LEASE_TTL + CALL
 SHORT_LEASE = '\n[bluum]\ntimeout = "1s"\nretry_budget = "500ms"\nmax_attempts = 2\n\n[ledger]\nlease_ttl = "3s"\n'
 STORE_TIMEOUT = "timeout = 0.75\n"
 """A Vault or AWS request may take 0.75 s to connect and 0.75 s to answer: no longer than CALL, so the take-over wait
-and the lease's minimum stay as the Bluum call makes them (`rotator.in_flight`)."""
+and the lease's minimum stay as the Bluum call makes them (`rotator.core.in_flight`)."""
 OTHER_HOST = "fencing-other-host"
 STALLED = "frozen or stalled"
 

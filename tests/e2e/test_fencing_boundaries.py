@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from rotator.errors import ExitCode
+from rotator.core.errors import ExitCode
 from rotator.simulator import Simulator
 from tests.aws_fixtures import Moto
 from tests.conftest import LeakGuard

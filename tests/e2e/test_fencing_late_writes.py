@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from rotator.errors import ExitCode
+from rotator.core.errors import ExitCode
 from rotator.simulator import Simulator
 from tests.aws_fixtures import Moto
 from tests.fault_proxy import LEDGER_WRITES, FaultProxy, Request

@@ -1,7 +1,7 @@
 """The take-over wait covers store requests too, through the real CLI (issue 17): a store's `timeout` (Vault's, and
 now AWS's, which bounds the boto3 clients' connect and read timeouts) counts in the longest request a runner may
-still have in flight (`rotator.in_flight`). A lease shorter than two of them is bad input, and the ledger is told the
-lease plus the longest of them, so another runner takes over only once such a request has surely ended."""
+still have in flight (`rotator.core.in_flight`). A lease shorter than two of them is bad input, and the ledger is told
+the lease plus the longest of them, so another runner takes over only once such a request has surely ended."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from rotator.errors import ExitCode
+from rotator.core.errors import ExitCode
 from tests.aws_fixtures import LEDGER_TABLE, Moto
 from tests.e2e.conftest import Workspace
 from tests.e2e.test_aws_cli import AwsPrimary

@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 import uuid
 
-from rotator.bluum import BluumClient
-from rotator.errors import ExitCode
-from rotator.model import Environment
+from rotator.bluum.client import BluumClient
+from rotator.core.errors import ExitCode
+from rotator.core.model import Environment
 from tests.e2e.conftest import Workspace, dotenv_text
 
 

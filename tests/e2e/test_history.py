@@ -8,8 +8,8 @@ import signal
 
 import pytest
 
-from rotator.errors import ExitCode
-from rotator.faultpoints import CRASH_ENV
+from rotator.core.errors import ExitCode
+from rotator.core.faultpoints import CRASH_ENV
 from tests.e2e.conftest import Workspace
 from tests.e2e.test_review_scenarios import said
 

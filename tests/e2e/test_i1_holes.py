@@ -20,12 +20,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rotator.bluum import BluumClient
-from rotator.errors import ExitCode
-from rotator.faultpoints import CRASH_ENV
-from rotator.machine import key_name as machine_key_name
-from rotator.model import Environment, KeyPair
-from rotator.secret import Secret
+from rotator.bluum.client import BluumClient
+from rotator.core.errors import ExitCode
+from rotator.core.faultpoints import CRASH_ENV
+from rotator.core.model import Environment, KeyPair
+from rotator.core.secret import Secret
+from rotator.rules.machine import key_name as machine_key_name
 from tests.e2e.conftest import Workspace, dotenv_text
 from tests.e2e.test_review_scenarios import current_everywhere, key_status, record, said, sidecar
 from tests.e2e.test_sweep import add_second_credential

@@ -11,9 +11,9 @@ import stat
 
 from dotenv import dotenv_values
 
-from rotator.errors import ExitCode
-from rotator.model import Environment, KeyPair
-from rotator.secret import Secret
+from rotator.core.errors import ExitCode
+from rotator.core.model import Environment, KeyPair
+from rotator.core.secret import Secret
 from rotator.simulator import Simulator
 from tests.e2e.conftest import Workspace
 from tests.e2e.test_review_scenarios import said

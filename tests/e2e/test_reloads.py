@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 from dotenv import dotenv_values
 
-from rotator.errors import ExitCode
-from rotator.faultpoints import CRASH_ENV
+from rotator.core.errors import ExitCode
+from rotator.core.faultpoints import CRASH_ENV
 from tests.e2e.conftest import Workspace
 from tests.e2e.test_review_scenarios import said, sidecar
 

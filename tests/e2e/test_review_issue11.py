@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from rotator.config import load_config
-from rotator.errors import ExitCode
-from rotator.faultpoints import hooked
-from rotator.fleet import run_each
+from rotator.config.loader import load_config
+from rotator.core.errors import ExitCode
+from rotator.core.faultpoints import hooked
+from rotator.ops.fleet import run_each
 from rotator.rotation.service import RotationService
 from rotator.simulator import Simulator
 from tests.e2e.conftest import Workspace

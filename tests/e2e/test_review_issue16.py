@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from rotator.bluum import BluumClient
-from rotator.errors import ExitCode
-from rotator.model import Environment, KeyPair
+from rotator.bluum.client import BluumClient
+from rotator.core.errors import ExitCode
+from rotator.core.model import Environment, KeyPair
 from tests.e2e.conftest import Workspace, dotenv_text
 from tests.e2e.second_user import NOBODY, as_nobody, folder_nobody_can_reach, needs_second_user
 from tests.e2e.test_review_scenarios import key_status, said
@@ -234,7 +234,7 @@ def test_a_crashed_writes_copy_of_a_file_the_application_owns_is_removed_too(ws:
     """app.env belongs to the application's user (`chown app .env`, as deployers do), so the rotator gives its
     temporary copy that owner before the rename. A crash between fsync and rename left a copy of the new secret that
     main's sweep skipped as "another user's" for ever, and never reported."""
-    from rotator.faultpoints import CRASH_ENV
+    from rotator.core.faultpoints import CRASH_ENV
 
     if os.geteuid() != 0:
         pytest.skip("needs root: the file belongs to another user")

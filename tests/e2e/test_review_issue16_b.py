@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from rotator.errors import ExitCode
+from rotator.core.errors import ExitCode
 from tests.e2e.conftest import Workspace
 from tests.e2e.second_user import NOBODY
 from tests.e2e.test_review_scenarios import said
@@ -230,8 +230,8 @@ def test_the_budget_folder_made_is_given_its_mode_without_following_a_link_swapp
     parent can swap the new folder for a link: `os.chmod` followed it and root made the link's target 2770 (here a
     0600 file standing for /etc/shadow). Played deterministically: the swap happens as the folder is made. The mode
     is set on the folder as opened without following links; the link is then refused (exit 2 through ConfigError)."""
-    from rotator.errors import ConfigError
-    from rotator.shared_window import check_budget_dir
+    from rotator.bluum.shared_window import check_budget_dir
+    from rotator.core.errors import ConfigError
 
     victim = tmp_path / "victim"
     victim.write_text("secret\n")

@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from rotator.bluum import BluumClient
-from rotator.errors import ExitCode
-from rotator.faultpoints import CRASH_ENV, HOLD_ENV, RELEASE_ENV
-from rotator.model import Environment
+from rotator.bluum.client import BluumClient
+from rotator.core.errors import ExitCode
+from rotator.core.faultpoints import CRASH_ENV, HOLD_ENV, RELEASE_ENV
+from rotator.core.model import Environment
 from tests.e2e.conftest import Workspace, dotenv_text
 
 pytestmark = pytest.mark.slow

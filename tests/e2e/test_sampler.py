@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rotator.demo import open_account
+from rotator.cli.demo import open_account
 from rotator.simulator import Simulator
 from tests.e2e.conftest import dotenv_text
 from tests.e2e.sampler import KeySampler, PairSource

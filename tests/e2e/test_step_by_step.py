@@ -12,8 +12,8 @@ import uuid
 
 import pytest
 
-from rotator.errors import ExitCode
-from rotator.faultpoints import CRASH_ENV
+from rotator.core.errors import ExitCode
+from rotator.core.faultpoints import CRASH_ENV
 from tests.e2e.conftest import Workspace
 from tests.e2e.test_review_scenarios import assert_rotated, current_everywhere, record, said
 

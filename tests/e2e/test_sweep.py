@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import uuid
 
-from rotator.bluum import BluumClient
-from rotator.errors import ExitCode
-from rotator.machine import key_name
-from rotator.model import Environment
+from rotator.bluum.client import BluumClient
+from rotator.core.errors import ExitCode
+from rotator.core.model import Environment
+from rotator.rules.machine import key_name
 from tests.e2e.conftest import Workspace, dotenv_text
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from rotator.errors import ExitCode
+from rotator.core.errors import ExitCode
 from tests.e2e.conftest import Workspace
 from tests.e2e.second_user import NOBODY
 from tests.e2e.test_daemon import TICK, DaemonProcess, _no_daemon_left, wait_until  # noqa: F401 - autouse fixture

@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
-from rotator.bluum import BluumClient
-from rotator.errors import ExitCode
-from rotator.faultpoints import HOLD_ENV, RELEASE_ENV, TRACE_ENV
-from rotator.model import CreatedKey, Environment, KeyPair, fingerprint
-from rotator.secret import Secret
+from rotator.bluum.client import BluumClient
+from rotator.core.errors import ExitCode
+from rotator.core.faultpoints import HOLD_ENV, RELEASE_ENV, TRACE_ENV
+from rotator.core.model import CreatedKey, Environment, KeyPair, fingerprint
+from rotator.core.secret import Secret
 from tests.e2e.conftest import Workspace, dotenv_text
 from tests.e2e.second_user import NOBODY, SETPRIV, folder_nobody_can_reach
 from tests.e2e.test_review_scenarios import current_everywhere, key_status, record, said

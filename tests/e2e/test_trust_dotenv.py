@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 from dotenv import dotenv_values
 
-from rotator.errors import ExitCode
-from rotator.faultpoints import CRASH_ENV
+from rotator.core.errors import ExitCode
+from rotator.core.faultpoints import CRASH_ENV
 from tests.e2e.conftest import Workspace
 from tests.e2e.second_user import NOBODY, as_nobody, folder_nobody_can_reach, needs_second_user
 from tests.e2e.test_review_scenarios import said

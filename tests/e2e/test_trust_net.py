@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from rotator.errors import ExitCode
-from rotator.throttle import key_hash
+from rotator.bluum.throttle import key_hash
+from rotator.core.errors import ExitCode
 from tests.e2e.conftest import Workspace
 from tests.e2e.second_user import NOBODY, SETPRIV, folder_nobody_can_reach, needs_nobody_to_run_the_rotator
 from tests.e2e.test_review_scenarios import said
@@ -134,7 +134,7 @@ def test_the_window_files_root_makes_are_shared_with_the_group(ws: Workspace, sh
     assert sent_by_root >= 1
 
     script = (
-        "import sys, time; from pathlib import Path; from rotator.shared_window import SharedWindow; "
+        "import sys, time; from pathlib import Path; from rotator.bluum.shared_window import SharedWindow; "
         f"print(SharedWindow(Path({str(window)!r}), 0.05).admit(time.time(), 1000))"
     )
     needs_nobody_to_run_the_rotator()

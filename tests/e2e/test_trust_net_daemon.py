@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from rotator.errors import ExitCode
+from rotator.core.errors import ExitCode
 from tests.e2e.conftest import Workspace
 from tests.e2e.test_daemon import TICK, DaemonProcess, fleet, metric_samples, wait_until
 

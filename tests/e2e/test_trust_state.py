@@ -29,9 +29,9 @@ from pathlib import Path
 import pytest
 
 from backends.stage_document import StageDocument
-from rotator.demo import open_account
-from rotator.errors import ExitCode
-from rotator.model import KeyPair
+from rotator.cli.demo import open_account
+from rotator.core.errors import ExitCode
+from rotator.core.model import KeyPair
 from rotator.simulator import Simulator
 from tests.conftest import LeakGuard
 from tests.e2e.conftest import dotenv_text

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from backends.vault import STATE_PREFIX
-from rotator.errors import ExitCode
-from rotator.model import Environment, KeyPair
-from rotator.secret import Secret
+from backends.vault.store import STATE_PREFIX
+from rotator.core.errors import ExitCode
+from rotator.core.model import Environment, KeyPair
+from rotator.core.secret import Secret
 from tests.e2e.conftest import Workspace
 from tests.e2e.test_review_scenarios import said
 from tests.e2e.vault_primary import VaultPrimary, VaultSource

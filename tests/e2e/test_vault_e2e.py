@@ -20,10 +20,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from rotator.errors import ExitCode
-from rotator.faultpoints import CRASH_ENV, HOLD_ENV, RELEASE_ENV, TRACE_ENV
-from rotator.model import KeyPair
-from rotator.secret import Secret
+from rotator.core.errors import ExitCode
+from rotator.core.faultpoints import CRASH_ENV, HOLD_ENV, RELEASE_ENV, TRACE_ENV
+from rotator.core.model import KeyPair
+from rotator.core.secret import Secret
 from tests.e2e.conftest import Workspace
 from tests.e2e.test_review_scenarios import said
 from tests.e2e.vault_primary import Background, VaultPrimary, run_with_library_logs, vault_points

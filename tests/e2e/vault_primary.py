@@ -29,10 +29,10 @@ from urllib.parse import urlsplit
 
 import hvac
 
-from backends.vault import STATE_PREFIX
-from rotator.faultpoints import HOLD_ENV, RELEASE_ENV, TRACE_ENV
-from rotator.model import Environment, KeyPair
-from rotator.secret import Secret
+from backends.vault.store import STATE_PREFIX
+from rotator.core.faultpoints import HOLD_ENV, RELEASE_ENV, TRACE_ENV
+from rotator.core.model import Environment, KeyPair
+from rotator.core.secret import Secret
 from tests.e2e.conftest import Workspace
 from tests.e2e.sampler import PairSource
 from tests.openbao import OpenBao, minimal_policy

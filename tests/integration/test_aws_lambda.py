@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from backends.aws import AwsStore
-from rotator import aws_lambda
-from rotator.bluum import BluumClient
-from rotator.demo import Account, open_account
-from rotator.errors import RotationFailed, RotationInProgress
-from rotator.model import Environment, KeyPair
-from rotator.secret import Secret
+from backends.aws.store import AwsStore
+from rotator.aws_lambda import entry as aws_lambda
+from rotator.bluum.client import BluumClient
+from rotator.cli.demo import Account, open_account
+from rotator.core.errors import RotationFailed, RotationInProgress
+from rotator.core.model import Environment, KeyPair
+from rotator.core.secret import Secret
 from rotator.simulator import Simulator
 from tests.aws_fixtures import LEDGER_TABLE, Moto
 from tests.conftest import LeakGuard
@@ -69,7 +69,7 @@ class Lambda:
         )["Role"]["Arn"]
         code = io.BytesIO()
         with zipfile.ZipFile(code, "w") as archive:
-            archive.writestr("rotator/aws_lambda.py", "def handler(event, context): pass\n")
+            archive.writestr("rotator/aws_lambda/__init__.py", "def handler(event, context): pass\n")
         return str(
             lam.create_function(
                 FunctionName=f"rotator-{suffix}",
@@ -256,7 +256,7 @@ def test_importing_the_handler_loads_no_engine_sdk_or_cli() -> None:
 def test_the_tick_revokes_only_its_own_orphans(function: Lambda) -> None:
     """A key this rotator minted for the secret that no store holds (a createSecret whose answer was lost) is
     revoked by the tick; a key of the same investor made by anyone else is left alone."""
-    from rotator import machine
+    from rotator.rules import machine
 
     tenant, investor = function.account.tenant_pair, function.account.investor
     with BluumClient(function.sim.base_url) as client:
@@ -377,7 +377,7 @@ def test_a_failed_rotation_and_an_overdue_key_are_logged_for_the_modules_alarms(
     assert all(str(i).startswith("req_") for i in ids)
 
     caplog.clear()
-    monkeypatch.setattr("rotator.aws_lambda.time.time", lambda: 4_102_444_800.0)  # 2100: far past its period
+    monkeypatch.setattr("rotator.aws_lambda.entry.time.time", lambda: 4_102_444_800.0)  # 2100: far past its period
     with caplog.at_level("INFO", logger="rotator.lambda"):
         tick = aws_lambda.handler({"rotator": "tick"})
     assert tick["secrets"][0]["overdue"] is True
@@ -418,7 +418,7 @@ def test_a_crash_between_steps_is_repaired_by_the_services_retry(function: Lambd
     """Secrets Manager retries a step whose invocation died; here createSecret died after Bluum made the key and
     before anything was stored past it (the process killed at the record write), and the retry finishes with that
     same key, never a second one."""
-    from rotator.faultpoints import hooked
+    from rotator.core.faultpoints import hooked
 
     token = function.start_rotation()
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from backends.aws import AwsStore
+from backends.aws.store import AwsStore
 from backends.base import SecretStore, load_store_factories
 from backends.ledger import Lease, held_lease
-from rotator.errors import ConfigError, LeaseLost, RotationInProgress, StoreConflict, StoreError, StoreNotFound
-from rotator.model import Stage, StoredKey
+from rotator.core.errors import ConfigError, LeaseLost, RotationInProgress, StoreConflict, StoreError, StoreNotFound
+from rotator.core.model import Stage, StoredKey
 from tests.aws_fixtures import Moto
 from tests.store_contract import LEASE_TTL, StoreContract, assert_holds, make_key
 

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from rotator.bluum import BluumClient, CheckOutcome, RetryPolicy
-from rotator.errors import (
+from rotator.bluum.client import BluumClient, CheckOutcome, RetryPolicy
+from rotator.core.errors import (
     BluumAuthError,
     BluumConflict,
     BluumError,
@@ -23,8 +23,8 @@ from rotator.errors import (
     BluumRateLimited,
     BluumServerError,
 )
-from rotator.model import Environment, KeyPair
-from rotator.secret import Secret
+from rotator.core.model import Environment, KeyPair
+from rotator.core.secret import Secret
 from rotator.simulator import Simulator
 
 FAST_RETRY = RetryPolicy(max_attempts=4, base_delay=0.05, max_delay=0.2, total_budget=10.0)
@@ -90,7 +90,7 @@ def test_create_check_list_revoke_round_trip(sim: Simulator, client: BluumClient
 
 
 def test_list_pages_through_the_simulator(sim: Simulator, client: BluumClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("rotator.bluum.PAGE_SIZE", 2)
+    monkeypatch.setattr("rotator.bluum.client.PAGE_SIZE", 2)
     manager = tenant_pair(sim)
     investor = sim.create_investor()
     made = [new_key(client, manager, investor, token=f"tok-{i}").key_id for i in range(5)]

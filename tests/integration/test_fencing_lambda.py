@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from rotator import aws_lambda
-from rotator.faultpoints import hooked
+from rotator.aws_lambda import entry as aws_lambda
+from rotator.core.faultpoints import hooked
 from tests.aws_fixtures import LEDGER_TABLE, Moto
 from tests.integration.test_aws_lambda import Lambda, function
 

@@ -1,9 +1,9 @@
 """The Lambda's boto3 clients, and the AWS store's own, are bounded per attempt and in attempts (issue 17).
 
 botocore's defaults (60 s to connect, 60 s to answer, 5 attempts in standard mode) would let one Secrets Manager or
-DynamoDB request outlive the take-over wait (the lease plus the longest request in flight, `rotator.in_flight`). Each
-client the rotator makes now waits at most the store's `timeout` (10 s by default) to connect and again to answer, with
-3 attempts in all, and every attempt asks the lease guard before it is sent."""
+DynamoDB request outlive the take-over wait (the lease plus the longest request in flight, `rotator.core.in_flight`).
+Each client the rotator makes now waits at most the store's `timeout` (10 s by default) to connect and again to answer,
+with 3 attempts in all, and every attempt asks the lease guard before it is sent."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from backends.aws import AwsStore
-from rotator import aws_lambda
+from backends.aws.store import AwsStore
+from rotator.aws_lambda import entry as aws_lambda
 from tests.aws_fixtures import Moto
 from tests.integration.test_aws_lambda import Lambda, function
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from rotator.errors import LeaseLost, StoreConflict
+from rotator.core.errors import LeaseLost, StoreConflict
 from tests.integration.test_vault_store import (
     Clock,
     MakeStore,

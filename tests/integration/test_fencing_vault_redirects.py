@@ -1,6 +1,6 @@
 """A Vault write that is redirected within the same address asks the lease guard again before it is sent (issue 17).
 
-Why: the Vault store asks the command's lease guard right before each KV write leaves (`backends/vault_kv.py`), but a
+Why: the Vault store asks the command's lease guard right before each KV write leaves (`backends/vault/kv.py`), but a
 307 on the same origin is followed inside requests, which sends the write again, later, to the new path. A runner
 frozen while the redirect was on its way back (its lease lost meanwhile) then wrote without asking. A real HTTP server
 on loopback plays Vault: reads find nothing, every write is answered 307 to `/moved/...`, where a write would be
@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import pytest
 
 from backends.vault import VaultStore
-from rotator.errors import LeaseLost
-from rotator.lease_clock import guarding
+from rotator.core.errors import LeaseLost
+from rotator.core.lease_clock import guarding
 from tests.recording_http import RecordingHandler, RecordingServer, json_reply
 
 TOKEN = "hvs.integration-fencing-redirect-0123"

@@ -10,14 +10,14 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from rotator.bluum import BluumClient
-from rotator.config import load_config
-from rotator.errors import ExitCode
-from rotator.events import EventBus, EventKind, RotationEvent
-from rotator.fleet import run_each
-from rotator.model import Environment, KeyPair
+from rotator.bluum.client import BluumClient
+from rotator.config.loader import load_config
+from rotator.core.errors import ExitCode
+from rotator.core.events import EventBus, EventKind, RotationEvent
+from rotator.core.model import Environment, KeyPair
+from rotator.core.secret import Secret
+from rotator.ops.fleet import run_each
 from rotator.rotation.service import RotationService
-from rotator.secret import Secret
 from rotator.simulator import Simulator
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rotator.model import KeyPair
+from rotator.core.model import KeyPair
 from rotator.simulator import Simulator
 from tests.integration.test_fleet import active_keys, fleet_workspace, rotate_every_one_once
 from tests.openbao import OpenBao

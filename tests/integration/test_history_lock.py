@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from rotator import history as history_module
-from rotator.events import EventKind, RotationEvent
-from rotator.history import HistoryLog
+from rotator.core.events import EventKind, RotationEvent
+from rotator.notify import history as history_module
+from rotator.notify.history import HistoryLog
 
 HOLD = """
 import fcntl, os, signal, sys

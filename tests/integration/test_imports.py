@@ -39,11 +39,11 @@ def loaded_after(statement: str, stand_ins: Path) -> list[str]:
 @pytest.mark.parametrize(
     "statement",
     [
-        "import rotator.cli",
+        "import rotator.cli.commands",
         "import rotator.rotation.service",
-        "import rotator.runtime",
-        "import rotator.machine",
-        "import rotator.config",
+        "import rotator.rotation.runtime",
+        "import rotator.rules.machine",
+        "import rotator.config.loader",
         "import backends.base",
     ],
 )
@@ -52,7 +52,7 @@ def test_import_loads_no_sdk(statement: str, stand_ins: Path):
 
 
 def test_help_loads_no_sdk(stand_ins: Path):
-    code = "import sys\nfrom rotator.cli import cli\ntry:\n    cli(['--help'])\nexcept SystemExit:\n    pass\n"
+    code = "import sys\nfrom rotator.cli.commands import cli\ntry:\n    cli(['--help'])\nexcept SystemExit:\n    pass\n"
     assert loaded_after(code, stand_ins) == []
 
 
@@ -71,7 +71,7 @@ def test_status_of_four_credentials_makes_no_http_client(tmp_path: Path, stand_i
         text += f'[credentials.c{n}]\nenvironment = "sandbox"\nissuer = "manual"\nstore = "s{n}"\n\n'
     (tmp_path / "rotator.toml").write_text(text)
     code = (
-        "import sys\nfrom rotator.cli import cli\n"
+        "import sys\nfrom rotator.cli.commands import cli\n"
         f"try:\n    cli(['--config', {str(tmp_path / 'rotator.toml')!r}, 'status'])\nexcept SystemExit as exc:\n"
         "    assert exc.code == 0, exc.code\n"
     )

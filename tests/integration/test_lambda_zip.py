@@ -22,12 +22,12 @@ from tests.integration.terraform_support import CHECKOUT, ZIP_NAME, build_lambda
 
 pytestmark = pytest.mark.slow
 
-HANDLER_FILE = "rotator/aws_lambda.py"
+HANDLER_FILE = "rotator/aws_lambda/entry.py"
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath")
-CLI_MODULES = {"rotator.cli", "rotator.demo", "rotator.__main__", "rotator.metrics", "rotator.daemon", "rotator.health"}
-"""Modules only the command line imports. They import click, prometheus_client (`rotator.metrics`, for `run-due
---metrics-textfile` and the daemon's `/metrics`) or schedule (`rotator.daemon`), which the package leaves out: nothing
-the handler runs may import them."""
+LEFT_OUT = ("rotator/cli/", "rotator/daemon/", "rotator/simulator/", "rotator/__main__.py")
+"""What only the command line and the daemon run, left out by folder: the commands and the demo (click), the
+daemon's loop, Prometheus metrics, /healthz and stop signals (schedule, prometheus_client), the simulator, and
+`python -m rotator`."""
 DEPENDENCIES = ("httpx", "httpcore", "h11", "anyio", "idna", "certifi", "tenacity", "dotenv", "hvac", "requests")
 
 
@@ -69,11 +69,19 @@ def test_holds_our_packages_without_tests_caches_or_the_simulator(names: list[st
     tops = {name.split("/")[0] for name in names}
     assert {"rotator", "backends"} <= tops
     assert "rotator/__init__.py" in names
-    assert "backends/aws.py" in names
+    assert "backends/aws/store.py" in names
     assert "rotator/py.typed" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
-    assert not [n for n in names if n.startswith(("tests/", "rotator/simulator/", "bin/", "scripts/"))]
+    assert not [n for n in names if n.startswith(("tests/", "bin/", "scripts/"))]
     assert not [n for n in names if n.endswith(("/RECORD", "/INSTALLER", "/REQUESTED", "/direct_url.json"))]
+
+
+def test_leaves_the_command_line_the_daemon_and_the_simulator_out_by_folder(names: list[str]):
+    assert not [n for n in names if n.startswith(LEFT_OUT)]
+    assert "rotator/ops/app.py" in names, "the assembly every way in shares is the Lambda's too"
+    assert "rotator/ops/alerts.py" in names
+    for folder in ("cli", "daemon"):  # the folders exist: what is left out is left out by its folder
+        assert (CHECKOUT / "rotator" / folder / "__init__.py").is_file()
 
 
 def test_holds_the_dependencies_but_not_what_the_runtime_has(names: list[str]):
@@ -120,17 +128,16 @@ def _run_isolated(code: str, env: dict[str, str]) -> subprocess.CompletedProcess
     )
 
 
-def test_every_module_but_the_clis_imports_from_the_package_alone(builds: tuple[Path, Path], tmp_path: Path):
-    """Whatever the handler imports later, lazily, is in the package: every module of rotator and backends imports
-    without click or the simulator, except the CLI's own (CLI_MODULES)."""
+def test_every_module_in_the_package_imports_from_the_package_alone(builds: tuple[Path, Path], tmp_path: Path):
+    """Whatever the handler imports later, lazily, is in the package: every module of rotator and backends it holds
+    imports without click, schedule, prometheus_client or the simulator."""
     with zipfile.ZipFile(builds[0]) as archive:
         modules = sorted(
             name[: -len(".py")].replace("/", ".").removesuffix(".__init__")
             for name in archive.namelist()
             if name.startswith(("rotator/", "backends/")) and name.endswith(".py")
         )
-    modules = [m for m in modules if m not in CLI_MODULES]
-    assert "backends.aws" in modules
+    assert "backends.aws.store" in modules
     code = (
         "import importlib, importlib.util, sys\n"
         "assert importlib.util.find_spec('click') is None, 'the venv leaks in'\n"
@@ -155,5 +162,5 @@ def test_handler_imports_from_the_package_alone(builds: tuple[Path, Path], tmp_p
     result = _run_isolated(code, _runtime_like(builds, tmp_path))
     assert result.returncode == 0, f"the handler does not import from the package:\n{result.stderr[-3000:]}"
     loaded = set(json.loads(result.stdout.splitlines()[-1]))
-    heavy = loaded & {"click", "hvac", "schedule"}
+    heavy = loaded & {"click", "hvac", "schedule", "prometheus_client"}
     assert not heavy, f"importing the handler loads {sorted(heavy)}"

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from backends.env import EnvStore
+from backends.env.store import EnvStore
 from backends.ledger import held_lease
-from rotator.errors import RotationInProgress
+from rotator.core.errors import RotationInProgress
 
 
 def test_import_is_light() -> None:
     """The Lambda and `rotator --help` load config; it must not drag in the CLI, HTTP or store SDKs."""
     code = (
-        "import rotator.config, sys; "
+        "import rotator.config.loader, sys; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in {'click','httpx','boto3','hvac','msgspec'}))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -28,7 +28,7 @@ def test_import_is_light() -> None:
 
 HOLD_LOCK = """
 import sys, time
-from backends.env import EnvStore
+from backends.env.store import EnvStore
 from backends.ledger import held_lease
 with held_lease(EnvStore("other", path=sys.argv[1]), "nightly-cron", 60):
     print("locked", flush=True)
@@ -70,7 +70,7 @@ def test_guard_fails_a_test_that_logs_a_secret(pytester: pytest.Pytester, monkey
     pytester.makepyfile(
         """
         import logging
-        from rotator.secret import Secret
+        from rotator.core.secret import Secret
 
         def test_leaks():
             value = Secret("oops-this-leaks-123").reveal()

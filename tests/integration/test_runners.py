@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from backends.memory import MemoryStore
-from rotator.bluum import BluumClient, CheckOutcome
-from rotator.config import parse_config
-from rotator.demo import open_account
-from rotator.errors import LeaseLost
-from rotator.model import Environment, KeyPair, Stage, StoredKey
+from rotator.bluum.client import BluumClient, CheckOutcome
+from rotator.cli.demo import open_account
+from rotator.config.loader import parse_config
+from rotator.core.errors import LeaseLost
+from rotator.core.model import Environment, KeyPair, Stage, StoredKey
 from rotator.rotation.driver import TAKEOVER_SECONDS
 from rotator.rotation.service import RotationService
 from rotator.simulator import Simulator

@@ -20,9 +20,9 @@ CALLS = 25
 SCRIPT = """
 import sys
 from pathlib import Path
-from rotator.bluum import BluumClient, RetryPolicy
-from rotator.model import Environment, KeyPair
-from rotator.secret import Secret
+from rotator.bluum.client import BluumClient, RetryPolicy
+from rotator.core.model import Environment, KeyPair
+from rotator.core.secret import Secret
 
 base_url, api_key, secret, shared = sys.argv[1:5]
 pair = KeyPair(api_key, Secret(secret), Environment.SANDBOX, None)

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
-from rotator.errors import ConfigError
+from rotator.core.errors import ConfigError
 from rotator.simulator import Simulator
 
 REQUEST_ID = re.compile(r"req_[0-9a-hjkmnp-tv-z]{26}")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from rotator import aws_lambda
+from rotator.aws_lambda import entry as aws_lambda
 from tests.aws_fixtures import Moto
 from tests.integration.terraform_support import ZIP_NAME, Terraform, build_lambda_zip, copy_module, offline_terraform
 

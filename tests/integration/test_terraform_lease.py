@@ -1,5 +1,5 @@
 """The module's `lease_ttl_seconds` (issue 17): passed to the function as ROTATOR_LEASE_TTL, and refused below the
-very minimum the function itself enforces (two of the longest request it may have in flight, `rotator.in_flight`),
+very minimum the function itself enforces (two of the longest request it may have in flight, `rotator.core.in_flight`),
 so a plan never deploys a lease the function would refuse at its first rotation, nor allows less than it needs."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from rotator import aws_lambda
-from rotator.errors import ConfigError
+from rotator.aws_lambda import entry as aws_lambda
+from rotator.core.errors import ConfigError
 from tests.aws_fixtures import Moto
 from tests.integration.terraform_support import MODULE
 from tests.integration.test_aws_lambda import Lambda, function

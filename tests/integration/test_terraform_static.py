@@ -131,12 +131,29 @@ def test_handler_is_the_packaged_function(tf: dict[str, dict[str, Any]]):
     assert function["filename"] == "${var.lambda_zip_path}"
     assert function["source_code_hash"] == "${filebase64sha256(var.lambda_zip_path)}"
     module_path, _, attribute = handler.rpartition(".")
-    source = CHECKOUT / (module_path.replace(".", "/") + ".py")
-    if not source.exists():
-        pytest.skip(f"{source.relative_to(CHECKOUT)} is not written yet (the Lambda handler lands separately)")
+    source = _module_source(module_path)
+    if source is None:
+        pytest.skip(f"{module_path} is not written yet (the Lambda handler lands separately)")
     tree = ast.parse(source.read_text())
+    # a package's face re-exports the function: follow `from M import handler` to the module that defines it
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module and any(a.name == attribute for a in node.names):
+            assert not any(a.asname for a in node.names if a.name == attribute), "the face renames the handler"
+            found = _module_source(node.module)
+            assert found is not None, f"{source.relative_to(CHECKOUT)} re-exports {attribute!r} from a missing module"
+            source, tree = found, ast.parse(found.read_text())
+            break
     functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
     assert attribute in functions, f"{source.relative_to(CHECKOUT)} defines no top-level function {attribute!r}"
+
+
+def _module_source(dotted: str) -> Path | None:
+    """The file Python runs for `dotted` in this checkout: a module, or a package's __init__.py."""
+    base = CHECKOUT / dotted.replace(".", "/")
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.exists():
+            return candidate
+    return None
 
 
 def test_rotation_defaults_to_90_days(tf: dict[str, dict[str, Any]]):

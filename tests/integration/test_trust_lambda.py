@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from rotator import aws_lambda
-from rotator.bluum import BluumClient
-from rotator.errors import RotationFailed
-from rotator.model import Environment
+from rotator.aws_lambda import entry as aws_lambda
+from rotator.bluum.client import BluumClient
+from rotator.core.errors import RotationFailed
+from rotator.core.model import Environment
 from rotator.simulator import Simulator
 from tests.aws_fixtures import LEDGER_TABLE, Moto
 from tests.conftest import LeakGuard
@@ -317,7 +317,7 @@ def test_a_pending_version_prefilled_with_another_active_key_is_refused_and_that
 
 def test_a_crashed_create_still_finishes_with_its_own_key(fn: Lambda) -> None:
     """The case the pending check must keep: createSecret stored its key and died before its record said so."""
-    from rotator.faultpoints import hooked
+    from rotator.core.faultpoints import hooked
 
     token = fn.start_rotation()
 

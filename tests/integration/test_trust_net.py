@@ -12,10 +12,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from backends.vault import VaultStore
-from rotator.config_urls import is_loopback_host, url_problem
-from rotator.errors import ConfigError, StoreError
-from rotator.model import Stage
+from backends.vault.store import VaultStore
+from rotator.core.errors import ConfigError, StoreError
+from rotator.core.model import Stage
+from rotator.core.urls import is_loopback_host, url_problem
 from tests.conftest import LeakGuard
 from tests.recording_http import RecordingHandler, RecordingServer, json_reply, redirecting_to
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from backends.vault import VaultStore
-from rotator.errors import StoreDenied, StoreNotFound
-from rotator.model import Stage
+from backends.vault.store import VaultStore
+from rotator.core.errors import StoreDenied, StoreNotFound
+from rotator.core.model import Stage
 from tests.conftest import LeakGuard
 
 ISSUED_TOKEN = "s.issued-by-aws-login-0001"

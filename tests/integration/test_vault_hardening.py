@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from backends.holder import this_process
-from backends.vault import STATE_PREFIX, VaultStore
-from rotator.config import parse_config
-from rotator.errors import ConfigError, LeaseLost, RotatorError, StoreConflict, StoreDenied, StoreError
-from rotator.model import Stage, StoredKey
+from backends.vault.store import STATE_PREFIX, VaultStore
+from rotator.config.loader import parse_config
+from rotator.core.errors import ConfigError, LeaseLost, RotatorError, StoreConflict, StoreDenied, StoreError
+from rotator.core.model import Stage, StoredKey
 from tests.conftest import LeakGuard
 from tests.openbao import OpenBao, minimal_policy
 from tests.store_contract import LEASE_TTL, make_key

@@ -21,9 +21,9 @@ from hvac import exceptions as vault
 from backends.base import SecretStore, load_store_factories
 from backends.holder import this_process
 from backends.ledger import Lease, held_lease
-from backends.vault import STATE_PREFIX, VaultStore
-from rotator.config import parse_config
-from rotator.errors import (
+from backends.vault.store import STATE_PREFIX, VaultStore
+from rotator.config.loader import parse_config
+from rotator.core.errors import (
     ConfigError,
     LeaseLost,
     RotationInProgress,
@@ -33,7 +33,7 @@ from rotator.errors import (
     StoreNotFound,
     StoreUnavailable,
 )
-from rotator.model import Stage, StoredKey
+from rotator.core.model import Stage, StoredKey
 from tests.conftest import LeakGuard
 from tests.openbao import OpenBao, minimal_policy
 from tests.store_contract import LEASE_TTL, StoreContract, assert_holds, ledger, make_key, snapshot

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from rotator.alerts import (
+from rotator.config.notifications import AlertSettings
+from rotator.core.events import EventKind
+from rotator.ops.alerts import (
     BLUUM_5XX,
     BLUUM_429,
     STUCK,
@@ -22,10 +24,8 @@ from rotator.alerts import (
     sweep_findings,
     traffic_findings,
 )
-from rotator.events import EventKind
-from rotator.notify_config import AlertSettings
-from rotator.status import CredentialStatus
-from rotator.sweep import SweepFinding
+from rotator.rotation.status import CredentialStatus
+from rotator.rotation.sweep import SweepFinding
 
 NOW = 1_800_000_000.0
 HOUR = 3600.0

@@ -17,15 +17,16 @@ from typing import Any, cast
 import httpx
 import pytest
 
-from rotator import throttle as throttle_module
-from rotator.bluum import (
+from rotator.bluum import throttle as throttle_module
+from rotator.bluum.client import (
     BluumClient,
     BluumUnexpectedResponse,
     CheckOutcome,
     RetryPolicy,
     parse_retry_after,
 )
-from rotator.errors import (
+from rotator.bluum.throttle import SAFETY_MARGIN, Throttle, key_hash, throttle_for
+from rotator.core.errors import (
     BluumAuthError,
     BluumConflict,
     BluumError,
@@ -36,9 +37,8 @@ from rotator.errors import (
     BluumServerError,
     BluumUnavailable,
 )
-from rotator.model import Environment, KeyPair
-from rotator.secret import Secret
-from rotator.throttle import SAFETY_MARGIN, Throttle, key_hash, throttle_for
+from rotator.core.model import Environment, KeyPair
+from rotator.core.secret import Secret
 
 BASE = "https://bluum.test/v1"
 NO_THROTTLE = {Environment.SANDBOX: math.inf, Environment.PRODUCTION: math.inf}

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from rotator.config import (
+from rotator.config.loader import (
     CONFIG_ENV_VAR,
     DEFAULT_API_KEYS_PATH,
     DEFAULT_CHECK_PATH,
@@ -23,9 +23,9 @@ from rotator.config import (
     parse_config,
     parse_duration,
 )
-from rotator.durations import InvalidDuration, format_duration
-from rotator.errors import ConfigError, ExitCode
-from rotator.model import DEFAULT_BASE_URLS, Environment
+from rotator.core.durations import InvalidDuration, format_duration
+from rotator.core.errors import ConfigError, ExitCode
+from rotator.core.model import DEFAULT_BASE_URLS, Environment
 
 INV = "inv_2ahq810t9rgmwgncgcawcm5400"
 TYPES = ("env", "aws", "vault", "keyring")
@@ -799,7 +799,7 @@ def test_load_config_errors_name_the_file(tmp_path: Path) -> None:
 
 
 def test_verify_timeout_is_capped_so_a_rotation_fits_in_its_lock() -> None:
-    from rotator.config import MAX_VERIFY_TIMEOUT
+    from rotator.config.loader import MAX_VERIFY_TIMEOUT
 
     assert MAX_VERIFY_TIMEOUT.total_seconds() < __import__("rotator.rotation.driver", fromlist=["x"]).LEASE_TTL_SECONDS
     text = """

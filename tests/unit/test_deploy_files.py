@@ -10,12 +10,12 @@ import shlex
 from datetime import timedelta
 from pathlib import Path
 
-from rotator.cli import daemon
-from rotator.config import DEFAULT_RETRY_BUDGET, DEFAULT_VERIFY_TIMEOUT
-from rotator.daemon import parse_cadence
-from rotator.durations import parse_duration
-from rotator.errors import ExitCode
-from rotator.health import parse_listen
+from rotator.cli.commands import daemon
+from rotator.config.loader import DEFAULT_RETRY_BUDGET, DEFAULT_VERIFY_TIMEOUT
+from rotator.core.durations import parse_duration
+from rotator.core.errors import ExitCode
+from rotator.daemon.health import parse_listen
+from rotator.daemon.loop import parse_cadence
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 README = (DEPLOY.parent / "README.md").read_text()

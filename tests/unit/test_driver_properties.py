@@ -13,7 +13,7 @@ thousand examples take seconds. The invariants are checked where they can break 
 
 And a runner whose answer came back after its lease ran out (a store write's or a Bluum call's: the action `late`)
 changes nothing after that, store or Bluum: the fake Bluum asks the lease guard before each call, as the real client
-does before each attempt (`rotator.lease_clock`).
+does before each attempt (`rotator.core.lease_clock`).
 """
 
 from __future__ import annotations
@@ -31,22 +31,23 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
 from backends.memory import MemoryStore
-from rotator import lease_clock, reload_runner
-from rotator.bluum import BluumClient, CheckOutcome, CheckResult
-from rotator.config import parse_config
-from rotator.errors import (
+from rotator.bluum.client import BluumClient, CheckOutcome, CheckResult
+from rotator.config.loader import parse_config
+from rotator.core import lease_clock
+from rotator.core.errors import (
     BluumRateLimited,
     BluumServerError,
     BluumUnavailable,
     RotationInProgress,
     RotatorError,
 )
-from rotator.faultpoints import hooked
-from rotator.model import ApiKeyInfo, CreatedKey, Environment, KeyPair, Stage, StoredKey
-from rotator.reload_runner import ReloadResult
+from rotator.core.faultpoints import hooked
+from rotator.core.model import ApiKeyInfo, CreatedKey, Environment, KeyPair, Stage, StoredKey
+from rotator.core.secret import Secret
+from rotator.rotation import reload_runner
 from rotator.rotation.driver import LEASE_TTL_SECONDS, TAKEOVER_SECONDS
+from rotator.rotation.reload_runner import ReloadResult
 from rotator.rotation.service import RotationService
-from rotator.secret import Secret
 from tests.fault_points import FORWARD_POINTS, ROLLBACK_POINTS
 
 BASE_URL = "https://sandbox.api.bluumfinance.com/v1"
@@ -308,7 +309,6 @@ class World:
             owner=f"runner {next(self.runners)}",
             stores=twins,
             clients={BASE_URL: cast(BluumClient, self.bluum)},
-            keep_history=False,
         )
 
     def snapshot(self) -> tuple[Any, ...]:
@@ -339,8 +339,8 @@ def build_world(grace: str, faults: list[str | None], propagation: float, tmp: P
 
 
 class FakeReloads:
-    """Stands in for `rotator.reload_runner.run_action`: each call takes the next drawn answer (ok when none are
-    left), and first checks what a reload hands applications: every target's CURRENT is a key Bluum accepts (I1),
+    """Stands in for `rotator.rotation.reload_runner.run_action`: each call takes the next drawn answer (ok when none
+    are left), and first checks what a reload hands applications: every target's CURRENT is a key Bluum accepts (I1),
     the new key for a rotation, the old key back for a rollback."""
 
     def __init__(self, world: World, answers: list[bool]) -> None:

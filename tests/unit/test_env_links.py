@@ -1,11 +1,11 @@
-"""backends.env_links: which symlinks on the way to a dotenv file another user could have aimed (review of issue 16)."""
+"""backends.env.links: which symlinks on the way to a dotenv file another user could have aimed (review of issue 16)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from backends.env_links import LinkSeen, link_problems, links_on
+from backends.env.links import LinkSeen, link_problems, links_on
 
 ROOT, ME, OTHER = 0, 0, 65534
 
@@ -49,7 +49,7 @@ def test_links_on_finds_folder_links_and_links_a_link_leads_through(tmp_path: Pa
 
 
 def test_resolve_agrees_with_realpath(tmp_path: Path) -> None:
-    from backends.env_links import resolve
+    from backends.env.links import resolve
 
     (tmp_path / "a" / "b").mkdir(parents=True)
     (tmp_path / "a" / "b" / "app.env").write_text("")

@@ -22,10 +22,10 @@ import pytest
 from dotenv import dotenv_values
 
 from backends.base import SecretStore, load_store_factories
-from backends.env import EnvStore
+from backends.env.store import EnvStore
 from backends.ledger import Lease, VersionedRecord, held_lease
-from rotator.atomicfile import atomic_write_text
-from rotator.errors import (
+from rotator.core.atomicfile import atomic_write_text
+from rotator.core.errors import (
     ConfigError,
     StoreConflict,
     StoreCorrupt,
@@ -34,8 +34,8 @@ from rotator.errors import (
     StoreNotFound,
     StoreUnavailable,
 )
-from rotator.model import DEFAULT_BASE_URLS, Environment, Stage, StoredKey
-from rotator.secret import Secret
+from rotator.core.model import DEFAULT_BASE_URLS, Environment, Stage, StoredKey
+from rotator.core.secret import Secret
 from tests.conftest import LeakGuard
 from tests.store_contract import StoreContract, assert_holds, make_key, snapshot
 

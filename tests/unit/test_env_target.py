@@ -1,4 +1,4 @@
-"""The env store's target rules (backends.env_target): the pure decisions, and the pin as the store keeps it across
+"""The env store's target rules (backends.env.target): the pure decisions, and the pin as the store keeps it across
 its own writes (a rename gives the file a new inode that the pin must accept, a swap it must not)."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from backends.env import EnvStore
-from backends.env_target import DotenvTarget, FileId, Observed, Pin, temp_name_pattern, unsafe_folder
-from rotator.errors import TargetChanged, UnsafeTarget
-from rotator.model import Stage
+from backends.env.store import EnvStore
+from backends.env.target import DotenvTarget, FileId, Observed, Pin, temp_name_pattern, unsafe_folder
+from rotator.core.errors import TargetChanged, UnsafeTarget
+from rotator.core.model import Stage
 from tests.store_contract import assert_holds, make_key
 
 NOBODY = 65534

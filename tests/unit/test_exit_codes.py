@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rotator import errors
-from rotator.errors import ExitCode, most_severe
+from rotator.core import errors
+from rotator.core.errors import ExitCode, most_severe
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""rotator.file_lock: the bounded wait the history's append and the env store's in-place write share."""
+"""rotator.core.file_lock: the bounded wait the history's append and the env store's in-place write share."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from rotator.file_lock import lock_within
+from rotator.core.file_lock import lock_within
 
 
 def test_a_free_lock_is_taken_at_once(tmp_path: Path) -> None:

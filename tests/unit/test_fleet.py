@@ -12,9 +12,9 @@ from typing import Any, cast
 
 import pytest
 
-from rotator.config import MINIMAL_EXAMPLE, ConfigProblems, FleetSettings, parse_config
-from rotator.errors import ConfigError, ExitCode
-from rotator.fleet import FleetProgress, format_seconds, payer, run_each
+from rotator.config.loader import MINIMAL_EXAMPLE, ConfigProblems, FleetSettings, parse_config
+from rotator.core.errors import ConfigError, ExitCode
+from rotator.ops.fleet import FleetProgress, format_seconds, payer, run_each
 from rotator.rotation.driver import Outcome
 
 

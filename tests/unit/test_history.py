@@ -6,8 +6,8 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from rotator.events import EventKind, RotationEvent
-from rotator.history import HistoryLog
+from rotator.core.events import EventKind, RotationEvent
+from rotator.notify.history import HistoryLog
 
 DAY = 86400.0
 

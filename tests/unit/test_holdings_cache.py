@@ -13,12 +13,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from backends.env import EnvStore
+from backends.env.store import EnvStore
 from backends.memory import MemoryStore
-from rotator.config import parse_config
-from rotator.model import Environment, Stage, StoredKey
-from rotator.runtime import HOLDINGS_TTL, Runtime
-from rotator.secret import Secret
+from rotator.config.loader import parse_config
+from rotator.core.model import Environment, Stage, StoredKey
+from rotator.core.secret import Secret
+from rotator.rotation.runtime import HOLDINGS_TTL, Runtime
 
 CONFIG = """
 [stores.a]
@@ -56,7 +56,7 @@ def key(n: int) -> StoredKey:
 
 def write_dotenv(path: Path, stored: StoredKey, *, settled: bool = True) -> None:
     """`settled`: dated a minute back, as a file nobody touched lately is (a file modified in the last two seconds
-    is read again whatever its fingerprint: `backends.env.RACY_SECONDS`)."""
+    is read again whatever its fingerprint: `backends.env.store.RACY_SECONDS`)."""
     path.write_text(f"BLUUM_API_KEY={stored.api_key}\nBLUUM_API_SECRET={stored.api_secret.reveal()}\n")
     if settled:
         past = time.time() - 60

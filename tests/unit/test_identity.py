@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from rotator import identity
-from rotator.identity import Holding
-from rotator.model import ApiKeyInfo, Environment, Stage, StoredKey
-from rotator.secret import Secret
+from rotator.core.model import ApiKeyInfo, Environment, Stage, StoredKey
+from rotator.core.secret import Secret
+from rotator.rules import identity
+from rotator.rules.identity import Holding
 
 SECRET = "sk_test_" + "s" * 40
 

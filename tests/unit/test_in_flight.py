@@ -1,5 +1,5 @@
-"""The longest request a runner may still have in flight (`rotator.in_flight`), and what uses it: the take-over wait
-the ledger is told, the lease's minimum in rotator.toml, the bounds of every boto3 client, and a renewal dated from
+"""The longest request a runner may still have in flight (`rotator.core.in_flight`), and what uses it: the take-over
+wait the ledger is told, the lease's minimum in rotator.toml, the bounds of every boto3 client, and a renewal dated from
 when it was sent (issue 17: the take-over wait covers store requests too, not only a Bluum call)."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from backends.memory import MemoryStore
-from rotator.config import parse_config
-from rotator.config_settings import BluumSettings
-from rotator.config_stores import StoreConfig
-from rotator.errors import ConfigError, LeaseLost
-from rotator.in_flight import (
+from rotator.config.loader import parse_config
+from rotator.config.settings import BluumSettings
+from rotator.config.stores import StoreConfig
+from rotator.core.errors import ConfigError, LeaseLost
+from rotator.core.in_flight import (
     AWS_DEFAULT_TIMEOUT,
     AWS_MAX_ATTEMPTS,
     aws_client_bounds,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from backends.key_fields import FieldMap
-from rotator.errors import ConfigError, StoreCorrupt, StoreNotFound
-from rotator.model import Environment, StoredKey
-from rotator.secret import Secret
+from rotator.core.errors import ConfigError, StoreCorrupt, StoreNotFound
+from rotator.core.model import Environment, StoredKey
+from rotator.core.secret import Secret
 from tests.store_contract import make_key
 
 WHERE = "secret/bluum/prod (version 3)"

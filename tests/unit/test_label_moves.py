@@ -12,7 +12,7 @@ from backends.stages import CURRENT_LABEL as CUR
 from backends.stages import PENDING_LABEL as PEND
 from backends.stages import PREVIOUS_LABEL as PREV
 from backends.stages import LabelMove, Labels
-from rotator.errors import StoreConflict
+from rotator.core.errors import StoreConflict
 
 Plan = Callable[[Labels], list[LabelMove]]
 

@@ -1,4 +1,4 @@
-"""rotator.lambda_config: what the Lambda trusts (issue 16 item 1), as pure decisions on values already read."""
+"""rotator.aws_lambda.config: what the Lambda trusts (issue 16 item 1), as pure decisions on values already read."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import tomllib
 
 import pytest
 
-from rotator.lambda_config import (
+from rotator.aws_lambda.config import (
     LambdaConfigError,
     ManagedSecret,
     SecretDisagrees,

@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from rotator import aws_lambda
-from rotator.logs import JsonFormatter
+from rotator.aws_lambda import entry as aws_lambda
+from rotator.core.logs import JsonFormatter
 
 
 def test_a_metric_record_is_an_emf_document_in_the_configured_namespace(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,17 +1,17 @@
 """The pure decisions behind the late-write fences of the AWS store (issue 17): where a rollback copies the old key
-(backends/aws_fence.py) and which PENDING a sweep takes off (rotator/stale_pending.py). The behaviour itself is
+(backends/aws/fence.py) and which PENDING a sweep takes off (rotator/rotation/stale_pending.py). The behaviour itself is
 tests/e2e/test_fencing_late_writes.py; these pin the cases a crash in the middle or a finished record gives."""
 
 from __future__ import annotations
 
 import pytest
 
-from backends import aws_fence
+from backends.aws import fence as aws_fence
 from backends.stages import CURRENT_LABEL, PENDING_LABEL, PREVIOUS_LABEL, LabelMove, Labels
-from rotator.model import StoredKey
-from rotator.record import Phase, RotationRecord
-from rotator.secret import Secret
-from rotator.stale_pending import is_stale
+from rotator.core.model import StoredKey
+from rotator.core.secret import Secret
+from rotator.rotation.stale_pending import is_stale
+from rotator.rules.record import Phase, RotationRecord
 
 NEW = "n" * 32
 OLD = "o" * 32

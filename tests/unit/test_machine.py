@@ -8,11 +8,11 @@ from datetime import timedelta
 
 import pytest
 
-from rotator import machine
-from rotator.machine import Step, Verdict
-from rotator.model import ApiKeyInfo, Environment, StoredKey
-from rotator.record import Phase, RotationRecord
-from rotator.secret import Secret
+from rotator.core.model import ApiKeyInfo, Environment, StoredKey
+from rotator.core.secret import Secret
+from rotator.rules import machine
+from rotator.rules.machine import Step, Verdict
+from rotator.rules.record import Phase, RotationRecord
 
 NOW = 1_800_000_000.0
 

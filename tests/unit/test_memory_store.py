@@ -19,9 +19,9 @@ import pytest
 from backends.base import SecretStore
 from backends.ledger import Lease, VersionedRecord, held_lease
 from backends.memory import MemoryStore
-from rotator.errors import LeaseLost, RotationInProgress, StoreConflict, StoreError
-from rotator.model import DEFAULT_BASE_URLS, Environment, Stage, StoredKey
-from rotator.secret import Secret
+from rotator.core.errors import LeaseLost, RotationInProgress, StoreConflict, StoreError
+from rotator.core.model import DEFAULT_BASE_URLS, Environment, Stage, StoredKey
+from rotator.core.secret import Secret
 from tests.store_contract import LEASE_TTL, StoreContract, assert_holds, make_key, snapshot
 
 SANDBOX_URL = DEFAULT_BASE_URLS[Environment.SANDBOX]

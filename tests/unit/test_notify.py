@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from rotator.config import WebhookSettings, parse_config
-from rotator.errors import ConfigError
-from rotator.events import EventKind, RotationEvent
-from rotator.notify import ATTEMPTS, Webhook, payload, sign, topic_of
-from rotator.notify_config import SnsSettings
-from rotator.sns import SnsTopic, message_of
+from rotator.config.loader import WebhookSettings, parse_config
+from rotator.config.notifications import SnsSettings
+from rotator.core.errors import ConfigError
+from rotator.core.events import EventKind, RotationEvent
+from rotator.notify.sns import SnsTopic, message_of
+from rotator.notify.webhook import ATTEMPTS, Webhook, payload, sign, topic_of
 
 KEY = "whsec-unit-test-key-0123456789"
 

@@ -1,13 +1,14 @@
-"""rotator.old_key: which stores show another key than the old key a rotation recorded at its start (issue 16 #2)."""
+"""rotator.rules.old_key: which stores show another key than the old key a rotation recorded at its start (issue 16
+#2)."""
 
 from __future__ import annotations
 
 import pytest
 
-from rotator.model import StoredKey, fingerprint
-from rotator.old_key import OldKey, recorded, shown_instead
-from rotator.record import ENROLLMENT, Phase, RotationRecord
-from rotator.secret import Secret
+from rotator.core.model import StoredKey, fingerprint
+from rotator.core.secret import Secret
+from rotator.rules.old_key import OldKey, recorded, shown_instead
+from rotator.rules.record import ENROLLMENT, Phase, RotationRecord
 
 OLD = StoredKey(api_key="pk_old_0000000000", api_secret=Secret("sk_old_secret_0000"), key_id="apk_old0000000")
 OTHER = StoredKey(api_key="pk_other_00000000", api_secret=Secret("sk_other_secret_00"), key_id="apk_old0000000")

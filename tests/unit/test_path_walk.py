@@ -1,10 +1,10 @@
-"""rotator.path_walk: every folder and link the system meets on the way to a path, as the kernel resolves it."""
+"""rotator.core.path_walk: every folder and link the system meets on the way to a path, as the kernel resolves it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from rotator.path_walk import places_on_the_way
+from rotator.core.path_walk import places_on_the_way
 
 
 def test_a_link_whose_target_is_a_link_in_another_folder_lists_that_folder(tmp_path: Path) -> None:

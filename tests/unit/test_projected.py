@@ -12,8 +12,8 @@ import pytest
 
 from backends.projected import Projected
 from backends.stages import StageLog, Stages
-from rotator.errors import StoreNotFound
-from rotator.model import Stage, StoredKey
+from rotator.core.errors import StoreNotFound
+from rotator.core.model import Stage, StoredKey
 from tests.store_contract import assert_holds, make_key
 
 

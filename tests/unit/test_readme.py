@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rotator.cli import cli
-from rotator.config import (
+from rotator.cli.commands import cli
+from rotator.config.loader import (
     BLUUM_KEYS,
     CREDENTIAL_KEYS,
     FLEET_KEYS,
@@ -15,7 +15,7 @@ from rotator.config import (
     NOTIFICATION_KEYS,
     README_HINT,
 )
-from rotator.notify_config import ALERTS_KEYS, SNS_KEYS
+from rotator.config.notifications import ALERTS_KEYS, SNS_KEYS
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
@@ -38,7 +38,7 @@ def test_the_heading_error_messages_point_at_exists():
 
 
 def test_the_vault_policy_hint_points_at_a_heading():
-    from backends.vault_errors import POLICY_HINT
+    from backends.vault.errors import POLICY_HINT
 
     heading = POLICY_HINT.split("'")[1]
     assert f"\n### {heading}\n" in README

@@ -1,12 +1,12 @@
-"""rotator.reload_check: a reload command's program is looked up as it will run, before anything is created."""
+"""rotator.rotation.reload_check: a reload command's program is looked up as it will run, before anything is created."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
 
-from rotator.reload_check import command_problem
-from rotator.reload_config import ReloadAction
+from rotator.config.reloads import ReloadAction
+from rotator.rotation.reload_check import command_problem
 
 
 def command(*argv: str, cwd: Path) -> ReloadAction:

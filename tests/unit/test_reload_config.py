@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from rotator.config import ConfigProblems, parse_config
-from rotator.reload_config import ReloadAction
-from rotator.reload_runner import action_env, last_line, screened
+from rotator.config.loader import ConfigProblems, parse_config
+from rotator.config.reloads import ReloadAction
+from rotator.rotation.reload_runner import action_env, last_line, screened
 
 BASE = Path("/etc/rotator")
 TYPES = ("env", "vault", "keyring")

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from backends.regular_file import NotARegularFile, read_regular_file
-from rotator import state_files
-from rotator.errors import StoreDenied
+from backends.env.regular_file import NotARegularFile, read_regular_file
+from rotator.core import state_files
+from rotator.core.errors import StoreDenied
 
 
 def finishes(action: object, seconds: float = 5) -> BaseException | None:

@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 
-from rotator.secret import MASK, Secret
+from rotator.core.secret import MASK, Secret
 from tests.conftest import LeakGuard
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from rotator.config import MINIMAL_EXAMPLE, ConfigProblems, parse_config
-from rotator.errors import ConfigError
-from rotator.shared_window import SharedWindow, check_budget_dir
+from rotator.bluum.shared_window import SharedWindow, check_budget_dir
+from rotator.config.loader import MINIMAL_EXAMPLE, ConfigProblems, parse_config
+from rotator.core.errors import ConfigError
 
 GUARD = 0.05
 

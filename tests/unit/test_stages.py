@@ -13,8 +13,8 @@ import pytest
 
 from backends import stages
 from backends.stages import Cleared, Promotion, Rollback, Staged, StageLog, Stages
-from rotator.errors import StoreConflict
-from rotator.model import StoredKey
+from rotator.core.errors import StoreConflict
+from rotator.core.model import StoredKey
 from tests.store_contract import make_key
 
 WHERE = "the test place"

@@ -1,4 +1,4 @@
-"""The pure decisions of rotator/state_files.py: which state folders and own files the rotator trusts, judged from
+"""The pure decisions of rotator/core/state_files.py: which state folders and own files the rotator trusts, judged from
 what lstat would show (no disk, no second user: the e2e tests in tests/e2e/test_trust_state.py do those for real)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from rotator.state_files import Seen, file_refusal, folder_refusal
+from rotator.core.state_files import Seen, file_refusal, folder_refusal
 
 SVC, OTHER, ROOT = 998, 1001, 0
 NAMES = {ROOT: "root", SVC: "svc", OTHER: "alice"}

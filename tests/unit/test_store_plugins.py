@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from backends.base import ENTRY_POINT_GROUP, SecretStore, load_store_factories
-from backends.env import EnvStore
+from backends.env.store import EnvStore
 from backends.ledger import Ledger, held_lease
 from backends.memory import MemoryStore
-from rotator.errors import ConfigError
-from rotator.model import DEFAULT_BASE_URLS, Environment, Stage
+from rotator.core.errors import ConfigError
+from rotator.core.model import DEFAULT_BASE_URLS, Environment, Stage
 from tests.store_contract import assert_holds, make_key
 
 SANDBOX_URL = DEFAULT_BASE_URLS[Environment.SANDBOX]

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from rotator.config_tables import quote_name, show
-from rotator.config_trust import Entry, check_config_trusted, judge
-from rotator.config_urls import is_loopback_host, url_problem
-from rotator.daemon import config_alert
-from rotator.errors import ConfigError, ConfigUntrusted
-from rotator.history import HistoryLog
+from rotator.config.tables import quote_name, show
+from rotator.config.trust import Entry, check_config_trusted, judge
+from rotator.core.errors import ConfigError, ConfigUntrusted
+from rotator.core.urls import is_loopback_host, url_problem
+from rotator.daemon.loop import config_alert
+from rotator.notify.history import HistoryLog
 
 # ------------------------------------------------------------------------------------------ show (item 7)
 
@@ -209,7 +209,7 @@ def test_a_file_that_cannot_be_examined_is_left_to_the_read(tmp_path: Path) -> N
 
 
 def test_the_daemons_alert_names_the_kind_and_count_of_problems_never_a_line() -> None:
-    from rotator.config import ConfigProblems
+    from rotator.config.loader import ConfigProblems
 
     problems = ConfigProblems("/etc/bluum/rotator.toml", ["credentials.a.grace: is not a duration. Fix: ..."] * 2)
     text = config_alert("/etc/bluum/rotator.toml", problems)

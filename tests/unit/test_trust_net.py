@@ -8,8 +8,8 @@ import stat
 
 import pytest
 
-from rotator.config_urls import is_loopback_host, url_problem
-from rotator.shared_files import file_problem, folder_problem
+from rotator.core.shared_files import file_problem, folder_problem
+from rotator.core.urls import is_loopback_host, url_problem
 
 ME, OTHER, GROUP, OTHER_GROUP = 1000, 2000, 3000, 4000
 

@@ -1,4 +1,4 @@
-"""Which Vault failures the store tries again (backends/vault_retry.py), and that it stops within its budget.
+"""Which Vault failures the store tries again (backends/vault/retry.py), and that it stops within its budget.
 
 Why unit tests beside the proxy tests (tests/integration/test_store_faults.py): a sealed server, a 403 or a 404 must
 never be retried (an operator's action, not a hiccup), and the proxy never produces those.
@@ -10,8 +10,8 @@ import pytest
 import requests
 from hvac import exceptions as vault
 
-from backends.vault_retry import VaultRetry, is_transient, may_have_applied
-from rotator.errors import StoreError, StoreUnavailable
+from backends.vault.retry import VaultRetry, is_transient, may_have_applied
+from rotator.core.errors import StoreError, StoreUnavailable
 
 
 def translated(cause: BaseException) -> StoreError:

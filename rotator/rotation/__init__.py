@@ -1,0 +1,1 @@
+"""One rotation: context, runtime, steps, driver, the service (the commands), sweep, status."""

@@ -1,0 +1,98 @@
+"""`rotator status`: each credential's environment, current key, age, next due date, stage, and what waits on
+whom. Read-only; a store that cannot be read becomes an error in its own row, never a crash of the table."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from rotator.core.errors import RotatorError
+from rotator.core.model import Stage
+from rotator.rules import machine
+from rotator.rules.record import Phase, RotationRecord
+
+if TYPE_CHECKING:
+    from rotator.rotation.runtime import Runtime
+
+
+def status(runtime: Runtime) -> list[CredentialStatus]:
+    """One row per credential; a store that cannot be read shows as an error in its row, not a crash.
+
+    Reads stores and records only: no Bluum call, so no HTTP client is built (nor httpx imported), and none of the
+    rotation machinery is loaded.
+    """
+    rows = []
+    now = runtime.clock()
+    for cred in runtime.config.credentials.values():
+        try:
+            data = runtime.ledger(cred).read_record().record
+            record = None if data is None else RotationRecord.from_dict(data, store=cred.store)
+            current = runtime.store(cred.store).read(Stage.CURRENT)
+        except RotatorError as exc:
+            row = CredentialStatus(cred.name, cred.environment.value, None, None, None, "error", str(exc))
+            rows.append(replace(row, exit_code=int(exc.exit_code)))
+            continue
+        since = record.current_since if record is not None else None
+        due = machine.next_due(since, cred.rotate_every)
+        stage = "idle" if record is None or record.phase.terminal else record.phase.value
+        if record is not None and record.phase is Phase.ROLLED_BACK:
+            stage = "rolled back"
+        waiting = _waiting(cred.name, record, now, due, machine.retry_after_rollback(record, cred.rotate_every))
+        rows.append(
+            CredentialStatus(
+                name=cred.name,
+                environment=cred.environment.value,
+                current_key=current.label if current else None,
+                age_seconds=None if since is None else now - since,
+                next_due=due,
+                stage=stage,
+                waiting=waiting,
+                updated_at=None if record is None or record.phase.terminal else record.updated_at,
+                grace_until=None if record is None or record.phase.terminal else record.revoke_after,
+                last_success=record.completed_at if record is not None and record.phase is Phase.COMPLETED else None,
+            )
+        )
+    return rows
+
+
+def _waiting(
+    name: str, record: RotationRecord | None, now: float, due: float | None, retry_at: float | None = None
+) -> str:
+    """What waits on whom, in words. `retry_at`: when the scheduler tries again after a rollback."""
+    if record is not None and not record.phase.terminal:
+        if record.waiting_on:
+            return record.waiting_on
+        return f"unfinished at {record.phase.value}: run `rotator resume {name}`"
+    if record is not None and record.phase is Phase.ROLLED_BACK:
+        later = ""
+        if retry_at is not None and now < retry_at:
+            later = f" (the scheduler tries again at {time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime(retry_at))})"
+        return f"last rotation rolled back ({record.failure}); fix the cause, then `rotator rotate {name}`{later}"
+    if due is None:
+        return "age unknown (seeded by hand): the next scheduled run counts it (or rotate to start the clock)"
+    if record is not None and record.age_source is not None and now < due:
+        source = "Bluum's creation time" if record.age_source == "bluum" else "when the rotator first saw it"
+        return f"nothing (seeded by hand; age counted from {source})"
+    if now >= due:
+        return f"due now: `rotator rotate {name}`"
+    return "nothing"
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialStatus:
+    name: str
+    environment: str
+    current_key: str | None
+    age_seconds: float | None
+    next_due: float | None
+    stage: str
+    waiting: str
+    exit_code: int = 0
+    """Non-zero when the row is an error: the code that error carries (2: fix the store, 5: unreachable)."""
+    updated_at: float | None = None
+    """When the unfinished rotation's record last changed (None when nothing is unfinished): a stuck one is old."""
+    grace_until: float | None = None
+    """When the unfinished rotation's grace window ends (the old key may be revoked from then on)."""
+    last_success: float | None = None
+    """When the last rotation completed, if the record's last rotation did."""

@@ -1,0 +1,198 @@
+"""`rotator sweep`: find active keys at Bluum that no store knows (I3) and credentials with too many (I4).
+
+Credentials of one investor share its key list, so a key is an orphan only when none of them knows it. A store
+knows a key by its public key (an id line may be stale or wrong); and whatever the lists say, `--revoke` never
+revokes a key whose public key any configured store holds in any stage (I1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from backends.ledger import held_lease
+from rotator.core.errors import LeaseLost
+from rotator.core.in_flight import bluum_call_seconds, longest_in_flight
+from rotator.core.lease_clock import LeaseClock, guarding
+from rotator.core.model import ApiKeyInfo, Stage
+from rotator.rotation import stale_pending
+from rotator.rules import identity, machine
+from rotator.rules.identity import Holding
+
+if TYPE_CHECKING:
+    from rotator.rotation.context import RotationContext
+    from rotator.rotation.service import RotationService
+
+LEASE_SECONDS = 5 * 60  # a sweep takes seconds; a crashed one frees the leases it held by then
+
+
+@dataclass(frozen=True, slots=True)
+class SweepFinding:
+    credential: str
+    key_id: str | None
+    kind: str  # orphan | revoked | held | in-flight | warning | stale | cleared
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class _SweepView:
+    ctx: RotationContext
+    scope: str
+    keys: list[ApiKeyInfo]
+    known: set[str]
+    tokens: set[str]
+
+
+def sweep(
+    service: RotationService,
+    *,
+    revoke: bool = False,
+    include_foreign: bool = False,
+    only: Collection[str] | None = None,
+) -> list[SweepFinding]:
+    """Active keys at Bluum that no store knows (I3), and credentials with too many active keys (I4).
+
+    Credentials of one investor share its key list, so a key is an orphan only when none of them knows it.
+    With `revoke`, every credential's lease is held: a rotation between create and store is never swept. `only`
+    limits revoking to those key ids (the ones a person was shown and confirmed).
+    """
+    contexts = [service.context(name) for name in service.config.credentials]
+    contexts = [ctx for ctx in contexts if ctx.issuer.revokes]
+    runtime = service.runtime
+    # The leases are never renewed (a sweep takes seconds), so they are timed from before the first one was taken, and
+    # the ledgers are told the longest request in flight more: a sweep frozen past them revokes nothing (`lease_clock`).
+    clock = LeaseClock(LEASE_SECONDS, monotonic=runtime.monotonic, wall=runtime.clock)
+    call_budget = bluum_call_seconds(service.config.bluum)
+    takeover_extra = longest_in_flight(service.config.bluum, service.config.stores.values())
+
+    def guard(seconds: float) -> None:
+        stalled = clock.ran_out()
+        if stalled or clock.left() < seconds:
+            raise LeaseLost(
+                f"sweep: {stalled or f'its leases have {clock.left():.1f}s left, less than a request may take'}; "
+                "nothing more was revoked. Run `rotator sweep` again"
+            )
+
+    with ExitStack() as stack:
+        if revoke:
+            for ctx in contexts:
+                stack.enter_context(held_lease(runtime.ledger(ctx.cred), runtime.owner, LEASE_SECONDS + takeover_extra))
+            stack.enter_context(guarding(guard))
+        findings = [found for ctx in contexts for found in _stale_pendings(service, ctx, drop=revoke)]
+        views = [_sweep_view(service, ctx) for ctx in contexts]  # after the drops: a dropped key is an orphan now
+        holdings = runtime.holdings() if revoke else []
+        known: dict[str, set[str]] = {}
+        in_flight: dict[str, set[str]] = {}
+        for view in views:
+            known.setdefault(view.scope, set()).update(view.known)
+            in_flight.setdefault(view.scope, set()).update(view.tokens)
+        reported: set[str] = set()
+        # First each credential's own keys (their name says whose), then what no credential made.
+        for owned in (True, False):
+            for view in views:
+                findings.extend(
+                    _sweep_one(
+                        view,
+                        known[view.scope],
+                        in_flight[view.scope],
+                        reported,
+                        holdings,
+                        owned=owned,
+                        revoke=revoke,
+                        only=only,
+                        include_foreign=include_foreign,
+                        guard=lambda: guard(call_budget),
+                    )
+                )
+    return findings
+
+
+def _stale_pendings(service: RotationService, ctx: RotationContext, *, drop: bool) -> list[SweepFinding]:
+    """PENDINGs no rotation in flight owns (`rotator.rotation.stale_pending`): reported, or with `drop` (under the
+    lease) taken off, so the key they held is judged below as any other key no store knows."""
+    record = service.read_record(ctx)
+    findings = []
+    for stale in stale_pending.find(ctx, record):
+        why = stale.why(record)
+        if not drop:
+            findings.append(
+                SweepFinding(ctx.cred.name, stale.key.key_id, "stale", f"{why}; `rotator sweep --revoke` takes it off")
+            )
+        elif stale.store.drop_pending(stale.token) is not None:
+            findings.append(SweepFinding(ctx.cred.name, stale.key.key_id, "cleared", f"{why}: taken off"))
+    return findings
+
+
+def _sweep_view(service: RotationService, ctx: RotationContext) -> _SweepView:
+    """What one credential knows: the keys in its stores (by public key), and its unfinished rotation's token."""
+    keys = ctx.issuer.list_keys() or []
+    known: set[str] = set()
+    tokens: set[str] = set()
+    record = service.read_record(ctx)
+    if record is not None and not record.phase.terminal:
+        tokens.add(record.token)  # its keys are the unfinished rotation's to finish or undo, not sweep's
+    for store in ctx.stores:
+        for stage in Stage:
+            stored = store.read(stage)
+            listed = None if stored is None else identity.listed_key(keys, stored)
+            if listed is not None:
+                # By public key only, as `rotate` judges stray keys: an id line or a record id decides nothing.
+                known.add(listed.id)
+    return _SweepView(ctx, ctx.issuer.scope, keys, known, tokens)
+
+
+def _sweep_one(
+    view: _SweepView,
+    known: set[str],
+    in_flight: set[str],
+    reported: set[str],
+    holdings: list[Holding],
+    *,
+    owned: bool,
+    revoke: bool,
+    include_foreign: bool,
+    only: Collection[str] | None,
+    guard: Callable[[], None],
+) -> list[SweepFinding]:
+    """Orphans of one credential: those its name marks as its own (`owned`), else any not yet reported."""
+    ctx, cred = view.ctx, view.ctx.cred
+    active = [info for info in view.keys if info.active]
+    mine = [info for info in active if info.id in view.known or machine.owned_by(info, cred.name)]
+    findings = []
+    if owned and len(mine) > machine.MAX_ACTIVE_KEYS:
+        findings.append(
+            SweepFinding(
+                cred.name,
+                None,
+                "warning",
+                f"{len(mine)} active keys at Bluum (expected at most {machine.MAX_ACTIVE_KEYS})",
+            )
+        )
+    for info in machine.orphans(active, known):
+        ours = machine.owned_by(info, cred.name)
+        if info.id in reported or ours is not owned:
+            continue
+        reported.add(info.id)
+        if machine.token_of(info) in in_flight:
+            findings.append(
+                SweepFinding(
+                    cred.name,
+                    info.id,
+                    "in-flight",
+                    f"belongs to unfinished rotation; run `rotator resume {cred.name}`",
+                )
+            )
+        elif revoke and (ours or include_foreign) and (only is None or info.id in only):
+            refusal = identity.revoke_refusal(info, holdings, allowed=identity.held_nowhere)
+            if refusal:
+                findings.append(SweepFinding(cred.name, info.id, "held", f"not revoked: {refusal}"))
+            else:
+                guard()  # the key was judged an orphan under the leases: they must outlive the whole revoke
+                ctx.issuer.revoke(info.id)
+                findings.append(SweepFinding(cred.name, info.id, "revoked", "active key no store knew"))
+        else:
+            hint = "made by this tool" if ours else "not made by this tool (--include-foreign to revoke)"
+            findings.append(SweepFinding(cred.name, info.id, "orphan", f"active key no store knows; {hint}"))
+    return findings

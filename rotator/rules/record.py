@@ -1,0 +1,101 @@
+"""The rotation record: what a rotation has done so far, kept in the primary store (never on the runner).
+
+It holds no secret: key ids, labels, times, the token and the phase. Any machine that can read the
+primary store can finish (resume) or undo (rollback) a rotation from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from rotator.core.errors import StoreCorrupt
+
+RECORD_VERSION = 1
+ENROLLMENT = "none (enrollment)"
+"""The old key label of a credential's first rotation: there is no old key."""
+
+
+class Phase(StrEnum):
+    """How far a rotation got. Each phase names the last step that finished."""
+
+    STARTED = "started"  # token chosen; a key may already exist at Bluum (create is idempotent by token)
+    PENDING_STORED = "pending_stored"  # new key exists at Bluum and is PENDING in the primary store
+    STAGED = "staged"  # new key is PENDING in every target (applications still read the old key)
+    ACCEPTED = "accepted"  # Bluum accepts the new key (propagation waited out); nothing deployed yet
+    DEPLOYED = "deployed"  # new key is CURRENT in every target, old key is PREVIOUS (overlap)
+    RELOADED = "reloaded"  # the targets' reload actions ran: applications hold the new key (only with reload actions)
+    VERIFIED = "verified"  # Bluum accepts the new key; the old one waits for the grace window to end
+    REVOKING = "revoking"  # written just before the old key is revoked: no rollback to it from here on
+    OLD_REVOKED = "old_revoked"  # old key revoked at Bluum and proven rejected; PREVIOUS not yet cleared
+    COMPLETED = "completed"
+    ROLLING_BACK = "rolling_back"
+    ROLLED_BACK = "rolled_back"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (Phase.COMPLETED, Phase.ROLLED_BACK)
+
+
+@dataclass(frozen=True, slots=True)
+class RotationRecord:
+    """One rotation of one credential. Replaced (never mutated) at each step."""
+
+    credential: str
+    token: str
+    phase: Phase
+    issuer: str
+    started_at: float
+    updated_at: float
+    emergency: bool = False
+    reason: str | None = None
+    old_key_id: str | None = None
+    old_key_label: str | None = None
+    old_public_key: str | None = None
+    """The old key's API key (Bluum's `public_key`, the Basic-auth user name: not a secret), as the stores showed it
+    when the rotation started. The key revoked is the one Bluum lists with this public key, and a store that shows any
+    other key as the old one at promote or revoke time stops the rotation (rotator/rotation/old_key.py). None in an
+    enrollment (there is no old key) and in a record written by a version before 2026-12, which then revokes the key
+    its stores' PREVIOUS holds, as that version did."""
+    new_key_id: str | None = None
+    new_key_label: str | None = None
+    verified_at: float | None = None
+    revoke_after: float | None = None
+    completed_at: float | None = None
+    failure: str | None = None
+    waiting_on: str | None = None
+    current_since: float | None = None
+    age_source: str | None = None
+    """Where `current_since` came from when no rotation set it: "bluum" (the key list's creation time) or "first
+    seen" (the first scheduled run that met a key seeded by hand)."""
+    rollback_from: str | None = None
+    """The phase a rollback started from: from promote on, applications may have loaded the new key, so the rollback
+    runs the reload actions again before it revokes it (machine.reload_on_rollback)."""
+
+    def advance(self, phase: Phase, now: float, **changes: Any) -> RotationRecord:  # noqa: ANN401 - field values
+        """A copy at `phase`, with `changes` applied and `updated_at` set."""
+        return dataclasses.replace(self, phase=phase, updated_at=now, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["phase"] = self.phase.value
+        data["version"] = RECORD_VERSION
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, store: str = "") -> RotationRecord:
+        """Parse a stored record; StoreCorrupt names what is wrong (records hold no secrets, so it is safe)."""
+        try:
+            if data.get("version") != RECORD_VERSION:
+                raise ValueError(f"unsupported record version {data.get('version')!r}")
+            values = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
+            values["phase"] = Phase(values["phase"])
+            return cls(**values)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StoreCorrupt(
+                f"the rotation record is unreadable ({exc}). Inspect it; if no rotation is running, "
+                "delete the record so the next run starts clean",
+                store=store,
+            ) from exc
