@@ -555,7 +555,8 @@ class BluumClient:
         """
         throttle = throttle_for(pair.api_key, self._rate_limits[pair.environment], self._shared_budget_dir)
         fields: dict[str, Any] = {"method": method, "path": _path_only(path), "attempt": number, "key": pair.label}
-        if throttle.acquire(self._clock, self._sleep, max_wait=max(0.0, budget_left)) is None:
+        slot = throttle.acquire(self._clock, self._sleep, max_wait=max(0.0, budget_left))
+        if slot is None:
             held = throttle.wait_time(self._clock())
             fields.update(status=None, error="HeldBack")
             logger.warning("bluum %s %s held back by the throttle", method, fields["path"], extra={"fields": fields})
@@ -583,6 +584,7 @@ class BluumClient:
                 auth=httpx.BasicAuth(pair.api_key, pair.api_secret.reveal()),
             )
         except httpx.RequestError as exc:
+            throttle.answered(slot, self._clock())
             self._observe(method, op, pair, None, began)
             fields.update(
                 status=None, error=type(exc).__name__, latency_ms=round((time.perf_counter() - began) * 1000, 1)
@@ -600,6 +602,7 @@ class BluumClient:
                 retryable=isinstance(exc, _RETRYABLE_TRANSPORT),
                 safe_without_idempotency=isinstance(exc, _NOT_SENT),
             ) from exc
+        throttle.answered(slot, self._clock())  # it arrived by now: count it from here (`rotator.bluum.throttle`)
         self._observe(method, op, pair, response.status_code, began)
         latency_ms = round((time.perf_counter() - began) * 1000, 1)
         request_id = response.headers.get("x-request-id")
