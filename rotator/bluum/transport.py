@@ -31,7 +31,7 @@ import httpx
 import tenacity
 
 from rotator.bluum.answers import error_from, gave_up
-from rotator.bluum.throttle import Throttle, key_hash, throttle_for
+from rotator.bluum.throttle import Slot, Throttle, key_hash, throttle_for
 from rotator.bluum.traffic import ResponseInfo, ResponseObserver, endpoint_kind
 from rotator.core import lease_clock
 from rotator.core.durations import format_duration
@@ -255,7 +255,7 @@ class Transport:
         pair = call.pair
         throttle = throttle_for(pair.api_key, self._rate_limits[pair.environment], self._shared_budget_dir)
         fields: dict[str, Any] = {"method": call.method, "path": call.log_path, "attempt": number, "key": pair.label}
-        self._take_slot(call, throttle, fields, budget_left)
+        slot = self._take_slot(call, throttle, fields, budget_left)
         # The throttle may have waited, a retry slept, the process been frozen: the lease of the command this request
         # serves must still hold for as long as the request may take (`rotator.core.lease_clock`), or it is not sent.
         lease_clock.before_request(self._timeout)
@@ -269,8 +269,10 @@ class Transport:
                 auth=httpx.BasicAuth(pair.api_key, pair.api_secret.reveal()),
             )
         except httpx.RequestError as exc:
+            throttle.answered(slot, self._clock())
             self._observe(call, None, began)
             raise self._unanswered(call, exc, fields, began) from exc
+        throttle.answered(slot, self._clock())  # it arrived by now: count it from here (`rotator.bluum.throttle`)
         self._observe(call, response.status_code, began)
         fields.update(
             status=response.status_code,
@@ -282,12 +284,13 @@ class Transport:
             return response
         raise self._refused(call, response, throttle, fields)
 
-    def _take_slot(self, call: Call, throttle: Throttle, fields: dict[str, Any], budget_left: float) -> None:
+    def _take_slot(self, call: Call, throttle: Throttle, fields: dict[str, Any], budget_left: float) -> Slot:
         """Wait for the pair's slot. The slot can be far away when another thread of this pair drew a 429 with a
         long Retry-After; if it is beyond the budget, give up now, as the retry loop would, instead of sleeping past
         the budget."""
-        if throttle.acquire(self._clock, self._sleep, max_wait=max(0.0, budget_left)) is not None:
-            return
+        slot = throttle.acquire(self._clock, self._sleep, max_wait=max(0.0, budget_left))
+        if slot is not None:
+            return slot
         held = throttle.wait_time(self._clock())
         fields.update(status=None, error="HeldBack")
         logger.warning("bluum %s %s held back by the throttle", call.method, call.log_path, extra={"fields": fields})

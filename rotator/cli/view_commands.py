@@ -86,7 +86,7 @@ def sweep(settings: Settings, revoke: bool, include_foreign: bool, yes: bool, as
         click.echo("no orphan keys; no credential has more than two active keys")
     for finding in [] if as_json else findings:
         click.echo(sweep_line(finding))
-    left = [f for f in findings if f.kind != "revoked"]
+    left = [f for f in findings if f.kind not in ("revoked", "cleared")]
     sys.exit(int(ExitCode.INCOMPLETE if left else ExitCode.OK))
 
 

@@ -48,6 +48,7 @@ KNOWN_STORE_OPTIONS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
             "namespace",
             "ca_cert",
             "timeout",
+            "max_attempts",
             "auth",
             "auth_mount",
             "role",

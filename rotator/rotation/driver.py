@@ -110,6 +110,7 @@ class RecordKeeper:
         self._clock = LeaseClock(ttl, monotonic=monotonic, wall=clock)
         self._lease: Lease | None = None
         self._version = 0
+        self._read: tuple[str, RotationRecord | None] | None = None
         self._renewing = False
         self._guard: ExitStack | None = None
 
@@ -127,6 +128,7 @@ class RecordKeeper:
                 raise
             raise RotationInProgress(f"{self._credential}: {exc}") from exc
         self._clock.renewed(sent, granted=self._granted(self._lease, sent))
+        self._read = None
         self._guard = ExitStack()
         self._guard.enter_context(guarding(self.before_request))
         return self
@@ -176,7 +178,20 @@ class RecordKeeper:
         """The record (and, for the next write, its version)."""
         versioned = self._ledger.read_record()
         self._version = versioned.version
-        return None if versioned.record is None else RotationRecord.from_dict(versioned.record, store=store)
+        record = None if versioned.record is None else RotationRecord.from_dict(versioned.record, store=store)
+        self._read = (store, record)
+        return record
+
+    def recall(self, *, store: str) -> RotationRecord | None:
+        """The record as this lease last read it, when nothing was written since; read now otherwise.
+
+        Under a lease the record stays as read until this keeper writes it: a write must name a lease that holds and
+        the version read. Should this runner lose its lease, it sends nothing more (`before_request`) and its writes
+        are refused, as they would be after a second read. So a command that read the record to decide does not read
+        it again to start (issue 18: a Lambda step reads it once)."""
+        if self._read is not None and self._read[0] == store:
+            return self._read[1]
+        return self.read(store=store)
 
     def write(self, record: RotationRecord) -> None:
         # Renewed at the start of every step; renew again when time has moved since (a long step, or a suspend the
@@ -185,6 +200,7 @@ class RecordKeeper:
             self.hold()
         else:
             self.check()
+        self._read = None
         self._version = self._ledger.write_record(record.to_dict(), lease=self.lease, version=self._version)
 
     def keepalive(self) -> None:

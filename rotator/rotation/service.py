@@ -201,7 +201,7 @@ class RotationService:
     ) -> RotationRecord:
         """Preflight under the lease, then the STARTED record."""
         cred = ctx.cred
-        previous_record = keeper.read(store=ctx.primary.name)
+        previous_record = keeper.recall(store=ctx.primary.name)
         current, old_id = preflight.preflight(ctx, previous_record)
         ctx.old = current
         if ctx.new_pair is not None:
