@@ -30,6 +30,7 @@ from backends.ledger import Lease, VersionedRecord, lease_refusal
 from rotator.core.errors import LeaseLost, RotationInProgress, StoreConflict, StoreDenied, StoreError
 from rotator.core.file_lock import lock_within
 from rotator.core.state_files import explain_denied, refuse_own_file
+from rotator.core.timestamps import format_timestamp
 
 __all__ = ["LOCK_SUFFIX", "FlockLedger"]
 
@@ -272,7 +273,7 @@ def _write_holder(
             owner=owner,
             pid=os.getpid(),
             host=socket.gethostname(),
-            since=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            since=format_timestamp(),
             expires_at=expires_at,
             ttl_seconds=ttl_seconds,
         )

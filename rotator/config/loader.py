@@ -379,7 +379,7 @@ def _validate(
     if store_types is None:
         from backends.base import load_store_factories  # entry-point scan: only when a file is really loaded
 
-        store_types = tuple(load_store_factories())
+        store_types = tuple(load_store_factories(_named_store_types(data)))
     problems = Problems()
     root = Table(data, "", problems)
     root.check_keys(TOP_LEVEL_KEYS)
@@ -436,3 +436,11 @@ def _toml_position(message: str) -> str:
         return message
     what, where = match.groups()
     return f"{where}: {what}"
+
+
+def _named_store_types(data: Mapping[str, Any]) -> set[str]:
+    """The `type` of every [stores.NAME] table, as written (a wrong one is reported by `parse_stores`)."""
+    stores = data.get("stores")
+    if not isinstance(stores, dict):
+        return set()
+    return {str(table.get("type")) for table in stores.values() if isinstance(table, dict)}

@@ -14,6 +14,7 @@ from rotator.core.errors import ConfigError, ExitCode, RotationIncomplete, Rotat
 from rotator.core.events import EventBus, EventKind, log_event
 from rotator.core.in_flight import bluum_call_seconds, longest_in_flight
 from rotator.core.model import Stage, StoredKey
+from rotator.core.timestamps import format_timestamp
 from rotator.rotation import preflight
 from rotator.rotation.context import ConfirmRevoked, RotationContext, new_token
 from rotator.rotation.driver import Driver, Outcome, RecordKeeper
@@ -163,7 +164,7 @@ class RotationService:
             return None
         if self.runtime.clock() >= record.revoke_after:
             return None
-        when = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(record.revoke_after))
+        when = format_timestamp(record.revoke_after)
         name = ctx.cred.name
         return (
             f"{name}: rotated already ({record.new_key_label} is current); the old key {record.old_key_label} waits "
@@ -381,7 +382,7 @@ class RotationService:
             return self._not_due(ctx, record)
         retry_at = machine.retry_after_rollback(record, ctx.cred.rotate_every)
         if record is not None and retry_at is not None and self.runtime.clock() < retry_at:
-            when = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(retry_at))
+            when = format_timestamp(retry_at)
             return Outcome(
                 name,
                 ExitCode.ROLLED_BACK,
@@ -405,7 +406,7 @@ class RotationService:
 
     def _not_due(self, ctx: RotationContext, record: RotationRecord | None, why: str = "") -> Outcome:
         due = machine.next_due(record.current_since if record is not None else None, ctx.cred.rotate_every)
-        when = time.strftime("%Y-%m-%d", time.gmtime(due)) if due else "unknown"
+        when = format_timestamp(due) if due else "unknown"
         return Outcome(ctx.cred.name, ExitCode.OK, f"{ctx.cred.name}: not due (next rotation {when}){why}", record)
 
     def _count_seeded_key(self, ctx: RotationContext) -> RotationRecord | None:
