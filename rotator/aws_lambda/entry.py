@@ -175,10 +175,8 @@ def _sweep(service: Any) -> list[str]:  # noqa: ANN401 - RotationService, import
     """Revoke keys this rotator made for the secret that no store holds (a createSecret whose answer was lost after
     Bluum made the key). Only its own keys: the key name carries the credential, so other keys of the investor
     (used by who knows what) are never touched."""
-    from rotator.rotation.sweep import sweep
-
     revoked = []
-    for finding in sweep(service, revoke=True):
+    for finding in service.sweep(revoke=True):
         log.info("%s", finding.message, extra={"fields": {"step": "sweep", "kind": finding.kind}})
         if finding.kind == "revoked" and finding.key_id:
             revoked.append(finding.key_id)

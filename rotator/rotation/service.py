@@ -112,8 +112,7 @@ class RotationService:
 
     def read_record(self, ctx: RotationContext) -> RotationRecord | None:
         """The credential's record, read without a lease (for views)."""
-        data = self.runtime.ledger(ctx.cred).read_record().record
-        return None if data is None else RotationRecord.from_dict(data, store=ctx.primary.name)
+        return self.runtime.read_record(ctx.cred)
 
     def _keeper(self, ctx: RotationContext) -> RecordKeeper:
         """The record keeper of a command that may change something; the history it will append to is checked
@@ -495,7 +494,7 @@ class RotationService:
         """Active keys at Bluum that no store knows (I3), and credentials with too many active keys (I4)."""
         from rotator.rotation.sweep import sweep
 
-        return sweep(self, revoke=revoke, include_foreign=include_foreign, only=only)
+        return sweep(self.runtime, revoke=revoke, include_foreign=include_foreign, only=only)
 
     def status(self) -> list[CredentialStatus]:
         """One row per credential: environment, current key, age, next due, stage, what waits on whom."""
