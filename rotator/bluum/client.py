@@ -61,7 +61,15 @@ from rotator.core.errors import (
     BluumUnavailable,
     BluumUnexpectedResponse,
 )
-from rotator.core.model import DEFAULT_BASE_URLS, ApiKeyInfo, CreatedKey, Environment, KeyPair
+from rotator.core.model import (
+    DEFAULT_API_KEYS_PATH,
+    DEFAULT_BASE_URLS,
+    DEFAULT_CHECK_PATH,
+    ApiKeyInfo,
+    CreatedKey,
+    Environment,
+    KeyPair,
+)
 from rotator.core.secret import MASK, Secret
 
 __all__ = [
@@ -74,10 +82,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("rotator.bluum")
-
-DEFAULT_API_KEYS_PATH: Final = "/investors/{investor_id}/api-keys"
-DEFAULT_CHECK_PATH: Final = "/assets?asset_class=us_equity&tradable=true"
-"""Bluum's own "test your credentials" call (bluum-api.md §6): read-only and cheap."""
 
 RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
 """Statuses Bluum tells clients to retry (bluum-api.md §4). Everything else is final."""
