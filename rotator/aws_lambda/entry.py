@@ -207,7 +207,7 @@ def _configuration_test(service: RotationService, arn: str, token: str) -> bool:
     service: the secret is one this function manages, its JSON agrees with the configuration, its and the manager's
     base URLs are allowed hosts, both secrets read. A placeholder without a key (the module's default before the
     first key is put in) passes, so turning rotation on without rotating at once works."""
-    record = service.read_record(service.context(credential_name(arn)))
+    record = service.runtime.read_record(service.config.credential(credential_name(arn)))
     return record is None or record.token != token
 
 

@@ -153,24 +153,40 @@ class RotationService:
             name, emergency=emergency, skip_grace=emergency, new_pair=new_pair, confirm_revoked=confirm_revoked
         )
         self._check_request(ctx, emergency=emergency, reason=reason, dry_run=dry_run, token=token)
-        waiting = self._in_grace(ctx)
-        if waiting is not None and not emergency:
-            return Outcome(name, ExitCode.OK, waiting, self.read_record(ctx))
+        seen = self.read_record(ctx)
         if dry_run:
-            current, current_id = preflight.preflight(ctx, self.read_record(ctx))
-            return Outcome(name, ExitCode.OK, preflight.plan(ctx, current, current_id), self.read_record(ctx))
+            waiting = self._in_grace(ctx, seen)
+            if waiting is not None and not emergency:
+                return Outcome(name, ExitCode.OK, waiting, seen)
+            current, current_id = preflight.preflight(ctx, seen)
+            return Outcome(name, ExitCode.OK, preflight.plan(ctx, current, current_id), seen)
+        return self._rotate(ctx, seen, reason=reason, token=token, only_if_due=only_if_due)
+
+    def _rotate(
+        self,
+        ctx: RotationContext,
+        seen: RotationRecord | None,
+        *,
+        reason: str | None = None,
+        token: str | None = None,
+        only_if_due: bool = False,
+    ) -> Outcome:
+        """Rotate `ctx`'s credential, whose record read `seen` before the lease (to decide): it is read once more,
+        under the lease, and that reading is the one the rotation starts from (its version names the first write)."""
+        waiting = self._in_grace(ctx, seen)
+        if waiting is not None and not ctx.emergency:
+            return Outcome(ctx.cred.name, ExitCode.OK, waiting, seen)
         with self._keeper(ctx) as keeper:
-            if only_if_due:
-                latest = keeper.read(store=ctx.primary.name)
-                if latest is not None and latest.phase.terminal and not self._due(ctx, latest):
-                    return self._not_due(ctx, latest, " (another runner rotated it a moment ago)")
+            latest = keeper.read(store=ctx.primary.name)
+            if only_if_due and latest is not None and latest.phase.terminal and not self._due(ctx, latest):
+                return self._not_due(ctx, latest, " (another runner rotated it a moment ago)")
             driver = Driver(ctx, keeper, self.bus)
-            record = self._start(ctx, keeper, driver, emergency=emergency, reason=reason, token=token)
+            record = self._start(ctx, driver, latest, emergency=ctx.emergency, reason=reason, token=token)
             return driver.run(record)
 
-    def _in_grace(self, ctx: RotationContext) -> str | None:
-        """What to say when the last rotation is only waiting out its grace window: nothing to start, nothing wrong."""
-        record = self.read_record(ctx)
+    def _in_grace(self, ctx: RotationContext, record: RotationRecord | None) -> str | None:
+        """What to say when the last rotation (`record`) is only waiting out its grace window: nothing to start,
+        nothing wrong."""
         if record is None or record.phase is not Phase.VERIFIED or record.revoke_after is None:
             return None
         if self.runtime.clock() >= record.revoke_after:
@@ -203,16 +219,16 @@ class RotationService:
     def _start(
         self,
         ctx: RotationContext,
-        keeper: RecordKeeper,
         driver: Driver,
+        previous_record: RotationRecord | None,
         *,
         emergency: bool,
         reason: str | None,
         token: str | None,
     ) -> RotationRecord:
-        """Preflight under the lease, then the STARTED record."""
+        """Preflight under the lease, then the STARTED record. `previous_record`: the record as read under this lease
+        (its version is the one the STARTED record is written over)."""
         cred = ctx.cred
-        previous_record = keeper.read(store=ctx.primary.name)
         current, old_id = preflight.preflight(ctx, previous_record)
         ctx.old = current
         if ctx.new_pair is not None:
@@ -299,12 +315,16 @@ class RotationService:
 
     def resume(self, name: str, *, skip_grace: bool = False, confirm_revoked: ConfirmRevoked | None = None) -> Outcome:
         """Finish (or, when it cannot go forward, roll back) the rotation the record says is unfinished."""
-        ctx = self.context(name, skip_grace=skip_grace, confirm_revoked=confirm_revoked)
+        return self._resume(self.context(name, skip_grace=skip_grace, confirm_revoked=confirm_revoked))
+
+    def _resume(self, ctx: RotationContext) -> Outcome:
+        """`resume` of the credential of `ctx` (built by the caller, who may have read the record to decide)."""
+        name = ctx.cred.name
         with self._keeper(ctx) as keeper:
             record = keeper.read(store=ctx.primary.name)
             if record is None or record.phase.terminal:
                 return Outcome(name, ExitCode.OK, f"{name}: nothing to resume", record)
-            ctx.skip_grace = skip_grace or record.emergency
+            ctx.skip_grace = ctx.skip_grace or record.emergency
             ctx.emergency = record.emergency
             driver = Driver(ctx, keeper, self.bus)
             message = f"resuming rotation {record.token[:8]} of {name} from {record.phase.value}"
@@ -337,7 +357,7 @@ class RotationService:
                         f"{name}: rotation {record.token[:8]} is unfinished (phase {record.phase.value}); finish it "
                         f"with `rotator resume {name}` before rotation {token[:8]} can start. Nothing was changed"
                     )
-                record = self._start(ctx, keeper, driver, emergency=False, reason=None, token=token)
+                record = self._start(ctx, driver, record, emergency=False, reason=None, token=token)
             ctx.emergency = ctx.skip_grace = record.emergency
             return driver.advance(record, wanted)
 
@@ -384,9 +404,9 @@ class RotationService:
         Never waits on a person: a manual credential that is due is reported (exit 4) with what to do.
         """
         ctx = self.context(name)
-        record = self.read_record(ctx)
+        record = self.read_record(ctx)  # to decide; the rotation or the resume reads it again under the lease
         if record is not None and not record.phase.terminal:
-            return self.resume(name)
+            return self._resume(ctx)
         if record is None and ctx.cred.seeded_key_age == "count":
             record = self._count_seeded_key(ctx)
         if not self._due(ctx, record):
@@ -409,7 +429,7 @@ class RotationService:
                 f"`rotator rotate {name} --new-key-file FILE`",
                 record,
             )
-        return self.rotate(name, only_if_due=True)
+        return self._rotate(ctx, record, only_if_due=True)
 
     def _due(self, ctx: RotationContext, record: RotationRecord | None) -> bool:
         since = record.current_since if record is not None else None
