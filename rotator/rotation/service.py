@@ -153,14 +153,9 @@ class RotationService:
             name, emergency=emergency, skip_grace=emergency, new_pair=new_pair, confirm_revoked=confirm_revoked
         )
         self._check_request(ctx, emergency=emergency, reason=reason, dry_run=dry_run, token=token)
-        seen = self.read_record(ctx)
-        if dry_run:
-            waiting = self._in_grace(ctx, seen)
-            if waiting is not None and not emergency:
-                return Outcome(name, ExitCode.OK, waiting, seen)
-            current, current_id = preflight.preflight(ctx, seen)
-            return Outcome(name, ExitCode.OK, preflight.plan(ctx, current, current_id), seen)
-        return self._rotate(ctx, seen, reason=reason, token=token, only_if_due=only_if_due)
+        return self._rotate(
+            ctx, self.read_record(ctx), reason=reason, token=token, only_if_due=only_if_due, dry_run=dry_run
+        )
 
     def _rotate(
         self,
@@ -170,12 +165,16 @@ class RotationService:
         reason: str | None = None,
         token: str | None = None,
         only_if_due: bool = False,
+        dry_run: bool = False,
     ) -> Outcome:
         """Rotate `ctx`'s credential, whose record read `seen` before the lease (to decide): it is read once more,
         under the lease, and that reading is the one the rotation starts from (its version names the first write)."""
         waiting = self._in_grace(ctx, seen)
         if waiting is not None and not ctx.emergency:
             return Outcome(ctx.cred.name, ExitCode.OK, waiting, seen)
+        if dry_run:
+            current, current_id = preflight.preflight(ctx, seen)
+            return Outcome(ctx.cred.name, ExitCode.OK, preflight.plan(ctx, current, current_id), seen)
         with self._keeper(ctx) as keeper:
             latest = keeper.read(store=ctx.primary.name)
             if only_if_due and latest is not None and latest.phase.terminal and not self._due(ctx, latest):
