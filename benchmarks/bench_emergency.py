@@ -29,7 +29,7 @@ from rotator.bluum.client import BluumClient
 from rotator.cli.demo import open_account, seed_workspace
 from rotator.config.loader import load_config
 from rotator.core.model import KeyPair
-from rotator.rotation.service import RotationService
+from rotator.ops.app import assemble
 from rotator.simulator import Simulator
 
 ROUNDS = 5
@@ -83,10 +83,10 @@ def one_emergency(sim: Simulator, *, abused: bool) -> tuple[float, int]:
         go, done = threading.Event(), list[float]()
         probe = threading.Thread(target=first_rejection, args=(sim.root_url, authorization, go, done), daemon=True)
         probe.start()
-        with RotationService(load_config(config)) as service:
+        with assemble(load_config(config)) as app:
             go.set()
             start = time.perf_counter()
-            service.rotate("trading", emergency=True, reason="benchmark: key leaked")
+            app.service.rotate("trading", emergency=True, reason="benchmark: key leaked")
         probe.join(30)
         if abused:
             stop.set()

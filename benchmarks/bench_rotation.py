@@ -25,7 +25,7 @@ from rotator.bluum.client import BluumClient
 from rotator.cli.demo import open_account, seed_workspace
 from rotator.config.loader import load_config
 from rotator.core.model import Environment, KeyPair
-from rotator.rotation.service import RotationService
+from rotator.ops.app import assemble
 from rotator.simulator import Simulator
 
 ROUNDS = 5
@@ -42,9 +42,10 @@ def setup(sim: Simulator, folder: Path, rate_limit: float) -> tuple[Path, KeyPai
 
 def rotation(config: Path) -> tuple[float, float, float]:
     """Wall seconds, seconds spent sleeping, CPU seconds of this process (the in-process simulator included)."""
-    service = RotationService(load_config(config))
+    app = assemble(load_config(config))  # as the command line assembles it: history and sinks included
+    service = app.service
     started, cpu = time.perf_counter(), time.process_time()
-    with service:
+    with app:
         service.rotate("trading")
     return time.perf_counter() - started, service.waited, time.process_time() - cpu
 

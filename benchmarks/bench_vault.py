@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.openbao: t
 from rotator.cli.demo import open_account, seed_workspace
 from rotator.config.loader import load_config
 from rotator.core.model import KeyPair
-from rotator.rotation.service import RotationService
+from rotator.ops.app import assemble
 from rotator.simulator import Simulator
 from tests.openbao import OpenBao, minimal_policy
 
@@ -85,9 +85,10 @@ def server_cpu(pid: int) -> float:
 
 def rotation(config: Path) -> tuple[float, float]:
     """Wall seconds and CPU seconds of this process (the in-process simulator included) for one rotation."""
-    service = RotationService(load_config(config))
+    app = assemble(load_config(config))  # as the command line assembles it: history and sinks included
+    service = app.service
     started, cpu = time.perf_counter(), time.process_time()
-    with service:
+    with app:
         service.rotate("trading")
     return time.perf_counter() - started, time.process_time() - cpu
 

@@ -2,8 +2,11 @@
 
 What goes in:
 - the `rotator` and `backends` packages from this checkout (`.py` files and `py.typed`), without `__pycache__` and
-  without `rotator/simulator` (the local Bluum stand-in: only `rotator simulator` and `rotator demo` import it, and
-  neither runs in a Lambda);
+  without the folders no Lambda runs (EXCLUDED_SOURCE_DIRS): `rotator/cli` (the command line and its demo, which
+  import click), `rotator/daemon` (the daemon's loop, Prometheus metrics, /healthz, stop signals: they import
+  schedule and prometheus_client) and `rotator/simulator` (the local Bluum stand-in); nor `rotator/__main__.py`
+  (`python -m rotator`, the command line again). The handler imports none of them: the import-rule test holds that
+  `rotator.aws_lambda` never imports the command line or the daemon's folder;
 - the runtime dependencies from `scripts/lambda-requirements.txt`: exact versions with sha256 hashes, resolved
   for CPython 3.12 on manylinux2014 x86_64 (the function's runtime and architecture) and installed with
   `pip install --target --no-deps --require-hashes`, so a new release on PyPI never changes the package.
@@ -45,7 +48,9 @@ DEFAULT_OUTPUT = ROOT / "build" / "bluum-rotator-lambda.zip"
 LOCK_FILE = ROOT / "scripts" / "lambda-requirements.txt"
 
 PACKAGES = ("rotator", "backends")
-EXCLUDED_SOURCE_DIRS = {"rotator/simulator"}
+EXCLUDED_SOURCE_DIRS = {"rotator/cli", "rotator/daemon", "rotator/simulator"}
+"""Folders of `rotator` that only the command line and the daemon run (see the module docstring)."""
+EXCLUDED_SOURCE_FILES = {"rotator/__main__.py"}
 SOURCE_SUFFIXES = (".py",)
 SOURCE_NAMES = ("py.typed",)
 
@@ -95,7 +100,9 @@ def source_files(root: Path) -> dict[str, bytes]:
         for path in base.rglob("*"):
             name = path.relative_to(root).as_posix()
             parts = path.relative_to(root).parts
-            if "__pycache__" in parts or any(name == d or name.startswith(d + "/") for d in EXCLUDED_SOURCE_DIRS):
+            if "__pycache__" in parts or name in EXCLUDED_SOURCE_FILES:
+                continue
+            if any(name == d or name.startswith(d + "/") for d in EXCLUDED_SOURCE_DIRS):
                 continue
             if path.is_file() and (path.name.endswith(SOURCE_SUFFIXES) or path.name in SOURCE_NAMES):
                 files[name] = path.read_bytes()

@@ -40,6 +40,8 @@ from typing import TYPE_CHECKING, Any, Final
 from rotator.aws_lambda.config import SECRETS_VARIABLE, LambdaConfigError, ManagedSecret, toml_string
 
 if TYPE_CHECKING:
+    from backends.base import SecretStore
+    from rotator.ops.app import App
     from rotator.rotation.driver import Outcome
     from rotator.rotation.service import RotationService
 
@@ -122,8 +124,9 @@ def _rotation_step(secret_id: str, token: str, step: str) -> dict[str, Any]:
     from rotator.core.errors import RotatorError
 
     try:
-        service = _service(managed[arn])
-        with service, _bluum_request_ids() as request_ids, _bluum_trouble(service, fields):
+        app = _service(managed[arn])
+        service = app.service
+        with app, _bluum_request_ids() as request_ids, _bluum_trouble(service, fields):
             fields["bluum_request_ids"] = request_ids
             if step == "testSecret" and _configuration_test(service, arn, token):
                 _log_step(fields, "configuration test by Secrets Manager: the configuration is sound", started)
@@ -158,10 +161,10 @@ def _tick() -> dict[str, Any]:
         fields = {"secret_arn": arn, "step": "tick"}
         try:
             overdue = _check_overdue(_client("secretsmanager").describe_secret(SecretId=arn), fields)
-            service = _service(secret)
-            with service, _bluum_trouble(service, fields):
-                outcome = service.resume(credential_name(arn))
-                swept = _sweep(service)
+            app = _service(secret)
+            with app, _bluum_trouble(app.service, fields):
+                outcome = app.service.resume(credential_name(arn))
+                swept = _sweep(app.service)
             results.append({**_finish(outcome, fields, started), "revoked_orphans": swept, "overdue": overdue})
         except Exception as exc:
             log.exception("tick failed for %s", arn, extra={"fields": fields})
@@ -214,16 +217,16 @@ def _configuration_test(service: RotationService, arn: str, token: str) -> bool:
 # --------------------------------------------------------------------------------------------------- configuration
 
 
-def _service(secret: ManagedSecret) -> RotationService:
-    """The rotation service for one managed secret: a configuration made from the function's environment alone.
+def _service(secret: ManagedSecret) -> App:
+    """The rotation service for one managed secret, assembled as every way in assembles it (`rotator.ops.app`):
+    a configuration made from the function's environment alone.
 
     The secret's own JSON only has to agree with it (`check_secret_json`); the manager secret's base URL, which its
     JSON gives, must be a host Bluum documents or the deployer named. Every value goes into the TOML text through
     `toml_string`, so none can end its string or add a line (another issue builds this configuration as data)."""
-    from backends.aws.store import AwsStore
     from rotator.aws_lambda.config import ENVIRONMENTS, allowed_hosts, check_base_url, check_secret_json
     from rotator.config.loader import parse_config
-    from rotator.rotation.service import RotationService
+    from rotator.ops.app import assemble
 
     manager = _required("ROTATOR_MANAGER_SECRET_ID")
     table = os.environ.get("ROTATOR_LEDGER_TABLE", "bluum-rotator-ledger")
@@ -281,13 +284,19 @@ rate_limit_sandbox = {_share_of(10.0, share)!r}
 rate_limit_production = {_share_of(25.0, share)!r}
 """
     config = parse_config(text, base_dir=_tmp(), store_types=("aws",))
-    clients = {"secretsmanager": _client("secretsmanager"), "dynamodb": _client("dynamodb")}
+    return assemble(config, stores=_stores(secret, manager, table))
+
+
+def _stores(secret: ManagedSecret, manager: str, table: str) -> dict[str, SecretStore]:
+    """The managed secret's store and the manager's, on the function instance's boto3 clients (made once)."""
+    from backends.aws.store import AwsStore
     from rotator.core.model import Environment
 
-    stores = {
+    clients = {"secretsmanager": _client("secretsmanager"), "dynamodb": _client("dynamodb")}
+    return {
         MANAGED: AwsStore(
             MANAGED,
-            secret_id=arn,
+            secret_id=secret.arn,
             ledger_table=table,
             # Every new version says what the deployer configured, whatever fields the current one had.
             fields=("key_id", "environment", "base_url"),
@@ -297,7 +306,6 @@ rate_limit_production = {_share_of(25.0, share)!r}
         ),
         MANAGER: AwsStore(MANAGER, secret_id=manager, ledger_table=table, **clients),
     }
-    return RotationService(config, stores=stores)
 
 
 def _share_of(limit: float, instances: int) -> float:
@@ -409,27 +417,23 @@ def _bluum_request_ids() -> Iterator[list[str]]:
 def _bluum_trouble(service: Any, fields: Mapping[str, Any]) -> Iterator[None]:  # noqa: ANN401 - RotationService
     """Count Bluum's 5xx and 429 answers (every attempt, retried or not) while the block runs, and log them as one
     EMF record (BluumServerErrors, BluumRateLimited) when there were any: what the command line's /metrics shows as
-    bluum_rotator_bluum_requests_total, for the Lambda's CloudWatch alarms."""
-    counts = {BLUUM_SERVER_ERRORS: 0, BLUUM_RATE_LIMITED: 0}
+    bluum_rotator_bluum_requests_total, for the Lambda's CloudWatch alarms. Counted as the tick's alerts count them
+    (`rotator.ops.alerts.counting`)."""
+    from rotator.ops.alerts import counting
 
-    def observe(response: Any) -> None:  # noqa: ANN401 - rotator.bluum.traffic.ResponseInfo, imported lazily
-        if response.status == 429:
-            counts[BLUUM_RATE_LIMITED] += 1
-        elif response.status is not None and response.status >= 500:
-            counts[BLUUM_SERVER_ERRORS] += 1
-
-    service.runtime.response_observers.append(observe)
-    try:
-        yield
-    finally:
-        service.runtime.response_observers.remove(observe)
-        if any(counts.values()):
-            log.warning(
-                "Bluum answered %d time(s) 5xx and %d time(s) 429",
-                counts[BLUUM_SERVER_ERRORS],
-                counts[BLUUM_RATE_LIMITED],
-                extra={"fields": {**fields, "metric": BLUUM_TROUBLE, **emf_counts(counts)}},
-            )
+    with counting(service.runtime.response_observers) as count:
+        try:
+            yield
+        finally:
+            traffic = count.traffic
+            counts = {BLUUM_SERVER_ERRORS: traffic.server_errors, BLUUM_RATE_LIMITED: traffic.rate_limited}
+            if any(counts.values()):
+                log.warning(
+                    "Bluum answered %d time(s) 5xx and %d time(s) 429",
+                    counts[BLUUM_SERVER_ERRORS],
+                    counts[BLUUM_RATE_LIMITED],
+                    extra={"fields": {**fields, "metric": BLUUM_TROUBLE, **emf_counts(counts)}},
+                )
 
 
 def _log_step(
@@ -443,15 +447,20 @@ def _log_step(
 
 
 def _check_overdue(described: Mapping[str, Any], fields: dict[str, Any]) -> bool:
-    """A `key_overdue` record when the secret's last rotation is older than its rotation period (a day's slack)."""
+    """A `key_overdue` record when the secret's last rotation is older than its rotation period (a day's slack: Secrets
+    Manager rotates within its schedule's window). The rule is the tick's (`rotator.ops.alerts.overdue`)."""
+    from rotator.ops.alerts import overdue
+
     rules = described.get("RotationRules") or {}
     days = rules.get("AutomaticallyAfterDays")
     last = described.get("LastRotatedDate") or described.get("CreatedDate")
     if not described.get("RotationEnabled") or not isinstance(days, int) or last is None:
         return False
-    age = time.time() - (last.timestamp() if hasattr(last, "timestamp") else float(last))
-    if age <= (days + 1) * 86400:
+    since = last.timestamp() if hasattr(last, "timestamp") else float(last)
+    now = time.time()
+    if not overdue(since + (days + 1) * 86400, now):
         return False
+    age = now - since
     log.warning(
         "the current key is %.0f days old, past its %d-day rotation period: check the rotation's errors",
         age / 86400,

@@ -2,9 +2,9 @@
 
 Why a hook and not metrics in the client: the client runs in the Lambda, whose package has no prometheus_client, and
 in the CLI, where metrics are optional. So the client only calls plain functions with a `ResponseInfo` (standard
-library types, nothing else); the Runtime keeps the list, and `rotator.ops.metrics.Telemetry` subscribes when a command
-wants metrics. An observer runs on the request's thread: it must be quick and must not raise (a raise is logged and
-ignored, never the request's failure).
+library types, nothing else); the Runtime keeps the list, and `rotator.daemon.metrics.Telemetry` (metrics) and
+`rotator.ops.alerts.TrafficCount` (the 5xx/429 count) subscribe. An observer runs on the request's thread: it must
+be quick and must not raise (a raise is logged and ignored, never the request's failure).
 
 A `ResponseInfo` carries no key id and no request id: only what a metric label may hold (an endpoint kind, a status)
 plus the SHA-256 of the API key, which the Runtime turns into the credential's name.

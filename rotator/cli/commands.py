@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from rotator.config.loader import Config
     from rotator.core.events import RotationEvent
     from rotator.core.model import StoredKey
+    from rotator.daemon.metrics import Telemetry
+    from rotator.ops.app import App
     from rotator.rotation.driver import Outcome
     from rotator.rotation.service import RotationService
 
@@ -111,18 +113,24 @@ def _fail(exc: RotatorError) -> NoReturn:
 
 @contextmanager
 def _engine(settings: Settings, *, quiet: bool = False) -> Iterator[RotationService]:
-    """Load the config and build the rotation service; any RotatorError becomes its message and exit code.
+    """The rotation service of `_app`, for the commands that need only it."""
+    with _app(settings, quiet=quiet) as app:
+        yield app.service
 
-    Events go to the log and, unless `quiet`, to stdout as one line per step.
+
+@contextmanager
+def _app(settings: Settings, *, quiet: bool = False) -> Iterator[App]:
+    """Load the config and assemble the rotation service and its bus (`rotator.ops.app`); any RotatorError becomes
+    its message and exit code.
+
+    Events go to the log, the history, the notification sinks and, unless `quiet`, to stdout as one line per step.
     """
-    from rotator.core.events import EventBus, log_event
-    from rotator.rotation.service import RotationService
+    from rotator.ops.app import assemble
 
     try:
         config = settings.load()
-        bus = EventBus(log_event) if quiet or settings.quiet else EventBus(log_event, _print_event)
-        with RotationService(config, bus=bus) as service:
-            yield service
+        with assemble(config, echo=None if quiet or settings.quiet else _print_event) as app:
+            yield app
     except RotatorError as exc:
         _fail(exc)
 
@@ -447,24 +455,33 @@ def run_due(settings: Settings, metrics_textfile: Path | None) -> None:
     credential that is due. Never waits on a person: what needs one is reported, with exit 4. Then tells the
     notification sinks about overdue keys, stuck rotations and Bluum 5xx/429 ([alerts] in rotator.toml).
     """
-    with _engine(settings) as engine:
-        from rotator.ops.fleet import tick
-        from rotator.ops.metrics import Telemetry, check_textfile
+    from rotator.ops.tick import run_tick
 
-        if metrics_textfile is not None:
-            check_textfile(metrics_textfile)  # refused before the tick: exit 2, nothing changed
-        telemetry = Telemetry()
-        telemetry.attach(engine)
-        _PROMPT.many = len(engine.config.credentials) > 1
-        outcomes = tick(engine, on_done=_progress(settings, len(engine.config.credentials)))
-        telemetry.observe_tick(engine.status(), outcomes, now=engine.now())
-        if metrics_textfile is not None:
+    with _app(settings) as app:
+        telemetry = _textfile_telemetry(app, metrics_textfile)
+        total = len(app.config.credentials)
+        _PROMPT.many = total > 1
+        outcomes = run_tick(app.service, telemetry=telemetry, on_done=_progress(settings, total))
+        if telemetry is not None and metrics_textfile is not None:
             try:
                 telemetry.write_textfile(metrics_textfile)
             except RotatorError as exc:  # after the tick: its outcomes are still what the exit code says
                 logging.getLogger("rotator.metrics").error("metrics textfile not written: %s", exc)
                 click.echo(f"error: {exc} (the tick itself ran; its outcomes follow)", err=True)
     _finish(outcomes)
+
+
+def _textfile_telemetry(app: App, path: Path | None) -> Telemetry | None:
+    """The metrics `run-due --metrics-textfile` writes, following `app`; None without the flag (nothing to record
+    for). The file's folder is checked first: refused before the tick, exit 2, nothing changed."""
+    if path is None:
+        return None
+    from rotator.daemon.metrics import Telemetry, check_textfile
+
+    check_textfile(path)
+    telemetry = Telemetry()
+    telemetry.attach(app)
+    return telemetry
 
 
 @cli.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
@@ -508,8 +525,8 @@ def daemon(
       rotator daemon                                          # every 15m, up to 90s of jitter
       rotator daemon --every 5m --metrics-listen 127.0.0.1:9464 --heartbeat-file /run/bluum-rotator/heartbeat
     """
-    from rotator.ops.daemon import Daemon, parse_cadence
-    from rotator.ops.health import parse_listen
+    from rotator.daemon.health import parse_listen
+    from rotator.daemon.loop import Daemon, parse_cadence
 
     try:
         cadence = parse_cadence(every, jitter)
@@ -530,13 +547,11 @@ def daemon(
     sys.exit(code)
 
 
-def _daemon_service(settings: Settings, config: Config) -> RotationService:
-    """The daemon's service for `config`: events to the log, and step lines to stdout unless -q."""
-    from rotator.core.events import EventBus, log_event
-    from rotator.rotation.service import RotationService
+def _daemon_service(settings: Settings, config: Config) -> App:
+    """The daemon's app for `config` (`rotator.ops.app`): step lines to stdout unless -q."""
+    from rotator.ops.app import assemble
 
-    bus = EventBus(log_event) if settings.quiet else EventBus(log_event, _print_event)
-    return RotationService(config, bus=bus)
+    return assemble(config, echo=None if settings.quiet else _print_event)
 
 
 @cli.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
@@ -664,21 +679,22 @@ def history(settings: Settings, name: str, as_json: bool) -> None:
     An append-only record kept per credential ([history] dir in rotator.toml, default `rotator-history`
     beside it), for as long as [history] keep says (default 400d). It holds no secret.
     """
-    with _engine(settings, quiet=True) as engine:
+    with _app(settings, quiet=True) as app:
         try:
-            engine.config.credential(name)
-            found = engine.history.read_checked(name)
+            app.config.credential(name)
+            found = app.history.read_checked(name)
         except RotatorError as exc:
             _fail(exc)
+    history = app.history
     entries = found.entries
-    report = found.damage_report(engine.history.path(name))
+    report = found.damage_report(history.path(name))
     if report is not None:  # on stderr, so `--json` stays one JSON document on stdout
         click.echo(report, err=True)
     if as_json:
         click.echo(json.dumps(entries, indent=2))
         sys.exit(0)
     if not entries:
-        click.echo(f"{name}: no history yet (kept in {engine.history.path(name)})")
+        click.echo(f"{name}: no history yet (kept in {history.path(name)})")
         sys.exit(0)
     for entry in entries:
         token = str(entry.get("token") or "")[:8]

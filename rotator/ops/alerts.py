@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, MutableSequence, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -27,6 +29,7 @@ from rotator.config.notifications import AlertSettings
 from rotator.core.events import EventKind, RotationEvent
 
 if TYPE_CHECKING:
+    from rotator.bluum.traffic import ResponseInfo, ResponseObserver
     from rotator.rotation.service import RotationService
     from rotator.rotation.status import CredentialStatus
     from rotator.rotation.sweep import SweepFinding
@@ -36,6 +39,9 @@ __all__ = [
     "Reminders",
     "TickWatch",
     "Traffic",
+    "TrafficCount",
+    "counting",
+    "overdue",
     "publish_sweep",
     "server_errors_alarming",
     "status_findings",
@@ -80,7 +86,49 @@ class Finding:
         return f"{self.kind.value}:{self.credential}:{self.subject or ''}"
 
 
+class TrafficCount:
+    """A Bluum response observer counting what came back (every attempt, retries included): the one count of 5xx
+    and 429 answers, read by the tick's alerts and by the Lambda's CloudWatch records alike."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._traffic = Traffic()
+
+    def __call__(self, info: ResponseInfo) -> None:
+        """On the request's thread: cheap, never raises."""
+        status = info.status
+        with self._lock:
+            now = self._traffic
+            self._traffic = Traffic(
+                requests=now.requests + 1,
+                server_errors=now.server_errors + (status is not None and 500 <= status <= 599),
+                rate_limited=now.rate_limited + (status == 429),
+            )
+
+    @property
+    def traffic(self) -> Traffic:
+        with self._lock:
+            return self._traffic
+
+
+@contextmanager
+def counting(observers: MutableSequence[ResponseObserver]) -> Iterator[TrafficCount]:
+    """Count the Bluum answers of the block (`observers`: a runtime's `response_observers`)."""
+    count = TrafficCount()
+    observers.append(count)
+    try:
+        yield count
+    finally:
+        observers.remove(count)
+
+
 # --------------------------------------------------------------------------------------------------- the rules
+
+
+def overdue(next_due: float | None, now: float) -> bool:
+    """The one overdue rule: the current key is past the time its rotation was due (unknown is not overdue: a key
+    of unknown age is rotated as due by the tick, and `status` says its age is unknown)."""
+    return next_due is not None and next_due < now
 
 
 def server_errors_alarming(traffic: Traffic, settings: AlertSettings) -> bool:
@@ -136,7 +184,7 @@ def status_findings(
     """Overdue keys (a person's, when only a person can make the new one) and stuck rotations, after a tick."""
     found = []
     for row in rows:
-        if row.exit_code == 0 and row.next_due is not None and row.next_due < now:
+        if row.exit_code == 0 and row.next_due is not None and overdue(row.next_due, now):
             days = (now - row.next_due) / 86400
             if mints(row.name):
                 message = (

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from rotator.config.loader import CredentialConfig
     from rotator.rotation.service import RotationService
 
-__all__ = ["FleetProgress", "format_seconds", "payer", "run_each", "tick"]
+__all__ = ["FleetProgress", "format_seconds", "payer", "run_each"]
 
 log = logging.getLogger("rotator.fleet")
 
@@ -197,12 +197,3 @@ def _filled(names: Sequence[str], outcomes: list[Outcome | None]) -> list[Outcom
         else Outcome(name, ExitCode.INCOMPLETE, f"{name}: not started: the run was asked to stop; the next run does it")
         for name, outcome in zip(names, outcomes, strict=True)
     ]
-
-
-def tick(
-    service: RotationService, *, concurrency: int | None = None, on_done: Callable[[Outcome], None] | None = None
-) -> list[Outcome]:
-    """One scheduler tick over every credential (cron's `run-due`, the daemon): resume what is unfinished, revoke
-    what waited out its grace window, rotate what is due."""
-    names = list(service.config.credentials)
-    return run_each(service, names, service.run_due, concurrency=concurrency, on_done=on_done)

@@ -14,9 +14,6 @@ from rotator.core.errors import ConfigError, ExitCode, RotationIncomplete, Rotat
 from rotator.core.events import EventBus, EventKind, log_event
 from rotator.core.in_flight import bluum_call_seconds, longest_in_flight
 from rotator.core.model import Stage, StoredKey
-from rotator.notify.history import HistoryLog
-from rotator.notify.sinks import build_sink
-from rotator.notify.webhook import QueuedSink, Webhook
 from rotator.rotation import preflight
 from rotator.rotation.context import ConfirmRevoked, RotationContext, new_token
 from rotator.rotation.driver import Driver, Outcome, RecordKeeper
@@ -31,6 +28,7 @@ if TYPE_CHECKING:
     from backends.base import SecretStore
     from rotator.bluum.client import BluumClient
     from rotator.config.loader import Config
+    from rotator.notify.history import HistoryLog
     from rotator.rotation.status import CredentialStatus
     from rotator.rotation.sweep import SweepFinding
 
@@ -43,28 +41,23 @@ class RotationService:
         config: Config,
         *,
         bus: EventBus | None = None,
+        history: HistoryLog | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         owner: str | None = None,
         stores: Mapping[str, SecretStore] | None = None,
         clients: Mapping[str, BluumClient] | None = None,
-        keep_history: bool = True,
     ) -> None:
-        """`stores`, `clients`: handles made by the caller (see Runtime). `keep_history`: False only in tests that
-        run thousands of rotations and check the history elsewhere."""
+        """`stores`, `clients`: handles made by the caller (see Runtime). `bus`, `history`: what `rotator.ops.app`
+        assembled for every way in (the history subscribed to the bus there); the service only checks, before a
+        command that may change something, that the history can be written. Without them (tests that drive the
+        service alone): events go to the log, and no history is kept."""
         self.runtime = Runtime(
             config, clock=clock, sleep=sleep, monotonic=monotonic, owner=owner, stores=stores, clients=clients
         )
         self.bus = bus if bus is not None else EventBus(log_event)
-        self.history = HistoryLog(config.history.dir, keep=config.history.keep)
-        self._keep_history = keep_history
-        if keep_history:
-            self.bus.subscribe(self.history)
-        self.sinks: list[QueuedSink] = [build_sink(settings) for settings in config.notifications]
-        """Where notifications go (`[notifications.NAME]`): webhooks and SNS topics, each with its own thread."""
-        for sink in self.sinks:
-            self.bus.subscribe(sink)
+        self.history = history
 
     @property
     def config(self) -> Config:
@@ -75,17 +68,11 @@ class RotationService:
         """Seconds spent sleeping so far: verification polls, retry back-off and the rate-limit throttle."""
         return self.runtime.waited
 
-    @property
-    def webhooks(self) -> list[Webhook]:
-        """The sinks that are webhooks."""
-        return [sink for sink in self.sinks if isinstance(sink, Webhook)]
-
     def now(self) -> float:
         return self.runtime.clock()
 
     def close(self) -> None:
-        for sink in self.sinks:
-            sink.close()
+        """Close the runtime (its clients and stores); the sinks are closed by the app that made them."""
         self.runtime.close()
 
     def __enter__(self) -> RotationService:
@@ -117,7 +104,7 @@ class RotationService:
     def _keeper(self, ctx: RotationContext) -> RecordKeeper:
         """The record keeper of a command that may change something; the history it will append to is checked
         first, so a history folder this user cannot write stops the command before anything changes."""
-        if self._keep_history:
+        if self.history is not None:
             self.history.check(ctx.cred.name)
         return RecordKeeper(
             self.runtime.ledger(ctx.cred),

@@ -1,6 +1,7 @@
 """Bluum's answers as metrics and alerts, over real HTTP: the simulator answers a rotation's calls with injected 503s
-and a 429; Telemetry, attached to the service, counts them by endpoint and status, names the paying key by its
-credential, and the tick after it raises the 5xx and 429 alerts on the bus (once: the reminder memory holds)."""
+and a 429 during a tick's rotation; Telemetry, attached to the app, counts them by endpoint and status, names the
+paying key by its credential, and the tick raises the 5xx and 429 alerts on the bus (once: the reminder memory
+holds) and hands them to the telemetry, which records them."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from rotator.cli.demo import open_account, seed_workspace
 from rotator.config.loader import load_config
 from rotator.core.events import EventKind, RotationEvent
-from rotator.ops.fleet import tick
-from rotator.ops.metrics import Telemetry
-from rotator.rotation.service import RotationService
+from rotator.daemon.metrics import Telemetry
+from rotator.ops.app import assemble
+from rotator.ops.tick import run_tick
 from rotator.simulator import Simulator
 
 
@@ -30,20 +31,20 @@ def samples(telemetry: Telemetry) -> dict[tuple[str, tuple[tuple[str, str], ...]
 def test_429_and_5xx_are_counted_named_by_payer_and_alerted_once(sim: Simulator, tmp_path: Path) -> None:
     account = open_account(sim, "first")
     config = seed_workspace(tmp_path, sim.base_url, account.tenant_pair, account.investor, account.first.pair)
+    due = config.read_text().replace("[credentials.trading]\n", '[credentials.trading]\nseeded_key_age = "due"\n')
+    config.write_text(due)  # the hand-seeded key is due: the first tick rotates it
     sim.inject_fault(method="POST", path=f"/v1/investors/{account.investor}/api-keys", count=3, status=503)
     sim.inject_fault(method="GET", path="/v1/assets", count=1, status=429, retry_after=0)
     seen: list[RotationEvent] = []
-    with RotationService(load_config(config)) as service:
+    with assemble(load_config(config)) as app:
         telemetry = Telemetry()
-        telemetry.attach(service)
-        telemetry.attach(service)  # a second attach changes nothing (no double counting)
-        service.bus.subscribe(seen.append)
-        outcome = service.rotate("trading")
-        assert outcome.exit_code == 0, outcome.message
-        telemetry.observe_tick(service.status(), [outcome], now=service.now())
+        telemetry.attach(app)
+        telemetry.attach(app)  # a second attach changes nothing (no double counting)
+        app.service.bus.subscribe(seen.append)
+        outcomes = {o.credential: o for o in run_tick(app.service, telemetry=telemetry)}
+        assert outcomes["trading"].exit_code == 0, outcomes["trading"].message
         found = samples(telemetry)
-        outcomes = tick(service)  # nothing due: the next tick makes no Bluum call
-        telemetry.observe_tick(service.status(), outcomes, now=service.now())
+        run_tick(app.service, telemetry=telemetry)  # nothing due: the next tick makes no Bluum call
         after = samples(telemetry)
 
     requests = "bluum_rotator_bluum_requests_total"

@@ -13,7 +13,7 @@ import pytest
 from rotator.cli.demo import open_account, seed_workspace
 from rotator.config.loader import load_config
 from rotator.core.events import EventKind, RotationEvent
-from rotator.rotation.service import RotationService
+from rotator.ops.app import assemble
 from rotator.simulator import Simulator
 from tests.aws_fixtures import FAKE_CREDENTIALS, REGION, Moto
 from tests.conftest import LeakGuard
@@ -62,12 +62,12 @@ def test_a_rotation_is_published_to_sns_as_the_webhook_json_without_secrets(
         + f'\n[notifications.aws]\ntype = "sns"\ntopic_arn = "{topic}"\nendpoint_url = "{moto.url}"\n'
         + 'events = ["completed", "alert"]\n'
     )
-    with RotationService(load_config(config)) as service:
-        outcome = service.rotate("trading")
-        service.bus.publish(
+    with assemble(load_config(config)) as app:
+        outcome = app.service.rotate("trading")
+        app.service.bus.publish(
             RotationEvent(EventKind.ALERT, "", "tick", "Bluum answered 3 of 9 with a 5xx", subject="bluum_5xx")
         )
-        (sink,) = service.sinks
+        (sink,) = app.sinks
     assert outcome.exit_code == 0
     assert (sink.delivered, sink.failed) == (2, 0)
     bodies = received(moto, queue_url, 2)
@@ -93,8 +93,8 @@ def test_a_topic_that_does_not_exist_is_counted_and_never_holds_a_rotation_up(
         config.read_text()
         + f'\n[notifications.aws]\ntype = "sns"\ntopic_arn = "{missing}"\nendpoint_url = "{aws_environ.url}"\n'
     )
-    with RotationService(load_config(config)) as service:
-        outcome = service.rotate("trading")
-        (sink,) = service.sinks
+    with assemble(load_config(config)) as app:
+        outcome = app.service.rotate("trading")
+        (sink,) = app.sinks
     assert outcome.exit_code == 0
     assert (sink.delivered, sink.failed) == (0, 2), "started and completed, each given up after its attempts"

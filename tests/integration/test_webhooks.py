@@ -17,7 +17,7 @@ import pytest
 
 from rotator.cli.demo import open_account, seed_workspace
 from rotator.config.loader import load_config
-from rotator.rotation.service import RotationService
+from rotator.ops.app import assemble
 from rotator.simulator import Simulator
 from tests.conftest import LeakGuard
 
@@ -89,8 +89,8 @@ def test_a_rotation_is_announced_signed_and_without_secrets(
 ) -> None:
     monkeypatch.setenv("ROTATOR_WEBHOOK_KEY", KEY)
     leak_guard.watch(KEY)
-    with RotationService(load_config(workspace(sim, tmp_path, receiver.url))) as service:
-        service.rotate("trading")
+    with assemble(load_config(workspace(sim, tmp_path, receiver.url))) as app:
+        app.service.rotate("trading")
     assert receiver.refused == 0
     assert [body["event"] for body in receiver.accepted] == ["started", "completed"]
     done = receiver.accepted[-1]
@@ -106,8 +106,8 @@ def test_an_emergency_is_its_own_event(
 ) -> None:
     monkeypatch.setenv("ROTATOR_WEBHOOK_KEY", KEY)
     config = workspace(sim, tmp_path, receiver.url, events='["emergency"]')
-    with RotationService(load_config(config)) as service:
-        service.rotate("trading", emergency=True, reason="key pasted in a ticket")
+    with assemble(load_config(config)) as app:
+        app.service.rotate("trading", emergency=True, reason="key pasted in a ticket")
     assert [body["event"] for body in receiver.accepted] == ["emergency"]
     assert receiver.accepted[0]["reason"] == "key pasted in a ticket"
 
@@ -119,9 +119,9 @@ def test_a_failing_receiver_never_holds_a_rotation_up(
     monkeypatch.setenv("ROTATOR_WEBHOOK_KEY", KEY)
     monkeypatch.setattr("rotator.notify.webhook.ATTEMPTS", 2)
     try:
-        with RotationService(load_config(workspace(sim, tmp_path, failing.url))) as service:
-            outcome = service.rotate("trading")
-            webhook = service.webhooks[0]
+        with assemble(load_config(workspace(sim, tmp_path, failing.url))) as app:
+            outcome = app.service.rotate("trading")
+            webhook = app.webhooks[0]
         assert outcome.exit_code == 0
         assert failing.attempts == 4, "two events, each tried twice"
         assert (webhook.delivered, webhook.failed) == (0, 2)

@@ -12,8 +12,9 @@ import pytest
 from rotator.config.loader import Config, parse_config
 from rotator.core.errors import ConfigError, ExitCode
 from rotator.core.events import EventKind, RotationEvent
-from rotator.ops.daemon import Cadence, Daemon, parse_cadence, summarize
-from rotator.ops.health import Beat, parse_listen, stale_after, verdict
+from rotator.daemon.health import Beat, parse_listen, stale_after, verdict
+from rotator.daemon.loop import Cadence, Daemon, parse_cadence, summarize
+from rotator.ops.app import App, assemble
 from rotator.rotation.driver import Outcome
 from rotator.rotation.service import RotationService
 
@@ -184,7 +185,7 @@ class ScriptedDaemon(Daemon):
         self.configs = configs
         self.lines: list[str] = []
         self.warnings: list[str] = []
-        self.built: list[RotationService] = []
+        self.built: list[App] = []
         super().__init__(
             load=self._next_config,
             build=self._build_service,
@@ -200,10 +201,10 @@ class ScriptedDaemon(Daemon):
             raise found
         return found
 
-    def _build_service(self, config: Config) -> RotationService:
-        service = RotationService(config)
-        self.built.append(service)
-        return service
+    def _build_service(self, config: Config) -> App:
+        app = assemble(config)
+        self.built.append(app)
+        return app
 
     def _run_tick(self, service: RotationService) -> list[Outcome]:
         step = self.script.pop(0)
@@ -271,7 +272,7 @@ def test_a_broken_edit_keeps_the_last_good_configuration_and_a_good_one_is_taken
         daemon.tick_once()  # fixed, and changed: a new service for it
         assert daemon.config is renamed
         assert len(daemon.built) == 2
-        assert daemon.service is daemon.built[1]
+        assert daemon.app is daemon.built[1]
         assert "configuration changed: now 1 credential(s)" in daemon.lines
         daemon.tick_once()  # unchanged: the same service goes on
         assert len(daemon.built) == 2

@@ -14,8 +14,8 @@ from rotator.cli.commands import daemon
 from rotator.config.loader import DEFAULT_RETRY_BUDGET, DEFAULT_VERIFY_TIMEOUT
 from rotator.core.durations import parse_duration
 from rotator.core.errors import ExitCode
-from rotator.ops.daemon import parse_cadence
-from rotator.ops.health import parse_listen
+from rotator.daemon.health import parse_listen
+from rotator.daemon.loop import parse_cadence
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 README = (DEPLOY.parent / "README.md").read_text()

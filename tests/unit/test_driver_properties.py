@@ -309,7 +309,6 @@ class World:
             owner=f"runner {next(self.runners)}",
             stores=twins,
             clients={BASE_URL: cast(BluumClient, self.bluum)},
-            keep_history=False,
         )
 
     def snapshot(self) -> tuple[Any, ...]:

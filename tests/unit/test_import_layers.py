@@ -1,10 +1,12 @@
 """The import rule of issue 18: each package imports only the layers before it, and no module imports itself back.
 
-core -> rules -> backends -> (config, bluum) -> (issuers, notify) -> rotation -> ops -> (cli, aws_lambda)
+core -> rules -> backends -> (config, bluum) -> (issuers, notify) -> rotation -> ops -> daemon -> (cli, aws_lambda)
 
-`backends/` imports only `rotator.core`; `rotator/simulator/` imports only `rotator.core`. Every import counts: top
-level, inside functions, under `if TYPE_CHECKING:`, and `importlib.import_module("...")` / `__import__("...")` with a
-literal name, because a deferred or type-only import is still a dependency a reader has to follow.
+`backends/` imports only `rotator.core`; `rotator/simulator/` imports only `rotator.core`; `rotator.aws_lambda`
+never imports `rotator.daemon` (the Lambda's zip leaves that folder out, as it does the command line). Every import
+counts: top level, inside functions, under `if TYPE_CHECKING:`, and `importlib.import_module("...")` /
+`__import__("...")` with a literal name, because a deferred or type-only import is still a dependency a reader has to
+follow.
 
 KNOWN_VIOLATIONS held what the move could not fix mechanically; it is empty now. The test fails on a new violation
 and on an allowance that no longer occurs, so the list can only shrink.
@@ -32,9 +34,10 @@ LAYERS: dict[str, int] = {
     "rotator.notify": 4,
     "rotator.rotation": 5,
     "rotator.ops": 6,
-    "rotator.cli": 7,
-    "rotator.aws_lambda": 7,
-    "rotator.__main__": 8,
+    "rotator.daemon": 7,
+    "rotator.cli": 8,
+    "rotator.aws_lambda": 8,
+    "rotator.__main__": 9,
 }
 """Rank of each package: a module may import its own package or a package of a lower rank, never a peer."""
 
@@ -43,6 +46,11 @@ ONLY: dict[str, frozenset[str]] = {
     "rotator.simulator": frozenset({"rotator.core"}),
 }
 """Packages held to a narrower rule than their rank: besides themselves, they import only these."""
+
+NEVER: dict[str, frozenset[str]] = {
+    "rotator.aws_lambda": frozenset({"rotator.daemon"}),
+}
+"""Packages their rank would allow that an importer must never import: the Lambda's zip does not hold them."""
 
 FREE = frozenset({"rotator"})
 """`rotator/__init__.py` holds only the version and imports nothing: anyone may import it."""
@@ -127,7 +135,11 @@ def layer_violations(graph: Mapping[str, Iterable[str]]) -> set[str]:
                 found.add(f"{importer} -> {target}: in no layer (add its package to LAYERS)")
             elif theirs == own:
                 continue
-            elif (own in ONLY and theirs not in ONLY[own]) or LAYERS[theirs] >= LAYERS[own]:
+            elif (
+                (own in ONLY and theirs not in ONLY[own])
+                or theirs in NEVER.get(own, ())
+                or LAYERS[theirs] >= LAYERS[own]
+            ):
                 found.add(f"{importer} -> {target}")
     return found
 
@@ -201,7 +213,9 @@ def test_every_package_module_is_in_a_layer() -> None:
         ("backends.env.store", "rotator.config.loader"),
         ("rotator.simulator.server", "rotator.rules.machine"),  # the simulator: core only
         ("rotator.cli.commands", "rotator.aws_lambda.entry"),  # the two ways in are peers
-        ("rotator.ops.metrics", "rotator.nowhere"),  # a module in no layer
+        ("rotator.aws_lambda.entry", "rotator.daemon.metrics"),  # not in the Lambda's zip
+        ("rotator.ops.tick", "rotator.daemon.metrics"),  # the tick runs in every way in: records through a protocol
+        ("rotator.daemon.metrics", "rotator.nowhere"),  # a module in no layer
     ],
 )
 def test_the_rule_fails_a_synthetic_violation(importer: str, imported: str) -> None:
@@ -214,6 +228,8 @@ def test_the_rule_fails_a_synthetic_violation(importer: str, imported: str) -> N
     ("importer", "imported"),
     [
         ("rotator.ops.alerts", "rotator.core.model"),
+        ("rotator.cli.commands", "rotator.daemon.loop"),
+        ("rotator.aws_lambda.entry", "rotator.ops.app"),
         ("rotator.rotation.service", "rotator.rotation.driver"),
         ("backends.vault.store", "rotator.core.errors"),
         ("backends.vault.store", "backends.key_fields"),

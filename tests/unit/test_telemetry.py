@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,7 +13,8 @@ from rotator.bluum.traffic import ResponseInfo, endpoint_kind
 from rotator.config.notifications import AlertSettings
 from rotator.core.errors import ExitCode
 from rotator.core.events import EventBus, EventKind, RotationEvent
-from rotator.ops.metrics import Telemetry
+from rotator.daemon.metrics import Telemetry
+from rotator.ops.alerts import TrafficCount, status_findings, traffic_findings
 from rotator.rotation.driver import Outcome
 from rotator.rotation.status import CredentialStatus
 
@@ -40,7 +40,7 @@ def response(status: int | None, at: float, endpoint: str = "create_key", key: s
 
 
 class FakeService:
-    """What `attach` reads of a RotationService: its bus, its runtime's observers and key names, its sinks."""
+    """What `attach` reads of an app's RotationService: its bus, its runtime's observers and key names."""
 
     def __init__(self) -> None:
         self.bus = EventBus()
@@ -48,15 +48,13 @@ class FakeService:
         self.bus.subscribe(self.published.append)
         names = {key_hash(TENANT_KEY): "tenant"}
         self.runtime = SimpleNamespace(response_observers=[], key_name=names.get, owner="test")
-        self.sinks = [SimpleNamespace(name="oncall", kind="webhook", failed=2, delivered=5)]
-        self.config = SimpleNamespace(alerts=AlertSettings(), history=SimpleNamespace(dir=Path("unused")))
 
 
 def attached() -> tuple[Telemetry, FakeService]:
     telemetry = Telemetry()
     service = FakeService()
-    telemetry.attach(service)  # type: ignore[arg-type]
-    telemetry._watch = None  # no reminder file in a unit test; tests/integration/test_bluum_telemetry.py covers it
+    sinks = [SimpleNamespace(name="oncall", kind="webhook", failed=2, delivered=5)]
+    telemetry.attach(SimpleNamespace(service=service, sinks=sinks))  # type: ignore[arg-type]
     return telemetry, service
 
 
@@ -120,16 +118,22 @@ def test_notification_failures_are_the_sinks_own_counts() -> None:
     assert found[("bluum_rotator_notifications_delivered_total", (("sink", "oncall"), ("type", "webhook")))] == 5
 
 
-def test_a_tick_sets_alert_gauges_from_its_traffic_and_resets_them_next_tick() -> None:
+def test_a_tick_sets_alert_gauges_from_its_findings_and_resets_them_next_tick() -> None:
+    """The findings are the tick's (rotator.ops.tick judged them); telemetry records them and announces nothing."""
     telemetry, service = attached()
-    (observe,) = service.runtime.response_observers
+    counted = TrafficCount()
     for at in (1.0, 2.0, 3.0):
-        observe(response(502, at))
-    observe(response(429, 4.0))
+        counted(response(502, at))
+    counted(response(429, 4.0))
     rows = [
         CredentialStatus("trading", "sandbox", "apk_1", 5.0, NOW - 10, "deployed", "unfinished", updated_at=NOW - 7200)
     ]
-    telemetry.observe_tick(rows, [Outcome("trading", ExitCode.INCOMPLETE, "m")], now=NOW)
+    settings = AlertSettings()
+    findings = [
+        *status_findings(rows, NOW, settings, mints=lambda _: True),
+        *traffic_findings(counted.traffic, settings),
+    ]
+    telemetry.observe_tick(rows, [Outcome("trading", ExitCode.INCOMPLETE, "m")], findings, now=NOW)
     found = scrape(telemetry)
     assert found[("bluum_rotator_alert", (("alert", "bluum_5xx"),))] == 1
     assert found[("bluum_rotator_alert", (("alert", "bluum_429"),))] == 1
@@ -138,7 +142,8 @@ def test_a_tick_sets_alert_gauges_from_its_traffic_and_resets_them_next_tick() -
     assert found[("bluum_rotator_key_overdue", where)] == 1
     assert found[("bluum_rotator_rotation_updated_timestamp_seconds", where)] == NOW - 7200
     assert found[("bluum_rotator_findings_total", (("kind", "alert"),))] == 3  # 5xx, 429, stuck
-    telemetry.observe_tick([], [], now=NOW + 900)
+    assert service.published == [], "telemetry records; the tick announces"
+    telemetry.observe_tick([], [], [], now=NOW + 900)
     found = scrape(telemetry)
     assert found[("bluum_rotator_alert", (("alert", "bluum_5xx"),))] == 0
     assert ("bluum_rotator_rotation_stuck", where) not in found

@@ -15,8 +15,8 @@ from rotator.config.tables import quote_name, show
 from rotator.config.trust import Entry, check_config_trusted, judge
 from rotator.core.errors import ConfigError, ConfigUntrusted
 from rotator.core.urls import is_loopback_host, url_problem
+from rotator.daemon.loop import config_alert
 from rotator.notify.history import HistoryLog
-from rotator.ops.daemon import config_alert
 
 # ------------------------------------------------------------------------------------------ show (item 7)
 

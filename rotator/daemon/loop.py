@@ -10,7 +10,7 @@ How it stops. The first SIGTERM or SIGINT sets the runtime's `stopping` event: e
 step it is on (its record is written at every step), no new credential is started, the tick ends and the process
 exits 0. A second signal ends the process at once, by that signal's default action (so a shell sees 143 for
 SIGTERM, 130 for SIGINT): nothing is lost either way, since what was in hand is finished by `rotator resume` or by the
-next tick of any runner. The handlers are `rotator.ops.stop_signals`.
+next tick of any runner. The handlers are `rotator.daemon.stop_signals`.
 
 What survives a bad tick: everything. An exception in a tick is logged (its type and message, never a secret) and
 counted, the heartbeat still beats, and the next tick runs on schedule. rotator.toml is read again before every tick,
@@ -40,12 +40,14 @@ import schedule
 from rotator.core.durations import format_duration, parse_duration
 from rotator.core.errors import ConfigError, ConfigUntrusted, ExitCode, RotatorError
 from rotator.core.events import EventKind, RotationEvent
-from rotator.ops.health import Beat, HealthServer, stale_after
-from rotator.ops.metrics import Telemetry
-from rotator.ops.stop_signals import StopSignals
+from rotator.daemon.health import Beat, HealthServer, stale_after
+from rotator.daemon.metrics import Telemetry
+from rotator.daemon.stop_signals import StopSignals
+from rotator.ops.tick import run_due_each, run_tick
 
 if TYPE_CHECKING:
     from rotator.config.loader import Config
+    from rotator.ops.app import App
     from rotator.rotation.driver import Outcome
     from rotator.rotation.service import RotationService
 
@@ -72,7 +74,7 @@ class Cadence:
 
     @property
     def stale_after(self) -> float:
-        """Seconds without a beat after which `/healthz` answers 503 (see rotator.ops.health.stale_after)."""
+        """Seconds without a beat after which `/healthz` answers 503 (see rotator.daemon.health.stale_after)."""
         return stale_after(self.every, self.jitter)
 
     def describe(self) -> str:
@@ -132,15 +134,15 @@ class Daemon:
     """The loop: tick, beat, wait; signals stop it. Build one per process and call `run()` from the main thread.
 
     `load` reads rotator.toml (called at start, where an error ends the command with exit 2, and before every tick);
-    `build` makes the rotation service for a configuration; `say` prints a line for a person (None: quiet); `warn`
-    prints an error line (always).
+    `build` assembles the app (service, history, sinks: `rotator.ops.app`) for a configuration; `say` prints a line
+    for a person (None: quiet); `warn` prints an error line (always).
     """
 
     def __init__(
         self,
         *,
         load: Callable[[], Config],
-        build: Callable[[Config], RotationService],
+        build: Callable[[Config], App],
         cadence: Cadence,
         say: Callable[[str], None] | None,
         warn: Callable[[str], None],
@@ -155,7 +157,7 @@ class Daemon:
         self._heartbeat_file = heartbeat_file
         self._listen = listen
         self._stop = threading.Event()
-        self._service: RotationService | None = None
+        self._app: App | None = None
         self._server: HealthServer | None = None
         self._config: Config | None = None
         self._config_read_at = 0.0
@@ -165,15 +167,20 @@ class Daemon:
         """Alert subjects announced and not yet recovered."""
         self.beat = Beat(cadence.stale_after)
         self.telemetry = Telemetry()
-        """The process's one set of metrics: the tick's (rotator.ops.metrics) and the daemon's own."""
+        """The process's one set of metrics: the tick's (rotator.daemon.metrics) and the daemon's own."""
         self._metrics = _DaemonMetrics(self.telemetry)
 
     @property
-    def service(self) -> RotationService:
-        """The rotation service of the configuration in effect (rebuilt when rotator.toml changes)."""
-        if self._service is None:
+    def app(self) -> App:
+        """The app (service, history, sinks) of the configuration in effect (rebuilt when rotator.toml changes)."""
+        if self._app is None:
             raise RuntimeError("the daemon is not running: call run()")
-        return self._service
+        return self._app
+
+    @property
+    def service(self) -> RotationService:
+        """The rotation service of the configuration in effect."""
+        return self.app.service
 
     @property
     def config(self) -> Config:
@@ -203,9 +210,9 @@ class Daemon:
         """Read the configuration, build the service, write the first heartbeat, start the HTTP server."""
         config = self._load()
         self._config, self._config_read_at = config, time.time()
-        self._service = self._build(config)
+        self._app = self._build(config)
         try:
-            self._attach(self._service)
+            self.telemetry.attach(self._app)
             self._write_heartbeat(at_start=True)
             if self._listen is not None:
                 self._server = HealthServer(*self._listen, self.beat, self.telemetry.registry).start()
@@ -214,12 +221,12 @@ class Daemon:
             raise
 
     def close(self) -> None:
-        """Stop the HTTP server and close the service (its clients, stores and webhook deliveries)."""
+        """Stop the HTTP server and close the app (its service's clients and stores, its sinks' deliveries)."""
         if self._server is not None:
             self._server.close()
             self._server = None
-        if self._service is not None:
-            self._service.close()
+        if self._app is not None:
+            self._app.close()
 
     def _loop(self) -> None:
         scheduler = schedule.Scheduler()
@@ -274,8 +281,7 @@ class Daemon:
             service = self.service
             self._say(f"tick {number}: started over {len(service.config.credentials)} credential(s)")
             log.info("tick started", extra={"fields": {"tick": number, "credentials": len(service.config.credentials)}})
-            outcomes = self._run_tick(service)
-            self.telemetry.observe_tick(service.status(), outcomes, now=service.now())
+            outcomes = run_tick(service, telemetry=self.telemetry, fleet=self._run_tick)
             for outcome in outcomes:
                 if outcome.exit_code != ExitCode.OK:
                     self._warn(outcome.message)
@@ -299,20 +305,19 @@ class Daemon:
             self._after_tick(result)
 
     def _run_tick(self, service: RotationService) -> list[Outcome]:
-        """What `rotator run-due` does: every credential, concurrently within the fleet's limits."""
-        from rotator.ops.fleet import tick
-
-        return tick(service)
+        """The tick's fleet step, what `rotator run-due` runs: every credential, concurrently within the fleet's
+        limits (`rotator.ops.tick` then reads the status, announces the alerts and hands the metrics what it found)."""
+        return run_due_each(service)
 
     def _reload(self) -> None:
-        """Read rotator.toml again; a changed file gets a new service, a broken one keeps the last good."""
+        """Read rotator.toml again; a changed file gets a new app, a broken one keeps the last good."""
         try:
             config = self._load()
             if config == self.config:
                 self._config_read_at = time.time()
                 self._alerting.discard(RELOAD_FAILED)
                 return
-            service = self._build(config)
+            app = self._build(config)
         except RotatorError as exc:
             self._metrics.reload_failures.inc()
             since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._config_read_at))
@@ -325,12 +330,12 @@ class Daemon:
             self._warn(f"error: {exc} ({kept})")
             self._alert(RELOAD_FAILED, f"{config_alert(self.config.source, exc)}; {kept}")
             return
-        old, self._service = self.service, service
+        old, self._app = self.app, app
         self._config, self._config_read_at = config, time.time()
         self._alerting.discard(RELOAD_FAILED)
         if self._stop.is_set():  # a signal came while the new service was being built
-            service.runtime.stopping.set()
-        self._attach(service)
+            app.service.runtime.stopping.set()
+        self.telemetry.attach(app)
         old.close()
         self._say(f"configuration changed: now {len(config.credentials)} credential(s)")
         log.info("configuration reloaded", extra={"fields": {"credentials": len(config.credentials)}})
@@ -369,11 +374,6 @@ class Daemon:
 
     # ----------------------------------------------------------------- health
 
-    def _attach(self, service: RotationService) -> None:
-        """Let the telemetry follow `service`: its events, Bluum responses and sinks (rotations by outcome, step
-        durations, requests by status, the rate budget), and announce each tick's findings on its bus."""
-        self.telemetry.attach(service)
-
     def _write_heartbeat(self, *, at_start: bool, last_tick: str = "none yet") -> None:
         """The heartbeat file: one JSON line, replaced atomically (a reader never sees half of it); its mtime is the
         beat. At start a failure is a ConfigError (the command exits 2); later the caller logs it."""
@@ -408,9 +408,9 @@ class Daemon:
     def _on_stop(self, name: str) -> None:
         """The first SIGTERM or SIGINT (in the watcher thread): no new tick; each rotation stops after its step."""
         self._stop.set()
-        service = self._service
-        if service is not None:
-            service.runtime.stopping.set()
+        app = self._app
+        if app is not None:
+            app.service.runtime.stopping.set()
         log.warning("stopping after the step in hand", extra={"fields": {"signal": name}})
         self._say(
             f"{name}: stopping after the step in hand (send it again to stop at once; `rotator resume` finishes "

@@ -7,13 +7,15 @@ temporary file, then a rename), so a scrape never sees half of it.
 
 Where the numbers come from: `observe_tick` (what a tick found and did), the event bus (`observe_event`: rotations by
 outcome, step durations, last success), the Bluum client's response hook (`observe_response`: requests by endpoint
-and status, the rate budget in use), and the notification sinks' own counters. `attach(service)` wires the last three
-to a running service; the Bluum client never imports this module.
+and status, the rate budget in use), and the notification sinks' own counters. `attach(app)` wires the last three
+to a running app (`rotator.ops.app`); the Bluum client never imports this module. Telemetry only records: judging
+what a tick found and announcing it is the tick's (`rotator.ops.tick`), so recording a metric never calls Bluum.
 
 Labels are bounded: credential names, environments, step names, endpoint kinds, HTTP statuses, sink names, alert
 names. Never a key id, a request id, or a secret; a paying key is named by its credential.
 
-The Lambda never imports this module (prometheus_client is not in its package); it logs CloudWatch EMF lines.
+The Lambda never imports this module (prometheus_client is not in its package, and this folder, `rotator/daemon/`,
+is not in the Lambda's zip); it logs CloudWatch EMF lines.
 """
 
 from __future__ import annotations
@@ -31,17 +33,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from rotator.bluum.traffic import ResponseInfo
-from rotator.config.notifications import AlertSettings
 from rotator.core.errors import ConfigError
 from rotator.core.events import EventKind, RotationEvent
-from rotator.ops.alerts import BLUUM_5XX, BLUUM_429, STUCK, Finding, Traffic, status_findings, traffic_findings
+from rotator.ops.alerts import BLUUM_5XX, BLUUM_429, STUCK, Finding, overdue
 from rotator.rotation.driver import Outcome
 from rotator.rotation.status import CredentialStatus
 
 if TYPE_CHECKING:
     from rotator.notify.webhook import QueuedSink
-    from rotator.ops.alerts import TickWatch
-    from rotator.rotation.service import RotationService
+    from rotator.ops.app import App
 
 __all__ = ["Telemetry", "check_textfile"]
 
@@ -91,16 +91,29 @@ def _textfile_problem(path: Path, exc: OSError) -> str:
 class Telemetry:
     """One process's metrics, in a registry of their own (so tests and two services never share counters).
 
-    `observe_tick` records what a tick found and did; `attach(service)` adds what the service's rotations and Bluum
-    calls do as they happen; the entry point (run-due, the daemon) then writes or serves `registry`.
+    It only records: `observe_tick` takes what a tick found and did (`rotator.ops.tick` judged it and announced it);
+    `attach(app)` adds what the app's rotations, Bluum calls and sinks do as they happen. It never calls Bluum, a
+    store or a sink. The entry point (run-due, the daemon) then writes or serves `registry`.
     """
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        registry = self.registry
+        self._credential_series()
+        self._rotation_series()
+        self._bluum_series()
+        self._budget = _RateBudget()
+        self._sinks = _SinkCounters()
+        self.registry.register(self._budget)
+        self.registry.register(self._sinks)
+        self._lock = threading.Lock()
+        self._last_success: dict[str, float] = {}
+        self._app: App | None = None
+
+    def _credential_series(self) -> None:
+        """What the last tick's status rows say, per credential: cleared and set again by every tick."""
 
         def gauge(name: str, text: str) -> Gauge:
-            return Gauge(name, text, ["credential", "environment"], registry=registry)
+            return Gauge(name, text, ["credential", "environment"], registry=self.registry)
 
         self.key_age = gauge("bluum_rotator_key_age_seconds", "Age of the current key (absent when unknown).")
         self.next_due = gauge("bluum_rotator_next_due_timestamp_seconds", "When the next scheduled rotation is due.")
@@ -116,6 +129,10 @@ class Telemetry:
             "bluum_rotator_rotation_updated_timestamp_seconds",
             "When the unfinished rotation's record last changed (absent when nothing is unfinished).",
         )
+
+    def _rotation_series(self) -> None:
+        """What rotations and ticks did, from the bus and the tick's outcomes."""
+        registry = self.registry
         self.exit_code = Gauge(
             "bluum_rotator_last_run_exit_code",
             "Exit code of the last tick for the credential (0 ok, 1 rolled back, 2 bad input, 3 in progress, 4 "
@@ -150,6 +167,10 @@ class Telemetry:
             buckets=STEP_BUCKETS,
             registry=registry,
         )
+
+    def _bluum_series(self) -> None:
+        """Bluum's answers, and the findings and alerts the ticks raised."""
+        registry = self.registry
         self.requests = Counter(
             "bluum_rotator_bluum_requests",
             "Bluum API requests (every attempt, retries included) by endpoint kind and HTTP status "
@@ -176,32 +197,20 @@ class Telemetry:
             ["alert"],
             registry=registry,
         )
-        self._budget = _RateBudget()
-        self._sinks = _SinkCounters()
-        registry.register(self._budget)
-        registry.register(self._sinks)
-        self._lock = threading.Lock()
-        self._traffic = Traffic()
-        self._last_success: dict[str, float] = {}
-        self._service: RotationService | None = None
-        self._watch: TickWatch | None = None
 
     # ----------------------------------------------------------------- a running service
 
-    def attach(self, service: RotationService) -> None:
-        """Follow `service`: its events, its Bluum responses, its notification sinks; and let `observe_tick` announce
-        what the tick found on its bus (`rotator.ops.alerts`). Attaching twice to the same service does nothing."""
-        if self._service is service:
+    def attach(self, app: App) -> None:
+        """Follow `app`: its service's events and Bluum responses, its notification sinks' counts. Attaching twice to
+        the same app does nothing."""
+        if self._app is app:
             return
-        from rotator.ops.alerts import TickWatch
-
-        self._service = service
-        self._watch = TickWatch(service)
-        service.bus.subscribe(self.observe_event)
-        runtime = service.runtime
+        self._app = app
+        app.service.bus.subscribe(self.observe_event)
+        runtime = app.service.runtime
         runtime.response_observers.append(self.observe_response)
         self._budget.name = runtime.key_name
-        self._sinks.sinks = service.sinks
+        self._sinks.sinks = app.sinks
 
     def observe_event(self, event: RotationEvent) -> None:
         """The bus subscriber: rotations by outcome, starts, step durations, last success."""
@@ -224,32 +233,22 @@ class Telemetry:
         if info.status is not None:
             self.request_seconds.labels(endpoint=info.endpoint).observe(info.seconds)
         self._budget.sent(info)
-        with self._lock:
-            now = self._traffic
-            self._traffic = Traffic(
-                requests=now.requests + 1,
-                server_errors=now.server_errors + (info.status is not None and 500 <= info.status <= 599),
-                rate_limited=now.rate_limited + (info.status == 429),
-            )
 
     # ----------------------------------------------------------------- a tick
 
-    def observe_tick(self, statuses: Sequence[CredentialStatus], outcomes: Sequence[Outcome], *, now: float) -> None:
-        """What one tick found (each credential's status) and did (its outcome); when attached, what it found is also
-        announced on the service's bus (overdue keys, stuck rotations, Bluum 5xx/429)."""
+    def observe_tick(
+        self,
+        statuses: Sequence[CredentialStatus],
+        outcomes: Sequence[Outcome],
+        found: Sequence[Finding],
+        *,
+        now: float,
+    ) -> None:
+        """What one tick found (each credential's status, the findings `rotator.ops.tick` announced) and did (its
+        outcomes). Records only."""
         self.last_run.set(now)
         for gauge in (self.key_age, self.next_due, self.overdue, self.status_error, self.stuck, self.updated):
             gauge.clear()  # a credential removed from the configuration leaves no stale series
-        with self._lock:
-            traffic, self._traffic = self._traffic, Traffic()
-        if self._watch is not None:
-            found = self._watch.after_tick(statuses, traffic, now=now)
-        else:
-            settings = AlertSettings()
-            found = [
-                *status_findings(statuses, now, settings, mints=lambda _: True),
-                *traffic_findings(traffic, settings),
-            ]
         self._record_findings(found)
         for row in statuses:
             where = {"credential": row.name, "environment": row.environment}
@@ -258,7 +257,7 @@ class Telemetry:
                 self.key_age.labels(**where).set(row.age_seconds)
             if row.next_due is not None:
                 self.next_due.labels(**where).set(row.next_due)
-                self.overdue.labels(**where).set(1 if row.next_due < now else 0)
+                self.overdue.labels(**where).set(1 if overdue(row.next_due, now) else 0)
             if row.updated_at is not None:
                 self.updated.labels(**where).set(row.updated_at)
             self.stuck.labels(**where).set(any(f.subject == STUCK and f.credential == row.name for f in found))
