@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from rotator.core.errors import ConfigError, ExitCode, RotationIncomplete, RotationInProgress, StoreNotFound
@@ -20,7 +21,7 @@ from rotator.rotation.driver import Driver, Outcome, RecordKeeper
 from rotator.rotation.reload import refuse_unrunnable
 from rotator.rotation.rollback import after_rollback, roll_back
 from rotator.rotation.runtime import Runtime
-from rotator.rules import identity, machine
+from rotator.rules import machine
 from rotator.rules.machine import Step
 from rotator.rules.record import ENROLLMENT, Phase, RotationRecord
 
@@ -97,10 +98,6 @@ class RotationService:
         """Whether `name`'s keys are minted by its issuer (so `rotate --all` can rotate it unattended)."""
         return self.runtime.issuer(self.config.credential(name)).mints
 
-    def read_record(self, ctx: RotationContext) -> RotationRecord | None:
-        """The credential's record, read without a lease (for views)."""
-        return self.runtime.read_record(ctx.cred)
-
     def _keeper(self, ctx: RotationContext) -> RecordKeeper:
         """The record keeper of a command that may change something; the history it will append to is checked
         first, so a history folder this user cannot write stops the command before anything changes."""
@@ -140,9 +137,8 @@ class RotationService:
             name, emergency=emergency, skip_grace=emergency, new_pair=new_pair, confirm_revoked=confirm_revoked
         )
         self._check_request(ctx, emergency=emergency, reason=reason, dry_run=dry_run, token=token)
-        return self._rotate(
-            ctx, self.read_record(ctx), reason=reason, token=token, only_if_due=only_if_due, dry_run=dry_run
-        )
+        seen = self.runtime.read_record(ctx.cred)
+        return self._rotate(ctx, seen, reason=reason, token=token, only_if_due=only_if_due, dry_run=dry_run)
 
     def _rotate(
         self,
@@ -390,11 +386,15 @@ class RotationService:
         Never waits on a person: a manual credential that is due is reported (exit 4) with what to do.
         """
         ctx = self.context(name)
-        record = self.read_record(ctx)  # to decide; the rotation or the resume reads it again under the lease
+        record = self.runtime.read_record(
+            ctx.cred
+        )  # to decide; the rotation or the resume reads it again under the lease
         if record is not None and not record.phase.terminal:
             return self._resume(ctx)
         if record is None and ctx.cred.seeded_key_age == "count":
-            record = self._count_seeded_key(ctx)
+            from rotator.rotation.seeded import count_seeded_key
+
+            record = count_seeded_key(ctx, partial(self._keeper, ctx))
         if not self._due(ctx, record):
             return self._not_due(ctx, record)
         retry_at = machine.retry_after_rollback(record, ctx.cred.rotate_every)
@@ -425,40 +425,6 @@ class RotationService:
         due = machine.next_due(record.current_since if record is not None else None, ctx.cred.rotate_every)
         when = time.strftime("%Y-%m-%d", time.gmtime(due)) if due else "unknown"
         return Outcome(ctx.cred.name, ExitCode.OK, f"{ctx.cred.name}: not due (next rotation {when}){why}", record)
-
-    def _count_seeded_key(self, ctx: RotationContext) -> RotationRecord | None:
-        """A key seeded by hand has no rotation behind it: take its age from Bluum's key list (its creation time),
-        else count from now, the first time the rotator sees it, and keep that in the record so the count holds.
-        Rotating every hand-seeded key at the first tick, and asking a person every 15 minutes for ever about a
-        tenant key nobody dated, is what this avoids."""
-        current = preflight.read_current(ctx)
-        keys = ctx.issuer.list_keys()
-        listed = identity.listed_key(keys, current) if keys is not None else None
-        now = self.runtime.clock()
-        since, source = (
-            (float(listed.created), "bluum") if listed is not None and listed.created else (now, "first seen")
-        )
-        with self._keeper(ctx) as keeper:
-            record = keeper.read(store=ctx.primary.name)
-            if record is not None:
-                return record  # another runner counted it first
-            record = RotationRecord(
-                credential=ctx.cred.name,
-                token=new_token(),
-                phase=Phase.COMPLETED,
-                issuer=ctx.issuer.kind,
-                started_at=now,
-                updated_at=now,
-                completed_at=now,
-                reason="a key seeded by hand: no rotation yet; its age is counted",
-                old_key_label=None,
-                new_key_id=listed.id if listed else None,
-                new_key_label=listed.id if listed else current.label,
-                current_since=since,
-                age_source=source,
-            )
-            keeper.write(record)
-        return record
 
     def verify(self, name: str) -> Outcome:
         """Every target holds the same current key, and Bluum accepts it."""
