@@ -17,9 +17,8 @@ and never put a secret value in a message.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from importlib import import_module
-from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
 from backends.stages import Cleared, Promotion, Rollback, Staged
@@ -125,12 +124,19 @@ plug-in claiming the same name (entry points come in sys.path order) and so they
 metadata is installed (a Lambda zip)."""
 
 
-def load_store_factories() -> dict[str, StoreFactory]:
+def load_store_factories(needed: Collection[str] | None = None) -> dict[str, StoreFactory]:
     """Store types by name: the built-ins, then every `rotator.backends` entry point, loaded lazily.
 
     A plug-in that claims a built-in name (or a name an earlier plug-in took) is ignored with a warning.
+    `needed`: the types a configuration names. When each is built in, the entry points are not scanned: no plug-in
+    can take a built-in name, so the scan could change nothing, and reading package metadata (importlib.metadata,
+    zipfile, email) costs a command like `rotator status` about a tenth of its time.
     """
     factories: dict[str, StoreFactory] = {name: _lazy(_importer(target)) for name, target in BUILT_IN_STORES.items()}
+    if needed is not None and set(needed) <= factories.keys():
+        return factories
+    from importlib.metadata import entry_points
+
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         if entry.name in factories:
             if BUILT_IN_STORES.get(entry.name) != entry.value:

@@ -17,7 +17,6 @@ import logging
 import os
 import socket
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 
 from backends.ledger import Lease, lease_refusal
 from rotator.core.errors import LeaseLost, RotationInProgress, StoreError
+from rotator.core.timestamps import format_timestamp
 
 __all__ = ["HandleLeases", "HeldLease", "HolderProcess", "contend", "refuse_write", "this_process"]
 
@@ -116,7 +116,7 @@ def contend(held: HeldLease, *, owner: str, ttl_seconds: float, now: float, wher
     gone = held.holder is not None and held.holder.certainly_gone()
     if held.live(now) and not gone:
         assert held.expires_at is not None
-        until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(held.expires_at))
+        until = format_timestamp(held.expires_at)
         raise RotationInProgress(
             f"another rotation of this credential is running ({held.owner}, fence {held.fence}, lease until {until}; "
             f"{where}); nothing was changed. Wait for it; if that runner is gone, its lease ends then and "

@@ -28,6 +28,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from rotator.core.durations import format_duration
+
 
 @dataclass(frozen=True, slots=True)
 class Lease:
@@ -90,7 +92,7 @@ def lease_refusal(*, held_fence: int | None, latest_fence: int, lease: Lease, no
     if held_fence != lease.fence:
         return f"{whose} was released"
     if now >= lease.expires_at:
-        return f"{whose} expired {now - lease.expires_at:.1f}s ago"
+        return f"{whose} expired {format_duration(now - lease.expires_at, places=2)} ago"
     return None
 
 

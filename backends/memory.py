@@ -40,6 +40,7 @@ from typing import Any, Final
 from backends import stages
 from backends.ledger import Lease, VersionedRecord, lease_refusal
 from backends.stages import StageLog, Stages
+from rotator.core.durations import format_duration
 from rotator.core.errors import LeaseLost, RotationInProgress, StoreConflict, StoreError
 from rotator.core.model import Environment, Stage, StoredKey
 
@@ -67,8 +68,9 @@ class _Lease:
     def describe(self, now: float) -> str:
         """`owner, handle H in thread T, held for Ns, lease expires in Ms`: for the next contender's message."""
         return (
-            f"{self.owner}, handle {self.handle!r} in thread {self.thread!r}, held for {now - self.acquired_at:.1f}s, "
-            f"lease expires in {max(self.expires_at - now, 0.0):.1f}s"
+            f"{self.owner}, handle {self.handle!r} in thread {self.thread!r}, held for "
+            f"{format_duration(now - self.acquired_at, places=2)}, lease expires in "
+            f"{format_duration(max(self.expires_at - now, 0.0), places=2)}"
         )
 
 

@@ -22,7 +22,6 @@ A store may keep fields of its own beside these (the Vault store keeps its lease
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, replace
 from typing import Any, Final, Self
 
@@ -30,6 +29,7 @@ from backends.stages import Stages
 from rotator.core.errors import StoreCorrupt
 from rotator.core.model import Environment, StoredKey
 from rotator.core.secret import Secret
+from rotator.core.timestamps import format_timestamp
 
 __all__ = ["DOCUMENT_VERSION", "DocumentReader", "StageDocument"]
 
@@ -67,7 +67,7 @@ class StageDocument:
         """The JSON object to store; the only place the stages' secrets are revealed for it."""
         return {
             "version": DOCUMENT_VERSION,
-            "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "updated_at": format_timestamp(),
             "current": _key_to_json(self.current),
             "pending": _key_to_json(self.pending),
             "previous": _key_to_json(self.previous),

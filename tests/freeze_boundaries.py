@@ -212,6 +212,16 @@ class Sampler:
 # ----------------------------------------------------------------------------- one trial
 
 
+def needs_another_host() -> None:
+    """Skip the calling test where another host cannot be made (`unshare --uts` needs root)."""
+    import shutil
+
+    import pytest
+
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("another host needs `unshare --uts`, which needs root")
+
+
 def elsewhere(ws: StoreWorkspace, *args: str) -> subprocess.CompletedProcess[str]:
     """`rotator ARGS` as runner B on another host: its own UTS namespace with another host name."""
     command = [sys.executable, "-m", "rotator", "-v", "--config", str(ws.config), *args]

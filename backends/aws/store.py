@@ -12,6 +12,11 @@ again, the same value is a no-op and another value is refused), and labels are m
 AWS's label rules are kept here rather than trusted to the service (moto, for one, does not enforce them): a label
 is taken off the version that carries it in the same call that puts it elsewhere. Reads always name the version.
 
+A rollback never leaves the old key AWSCURRENT on the version a promote's move names: it copies the key into a new
+version and moves AWSCURRENT there first (`backends.aws.fence`), so a move another runner sent before it was frozen,
+landing late, is refused by Secrets Manager. `drop_pending` takes off an AWSPENDING a late put left on a rotation that
+is over (`rotator.rotation.stale_pending`, under `rotator sweep --revoke`).
+
 The record and the lease live in DynamoDB (`backends.aws.ledger`): Secrets Manager has no compare-and-set on a value.
 """
 
@@ -24,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from backends import stages
+from backends.aws import fence as aws_fence
 from backends.aws.errors import error_code, translated
 from backends.aws.ledger import DEFAULT_TABLE, DynamoLedger
 from backends.key_fields import FieldMap
@@ -37,7 +43,12 @@ __all__ = ["AwsStore"]
 
 log = logging.getLogger("rotator.store.aws")
 
-AWS_LABELS: Final = {CURRENT_LABEL: "AWSCURRENT", PENDING_LABEL: "AWSPENDING", PREVIOUS_LABEL: "AWSPREVIOUS"}
+AWS_LABELS: Final = {
+    CURRENT_LABEL: "AWSCURRENT",
+    PENDING_LABEL: "AWSPENDING",
+    PREVIOUS_LABEL: "AWSPREVIOUS",
+    aws_fence.FENCE_LABEL: aws_fence.FENCE_LABEL_AWS,
+}
 _OURS: Final = {aws: ours for ours, aws in AWS_LABELS.items()}
 _STAGE_LABEL: Final = {Stage.CURRENT: CURRENT_LABEL, Stage.PENDING: PENDING_LABEL, Stage.PREVIOUS: PREVIOUS_LABEL}
 TOKEN_LENGTHS: Final = range(32, 65)
@@ -168,7 +179,12 @@ class AwsStore(LedgerByDelegation):
     def restore_previous(self, token: str) -> stages.Rollback:
         labels = self._labels()
         rollback = stages.restore_previous(self._stages(labels), token, where=self._secret_id, store=self.name)
-        self._move(stages.moves_to_restore(labels, token, where=self._secret_id, store=self.name))
+        fence = aws_fence.plan(labels, token)
+        if fence is not None:  # the old key into a new version first: a late move naming the old one is refused
+            self._fence(fence)
+            labels = self._labels()
+        moves = aws_fence.cleanup(labels, token)
+        self._move(moves + stages.moves_to_restore(labels, token, where=self._secret_id, store=self.name))
         if rollback.changed:
             self._log.rolled_back(rollback, token)
         return rollback
@@ -179,6 +195,25 @@ class AwsStore(LedgerByDelegation):
         self._move(stages.moves_to_clear(labels, token))
         self._log.cleared(cleared)
         return cleared
+
+    def drop_pending(self, token: str) -> StoredKey | None:
+        """AWSPENDING off version `token`, when it is there and AWSCURRENT is not (`rotator.rotation.stale_pending`:
+        a late put of a rotation that is over). The move names the version, so it never takes the label off another
+        one."""
+        labels = self._labels()
+        if stages.holder(labels, PENDING_LABEL) != token or stages.holder(labels, CURRENT_LABEL) == token:
+            return None
+        key = self._key_at(token)
+        self._move([LabelMove(PENDING_LABEL, None, token)])
+        log.warning(
+            "%s: took AWSPENDING off version %s (%s), a rotation that is over; a key still active at Bluum is then "
+            "an orphan for `rotator sweep --revoke`",
+            self._secret_id,
+            token,
+            key.label if key is not None else "no value",
+            extra={"fields": {"store": self.name, "token": token}},
+        )
+        return key
 
     # ----------------------------------------------------------------------------------------------- ledger
     # read_record, write_record, acquire, renew, release: LedgerByDelegation, to the DynamoDB ledger
@@ -260,6 +295,35 @@ class AwsStore(LedgerByDelegation):
         """The AWSCURRENT value (its other fields are carried into a new version); empty before a first key."""
         version = stages.holder(labels, CURRENT_LABEL)
         return (self._value_at(version) if version is not None else None) or {}
+
+    def _fence(self, fence: aws_fence.Fence) -> None:
+        """Copy the old key's version into `fence.version`, then move AWSCURRENT there off `fence.off` and AWSPREVIOUS
+        back. Every call is idempotent: the same id with the same value is a no-op, and a move that already happened
+        is found where it went (`_move`)."""
+        with translated(f"reading version {fence.source} of", self._secret_id, store=self.name):
+            text = self._sm.get_secret_value(SecretId=self._secret_id, VersionId=fence.source).get("SecretString")
+        if not isinstance(text, str):
+            raise StoreCorrupt(
+                f"version {fence.source} of {self._secret_id} holds no SecretString, so the old key cannot be copied "
+                "to a new version; nothing was changed. Store the key as a JSON SecretString",
+                store=self.name,
+            )
+        with translated("copying the old key to a new version of", self._secret_id, store=self.name):
+            self._sm.put_secret_value(
+                SecretId=self._secret_id,
+                ClientRequestToken=fence.version,
+                SecretString=text,
+                VersionStages=[aws_fence.FENCE_LABEL_AWS],
+            )
+        self._move(fence.moves())
+        log.info(
+            "%s: the old key is AWSCURRENT in a new version %s, off %s: a late move naming %s is refused",
+            self._secret_id,
+            fence.version,
+            fence.off,
+            fence.off,
+            extra={"fields": {"store": self.name, "version": fence.version}},
+        )
 
     def _move(self, moves: list[LabelMove]) -> None:
         for move in moves:

@@ -84,6 +84,7 @@ from rotator.core.file_lock import lock_within
 from rotator.core.model import Environment, Stage, StoredKey
 from rotator.core.secret import Secret
 from rotator.core.state_files import explain_denied, read_own_file, refuse_own_file, write_own_file
+from rotator.core.timestamps import format_timestamp
 
 __all__ = ["LOCK_SUFFIX", "SIDECAR_SUFFIX", "SIDECAR_VERSION", "EnvStore"]
 
@@ -902,7 +903,7 @@ def _write_holder(
             owner=owner,
             pid=os.getpid(),
             host=socket.gethostname(),
-            since=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            since=format_timestamp(),
             expires_at=expires_at,
             ttl_seconds=ttl_seconds,
         )

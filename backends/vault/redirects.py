@@ -6,6 +6,11 @@ which holds an AppRole secret id). A review saw a 307 to another host receive th
 any redirect whose origin (scheme, host, port) differs from the request's, before anything is sent there; a redirect
 on the same origin (a path that moved) is still followed. A Vault standby that redirects clients to the active node is
 another origin: point `url` at the active node or at the address that forwards to it.
+
+A redirect that is followed sends the write again, to the new path: a request that leaves anew, so it asks the lease
+guard of the command first, as the store asked before the original (`rotator.core.lease_clock`, issue 17). A runner that
+lost its lease while the redirect was on its way back sends nothing more; a redirected read changes nothing and is
+followed as before.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import requests
 __all__ = ["RedirectRefused", "refuse_redirects_elsewhere"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class RedirectRefused(requests.exceptions.RequestException):
@@ -41,6 +47,14 @@ def _refuse_elsewhere(response: requests.Response, *args: object, **kwargs: obje
     if _origin(target) != _origin(response.url):
         response.close()
         raise RedirectRefused(_shown(target))
+    if response.request.method not in _READS:
+        from rotator.core.lease_clock import before_request  # here, as in backends.vault.kv: imported late
+
+        try:
+            before_request(0.0)  # the followed write leaves now: the same check as before the original
+        except BaseException:
+            response.close()
+            raise
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

@@ -29,11 +29,14 @@ from hvac import exceptions as vault
 from backends.vault.errors import WriteOutcomeUnknown
 from rotator.core.errors import StoreError
 
-__all__ = ["VaultRetry", "is_transient", "may_have_applied"]
+__all__ = ["DEFAULT_MAX_ATTEMPTS", "VaultRetry", "is_transient", "may_have_applied"]
 
 log = logging.getLogger("rotator.store.vault")
 
 T = TypeVar("T")
+
+DEFAULT_MAX_ATTEMPTS: Final = 6
+"""Attempts at one Vault call, the first included (a store's `max_attempts` sets another number); see `VaultRetry`."""
 
 _SEALED: Final = ("sealed",)
 """Words of Vault's 503 answer when it is sealed (`Vault is sealed`): then waiting does not help."""
@@ -83,7 +86,7 @@ class VaultRetry:
     issue's storm) then ends a call once in about 260,000, while a Vault that is really gone is reported within
     seconds, not minutes."""
 
-    max_attempts: int = 6
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
     base_delay: float = 0.2
     max_delay: float = 4.0
     total_budget: float = 30.0

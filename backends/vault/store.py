@@ -41,6 +41,7 @@ from backends.stages import StageLog
 from backends.vault.auth import VaultAuth, VaultSession
 from backends.vault.kv import KvMount, KvVersion
 from backends.vault.ledger import VaultDocument, VaultLedger
+from backends.vault.retry import DEFAULT_MAX_ATTEMPTS, VaultRetry
 from rotator.core.errors import (
     ConfigError,
     StoreConflict,
@@ -82,6 +83,7 @@ class VaultStore(LedgerByDelegation):
         namespace: str | None = None,
         ca_cert: str | None = None,
         timeout: float = 10.0,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         auth: str | None = None,
         auth_mount: str | None = None,
         role: str | None = None,
@@ -149,7 +151,8 @@ class VaultStore(LedgerByDelegation):
             client=client,
             monotonic=monotonic,
         )
-        self._kv = KvMount(self._session, mount, store=name)
+        retry = VaultRetry(max_attempts=_attempts(name, max_attempts))
+        self._kv = KvMount(self._session, mount, store=name, retry=retry)
         self._projected = Projected(self, StageLog(log, name, self.describe()))
         self._ledger = VaultLedger(
             self._kv,
@@ -314,6 +317,17 @@ class VaultStore(LedgerByDelegation):
         self._session.close()
 
     # ----------------------------------------------------------------------------------------------- internals
+
+
+def _attempts(store: str, value: object) -> int:
+    """`max_attempts`: a whole number, 1 (no retry) or more. Fewer attempts end a call on a Vault that is gone sooner
+    (the six by default wait about 3 s in all), and let a storm's hiccup end more rotations."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(
+            f"store {store!r}: max_attempts must be a whole number of attempts, 1 or more (got {value!r}); write "
+            f"max_attempts = {DEFAULT_MAX_ATTEMPTS} (the default), or 1 for no retries"
+        )
+    return value
 
 
 def _check_address(store: str, address: str, source: str, allow_insecure_http: object) -> None:

@@ -7,14 +7,21 @@ module builds from its `secrets` map: only who may change the function's configu
 whose JSON says otherwise is refused, and Bluum base URLs are limited to Bluum's documented hosts unless the deployer
 names another host (ROTATOR_ALLOWED_HOSTS; the tests' simulator on 127.0.0.1 is one).
 
+The configuration of one call is built here as data (`config_data`: the tables of a rotator.toml as tomllib would
+return them), from the function's environment, the managed secret as ROTATOR_SECRETS describes it and the manager
+secret's JSON, and validated by the parser every rotator.toml goes through (`rotator.config.loader.parse_config_data`).
+Never as TOML text: a value is only ever a value, so none can end its string and add a store or a credential.
+
 Pure decisions on values already read: no I/O, and only the standard library at import (the handler's cold start).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -22,6 +29,9 @@ from rotator.core.errors import ConfigError
 
 __all__ = [
     "ALLOWED_HOSTS_VARIABLE",
+    "MANAGED",
+    "MANAGER",
+    "MANAGER_VARIABLE",
     "SECRETS_VARIABLE",
     "LambdaConfigError",
     "ManagedSecret",
@@ -29,13 +39,23 @@ __all__ = [
     "allowed_hosts",
     "check_base_url",
     "check_secret_json",
+    "config_data",
     "managed_secrets",
-    "toml_string",
+    "manager_secret_id",
+    "scratch_dir",
+    "share_of",
 ]
 
 SECRETS_VARIABLE: Final = "ROTATOR_SECRETS"
+MANAGER_VARIABLE: Final = "ROTATOR_MANAGER_SECRET_ID"
 ALLOWED_HOSTS_VARIABLE: Final = "ROTATOR_ALLOWED_HOSTS"
 ENVIRONMENTS: Final = ("sandbox", "production")
+MANAGED: Final = "managed"
+"""The name of the managed secret's store in the configuration made per call; MANAGER: the manager secret's store
+and credential."""
+MANAGER: Final = "manager"
+DEFAULT_LEDGER_TABLE: Final = "bluum-rotator-ledger"
+_ENV_NAME_RE: Final = re.compile(r"^[A-Za-z0-9/_+=.@:-]+$")
 _FIX_SECRETS: Final = (
     f"set {SECRETS_VARIABLE} to a JSON object mapping each managed secret's ARN to "
     '{"investor_id": "inv_...", "environment": "sandbox" or "production", "base_url": optional}; '
@@ -206,19 +226,106 @@ def check_secret_json(secret: ManagedSecret, value: Mapping[str, Any]) -> None:
         )
 
 
-def toml_string(value: str) -> str:
-    """`value` as a TOML basic string: quotes, backslashes and every control character escaped, so no value can
-    end the string or start a line of its own (json.dumps is not TOML: it leaves DEL bare and writes surrogate
-    pairs TOML refuses)."""
-    out = []
-    for char in value:
-        if char in ('"', "\\"):
-            out.append("\\" + char)
-        elif ord(char) < 0x20 or ord(char) == 0x7F or 0xD800 <= ord(char) <= 0xDFFF:
-            out.append(f"\\u{ord(char):04x}")
-        else:
-            out.append(char)
-    return '"' + "".join(out) + '"'
+def config_data(
+    environ: Mapping[str, str], secret: ManagedSecret, manager_json: Mapping[str, Any], *, credential: str
+) -> dict[str, Any]:
+    """The configuration of one call for `secret`, as the tables of a rotator.toml (what tomllib would return) for
+    `rotator.config.loader.parse_config_data`: the managed secret's and the manager secret's AWS stores on one ledger
+    table, the manager credential (its tenant key is made in Bluum's dashboard: never rotated here), the managed
+    credential `credential` (minted through Bluum's API with the manager's key, for the configured investor), the
+    history in the scratch folder, the lease, and this instance's share of Bluum's rate limits.
+
+    Everything comes from the deployer (the environment, ROTATOR_SECRETS) but the manager's environment and base URL,
+    which only its JSON gives; that base URL must be a host Bluum documents or the deployer named, as every other."""
+    manager = manager_secret_id(environ)
+    table = environ.get("ROTATOR_LEDGER_TABLE", DEFAULT_LEDGER_TABLE)
+    share = concurrency(environ)
+    return {
+        "stores": {
+            MANAGED: {"type": "aws", "secret_id": secret.arn, "ledger_table": table},
+            MANAGER: {"type": "aws", "secret_id": manager, "ledger_table": table},
+        },
+        "credentials": {
+            MANAGER: _manager_credential(environ, manager, manager_json, secret),
+            credential: _managed_credential(environ, secret),
+        },
+        "history": {"dir": str(scratch_dir(environ) / "rotator-history")},
+        "ledger": {"lease_ttl": environ.get("ROTATOR_LEASE_TTL", "15m")},
+        "bluum": {"rate_limit_sandbox": share_of(10.0, share), "rate_limit_production": share_of(25.0, share)},
+    }
+
+
+def _manager_credential(
+    environ: Mapping[str, str], manager: str, value: Mapping[str, Any], secret: ManagedSecret
+) -> dict[str, Any]:
+    """`[credentials.manager]`: the tenant key, in the managed secret's environment unless its JSON names one."""
+    environment = value.get("environment")
+    if not isinstance(environment, str) or not environment:
+        environment = secret.environment
+    table: dict[str, Any] = {"environment": environment, "issuer": "manual", "store": MANAGER}
+    base_url = value.get("base_url")
+    if base_url is not None:
+        known = environment if environment in ENVIRONMENTS else None
+        check_base_url(str(base_url), known, allowed_hosts(environ), what=f"the manager secret {manager}: its base_url")
+        table["base_url"] = str(base_url)
+    return table
+
+
+def _managed_credential(environ: Mapping[str, str], secret: ManagedSecret) -> dict[str, Any]:
+    """`[credentials.NAME]` of the managed secret: investor, environment and base URL as the deployer configured."""
+    table: dict[str, Any] = {
+        "environment": secret.environment,
+        "issuer": "bluum",
+        "investor_id": secret.investor_id,
+        "manager": MANAGER,
+        "store": MANAGED,
+        "grace": environ.get("ROTATOR_GRACE", "1h"),
+        "verify_timeout": environ.get("ROTATOR_VERIFY_TIMEOUT", "60s"),
+    }
+    if secret.base_url is not None:
+        table["base_url"] = secret.base_url
+    return table
+
+
+def manager_secret_id(environ: Mapping[str, str]) -> str:
+    """ROTATOR_MANAGER_SECRET_ID: the secret holding the tenant key that mints and revokes (a name or an ARN)."""
+    value = environ.get(MANAGER_VARIABLE, "").strip()
+    if not value or not _ENV_NAME_RE.match(value):
+        raise LambdaConfigError(
+            f"set {MANAGER_VARIABLE} (the ARN of the secret holding the tenant key that mints and revokes)"
+        )
+    return value
+
+
+def concurrency(environ: Mapping[str, str]) -> int:
+    """ROTATOR_CONCURRENCY: how many instances of the function may run at once (its reserved concurrency).
+
+    Every rotation spends the one tenant key's rate limit (10 requests a second in sandbox, 25 in production), and
+    each instance paces only itself; so each takes a share that keeps them within it together (`share_of`)."""
+    raw = environ.get("ROTATOR_CONCURRENCY", "1").strip()
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise LambdaConfigError(
+            f"ROTATOR_CONCURRENCY must be a whole number of 1 or more (the reserved concurrency), not {raw!r}"
+        )
+    return value
+
+
+def share_of(limit: float, instances: int) -> float:
+    """The rate one instance may use so that `instances` of them never exceed `limit` in any one-second window.
+
+    Each instance paces itself (one request every 1/rate seconds, `rotator.bluum.throttle`), and such a pacer can put
+    rate + 1 requests in a one-second window (one at its start, then one per interval); uncoordinated instances can
+    line those windows up. So each gets limit / instances - 1, and together they send at most `limit`."""
+    return limit if instances == 1 else limit / instances - 1
+
+
+def scratch_dir(environ: Mapping[str, str]) -> Path:
+    """TMPDIR, or /tmp: a Lambda's only writable folder (the history goes there, relative paths start there)."""
+    return Path(environ.get("TMPDIR", "/tmp"))  # noqa: S108 - a Lambda's only writable folder
 
 
 def _printable(value: object) -> bool:

@@ -31,16 +31,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
-from rotator.aws_lambda.config import SECRETS_VARIABLE, LambdaConfigError, ManagedSecret, toml_string
+from rotator.aws_lambda.config import MANAGED, MANAGER, SECRETS_VARIABLE, LambdaConfigError, ManagedSecret
 
 if TYPE_CHECKING:
     from backends.base import SecretStore
+    from rotator.config.loader import Config
     from rotator.ops.app import App
     from rotator.rotation.driver import Outcome
     from rotator.rotation.service import RotationService
@@ -60,10 +60,8 @@ BLUUM_RATE_LIMITED: Final = "BluumRateLimited"
 """The CloudWatch metric each `metric` value counts, in ROTATOR_METRIC_NAMESPACE; the Terraform module's alarms watch
 these names."""
 DEFAULT_METRIC_NAMESPACE: Final = "BluumRotator"
-MANAGED: Final = "managed"
-"""The name of the managed secret's store in the configuration made per call."""
-MANAGER: Final = "manager"
-_ENV_NAME_RE: Final = re.compile(r"^[A-Za-z0-9/_+=.@:-]+$")
+CONFIG_SOURCE: Final = "the function's configuration (ROTATOR_* variables)"
+"""How configuration problems name what they were found in: there is no rotator.toml in a Lambda."""
 _clients: dict[str, Any] = {}
 """boto3 clients, kept across invocations of one function instance (made once: ~50 ms each)."""
 
@@ -218,72 +216,13 @@ def _configuration_test(service: RotationService, arn: str, token: str) -> bool:
 
 
 def _service(secret: ManagedSecret) -> App:
-    """The rotation service for one managed secret, assembled as every way in assembles it (`rotator.ops.app`):
-    a configuration made from the function's environment alone.
-
-    The secret's own JSON only has to agree with it (`check_secret_json`); the manager secret's base URL, which its
-    JSON gives, must be a host Bluum documents or the deployer named. Every value goes into the TOML text through
-    `toml_string`, so none can end its string or add a line (another issue builds this configuration as data)."""
-    from rotator.aws_lambda.config import ENVIRONMENTS, allowed_hosts, check_base_url, check_secret_json
-    from rotator.config.loader import parse_config
+    """The rotation service for one managed secret, assembled as every way in assembles it (`rotator.ops.app`), on
+    the configuration of this call (`_config`)."""
     from rotator.ops.app import assemble
 
-    manager = _required("ROTATOR_MANAGER_SECRET_ID")
-    table = os.environ.get("ROTATOR_LEDGER_TABLE", "bluum-rotator-ledger")
-    grace = os.environ.get("ROTATOR_GRACE", "1h")
-    verify_timeout = os.environ.get("ROTATOR_VERIFY_TIMEOUT", "60s")
-    lease_ttl = os.environ.get("ROTATOR_LEASE_TTL", "15m")
-    share = _concurrency()
-    arn = secret.arn
-    check_secret_json(secret, _current_json(arn))
-    manager_value = _current_json(manager)
-    manager_environment = manager_value.get("environment")
-    if not isinstance(manager_environment, str) or not manager_environment:
-        manager_environment = secret.environment
-    manager_base = manager_value.get("base_url")
-    if manager_base is not None:
-        known = manager_environment if manager_environment in ENVIRONMENTS else None
-        check_base_url(
-            str(manager_base), known, allowed_hosts(os.environ), what=f"the manager secret {manager}: its base_url"
-        )
-    text = f"""
-[stores.{MANAGED}]
-type = "aws"
-secret_id = {toml_string(arn)}
-ledger_table = {toml_string(table)}
-
-[stores.{MANAGER}]
-type = "aws"
-secret_id = {toml_string(manager)}
-ledger_table = {toml_string(table)}
-
-[credentials.{MANAGER}]
-environment = {toml_string(manager_environment)}
-{f"base_url = {toml_string(str(manager_base))}" if manager_base is not None else ""}
-issuer = "manual"
-store = "{MANAGER}"
-
-[credentials.{credential_name(arn)}]
-environment = {toml_string(secret.environment)}
-{f"base_url = {toml_string(secret.base_url)}" if secret.base_url is not None else ""}
-issuer = "bluum"
-investor_id = {toml_string(secret.investor_id)}
-manager = "{MANAGER}"
-store = "{MANAGED}"
-grace = {toml_string(grace)}
-verify_timeout = {toml_string(verify_timeout)}
-
-[history]
-dir = {toml_string(str(_tmp() / "rotator-history"))}
-
-[ledger]
-lease_ttl = {toml_string(lease_ttl)}
-
-[bluum]
-rate_limit_sandbox = {_share_of(10.0, share)!r}
-rate_limit_production = {_share_of(25.0, share)!r}
-"""
-    config = parse_config(text, base_dir=_tmp(), store_types=("aws",))
+    config = _config(secret)
+    manager = str(config.stores[MANAGER].options["secret_id"])
+    table = str(config.stores[MANAGED].options["ledger_table"])
     return assemble(config, stores=_stores(secret, manager, table))
 
 
@@ -308,30 +247,19 @@ def _stores(secret: ManagedSecret, manager: str, table: str) -> dict[str, Secret
     }
 
 
-def _share_of(limit: float, instances: int) -> float:
-    """The rate one instance may use so that `instances` of them never exceed `limit` in any one-second window.
+def _config(secret: ManagedSecret) -> Config:
+    """The configuration of one call, made from the function's environment alone, as data (`config_data`) and
+    validated by the parser every rotator.toml goes through.
 
-    Each instance paces itself (one request every 1/rate seconds, `rotator.bluum.throttle`), and such a pacer can put
-    rate + 1 requests in a one-second window (one at its start, then one per interval); uncoordinated instances can
-    line those windows up. So each gets limit / instances - 1, and together they send at most `limit`."""
-    return limit if instances == 1 else limit / instances - 1
+    The secret's own JSON only has to agree with it (`check_secret_json`); the manager secret's JSON gives its
+    environment and base URL, and that base URL must be a host Bluum documents or the deployer named."""
+    from rotator.aws_lambda.config import check_secret_json, config_data, manager_secret_id, scratch_dir
+    from rotator.config.loader import parse_config_data
 
-
-def _concurrency() -> int:
-    """ROTATOR_CONCURRENCY: how many instances of the function may run at once (its reserved concurrency).
-
-    Every rotation spends the one tenant key's rate limit (10 requests a second in sandbox, 25 in production), and
-    each instance paces only itself; so each takes a share that keeps them within it together (`_share_of`)."""
-    raw = os.environ.get("ROTATOR_CONCURRENCY", "1").strip()
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise LambdaConfigError(
-            f"ROTATOR_CONCURRENCY must be a whole number of 1 or more (the reserved concurrency), not {raw!r}"
-        )
-    return value
+    manager = manager_secret_id(os.environ)
+    check_secret_json(secret, _current_json(secret.arn))
+    data = config_data(os.environ, secret, _current_json(manager), credential=credential_name(secret.arn))
+    return parse_config_data(data, base_dir=scratch_dir(os.environ), source=CONFIG_SOURCE, store_types=("aws",))
 
 
 def _current_json(secret_id: str) -> dict[str, Any]:
@@ -342,13 +270,6 @@ def _current_json(secret_id: str) -> dict[str, Any]:
         value = None
     if not isinstance(value, dict):
         raise LambdaConfigError(f"{secret_id}: its AWSCURRENT value must be a JSON object with api_key and api_secret")
-    return value
-
-
-def _required(name: str) -> str:
-    value = os.environ.get(name, "").strip()
-    if not value or not _ENV_NAME_RE.match(value):
-        raise LambdaConfigError(f"set {name} (the ARN of the secret holding the tenant key that mints and revokes)")
     return value
 
 
@@ -363,12 +284,6 @@ def _client(service: str) -> Any:  # noqa: ANN401 - boto3 clients are untyped
         config = Config(**aws_client_bounds())
         _clients[service] = boto3.client(service, region_name=region, config=config)
     return _clients[service]
-
-
-def _tmp() -> Any:  # noqa: ANN401 - a Path
-    from pathlib import Path
-
-    return Path(os.environ.get("TMPDIR", "/tmp"))  # noqa: S108 - a Lambda's only writable folder
 
 
 def _configure_logging() -> None:

@@ -5,7 +5,8 @@ fleet and an operator's emergency `rotator rotate` (or a cron `run-due`) on the 
 requests a second without knowing of each other, and Bluum answers the overflow with 429 (Retry-After of a second or
 more, and an alert). With `[bluum] shared_budget_dir`, each key pair's window check counts the sends of every process
 that names the same folder: a small file per key pair, named by the SHA-256 of its API key, holding the wall-clock
-times of the last second's sends, read and rewritten under an exclusive `flock`.
+times of the last second's sends, read and rewritten under an exclusive `flock`. A send is first counted when it
+leaves and then, once answered, at its answer's time (`SharedWindow.answered`; why: `rotator.bluum.throttle`).
 
 Wall-clock time, since monotonic clocks are per process. A clock stepped back leaves times "in the future": they are
 dropped (not waited for) and a wait is never longer than the window itself, so a clock jump costs at most one
@@ -25,7 +26,8 @@ import fcntl
 import logging
 import os
 import stat
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rotator.core.errors import ConfigError
@@ -53,13 +55,52 @@ class SharedWindow:
         self.guard = guard
         self._warned = False
 
-    def admit(self, now: float, limit: int) -> float | None:
+    def admit(self, now: float | None, limit: int) -> float | None:
         """Count a send at `now` (wall clock) and return 0.0, or return how long to wait first (nothing counted).
 
         None when the file cannot be used (its folder was removed, the disk is full, the name is a link or a file
         someone else put there: `rotator.core.shared_files`): the caller paces this process on its own then, rather than
-        fail a rotation over its pacing; the problem is logged once."""
+        fail a rotation over its pacing; the problem is logged once. `now` None: the wall clock once the file is
+        locked (`admit_now`)."""
+        found = self._admit(now, limit)
+        return None if found is None else found[0]
+
+    def admit_now(self, limit: int) -> tuple[float, float] | None:
+        """`admit` at the wall clock read once the file is locked: (0.0 or the wait, the time it counted the send at).
+
+        Why read it under the lock: a time read before waiting for the lock (or before the scheduler let this process
+        run again) is older than the sends another process counted meanwhile, which would then look "in the future"
+        and not count, and this send would go out into a full window."""
+        return self._admit(None, limit)
+
+    def _admit(self, now: float | None, limit: int) -> tuple[float, float] | None:
         span = 1.0 + self.guard
+
+        def count(sent: list[float], now: float) -> tuple[float, list[float] | None]:
+            sent = sorted(t for t in sent if now - span < t <= now + 0.001)
+            wait = window_wait(sent, now, limit, span)
+            return (wait, None) if wait else (0.0, [*sent, now])
+
+        return self._update(count, now)
+
+    def answered(self, sent: float, now: float | None = None) -> None:
+        """The send counted at `sent` got its answer at `now` (wall clock; None: read once the file is locked): count
+        it then from here on, the latest it can have arrived (`rotator.bluum.throttle`). A file that cannot be used
+        is left alone, as in `admit`."""
+
+        def move(times: list[float], now: float) -> tuple[float, list[float] | None]:
+            mark = f"{sent:.6f}"
+            left = [t for t in times if f"{t:.6f}" != mark]
+            left += [t for t in times if f"{t:.6f}" == mark][1:]  # a twin counted at the same microsecond stays
+            return 0.0, sorted([*left, max(now, sent)])
+
+        self._update(move, now)
+
+    def _update(
+        self, change: Callable[[list[float], float], tuple[float, list[float] | None]], now: float | None
+    ) -> tuple[float, float] | None:
+        """Read the times under the file's lock, and write what `change` makes of them (None: leave the file); `now`
+        None is the wall clock once locked. Returns what `change` returned first, and the time it was given."""
         try:
             fd = open_shared(self.path)
         except (OSError, SharedFileRefused) as exc:
@@ -67,16 +108,14 @@ class SharedWindow:
             return None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            sent = sorted(t for t in self._read(fd) if now - span < t <= now + 0.001)
-            wait = window_wait(sent, now, limit, span)
-            if wait:
-                return wait
-            sent.append(now)
-            data = "\n".join(f"{t:.6f}" for t in sent).encode()
-            os.lseek(fd, 0, os.SEEK_SET)
-            os.ftruncate(fd, 0)
-            os.write(fd, data)
-            return 0.0
+            at = time.time() if now is None else now
+            result, times = change(self._read(fd), at)
+            if times is not None:
+                data = "\n".join(f"{t:.6f}" for t in times).encode()
+                os.lseek(fd, 0, os.SEEK_SET)
+                os.ftruncate(fd, 0)
+                os.write(fd, data)
+            return result, at
         except OSError as exc:
             self._unusable(exc)
             return None

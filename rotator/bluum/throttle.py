@@ -13,9 +13,17 @@ Why a small margin (`SAFETY_MARGIN`, 3 %) and a window check (`WINDOW_GUARD`): w
 The margin alone had to be 10 % to absorb that (`rate + 1` requests spanning 1.11 s), which cost a fleet of
 rotations 10 % of the tenant key's budget, the only thing a fleet waits on. Now each sender, once awake, also
 checks the times requests really left: it goes only when fewer than `rate` left in the last `1 + WINDOW_GUARD`
-seconds, else it waits for the oldest to age out. So a late wake can never squeeze `rate + 1` sends into a
-server window (up to 50 ms between our clock and the server's arrival), and the margin only keeps the smooth
-schedule from running into that check.
+seconds, else it waits for the oldest to age out. The margin only keeps the smooth schedule from running into
+that check.
+
+Why a request is counted from its *answer* once it has one (`Throttle.answered`): the time a request left is only
+when it was cleared to go. Between that and its arrival, a loaded machine can stall the sending thread (CPU, the
+GIL), and the network can hold it; meanwhile later requests, cleared after it, arrive on time. Bluum then counts
+the stalled one late and in the same second as a request sent a full window after it, and answers 429: the rare
+429 a fleet drew at 0.97 of the limit under load. A request cannot arrive after its answer came back, so once
+answered it is counted at the answer's time instead; a new request arrives after it is cleared, so no `rate + 1`
+requests can then share one second at the server, whatever the stall. A request still unanswered is counted
+from when it left (what a crashed process leaves in a shared window must age out).
 
 Why reservations: a caller takes the next free slot under a lock and then sleeps *outside* the lock until
 its slot comes. Threads never hold the lock while sleeping, and they leave in the order they reserved.
@@ -29,12 +37,13 @@ neither the registry nor anything that dumps it holds a credential.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from rotator.bluum.shared_window import SharedWindow, window_wait
@@ -44,6 +53,18 @@ SAFETY_MARGIN = 0.03
 
 WINDOW_GUARD = 0.05
 """Seconds added to Bluum's one-second window when counting the requests that really left."""
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A request cleared to leave: how long it waited, and the times it was counted at in the windows, which
+    `Throttle.answered` moves to the answer's time."""
+
+    waited: float
+    at: float
+    """The caller's clock when this process's window counted it."""
+    wall: float | None = None
+    """The wall-clock time the host's shared window counted it at (None: no shared window, or it was unusable)."""
 
 
 class Throttle:
@@ -130,29 +151,53 @@ class Throttle:
                 self._sent.append(now)
             return wait
 
+    def answered(self, slot: Slot, now: float) -> None:
+        """The request of `slot` got its answer (or failed) at `now` (the caller's clock): from now on it is counted
+        at `now`, the latest it can have arrived, instead of when it left (see the module docstring)."""
+        if not self.window_limit:
+            return
+        shared = self.shared
+        if slot.wall is not None and shared is not None:
+            shared.answered(slot.wall)
+            return
+        with self._lock:
+            with contextlib.suppress(ValueError):  # aged out already: counting it again only waits longer
+                self._sent.remove(slot.at)
+            self._sent.append(max(now, slot.at))  # readings of one clock, all taken before now: the deque stays sorted
+
     def acquire(
         self, clock: Callable[[], float], sleep: Callable[[float], None], max_wait: float = math.inf
-    ) -> float | None:
+    ) -> Slot | None:
         """Reserve a slot, sleep (without holding the lock) until it comes, then wait on the window check if a late
-        wake needs it. Returns the seconds waited, or None without waiting when the slot is further away than
-        `max_wait` (the window check's rare extra wait, at most a fraction of a second, is not held to it)."""
+        wake needs it. Returns the slot (the seconds waited, where it was counted), or None without waiting when the
+        slot is further away than `max_wait` (the window check's rare extra wait, at most a fraction of a second, is
+        not held to it). Tell `answered` when the request's answer comes."""
         delay = self.reserve(clock(), max_wait)
         if delay is None:
             return None
         if delay:
             sleep(delay)
-        while extra := self._window_wait(clock):
+        while True:
+            shared = self._shared_admit()
+            if shared is not None:
+                extra, wall = shared
+                if not extra:
+                    return Slot(delay, clock(), wall)
+            else:
+                now = clock()
+                extra = self.admit(now)
+                if not extra:
+                    return Slot(delay, now)
             sleep(extra)
             delay += extra
-        return delay
 
-    def _window_wait(self, clock: Callable[[], float]) -> float:
+    def _shared_admit(self) -> tuple[float, float] | None:
+        """The host's window check, when this pair has a usable one: (0.0 or the seconds to wait, the wall-clock time
+        it counted the send at when it let it go; the wall clock is the one every process shares)."""
         shared = self.shared
-        if shared is not None and self.window_limit:
-            wait = shared.admit(time.time(), self.window_limit)  # wall clock: the one every process shares
-            if wait is not None:
-                return wait
-        return self.admit(clock())
+        if shared is None or not self.window_limit:
+            return None
+        return shared.admit_now(self.window_limit)
 
 
 _registry: dict[str, Throttle] = {}

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from rotator.core.durations import format_duration
 from rotator.core.model import CreatedKey, Environment, KeyPair
 from rotator.core.secret import Secret
 
@@ -148,7 +149,7 @@ def run_demo(run_command: Callable[[list[str]], int]) -> int:
         started = time.monotonic()
         code = _show(run_command, ["--config", str(config), "rotate", "trading"])
         elapsed = time.monotonic() - started
-        click.echo(f"exit code {code}, wall time {elapsed:.2f}s\n")
+        click.echo(f"exit code {code}, wall time {format_duration(elapsed, places=2)}\n")
         _show(run_command, ["--config", str(config), "status"])
         click.echo()
 

@@ -205,85 +205,15 @@ def parse_credentials(data: Mapping[str, Any], problems: Problems) -> dict[str, 
 
 
 def _parse_credential(name: str, raw: Mapping[str, Any], store_names: list[str], problems: Problems) -> _Draft:
-    where = f"credentials.{name}"
-    table = Table(raw, where, problems)
+    """One [credentials.NAME] table into a draft; every problem is recorded, none raised."""
+    table = Table(raw, f"credentials.{name}", problems)
     table.check_keys(CREDENTIAL_KEYS)
     draft = _Draft(name=name)
-
-    environment = table.text(
-        "environment",
-        example='"sandbox" or "production"',
-        required=True,
-        why=" (which Bluum environment this key belongs to)",
-    )
-    if environment is not None:
-        try:
-            draft.environment = Environment(environment)
-        except ValueError:
-            guess = _ENVIRONMENT_ALIASES.get(environment.strip().lower())
-            guess = guess or (
-                environment.strip().lower() if environment.strip().lower() in _ENVIRONMENT_NAMES else None
-            )
-            hint = f' (did you mean "{guess}"?)' if guess else ""
-            table.problem(
-                "environment",
-                f"is neither sandbox nor production{hint}",
-                f'write environment = "{guess or "sandbox"}"' + ("" if guess else ' or environment = "production"'),
-            )
-
-    issuer = table.text(
-        "issuer",
-        example='"bluum" or "manual"',
-        required=True,
-        why=' ("bluum" mints keys through the API, "manual" means a person does)',
-    )
-    if issuer is not None:
-        draft.issuer = _ISSUER_BY_NAME.get(issuer)
-        if draft.issuer is None:
-            table.problem(
-                "issuer",
-                f"is neither bluum nor manual{did_you_mean(issuer, ISSUERS)}",
-                'write issuer = "bluum" (investor-scoped keys, made through the API) or issuer = "manual" '
-                "(keys made by a person in Bluum's dashboard, such as tenant keys)",
-            )
-
-    investor_id = table.text("investor_id", example=f'"{INVESTOR_ID_EXAMPLE}"')
-    if investor_id is not None:
-        if INVESTOR_ID_PATTERN.fullmatch(investor_id):
-            draft.investor_id = investor_id
-        else:
-            lower = " (Bluum's ids are lowercase)" if INVESTOR_ID_PATTERN.fullmatch(investor_id.lower()) else ""
-            table.problem(
-                "investor_id",
-                f"is not a Bluum investor id: expected inv_ followed by 26 lowercase letters and digits{lower}",
-                f'copy the id from Bluum (GET /v1/investors), e.g. investor_id = "{INVESTOR_ID_EXAMPLE}"',
-            )
-    manager = table.text("manager", example='"tenant"')
-    draft.manager = manager
-
-    if draft.issuer == "bluum":
-        if not table.has("investor_id"):
-            table.problem(
-                "investor_id",
-                'missing: issuer "bluum" needs the investor whose investor-scoped key this is',
-                f'add investor_id = "{INVESTOR_ID_EXAMPLE}" (your investor\'s id), or set issuer = "manual" '
-                "if a person makes this key in Bluum's dashboard",
-            )
-        if not table.has("manager"):
-            table.problem(
-                "manager",
-                'missing: issuer "bluum" needs the credential (a tenant key) whose key creates and revokes this one',
-                'add manager = "NAME" naming that [credentials.NAME] table, or set issuer = "manual"',
-            )
-    elif draft.issuer == "manual":
-        for key in ("investor_id", "manager"):
-            if table.has(key):
-                table.problem(
-                    key,
-                    'is only used with issuer "bluum"; with issuer "manual" it would be ignored',
-                    f'remove {key}, or set issuer = "bluum" if Bluum\'s API should make this key',
-                )
-
+    draft.environment = _parse_environment(table)
+    draft.issuer = _parse_issuer(table)
+    draft.investor_id = _parse_investor_id(table)
+    draft.manager = table.text("manager", example='"tenant"')
+    _check_issuer_fields(table, draft.issuer)
     draft.base_url = parse_base_url(table, draft.environment)
     _parse_targets(table, draft, store_names)
     _parse_timing(table, draft)
@@ -298,6 +228,94 @@ def _parse_credential(name: str, raw: Mapping[str, Any], store_names: list[str],
     elif seeded is not None:
         draft.seeded_key_age = seeded
     return draft
+
+
+def _parse_environment(table: Table) -> Environment | None:
+    """`environment`, with a did-you-mean for the usual aliases (prod, live, test) and a wrong case."""
+    environment = table.text(
+        "environment",
+        example='"sandbox" or "production"',
+        required=True,
+        why=" (which Bluum environment this key belongs to)",
+    )
+    if environment is None:
+        return None
+    try:
+        return Environment(environment)
+    except ValueError:
+        pass
+    folded = environment.strip().lower()
+    guess = _ENVIRONMENT_ALIASES.get(folded) or (folded if folded in _ENVIRONMENT_NAMES else None)
+    hint = f' (did you mean "{guess}"?)' if guess else ""
+    table.problem(
+        "environment",
+        f"is neither sandbox nor production{hint}",
+        f'write environment = "{guess or "sandbox"}"' + ("" if guess else ' or environment = "production"'),
+    )
+    return None
+
+
+def _parse_issuer(table: Table) -> Issuer | None:
+    """`issuer`: bluum or manual."""
+    issuer = table.text(
+        "issuer",
+        example='"bluum" or "manual"',
+        required=True,
+        why=' ("bluum" mints keys through the API, "manual" means a person does)',
+    )
+    if issuer is None:
+        return None
+    found = _ISSUER_BY_NAME.get(issuer)
+    if found is None:
+        table.problem(
+            "issuer",
+            f"is neither bluum nor manual{did_you_mean(issuer, ISSUERS)}",
+            'write issuer = "bluum" (investor-scoped keys, made through the API) or issuer = "manual" '
+            "(keys made by a person in Bluum's dashboard, such as tenant keys)",
+        )
+    return found
+
+
+def _parse_investor_id(table: Table) -> str | None:
+    """`investor_id`, in Bluum's own shape (inv_ and 26 lowercase letters and digits)."""
+    investor_id = table.text("investor_id", example=f'"{INVESTOR_ID_EXAMPLE}"')
+    if investor_id is None:
+        return None
+    if INVESTOR_ID_PATTERN.fullmatch(investor_id):
+        return investor_id
+    lower = " (Bluum's ids are lowercase)" if INVESTOR_ID_PATTERN.fullmatch(investor_id.lower()) else ""
+    table.problem(
+        "investor_id",
+        f"is not a Bluum investor id: expected inv_ followed by 26 lowercase letters and digits{lower}",
+        f'copy the id from Bluum (GET /v1/investors), e.g. investor_id = "{INVESTOR_ID_EXAMPLE}"',
+    )
+    return None
+
+
+def _check_issuer_fields(table: Table, issuer: Issuer | None) -> None:
+    """Issuer "bluum" needs investor_id and manager; issuer "manual" would ignore them, so they are refused."""
+    if issuer == "bluum":
+        if not table.has("investor_id"):
+            table.problem(
+                "investor_id",
+                'missing: issuer "bluum" needs the investor whose investor-scoped key this is',
+                f'add investor_id = "{INVESTOR_ID_EXAMPLE}" (your investor\'s id), or set issuer = "manual" '
+                "if a person makes this key in Bluum's dashboard",
+            )
+        if not table.has("manager"):
+            table.problem(
+                "manager",
+                'missing: issuer "bluum" needs the credential (a tenant key) whose key creates and revokes this one',
+                'add manager = "NAME" naming that [credentials.NAME] table, or set issuer = "manual"',
+            )
+    elif issuer == "manual":
+        for key in ("investor_id", "manager"):
+            if table.has(key):
+                table.problem(
+                    key,
+                    'is only used with issuer "bluum"; with issuer "manual" it would be ignored',
+                    f'remove {key}, or set issuer = "bluum" if Bluum\'s API should make this key',
+                )
 
 
 def _parse_targets(table: Table, draft: _Draft, store_names: list[str]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import string
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from rotator.config.tables import Table
 from rotator.core.model import DEFAULT_API_KEYS_PATH, DEFAULT_BASE_URLS, DEFAULT_CHECK_PATH, Environment
@@ -43,68 +43,68 @@ def parse_base_url(table: Table, environment: Environment | None) -> str | None:
         return None
     url = url.strip()
     parts = urlsplit(url)
-    scheme = parts.scheme.lower()
+    problem = _shape_problem(parts) or _host_problem(parts, environment)
+    if problem is not None:
+        table.problem("base_url", *problem)
+        return None
+    return url.rstrip("/")
+
+
+def _shape_problem(parts: SplitResult) -> tuple[str, str] | None:
+    """(what is wrong, the fix) when the URL is not a plain http(s) URL with a host; None when it is."""
     if parts.username is not None or parts.password is not None:
         # Do not echo the URL: the part before '@' may be a key or secret.
-        table.problem(
-            "base_url",
+        return (
             "contains a user name or password before '@'",
             "remove it; the key pair lives in the credential's stores, never in rotator.toml",
         )
-        return None
-    if scheme not in ("http", "https") or not parts.hostname:
-        table.problem(
-            "base_url",
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return (
             "is not an http(s) URL with a host",
             'write a full URL such as base_url = "https://sandbox.api.bluumfinance.com/v1"',
         )
-        return None
     if parts.query or parts.fragment:
-        table.problem(
-            "base_url",
+        return (
             "must not have a query (?...) or fragment (#...)",
             "put the query in check_path instead, and end base_url with /v1",
         )
-        return None
     try:
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0..65535
     except ValueError:
-        table.problem("base_url", "has an invalid port", "use a port number between 1 and 65535")
-        return None
-    host = parts.hostname.rstrip(".").lower()
+        return "has an invalid port", "use a port number between 1 and 65535"
+    return None
+
+
+def _host_problem(parts: SplitResult, environment: Environment | None) -> tuple[str, str] | None:
+    """(what is wrong, the fix) when the host belongs to the other environment (I7), is reached over plain http
+    beyond loopback, or is Bluum's without /v1; None when it is fine. `parts` passed `_shape_problem`."""
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").rstrip(".").lower()
     if environment is Environment.PRODUCTION and host in SANDBOX_HOSTS:
-        table.problem(
-            "base_url",
+        return (
             f"{host} is Bluum's sandbox, but this credential's environment is production: a sandbox URL must never "
             "be used where a production key belongs (I7)",
             f'use base_url = "{DEFAULT_BASE_URLS[Environment.PRODUCTION]}" (or remove base_url for the default), '
             'or set environment = "sandbox" if this really is a sandbox key',
         )
-        return None
     if environment is Environment.SANDBOX and host in PRODUCTION_HOSTS:
-        table.problem(
-            "base_url",
+        return (
             f"{host} is Bluum's production, but this credential's environment is sandbox: a production URL must "
             "never be used where a sandbox key belongs (I7)",
             f'use base_url = "{DEFAULT_BASE_URLS[Environment.SANDBOX]}" (or remove base_url for the default), '
             'or set environment = "production" if this really is a production key',
         )
-        return None
     if scheme != "https" and not is_loopback_host(host):
-        table.problem(
-            "base_url",
+        return (
             f"uses plain http to {host}: the API key and secret would cross the network unencrypted",
             "use https://, or a loopback address (127.0.0.1, localhost, [::1]) for the local simulator",
         )
-        return None
     if (host in SANDBOX_HOSTS or host in PRODUCTION_HOSTS) and parts.path.rstrip("/") != "/v1":
-        table.problem(
-            "base_url",
+        return (
             "Bluum serves its API under /v1, but this URL's path is something else",
             f'write base_url = "{scheme}://{parts.netloc}/v1"',
         )
-        return None
-    return url.rstrip("/")
+    return None
 
 
 def parse_paths(table: Table, base_url: str | None) -> tuple[str | None, str | None]:

@@ -19,6 +19,7 @@ from typing import Final
 from rotator.config.settings import BluumSettings
 from rotator.config.stores import StoreConfig
 from rotator.config.tables import Problems, optional_table
+from rotator.core.durations import format_duration
 from rotator.core.in_flight import bluum_call_seconds, longest_in_flight, store_request_seconds
 
 __all__ = ["DEFAULT_LEASE_TTL", "LEDGER_KEYS", "LedgerSettings", "parse_ledger"]
@@ -60,10 +61,11 @@ def parse_ledger(
         what, detail, shorten = _longest(bluum, stores)
         table.problem(
             "lease_ttl",
-            f"{seconds:g}s is shorter than {CALLS_PER_LEASE} {what} ({needed:g}s: {detail}, twice), so a runner "
-            "could not be sure that a request it sent, a create or a revoke above all, has its answer before its "
-            "lease ends",
-            f'write lease_ttl = "{int(needed) + 1}s" or longer (production: "15m"), or shorten {shorten}',
+            f"{format_duration(seconds)} is shorter than {CALLS_PER_LEASE} {what} ({format_duration(needed)}: "
+            f"{detail}, twice), so a runner could not be sure that a request it sent, a create or a revoke above all, "
+            "has its answer before its lease ends",
+            f'write lease_ttl = "{format_duration(int(needed) + 1)}" or longer (production: "15m"), '
+            f"or shorten {shorten}",
         )
         return None
     return LedgerSettings(lease_ttl=seconds)
@@ -77,11 +79,11 @@ def _longest(bluum: BluumSettings, stores: Iterable[StoreConfig]) -> tuple[str, 
         each = store_request_seconds(slowest.type, slowest.options) / 2
         return (
             f"requests to store {slowest.name!r}",
-            f"its timeout {each:g}s to connect + {each:g}s to answer",
+            f"its timeout {format_duration(each)} to connect + {format_duration(each)} to answer",
             f"[stores.{slowest.name}] timeout",
         )
     return (
         "whole Bluum calls",
-        f"[bluum] timeout {bluum.timeout:g}s + retry_budget {bluum.retry_budget:g}s",
+        f"[bluum] timeout {format_duration(bluum.timeout)} + retry_budget {format_duration(bluum.retry_budget)}",
         "[bluum] timeout and retry_budget",
     )

@@ -11,7 +11,9 @@ Validation is written out by hand rather than with msgspec.convert: msgspec repo
 `$.credentials[...]` (the credential's name is lost), stops at the first error, and its wording would
 have to be rewritten with regular expressions to say what to do. Plain checks say it directly.
 
-This module finds and reads the file, hands each top-level table to its own module and assembles `Config`:
+This module finds and reads the file, hands each top-level table to its own module and assembles `Config`; a caller
+that makes its configuration (the Lambda, from its environment) hands the same tables over as data instead
+(`parse_config_data`), through the same checks, so no value of it is ever written into TOML text:
 - tables.py: the typed getters every table is read with, and the problems they record;
 - stores.py: `[stores.NAME]`; credentials.py and endpoints.py: `[credentials.NAME]`;
 - settings.py: `[bluum]`, `[history]`, `[fleet]`; notifications.py: `[notifications.NAME]`, `[alerts]`;
@@ -34,9 +36,10 @@ import re
 import tomllib
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime, time
 from pathlib import Path
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
 from rotator.config.credentials import (
     CREDENTIAL_KEYS,
@@ -162,6 +165,7 @@ __all__ = [
     "find_config_path",
     "load_config",
     "parse_config",
+    "parse_config_data",
     "parse_duration",
 ]
 
@@ -337,6 +341,27 @@ def parse_config(
     return _parse(text, source=source, base_dir=base_dir, path=None, store_types=store_types)
 
 
+def parse_config_data(
+    data: Mapping[str, Any],
+    *,
+    base_dir: Path,
+    source: str = DEFAULT_CONFIG_NAME,
+    store_types: Collection[str] | None = None,
+) -> Config:
+    """Validate `data`, the configuration as tomllib would return it (tables as dicts, arrays as lists, strings,
+    numbers, booleans, dates), with the checks and messages a file gets.
+
+    For a caller that makes its configuration instead of reading a file (the Lambda, from its environment): built as
+    data, a value is only ever a value, while one written into TOML text could end its string and add keys or
+    tables. A value no TOML file could hold (None, a tuple, a key that is not a string) is a problem like any other.
+    """
+    problems = Problems()
+    _check_toml_shaped(data, "", problems)
+    if problems.items:
+        raise ConfigProblems(source, problems.items)
+    return _validate(dict(data), source=source, base_dir=base_dir, path=None, store_types=store_types)
+
+
 def _parse(text: str, *, source: str, base_dir: Path, path: Path | None, store_types: Collection[str] | None) -> Config:
     try:
         data = tomllib.loads(text)
@@ -344,10 +369,17 @@ def _parse(text: str, *, source: str, base_dir: Path, path: Path | None, store_t
         raise ConfigError(
             f"{source} is not valid TOML ({_toml_position(str(exc))}). Fix the syntax; {README_HINT}."
         ) from None
+    return _validate(data, source=source, base_dir=base_dir, path=path, store_types=store_types)
+
+
+def _validate(
+    data: dict[str, Any], *, source: str, base_dir: Path, path: Path | None, store_types: Collection[str] | None
+) -> Config:
+    """Every table of `data` by its own module, every problem collected, then the frozen `Config`."""
     if store_types is None:
         from backends.base import load_store_factories  # entry-point scan: only when a file is really loaded
 
-        store_types = tuple(load_store_factories())
+        store_types = tuple(load_store_factories(_named_store_types(data)))
     problems = Problems()
     root = Table(data, "", problems)
     root.check_keys(TOP_LEVEL_KEYS)
@@ -375,6 +407,28 @@ def _parse(text: str, *, source: str, base_dir: Path, path: Path | None, store_t
     )
 
 
+_TOML_SCALARS: Final = (str, int, float, bool, datetime, date, time)
+
+
+def _check_toml_shaped(value: object, where: str, problems: Problems) -> None:
+    """A problem for each value in `value` that tomllib could not have returned (the data entry's contract)."""
+    if isinstance(value, Mapping) and (where == "" or isinstance(value, dict)):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                problems.add(where, f"a key is {type(key).__name__}, not a string", "build tables with string keys")
+                continue
+            _check_toml_shaped(item, f"{where}.{key}" if where else key, problems)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_toml_shaped(item, f"{where}[{index}]", problems)
+    elif not isinstance(value, _TOML_SCALARS):
+        problems.add(
+            where,
+            f"{type(value).__name__} is not a TOML value",
+            "build tables as dicts, arrays as lists, and leave out a key that has no value",
+        )
+
+
 def _toml_position(message: str) -> str:
     """tomllib says "Invalid value (at line 3, column 9)"; we lead with the position, where eyes go first."""
     match = re.fullmatch(r"(?s)(.*?)\s*\(at (line \d+, column \d+|end of document)\)", message)
@@ -382,3 +436,11 @@ def _toml_position(message: str) -> str:
         return message
     what, where = match.groups()
     return f"{where}: {what}"
+
+
+def _named_store_types(data: Mapping[str, Any]) -> set[str]:
+    """The `type` of every [stores.NAME] table, as written (a wrong one is reported by `parse_stores`)."""
+    stores = data.get("stores")
+    if not isinstance(stores, dict):
+        return set()
+    return {str(table.get("type")) for table in stores.values() if isinstance(table, dict)}

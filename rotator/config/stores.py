@@ -48,6 +48,7 @@ KNOWN_STORE_OPTIONS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
             "namespace",
             "ca_cert",
             "timeout",
+            "max_attempts",
             "auth",
             "auth_mount",
             "role",
@@ -94,70 +95,98 @@ class StoreConfig:
 def parse_stores(
     value: object, *, base_dir: Path, store_types: Collection[str], problems: Problems
 ) -> dict[str, StoreConfig]:
+    """Each [stores.NAME] table into a StoreConfig; a table with a problem is left out (the problem recorded)."""
     stores: dict[str, StoreConfig] = {}
-    known_types = sorted(store_types)
     for name, raw in named_tables(value, "stores", problems).items():
-        table = Table(raw, f"stores.{name}", problems)
-        store_type = table.text(
-            "type",
-            example=f'"{known_types[0] if known_types else "env"}"',
-            required=True,
-            why=" (which kind of store this is)",
-        )
-        if store_type is None:
-            continue
-        if store_type not in store_types:
-            table.problem(
-                "type",
-                f"names no installed store type{did_you_mean(store_type, known_types)}",
-                f"use one of the installed types: {list_names(known_types)}; a third-party store must be installed "
-                "in this environment and register itself under the 'rotator.backends' entry-point group",
-            )
-            continue
-        known_options = KNOWN_STORE_OPTIONS.get(store_type)
-        if known_options is not None:
-            before = len(problems.items)
-            table.check_keys(("type", *known_options, RELOAD_KEY))
-            if len(problems.items) > before:
-                continue
-        reserved = [key for key in RESERVED_STORE_OPTIONS if key in raw]
-        for key in reserved:
-            table.problem(key, "is reserved: a store is named by its table, [stores.NAME]", f"remove {key}")
-        if reserved:
-            continue
-        reload = parse_reload(table, base_dir)
-        if reload is None:
-            continue
-        options = {key: option for key, option in raw.items() if key not in ("type", RELOAD_KEY)}
-        if store_type in FILE_PATH_STORE_TYPES:
-            file_path = table.text("path", example=f'"{name}.env"', required=True, why=" (the file this store writes)")
-            if file_path is None:
-                continue
-            resolved = Path(file_path).expanduser()
-            options["path"] = resolved if resolved.is_absolute() else (base_dir / resolved).absolute()
-            state_dir = table.text("state_dir", example='"/var/lib/bluum-rotator"') if "state_dir" in raw else None
-            if "state_dir" in raw and state_dir is None:
-                continue
-            state = Path(state_dir or DEFAULT_STATE_DIR).expanduser()
-            options["state_dir"] = state if state.is_absolute() else (base_dir / state).absolute()
-        if store_type in KNOWN_STORE_OPTIONS and not _fields_ok(table, raw):
-            continue
-        if store_type == "env" and not _reader_ok(table, raw):
-            continue
-        if store_type == "env" and "prefix" in raw:
-            prefix = raw["prefix"]
-            if not isinstance(prefix, str) or (prefix and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", prefix)):
-                table.problem(
-                    "prefix",
-                    "cannot start an environment variable name",
-                    'use letters, digits and "_", not starting with a digit, e.g. prefix = "BLUUM_" (or "" for none)',
-                )
-                continue
-        if store_type == "vault" and not _vault_address_ok(table, raw):
-            continue
-        stores[name] = StoreConfig(name=name, type=store_type, options=MappingProxyType(options), reload=reload)
+        store = _parse_store(name, raw, base_dir=base_dir, store_types=store_types, problems=problems)
+        if store is not None:
+            stores[name] = store
     _check_same_location(stores, problems)
     return stores
+
+
+def _parse_store(
+    name: str, raw: Mapping[str, Any], *, base_dir: Path, store_types: Collection[str], problems: Problems
+) -> StoreConfig | None:
+    """One store table; None when it has a problem. Checks stop at a table's first problem of each kind."""
+    table = Table(raw, f"stores.{name}", problems)
+    store_type = _store_type(table, store_types)
+    if store_type is None:
+        return None
+    known_options = KNOWN_STORE_OPTIONS.get(store_type)
+    if known_options is not None:
+        before = len(problems.items)
+        table.check_keys(("type", *known_options, RELOAD_KEY))
+        if len(problems.items) > before:
+            return None
+    reserved = [key for key in RESERVED_STORE_OPTIONS if key in raw]
+    for key in reserved:
+        table.problem(key, "is reserved: a store is named by its table, [stores.NAME]", f"remove {key}")
+    if reserved:
+        return None
+    reload = parse_reload(table, base_dir)
+    if reload is None:
+        return None
+    options = {key: option for key, option in raw.items() if key not in ("type", RELOAD_KEY)}
+    if store_type in FILE_PATH_STORE_TYPES and not _file_paths(table, name, raw, base_dir, options):
+        return None
+    if store_type in KNOWN_STORE_OPTIONS and not _fields_ok(table, raw):
+        return None
+    if store_type == "env" and not (_reader_ok(table, raw) and _prefix_ok(table, raw)):
+        return None
+    if store_type == "vault" and not _vault_address_ok(table, raw):
+        return None
+    return StoreConfig(name=name, type=store_type, options=MappingProxyType(options), reload=reload)
+
+
+def _store_type(table: Table, store_types: Collection[str]) -> str | None:
+    """`type`, one of the installed store types; None when it is missing or unknown."""
+    known_types = sorted(store_types)
+    store_type = table.text(
+        "type",
+        example=f'"{known_types[0] if known_types else "env"}"',
+        required=True,
+        why=" (which kind of store this is)",
+    )
+    if store_type is None or store_type in store_types:
+        return store_type
+    table.problem(
+        "type",
+        f"names no installed store type{did_you_mean(store_type, known_types)}",
+        f"use one of the installed types: {list_names(known_types)}; a third-party store must be installed "
+        "in this environment and register itself under the 'rotator.backends' entry-point group",
+    )
+    return None
+
+
+def _file_paths(table: Table, name: str, raw: Mapping[str, Any], base_dir: Path, options: dict[str, Any]) -> bool:
+    """A file store's `path` and `state_dir`, resolved against the file's folder into `options`; False on a problem."""
+    file_path = table.text("path", example=f'"{name}.env"', required=True, why=" (the file this store writes)")
+    if file_path is None:
+        return False
+    resolved = Path(file_path).expanduser()
+    options["path"] = resolved if resolved.is_absolute() else (base_dir / resolved).absolute()
+    state_dir = table.text("state_dir", example='"/var/lib/bluum-rotator"') if "state_dir" in raw else None
+    if "state_dir" in raw and state_dir is None:
+        return False
+    state = Path(state_dir or DEFAULT_STATE_DIR).expanduser()
+    options["state_dir"] = state if state.is_absolute() else (base_dir / state).absolute()
+    return True
+
+
+def _prefix_ok(table: Table, raw: Mapping[str, Any]) -> bool:
+    """An env store's `prefix` must be able to start an environment variable name (or be empty)."""
+    if "prefix" not in raw:
+        return True
+    prefix = raw["prefix"]
+    if isinstance(prefix, str) and (not prefix or re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", prefix)):
+        return True
+    table.problem(
+        "prefix",
+        "cannot start an environment variable name",
+        'use letters, digits and "_", not starting with a digit, e.g. prefix = "BLUUM_" (or "" for none)',
+    )
+    return False
 
 
 def _reader_ok(table: Table, raw: Mapping[str, Any]) -> bool:

@@ -87,19 +87,36 @@ def parse_duration(text: str) -> timedelta:
     return total
 
 
-def format_duration(value: timedelta) -> str:
-    """The inverse of parse_duration for display: timedelta(hours=1, minutes=30) -> "1h30m", 0 -> "0s".
+def format_duration(value: timedelta | float, *, places: int = 3, coarse: bool = False) -> str:
+    """The one way a duration is printed: largest unit first, in the spelling parse_duration reads back.
 
-    Sub-millisecond remainders are dropped; negative values get a leading "-" (parse_duration refuses them,
-    but `status` may print how overdue something is).
+    `value` is a timedelta or seconds. timedelta(hours=1, minutes=30) -> "1h30m", 0 -> "0s", 0.5 -> "0.5s",
+    90.25 -> "1m30.25s". The seconds keep `places` decimals (3: exact to the millisecond, what parse_duration
+    reads; 2 for a measured time such as a step's, "0.14s"), trailing zeros dropped. Negative values get a
+    leading "-" (parse_duration refuses them, but a message may say how overdue something is).
+
+    `coarse`: one unit, rounded, for an age at a glance: seconds below 2 minutes, minutes below 2 hours, hours
+    below 2 days, then days ("45s", "90m", "5h", "12d").
     """
-    if value < timedelta(0):
-        return "-" + format_duration(-value)
-    remaining_ms = round(value / timedelta(milliseconds=1))
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if seconds < 0:
+        return "-" + format_duration(-seconds, places=places, coarse=coarse)
+    if coarse:
+        return _coarse(seconds)
+    whole, fraction = divmod(round(seconds * 10**places), 10**places)
     parts: list[str] = []
-    for unit in ("d", "h", "m", "s", "ms"):
-        size_ms = round(UNITS[unit] / timedelta(milliseconds=1))
-        count, remaining_ms = divmod(remaining_ms, size_ms)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        count, whole = divmod(whole, size)
         if count:
             parts.append(f"{count}{unit}")
+    if whole or fraction:
+        decimals = f"{fraction:0{places}d}".rstrip("0") if fraction else ""
+        parts.append(f"{whole}.{decimals}s" if decimals else f"{whole}s")
     return "".join(parts) or "0s"
+
+
+def _coarse(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"

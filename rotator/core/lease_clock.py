@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
+from rotator.core.durations import format_duration
+
 __all__ = ["LeaseClock", "before_request", "guarding"]
 
 Guard = Callable[[float], None]
@@ -88,6 +90,6 @@ class LeaseClock:
         if elapsed < self.ttl:
             return None
         return (
-            f"this runner was frozen or stalled: {elapsed:.1f}s passed since it last renewed its lease, which lasts "
-            f"{self.ttl:g}s"
+            f"this runner was frozen or stalled: {format_duration(elapsed, places=2)} passed since it last renewed its "
+            f"lease, which lasts {format_duration(self.ttl)}"
         )

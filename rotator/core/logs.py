@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 from typing import IO, Any
+
+from rotator.core.timestamps import format_timestamp
 
 LOGGER_NAME = "rotator"
 
@@ -20,7 +21,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "time": format_timestamp(record.created, milliseconds=True),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),

@@ -35,6 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
 from rotator.core.errors import ConfigError
+from rotator.core.timestamps import format_timestamp
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -111,7 +112,7 @@ class Beat:
             found = verdict(self._at, self._monotonic(), self.limit)
             body: dict[str, object] = {
                 "status": "ok" if found.healthy else "stale",
-                "last_beat": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._wall)),
+                "last_beat": format_timestamp(self._wall),
                 "age_seconds": round(found.age, 3),
                 "stale_after_seconds": round(found.limit, 3),
                 "ticks": self._ticks,

@@ -40,6 +40,7 @@ import schedule
 from rotator.core.durations import format_duration, parse_duration
 from rotator.core.errors import ConfigError, ConfigUntrusted, ExitCode, RotatorError
 from rotator.core.events import EventKind, RotationEvent
+from rotator.core.timestamps import format_timestamp
 from rotator.daemon.health import Beat, HealthServer, stale_after
 from rotator.daemon.metrics import Telemetry
 from rotator.daemon.stop_signals import StopSignals
@@ -78,14 +79,8 @@ class Cadence:
         return stale_after(self.every, self.jitter)
 
     def describe(self) -> str:
-        every = format_duration_seconds(self.every)
-        return f"every {every}" + (f" + up to {format_duration_seconds(self.jitter)} jitter" if self.jitter else "")
-
-
-def format_duration_seconds(seconds: float) -> str:
-    from datetime import timedelta
-
-    return format_duration(timedelta(seconds=seconds))
+        every = format_duration(self.every)
+        return f"every {every}" + (f" + up to {format_duration(self.jitter)} jitter" if self.jitter else "")
 
 
 def parse_cadence(every: str, jitter: str | None) -> Cadence:
@@ -101,7 +96,7 @@ def parse_cadence(every: str, jitter: str | None) -> Cadence:
     if spread > period:
         raise ConfigError(
             f"--jitter {jitter}: longer than --every {every}, so ticks could be further apart than /healthz allows "
-            f"for; write at most --jitter {format_duration_seconds(period)}"
+            f"for; write at most --jitter {format_duration(period)}"
         )
     return Cadence(every=period, jitter=spread)
 
@@ -264,8 +259,8 @@ class Daemon:
             self._say(line)
             return
         wait = max(0.0, idle)
-        at = time.strftime("%H:%M:%SZ", time.gmtime(time.time() + wait))
-        self._say(f"{line}; next tick at {at} (in {format_duration_seconds(round(wait))})")
+        at = format_timestamp(time.time() + wait)
+        self._say(f"{line}; next tick at {at} (in {format_duration(round(wait))})")
 
     # ----------------------------------------------------------------- one tick
 
@@ -290,7 +285,7 @@ class Daemon:
             seconds = time.monotonic() - started
             counts = Counter(ExitCode(o.exit_code).name.lower() for o in outcomes)
             log.info("tick done", extra={"fields": {"tick": number, "seconds": round(seconds, 3), **counts}})
-            self._line = f"tick {number}: done in {seconds:.1f}s: {summarize(outcomes)}"
+            self._line = f"tick {number}: done in {format_duration(seconds, places=2)}: {summarize(outcomes)}"
         except Exception as exc:  # a bad tick must not end the daemon; the next one may well succeed
             shown = str(exc) if isinstance(exc, RotatorError) else f"unexpected {type(exc).__name__} (see the log)"
             log.error("tick failed; the next tick runs as scheduled", exc_info=True, extra={"fields": {"tick": number}})
@@ -299,7 +294,7 @@ class Daemon:
             if isinstance(exc, ConfigError):
                 told = f"a configuration problem ({type(exc).__name__}, see the log)"
             self._alert(TICK_FAILED, f"daemon tick {number} failed: {told}; the next tick runs as scheduled")
-            self._line = f"tick {number}: failed after {time.monotonic() - started:.1f}s"
+            self._line = f"tick {number}: failed after {format_duration(time.monotonic() - started, places=2)}"
         finally:
             self._metrics.ticks.labels(result=result).inc()
             self._after_tick(result)
@@ -320,7 +315,7 @@ class Daemon:
             app = self._build(config)
         except RotatorError as exc:
             self._metrics.reload_failures.inc()
-            since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._config_read_at))
+            since = format_timestamp(self._config_read_at)
             log.error(
                 "configuration not reloaded; keeping the last good one",
                 exc_info=True,
@@ -383,7 +378,7 @@ class Daemon:
 
         now = time.time()
         body = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+            "time": format_timestamp(now),
             "unix": round(now, 3),
             "pid": os.getpid(),
             "ticks": self._ticks,

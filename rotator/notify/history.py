@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from rotator.core.errors import StoreDenied, StoreError
 from rotator.core.events import OBSERVATIONS, EventKind, RotationEvent
 from rotator.core.file_lock import lock_within
 from rotator.core.state_files import check_state_folder, explain_denied, refuse_own_file
+from rotator.core.timestamps import format_timestamp
 
 log = logging.getLogger("rotator.history")
 
@@ -57,7 +57,7 @@ class HistoryLog:
         if event.kind is EventKind.PROGRESS or event.kind in OBSERVATIONS:
             return
         entry = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(event.at)),
+            "time": format_timestamp(event.at),
             "at": round(event.at, 3),
             "credential": event.credential,
             "token": event.token,

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from rotator.core.durations import format_duration
 from rotator.core.errors import ExitCode, RotatorError
 from rotator.rotation.driver import Outcome
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from rotator.config.loader import CredentialConfig
     from rotator.rotation.service import RotationService
 
-__all__ = ["FleetProgress", "format_seconds", "payer", "run_each"]
+__all__ = ["FleetProgress", "payer", "run_each"]
 
 log = logging.getLogger("rotator.fleet")
 
@@ -116,20 +117,10 @@ class FleetProgress:
     def line(self, now: float) -> str:
         done, left = self._done, self._total - self._done
         rate = done / max(now - self._started, 1e-9)
-        eta = f", about {format_seconds(left / rate)} left" if rate > 0 else ""
+        eta = f", about {format_duration(round(left / rate))} left" if rate > 0 else ""
         return (
             f"  fleet: {done} of {self._total} done ({done - self._not_ok} ok, {self._not_ok} not), {rate:.1f}/s{eta}"
         )
-
-
-def format_seconds(seconds: float) -> str:
-    """ "45s", "2m30s", "1h05m": a wait for a person to read."""
-    whole = round(seconds)
-    if whole < 60:
-        return f"{whole}s"
-    if whole < 3600:
-        return f"{whole // 60}m{whole % 60:02d}s"
-    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
 
 
 def run_each(

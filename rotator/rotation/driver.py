@@ -15,6 +15,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from rotator.core.durations import format_duration
 from rotator.core.errors import (
     ConfigError,
     ExitCode,
@@ -29,6 +30,7 @@ from rotator.core.errors import (
 from rotator.core.events import EventBus, EventKind, RotationEvent
 from rotator.core.faultpoints import reached
 from rotator.core.lease_clock import LeaseClock, guarding
+from rotator.core.timestamps import format_timestamp
 from rotator.rotation import reload, revocation, steps
 from rotator.rotation.context import RotationContext, StepFailed
 from rotator.rotation.rollback import after_rollback, roll_back
@@ -108,6 +110,7 @@ class RecordKeeper:
         self._clock = LeaseClock(ttl, monotonic=monotonic, wall=clock)
         self._lease: Lease | None = None
         self._version = 0
+        self._read: tuple[str, RotationRecord | None] | None = None
         self._renewing = False
         self._guard: ExitStack | None = None
 
@@ -125,6 +128,7 @@ class RecordKeeper:
                 raise
             raise RotationInProgress(f"{self._credential}: {exc}") from exc
         self._clock.renewed(sent, granted=self._granted(self._lease, sent))
+        self._read = None
         self._guard = ExitStack()
         self._guard.enter_context(guarding(self.before_request))
         return self
@@ -153,7 +157,7 @@ class RecordKeeper:
             log.warning(
                 "could not release the rotation lease (fence %d); it ends by itself at %s: %s",
                 lease.fence,
-                time.strftime("%H:%M:%SZ", time.gmtime(lease.expires_at)),
+                format_timestamp(lease.expires_at),
                 error,
                 extra={"fields": {"credential": self._credential, "fence": lease.fence}},
             )
@@ -174,7 +178,20 @@ class RecordKeeper:
         """The record (and, for the next write, its version)."""
         versioned = self._ledger.read_record()
         self._version = versioned.version
-        return None if versioned.record is None else RotationRecord.from_dict(versioned.record, store=store)
+        record = None if versioned.record is None else RotationRecord.from_dict(versioned.record, store=store)
+        self._read = (store, record)
+        return record
+
+    def recall(self, *, store: str) -> RotationRecord | None:
+        """The record as this lease last read it, when nothing was written since; read now otherwise.
+
+        Under a lease the record stays as read until this keeper writes it: a write must name a lease that holds and
+        the version read. Should this runner lose its lease, it sends nothing more (`before_request`) and its writes
+        are refused, as they would be after a second read. So a command that read the record to decide does not read
+        it again to start (issue 18: a Lambda step reads it once)."""
+        if self._read is not None and self._read[0] == store:
+            return self._read[1]
+        return self.read(store=store)
 
     def write(self, record: RotationRecord) -> None:
         # Renewed at the start of every step; renew again when time has moved since (a long step, or a suspend the
@@ -183,6 +200,7 @@ class RecordKeeper:
             self.hold()
         else:
             self.check()
+        self._read = None
         self._version = self._ledger.write_record(record.to_dict(), lease=self.lease, version=self._version)
 
     def keepalive(self) -> None:
@@ -206,9 +224,9 @@ class RecordKeeper:
         left = self._clock.left()
         if left < needed:
             raise LeaseLost(
-                f"{self._prefix()}the lease has {left:.1f}s left, less than the {needed:g}s the next request may "
-                "take, and could not be renewed first; this runner changes nothing more and stops. `rotator resume` "
-                "finishes the rotation"
+                f"{self._prefix()}the lease has {format_duration(left, places=2)} left, less than the "
+                f"{format_duration(needed)} the next request may take, and could not be renewed first; this runner "
+                "changes nothing more and stops. `rotator resume` finishes the rotation"
             )
 
     def hold(self, needed: float = 0.0) -> None:
@@ -440,7 +458,7 @@ class Driver:
     def _wait_for_grace(self, record: RotationRecord) -> Outcome:
         cred = self.ctx.cred
         assert record.revoke_after is not None
-        when = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(record.revoke_after))
+        when = format_timestamp(record.revoke_after)
         message = (
             f"{cred.name}: new key {record.new_key_label} is current and verified; the old key "
             f"{record.old_key_label} stays active until the grace window ends at {when}. "
@@ -458,7 +476,8 @@ class Driver:
             done = "enrolled" if record.old_key_label == ENROLLMENT else f"{record.old_key_label} is revoked"
             message = (
                 f"{cred.name}: rotation complete; {record.new_key_label} is current everywhere, "
-                f"{done} ({total:.2f}s of steps, {waited:.2f}s of it waiting)"
+                f"{done} ({format_duration(total, places=2)} of steps, "
+                f"{format_duration(waited, places=2)} of it waiting)"
             )
             self.publish(EventKind.COMPLETED, record, "done", message, total)
             return Outcome(cred.name, ExitCode.OK, message, record)

@@ -4,8 +4,6 @@ never outlives the lease that protects the rotation."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from rotator.core.durations import format_duration
 from rotator.core.model import StoredKey
 from rotator.rotation.context import Journal, RotationContext
@@ -40,7 +38,7 @@ def poll(ctx: RotationContext, journal: Journal, key: StoredKey, *, new_key: boo
             return judgement, attempt + 1
         if elapsed - told >= PROGRESS_EVERY:
             told = elapsed
-            spent, budget = format_duration(timedelta(seconds=round(elapsed))), format_duration(ctx.cred.verify_timeout)
+            spent, budget = format_duration(round(elapsed)), format_duration(ctx.cred.verify_timeout)
             journal.progress(f"still waiting for {wanted} {key.label}: {spent} of up to {budget} ({judgement.reason})")
         journal.keepalive()
         runtime.sleep(machine.poll_delay(attempt))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rotator.core.durations import format_duration
 from rotator.core.errors import RotationIncomplete
 from rotator.core.faultpoints import reached
 from rotator.core.model import Stage
@@ -123,7 +124,7 @@ def run_all(
         result = run_action(action, action_env(action, facts), secrets)
         reached(f"reload.{store}")
         what = f"reload {number} of {len(actions)} ({store}: {action.describe()})"
-        journal.emit(record, "reload", f"{what} ({result.seconds:.2f}s): {result.describe()}")
+        journal.emit(record, "reload", f"{what} ({format_duration(result.seconds, places=2)}): {result.describe()}")
         if not result.ok:
             return f"{what} failed: {result.describe()}"
     return None

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from rotator.config.reloads import TOKEN_SHAPED, ReloadAction
+from rotator.core.durations import format_duration
 
 PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
 """Variables a command always gets from the rotator's environment: enough to find programs and their own settings."""
@@ -102,7 +103,7 @@ def _run_command(action: ReloadAction, env: Mapping[str, str], secrets: Collecti
             code = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             _kill_group(process)
-            outcome = f"killed after its {action.timeout.total_seconds():g}s timeout"
+            outcome = f"killed after its {format_duration(action.timeout)} timeout"
             return _with_last_line(ReloadResult(False, outcome), err, out, secrets)
         if code == 0:
             return ReloadResult(True, "exit 0")
@@ -171,7 +172,7 @@ def _call_url(action: ReloadAction, secrets: Collection[str]) -> ReloadResult:
         ):
             status = response.status_code
     except httpx.TimeoutException:
-        return ReloadResult(False, f"no answer within its {action.timeout.total_seconds():g}s timeout")
+        return ReloadResult(False, f"no answer within its {format_duration(action.timeout)} timeout")
     except httpx.HTTPError as exc:
         said = screened(str(exc), secrets)
         return ReloadResult(False, f"no answer ({type(exc).__name__})", said, withheld=said is None and bool(str(exc)))

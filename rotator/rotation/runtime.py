@@ -148,7 +148,7 @@ class Runtime:
 
         spec = self.config.store(name)
         if self._factories is None:
-            self._factories = load_store_factories()
+            self._factories = load_store_factories({store.type for store in self.config.stores.values()})
         factory = self._factories.get(spec.type)
         if factory is None:
             known = ", ".join(sorted(self._factories))

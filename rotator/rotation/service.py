@@ -15,6 +15,7 @@ from rotator.core.errors import ConfigError, ExitCode, RotationIncomplete, Rotat
 from rotator.core.events import EventBus, EventKind, log_event
 from rotator.core.in_flight import bluum_call_seconds, longest_in_flight
 from rotator.core.model import Stage, StoredKey
+from rotator.core.timestamps import format_timestamp
 from rotator.rotation import preflight
 from rotator.rotation.context import ConfirmRevoked, RotationContext, new_token
 from rotator.rotation.driver import Driver, Outcome, RecordKeeper
@@ -163,7 +164,7 @@ class RotationService:
             if only_if_due and latest is not None and latest.phase.terminal and not self._due(ctx, latest):
                 return self._not_due(ctx, latest, " (another runner rotated it a moment ago)")
             driver = Driver(ctx, keeper, self.bus)
-            record = self._start(ctx, driver, latest, emergency=ctx.emergency, reason=reason, token=token)
+            record = self._start(ctx, keeper, driver, emergency=ctx.emergency, reason=reason, token=token)
             return driver.run(record)
 
     def _in_grace(self, ctx: RotationContext, record: RotationRecord | None) -> str | None:
@@ -173,7 +174,7 @@ class RotationService:
             return None
         if self.runtime.clock() >= record.revoke_after:
             return None
-        when = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(record.revoke_after))
+        when = format_timestamp(record.revoke_after)
         name = ctx.cred.name
         return (
             f"{name}: rotated already ({record.new_key_label} is current); the old key {record.old_key_label} waits "
@@ -201,16 +202,16 @@ class RotationService:
     def _start(
         self,
         ctx: RotationContext,
+        keeper: RecordKeeper,
         driver: Driver,
-        previous_record: RotationRecord | None,
         *,
         emergency: bool,
         reason: str | None,
         token: str | None,
     ) -> RotationRecord:
-        """Preflight under the lease, then the STARTED record. `previous_record`: the record as read under this lease
-        (its version is the one the STARTED record is written over)."""
+        """Preflight under the lease, then the STARTED record, from the record as this lease read it (`recall`)."""
         cred = ctx.cred
+        previous_record = keeper.recall(store=ctx.primary.name)
         current, old_id = preflight.preflight(ctx, previous_record)
         ctx.old = current
         if ctx.new_pair is not None:
@@ -339,7 +340,7 @@ class RotationService:
                         f"{name}: rotation {record.token[:8]} is unfinished (phase {record.phase.value}); finish it "
                         f"with `rotator resume {name}` before rotation {token[:8]} can start. Nothing was changed"
                     )
-                record = self._start(ctx, driver, record, emergency=False, reason=None, token=token)
+                record = self._start(ctx, keeper, driver, emergency=False, reason=None, token=token)
             ctx.emergency = ctx.skip_grace = record.emergency
             return driver.advance(record, wanted)
 
@@ -399,7 +400,7 @@ class RotationService:
             return self._not_due(ctx, record)
         retry_at = machine.retry_after_rollback(record, ctx.cred.rotate_every)
         if record is not None and retry_at is not None and self.runtime.clock() < retry_at:
-            when = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(retry_at))
+            when = format_timestamp(retry_at)
             return Outcome(
                 name,
                 ExitCode.ROLLED_BACK,
@@ -423,7 +424,7 @@ class RotationService:
 
     def _not_due(self, ctx: RotationContext, record: RotationRecord | None, why: str = "") -> Outcome:
         due = machine.next_due(record.current_since if record is not None else None, ctx.cred.rotate_every)
-        when = time.strftime("%Y-%m-%d", time.gmtime(due)) if due else "unknown"
+        when = format_timestamp(due) if due else "unknown"
         return Outcome(ctx.cred.name, ExitCode.OK, f"{ctx.cred.name}: not due (next rotation {when}){why}", record)
 
     def verify(self, name: str) -> Outcome:

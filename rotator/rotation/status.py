@@ -3,12 +3,12 @@ whom. Read-only; a store that cannot be read becomes an error in its own row, ne
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from rotator.core.errors import RotatorError
 from rotator.core.model import Stage
+from rotator.core.timestamps import format_timestamp
 from rotator.rules import machine
 from rotator.rules.record import Phase, RotationRecord
 
@@ -66,7 +66,7 @@ def _waiting(
     if record is not None and record.phase is Phase.ROLLED_BACK:
         later = ""
         if retry_at is not None and now < retry_at:
-            later = f" (the scheduler tries again at {time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime(retry_at))})"
+            later = f" (the scheduler tries again at {format_timestamp(retry_at)})"
         return f"last rotation rolled back ({record.failure}); fix the cause, then `rotator rotate {name}`{later}"
     if due is None:
         return "age unknown (seeded by hand): the next scheduled run counts it (or rotate to start the clock)"

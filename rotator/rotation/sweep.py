@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from backends.ledger import held_lease
+from rotator.core.durations import format_duration
 from rotator.core.errors import LeaseLost
 from rotator.core.in_flight import bluum_call_seconds, longest_in_flight
 from rotator.core.lease_clock import LeaseClock, guarding
 from rotator.core.model import ApiKeyInfo, Stage
+from rotator.rotation import stale_pending
 from rotator.rules import identity, machine
 from rotator.rules.identity import Holding
 
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from rotator.config.loader import CredentialConfig
     from rotator.issuers.base import Issuer
     from rotator.rotation.runtime import Runtime
+    from rotator.rules.record import RotationRecord
 
 LEASE_SECONDS = 5 * 60  # a sweep takes seconds; a crashed one frees the leases it held by then
 
@@ -32,7 +35,7 @@ LEASE_SECONDS = 5 * 60  # a sweep takes seconds; a crashed one frees the leases 
 class SweepFinding:
     credential: str
     key_id: str | None
-    kind: str  # orphan | revoked | held | in-flight | warning
+    kind: str  # orphan | revoked | held | in-flight | warning | stale | cleared
     message: str
 
 
@@ -71,8 +74,7 @@ def sweep(
         stalled = clock.ran_out()
         if stalled or clock.left() < seconds:
             raise LeaseLost(
-                f"sweep: {stalled or f'its leases have {clock.left():.1f}s left, less than a request may take'}; "
-                "nothing more was revoked. Run `rotator sweep` again"
+                f"sweep: {stalled or _too_short(clock.left())}; nothing more was revoked. Run `rotator sweep` again"
             )
 
     with ExitStack() as stack:
@@ -80,14 +82,15 @@ def sweep(
             for cred in creds:
                 stack.enter_context(held_lease(runtime.ledger(cred), runtime.owner, LEASE_SECONDS + takeover_extra))
             stack.enter_context(guarding(guard))
-        views = [_sweep_view(runtime, cred) for cred in creds]
+        records = {cred.name: runtime.read_record(cred) for cred in creds}
+        findings = [found for cred in creds for found in _stale_pendings(runtime, cred, records[cred.name], revoke)]
+        views = [_sweep_view(runtime, cred, records[cred.name]) for cred in creds]  # after the drops: orphans now
         holdings = runtime.holdings() if revoke else []
         known: dict[str, set[str]] = {}
         in_flight: dict[str, set[str]] = {}
         for view in views:
             known.setdefault(view.scope, set()).update(view.known)
             in_flight.setdefault(view.scope, set()).update(view.tokens)
-        findings: list[SweepFinding] = []
         reported: set[str] = set()
         # First each credential's own keys (their name says whose), then what no credential made.
         for owned in (True, False):
@@ -109,13 +112,29 @@ def sweep(
     return findings
 
 
-def _sweep_view(runtime: Runtime, cred: CredentialConfig) -> _SweepView:
+def _stale_pendings(
+    runtime: Runtime, cred: CredentialConfig, record: RotationRecord | None, drop: bool
+) -> list[SweepFinding]:
+    """PENDINGs no rotation in flight owns (`rotator.rotation.stale_pending`): reported, or with `drop` (under the
+    lease) taken off, so the key they held is judged below as any other key no store knows."""
+    findings = []
+    for stale in stale_pending.find(runtime.stores_of(cred), record):
+        why = stale.why(record)
+        if not drop:
+            findings.append(
+                SweepFinding(cred.name, stale.key.key_id, "stale", f"{why}; `rotator sweep --revoke` takes it off")
+            )
+        elif stale.store.drop_pending(stale.token) is not None:
+            findings.append(SweepFinding(cred.name, stale.key.key_id, "cleared", f"{why}: taken off"))
+    return findings
+
+
+def _sweep_view(runtime: Runtime, cred: CredentialConfig, record: RotationRecord | None) -> _SweepView:
     """What one credential knows: the keys in its stores (by public key), and its unfinished rotation's token."""
     issuer = runtime.issuer(cred)
     keys = issuer.list_keys() or []
     known: set[str] = set()
     tokens: set[str] = set()
-    record = runtime.read_record(cred)
     if record is not None and not record.phase.terminal:
         tokens.add(record.token)  # its keys are the unfinished rotation's to finish or undo, not sweep's
     for store in runtime.stores_of(cred):
@@ -181,3 +200,7 @@ def _sweep_one(
             hint = "made by this tool" if ours else "not made by this tool (--include-foreign to revoke)"
             findings.append(SweepFinding(cred.name, info.id, "orphan", f"active key no store knows; {hint}"))
     return findings
+
+
+def _too_short(left: float) -> str:
+    return f"its leases have {format_duration(left, places=2)} left, less than a request may take"

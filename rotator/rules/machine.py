@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 
+from rotator.core.durations import format_duration
 from rotator.core.model import ApiKeyInfo, Environment, StoredKey
 from rotator.rules.record import Phase, RotationRecord
 
@@ -193,7 +194,8 @@ def judge_new_key(outcome: str, code: str | None, reason: str, *, elapsed: float
         return Judgement(Verdict.RETRY, f"{what}: {reason}")
     return Judgement(
         Verdict.FAILED,
-        f"the new key was still not accepted after {elapsed:.1f}s (verify_timeout {timeout:g}s): {reason}",
+        f"the new key was still not accepted after {format_duration(elapsed, places=2)} "
+        f"(verify_timeout {format_duration(timeout)}): {reason}",
     )
 
 
@@ -205,7 +207,7 @@ def judge_old_key(outcome: str, reason: str, *, elapsed: float, timeout: float) 
         return Judgement(Verdict.RETRY, f"old key not rejected yet: {reason}")
     return Judgement(
         Verdict.FAILED,
-        f"the old key still is not rejected after {elapsed:.1f}s ({reason})",
+        f"the old key still is not rejected after {format_duration(elapsed, places=2)} ({reason})",
     )
 
 

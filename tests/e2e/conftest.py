@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,6 +70,12 @@ class Workspace:
     @property
     def config(self) -> Path:
         return self.root / "rotator.toml"
+
+    @contextmanager
+    def sampling_paused(self) -> Iterator[None]:
+        """Change `sampled` together with the files in here: no sampler round runs inside (`KeySampler.paused`)."""
+        with self.sampler.paused() if self.sampler is not None else nullcontext():
+            yield
 
     def write_config(self, **overrides: str) -> None:
         grace = overrides.get("grace", self.grace)

@@ -21,7 +21,8 @@ import hashlib
 import http.client
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -93,6 +94,13 @@ class KeySampler:
         self.round()
         with self._lock:
             self.excused.add((api_key, api_secret))
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """No round runs inside (one under way ends first): a test that removes or moves a watched file takes it off
+        the targets in here, so no round can read the file after it went and before it left the list."""
+        with self._lock:
+            yield
 
     def start(self) -> KeySampler:
         self._thread.start()

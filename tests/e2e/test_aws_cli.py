@@ -48,8 +48,9 @@ class AwsPrimary:
         ws.edit_config(APP_STORE_TABLE, "")
         ws.add_config(f'\n[stores.aws]\ntype = "aws"\nsecret_id = "{self.name}"\nledger_table = "{LEDGER_TABLE}"\n')
         ws.edit_config('store = "app"\n', 'store = "aws"\n')
-        (ws.root / "app.env").unlink()
-        ws.sampled = [t for t in ws.sampled if t != ("app.env", "BLUUM_")] + [PairSource("aws", self.read)]
+        with ws.sampling_paused():  # app.env leaves the sampler's list before it leaves the disk
+            ws.sampled = [t for t in ws.sampled if t != ("app.env", "BLUUM_")] + [PairSource("aws", self.read)]
+            (ws.root / "app.env").unlink()
 
     def read(self) -> tuple[str | None, str | None, str | None]:
         value = self.value()

@@ -311,7 +311,7 @@ def test_done_line_reports_step_time_and_waiting(ws: Workspace):
     result = ws.cli("rotate", "trading")
     assert result.exit_code == 0
     done = next(line for line in result.output.splitlines() if "rotation complete" in line)
-    timing = re.search(r"\((\d+\.\d\d)s of steps, (\d+\.\d\d)s of it waiting\)", done)
+    timing = re.search(r"\((\d+(?:\.\d{1,2})?)s of steps, (\d+(?:\.\d{1,2})?)s of it waiting\)", done)
     assert timing, done
     steps, waited = float(timing.group(1)), float(timing.group(2))
     # The new key answers 401 for 0.5 s: the verification sleeps through at least that, and sleeps are counted.

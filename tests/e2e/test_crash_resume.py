@@ -58,6 +58,7 @@ def fresh(ws: Workspace) -> None:
         ws.sidecar_path(name).unlink(missing_ok=True)
 
 
+@pytest.mark.timeout(600)  # a chain of dozens of CLI runs: 40 s on a quiet machine, minutes on a loaded one
 def test_forward_path_every_boundary(ws: Workspace, tmp_path: Path):
     points = trace(ws, tmp_path, "forward")
     assert set(points) == FORWARD_KINDS, f"trace differs from the declared boundaries: {points}"
@@ -111,6 +112,7 @@ def _info(raw: dict[str, object]):
     )
 
 
+@pytest.mark.timeout(600)  # a chain of dozens of CLI runs: 40 s on a quiet machine, minutes on a loaded one
 def test_rollback_path_every_boundary(ws: Workspace, tmp_path: Path):
     ws.write_config(verify_timeout="1s")
     ws.delay_new_keys(3600)

@@ -25,19 +25,11 @@ from rotator.simulator import Simulator
 from tests.aws_fixtures import Moto
 from tests.conftest import LeakGuard
 from tests.fault_proxy import LEDGER_WRITES, FaultProxy, Request
-from tests.freeze_boundaries import Boundary, Primary, aws_digest, fence, trial, vault_digest
+from tests.freeze_boundaries import Boundary, Primary, aws_digest, fence, needs_another_host, trial, vault_digest
 from tests.openbao import OpenBao
 from tests.store_workspaces import StoreWorkspace, aws_workspace, vault_workspace
 
 pytestmark = pytest.mark.slow
-
-
-def _needs_another_host() -> None:
-    import os
-    import shutil
-
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        pytest.skip("another host needs `unshare --uts`, which needs root")
 
 
 @pytest.fixture
@@ -117,7 +109,7 @@ def test_a_runner_frozen_with_a_write_on_the_wire_changes_nothing_after_the_take
     write: str,
     takeover: str,
 ):
-    _needs_another_host()
+    needs_another_host()
     store: Primary = request.getfixturevalue(f"{primary}_primary")
     ws = store.make(tmp_path / "ws")
     t = trial(sim, store, boundary, ws, 0, takeover, hold_on=held(primary, write))

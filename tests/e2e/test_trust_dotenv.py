@@ -48,9 +48,10 @@ def move_app_to(ws: Workspace, folder: Path, *, owner: int = 0, mode: int = 0o75
     os.chown(folder, owner, owner)
     folder.chmod(mode)
     target = folder / "app.env"
-    shutil.move(ws.root / "app.env", target)
+    with ws.sampling_paused():  # the sampler follows the file as it moves
+        shutil.move(ws.root / "app.env", target)
+        ws.sampled = [("tenant.env", "BLUUM_"), (str(target), "BLUUM_"), ("mirror.env", "TRADING_")]
     ws.edit_config('path = "app.env"', f'path = "{target}"')
-    ws.sampled = [("tenant.env", "BLUUM_"), (str(target), "BLUUM_"), ("mirror.env", "TRADING_")]
     return target
 
 

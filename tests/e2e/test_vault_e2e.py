@@ -50,8 +50,11 @@ def vault(openbao: OpenBao, vault_path: str, ws: Workspace, monkeypatch: pytest.
 
 @pytest.fixture
 def down_vault(file_backed_openbao: OpenBao, ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> Iterator[VaultPrimary]:
-    """The same on this test's own file-backed server, which it may stop and start (its data survives)."""
+    """The same on this test's own file-backed server, which it may stop and start (its data survives). Two attempts
+    per Vault call (`max_attempts`): a call on the stopped server gives up after one short wait, not the default six
+    attempts' 3 s, and what the rotation does then is the same."""
     primary = VaultPrimary.install(ws, file_backed_openbao, "apps")
+    ws.edit_config(f'path = "{primary.path}"\n', f'path = "{primary.path}"\nmax_attempts = 2\n')
     monkeypatch.setenv("VAULT_TOKEN", primary.token)
     yield primary
     primary.close()

@@ -134,9 +134,10 @@ class VaultPrimary:
         seeded = {"api_key": pair.api_key, "api_secret": pair.api_secret.reveal(), "key_id": str(pair.key_id)}
         primary.write({**seeded, **(other_fields or {})})
         primary.configure()
-        if "app" not in also:
-            (ws.root / "app.env").unlink()  # nothing may read it by mistake: the key is in Vault now
-        ws.sampled = [t for t in ws.sampled if "app" in also or t != ("app.env", "BLUUM_")] + [source.target()]
+        with ws.sampling_paused():  # app.env leaves the sampler's list before it leaves the disk
+            ws.sampled = [t for t in ws.sampled if "app" in also or t != ("app.env", "BLUUM_")] + [source.target()]
+            if "app" not in also:
+                (ws.root / "app.env").unlink()  # nothing may read it by mistake: the key is in Vault now
         return primary
 
     def __repr__(self) -> str:

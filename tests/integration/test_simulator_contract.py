@@ -476,7 +476,9 @@ def test_create_rejects_invalid_json(api: httpx.Client, investor: str) -> None:
     error_of(api.post(f"/v1/investors/{investor}/api-keys", json=["a", "list"]), 400, "BLUM-400-001")
 
 
-@pytest.mark.parametrize("bad_id", [str(uuid.uuid4()), "inv_short", "inv_" + "I" * 26, "inv_" + "u" * 26])
+@pytest.mark.parametrize(
+    "bad_id", ["d78a5f4b-a8bb-4473-bdd7-77be5cd8296d", "inv_short", "inv_" + "I" * 26, "inv_" + "u" * 26]
+)
 def test_malformed_investor_id_is_400_003(api: httpx.Client, bad_id: str) -> None:
     inner = error_of(api.post(f"/v1/investors/{bad_id}/api-keys", json={}), 400, "BLUM-400-003")
     assert inner["param"] == "investor_id"

@@ -894,8 +894,9 @@ def test_throttle_acquire_waits_out_the_window_after_its_slot() -> None:
     start = clock()
     for _ in range(10):
         throttle.admit(start)  # ten real sends at `start`, outside the smooth schedule
-    waited = throttle.acquire(clock, clock.sleep)
-    assert waited == pytest.approx(1.0 + throttle._guard)
+    slot = throttle.acquire(clock, clock.sleep)
+    assert slot is not None
+    assert slot.waited == pytest.approx(1.0 + throttle._guard)
     assert clock() - start == pytest.approx(1.0 + throttle._guard)
 
 

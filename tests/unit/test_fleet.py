@@ -14,7 +14,7 @@ import pytest
 
 from rotator.config.loader import MINIMAL_EXAMPLE, ConfigProblems, FleetSettings, parse_config
 from rotator.core.errors import ConfigError, ExitCode
-from rotator.ops.fleet import FleetProgress, format_seconds, payer, run_each
+from rotator.ops.fleet import FleetProgress, payer, run_each
 from rotator.rotation.driver import Outcome
 
 
@@ -145,7 +145,3 @@ def test_fleet_progress_says_how_far_at_most_every_ten_seconds() -> None:
     for n in range(30, 100):
         progress(Outcome(f"c{n}", ExitCode.OK, "m"))
     assert len(lines) == 1  # no line for the last one: the outcomes themselves follow
-
-
-def test_format_seconds_reads_like_a_wait() -> None:
-    assert [format_seconds(s) for s in (4.4, 150, 3900)] == ["4s", "2m30s", "1h05m"]
