@@ -176,10 +176,8 @@ def _sweep(service: Any) -> list[str]:  # noqa: ANN401 - RotationService, import
     """Revoke keys this rotator made for the secret that no store holds (a createSecret whose answer was lost after
     Bluum made the key). Only its own keys: the key name carries the credential, so other keys of the investor
     (used by who knows what) are never touched."""
-    from rotator.rotation.sweep import sweep
-
     revoked = []
-    for finding in sweep(service, revoke=True):
+    for finding in service.sweep(revoke=True):
         log.info("%s", finding.message, extra={"fields": {"step": "sweep", "kind": finding.kind}})
         if finding.kind == "revoked" and finding.key_id:
             revoked.append(finding.key_id)
@@ -210,7 +208,7 @@ def _configuration_test(service: RotationService, arn: str, token: str) -> bool:
     service: the secret is one this function manages, its JSON agrees with the configuration, its and the manager's
     base URLs are allowed hosts, both secrets read. A placeholder without a key (the module's default before the
     first key is put in) passes, so turning rotation on without rotating at once works."""
-    record = service.read_record(service.context(credential_name(arn)))
+    record = service.runtime.read_record(service.config.credential(credential_name(arn)))
     return record is None or record.token != token
 
 

@@ -52,7 +52,15 @@ from rotator.core.errors import (
     BluumInvalidRequest,
     BluumUnexpectedResponse,
 )
-from rotator.core.model import DEFAULT_BASE_URLS, ApiKeyInfo, CreatedKey, Environment, KeyPair
+from rotator.core.model import (
+    DEFAULT_API_KEYS_PATH,
+    DEFAULT_BASE_URLS,
+    DEFAULT_CHECK_PATH,
+    ApiKeyInfo,
+    CreatedKey,
+    Environment,
+    KeyPair,
+)
 
 __all__ = [
     "AUTH_REASONS",
@@ -67,9 +75,6 @@ __all__ = [
 
 logger = logging.getLogger("rotator.bluum")
 
-DEFAULT_API_KEYS_PATH: Final = "/investors/{investor_id}/api-keys"
-DEFAULT_CHECK_PATH: Final = "/assets?asset_class=us_equity&tradable=true"
-"""Bluum's own "test your credentials" call (bluum-api.md §6): read-only and cheap."""
 
 PAGE_SIZE: Final = 100
 """Keys per list page: within Bluum's 1..200, large enough that one page is the common case."""

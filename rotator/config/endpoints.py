@@ -12,7 +12,7 @@ from typing import Final
 from urllib.parse import SplitResult, urlsplit
 
 from rotator.config.tables import Table
-from rotator.core.model import DEFAULT_BASE_URLS, Environment
+from rotator.core.model import DEFAULT_API_KEYS_PATH, DEFAULT_BASE_URLS, DEFAULT_CHECK_PATH, Environment
 from rotator.core.urls import is_loopback_host
 
 __all__ = [
@@ -29,11 +29,6 @@ SANDBOX_HOSTS: Final = frozenset(
 )
 PRODUCTION_HOSTS: Final = frozenset({"api.bluumfinance.com", "service.bluumfinance.com", "api.bluum.finance"})
 """The three host generations Bluum's docs use (bluum-api.md §3). Any of them may be configured."""
-
-DEFAULT_CHECK_PATH: Final = "/assets?asset_class=us_equity&tradable=true"
-"""Bluum's own "test your credentials" call: read-only, cheap, and allowed for every key scope."""
-DEFAULT_API_KEYS_PATH: Final = "/investors/{investor_id}/api-keys"
-"""Where issuer "bluum" creates, lists and revokes keys. Configurable so a future tenant-key API needs no code."""
 
 
 def parse_base_url(table: Table, environment: Environment | None) -> str | None:

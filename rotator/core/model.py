@@ -6,6 +6,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
 from rotator.core.secret import Secret
 
@@ -56,6 +57,11 @@ DEFAULT_BASE_URLS: dict[Environment, str] = {
     Environment.SANDBOX: "https://sandbox.api.bluumfinance.com/v1",
     Environment.PRODUCTION: "https://api.bluumfinance.com/v1",
 }
+DEFAULT_CHECK_PATH: Final = "/assets?asset_class=us_equity&tradable=true"
+"""Bluum's own "test your credentials" call (bluum-api.md §6): read-only, cheap, and allowed for every key scope."""
+DEFAULT_API_KEYS_PATH: Final = "/investors/{investor_id}/api-keys"
+"""Where issuer "bluum" creates, lists and revokes keys. Configurable so a future tenant-key API needs no code. Both
+paths are Bluum facts, kept here once for the configuration (its defaults) and the client (its own)."""
 
 
 @dataclass(frozen=True, slots=True)

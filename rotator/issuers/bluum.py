@@ -7,18 +7,32 @@ message says which credential and store hold it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rotator.core.errors import BluumAuthError, BluumForbidden, ConfigError
-from rotator.core.model import ApiKeyInfo, CreatedKey, KeyPair, Stage
+from rotator.core.model import ApiKeyInfo, CreatedKey, KeyPair, StoredKey
 from rotator.rules.guards import guard_environment, guard_values
 
 if TYPE_CHECKING:
     from rotator.bluum.client import BluumClient
     from rotator.config.loader import CredentialConfig
-    from rotator.rotation.runtime import Runtime
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerKey:
+    """Where a manager credential's tenant key is read, at each call: a rotated manager key is picked up at once."""
+
+    credential: str
+    """The manager credential's name."""
+    store: str
+    """The name of the store that holds its key (its primary)."""
+    read: Callable[[], StoredKey | None]
+    """The manager's CURRENT as that store holds it now (None: none)."""
+    describe: Callable[[], str]
+    """That store, in words (`SecretStore.describe`), for the message of a refused manager key."""
 
 
 class BluumIssuer:
@@ -28,31 +42,33 @@ class BluumIssuer:
     mints = True
     revokes = True
 
-    def __init__(self, cred: CredentialConfig, runtime: Runtime, *, investor_id: str, manager: str) -> None:
+    def __init__(
+        self, cred: CredentialConfig, *, client: Callable[[], BluumClient], manager: ManagerKey, investor_id: str
+    ) -> None:
+        """`client`: the Bluum client for `cred`'s base URL, asked for at each call (built on first use)."""
         self._cred = cred
-        self._runtime = runtime
+        self._client_for = client
+        self._manager = manager
         self.investor_id = investor_id
         self.scope = f"investor {investor_id}"
-        self._manager = runtime.config.credential(manager)
 
     @property
     def _client(self) -> BluumClient:
-        return self._runtime.client(self._cred.base_url)
+        return self._client_for()
 
     def manager_pair(self) -> KeyPair:
         """The manager credential's CURRENT, checked for environment and usable values."""
         manager = self._manager
-        stored = self._runtime.store(manager.store).read(Stage.CURRENT)
+        stored = manager.read()
         if stored is None:
             raise ConfigError(
-                f"manager credential {manager.name!r} has no current key in store {manager.store!r}: "
+                f"manager credential {manager.credential!r} has no current key in store {manager.store!r}: "
                 "put the tenant key there first"
             )
-        what = f"manager key {stored.label} (credential {manager.name!r})"
+        what = f"manager key {stored.label} (credential {manager.credential!r})"
         guard_environment(self._cred.name, self._cred.environment, stored, what)
-        where = f"the manager key in store {manager.store!r} (credential {manager.name!r})"
+        where = f"the manager key in store {manager.store!r} (credential {manager.credential!r})"
         guard_values(self._cred.name, stored, where)
-        self._runtime.name_key(stored.api_key, manager.name)
         return KeyPair(
             api_key=stored.api_key,
             api_secret=stored.api_secret,
@@ -85,7 +101,7 @@ class BluumIssuer:
 
     def source(self) -> str:
         environment = self._cred.environment.bluum_name
-        return f"create a new {environment} key for {self.investor_id} with {self._manager.name}'s key"
+        return f"create a new {environment} key for {self.investor_id} with {self._manager.credential}'s key"
 
     def person_revokes(self, label: str) -> str:
         return (
@@ -100,11 +116,10 @@ class BluumIssuer:
             yield
         except (BluumAuthError, BluumForbidden) as exc:
             manager = self._manager
-            store = self._runtime.store(manager.store)
             raise type(exc)(
-                f"{exc.detail}. That is the manager key of {self._cred.name}: credential {manager.name!r}, kept in "
-                f"store {store.name!r} ({store.describe()}). Put a working tenant key there (Bluum's dashboard, "
-                "Settings → API Keys), then run the command again",
+                f"{exc.detail}. That is the manager key of {self._cred.name}: credential {manager.credential!r}, kept "
+                f"in store {manager.store!r} ({manager.describe()}). Put a working tenant key there (Bluum's "
+                "dashboard, Settings → API Keys), then run the command again",
                 status=exc.status,
                 code=exc.code,
                 request_id=exc.request_id,

@@ -137,8 +137,6 @@ def run_each(
     A name not reached because the runtime was asked to stop gets an outcome that says so (exit 4: resume it).
     `on_done` hears of each outcome as it comes (from the thread that made it; `FleetProgress`).
     """
-    if on_done is not None:
-        action = _reporting(action, on_done)
     fleet = service.config.fleet
     total = max(1, concurrency or fleet.concurrency)
     lane_width = max(1, per_payer or fleet.per_payer)
@@ -150,7 +148,7 @@ def run_each(
     if total == 1 or len(names) <= 1:
         for index, name in enumerate(names):
             if not stopping.is_set():
-                outcomes[index] = _guarded(name, action)
+                outcomes[index] = _run_one(name, action, on_done)
         return _filled(names, outcomes)
     lanes = _Lanes(groups, lane_width)
 
@@ -158,7 +156,7 @@ def run_each(
         while (taken := lanes.take(stopping)) is not None:
             group, index = taken
             try:
-                outcomes[index] = _guarded(names[index], action)
+                outcomes[index] = _run_one(names[index], action, on_done)
             finally:
                 lanes.done(group)
 
@@ -172,16 +170,15 @@ def run_each(
     return _filled(names, outcomes)
 
 
-def _reporting(action: Action, on_done: Callable[[Outcome], None]) -> Action:
-    def run(name: str) -> Outcome:
-        outcome = _guarded(name, action)
+def _run_one(name: str, action: Action, on_done: Callable[[Outcome], None] | None) -> Outcome:
+    """One name's action, guarded once; `on_done` hears of its outcome, and a report that fails costs nothing."""
+    outcome = _guarded(name, action)
+    if on_done is not None:
         try:
             on_done(outcome)
         except Exception:  # a progress line must never cost a rotation its outcome
             log.exception("progress report failed", extra={"fields": {"credential": name}})
-        return outcome
-
-    return run
+    return outcome
 
 
 def _filled(names: Sequence[str], outcomes: list[Outcome | None]) -> list[Outcome]:

@@ -88,7 +88,7 @@ def preflight(ctx: RotationContext, record: RotationRecord | None) -> tuple[Stor
     refuse_unrunnable(ctx)
     check_targets(ctx)
     current = read_current(ctx)
-    keys = ctx.issuer.list_keys()
+    keys = ctx.list_keys()
     current_id = identify_current(ctx, current, keys)
     # A store of another credential that cannot be read does not stop the start (its application's broken file must
     # not stop this rotation, least of all an emergency): it matters at the revoke, which checks it again.

@@ -79,7 +79,7 @@ def revoke_old(ctx: RotationContext, record: RotationRecord, journal: Journal) -
         confirm_new_key(ctx, record)
     check_previous(ctx, record, journal)
     old = ctx.primary.read(Stage.PREVIOUS)
-    keys = ctx.issuer.list_keys() or []
+    keys = ctx.recent_keys() or []  # preflight's, when it was read seconds ago in this command (no grace window)
     if record.old_public_key is not None:
         target = next((info for info in keys if info.public_key == record.old_public_key), None)
     elif old is not None:

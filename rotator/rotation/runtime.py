@@ -18,12 +18,13 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from rotator.core.errors import ConfigError, StoreError, StoreNotFound
-from rotator.core.model import Stage
-from rotator.rules import identity
+from rotator.core.model import Stage, StoredKey
 from rotator.rules.identity import Holding, Survey, Unreadable
+from rotator.rules.record import RotationRecord
 
 if TYPE_CHECKING:
     from backends.base import SecretStore, StoreFactory
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from rotator.bluum.traffic import ResponseObserver
     from rotator.config.loader import Config, CredentialConfig
     from rotator.issuers.base import Issuer
+    from rotator.issuers.bluum import ManagerKey
 
 __all__ = ["HOLDINGS_TTL", "Meter", "Runtime", "Survey", "Unreadable", "default_owner"]
 
@@ -175,6 +177,12 @@ class Runtime:
             )
         return primary
 
+    def read_record(self, cred: CredentialConfig) -> RotationRecord | None:
+        """`cred`'s rotation record, read without a lease (to decide or to show; a command that changes something
+        reads it again under its lease)."""
+        data = self.ledger(cred).read_record().record
+        return None if data is None else RotationRecord.from_dict(data, store=cred.store)
+
     def holdings(self, *, fresh: Collection[str] | None = None) -> list[Holding]:
         """Every stage of every configured store, by public key: the keys some application may be using.
 
@@ -238,13 +246,6 @@ class Runtime:
             self._holdings[name] = (mark, now, held)  # the mark taken before reading: a write meanwhile shows next time
         return held
 
-    def shared_key(self, cred: CredentialConfig) -> str | None:
-        """Where else than in `cred`'s own stores its current key is held (two credentials must not share one)."""
-        current = self.store(cred.store).read(Stage.CURRENT)
-        if current is None:
-            return None
-        return identity.shared_with_others(current, self.holdings(fresh=cred.targets), cred.name)
-
     # ----------------------------------------------------------------- Bluum
 
     def client(self, base_url: str) -> BluumClient:
@@ -292,8 +293,25 @@ class Runtime:
             if cred.name not in self._issuers:
                 from rotator.issuers import build_issuer
 
-                self._issuers[cred.name] = build_issuer(cred, self)
+                self._issuers[cred.name] = build_issuer(
+                    cred, client=partial(self.client, cred.base_url), manager_key=self.manager_key
+                )
             return self._issuers[cred.name]
+
+    def manager_key(self, name: str) -> ManagerKey:
+        """The reader of manager credential `name`'s key for an issuer: its primary's CURRENT, read at each call, and
+        remembered as `name`'s key for the metrics (`name_key`)."""
+        from rotator.issuers.bluum import ManagerKey
+
+        manager = self.config.credential(name)
+
+        def read() -> StoredKey | None:
+            stored = self.store(manager.store).read(Stage.CURRENT)
+            if stored is not None:
+                self.name_key(stored.api_key, manager.name)
+            return stored
+
+        return ManagerKey(manager.name, manager.store, read, lambda: self.store(manager.store).describe())
 
     # ----------------------------------------------------------------- lifetime
 

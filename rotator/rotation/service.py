@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from rotator.core.errors import ConfigError, ExitCode, RotationIncomplete, RotationInProgress, StoreNotFound
@@ -21,7 +22,7 @@ from rotator.rotation.driver import Driver, Outcome, RecordKeeper
 from rotator.rotation.reload import refuse_unrunnable
 from rotator.rotation.rollback import after_rollback, roll_back
 from rotator.rotation.runtime import Runtime
-from rotator.rules import identity, machine
+from rotator.rules import machine
 from rotator.rules.machine import Step
 from rotator.rules.record import ENROLLMENT, Phase, RotationRecord
 
@@ -98,11 +99,6 @@ class RotationService:
         """Whether `name`'s keys are minted by its issuer (so `rotate --all` can rotate it unattended)."""
         return self.runtime.issuer(self.config.credential(name)).mints
 
-    def read_record(self, ctx: RotationContext) -> RotationRecord | None:
-        """The credential's record, read without a lease (for views)."""
-        data = self.runtime.ledger(ctx.cred).read_record().record
-        return None if data is None else RotationRecord.from_dict(data, store=ctx.primary.name)
-
     def _keeper(self, ctx: RotationContext) -> RecordKeeper:
         """The record keeper of a command that may change something; the history it will append to is checked
         first, so a history folder this user cannot write stops the command before anything changes."""
@@ -142,24 +138,38 @@ class RotationService:
             name, emergency=emergency, skip_grace=emergency, new_pair=new_pair, confirm_revoked=confirm_revoked
         )
         self._check_request(ctx, emergency=emergency, reason=reason, dry_run=dry_run, token=token)
-        waiting = self._in_grace(ctx)
-        if waiting is not None and not emergency:
-            return Outcome(name, ExitCode.OK, waiting, self.read_record(ctx))
+        seen = self.runtime.read_record(ctx.cred)
+        return self._rotate(ctx, seen, reason=reason, token=token, only_if_due=only_if_due, dry_run=dry_run)
+
+    def _rotate(
+        self,
+        ctx: RotationContext,
+        seen: RotationRecord | None,
+        *,
+        reason: str | None = None,
+        token: str | None = None,
+        only_if_due: bool = False,
+        dry_run: bool = False,
+    ) -> Outcome:
+        """Rotate `ctx`'s credential, whose record read `seen` before the lease (to decide): it is read once more,
+        under the lease, and that reading is the one the rotation starts from (its version names the first write)."""
+        waiting = self._in_grace(ctx, seen)
+        if waiting is not None and not ctx.emergency:
+            return Outcome(ctx.cred.name, ExitCode.OK, waiting, seen)
         if dry_run:
-            current, current_id = preflight.preflight(ctx, self.read_record(ctx))
-            return Outcome(name, ExitCode.OK, preflight.plan(ctx, current, current_id), self.read_record(ctx))
+            current, current_id = preflight.preflight(ctx, seen)
+            return Outcome(ctx.cred.name, ExitCode.OK, preflight.plan(ctx, current, current_id), seen)
         with self._keeper(ctx) as keeper:
-            if only_if_due:
-                latest = keeper.read(store=ctx.primary.name)
-                if latest is not None and latest.phase.terminal and not self._due(ctx, latest):
-                    return self._not_due(ctx, latest, " (another runner rotated it a moment ago)")
+            latest = keeper.read(store=ctx.primary.name)
+            if only_if_due and latest is not None and latest.phase.terminal and not self._due(ctx, latest):
+                return self._not_due(ctx, latest, " (another runner rotated it a moment ago)")
             driver = Driver(ctx, keeper, self.bus)
-            record = self._start(ctx, keeper, driver, emergency=emergency, reason=reason, token=token)
+            record = self._start(ctx, keeper, driver, emergency=ctx.emergency, reason=reason, token=token)
             return driver.run(record)
 
-    def _in_grace(self, ctx: RotationContext) -> str | None:
-        """What to say when the last rotation is only waiting out its grace window: nothing to start, nothing wrong."""
-        record = self.read_record(ctx)
+    def _in_grace(self, ctx: RotationContext, record: RotationRecord | None) -> str | None:
+        """What to say when the last rotation (`record`) is only waiting out its grace window: nothing to start,
+        nothing wrong."""
         if record is None or record.phase is not Phase.VERIFIED or record.revoke_after is None:
             return None
         if self.runtime.clock() >= record.revoke_after:
@@ -199,7 +209,7 @@ class RotationService:
         reason: str | None,
         token: str | None,
     ) -> RotationRecord:
-        """Preflight under the lease, then the STARTED record."""
+        """Preflight under the lease, then the STARTED record, from the record as this lease read it (`recall`)."""
         cred = ctx.cred
         previous_record = keeper.recall(store=ctx.primary.name)
         current, old_id = preflight.preflight(ctx, previous_record)
@@ -288,12 +298,16 @@ class RotationService:
 
     def resume(self, name: str, *, skip_grace: bool = False, confirm_revoked: ConfirmRevoked | None = None) -> Outcome:
         """Finish (or, when it cannot go forward, roll back) the rotation the record says is unfinished."""
-        ctx = self.context(name, skip_grace=skip_grace, confirm_revoked=confirm_revoked)
+        return self._resume(self.context(name, skip_grace=skip_grace, confirm_revoked=confirm_revoked))
+
+    def _resume(self, ctx: RotationContext) -> Outcome:
+        """`resume` of the credential of `ctx` (built by the caller, who may have read the record to decide)."""
+        name = ctx.cred.name
         with self._keeper(ctx) as keeper:
             record = keeper.read(store=ctx.primary.name)
             if record is None or record.phase.terminal:
                 return Outcome(name, ExitCode.OK, f"{name}: nothing to resume", record)
-            ctx.skip_grace = skip_grace or record.emergency
+            ctx.skip_grace = ctx.skip_grace or record.emergency
             ctx.emergency = record.emergency
             driver = Driver(ctx, keeper, self.bus)
             message = f"resuming rotation {record.token[:8]} of {name} from {record.phase.value}"
@@ -373,11 +387,15 @@ class RotationService:
         Never waits on a person: a manual credential that is due is reported (exit 4) with what to do.
         """
         ctx = self.context(name)
-        record = self.read_record(ctx)
+        record = self.runtime.read_record(
+            ctx.cred
+        )  # to decide; the rotation or the resume reads it again under the lease
         if record is not None and not record.phase.terminal:
-            return self.resume(name)
+            return self._resume(ctx)
         if record is None and ctx.cred.seeded_key_age == "count":
-            record = self._count_seeded_key(ctx)
+            from rotator.rotation.seeded import count_seeded_key
+
+            record = count_seeded_key(ctx, partial(self._keeper, ctx))
         if not self._due(ctx, record):
             return self._not_due(ctx, record)
         retry_at = machine.retry_after_rollback(record, ctx.cred.rotate_every)
@@ -398,7 +416,7 @@ class RotationService:
                 f"`rotator rotate {name} --new-key-file FILE`",
                 record,
             )
-        return self.rotate(name, only_if_due=True)
+        return self._rotate(ctx, record, only_if_due=True)
 
     def _due(self, ctx: RotationContext, record: RotationRecord | None) -> bool:
         since = record.current_since if record is not None else None
@@ -408,40 +426,6 @@ class RotationService:
         due = machine.next_due(record.current_since if record is not None else None, ctx.cred.rotate_every)
         when = format_timestamp(due) if due else "unknown"
         return Outcome(ctx.cred.name, ExitCode.OK, f"{ctx.cred.name}: not due (next rotation {when}){why}", record)
-
-    def _count_seeded_key(self, ctx: RotationContext) -> RotationRecord | None:
-        """A key seeded by hand has no rotation behind it: take its age from Bluum's key list (its creation time),
-        else count from now, the first time the rotator sees it, and keep that in the record so the count holds.
-        Rotating every hand-seeded key at the first tick, and asking a person every 15 minutes for ever about a
-        tenant key nobody dated, is what this avoids."""
-        current = preflight.read_current(ctx)
-        keys = ctx.issuer.list_keys()
-        listed = identity.listed_key(keys, current) if keys is not None else None
-        now = self.runtime.clock()
-        since, source = (
-            (float(listed.created), "bluum") if listed is not None and listed.created else (now, "first seen")
-        )
-        with self._keeper(ctx) as keeper:
-            record = keeper.read(store=ctx.primary.name)
-            if record is not None:
-                return record  # another runner counted it first
-            record = RotationRecord(
-                credential=ctx.cred.name,
-                token=new_token(),
-                phase=Phase.COMPLETED,
-                issuer=ctx.issuer.kind,
-                started_at=now,
-                updated_at=now,
-                completed_at=now,
-                reason="a key seeded by hand: no rotation yet; its age is counted",
-                old_key_label=None,
-                new_key_id=listed.id if listed else None,
-                new_key_label=listed.id if listed else current.label,
-                current_since=since,
-                age_source=source,
-            )
-            keeper.write(record)
-        return record
 
     def verify(self, name: str) -> Outcome:
         """Every target holds the same current key, and Bluum accepts it."""
@@ -483,7 +467,7 @@ class RotationService:
         """Active keys at Bluum that no store knows (I3), and credentials with too many active keys (I4)."""
         from rotator.rotation.sweep import sweep
 
-        return sweep(self, revoke=revoke, include_foreign=include_foreign, only=only)
+        return sweep(self.runtime, revoke=revoke, include_foreign=include_foreign, only=only)
 
     def status(self) -> list[CredentialStatus]:
         """One row per credential: environment, current key, age, next due, stage, what waits on whom."""

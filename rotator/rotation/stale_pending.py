@@ -16,6 +16,7 @@ active at Bluum, is then an orphan that the same sweep revokes (it is this crede
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -23,7 +24,7 @@ from rotator.core.errors import StoreNotFound
 from rotator.core.model import Stage, StoredKey
 
 if TYPE_CHECKING:
-    from rotator.rotation.context import RotationContext
+    from backends.base import SecretStore
     from rotator.rules.record import RotationRecord
 
 __all__ = ["PendingDropper", "StalePending", "find", "is_stale"]
@@ -71,10 +72,10 @@ def is_stale(pending: StoredKey | None, current: StoredKey | None, record: Rotat
     return record is None or record.phase.terminal or record.token != pending.token
 
 
-def find(ctx: RotationContext, record: RotationRecord | None) -> list[StalePending]:
-    """The stale PENDINGs of one credential's stores that can drop one."""
+def find(stores: Sequence[SecretStore], record: RotationRecord | None) -> list[StalePending]:
+    """The stale PENDINGs of one credential's `stores` that can drop one."""
     found = []
-    for store in ctx.stores:
+    for store in stores:
         if not isinstance(store, PendingDropper):
             continue
         pending = store.read(Stage.PENDING)

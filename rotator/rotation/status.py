@@ -26,8 +26,7 @@ def status(runtime: Runtime) -> list[CredentialStatus]:
     now = runtime.clock()
     for cred in runtime.config.credentials.values():
         try:
-            data = runtime.ledger(cred).read_record().record
-            record = None if data is None else RotationRecord.from_dict(data, store=cred.store)
+            record = runtime.read_record(cred)
             current = runtime.store(cred.store).read(Stage.CURRENT)
         except RotatorError as exc:
             row = CredentialStatus(cred.name, cred.environment.value, None, None, None, "error", str(exc))

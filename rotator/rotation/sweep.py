@@ -23,8 +23,10 @@ from rotator.rules import identity, machine
 from rotator.rules.identity import Holding
 
 if TYPE_CHECKING:
-    from rotator.rotation.context import RotationContext
-    from rotator.rotation.service import RotationService
+    from rotator.config.loader import CredentialConfig
+    from rotator.issuers.base import Issuer
+    from rotator.rotation.runtime import Runtime
+    from rotator.rules.record import RotationRecord
 
 LEASE_SECONDS = 5 * 60  # a sweep takes seconds; a crashed one frees the leases it held by then
 
@@ -39,7 +41,8 @@ class SweepFinding:
 
 @dataclass(frozen=True, slots=True)
 class _SweepView:
-    ctx: RotationContext
+    cred: CredentialConfig
+    issuer: Issuer
     scope: str
     keys: list[ApiKeyInfo]
     known: set[str]
@@ -47,7 +50,7 @@ class _SweepView:
 
 
 def sweep(
-    service: RotationService,
+    runtime: Runtime,
     *,
     revoke: bool = False,
     include_foreign: bool = False,
@@ -59,14 +62,13 @@ def sweep(
     With `revoke`, every credential's lease is held: a rotation between create and store is never swept. `only`
     limits revoking to those key ids (the ones a person was shown and confirmed).
     """
-    contexts = [service.context(name) for name in service.config.credentials]
-    contexts = [ctx for ctx in contexts if ctx.issuer.revokes]
-    runtime = service.runtime
+    config = runtime.config
+    creds = [cred for cred in config.credentials.values() if runtime.issuer(cred).revokes]
     # The leases are never renewed (a sweep takes seconds), so they are timed from before the first one was taken, and
     # the ledgers are told the longest request in flight more: a sweep frozen past them revokes nothing (`lease_clock`).
     clock = LeaseClock(LEASE_SECONDS, monotonic=runtime.monotonic, wall=runtime.clock)
-    call_budget = bluum_call_seconds(service.config.bluum)
-    takeover_extra = longest_in_flight(service.config.bluum, service.config.stores.values())
+    call_budget = bluum_call_seconds(config.bluum)
+    takeover_extra = longest_in_flight(config.bluum, config.stores.values())
 
     def guard(seconds: float) -> None:
         stalled = clock.ran_out()
@@ -77,11 +79,12 @@ def sweep(
 
     with ExitStack() as stack:
         if revoke:
-            for ctx in contexts:
-                stack.enter_context(held_lease(runtime.ledger(ctx.cred), runtime.owner, LEASE_SECONDS + takeover_extra))
+            for cred in creds:
+                stack.enter_context(held_lease(runtime.ledger(cred), runtime.owner, LEASE_SECONDS + takeover_extra))
             stack.enter_context(guarding(guard))
-        findings = [found for ctx in contexts for found in _stale_pendings(service, ctx, drop=revoke)]
-        views = [_sweep_view(service, ctx) for ctx in contexts]  # after the drops: a dropped key is an orphan now
+        records = {cred.name: runtime.read_record(cred) for cred in creds}
+        findings = [found for cred in creds for found in _stale_pendings(runtime, cred, records[cred.name], revoke)]
+        views = [_sweep_view(runtime, cred, records[cred.name]) for cred in creds]  # after the drops: orphans now
         holdings = runtime.holdings() if revoke else []
         known: dict[str, set[str]] = {}
         in_flight: dict[str, set[str]] = {}
@@ -109,38 +112,39 @@ def sweep(
     return findings
 
 
-def _stale_pendings(service: RotationService, ctx: RotationContext, *, drop: bool) -> list[SweepFinding]:
+def _stale_pendings(
+    runtime: Runtime, cred: CredentialConfig, record: RotationRecord | None, drop: bool
+) -> list[SweepFinding]:
     """PENDINGs no rotation in flight owns (`rotator.rotation.stale_pending`): reported, or with `drop` (under the
     lease) taken off, so the key they held is judged below as any other key no store knows."""
-    record = service.read_record(ctx)
     findings = []
-    for stale in stale_pending.find(ctx, record):
+    for stale in stale_pending.find(runtime.stores_of(cred), record):
         why = stale.why(record)
         if not drop:
             findings.append(
-                SweepFinding(ctx.cred.name, stale.key.key_id, "stale", f"{why}; `rotator sweep --revoke` takes it off")
+                SweepFinding(cred.name, stale.key.key_id, "stale", f"{why}; `rotator sweep --revoke` takes it off")
             )
         elif stale.store.drop_pending(stale.token) is not None:
-            findings.append(SweepFinding(ctx.cred.name, stale.key.key_id, "cleared", f"{why}: taken off"))
+            findings.append(SweepFinding(cred.name, stale.key.key_id, "cleared", f"{why}: taken off"))
     return findings
 
 
-def _sweep_view(service: RotationService, ctx: RotationContext) -> _SweepView:
+def _sweep_view(runtime: Runtime, cred: CredentialConfig, record: RotationRecord | None) -> _SweepView:
     """What one credential knows: the keys in its stores (by public key), and its unfinished rotation's token."""
-    keys = ctx.issuer.list_keys() or []
+    issuer = runtime.issuer(cred)
+    keys = issuer.list_keys() or []
     known: set[str] = set()
     tokens: set[str] = set()
-    record = service.read_record(ctx)
     if record is not None and not record.phase.terminal:
         tokens.add(record.token)  # its keys are the unfinished rotation's to finish or undo, not sweep's
-    for store in ctx.stores:
+    for store in runtime.stores_of(cred):
         for stage in Stage:
             stored = store.read(stage)
             listed = None if stored is None else identity.listed_key(keys, stored)
             if listed is not None:
                 # By public key only, as `rotate` judges stray keys: an id line or a record id decides nothing.
                 known.add(listed.id)
-    return _SweepView(ctx, ctx.issuer.scope, keys, known, tokens)
+    return _SweepView(cred, issuer, issuer.scope, keys, known, tokens)
 
 
 def _sweep_one(
@@ -157,7 +161,7 @@ def _sweep_one(
     guard: Callable[[], None],
 ) -> list[SweepFinding]:
     """Orphans of one credential: those its name marks as its own (`owned`), else any not yet reported."""
-    ctx, cred = view.ctx, view.ctx.cred
+    cred = view.cred
     active = [info for info in view.keys if info.active]
     mine = [info for info in active if info.id in view.known or machine.owned_by(info, cred.name)]
     findings = []
@@ -190,7 +194,7 @@ def _sweep_one(
                 findings.append(SweepFinding(cred.name, info.id, "held", f"not revoked: {refusal}"))
             else:
                 guard()  # the key was judged an orphan under the leases: they must outlive the whole revoke
-                ctx.issuer.revoke(info.id)
+                view.issuer.revoke(info.id)
                 findings.append(SweepFinding(cred.name, info.id, "revoked", "active key no store knew"))
         else:
             hint = "made by this tool" if ours else "not made by this tool (--include-foreign to revoke)"

@@ -124,7 +124,7 @@ class InFlight:
                 self.now -= 1
 
 
-def test_a_fresh_rotation_makes_four_tenant_calls(sim: Simulator, tmp_path: Path) -> None:
+def test_a_fresh_rotation_makes_three_tenant_calls(sim: Simulator, tmp_path: Path) -> None:
     config, tenant_id, _ = fleet_workspace(sim, tmp_path, 1)
     sim.configure(propagation_delay=0.2)
     before = len(sim.request_log())
@@ -132,9 +132,9 @@ def test_a_fresh_rotation_makes_four_tenant_calls(sim: Simulator, tmp_path: Path
         outcome = service.rotate("app0")
     assert outcome.exit_code is ExitCode.OK, outcome.message
     calls = [(entry["method"], "api-keys" in str(entry["path"])) for entry in tenant_log(sim, tenant_id, before)]
-    # list (which key is current), create, list (find the old key by its public key), revoke: no duplicate check,
-    # since the create went out once under a token nobody had used.
-    assert calls == [("GET", True), ("POST", True), ("GET", True), ("POST", True)]
+    # list (which key is current), create, revoke: no duplicate check, since the create went out once under a token
+    # nobody had used, and the revoke finds the old key in the list preflight read seconds ago (no grace window).
+    assert calls == [("GET", True), ("POST", True), ("POST", True)]
 
 
 def test_a_create_sent_twice_is_followed_by_a_duplicate_check(sim: Simulator, tmp_path: Path) -> None:
@@ -147,7 +147,7 @@ def test_a_create_sent_twice_is_followed_by_a_duplicate_check(sim: Simulator, tm
         outcome = service.rotate("app0")
     assert outcome.exit_code is ExitCode.OK, outcome.message
     methods = [entry["method"] for entry in tenant_log(sim, tenant_id, before)]
-    assert methods == ["GET", "POST", "POST", "GET", "GET", "POST"]  # the list after the creates looks for a twin
+    assert methods == ["GET", "POST", "POST", "GET", "POST"]  # the list after the creates looks for a twin
     assert len(active_keys(sim, investors[0])) == 1
 
 
