@@ -2,8 +2,9 @@
 
 Issue 18 asks for at most 30 (it counted about 94, 54 of them re-reads of the stage document). Measured here: 81
 before (54 reads of the stage document, 14 writes of it, 11 reads and 1 write of the path applications read, 1 token
-lookup), 71 since a record write, a lease taken and a release build on the document as the ledger last saw it
-(`backends.vault.ledger`, check-and-set on that version) instead of reading it again. The rest are the lease's
+lookup), 68 to 71 since a record write, a lease taken and a release build on the document as the ledger last saw it
+(`backends.vault.ledger`, check-and-set on that version) instead of reading it again (a few reads depend on timing:
+what the steps' waits and caches make of the clock). The rest are the lease's
 renewals (each reads the document: that read is what tells a runner its lease was taken over before it calls Bluum
 or writes) and the reads the rotation's steps make; 30 needs fewer of those (one renewal per step, a record write
 folded into the stage write it follows), which is the driver's to change. This test holds what was won.
@@ -31,10 +32,11 @@ from tests.openbao import OpenBao
 
 pytestmark = pytest.mark.slow
 
-MOST_REQUESTS = 71
-"""Requests one Vault rotation makes (81 before the ledger built its writes on the document it last saw)."""
-MOST_DOCUMENT_READS = 44
-"""Reads of the stage document among them (54 before)."""
+MOST_REQUESTS = 72
+"""Requests one Vault rotation makes: 68 to 71 measured (81 before the ledger built its writes on the document it last
+saw), with a request of slack for timing."""
+MOST_DOCUMENT_READS = 45
+"""Reads of the stage document among them: 41 to 44 measured (54 before)."""
 
 
 @pytest.fixture
