@@ -1,4 +1,4 @@
-"""A local Bluum Finance API for tests and the demo (contract: /work/shared/bluum-api.md §11).
+"""A local Bluum Finance API for tests and the demo (contract: docs/bluum-api.md §11).
 
     from rotator.simulator import Simulator
     with Simulator() as sim:                      # 127.0.0.1, free port

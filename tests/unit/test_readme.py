@@ -47,3 +47,15 @@ def test_the_vault_policy_hint_points_at_a_heading():
 def test_the_readme_ships_what_it_cites():
     assert "shared/bluum-api.md" not in README
     assert (Path(__file__).resolve().parents[2] / "docs" / "bluum-api.md").is_file()
+
+
+def test_no_source_file_names_a_path_outside_the_repository() -> None:
+    """The simulator's contract and every other reference must resolve in a clone (issue 18): no `/work/...`."""
+    root = Path(__file__).resolve().parents[2]
+    named = [
+        str(path.relative_to(root))
+        for folder in ("rotator", "backends", "tests", "benchmarks", "scripts", "docs")
+        for path in (root / folder).rglob("*")
+        if path.suffix in (".py", ".md", ".toml") and "/work/" + "shared" in path.read_text(encoding="utf-8")
+    ]
+    assert named == []
