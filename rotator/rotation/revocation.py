@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from rotator.core.errors import BluumError, RotationIncomplete
 from rotator.core.faultpoints import reached
-from rotator.core.model import Stage, StoredKey
+from rotator.core.model import ApiKeyInfo, Stage, StoredKey
 from rotator.rotation.context import Journal, RotationContext, StepFailed
 from rotator.rotation.old_key_guard import check_previous
 from rotator.rotation.probe import poll
@@ -79,14 +79,7 @@ def revoke_old(ctx: RotationContext, record: RotationRecord, journal: Journal) -
         confirm_new_key(ctx, record)
     check_previous(ctx, record, journal)
     old = ctx.primary.read(Stage.PREVIOUS)
-    keys = ctx.recent_keys() or []  # preflight's, when it was read seconds ago in this command (no grace window)
-    if record.old_public_key is not None:
-        target = next((info for info in keys if info.public_key == record.old_public_key), None)
-    elif old is not None:
-        target = identity.listed_key(keys, old)
-    else:
-        # PREVIOUS was removed by hand: the id the record took from Bluum's list (by public key) at the start.
-        target = next((info for info in keys if info.id == record.old_key_id), None)
+    target = _listed_old_key(ctx, record, old)
     if target is None:
         # Not a key Bluum's API manages (seeded by hand, another investor's): only a person can revoke it.
         journal.emit(record, "revoke", f"Bluum's key list has no key for the old pair {record.old_key_label}")
@@ -105,19 +98,7 @@ def revoke_old(ctx: RotationContext, record: RotationRecord, journal: Journal) -
             f"and run `rotator resume {cred.name}`{way_back}"
         )
     record = start_revoking(ctx, record, journal, confirmed=True)
-    if target.active:
-        journal.before_bluum_change()  # nobody fences a revoke at Bluum: the lease must outlive the whole call
-        try:
-            ctx.issuer.revoke(target.id)
-        except BluumError as exc:
-            raise RotationIncomplete(
-                f"{cred.name}: the revoke of the old key {target.id} failed ({exc}); it may or may not have taken "
-                f"effect. The new key is current everywhere and verified. Run `rotator resume {cred.name}` to retry"
-            ) from exc
-        reached("revoke.bluum")
-        done = f"revoked {target.id}"
-    else:
-        done = f"{target.id} was already {target.status} at Bluum"
+    done = _revoke_listed(ctx, journal, target)
     if old is not None:
         prove_rejected(ctx, record, journal, old)
         done += "; Bluum now rejects it"
@@ -128,6 +109,36 @@ def revoke_old(ctx: RotationContext, record: RotationRecord, journal: Journal) -
     record = journal.save(record.advance(Phase.OLD_REVOKED, ctx.runtime.clock(), waiting_on=None), "old_revoked.record")
     journal.emit(record, "revoke", done, ctx.runtime.monotonic() - started)
     return record
+
+
+def _listed_old_key(ctx: RotationContext, record: RotationRecord, old: StoredKey | None) -> ApiKeyInfo | None:
+    """The old key in Bluum's list: by the public key recorded at the start; for a record of an older version, by
+    the public key PREVIOUS (`old`) holds; with PREVIOUS removed by hand, by the id the record took from the list."""
+    keys = ctx.recent_keys() or []  # preflight's, when it was read seconds ago in this command (no grace window)
+    if record.old_public_key is not None:
+        return next((info for info in keys if info.public_key == record.old_public_key), None)
+    if old is not None:
+        return identity.listed_key(keys, old)
+    # PREVIOUS was removed by hand: the id the record took from Bluum's list (by public key) at the start.
+    return next((info for info in keys if info.id == record.old_key_id), None)
+
+
+def _revoke_listed(ctx: RotationContext, journal: Journal, target: ApiKeyInfo) -> str:
+    """Revoke `target` at Bluum unless it is already inactive there, fenced by the lease; what was done, for the
+    event."""
+    if not target.active:
+        return f"{target.id} was already {target.status} at Bluum"
+    cred = ctx.cred
+    journal.before_bluum_change()  # nobody fences a revoke at Bluum: the lease must outlive the whole call
+    try:
+        ctx.issuer.revoke(target.id)
+    except BluumError as exc:
+        raise RotationIncomplete(
+            f"{cred.name}: the revoke of the old key {target.id} failed ({exc}); it may or may not have taken "
+            f"effect. The new key is current everywhere and verified. Run `rotator resume {cred.name}` to retry"
+        ) from exc
+    reached("revoke.bluum")
+    return f"revoked {target.id}"
 
 
 def prove_rejected(ctx: RotationContext, record: RotationRecord, journal: Journal, old: StoredKey) -> None:

@@ -1,7 +1,9 @@
 """The commands (`rotate`, `resume`, `rollback`, `step`, `verify`, `run_due`) over one runtime and one event bus.
 
 Each command builds a `RotationContext` for one credential, takes the credential's lease through a `RecordKeeper`,
-and hands the record to a `Driver`. What a command refuses before anything changes is in `preflight`.
+and hands the record to a `Driver`. What a command refuses before anything changes is in `preflight`. A command
+whose whole job stands alone is a function of its own module, handed the context (and the lease to take): `enroll`,
+`verify`, `seeded`, `sweep`, `status`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Callable, Collection, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from rotator.core.errors import ConfigError, ExitCode, RotationIncomplete, RotationInProgress, StoreNotFound
+from rotator.core.errors import ConfigError, ExitCode, RotationIncomplete, RotationInProgress
 from rotator.core.events import EventBus, EventKind, log_event
 from rotator.core.in_flight import bluum_call_seconds, longest_in_flight
 from rotator.core.model import Stage, StoredKey
@@ -19,12 +21,11 @@ from rotator.core.timestamps import format_timestamp
 from rotator.rotation import preflight
 from rotator.rotation.context import ConfirmRevoked, RotationContext, new_token
 from rotator.rotation.driver import Driver, Outcome, RecordKeeper
-from rotator.rotation.reload import refuse_unrunnable
 from rotator.rotation.rollback import after_rollback, roll_back
 from rotator.rotation.runtime import Runtime
 from rotator.rules import machine
 from rotator.rules.machine import Step
-from rotator.rules.record import ENROLLMENT, Phase, RotationRecord
+from rotator.rules.record import Phase, RotationRecord
 
 if TYPE_CHECKING:
     from backends.base import SecretStore
@@ -244,57 +245,11 @@ class RotationService:
         return record
 
     def enroll(self, name: str, *, new_pair: StoredKey | None = None) -> Outcome:
-        """Give a credential its first key: a rotation from nothing (no old key to keep or revoke).
+        """Give a credential its first key: a rotation from nothing (no old key to keep or revoke); see `enroll`."""
+        from rotator.rotation.enroll import enroll
 
-        The issuer mints it (`bluum`), or a person hands it over (`manual`, checked like any new pair); it is
-        stored, staged, accepted by Bluum, then deployed to every target, whose files are created if need be.
-        """
         ctx = self.context(name, new_pair=new_pair, skip_grace=True)
-        cred = ctx.cred
-        if ctx.issuer.mints and new_pair is not None:
-            raise ConfigError(f"{name} is minted through Bluum's API (issuer bluum): --new-key-file is not used")
-        if not ctx.issuer.mints and new_pair is None:
-            raise ConfigError(
-                f"{name} is minted in Bluum's dashboard (issuer manual): create its first pair there, then run "
-                f"`rotator enroll {name} --new-key-file FILE` (JSON with api_key, api_secret, key_id)"
-            )
-        refuse_unrunnable(ctx)
-        preflight.check_targets(ctx)
-        for store in ctx.stores:
-            try:
-                held = store.read(Stage.CURRENT)
-            except StoreNotFound:
-                continue
-            if held is not None:
-                raise ConfigError(
-                    f"{name}: store {store.name!r} ({store.describe()}) already holds a key ({held.label}): the "
-                    f"credential is enrolled. Rotate it with `rotator rotate {name}`. Nothing was changed"
-                )
-        with self._keeper(ctx) as keeper:
-            driver = Driver(ctx, keeper, self.bus)
-            record = keeper.read(store=ctx.primary.name)
-            if record is not None and not record.phase.terminal:
-                raise RotationIncomplete(
-                    f"{name}: rotation {record.token[:8]} is unfinished (phase {record.phase.value}); finish it with "
-                    f"`rotator resume {name}` or undo it with `rotator rollback {name}`. Nothing was changed"
-                )
-            if new_pair is not None:
-                preflight.precheck_new_pair(ctx, driver, new_pair, None)
-                ctx.new_pair_checked = True
-            now = self.runtime.clock()
-            record = RotationRecord(
-                credential=cred.name,
-                token=new_token(),
-                phase=Phase.STARTED,
-                issuer=ctx.issuer.kind,
-                started_at=now,
-                updated_at=now,
-                reason="enrollment: the credential's first key",
-                old_key_label=ENROLLMENT,
-            )
-            record = driver.save(record, "started.record")
-            driver.publish(EventKind.STARTED, record, "start", f"enrollment {record.token[:8]} of {name} started")
-            return driver.run(record)
+        return enroll(ctx, partial(self._keeper, ctx), self.bus)
 
     def resume(self, name: str, *, skip_grace: bool = False, confirm_revoked: ConfirmRevoked | None = None) -> Outcome:
         """Finish (or, when it cannot go forward, roll back) the rotation the record says is unfinished."""
@@ -429,37 +384,9 @@ class RotationService:
 
     def verify(self, name: str) -> Outcome:
         """Every target holds the same current key, and Bluum accepts it."""
-        ctx = self.context(name)
-        current = preflight.read_current(ctx)
-        observed = ctx.current_everywhere()
-        mismatched = machine.readback_mismatches(current, observed)
-        if mismatched:
-            return Outcome(
-                name,
-                ExitCode.INCOMPLETE,
-                f"{name}: {', '.join(mismatched)} hold a different current key "
-                f"than {ctx.primary.name}; run `rotator resume {name}` or fix the store by hand",
-            )
-        result = ctx.check(current)
-        if result.outcome.value == "works":
-            return Outcome(
-                name, ExitCode.OK, f"{name}: {current.label} works at Bluum and is current in {', '.join(observed)}"
-            )
-        if result.outcome.value == "inconclusive":
-            return Outcome(
-                name,
-                ExitCode.UNAVAILABLE if machine.transient_status(result.status) else ExitCode.BAD_INPUT,
-                f"{name}: could not check the current key {current.label}: {result.reason}. This says nothing about "
-                "the key: do not rotate because of it; try again later (or fix `check_path`/`base_url` if it "
-                "persists)",
-            )
-        detail = f"{result.reason}" + (f" ({result.code})" if result.code else "")
-        return Outcome(
-            name,
-            ExitCode.INCOMPLETE,
-            f"{name}: Bluum rejects the current key {current.label}: {detail}. Replace it: "
-            f"`rotator rotate {name} --emergency --reason TEXT`",
-        )
+        from rotator.rotation.verify import verify
+
+        return verify(self.context(name))
 
     def sweep(
         self, *, revoke: bool = False, include_foreign: bool = False, only: Collection[str] | None = None

@@ -18,7 +18,7 @@ from rotator.core.errors import (
     StoreError,
 )
 from rotator.core.faultpoints import reached
-from rotator.core.model import Stage, StoredKey
+from rotator.core.model import CreatedKey, Stage, StoredKey
 from rotator.rotation.context import Journal, RotationContext, StepFailed, new_token
 from rotator.rotation.old_key_guard import check_before_promote, check_promoted
 from rotator.rotation.own_pending import foreign_pending
@@ -36,14 +36,7 @@ def create(ctx: RotationContext, record: RotationRecord, journal: Journal) -> Ro
     started = ctx.runtime.monotonic()
     stored = ctx.primary.read(Stage.PENDING)
     if stored is not None and stored.token == record.token:
-        # A crash after storing it: the key we need is already safe; never create a second one. Unless it is not
-        # ours: someone put it there before this step ran (own_pending).
-        foreign = foreign_pending(ctx, record, stored)
-        if foreign:
-            raise StepFailed(record, foreign)
-        ctx.new = stored
-        record = record.advance(record.phase, ctx.runtime.clock(), new_key_id=stored.key_id, new_key_label=stored.label)
-        return journal.save(record.advance(Phase.PENDING_STORED, ctx.runtime.clock()), "pending.record")
+        return _already_stored(ctx, record, journal, stored)  # a crash after storing it: never mint a second
     idempotency_key = record.token
     if ctx.runtime.clock() - record.started_at > machine.IDEMPOTENCY_TRUST_SECONDS:
         # Bluum forgets an Idempotency-Key after 24 h: a key made under this token then cannot be fetched again
@@ -53,26 +46,7 @@ def create(ctx: RotationContext, record: RotationRecord, journal: Journal) -> Ro
             ctx, record, journal, why="its secret was lost with a crashed run", point="revoke_token.bluum"
         )
         idempotency_key = new_token()
-    # PENDING was read under the lease, and nobody checks a create at Bluum against it: make sure the lease still
-    # holds, and will until the create's last possible retry has been answered (or stop, having minted nothing).
-    journal.before_bluum_change()
-    try:
-        created = ctx.issuer.mint(name=machine.key_name(cred.name, record.token), idempotency_key=idempotency_key)
-    except BluumUnexpectedResponse as exc:
-        # The key may exist (wrong environment, no secret): roll back, which revokes it by id or token.
-        failed = record.advance(record.phase, ctx.runtime.clock(), new_key_id=exc.key_id, new_key_label=exc.key_id)
-        raise StepFailed(failed, f"Bluum's answer to the create is unusable: {exc}") from exc
-    except (BluumUnavailable, BluumServerError, BluumRateLimited) as exc:
-        raise RotationIncomplete(
-            f"{cred.name}: Bluum did not answer the create of the new key ({exc}); it may or may not exist. "
-            f"Nothing was deployed. Run `rotator resume {cred.name}` when Bluum is reachable: it finishes "
-            "with the same key, or cleans it up"
-        ) from exc
-    except BluumError as exc:
-        # Refused (4xx). An earlier attempt of this call may still have created it: rollback revokes by token.
-        raise StepFailed(
-            record, f"Bluum refused to create the new key: {exc}; check the manager credential {cred.manager!r}"
-        ) from exc
+    created = _mint(ctx, record, journal, idempotency_key)
     reached("create.bluum")
     pending = StoredKey(
         api_key=created.pair.api_key,
@@ -108,6 +82,44 @@ def create(ctx: RotationContext, record: RotationRecord, journal: Journal) -> Ro
         ctx, record, journal, why="a duplicate of this rotation's key", point="revoke_token.bluum", keep=created.info.id
     )
     return record
+
+
+def _already_stored(
+    ctx: RotationContext, record: RotationRecord, journal: Journal, stored: StoredKey
+) -> RotationRecord:
+    """A crash after storing it: the key we need is already safe; never create a second one. Unless it is not
+    ours: someone put it there before this step ran (own_pending)."""
+    foreign = foreign_pending(ctx, record, stored)
+    if foreign:
+        raise StepFailed(record, foreign)
+    ctx.new = stored
+    record = record.advance(record.phase, ctx.runtime.clock(), new_key_id=stored.key_id, new_key_label=stored.label)
+    return journal.save(record.advance(Phase.PENDING_STORED, ctx.runtime.clock()), "pending.record")
+
+
+def _mint(ctx: RotationContext, record: RotationRecord, journal: Journal, idempotency_key: str) -> CreatedKey:
+    """The create at Bluum, fenced: what each failure means for the rotation (roll back, or resume later)."""
+    cred = ctx.cred
+    # PENDING was read under the lease, and nobody checks a create at Bluum against it: make sure the lease still
+    # holds, and will until the create's last possible retry has been answered (or stop, having minted nothing).
+    journal.before_bluum_change()
+    try:
+        return ctx.issuer.mint(name=machine.key_name(cred.name, record.token), idempotency_key=idempotency_key)
+    except BluumUnexpectedResponse as exc:
+        # The key may exist (wrong environment, no secret): roll back, which revokes it by id or token.
+        failed = record.advance(record.phase, ctx.runtime.clock(), new_key_id=exc.key_id, new_key_label=exc.key_id)
+        raise StepFailed(failed, f"Bluum's answer to the create is unusable: {exc}") from exc
+    except (BluumUnavailable, BluumServerError, BluumRateLimited) as exc:
+        raise RotationIncomplete(
+            f"{cred.name}: Bluum did not answer the create of the new key ({exc}); it may or may not exist. "
+            f"Nothing was deployed. Run `rotator resume {cred.name}` when Bluum is reachable: it finishes "
+            "with the same key, or cleans it up"
+        ) from exc
+    except BluumError as exc:
+        # Refused (4xx). An earlier attempt of this call may still have created it: rollback revokes by token.
+        raise StepFailed(
+            record, f"Bluum refused to create the new key: {exc}; check the manager credential {cred.manager!r}"
+        ) from exc
 
 
 def store_pending(ctx: RotationContext, record: RotationRecord, journal: Journal) -> RotationRecord:

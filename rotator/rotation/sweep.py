@@ -86,11 +86,7 @@ def sweep(
         findings = [found for cred in creds for found in _stale_pendings(runtime, cred, records[cred.name], revoke)]
         views = [_sweep_view(runtime, cred, records[cred.name]) for cred in creds]  # after the drops: orphans now
         holdings = runtime.holdings() if revoke else []
-        known: dict[str, set[str]] = {}
-        in_flight: dict[str, set[str]] = {}
-        for view in views:
-            known.setdefault(view.scope, set()).update(view.known)
-            in_flight.setdefault(view.scope, set()).update(view.tokens)
+        known, in_flight = _by_scope(views)
         reported: set[str] = set()
         # First each credential's own keys (their name says whose), then what no credential made.
         for owned in (True, False):
@@ -110,6 +106,17 @@ def sweep(
                     )
                 )
     return findings
+
+
+def _by_scope(views: list[_SweepView]) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """The keys known, and the tokens of rotations in flight, per key list (an investor's credentials share one):
+    a key is an orphan only when no credential of its list knows it."""
+    known: dict[str, set[str]] = {}
+    in_flight: dict[str, set[str]] = {}
+    for view in views:
+        known.setdefault(view.scope, set()).update(view.known)
+        in_flight.setdefault(view.scope, set()).update(view.tokens)
+    return known, in_flight
 
 
 def _stale_pendings(
