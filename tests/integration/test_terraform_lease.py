@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from rotator.aws_lambda import entry as aws_lambda
+from rotator.core.durations import format_duration
 from rotator.core.errors import ConfigError
 from tests.aws_fixtures import Moto
 from tests.integration.terraform_support import MODULE
@@ -45,6 +46,6 @@ def test_the_modules_minimum_is_the_functions(function: Lambda, moto_server: Mot
     token = function.start_rotation()
     with pytest.raises(ConfigError, match="lease_ttl") as refused:
         aws_lambda.handler(function.event(token, "createSecret"))
-    assert f"({minimum}s" in str(refused.value), str(refused.value)
+    assert f"({format_duration(minimum)}:" in str(refused.value), str(refused.value)
     monkeypatch.setenv("ROTATOR_LEASE_TTL", f"{minimum}s")
     assert aws_lambda.handler(function.event(token, "createSecret"))["outcome"] == "ok"
