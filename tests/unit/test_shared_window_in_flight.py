@@ -5,12 +5,18 @@ in, so nothing here sleeps."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 
+from rotator.bluum import BluumClient, RetryPolicy
 from rotator.bluum.shared_window import IN_FLIGHT_LIMIT, SharedWindow
-from rotator.bluum.throttle import Slot, Throttle
+from rotator.bluum.throttle import Slot, Throttle, throttle_for
+from rotator.core import lease_clock
+from rotator.core.model import Environment, KeyPair
+from rotator.core.secret import Secret
 
 GUARD = 0.05
 SPAN = 1.0 + GUARD
@@ -50,3 +56,38 @@ def test_this_process_window_keeps_a_send_in_flight_until_answered() -> None:
     assert throttle.admit(101.6 + SPAN - 0.01) == pytest.approx(0.01)
     assert throttle.admit(101.6 + SPAN + 0.001) == 0.0
     assert throttle.admit(101.6 + SPAN + 0.002 + IN_FLIGHT_LIMIT) == 0.0  # the last, never answered, aged out
+
+
+class LeaseGone(Exception):
+    """What the lease guard raises (LeaseLost in the rotator) to keep a request from leaving."""
+
+
+def test_a_request_the_lease_guard_stops_is_no_longer_in_flight() -> None:
+    """The transport answers the slot of a request it never sent: left in flight, it would hold one of the pair's
+    sends for IN_FLIGHT_LIMIT seconds (in a daemon, every later rotation's)."""
+    now = [1000.0]
+    sent: list[httpx.Request] = []
+
+    def refuse(seconds: float) -> None:
+        raise LeaseGone
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json={})
+
+    pair = KeyPair(f"pk_lease_{uuid.uuid4().hex}", Secret("sk"), Environment.SANDBOX, None)
+    with (
+        BluumClient(
+            "http://bluum.invalid",
+            transport=httpx.MockTransport(answer),
+            rate_limits={Environment.SANDBOX: 1.0},
+            retry=RetryPolicy(max_attempts=1),
+            clock=lambda: now[0],
+            sleep=lambda seconds: None,
+        ) as client,
+        lease_clock.guarding(refuse),
+        pytest.raises(LeaseGone),
+    ):
+        client.check(pair)
+    assert not sent
+    assert throttle_for(pair.api_key, 1.0).admit(now[0] + SPAN + 0.001) == 0.0
