@@ -8,16 +8,12 @@ where the fleet's denser tenant traffic (3 calls a rotation) met it."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
-import httpx
 import pytest
 
-from rotator.bluum import BluumClient, RetryPolicy
-from rotator.core.model import Environment, KeyPair
-from rotator.core.secret import Secret
 from rotator.simulator import Simulator
+from tests.integration.test_pacing_answers import HoldFirst, send_after_held
 
 pytestmark = pytest.mark.slow
 
@@ -28,42 +24,9 @@ AFTER = 15
 """Requests sent one after another while the first is held: enough to fill the window it arrives in, at 10/s."""
 
 
-class HoldFirst(httpx.HTTPTransport):
-    """Sends the first request HOLD seconds after the client handed it over; `handed` is set when it was."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.handed = threading.Event()
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        if not self.handed.is_set():
-            self.handed.set()
-            threading.Event().wait(HOLD)
-        return super().handle_request(request)
-
-
 @pytest.mark.parametrize("shared", [False, True], ids=["this-process", "shared-window"])
 def test_a_request_held_past_the_window_draws_no_429(sim: Simulator, tmp_path: Path, shared: bool) -> None:
     """Sandbox, 10/s: the held request arrives HOLD s after it was cleared; with the sends made meanwhile, no second
     of Bluum's may see more than ten."""
-    tenant = sim.create_tenant_key(environment="TEST")
-    pair = KeyPair(tenant["public_key"], Secret(tenant["secret_key"]), Environment.SANDBOX, tenant["id"])
-    budget = tmp_path / "budget"
-    budget.mkdir()
-    transport = HoldFirst()
-    before = len(sim.request_log())
-    with BluumClient(
-        sim.base_url,
-        transport=transport,
-        retry=RetryPolicy(max_attempts=1),
-        shared_budget_dir=budget if shared else None,
-    ) as client:
-        held = threading.Thread(target=client.check, args=(pair,))
-        held.start()
-        assert transport.handed.wait(10)
-        for _ in range(AFTER):
-            client.check(pair)  # one attempt each: a 429 is not retried away
-        held.join(10)
-    statuses = [entry["status"] for entry in sim.request_log()[before:]]
-    assert statuses == [200] * (AFTER + 1), f"statuses in order sent: {statuses}"
-    assert list(budget.glob("*.window")) if shared else not list(budget.iterdir())
+    statuses = send_after_held(sim, tmp_path, shared, HoldFirst(HOLD), after=AFTER)
+    assert statuses == [200] * (AFTER + 1), f"statuses in order logged: {statuses}"
