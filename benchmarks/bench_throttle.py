@@ -49,10 +49,12 @@ def peak_window(rate: float = 25.0, threads: int = 4, per_thread: int = 20) -> f
 
     def worker() -> None:
         for _ in range(per_thread):
-            throttle.acquire(time.monotonic, time.sleep)
+            slot = throttle.acquire(time.monotonic, time.sleep)
+            assert slot is not None
             now = time.monotonic()
             with guard:
                 sends.append(now)
+            throttle.answered(slot, now)  # answered at once, as the transport tells it
 
     pool = [threading.Thread(target=worker) for _ in range(threads)]
     for thread in pool:

@@ -5,8 +5,10 @@ fleet and an operator's emergency `rotator rotate` (or a cron `run-due`) on the 
 requests a second without knowing of each other, and Bluum answers the overflow with 429 (Retry-After of a second or
 more, and an alert). With `[bluum] shared_budget_dir`, each key pair's window check counts the sends of every process
 that names the same folder: a small file per key pair, named by the SHA-256 of its API key, holding the wall-clock
-times of the last second's sends, read and rewritten under an exclusive `flock`. A send is first counted when it
-leaves and then, once answered, at its answer's time (`SharedWindow.answered`; why: `rotator.bluum.throttle`).
+times of the last second's sends, read and rewritten under an exclusive `flock`. A send not yet answered is a line
+`+TIME` (when it was cleared to go) and counts as sent *now* until it is answered; then it is a line `TIME`, its
+answer's time (`SharedWindow.answered`; why both: `rotator.bluum.throttle`). An older rotator reads `+TIME` as TIME,
+what it always did, and the lines it writes count as answered here: a host in mid-upgrade paces as before, no worse.
 
 Wall-clock time, since monotonic clocks are per process. A clock stepped back leaves times "in the future": they are
 dropped (not waited for) and a wait is never longer than the window itself, so a clock jump costs at most one
@@ -33,9 +35,31 @@ from pathlib import Path
 from rotator.core.errors import ConfigError
 from rotator.core.shared_files import FOLDER_MODE, SharedFileRefused, folder_problem, open_shared
 
-__all__ = ["SharedWindow", "check_budget_dir", "window_wait"]
+__all__ = ["IN_FLIGHT_LIMIT", "SharedWindow", "check_budget_dir", "window_wait"]
 
 log = logging.getLogger("rotator.throttle")
+
+IN_FLIGHT_LIMIT = 60.0
+"""Seconds a send not yet answered counts as sent now; then it ages out like an answered one. Longer than any request
+(each phase of one is bounded by `[bluum] timeout`, 10 s by default), short enough that what a crashed process left in
+flight stops costing the host's budget within a minute."""
+
+Entry = tuple[float, bool]
+"""A send in the window: (when it counts from, whether it is still in flight: then it was cleared to go then)."""
+
+
+def counted(entries: Sequence[Entry], now: float, span: float) -> tuple[list[float], list[float]]:
+    """The window ending at `now`: (the answered sends inside it, sorted; the sends still in flight). Times "in the
+    future" (a clock stepped back) are dropped, and a send in flight since more than `IN_FLIGHT_LIMIT` seconds too."""
+    answered = sorted(t for t, flying in entries if not flying and now - span < t <= now + 0.001)
+    flying = [t for t, fly in entries if fly and now - IN_FLIGHT_LIMIT < t <= now + 0.001]
+    return answered, flying
+
+
+def in_flight_wait(answered: Sequence[float], flying: int, now: float, limit: int, span: float) -> float:
+    """`window_wait` with the `flying` sends not yet answered counted at `now`: one may arrive at any moment, however
+    long ago it was cleared (`rotator.bluum.throttle`)."""
+    return window_wait([*answered, *[now] * flying], now, limit, span)
 
 
 def window_wait(sent: Sequence[float], now: float, limit: int, span: float) -> float:
@@ -76,10 +100,12 @@ class SharedWindow:
     def _admit(self, now: float | None, limit: int) -> tuple[float, float] | None:
         span = 1.0 + self.guard
 
-        def count(sent: list[float], now: float) -> tuple[float, list[float] | None]:
-            sent = sorted(t for t in sent if now - span < t <= now + 0.001)
-            wait = window_wait(sent, now, limit, span)
-            return (wait, None) if wait else (0.0, [*sent, now])
+        def count(entries: list[Entry], now: float) -> tuple[float, list[Entry] | None]:
+            answered, flying = counted(entries, now, span)
+            wait = in_flight_wait(answered, len(flying), now, limit, span)
+            if wait:
+                return wait, None
+            return 0.0, [*((t, False) for t in answered), *((t, True) for t in [*flying, now])]
 
         return self._update(count, now)
 
@@ -88,16 +114,17 @@ class SharedWindow:
         it then from here on, the latest it can have arrived (`rotator.bluum.throttle`). A file that cannot be used
         is left alone, as in `admit`."""
 
-        def move(times: list[float], now: float) -> tuple[float, list[float] | None]:
+        def move(entries: list[Entry], now: float) -> tuple[float, list[Entry] | None]:
             mark = f"{sent:.6f}"
-            left = [t for t in times if f"{t:.6f}" != mark]
-            left += [t for t in times if f"{t:.6f}" == mark][1:]  # a twin counted at the same microsecond stays
-            return 0.0, sorted([*left, max(now, sent)])
+            ours = [i for i, (t, flying) in enumerate(entries) if f"{t:.6f}" == mark]
+            ours.sort(key=lambda i: not entries[i][1])  # its line in flight; a twin of the same microsecond stays
+            left = [entry for i, entry in enumerate(entries) if not ours or i != ours[0]]
+            return 0.0, sorted([*left, (max(now, sent), False)])
 
         self._update(move, now)
 
     def _update(
-        self, change: Callable[[list[float], float], tuple[float, list[float] | None]], now: float | None
+        self, change: Callable[[list[Entry], float], tuple[float, list[Entry] | None]], now: float | None
     ) -> tuple[float, float] | None:
         """Read the times under the file's lock, and write what `change` makes of them (None: leave the file); `now`
         None is the wall clock once locked. Returns what `change` returned first, and the time it was given."""
@@ -109,9 +136,9 @@ class SharedWindow:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             at = time.time() if now is None else now
-            result, times = change(self._read(fd), at)
-            if times is not None:
-                data = "\n".join(f"{t:.6f}" for t in times).encode()
+            result, entries = change(self._read(fd), at)
+            if entries is not None:
+                data = "\n".join(f"+{t:.6f}" if flying else f"{t:.6f}" for t, flying in entries).encode()
                 os.lseek(fd, 0, os.SEEK_SET)
                 os.ftruncate(fd, 0)
                 os.write(fd, data)
@@ -131,11 +158,11 @@ class SharedWindow:
                 (exc.strerror if isinstance(exc, OSError) else None) or exc,
             )
 
-    def _read(self, fd: int) -> list[float]:
+    def _read(self, fd: int) -> list[Entry]:
         os.lseek(fd, 0, os.SEEK_SET)
         raw = os.read(fd, 64 * 1024)
         try:
-            return [float(line) for line in raw.decode().split()]
+            return [(float(line), line.startswith("+")) for line in raw.decode().split()]
         except (UnicodeDecodeError, ValueError):
             log.warning("the shared rate window %s could not be read; starting it afresh", self.path)
             return []

@@ -22,8 +22,13 @@ GIL), and the network can hold it; meanwhile later requests, cleared after it, a
 the stalled one late and in the same second as a request sent a full window after it, and answers 429: the rare
 429 a fleet drew at 0.97 of the limit under load. A request cannot arrive after its answer came back, so once
 answered it is counted at the answer's time instead; a new request arrives after it is cleared, so no `rate + 1`
-requests can then share one second at the server, whatever the stall. A request still unanswered is counted
-from when it left (what a crashed process leaves in a shared window must age out).
+requests can then share one second at the server, whatever the stall.
+
+Why a request not yet answered counts as sent *now*: it may arrive at any moment, however long ago it was cleared. It
+was counted from when it was cleared, so one held longer than the window (TCP resends a lost SYN after 1 s; a loaded
+host can keep its thread off the CPU as long) aged out while still on its way, the next sends went out as if it were
+gone, and Bluum counted it in a second already full. It ages out only once answered, or after `IN_FLIGHT_LIMIT`
+seconds (what a crashed process leaves in a shared window must age out).
 
 Why reservations: a caller takes the next free slot under a lock and then sleeps *outside* the lock until
 its slot comes. Threads never hold the lock while sleeping, and they leave in the order they reserved.
@@ -37,6 +42,7 @@ neither the registry nor anything that dumps it holds a credential.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
 import math
@@ -46,7 +52,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rotator.bluum.shared_window import SharedWindow, window_wait
+from rotator.bluum.shared_window import IN_FLIGHT_LIMIT, SharedWindow, in_flight_wait
 
 SAFETY_MARGIN = 0.03
 """Fraction of the documented rate the smooth schedule leaves unused; see the module docstring."""
@@ -86,7 +92,9 @@ class Throttle:
         self.shared: SharedWindow | None = None
         """When set (`[bluum] shared_budget_dir`), the window check counts every process's sends on this host."""
         self._sent: deque[float] = deque()
-        """When the requests of the last `1 + guard` seconds really left (after their sender woke)."""
+        """When the answered requests of the last `1 + guard` seconds got their answers, oldest first."""
+        self._flying: list[float] = []
+        """When the requests not yet answered were cleared to go (after their sender woke)."""
 
     @property
     def rate(self) -> float:
@@ -146,9 +154,11 @@ class Throttle:
         with self._lock:
             while self._sent and self._sent[0] <= now - span:
                 self._sent.popleft()
-            wait = window_wait(self._sent, now, limit, span)
+            if self._flying and min(self._flying) <= now - IN_FLIGHT_LIMIT:
+                self._flying = [t for t in self._flying if t > now - IN_FLIGHT_LIMIT]
+            wait = in_flight_wait(self._sent, len(self._flying), now, limit, span)
             if not wait:
-                self._sent.append(now)
+                self._flying.append(now)
             return wait
 
     def answered(self, slot: Slot, now: float) -> None:
@@ -161,9 +171,9 @@ class Throttle:
             shared.answered(slot.wall)
             return
         with self._lock:
-            with contextlib.suppress(ValueError):  # aged out already: counting it again only waits longer
-                self._sent.remove(slot.at)
-            self._sent.append(max(now, slot.at))  # readings of one clock, all taken before now: the deque stays sorted
+            with contextlib.suppress(ValueError):  # in flight past IN_FLIGHT_LIMIT: counting it again only waits longer
+                self._flying.remove(slot.at)
+            bisect.insort(self._sent, max(now, slot.at))  # `now` was read before the lock: another may be later
 
     def acquire(
         self, clock: Callable[[], float], sleep: Callable[[float], None], max_wait: float = math.inf

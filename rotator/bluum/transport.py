@@ -256,11 +256,13 @@ class Transport:
         throttle = throttle_for(pair.api_key, self._rate_limits[pair.environment], self._shared_budget_dir)
         fields: dict[str, Any] = {"method": call.method, "path": call.log_path, "attempt": number, "key": pair.label}
         slot = self._take_slot(call, throttle, fields, budget_left)
-        # The throttle may have waited, a retry slept, the process been frozen: the lease of the command this request
-        # serves must still hold for as long as the request may take (`rotator.core.lease_clock`), or it is not sent.
-        lease_clock.before_request(self._timeout)
         began = time.perf_counter()
         try:
+            # The throttle may have waited, a retry slept, the process been frozen: the lease of the command this
+            # request serves must still hold for as long as the request may take (`rotator.core.lease_clock`), or it
+            # is not sent.
+            lease_clock.before_request(self._timeout)
+            began = time.perf_counter()
             response = self._http.request(
                 call.method,
                 call.path,
@@ -272,6 +274,11 @@ class Transport:
             throttle.answered(slot, self._clock())
             self._observe(call, None, began)
             raise self._unanswered(call, exc, fields, began) from exc
+        except BaseException:
+            # Not sent (the lease guard stopped it) or given up on: a slot never answered would count as in flight
+            # for IN_FLIGHT_LIMIT seconds (`rotator.bluum.throttle`); counted from now, it ages out a window later.
+            throttle.answered(slot, self._clock())
+            raise
         throttle.answered(slot, self._clock())  # it arrived by now: count it from here (`rotator.bluum.throttle`)
         self._observe(call, response.status_code, began)
         fields.update(

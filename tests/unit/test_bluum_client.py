@@ -25,7 +25,7 @@ from rotator.bluum.client import (
     RetryPolicy,
     parse_retry_after,
 )
-from rotator.bluum.throttle import SAFETY_MARGIN, Throttle, key_hash, throttle_for
+from rotator.bluum.throttle import SAFETY_MARGIN, Slot, Throttle, key_hash, throttle_for
 from rotator.core.errors import (
     BluumAuthError,
     BluumConflict,
@@ -880,8 +880,9 @@ def test_throttle_window_check_holds_a_late_sender_back() -> None:
     """A sender that woke late must not put rate + 1 real sends into one second: the window check makes it wait."""
     throttle = Throttle(10.0)
     clock = FakeClock()
-    for _ in range(10):  # ten sends bunched up at t=0 (as if nine senders had woken late together)
+    for _ in range(10):  # ten sends bunched up at t=0 (as if nine senders had woken late together), answered at once
         assert throttle.admit(clock()) == 0.0
+        throttle.answered(Slot(0.0, clock()), clock())
     wait = throttle.admit(clock())
     assert wait == pytest.approx(1.0 + throttle._guard)
     clock.sleep(wait)
@@ -893,7 +894,8 @@ def test_throttle_acquire_waits_out_the_window_after_its_slot() -> None:
     clock = FakeClock()
     start = clock()
     for _ in range(10):
-        throttle.admit(start)  # ten real sends at `start`, outside the smooth schedule
+        throttle.admit(start)  # ten real sends at `start`, outside the smooth schedule, answered at once
+        throttle.answered(Slot(0.0, start), start)
     slot = throttle.acquire(clock, clock.sleep)
     assert slot is not None
     assert slot.waited == pytest.approx(1.0 + throttle._guard)

@@ -24,9 +24,11 @@ def wait(window: SharedWindow, now: float, limit: int) -> float:
 
 def test_two_processes_share_one_window(tmp_path: Path) -> None:
     daemon, operator = SharedWindow(tmp_path / "k.window", GUARD), SharedWindow(tmp_path / "k.window", GUARD)
-    for n in range(5):
+    for n in range(5):  # each answered at once (one not yet answered counts as sent now: test_shared_window_in_flight)
         assert daemon.admit(100.0 + n * 0.01, limit=10) == 0.0
+        daemon.answered(100.0 + n * 0.01, 100.0 + n * 0.01)
         assert operator.admit(100.005 + n * 0.01, limit=10) == 0.0
+        operator.answered(100.005 + n * 0.01, 100.005 + n * 0.01)
     # Ten sends in the window, five from each: the eleventh waits until the first leaves, whoever sends it.
     wait = operator.admit(100.2, limit=10)
     assert wait == pytest.approx(100.0 + 1.0 + GUARD - 100.2)
@@ -36,6 +38,7 @@ def test_two_processes_share_one_window(tmp_path: Path) -> None:
 def test_a_refused_send_is_not_counted(tmp_path: Path) -> None:
     window = SharedWindow(tmp_path / "k.window", GUARD)
     assert window.admit(50.0, limit=1) == 0.0
+    window.answered(50.0, 50.0)
     for _ in range(3):
         assert wait(window, 50.5, limit=1) > 0
     assert window.admit(51.06, limit=1) == 0.0  # only the first send was ever counted
@@ -54,7 +57,7 @@ def test_a_garbled_file_counts_as_empty_and_is_rewritten(tmp_path: Path) -> None
     path = tmp_path / "k.window"
     path.write_bytes(b"\xff\xfe not times")
     assert SharedWindow(path, GUARD).admit(10.0, limit=3) == 0.0
-    assert path.read_text() == "10.000000"
+    assert path.read_text() == "+10.000000"  # in flight since 10.0
 
 
 def test_the_folder_is_made_and_an_unusable_one_is_refused_with_the_fix(tmp_path: Path) -> None:
