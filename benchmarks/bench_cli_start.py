@@ -21,20 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks.*: the same four credentials
+
+from benchmarks.bench_status import workspace
+
 ROUNDS = 15
 TARGET = 2.0
-
-
-def workspace(folder: Path) -> Path:
-    """Four credentials in four dotenv stores, as `bench_status.py` builds them."""
-    text = ""
-    for n in range(4):
-        (folder / f"c{n}.env").write_text(f"BLUUM_API_KEY='pk_test_{n:04d}'\nBLUUM_API_SECRET='sk_test_{n:04d}'\n")
-        text += f'[stores.s{n}]\ntype = "env"\npath = "c{n}.env"\n\n'
-        text += f'[credentials.c{n}]\nenvironment = "sandbox"\nissuer = "manual"\nstore = "s{n}"\n\n'
-    config = folder / "rotator.toml"
-    config.write_text(text)
-    return config
 
 
 def run(args: list[str]) -> tuple[float, float]:
