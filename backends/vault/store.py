@@ -156,8 +156,11 @@ class VaultStore(LedgerByDelegation):
     # -------------------------------------------------------------------------------- the two places (for Projected)
 
     def load_document(self) -> VaultDocument:
-        """The stage document at `state_path` (an empty one when nothing is there yet)."""
-        document = self._ledger.load_document()
+        """The stage document at `state_path` (an empty one when nothing is there yet); under a held lease, as this
+        handle last read or wrote it (`VaultLedger.held_document`)."""
+        return self._document(self._ledger.held_document())
+
+    def _document(self, document: VaultDocument) -> VaultDocument:
         self._known_before = _keys_of(document)
         self._moved = False
         return document
@@ -228,7 +231,9 @@ class VaultStore(LedgerByDelegation):
     def _check_may_write(self, key: StoredKey, latest: KvVersion) -> None:
         where = self._kv.where(self._path)
         known = self._known_before
-        document = self.load_document()
+        # Read afresh, not as seen: a runner frozen between its document write and this one must find the lease
+        # taken over here, as no check-and-set of `path` can tell it.
+        document = self._document(self._ledger.load_document())
         self._known_before = known + self._known_before
         self._ledger.refuse_if_fenced_out(document.lease)
         if document.current is None or not document.current.same_key(key):
