@@ -225,8 +225,8 @@ class RecordKeeper:
             )
 
     def hold(self, needed: float = 0.0, *, confirm: bool = False) -> None:
-        """Renew the lease now, unless this runner stalled past it (then it stops: a renewal must not make a frozen
-        runner's view of the world current again); LeaseLost when someone else holds it now (the caller then
+        """Renew the lease when needed, unless this runner stalled past it (then it stops: a renewal must not make a
+        frozen runner's view of the world current again); LeaseLost when someone else holds it now (the caller then
         changes nothing). With `needed`: at least that much of the lease is left afterwards.
 
         Renewed only when the lease clock says so: a third of the lease has passed, or less than `needed` plus the
