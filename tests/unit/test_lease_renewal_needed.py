@@ -14,14 +14,7 @@ import pytest
 from backends.memory import MemoryStore
 from rotator.core.errors import LeaseLost
 from rotator.rotation.driver import RecordKeeper
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.unit.test_in_flight import Clock
 
 
 class CountedRenewals(MemoryStore):
