@@ -194,12 +194,7 @@ class RecordKeeper:
         return self.read(store=store)
 
     def write(self, record: RotationRecord) -> None:
-        # Renewed at the start of every step; renew again when time has moved since (a long step, or a suspend the
-        # monotonic clock did not see): the ledger's clock decides expiry.
-        if self._clock.since_renewal() >= 1.0:
-            self.hold()
-        else:
-            self.check()
+        self.hold()  # renewed only when the lease clock says it is due; checked always
         self._read = None
         self._version = self._ledger.write_record(record.to_dict(), lease=self.lease, version=self._version)
 
@@ -229,11 +224,20 @@ class RecordKeeper:
                 "changes nothing more and stops. `rotator resume` finishes the rotation"
             )
 
-    def hold(self, needed: float = 0.0) -> None:
-        """Renew the lease now, unless this runner stalled past it (then it stops: a renewal must not make a frozen
-        runner's view of the world current again); LeaseLost when someone else holds it now (the caller then
-        changes nothing). With `needed`: at least that much of the lease is left afterwards."""
+    def hold(self, needed: float = 0.0, *, confirm: bool = False) -> None:
+        """Renew the lease when needed, unless this runner stalled past it (then it stops: a renewal must not make a
+        frozen runner's view of the world current again); LeaseLost when someone else holds it now (the caller then
+        changes nothing). With `needed`: at least that much of the lease is left afterwards.
+
+        Renewed only when the lease clock says so: a third of the lease has passed, or less than `needed` plus the
+        renewal's own request (`in_flight`) is left. Otherwise the clock, timed from the last renewal's send, already
+        proves the lease is held (another runner takes it over only after its expiry, or once this process is gone),
+        and every store write is fenced by its own check-and-set (issue 18: a renewal is a request). `confirm`: ask
+        the ledger anyway: at the start of each step, which may change what no check-and-set fences (a dotenv file,
+        Bluum), and whose reads of the stage document are then served from what that renewal read."""
         self.check()
+        if not confirm and not self._clock.due() and self._clock.left() >= needed + self._in_flight:
+            return
         self._renewing = True
         sent = self._clock.now()
         try:
@@ -421,7 +425,7 @@ class Driver:
     def _forward(self, step: Step, record: RotationRecord) -> RotationRecord:
         runtime = self.ctx.runtime
         started = runtime.monotonic()
-        self.hold()  # a runner whose lease was taken over must not run one more step
+        self.keeper.hold(confirm=True)  # a runner whose lease was taken over must not run one more step
         with runtime.metering(self.ctx.meter):
             record = FORWARD[step](self.ctx, record, self)
         self.ctx.step_seconds += runtime.monotonic() - started

@@ -134,7 +134,7 @@ def test_a_slow_renewal_answer_does_not_lengthen_the_runners_view_of_its_lease()
     keeper = RecordKeeper(ledger, "runner 1", clock, ttl=10.0, in_flight=2.0, clock=clock)
     with keeper:
         ledger.delay = 8.0
-        keeper.hold()  # sent at t, applied at t, answered at t + 8
+        keeper.hold(confirm=True)  # asked of the ledger: sent at t, applied at t, answered at t + 8
         clock.now += 2.5  # t + 10.5: past the lease as the ledger dates it
         with pytest.raises(LeaseLost, match="frozen or stalled"):
             keeper.check()
@@ -156,7 +156,7 @@ def test_a_renewal_answered_with_the_lease_as_it_was_leaves_the_runner_no_more_t
     keeper = RecordKeeper(ledger, "runner 1", clock, ttl=10.0, in_flight=2.0, clock=clock)
     with keeper:
         clock.now += 3.0
-        keeper.hold()
+        keeper.hold(confirm=True)
         clock.now += 6.5  # t + 9.5: the lease holds
         keeper.check()
         clock.now += 1.0  # t + 10.5: past it, as the ledger counts
