@@ -90,7 +90,6 @@ class VaultLedger:
         self._seen: VaultDocument | None = None
         """The stage document as this handle last read or wrote it: what a record write, a lease taken or a release
         tries first, without reading it again (`_on_seen`)."""
-        self._loads = 0
 
     @property
     def state_where(self) -> str:
@@ -104,7 +103,6 @@ class VaultLedger:
     def load_document(self) -> VaultDocument:
         """The stage document at `state_path` (an empty one when nothing is there yet)."""
         self._seen = None
-        self._loads += 1
         latest = self._kv.read(self._state_path, action="reading the rotation state at")
         if latest.version == 0:
             self._seen = VaultDocument()
@@ -146,18 +144,10 @@ class VaultLedger:
         process is gone), and every write is a check-and-set on the version, so a write built on a document that
         changed since is refused, and decided again on what is there (`save_document`). The lease holder's renewal
         at the start of each step reads it afresh (issue 18: re-reads were most of a rotation's Vault requests)."""
-        seen = self._seen
-        return seen if seen is not None and self.holds(seen) else self.load_document()
-
-    def holds(self, seen: VaultDocument | None = None) -> bool:
-        """Whether `seen` (by default the document as last seen) names the lease this handle holds (no I/O)."""
-        seen, mine = self._seen if seen is None else seen, self._held.latest()
-        return seen is not None and mine is not None and seen.lease.fence == mine and seen.lease.owner is not None
-
-    @property
-    def loads(self) -> int:
-        """How many times this handle read the document afresh: what a view of `path` taken since is dated by."""
-        return self._loads
+        seen, mine = self._seen, self._held.latest()
+        if seen is not None and mine is not None and seen.lease.fence == mine and seen.lease.owner is not None:
+            return seen
+        return self.load_document()
 
     def save_document(self, document: VaultDocument) -> None:
         """Write the document if it is still at the version read and no later lease than this handle's was taken.

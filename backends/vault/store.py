@@ -109,9 +109,6 @@ class VaultStore(LedgerByDelegation):
         )
         self._known_before: tuple[StoredKey, ...] = ()
         """The keys of the stage document as last read (before a move): `path` may show one of them."""
-        self._path_seen: tuple[int, KvVersion] | None = None
-        """`path` as this handle last read or wrote it, with the count of fresh document reads it was taken after
-        (`_read_path`)."""
         self._moved = False
         """The stage document was just written by this handle: the next `show` writes `path` even when it shows the
         key already (see `show`)."""
@@ -175,7 +172,7 @@ class VaultStore(LedgerByDelegation):
 
     def shown(self) -> StoredKey:
         """The key applications read now: the latest version at `path`."""
-        latest = self._read_path()
+        latest = self._kv.read(self._path, action="reading")
         where = self._kv.where(self._path)
         start = f"`rotator enroll` gives the credential its first key, or write the key applications use at {where}"
         if latest.version == 0:
@@ -214,38 +211,22 @@ class VaultStore(LedgerByDelegation):
         self.check_show(key)
         fence, self._moved = self._moved, False
         for _ in range(_SHOW_ATTEMPTS):
-            latest = self._read_path()
+            latest = self._kv.read(self._path, action="reading")
             base = dict(latest.data or {})
             wanted = self._fields.wanted(key, base)
             if latest.data is not None and wanted == base and not fence:
                 return False
             self._check_may_write(key, latest)
-            self._path_seen = None
             try:
-                version = self._kv.write(self._path, wanted, cas=latest.version, action="writing the key to")
+                self._kv.write(self._path, wanted, cas=latest.version, action="writing the key to")
             except StoreConflict:
                 continue  # someone wrote meanwhile: look again (their key, if they wrote one, is then refused)
-            self._path_seen = (self._ledger.loads, KvVersion(wanted, version))
             return True
         raise StoreConflict(
             f"{self._kv.where(self._path)} kept changing while the key was being written; the rotation state is "
             "kept: run `rotator resume` once nobody else writes there",
             store=self.name,
         )
-
-    def _read_path(self) -> KvVersion:
-        """The latest version at `path`; within one step of a held lease (no fresh read of the stage document since,
-        which the lease holder makes at the start of each step), as this handle last read or wrote it.
-
-        A step reads what applications see several times within a few milliseconds (the guard before a move, the
-        move, the check after it, the holdings before a revoke): one read of it per step is what it sees. Every write
-        here is still a check-and-set on the version seen, refused when anyone wrote since (issue 18)."""
-        seen, loads = self._path_seen, self._ledger.loads
-        if seen is not None and seen[0] == loads and self._ledger.holds():
-            return seen[1]
-        latest = self._kv.read(self._path, action="reading")
-        self._path_seen = (self._ledger.loads, latest)
-        return latest
 
     def _check_may_write(self, key: StoredKey, latest: KvVersion) -> None:
         where = self._kv.where(self._path)

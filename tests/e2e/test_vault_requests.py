@@ -3,12 +3,13 @@
 Issue 18 asks for at most 30 (it counted about 94, 54 of them re-reads of the stage document). Measured here: 81
 before (54 reads of the stage document, 14 writes of it, 11 reads and 1 write of the path applications read, 1 token
 lookup), 68 to 71 once a record write, a lease taken and a release built on the document as the ledger last saw it,
-29 now: the lease is renewed at the start of each step (that read is what tells a runner its lease was taken over
+36 now: the lease is renewed at the start of each step (that read is what tells a runner its lease was taken over
 before it changes anything no check-and-set fences: a dotenv file, Bluum) and otherwise only when its clock says so
-(`RecordKeeper.hold`), and under a held lease the Vault store serves the stage document, and within a step `path`,
-as its handle last read or wrote them (`VaultLedger.held_document`, `VaultStore._read_path`). What is left: 14 writes
-of the document (9 record writes, 3 stage moves, lease taken and released), 9 reads of it (the record before the
-lease, 7 step renewals, the fresh check before `path` is written), 4 reads and 1 write of `path`, 1 token lookup.
+(`RecordKeeper.hold`), and under a held lease the Vault store serves the stage document as its handle last read or
+wrote it (`VaultLedger.held_document`). The path applications read is read afresh each time a step looks at it: the
+key-identity checks before a promote and a revoke must see what is there now (serving it within a step made 29, but
+let a revoke's check use a view taken earlier in the step). So the issue's 30 is not reached; this test holds what
+was won.
 
 Every request of the real CLI, in a subprocess, passes a counting proxy (`tests/fault_proxy.py`, forwarding all) in
 front of the session's OpenBao; the test sorts them by what they touched: the stage document at `state_path`, the
@@ -33,15 +34,13 @@ from tests.openbao import OpenBao
 
 pytestmark = pytest.mark.slow
 
-MOST_REQUESTS = 30
-"""Requests one Vault rotation makes: 29 measured, the issue's ceiling (68 to 71 before the lease was renewed only at
-each step's start and when its clock says so, and a held lease's handle served the stage document and, within a step,
-`path` as it last read or wrote them; 81 before the ledger built its writes on the document it last saw)."""
+MOST_REQUESTS = 37
+"""Requests one Vault rotation makes: 36 measured (68 to 71 before the lease was renewed only at each step's start and
+when its clock says so, and reads of the stage document under a held lease were served from what the handle last
+read or wrote; 81 before the ledger built its writes on the document it last saw), with a request of slack."""
 MOST_DOCUMENT_READS = 10
-"""Reads of the stage document among them: 9 measured (the record before the lease, one renewal per step, the fresh
-check before `path` is written; 41 to 44 before, 54 before that)."""
-MOST_PATH_READS = 5
-"""Reads of the path applications read: 4 measured (one per step that looks at it; 11 before)."""
+"""Reads of the stage document among them: 9 measured (the record before the lease, one renewal per step, the check
+before `path` is written; 41 to 44 before, 54 before that)."""
 
 
 @pytest.fixture
@@ -83,5 +82,4 @@ def test_one_vault_rotation_reads_the_stage_document_no_more_than_it_needs(
     print(f"{len(operations)} requests to Vault: {dict(sorted(seen.items()))}")
     said_counts = f"{len(operations)} requests to Vault: {dict(sorted(seen.items()))}"
     assert seen["GET state"] <= MOST_DOCUMENT_READS, said_counts
-    assert seen["GET path"] <= MOST_PATH_READS, said_counts
     assert len(operations) <= MOST_REQUESTS, said_counts
