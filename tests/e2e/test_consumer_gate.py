@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from rotator.core.errors import ExitCode
 from tests.attest_consumers import FakeConsumer, command_consumer
@@ -157,9 +158,20 @@ def test_past_the_grace_window_no_consumer_that_is_not_on_the_new_key_lets_the_o
     assert len(alerts) == 1, [(n["event"], n["subject"]) for n in notifications(hook, ws)]
     assert "hanging (store app): unreachable" in alerts[0]["message"]
 
-    again = ws.cli("run-due")  # the next tick asks again: same answers, no second page
+    textfile = ws.root / "bluum_rotator.prom"
+    again = ws.cli("run-due", "--metrics-textfile", str(textfile))  # the next tick asks again: no second page
     assert again.exit_code == ExitCode.INCOMPLETE, again.output
     assert old_key_alive(ws)
+    gauge = {
+        sample.labels["state"]: sample.value
+        for family in text_string_to_metric_families(textfile.read_text())
+        if family.name == "bluum_rotator_consumers"
+        for sample in family.samples
+        if sample.labels["credential"] == "trading"
+    }
+    assert gauge == {"attested": 0, "unattested": 6}
+    table = ws.cli("status")
+    assert "consumers: 0 of 6 consumers report the new key" in table.output or "0 of 6 consumers" in table.output
     assert len([n for n in notifications(hook, ws) if n["subject"] == "consumers_unmoved"]) == 1
 
     new = ws.pair_in().api_key
