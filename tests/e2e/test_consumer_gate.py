@@ -191,22 +191,29 @@ def test_past_the_grace_window_no_consumer_that_is_not_on_the_new_key_lets_the_o
 def test_revoke_anyway_needs_a_reason_then_revokes_and_names_who_breaks(
     ws: Workspace, consumers: list[FakeConsumer], hook: RecordingServer
 ) -> None:
+    """Through the real console entry point (`ws.run`: stdout and stderr captured apart, both leak-guarded)."""
     trader = consumer(consumers, "trader-1", ws.first.pair.api_key)
     gate(ws, [trader.entry()])
-    assert ws.cli("rotate", "trading").exit_code == ExitCode.INCOMPLETE
+    held = ws.run("rotate", "trading")
+    assert held.returncode == ExitCode.INCOMPLETE, held.stderr
+    assert "trader-1 (store app): reports the old key" in held.stdout + held.stderr
 
     before = ws.snapshot()
-    refused = ws.cli("resume", "trading", "--revoke-anyway")
-    assert refused.exit_code == ExitCode.BAD_INPUT, refused.output
-    assert "--reason" in refused.output
+    for wrong in (["--revoke-anyway"], ["--reason", "x"], ["--revoke-anyway", "--reason", " "]):
+        refused = ws.run("resume", "trading", *wrong)
+        assert refused.returncode == ExitCode.BAD_INPUT, refused.stderr
+        assert "--revoke-anyway" in refused.stderr
+    refused = ws.run("resume", "tenant", "--revoke-anyway", "--reason", "no consumers here")
+    assert refused.returncode == ExitCode.BAD_INPUT, refused.stderr
     assert ws.snapshot() == before
     assert old_key_alive(ws)
 
-    forced = ws.cli("resume", "trading", "--revoke-anyway", "--reason", "ticket 7: trader-1 is retired")
-    assert forced.exit_code == ExitCode.OK, forced.output
+    forced = ws.run("resume", "trading", "--revoke-anyway", "--reason", "ticket 7: trader-1 is retired")
+    assert forced.returncode == ExitCode.OK, forced.stderr
     assert ws.active_ids() == {ws.current_id()}
-    assert "revoked anyway: ticket 7: trader-1 is retired" in forced.output
-    assert "trader-1 (store app): reports the old key" in forced.output
+    shown = forced.stdout + forced.stderr
+    assert "revoked anyway: ticket 7: trader-1 is retired" in shown
+    assert "trader-1 (store app): reports the old key" in shown
     assert "revoking the old key anyway" in history_text(ws)
     told = [n["message"] for n in notifications(hook, ws) if n["subject"] == "consumers_unmoved"]
     assert any("revoked anyway" in m and "trader-1 (store app)" in m for m in told), told
