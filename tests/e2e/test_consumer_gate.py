@@ -104,6 +104,12 @@ def test_within_the_grace_window_the_old_key_waits_until_every_consumer_reports_
     assert row(ws)["stage"] == "verified"
     assert "trader-1 (store app): reports the old key" in row(ws)["consumers"]
 
+    hurried = ws.cli("resume", "trading", "--now")  # skips the grace window, not the consumers
+    assert hurried.exit_code == ExitCode.INCOMPLETE, hurried.output
+    assert "`rotator resume trading --revoke-anyway --reason TEXT`" in hurried.output
+    assert old_key_alive(ws)
+    assert row(ws)["stage"] == "awaiting_consumers"
+
     trader.load(ws.pair_in().api_key)  # the application reloaded
     second = ws.cli("resume", "trading")
     assert second.exit_code == ExitCode.OK, second.output
