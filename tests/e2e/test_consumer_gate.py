@@ -255,3 +255,25 @@ def test_a_rollback_from_awaiting_consumers_puts_the_old_key_back(ws: Workspace,
     assert ws.active_ids() == {ws.first.info.id}
     assert not ws.works(new_pair)
     assert row(ws)["stage"] == "rolled back"
+
+
+def test_step_by_step_the_revoke_step_waits_for_the_consumers_too(ws: Workspace, consumers: list[FakeConsumer]) -> None:
+    """An orchestrator (`rotator step`, the Lambda's way) gets the same gate: `revoke` asks the consumers first."""
+    trader = consumer(consumers, "trader-1", ws.first.pair.api_key)
+    gate(ws, [trader.entry()])
+    token = "orchestrated-rotation-0001"
+    for name in ("create", "stage", "accept", "promote", "confirm"):
+        done = ws.cli("step", "trading", name, "--token", token)
+        assert done.exit_code == ExitCode.OK, done.output
+    held = ws.cli("step", "trading", "revoke", "--token", token)
+    assert held.exit_code == ExitCode.INCOMPLETE, held.output
+    assert "trader-1 (store app): reports the old key" in held.output
+    assert old_key_alive(ws)
+    again = ws.cli("step", "trading", "confirm", "--token", token)
+    assert again.exit_code == ExitCode.OK, again.output
+    assert "done already" in again.output
+
+    trader.load(ws.pair_in().api_key)
+    revoked = ws.cli("step", "trading", "revoke", "--token", token)
+    assert revoked.exit_code == ExitCode.OK, revoked.output
+    assert ws.active_ids() == {ws.current_id()}
