@@ -121,3 +121,49 @@ def test_a_person_resumes_at_once_and_only_the_failed_action_runs_again(ws: Work
     assert "reload 1 of 2 (app: " in resumed.output
     assert "already succeeded for this key; not run again" in resumed.output
     assert ws.active_ids() == {new_id}
+
+
+SHARED_SCRIPT = """\
+import json, os
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+here = Path.cwd()
+held = {name: dotenv_values(here / name).get("BLUUM_KEY_ID") for name in ("app.env", "reports.env")}
+with open(here / "shared.jsonl", "a") as log:
+    log.write(json.dumps({"held": held, "for": os.environ["ROTATOR_CREDENTIAL"]}) + "\\n")
+"""
+
+
+def test_one_tick_reloads_an_application_shared_by_two_credentials_once_after_both_were_promoted(ws: Workspace):
+    """`trading` (store app) and `reports` (store reports) are read by one application: both stores name the same
+    reload command. One tick rotates both and runs it once, when both files hold their new keys."""
+    from tests.e2e.test_fleet_cli import add_investor_credential
+
+    _, reports_first = add_investor_credential(ws, "reports")
+    (ws.root / "shared_reload.py").write_text(SHARED_SCRIPT)
+    reload = f'reload = [{{ command = {json.dumps([sys.executable, "shared_reload.py"])}, timeout = "20s" }}]\n'
+    ws.edit_config('path = "app.env"\n', f'path = "app.env"\n{reload}')
+    ws.edit_config('path = "reports.env"\n', f'path = "reports.env"\n{reload}')
+    for name in ("trading", "reports"):  # keys seeded by hand, of unknown age: the first tick rotates them
+        ws.edit_config(f"[credentials.{name}]\n", f'[credentials.{name}]\nseeded_key_age = "due"\n')
+
+    tick = ws.cli("run-due")
+    new_trading, new_reports = ws.current_id(), ws.current_id("reports.env")
+    assert new_trading != ws.first.info.id, tick.output
+    assert new_reports != reports_first, tick.output
+    runs = [json.loads(line) for line in (ws.root / "shared.jsonl").read_text().splitlines()]
+    assert len(runs) == 1, f"the shared reload ran {len(runs)} times in one tick: {runs}"
+    assert runs[0]["held"] == {"app.env": new_trading, "reports.env": new_reports}, "after both were promoted"
+    assert "trading: rotation complete" in tick.output, tick.output
+    assert "reports: rotation complete" in tick.output, tick.output
+    assert ws.active_ids() == {new_trading}, "each old key is revoked (grace 0s)"
+
+    history = [
+        entry for name in ("trading", "reports") for entry in json.loads(ws.cli("history", name, "--json").stdout)
+    ]
+    stood_in = [entry for entry in history if "not run again: it ran for " in str(entry["message"])]
+    assert len(stood_in) == 1, "the other credential's history says whose run reloaded its key"
+    resumed = [entry for entry in history if entry["event"] == "resumed"]
+    assert resumed == [], "the tick's second pass is not a resume a person should hear of"
