@@ -7,9 +7,12 @@ window starts only once applications hold the new key, and confirm then checks o
 shows it (a reload action that rewrote a target is caught there).
 
 A failed action stops the rotation where it is (DEPLOYED, with the failure in `waiting_on` for `rotator status`):
-nothing is revoked, `rotator resume` runs every action again (actions must be safe to repeat; a reload is), and
-`rotator rollback` puts the old key back. Each action's result goes to the history as an event; what a program
-printed is kept only as far as rotator/rotation/reload_runner.py judges it safe.
+nothing is revoked, and the record keeps how often it failed, when, and which actions succeeded for the new key.
+`rotator resume` runs the actions that have not succeeded again, at once; the scheduler does the same once the
+failure's backoff has passed (rotator/rules/reload_retry.py); `rotator rollback` puts the old key back. In a tick,
+an action several credentials share runs once after all of them were promoted (rotator/rotation/reload_tick.py).
+Each action's result goes to the history as an event; what a program printed is kept only as far as
+rotator/rotation/reload_runner.py judges it safe.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ Why a backoff: a reload that failed (a unit that does not exist, a deploy hook t
 within a tick, and every retry used to run every action of the credential again, restarting the applications whose
 reload had worked, at every tick until a person stepped in. So the scheduler (the daemon's tick, `run-due`) retries
 RETRY_FIRST after the first failure, twice as long after each further one, at most RETRY_MAX apart; a person's
-`rotator resume NAME` retries at once. The old key stays active all along (nothing is revoked while a reload fails),
-and the `stuck` alert still names the rotation.
+`rotator resume NAME` retries at once, and so does each tick in an emergency (the leaked key lives until it works).
+The old key stays active all along (nothing is revoked while a reload fails), and the `stuck` alert still names the
+rotation.
 
 Why only the actions not yet done: while the rotation's token is the same, every target holds the same new key, so an
 application whose reload succeeded for it already uses it; running its action again only restarts it once more.
@@ -48,8 +49,9 @@ def retry_wait(record: RotationRecord, now: float, *, scheduled: bool) -> float 
     """When to come back, if the reload of `record` must not run now; None: run it.
 
     A person (`scheduled` False: `rotator resume`, `rotator step`) never waits: they ran the command because they
-    fixed something. The scheduler waits until `next_retry`."""
-    if not scheduled:
+    fixed something. Nor does an emergency: the leaked key stays active until the reloads succeed, and the actions
+    that succeeded are not run again anyway. The scheduler waits until `next_retry`."""
+    if not scheduled or record.emergency:
         return None
     due = next_retry(record)
     return due if due is not None and now < due else None
