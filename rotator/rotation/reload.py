@@ -217,7 +217,7 @@ def _run_in_tick(
     """Run `action` in a scheduler tick, unless an identical action's run in this tick stands for it (then that run).
     Identical actions are held one at a time: one that is running is waited for, then judged."""
     same, credential, token = action_id(action), facts["ROTATOR_CREDENTIAL"], facts["ROTATOR_ROTATION"]
-    with tick.running(same):
+    with tick.running(same, journal.keepalive):
         shared = tick.stands_in(same, credential, token)
         if shared is not None:
             return shared

@@ -30,6 +30,9 @@ from rotator.rules.reload_retry import run_stands_for
 
 __all__ = ["ReloadTick", "Run", "sharing"]
 
+WAIT_SLICE = 5.0
+"""Seconds between two renewals (when due) of a rotation's lease while it waits for an identical action to end."""
+
 
 @dataclass(frozen=True, slots=True)
 class Run:
@@ -75,12 +78,18 @@ class ReloadTick:
             return (credential, token) in self._promoted
 
     @contextmanager
-    def running(self, action: str) -> Iterator[None]:
-        """Hold the action `action` (an `action_id`) while it is decided on and run: identical actions never overlap."""
+    def running(self, action: str, keepalive: Callable[[], None]) -> Iterator[None]:
+        """Hold the action `action` (an `action_id`) while it is decided on and run: identical actions never overlap.
+        While another credential's run is waited for, `keepalive` (the waiting rotation's lease) is called every
+        WAIT_SLICE seconds: that run may take its whole timeout, up to 10 minutes."""
         with self._lock:
             lock = self._running.setdefault(action, threading.Lock())
-        with lock:
+        while not lock.acquire(timeout=WAIT_SLICE):
+            keepalive()
+        try:
             yield
+        finally:
+            lock.release()
 
     def stands_in(self, action: str, credential: str, token: str) -> Run | None:
         """The run of `action` in this tick that reloaded `credential`'s new key (rotation `token`), if there is one."""
