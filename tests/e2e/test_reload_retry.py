@@ -167,3 +167,18 @@ def test_one_tick_reloads_an_application_shared_by_two_credentials_once_after_bo
     assert len(stood_in) == 1, "the other credential's history says whose run reloaded its key"
     resumed = [entry for entry in history if entry["event"] == "resumed"]
     assert resumed == [], "the tick's second pass is not a resume a person should hear of"
+
+
+def test_the_daemon_restarts_the_healthy_application_once_over_many_ticks(ws: Workspace, healthy: ReloadEndpoint):
+    """The real daemon, ticking every second: the first tick rotates (the second reload fails), the next ones wait
+    out the backoff. Before this change each tick ran both actions again."""
+    from tests.e2e.test_daemon import TICK, DaemonProcess
+
+    ws.edit_config("[credentials.trading]\n", '[credentials.trading]\nseeded_key_age = "due"\n')
+    daemon = DaemonProcess(ws, *TICK)
+    daemon.wait_for(rf"tick {TICKS + 1}: done")
+    assert daemon.stop() == 0
+    assert len(healthy.calls) == 1, f"the healthy application was restarted {len(healthy.calls)} times"
+    assert len(reload_runs(ws)) == 1, "the failed action waits out its backoff"
+    assert "next retry at " in waiting(ws)
+    assert ws.active_ids() == {ws.first.info.id, ws.current_id()}, "nothing was revoked"
