@@ -337,6 +337,8 @@ class Driver:
                 return self._wait_for_grace(record)
             if ctx.runtime.stopping.is_set():
                 return self._stopped_on_request(record, step)
+            if step is Step.ROLLBACK and (waiting := reload.rollback_not_now(ctx, record)) is not None:
+                return Outcome(cred.name, ExitCode.INCOMPLETE, waiting, record)  # its reload's backoff
             if step is Step.ROLLBACK:
                 record = self._roll_back(record, record.failure or "interrupted before the new key was stored")
                 return self._finished(record)

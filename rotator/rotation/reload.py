@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Collection
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rotator.core.durations import format_duration
 from rotator.core.errors import ExitCode, RotationIncomplete
@@ -36,6 +36,10 @@ if TYPE_CHECKING:
     from rotator.config.loader import Config
     from rotator.config.reloads import ReloadAction
     from rotator.rotation.reload_runner import ReloadResult
+
+
+RELOADS_CLEARED: dict[str, Any] = {"reload_failures": 0, "reload_failed_at": None, "reloads_done": ()}
+"""The record's reload fields as a rollback starts them: what was done and failed was for the new key."""
 
 
 def configured(ctx: RotationContext) -> list[tuple[str, ReloadAction]]:
@@ -142,20 +146,47 @@ def not_now(ctx: RotationContext, record: RotationRecord) -> tuple[ExitCode, str
     return None
 
 
-def reload_back(ctx: RotationContext, record: RotationRecord, journal: Journal) -> None:
+def reload_back(ctx: RotationContext, record: RotationRecord, journal: Journal) -> RotationRecord:
     """In a rollback, once the old key is CURRENT again and before the new key is revoked: run the reload actions so
     applications that loaded the new key load the old one. RotationIncomplete when one fails: revoking the new key
-    then would leave those applications with a dead key."""
-    failure, _ = run_all(ctx, record, journal, key_label=record.old_key_label or "the old key", purpose="rollback")
-    if failure is not None:
-        name = ctx.cred.name
-        message = (
-            f"{failure}, so the new key {record.new_key_label} was NOT revoked (an application may still hold it). "
-            f"Fix the reload, then `rotator resume {name}` finishes the rollback"
-        )
-        waiting = f"{name}: rolling back: {message}"
-        journal.save(record.advance(record.phase, ctx.runtime.clock(), waiting_on=waiting), "reload_failed.record")
-        raise RotationIncomplete(message)
+    then would leave those applications with a dead key. As going forward, the record keeps the failures and the
+    actions done for the old key (`roll_back` cleared them when it started), so a retry runs only the others."""
+    label = record.old_key_label or "the old key"
+    failure, done = run_all(ctx, record, journal, key_label=label, purpose="rollback", done=record.reloads_done)
+    now = ctx.runtime.clock()
+    if failure is None:
+        if record.reload_failures:  # a retry that worked: what is left of the rollback does not wait on a backoff
+            cleared = record.advance(record.phase, now, reload_failures=0, reload_failed_at=None, reloads_done=done)
+            record = journal.save(cleared, "reloaded_back.record")
+        return record
+    name = ctx.cred.name
+    failed = record.advance(
+        record.phase, now, reload_failures=record.reload_failures + 1, reload_failed_at=now, reloads_done=done
+    )
+    message = (
+        f"{failure}, so the new key {record.new_key_label} was NOT revoked (an application may still hold it). "
+        f"Fix the reload, then `rotator resume {name}` runs the reload actions that have not succeeded for the old key "
+        f"again, at once, and finishes the rollback ({_retry_words(failed)})"
+    )
+    waiting = f"{name}: rolling back: {message}"
+    journal.save(failed.advance(record.phase, now, waiting_on=waiting), "reload_failed.record")
+    raise RotationIncomplete(message)
+
+
+def rollback_not_now(ctx: RotationContext, record: RotationRecord) -> str | None:
+    """Why the scheduler does not retry the rollback of `record` in this run (its reload failed, and the backoff has
+    not passed), or None. The old key is CURRENT again meanwhile; only the new key's revoke waits."""
+    if record.phase is not Phase.ROLLING_BACK:
+        return None
+    wait = reload_retry.retry_wait(record, ctx.runtime.clock(), scheduled=ctx.scheduled)
+    if wait is None:
+        return None
+    name = ctx.cred.name
+    return (
+        f"{name}: rolling back: the reload back to the old key {record.old_key_label} failed {record.reload_failures} "
+        f"time(s); next retry at {format_timestamp(wait)}. `rotator status` says what failed; `rotator resume {name}` "
+        "retries now"
+    )
 
 
 def run_all(

@@ -182,3 +182,47 @@ def test_the_daemon_restarts_the_healthy_application_once_over_many_ticks(ws: Wo
     assert len(reload_runs(ws)) == 1, "the failed action waits out its backoff"
     assert "next retry at " in waiting(ws)
     assert ws.active_ids() == {ws.first.info.id, ws.current_id()}, "nothing was revoked"
+
+
+def test_a_rollback_whose_reload_fails_is_retried_with_backoff_and_only_the_failed_action_again(
+    ws: Workspace, healthy: ReloadEndpoint
+):
+    """The rollback reloads the old key back; the script fails there too. The ticks wait out the backoff instead of
+    restoring and reloading everything again; the retry runs only the script, then the new key is revoked."""
+    new_id = failed_rotation(ws, healthy)
+    stuck = ws.cli("rollback", "trading")
+    assert stuck.exit_code == ExitCode.INCOMPLETE, stuck.output
+    old_id = ws.first.info.id
+    assert [call[2] for call in healthy.calls] == [new_id, old_id], "the healthy application took the old key back"
+    assert ws.active_ids() == {old_id, new_id}, "the new key lives while the script's application may hold it"
+
+    ticks = [ws.cli("run-due") for _ in range(TICKS)]
+    assert len(healthy.calls) == 2, f"the healthy application was restarted {len(healthy.calls) - 2} more times"
+    assert len(reload_runs(ws)) == 2, "the failed action waits out its backoff"
+    for tick in ticks:
+        assert tick.exit_code == ExitCode.INCOMPLETE, tick.output
+    assert "next retry at " in waiting(ws)
+
+    set_mode(ws, "ok")
+    age_failure(ws, 6 * 60)
+    done = ws.cli("run-due")
+    assert done.exit_code == ExitCode.ROLLED_BACK, done.output
+    assert [run["key_id"] for run in reload_runs(ws)] == [new_id, old_id, old_id]
+    assert len(healthy.calls) == 2, "the action that succeeded for the old key is not run again"
+    assert ws.active_ids() == {old_id}
+
+
+def test_a_crash_after_a_retried_rollback_reload_worked_is_finished_by_resume(ws: Workspace, healthy: ReloadEndpoint):
+    from rotator.core.faultpoints import CRASH_ENV
+    from tests.e2e.test_review_scenarios import said
+
+    new_id = failed_rotation(ws, healthy)
+    assert ws.cli("rollback", "trading").exit_code == ExitCode.INCOMPLETE
+    set_mode(ws, "ok")
+    crashed = ws.run("resume", "trading", env={CRASH_ENV: "reloaded_back.record"})
+    assert crashed.returncode == -9, said(crashed)
+    resumed = ws.run("resume", "trading")
+    assert resumed.returncode == ExitCode.ROLLED_BACK, said(resumed)
+    assert ws.active_ids() == {ws.first.info.id}
+    assert new_id not in ws.active_ids()
+    assert len(healthy.calls) == 2, "the healthy application took the old key back once"
