@@ -62,6 +62,7 @@ FORWARD: dict[Step, StepFunction] = {
     Step.PROMOTE: steps.promote,
     Step.RELOAD: reload.reload_consumers,
     Step.CONFIRM: steps.confirm,
+    Step.ATTEST: revoke_gate.attest,
     Step.REVOKE_OLD: revoke_gate.revoke_old,
     Step.CLEAR: steps.clear,
 }
@@ -342,20 +343,17 @@ class Driver:
             if step is Step.DONE:
                 return self._finished(record)
             if step is Step.WAIT_GRACE:
-                waiting = revoke_gate.wait_for_grace(ctx, record, self)
-                return Outcome(cred.name, waiting.exit_code, waiting.message, waiting.record)
+                return self._held(revoke_gate.wait_for_grace(ctx, record, self))
             if ctx.runtime.stopping.is_set():
                 return self._stopped_on_request(record, step)
+            if step is Step.ROLLBACK and (waiting := reload.rollback_not_now(ctx, record)) is not None:
+                return Outcome(cred.name, ExitCode.INCOMPLETE, waiting, record)  # its reload's backoff
             if step is Step.ROLLBACK:
                 record = self._roll_back(record, record.failure or "interrupted before the new key was stored")
                 return self._finished(record)
+            if step is Step.RELOAD and (held := reload.not_now(ctx, record)) is not None:
+                return Outcome(cred.name, held[0], held[1], record)  # a failed reload's backoff; a tick's shared reload
             try:
-                if step is Step.ATTEST:  # the old key waits until every consumer reports the new key
-                    held = revoke_gate.attest(ctx, record, self)
-                    if isinstance(held, revoke_gate.Held):
-                        return Outcome(cred.name, held.exit_code, held.message, held.record)
-                    record = held
-                    continue
                 if step is Step.AWAIT_OPERATOR_REVOKE:
                     record, done = revocation.operator_revoke(ctx, record, self)
                     if not done:
@@ -365,6 +363,8 @@ class Driver:
                         return self._advanced(record, step)
                     continue
                 record = self._forward(step, record)
+            except revoke_gate.StillWaiting as gate:  # the old key waits on consumers: this run ends here
+                return self._held(gate.held)
             except StepFailed as failure:
                 record = self._roll_back(failure.record, failure.reason, cause=failure.__cause__)
                 message = f"{cred.name}: rotation failed and was rolled back: {failure.reason}. " + after_rollback(
@@ -474,6 +474,9 @@ class Driver:
         after = "nothing" if upcoming is Step.DONE else upcoming.value
         message = f"{self.ctx.cred.name}: {step.value} of rotation {record.token[:8]} done; next: {after}"
         return Outcome(self.ctx.cred.name, ExitCode.OK, message, record)
+
+    def _held(self, held: revoke_gate.Held) -> Outcome:
+        return Outcome(self.ctx.cred.name, held.exit_code, held.message, held.record)
 
     def _finished(self, record: RotationRecord) -> Outcome:
         cred = self.ctx.cred

@@ -36,6 +36,7 @@ from rotator.rules.record import Phase, RotationRecord
 __all__ = [
     "CONSUMERS_UNMOVED",
     "Held",
+    "StillWaiting",
     "attest",
     "consumers_of",
     "override_consumers",
@@ -50,11 +51,20 @@ CONSUMERS_UNMOVED = "consumers_unmoved"
 
 @dataclass(frozen=True, slots=True)
 class Held:
-    """The gate stopped this run: the old key waits. The driver returns this as the command's outcome."""
+    """The old key waits (the grace window, or consumers): the run ends, and the driver returns this as its outcome."""
 
     record: RotationRecord
     message: str
     exit_code: ExitCode
+
+
+class StillWaiting(Exception):
+    """Raised by the attest step when not every consumer reports the new key: nothing failed and nothing is rolled
+    back; the run ends with `held` (its record already written) and the next run asks again."""
+
+    def __init__(self, held: Held) -> None:
+        super().__init__(held.message)
+        self.held = held
 
 
 def wait_for_grace(ctx: RotationContext, record: RotationRecord, journal: Journal) -> Held:
@@ -83,11 +93,10 @@ def _fingerprints(ctx: RotationContext, record: RotationRecord) -> tuple[str, st
     return fingerprint(ctx.new_key(record).api_key), old
 
 
-def attest(ctx: RotationContext, record: RotationRecord, journal: Journal) -> RotationRecord | Held:
-    """Poll the consumers for up to `consumer_wait`; the record once all report the new key, else why it waits."""
+def attest(ctx: RotationContext, record: RotationRecord, journal: Journal) -> RotationRecord:
+    """Poll the consumers for up to `consumer_wait`; the record once all report the new key, else StillWaiting."""
     consumers = consumers_of(ctx)
     runtime = ctx.runtime
-    journal.hold()
     started = runtime.monotonic()
     new_fp, old_fp = _fingerprints(ctx, record)
 
@@ -112,7 +121,7 @@ def attest(ctx: RotationContext, record: RotationRecord, journal: Journal) -> Ro
         message = f"all {len(found)} consumer(s) report the new key {record.new_key_label}"
         journal.emit(record, "attest", message, runtime.monotonic() - started)
         return record
-    return _hold(ctx, record, journal, found)
+    raise StillWaiting(_hold(ctx, record, journal, found))
 
 
 def _hold(ctx: RotationContext, record: RotationRecord, journal: Journal, found: list[Attestation]) -> Held:

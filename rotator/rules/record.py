@@ -79,6 +79,14 @@ class RotationRecord:
     rollback_from: str | None = None
     """The phase a rollback started from: from promote on, applications may have loaded the new key, so the rollback
     runs the reload actions again before it revokes it (machine.reload_on_rollback)."""
+    reload_failures: int = 0
+    """How many times in a row this rotation's reload step failed (rotator/rules/reload_retry.py: the scheduler's
+    backoff grows with it)."""
+    reload_failed_at: float | None = None
+    """When its reload step last failed: the scheduler's next try is counted from it."""
+    reloads_done: tuple[str, ...] = ()
+    """The reload actions (rotator/rotation/reload.py `action_key`: the store and a hash of the action, never the
+    action itself) that succeeded for this rotation's new key: a retry does not run them again."""
     consumers_moved_at: float | None = None
     """When every consumer of the credential reported the new key (rotator/rules/consumers.py); None while any has
     not, and for a credential without consumers."""
@@ -96,9 +104,8 @@ class RotationRecord:
         for name in _OMITTED_AT_DEFAULT:  # a rotation without consumers writes the record it always wrote
             if data[name] in (None, ()):
                 del data[name]
-        data["unmoved"] = list(data.get("unmoved", ()))
-        if not data["unmoved"]:
-            del data["unmoved"]
+        if "unmoved" in data:
+            data["unmoved"] = list(data["unmoved"])
         data["phase"] = self.phase.value
         data["version"] = RECORD_VERSION
         return data
@@ -111,6 +118,7 @@ class RotationRecord:
                 raise ValueError(f"unsupported record version {data.get('version')!r}")
             values = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
             values["phase"] = Phase(values["phase"])
+            values["reloads_done"] = tuple(values.get("reloads_done", ()))  # a JSON list; absent in older records
             values["unmoved"] = tuple(values.get("unmoved", ()))  # JSON has lists
             return cls(**values)
         except (KeyError, TypeError, ValueError) as exc:
