@@ -31,6 +31,7 @@ import base64
 import http.client
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -38,6 +39,7 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from socketserver import ThreadingMixIn
+from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -246,15 +248,22 @@ def main(argv: list[str] | None = None) -> int:
     consumer = Consumer(args, reader_for(args))
     server = make_server("127.0.0.1", args.port, consumer.app(), server_class=_Server, handler_class=_QuietHandler)
     consumer.write({"event": "start", "fp": fingerprint(consumer.pair[0])})
-    threading.Thread(target=consumer.call_forever, name="calls", daemon=True).start()
+    calls = threading.Thread(target=consumer.call_forever, name="calls", daemon=True)
+    calls.start()
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     print(server.server_address[1], flush=True)
     try:
         server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
         pass
     finally:
         consumer.stopping.set()
+        calls.join(timeout=10)  # the call under way is answered and logged: the log and Bluum's agree on stop
     return 0
+
+
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 if __name__ == "__main__":
