@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import io
 import json
+from pathlib import Path
 from typing import Any
 from wsgiref.validate import validator
 
@@ -142,3 +143,9 @@ def test_the_asgi_app_answers_as_the_wsgi_app_does() -> None:
     assert status == 200
     assert parse_answer(body) == fingerprint(KEY)
     assert call_asgi(asgi_app(lambda: KEY), "PUT")[0] == 405
+
+
+def test_the_protocols_worked_example_is_what_the_helper_computes() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "consumer-attestation.md").read_text()
+    assert fingerprint("pk_test_example") == "sha256:7cab758ba5ec4ff9"
+    assert "`pk_test_example` has the fingerprint `sha256:7cab758ba5ec4ff9`" in doc
