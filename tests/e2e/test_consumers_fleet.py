@@ -13,6 +13,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -20,8 +21,11 @@ import pytest
 
 from rotator.attest import fingerprint
 from rotator.cli.demo import open_account
+from rotator.config.consumers import Consumer as ConfigConsumer
+from rotator.consumers.poll import poll_once
 from rotator.core.model import Environment, KeyPair
 from rotator.core.secret import Secret
+from rotator.rules.consumers import describe
 from rotator.simulator import Simulator
 from tests.aws_fixtures import Moto
 from tests.conftest import LeakGuard
@@ -210,3 +214,35 @@ def test_a_secrets_manager_consumer_reads_awscurrent(keys: Keys, fleet: Consumer
     sm.put_secret_value(SecretId=name, SecretString=value(keys.second), VersionStages=["AWSCURRENT"])
     reload(app)
     assert attested(app) == fingerprint(keys.second.api_key)
+
+
+def test_the_rotator_s_poll_reads_each_behaviour_as_its_outcome(keys: Keys, fleet: ConsumerFleet, tmp_path: Path):
+    """rotator.consumers.poll_once over the real processes: what the gate will see of each behaviour."""
+    app = Source.dotenv(keys.env_file)
+    started = fleet.start_many(
+        [
+            ("moved", app, ()),
+            ("late", app, ("--reload-lag", "30")),
+            ("stuck", app, ("--never-reload",)),
+            ("crashy", app, ("--crash-on-reload",)),
+            ("hung", app, ("--hang-attest",)),
+            ("liar", app, ("--lie",)),
+        ]
+    )
+    keys.put(keys.second)
+    for consumer in started:
+        reload(consumer)
+    time.sleep(0.3)  # crashy is down (it restarts, and crashes, every half second)
+    declared = [ConfigConsumer(c.name, "app", "url", timedelta(seconds=1), tmp_path, url=c.url) for c in started]
+    found = poll_once(
+        declared, new_fingerprint=fingerprint(keys.second.api_key), old_fingerprint=fingerprint(keys.first.api_key)
+    )
+    outcomes = {a.consumer: a.outcome for a in found}
+    assert outcomes == {
+        "moved": "new",
+        "late": "old",
+        "stuck": "old",
+        "crashy": "unreachable",
+        "hung": "unreachable",
+        "liar": "new",
+    }, [describe(a) for a in found]
