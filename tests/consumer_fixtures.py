@@ -33,7 +33,9 @@ from typing import Any
 
 APP = Path(__file__).with_name("consumer_app.py")
 RESTART_PAUSE = 0.5
-"""Seconds between a consumer's exit and its restart (systemd's RestartSec, shortened)."""
+"""Seconds between a consumer's exit and its restart (systemd's RestartSec, shortened); doubled, up to
+MAX_RESTART_PAUSE, while it keeps exiting within MAX_RESTART_PAUSE of its start."""
+MAX_RESTART_PAUSE = 2.0
 READY_TIMEOUT = 20.0
 
 
@@ -178,11 +180,15 @@ class ConsumerFleet:
         return int(line)
 
     def _supervise(self, consumer: Consumer) -> None:
-        """Restart the consumer on its port whenever it exits, until the fleet stops."""
+        """Restart the consumer on its port whenever it exits, until the fleet stops; one that keeps dying at once
+        is restarted less and less often (a crash loop's back-off, as Kubernetes does), to spare the shared cores."""
+        pause = RESTART_PAUSE
         while not self._stopping.is_set():
             process = consumer.processes[-1]
+            began = time.monotonic()
             process.wait()
-            if self._stopping.wait(RESTART_PAUSE):
+            pause = RESTART_PAUSE if time.monotonic() - began > MAX_RESTART_PAUSE else min(pause * 2, MAX_RESTART_PAUSE)
+            if self._stopping.wait(pause):
                 return
             try:
                 self._spawn(consumer, ["--port", str(consumer.port)], stdout=subprocess.DEVNULL)
