@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from rotator.core.errors import RotatorError
 from rotator.core.model import Stage
 from rotator.core.timestamps import format_timestamp
-from rotator.rules import machine
+from rotator.rules import consumers, machine
 from rotator.rules.record import Phase, RotationRecord
 
 if TYPE_CHECKING:
@@ -50,9 +50,17 @@ def status(runtime: Runtime) -> list[CredentialStatus]:
                 updated_at=None if record is None or record.phase.terminal else record.updated_at,
                 grace_until=None if record is None or record.phase.terminal else record.revoke_after,
                 last_success=record.completed_at if record is not None and record.phase is Phase.COMPLETED else None,
+                consumers=_consumers(record, len(runtime.config.consumers_of(cred.name))),
             )
         )
     return rows
+
+
+def _consumers(record: RotationRecord | None, total: int) -> str | None:
+    """The consumers line while the old key waits on them (issue 19), from the record: status never polls."""
+    if not total or record is None or record.phase not in (Phase.VERIFIED, Phase.AWAITING_CONSUMERS):
+        return None
+    return consumers.progress(record.unmoved, record.consumers_moved_at, total)
 
 
 def _waiting(
@@ -95,3 +103,5 @@ class CredentialStatus:
     """When the unfinished rotation's grace window ends (the old key may be revoked from then on)."""
     last_success: float | None = None
     """When the last rotation completed, if the record's last rotation did."""
+    consumers: str | None = None
+    """While the old key waits on consumers: how many report the new key, and who does not (the last poll's)."""

@@ -21,6 +21,7 @@ __all__ = [
     "classify",
     "describe",
     "poll_delay",
+    "progress",
     "summary",
     "unmoved",
 ]
@@ -93,3 +94,14 @@ def choices(credential: str) -> str:
 def poll_delay(attempt: int) -> float:
     """Seconds to wait after poll number `attempt` (0-based) before the next one."""
     return float(min(MAX_DELAY, FIRST_DELAY * 2**attempt))
+
+
+def progress(unmoved_lines: Sequence[str], moved_at: float | None, total: int) -> str:
+    """For `status`, from the record alone (no poll): how many of the credential's `total` consumers reported the new
+    key at the last poll, and who did not."""
+    if moved_at is not None:
+        return f"{total} of {total} consumers report the new key"
+    if not unmoved_lines:
+        return f"the {total} consumer(s) have not been asked yet"
+    moved = max(0, total - len(unmoved_lines))
+    return f"{moved} of {total} consumers report the new key; " + "; ".join(unmoved_lines)
