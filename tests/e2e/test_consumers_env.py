@@ -170,3 +170,73 @@ def test_without_declared_consumers_the_revoke_breaks_a_late_reloader(ws: Worksp
     assert not ws.works(old)
     assert eventually(lambda: late.count(401, fp(old)) >= 1), late.statuses()
     assert eventually(lambda: late.count(200, fp(ws.pair_in())) >= 1), "it moves on once its reload takes effect"
+
+
+def test_an_emergency_revokes_at_once_and_names_who_breaks(ws: Workspace, consumers: ConsumerFleet):
+    """A leak does not wait for consumers: the leaked key dies as soon as the new one is verified, and the report names
+    the consumer still on it, which is then the one (and the only one) refused."""
+    mover, stuck = consumers.start_many([("mover", app_env(ws), ()), ("stuck", app_env(ws), ("--never-reload",))])
+    declare(ws, consumers, consumer_wait="30s")
+    leaked = ws.first.pair
+    ws.excuse(leaked)
+    started = time.monotonic()
+
+    result = ws.run("rotate", "trading", "--emergency", "--reason", "key pasted in a ticket")
+
+    assert result.returncode == ExitCode.OK, said(result)
+    assert time.monotonic() - started < 20, "an emergency must not wait out consumer_wait"
+    assert not ws.works(leaked)
+    assert "stuck (store app): reports the old key" in said(result)
+    assert "mover (store" not in said(result)
+    assert eventually(lambda: stuck.count(401, fp(leaked)) >= 1)
+    assert mover.count(401) == 0
+
+
+def test_a_rollback_while_awaiting_consumers_reloads_them_back_before_the_new_key_dies(
+    ws: Workspace, consumers: ConsumerFleet
+):
+    """The person's second choice: the old key back everywhere. The consumer that had moved is reloaded back onto the
+    old key, and none of its calls is refused, before or after the new key is revoked."""
+    mover, stuck = consumers.start_many([("mover", app_env(ws), ()), ("stuck", app_env(ws), ("--never-reload",))])
+    declare(ws, consumers, consumer_wait="2s")
+    old = ws.first.pair
+    result = ws.run("rotate", "trading")
+    assert result.returncode == ExitCode.INCOMPLETE, said(result)
+    new = ws.pair_in()
+    assert eventually(lambda: mover.count(200, fp(new)) >= 1)
+
+    back = ws.run("rollback", "trading")
+
+    assert back.returncode == ExitCode.OK, said(back)
+    assert ws.pair_in() == old
+    assert not ws.works(new)
+    assert ws.works(old)
+    assert [e["fp"] for e in mover.events("reload")] == [fp(new), fp(old)]
+    back_at = mover.events("reload")[1]["t"]
+    assert eventually(lambda: any(c["t"] > back_at + 1 and c["fp"] == fp(old) for c in mover.calls()))
+    assert mover.count(401) == 0, mover.statuses()
+    assert stuck.count(401) == 0
+    assert consumer_calls(ws, 401) == []
+
+
+@pytest.mark.xfail(
+    reason="issue 19, 'Rollback is a rotation in reverse' (not built yet): a rollback revokes the new key as soon as "
+    "the reloads back answer, without waiting for the consumers to attest the old key again",
+    strict=True,
+)
+def test_a_rollback_waits_for_a_slow_consumer_to_move_back_before_the_new_key_dies(
+    ws: Workspace, consumers: ConsumerFleet
+):
+    slow, _stuck = consumers.start_many(
+        [("slow", app_env(ws), ("--reload-lag", "3")), ("stuck", app_env(ws), ("--never-reload",))], rate=10
+    )
+    declare(ws, consumers, consumer_wait="3s")
+    assert ws.run("rotate", "trading").returncode == ExitCode.INCOMPLETE
+    new = ws.pair_in()
+    assert eventually(lambda: slow.count(200, fp(new)) >= 1)
+
+    back = ws.run("rollback", "trading")
+
+    assert back.returncode == ExitCode.OK, said(back)
+    assert eventually(lambda: len(slow.events("reload")) == 2, timeout=10), "it reloads back, 3 s late"
+    assert slow.count(401) == 0, slow.statuses()
