@@ -12,8 +12,7 @@ simulator's request log is a consumer's call.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -69,12 +68,3 @@ def revoked_at(ws: Workspace, key_id: str) -> float:
 def consumer_calls(ws: Workspace, status: int | None = None) -> list[dict[str, Any]]:
     """The simulator's log of the consumers' calls (answered `status`, when given)."""
     return [e for e in ws.sim.request_log() if e["path"] == CONSUMER_PATH and (status is None or e["status"] == status)]
-
-
-def eventually(check: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True

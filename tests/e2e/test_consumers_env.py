@@ -19,9 +19,9 @@ from collections.abc import Iterator
 import pytest
 
 from rotator.core.errors import ExitCode
-from tests.consumer_fixtures import ConsumerFleet, Source
+from tests.consumer_fixtures import ConsumerFleet, Source, eventually
 from tests.e2e.conftest import Workspace
-from tests.e2e.consumer_workspace import consumer_calls, declare, eventually, fleet, fp, revoked_at
+from tests.e2e.consumer_workspace import consumer_calls, declare, fleet, fp, revoked_at
 from tests.e2e.test_review_scenarios import said
 
 

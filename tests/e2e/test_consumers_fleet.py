@@ -12,7 +12,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,7 +29,7 @@ from rotator.rules.consumers import describe
 from rotator.simulator import Simulator
 from tests.aws_fixtures import Moto
 from tests.conftest import LeakGuard
-from tests.consumer_fixtures import Consumer, ConsumerFleet, Source, consumer_fleet
+from tests.consumer_fixtures import Consumer, ConsumerFleet, Source, consumer_fleet, eventually
 from tests.e2e.conftest import dotenv_text
 from tests.openbao import OpenBao
 
@@ -66,15 +66,6 @@ def attested(consumer: Consumer) -> str:
     answer = httpx.get(consumer.url, timeout=3)
     assert answer.status_code == 200, answer.text
     return str(answer.json()["fingerprint"])
-
-
-def eventually(check: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def reload(consumer: Consumer) -> None:
