@@ -24,9 +24,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Final, Literal
 
-from rotator.config.reloads import _pass_env, _url
+from rotator.config.reloads import _pass_env, _timeout, _url
 from rotator.config.tables import Problems, Table
-from rotator.core.durations import format_duration
 
 __all__ = [
     "CONSUMERS_KEY",
@@ -109,7 +108,7 @@ def _parse_one(table: Table, index: int, item: object, store: str, base_dir: Pat
         return None
     command = _command(entry, item["command"]) if has_command else ()
     url = _url(entry, item["url"]) if has_url else ""
-    timeout = _timeout(entry, DEFAULT_COMMAND_TIMEOUT if has_command else DEFAULT_URL_TIMEOUT)
+    timeout = _timeout(entry, DEFAULT_COMMAND_TIMEOUT if has_command else DEFAULT_URL_TIMEOUT, MAX_CONSUMER_TIMEOUT)
     pass_env = _pass_env(entry, item.get("pass_env", []), has_command)
     if name is None or command is None or url is None or timeout is None or pass_env is None:
         return None
@@ -130,17 +129,6 @@ def _command(entry: Table, value: object) -> tuple[str, ...] | None:
         entry.problem("command", "the program (its first item) is empty", 'write command = ["/path/to/program"]')
         return None
     return tuple(value)
-
-
-def _timeout(entry: Table, default: timedelta) -> timedelta | None:
-    timeout = entry.duration("timeout", default)
-    if timeout is not None and not timedelta(0) < timeout <= MAX_CONSUMER_TIMEOUT:
-        limit = format_duration(MAX_CONSUMER_TIMEOUT)
-        entry.problem(
-            "timeout", f"must be longer than 0s and at most {limit}", f'write timeout = "{format_duration(default)}"'
-        )
-        return None
-    return timeout
 
 
 def check_consumer_names(

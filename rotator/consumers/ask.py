@@ -17,12 +17,16 @@ import subprocess
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rotator.attest import MAX_ANSWER_BYTES
 from rotator.config.consumers import Consumer
 from rotator.core.durations import format_duration
 
-__all__ = ["PASSED_ENV", "Answer", "ask", "command_env"]
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["PASSED_ENV", "Answer", "ask", "command_env", "http_client"]
 
 PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
 """As for reload commands: enough to find programs and their own settings, nothing of the rotator's secrets."""
@@ -45,26 +49,39 @@ def command_env(consumer: Consumer, credential: str, environ: Mapping[str, str] 
     return env
 
 
-def ask(consumer: Consumer, credential: str) -> Answer:
-    """Ask `consumer` once; never raises for what the consumer does."""
+def http_client() -> httpx.Client:
+    """One client for a poll's URL consumers (thread-safe; building one per consumer costs more than asking): no
+    redirect followed, no proxy or certificate path taken from the environment; each request sets its own timeout."""
+    import httpx
+
+    return httpx.Client(
+        trust_env=False,
+        follow_redirects=False,
+        headers={"User-Agent": "bluum-rotator attest"},
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),  # every consumer at once, none kept
+    )
+
+
+def ask(consumer: Consumer, credential: str, client: httpx.Client | None = None) -> Answer:
+    """Ask `consumer` once (a URL consumer through `client`, else a client of its own); never raises for what the
+    consumer does."""
     if consumer.kind == "command":
         return _run(consumer, command_env(consumer, credential))
-    return _get(consumer)
+    if client is None:
+        with http_client() as own:
+            return _get(consumer, own)
+    return _get(consumer, client)
 
 
 def _timed_out(consumer: Consumer) -> str:
     return f"timed out after {format_duration(consumer.timeout)}"
 
 
-def _get(consumer: Consumer) -> Answer:
+def _get(consumer: Consumer, client: httpx.Client) -> Answer:
     import httpx
 
-    timeout = consumer.timeout.total_seconds()
     try:
-        with (
-            httpx.Client(timeout=timeout, trust_env=False, follow_redirects=False) as client,
-            client.stream("GET", consumer.url, headers={"User-Agent": "bluum-rotator attest"}) as response,
-        ):
+        with client.stream("GET", consumer.url, timeout=consumer.timeout.total_seconds()) as response:
             if response.status_code != 200:
                 return Answer(None, f"HTTP {response.status_code} (expected 200)")
             body = b""

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 from rotator.attest import parse_answer
 from rotator.config.consumers import Consumer
-from rotator.consumers.ask import Answer, ask
+from rotator.consumers.ask import Answer, ask, http_client
 from rotator.core.durations import format_duration
 from rotator.rules.consumers import Attestation, classify, poll_delay, unmoved
 
@@ -29,13 +29,17 @@ def poll_once(
     """Every consumer's answer now, in the order given."""
     if not consumers:
         return []
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(16, len(consumers)), thread_name_prefix="attest")
+    # One thread per consumer: with fewer, the last ones would be asked only after a hung one's timeout.
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(consumers), thread_name_prefix="attest")
+    client = http_client() if any(consumer.kind == "url" for consumer in consumers) else None
     try:
-        futures = [pool.submit(ask, consumer, credential) for consumer in consumers]
+        futures = [pool.submit(ask, consumer, credential, client) for consumer in consumers]
         longest = max(consumer.timeout.total_seconds() for consumer in consumers)
         concurrent.futures.wait(futures, timeout=longest + _SPARE)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+        if client is not None:  # a request still hanging past the deadline fails now instead of later
+            client.close()
     found = []
     for consumer, future in zip(consumers, futures, strict=True):
         answer = future.result() if future.done() and not future.cancelled() else None

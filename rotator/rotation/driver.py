@@ -341,19 +341,21 @@ class Driver:
             step = self._next(record)
             if step is Step.DONE:
                 return self._finished(record)
-            if step in (Step.WAIT_GRACE, Step.ATTEST):  # what the old key waits on: the grace window, the consumers
-                gate = revoke_gate.wait_for_grace if step is Step.WAIT_GRACE else revoke_gate.attest
-                held = gate(ctx, record, self)
-                if isinstance(held, revoke_gate.Held):
-                    return Outcome(cred.name, held.exit_code, held.message, held.record)
-                record = held
-                continue
+            if step is Step.WAIT_GRACE:
+                waiting = revoke_gate.wait_for_grace(ctx, record, self)
+                return Outcome(cred.name, waiting.exit_code, waiting.message, waiting.record)
             if ctx.runtime.stopping.is_set():
                 return self._stopped_on_request(record, step)
             if step is Step.ROLLBACK:
                 record = self._roll_back(record, record.failure or "interrupted before the new key was stored")
                 return self._finished(record)
             try:
+                if step is Step.ATTEST:  # the old key waits until every consumer reports the new key
+                    held = revoke_gate.attest(ctx, record, self)
+                    if isinstance(held, revoke_gate.Held):
+                        return Outcome(cred.name, held.exit_code, held.message, held.record)
+                    record = held
+                    continue
                 if step is Step.AWAIT_OPERATOR_REVOKE:
                     record, done = revocation.operator_revoke(ctx, record, self)
                     if not done:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from rotator.core.errors import ExitCode
 from tests.attest_consumers import FakeConsumer, command_consumer
@@ -103,6 +104,12 @@ def test_within_the_grace_window_the_old_key_waits_until_every_consumer_reports_
     assert row(ws)["stage"] == "verified"
     assert "trader-1 (store app): reports the old key" in row(ws)["consumers"]
 
+    hurried = ws.cli("resume", "trading", "--now")  # skips the grace window, not the consumers
+    assert hurried.exit_code == ExitCode.INCOMPLETE, hurried.output
+    assert "`rotator resume trading --revoke-anyway --reason TEXT`" in hurried.output
+    assert old_key_alive(ws)
+    assert row(ws)["stage"] == "awaiting_consumers"
+
     trader.load(ws.pair_in().api_key)  # the application reloaded
     second = ws.cli("resume", "trading")
     assert second.exit_code == ExitCode.OK, second.output
@@ -157,9 +164,20 @@ def test_past_the_grace_window_no_consumer_that_is_not_on_the_new_key_lets_the_o
     assert len(alerts) == 1, [(n["event"], n["subject"]) for n in notifications(hook, ws)]
     assert "hanging (store app): unreachable" in alerts[0]["message"]
 
-    again = ws.cli("run-due")  # the next tick asks again: same answers, no second page
+    textfile = ws.root / "bluum_rotator.prom"
+    again = ws.cli("run-due", "--metrics-textfile", str(textfile))  # the next tick asks again: no second page
     assert again.exit_code == ExitCode.INCOMPLETE, again.output
     assert old_key_alive(ws)
+    gauge = {
+        sample.labels["state"]: sample.value
+        for family in text_string_to_metric_families(textfile.read_text())
+        if family.name == "bluum_rotator_consumers"
+        for sample in family.samples
+        if sample.labels["credential"] == "trading"
+    }
+    assert gauge == {"attested": 0, "unattested": 6}
+    table = ws.cli("status")
+    assert "consumers: 0 of 6 consumers report the new key" in table.output or "0 of 6 consumers" in table.output
     assert len([n for n in notifications(hook, ws) if n["subject"] == "consumers_unmoved"]) == 1
 
     new = ws.pair_in().api_key
@@ -169,7 +187,7 @@ def test_past_the_grace_window_no_consumer_that_is_not_on_the_new_key_lets_the_o
     back = consumer(consumers, "gone", new)  # the consumer came back on another port
     ws.edit_config(gone.url, back.url)
     (ws.root / "command-consumer.key").write_text(new)
-    done = ws.cli("resume", "trading")
+    done = ws.cli("run-due")  # the next tick finds them all on the new key and finishes
     assert done.exit_code == ExitCode.OK, done.output
     assert "rotation complete" in done.output
     assert ws.active_ids() == {ws.current_id()}
@@ -179,22 +197,29 @@ def test_past_the_grace_window_no_consumer_that_is_not_on_the_new_key_lets_the_o
 def test_revoke_anyway_needs_a_reason_then_revokes_and_names_who_breaks(
     ws: Workspace, consumers: list[FakeConsumer], hook: RecordingServer
 ) -> None:
+    """Through the real console entry point (`ws.run`: stdout and stderr captured apart, both leak-guarded)."""
     trader = consumer(consumers, "trader-1", ws.first.pair.api_key)
     gate(ws, [trader.entry()])
-    assert ws.cli("rotate", "trading").exit_code == ExitCode.INCOMPLETE
+    held = ws.run("rotate", "trading")
+    assert held.returncode == ExitCode.INCOMPLETE, held.stderr
+    assert "trader-1 (store app): reports the old key" in held.stdout + held.stderr
 
     before = ws.snapshot()
-    refused = ws.cli("resume", "trading", "--revoke-anyway")
-    assert refused.exit_code == ExitCode.BAD_INPUT, refused.output
-    assert "--reason" in refused.output
+    for wrong in (["--revoke-anyway"], ["--reason", "x"], ["--revoke-anyway", "--reason", " "]):
+        refused = ws.run("resume", "trading", *wrong)
+        assert refused.returncode == ExitCode.BAD_INPUT, refused.stderr
+        assert "--revoke-anyway" in refused.stderr
+    refused = ws.run("resume", "tenant", "--revoke-anyway", "--reason", "no consumers here")
+    assert refused.returncode == ExitCode.BAD_INPUT, refused.stderr
     assert ws.snapshot() == before
     assert old_key_alive(ws)
 
-    forced = ws.cli("resume", "trading", "--revoke-anyway", "--reason", "ticket 7: trader-1 is retired")
-    assert forced.exit_code == ExitCode.OK, forced.output
+    forced = ws.run("resume", "trading", "--revoke-anyway", "--reason", "ticket 7: trader-1 is retired")
+    assert forced.returncode == ExitCode.OK, forced.stderr
     assert ws.active_ids() == {ws.current_id()}
-    assert "revoked anyway: ticket 7: trader-1 is retired" in forced.output
-    assert "trader-1 (store app): reports the old key" in forced.output
+    shown = forced.stdout + forced.stderr
+    assert "revoked anyway: ticket 7: trader-1 is retired" in shown
+    assert "trader-1 (store app): reports the old key" in shown
     assert "revoking the old key anyway" in history_text(ws)
     told = [n["message"] for n in notifications(hook, ws) if n["subject"] == "consumers_unmoved"]
     assert any("revoked anyway" in m and "trader-1 (store app)" in m for m in told), told
@@ -230,3 +255,25 @@ def test_a_rollback_from_awaiting_consumers_puts_the_old_key_back(ws: Workspace,
     assert ws.active_ids() == {ws.first.info.id}
     assert not ws.works(new_pair)
     assert row(ws)["stage"] == "rolled back"
+
+
+def test_step_by_step_the_revoke_step_waits_for_the_consumers_too(ws: Workspace, consumers: list[FakeConsumer]) -> None:
+    """An orchestrator (`rotator step`, the Lambda's way) gets the same gate: `revoke` asks the consumers first."""
+    trader = consumer(consumers, "trader-1", ws.first.pair.api_key)
+    gate(ws, [trader.entry()])
+    token = "orchestrated-rotation-0001"
+    for name in ("create", "stage", "accept", "promote", "confirm"):
+        done = ws.cli("step", "trading", name, "--token", token)
+        assert done.exit_code == ExitCode.OK, done.output
+    held = ws.cli("step", "trading", "revoke", "--token", token)
+    assert held.exit_code == ExitCode.INCOMPLETE, held.output
+    assert "trader-1 (store app): reports the old key" in held.output
+    assert old_key_alive(ws)
+    again = ws.cli("step", "trading", "confirm", "--token", token)
+    assert again.exit_code == ExitCode.OK, again.output
+    assert "done already" in again.output
+
+    trader.load(ws.pair_in().api_key)
+    revoked = ws.cli("step", "trading", "revoke", "--token", token)
+    assert revoked.exit_code == ExitCode.OK, revoked.output
+    assert ws.active_ids() == {ws.current_id()}
