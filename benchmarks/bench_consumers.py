@@ -117,7 +117,10 @@ class Bench:
         result = self.rotator("rotate", "trading")
         said = [(time.time(), result.stdout + result.stderr)]
         grace_ends = self.grace_until()
+        give_up = time.monotonic() + 60 + 4 * self.grace
         while True:
+            if time.monotonic() > give_up:
+                raise SystemExit(f"the rotation did not end; last said:\n{said[-1][1][-2000:]}")
             if result.returncode not in (0, 4):
                 raise SystemExit(f"rotator exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
             if self.current()[1] != old_fp and self.revoked(old_id):
