@@ -6,12 +6,14 @@ from __future__ import annotations
 from rotator.core.errors import LeaseLost, RollbackFailed, RotatorError, StoreNotFound
 from rotator.core.faultpoints import reached
 from rotator.core.model import Stage
+from rotator.rotation import reverse
 from rotator.rotation.context import Journal, RotationContext
 from rotator.rotation.old_key_guard import check_restorable
 from rotator.rotation.reload import RELOADS_CLEARED, configured, reload_back
 from rotator.rotation.revocation import revoke_rotation_keys
 from rotator.rules import machine
 from rotator.rules.record import Phase, RotationRecord
+from rotator.rules.reverse import CLEARED
 
 
 def roll_back(
@@ -32,6 +34,7 @@ def roll_back(
                     failure=reason,
                     rollback_from=record.phase.value,
                     **RELOADS_CLEARED,  # from here on the reloads are for the old key
+                    **CLEARED,  # and the consumers are asked for the old key
                 ),
                 "rolling_back.record",
             )
@@ -42,14 +45,15 @@ def roll_back(
             reached(f"restore.{store.name}")
         if machine.reload_on_rollback(record) and configured(ctx):
             record = reload_back(ctx, record, journal)
+        record = reverse.await_back(ctx, record, journal)  # every consumer reports the old key before the new dies
         revoke_rotation_keys(
             ctx, record, journal, why="the new key of a rolled-back rotation", point="revoke_new.bluum"
         )
         record = journal.save(
             record.advance(Phase.ROLLED_BACK, ctx.runtime.clock(), waiting_on=None), "rolled_back.record"
         )
-    except LeaseLost:
-        raise  # another runner holds the lease now: this one stops (exit 3), and the holder finishes the rollback
+    except (LeaseLost, reverse.NotBack):
+        raise  # a lost lease (exit 3: the holder finishes the rollback), or consumers not back yet (exit 4: resume)
     except RotatorError as exc:
         raise RollbackFailed(
             f"{cred.name}: rollback failed ({exc}) after: {reason}. Run `rotator resume {cred.name}` to retry "
@@ -87,4 +91,4 @@ def after_rollback(ctx: RotationContext, record: RotationRecord) -> str:
         )
     elif record.new_key_id:
         parts.append(f"; the new key {record.new_key_label} was revoked")
-    return "".join(parts) + "."
+    return "".join(parts) + "." + (f" {note}." if (note := reverse.revoked_although(record)) else "")

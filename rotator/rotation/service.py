@@ -18,7 +18,7 @@ from rotator.core.events import EventBus, EventKind, log_event
 from rotator.core.in_flight import bluum_call_seconds, longest_in_flight
 from rotator.core.model import Stage, StoredKey
 from rotator.core.timestamps import format_timestamp
-from rotator.rotation import preflight
+from rotator.rotation import preflight, reverse
 from rotator.rotation.context import ConfirmRevoked, RotationContext, new_token
 from rotator.rotation.driver import Driver, Outcome, RecordKeeper
 from rotator.rotation.revoke_gate import override_consumers
@@ -280,7 +280,8 @@ class RotationService:
             ctx.emergency = record.emergency
             driver = Driver(ctx, keeper, self.bus)
             if revoke_anyway:
-                record = override_consumers(ctx, record, driver, revoke_anyway)
+                overrides = reverse.override if record.phase is Phase.ROLLING_BACK else override_consumers
+                record = overrides(ctx, record, driver, revoke_anyway)
             tick = self.runtime.reload_tick
             if tick is None or not tick.continues(name, record.token):  # not the tick's own second pass
                 message = f"resuming rotation {record.token[:8]} of {name} from {record.phase.value}"
