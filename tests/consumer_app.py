@@ -15,6 +15,8 @@ key or a secret; status 0 and "error" when no answer came), and each reload as {
 Flags make it one of the consumers the rotator has to cope with:
 --reload-lag S     the reload takes effect S seconds after it is asked for (a slow rolling restart);
 --never-reload     answers 204 but keeps the old key (a reload that restarted nothing);
+--reload-once      loads the new key at the first reload, then answers 204 and keeps it (a rollback's reload back
+                   that restarted nothing);
 --crash-on-reload  answers 204, then exits 3; started again, it exits 3 at once (`<log>.crashed` marks it): a crash
                    loop under the fixture's supervisor;
 --hang-attest      the attestation endpoint never answers;
@@ -112,6 +114,7 @@ class Consumer:
         self.pair = read()
         self.first = self.pair
         """The key loaded at start: what a liar keeps calling with."""
+        self.reloaded = False
         split = urlsplit(args.base_url)
         self.host, self.port = split.hostname or "127.0.0.1", split.port or 80
         self.call_path = split.path.rstrip("/") + args.call_path
@@ -158,9 +161,10 @@ class Consumer:
             self.write({"event": "crash"})
             threading.Timer(0.1, os._exit, (CRASH_EXIT,)).start()  # after the 204 is on its way
             return
-        if self.args.never_reload or self.args.lie:
+        if self.args.never_reload or self.args.lie or (self.args.reload_once and self.reloaded):
             self.write({"event": "reload-ignored", "fp": fingerprint(self.pair[0])})
             return
+        self.reloaded = True
         if self.args.reload_lag > 0:
             timer = threading.Timer(self.args.reload_lag, self._load)
             timer.daemon = True
@@ -223,6 +227,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reload-lag", type=float, default=0.0)
     behaviour = parser.add_mutually_exclusive_group()
     behaviour.add_argument("--never-reload", action="store_true")
+    behaviour.add_argument("--reload-once", action="store_true")
     behaviour.add_argument("--crash-on-reload", action="store_true")
     behaviour.add_argument("--lie", action="store_true")
     parser.add_argument("--hang-attest", action="store_true")

@@ -83,7 +83,9 @@ def await_back(ctx: RotationContext, record: RotationRecord, journal: Journal) -
         return record
     if record.revoked_over is not None:
         record = journal.save(record.advance(record.phase, now, unmoved=lines), "back_anyway.record")
-        message = f"{name}: {revoked_although(record)}"
+        message = (
+            f"{name}: the new key {record.new_key_label} is revoked anyway ({record.revoked_over}) {_although(record)}"
+        )
         journal.emit(record, "rollback", message)
         journal.publish(EventKind.ALERT, record, "rollback", message, subject=CONSUMERS_NOT_BACK)
         return record
@@ -143,10 +145,11 @@ def revoked_although(record: RotationRecord) -> str:
     every consumer was, or when nobody overrode the wait)."""
     if record.phase not in (Phase.ROLLING_BACK, Phase.ROLLED_BACK) or not record.unmoved or not record.revoked_over:
         return ""
-    return (
-        f"the new key {record.new_key_label} was revoked (revoked anyway: {record.revoked_over}) although "
-        f"{len(record.unmoved)} consumer(s) did not report the old key: {'; '.join(record.unmoved)}"
-    )
+    return f"It was revoked anyway ({record.revoked_over}) {_although(record)}"
+
+
+def _although(record: RotationRecord) -> str:
+    return f"although {len(record.unmoved)} consumer(s) did not report the old key: {'; '.join(record.unmoved)}"
 
 
 def override(ctx: RotationContext, record: RotationRecord, journal: Journal, reason: str) -> RotationRecord:
