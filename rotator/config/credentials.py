@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Final, Literal
 
 from rotator.config.endpoints import DEFAULT_API_KEYS_PATH, parse_base_url, parse_paths
+from rotator.config.rollout import ROLLOUT_KEYS, Rollout, parse_rollout
 from rotator.config.tables import README_HINT, Problems, Table, did_you_mean, list_names, named_tables
 from rotator.core.durations import format_duration
 from rotator.core.model import Environment
@@ -79,6 +80,7 @@ CREDENTIAL_KEYS: Final = (
     "check_path",
     "api_keys_path",
     "seeded_key_age",
+    *ROLLOUT_KEYS,
 )
 SEEDED_KEY_AGES: Final = ("count", "due")
 
@@ -109,6 +111,8 @@ class CredentialConfig:
     seeded_key_age: str = "count"
     """A key seeded by hand (never rotated here): "count" its age from Bluum's creation time, or from when the
     rotator first saw it; "due" rotates it at the first scheduled run."""
+    rollout: Rollout = field(default_factory=Rollout)
+    """How its reload actions run: in batches, each gated by health checks (rotator/config/rollout.py)."""
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -134,6 +138,7 @@ class _Draft:
     check_path: str | None = None
     api_keys_path: str | None = None
     seeded_key_age: str = "count"
+    rollout: Rollout | None = field(default_factory=Rollout)
 
     def finish(self) -> CredentialConfig:
         if (
@@ -147,6 +152,7 @@ class _Draft:
             or self.verify_timeout is None
             or self.check_path is None
             or self.api_keys_path is None
+            or self.rollout is None
         ):
             raise AssertionError(f"credential {self.name!r} built with a field missing but no problem recorded")
         return CredentialConfig(
@@ -164,6 +170,7 @@ class _Draft:
             check_path=self.check_path,
             api_keys_path=self.api_keys_path,
             seeded_key_age=self.seeded_key_age,
+            rollout=self.rollout,
         )
 
 
@@ -218,6 +225,7 @@ def _parse_credential(name: str, raw: Mapping[str, Any], store_names: list[str],
     _parse_targets(table, draft, store_names)
     _parse_timing(table, draft)
     draft.check_path, draft.api_keys_path = parse_paths(table, draft.base_url)
+    draft.rollout = parse_rollout(table)
     seeded = table.text("seeded_key_age", example='"count"')
     if seeded is not None and seeded not in SEEDED_KEY_AGES:
         table.problem(

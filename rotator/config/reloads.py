@@ -26,16 +26,19 @@ import shlex
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 from urllib.parse import urlsplit
 
 from rotator.config.tables import Table
 from rotator.core.durations import format_duration
 from rotator.core.urls import LOOPBACK_HINT, url_problem
 
+if TYPE_CHECKING:
+    from rotator.config.health import HealthCheck
+
 RELOAD_KEY: Final = "reload"
 """The key in `[stores.NAME]`; kept out of the options a store factory receives."""
-RELOAD_KEYS: Final = ("command", "url", "method", "timeout", "pass_env")
+RELOAD_KEYS: Final = ("command", "url", "method", "timeout", "pass_env", "health")
 METHODS: Final = ("POST", "PUT", "GET")
 DEFAULT_COMMAND_TIMEOUT: Final = timedelta(seconds=60)
 DEFAULT_URL_TIMEOUT: Final = timedelta(seconds=10)
@@ -59,6 +62,8 @@ class ReloadAction:
     method: str = "POST"
     pass_env: tuple[str, ...] = ()
     """Variables passed through from the rotator's environment, by name (a command gets a minimal environment)."""
+    health: HealthCheck | None = None
+    """What must pass after this action's batch reloaded (rotator/config/health.py); None: nothing to check."""
 
     def describe(self) -> str:
         """How messages, the history and notifications name the action, with what may be a token left out: a URL
@@ -115,7 +120,10 @@ def _parse_action(table: Table, index: int, item: object, base_dir: Path) -> Rel
     method = _method(action, item.get("method", "POST"), has_url)
     timeout = _timeout(action, DEFAULT_COMMAND_TIMEOUT if has_command else DEFAULT_URL_TIMEOUT)
     pass_env = _pass_env(action, item.get("pass_env", []), has_command)
-    if command is None or url is None or method is None or timeout is None or pass_env is None:
+    from rotator.config.health import HealthCheck, parse_health  # it builds on this module's rules
+
+    health = parse_health(action, base_dir)
+    if command is None or url is None or method is None or timeout is None or pass_env is None or health is False:
         return None
     return ReloadAction(
         kind="command" if has_command else "url",
@@ -125,6 +133,7 @@ def _parse_action(table: Table, index: int, item: object, base_dir: Path) -> Rel
         url=url,
         method=method,
         pass_env=pass_env,
+        health=health if isinstance(health, HealthCheck) else None,
     )
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Collection
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from rotator.core.durations import format_duration
 from rotator.core.errors import ExitCode, RotationIncomplete
@@ -38,7 +38,12 @@ if TYPE_CHECKING:
     from rotator.rotation.reload_runner import ReloadResult
 
 
-RELOADS_CLEARED: dict[str, Any] = {"reload_failures": 0, "reload_failed_at": None, "reloads_done": ()}
+RELOADS_CLEARED: dict[str, Any] = {
+    "reload_failures": 0,
+    "reload_failed_at": None,
+    "reloads_done": (),
+    "healthy": (),
+}
 """The record's reload fields as a rollback starts them: what was done and failed was for the new key."""
 
 
@@ -81,24 +86,21 @@ def reload_consumers(ctx: RotationContext, record: RotationRecord, journal: Jour
     """Run the reload actions for the new key; RotationIncomplete (the record says what failed, how often, and when
     the scheduler tries again) at the first failure, before anything is revoked. An action that already succeeded
     for this rotation's new key (`record.reloads_done`) is not run again, nor one an identical action of another
-    credential stood in for in this tick (rotator/rotation/reload_tick.py)."""
+    credential stood in for in this tick (rotator/rotation/reload_tick.py). A credential with batches or health
+    checks rolls out batch by batch (rotator/rotation/rollout.py): a failed check is a StepFailed (rolled back)."""
+    from rotator.rotation import rollout
+
     new = ctx.new_key(record)
     started = ctx.runtime.monotonic()
-    failure, done = run_all(ctx, record, journal, key_label=new.label, purpose="rotation", done=record.reloads_done)
+    if rollout.gated(ctx) and not record.emergency:
+        failure, record = rollout.in_batches(ctx, record, journal, key_label=new.label)
+        done = record.reloads_done
+    else:
+        if rollout.gated(ctx):
+            journal.emit(record, "reload", "an emergency reloads every action at once, without health checks")
+        failure, done = run_all(ctx, record, journal, key_label=new.label, purpose="rotation", done=record.reloads_done)
     if failure is not None:
-        name = ctx.cred.name
-        now = ctx.runtime.clock()
-        failed = record.advance(
-            record.phase, now, reload_failures=record.reload_failures + 1, reload_failed_at=now, reloads_done=done
-        )
-        message = (
-            f"{name}: {failure}. The new key {new.label} is current everywhere and the old key "
-            f"{record.old_key_label} is still active: nothing was revoked. Fix the reload, then `rotator resume "
-            f"{name}` runs the reload actions that have not succeeded for this key again, at once "
-            f"({_retry_words(failed)}); or `rotator rollback {name}` puts the old key back"
-        )
-        journal.save(failed.advance(record.phase, now, waiting_on=message), "reload_failed.record")
-        raise RotationIncomplete(message)
+        _failed(ctx, record, journal, failure, done)
     count = len(configured(ctx))
     reloaded = record.advance(Phase.RELOADED, ctx.runtime.clock(), waiting_on=None, reloads_done=done)
     record = journal.save(reloaded, "reloaded.record")
@@ -109,6 +111,25 @@ def reload_consumers(ctx: RotationContext, record: RotationRecord, journal: Jour
         ctx.runtime.monotonic() - started,
     )
     return record
+
+
+def _failed(
+    ctx: RotationContext, record: RotationRecord, journal: Journal, failure: str, done: tuple[str, ...]
+) -> NoReturn:
+    """Record a failed reload (how often in a row, when, what succeeded) and raise RotationIncomplete saying so."""
+    name = ctx.cred.name
+    now = ctx.runtime.clock()
+    failed = record.advance(
+        record.phase, now, reload_failures=record.reload_failures + 1, reload_failed_at=now, reloads_done=done
+    )
+    message = (
+        f"{name}: {failure}. The new key {record.new_key_label} is current everywhere and the old key "
+        f"{record.old_key_label} is still active: nothing was revoked. Fix the reload, then `rotator resume "
+        f"{name}` runs the reload actions that have not succeeded for this key again, at once "
+        f"({_retry_words(failed)}); or `rotator rollback {name}` puts the old key back"
+    )
+    journal.save(failed.advance(record.phase, now, waiting_on=message), "reload_failed.record")
+    raise RotationIncomplete(message)
 
 
 def _retry_words(failed: RotationRecord) -> str:
@@ -197,9 +218,11 @@ def run_all(
     key_label: str,
     purpose: str,
     done: Collection[str] = (),
+    only: Collection[str] | None = None,
 ) -> tuple[str | None, tuple[str, ...]]:
-    """Run each configured action in order, each result an event, skipping those in `done` (`action_key`s); what
-    the first failure was (or None), and the keys of the actions done for this key so far, in order."""
+    """Run each configured action in order, each result an event, skipping those in `done` (`action_key`s) and,
+    with `only`, those not in it (another batch's); what the first failure was (or None), and the keys of the actions
+    done for this key so far, in order."""
     actions = configured(ctx)
     secrets = _key_values(ctx)
     keys = [action_key(store, action) for store, action in actions]
@@ -208,8 +231,10 @@ def run_all(
     tick = ctx.runtime.reload_tick if purpose == "rotation" else None
     for number, ((store, action), key, runs_now) in enumerate(zip(actions, keys, runs, strict=True), start=1):
         what = f"reload {number} of {len(actions)} ({store}: {action.describe()})"
+        if only is not None and key not in only:
+            continue
         if not runs_now:
-            journal.emit(record, "reload", f"{what}: already succeeded for this key; not run again")
+            journal.emit(record, "reload", f"{what}: {_SKIPPED[purpose]}")
             continue
         facts = {
             "ROTATOR_CREDENTIAL": ctx.cred.name,
@@ -233,6 +258,12 @@ def run_all(
             return f"{what} failed: {result.describe()}", tuple(succeeded)
         succeeded.append(key)
     return None, tuple(succeeded)
+
+
+_SKIPPED = {
+    "rotation": "already succeeded for this key; not run again",
+    "rollback": "its application holds the old key already (reloaded back, or never given the new key); not run",
+}
 
 
 def _run_one(journal: Journal, action: ReloadAction, facts: dict[str, str], secrets: list[str]) -> ReloadResult:

@@ -81,6 +81,10 @@ class RotationRecord:
     reloads_done: tuple[str, ...] = ()
     """The reload actions (rotator/rotation/reload.py `action_key`: the store and a hash of the action, never the
     action itself) that succeeded for this rotation's new key: a retry does not run them again."""
+    healthy: tuple[str, ...] = ()
+    """The reload actions (as `reloads_done` names them) whose batch passed its health checks for the new key
+    (rotator/rules/rollout.py): a resume starts at the first batch not in it, and a rollback reloads back only up to
+    that batch. Written only by a staggered or health-checked rollout."""
 
     def advance(self, phase: Phase, now: float, **changes: Any) -> RotationRecord:  # noqa: ANN401 - field values
         """A copy at `phase`, with `changes` applied and `updated_at` set."""
@@ -101,6 +105,7 @@ class RotationRecord:
             values = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
             values["phase"] = Phase(values["phase"])
             values["reloads_done"] = tuple(values.get("reloads_done", ()))  # a JSON list; absent in older records
+            values["healthy"] = tuple(values.get("healthy", ()))
             return cls(**values)
         except (KeyError, TypeError, ValueError) as exc:
             raise StoreCorrupt(

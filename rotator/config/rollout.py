@@ -1,0 +1,57 @@
+"""`reload_batch` and `health_timeout` in `[credentials.NAME]`: how a credential's reload actions roll out.
+
+Kept apart from the rest of the credential table because they are about the applications, not the key: what they
+mean is in rotator/rules/rollout.py (batches) and rotator/config/health.py (the checks). Without them a rotation runs
+every reload action at once, as it always did, with no extra record write and no extra request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Final
+
+from rotator.config.tables import Table
+from rotator.core.durations import format_duration
+from rotator.rules.rollout import BatchSize, parse_batch
+
+ROLLOUT_KEYS: Final = ("reload_batch", "health_timeout")
+DEFAULT_HEALTH_TIMEOUT: Final = timedelta(seconds=60)
+MAX_HEALTH_TIMEOUT: Final = timedelta(minutes=10)
+"""One batch's checks are asked again until this is spent, with the credential's lease (15 minutes) renewed between
+tries; like a reload action's timeout it stays well inside the lease."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rollout:
+    """How the reload actions of one credential run: in batches of `batch`, each batch's health checks given
+    `health_timeout` to pass."""
+
+    batch: BatchSize = field(default_factory=BatchSize)
+    health_timeout: timedelta = DEFAULT_HEALTH_TIMEOUT
+
+
+def parse_rollout(table: Table) -> Rollout | None:
+    """The credential table's rollout keys; None when one is wrong (each problem is recorded)."""
+    batch = BatchSize()
+    if "reload_batch" in table.data:
+        parsed = parse_batch(table.data["reload_batch"])
+        if isinstance(parsed, str):
+            table.problem(
+                "reload_batch",
+                parsed,
+                'write reload_batch = 2 (actions per batch) or reload_batch = "25%" (a share of them), or leave it '
+                "out to run every reload action at once",
+            )
+            return None
+        batch = parsed
+    timeout = table.duration("health_timeout", DEFAULT_HEALTH_TIMEOUT)
+    if timeout is not None and not timedelta(0) < timeout <= MAX_HEALTH_TIMEOUT:
+        table.problem(
+            "health_timeout",
+            f"must be longer than 0s and at most {format_duration(MAX_HEALTH_TIMEOUT)}: one batch's health checks are "
+            "asked this long while the rotation holds the credential's lock",
+            'write health_timeout = "60s"',
+        )
+        return None
+    return None if timeout is None else Rollout(batch, timeout)
