@@ -15,6 +15,16 @@ An action is a command, as an argument list, or an HTTP call:
       { url = "http://127.0.0.1:8080/-/reload", method = "POST", timeout = "10s" },
     ]
 
+An action may carry a `health` check (a URL that must answer a status, or a command that must exit 0): with
+`reload_batch` in `[credentials.NAME]`, the actions run in batches, and each batch's checks must pass before the next
+batch reloads (rotator/rotation/rollout.py); the first batch that fails them rolls the rotation back.
+
+    reload = [
+      { command = ["systemctl", "reload", "trader-1"],
+        health = { url = "http://127.0.0.1:8080/healthz", status = 200 } },
+      { url = "http://127.0.0.1:8081/-/reload", health = { command = ["/opt/trader/bin/ready"] } },
+    ]
+
 A command is never a shell string: a string would have to go through a shell, whose quoting turns a path with a
 space or a `$` into another command. Whoever needs a shell writes it out (`["/bin/sh", "-c", "..."]`) and owns it.
 """
@@ -26,15 +36,12 @@ import shlex
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal
+from typing import Final, Literal
 from urllib.parse import urlsplit
 
 from rotator.config.tables import Table
 from rotator.core.durations import format_duration
 from rotator.core.urls import LOOPBACK_HINT, url_problem
-
-if TYPE_CHECKING:
-    from rotator.config.health import HealthCheck
 
 RELOAD_KEY: Final = "reload"
 """The key in `[stores.NAME]`; kept out of the options a store factory receives."""
@@ -47,6 +54,42 @@ MAX_RELOAD_TIMEOUT: Final = timedelta(minutes=10)
 _ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _COMMAND_EXAMPLE: Final = 'command = ["systemctl", "reload", "trading"]'
 _URL_EXAMPLE: Final = 'url = "http://127.0.0.1:8080/-/reload"'
+
+
+HEALTH_KEY: Final = "health"
+HEALTH_KEYS: Final = ("url", "status", "command")
+HEALTH_TRY_TIMEOUT: Final = timedelta(seconds=5)
+"""How long one GET of a URL health check may take; the check is asked again until `health_timeout` is spent."""
+_HEALTH_EXAMPLE: Final = 'health = { url = "http://127.0.0.1:8080/healthz", status = 200 }'
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """One reload action's health check, validated: exactly one of `url` and `command` is set."""
+
+    kind: Literal["url", "command"]
+    cwd: Path
+    url: str = ""
+    status: int = 200
+    command: tuple[str, ...] = ()
+
+    def probe(self, timeout: timedelta, pass_env: tuple[str, ...] = ()) -> ReloadAction:
+        """The check as an action the reload runner knows how to run (a command) or to name (a URL), bounded by
+        `timeout`."""
+        return ReloadAction(
+            kind=self.kind,
+            timeout=timeout,
+            cwd=self.cwd,
+            command=self.command,
+            url=self.url,
+            method="GET",
+            pass_env=pass_env if self.kind == "command" else (),
+        )
+
+    def describe(self) -> str:
+        """How messages name the check, with what may be a token left out (ReloadAction.describe)."""
+        shown = self.probe(HEALTH_TRY_TIMEOUT).describe()
+        return f"{shown} answers {self.status}" if self.kind == "url" else f"{shown} exits 0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +106,7 @@ class ReloadAction:
     pass_env: tuple[str, ...] = ()
     """Variables passed through from the rotator's environment, by name (a command gets a minimal environment)."""
     health: HealthCheck | None = None
-    """What must pass after this action's batch reloaded (rotator/config/health.py); None: nothing to check."""
+    """What must pass after this action's batch reloaded (`HealthCheck`); None: nothing to check."""
 
     def describe(self) -> str:
         """How messages, the history and notifications name the action, with what may be a token left out: a URL
@@ -120,8 +163,6 @@ def _parse_action(table: Table, index: int, item: object, base_dir: Path) -> Rel
     method = _method(action, item.get("method", "POST"), has_url)
     timeout = _timeout(action, DEFAULT_COMMAND_TIMEOUT if has_command else DEFAULT_URL_TIMEOUT)
     pass_env = _pass_env(action, item.get("pass_env", []), has_command)
-    from rotator.config.health import HealthCheck, parse_health  # it builds on this module's rules
-
     health = parse_health(action, base_dir)
     if command is None or url is None or method is None or timeout is None or pass_env is None or health is False:
         return None
@@ -204,3 +245,35 @@ def _pass_env(action: Table, value: object, has_command: bool) -> tuple[str, ...
         )
         return None
     return tuple(value)
+
+
+def parse_health(action: Table, base_dir: Path) -> HealthCheck | bool | None:
+    """The action's `health`: the check; None when absent; False when wrong (each problem is recorded)."""
+    value = action.data.get(HEALTH_KEY)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        action.problem(HEALTH_KEY, "expected an inline table", f"write {_HEALTH_EXAMPLE}")
+        return False
+    table = Table(value, action.key(HEALTH_KEY), action.problems)
+    before = len(action.problems.items)
+    table.check_keys(HEALTH_KEYS)
+    if len(action.problems.items) > before:
+        return False
+    has_command, has_url = "command" in value, "url" in value
+    if has_command == has_url:
+        what = "has both command and url" if has_command else "has neither command nor url"
+        action.problem(HEALTH_KEY, what, f'give one: {_HEALTH_EXAMPLE}, or health = {{ command = ["/path/to/check"] }}')
+        return False
+    if "status" in value and not has_url:
+        table.problem("status", "applies to a url check only", "remove it: a command check passes when it exits 0")
+        return False
+    if has_command:
+        command = _command(table, value["command"])
+        return False if command is None else HealthCheck(kind="command", cwd=base_dir, command=command)
+    url = _url(table, value["url"])
+    status = value.get("status", 200)
+    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+        table.problem("status", "expected an HTTP status code, 100 to 599", "write status = 200")
+        return False
+    return False if url is None else HealthCheck(kind="url", cwd=base_dir, url=url, status=status)

@@ -1,8 +1,8 @@
 """`reload_batch` and `health_timeout` in `[credentials.NAME]`: how a credential's reload actions roll out.
 
 Kept apart from the rest of the credential table because they are about the applications, not the key: what they
-mean is in rotator/rules/rollout.py (batches) and rotator/config/health.py (the checks). Without them a rotation runs
-every reload action at once, as it always did, with no extra record write and no extra request.
+mean is in rotator/rules/rollout.py (batches) and rotator/config/reloads.py (the `health` checks). Without them a
+rotation runs every reload action at once, as it always did, with no extra record write and no extra request.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Asking one batch's health checks (rotator/config/health.py) until they all pass or `health_timeout` is spent.
+"""Asking one batch's health checks (`health` in rotator/config/reloads.py) until all pass or `health_timeout` ends.
 
 At the edge, like reload_runner.py, and for the same reasons: a check is someone else's endpoint or program. A URL
 is one GET with no redirect followed, no proxy from the environment, each try bounded (5 s, or what is left); its body
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from rotator.config.health import URL_TRY_TIMEOUT, HealthCheck
+from rotator.config.reloads import HEALTH_TRY_TIMEOUT, HealthCheck
 from rotator.core.durations import format_duration
 from rotator.rotation.reload_runner import action_env, run_action, screened
 from rotator.rules.rollout import health_delay
@@ -42,7 +42,7 @@ def ask(gate: Gate, secrets: Collection[str], left: float) -> tuple[bool, str]:
         probe = gate.check.probe(timedelta(seconds=max(left, 0.1)), gate.action.pass_env)
         result = run_action(probe, action_env(probe, gate.facts), secrets)
         return result.ok, result.describe()
-    return _get(gate.check, min(URL_TRY_TIMEOUT.total_seconds(), max(left, 0.1)), secrets)
+    return _get(gate.check, min(HEALTH_TRY_TIMEOUT.total_seconds(), max(left, 0.1)), secrets)
 
 
 def _get(check: HealthCheck, timeout: float, secrets: Collection[str]) -> tuple[bool, str]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from rotator.core.durations import format_duration
@@ -82,23 +82,31 @@ def planned(ctx: RotationContext) -> str | None:
     return f"run the reload actions, in order, each within its timeout ({listed}); a failure stops before any revoke"
 
 
-def reload_consumers(ctx: RotationContext, record: RotationRecord, journal: Journal) -> RotationRecord:
+Rollout = Callable[["RotationContext", RotationRecord, Journal, str], tuple[str | None, RotationRecord]]
+"""How the actions run for the new key: (context, record, journal, the new key's label) -> the first failure (or
+None) and the record with `reloads_done` as far as it got. rotator/rotation/rollout.py brings a batched one."""
+
+
+def all_at_once(
+    ctx: RotationContext, record: RotationRecord, journal: Journal, key_label: str
+) -> tuple[str | None, RotationRecord]:
+    """Every action in order (the rollout without batches)."""
+    failure, done = run_all(ctx, record, journal, key_label=key_label, purpose="rotation", done=record.reloads_done)
+    return failure, record.advance(record.phase, ctx.runtime.clock(), reloads_done=done)
+
+
+def reload_consumers(
+    ctx: RotationContext, record: RotationRecord, journal: Journal, rollout: Rollout = all_at_once
+) -> RotationRecord:
     """Run the reload actions for the new key; RotationIncomplete (the record says what failed, how often, and when
     the scheduler tries again) at the first failure, before anything is revoked. An action that already succeeded
     for this rotation's new key (`record.reloads_done`) is not run again, nor one an identical action of another
-    credential stood in for in this tick (rotator/rotation/reload_tick.py). A credential with batches or health
-    checks rolls out batch by batch (rotator/rotation/rollout.py): a failed check is a StepFailed (rolled back)."""
-    from rotator.rotation import rollout
-
+    credential stood in for in this tick (rotator/rotation/reload_tick.py). `rollout` runs them (in batches, gated by
+    health checks, for rotator/rotation/rollout.py, whose failed check is a StepFailed: rolled back)."""
     new = ctx.new_key(record)
     started = ctx.runtime.monotonic()
-    if rollout.gated(ctx) and not record.emergency:
-        failure, record = rollout.in_batches(ctx, record, journal, key_label=new.label)
-        done = record.reloads_done
-    else:
-        if rollout.gated(ctx):
-            journal.emit(record, "reload", "an emergency reloads every action at once, without health checks")
-        failure, done = run_all(ctx, record, journal, key_label=new.label, purpose="rotation", done=record.reloads_done)
+    failure, record = rollout(ctx, record, journal, new.label)
+    done = record.reloads_done
     if failure is not None:
         _failed(ctx, record, journal, failure, done)
     count = len(configured(ctx))

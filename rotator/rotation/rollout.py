@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from rotator.core.durations import format_duration
 from rotator.rotation.context import Journal, RotationContext, StepFailed
 from rotator.rotation.health_check import Gate, wait_healthy
-from rotator.rotation.reload import _key_values, action_key, configured, run_all
+from rotator.rotation.reload import _key_values, action_key, configured, reload_consumers, run_all
 from rotator.rules import rollout
 from rotator.rules.record import RotationRecord
 
@@ -33,13 +33,25 @@ def gated(ctx: RotationContext) -> bool:
     return ctx.cred.rollout.batch.staggered or any(action.health for _, action in configured(ctx))
 
 
+def reload_step(ctx: RotationContext, record: RotationRecord, journal: Journal) -> RotationRecord:
+    """The reload step: batch after batch for a gated credential, else every action at once (rotation/reload.py).
+    An emergency never staggers: the leaked key lives until every application reloaded, and rolling back on a failed
+    check would put the leaked key back in service."""
+    if not gated(ctx):
+        return reload_consumers(ctx, record, journal)
+    if record.emergency:
+        journal.emit(record, "reload", "an emergency reloads every action at once, without health checks")
+        return reload_consumers(ctx, record, journal)
+    return reload_consumers(ctx, record, journal, in_batches)
+
+
 def batches(ctx: RotationContext) -> list[tuple[str, ...]]:
     """The credential's reload actions (by `action_key`) in their batches, in the order declared."""
     return rollout.split([action_key(store, action) for store, action in configured(ctx)], ctx.cred.rollout.batch)
 
 
 def in_batches(
-    ctx: RotationContext, record: RotationRecord, journal: Journal, *, key_label: str
+    ctx: RotationContext, record: RotationRecord, journal: Journal, key_label: str
 ) -> tuple[str | None, RotationRecord]:
     """Reload batch after batch, each gated by its checks; a failed action's description (the caller records it and
     stops) or None, and the record as far as it got (its `reloads_done` and `healthy`). StepFailed when a batch's
