@@ -69,6 +69,7 @@ from rotator.config.notifications import (
     parse_alerts_table,
     parse_notifications,
 )
+from rotator.config.rollout import check_rollouts
 from rotator.config.settings import (
     BLUUM_KEYS,
     DEFAULT_CONCURRENCY,
@@ -391,6 +392,8 @@ def _validate(
     fleet = parse_fleet(data.get("fleet"), problems)
     alerts = parse_alerts_table(data.get("alerts"), problems)
     ledger = parse_ledger(data.get("ledger"), problems, bluum, stores.values())
+    rollouts = {name: (cred.rollout, cred.targets) for name, cred in credentials.items()}
+    check_rollouts(rollouts, {name: store.reload for name, store in stores.items()}, problems)
     if problems.items or bluum is None or history is None or fleet is None or ledger is None:
         raise ConfigProblems(source, problems.items)
     return Config(

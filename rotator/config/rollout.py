@@ -7,11 +7,13 @@ rotation runs every reload action at once, as it always did, with no extra recor
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Final
 
-from rotator.config.tables import Table
+from rotator.config.reloads import ReloadAction
+from rotator.config.tables import Problems, Table
 from rotator.core.durations import format_duration
 from rotator.rules.rollout import BatchSize, parse_batch
 
@@ -55,3 +57,33 @@ def parse_rollout(table: Table) -> Rollout | None:
         )
         return None
     return None if timeout is None else Rollout(batch, timeout)
+
+
+def check_rollouts(
+    credentials: Mapping[str, tuple[Rollout, tuple[str, ...]]],
+    reloads: Mapping[str, Sequence[ReloadAction]],
+    problems: Problems,
+) -> None:
+    """A problem for each credential whose `reload_batch` cannot stagger anything: its targets (`credentials`: the
+    rollout and the targets of each) have no reload action, or none with a `health` check to gate the next batch on
+    (batches would only run one after the other, as without them)."""
+    for name, (rollout, targets) in credentials.items():
+        if not rollout.batch.staggered:
+            continue
+        actions = [action for target in targets for action in reloads.get(target, ())]
+        tables = ", ".join(f"[stores.{target}]" for target in targets)
+        if not actions:
+            what = f"its stores ({', '.join(targets)}) have no reload actions to run in batches"
+            fix = f"give `reload` actions to {tables}, or remove reload_batch"
+        elif not any(action.health for action in actions):
+            what = (
+                "no reload action of its stores has a health check, so nothing gates one batch on the one before "
+                "(batches would only run one after the other)"
+            )
+            fix = (
+                f'add health = {{ url = "http://127.0.0.1:8080/healthz", status = 200 }} (or a command) to the reload '
+                f"actions in {tables}, or remove reload_batch"
+            )
+        else:
+            continue
+        problems.add(f"credentials.{name}.reload_batch", what, fix)

@@ -90,6 +90,7 @@ def wait_healthy(
             gate = pending[0]
             saw, tries = seen[id(gate)]
             return gate, saw, tries
-        journal.progress(f"{ctx.cred.name}: waiting for {len(pending)} health check(s); next try in {delay:g}s")
+        after = format_duration(delay)
+        journal.progress(f"{ctx.cred.name}: waiting for {len(pending)} health check(s); next try in {after}")
         runtime.sleep(delay)
         attempt += 1

@@ -54,19 +54,24 @@ def configured(ctx: RotationContext) -> list[tuple[str, ReloadAction]]:
 
 
 def refuse_unrunnable(ctx: RotationContext) -> None:
-    """ConfigError (exit 2, before anything is created) naming every reload command whose program cannot be started,
-    and the fix: otherwise the rotation would stop half-way, after the new key was deployed, at every run."""
+    """ConfigError (exit 2, before anything is created) naming every reload command, or health check command, whose
+    program cannot be started, and the fix: otherwise the rotation would stop half-way, after the new key was
+    deployed, at every run."""
     from rotator.core.errors import ConfigError
     from rotator.rotation.reload_check import command_problem
 
-    problems = [
-        f"the reload command of store {store!r} ({action.describe()}) cannot run: {problem}"
-        for store, action in configured(ctx)
-        if (problem := command_problem(action)) is not None
-    ]
+    problems: list[str] = []
+    stores: set[str] = set()
+    for store, action in configured(ctx):
+        probes = [("reload command", action)]
+        if action.health is not None:
+            probes.append(("health check", action.health.probe(ctx.cred.rollout.health_timeout, action.pass_env)))
+        for what, probe in probes:
+            if (problem := command_problem(probe)) is not None:
+                problems.append(f"the {what} of store {store!r} ({probe.describe()}) cannot run: {problem}")
+                stores.add(store)
     if problems:
-        stores = sorted({store for store, action in configured(ctx) if command_problem(action) is not None})
-        tables = ", ".join(f"[stores.{store}]" for store in stores)
+        tables = ", ".join(f"[stores.{store}]" for store in sorted(stores))
         raise ConfigError(
             f"{ctx.cred.name}: " + "; ".join(problems) + f". Fix `reload` in {tables} of rotator.toml (the program's "
             "full path, or install it on this host), then try again. Nothing was changed"
