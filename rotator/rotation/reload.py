@@ -83,8 +83,25 @@ def planned(ctx: RotationContext) -> str | None:
     actions = configured(ctx)
     if not actions:
         return None
-    listed = "; ".join(f"{store}: {action.describe()}" for store, action in actions)
-    return f"run the reload actions, in order, each within its timeout ({listed}); a failure stops before any revoke"
+    listed = "; ".join(
+        f"{store}: {action.describe()}" + (f" (health: {action.health.describe()})" if action.health else "")
+        for store, action in actions
+    )
+    if not gated(ctx):
+        stops = "a failure stops before any revoke"
+        return f"run the reload actions, in order, each within its timeout ({listed}); {stops}"
+    rollout = ctx.cred.rollout
+    return (
+        f"run the reload actions in batches, {rollout.batch.describe()}, in order ({listed}); each batch's health "
+        f"checks must pass within {format_duration(rollout.health_timeout)} before the next batch reloads, and a batch "
+        "that fails them rolls the rotation back (the batches reached are reloaded back, the new key revoked)"
+    )
+
+
+def gated(ctx: RotationContext) -> bool:
+    """Whether the credential's reloads roll out batch by batch (rotator/rotation/rollout.py): batches asked for, or
+    a health check to pass."""
+    return ctx.cred.rollout.batch.staggered or any(action.health for _, action in configured(ctx))
 
 
 Rollout = Callable[["RotationContext", RotationRecord, Journal, str], tuple[str | None, RotationRecord]]

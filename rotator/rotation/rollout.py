@@ -20,17 +20,12 @@ from typing import TYPE_CHECKING
 from rotator.core.durations import format_duration
 from rotator.rotation.context import Journal, RotationContext, StepFailed
 from rotator.rotation.health_check import Gate, wait_healthy
-from rotator.rotation.reload import _key_values, action_key, configured, reload_consumers, run_all
+from rotator.rotation.reload import _key_values, action_key, configured, gated, reload_consumers, run_all
 from rotator.rules import rollout
 from rotator.rules.record import RotationRecord
 
 if TYPE_CHECKING:
     from rotator.config.reloads import ReloadAction
-
-
-def gated(ctx: RotationContext) -> bool:
-    """Whether the credential's reloads roll out batch by batch: batches asked for, or a health check to pass."""
-    return ctx.cred.rollout.batch.staggered or any(action.health for _, action in configured(ctx))
 
 
 def reload_step(ctx: RotationContext, record: RotationRecord, journal: Journal) -> RotationRecord:

@@ -197,3 +197,25 @@ def test_a_command_health_check_must_exit_0(ws: Workspace):
         assert ws.active_ids() == {ws.current_id()}
     finally:
         apps.close()
+
+
+def test_the_dry_run_plan_names_the_batches_and_their_checks(ws: Workspace, six: Apps):
+    before = ws.snapshot()
+    plan = ws.cli("rotate", "trading", "--dry-run")
+    assert plan.exit_code == ExitCode.OK, plan.output
+    assert "run the reload actions in batches, 2 at a time" in plan.output, plan.output
+    assert f"(health: GET {six.base}/health/… answers 200)" in plan.output
+    assert "must pass within 2s before the next batch reloads" in plan.output
+    assert six.log == [], "a dry run reloads and checks nothing"
+    assert ws.snapshot() == before
+
+
+def test_an_emergency_reloads_everything_at_once_and_does_not_roll_back_to_the_leaked_key(ws: Workspace, six: Apps):
+    six.status[4] = 503
+    result = ws.cli("rotate", "trading", "--emergency", "--reason", "key pasted in a ticket")
+    assert result.exit_code == ExitCode.OK, result.output
+    new_id = ws.current_id()
+    assert [six.reloads(n) for n in range(1, 7)] == [[new_id]] * 6
+    assert [kind for kind, _, _ in six.log] == ["reload"] * 6, "no health check holds the leaked key alive"
+    assert "an emergency reloads every action at once, without health checks" in result.output
+    assert ws.active_ids() == {new_id}, "the leaked key is revoked"
