@@ -104,7 +104,7 @@ def gated(ctx: RotationContext) -> bool:
     return ctx.cred.rollout.batch.staggered or any(action.health for _, action in configured(ctx))
 
 
-Rollout = Callable[["RotationContext", RotationRecord, Journal, str], tuple[str | None, RotationRecord]]
+RunActions = Callable[["RotationContext", RotationRecord, Journal, str], tuple[str | None, RotationRecord]]
 """How the actions run for the new key: (context, record, journal, the new key's label) -> the first failure (or
 None) and the record with `reloads_done` as far as it got. rotator/rotation/rollout.py brings a batched one."""
 
@@ -118,19 +118,19 @@ def all_at_once(
 
 
 def reload_consumers(
-    ctx: RotationContext, record: RotationRecord, journal: Journal, rollout: Rollout = all_at_once
+    ctx: RotationContext, record: RotationRecord, journal: Journal, run: RunActions = all_at_once
 ) -> RotationRecord:
     """Run the reload actions for the new key; RotationIncomplete (the record says what failed, how often, and when
     the scheduler tries again) at the first failure, before anything is revoked. An action that already succeeded
     for this rotation's new key (`record.reloads_done`) is not run again, nor one an identical action of another
-    credential stood in for in this tick (rotator/rotation/reload_tick.py). `rollout` runs them (in batches, gated by
+    credential stood in for in this tick (rotator/rotation/reload_tick.py). `run` runs them (in batches, gated by
     health checks, for rotator/rotation/rollout.py, whose failed check is a StepFailed: rolled back)."""
     new = ctx.new_key(record)
     started = ctx.runtime.monotonic()
-    failure, record = rollout(ctx, record, journal, new.label)
+    failure, record = run(ctx, record, journal, new.label)
     done = record.reloads_done
     if failure is not None:
-        _failed(ctx, record, journal, failure, done)
+        _failed(ctx, record, journal, failure, new.label)
     count = len(configured(ctx))
     reloaded = record.advance(Phase.RELOADED, ctx.runtime.clock(), waiting_on=None, reloads_done=done)
     record = journal.save(reloaded, "reloaded.record")
@@ -143,17 +143,14 @@ def reload_consumers(
     return record
 
 
-def _failed(
-    ctx: RotationContext, record: RotationRecord, journal: Journal, failure: str, done: tuple[str, ...]
-) -> NoReturn:
-    """Record a failed reload (how often in a row, when, what succeeded) and raise RotationIncomplete saying so."""
+def _failed(ctx: RotationContext, record: RotationRecord, journal: Journal, failure: str, new_label: str) -> NoReturn:
+    """Record a failed reload (how often in a row, when; `record` says what succeeded) and raise RotationIncomplete
+    saying so."""
     name = ctx.cred.name
     now = ctx.runtime.clock()
-    failed = record.advance(
-        record.phase, now, reload_failures=record.reload_failures + 1, reload_failed_at=now, reloads_done=done
-    )
+    failed = record.advance(record.phase, now, reload_failures=record.reload_failures + 1, reload_failed_at=now)
     message = (
-        f"{name}: {failure}. The new key {record.new_key_label} is current everywhere and the old key "
+        f"{name}: {failure}. The new key {new_label} is current everywhere and the old key "
         f"{record.old_key_label} is still active: nothing was revoked. Fix the reload, then `rotator resume "
         f"{name}` runs the reload actions that have not succeeded for this key again, at once "
         f"({_retry_words(failed)}); or `rotator rollback {name}` puts the old key back"
@@ -254,7 +251,7 @@ def run_all(
     with `only`, those not in it (another batch's); what the first failure was (or None), and the keys of the actions
     done for this key so far, in order."""
     actions = configured(ctx)
-    secrets = _key_values(ctx)
+    secrets = key_values(ctx)
     keys = [action_key(store, action) for store, action in actions]
     runs = reload_retry.pending(keys, done)
     succeeded = [key for key in keys if key in done]
@@ -346,7 +343,7 @@ def shared_reloads(config: Config) -> set[str]:
     return {name for names in users.values() if len(names) > 1 for name in names}
 
 
-def _key_values(ctx: RotationContext) -> list[str]:
+def key_values(ctx: RotationContext) -> list[str]:
     """Every key value a reload program could have read and printed: the pairs in the primary's stages."""
     values = []
     stored = [ctx.new, *(ctx.primary.read(stage) for stage in (Stage.CURRENT, Stage.PENDING, Stage.PREVIOUS))]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from rotator.core.durations import format_duration
 from rotator.rotation.context import Journal, RotationContext, StepFailed
 from rotator.rotation.health_check import Gate, wait_healthy
-from rotator.rotation.reload import _key_values, action_key, configured, gated, reload_consumers, run_all
+from rotator.rotation.reload import action_key, configured, gated, key_values, reload_consumers, run_all
 from rotator.rules import rollout
 from rotator.rules.record import RotationRecord
 
@@ -96,7 +96,7 @@ def _check(
         journal.emit(record, "reload", f"{label}: reloaded (no health check declared)")
         return
     started = ctx.runtime.monotonic()
-    failed = wait_healthy(ctx, journal, gates, _key_values(ctx))
+    failed = wait_healthy(ctx, journal, gates, key_values(ctx))
     seconds = ctx.runtime.monotonic() - started
     if failed is None:
         passed = "; ".join(f"{gate.store}: {gate.check.describe()}" for gate in gates)
