@@ -219,3 +219,49 @@ def test_an_emergency_reloads_everything_at_once_and_does_not_roll_back_to_the_l
     assert [kind for kind, _, _ in six.log] == ["reload"] * 6, "no health check holds the leaked key alive"
     assert "an emergency reloads every action at once, without health checks" in result.output
     assert ws.active_ids() == {new_id}, "the leaked key is revoked"
+
+
+FAILING_ROLLOUT_POINTS = (
+    "reload.app",  # each reload action of batches 1 and 2, and again on the way back
+    "batch_passed.record",
+    "reload.mirror",
+    "rolling_back.record",
+    "restore.app",
+    "restore.mirror",
+    "revoke_new.bluum",
+)
+"""Fault points a rollout whose batch 2 fails passes, from batch 1 to the new key's revoke (test_the_points_are_real);
+the last one, rolled_back.record, ends the rotation: nothing is left to resume."""
+
+
+def test_the_points_are_real(ws: Workspace, six: Apps):
+    from rotator.core.faultpoints import TRACE_ENV
+
+    six.status[4] = 503
+    trace_file = ws.root / "rollout.trace"
+    result = ws.run("rotate", "trading", env={TRACE_ENV: str(trace_file)})
+    assert result.returncode == ExitCode.ROLLED_BACK, said(result)
+    passed = trace_file.read_text().split()
+    assert set(FAILING_ROLLOUT_POINTS) <= set(passed), passed
+    assert passed.count("batch_passed.record") == 1, "batch 1 is recorded; batch 2 failed, batch 3 never ran"
+
+
+@pytest.mark.parametrize("point", FAILING_ROLLOUT_POINTS)
+def test_a_crash_anywhere_in_a_failing_rollout_is_finished_by_resume(ws: Workspace, six: Apps, point: str):
+    """Killed at `point` (its first pass), then resumed: the rotation ends rolled back, every application that got
+    the new key holds the old one again, batch 3 was never touched, the old key works and the new one is revoked."""
+    six.status[4] = 503
+    crashed = ws.run("rotate", "trading", env={CRASH_ENV: point})
+    assert crashed.returncode == -9, said(crashed)
+    new_id = record_of(ws)["new_key_id"]
+    resumed = ws.run("resume", "trading")
+    assert resumed.returncode == ExitCode.ROLLED_BACK, said(resumed)
+    old = ws.first
+    for number in (1, 2, 3, 4):
+        reloads = six.reloads(number)
+        assert reloads, (point, number, six.log)
+        assert reloads[-1] == old.info.id, f"application {number} was left on {reloads[-1]} ({point})"
+    assert six.reloads(5) == six.reloads(6) == [], f"batch 3 was touched ({point}): {six.log}"
+    assert ws.active_ids() == {old.info.id}
+    assert new_id not in ws.active_ids()
+    assert ws.works(old.pair)
