@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from backends.base import SecretStore
     from rotator.bluum.client import CheckResult
     from rotator.config.loader import CredentialConfig
+    from rotator.core.events import EventKind
     from rotator.issuers.base import Issuer
     from rotator.rotation.runtime import Runtime
 
@@ -73,6 +74,19 @@ class Journal(Protocol):
 
     def progress(self, message: str) -> None:
         """Say that a long wait goes on, and for what (a person at a terminal sees it; otherwise it is logged)."""
+        ...
+
+    def publish(
+        self,
+        kind: EventKind,
+        record: RotationRecord | None,
+        step: str,
+        message: str,
+        seconds: float | None = None,
+        *,
+        subject: str | None = None,
+    ) -> None:
+        """Publish an event of `kind` (WAITING, ALERT with its `subject`...) about this rotation."""
         ...
 
 

@@ -18,6 +18,10 @@ ENROLLMENT = "none (enrollment)"
 """The old key label of a credential's first rotation: there is no old key."""
 
 
+_OMITTED_AT_DEFAULT = ("consumers_moved_at", "unmoved", "revoked_over", "healthy")
+"""Fields of issue 19 left out of a record while unset, so a credential without consumers stores what it always did."""
+
+
 class Phase(StrEnum):
     """How far a rotation got. Each phase names the last step that finished."""
 
@@ -28,6 +32,8 @@ class Phase(StrEnum):
     DEPLOYED = "deployed"  # new key is CURRENT in every target, old key is PREVIOUS (overlap)
     RELOADED = "reloaded"  # the targets' reload actions ran: applications hold the new key (only with reload actions)
     VERIFIED = "verified"  # Bluum accepts the new key; the old one waits for the grace window to end
+    AWAITING_CONSUMERS = "awaiting_consumers"  # the grace window ended with consumers not on the new key: a person
+    # chooses (resume waits on, rollback, or resume --revoke-anyway); nothing is revoked meanwhile
     REVOKING = "revoking"  # written just before the old key is revoked: no rollback to it from here on
     OLD_REVOKED = "old_revoked"  # old key revoked at Bluum and proven rejected; PREVIOUS not yet cleared
     COMPLETED = "completed"
@@ -85,6 +91,13 @@ class RotationRecord:
     """The reload actions (as `reloads_done` names them) whose batch passed its health checks for the new key
     (rotator/rules/rollout.py): a resume starts at the first batch not in it, and a rollback reloads back only up to
     that batch. Written only by a staggered or health-checked rollout."""
+    consumers_moved_at: float | None = None
+    """When every consumer of the credential reported the new key (rotator/rules/consumers.py); None while any has
+    not, and for a credential without consumers."""
+    unmoved: tuple[str, ...] = ()
+    """The consumers the last poll found not on the new key, each in words (consumers.describe): no key, no secret."""
+    revoked_over: str | None = None
+    """The reason an operator gave to revoke the old key although consumers were not on the new key."""
 
     def advance(self, phase: Phase, now: float, **changes: Any) -> RotationRecord:  # noqa: ANN401 - field values
         """A copy at `phase`, with `changes` applied and `updated_at` set."""
@@ -92,6 +105,11 @@ class RotationRecord:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
+        for name in _OMITTED_AT_DEFAULT:  # a rotation without consumers writes the record it always wrote
+            if data[name] in (None, ()):
+                del data[name]
+        if "unmoved" in data:
+            data["unmoved"] = list(data["unmoved"])
         data["phase"] = self.phase.value
         data["version"] = RECORD_VERSION
         return data
@@ -106,6 +124,7 @@ class RotationRecord:
             values["phase"] = Phase(values["phase"])
             values["reloads_done"] = tuple(values.get("reloads_done", ()))  # a JSON list; absent in older records
             values["healthy"] = tuple(values.get("healthy", ()))
+            values["unmoved"] = tuple(values.get("unmoved", ()))  # JSON has lists
             return cls(**values)
         except (KeyError, TypeError, ValueError) as exc:
             raise StoreCorrupt(
