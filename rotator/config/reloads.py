@@ -57,7 +57,7 @@ _URL_EXAMPLE: Final = 'url = "http://127.0.0.1:8080/-/reload"'
 
 
 HEALTH_KEY: Final = "health"
-HEALTH_KEYS: Final = ("url", "status", "command")
+HEALTH_KEYS: Final = ("url", "status", "command", "consumer")
 HEALTH_TRY_TIMEOUT: Final = timedelta(seconds=5)
 """How long one GET of a URL health check may take; the check is asked again until `health_timeout` is spent."""
 _HEALTH_EXAMPLE: Final = 'health = { url = "http://127.0.0.1:8080/healthz", status = 200 }'
@@ -65,19 +65,21 @@ _HEALTH_EXAMPLE: Final = 'health = { url = "http://127.0.0.1:8080/healthz", stat
 
 @dataclass(frozen=True, slots=True)
 class HealthCheck:
-    """One reload action's health check, validated: exactly one of `url` and `command` is set."""
+    """One reload action's health check, validated: exactly one of `url`, `command` and `consumer` is set."""
 
-    kind: Literal["url", "command"]
+    kind: Literal["url", "command", "consumer"]
     cwd: Path
     url: str = ""
     status: int = 200
     command: tuple[str, ...] = ()
+    consumer: str = ""
+    """The name of one of the credential's consumers (rotator/config/consumers.py): it must report the new key."""
 
     def probe(self, timeout: timedelta, pass_env: tuple[str, ...] = ()) -> ReloadAction:
         """The check as an action the reload runner knows how to run (a command) or to name (a URL), bounded by
         `timeout`."""
         return ReloadAction(
-            kind=self.kind,
+            kind="command" if self.kind == "command" else "url",
             timeout=timeout,
             cwd=self.cwd,
             command=self.command,
@@ -88,6 +90,8 @@ class HealthCheck:
 
     def describe(self) -> str:
         """How messages name the check, with what may be a token left out (ReloadAction.describe)."""
+        if self.kind == "consumer":
+            return f"consumer {self.consumer} reports the new key"
         shown = self.probe(HEALTH_TRY_TIMEOUT).describe()
         return f"{shown} answers {self.status}" if self.kind == "url" else f"{shown} exits 0"
 
@@ -261,15 +265,22 @@ def parse_health(action: Table, base_dir: Path) -> HealthCheck | bool | None:
     table.check_keys(HEALTH_KEYS)
     if len(action.problems.items) > before:
         return False
-    has_command, has_url = "command" in value, "url" in value
-    if has_command == has_url:
-        what = "has both command and url" if has_command else "has neither command nor url"
-        action.problem(HEALTH_KEY, what, f'give one: {_HEALTH_EXAMPLE}, or health = {{ command = ["/path/to/check"] }}')
+    given = [key for key in ("url", "command", "consumer") if key in value]
+    if len(given) != 1:
+        what = f"has {' and '.join(given)}" if given else "has none of url, command and consumer"
+        action.problem(
+            HEALTH_KEY,
+            what,
+            f'give one: {_HEALTH_EXAMPLE}, health = {{ command = ["/path/to/check"] }} or '
+            'health = { consumer = "trader-1" }',
+        )
         return False
-    if "status" in value and not has_url:
+    if "status" in value and "url" not in value:
         table.problem("status", "applies to a url check only", "remove it: a command check passes when it exits 0")
         return False
-    if has_command:
+    if "consumer" in value:
+        return _consumer_check(table, value["consumer"], base_dir)
+    if "command" in value:
         command = _command(table, value["command"])
         return False if command is None else HealthCheck(kind="command", cwd=base_dir, command=command)
     url = _url(table, value["url"])
@@ -278,3 +289,14 @@ def parse_health(action: Table, base_dir: Path) -> HealthCheck | bool | None:
         table.problem("status", "expected an HTTP status code, 100 to 599", "write status = 200")
         return False
     return False if url is None else HealthCheck(kind="url", cwd=base_dir, url=url, status=status)
+
+
+def _consumer_check(table: Table, name: object, base_dir: Path) -> HealthCheck | bool:
+    """A check that a consumer of the credential reports the new key (whether the name is one is checked once every
+    store is parsed: rotator/config/rollout.py)."""
+    if not isinstance(name, str) or not name.strip():
+        table.problem(
+            "consumer", "expected the name of one of the credential's consumers", 'write consumer = "trader-1"'
+        )
+        return False
+    return HealthCheck(kind="consumer", cwd=base_dir, consumer=name.strip())

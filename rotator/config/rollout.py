@@ -7,7 +7,7 @@ rotation runs every reload action at once, as it always did, with no extra recor
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Final
@@ -87,3 +87,26 @@ def check_rollouts(
         else:
             continue
         problems.add(f"credentials.{name}.reload_batch", what, fix)
+
+
+def check_consumer_checks(
+    targets: Mapping[str, tuple[str, ...]],
+    reloads: Mapping[str, Sequence[ReloadAction]],
+    consumers: Mapping[str, Collection[str]],
+    problems: Problems,
+) -> None:
+    """A problem for each `health = { consumer = NAME }` that names no consumer of the action's credential
+    (`targets`: each credential's stores; `consumers`: each credential's consumer names)."""
+    for credential, stores in targets.items():
+        known = consumers.get(credential, ())
+        for store in stores:
+            for index, action in enumerate(reloads.get(store, ())):
+                if action.health is None or action.health.kind != "consumer" or action.health.consumer in known:
+                    continue
+                names = ", ".join(sorted(known)) or "none"
+                named = action.health.consumer
+                problems.add(
+                    f"stores.{store}.reload[{index}].health.consumer",
+                    f"{named!r} is not a consumer of credential {credential!r} (its consumers: {names})",
+                    f"name one of them, or declare it in the `consumers` of [stores.{store}]",
+                )

@@ -5,6 +5,9 @@ is one GET with no redirect followed, no proxy from the environment, each try bo
 is never read, only its status. A command runs through the reload runner (its own session killed past the time left,
 a minimal environment, its output kept only when it cannot hold a secret).
 
+A consumer check asks one of the credential's consumers (rotator/consumers/, issue 19's attestation) which key it
+uses, bounded by that consumer's own timeout; it passes when the consumer reports the new key's fingerprint.
+
 Why poll rather than ask once: an application restarted a moment ago is rarely ready at once; a check that fails is
 asked again after a back-off (rotator/rules/rollout.py) until the timeout, the lease renewed between tries.
 """
@@ -16,9 +19,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from rotator.config.consumers import Consumer
 from rotator.config.reloads import HEALTH_TRY_TIMEOUT, HealthCheck
+from rotator.consumers.poll import poll_once
 from rotator.core.durations import format_duration
 from rotator.rotation.reload_runner import action_env, run_action, screened
+from rotator.rules.consumers import describe
 from rotator.rules.rollout import health_delay
 
 if TYPE_CHECKING:
@@ -34,10 +40,21 @@ class Gate:
     action: ReloadAction
     check: HealthCheck
     facts: Mapping[str, str]
+    consumer: Consumer | None = None
+    """For a consumer check: the consumer, as configured (rotator/config/consumers.py)."""
+    fingerprints: tuple[str, str | None] = ("", None)
+    """For a consumer check: the new key's fingerprint and the old key's (None when not known)."""
 
 
 def ask(gate: Gate, secrets: Collection[str], left: float) -> tuple[bool, str]:
     """Ask the check once, within `left` seconds; whether it passed and what was seen, in words safe to show."""
+    if gate.check.kind == "consumer" and gate.consumer is None:  # refused when rotator.toml is loaded
+        return False, f"{gate.check.consumer} is not a consumer of {gate.facts['ROTATOR_CREDENTIAL']}"
+    if gate.consumer is not None:
+        new, old = gate.fingerprints
+        credential = gate.facts["ROTATOR_CREDENTIAL"]
+        (found,) = poll_once([gate.consumer], new_fingerprint=new, old_fingerprint=old, credential=credential)
+        return found.outcome == "new", describe(found)
     if gate.check.kind == "command":
         probe = gate.check.probe(timedelta(seconds=max(left, 0.1)), gate.action.pass_env)
         result = run_action(probe, action_env(probe, gate.facts), secrets)

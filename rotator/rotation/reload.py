@@ -64,7 +64,7 @@ def refuse_unrunnable(ctx: RotationContext) -> None:
     stores: set[str] = set()
     for store, action in configured(ctx):
         probes = [("reload command", action)]
-        if action.health is not None:
+        if action.health is not None and action.health.kind == "command":
             probes.append(("health check", action.health.probe(ctx.cred.rollout.health_timeout, action.pass_env)))
         for what, probe in probes:
             if (problem := command_problem(probe)) is not None:

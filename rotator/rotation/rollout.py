@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from rotator.attest import fingerprint
 from rotator.core.durations import format_duration
 from rotator.rotation.context import Journal, RotationContext, StepFailed
 from rotator.rotation.health_check import Gate, wait_healthy
@@ -87,8 +88,17 @@ def _check(
         "ROTATOR_ROTATION": record.token,
         "ROTATOR_RELOAD_FOR": "health",
     }
+    consumers = {consumer.name: consumer for consumer in ctx.runtime.config.consumers_of(ctx.cred.name)}
+    old = fingerprint(record.old_public_key) if record.old_public_key else None
     gates = [
-        Gate(store, action, action.health, {**facts, "ROTATOR_STORE": store})
+        Gate(
+            store,
+            action,
+            action.health,
+            {**facts, "ROTATOR_STORE": store},
+            consumers.get(action.health.consumer),
+            (fingerprint(ctx.new_key(record).api_key), old),
+        )
         for store, action in actions
         if action.health is not None
     ]

@@ -94,8 +94,11 @@ def test_a_wrong_rollout_key_names_itself_and_the_fix(credential: str, key: str,
     ("health", "key", "said"),
     [
         ('"http://127.0.0.1/healthz"', "stores.app.reload[0].health", "expected an inline table"),
-        ("{ }", "stores.app.reload[0].health", "has neither command nor url"),
-        ('{ url = "http://127.0.0.1/h", command = ["x"] }', "stores.app.reload[0].health", "has both"),
+        ("{ }", "stores.app.reload[0].health", "has none of url, command and consumer"),
+        ('{ url = "http://127.0.0.1/h", command = ["x"] }', "stores.app.reload[0].health", "has url and command"),
+        ('{ consumer = "t-1", command = ["x"] }', "stores.app.reload[0].health", "has command and consumer"),
+        ("{ consumer = 3 }", "stores.app.reload[0].health.consumer", "expected the name of one of the"),
+        ('{ consumer = "t-1" }', "stores.app.reload[0].health.consumer", "'t-1' is not a consumer of credential"),
         ('{ url = "http://example.com/h" }', "stores.app.reload[0].health.url", "https"),
         ('{ url = "http://127.0.0.1/h", status = 42 }', "stores.app.reload[0].health.status", "100 to 599"),
         ('{ command = ["x"], status = 200 }', "stores.app.reload[0].health.status", "applies to a url check only"),
@@ -109,6 +112,17 @@ def test_a_wrong_health_check_names_its_key_and_the_fix(health: str, key: str, s
     assert found[0].startswith(f"{key}: "), found
     assert said in found[0]
     assert "Fix: " in found[0]
+
+
+def test_a_consumer_check_names_a_consumer_of_the_credential():
+    reload = (
+        '[{ url = "http://127.0.0.1:8081/-/reload", health = { consumer = "trader-1" } }]\n'
+        'consumers = [{ name = "trader-1", url = "http://127.0.0.1:9001/-/bluum-key" }]'
+    )
+    config = parse_config(config_with(reload, "reload_batch = 1"), base_dir=BASE, store_types=TYPES)
+    (action,) = config.stores["app"].reload
+    assert action.health == HealthCheck(kind="consumer", cwd=BASE, consumer="trader-1")
+    assert action.health.describe() == "consumer trader-1 reports the new key"
 
 
 def test_batches_need_a_check_to_gate_on():
