@@ -265,3 +265,23 @@ def test_a_crash_anywhere_in_a_failing_rollout_is_finished_by_resume(ws: Workspa
     assert ws.active_ids() == {old.info.id}
     assert new_id not in ws.active_ids()
     assert ws.works(old.pair)
+
+
+def test_without_batches_or_checks_the_rotation_writes_what_it_always_wrote(ws: Workspace):
+    """One reload action, no reload_batch, no health: the same fault points (record writes, store writes, Bluum
+    calls) as before staggered reloads existed, and no health request."""
+    from rotator.core.faultpoints import TRACE_ENV
+    from tests.fault_points import FORWARD_POINTS
+
+    apps = Apps(ws, 1, on_app=1)
+    try:
+        ws.edit_config(f', health = {{ url = "{apps.base}/health/1" }}', "")
+        trace_file = ws.root / "plain.trace"
+        result = ws.run("rotate", "trading", env={TRACE_ENV: str(trace_file)})
+        assert result.returncode == ExitCode.OK, said(result)
+        deployed = FORWARD_POINTS.index("deployed.record") + 1
+        expected = [*FORWARD_POINTS[:deployed], "reload.app", "reloaded.record", *FORWARD_POINTS[deployed:]]
+        assert trace_file.read_text().split() == expected
+        assert [kind for kind, _, _ in apps.log] == ["reload"]
+    finally:
+        apps.close()
