@@ -23,6 +23,7 @@ from dotenv import dotenv_values
 from rotator.core.errors import ExitCode
 from rotator.core.faultpoints import CRASH_ENV
 from tests.e2e.conftest import Workspace
+from tests.e2e.test_reloads import history
 from tests.e2e.test_review_scenarios import said
 
 pytestmark = pytest.mark.slow
@@ -125,6 +126,9 @@ def test_a_batch_that_fails_its_health_check_stops_the_rollout_and_rolls_back(ws
     assert "HTTP 503 (expected 200)" in result.output, result.output
     assert "the later batches were not reloaded" in result.output
     assert record_of(ws)["phase"] == "rolled_back"
+    messages = [str(entry["message"]) for entry in history(ws)]  # the history file passes the leak guard too
+    assert any("batch 1 of 3: healthy" in message for message in messages), messages
+    assert any("batch 2 of 3 failed its health check" in message for message in messages), messages
 
 
 def test_a_rollout_whose_batches_all_pass_completes_batch_after_batch(ws: Workspace):
