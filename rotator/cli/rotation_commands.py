@@ -129,7 +129,8 @@ def credential_names(incomplete: str) -> list[Any]:
 @click.option(
     "--revoke-anyway",
     is_flag=True,
-    help="Revoke the old key now although consumers are not on the new key (they break; needs NAME and --reason).",
+    help="Revoke the old key now although consumers are not on the new key; in a rollback, the new key although "
+    "consumers are not back on the old one (they break; needs NAME and --reason).",
 )
 @click.option("--reason", metavar="TEXT", help="Why (required with --revoke-anyway); kept in the rotation record.")
 @pass_settings
