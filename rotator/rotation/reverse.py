@@ -14,7 +14,11 @@ Why not revoke anyway once the bound passes: the project's rule is that no key i
 still uses it, and a rollback is a revoke like any other. Keeping the new key alive costs nothing but a second active
 key; revoking it under a consumer is an outage. A person who must kill it now (it leaked) says so, with a reason.
 
-A credential without consumers, or a rollback from before any consumer could hold the new key, never gets here.
+The rollback of an emergency rotation waits too: the key it revokes is the new one, which did not leak (the leaked
+old key is the one it brings back, by the operator's choice). A leaked NEW key is the override's case.
+
+A credential without consumers, or a rollback from before any consumer could hold the new key, returns at once from
+`await_back`: no poll, no record write, as before.
 """
 
 from __future__ import annotations
@@ -98,7 +102,8 @@ def _hold(
     """Write who is not back and why the new key waits; alert when that changed. The message for exit 4."""
     name, now = ctx.cred.name, ctx.runtime.clock()
     message = (
-        f"{name}: rolling back: the old key {record.old_key_label} is current again everywhere and the reloads back "
+        f"{name}: rolling back ({record.failure}): the old key {record.old_key_label} is current again everywhere and "
+        "the reloads back "
         f"ran, but the new key {record.new_key_label} was NOT revoked: {_summary(answers)} (they may still use it; "
         f"both keys stay active). " + choices(name)
     )

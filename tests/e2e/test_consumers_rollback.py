@@ -9,7 +9,6 @@ still held it was refused.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 
@@ -17,9 +16,10 @@ import pytest
 
 from rotator.core.errors import ExitCode
 from rotator.core.faultpoints import CRASH_ENV
-from tests.consumer_fixtures import ConsumerFleet, Source, eventually
+from tests.consumer_fixtures import ConsumerFleet, eventually
 from tests.e2e.conftest import Workspace
 from tests.e2e.consumer_workspace import consumer_calls, declare, fleet, fp
+from tests.e2e.test_consumers_env import app_env, trading_status
 from tests.e2e.test_review_scenarios import said
 
 
@@ -27,15 +27,6 @@ from tests.e2e.test_review_scenarios import said
 def consumers(ws: Workspace) -> Iterator[ConsumerFleet]:
     with fleet(ws) as running:
         yield running
-
-
-def app_env(ws: Workspace) -> Source:
-    return Source.dotenv(ws.root / "app.env")
-
-
-def trading_row(ws: Workspace) -> dict[str, object]:
-    rows = json.loads(ws.run("status", "--json").stdout)
-    return dict(next(row for row in rows if row["name"] == "trading"))
 
 
 def test_a_consumer_that_does_not_reload_back_is_named_and_the_new_key_is_not_revoked(
@@ -64,7 +55,7 @@ def test_a_consumer_that_does_not_reload_back_is_named_and_the_new_key_is_not_re
     assert ws.pair_in() == old, "the old key is current again all the same"
     assert ws.works(new), "the new key was revoked while a consumer still used it"
     assert ws.works(old)
-    row = trading_row(ws)
+    row = trading_status(ws)
     assert row["stage"] == "rolling_back", row
     assert "once (store app): reports the new key" in ws.run("status").stdout
 
@@ -127,7 +118,7 @@ def test_a_rollback_that_crashed_after_its_reload_back_still_waits_when_resumed(
 
     crashed = ws.run("rollback", "trading", env={CRASH_ENV: "reload.app"})
     assert crashed.returncode < 0, said(crashed)  # killed right after the first reload back was answered
-    assert trading_row(ws)["stage"] == "rolling_back"
+    assert trading_status(ws)["stage"] == "rolling_back"
 
     resumed = ws.run("resume", "trading")
 
