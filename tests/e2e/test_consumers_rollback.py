@@ -131,3 +131,35 @@ def test_a_rollback_that_crashed_after_its_reload_back_still_waits_when_resumed(
     assert slow.count(401) == 0, slow.statuses()
     assert stuck.count(401) == 0
     assert consumer_calls(ws, 401) == []
+
+
+def test_a_consumer_slower_than_the_bound_is_waited_for_by_the_next_tick(ws: Workspace, consumers: ConsumerFleet):
+    """One run polls for consumer_wait, not for ever (it holds the lease): a consumer 4 s slow to reload back outlasts
+    a 1 s bound, the run ends with exit 4 and the new key alive, and the scheduler's next tick (run-due) finishes the
+    rollback once it reports the old key, without restarting it again: 0 of its calls refused."""
+    slow, stuck = consumers.start_many(
+        [("slow", app_env(ws), ("--reload-lag", "4")), ("stuck", app_env(ws), ("--never-reload",))], rate=10
+    )
+    declare(ws, consumers, consumer_wait="1s")
+    old = ws.first.pair
+    assert ws.run("rotate", "trading").returncode == ExitCode.INCOMPLETE
+    new = ws.pair_in()
+    assert eventually(lambda: slow.count(200, fp(new)) >= 1, timeout=10)
+
+    back = ws.run("rollback", "trading")
+
+    assert back.returncode == ExitCode.INCOMPLETE, said(back)
+    assert "slow (store app): reports the new key" in said(back), said(back)
+    assert ws.works(new)
+    assert eventually(lambda: len(slow.events("reload")) == 2, timeout=10), "it reloads back, 4 s late"
+
+    tick = ws.run("run-due")
+
+    assert "rolled back" in said(tick), said(tick)
+    assert trading_status(ws)["stage"] != "rolling_back"
+    assert not ws.works(new)
+    assert ws.works(old)
+    assert len(slow.events("reload")) == 2, "the tick asked again; it did not reload it again"
+    assert slow.count(401) == 0, slow.statuses()
+    assert stuck.count(401) == 0
+    assert consumer_calls(ws, 401) == []
