@@ -19,8 +19,11 @@ from rotator.core.faultpoints import CRASH_ENV
 from tests.consumer_fixtures import ConsumerFleet, eventually
 from tests.e2e.conftest import Workspace
 from tests.e2e.consumer_workspace import consumer_calls, declare, fleet, fp
+from tests.e2e.test_consumer_gate import hook as hook  # the webhook fixture, asked for by name
+from tests.e2e.test_consumer_gate import notifications
 from tests.e2e.test_consumers_env import app_env, trading_status
 from tests.e2e.test_review_scenarios import said
+from tests.recording_http import RecordingServer
 
 
 @pytest.fixture
@@ -30,7 +33,7 @@ def consumers(ws: Workspace) -> Iterator[ConsumerFleet]:
 
 
 def test_a_consumer_that_does_not_reload_back_is_named_and_the_new_key_is_not_revoked(
-    ws: Workspace, consumers: ConsumerFleet
+    ws: Workspace, hook: RecordingServer, consumers: ConsumerFleet
 ):
     """The bound passes with a consumer still on the new key: the new key stays active (two keys, as I4 allows), the
     rotation stays rolling back, exit 4 names who and what it reports; only an operator's override with a reason
@@ -78,6 +81,10 @@ def test_a_consumer_that_does_not_reload_back_is_named_and_the_new_key_is_not_re
     assert eventually(lambda: once.count(401, fp(new)) >= 1), "the consumer named is the one that breaks"
     assert stuck.count(401) == 0
     assert "the new key leaked" in ws.run("history", "trading").stdout
+    told = [n["message"] for n in notifications(hook, ws) if n["subject"] == "consumers_not_back"]
+    assert len(told) == 2, told  # when the rollback first waited on it, and when the override broke it
+    assert all("once (store app): reports the new key" in message for message in told), told
+    assert "revoked anyway (the new key leaked)" in told[1]
 
 
 def test_a_consumer_whose_attestation_hangs_holds_the_new_key_within_the_bound(ws: Workspace, consumers: ConsumerFleet):
