@@ -66,6 +66,10 @@ def test_status_imports_its_own_command_module_only(tmp_path: Path) -> None:
     assert "rotator.rotation.status" in loaded  # the command ran
     assert [name for name in COMMAND_MODULES if name in loaded] == ["rotator.cli.view_commands"]
     assert not {*SDKS, "rotator.bluum.client", "rotator.ops.app", "rotator.rotation.service"} & loaded
+    # what only a rotation, a misspelt key or a crash test needs: who runs (socket, getpass), a temporary file name
+    # (secrets), did-you-mean (difflib), SIGKILL (signal), the holdings a revoke checks
+    # (rules.identity)
+    assert not {"socket", "getpass", "secrets", "difflib", "signal", "rotator.rules.identity"} & loaded
 
 
 def test_the_check_sees_a_command_module_imported() -> None:
