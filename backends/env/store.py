@@ -111,7 +111,8 @@ class EnvStore(LedgerByDelegation):
     @functools.cached_property
     def _target(self) -> DotenvTarget:
         """Where the dotenv file is written (`backends.env.target`), built when a write or a check first needs it:
-        reading the store (`rotator status`) needs neither the target nor its rules."""
+        reading the store (`rotator status`) needs neither the target nor its rules. It keeps nothing but its settings
+        (pins live in files), so two threads that build it at once build the same thing."""
         from backends.env.target import DotenvTarget
 
         return DotenvTarget(
