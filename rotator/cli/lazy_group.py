@@ -55,6 +55,16 @@ class LazyGroup(click.Group):
         self.add_command(command)
         return command
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """As click resolves it. A name no command has loads every command first: click suggests the near names
+        (`Did you mean ...?`) from the commands the group holds, which must then be all of them."""
+        if args and not ctx.resilient_parsing and self.get_command(ctx, args[0]) is None:
+            for name in self.lazy:
+                self.get_command(ctx, name)
+        return super().resolve_command(ctx, args)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with self._listing_only():
             super().format_commands(ctx, formatter)

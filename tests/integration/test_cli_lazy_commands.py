@@ -114,3 +114,15 @@ def test_help_lists_what_an_eager_group_lists(columns: str) -> None:
     )
     assert lazy == eager.replace("Usage: -c ", "Usage: rotator ")
     assert all(f"\n  {name} " in lazy for name in COMMANDS)
+
+
+@pytest.mark.parametrize("typo", ["stat", "rotat", "histroy", "nosuch"])
+def test_a_misspelt_command_gets_the_suggestions_of_an_eager_group(typo: str) -> None:
+    """click suggests near names from the commands a group holds: the lazy group holds them all by then."""
+    eager_code = "from rotator.cli.commands import COMMANDS, cli\nfor name in COMMANDS:\n    cli.load(name)\ncli()\n"
+    lazy, eager = (
+        subprocess.run([sys.executable, *args, typo], capture_output=True, text=True, check=False)
+        for args in (["-m", "rotator"], ["-c", eager_code])
+    )
+    assert (lazy.returncode, lazy.stderr) == (eager.returncode, eager.stderr.replace("-c ", "rotator "))
+    assert lazy.returncode == 2
