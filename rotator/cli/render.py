@@ -75,7 +75,7 @@ def status_table(rows: list[Any]) -> str:
             _age(r.age_seconds),
             _iso(r.next_due) or "-",
             r.stage,
-            r.waiting,
+            _with_consumers(r),
         )
         for r in rows
     ]
@@ -84,6 +84,12 @@ def status_table(rows: list[Any]) -> str:
     for line in [header, *body]:
         lines.append("  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(line[:-1])) + "  " + line[-1])
     return "\n".join(lines)
+
+
+def _with_consumers(row: Any) -> str:  # noqa: ANN401 - CredentialStatus, imported lazily
+    """WAITING ON, led by the consumers line while the old key waits on them (unless it already says it)."""
+    line = getattr(row, "consumers", None)
+    return f"consumers: {line}. {row.waiting}" if line and line not in row.waiting else str(row.waiting)
 
 
 def history_lines(entries: Iterable[Mapping[str, Any]]) -> list[str]:

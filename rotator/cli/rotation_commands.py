@@ -126,16 +126,27 @@ def credential_names(incomplete: str) -> list[Any]:
 @click.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
 @click.argument("name", required=False)
 @click.option("--now", is_flag=True, help="Revoke the old key now instead of waiting for the grace window to end.")
+@click.option(
+    "--revoke-anyway",
+    is_flag=True,
+    help="Revoke the old key now although consumers are not on the new key (they break; needs NAME and --reason).",
+)
+@click.option("--reason", metavar="TEXT", help="Why (required with --revoke-anyway); kept in the rotation record.")
 @pass_settings
-def resume(settings: Settings, name: str | None, now: bool) -> None:
+def resume(settings: Settings, name: str | None, now: bool, revoke_anyway: bool, reason: str | None) -> None:
     """Finish (or roll back) unfinished rotations.
 
-    Picks up rotations left incomplete by a crash, a grace window or an operator step. Without NAME,
-    every credential is checked. Safe to run at any time, from any machine.
+    Picks up rotations left incomplete by a crash, a grace window, consumers not yet on the new key or an
+    operator step. Without NAME, every credential is checked. Safe to run at any time, from any machine.
     """
+    if revoke_anyway and not (name and reason and reason.strip()):
+        fail(ConfigError("--revoke-anyway needs NAME and --reason TEXT (the reason goes into the rotation record)"))
+    if reason is not None and not revoke_anyway:
+        fail(ConfigError("--reason goes with --revoke-anyway only"))
     with settings.service() as engine:
         names = [name] if name else list(engine.config.credentials)
-        action = partial(engine.resume, skip_grace=now, confirm_revoked=confirm_revoked)
+        overriding = reason if revoke_anyway else None
+        action = partial(engine.resume, skip_grace=now, confirm_revoked=confirm_revoked, revoke_anyway=overriding)
         outcomes = each(settings, engine, names, action)
     finish(outcomes)
 

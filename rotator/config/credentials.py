@@ -23,12 +23,14 @@ from rotator.core.model import Environment
 
 __all__ = [
     "CREDENTIAL_KEYS",
+    "DEFAULT_CONSUMER_WAIT",
     "DEFAULT_GRACE",
     "DEFAULT_ROTATE_EVERY",
     "DEFAULT_VERIFY_TIMEOUT",
     "INVESTOR_ID_EXAMPLE",
     "INVESTOR_ID_PATTERN",
     "ISSUERS",
+    "MAX_CONSUMER_WAIT",
     "MAX_ROTATE_EVERY",
     "MAX_VERIFY_TIMEOUT",
     "MINIMAL_EXAMPLE",
@@ -54,6 +56,10 @@ MAX_ROTATE_EVERY: Final = timedelta(days=90)
 """Bluum asks for rotation at least quarterly; a longer schedule would be out of policy from day one."""
 DEFAULT_GRACE: Final = timedelta(hours=1)
 DEFAULT_VERIFY_TIMEOUT: Final = timedelta(seconds=60)
+DEFAULT_CONSUMER_WAIT: Final = timedelta(minutes=2)
+MAX_CONSUMER_WAIT: Final = timedelta(minutes=10)
+"""How long ONE run polls consumers before it leaves the rest to the next tick or `resume`; it holds the lease
+(15 minutes, renewed between polls), so like verify_timeout it stays well inside it."""
 
 MINIMAL_EXAMPLE: Final = """\
     [stores.app]
@@ -79,6 +85,7 @@ CREDENTIAL_KEYS: Final = (
     "check_path",
     "api_keys_path",
     "seeded_key_age",
+    "consumer_wait",
 )
 SEEDED_KEY_AGES: Final = ("count", "due")
 
@@ -109,6 +116,8 @@ class CredentialConfig:
     seeded_key_age: str = "count"
     """A key seeded by hand (never rotated here): "count" its age from Bluum's creation time, or from when the
     rotator first saw it; "due" rotates it at the first scheduled run."""
+    consumer_wait: timedelta = DEFAULT_CONSUMER_WAIT
+    """How long one run polls the consumers (rotator/config/consumers.py) for the new key before it returns."""
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -134,6 +143,7 @@ class _Draft:
     check_path: str | None = None
     api_keys_path: str | None = None
     seeded_key_age: str = "count"
+    consumer_wait: timedelta | None = DEFAULT_CONSUMER_WAIT
 
     def finish(self) -> CredentialConfig:
         if (
@@ -147,6 +157,7 @@ class _Draft:
             or self.verify_timeout is None
             or self.check_path is None
             or self.api_keys_path is None
+            or self.consumer_wait is None
         ):
             raise AssertionError(f"credential {self.name!r} built with a field missing but no problem recorded")
         return CredentialConfig(
@@ -164,6 +175,7 @@ class _Draft:
             check_path=self.check_path,
             api_keys_path=self.api_keys_path,
             seeded_key_age=self.seeded_key_age,
+            consumer_wait=self.consumer_wait,
         )
 
 
@@ -404,6 +416,20 @@ def _parse_timing(table: Table, draft: _Draft) -> None:
         )
         verify_timeout = None
     draft.rotate_every, draft.grace, draft.verify_timeout = rotate_every, grace, verify_timeout
+    draft.consumer_wait = _parse_consumer_wait(table)
+
+
+def _parse_consumer_wait(table: Table) -> timedelta | None:
+    wait = table.duration("consumer_wait", DEFAULT_CONSUMER_WAIT)
+    if wait is not None and not timedelta(0) < wait <= MAX_CONSUMER_WAIT:
+        table.problem(
+            "consumer_wait",
+            f"must be longer than 0s and at most {format_duration(MAX_CONSUMER_WAIT)}: one run polls the consumers "
+            "this long while holding the credential's lock; the next tick or `rotator resume` polls again",
+            'write consumer_wait = "2m"',
+        )
+        return None
+    return wait
 
 
 def _check_manager(draft: _Draft, drafts: Mapping[str, _Draft], all_names: list[str], problems: Problems) -> None:

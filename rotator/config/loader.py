@@ -41,6 +41,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
+from rotator.config.consumers import Consumer, check_consumer_names
 from rotator.config.credentials import (
     CREDENTIAL_KEYS,
     DEFAULT_GRACE,
@@ -223,6 +224,11 @@ class Config:
         name = self._store_owners.get(store)
         return None if name is None else self.credentials[name]
 
+    def consumers_of(self, credential: str) -> tuple[Consumer, ...]:
+        """Every consumer of the credential, across its targets (primary first): who must report the new key
+        before the old one is revoked. () for a credential without consumers: its rotation is as before."""
+        return tuple(c for target in self.credential(credential).targets for c in self.store(target).consumers)
+
     def __post_init__(self) -> None:
         # An index, not a scan: each revoke asks this for every store, so a scan made a fleet quadratic.
         owners = {target: cred.name for cred in reversed(list(self.credentials.values())) for target in cred.targets}
@@ -391,6 +397,10 @@ def _validate(
     fleet = parse_fleet(data.get("fleet"), problems)
     alerts = parse_alerts_table(data.get("alerts"), problems)
     ledger = parse_ledger(data.get("ledger"), problems, bluum, stores.values())
+    check_consumer_names(
+        {name: [(t, stores[t].consumers) for t in cred.targets if t in stores] for name, cred in credentials.items()},
+        problems,
+    )
     if problems.items or bluum is None or history is None or fleet is None or ledger is None:
         raise ConfigProblems(source, problems.items)
     return Config(

@@ -173,10 +173,11 @@ def _method(action: Table, value: object, has_url: bool) -> str | None:
     return value.upper()
 
 
-def _timeout(action: Table, default: timedelta) -> timedelta | None:
+def _timeout(action: Table, default: timedelta, most: timedelta = MAX_RELOAD_TIMEOUT) -> timedelta | None:
+    """`timeout`, longer than 0s and at most `most` (a consumer's is shorter: rotator/config/consumers.py)."""
     timeout = action.duration("timeout", default)
-    if timeout is not None and not timedelta(0) < timeout <= MAX_RELOAD_TIMEOUT:
-        limit = format_duration(MAX_RELOAD_TIMEOUT)
+    if timeout is not None and not timedelta(0) < timeout <= most:
+        limit = format_duration(most)
         action.problem(
             "timeout", f"must be longer than 0s and at most {limit}", f'write timeout = "{format_duration(default)}"'
         )

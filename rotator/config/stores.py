@@ -3,8 +3,8 @@
 A store's options are handed to its factory (backends/) as keyword arguments, so they are checked here only as far
 as the rotator knows them: the built-in types' option names (a typo is caught with a suggestion rather than surfacing
 as a TypeError when the store is built), the env type's file paths and prefix, and that no two stores write to one
-place. A third-party type's options pass through unchecked. The `reload` array is the rotator's, not the store's
-(rotator/config/reloads.py).
+place. A third-party type's options pass through unchecked. The `reload` and `consumers` arrays are the rotator's, not
+the store's (rotator/config/reloads.py, rotator/config/consumers.py).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
+from rotator.config.consumers import CONSUMERS_KEY, Consumer, parse_consumers
 from rotator.config.reloads import RELOAD_KEY, ReloadAction, parse_reload
 from rotator.config.tables import Problems, Table, did_you_mean, list_names, named_tables, show
 from rotator.core.urls import url_problem
@@ -90,6 +91,9 @@ class StoreConfig:
     options: Mapping[str, Any]
     reload: tuple[ReloadAction, ...] = ()
     """What makes the applications reading this store load a new key (rotator/config/reloads.py); never an option."""
+    consumers: tuple[Consumer, ...] = ()
+    """The applications reading this store, asked which key they use before the old key is revoked
+    (rotator/config/consumers.py); never an option."""
 
 
 def parse_stores(
@@ -116,7 +120,7 @@ def _parse_store(
     known_options = KNOWN_STORE_OPTIONS.get(store_type)
     if known_options is not None:
         before = len(problems.items)
-        table.check_keys(("type", *known_options, RELOAD_KEY))
+        table.check_keys(("type", *known_options, RELOAD_KEY, CONSUMERS_KEY))
         if len(problems.items) > before:
             return None
     reserved = [key for key in RESERVED_STORE_OPTIONS if key in raw]
@@ -125,9 +129,10 @@ def _parse_store(
     if reserved:
         return None
     reload = parse_reload(table, base_dir)
-    if reload is None:
+    consumers = parse_consumers(table, name, base_dir)
+    if reload is None or consumers is None:
         return None
-    options = {key: option for key, option in raw.items() if key not in ("type", RELOAD_KEY)}
+    options = {key: option for key, option in raw.items() if key not in ("type", RELOAD_KEY, CONSUMERS_KEY)}
     if store_type in FILE_PATH_STORE_TYPES and not _file_paths(table, name, raw, base_dir, options):
         return None
     if store_type in KNOWN_STORE_OPTIONS and not _fields_ok(table, raw):
@@ -136,7 +141,9 @@ def _parse_store(
         return None
     if store_type == "vault" and not _vault_address_ok(table, raw):
         return None
-    return StoreConfig(name=name, type=store_type, options=MappingProxyType(options), reload=reload)
+    return StoreConfig(
+        name=name, type=store_type, options=MappingProxyType(options), reload=reload, consumers=consumers
+    )
 
 
 def _store_type(table: Table, store_types: Collection[str]) -> str | None:

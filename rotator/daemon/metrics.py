@@ -191,6 +191,13 @@ class Telemetry:
             ["kind"],
             registry=registry,
         )
+        self.consumers = Gauge(
+            "bluum_rotator_consumers",
+            "While a rotation waits on its consumers: how many reported the new key at the last poll (attested) and "
+            "how many did not (unattested), from the rotation record.",
+            ["credential", "state"],
+            registry=registry,
+        )
         self.alert = Gauge(
             "bluum_rotator_alert",
             "1 when the last tick raised the alert (bluum_5xx, bluum_429), else 0.",
@@ -247,7 +254,15 @@ class Telemetry:
         """What one tick found (each credential's status, the findings `rotator.ops.tick` announced) and did (its
         outcomes). Records only."""
         self.last_run.set(now)
-        for gauge in (self.key_age, self.next_due, self.overdue, self.status_error, self.stuck, self.updated):
+        for gauge in (
+            self.key_age,
+            self.next_due,
+            self.overdue,
+            self.status_error,
+            self.stuck,
+            self.updated,
+            self.consumers,
+        ):
             gauge.clear()  # a credential removed from the configuration leaves no stale series
         self._record_findings(found)
         for row in statuses:
@@ -263,6 +278,9 @@ class Telemetry:
             self.stuck.labels(**where).set(any(f.subject == STUCK and f.credential == row.name for f in found))
             if row.last_success is not None:
                 self._succeeded(row.name, row.last_success)
+            if row.consumer_counts is not None:
+                for state, count in zip(("attested", "unattested"), row.consumer_counts, strict=True):
+                    self.consumers.labels(credential=row.name, state=state).set(count)
         for outcome in outcomes:
             self.exit_code.labels(credential=outcome.credential).set(int(outcome.exit_code))
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from backends.base import SecretStore
     from rotator.bluum.client import CheckResult
     from rotator.config.loader import CredentialConfig
+    from rotator.core.events import EventKind
     from rotator.issuers.base import Issuer
     from rotator.rotation.runtime import Runtime
 
@@ -75,6 +76,19 @@ class Journal(Protocol):
         """Say that a long wait goes on, and for what (a person at a terminal sees it; otherwise it is logged)."""
         ...
 
+    def publish(
+        self,
+        kind: EventKind,
+        record: RotationRecord | None,
+        step: str,
+        message: str,
+        seconds: float | None = None,
+        *,
+        subject: str | None = None,
+    ) -> None:
+        """Publish an event of `kind` (WAITING, ALERT with its `subject`...) about this rotation."""
+        ...
+
 
 @dataclass
 class RotationContext:
@@ -106,6 +120,9 @@ class RotationContext:
     meter: Meter = field(default_factory=Meter)
     step_seconds: float = 0.0
     """Time this command spent in forward steps, and how much of it was waiting (for the done line)."""
+    scheduled: bool = False
+    """The scheduler's run (`run-due`, the daemon's tick), not a person's command: a failed reload is retried only
+    once its backoff passed (rotator/rules/reload_retry.py)."""
 
     @property
     def primary(self) -> SecretStore:

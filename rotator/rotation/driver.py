@@ -31,7 +31,7 @@ from rotator.core.events import EventBus, EventKind, RotationEvent
 from rotator.core.faultpoints import reached
 from rotator.core.lease_clock import LeaseClock, guarding
 from rotator.core.timestamps import format_timestamp
-from rotator.rotation import reload, revocation, steps
+from rotator.rotation import reload, revocation, revoke_gate, steps
 from rotator.rotation.context import RotationContext, StepFailed
 from rotator.rotation.rollback import after_rollback, roll_back
 from rotator.rules import machine
@@ -62,7 +62,8 @@ FORWARD: dict[Step, StepFunction] = {
     Step.PROMOTE: steps.promote,
     Step.RELOAD: reload.reload_consumers,
     Step.CONFIRM: steps.confirm,
-    Step.REVOKE_OLD: revocation.revoke_old,
+    Step.ATTEST: revoke_gate.attest,
+    Step.REVOKE_OLD: revoke_gate.revoke_old,
     Step.CLEAR: steps.clear,
 }
 
@@ -305,7 +306,14 @@ class Driver:
         self.publish(EventKind.PROGRESS, None, "wait", message)
 
     def publish(
-        self, kind: EventKind, record: RotationRecord | None, step: str, message: str, seconds: float | None = None
+        self,
+        kind: EventKind,
+        record: RotationRecord | None,
+        step: str,
+        message: str,
+        seconds: float | None = None,
+        *,
+        subject: str | None = None,
     ) -> None:
         self.bus.publish(
             RotationEvent(
@@ -321,6 +329,7 @@ class Driver:
                 emergency=record.emergency if record else False,
                 actor=self.ctx.runtime.owner,
                 at=self.ctx.runtime.clock(),
+                subject=subject,
             )
         )
 
@@ -334,12 +343,16 @@ class Driver:
             if step is Step.DONE:
                 return self._finished(record)
             if step is Step.WAIT_GRACE:
-                return self._wait_for_grace(record)
+                return self._held(revoke_gate.wait_for_grace(ctx, record, self))
             if ctx.runtime.stopping.is_set():
                 return self._stopped_on_request(record, step)
+            if step is Step.ROLLBACK and (waiting := reload.rollback_not_now(ctx, record)) is not None:
+                return Outcome(cred.name, ExitCode.INCOMPLETE, waiting, record)  # its reload's backoff
             if step is Step.ROLLBACK:
                 record = self._roll_back(record, record.failure or "interrupted before the new key was stored")
                 return self._finished(record)
+            if step is Step.RELOAD and (held := reload.not_now(ctx, record)) is not None:
+                return Outcome(cred.name, held[0], held[1], record)  # a failed reload's backoff; a tick's shared reload
             try:
                 if step is Step.AWAIT_OPERATOR_REVOKE:
                     record, done = revocation.operator_revoke(ctx, record, self)
@@ -350,6 +363,8 @@ class Driver:
                         return self._advanced(record, step)
                     continue
                 record = self._forward(step, record)
+            except revoke_gate.StillWaiting as gate:  # the old key waits on consumers: this run ends here
+                return self._held(gate.held)
             except StepFailed as failure:
                 record = self._roll_back(failure.record, failure.reason, cause=failure.__cause__)
                 message = f"{cred.name}: rotation failed and was rolled back: {failure.reason}. " + after_rollback(
@@ -390,7 +405,7 @@ class Driver:
             return self.run(record)  # an interrupted rollback is finished, whatever step was asked for
         if upcoming in (Step.STORE_PENDING, Step.ROLLBACK):  # a person's pair stands in for the minted key
             position = 0
-        elif upcoming in (Step.WAIT_GRACE, Step.AWAIT_OPERATOR_REVOKE):
+        elif upcoming in (Step.WAIT_GRACE, Step.AWAIT_OPERATOR_REVOKE, Step.ATTEST):
             position = machine.NAMED_STEPS.index(Step.REVOKE_OLD)
         else:
             position = machine.NAMED_STEPS.index(upcoming)
@@ -420,6 +435,7 @@ class Driver:
             has_new_pair=self.ctx.new_pair is not None,
             skip_grace=self.ctx.skip_grace,
             reloads=bool(reload.configured(self.ctx)),
+            consumers=bool(revoke_gate.consumers_of(self.ctx)),
         )
 
     def _forward(self, step: Step, record: RotationRecord) -> RotationRecord:
@@ -459,25 +475,15 @@ class Driver:
         message = f"{self.ctx.cred.name}: {step.value} of rotation {record.token[:8]} done; next: {after}"
         return Outcome(self.ctx.cred.name, ExitCode.OK, message, record)
 
-    def _wait_for_grace(self, record: RotationRecord) -> Outcome:
-        cred = self.ctx.cred
-        assert record.revoke_after is not None
-        when = format_timestamp(record.revoke_after)
-        message = (
-            f"{cred.name}: new key {record.new_key_label} is current and verified; the old key "
-            f"{record.old_key_label} stays active until the grace window ends at {when}. "
-            f"`rotator resume {cred.name}` after that time (or the next scheduled run) revokes it; "
-            f"`rotator resume {cred.name} --now` revokes it at once"
-        )
-        record = self.save(record.advance(record.phase, self.ctx.runtime.clock(), waiting_on=message), "wait.record")
-        self.publish(EventKind.WAITING, record, "grace", message)
-        return Outcome(cred.name, ExitCode.OK, message, record)
+    def _held(self, held: revoke_gate.Held) -> Outcome:
+        return Outcome(self.ctx.cred.name, held.exit_code, held.message, held.record)
 
     def _finished(self, record: RotationRecord) -> Outcome:
         cred = self.ctx.cred
         if record.phase is Phase.COMPLETED:
             total, waited = self.ctx.step_seconds, self.ctx.meter.waited
             done = "enrolled" if record.old_key_label == ENROLLMENT else f"{record.old_key_label} is revoked"
+            done += f"; {note}" if (note := revoke_gate.revoked_although(record)) else ""
             message = (
                 f"{cred.name}: rotation complete; {record.new_key_label} is current everywhere, "
                 f"{done} ({format_duration(total, places=2)} of steps, "

@@ -21,6 +21,7 @@ from rotator.core.timestamps import format_timestamp
 from rotator.rotation import preflight
 from rotator.rotation.context import ConfirmRevoked, RotationContext, new_token
 from rotator.rotation.driver import Driver, Outcome, RecordKeeper
+from rotator.rotation.revoke_gate import override_consumers
 from rotator.rotation.rollback import after_rollback, roll_back
 from rotator.rotation.runtime import Runtime
 from rotator.rules import machine
@@ -251,22 +252,39 @@ class RotationService:
         ctx = self.context(name, new_pair=new_pair, skip_grace=True)
         return enroll(ctx, partial(self._keeper, ctx), self.bus)
 
-    def resume(self, name: str, *, skip_grace: bool = False, confirm_revoked: ConfirmRevoked | None = None) -> Outcome:
-        """Finish (or, when it cannot go forward, roll back) the rotation the record says is unfinished."""
-        return self._resume(self.context(name, skip_grace=skip_grace, confirm_revoked=confirm_revoked))
+    def resume(
+        self,
+        name: str,
+        *,
+        skip_grace: bool = False,
+        confirm_revoked: ConfirmRevoked | None = None,
+        revoke_anyway: str | None = None,
+    ) -> Outcome:
+        """Finish (or, when it cannot go forward, roll back) the rotation the record says is unfinished.
 
-    def _resume(self, ctx: RotationContext) -> Outcome:
+        `revoke_anyway`: an operator's reason to revoke the old key now although consumers are not on the new key
+        (`--revoke-anyway --reason`); the revoke's report and notification name who breaks."""
+        ctx = self.context(name, skip_grace=skip_grace or bool(revoke_anyway), confirm_revoked=confirm_revoked)
+        return self._resume(ctx, revoke_anyway=revoke_anyway)
+
+    def _resume(self, ctx: RotationContext, *, revoke_anyway: str | None = None) -> Outcome:
         """`resume` of the credential of `ctx` (built by the caller, who may have read the record to decide)."""
         name = ctx.cred.name
         with self._keeper(ctx) as keeper:
             record = keeper.read(store=ctx.primary.name)
             if record is None or record.phase.terminal:
+                if revoke_anyway:
+                    raise ConfigError(f"{name}: --revoke-anyway: no rotation is waiting for consumers. Nothing changed")
                 return Outcome(name, ExitCode.OK, f"{name}: nothing to resume", record)
             ctx.skip_grace = ctx.skip_grace or record.emergency
             ctx.emergency = record.emergency
             driver = Driver(ctx, keeper, self.bus)
-            message = f"resuming rotation {record.token[:8]} of {name} from {record.phase.value}"
-            driver.publish(EventKind.RESUMED, record, "resume", message)
+            if revoke_anyway:
+                record = override_consumers(ctx, record, driver, revoke_anyway)
+            tick = self.runtime.reload_tick
+            if tick is None or not tick.continues(name, record.token):  # not the tick's own second pass
+                message = f"resuming rotation {record.token[:8]} of {name} from {record.phase.value}"
+                driver.publish(EventKind.RESUMED, record, "resume", message)
             return driver.run(record)
 
     def step(self, name: str, step: str, *, token: str, new_pair: StoredKey | None = None) -> Outcome:
@@ -341,7 +359,7 @@ class RotationService:
 
         Never waits on a person: a manual credential that is due is reported (exit 4) with what to do.
         """
-        ctx = self.context(name)
+        ctx = self.context(name, scheduled=True)
         record = self.runtime.read_record(
             ctx.cred
         )  # to decide; the rotation or the resume reads it again under the lease

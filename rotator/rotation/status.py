@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from rotator.core.errors import RotatorError
 from rotator.core.model import Stage
 from rotator.core.timestamps import format_timestamp
-from rotator.rules import machine
+from rotator.rules import consumers, machine
 from rotator.rules.record import Phase, RotationRecord
 
 if TYPE_CHECKING:
@@ -50,9 +50,32 @@ def status(runtime: Runtime) -> list[CredentialStatus]:
                 updated_at=None if record is None or record.phase.terminal else record.updated_at,
                 grace_until=None if record is None or record.phase.terminal else record.revoke_after,
                 last_success=record.completed_at if record is not None and record.phase is Phase.COMPLETED else None,
+                consumers=_consumers(record, total := len(runtime.config.consumers_of(cred.name))),
+                consumer_counts=_consumer_counts(record, total),
             )
         )
     return rows
+
+
+def _waits_on_consumers(record: RotationRecord | None, total: int) -> bool:
+    return bool(total) and record is not None and record.phase in (Phase.VERIFIED, Phase.AWAITING_CONSUMERS)
+
+
+def _consumers(record: RotationRecord | None, total: int) -> str | None:
+    """The consumers line while the old key waits on them (issue 19), from the record: status never polls."""
+    if record is None or not _waits_on_consumers(record, total):
+        return None
+    return consumers.progress(record.unmoved, record.consumers_moved_at, total)
+
+
+def _consumer_counts(record: RotationRecord | None, total: int) -> tuple[int, int] | None:
+    """(attested, unattested) at the last poll, for the metrics gauge; None when no rotation waits on consumers."""
+    if record is None or not _waits_on_consumers(record, total):
+        return None
+    if record.consumers_moved_at is not None:
+        return (total, 0)
+    unattested = min(total, len(record.unmoved)) if record.unmoved else total
+    return (total - unattested, unattested)
 
 
 def _waiting(
@@ -95,3 +118,7 @@ class CredentialStatus:
     """When the unfinished rotation's grace window ends (the old key may be revoked from then on)."""
     last_success: float | None = None
     """When the last rotation completed, if the record's last rotation did."""
+    consumers: str | None = None
+    """While the old key waits on consumers: how many report the new key, and who does not (the last poll's)."""
+    consumer_counts: tuple[int, int] | None = None
+    """The same as numbers, (attested, unattested), for the metrics gauge `bluum_rotator_consumers`."""

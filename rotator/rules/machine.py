@@ -24,6 +24,11 @@ reload runs only for a credential whose targets have reload actions (rotator/con
 CURRENT everywhere, so applications load it, and before confirm starts the grace window, so the old key's remaining
 life is counted from when applications stopped using it. Without reload actions DEPLOYED goes straight to confirm,
 with no record write for a step that does nothing.
+
+attest runs only for a credential whose targets have consumers (rotator/config/consumers.py), in VERIFIED: until every
+consumer reports the new key, the old key is not revoked. Still waiting when the grace window ends, the rotation moves
+to AWAITING_CONSUMERS (a way back to ROLLING_BACK remains) until they do, or until an operator revokes anyway
+(`revoked_over`). An emergency never waits for consumers.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from enum import StrEnum
 
 from rotator.core.durations import format_duration
 from rotator.core.model import ApiKeyInfo, Environment, StoredKey
-from rotator.rules.record import Phase, RotationRecord
+from rotator.rules.record import ENROLLMENT, Phase, RotationRecord
 
 KEY_NAME_PREFIX = "rotator"
 MAX_KEY_NAME = 120
@@ -64,6 +69,7 @@ class Step(StrEnum):
     PROMOTE = "promote"  # CURRENT everywhere, the old key PREVIOUS; read back
     RELOAD = "reload"  # the targets' reload actions run, so applications load the new key (only when configured)
     CONFIRM = "confirm"  # read back again and ask Bluum once more; the grace window starts
+    ATTEST = "attest"  # ask the consumers which key they use; the old key waits until all report the new one
     WAIT_GRACE = "wait_grace"  # nothing to do until revoke_after
     REVOKE_OLD = "revoke_old"  # the issuer revokes at Bluum, then the old pair is proven to get 401
     AWAIT_OPERATOR_REVOKE = "await_operator_revoke"  # a person revokes in the dashboard
@@ -106,12 +112,14 @@ def next_step(
     has_new_pair: bool = False,
     skip_grace: bool = False,
     reloads: bool = False,
+    consumers: bool = False,
 ) -> Step:
     """The one next step for `record`.
 
     `mints`/`revokes`: the credential's issuer creates/revokes keys through Bluum's API (otherwise a person hands
     the pair over / revokes it in the dashboard). `has_new_pair`: a person's pair is in hand (not after a crash).
-    `reloads`: a target of the credential has reload actions.
+    `reloads`: a target of the credential has reload actions. `consumers`: a target has consumers
+    (rotator/config/consumers.py): then the old key waits until every one reports the new key (`attest_first`).
     """
     phase = record.phase
     if phase.terminal:
@@ -131,13 +139,28 @@ def next_step(
     }
     if phase in forward:
         return forward[phase]
-    if phase in (Phase.VERIFIED, Phase.REVOKING):
+    if phase in (Phase.VERIFIED, Phase.AWAITING_CONSUMERS, Phase.REVOKING):
+        if consumers and attest_first(record):
+            return Step.ATTEST
         in_grace = record.revoke_after is not None and now < record.revoke_after
         if phase is Phase.VERIFIED and in_grace and not skip_grace:
             return Step.WAIT_GRACE
         # Only a key Bluum's API knows by id can be revoked through it; otherwise a person does it.
         return Step.REVOKE_OLD if revokes and record.old_key_id else Step.AWAIT_OPERATOR_REVOKE
     return Step.ROLLBACK  # ROLLING_BACK
+
+
+def attest_first(record: RotationRecord) -> bool:
+    """Whether the consumers must be asked before the old key may go: not once they all reported the new key, not
+    after an operator chose to revoke anyway, not in an emergency (a leaked key does not wait: the revoke names who
+    was not on the new key), not once revoking started, and not in an enrollment (there is no old key)."""
+    return (
+        record.phase in (Phase.VERIFIED, Phase.AWAITING_CONSUMERS)
+        and record.consumers_moved_at is None
+        and record.revoked_over is None
+        and not record.emergency
+        and record.old_key_label != ENROLLMENT
+    )
 
 
 def can_roll_back(record: RotationRecord) -> bool:
@@ -151,11 +174,12 @@ def can_roll_back(record: RotationRecord) -> bool:
         Phase.DEPLOYED,
         Phase.RELOADED,
         Phase.VERIFIED,
+        Phase.AWAITING_CONSUMERS,
         Phase.ROLLING_BACK,
     )
 
 
-RELOAD_BACK_FROM = frozenset({Phase.ACCEPTED, Phase.DEPLOYED, Phase.RELOADED, Phase.VERIFIED})
+RELOAD_BACK_FROM = frozenset({Phase.ACCEPTED, Phase.DEPLOYED, Phase.RELOADED, Phase.VERIFIED, Phase.AWAITING_CONSUMERS})
 """Phases from which a rollback may find applications holding the new key: promote may have put it in a target (in
 ACCEPTED, a promote that failed half-way), or the reloads ran (in full, or some of them before one failed)."""
 

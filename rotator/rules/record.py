@@ -18,6 +18,10 @@ ENROLLMENT = "none (enrollment)"
 """The old key label of a credential's first rotation: there is no old key."""
 
 
+_OMITTED_AT_DEFAULT = ("consumers_moved_at", "unmoved", "revoked_over")
+"""Fields of issue 19 left out of a record while unset, so a credential without consumers stores what it always did."""
+
+
 class Phase(StrEnum):
     """How far a rotation got. Each phase names the last step that finished."""
 
@@ -28,6 +32,8 @@ class Phase(StrEnum):
     DEPLOYED = "deployed"  # new key is CURRENT in every target, old key is PREVIOUS (overlap)
     RELOADED = "reloaded"  # the targets' reload actions ran: applications hold the new key (only with reload actions)
     VERIFIED = "verified"  # Bluum accepts the new key; the old one waits for the grace window to end
+    AWAITING_CONSUMERS = "awaiting_consumers"  # the grace window ended with consumers not on the new key: a person
+    # chooses (resume waits on, rollback, or resume --revoke-anyway); nothing is revoked meanwhile
     REVOKING = "revoking"  # written just before the old key is revoked: no rollback to it from here on
     OLD_REVOKED = "old_revoked"  # old key revoked at Bluum and proven rejected; PREVIOUS not yet cleared
     COMPLETED = "completed"
@@ -73,6 +79,21 @@ class RotationRecord:
     rollback_from: str | None = None
     """The phase a rollback started from: from promote on, applications may have loaded the new key, so the rollback
     runs the reload actions again before it revokes it (machine.reload_on_rollback)."""
+    reload_failures: int = 0
+    """How many times in a row this rotation's reload step failed (rotator/rules/reload_retry.py: the scheduler's
+    backoff grows with it)."""
+    reload_failed_at: float | None = None
+    """When its reload step last failed: the scheduler's next try is counted from it."""
+    reloads_done: tuple[str, ...] = ()
+    """The reload actions (rotator/rotation/reload.py `action_key`: the store and a hash of the action, never the
+    action itself) that succeeded for this rotation's new key: a retry does not run them again."""
+    consumers_moved_at: float | None = None
+    """When every consumer of the credential reported the new key (rotator/rules/consumers.py); None while any has
+    not, and for a credential without consumers."""
+    unmoved: tuple[str, ...] = ()
+    """The consumers the last poll found not on the new key, each in words (consumers.describe): no key, no secret."""
+    revoked_over: str | None = None
+    """The reason an operator gave to revoke the old key although consumers were not on the new key."""
 
     def advance(self, phase: Phase, now: float, **changes: Any) -> RotationRecord:  # noqa: ANN401 - field values
         """A copy at `phase`, with `changes` applied and `updated_at` set."""
@@ -80,6 +101,11 @@ class RotationRecord:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
+        for name in _OMITTED_AT_DEFAULT:  # a rotation without consumers writes the record it always wrote
+            if data[name] in (None, ()):
+                del data[name]
+        if "unmoved" in data:
+            data["unmoved"] = list(data["unmoved"])
         data["phase"] = self.phase.value
         data["version"] = RECORD_VERSION
         return data
@@ -92,6 +118,8 @@ class RotationRecord:
                 raise ValueError(f"unsupported record version {data.get('version')!r}")
             values = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
             values["phase"] = Phase(values["phase"])
+            values["reloads_done"] = tuple(values.get("reloads_done", ()))  # a JSON list; absent in older records
+            values["unmoved"] = tuple(values.get("unmoved", ()))  # JSON has lists
             return cls(**values)
         except (KeyError, TypeError, ValueError) as exc:
             raise StoreCorrupt(

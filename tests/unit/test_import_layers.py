@@ -1,8 +1,10 @@
 """The import rule of issue 18: each package imports only the layers before it, and no module imports itself back.
 
-core -> rules -> backends -> (config, bluum) -> (issuers, notify) -> rotation -> ops -> daemon -> (cli, aws_lambda)
+core -> rules -> backends -> (config, bluum) -> consumers -> (issuers, notify) -> rotation -> ops -> daemon
+-> (cli, aws_lambda)
 
-`backends/` imports only `rotator.core`; `rotator/simulator/` imports only `rotator.core`; `rotator.aws_lambda`
+`rotator/attest.py` (vendored by applications) imports nothing of the rotator; `backends/` imports only
+`rotator.core`; `rotator/simulator/` imports only `rotator.core`; `rotator.aws_lambda`
 never imports `rotator.daemon` (the Lambda's zip leaves that folder out, as it does the command line). Every import
 counts: top level, inside functions, under `if TYPE_CHECKING:`, and `importlib.import_module("...")` /
 `__import__("...")` with a literal name, because a deferred or type-only import is still a dependency a reader has to
@@ -24,24 +26,27 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("rotator", "backends")
 
 LAYERS: dict[str, int] = {
+    "rotator.attest": 0,
     "rotator.core": 0,
     "rotator.rules": 1,
     "rotator.simulator": 1,
     "backends": 2,
     "rotator.config": 3,
     "rotator.bluum": 3,
-    "rotator.issuers": 4,
-    "rotator.notify": 4,
-    "rotator.rotation": 5,
-    "rotator.ops": 6,
-    "rotator.daemon": 7,
-    "rotator.cli": 8,
-    "rotator.aws_lambda": 8,
-    "rotator.__main__": 9,
+    "rotator.consumers": 4,
+    "rotator.issuers": 5,
+    "rotator.notify": 5,
+    "rotator.rotation": 6,
+    "rotator.ops": 7,
+    "rotator.daemon": 8,
+    "rotator.cli": 9,
+    "rotator.aws_lambda": 9,
+    "rotator.__main__": 10,
 }
 """Rank of each package: a module may import its own package or a package of a lower rank, never a peer."""
 
 ONLY: dict[str, frozenset[str]] = {
+    "rotator.attest": frozenset(),
     "backends": frozenset({"rotator.core"}),
     "rotator.simulator": frozenset({"rotator.core"}),
 }

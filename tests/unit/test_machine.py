@@ -53,7 +53,8 @@ def expected_step(
         if mints:
             return Step.CREATE
         return Step.STORE_PENDING if has_pair else Step.ROLLBACK
-    assert phase in (Phase.VERIFIED, Phase.REVOKING)
+    # AWAITING_CONSUMERS (issue 19) without consumers configured (they were removed since): the revoke is next
+    assert phase in (Phase.VERIFIED, Phase.AWAITING_CONSUMERS, Phase.REVOKING)
     if phase is Phase.VERIFIED and grace_left and not skip:
         return Step.WAIT_GRACE
     return Step.REVOKE_OLD if revokes else Step.AWAIT_OPERATOR_REVOKE
@@ -147,6 +148,7 @@ def test_rollback_is_possible_exactly_until_the_old_key_is_revoked(phase):
         Phase.DEPLOYED,
         Phase.RELOADED,
         Phase.VERIFIED,
+        Phase.AWAITING_CONSUMERS,  # issue 19: the old key is alive while consumers are awaited
         Phase.ROLLING_BACK,
     }
     assert machine.can_roll_back(record(phase)) is allowed
@@ -181,7 +183,7 @@ class TestReloads:
     @pytest.mark.parametrize("phase", list(Phase))
     def test_a_rollback_reloads_again_only_where_applications_may_hold_the_new_key(self, phase):
         rec = replace(record(Phase.ROLLING_BACK), rollback_from=phase.value)
-        may_hold = phase in (Phase.ACCEPTED, Phase.DEPLOYED, Phase.RELOADED, Phase.VERIFIED)
+        may_hold = phase in (Phase.ACCEPTED, Phase.DEPLOYED, Phase.RELOADED, Phase.VERIFIED, Phase.AWAITING_CONSUMERS)
         assert machine.reload_on_rollback(rec) is may_hold
 
     def test_a_rollback_record_of_an_older_version_does_not_reload(self):
