@@ -61,8 +61,10 @@ def test_status_imports_its_own_command_module_only(tmp_path: Path) -> None:
     assert not {*SDKS, "rotator.bluum.client", "rotator.ops.app", "rotator.rotation.service"} & loaded
     # what only a rotation, a misspelt key or a crash test needs: who runs (socket, getpass), a temporary file name
     # (secrets), did-you-mean (difflib), SIGKILL (signal), the holdings a revoke checks (rules.identity), where and
-    # how the dotenv file is written (backends.env.target and its rules), atomic writes (core.atomicfile)
+    # how the dotenv file is written (backends.env.target and its rules), atomic writes (core.atomicfile), the
+    # consumers line of a rotation waiting on them (rules.consumers)
     only_for_others = {"socket", "getpass", "secrets", "difflib", "signal", "rotator.rules.identity"}
+    only_for_others |= {"rotator.rules.consumers"}
     writes = {"backends.env.target", "backends.env.target_rules", "rotator.core.atomicfile"}
     assert not (only_for_others | writes) & loaded
 
