@@ -394,7 +394,8 @@ def build_world(
 class FakeReloads:
     """Stands in for `rotator.rotation.reload_runner.run_action`: each call takes the next drawn answer (ok when none
     are left), and first checks what a reload hands applications: every target's CURRENT is a key Bluum accepts (I1),
-    the new key for a rotation, the old key back for a rollback."""
+    the new key for a rotation, the old key back for a rollback. One that works makes the consumers of its store that
+    load when told to load what the store shows (`Fleet.reloaded`)."""
 
     def __init__(self, world: World, answers: list[bool]) -> None:
         self.world = world
