@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Final, Literal
 
 from rotator.config.endpoints import DEFAULT_API_KEYS_PATH, parse_base_url, parse_paths
+from rotator.config.rollout import ROLLOUT_KEYS, Rollout, parse_rollout
 from rotator.config.tables import README_HINT, Problems, Table, did_you_mean, list_names, named_tables
 from rotator.core.durations import format_duration
 from rotator.core.model import Environment
@@ -85,6 +86,7 @@ CREDENTIAL_KEYS: Final = (
     "check_path",
     "api_keys_path",
     "seeded_key_age",
+    *ROLLOUT_KEYS,
     "consumer_wait",
 )
 SEEDED_KEY_AGES: Final = ("count", "due")
@@ -116,6 +118,8 @@ class CredentialConfig:
     seeded_key_age: str = "count"
     """A key seeded by hand (never rotated here): "count" its age from Bluum's creation time, or from when the
     rotator first saw it; "due" rotates it at the first scheduled run."""
+    rollout: Rollout = field(default_factory=Rollout)
+    """How its reload actions run: in batches, each gated by health checks (rotator/config/rollout.py)."""
     consumer_wait: timedelta = DEFAULT_CONSUMER_WAIT
     """How long one run polls the consumers (rotator/config/consumers.py) for the new key before it returns."""
 
@@ -143,6 +147,7 @@ class _Draft:
     check_path: str | None = None
     api_keys_path: str | None = None
     seeded_key_age: str = "count"
+    rollout: Rollout | None = field(default_factory=Rollout)
     consumer_wait: timedelta | None = DEFAULT_CONSUMER_WAIT
 
     def finish(self) -> CredentialConfig:
@@ -157,6 +162,7 @@ class _Draft:
             or self.verify_timeout is None
             or self.check_path is None
             or self.api_keys_path is None
+            or self.rollout is None
             or self.consumer_wait is None
         ):
             raise AssertionError(f"credential {self.name!r} built with a field missing but no problem recorded")
@@ -175,6 +181,7 @@ class _Draft:
             check_path=self.check_path,
             api_keys_path=self.api_keys_path,
             seeded_key_age=self.seeded_key_age,
+            rollout=self.rollout,
             consumer_wait=self.consumer_wait,
         )
 
@@ -230,6 +237,7 @@ def _parse_credential(name: str, raw: Mapping[str, Any], store_names: list[str],
     _parse_targets(table, draft, store_names)
     _parse_timing(table, draft)
     draft.check_path, draft.api_keys_path = parse_paths(table, draft.base_url)
+    draft.rollout = parse_rollout(table)
     seeded = table.text("seeded_key_age", example='"count"')
     if seeded is not None and seeded not in SEEDED_KEY_AGES:
         table.problem(

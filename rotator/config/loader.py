@@ -70,6 +70,7 @@ from rotator.config.notifications import (
     parse_alerts_table,
     parse_notifications,
 )
+from rotator.config.rollout import check_consumer_checks, check_rollouts
 from rotator.config.settings import (
     BLUUM_KEYS,
     DEFAULT_CONCURRENCY,
@@ -397,6 +398,14 @@ def _validate(
     fleet = parse_fleet(data.get("fleet"), problems)
     alerts = parse_alerts_table(data.get("alerts"), problems)
     ledger = parse_ledger(data.get("ledger"), problems, bluum, stores.values())
+    rollouts = {name: (cred.rollout, cred.targets) for name, cred in credentials.items()}
+    reloads = {name: store.reload for name, store in stores.items()}
+    check_rollouts(rollouts, reloads, problems)
+    consumer_names = {
+        name: {c.name for t in cred.targets if t in stores for c in stores[t].consumers}
+        for name, cred in credentials.items()
+    }
+    check_consumer_checks({name: cred.targets for name, cred in credentials.items()}, reloads, consumer_names, problems)
     check_consumer_names(
         {name: [(t, stores[t].consumers) for t in cred.targets if t in stores] for name, cred in credentials.items()},
         problems,

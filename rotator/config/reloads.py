@@ -15,6 +15,16 @@ An action is a command, as an argument list, or an HTTP call:
       { url = "http://127.0.0.1:8080/-/reload", method = "POST", timeout = "10s" },
     ]
 
+An action may carry a `health` check (a URL that must answer a status, or a command that must exit 0): with
+`reload_batch` in `[credentials.NAME]`, the actions run in batches, and each batch's checks must pass before the next
+batch reloads (rotator/rotation/rollout.py); the first batch that fails them rolls the rotation back.
+
+    reload = [
+      { command = ["systemctl", "reload", "trader-1"],
+        health = { url = "http://127.0.0.1:8080/healthz", status = 200 } },
+      { url = "http://127.0.0.1:8081/-/reload", health = { command = ["/opt/trader/bin/ready"] } },
+    ]
+
 A command is never a shell string: a string would have to go through a shell, whose quoting turns a path with a
 space or a `$` into another command. Whoever needs a shell writes it out (`["/bin/sh", "-c", "..."]`) and owns it.
 """
@@ -35,7 +45,7 @@ from rotator.core.urls import LOOPBACK_HINT, url_problem
 
 RELOAD_KEY: Final = "reload"
 """The key in `[stores.NAME]`; kept out of the options a store factory receives."""
-RELOAD_KEYS: Final = ("command", "url", "method", "timeout", "pass_env")
+RELOAD_KEYS: Final = ("command", "url", "method", "timeout", "pass_env", "health")
 METHODS: Final = ("POST", "PUT", "GET")
 DEFAULT_COMMAND_TIMEOUT: Final = timedelta(seconds=60)
 DEFAULT_URL_TIMEOUT: Final = timedelta(seconds=10)
@@ -44,6 +54,46 @@ MAX_RELOAD_TIMEOUT: Final = timedelta(minutes=10)
 _ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _COMMAND_EXAMPLE: Final = 'command = ["systemctl", "reload", "trading"]'
 _URL_EXAMPLE: Final = 'url = "http://127.0.0.1:8080/-/reload"'
+
+
+HEALTH_KEY: Final = "health"
+HEALTH_KEYS: Final = ("url", "status", "command", "consumer")
+HEALTH_TRY_TIMEOUT: Final = timedelta(seconds=5)
+"""How long one GET of a URL health check may take; the check is asked again until `health_timeout` is spent."""
+_HEALTH_EXAMPLE: Final = 'health = { url = "http://127.0.0.1:8080/healthz", status = 200 }'
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """One reload action's health check, validated: exactly one of `url`, `command` and `consumer` is set."""
+
+    kind: Literal["url", "command", "consumer"]
+    cwd: Path
+    url: str = ""
+    status: int = 200
+    command: tuple[str, ...] = ()
+    consumer: str = ""
+    """The name of one of the credential's consumers (rotator/config/consumers.py): it must report the new key."""
+
+    def probe(self, timeout: timedelta, pass_env: tuple[str, ...] = ()) -> ReloadAction:
+        """The check as an action the reload runner knows how to run (a command) or to name (a URL), bounded by
+        `timeout`."""
+        return ReloadAction(
+            kind="command" if self.kind == "command" else "url",
+            timeout=timeout,
+            cwd=self.cwd,
+            command=self.command,
+            url=self.url,
+            method="GET",
+            pass_env=pass_env if self.kind == "command" else (),
+        )
+
+    def describe(self) -> str:
+        """How messages name the check, with what may be a token left out (ReloadAction.describe)."""
+        if self.kind == "consumer":
+            return f"consumer {self.consumer} reports the new key"
+        shown = self.probe(HEALTH_TRY_TIMEOUT).describe()
+        return f"{shown} answers {self.status}" if self.kind == "url" else f"{shown} exits 0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +109,8 @@ class ReloadAction:
     method: str = "POST"
     pass_env: tuple[str, ...] = ()
     """Variables passed through from the rotator's environment, by name (a command gets a minimal environment)."""
+    health: HealthCheck | None = None
+    """What must pass after this action's batch reloaded (`HealthCheck`); None: nothing to check."""
 
     def describe(self) -> str:
         """How messages, the history and notifications name the action, with what may be a token left out: a URL
@@ -115,7 +167,8 @@ def _parse_action(table: Table, index: int, item: object, base_dir: Path) -> Rel
     method = _method(action, item.get("method", "POST"), has_url)
     timeout = _timeout(action, DEFAULT_COMMAND_TIMEOUT if has_command else DEFAULT_URL_TIMEOUT)
     pass_env = _pass_env(action, item.get("pass_env", []), has_command)
-    if command is None or url is None or method is None or timeout is None or pass_env is None:
+    health = parse_health(action, base_dir)
+    if command is None or url is None or method is None or timeout is None or pass_env is None or health is False:
         return None
     return ReloadAction(
         kind="command" if has_command else "url",
@@ -125,6 +178,7 @@ def _parse_action(table: Table, index: int, item: object, base_dir: Path) -> Rel
         url=url,
         method=method,
         pass_env=pass_env,
+        health=health if isinstance(health, HealthCheck) else None,
     )
 
 
@@ -196,3 +250,53 @@ def _pass_env(action: Table, value: object, has_command: bool) -> tuple[str, ...
         )
         return None
     return tuple(value)
+
+
+def parse_health(action: Table, base_dir: Path) -> HealthCheck | bool | None:
+    """The action's `health`: the check; None when absent; False when wrong (each problem is recorded)."""
+    value = action.data.get(HEALTH_KEY)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        action.problem(HEALTH_KEY, "expected an inline table", f"write {_HEALTH_EXAMPLE}")
+        return False
+    table = Table(value, action.key(HEALTH_KEY), action.problems)
+    before = len(action.problems.items)
+    table.check_keys(HEALTH_KEYS)
+    if len(action.problems.items) > before:
+        return False
+    given = [key for key in ("url", "command", "consumer") if key in value]
+    if len(given) != 1:
+        what = f"has {' and '.join(given)}" if given else "has none of url, command and consumer"
+        action.problem(
+            HEALTH_KEY,
+            what,
+            f'give one: {_HEALTH_EXAMPLE}, health = {{ command = ["/path/to/check"] }} or '
+            'health = { consumer = "trader-1" }',
+        )
+        return False
+    if "status" in value and "url" not in value:
+        table.problem("status", "applies to a url check only", "remove it: a command check passes when it exits 0")
+        return False
+    if "consumer" in value:
+        return _consumer_check(table, value["consumer"], base_dir)
+    if "command" in value:
+        command = _command(table, value["command"])
+        return False if command is None else HealthCheck(kind="command", cwd=base_dir, command=command)
+    url = _url(table, value["url"])
+    status = value.get("status", 200)
+    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+        table.problem("status", "expected an HTTP status code, 100 to 599", "write status = 200")
+        return False
+    return False if url is None else HealthCheck(kind="url", cwd=base_dir, url=url, status=status)
+
+
+def _consumer_check(table: Table, name: object, base_dir: Path) -> HealthCheck | bool:
+    """A check that a consumer of the credential reports the new key (whether the name is one is checked once every
+    store is parsed: rotator/config/rollout.py)."""
+    if not isinstance(name, str) or not name.strip():
+        table.problem(
+            "consumer", "expected the name of one of the credential's consumers", 'write consumer = "trader-1"'
+        )
+        return False
+    return HealthCheck(kind="consumer", cwd=base_dir, consumer=name.strip())

@@ -31,7 +31,7 @@ from rotator.core.events import EventBus, EventKind, RotationEvent
 from rotator.core.faultpoints import reached
 from rotator.core.lease_clock import LeaseClock, guarding
 from rotator.core.timestamps import format_timestamp
-from rotator.rotation import reload, revocation, revoke_gate, steps
+from rotator.rotation import reload, revocation, revoke_gate, rollout, steps
 from rotator.rotation.context import RotationContext, StepFailed
 from rotator.rotation.rollback import after_rollback, roll_back
 from rotator.rules import machine
@@ -60,7 +60,7 @@ FORWARD: dict[Step, StepFunction] = {
     Step.STAGE: steps.stage,
     Step.ACCEPT: steps.accept,
     Step.PROMOTE: steps.promote,
-    Step.RELOAD: reload.reload_consumers,
+    Step.RELOAD: rollout.reload_step,
     Step.CONFIRM: steps.confirm,
     Step.ATTEST: revoke_gate.attest,
     Step.REVOKE_OLD: revoke_gate.revoke_old,

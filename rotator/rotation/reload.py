@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from rotator.core.durations import format_duration
 from rotator.core.errors import ExitCode, RotationIncomplete
@@ -38,7 +38,12 @@ if TYPE_CHECKING:
     from rotator.rotation.reload_runner import ReloadResult
 
 
-RELOADS_CLEARED: dict[str, Any] = {"reload_failures": 0, "reload_failed_at": None, "reloads_done": ()}
+RELOADS_CLEARED: dict[str, Any] = {
+    "reload_failures": 0,
+    "reload_failed_at": None,
+    "reloads_done": (),
+    "healthy": (),
+}
 """The record's reload fields as a rollback starts them: what was done and failed was for the new key."""
 
 
@@ -49,19 +54,24 @@ def configured(ctx: RotationContext) -> list[tuple[str, ReloadAction]]:
 
 
 def refuse_unrunnable(ctx: RotationContext) -> None:
-    """ConfigError (exit 2, before anything is created) naming every reload command whose program cannot be started,
-    and the fix: otherwise the rotation would stop half-way, after the new key was deployed, at every run."""
+    """ConfigError (exit 2, before anything is created) naming every reload command, or health check command, whose
+    program cannot be started, and the fix: otherwise the rotation would stop half-way, after the new key was
+    deployed, at every run."""
     from rotator.core.errors import ConfigError
     from rotator.rotation.reload_check import command_problem
 
-    problems = [
-        f"the reload command of store {store!r} ({action.describe()}) cannot run: {problem}"
-        for store, action in configured(ctx)
-        if (problem := command_problem(action)) is not None
-    ]
+    problems: list[str] = []
+    stores: set[str] = set()
+    for store, action in configured(ctx):
+        probes = [("reload command", action)]
+        if action.health is not None and action.health.kind == "command":
+            probes.append(("health check", action.health.probe(ctx.cred.rollout.health_timeout, action.pass_env)))
+        for what, probe in probes:
+            if (problem := command_problem(probe)) is not None:
+                problems.append(f"the {what} of store {store!r} ({probe.describe()}) cannot run: {problem}")
+                stores.add(store)
     if problems:
-        stores = sorted({store for store, action in configured(ctx) if command_problem(action) is not None})
-        tables = ", ".join(f"[stores.{store}]" for store in stores)
+        tables = ", ".join(f"[stores.{store}]" for store in sorted(stores))
         raise ConfigError(
             f"{ctx.cred.name}: " + "; ".join(problems) + f". Fix `reload` in {tables} of rotator.toml (the program's "
             "full path, or install it on this host), then try again. Nothing was changed"
@@ -73,32 +83,54 @@ def planned(ctx: RotationContext) -> str | None:
     actions = configured(ctx)
     if not actions:
         return None
-    listed = "; ".join(f"{store}: {action.describe()}" for store, action in actions)
-    return f"run the reload actions, in order, each within its timeout ({listed}); a failure stops before any revoke"
+    listed = "; ".join(
+        f"{store}: {action.describe()}" + (f" (health: {action.health.describe()})" if action.health else "")
+        for store, action in actions
+    )
+    if not gated(ctx):
+        stops = "a failure stops before any revoke"
+        return f"run the reload actions, in order, each within its timeout ({listed}); {stops}"
+    rollout = ctx.cred.rollout
+    return (
+        f"run the reload actions in batches, {rollout.batch.describe()}, in order ({listed}); each batch's health "
+        f"checks must pass within {format_duration(rollout.health_timeout)} before the next batch reloads, and a batch "
+        "that fails them rolls the rotation back (the batches reached are reloaded back, the new key revoked)"
+    )
 
 
-def reload_consumers(ctx: RotationContext, record: RotationRecord, journal: Journal) -> RotationRecord:
+def gated(ctx: RotationContext) -> bool:
+    """Whether the credential's reloads roll out batch by batch (rotator/rotation/rollout.py): batches asked for, or
+    a health check to pass."""
+    return ctx.cred.rollout.batch.staggered or any(action.health for _, action in configured(ctx))
+
+
+RunActions = Callable[["RotationContext", RotationRecord, Journal, str], tuple[str | None, RotationRecord]]
+"""How the actions run for the new key: (context, record, journal, the new key's label) -> the first failure (or
+None) and the record with `reloads_done` as far as it got. rotator/rotation/rollout.py brings a batched one."""
+
+
+def all_at_once(
+    ctx: RotationContext, record: RotationRecord, journal: Journal, key_label: str
+) -> tuple[str | None, RotationRecord]:
+    """Every action in order (the rollout without batches)."""
+    failure, done = run_all(ctx, record, journal, key_label=key_label, purpose="rotation", done=record.reloads_done)
+    return failure, record.advance(record.phase, ctx.runtime.clock(), reloads_done=done)
+
+
+def reload_consumers(
+    ctx: RotationContext, record: RotationRecord, journal: Journal, run: RunActions = all_at_once
+) -> RotationRecord:
     """Run the reload actions for the new key; RotationIncomplete (the record says what failed, how often, and when
     the scheduler tries again) at the first failure, before anything is revoked. An action that already succeeded
     for this rotation's new key (`record.reloads_done`) is not run again, nor one an identical action of another
-    credential stood in for in this tick (rotator/rotation/reload_tick.py)."""
+    credential stood in for in this tick (rotator/rotation/reload_tick.py). `run` runs them (in batches, gated by
+    health checks, for rotator/rotation/rollout.py, whose failed check is a StepFailed: rolled back)."""
     new = ctx.new_key(record)
     started = ctx.runtime.monotonic()
-    failure, done = run_all(ctx, record, journal, key_label=new.label, purpose="rotation", done=record.reloads_done)
+    failure, record = run(ctx, record, journal, new.label)
+    done = record.reloads_done
     if failure is not None:
-        name = ctx.cred.name
-        now = ctx.runtime.clock()
-        failed = record.advance(
-            record.phase, now, reload_failures=record.reload_failures + 1, reload_failed_at=now, reloads_done=done
-        )
-        message = (
-            f"{name}: {failure}. The new key {new.label} is current everywhere and the old key "
-            f"{record.old_key_label} is still active: nothing was revoked. Fix the reload, then `rotator resume "
-            f"{name}` runs the reload actions that have not succeeded for this key again, at once "
-            f"({_retry_words(failed)}); or `rotator rollback {name}` puts the old key back"
-        )
-        journal.save(failed.advance(record.phase, now, waiting_on=message), "reload_failed.record")
-        raise RotationIncomplete(message)
+        _failed(ctx, record, journal, failure, new.label)
     count = len(configured(ctx))
     reloaded = record.advance(Phase.RELOADED, ctx.runtime.clock(), waiting_on=None, reloads_done=done)
     record = journal.save(reloaded, "reloaded.record")
@@ -109,6 +141,22 @@ def reload_consumers(ctx: RotationContext, record: RotationRecord, journal: Jour
         ctx.runtime.monotonic() - started,
     )
     return record
+
+
+def _failed(ctx: RotationContext, record: RotationRecord, journal: Journal, failure: str, new_label: str) -> NoReturn:
+    """Record a failed reload (how often in a row, when; `record` says what succeeded) and raise RotationIncomplete
+    saying so."""
+    name = ctx.cred.name
+    now = ctx.runtime.clock()
+    failed = record.advance(record.phase, now, reload_failures=record.reload_failures + 1, reload_failed_at=now)
+    message = (
+        f"{name}: {failure}. The new key {new_label} is current everywhere and the old key "
+        f"{record.old_key_label} is still active: nothing was revoked. Fix the reload, then `rotator resume "
+        f"{name}` runs the reload actions that have not succeeded for this key again, at once "
+        f"({_retry_words(failed)}); or `rotator rollback {name}` puts the old key back"
+    )
+    journal.save(failed.advance(record.phase, now, waiting_on=message), "reload_failed.record")
+    raise RotationIncomplete(message)
 
 
 def _retry_words(failed: RotationRecord) -> str:
@@ -197,19 +245,23 @@ def run_all(
     key_label: str,
     purpose: str,
     done: Collection[str] = (),
+    only: Collection[str] | None = None,
 ) -> tuple[str | None, tuple[str, ...]]:
-    """Run each configured action in order, each result an event, skipping those in `done` (`action_key`s); what
-    the first failure was (or None), and the keys of the actions done for this key so far, in order."""
+    """Run each configured action in order, each result an event, skipping those in `done` (`action_key`s) and,
+    with `only`, those not in it (another batch's); what the first failure was (or None), and the keys of the actions
+    done for this key so far, in order."""
     actions = configured(ctx)
-    secrets = _key_values(ctx)
+    secrets = key_values(ctx)
     keys = [action_key(store, action) for store, action in actions]
     runs = reload_retry.pending(keys, done)
     succeeded = [key for key in keys if key in done]
     tick = ctx.runtime.reload_tick if purpose == "rotation" else None
     for number, ((store, action), key, runs_now) in enumerate(zip(actions, keys, runs, strict=True), start=1):
         what = f"reload {number} of {len(actions)} ({store}: {action.describe()})"
+        if only is not None and key not in only:
+            continue
         if not runs_now:
-            journal.emit(record, "reload", f"{what}: already succeeded for this key; not run again")
+            journal.emit(record, "reload", f"{what}: {_SKIPPED[purpose]}")
             continue
         facts = {
             "ROTATOR_CREDENTIAL": ctx.cred.name,
@@ -233,6 +285,12 @@ def run_all(
             return f"{what} failed: {result.describe()}", tuple(succeeded)
         succeeded.append(key)
     return None, tuple(succeeded)
+
+
+_SKIPPED = {
+    "rotation": "already succeeded for this key; not run again",
+    "rollback": "its application holds the old key already (reloaded back, or never given the new key); not run",
+}
 
 
 def _run_one(journal: Journal, action: ReloadAction, facts: dict[str, str], secrets: list[str]) -> ReloadResult:
@@ -285,7 +343,7 @@ def shared_reloads(config: Config) -> set[str]:
     return {name for names in users.values() if len(names) > 1 for name in names}
 
 
-def _key_values(ctx: RotationContext) -> list[str]:
+def key_values(ctx: RotationContext) -> list[str]:
     """Every key value a reload program could have read and printed: the pairs in the primary's stages."""
     values = []
     stored = [ctx.new, *(ctx.primary.read(stage) for stage in (Stage.CURRENT, Stage.PENDING, Stage.PREVIOUS))]

@@ -10,6 +10,7 @@ from rotator.rotation.context import Journal, RotationContext
 from rotator.rotation.old_key_guard import check_restorable
 from rotator.rotation.reload import RELOADS_CLEARED, configured, reload_back
 from rotator.rotation.revocation import revoke_rotation_keys
+from rotator.rotation.rollout import for_rollback
 from rotator.rules import machine
 from rotator.rules.record import Phase, RotationRecord
 
@@ -31,7 +32,8 @@ def roll_back(
                     ctx.runtime.clock(),
                     failure=reason,
                     rollback_from=record.phase.value,
-                    **RELOADS_CLEARED,  # from here on the reloads are for the old key
+                    # From here on the reloads are for the old key; batches the rollout never reached hold it.
+                    **{**RELOADS_CLEARED, "reloads_done": for_rollback(ctx, record)},
                 ),
                 "rolling_back.record",
             )

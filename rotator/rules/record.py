@@ -18,7 +18,7 @@ ENROLLMENT = "none (enrollment)"
 """The old key label of a credential's first rotation: there is no old key."""
 
 
-_OMITTED_AT_DEFAULT = ("consumers_moved_at", "unmoved", "revoked_over")
+_OMITTED_AT_DEFAULT = ("consumers_moved_at", "unmoved", "revoked_over", "healthy")
 """Fields of issue 19 left out of a record while unset, so a credential without consumers stores what it always did."""
 
 
@@ -87,6 +87,10 @@ class RotationRecord:
     reloads_done: tuple[str, ...] = ()
     """The reload actions (rotator/rotation/reload.py `action_key`: the store and a hash of the action, never the
     action itself) that succeeded for this rotation's new key: a retry does not run them again."""
+    healthy: tuple[str, ...] = ()
+    """The reload actions (as `reloads_done` names them) whose batch passed its health checks for the new key
+    (rotator/rules/rollout.py): a resume starts at the first batch not in it, and a rollback reloads back only up to
+    that batch. Written only by a staggered or health-checked rollout."""
     consumers_moved_at: float | None = None
     """When every consumer of the credential reported the new key (rotator/rules/consumers.py); None while any has
     not, and for a credential without consumers."""
@@ -119,6 +123,7 @@ class RotationRecord:
             values = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
             values["phase"] = Phase(values["phase"])
             values["reloads_done"] = tuple(values.get("reloads_done", ()))  # a JSON list; absent in older records
+            values["healthy"] = tuple(values.get("healthy", ()))
             values["unmoved"] = tuple(values.get("unmoved", ()))  # JSON has lists
             return cls(**values)
         except (KeyError, TypeError, ValueError) as exc:
