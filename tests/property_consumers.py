@@ -222,6 +222,8 @@ class Fleet:
         found = real_poll_once(
             consumers, new_fingerprint=new_fingerprint, old_fingerprint=old_fingerprint, credential=credential
         )
+        for attestation in found:
+            self.tally(f"a consumer was polled: {attestation.outcome}")
         hung = [c.timeout.total_seconds() for c, a in zip(consumers, found, strict=True) if "timed out" in a.detail]
         if hung:
             self.advance(max(hung))

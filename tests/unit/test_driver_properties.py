@@ -604,6 +604,7 @@ def test_invariants_hold_under_any_interleaving(
     fake_reloads = FakeReloads(world, list(reload_answers))
     monkeypatch.setattr(reload_runner, "run_action", fake_reloads)
     world.fleet.install(monkeypatch)
+    tally(f"{len(consumers)} consumer(s)")
     armed = [crash] if crash else []
 
     def maybe_crash(point: str) -> None:
