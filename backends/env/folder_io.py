@@ -13,7 +13,6 @@ import errno
 import fcntl
 import os
 import re
-import secrets
 import stat
 from typing import Final
 
@@ -114,6 +113,8 @@ def _unescape(field: str) -> str:
 
 def create_temp(dir_fd: int, name: str) -> tuple[str, int]:
     """A new temporary file beside `name` (O_EXCL, never through a link), locked until its writer is done."""
+    import secrets  # here: only a write needs a temporary name, and `rotator status` only reads
+
     for _ in range(100):
         temp_name = f".{name}.{''.join(secrets.choice(_TEMP_ALPHABET) for _ in range(8))}.tmp"
         try:

@@ -14,7 +14,6 @@ import fcntl
 import json
 import logging
 import os
-import socket
 import stat
 import threading
 import time
@@ -269,6 +268,8 @@ def _write_holder(
     """The lock file: the fencing number (which must survive) and who holds the lease, for the next contender."""
     holder: dict[str, Any] = {"fence": fence}
     if owner is not None:
+        import socket  # here: a lease is written by a rotation only, and `rotator status` reads this module too
+
         holder.update(
             owner=owner,
             pid=os.getpid(),

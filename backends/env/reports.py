@@ -12,10 +12,12 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from rotator.core.atomicfile import ReplacedFile
 from rotator.core.errors import StoreDenied, StoreNotFound, StoreUnavailable
+
+if TYPE_CHECKING:
+    from rotator.core.atomicfile import ReplacedFile
 
 __all__ = ["FILE_MODE", "denied", "os_errors", "report_replaced", "unavailable", "warn_tightened"]
 

@@ -28,6 +28,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from backends import stages
 from backends.dotenv_lines import Reader
@@ -35,13 +36,16 @@ from backends.env.dotenv_file import DotenvFile
 from backends.env.ledger import LOCK_SUFFIX, FlockLedger
 from backends.env.reports import os_errors, report_replaced
 from backends.env.sidecar import SIDECAR_SUFFIX, SIDECAR_VERSION, Sidecar
-from backends.env.target import WRITE_MODES, DotenvTarget, Pin
+from backends.env.write_modes import WRITE_MODES
 from backends.ledger import LedgerByDelegation
 from backends.projected import Projected
 from backends.stage_document import StageDocument
 from backends.stages import StageLog
 from rotator.core.errors import ConfigError
 from rotator.core.model import Environment, Stage, StoredKey
+
+if TYPE_CHECKING:
+    from backends.env.target import DotenvTarget, Pin
 
 __all__ = ["LOCK_SUFFIX", "SIDECAR_SUFFIX", "SIDECAR_VERSION", "EnvStore"]
 
@@ -92,24 +96,37 @@ class EnvStore(LedgerByDelegation):
         self._path = self._file.path
         where = self.describe()
         self._sidecar = Sidecar(name, self._path, state_dir, where=where)
-        self._target = DotenvTarget(
-            self._path,
-            store=name,
-            pin_path=self._sidecar.pin_path,
-            write_mode=write_mode,
-            state_setting=self._sidecar.setting,
-            pin_in_state_dir=self._sidecar.in_state_dir,
-        )
+        self._write_mode = write_mode
         self._ledger = FlockLedger(
             name,
             lock_path=self._path.with_name(self._path.name + LOCK_SUFFIX),
             sidecar=self._sidecar,
             where=where,
-            check_beside=self._target.check_beside,
+            check_beside=self._check_beside,
         )
         self._pin: Pin | None = None
         """The pin of the rotation whose promote or restore is writing now (see `backends.env.target`)."""
         self._projected = Projected(self, StageLog(log, name, where))
+
+    @functools.cached_property
+    def _target(self) -> DotenvTarget:
+        """Where the dotenv file is written (`backends.env.target`), built when a write or a check first needs it:
+        reading the store (`rotator status`) needs neither the target nor its rules. It keeps nothing but its settings
+        (pins live in files), so two threads that build it at once build the same thing."""
+        from backends.env.target import DotenvTarget
+
+        return DotenvTarget(
+            self._path,
+            store=self.name,
+            pin_path=self._sidecar.pin_path,
+            write_mode=self._write_mode,
+            state_setting=self._sidecar.setting,
+            pin_in_state_dir=self._sidecar.in_state_dir,
+        )
+
+    def _check_beside(self, path: Path) -> None:
+        """The ledger's check before it creates its lock file beside the dotenv file (`DotenvTarget.check_beside`)."""
+        self._target.check_beside(path)
 
     # ----------------------------------------------------------------------------------------------- where
 

@@ -37,7 +37,6 @@ import stat
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Final
 
 from backends.env import target_rules
 from backends.env.folder_io import (
@@ -54,6 +53,7 @@ from backends.env.folder_io import (
 )
 from backends.env.links import link_problems, resolve
 from backends.env.target_rules import PIN_VERSION, FileId, Observed, Pin, describe, unsafe_folder
+from backends.env.write_modes import IN_PLACE, REPLACE, WRITE_MODES
 from rotator.core.atomicfile import ReplacedFile, keep_owner
 from rotator.core.errors import StoreCorrupt, StoreError, StoreUnavailable, TargetChanged, UnsafeTarget
 from rotator.core.faultpoints import inside
@@ -73,10 +73,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("rotator.store.env")
-
-REPLACE: Final = "replace"
-IN_PLACE: Final = "in_place"
-WRITE_MODES: Final = (REPLACE, IN_PLACE)
 
 
 class DotenvTarget:

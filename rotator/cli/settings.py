@@ -1,11 +1,11 @@
 """What every `rotator` command shares: the global options (`Settings`), the exit-code epilog, and how a
 RotatorError ends a command (its message on stderr, its exit code).
 
-Why a module of its own: the command modules (`rotation_commands`, `view_commands`) and the group in
-`rotator.cli.commands` all need these, and the group imports the command modules, so these cannot live in it
-without an import circle. The app (`rotator.ops.app`: the service and its bus) a command works with is opened
-through `Settings.app` or `Settings.service`, whose opener the group sets when it runs: the command modules never
-import the assembly.
+Why a module of its own: the command modules (`rotation_commands`, `view_commands`, `tick_commands`,
+`local_commands`) and the group in `rotator.cli.commands` all need these, and the command modules cannot import the
+group (it loads them by name when their command runs, `rotator.cli.lazy_group`). The app (`rotator.ops.app`: the
+service and its bus) a command works with is opened through `Settings.app` or `Settings.service`, whose opener the
+group sets when it runs: the command modules never import the assembly.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from rotator.ops.app import App
     from rotator.rotation.service import RotationService
 
-__all__ = ["CONTEXT", "EXIT_CODES_HELP", "Settings", "fail", "pass_settings"]
+__all__ = ["CONTEXT", "EXIT_CODES_HELP", "Settings", "fail", "json_lines", "log_level", "pass_settings"]
 
 EXIT_CODES_HELP = f"""\b
 Exit codes (the same for every command):
@@ -75,6 +75,24 @@ class Settings:
 
 
 pass_settings = click.make_pass_decorator(Settings)
+
+
+def log_level(verbose: int, quiet: bool, *, show: bool = False) -> int:
+    """-q: warnings only. Otherwise info when nobody watches stderr (cron keeps a JSON record of every call and
+    step), warnings at a terminal (the step lines already say what happens); -v info, -vv debug. A `show` (the
+    demo) is for a person wherever its output goes (`make demo 2>&1 | cat`): warnings only unless -v."""
+    import logging  # not at the top: `rotator --help` needs none of it
+
+    if verbose:
+        return logging.INFO if verbose == 1 else logging.DEBUG
+    if quiet or show or sys.stderr.isatty():
+        return logging.WARNING
+    return logging.INFO
+
+
+def json_lines(log_format: str) -> bool | None:
+    """--log-format: None lets the stream decide (JSON unless a terminal)."""
+    return None if log_format == "auto" else log_format == "json"
 
 
 def fail(exc: RotatorError) -> NoReturn:

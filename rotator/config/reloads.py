@@ -32,7 +32,6 @@ space or a `$` into another command. Whoever needs a shell writes it out (`["/bi
 from __future__ import annotations
 
 import re
-import shlex
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -117,6 +116,8 @@ class ReloadAction:
         shows its host and first path segment only (deploy hooks carry their token in the path or the query), and a
         command's token-shaped arguments (20+ letters, digits, `+=_-`) are shown as `…`."""
         if self.kind == "command":
+            import shlex  # here: only a message shows a command
+
             text = shlex.join(TOKEN_SHAPED.sub("…", arg) for arg in self.command)
             return text if len(text) <= 80 else text[:77] + "..."
         parts = urlsplit(self.url)

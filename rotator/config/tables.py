@@ -11,7 +11,6 @@ a problem reads the same wherever it was found.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Collection, Iterable, Mapping
 from datetime import date, datetime, time, timedelta
@@ -87,7 +86,7 @@ class Table:
         for key in self.data:
             if key in known:
                 continue
-            close = difflib.get_close_matches(key, known, n=1)
+            close = _close_matches(key, known)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             self.problems.add(
                 self.where,
@@ -228,7 +227,7 @@ def list_names(names: Iterable[str]) -> str:
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1)
+    close = _close_matches(name, list(known))
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
@@ -268,3 +267,11 @@ def named_tables(value: object, kind: str, problems: Problems) -> dict[str, Mapp
 def absolute_path(text: str, base: Path) -> Path:
     path = Path(text).expanduser()
     return path if path.is_absolute() else base / path
+
+
+def _close_matches(word: str, known: Collection[str]) -> list[str]:
+    """The one known name closest to a misspelt `word`, if any: only a mistake needs difflib, so only a mistake
+    imports it (every command reads the configuration)."""
+    import difflib
+
+    return difflib.get_close_matches(word, list(known), n=1)

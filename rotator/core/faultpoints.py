@@ -11,7 +11,6 @@ exists (at most a minute), which lets a concurrency test hold the lock for as lo
 from __future__ import annotations
 
 import os
-import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -45,7 +44,7 @@ def reached(point: str) -> None:
         with open(trace, "a", encoding="utf-8") as handle:
             handle.write(point + "\n")
     if os.environ.get(CRASH_ENV) == point:
-        os.kill(os.getpid(), signal.SIGKILL)
+        _die()
     if os.environ.get(HOLD_ENV) == point:
         _hold_until_released(os.environ.get(RELEASE_ENV, ""))
 
@@ -54,7 +53,15 @@ def inside(point: str) -> None:
     """A point inside one store write (not a step boundary: not traced, no hooks), where a crash test kills the
     process as `reached` does; production pays one dictionary lookup."""
     if os.environ.get(CRASH_ENV) == point:
-        os.kill(os.getpid(), signal.SIGKILL)
+        _die()
+
+
+def _die() -> None:
+    """SIGKILL this process: no handler, no cleanup, no flush. signal is imported here, as only a crash test gets
+    this far (every store imports this module, `rotator status` included)."""
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _hold_until_released(release_file: str) -> None:

@@ -35,7 +35,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
-from rotator.core.atomicfile import fsync_folder
 from rotator.core.errors import StoreDenied, StoreNotFound, StoreUnavailable
 from rotator.core.path_walk import places_on_the_way
 
@@ -256,6 +255,8 @@ def read_own_file(path: Path, *, setting: str, store: str = "", check_folder: bo
 def write_own_file(path: Path, text: str, *, setting: str, store: str = "", check_folder: bool = True) -> None:
     """Write one of the rotator's own files: a new file owned by this user, 0600, renamed over `path` (a link there is
     replaced, not followed), after the folder (created 0700 when missing) and any file there were checked."""
+    from rotator.core.atomicfile import fsync_folder  # here: a command that only reads (`rotator status`) needs none
+
     folder = path.parent
     if check_folder:  # the rotator's own folder: made when missing (a folder that is not ours, never)
         check_state_folder(folder, setting=setting, store=store)

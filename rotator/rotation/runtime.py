@@ -10,9 +10,7 @@ whole process and, through `metering`, for the rotation the calling thread works
 
 from __future__ import annotations
 
-import getpass
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -23,7 +21,6 @@ from typing import TYPE_CHECKING
 
 from rotator.core.errors import ConfigError, StoreError, StoreNotFound
 from rotator.core.model import Stage, StoredKey
-from rotator.rules.identity import Holding, Survey, Unreadable
 from rotator.rules.record import RotationRecord
 
 if TYPE_CHECKING:
@@ -35,8 +32,9 @@ if TYPE_CHECKING:
     from rotator.issuers.base import Issuer
     from rotator.issuers.bluum import ManagerKey
     from rotator.rotation.reload_tick import ReloadTick
+    from rotator.rules.identity import Holding, Survey
 
-__all__ = ["HOLDINGS_TTL", "Meter", "Runtime", "Survey", "Unreadable", "default_owner"]
+__all__ = ["HOLDINGS_TTL", "Meter", "Runtime", "default_owner"]
 
 HOLDINGS_TTL = 5.0
 """Seconds a reading of another credential's store without a fingerprint (Vault, AWS) stands in for a new one when
@@ -45,6 +43,9 @@ checking that no store holds a key about to be revoked. The rotating credential'
 
 def default_owner() -> str:
     """Who is running: `user@host pid N`, for leases and the history."""
+    import getpass  # not at the top: `rotator status` needs no owner, and socket takes milliseconds to import
+    import socket
+
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
@@ -87,7 +88,7 @@ class Runtime:
         self.config = config
         self.clock = clock
         self.monotonic = monotonic
-        self.owner = owner or default_owner()
+        self._owner = owner
         self._sleep = sleep
         self._lock = threading.RLock()
         self._stores: dict[str, SecretStore] = dict(stores or {})
@@ -109,6 +110,14 @@ class Runtime:
         are on, and no new one starts. What is left is finished by `rotator resume` or the next tick."""
         self.reload_tick: ReloadTick | None = None
         """During a scheduler tick, what it knows of its reloads (rotator/rotation/reload_tick.py); None otherwise."""
+
+    @property
+    def owner(self) -> str:
+        """Who holds this runtime's leases and started its rotations (`default_owner` unless given), worked out
+        when first asked: `rotator status` takes no lease and never asks."""
+        if not self._owner:
+            self._owner = default_owner()
+        return self._owner
 
     # ----------------------------------------------------------------- time
 
@@ -211,6 +220,8 @@ class Runtime:
         caller decides what an unreadable store means (rotation.revocation.checked_holdings): a scheduled revoke
         waits for it, an emergency revokes anyway and says so. The stores in `fresh` (the rotating credential's own)
         must be readable: their errors are raised, as by `holdings`."""
+        from rotator.rules.identity import Survey, Unreadable  # here: `rotator status` reads no holdings
+
         found: list[Holding] = []
         unreadable: list[Unreadable] = []
         for name in self.config.stores:
@@ -225,6 +236,7 @@ class Runtime:
 
     def _held_in(self, name: str, *, fresh: bool) -> list[Holding]:
         from backends.base import Fingerprinted
+        from rotator.rules.identity import Holding
 
         store = self.store(name)
         mark = store.fingerprint() if isinstance(store, Fingerprinted) else None

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from rotator.core.errors import RotatorError
 from rotator.core.model import Stage
 from rotator.core.timestamps import format_timestamp
-from rotator.rules import consumers, machine
+from rotator.rules import machine
 from rotator.rules.record import Phase, RotationRecord
 
 if TYPE_CHECKING:
@@ -65,6 +65,8 @@ def _consumers(record: RotationRecord | None, total: int) -> str | None:
     """The consumers line while the old key waits on them (issue 19), from the record: status never polls."""
     if record is None or not _waits_on_consumers(record, total):
         return None
+    from rotator.rules import consumers  # here: only a rotation waiting on consumers has a line to show
+
     return consumers.progress(record.unmoved, record.consumers_moved_at, total)
 
 

@@ -10,7 +10,7 @@ import shlex
 from datetime import timedelta
 from pathlib import Path
 
-from rotator.cli.commands import daemon
+from rotator.cli import daemon
 from rotator.config.loader import DEFAULT_RETRY_BUDGET, DEFAULT_VERIFY_TIMEOUT
 from rotator.core.durations import parse_duration
 from rotator.core.errors import ExitCode
