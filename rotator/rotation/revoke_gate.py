@@ -111,7 +111,7 @@ def attest(ctx: RotationContext, record: RotationRecord, journal: Journal) -> Ro
         credential=ctx.cred.name,
         wait=ctx.cred.consumer_wait.total_seconds(),
         monotonic=runtime.monotonic,
-        sleep=runtime.stopping.wait,
+        sleep=runtime.pause,
         between=between,
     )
     now = runtime.clock()

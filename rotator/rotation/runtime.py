@@ -129,12 +129,25 @@ class Runtime:
 
     def sleep(self, seconds: float) -> None:
         """Sleep, counted for the process and for the rotation this thread is metering."""
+        self._count_wait(seconds)
+        self._sleep(seconds)
+
+    def pause(self, seconds: float) -> bool:
+        """Wait like `sleep` (counted the same way, through the injected sleep), but end early when the process is
+        asked to stop; True then. Why: a wait of minutes (polling consumers) must not hold up a stop request, and a
+        test's fake clock must see the wait, which `stopping.wait` alone would spend in real time."""
+        self._count_wait(seconds)
+        if self._sleep is time.sleep:
+            return self.stopping.wait(seconds)
+        self._sleep(seconds)
+        return self.stopping.is_set()
+
+    def _count_wait(self, seconds: float) -> None:
         with self._lock:
             self._waited += seconds
         meter: Meter | None = getattr(self._local, "meter", None)
         if meter is not None:
             meter.waited += seconds
-        self._sleep(seconds)
 
     @contextmanager
     def metering(self, meter: Meter) -> Iterator[Meter]:
