@@ -17,7 +17,7 @@ the truth.
 
 What is checked (the property test's I1, with consumers): a consumer's key is always one Bluum accepts, after every
 step and at the moment any key dies, except where a person or an emergency took that risk and the rotation said so,
-or where a rollback revoked the new key (not gated yet). See `Fleet.dying` and `Fleet.check`.
+and a rollback revokes the new key only under the same rule (ROLLBACK_GATED). See `Fleet.dying` and `Fleet.check`.
 """
 
 from __future__ import annotations
@@ -72,11 +72,11 @@ TIMEOUT = timedelta(seconds=5)
 real_poll_once = poll.poll_once
 """The poller's own `poll_once`, kept before a test replaces the module's name with `Fleet.poll_once`."""
 
-ROLLBACK_GATED = False
+ROLLBACK_GATED = True
 """Whether a rollback waits for consumers to move back before it revokes the new key (issue 19, "Rollback is a
-rotation in reverse"). Not built yet: tests/e2e/test_consumers_env.py holds it as a strict xfail. Until then a consumer
-still on the new key when a rollback revokes it is excused here (and counted in the statistics); set this to True
-with that change, and the property test holds rollbacks to the same rule as revokes of the old key."""
+rotation in reverse": rotator/rotation/reverse.py). It does: the property test holds rollbacks to the same rule as
+revokes of the old key (a consumer on the new key when a rollback revokes it is excused only when an override named
+it)."""
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,9 @@ The invariants are checked where they can break and after every example:
   (a) as the old key of an emergency rotation or of one a person overrode (`revoked_over`), and then the record,
       from which the revoke's report, the history and the notification are made, names every consumer holding K
       among those not on the new key (`unmoved`); or
-  (b) as the new key of a rotation rolling back: not gated yet (issue 19, "Rollback is a rotation in reverse";
-      tests/property_consumers.ROLLBACK_GATED, and the strict xfail below), counted in the statistics.
+  (b) as the new key of a rotation rolling back, only as in (a): a person overrode the rollback's wait and the record
+      names them (issue 19, "Rollback is a rotation in reverse": tests/property_consumers.ROLLBACK_GATED is True, so
+      the xfail below no longer applies).
   And whoever holds it, the old key of a rotation with consumers, neither emergency nor overridden, dies only once
   every consumer reported the new key (`consumers_moved_at`). So a consumer that attested the key it still holds is
   never served a dead key unless an emergency or a person named it (a), or a rollback took it (b); and one that
