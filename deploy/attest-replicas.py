@@ -17,7 +17,7 @@ new key's while another replica still calls with the old one.)
     attest-replicas.py ecs --cluster prod --service trading --port 9001 [--path /-/bluum-key]
         each task that is running or still stopping (`aws ecs list-tasks`, `describe-tasks`), over HTTP to the task's
         private IP (awsvpc network mode), so the rotator must run inside the VPC.
-    attest-replicas.py lambda --function-name trading-orders
+    attest-replicas.py lambda --function-name trading-orders [--qualifier live]
         invokes the function once with {"bluum_attest": true}; its handler answers {"fingerprint": ...} from the key
         it holds in memory (README "Consumers", Lambda). That proves one execution environment, see the README.
 
@@ -157,6 +157,7 @@ def lambda_replicas(args: argparse.Namespace) -> list[Replica]:
                 event.write('{"bluum_attest": true}')
             # fileb:// reads the payload as raw bytes in aws CLI v1 and v2 alike (v2 takes a bare --payload as base64)
             argv = ["aws", "lambda", "invoke", "--function-name", args.function_name, "--payload", f"fileb://{probe}"]
+            argv += ["--qualifier", args.qualifier] if args.qualifier else []
             meta = json.loads(run([*argv, "--output", "json", out], args.replica_timeout + 10))
             if meta.get("FunctionError") or meta.get("StatusCode") != 200:
                 return None  # aws lambda invoke exits 0 when the function itself failed
@@ -209,6 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ecs.add_argument("--port", required=True)
     fn = kinds.add_parser("lambda")
     fn.add_argument("--function-name", required=True)
+    fn.add_argument("--qualifier", help="the alias or version callers invoke (default: $LATEST)")
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:

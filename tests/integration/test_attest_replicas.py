@@ -251,6 +251,10 @@ def test_lambda_probe_answers_and_a_function_error_exits_3(tools: Path) -> None:
     assert (done.returncode, done.stdout) == (0, NEW + "\n"), done.stderr
     argv = calls(tools, "aws")[-1]
     assert argv[argv.index("--payload") + 1].startswith("fileb://"), "raw bytes in aws CLI v1 and v2 alike"
+    assert "--qualifier" not in argv
+    assert attest("lambda", "--function-name", "trading-orders", "--qualifier", "live").returncode == 0
+    argv = calls(tools, "aws")[-1]
+    assert argv[argv.index("--qualifier") + 1] == "live", "the alias callers invoke"
     failed = {**meta, "FunctionError": "Unhandled"}
     error = json.dumps({"errorMessage": "boom", "errorType": "RuntimeError"})
     program(tools, "aws", {"lambda invoke": {"stdout": json.dumps(failed), "write": error}})
