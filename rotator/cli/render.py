@@ -25,12 +25,12 @@ __all__ = ["finish", "history_lines", "json_text", "print_event", "row_dict", "s
 
 def print_event(event: RotationEvent) -> None:
     """A line per step for the person at the terminal; the command's outcome is printed by `finish`."""
-    from rotator.core.durations import format_duration
+    from rotator.core.durations import format_measured
     from rotator.core.events import OBSERVATIONS, EventKind
 
     if event.kind in (EventKind.COMPLETED, EventKind.ROLLED_BACK, EventKind.STOPPED) or event.kind in OBSERVATIONS:
         return  # the outcome lines say it; a tick's findings go to the log and the notification sinks
-    timing = f"  ({format_duration(event.seconds, places=2)})" if event.seconds is not None else ""
+    timing = f"  ({format_measured(event.seconds)})" if event.seconds is not None else ""
     who = f"{event.credential}: " if PROMPT.many else ""  # several rotations at once: say whose line it is
     click.echo(f"  {who}{event.step:<9} {event.message}{timing}")
 

@@ -115,6 +115,15 @@ def format_duration(value: timedelta | float, *, places: int = 3, coarse: bool =
     return "".join(parts) or "0s"
 
 
+def format_measured(seconds: float, *, places: int = 2) -> str:
+    """A time measured on a clock (how long a step took), as `format_duration` prints it with `places` decimals, except
+    a time too short to show at that precision: "<0.01s", not "0s", which reads as a step that took no time at all
+    (or was skipped). Exactly 0 stays "0s" (nothing was measured: a fake clock)."""
+    if seconds > 0 and round(seconds * 10**places) == 0:
+        return "<" + format_duration(10**-places, places=places)
+    return format_duration(seconds, places=places)
+
+
 def _coarse(seconds: float) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= 2 * size:

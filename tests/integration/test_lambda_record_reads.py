@@ -6,9 +6,10 @@ setSecret, testSecret and finishSecret reads, with the handler in this process, 
 and DynamoDB, and the Bluum simulator behind it.
 
 Before issue 18 createSecret read the record twice under its lease (once to decide, once more to start). testSecret
-still reads it once more, without a lease, before it takes one: whether a rotation under the token exists at all
+asks for it once more, without a lease, before it takes one: whether a rotation under the token exists at all
 decides whether this is Secrets Manager testing the configuration, which must take no lease and leave no ledger item
-(test_trust_lambda.py); reading that under the lease would need the ledger's acquire to hand over the record it read.
+(test_trust_lambda.py). The ledger takes its lease on the item as read then, and answers the read under the lease from
+it (no request): test_lambda_ledger_requests.py counts DynamoDB's reads, one per step.
 """
 
 from __future__ import annotations

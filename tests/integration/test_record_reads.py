@@ -123,7 +123,8 @@ def test_a_rotate_command_reads_its_record_twice_before_it_writes(
 
 def test_a_lambda_step_reads_its_record_once(function: Lambda, monkeypatch: pytest.MonkeyPatch) -> None:
     """createSecret read it twice before (under the lease, then again to start); setSecret and finishSecret once.
-    testSecret reads it once more, outside the lease, to tell Secrets Manager's configuration test from a rotation."""
+    testSecret asks once more, outside the lease, to tell Secrets Manager's configuration test from a rotation; the
+    ledger answers the read under the lease from that one (test_lambda_ledger_requests.py counts DynamoDB's reads)."""
     tally = counting(monkeypatch, AwsStore)
     token = function.start_rotation()
     reads = {}
