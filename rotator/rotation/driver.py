@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from rotator.core.durations import format_duration
 from rotator.core.errors import (
@@ -53,6 +53,7 @@ TAKEOVER_SECONDS = LEASE_TTL_SECONDS + IN_FLIGHT_SECONDS
 """With the defaults, how long after its last renewal another runner may take a lease over."""
 
 StepFunction = Callable[[RotationContext, RotationRecord, "Driver"], RotationRecord]
+T = TypeVar("T")
 
 FORWARD: dict[Step, StepFunction] = {
     Step.CREATE: steps.create,
@@ -112,6 +113,8 @@ class RecordKeeper:
         self._version = 0
         self._read: tuple[str, RotationRecord | None] | None = None
         self._renewing = False
+        self._released = False
+        """The lease went with the last record write (`write(last=True)`): nothing is left to release."""
         self._guard: ExitStack | None = None
 
     @property
@@ -129,6 +132,7 @@ class RecordKeeper:
             raise RotationInProgress(f"{self._credential}: {exc}") from exc
         self._clock.renewed(sent, granted=self._granted(self._lease, sent))
         self._read = None
+        self._released = False
         self._guard = ExitStack()
         self._guard.enter_context(guarding(self.before_request))
         return self
@@ -149,7 +153,7 @@ class RecordKeeper:
         if guard is not None:
             guard.close()
         lease, self._lease = self._lease, None
-        if lease is None:
+        if lease is None or self._released:
             return
         try:
             self._ledger.release(lease)
@@ -193,10 +197,44 @@ class RecordKeeper:
             return self._read[1]
         return self.read(store=store)
 
-    def write(self, record: RotationRecord) -> None:
+    def write(self, record: RotationRecord, *, last: bool = False) -> None:
+        """Write `record` under the lease. `last`: nothing more is written under this lease (a completed rotation):
+        a ledger that keeps the record and the lease in one document releases the lease in the same write."""
+        from backends.ledger import DocumentLedger  # lazily, as every store import
+
         self.hold()  # renewed only when the lease clock says it is due; checked always
         self._read = None
+        if last and isinstance(self._ledger, DocumentLedger):
+            self._version = self._ledger.write_last_record(record.to_dict(), lease=self.lease, version=self._version)
+            self._released = True
+            return
         self._version = self._ledger.write_record(record.to_dict(), lease=self.lease, version=self._version)
+
+    def write_along(self, record: RotationRecord, change: Callable[[], T], *, last: bool = False) -> T:
+        """`change` (a stage move in the primary), then `record` (`last`: as by `write`). When the ledger keeps the
+        record in the document that move writes (`DocumentLedger`), that one check-and-set write carries both (issue
+        18): the record is then written with the change or not at all, never before it. Otherwise, or when the move
+        writes nothing, the record is written after it as by `write`."""
+        from backends.ledger import DocumentLedger  # lazily, as every store import
+
+        ledger = self._ledger
+        if not isinstance(ledger, DocumentLedger):
+            done = change()
+            self.write(record, last=last)
+            return done
+        self.hold()
+        ledger.carry_record(record.to_dict(), lease=self.lease, version=self._version, last=last)
+        try:
+            done = change()
+        finally:
+            carried = ledger.carried()
+            if carried is not None:  # written with the change, even when something after it in `change` failed
+                self._read = None
+                self._version = carried
+                self._released = last
+        if carried is None:
+            self.write(record, last=last)
+        return done
 
     def keepalive(self) -> None:
         """Renew the lease once a third of its time has passed; LeaseLost when someone else holds it now."""
@@ -282,7 +320,12 @@ class Driver:
     # ----------------------------------------------------------------- the journal
 
     def save(self, record: RotationRecord, point: str) -> RotationRecord:
-        self.keeper.write(record)
+        self.keeper.write(record, last=record.phase is Phase.COMPLETED)  # completed: nothing follows under this lease
+        reached(point)
+        return record
+
+    def save_along(self, record: RotationRecord, point: str, change: Callable[[], object]) -> RotationRecord:
+        self.keeper.write_along(record, change, last=record.phase is Phase.COMPLETED)
         reached(point)
         return record
 
