@@ -47,9 +47,30 @@ class TickRecorder(Protocol):
 def run_due_each(
     service: RotationService, *, concurrency: int | None = None, on_done: Callable[[Outcome], None] | None = None
 ) -> list[Outcome]:
-    """The fleet step: `run_due` for every credential, concurrently within the fleet's limits."""
+    """The fleet step: `run_due` for every credential, concurrently within the fleet's limits.
+
+    Credentials whose reload actions are shared (one application reads the keys of several) go in two passes, so
+    that each shared action runs once, after all of them were promoted (rotator/rotation/reload_tick.py): the first
+    pass stops them before their reload, the second resumes them."""
+    from rotator.rotation.reload import shared_reloads
+    from rotator.rotation.reload_tick import sharing
+
     names = list(service.config.credentials)
-    return run_each(service, names, service.run_due, concurrency=concurrency, on_done=on_done)
+    shared = shared_reloads(service.config)
+    if not shared:
+        return run_each(service, names, service.run_due, concurrency=concurrency, on_done=on_done)
+    with sharing(service.runtime, shared) as tick:
+
+        def first_heard(outcome: Outcome) -> None:
+            if on_done is not None and outcome.credential not in tick.deferred:
+                on_done(outcome)  # a deferred credential's outcome is the second pass's
+
+        outcomes = run_each(service, names, service.run_due, concurrency=concurrency, on_done=first_heard)
+        tick.second_pass()
+        later = [name for name in names if name in tick.deferred]
+        second = run_each(service, later, service.run_due, concurrency=concurrency, on_done=on_done)
+    finished = {outcome.credential: outcome for outcome in second}
+    return [finished.get(outcome.credential, outcome) for outcome in outcomes]
 
 
 def run_tick(

@@ -111,6 +111,9 @@ class RotationContext:
     meter: Meter = field(default_factory=Meter)
     step_seconds: float = 0.0
     """Time this command spent in forward steps, and how much of it was waiting (for the done line)."""
+    scheduled: bool = False
+    """The scheduler's run (`run-due`, the daemon's tick), not a person's command: a failed reload is retried only
+    once its backoff passed (rotator/rules/reload_retry.py)."""
 
     @property
     def primary(self) -> SecretStore:

@@ -133,9 +133,13 @@ class Driver:
                 return self._wait_for_grace(record)
             if ctx.runtime.stopping.is_set():
                 return self._stopped_on_request(record, step)
+            if step is Step.ROLLBACK and (waiting := reload.rollback_not_now(ctx, record)) is not None:
+                return Outcome(cred.name, ExitCode.INCOMPLETE, waiting, record)  # its reload's backoff
             if step is Step.ROLLBACK:
                 record = self._roll_back(record, record.failure or "interrupted before the new key was stored")
                 return self._finished(record)
+            if step is Step.RELOAD and (held := reload.not_now(ctx, record)) is not None:
+                return Outcome(cred.name, held[0], held[1], record)  # a failed reload's backoff; a tick's shared reload
             try:
                 if step is Step.AWAIT_OPERATOR_REVOKE:
                     record, done = revocation.operator_revoke(ctx, record, self)

@@ -8,7 +8,7 @@ from rotator.core.faultpoints import reached
 from rotator.core.model import Stage
 from rotator.rotation.context import Journal, RotationContext
 from rotator.rotation.old_key_guard import check_restorable
-from rotator.rotation.reload import configured, reload_back
+from rotator.rotation.reload import RELOADS_CLEARED, configured, reload_back
 from rotator.rotation.revocation import revoke_rotation_keys
 from rotator.rules import machine
 from rotator.rules.record import Phase, RotationRecord
@@ -27,7 +27,11 @@ def roll_back(
         if record.phase is not Phase.ROLLING_BACK:
             record = journal.save(
                 record.advance(
-                    Phase.ROLLING_BACK, ctx.runtime.clock(), failure=reason, rollback_from=record.phase.value
+                    Phase.ROLLING_BACK,
+                    ctx.runtime.clock(),
+                    failure=reason,
+                    rollback_from=record.phase.value,
+                    **RELOADS_CLEARED,  # from here on the reloads are for the old key
                 ),
                 "rolling_back.record",
             )
@@ -37,7 +41,7 @@ def roll_back(
             store.restore_previous(record.token)
             reached(f"restore.{store.name}")
         if machine.reload_on_rollback(record) and configured(ctx):
-            reload_back(ctx, record, journal)
+            record = reload_back(ctx, record, journal)
         revoke_rotation_keys(
             ctx, record, journal, why="the new key of a rolled-back rotation", point="revoke_new.bluum"
         )

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from rotator.config.loader import Config, CredentialConfig
     from rotator.issuers.base import Issuer
     from rotator.issuers.bluum import ManagerKey
+    from rotator.rotation.reload_tick import ReloadTick
 
 __all__ = ["HOLDINGS_TTL", "Meter", "Runtime", "Survey", "Unreadable", "default_owner"]
 
@@ -106,6 +107,8 @@ class Runtime:
         self.stopping = threading.Event()
         """Set when the process is asked to stop (the daemon's SIGTERM): rotations in hand stop after the step they
         are on, and no new one starts. What is left is finished by `rotator resume` or the next tick."""
+        self.reload_tick: ReloadTick | None = None
+        """During a scheduler tick, what it knows of its reloads (rotator/rotation/reload_tick.py); None otherwise."""
 
     # ----------------------------------------------------------------- time
 

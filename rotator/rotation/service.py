@@ -265,8 +265,10 @@ class RotationService:
             ctx.skip_grace = ctx.skip_grace or record.emergency
             ctx.emergency = record.emergency
             driver = Driver(ctx, keeper, self.bus)
-            message = f"resuming rotation {record.token[:8]} of {name} from {record.phase.value}"
-            driver.publish(EventKind.RESUMED, record, "resume", message)
+            tick = self.runtime.reload_tick
+            if tick is None or not tick.continues(name, record.token):  # not the tick's own second pass
+                message = f"resuming rotation {record.token[:8]} of {name} from {record.phase.value}"
+                driver.publish(EventKind.RESUMED, record, "resume", message)
             return driver.run(record)
 
     def step(self, name: str, step: str, *, token: str, new_pair: StoredKey | None = None) -> Outcome:
@@ -341,7 +343,7 @@ class RotationService:
 
         Never waits on a person: a manual credential that is due is reported (exit 4) with what to do.
         """
-        ctx = self.context(name)
+        ctx = self.context(name, scheduled=True)
         record = self.runtime.read_record(
             ctx.cred
         )  # to decide; the rotation or the resume reads it again under the lease

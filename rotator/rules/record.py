@@ -73,6 +73,14 @@ class RotationRecord:
     rollback_from: str | None = None
     """The phase a rollback started from: from promote on, applications may have loaded the new key, so the rollback
     runs the reload actions again before it revokes it (machine.reload_on_rollback)."""
+    reload_failures: int = 0
+    """How many times in a row this rotation's reload step failed (rotator/rules/reload_retry.py: the scheduler's
+    backoff grows with it)."""
+    reload_failed_at: float | None = None
+    """When its reload step last failed: the scheduler's next try is counted from it."""
+    reloads_done: tuple[str, ...] = ()
+    """The reload actions (rotator/rotation/reload.py `action_key`: the store and a hash of the action, never the
+    action itself) that succeeded for this rotation's new key: a retry does not run them again."""
 
     def advance(self, phase: Phase, now: float, **changes: Any) -> RotationRecord:  # noqa: ANN401 - field values
         """A copy at `phase`, with `changes` applied and `updated_at` set."""
@@ -92,6 +100,7 @@ class RotationRecord:
                 raise ValueError(f"unsupported record version {data.get('version')!r}")
             values = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
             values["phase"] = Phase(values["phase"])
+            values["reloads_done"] = tuple(values.get("reloads_done", ()))  # a JSON list; absent in older records
             return cls(**values)
         except (KeyError, TypeError, ValueError) as exc:
             raise StoreCorrupt(
