@@ -138,3 +138,15 @@ def test_bad_tables_are_problems_that_never_echo_the_value(tmp_path, table):
     assert "leak_reports" in str(caught.value)
     assert "8f3e" not in str(caught.value)
     assert "inline" not in str(caught.value)
+
+
+def test_the_readme_documents_every_key_and_the_protocol_page_exists():
+    from rotator.config.leak_reports import LEAK_REPORT_KEYS
+
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    for key in LEAK_REPORT_KEYS:
+        assert f"| `{key}` |" in readme, key
+    page = (root / "docs" / "leak-reports.md").read_text()
+    for name in ("X-Rotator-Timestamp", "X-Rotator-Signature", *(reason.value for reason in Refusal)):
+        assert name in page, name
