@@ -13,7 +13,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import secrets
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -145,6 +148,7 @@ def test_a_signed_report_rotates_that_credential_and_the_old_key_gets_401(ws: Wo
     daemon.wait_for(rf"leak report {first_id}: emergency rotation ended", stream="err")
     assert ws.current_id() != ws.first.info.id
     assert ws.current_id("mirror.env", "TRADING_") == ws.current_id()
+    ws.pair_in()  # the new key's secret: watched by the leak guard from here on
     assert ws.active_ids() == {ws.current_id()}, "one active key: the new one"
     assert len(ws.investor_keys()) == 2, "one rotation, not two"
     assert refused_counts(base)["replay"] == 1
@@ -254,3 +258,30 @@ def test_a_leak_reports_table_without_a_listener_or_its_key_refuses_to_start(ws:
     no_key = ws.run("daemon", *QUIET, *LISTEN, env={SECRET_ENV: ""})
     assert no_key.returncode == ExitCode.BAD_INPUT, no_key.stderr
     assert "leak_reports.secret_env" in no_key.stderr
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "leak-reports.md"
+
+
+def docs_block(language: str) -> str:
+    text = DOCS.read_text()
+    start = text.index(f"```{language}\n", text.index("### Signing")) + len(f"```{language}\n")
+    return text[start : text.index("```", start)]
+
+
+@pytest.mark.parametrize("language", ["python", "sh"])
+def test_the_signing_recipes_in_the_docs_are_accepted(ws: Workspace, key: str, language: str, tmp_path: Path):
+    """docs/leak-reports.md's own lines, pointed at this daemon: authentic (not bad_signature); their placeholder
+    fingerprint names no key here, so the answer is unknown_key and nothing changes."""
+    daemon, base = start(ws)
+    files, keys = ws.snapshot(), ws.sim.keys()
+    script = docs_block(language).replace("http://127.0.0.1:9464", base)
+    run = [sys.executable, "-c", script] if language == "python" else ["sh", "-c", script]
+    done = subprocess.run(run, capture_output=True, text=True, env={**os.environ, SECRET_ENV: key}, timeout=30)
+    ws.guard.check(done.stdout + done.stderr, f"docs {language} recipe")
+    assert "unknown_key" in done.stdout + done.stderr, done.stdout + done.stderr
+    assert refused_counts(base)["unknown_key"] == 1
+    assert refused_counts(base)["bad_signature"] == 0
+    assert ws.snapshot() == files
+    assert ws.sim.keys() == keys
+    assert daemon.stop() == ExitCode.OK, daemon.tail()
