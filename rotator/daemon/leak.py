@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from rotator.core.errors import ConfigError, RotatorError
+from rotator.core.errors import ConfigError, ExitCode, RotatorError
 from rotator.core.model import Stage
 from rotator.rules.leak_report import (
     SIGNATURE_HEADER,
@@ -118,6 +118,9 @@ class LeakDesk:
         self._running: dict[str, str] = {}
         """Credential -> the id of the report whose emergency rotation is running."""
         self._threads: list[threading.Thread] = []
+        self._rotated: dict[str, tuple[str, str]] = {}
+        """Fingerprint of a key a report's emergency replaced -> (that report's id, the credential): a scanner that
+        reports the same key again is told it is done, not that the key is unknown (kept while the daemon runs)."""
         self.refused = Counter(
             "bluum_rotator_leak_reports_refused",
             "Leak reports that changed nothing, by reason (bad_signature, stale_timestamp, replay, unknown_key, ...).",
@@ -132,7 +135,7 @@ class LeakDesk:
             ["result"],
             registry=registry,
         )
-        for result in ("started", "in_progress"):
+        for result in ("started", "in_progress", "already_rotated"):
             self.accepted.labels(result=result)
 
     @property
@@ -195,6 +198,14 @@ class LeakDesk:
         service = self._service()
         currents, unreadable = self._currents(service)
         found = match_current(report, currents, unreadable)
+        if found is Refusal.UNKNOWN_KEY and report.fingerprint in self._rotated:
+            first, name = self._rotated[report.fingerprint]
+            self.accepted.labels(result="already_rotated").inc()
+            log.info(
+                "leak report: that key was replaced by an earlier report's emergency",
+                extra={"fields": {"report": first, "credential": name, "fingerprint": report.fingerprint}},
+            )
+            return Answer(200, {"status": "already_rotated", "id": first, "credential": name})
         if isinstance(found, Refusal):
             return self.refuse(found, client, report.fingerprint)
         report_id = "lr-" + uuid.uuid4().hex[:12]
@@ -241,6 +252,9 @@ class LeakDesk:
         try:
             outcome = service.rotate(name, emergency=True, reason=reason_text(report, report_id))
             fields["exit_code"] = int(outcome.exit_code)
+            if outcome.exit_code == ExitCode.OK:
+                with self._lock:
+                    self._rotated[report.fingerprint] = (report_id, name)
             log.warning(
                 "leak report %s: emergency rotation ended: %s", report_id, outcome.message, extra={"fields": fields}
             )

@@ -152,6 +152,10 @@ def test_a_signed_report_rotates_that_credential_and_the_old_key_gets_401(ws: Wo
     assert ws.active_ids() == {ws.current_id()}, "one active key: the new one"
     assert len(ws.investor_keys()) == 2, "one rotation, not two"
     assert refused_counts(base)["replay"] == 1
+    later = report(fingerprint=fingerprint(old.api_key), id="alert-42-resent")
+    status, answer = post(url, later, signed(key, later))
+    assert (status, answer) == (200, {"status": "already_rotated", "id": first_id, "credential": "trading"})
+    assert len(ws.investor_keys()) == 2, "a report of the replaced key starts nothing"
     lines = history_lines(ws)
     assert any(
         first_id in str(line.get("reason")) and "github-secret-scanning" in str(line.get("reason")) for line in lines
