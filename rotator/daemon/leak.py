@@ -209,6 +209,8 @@ class LeakDesk:
         if isinstance(found, Refusal):
             return self.refuse(found, client, report.fingerprint)
         report_id = "lr-" + uuid.uuid4().hex[:12]
+        if not service.mints(found):
+            return self._needs_person(service, found, report, report_id, client)
         with self._lock:
             running = self._running.get(found)
             if running is None:
@@ -228,6 +230,33 @@ class LeakDesk:
             self._threads.append(thread)
         thread.start()
         return Answer(202, {"status": "accepted", "id": report_id, "credential": found})
+
+    def _needs_person(self, service: RotationService, name: str, report: Report, report_id: str, client: str) -> Answer:
+        """A key only Bluum's dashboard can mint (`issuer = "manual"`) cannot be replaced unattended: refused, and
+        the notification sinks get an alert that says what to do (a person must make the new pair now)."""
+        from rotator.core.events import EventKind, RotationEvent
+
+        message = (
+            f"leak report {report_id} names the current key of {name} ({report.fingerprint}), which is minted in "
+            f"Bluum's dashboard: create a new pair there now, then run `rotator rotate {name} --emergency --reason "
+            f'"{reason_text(report, report_id)}" --new-key-file FILE`'
+        )
+        try:
+            service.bus.publish(
+                RotationEvent(
+                    kind=EventKind.ALERT,
+                    credential=name,
+                    step="leak_report",
+                    message=message,
+                    subject="leak_report_needs_person",
+                    actor=service.runtime.owner,
+                    at=service.now(),
+                )
+            )
+        except Exception:  # the alert must not turn the answer into a failure
+            log.exception("leak report: alert not announced", extra={"fields": {"report": report_id}})
+        answer = self.refuse(Refusal.NEEDS_PERSON, client, report.fingerprint)
+        return Answer(answer.status, {**answer.body, "id": report_id, "credential": name})
 
     def _currents(self, service: RotationService) -> tuple[dict[str, str | None], int]:
         """Each credential's current public key, as its primary store holds it; and how many could not be read."""

@@ -60,6 +60,7 @@ class Refusal(StrEnum):
     UNKNOWN_KEY = "unknown_key"
     AMBIGUOUS_KEY = "ambiguous_key"
     STORE_UNREADABLE = "store_unreadable"
+    NEEDS_PERSON = "needs_person"
     NO_SECRET = "no_secret"  # noqa: S105 - a reason label: the key's variable is empty
 
     @property
@@ -81,6 +82,7 @@ _STATUS: Final = {
     Refusal.UNKNOWN_KEY: 422,
     Refusal.AMBIGUOUS_KEY: 422,
     Refusal.STORE_UNREADABLE: 503,
+    Refusal.NEEDS_PERSON: 409,
     Refusal.NO_SECRET: 503,
 }
 
@@ -125,7 +127,7 @@ def parse_report(body: bytes) -> Report | Refusal:
     tokens); other members are ignored. Anything else is MALFORMED."""
     try:
         data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: "[[[[..." nested past the stack
         return Refusal.MALFORMED
     if not isinstance(data, dict):
         return Refusal.MALFORMED

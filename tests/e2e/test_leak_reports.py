@@ -289,3 +289,18 @@ def test_the_signing_recipes_in_the_docs_are_accepted(ws: Workspace, key: str, l
     assert ws.snapshot() == files
     assert ws.sim.keys() == keys
     assert daemon.stop() == ExitCode.OK, daemon.tail()
+
+
+def test_a_key_only_the_dashboard_mints_is_refused_with_an_alert(ws: Workspace, key: str):
+    """The tenant key (`issuer = "manual"`): nothing can replace it unattended, so nothing changes, and the alert
+    tells whoever watches the sinks to make the new pair now."""
+    daemon, base = start(ws)
+    files, keys = ws.snapshot(), ws.sim.keys()
+    body = report(public_key=ws.tenant_pair.api_key)
+    status, answer = post(base + "/leak-report", body, signed(key, body))
+    assert (status, answer["reason"], answer["credential"]) == (409, "needs_person", "tenant"), answer
+    daemon.wait_for(r"minted in Bluum's dashboard: create a new pair there now", stream="err")
+    assert ws.snapshot() == files
+    assert ws.sim.keys() == keys
+    assert refused_counts(base)["needs_person"] == 1
+    assert daemon.stop() == ExitCode.OK, daemon.tail()
