@@ -177,15 +177,15 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         settings = desk.settings if desk is not None else None
         if desk is None or settings is None or path != settings.path:
+            self.close_connection = True  # its body is not read
             self._send(404, "text/plain; charset=utf-8", b"not found: try /healthz or /metrics\n")
             return
         client = str(self.client_address[0])
         media = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
         length_text = self.headers.get("Content-Length", "")
-        if media != "application/json":
-            answer = desk.refuse(Refusal.WRONG_CONTENT_TYPE, client)
-        elif not length_text.isdigit() or int(length_text) > settings.max_body:
-            answer = desk.refuse(Refusal.TOO_LARGE, client)
+        if media != "application/json" or not length_text.isdigit() or int(length_text) > settings.max_body:
+            wrong_type = media != "application/json"
+            answer = desk.refuse(Refusal.WRONG_CONTENT_TYPE if wrong_type else Refusal.TOO_LARGE, client)
             self.close_connection = True  # the body is never read: the connection cannot serve another request
         else:
             body = self.rfile.read(int(length_text))
@@ -198,6 +198,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
 
