@@ -20,6 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,8 +28,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from rotator.attest import fingerprint
+from rotator.bluum.client import BluumClient
 from rotator.core.errors import ExitCode
-from tests.e2e.conftest import Workspace
+from rotator.core.model import CreatedKey, Environment
+from tests.e2e.conftest import Workspace, dotenv_text
 from tests.e2e.test_daemon import RUNNING, DaemonProcess, hold_at, http_get, wait_until
 
 pytestmark = pytest.mark.slow
@@ -118,6 +121,8 @@ def history_lines(ws: Workspace, name: str = "trading") -> list[dict[str, object
 
 def test_a_signed_report_rotates_that_credential_and_the_old_key_gets_401(ws: Workspace, key: str, tmp_path: Path):
     release = tmp_path / "release"
+    payments = add_payments(ws)
+    payments_file = (ws.root / "payments.env").read_bytes()
     daemon, base = start(ws, env=hold_at("pending.record", release))
     url = base + "/leak-report"
     old = ws.pair_in()
@@ -156,6 +161,9 @@ def test_a_signed_report_rotates_that_credential_and_the_old_key_gets_401(ws: Wo
     status, answer = post(url, later, signed(key, later))
     assert (status, answer) == (200, {"status": "already_rotated", "id": first_id, "credential": "trading"})
     assert len(ws.investor_keys()) == 2, "a report of the replaced key starts nothing"
+    assert (ws.root / "payments.env").read_bytes() == payments_file, "the other credential is left alone"
+    assert ws.works(payments.pair)
+    assert history_lines(ws, "payments") == []
     lines = history_lines(ws)
     assert any(
         first_id in str(line.get("reason")) and "github-secret-scanning" in str(line.get("reason")) for line in lines
@@ -227,20 +235,46 @@ def test_each_bad_report_changes_nothing_and_is_counted(ws: Workspace, key: str)
 
 def _mint_elsewhere(ws: Workspace, investor: str) -> str:
     """A key active at Bluum that no store of this rotator.toml holds: its public half."""
-    import uuid
+    return _mint(ws, investor).pair.api_key
 
-    from rotator.bluum.client import BluumClient
-    from rotator.core.model import Environment
 
+def _mint(ws: Workspace, investor: str) -> CreatedKey:
     with BluumClient(ws.sim.base_url) as client:
-        made = client.create_investor_key(
+        return client.create_investor_key(
             ws.tenant_pair,
             investor,
             name="elsewhere",
             environment=Environment.SANDBOX,
             idempotency_key=uuid.uuid4().hex,
         )
-    return made.pair.api_key
+
+
+def add_payments(ws: Workspace) -> CreatedKey:
+    """A second investor credential, `payments`, in its own dotenv file: the one a report about trading must leave
+    alone."""
+    investor = ws.sim.create_investor()
+    first = _mint(ws, investor)
+    (ws.root / "payments.env").write_text(dotenv_text(first.pair, "sandbox", ws.sim.base_url))
+    (ws.root / "payments.env").chmod(0o600)
+    ws.add_config(
+        f"""
+[stores.payments]
+type = "env"
+path = "payments.env"
+
+[credentials.payments]
+environment = "sandbox"
+base_url = "{ws.sim.base_url}"
+issuer = "bluum"
+investor_id = "{investor}"
+manager = "tenant"
+store = "payments"
+rotate_every = "90d"
+grace = "0s"
+"""
+    )
+    ws.sampled.append(("payments.env", "BLUUM_"))
+    return first
 
 
 def test_the_route_is_off_unless_configured(ws: Workspace):
