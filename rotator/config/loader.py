@@ -39,9 +39,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from rotator.config.consumers import Consumer, check_consumer_names
 from rotator.config.credentials import (
     CREDENTIAL_KEYS,
     DEFAULT_GRACE,
@@ -59,7 +58,6 @@ from rotator.config.credentials import (
     parse_credentials,
 )
 from rotator.config.endpoints import DEFAULT_API_KEYS_PATH, DEFAULT_CHECK_PATH, PRODUCTION_HOSTS, SANDBOX_HOSTS
-from rotator.config.leak_reports import LeakReportSettings, parse_leak_reports
 from rotator.config.ledger import LedgerSettings, parse_ledger
 from rotator.config.notifications import (
     NOTIFICATION_FORMATS,
@@ -113,6 +111,10 @@ from rotator.config.tables import (
 from rotator.config.trust import check_config_trusted
 from rotator.core.durations import parse_duration
 from rotator.core.errors import ConfigError
+
+if TYPE_CHECKING:  # imported by `_validate` only when the file has such a table (`rotator status` stays fast)
+    from rotator.config.consumers import Consumer
+    from rotator.config.leak_reports import LeakReportSettings
 
 # Besides this module's own names, every name the rest of the project has always imported from rotator.config.loader.
 __all__ = [
@@ -411,7 +413,7 @@ def _validate(
     fleet = parse_fleet(data.get("fleet"), problems)
     alerts = parse_alerts_table(data.get("alerts"), problems)
     ledger = parse_ledger(data.get("ledger"), problems, bluum, stores.values())
-    leak_reports = parse_leak_reports(data.get("leak_reports"), problems)
+    leak_reports = _leak_reports(data.get("leak_reports"), problems)
     rollouts = {name: (cred.rollout, cred.targets) for name, cred in credentials.items()}
     reloads = {name: store.reload for name, store in stores.items()}
     check_rollouts(rollouts, reloads, problems)
@@ -420,10 +422,16 @@ def _validate(
         for name, cred in credentials.items()
     }
     check_consumer_checks({name: cred.targets for name, cred in credentials.items()}, reloads, consumer_names, problems)
-    check_consumer_names(
-        {name: [(t, stores[t].consumers) for t in cred.targets if t in stores] for name, cred in credentials.items()},
-        problems,
-    )
+    if any(store.consumers for store in stores.values()):  # without consumers there is no name to repeat
+        from rotator.config.consumers import check_consumer_names
+
+        check_consumer_names(
+            {
+                name: [(t, stores[t].consumers) for t in cred.targets if t in stores]
+                for name, cred in credentials.items()
+            },
+            problems,
+        )
     if problems.items or bluum is None or history is None or fleet is None or ledger is None:
         raise ConfigProblems(source, problems.items)
     return Config(
@@ -439,6 +447,16 @@ def _validate(
         ledger=ledger,
         leak_reports=leak_reports,
     )
+
+
+def _leak_reports(value: object, problems: Problems) -> LeakReportSettings | None:
+    """`[leak_reports]` by rotator/config/leak_reports.py, imported only when the file has that key: without it the
+    route is off (None), and a command that loads the file (`rotator status`) does not pay for the module."""
+    if value is None:
+        return None
+    from rotator.config.leak_reports import parse_leak_reports
+
+    return parse_leak_reports(value, problems)
 
 
 _TOML_SCALARS: Final = (str, int, float, bool, datetime, date, time)

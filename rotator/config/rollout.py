@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from rotator.config.reloads import ReloadAction
 from rotator.config.tables import Problems, Table
 from rotator.core.durations import format_duration
 from rotator.rules.rollout import BatchSize, parse_batch
+
+if TYPE_CHECKING:
+    from rotator.config.reloads import ReloadAction  # a type only: a file without reload actions never imports it
 
 ROLLOUT_KEYS: Final = ("reload_batch", "health_timeout")
 DEFAULT_HEALTH_TIMEOUT: Final = timedelta(seconds=60)

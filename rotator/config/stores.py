@@ -15,12 +15,14 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from rotator.config.consumers import CONSUMERS_KEY, Consumer, parse_consumers
-from rotator.config.reloads import RELOAD_KEY, ReloadAction, parse_reload
 from rotator.config.tables import Problems, Table, did_you_mean, list_names, named_tables, show
 from rotator.core.urls import url_problem
+
+if TYPE_CHECKING:
+    from rotator.config.consumers import Consumer
+    from rotator.config.reloads import ReloadAction
 
 __all__ = [
     "DEFAULT_STATE_DIR",
@@ -74,6 +76,10 @@ DEFAULT_STATE_DIR: Final = "rotator-state"
 the application's, so an application's `git add -A` or image build cannot pick the secrets up."""
 
 RESERVED_STORE_OPTIONS: Final = ("name",)
+RELOAD_KEY: Final = "reload"
+"""reloads.RELOAD_KEY, named here too: a store without reload actions never imports rotator/config/reloads.py."""
+CONSUMERS_KEY: Final = "consumers"
+"""consumers.CONSUMERS_KEY, likewise: a store without consumers never imports rotator/config/consumers.py."""
 """Keyword arguments the engine passes to every store factory itself: a store's name is its table's name."""
 
 
@@ -128,8 +134,8 @@ def _parse_store(
         table.problem(key, "is reserved: a store is named by its table, [stores.NAME]", f"remove {key}")
     if reserved:
         return None
-    reload = parse_reload(table, base_dir)
-    consumers = parse_consumers(table, name, base_dir)
+    reload = _reload(table, base_dir)
+    consumers = _consumers(table, name, base_dir)
     if reload is None or consumers is None:
         return None
     options = {key: option for key, option in raw.items() if key not in ("type", RELOAD_KEY, CONSUMERS_KEY)}
@@ -144,6 +150,26 @@ def _parse_store(
     return StoreConfig(
         name=name, type=store_type, options=MappingProxyType(options), reload=reload, consumers=consumers
     )
+
+
+def _reload(table: Table, base_dir: Path) -> tuple[ReloadAction, ...] | None:
+    """The store's reload actions: () without a `reload` key, else what rotator/config/reloads.py makes of it.
+    Imported only then: `rotator status` over stores without reloads stays as fast as before they existed."""
+    if table.data.get(RELOAD_KEY) is None:
+        return ()
+    from rotator.config.reloads import parse_reload
+
+    return parse_reload(table, base_dir)
+
+
+def _consumers(table: Table, name: str, base_dir: Path) -> tuple[Consumer, ...] | None:
+    """The store's consumers: () without a `consumers` key, else what rotator/config/consumers.py makes of it
+    (imported only then, as reloads)."""
+    if table.data.get(CONSUMERS_KEY) is None:
+        return ()
+    from rotator.config.consumers import parse_consumers
+
+    return parse_consumers(table, name, base_dir)
 
 
 def _store_type(table: Table, store_types: Collection[str]) -> str | None:
