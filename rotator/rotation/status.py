@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from rotator.core.errors import RotatorError
 from rotator.core.model import Stage
 from rotator.core.timestamps import format_timestamp
-from rotator.rules import machine
+from rotator.rules import schedule  # not machine: status needs none of its steps
 from rotator.rules.record import Phase, RotationRecord
 
 if TYPE_CHECKING:
@@ -33,11 +33,11 @@ def status(runtime: Runtime) -> list[CredentialStatus]:
             rows.append(replace(row, exit_code=int(exc.exit_code)))
             continue
         since = record.current_since if record is not None else None
-        due = machine.next_due(since, cred.rotate_every)
+        due = schedule.next_due(since, cred.rotate_every)
         stage = "idle" if record is None or record.phase.terminal else record.phase.value
         if record is not None and record.phase is Phase.ROLLED_BACK:
             stage = "rolled back"
-        waiting = _waiting(cred.name, record, now, due, machine.retry_after_rollback(record, cred.rotate_every))
+        waiting = _waiting(cred.name, record, now, due, schedule.retry_after_rollback(record, cred.rotate_every))
         rows.append(
             CredentialStatus(
                 name=cred.name,

@@ -36,12 +36,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from enum import StrEnum
 
 from rotator.core.durations import format_duration
 from rotator.core.model import ApiKeyInfo, Environment, StoredKey
 from rotator.rules.record import ENROLLMENT, Phase, RotationRecord
+from rotator.rules.schedule import ROLLBACK_HOLD_OFF as ROLLBACK_HOLD_OFF  # the schedule's decisions, re-exported
+from rotator.rules.schedule import is_due as is_due
+from rotator.rules.schedule import next_due as next_due
+from rotator.rules.schedule import retry_after_rollback as retry_after_rollback
 
 KEY_NAME_PREFIX = "rotator"
 MAX_KEY_NAME = 120
@@ -377,33 +380,3 @@ def start_refusal(outcome: str, code: str | None, reason: str, *, key: str, cred
         f"and that Bluum answers (`rotator verify {credential}` repeats the check); if the key leaked, "
         f"`rotator rotate {credential} --emergency --reason TEXT` replaces it without calling it"
     )
-
-
-def next_due(current_since: float | None, rotate_every: timedelta) -> float | None:
-    """When the current key must be rotated; None when its age is unknown (seeded by hand)."""
-    if current_since is None:
-        return None
-    return current_since + rotate_every.total_seconds()
-
-
-def is_due(current_since: float | None, rotate_every: timedelta, now: float) -> bool:
-    """Unknown age counts as due: we cannot prove a hand-seeded key is younger than the policy allows."""
-    due = next_due(current_since, rotate_every)
-    return due is None or now >= due
-
-
-ROLLBACK_HOLD_OFF = timedelta(hours=6)
-"""The longest a scheduler waits, after a scheduled rotation rolled back, before it tries again (a tenth of the
-rotation period when that is shorter)."""
-
-
-def retry_after_rollback(record: RotationRecord | None, rotate_every: timedelta) -> float | None:
-    """When the scheduler may try again after the last rotation rolled back; None when it did not roll back.
-
-    Its key is still as old as before, so it is still due; but what made it fail (a key that never verifies, a store
-    that refuses) rarely mends itself in 15 minutes, and trying at every tick mints and revokes a key and pages each
-    time. A person can always try at once with `rotator rotate`.
-    """
-    if record is None or record.phase is not Phase.ROLLED_BACK:
-        return None
-    return record.updated_at + min(rotate_every / 10, ROLLBACK_HOLD_OFF).total_seconds()
