@@ -11,7 +11,6 @@ reads the value back with that reader's rules, and refuses a value the reader ca
 from __future__ import annotations
 
 import re
-import shlex
 from enum import StrEnum
 from typing import Final
 
@@ -88,6 +87,8 @@ def parse(value_text: str, reader: Reader) -> str:
     if reader is Reader.SHELL:
         if any(ch in value_text for ch in "$`") and not _single_quoted_only(value_text):
             raise Unrepresentable("the value uses $ or ` outside single quotes: the shell would expand it")
+        import shlex  # here: only a file a shell reads needs it (`rotator status` over python-dotenv files does not)
+
         try:
             words = shlex.split(value_text, comments=True, posix=True)
         except ValueError as exc:

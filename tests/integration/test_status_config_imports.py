@@ -17,8 +17,9 @@ from pathlib import Path
 from rotator.config import consumers, reloads, stores
 from tests.integration.test_cli_lazy_commands import imported_by
 
-NOT_FOR_STATUS = {"rotator.rules.machine"}
-"""The rotation's steps and verdicts: status needs only when a key is due (rotator/rules/schedule.py)."""
+NOT_FOR_STATUS = {"rotator.rules.machine", "shlex"}
+"""The rotation's steps and verdicts: status needs only when a key is due (rotator/rules/schedule.py); and how a shell
+reads a line (backends/dotenv_lines.py), for a file python-dotenv reads."""
 
 ONLY_WITH_THEIR_KEY = {"rotator.config.consumers", "rotator.config.reloads", "rotator.config.leak_reports"}
 """What parses a store's `consumers`, a store's `reload` and the `[leak_reports]` table."""
