@@ -41,6 +41,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
+from rotator.config.alerts import AlertSettings, parse_alerts_table
 from rotator.config.credentials import (
     CREDENTIAL_KEYS,
     DEFAULT_GRACE,
@@ -59,16 +60,6 @@ from rotator.config.credentials import (
 )
 from rotator.config.endpoints import DEFAULT_API_KEYS_PATH, DEFAULT_CHECK_PATH, PRODUCTION_HOSTS, SANDBOX_HOSTS
 from rotator.config.ledger import LedgerSettings, parse_ledger
-from rotator.config.notifications import (
-    NOTIFICATION_FORMATS,
-    NOTIFICATION_KEYS,
-    NOTIFICATION_TYPES,
-    AlertSettings,
-    SnsSettings,
-    WebhookSettings,
-    parse_alerts_table,
-    parse_notifications,
-)
 from rotator.config.rollout import check_consumer_checks, check_rollouts
 from rotator.config.settings import (
     BLUUM_KEYS,
@@ -115,6 +106,28 @@ from rotator.core.errors import ConfigError
 if TYPE_CHECKING:  # imported by `_validate` only when the file has such a table (`rotator status` stays fast)
     from rotator.config.consumers import Consumer
     from rotator.config.leak_reports import LeakReportSettings
+    from rotator.config.notifications import (
+        NOTIFICATION_FORMATS,
+        NOTIFICATION_KEYS,
+        NOTIFICATION_TYPES,
+        SnsSettings,
+        WebhookSettings,
+    )
+
+_FROM_NOTIFICATIONS: Final = frozenset(
+    {"NOTIFICATION_FORMATS", "NOTIFICATION_KEYS", "NOTIFICATION_TYPES", "SnsSettings", "WebhookSettings"}
+)
+"""Names this module has always exported, from rotator/config/notifications.py: imported when first asked for."""
+
+
+def __getattr__(name: str) -> object:
+    """`from rotator.config.loader import WebhookSettings` still works, without every load importing the module."""
+    if name in _FROM_NOTIFICATIONS:
+        from rotator.config import notifications
+
+        return getattr(notifications, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # Besides this module's own names, every name the rest of the project has always imported from rotator.config.loader.
 __all__ = [
@@ -409,7 +422,7 @@ def _validate(
     history = parse_history(data.get("history"), base_dir, problems)
     stores = parse_stores(data.get("stores"), base_dir=base_dir, store_types=store_types, problems=problems)
     credentials = parse_credentials(data, problems)
-    notifications = parse_notifications(data.get("notifications"), problems)
+    notifications = _notifications(data.get("notifications"), problems)
     fleet = parse_fleet(data.get("fleet"), problems)
     alerts = parse_alerts_table(data.get("alerts"), problems)
     ledger = parse_ledger(data.get("ledger"), problems, bluum, stores.values())
@@ -447,6 +460,15 @@ def _validate(
         ledger=ledger,
         leak_reports=leak_reports,
     )
+
+
+def _notifications(value: object, problems: Problems) -> tuple[WebhookSettings | SnsSettings, ...]:
+    """Every `[notifications.NAME]` by rotator/config/notifications.py, imported only when the file has the key."""
+    if value is None:
+        return ()
+    from rotator.config.notifications import parse_notifications
+
+    return parse_notifications(value, problems)
 
 
 def _leak_reports(value: object, problems: Problems) -> LeakReportSettings | None:

@@ -1,8 +1,8 @@
 """`rotator status` loads rotator.toml, and a file whose stores have no `reload` or `consumers` and which has no
-`[leak_reports]` table makes it import none of the modules that parse those (issue 18: status <= 2x `--help`):
-each is imported by the parse that meets its key. Nor does it import the rotation's machine (rotator/rules/machine.py):
-when a key is due is rotator/rules/schedule.py. When the keys are there, the modules are imported and the file
-is validated exactly as before: the same problems, the same exit code.
+`[leak_reports]` or `[notifications.NAME]` table makes it import none of the modules that parse those (issue 18:
+status <= 2x `--help`): each is imported by the parse that meets its key. Nor does it import the rotation's machine
+(rotator/rules/machine.py): when a key is due is rotator/rules/schedule.py. When the keys are there, the modules are
+imported and the file is validated exactly as before: the same problems, the same exit code.
 
 Beside tests/integration/test_cli_lazy_commands.py::test_status_imports_its_own_command_module_only, whose fresh
 process (`python -m rotator`, runpy) these checks share.
@@ -21,8 +21,13 @@ NOT_FOR_STATUS = {"rotator.rules.machine", "shlex"}
 """The rotation's steps and verdicts: status needs only when a key is due (rotator/rules/schedule.py); and how a shell
 reads a line (backends/dotenv_lines.py), for a file python-dotenv reads."""
 
-ONLY_WITH_THEIR_KEY = {"rotator.config.consumers", "rotator.config.reloads", "rotator.config.leak_reports"}
-"""What parses a store's `consumers`, a store's `reload` and the `[leak_reports]` table."""
+ONLY_WITH_THEIR_KEY = {
+    "rotator.config.consumers",
+    "rotator.config.reloads",
+    "rotator.config.leak_reports",
+    "rotator.config.notifications",
+}
+"""What parses a store's `consumers`, a store's `reload`, the `[leak_reports]` table and `[notifications.NAME]`."""
 
 
 def _config(folder: Path, store_extra: str = "", tail: str = "") -> Path:
@@ -50,7 +55,8 @@ def test_with_those_keys_status_imports_them(tmp_path: Path) -> None:
         'reload = [{ command = ["true"] }]\n'
         'consumers = [{ name = "trader-1", url = "http://127.0.0.1:9001/-/bluum-key" }]\n'
     )
-    tail = '\n[leak_reports]\nsecret_env = "LEAK_KEY"\n'
+    tail = '\n[leak_reports]\nsecret_env = "LEAK_KEY"\n\n[notifications.ops]\nurl = "http://127.0.0.1:9/hook"\n'
+    tail += 'secret_env = "HOOK_KEY"\n'
     loaded = imported_by("--config", str(_config(tmp_path, store_extra, tail)), "status")
     assert "rotator.rotation.status" in loaded
     assert loaded >= ONLY_WITH_THEIR_KEY
