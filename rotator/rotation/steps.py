@@ -57,7 +57,13 @@ def create(ctx: RotationContext, record: RotationRecord, journal: Journal) -> Ro
         token=record.token,
     )
     now = ctx.runtime.clock()
-    record = record.advance(record.phase, now, new_key_id=created.info.id, new_key_label=created.info.id)
+    record = record.advance(
+        record.phase,
+        now,
+        new_key_id=created.info.id,
+        new_key_label=created.info.id,
+        new_expires_at=created.info.expires_at,
+    )
     problem = machine.environment_violation(cred.environment, created.pair.environment, f"new key {created.info.id}")
     if problem:
         raise StepFailed(record, problem)
@@ -256,7 +262,13 @@ def clear(ctx: RotationContext, record: RotationRecord, journal: Journal) -> Rot
         reached(f"clear.{store.name}")
     now = ctx.runtime.clock()
     record = journal.save(
-        record.advance(Phase.COMPLETED, now, completed_at=now, current_since=record.verified_at or now),
+        record.advance(
+            Phase.COMPLETED,
+            now,
+            completed_at=now,
+            current_since=record.verified_at or now,
+            expires_at=record.new_expires_at,
+        ),
         "completed.record",
     )
     journal.emit(

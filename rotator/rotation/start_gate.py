@@ -1,0 +1,116 @@
+"""The schedulers' "may it start now" (allow and deny windows, the cap per paying key), over the ledger.
+
+rotator/rules/windows.py decides; this module only gathers what it needs: the clock, and for a cap the scheduled
+starts already made in this window by every credential that shares the paying key. That count comes from the
+records the ledger already keeps (each credential's latest `started_at`, non-emergency), so every runner that reaches
+the same stores (a second daemon, cron, the Lambda) counts the same starts without a counter of its own. Two runners
+deciding at the same instant can each see one start fewer than the other makes: the cap can be passed by the number
+of runners minus one in that race (the paying key's lease of issue 20's "Many hosts" removes it).
+
+A person's `rotate` and an emergency are never gated: `override_note` says which window they ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+from rotator.core.errors import ExitCode
+from rotator.core.timestamps import format_timestamp
+from rotator.rotation.driver import Outcome
+
+if TYPE_CHECKING:
+    from rotator.config.credentials import CredentialConfig
+    from rotator.rotation.runtime import Runtime
+    from rotator.rules.record import RotationRecord
+    from rotator.rules.windows import Verdict
+
+__all__ = ["noted", "override_note", "scheduled_start", "verdict"]
+
+
+def verdict(runtime: Runtime, cred: CredentialConfig) -> Verdict | None:
+    """The windows' decision for `cred` now; None when it has no windows and no cap (nothing to decide)."""
+    schedule = cred.windows
+    if not schedule.gated:
+        return None
+    from rotator.rules import windows
+
+    now = runtime.clock()
+    starts = 0
+    if schedule.starts_per_window is not None:
+        starts = _starts_since(runtime, cred, windows.cap_window_start(schedule, now))
+    return windows.gate(schedule, now, starts)
+
+
+def scheduled_start(runtime: Runtime, cred: CredentialConfig, record: RotationRecord | None) -> Outcome | None:
+    """None when a due `cred` may start a scheduled rotation now; otherwise the Outcome that says why it waits and
+    until when (exit 0: waiting for a window is the plan, not a failure)."""
+    decided = verdict(runtime, cred)
+    if decided is None or decided.may_start:
+        return None
+    if decided.next_start is None:
+        return Outcome(
+            cred.name,
+            ExitCode.BAD_INPUT,
+            f"{cred.name}: due, but its windows never let a scheduled rotation start ({decided.why}). Fix its "
+            f"[windows] in rotator.toml; `rotator rotate {cred.name}` rotates it now",
+            record,
+        )
+    return Outcome(
+        cred.name,
+        ExitCode.OK,
+        f"{cred.name}: due, waiting: {decided.why}; next allowed start {format_timestamp(decided.next_start)}. "
+        f"`rotator rotate {cred.name}` rotates it now",
+        record,
+    )
+
+
+def override_note(runtime: Runtime, cred: CredentialConfig, *, emergency: bool) -> str:
+    """What a person's `rotate` or an emergency ignored, to add to its message; "" when no window held it back."""
+    schedule = cred.windows
+    if not (schedule.allow or schedule.deny):
+        return ""
+    from rotator.rules import windows
+
+    decided = windows.gate(schedule, runtime.clock())  # the cap bounds schedulers only: not counted here
+    if decided.may_start:
+        return ""
+    who = "an emergency" if emergency else "a person's rotate"
+    return f" (started although {decided.why}: {who} ignores rotation windows)"
+
+
+def noted(
+    outcome: Outcome,
+    seen: RotationRecord | None,
+    runtime: Runtime,
+    cred: CredentialConfig,
+    *,
+    emergency: bool,
+    scheduled: bool,
+) -> Outcome:
+    """`outcome` of a `rotate` with `override_note` added when it started a rotation (its record is not the one
+    `seen` before) that a window would have held back."""
+    started = outcome.record is not None and (seen is None or outcome.record.token != seen.token)
+    if scheduled or not started:
+        return outcome
+    note = override_note(runtime, cred, emergency=emergency)
+    return dataclasses.replace(outcome, message=outcome.message + note) if note else outcome
+
+
+def _scheduled_kind(record: RotationRecord) -> bool:
+    """A start that spent the paying key's budget like a scheduled one: not an emergency, not a seeded key's count."""
+    return not record.emergency and record.age_source is None
+
+
+def _starts_since(runtime: Runtime, cred: CredentialConfig, since: float) -> int:
+    """Non-emergency rotations of credentials sharing `cred`'s paying key whose latest record started at or after
+    `since`. The paying key is the manager's (rotator/ops/fleet.payer says the same)."""
+    payer = cred.manager or cred.name
+    count = 0
+    for other in runtime.config.credentials.values():
+        if (other.manager or other.name) != payer or other.name == cred.name:
+            continue
+        record = runtime.read_record(other)
+        if record is not None and _scheduled_kind(record) and record.started_at >= since:
+            count += 1
+    return count
