@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING
 
 from rotator.core.errors import ExitCode
 from rotator.core.timestamps import format_timestamp
-from rotator.rotation.driver import Outcome
 
 if TYPE_CHECKING:
     from rotator.config.credentials import CredentialConfig
+    from rotator.rotation.driver import Outcome
     from rotator.rotation.runtime import Runtime
     from rotator.rules.record import RotationRecord
     from rotator.rules.windows import Verdict
 
-__all__ = ["noted", "override_note", "scheduled_start", "verdict"]
+__all__ = ["held_words", "noted", "override_note", "scheduled_start", "verdict"]
 
 
 def verdict(runtime: Runtime, cred: CredentialConfig) -> Verdict | None:
@@ -44,24 +44,26 @@ def verdict(runtime: Runtime, cred: CredentialConfig) -> Verdict | None:
 
 def scheduled_start(runtime: Runtime, cred: CredentialConfig, record: RotationRecord | None) -> Outcome | None:
     """None when a due `cred` may start a scheduled rotation now; otherwise the Outcome that says why it waits and
-    until when (exit 0: waiting for a window is the plan, not a failure)."""
+    until when (exit 0: waiting for a window is the plan, not a failure; 2 when its windows never open)."""
     decided = verdict(runtime, cred)
     if decided is None or decided.may_start:
         return None
+    from rotator.rotation.driver import Outcome
+
+    code = ExitCode.OK if decided.next_start is not None else ExitCode.BAD_INPUT
+    return Outcome(cred.name, code, f"{cred.name}: {held_words(cred, decided)}", record)
+
+
+def held_words(cred: CredentialConfig, decided: Verdict) -> str:
+    """Why a due key waits and until when, in words (`run-due` and `status`)."""
     if decided.next_start is None:
-        return Outcome(
-            cred.name,
-            ExitCode.BAD_INPUT,
-            f"{cred.name}: due, but its windows never let a scheduled rotation start ({decided.why}). Fix its "
-            f"[windows] in rotator.toml; `rotator rotate {cred.name}` rotates it now",
-            record,
+        return (
+            f"due, but its windows never let a scheduled rotation start ({decided.why}). Fix its [windows] in "
+            f"rotator.toml; `rotator rotate {cred.name}` rotates it now"
         )
-    return Outcome(
-        cred.name,
-        ExitCode.OK,
-        f"{cred.name}: due, waiting: {decided.why}; next allowed start {format_timestamp(decided.next_start)}. "
-        f"`rotator rotate {cred.name}` rotates it now",
-        record,
+    return (
+        f"due, waiting: {decided.why}; next allowed start {format_timestamp(decided.next_start)}. "
+        f"`rotator rotate {cred.name}` rotates it now"
     )
 
 
