@@ -145,7 +145,7 @@ def _zone_problem(table: Table, key: str, zone: str) -> str | None:
     except (ZoneInfoNotFoundError, ValueError):
         table.problem(
             key,
-            f"unknown time zone {show(zone)}",
+            f'unknown time zone "{zone}"',
             'write an IANA name such as "Europe/Berlin", "America/New_York" or "UTC" (on a machine without '
             "/usr/share/zoneinfo, the tzdata package this project depends on provides them)",
         )
@@ -168,14 +168,12 @@ def _cron_ok(table: Table, cron: str, duration: timedelta, zone: str) -> bool:
     except CronSimError as exc:
         table.problem(
             "cron",
-            f"{show(cron)} is not a cron expression ({exc})",
+            f'"{cron}" is not a cron expression ({exc})',
             'write five fields: minute hour day-of-month month day-of-week, e.g. "0 1 * * 1-5" (01:00 on weekdays)',
         )
         return False
     except StopIteration:
-        table.problem(
-            "cron", f"{show(cron)} never fires", 'write an expression that matches a real date, e.g. "0 1 * * *"'
-        )
+        table.problem("cron", f'"{cron}" never fires', 'write an expression that matches a real date, e.g. "0 1 * * *"')
         return False
     gap = min(b - a for a, b in itertools.pairwise(times)) if len(times) > 1 else float("inf")
     if duration.total_seconds() > gap:
@@ -184,7 +182,7 @@ def _cron_ok(table: Table, cron: str, duration: timedelta, zone: str) -> bool:
         table.problem(
             "duration",
             f"{format_duration(duration.total_seconds(), coarse=True)} is longer than the time between two openings of "
-            f"{show(cron)} ({format_duration(gap, coarse=True)}): the window would never close",
+            f'"{cron}" ({format_duration(gap, coarse=True)}): the window would never close',
             f'write duration = "{format_duration(gap, coarse=True)}" or less, or leave the windows out',
         )
         return False

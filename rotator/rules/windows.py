@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Final
 from zoneinfo import ZoneInfo
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable, Iterator
 
     from rotator.rules.record import RotationRecord
 
@@ -133,20 +133,24 @@ def _fire_at_or_before(window: Window, moment: float) -> float | None:
     from cronsim import CronSim
 
     start = datetime.fromtimestamp(moment, _zone(window.zone)) + _ONE_SECOND  # cronsim's reverse skips an exact hit
-    try:
-        return next(CronSim(window.cron, start, reverse=True)).timestamp()
-    except StopIteration:
-        return None
+    return _first(CronSim(window.cron, start, reverse=True), lambda fire: fire <= moment)
 
 
 def _fire_after(window: Window, moment: float) -> float | None:
     """The first time `window` opens strictly after `moment`."""
     from cronsim import CronSim
 
-    try:
-        return next(CronSim(window.cron, datetime.fromtimestamp(moment, _zone(window.zone)))).timestamp()
-    except StopIteration:
-        return None
+    start = datetime.fromtimestamp(moment, _zone(window.zone))
+    return _first(CronSim(window.cron, start), lambda fire: fire > moment)
+
+
+def _first(fires: Iterator[datetime], wanted: Callable[[float], bool]) -> float | None:
+    """The first fire that is on the wanted side of the moment. In the hour a fall-back repeats, cronsim reads a wall
+    time as its first occurrence, which can lie on the wrong side of a moment in the second one: skip those."""
+    for _, fire in zip(range(4), fires, strict=False):
+        if wanted(fire.timestamp()):
+            return fire.timestamp()
+    return None
 
 
 def open_since(window: Window, now: float) -> float | None:
