@@ -34,7 +34,7 @@ DAY = 86400.0
 
 
 def at(*parts: int, zone: ZoneInfo = BERLIN) -> float:
-    return datetime(*parts, tzinfo=zone).timestamp()  # type: ignore[misc]
+    return datetime(*parts, tzinfo=zone).timestamp()  # type: ignore[misc,arg-type]
 
 
 def local(moment: float | None) -> datetime | None:
