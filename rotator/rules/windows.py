@@ -128,6 +128,7 @@ def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
+@lru_cache(maxsize=8192)
 def _fire_at_or_before(window: Window, moment: float) -> float | None:
     """The latest time `window` opened at or before `moment`."""
     from cronsim import CronSim
@@ -136,12 +137,16 @@ def _fire_at_or_before(window: Window, moment: float) -> float | None:
     return _first(CronSim(window.cron, start, reverse=True), lambda fire: fire <= moment)
 
 
+@lru_cache(maxsize=8192)
 def _fire_after(window: Window, moment: float) -> float | None:
     """The first time `window` opens strictly after `moment`."""
     from cronsim import CronSim
 
     start = datetime.fromtimestamp(moment, _zone(window.zone))
     return _first(CronSim(window.cron, start), lambda fire: fire > moment)
+
+
+# Both are pure functions of hashable values: a fleet tick asks about the same windows at the same moment many times.
 
 
 def _first(fires: Iterator[datetime], wanted: Callable[[float], bool]) -> float | None:
