@@ -75,7 +75,7 @@ class Figures:
 
 
 def simulate(keys: int, days: float = 365.0, schedule: Schedule = SCHEDULE) -> Figures:
-    """The year under `schedule` (the checks always use SCHEDULE's windows and cap: a weaker schedule must fail them)."""
+    """The year under `schedule`; the checks always use SCHEDULE's windows and cap (a weaker schedule fails them)."""
     began = time.perf_counter()
     fleet = [Key(i % PAYERS, START, START + TTL if i % 3 else None, schedule.expiry_lead) for i in range(keys)]
     end = START + days * DAY

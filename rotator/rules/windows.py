@@ -27,10 +27,10 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
 from typing import TYPE_CHECKING, Final
-from zoneinfo import ZoneInfo
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
+    from zoneinfo import ZoneInfo
 
     from rotator.rules.record import RotationRecord
 
@@ -125,6 +125,8 @@ class Verdict:
 
 @lru_cache(maxsize=4096)
 def _zone(name: str) -> ZoneInfo:
+    from zoneinfo import ZoneInfo  # here: a configuration without windows (the Lambda's, most) never needs it
+
     return ZoneInfo(name)
 
 
