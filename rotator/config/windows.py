@@ -51,6 +51,7 @@ def apply_windows(
     if not defaults.data and not any(value is not None for value in own.values()):
         return credentials  # nothing configured: rules/windows.py (and cronsim) is never imported
     base = _parse_schedule(defaults, None, problems)
+    reported: set[str] = set()
     out: dict[str, CredentialConfig] = {}
     for name, cred in credentials.items():
         table = optional_table(own.get(name), f"credentials.{name}.windows", problems)
@@ -62,7 +63,7 @@ def apply_windows(
         if schedule is None:
             out[name] = cred
             continue
-        _check_reachable(schedule, cred, table if table.data else defaults, problems)
+        _check_reachable(schedule, cred, table if table.data else defaults, problems, reported)
         out[name] = dataclasses.replace(cred, windows=schedule) if schedule.gated else cred
     return out
 
@@ -82,8 +83,8 @@ def _parse_schedule(table: Table, inherited: tuple[Table, Schedule] | None, prob
     )
     cap_window = table.duration("cap_window", timedelta(seconds=base.cap_window) if inherited else DEFAULT_CAP_WINDOW)
     cap = _cap(table, base.starts_per_window)
-    allow = _windows(table, "allow", zone or "UTC") if table.has("allow") else base.allow
-    deny = _windows(table, "deny", zone or "UTC") if table.has("deny") else base.deny
+    allow = _windows_or_inherited(table, "allow", zone, inherited)
+    deny = _windows_or_inherited(table, "deny", zone, inherited)
     if not zone_ok or lead is None or cap_window is None or cap is False or allow is None or deny is None:
         return None
     if cap_window <= timedelta(0):
@@ -96,6 +97,21 @@ def _parse_schedule(table: Table, inherited: tuple[Table, Schedule] | None, prob
         starts_per_window=cap,
         cap_window=cap_window.total_seconds(),
     )
+
+
+def _windows_or_inherited(
+    table: Table, key: str, zone: str | None, inherited: tuple[Table, Schedule] | None
+) -> tuple[Window, ...] | None:
+    """The table's own windows; else the default's, read again in the table's own `timezone` when it names one (a
+    credential that moves to another zone moves the default's windows with it)."""
+    if table.has(key):
+        return _windows(table, key, zone or "UTC")
+    if inherited is None:
+        return ()
+    defaults, base = inherited
+    if table.has("timezone") and zone is not None and defaults.has(key):
+        return _windows(defaults, key, zone)
+    return base.allow if key == "allow" else base.deny
 
 
 def _cap(table: Table, default: int | None) -> int | bool | None:
@@ -189,16 +205,19 @@ def _cron_ok(table: Table, cron: str, duration: timedelta, zone: str) -> bool:
     return True
 
 
-def _check_reachable(schedule: Schedule, cred: CredentialConfig, table: Table, problems: Problems) -> None:
+def _check_reachable(
+    schedule: Schedule, cred: CredentialConfig, table: Table, problems: Problems, reported: set[str]
+) -> None:
+    """A schedule that never opens, or keeps a due key waiting too long, for `cred`. The defaults' problems are said
+    once (naming the first credential they hit), not once per credential of a fleet."""
     from rotator.rules.windows import check_schedule, reference_time
 
+    own = table.where != "windows"
     for what, fix in check_schedule(
         schedule, rotate_every=cred.rotate_every.total_seconds(), reference=reference_time()
     ):
-        problems.add(
-            f"credentials.{cred.name}.windows"
-            if table.where != "windows"
-            else f"windows (for credentials.{cred.name})",
-            what,
-            fix,
-        )
+        if not own and what in reported:
+            continue
+        reported.add(what)
+        where = f"credentials.{cred.name}.windows" if own else f"windows (first for credentials.{cred.name})"
+        problems.add(where, what, fix)

@@ -78,3 +78,16 @@ def test_a_missing_duration_and_an_unknown_key_are_named() -> None:
     message = problems_of(with_windows(default='allow = [{ cron = "0 1 * * *" }]\nstart_per_window = 3'))
     assert "windows.allow[0].duration: missing" in message
     assert "did you mean 'starts_per_window'" in message
+
+
+def test_a_credential_in_another_zone_reads_the_default_windows_in_its_own_zone() -> None:
+    config = parse(with_windows(default=f'timezone = "Europe/Berlin"\nallow = {NIGHT}', own='timezone = "Asia/Tokyo"'))
+    assert config.credential("trading").windows.allow == (Window("0 22 * * *", 4 * 3600.0, "Asia/Tokyo"),)
+    assert config.credential("tenant").windows.allow == (Window("0 22 * * *", 4 * 3600.0, "Europe/Berlin"),)
+
+
+def test_a_default_that_never_opens_is_said_once_for_the_fleet() -> None:
+    never = 'allow = [{ cron = "0 1 * * *", duration = "1h" }]\ndeny = [{ cron = "0 0 * * *", duration = "3h" }]'
+    message = problems_of(with_windows(default=never))
+    assert message.count("no scheduled rotation can ever start") == 1
+    assert "windows (first for credentials.tenant)" in message
