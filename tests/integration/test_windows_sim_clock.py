@@ -1,6 +1,6 @@
-"""The real `run_due` on the simulator's clock over three simulated weeks: a fleet whose keys Bluum mints with a 10-day life
-(the simulator's key_ttl), a nightly allow window with a deny window inside it, and a cap of 3 scheduled starts per
-paying key per window.
+"""The real `run_due` on the simulator's clock over three simulated weeks: a fleet whose keys Bluum mints with a
+10-day life (the simulator's key_ttl), a nightly allow window with a deny window inside it, and a cap of 3 scheduled
+starts per paying key per window.
 
 The service's clock is the simulator's (`clock=sim.now`), which the test moves an hour per tick; stores are dotenv
 files, Bluum is the simulator over HTTP. Checked against the simulator and the records, by plain arithmetic: no key
