@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from rotator.core.errors import ExitCode
 from tests.e2e.conftest import Workspace
 from tests.e2e.test_cli_rotation import assert_rotated
+from tests.e2e.test_fleet_cli import add_investor_credential
 
 
 def daily_at(offset: timedelta) -> str:
@@ -96,3 +97,28 @@ def test_a_key_bluum_lists_with_an_expiry_is_due_before_it_expires(ws: Workspace
     tick = ws.cli("run-due")
     assert "of trading started" in tick.output, tick.output
     assert ws.current_id() != rotated
+
+
+def test_one_run_due_over_a_fleet_due_together_starts_no_more_than_the_cap(ws: Workspace) -> None:
+    """Four investor keys of one tenant key, all due at once, rotated by one `run-due` (threads, one lane per paying
+    key): starts_per_window = 2 lets two start; the others wait for the next window and say so; the next run in the
+    same window starts none."""
+    for name in ("reports", "ledger", "billing"):
+        add_investor_credential(ws, name)
+        ws.edit_config(f'store = "{name}"\n', f'store = "{name}"\nseeded_key_age = "due"\n')
+    due_with_windows(ws, 'starts_per_window = 2\ncap_window = "1d"')
+    for name in ("reports", "ledger", "billing"):
+        ws.add_config(f'\n[credentials.{name}.windows]\nstarts_per_window = 2\ncap_window = "1d"\n')
+    tick = said_lines(ws.cli("run-due").output)
+    assert len([line for line in tick if ": rotation complete;" in line]) == 2, tick
+    assert (
+        len([line for line in tick if "already in this window for its paying key (starts_per_window = 2)" in line]) == 2
+    )
+    again = said_lines(ws.cli("run-due").output)
+    assert len([line for line in again if "already in this window for its paying key" in line]) == 2, again
+    assert not [line for line in again if ": rotation complete;" in line]  # the second run, in the window, starts none
+
+
+def said_lines(output: str) -> list[str]:
+    """The command's own lines (one per credential): not the JSON log lines, nor the indented step lines."""
+    return [line for line in output.splitlines() if line and not line.startswith(("{", " "))]
