@@ -3,9 +3,10 @@
 rotator/rules/windows.py decides; this module only gathers what it needs: the clock, and for a cap the scheduled
 starts already made in this window by every credential that shares the paying key. That count comes from the
 records the ledger already keeps (each credential's latest `started_at`, non-emergency), so every runner that reaches
-the same stores (a second daemon, cron, the Lambda) counts the same starts without a counter of its own. Two runners
-deciding at the same instant can each see one start fewer than the other makes: the cap can be passed by the number
-of runners minus one in that race (the paying key's lease of issue 20's "Many hosts" removes it).
+the same stores (a second daemon, cron) counts the same starts without a counter of its own. A process reads them
+once per window (again after `_FRESH` seconds) and counts its own starts at once, under a lock, so the threads of
+one fleet run never pass the cap between them. Two runners on two hosts deciding within `_FRESH` of each other can
+pass it by what the other started meanwhile (the paying key's lease of issue 20's "Many hosts" removes that).
 
 A person's `rotate` and an emergency are never gated: `override_note` says which window they ignored.
 """
