@@ -49,6 +49,7 @@ def row_dict(row: Any) -> dict[str, Any]:  # noqa: ANN401 - CredentialStatus, im
 
     data = asdict(row)
     data["next_due"] = _iso(row.next_due)
+    data["paused_until"] = _iso(row.paused_until)
     return data
 
 
@@ -66,7 +67,7 @@ def _age(seconds: float | None) -> str:
 
 def status_table(rows: list[Any]) -> str:
     """The `status` table: one row per credential, columns padded, the last one free."""
-    header = ("CREDENTIAL", "ENV", "CURRENT KEY", "AGE", "NEXT DUE", "STAGE", "WAITING ON")
+    header = ("CREDENTIAL", "ENV", "CURRENT KEY", "AGE", "NEXT DUE", "STAGE", "PAUSED", "WAITING ON")
     body = [
         (
             r.name,
@@ -75,6 +76,7 @@ def status_table(rows: list[Any]) -> str:
             _age(r.age_seconds),
             _iso(r.next_due) or "-",
             r.stage,
+            _paused(r),
             _with_consumers(r),
         )
         for r in rows
@@ -84,6 +86,13 @@ def status_table(rows: list[Any]) -> str:
     for line in [header, *body]:
         lines.append("  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(line[:-1])) + "  " + line[-1])
     return "\n".join(lines)
+
+
+def _paused(row: Any) -> str:  # noqa: ANN401 - CredentialStatus, imported lazily
+    """PAUSED: `-`, or until when (`unpause`: until someone runs `rotator unpause`); who and why are in WAITING ON."""
+    if not getattr(row, "paused", False):
+        return "-"
+    return f"until {_iso(row.paused_until)}" if row.paused_until is not None else "until unpause"
 
 
 def _with_consumers(row: Any) -> str:  # noqa: ANN401 - CredentialStatus, imported lazily

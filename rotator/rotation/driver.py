@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rotator.core.durations import format_duration
 from rotator.core.errors import (
@@ -36,6 +36,7 @@ from rotator.rotation.context import RotationContext, StepFailed
 from rotator.rotation.rollback import after_rollback, roll_back
 from rotator.rules import machine
 from rotator.rules.machine import Step
+from rotator.rules.pause import PAUSE_KEY, Pause, pause_in, rotation_part
 from rotator.rules.record import ENROLLMENT, Phase, RotationRecord
 
 log = logging.getLogger("rotator.driver")
@@ -111,6 +112,7 @@ class RecordKeeper:
         self._clock = LeaseClock(ttl, monotonic=monotonic, wall=clock)
         self._lease: Lease | None = None
         self._version = 0
+        self._pause: Pause | None = None
         self._read: tuple[str, RotationRecord | None] | None = None
         self._renewing = False
         self._guard: ExitStack | None = None
@@ -179,7 +181,9 @@ class RecordKeeper:
         """The record (and, for the next write, its version)."""
         versioned = self._ledger.read_record()
         self._version = versioned.version
-        record = None if versioned.record is None else RotationRecord.from_dict(versioned.record, store=store)
+        self._pause = pause_in(versioned.record)
+        rotation = rotation_part(versioned.record)
+        record = None if rotation is None else RotationRecord.from_dict(rotation, store=store)
         self._read = (store, record)
         return record
 
@@ -197,7 +201,34 @@ class RecordKeeper:
     def write(self, record: RotationRecord) -> None:
         self.hold()  # renewed only when the lease clock says it is due; checked always
         self._read = None
-        self._version = self._ledger.write_record(record.to_dict(), lease=self.lease, version=self._version)
+        self._version = self._ledger.write_record(
+            self._with_pause(record.to_dict()), lease=self.lease, version=self._version
+        )
+
+    @property
+    def pause(self) -> Pause | None:
+        """The credential's pause as this lease last read the ledger (`rotator.rules.pause`)."""
+        return self._pause
+
+    def _with_pause(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The record to write, carrying the pause it was read with: a rotation's write must not end a pause (the
+        pause is written only by `rotator pause`/`unpause`, under this same lease discipline)."""
+        if self._pause is not None:
+            data[PAUSE_KEY] = self._pause.to_json()
+        return data
+
+    def write_pause(self, pause: Pause | None) -> None:
+        """Set (or with None, end) the credential's pause, keeping the rotation record as it is: read under this
+        lease, then written by compare-and-set on that version (`rotator pause`, `rotator unpause`)."""
+        self.hold()
+        versioned = self._ledger.read_record()
+        data = dict(rotation_part(versioned.record) or {})
+        data.pop(PAUSE_KEY, None)
+        if pause is not None:
+            data[PAUSE_KEY] = pause.to_json()
+        self._read = None
+        self._version = self._ledger.write_record(data, lease=self.lease, version=versioned.version)
+        self._pause = pause
 
     def keepalive(self) -> None:
         """Renew the lease once a third of its time has passed; LeaseLost when someone else holds it now."""

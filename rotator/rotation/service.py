@@ -14,7 +14,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from rotator.core.errors import ConfigError, ExitCode, RotationIncomplete, RotationInProgress
-from rotator.core.events import EventBus, EventKind, log_event
+from rotator.core.events import EventBus, EventKind, RotationEvent, log_event
 from rotator.core.in_flight import bluum_call_seconds, longest_in_flight
 from rotator.core.model import Stage, StoredKey
 from rotator.core.timestamps import format_timestamp
@@ -25,6 +25,7 @@ from rotator.rotation.revoke_gate import override_consumers
 from rotator.rotation.rollback import after_rollback, roll_back
 from rotator.rotation.runtime import Runtime
 from rotator.rules import machine
+from rotator.rules import pause as pause_rule
 from rotator.rules.machine import Step
 from rotator.rules.record import Phase, RotationRecord
 
@@ -165,6 +166,11 @@ class RotationService:
             latest = keeper.read(store=ctx.primary.name)
             if only_if_due and latest is not None and latest.phase.terminal and not self._due(ctx, latest):
                 return self._not_due(ctx, latest, " (another runner rotated it a moment ago)")
+            held = pause_rule.scheduled_start(ctx.cred.name, keeper.pause, self.runtime.clock())
+            if only_if_due and held is not None:  # paused between the first look and the lease
+                return Outcome(ctx.cred.name, ExitCode.OK, held, latest)
+            if held is not None:
+                self._say_paused(ctx, keeper.pause)
             driver = Driver(ctx, keeper, self.bus)
             record = self._start(ctx, keeper, driver, emergency=ctx.emergency, reason=reason, token=token)
             return driver.run(record)
@@ -314,6 +320,7 @@ class RotationService:
                         f"{name}: rotation {record.token[:8]} is unfinished (phase {record.phase.value}); finish it "
                         f"with `rotator resume {name}` before rotation {token[:8]} can start. Nothing was changed"
                     )
+                self._say_paused(ctx, pause_rule.in_force(keeper.pause, self.runtime.clock()))
                 record = self._start(ctx, keeper, driver, emergency=False, reason=None, token=token)
             ctx.emergency = ctx.skip_grace = record.emergency
             return driver.advance(record, wanted)
@@ -355,23 +362,55 @@ class RotationService:
             driver.publish(EventKind.ROLLED_BACK, record, "rollback", message)
             return Outcome(name, ExitCode.OK, message, record)
 
+    def pause(self, name: str, *, reason: str | None, until: str | None = None) -> Outcome:
+        """Pause `name`'s scheduled rotations (`rotator.rotation.pausing`), in its ledger."""
+        from rotator.rotation.pausing import pause
+
+        ctx = self.context(name)
+        return pause(ctx, partial(self._keeper, ctx), self.bus, reason=reason, until=until)
+
+    def unpause(self, name: str) -> Outcome:
+        """End `name`'s pause: the schedulers rotate it again when it is due."""
+        from rotator.rotation.pausing import unpause
+
+        ctx = self.context(name)
+        return unpause(ctx, partial(self._keeper, ctx), self.bus)
+
+    def _say_paused(self, ctx: RotationContext, paused: pause_rule.Pause | None) -> None:
+        """A person's (or an emergency's) rotation of a paused credential goes on, and says so first."""
+        if paused is None:
+            return
+        kind = "an emergency rotation" if ctx.emergency else "a rotation asked for by a person"
+        self.bus.publish(
+            RotationEvent(
+                kind=EventKind.NOTE,
+                credential=ctx.cred.name,
+                step="paused",
+                message=f"{ctx.cred.name} is {paused.describe()}; {kind} goes on (a pause holds back the schedulers)",
+                actor=self.runtime.owner,
+                at=self.runtime.clock(),
+            )
+        )
+
     def run_due(self, name: str) -> Outcome:
         """One scheduler tick for one credential: finish what is unfinished, rotate what is due.
 
         Never waits on a person: a manual credential that is due is reported (exit 4) with what to do.
         """
         ctx = self.context(name, scheduled=True)
-        record = self.runtime.read_record(
-            ctx.cred
-        )  # to decide; the rotation or the resume reads it again under the lease
+        # to decide; the rotation or the resume reads it again under the lease
+        record, paused = self.runtime.read_ledger(ctx.cred)
         if record is not None and not record.phase.terminal:
-            return self._resume(ctx)
+            return self._resume(ctx)  # a pause stops new starts only: an unfinished rotation is finished (I1, I4)
         if record is None and ctx.cred.seeded_key_age == "count":
             from rotator.rotation.seeded import count_seeded_key
 
             record = count_seeded_key(ctx, partial(self._keeper, ctx))
         if not self._due(ctx, record):
             return self._not_due(ctx, record)
+        held = pause_rule.scheduled_start(name, paused, self.runtime.clock())
+        if held is not None:
+            return Outcome(name, ExitCode.OK, held, record)
         retry_at = machine.retry_after_rollback(record, ctx.cred.rotate_every)
         if record is not None and retry_at is not None and self.runtime.clock() < retry_at:
             when = format_timestamp(retry_at)

@@ -10,6 +10,7 @@ from rotator.core.errors import RotatorError
 from rotator.core.model import Stage
 from rotator.core.timestamps import format_timestamp
 from rotator.rules import machine
+from rotator.rules.pause import in_force
 from rotator.rules.record import Phase, RotationRecord
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ def status(runtime: Runtime) -> list[CredentialStatus]:
     now = runtime.clock()
     for cred in runtime.config.credentials.values():
         try:
-            record = runtime.read_record(cred)
+            record, pause = runtime.read_ledger(cred)
             current = runtime.store(cred.store).read(Stage.CURRENT)
         except RotatorError as exc:
             row = CredentialStatus(cred.name, cred.environment.value, None, None, None, "error", str(exc))
@@ -38,6 +39,9 @@ def status(runtime: Runtime) -> list[CredentialStatus]:
         if record is not None and record.phase is Phase.ROLLED_BACK:
             stage = "rolled back"
         waiting = _waiting(cred.name, record, now, due, machine.retry_after_rollback(record, cred.rotate_every))
+        paused = in_force(pause, now)
+        if paused is not None and (record is None or record.phase.terminal):
+            waiting = f"{paused.describe()} (`rotator unpause {cred.name}`); then: {waiting}"
         rows.append(
             CredentialStatus(
                 name=cred.name,
@@ -52,6 +56,10 @@ def status(runtime: Runtime) -> list[CredentialStatus]:
                 last_success=record.completed_at if record is not None and record.phase is Phase.COMPLETED else None,
                 consumers=_consumers(record, total := len(runtime.config.consumers_of(cred.name))),
                 consumer_counts=_consumer_counts(record, total),
+                paused=paused is not None,
+                paused_by=paused.by if paused else None,
+                paused_until=paused.until if paused else None,
+                pause_reason=paused.reason if paused else None,
             )
         )
     return rows
@@ -124,3 +132,11 @@ class CredentialStatus:
     """While the old key waits on consumers: how many report the new key, and who does not (the last poll's)."""
     consumer_counts: tuple[int, int] | None = None
     """The same as numbers, (attested, unattested), for the metrics gauge `bluum_rotator_consumers`."""
+    paused: bool = False
+    """Whether the schedulers hold back new rotations of it (`rotator pause`); an expired pause is not shown."""
+    paused_by: str | None = None
+    """Who paused it (the runner's owner: user@host pid N)."""
+    paused_until: float | None = None
+    """When the pause ends by itself; None while paused: until `rotator unpause`."""
+    pause_reason: str | None = None
+    """Why, as the operator gave it."""
