@@ -108,7 +108,7 @@ def history_lines(entries: Iterable[Mapping[str, Any]]) -> list[str]:
     for entry in entries:
         token = str(entry.get("token") or "")[:8]
         lines.append(f"{entry.get('time', '?')}  {token:<8}  {entry.get('event', '?'):<11} {entry.get('message', '')}")
-        if entry.get("event") == "started":
+        if entry.get("event") in ("started", "paused"):
             reason = f"; reason: {entry['reason']}" if entry.get("reason") else ""
             lines.append(f"{'':32}by {entry.get('actor', '?')}{reason}")
     return lines
