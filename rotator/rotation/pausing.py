@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from rotator.core.errors import ExitCode
+from rotator.core.errors import ExitCode, RotationInProgress
 from rotator.core.events import EventBus, EventKind, RotationEvent
 from rotator.rules.pause import Pause, check_reason, in_force, parse_until
 
@@ -37,9 +37,15 @@ def pause(
     text = check_reason(reason)
     end = parse_until(until, now) if until is not None else None
     held = Pause(by=runtime.owner, since=now, reason=text, until=end)
-    with keeper() as lease:
-        record = lease.read(store=ctx.primary.name)
-        lease.write_pause(held)
+    try:
+        with keeper() as lease:
+            record = lease.read(store=ctx.primary.name)
+            lease.write_pause(held)
+    except RotationInProgress as exc:
+        raise RotationInProgress(
+            f"{exc}. The pause was not written (a pause would not stop that rotation anyway: it is finished whatever "
+            f"the pause); run `rotator pause {name}` again when that step is done"
+        ) from exc
     message = f"{name}: {held.describe()}. Scheduled rotations do not start; a person's `rotator rotate` still does"
     if record is not None and not record.phase.terminal:
         message += f"; the unfinished rotation {record.token[:8]} ({record.phase.value}) is still finished"

@@ -86,3 +86,27 @@ def test_a_pause_in_dynamodb_holds_back_run_due_on_another_host(ws: Workspace, m
     rotated = ws.run("run-due")
     assert rotated.returncode == ExitCode.OK, said(rotated)
     assert aws.pair().api_key != ws.first.pair.api_key
+
+
+def test_pause_while_a_rotation_holds_the_lease_exits_3_and_writes_nothing(ws: Workspace, moto_server: Moto):
+    from backends.aws.store import AwsStore
+
+    aws = AwsPrimary(ws, moto_server)
+    holder = AwsStore(
+        "other",
+        secret_id=aws.name,
+        ledger_table=LEDGER_TABLE,
+        secretsmanager=moto_server.client("secretsmanager"),
+        dynamodb=moto_server.client("dynamodb"),
+    )
+    lease = holder.acquire("daemon on host-b", 900)
+    try:
+        refused = ws.run("pause", "trading", "--reason", "freeze")
+        assert refused.returncode == ExitCode.IN_PROGRESS, said(refused)
+        assert "daemon on host-b" in said(refused)
+        assert "The pause was not written" in said(refused)
+        assert holder.read_record().record is None
+    finally:
+        holder.release(lease)
+    assert ws.run("pause", "trading", "--reason", "freeze").returncode == ExitCode.OK
+    assert (holder.read_record().record or {})["pause"]["reason"] == "freeze"
