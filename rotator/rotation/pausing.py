@@ -71,6 +71,17 @@ def unpause(ctx: RotationContext, keeper: Callable[[], RecordKeeper], bus: Event
     return Outcome(name, ExitCode.OK, message, record)
 
 
+def say_paused(ctx: RotationContext, bus: EventBus, paused: Pause | None, *, started_by: str | None = None) -> None:
+    """Before a rotation of a paused credential that no pause holds back (a person's `rotate`, an emergency, a
+    rotation Secrets Manager starts): one line saying it is paused and goes on."""
+    if paused is None:
+        return
+    name = ctx.cred.name
+    kind = started_by or ("an emergency rotation" if ctx.emergency else "a rotation asked for by a person")
+    message = f"{name} is {paused.describe()}; {kind} goes on (a pause holds back the schedulers)"
+    _publish(bus, ctx, EventKind.NOTE, "paused", message, reason=paused.reason, at=ctx.runtime.clock())
+
+
 def _publish(
     bus: EventBus, ctx: RotationContext, kind: EventKind, step: str, message: str, *, reason: str, at: float
 ) -> None:

@@ -14,7 +14,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from rotator.core.errors import ConfigError, ExitCode, RotationIncomplete, RotationInProgress
-from rotator.core.events import EventBus, EventKind, RotationEvent, log_event
+from rotator.core.events import EventBus, EventKind, log_event
 from rotator.core.in_flight import bluum_call_seconds, longest_in_flight
 from rotator.core.model import Stage, StoredKey
 from rotator.core.timestamps import format_timestamp
@@ -320,7 +320,8 @@ class RotationService:
                         f"{name}: rotation {record.token[:8]} is unfinished (phase {record.phase.value}); finish it "
                         f"with `rotator resume {name}` before rotation {token[:8]} can start. Nothing was changed"
                     )
-                self._say_paused(ctx, pause_rule.in_force(keeper.pause, self.runtime.clock()))
+                orchestrated = "a rotation started by an orchestrator (`step create`: Secrets Manager's createSecret)"
+                self._say_paused(ctx, pause_rule.in_force(keeper.pause, self.runtime.clock()), started_by=orchestrated)
                 record = self._start(ctx, keeper, driver, emergency=False, reason=None, token=token)
             ctx.emergency = ctx.skip_grace = record.emergency
             return driver.advance(record, wanted)
@@ -376,21 +377,13 @@ class RotationService:
         ctx = self.context(name)
         return unpause(ctx, partial(self._keeper, ctx), self.bus)
 
-    def _say_paused(self, ctx: RotationContext, paused: pause_rule.Pause | None) -> None:
-        """A person's (or an emergency's) rotation of a paused credential goes on, and says so first."""
-        if paused is None:
-            return
-        kind = "an emergency rotation" if ctx.emergency else "a rotation asked for by a person"
-        self.bus.publish(
-            RotationEvent(
-                kind=EventKind.NOTE,
-                credential=ctx.cred.name,
-                step="paused",
-                message=f"{ctx.cred.name} is {paused.describe()}; {kind} goes on (a pause holds back the schedulers)",
-                actor=self.runtime.owner,
-                at=self.runtime.clock(),
-            )
-        )
+    def _say_paused(
+        self, ctx: RotationContext, paused: pause_rule.Pause | None, *, started_by: str | None = None
+    ) -> None:
+        """A person's (or an emergency's, or an orchestrator's) rotation of a paused credential goes on, and says so."""
+        from rotator.rotation.pausing import say_paused
+
+        say_paused(ctx, self.bus, paused, started_by=started_by)
 
     def run_due(self, name: str) -> Outcome:
         """One scheduler tick for one credential: finish what is unfinished, rotate what is due.
