@@ -66,23 +66,37 @@ def status(runtime: Runtime) -> list[CredentialStatus]:
 
 
 def _waits_on_consumers(record: RotationRecord | None, total: int) -> bool:
-    return bool(total) and record is not None and record.phase in (Phase.VERIFIED, Phase.AWAITING_CONSUMERS)
+    """Whether a key waits on the consumers: the old key going forward (VERIFIED, AWAITING_CONSUMERS), or the new key
+    in a rollback that waits for them to report the old key again (rotator/rules/reverse.py)."""
+    if not total or record is None:
+        return False
+    if record.phase is Phase.ROLLING_BACK:
+        from rotator.rules.reverse import waits_back  # here: only a rollback has to ask
+
+        return waits_back(record)
+    return record.phase in (Phase.VERIFIED, Phase.AWAITING_CONSUMERS)
 
 
 def _consumers(record: RotationRecord | None, total: int) -> str | None:
-    """The consumers line while the old key waits on them (issue 19), from the record: status never polls."""
+    """The consumers line while a key waits on them (issue 19), from the record: status never polls. Going forward it
+    counts who reports the new key; in a rollback, who reports the old key again."""
     if record is None or not _waits_on_consumers(record, total):
         return None
+    if record.phase is Phase.ROLLING_BACK:
+        from rotator.rules.reverse import progress
+
+        return progress(record.unmoved, total)
     from rotator.rules import consumers  # here: only a rotation waiting on consumers has a line to show
 
     return consumers.progress(record.unmoved, record.consumers_moved_at, total)
 
 
 def _consumer_counts(record: RotationRecord | None, total: int) -> tuple[int, int] | None:
-    """(attested, unattested) at the last poll, for the metrics gauge; None when no rotation waits on consumers."""
+    """(attested, unattested) at the last poll, for the metrics gauge; None when no key waits on consumers.
+    "attested": reports the key the rotation is moving them to (the new key forward, the old key in a rollback)."""
     if record is None or not _waits_on_consumers(record, total):
         return None
-    if record.consumers_moved_at is not None:
+    if record.consumers_moved_at is not None and record.phase is not Phase.ROLLING_BACK:
         return (total, 0)
     unattested = min(total, len(record.unmoved)) if record.unmoved else total
     return (total - unattested, unattested)
@@ -129,9 +143,11 @@ class CredentialStatus:
     last_success: float | None = None
     """When the last rotation completed, if the record's last rotation did."""
     consumers: str | None = None
-    """While the old key waits on consumers: how many report the new key, and who does not (the last poll's)."""
+    """While the old key waits on consumers: how many report the new key, and who does not (the last poll's); in a
+    rollback that waits on them, how many report the old key again, and who does not."""
     consumer_counts: tuple[int, int] | None = None
-    """The same as numbers, (attested, unattested), for the metrics gauge `bluum_rotator_consumers`."""
+    """The same as numbers, (attested, unattested), for the metrics gauge `bluum_rotator_consumers`: attested is on
+    the key the rotation moves them to (the new key; in a rollback, the old key)."""
     paused: bool = False
     """Whether the schedulers hold back new rotations of it (`rotator pause`); an expired pause is not shown."""
     paused_by: str | None = None
