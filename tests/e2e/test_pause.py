@@ -123,3 +123,11 @@ def test_a_rotation_under_way_is_finished_by_run_due_while_paused(ws: Workspace)
     assert "trading: rotation complete" in tick.stdout, said(tick)
     assert_rotated(ws)
     assert status_of(ws)["paused"] is True
+
+
+def test_an_emergency_rotation_of_a_paused_credential_goes_on(ws: Workspace):
+    assert ws.run("pause", "trading", "--reason", "freeze", "--until", "2h").returncode == ExitCode.OK
+    done = ws.run("rotate", "trading", "--emergency", "--reason", "key pasted in a ticket")
+    assert done.returncode == ExitCode.OK, said(done)
+    assert "an emergency rotation goes on" in done.stdout
+    assert_rotated(ws)
