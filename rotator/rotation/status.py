@@ -10,6 +10,7 @@ from rotator.core.errors import RotatorError
 from rotator.core.model import Stage
 from rotator.core.timestamps import format_timestamp
 from rotator.rules import machine, windows
+from rotator.rules.pause import in_force
 from rotator.rules.record import Phase, RotationRecord
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ def status(runtime: Runtime) -> list[CredentialStatus]:
     now = runtime.clock()
     for cred in runtime.config.credentials.values():
         try:
-            record = runtime.read_record(cred)
+            record, pause = runtime.read_ledger(cred)
             current = runtime.store(cred.store).read(Stage.CURRENT)
         except RotatorError as exc:
             row = CredentialStatus(cred.name, cred.environment.value, None, None, None, "error", str(exc))
@@ -41,6 +42,9 @@ def status(runtime: Runtime) -> list[CredentialStatus]:
         waiting = _waiting(cred.name, record, now, due, machine.retry_after_rollback(record, cred.rotate_every))
         held, next_start = _held(runtime, cred, record, now, due)
         waiting = held or waiting
+        paused = in_force(pause, now)
+        if paused is not None and (record is None or record.phase.terminal):
+            waiting = f"{paused.describe()} (`rotator unpause {cred.name}`); then: {waiting}"
         rows.append(
             CredentialStatus(
                 name=cred.name,
@@ -56,6 +60,10 @@ def status(runtime: Runtime) -> list[CredentialStatus]:
                 consumers=_consumers(record, total := len(runtime.config.consumers_of(cred.name))),
                 consumer_counts=_consumer_counts(record, total),
                 next_start=next_start,
+                paused=paused is not None,
+                paused_by=paused.by if paused else None,
+                paused_until=paused.until if paused else None,
+                pause_reason=paused.reason if paused else None,
             )
         )
     return rows
@@ -165,3 +173,11 @@ class CredentialStatus:
     next_start: float | None = None
     """When its windows next let a scheduled rotation start (rotator/rules/windows.py); None for a credential
     without windows (any time)."""
+    paused: bool = False
+    """Whether the schedulers hold back new rotations of it (`rotator pause`); an expired pause is not shown."""
+    paused_by: str | None = None
+    """Who paused it (the runner's owner: user@host pid N)."""
+    paused_until: float | None = None
+    """When the pause ends by itself; None while paused: until `rotator unpause`."""
+    pause_reason: str | None = None
+    """Why, as the operator gave it."""
