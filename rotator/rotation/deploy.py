@@ -60,34 +60,7 @@ def deploy(ctx: RotationContext, keeper: Callable[[], RecordKeeper], bus: EventB
             )
             return Outcome(name, ExitCode.OK, message, record)
         _check_at_bluum(ctx, current)
-        token = current.token or new_token()
-        copied = []
-        for store in ctx.stores[1:]:
-            if store.name not in decision.empty:
-                continue
-            held.hold()  # between targets too: a runner that lost its lease writes nothing more
-            store.put_pending(replace(current, token=token))
-            store.promote(token)
-            if not (shown := store.read(Stage.CURRENT)) or not shown.same_key(current):
-                raise StoreError(
-                    f"{name}: {store.name!r} ({store.describe()}) does not read back {current.label} after the copy; "
-                    f"check the store and run `rotator deploy {name}` again",
-                    store=store.name,
-                )
-            copied.append(store.name)
-            message = f"copied {current.label} from {ctx.primary.name} into {store.name} ({store.describe()})"
-            bus.publish(
-                RotationEvent(
-                    kind=EventKind.NOTE,
-                    credential=name,
-                    step="deploy",
-                    message=message,
-                    token=token,
-                    new_key=current.label,
-                    actor=ctx.runtime.owner,
-                    at=ctx.runtime.clock(),
-                )
-            )
+        copied = _copy(ctx, held, bus, current, decision.empty)
     also = f"; already there: {', '.join(decision.holding)}" if decision.holding else ""
     return Outcome(
         name,
@@ -95,6 +68,41 @@ def deploy(ctx: RotationContext, keeper: Callable[[], RecordKeeper], bus: EventB
         f"{name}: copied the current key {current.label} (Bluum accepts it) into {', '.join(copied)}{also}",
         record,
     )
+
+
+def _copy(
+    ctx: RotationContext, held: RecordKeeper, bus: EventBus, current: StoredKey, empty: tuple[str, ...]
+) -> list[str]:
+    """Write `current` as CURRENT into each store named in `empty`, read it back, and say so (a NOTE event each)."""
+    name = ctx.cred.name
+    token = current.token or new_token()
+    copied = []
+    for store in ctx.stores[1:]:
+        if store.name not in empty:
+            continue
+        held.hold()  # between targets too: a runner that lost its lease writes nothing more
+        store.put_pending(replace(current, token=token))
+        store.promote(token)
+        if not (shown := store.read(Stage.CURRENT)) or not shown.same_key(current):
+            raise StoreError(
+                f"{name}: {store.name!r} ({store.describe()}) does not read back {current.label} after the copy; "
+                f"check the store and run `rotator deploy {name}` again",
+                store=store.name,
+            )
+        copied.append(store.name)
+        message = f"copied {current.label} from {ctx.primary.name} into {store.name} ({store.describe()})"
+        event = RotationEvent(
+            kind=EventKind.NOTE,
+            credential=name,
+            step="deploy",
+            message=message,
+            token=token,
+            new_key=current.label,
+            actor=ctx.runtime.owner,
+            at=ctx.runtime.clock(),
+        )
+        bus.publish(event)
+    return copied
 
 
 def _primary_key(ctx: RotationContext) -> StoredKey:

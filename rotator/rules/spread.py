@@ -8,7 +8,7 @@ content never decides what is revoked, and the deploy must not hide a key either
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from rotator.core.model import StoredKey, fingerprint
 
@@ -19,7 +19,7 @@ class Spread:
 
     empty: tuple[str, ...] = ()
     holding: tuple[str, ...] = ()
-    conflicting: tuple[str, ...] = field(default_factory=tuple)
+    conflicting: tuple[str, ...] = ()
 
 
 def spread(current: StoredKey, shown: dict[str, StoredKey | None], where: dict[str, str]) -> Spread:
