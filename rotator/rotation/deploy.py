@@ -19,13 +19,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from rotator.core.errors import BluumUnavailable, ConfigError, RotationIncomplete, StoreError, StoreNotFound
+from rotator.core.errors import ConfigError, RotationIncomplete, StoreError, StoreNotFound
 from rotator.core.events import EventBus, EventKind, RotationEvent
 from rotator.core.model import Stage, StoredKey
 from rotator.rotation import preflight
 from rotator.rotation.context import RotationContext, new_token
 from rotator.rotation.driver import Outcome, RecordKeeper
-from rotator.rules import identity, machine
+from rotator.rules import identity
 from rotator.rules.guards import guard_environment, guard_values
 from rotator.rules.spread import spread
 
@@ -140,13 +140,4 @@ def _check_at_bluum(ctx: RotationContext, current: StoredKey) -> None:
     listed = None if keys is None else identity.listed_key(keys, current)
     if listed is not None:
         guard_environment(name, ctx.cred.environment, replace(current, environment=listed.environment), listed.id)
-    result = ctx.check(current)
-    outcome = result.outcome.value
-    refusal = machine.start_refusal(outcome, result.code, result.reason, key=current.label, credential=name)
-    if refusal and outcome == "inconclusive" and machine.transient_status(result.status):
-        raise BluumUnavailable(
-            f"{name}: Bluum did not answer the check of the current key {current.label} ({result.reason}). Nothing "
-            "was copied; run the command again later"
-        )
-    if refusal:
-        raise ConfigError(f"{name}: not copied anywhere: {refusal}. Nothing was changed")
+    preflight.refuse_unless_accepted(ctx, current, current.label, refused="not copied anywhere: ")

@@ -135,18 +135,24 @@ def preflight(ctx: RotationContext, record: RotationRecord | None) -> tuple[Stor
             raise RotationIncomplete(message)
         raise ConfigError(message)
     if not ctx.emergency:
-        result = ctx.check(current)
-        outcome = result.outcome.value
-        key = current_id or current.label
-        refusal = machine.start_refusal(outcome, result.code, result.reason, key=key, credential=cred.name)
-        if refusal and outcome == "inconclusive" and machine.transient_status(result.status):
-            raise BluumUnavailable(
-                f"{cred.name}: Bluum did not answer the check of the current key {key} ({result.reason}). "
-                "Nothing was changed; run the command again later"
-            )
-        if refusal:
-            raise ConfigError(f"{cred.name}: {refusal}. Nothing was changed.")
+        refuse_unless_accepted(ctx, current, current_id or current.label)
     return current, current_id
+
+
+def refuse_unless_accepted(ctx: RotationContext, current: StoredKey, key: str, *, refused: str = "") -> None:
+    """Bluum accepts the current key now, or the command stops (nothing changed): BluumUnavailable when Bluum did not
+    answer (run it again later), ConfigError with the rule's advice otherwise. `refused` prefixes that advice."""
+    name = ctx.cred.name
+    result = ctx.check(current)
+    outcome = result.outcome.value
+    refusal = machine.start_refusal(outcome, result.code, result.reason, key=key, credential=name)
+    if refusal and outcome == "inconclusive" and machine.transient_status(result.status):
+        raise BluumUnavailable(
+            f"{name}: Bluum did not answer the check of the current key {key} ({result.reason}). "
+            "Nothing was changed; run the command again later"
+        )
+    if refusal:
+        raise ConfigError(f"{name}: {refused}{refusal}. Nothing was changed.")
 
 
 def precheck_new_pair(ctx: RotationContext, journal: Journal, pair: StoredKey, current: StoredKey | None) -> None:
