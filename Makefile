@@ -38,10 +38,10 @@ unit: $(STAMP)
 # The checkov venv is installed before pytest, once; tests/integration/test_terraform_static.py runs the scan.
 # Two workers (pytest-xdist), each given whole test files (--dist loadfile: a file's tests and module fixtures stay in
 # one process, in order): most of the suite's time is waits on real leases, servers and subprocesses, which overlap.
-# PYTEST_WORKERS=0 runs it in one process.
+# PYTEST_WORKERS=0 runs it in one process. The 25 slowest tests are listed at the end, so a slow newcomer shows.
 PYTEST_WORKERS ?= 2
 test: lint typecheck $(CHECKOV_STAMP)
-	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=25
 
 # The Lambda deployment package: build/bluum-rotator-lambda.zip, reproducible, without boto3 (the runtime has it).
 lambda-zip: $(STAMP)

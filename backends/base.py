@@ -43,6 +43,20 @@ class Fingerprinted(Protocol):
 
 
 @runtime_checkable
+class ReadAtOnce(Protocol):
+    """A store that reads all its stages in one go (the Vault store: one read of the stage document and one of the
+    path applications read, where three `read` calls make up to three of that path).
+
+    A holdings check (before a revoke, at a rotation's start) reads every stage of every store; from one reading it
+    sees one moment of the store, and a remote store is asked once."""
+
+    def read_stages(self) -> dict[Stage, StoredKey]:
+        """Every stage that holds a key, as `read` gives each; a stage `read` finds missing (StoreNotFound) is left
+        out. Other errors are raised, as by `read`."""
+        ...
+
+
+@runtime_checkable
 class WriteChecked(Protocol):
     """A store that can tell, before a rotation changes anything, that it must not be written (a dotenv file in a
     folder other users can write, a hard-linked file): the rotation is refused (exit 2) instead of stopping half-way."""

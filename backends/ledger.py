@@ -80,6 +80,29 @@ class Ledger(Protocol):
         ...
 
 
+@runtime_checkable
+class DocumentLedger(Protocol):
+    """A ledger that keeps the record in the same document as its store's stages (the Vault store's stage document):
+    a record write can ride on the store's next write of that document, and the command's last record write can give
+    the lease up, each one check-and-set write instead of two (issue 18: every write is a request to the store)."""
+
+    def carry_record(self, record: dict[str, Any], *, lease: Lease, version: int, last: bool = False) -> None:
+        """Have the store's next write of its document carry `record` (the checks of `write_record` first; a write
+        they refuse carries nothing, and the record is then written on its own and refused there, as always).
+        `last`: that write releases the lease too, as `write_last_record` does."""
+        ...
+
+    def carried(self) -> int | None:
+        """The record's new version when a document write since `carry_record` carried it; None otherwise. Either
+        way the carry is dropped: only the change the caller made in between may carry it."""
+        ...
+
+    def write_last_record(self, record: dict[str, Any], *, lease: Lease, version: int) -> int:
+        """`write_record`, releasing `lease` in the same write: the last record write of a command that ends with
+        it (a rotation completed)."""
+        ...
+
+
 def lease_refusal(*, held_fence: int | None, latest_fence: int, lease: Lease, now: float) -> str | None:
     """Why `lease` no longer allows a write, or None. Pure, shared by every ledger.
 

@@ -101,6 +101,24 @@ class Projected:
             return document.stages.pending or self._unshown_current(document)
         return document.stages.previous
 
+    def read_stages(self) -> dict[Stage, StoredKey]:
+        """Every stage that holds a key, as `read` gives each (a copy that shows nothing: no CURRENT), from one
+        reading of the document and of the copy: what a holdings check sees at one moment."""
+        try:
+            document = self._store.load_document()
+        except StoreNotFound:
+            return {}
+        try:
+            shown: StoredKey | None = self._store.shown()
+        except StoreNotFound:
+            shown = None
+        stages = {
+            Stage.CURRENT: None if shown is None else self._tagged(shown, document),
+            Stage.PENDING: document.stages.pending or self._unshown(document, shown),
+            Stage.PREVIOUS: document.stages.previous,
+        }
+        return {stage: key for stage, key in stages.items() if key is not None}
+
     def _unshown_current(self, document: StageDocument) -> StoredKey | None:
         """The document's CURRENT while a crashed promote left readers seeing PREVIOUS, else None.
 
@@ -116,6 +134,14 @@ class Projected:
         except (StoreNotFound, StoreCorrupt):
             return None  # readers see nothing usable: no key of a crashed promote is hidden there
         # Any other failure (the store cannot be reached) propagates: a holdings check must fail closed.
+        return self._unshown(document, shown)
+
+    @staticmethod
+    def _unshown(document: StageDocument, shown: StoredKey | None) -> StoredKey | None:
+        """The document's CURRENT when readers see (`shown`) its PREVIOUS instead (see `_unshown_current`)."""
+        current, previous = document.stages.current, document.stages.previous
+        if current is None or current.token is None or previous is None or shown is None:
+            return None
         if shown.same_key(previous) and not shown.same_key(current):
             return current
         return None

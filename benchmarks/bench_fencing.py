@@ -92,6 +92,9 @@ def walk(
             flags.append(f"I1: {t.i1[0]}")
         if t.i3:
             flags.append(f"I3: active unknown {t.i3}")
+        unsettled = [line.splitlines()[0] for line in t.settled if not line.endswith(": exit 0")]
+        if unsettled:
+            flags.append(f"settling failed ({'; '.join(unsettled)})")
         late = [r for r in t.late_requests]
         print(
             f"  {primary.name} #{i:3d} {t.request[:58]:58s} B {t.takeover:8s} exit {t.b_exit}  A exit {t.a_exit}"
@@ -102,6 +105,10 @@ def walk(
             print(f"      A said: {t.said}", flush=True)
         if t.leased and (t.changed_after or t.changed_by_held):
             print(f"      A's requests after the take-over: {late}", flush=True)
+        if t.i1 or t.i3 or unsettled or t.b_exit in (1, 5):  # a finding: what B and the settling said
+            print("      B said:\n" + "\n".join("        " + line for line in t.b_said.splitlines()), flush=True)
+            for line in t.settled:
+                print("      settling: " + line.replace("\n", "\n        "), flush=True)
     return trials
 
 

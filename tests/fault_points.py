@@ -22,8 +22,8 @@ FORWARD_POINTS = (
     "revoking.record",
     "revoke.bluum",
     "old_revoked.record",
-    "clear.app",
     "clear.mirror",
+    "clear.app",
     "completed.record",
 )
 """A rotation that succeeds, from start to completed."""

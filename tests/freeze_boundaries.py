@@ -265,6 +265,11 @@ class Trial:
     samples: int = 0
     i3: list[str] = field(default_factory=list)
     said: str = ""
+    b_said: str = ""
+    """The end of B's output (stdout, then stderr): why B exited as it did, kept for a finding's report."""
+    settled: list[str] = field(default_factory=list)
+    """How the settling went: each command it ran with its exit code, and its output's end when it did not exit 0
+    (a sweep that could not run leaves keys no store shows, which is then no I3 break of the rotation's own)."""
 
     @property
     def changed(self) -> bool:
@@ -315,6 +320,7 @@ def trial(
                 time.sleep(max(0.0, TAKEOVER_WAIT - (time.monotonic() - frozen)))
                 b = elsewhere(ws, takeover, "trading")
                 result.b_exit = b.returncode
+                result.b_said = _tail(b)
                 taken_over = state(sim, primary, ws)
                 with boundary._mutex:
                     boundary.mode = "watch"
@@ -337,19 +343,29 @@ def trial(
                 a.wait()
         with boundary._mutex:
             boundary.mode = "off"
-        settle(ws)
+        result.settled = settle(ws)
     result.i1, result.samples = sampler.broken, sampler.samples
     known = {ws.shown_key_id(), ws.mirror_key_id()}
     result.i3 = [key for key, status in bluum_keys(sim, ws) if status == "active" and key not in known]
     return result
 
 
-def settle(ws: StoreWorkspace) -> None:
+def settle(ws: StoreWorkspace) -> list[str]:
     """Finish whatever is left, then revoke what this tool made and no store knows (`sweep --revoke`): the I3 of
-    "after any crash, resume + sweep leave no orphans" (a create that landed after the take-over is such a key)."""
+    "after any crash, resume + sweep leave no orphans" (a create that landed after the take-over is such a key).
+    Returns each command with its exit code, and the end of its output when it did not exit 0."""
+    ran = []
     if ws.record_phase() not in (None, "completed", "rolled_back"):
-        ws.run("resume", "trading", timeout=120)
-    ws.run("sweep", "--revoke", "--yes", timeout=120)
+        ran.append(("resume", ws.run("resume", "trading", timeout=120)))
+    ran.append(("sweep --revoke", ws.run("sweep", "--revoke", "--yes", timeout=120)))
+    return [
+        f"{name}: exit {done.returncode}" + ("" if done.returncode == 0 else f"\n{_tail(done)}") for name, done in ran
+    ]
+
+
+def _tail(done: subprocess.CompletedProcess[str], chars: int = 6000) -> str:
+    """The end of a command's output (no secret is ever in it: I6), for a finding's report."""
+    return (done.stdout.strip() + "\n" + done.stderr.strip()).strip()[-chars:]
 
 
 def record_sequence(primary: Primary, boundary: Boundary, folder: Path) -> list[str]:

@@ -90,6 +90,8 @@ class VaultLedger:
         self._seen: VaultDocument | None = None
         """The stage document as this handle last read or wrote it: what a record write, a lease taken or a release
         tries first, without reading it again (`_on_seen`)."""
+        self._carry: _Carry | None = None
+        """A record write the next `save_document` carries (`carry_record`), and after it the version written."""
 
     @property
     def state_where(self) -> str:
@@ -151,13 +153,41 @@ class VaultLedger:
 
     def save_document(self, document: VaultDocument) -> None:
         """Write the document if it is still at the version read and no later lease than this handle's was taken.
-        A write refused for its version says LeaseLost when a later lease was taken since."""
+        A write refused for its version says LeaseLost when a later lease was taken since. With a record to carry
+        (`carry_record`) that `write_record` would accept on this document, the write carries it too."""
         self.refuse_if_fenced_out(document.lease)
+        carry = self._carry
+        carried = self._carried_onto(document, carry) if carry is not None and carry.written is None else None
         try:
-            self._write_document(document, action="writing the rotation state to")
+            self._write_document(carried or document, action="writing the rotation state to")
         except StoreConflict:
             self.refuse_if_fenced_out(self.load_document().lease)
             raise
+        if carry is not None and carried is not None:
+            self._carry = replace(carry, written=carried.record_version)  # once: a later write builds on it
+            if carry.last:
+                self._released(carry.lease)
+
+    def carry_record(self, record: dict[str, Any], *, lease: Lease, version: int, last: bool = False) -> None:
+        """Have the next `save_document` carry `record` (see `backends.ledger.DocumentLedger`)."""
+        _serializable(record, self.name)
+        self._carry = _Carry(record, lease, version, last)
+
+    def _carried_onto(self, document: VaultDocument, carry: _Carry) -> VaultDocument | None:
+        """`document` with the carried record, when `write_record` would accept it there; None when it would refuse
+        (the document is then written without it, and the record's own write refuses as it always did)."""
+        try:
+            self._refuse_unless_held(document.lease, carry.lease, what="the rotation record was not written")
+            self._check_record_version(document, carry.version)
+        except (LeaseLost, StoreConflict):
+            return None
+        carried = replace(document, record=carry.record, record_version=carry.version + 1)
+        return replace(carried, lease=LeaseState(carry.lease.fence)) if carry.last else carried
+
+    def carried(self) -> int | None:
+        """The record's version when `save_document` carried it since `carry_record`; the carry is dropped."""
+        carry, self._carry = self._carry, None
+        return None if carry is None else carry.written
 
     def read_record(self) -> VersionedRecord:
         """The rotation record kept in the stage document and its version (None and 0 before the first rotation)."""
@@ -166,22 +196,23 @@ class VaultLedger:
 
     def write_record(self, record: dict[str, Any], *, lease: Lease, version: int) -> int:
         """Replace the record if `lease` still holds and the record is still at `version`; one check-and-set write."""
-        try:
-            json.dumps(record)
-        except (TypeError, ValueError) as exc:
-            raise StoreError(f"the rotation record is not JSON-serializable: {exc}", store=self.name) from exc
+        return self._write_record(record, lease=lease, version=version, release=False)
+
+    def write_last_record(self, record: dict[str, Any], *, lease: Lease, version: int) -> int:
+        """`write_record`, with the lease released in the same write (a rotation's last record: one write, not two)."""
+        return self._write_record(record, lease=lease, version=version, release=True)
+
+    def _write_record(self, record: dict[str, Any], *, lease: Lease, version: int, release: bool) -> int:
+        _serializable(record, self.name)
         what = "the rotation record was not written"
 
         def attempt(document: VaultDocument, fresh: bool) -> int:
             self._refuse_unless_held(document.lease, lease, what=what)
-            if document.record_version != version:
-                raise StoreConflict(
-                    f"the rotation record at {self.state_where} changed since it was read (version "
-                    f"{document.record_version}, not {version}); nothing was written",
-                    store=self.name,
-                )
+            self._check_record_version(document, version)
             try:
                 written = replace(document, record=record, record_version=version + 1)
+                if release:
+                    written = replace(written, lease=LeaseState(lease.fence))
                 self._write_document(written, action="writing the rotation record to", seen=not fresh)
             except StoreConflict:
                 if fresh:
@@ -189,7 +220,23 @@ class VaultLedger:
                 raise
             return version + 1
 
-        return self._on_seen(attempt)
+        written = self._on_seen(attempt)
+        if release:
+            self._released(lease)
+        return written
+
+    def _released(self, lease: Lease) -> None:
+        self._held.discard(lease.fence)
+        log.debug("released the lease at %s with the last record (fence %d)", self.state_where, lease.fence)
+
+    def _check_record_version(self, document: VaultDocument, version: int) -> None:
+        """StoreConflict when the record in `document` is no longer at `version` (someone wrote it since)."""
+        if document.record_version != version:
+            raise StoreConflict(
+                f"the rotation record at {self.state_where} changed since it was read (version "
+                f"{document.record_version}, not {version}); nothing was written",
+                store=self.name,
+            )
 
     def acquire(self, owner: str, ttl_seconds: float) -> Lease:
         """A lease with the next fencing number, written by check-and-set; RotationInProgress while one is held."""
@@ -345,3 +392,23 @@ class VaultLedger:
     def release_all(self) -> None:
         """Release the leases this handle still holds (a runner that stops without releasing)."""
         self._held.release_all(self.release, self.state_where)
+
+
+@dataclass(frozen=True, slots=True)
+class _Carry:
+    """A record write that rides on the store's next write of the stage document (`VaultLedger.carry_record`)."""
+
+    record: dict[str, Any]
+    lease: Lease
+    version: int
+    last: bool = False
+    """The write releases the lease too (the record is the command's last)."""
+    written: int | None = None
+    """The record's version once a document write carried it."""
+
+
+def _serializable(record: dict[str, Any], store: str) -> None:
+    try:
+        json.dumps(record)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"the rotation record is not JSON-serializable: {exc}", store=store) from exc

@@ -29,13 +29,13 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Final, Unpack
+from typing import Any, Final, Unpack
 
 import hvac
 
 from backends import stages
 from backends.key_fields import FieldMap
-from backends.ledger import LedgerByDelegation
+from backends.ledger import Lease, LedgerByDelegation
 from backends.projected import Projected
 from backends.stages import StageLog
 from backends.vault.connection import ConnectionOptions, connect, namespace_of, retry_of
@@ -112,6 +112,8 @@ class VaultStore(LedgerByDelegation):
         self._moved = False
         """The stage document was just written by this handle: the next `show` writes `path` even when it shows the
         key already (see `show`)."""
+        self._shown: KvVersion | None = None
+        """`path` as the stage move in hand read it (`shown`), for that move's own write there (`show`)."""
 
     # ----------------------------------------------------------------------------------------------- where
 
@@ -163,6 +165,7 @@ class VaultStore(LedgerByDelegation):
     def _document(self, document: VaultDocument) -> VaultDocument:
         self._known_before = _keys_of(document)
         self._moved = False
+        self._shown = None
         return document
 
     def save_document(self, document: VaultDocument) -> None:
@@ -170,9 +173,14 @@ class VaultStore(LedgerByDelegation):
         self._ledger.save_document(document)
         self._moved = True
 
+    def read_stages(self) -> dict[Stage, StoredKey]:
+        """Every stage that holds a key, from one reading of the stage document and of `path` (`backends.base`)."""
+        return self._projected.read_stages()
+
     def shown(self) -> StoredKey:
         """The key applications read now: the latest version at `path`."""
         latest = self._kv.read(self._path, action="reading")
+        self._shown = latest
         where = self._kv.where(self._path)
         start = f"`rotator enroll` gives the credential its first key, or write the key applications use at {where}"
         if latest.version == 0:
@@ -207,18 +215,26 @@ class VaultStore(LedgerByDelegation):
         passed, its request not yet sent) then finds the version moved on, and its check-and-set is refused by Vault
         itself. Without it, a rollback by the runner that took over, whose old key `path` still showed, would leave
         the version the frozen runner names, and its late write would show the key that rollback revoked (I1).
+
+        That write right after the move is built on `path` as the move read it (the key it made PREVIOUS), not read
+        again (issue 18): the write is a check-and-set on that version, so it is applied only while `path` still
+        holds what the checks above were made on; when anyone wrote there since, it is refused, and `path` is read
+        afresh and decided again. Deciding *not* to write is never made on that reading.
         """
         self.check_show(key)
         fence, self._moved = self._moved, False
-        for _ in range(_SHOW_ATTEMPTS):
-            latest = self._kv.read(self._path, action="reading")
+        seen, self._shown = (self._shown if fence else None), None
+        for _ in range(_SHOW_ATTEMPTS + (seen is not None)):
+            latest = seen if seen is not None else self._kv.read(self._path, action="reading")
+            write = self._kv.write_seen if seen is not None else self._kv.write
+            seen = None
             base = dict(latest.data or {})
             wanted = self._fields.wanted(key, base)
             if latest.data is not None and wanted == base and not fence:
                 return False
             self._check_may_write(key, latest)
             try:
-                self._kv.write(self._path, wanted, cas=latest.version, action="writing the key to")
+                write(self._path, wanted, cas=latest.version, action="writing the key to")
             except StoreConflict:
                 continue  # someone wrote meanwhile: look again (their key, if they wrote one, is then refused)
             return True
@@ -260,6 +276,18 @@ class VaultStore(LedgerByDelegation):
 
     # ----------------------------------------------------------------------------------------------- ledger
     # read_record, write_record, acquire, renew, release: LedgerByDelegation, to the stage document's ledger
+
+    def carry_record(self, record: dict[str, Any], *, lease: Lease, version: int, last: bool = False) -> None:
+        """The next stage move's document write carries `record` too (`backends.ledger.DocumentLedger`)."""
+        self._ledger.carry_record(record, lease=lease, version=version, last=last)
+
+    def carried(self) -> int | None:
+        """The record's version when a stage move since `carry_record` carried it; None otherwise."""
+        return self._ledger.carried()
+
+    def write_last_record(self, record: dict[str, Any], *, lease: Lease, version: int) -> int:
+        """The record, with the lease released in the same write (`backends.ledger.DocumentLedger`)."""
+        return self._ledger.write_last_record(record, lease=lease, version=version)
 
     def close(self) -> None:
         """Release the leases this handle still holds and close Vault connections."""

@@ -49,6 +49,7 @@ def row_dict(row: Any) -> dict[str, Any]:  # noqa: ANN401 - CredentialStatus, im
 
     data = asdict(row)
     data["next_due"] = _iso(row.next_due)
+    data["next_start"] = _iso(row.next_start)
     return data
 
 

@@ -109,6 +109,8 @@ def daemon(
     reported and the last good configuration stays in effect. SIGTERM/SIGINT: each rotation in hand stops after its
     current step, then exit 0; a second signal ends the process at once (resume finishes later). Two daemons on the
     same stores never rotate one credential twice. Exit 2 when the configuration or a flag is wrong at start.
+    With a [leak_reports] table, a signed POST to /leak-report on --metrics-listen starts an emergency rotation of
+    the credential whose current key it names (docs/leak-reports.md).
 
     \b
     Examples:

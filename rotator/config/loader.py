@@ -17,7 +17,7 @@ that makes its configuration (the Lambda, from its environment) hands the same t
 - tables.py: the typed getters every table is read with, and the problems they record;
 - stores.py: `[stores.NAME]`; credentials.py and endpoints.py: `[credentials.NAME]`;
 - settings.py: `[bluum]`, `[history]`, `[fleet]`; notifications.py: `[notifications.NAME]`, `[alerts]`;
-  ledger.py: `[ledger]` (the lease's length).
+  ledger.py: `[ledger]` (the lease's length); leak_reports.py: `[leak_reports]` (the daemon's signed route).
 Every name the rest of the project imports from here is importable from this module; the face `rotator.config`
 re-exports the ones callers imported from it before it became a package.
 
@@ -59,6 +59,7 @@ from rotator.config.credentials import (
     parse_credentials,
 )
 from rotator.config.endpoints import DEFAULT_API_KEYS_PATH, DEFAULT_CHECK_PATH, PRODUCTION_HOSTS, SANDBOX_HOSTS
+from rotator.config.leak_reports import LeakReportSettings, parse_leak_reports
 from rotator.config.ledger import LedgerSettings, parse_ledger
 from rotator.config.notifications import (
     NOTIFICATION_FORMATS,
@@ -110,6 +111,7 @@ from rotator.config.tables import (
     quote_name,
 )
 from rotator.config.trust import check_config_trusted
+from rotator.config.windows import apply_windows
 from rotator.core.durations import parse_duration
 from rotator.core.errors import ConfigError
 
@@ -176,7 +178,18 @@ CONFIG_ENV_VAR: Final = "ROTATOR_CONFIG"
 
 DEFAULT_CONFIG_NAME: Final = "rotator.toml"
 
-TOP_LEVEL_KEYS: Final = ("stores", "credentials", "bluum", "history", "notifications", "fleet", "alerts", "ledger")
+TOP_LEVEL_KEYS: Final = (
+    "stores",
+    "credentials",
+    "bluum",
+    "history",
+    "notifications",
+    "fleet",
+    "alerts",
+    "ledger",
+    "leak_reports",
+    "windows",
+)
 
 
 # --------------------------------------------------------------------------------------------- objects
@@ -199,6 +212,8 @@ class Config:
     _store_owners: Mapping[str, str] = field(init=False, repr=False, compare=False, default_factory=dict)
     alerts: AlertSettings = field(default_factory=AlertSettings)
     ledger: LedgerSettings = LedgerSettings()  # noqa: RUF009 - a frozen dataclass (ledger.py)
+    leak_reports: LeakReportSettings | None = None
+    """The daemon's leak-report route; None (no `[leak_reports]` table): off."""
 
     def credential(self, name: str) -> CredentialConfig:
         """The credential called `name`; ConfigError listing the known ones (and a near match) otherwise."""
@@ -393,11 +408,12 @@ def _validate(
     bluum = parse_bluum(data.get("bluum"), problems, base_dir)
     history = parse_history(data.get("history"), base_dir, problems)
     stores = parse_stores(data.get("stores"), base_dir=base_dir, store_types=store_types, problems=problems)
-    credentials = parse_credentials(data, problems)
+    credentials = apply_windows(data, parse_credentials(data, problems), problems)
     notifications = parse_notifications(data.get("notifications"), problems)
     fleet = parse_fleet(data.get("fleet"), problems)
     alerts = parse_alerts_table(data.get("alerts"), problems)
     ledger = parse_ledger(data.get("ledger"), problems, bluum, stores.values())
+    leak_reports = parse_leak_reports(data.get("leak_reports"), problems)
     rollouts = {name: (cred.rollout, cred.targets) for name, cred in credentials.items()}
     reloads = {name: store.reload for name, store in stores.items()}
     check_rollouts(rollouts, reloads, problems)
@@ -423,6 +439,7 @@ def _validate(
         fleet=fleet,
         alerts=alerts,
         ledger=ledger,
+        leak_reports=leak_reports,
     )
 
 

@@ -71,6 +71,11 @@ def poll_until(
 ) -> list[Attestation]:
     """Poll until every consumer reports the new key or `wait` seconds are spent; the last poll's answers.
 
+    The back-off's delays (1 s, x2, up to 30 s) are cut short by the bound: when the next delay would pass it, the
+    last poll is made AT the bound, not skipped. Why: with a 10 s wait the polls would otherwise fall at 0, 1, 3 and
+    7 s, and a consumer that moves at 8 s would be reported unmoved although the run had waited for it; the gate and
+    the rollback (rotator/rotation/reverse.py) both wait the whole bound they were given.
+
     `sleep(seconds)` returns True when the run was asked to stop (then the last answers stand); `between` runs after
     each poll that leaves someone unmoved (the driver renews its lease there and says who is still awaited)."""
     started = monotonic()
@@ -81,9 +86,10 @@ def poll_until(
         )
         if not unmoved(found):
             return found
-        delay = poll_delay(attempt)
-        if monotonic() - started + delay > wait:
+        left = wait - (monotonic() - started)
+        if left <= 0:
             return found
+        delay = min(poll_delay(attempt), left)  # the last wait ends at the bound, where the last poll is made
         between(found)
         if sleep(delay):
             return found

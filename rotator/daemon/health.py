@@ -9,7 +9,9 @@ included, plus some slack for a long tick: `stale_after`. The same beat goes to 
 
 The server is the standard library's, in a daemon thread: two routes need no framework, and nothing here imports
 prometheus_client until `/metrics` is served. It binds loopback unless told otherwise; the routes show credential
-names, environments, key ages and exit codes, never a key or a secret, and take no input.
+names, environments, key ages and exit codes, never a key or a secret, and take no input. The one route that does,
+the leak-report POST (rotator/daemon/leak.py), exists only when rotator.toml has a `[leak_reports]` table; its body
+is read only after the content type and length are checked, and never beyond the configured limit.
 
 Bounded, because whoever reaches the port is not trusted to be polite: a thread and a descriptor per connection
 without limit let 160 idle connections use up the process's descriptors, and then the ticks themselves failed ("Too
@@ -39,6 +41,8 @@ from rotator.core.timestamps import format_timestamp
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
+
+    from rotator.daemon.leak import LeakDesk
 
 __all__ = ["Beat", "HealthServer", "Verdict", "parse_listen", "stale_after", "verdict"]
 
@@ -160,14 +164,42 @@ class _Handler(BaseHTTPRequestHandler):
             from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
             self._send(200, CONTENT_TYPE_LATEST, generate_latest(self.server.registry))
+        elif self.server.leak is not None and self.server.leak.routes(path):
+            self._send(405, "application/json", b'{"status": "refused", "reason": "wrong_method"}\n')
         else:
             self._send(404, "text/plain; charset=utf-8", b"not found: try /healthz or /metrics\n")
+
+    def do_POST(self) -> None:
+        """The leak-report route when configured (its checks: rotator.daemon.leak); 404 otherwise."""
+        from rotator.rules.leak_report import SIGNATURE_HEADER, TIMESTAMP_HEADER, Refusal
+
+        desk = self.server.leak
+        path = self.path.split("?", 1)[0]
+        settings = desk.settings if desk is not None else None
+        if desk is None or settings is None or path != settings.path:
+            self.close_connection = True  # its body is not read
+            self._send(404, "text/plain; charset=utf-8", b"not found: try /healthz or /metrics\n")
+            return
+        client = str(self.client_address[0])
+        media = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        length_text = self.headers.get("Content-Length", "")
+        if media != "application/json" or not length_text.isdigit() or int(length_text) > settings.max_body:
+            wrong_type = media != "application/json"
+            answer = desk.refuse(Refusal.WRONG_CONTENT_TYPE if wrong_type else Refusal.TOO_LARGE, client)
+            self.close_connection = True  # the body is never read: the connection cannot serve another request
+        else:
+            body = self.rfile.read(int(length_text))
+            headers = {name: self.headers.get(name, "") for name in (TIMESTAMP_HEADER, SIGNATURE_HEADER)}
+            answer = desk.receive(headers, body, client)
+        self._send(answer.status, "application/json", answer.encoded())
 
     def _send(self, status: int, content_type: str, body: bytes) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
 
@@ -183,10 +215,13 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
     request_queue_size = 64
 
-    def __init__(self, address: tuple[str, int], beat: Beat, registry: CollectorRegistry) -> None:
+    def __init__(
+        self, address: tuple[str, int], beat: Beat, registry: CollectorRegistry, leak: LeakDesk | None = None
+    ) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.beat = beat
         self.registry = registry
+        self.leak = leak
         self._open: dict[socket.socket, float] = {}
         self._lock = threading.Lock()
         self._turned_away = 0
@@ -274,11 +309,14 @@ def _cut(request: socket.socket) -> None:
 
 
 class HealthServer:
-    """`/healthz` and `/metrics` on HOST:PORT, served by a daemon thread until `close()`."""
+    """`/healthz` and `/metrics` (and the leak-report route, given `leak`) on HOST:PORT, served by a daemon thread
+    until `close()`."""
 
-    def __init__(self, host: str, port: int, beat: Beat, registry: CollectorRegistry) -> None:
+    def __init__(
+        self, host: str, port: int, beat: Beat, registry: CollectorRegistry, leak: LeakDesk | None = None
+    ) -> None:
         try:
-            self._server = _Server((host, port), beat, registry)
+            self._server = _Server((host, port), beat, registry, leak)
         except OSError as exc:
             raise ConfigError(
                 f"--metrics-listen {host}:{port}: cannot listen there ({exc.strerror or exc}). Fix: pick a free port "

@@ -42,6 +42,7 @@ from rotator.core.errors import ConfigError, ConfigUntrusted, ExitCode, RotatorE
 from rotator.core.events import EventKind, RotationEvent
 from rotator.core.timestamps import format_timestamp
 from rotator.daemon.health import Beat, HealthServer, stale_after
+from rotator.daemon.leak import LeakDesk, check_leak_settings
 from rotator.daemon.metrics import Telemetry
 from rotator.daemon.stop_signals import StopSignals
 from rotator.ops.tick import run_due_each, run_tick
@@ -61,6 +62,8 @@ DEFAULT_EVERY = "15m"
 window ends."""
 TICK_FAILED = "daemon_tick_failed"
 """The `alert` subject of a tick that raised (announced once per run of failed ticks)."""
+LEAK_WAIT_SECONDS = 30.0
+"""At stop, how long the daemon waits for an emergency a leak report started to stop after its step."""
 RELOAD_FAILED = "config_reload_failed"
 """The `alert` subject of a rotator.toml that could not be read again (announced once until it is fixed)."""
 
@@ -154,6 +157,7 @@ class Daemon:
         self._stop = threading.Event()
         self._app: App | None = None
         self._server: HealthServer | None = None
+        self._leak: LeakDesk | None = None
         self._config: Config | None = None
         self._config_read_at = 0.0
         self._ticks = 0
@@ -209,8 +213,12 @@ class Daemon:
         try:
             self.telemetry.attach(self._app)
             self._write_heartbeat(at_start=True)
+            check_leak_settings(config, listening=self._listen is not None)
             if self._listen is not None:
-                self._server = HealthServer(*self._listen, self.beat, self.telemetry.registry).start()
+                self._leak = LeakDesk(
+                    config=lambda: self.config, service=lambda: self.service, registry=self.telemetry.registry
+                )
+                self._server = HealthServer(*self._listen, self.beat, self.telemetry.registry, self._leak).start()
         except BaseException:
             self.close()
             raise
@@ -220,6 +228,8 @@ class Daemon:
         if self._server is not None:
             self._server.close()
             self._server = None
+        if self._leak is not None:  # an emergency a report started stops after its step (the runtime is stopping)
+            self._leak.wait(timeout=LEAK_WAIT_SECONDS)
         if self._app is not None:
             self._app.close()
 
@@ -230,6 +240,8 @@ class Daemon:
             job = job.to(self.cadence.every + self.cadence.jitter)
         job.seconds.do(self.tick_once)
         where = f"; /metrics and /healthz on {self._server.url}" if self._server is not None else ""
+        if self._server is not None and self.config.leak_reports is not None:
+            where += f"; leak reports to POST {self._server.url}{self.config.leak_reports.path}"
         self._say(
             f"daemon started: {len(self.config.credentials)} credential(s) from {self.config.source}, "
             f"{self.cadence.describe()}{where}; SIGTERM or SIGINT stops it after the step in hand"
@@ -306,6 +318,9 @@ class Daemon:
 
     def _reload(self) -> None:
         """Read rotator.toml again; a changed file gets a new app, a broken one keeps the last good."""
+        if self._leak is not None and self._leak.busy():  # its rotation runs on this service: keep it until it ends
+            log.info("configuration not read again: an emergency started by a leak report is running")
+            return
         try:
             config = self._load()
             if config == self.config:

@@ -193,8 +193,9 @@ class Telemetry:
         )
         self.consumers = Gauge(
             "bluum_rotator_consumers",
-            "While a rotation waits on its consumers: how many reported the new key at the last poll (attested) and "
-            "how many did not (unattested), from the rotation record.",
+            "While a key waits on a credential's consumers: how many reported the key the rotation moves them to at "
+            "the last poll (attested; the new key, or the old key in a rollback that waits on them) and how many did "
+            "not (unattested), from the rotation record.",
             ["credential", "state"],
             registry=registry,
         )

@@ -49,6 +49,11 @@ class Journal(Protocol):
         """Write `record` under the lease (compare-and-set), then mark the fault point `point`."""
         ...
 
+    def save_along(self, record: RotationRecord, point: str, change: Callable[[], object]) -> RotationRecord:
+        """`change` (a stage move in the primary), then `save`: one write for both where the primary keeps the
+        record in the document that move writes (the Vault store). The record is never written before the change."""
+        ...
+
     def emit(self, record: RotationRecord, step: str, message: str, seconds: float | None = None) -> None:
         """Tell every subscriber what a step did."""
         ...

@@ -73,10 +73,6 @@ def await_back(ctx: RotationContext, record: RotationRecord, journal: Journal) -
             sleep=runtime.pause,
             between=between,
         )
-        left = ctx.cred.consumer_wait.total_seconds() - (runtime.monotonic() - started)
-        if not_back([swapped(a) for a in found]) and left > 0 and not runtime.pause(left):
-            # the back-off's next poll would pass the bound: one last look at the bound itself
-            found = poll_once(consumers, new_fingerprint=old_fp, old_fingerprint=new_fp, credential=name)
     answers = [swapped(answer) for answer in found]
     lines = tuple(describe(answer) for answer in not_back(answers))
     now = runtime.clock()

@@ -248,7 +248,7 @@ class Runtime:
         return Survey(found, unreadable)
 
     def _held_in(self, name: str, *, fresh: bool) -> list[Holding]:
-        from backends.base import Fingerprinted
+        from backends.base import Fingerprinted, ReadAtOnce
         from rotator.rules.identity import Holding
 
         store = self.store(name)
@@ -262,14 +262,17 @@ class Runtime:
                 return held
         cred = self.config.credential_for_store(name)
         owner = cred.name if cred is not None else "(none)"
-        held = []
-        for stage in Stage:
-            try:
-                key = store.read(stage)
-            except StoreNotFound:
-                continue
-            if key is not None:
-                held.append(Holding(owner, name, stage, key.api_key))
+        if isinstance(store, ReadAtOnce):  # one reading of the store, not one per stage
+            held = [Holding(owner, name, stage, key.api_key) for stage, key in store.read_stages().items()]
+        else:
+            held = []
+            for stage in Stage:
+                try:
+                    key = store.read(stage)
+                except StoreNotFound:
+                    continue
+                if key is not None:
+                    held.append(Holding(owner, name, stage, key.api_key))
         with self._lock:
             self._holdings[name] = (mark, now, held)  # the mark taken before reading: a write meanwhile shows next time
         return held

@@ -18,13 +18,13 @@ from rotator.core.events import EventBus, EventKind, log_event
 from rotator.core.in_flight import bluum_call_seconds, longest_in_flight
 from rotator.core.model import Stage, StoredKey
 from rotator.core.timestamps import format_timestamp
-from rotator.rotation import preflight, reverse
+from rotator.rotation import preflight, reverse, start_gate
 from rotator.rotation.context import ConfirmRevoked, RotationContext, new_token
 from rotator.rotation.driver import Driver, Outcome, RecordKeeper
 from rotator.rotation.revoke_gate import override_consumers
 from rotator.rotation.rollback import after_rollback, roll_back
 from rotator.rotation.runtime import Runtime
-from rotator.rules import machine
+from rotator.rules import machine, windows
 from rotator.rules.machine import Step
 from rotator.rules.record import Phase, RotationRecord
 
@@ -141,7 +141,8 @@ class RotationService:
         )
         self._check_request(ctx, emergency=emergency, reason=reason, dry_run=dry_run, token=token)
         seen = self.runtime.read_record(ctx.cred)
-        return self._rotate(ctx, seen, reason=reason, token=token, only_if_due=only_if_due, dry_run=dry_run)
+        outcome = self._rotate(ctx, seen, reason=reason, token=token, only_if_due=only_if_due, dry_run=dry_run)
+        return start_gate.noted(outcome, seen, self.runtime, ctx.cred, emergency=emergency, scheduled=only_if_due)
 
     def _rotate(
         self,
@@ -233,6 +234,7 @@ class RotationService:
             old_key_label=old_id or current.label,
             old_public_key=current.api_key,  # the key revoked at the end, whatever a store shows by then (I8)
             current_since=previous_record.current_since if previous_record else None,
+            expires_at=previous_record.expires_at if previous_record else None,
         )
         record = driver.save(record, "started.record")
         ctx.fresh_token = token is None or previous_record is None or previous_record.token != token
@@ -379,6 +381,8 @@ class RotationService:
             record = count_seeded_key(ctx, partial(self._keeper, ctx))
         if not self._due(ctx, record):
             return self._not_due(ctx, record)
+        if (held := start_gate.scheduled_start(self.runtime, ctx.cred, record)) is not None:
+            return held  # allow/deny windows and the cap per paying key (rotator/rules/windows.py)
         retry_at = machine.retry_after_rollback(record, ctx.cred.rotate_every)
         if record is not None and retry_at is not None and self.runtime.clock() < retry_at:
             when = format_timestamp(retry_at)
@@ -401,10 +405,13 @@ class RotationService:
 
     def _due(self, ctx: RotationContext, record: RotationRecord | None) -> bool:
         since = record.current_since if record is not None else None
-        return machine.is_due(since, ctx.cred.rotate_every, self.runtime.clock())
+        expires_at = record.expires_at if record is not None else None
+        now = self.runtime.clock()
+        lead = ctx.cred.windows.expiry_lead
+        return machine.is_due(since, ctx.cred.rotate_every, now) or windows.due_for_expiry(expires_at, lead, now)
 
     def _not_due(self, ctx: RotationContext, record: RotationRecord | None, why: str = "") -> Outcome:
-        due = machine.next_due(record.current_since if record is not None else None, ctx.cred.rotate_every)
+        due = windows.next_due(record, ctx.cred.rotate_every, ctx.cred.windows.expiry_lead)
         when = format_timestamp(due) if due else "unknown"
         return Outcome(ctx.cred.name, ExitCode.OK, f"{ctx.cred.name}: not due (next rotation {when}){why}", record)
 

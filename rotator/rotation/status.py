@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING
 from rotator.core.errors import RotatorError
 from rotator.core.model import Stage
 from rotator.core.timestamps import format_timestamp
-from rotator.rules import machine
+from rotator.rules import machine, windows
 from rotator.rules.record import Phase, RotationRecord
 
 if TYPE_CHECKING:
+    from rotator.config.credentials import CredentialConfig
     from rotator.rotation.runtime import Runtime
 
 
@@ -33,11 +34,13 @@ def status(runtime: Runtime) -> list[CredentialStatus]:
             rows.append(replace(row, exit_code=int(exc.exit_code)))
             continue
         since = record.current_since if record is not None else None
-        due = machine.next_due(since, cred.rotate_every)
+        due = windows.next_due(record, cred.rotate_every, cred.windows.expiry_lead)
         stage = "idle" if record is None or record.phase.terminal else record.phase.value
         if record is not None and record.phase is Phase.ROLLED_BACK:
             stage = "rolled back"
         waiting = _waiting(cred.name, record, now, due, machine.retry_after_rollback(record, cred.rotate_every))
+        held, next_start = _held(runtime, cred, record, now, due)
+        waiting = held or waiting
         rows.append(
             CredentialStatus(
                 name=cred.name,
@@ -52,29 +55,62 @@ def status(runtime: Runtime) -> list[CredentialStatus]:
                 last_success=record.completed_at if record is not None and record.phase is Phase.COMPLETED else None,
                 consumers=_consumers(record, total := len(runtime.config.consumers_of(cred.name))),
                 consumer_counts=_consumer_counts(record, total),
+                next_start=next_start,
             )
         )
     return rows
 
 
+def _held(
+    runtime: Runtime, cred: CredentialConfig, record: RotationRecord | None, now: float, due: float | None
+) -> tuple[str | None, float | None]:
+    """Why a due key that the scheduler would start waits (a deny window, outside its allow windows, the cap), and
+    when its windows next let a scheduled rotation start; (None, None) for a credential without windows."""
+    if not cred.windows.gated:
+        return None, None
+    from rotator.rotation import start_gate
+
+    decided = start_gate.verdict(runtime, cred)
+    if decided is None:
+        return None, None
+    idle = record is None or record.phase is Phase.COMPLETED
+    if decided.may_start or not idle or (due is not None and now < due):
+        return None, decided.next_start
+    return start_gate.held_words(cred, decided), decided.next_start
+
+
 def _waits_on_consumers(record: RotationRecord | None, total: int) -> bool:
-    return bool(total) and record is not None and record.phase in (Phase.VERIFIED, Phase.AWAITING_CONSUMERS)
+    """Whether a key waits on the consumers: the old key going forward (VERIFIED, AWAITING_CONSUMERS), or the new key
+    in a rollback that waits for them to report the old key again (rotator/rules/reverse.py)."""
+    if not total or record is None:
+        return False
+    if record.phase is Phase.ROLLING_BACK:
+        from rotator.rules.reverse import waits_back  # here: only a rollback has to ask
+
+        return waits_back(record)
+    return record.phase in (Phase.VERIFIED, Phase.AWAITING_CONSUMERS)
 
 
 def _consumers(record: RotationRecord | None, total: int) -> str | None:
-    """The consumers line while the old key waits on them (issue 19), from the record: status never polls."""
+    """The consumers line while a key waits on them (issue 19), from the record: status never polls. Going forward it
+    counts who reports the new key; in a rollback, who reports the old key again."""
     if record is None or not _waits_on_consumers(record, total):
         return None
+    if record.phase is Phase.ROLLING_BACK:
+        from rotator.rules.reverse import progress
+
+        return progress(record.unmoved, total)
     from rotator.rules import consumers  # here: only a rotation waiting on consumers has a line to show
 
     return consumers.progress(record.unmoved, record.consumers_moved_at, total)
 
 
 def _consumer_counts(record: RotationRecord | None, total: int) -> tuple[int, int] | None:
-    """(attested, unattested) at the last poll, for the metrics gauge; None when no rotation waits on consumers."""
+    """(attested, unattested) at the last poll, for the metrics gauge; None when no key waits on consumers.
+    "attested": reports the key the rotation is moving them to (the new key forward, the old key in a rollback)."""
     if record is None or not _waits_on_consumers(record, total):
         return None
-    if record.consumers_moved_at is not None:
+    if record.consumers_moved_at is not None and record.phase is not Phase.ROLLING_BACK:
         return (total, 0)
     unattested = min(total, len(record.unmoved)) if record.unmoved else total
     return (total - unattested, unattested)
@@ -121,6 +157,11 @@ class CredentialStatus:
     last_success: float | None = None
     """When the last rotation completed, if the record's last rotation did."""
     consumers: str | None = None
-    """While the old key waits on consumers: how many report the new key, and who does not (the last poll's)."""
+    """While the old key waits on consumers: how many report the new key, and who does not (the last poll's); in a
+    rollback that waits on them, how many report the old key again, and who does not."""
     consumer_counts: tuple[int, int] | None = None
-    """The same as numbers, (attested, unattested), for the metrics gauge `bluum_rotator_consumers`."""
+    """The same as numbers, (attested, unattested), for the metrics gauge `bluum_rotator_consumers`: attested is on
+    the key the rotation moves them to (the new key; in a rollback, the old key)."""
+    next_start: float | None = None
+    """When its windows next let a scheduled rotation start (rotator/rules/windows.py); None for a credential
+    without windows (any time)."""

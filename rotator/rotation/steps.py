@@ -8,6 +8,8 @@ purpose, finds its work done and only writes the record. A failure a rollback re
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rotator.core.errors import (
     BluumError,
     BluumRateLimited,
@@ -29,6 +31,21 @@ from rotator.rules import machine
 from rotator.rules.machine import Verdict
 from rotator.rules.record import Phase, RotationRecord
 
+if TYPE_CHECKING:
+    from backends.base import SecretStore
+
+
+def _pending_key(ctx: RotationContext, record: RotationRecord, created: CreatedKey) -> StoredKey:
+    """The minted pair as the primary stores it: tied to this rotation by its token (a crash finds it again)."""
+    return StoredKey(
+        api_key=created.pair.api_key,
+        api_secret=created.pair.api_secret,
+        key_id=created.info.id,
+        environment=created.pair.environment,
+        base_url=ctx.cred.base_url,
+        token=record.token,
+    )
+
 
 def create(ctx: RotationContext, record: RotationRecord, journal: Journal) -> RotationRecord:
     """The issuer mints the key (idempotent by token) and it is stored as PENDING before anything else (I3)."""
@@ -48,27 +65,29 @@ def create(ctx: RotationContext, record: RotationRecord, journal: Journal) -> Ro
         idempotency_key = new_token()
     created = _mint(ctx, record, journal, idempotency_key)
     reached("create.bluum")
-    pending = StoredKey(
-        api_key=created.pair.api_key,
-        api_secret=created.pair.api_secret,
-        key_id=created.info.id,
-        environment=created.pair.environment,
-        base_url=cred.base_url,
-        token=record.token,
+    pending = _pending_key(ctx, record, created)
+    record = record.advance(
+        record.phase,
+        ctx.runtime.clock(),
+        new_key_id=created.info.id,
+        new_key_label=created.info.id,
+        new_expires_at=created.info.expires_at,
     )
-    now = ctx.runtime.clock()
-    record = record.advance(record.phase, now, new_key_id=created.info.id, new_key_label=created.info.id)
     problem = machine.environment_violation(cred.environment, created.pair.environment, f"new key {created.info.id}")
     if problem:
         raise StepFailed(record, problem)
     journal.check()  # an answer that came back after a freeze: the lease may be another runner's by now
-    try:
-        ctx.primary.put_pending(pending)
-    except StoreError as exc:
-        raise StepFailed(record, f"could not store the new key as PENDING: {exc}") from exc
-    reached("pending.store")
-    ctx.new = pending
-    record = journal.save(record.advance(Phase.PENDING_STORED, ctx.runtime.clock()), "pending.record")
+
+    def store() -> None:
+        try:
+            ctx.primary.put_pending(pending)
+        except StoreError as exc:
+            raise StepFailed(record, f"could not store the new key as PENDING: {exc}") from exc
+        reached("pending.store")
+        ctx.new = pending
+
+    # One write where the primary keeps the record beside its stages (Vault): never the record before the key.
+    record = journal.save_along(record.advance(Phase.PENDING_STORED, ctx.runtime.clock()), "pending.record", store)
     journal.emit(
         record,
         "generate",
@@ -199,10 +218,11 @@ def promote(ctx: RotationContext, record: RotationRecord, journal: Journal) -> R
     started = ctx.runtime.monotonic()
     try:
         check_before_promote(ctx, record, journal, new)
-        for store in ctx.stores:
+        for index, store in enumerate(ctx.stores):
             journal.hold()  # between targets too: a lease taken over mid-deploy stops here
             store.put_pending(new)  # a no-op where staged; repairs a target staged by an older version
-            check_before_promote(ctx, record, journal, new, [store])  # what it shows now, not before the others'
+            if index:  # what it shows now, not before the others' promote (the first: the check just made)
+                check_before_promote(ctx, record, journal, new, [store])
             promotion = store.promote(record.token)
             reached(f"promote.{store.name}")
             if promotion.changed:
@@ -251,17 +271,28 @@ def confirm(ctx: RotationContext, record: RotationRecord, journal: Journal) -> R
 
 
 def clear(ctx: RotationContext, record: RotationRecord, journal: Journal) -> RotationRecord:
-    """Forget the (revoked) old key in every target; the rotation is complete."""
+    """Forget the (revoked) old key in every target; the rotation is complete.
+
+    The primary is cleared last: where it keeps the record beside its stages (Vault), that one write also says the
+    rotation is complete and gives the lease up (issue 18). Every other target has forgotten the key by then."""
     started = ctx.runtime.monotonic()
-    for store in ctx.stores:
+
+    def forget(store: SecretStore) -> None:
         journal.hold()  # between targets too, as in promote: a runner that lost its lease clears nothing more
         store.clear_previous(record.token)
         reached(f"clear.{store.name}")
+
+    for store in ctx.stores[1:]:
+        forget(store)
     now = ctx.runtime.clock()
-    record = journal.save(
-        record.advance(Phase.COMPLETED, now, completed_at=now, current_since=record.verified_at or now),
-        "completed.record",
+    completed = record.advance(
+        Phase.COMPLETED,
+        now,
+        completed_at=now,
+        current_since=record.verified_at or now,
+        expires_at=record.new_expires_at,
     )
+    record = journal.save_along(completed, "completed.record", lambda: forget(ctx.primary))
     journal.emit(
         record,
         "cleanup",

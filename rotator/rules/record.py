@@ -18,7 +18,15 @@ ENROLLMENT = "none (enrollment)"
 """The old key label of a credential's first rotation: there is no old key."""
 
 
-_OMITTED_AT_DEFAULT = ("consumers_moved_at", "unmoved", "revoked_over", "healthy", "grace_from")
+_OMITTED_AT_DEFAULT = (
+    "consumers_moved_at",
+    "unmoved",
+    "revoked_over",
+    "healthy",
+    "expires_at",
+    "new_expires_at",
+    "grace_from",
+)
 """Fields of issue 19 left out of a record while unset, so a credential without consumers stores what it always did."""
 
 
@@ -104,6 +112,11 @@ class RotationRecord:
     """The consumers the last poll found not on the new key, each in words (consumers.describe): no key, no secret."""
     revoked_over: str | None = None
     """The reason an operator gave to revoke the old key although consumers were not on the new key."""
+    expires_at: float | None = None
+    """When the credential's current key expires at Bluum (as Bluum reported it), carried from rotation to rotation
+    like `current_since`: the key is due `expiry_lead` before it (rotator/rules/windows.py). None: no expiry known."""
+    new_expires_at: float | None = None
+    """When this rotation's new key expires, as Bluum answered its create; it becomes `expires_at` on completion."""
 
     def advance(self, phase: Phase, now: float, **changes: Any) -> RotationRecord:  # noqa: ANN401 - field values
         """A copy at `phase`, with `changes` applied and `updated_at` set."""

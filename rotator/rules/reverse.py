@@ -13,13 +13,13 @@ is never taken for consent, as going forward.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from rotator.rules import machine
 from rotator.rules.consumers import Attestation, AttestOutcome
 from rotator.rules.record import ENROLLMENT, Phase, RotationRecord
 
-__all__ = ["CLEARED", "choices", "not_back", "swapped", "waits_back"]
+__all__ = ["CLEARED", "choices", "not_back", "progress", "swapped", "waits_back"]
 
 CLEARED: dict[str, object] = {"unmoved": (), "consumers_moved_at": None, "revoked_over": None}
 """The record's consumer fields as a rollback starts them: what they said was about the way forward."""
@@ -55,3 +55,12 @@ def choices(credential: str) -> str:
         f"the old key, or `rotator resume {credential} --revoke-anyway --reason TEXT` revokes the new key now (a "
         "leaked new key), and the consumers above break"
     )
+
+
+def progress(not_back_lines: Sequence[str], total: int) -> str:
+    """For `status`, from the record alone (no poll): how many of the credential's `total` consumers reported the old
+    key at the rollback's last poll, and who did not (the record's `unmoved`, which a rollback starts empty)."""
+    if not not_back_lines:
+        return f"the {total} consumer(s) have not been asked for the old key yet"
+    back = max(0, total - len(not_back_lines))
+    return f"{back} of {total} consumers report the old key; " + "; ".join(not_back_lines)

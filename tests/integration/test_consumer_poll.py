@@ -169,8 +169,10 @@ def test_poll_until_stops_once_all_report_the_new_key_and_backs_off_otherwise(ma
 def test_poll_until_returns_the_last_answers_when_its_wait_is_spent(made: list[FakeConsumer]) -> None:
     consumer = http(made, "never", OLD)
     clock = [0.0]
+    slept: list[float] = []
 
     def sleep(seconds: float) -> bool:
+        slept.append(seconds)
         clock[0] += seconds
         return False
 
@@ -184,7 +186,37 @@ def test_poll_until_returns_the_last_answers_when_its_wait_is_spent(made: list[F
         sleep=sleep,
     )
     assert [a.outcome for a in found] == ["old"]
-    assert clock[0] == 7.0  # 1 + 2 + 4; a fourth wait of 8 s would pass the 10 s
+    # 1 + 2 + 4, then the fourth wait (8 s) is cut to the 3 s left: the last poll is made at the bound, not at 7 s
+    assert slept == [1.0, 2.0, 4.0, 3.0]
+    assert clock[0] == 10.0
+
+
+def test_poll_until_sees_a_consumer_that_moves_between_the_last_back_off_and_the_bound(
+    made: list[FakeConsumer],
+) -> None:
+    """A consumer that reloads at 8 s of a 10 s wait is on the new key when the run's bound comes: the poll at the
+    bound sees it (with polls at 0, 1, 3 and 7 s only, it was reported unmoved although the run waited 10 s)."""
+    consumer = http(made, "late", OLD)
+    server = made[-1]
+    clock = [0.0]
+
+    def sleep(seconds: float) -> bool:
+        clock[0] += seconds
+        if clock[0] >= 8.0:
+            server.load(NEW)
+        return False
+
+    found = poll_until(
+        [consumer],
+        credential="trading",
+        wait=10,
+        monotonic=lambda: clock[0],
+        sleep=sleep,
+        new_fingerprint=fingerprint(NEW),
+        old_fingerprint=fingerprint(OLD),
+    )
+    assert [a.outcome for a in found] == ["new"]
+    assert clock[0] == 10.0
 
 
 def test_no_consumers_no_poll() -> None:

@@ -19,6 +19,7 @@ from tests.integration.test_vault_store import (
     Clock,
     MakeStore,
     app_path,
+    before_writes,
     clock,
     latest,
     make_store,
@@ -38,10 +39,9 @@ def test_a_path_write_frozen_after_its_checks_is_refused_by_vault_once_another_r
     stale, fresh = make_store(), make_store()
     lease = stale.acquire("A", LEASE_TTL)
     stale.put_pending(make_key(1, token="t1"))
-    write = stale._kv.write
     took_over: list[int] = []
 
-    def frozen_before_the_path_write(path: str, data: dict[str, Any], *, cas: int, action: str) -> int:
+    def frozen_before_the_path_write(path: str, data: dict[str, Any]) -> None:
         if path == app_path and not took_over:
             clock.now = lease.expires_at + 1  # A sleeps past its lease here; B takes over and rolls back
             taken = fresh.acquire("B", LEASE_TTL)
@@ -49,9 +49,8 @@ def test_a_path_write_frozen_after_its_checks_is_refused_by_vault_once_another_r
             fresh.release(taken)
             took_over.append(taken.fence)
             assert latest(openbao, app_path)["api_key"] == make_key(0).api_key
-        return write(path, data, cas=cas, action=action)
 
-    stale._kv.write = frozen_before_the_path_write  # type: ignore[method-assign]
+    before_writes(stale, frozen_before_the_path_write)
     with pytest.raises((LeaseLost, StoreConflict)):
         stale.promote("t1")
     assert took_over, "A never reached its write of the path"

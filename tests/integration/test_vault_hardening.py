@@ -22,6 +22,7 @@ from rotator.config.loader import parse_config
 from rotator.core.errors import ConfigError, LeaseLost, RotatorError, StoreConflict, StoreDenied, StoreError
 from rotator.core.model import Stage, StoredKey
 from tests.conftest import LeakGuard
+from tests.integration.test_vault_store import before_writes
 from tests.openbao import OpenBao, minimal_policy
 from tests.store_contract import LEASE_TTL, make_key
 
@@ -315,17 +316,15 @@ def test_the_rollback_after_a_refused_promote_does_not_overwrite_the_persons_key
     seed(openbao, app_path, make_key(0))
     store = make_store()
     store.put_pending(make_key(1, token="t1"))
-    original_write = store._kv.write
 
-    def someone_writes_first(path: str, data: dict[str, Any], *, cas: int, action: str) -> int:
+    def someone_writes_first(path: str, data: dict[str, Any]) -> None:
         if path == app_path and data.get("api_key") == make_key(1).api_key:
             seed(openbao, app_path, make_key(7))
-        return original_write(path, data, cas=cas, action=action)
 
-    store._kv.write = someone_writes_first  # type: ignore[method-assign]
+    undo = before_writes(store, someone_writes_first)
     with pytest.raises(StoreError, match="not overwritten"):
         store.promote("t1")
-    store._kv.write = original_write  # type: ignore[method-assign]
+    undo()
     with contextlib.suppress(StoreError):
         store.restore_previous("t1")  # what the driver's rollback does next
     assert latest(openbao, app_path)["api_key"] == make_key(7).api_key

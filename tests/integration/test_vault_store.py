@@ -60,6 +60,28 @@ def seed(openbao: OpenBao, path: str, key: StoredKey, *, mount: str = "secret", 
     openbao.client().secrets.kv.v2.create_or_update_secret(path=path, secret=fields, mount_point=mount)
 
 
+def before_writes(store: VaultStore, hook: Callable[[str, dict[str, Any]], None]) -> Callable[[], None]:
+    """Run `hook(path, data)` right before each KV write `store` sends (a write on a version read just before, or one
+    built on the version a promote read: `KvMount.write` and `write_seen`); returns the undo."""
+    kv = store._kv
+    originals = {name: getattr(kv, name) for name in ("write", "write_seen")}
+
+    def hooked(send: Callable[..., int]) -> Callable[..., int]:
+        def write(path: str, data: dict[str, Any], *, cas: int, action: str) -> int:
+            hook(path, data)
+            return send(path, data, cas=cas, action=action)
+
+        return write
+
+    def undo() -> None:
+        for name, send in originals.items():
+            setattr(kv, name, send)
+
+    for name, send in originals.items():
+        setattr(kv, name, hooked(send))
+    return undo
+
+
 def latest(openbao: OpenBao, path: str, *, mount: str = "secret") -> dict[str, Any]:
     """What an application reads at `path`: the latest version's data."""
     answer = openbao.client().secrets.kv.v2.read_secret_version(
@@ -204,14 +226,12 @@ def test_a_key_written_at_the_path_by_someone_else_is_not_overwritten(
     seed(openbao, app_path, make_key(0))
     store = make_store()
     store.put_pending(make_key(1, token="t1"))
-    original_write = store._kv.write
 
-    def someone_writes_first(path: str, data: dict[str, Any], *, cas: int, action: str) -> int:
+    def someone_writes_first(path: str, data: dict[str, Any]) -> None:
         if path == app_path:
             seed(openbao, app_path, make_key(7))
-        return original_write(path, data, cas=cas, action=action)
 
-    store._kv.write = someone_writes_first  # type: ignore[method-assign]
+    before_writes(store, someone_writes_first)
     with pytest.raises(StoreConflict, match="it was not overwritten"):
         store.promote("t1")
     assert latest(openbao, app_path)["api_key"] == make_key(7).api_key
@@ -223,19 +243,17 @@ def test_a_change_to_other_fields_during_the_write_is_kept(
     seed(openbao, app_path, make_key(0), feature="a")
     store = make_store()
     store.put_pending(make_key(1, token="t1"))
-    original_write = store._kv.write
     raced: list[bool] = []
 
-    def someone_edits_another_field(path: str, data: dict[str, Any], *, cas: int, action: str) -> int:
+    def someone_edits_another_field(path: str, data: dict[str, Any]) -> None:
         if path == app_path and not raced:
             raced.append(True)
             current = latest(openbao, app_path)
             openbao.client().secrets.kv.v2.create_or_update_secret(
                 path=app_path, secret={**current, "feature": "b"}, mount_point="secret"
             )
-        return original_write(path, data, cas=cas, action=action)
 
-    store._kv.write = someone_edits_another_field  # type: ignore[method-assign]
+    before_writes(store, someone_edits_another_field)
     store.promote("t1")
     shown = latest(openbao, app_path)
     assert raced
