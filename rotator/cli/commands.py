@@ -35,6 +35,7 @@ COMMANDS = {
         _TICK, "daemon", "Run the scheduler tick (what `run-due` does) every interval, until SIGTERM or SIGINT."
     ),
     "demo": LazyCommand(_LOCAL, "demo", "Show a real rotation against the local simulator."),
+    "deploy": LazyCommand(_ROTATION, "deploy", "Copy a credential's current key into stores that hold none yet."),
     "enroll": LazyCommand(_ROTATION, "enroll", "Give a credential its first key."),
     "history": LazyCommand(
         _VIEW, "history", "Show what the rotations of NAME did: when, which keys, why, and who ran them."

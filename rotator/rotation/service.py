@@ -260,6 +260,13 @@ class RotationService:
         ctx = self.context(name, new_pair=new_pair, skip_grace=True)
         return enroll(ctx, partial(self._keeper, ctx), self.bus)
 
+    def deploy(self, name: str) -> Outcome:
+        """Copy the current key into targets that hold none yet (a store added to `also_deploy_to`); see `deploy`."""
+        from rotator.rotation.deploy import deploy
+
+        ctx = self.context(name)
+        return deploy(ctx, partial(self._keeper, ctx), self.bus)
+
     def resume(
         self,
         name: str,

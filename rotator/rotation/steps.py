@@ -233,7 +233,8 @@ def promote(ctx: RotationContext, record: RotationRecord, journal: Journal) -> R
     mismatched = machine.readback_mismatches(new, observed)
     if mismatched:
         raise StepFailed(record, f"read-back after deploy does not show the new key in {', '.join(mismatched)}")
-    record = journal.save(record.advance(Phase.DEPLOYED, ctx.runtime.clock(), waiting_on=None), "deployed.record")
+    now = ctx.runtime.clock()
+    record = journal.save(record.advance(Phase.DEPLOYED, now, waiting_on=None, grace_from=now), "deployed.record")
     journal.emit(
         record,
         "deploy",
@@ -244,7 +245,8 @@ def promote(ctx: RotationContext, record: RotationRecord, journal: Journal) -> R
 
 
 def confirm(ctx: RotationContext, record: RotationRecord, journal: Journal) -> RotationRecord:
-    """Bluum still accepts the new key and every target still shows it; the grace window starts (I2)."""
+    """Bluum still accepts the new key and every target still shows it (I2); the old key may go when the grace window,
+    counted from when applications were given the new key (`grace_from`: promote, or the reload actions), ends."""
     new = ctx.new_key(record)
     started = ctx.runtime.monotonic()
     judgement, calls = poll(ctx, journal, new, new_key=True)
@@ -255,8 +257,9 @@ def confirm(ctx: RotationContext, record: RotationRecord, journal: Journal) -> R
         raise StepFailed(record, f"verification failed: the new key is no longer in {', '.join(mismatched)}")
     now = ctx.runtime.clock()
     grace = 0.0 if ctx.emergency or record.emergency else ctx.cred.grace.total_seconds()
+    start = now if record.grace_from is None else min(record.grace_from, now)  # None: a record of an older version
     record = journal.save(
-        record.advance(Phase.VERIFIED, now, verified_at=now, revoke_after=now + grace), "verified.record"
+        record.advance(Phase.VERIFIED, now, verified_at=now, revoke_after=start + grace), "verified.record"
     )
     journal.emit(
         record,
