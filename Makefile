@@ -8,7 +8,7 @@ CHECKOV_VENV  ?= .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 CHECKOV_PIN   := checkov==3.3.30
 
-.PHONY: test lint typecheck unit demo bench clean lambda-zip checkov
+.PHONY: test lint typecheck unit demo bench clean lambda-zip checkov try-lambda
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ test: lint typecheck $(CHECKOV_STAMP)
 # The Lambda deployment package: build/bluum-rotator-lambda.zip, reproducible, without boto3 (the runtime has it).
 lambda-zip: $(STAMP)
 	$(BIN)/python scripts/build_lambda_zip.py
+
+# The Lambda and the Terraform module on this machine: moto, the simulator, terraform apply, the four steps, the tick.
+# Prints each stage as it goes (README "Try it locally"); needs terraform on PATH.
+try-lambda: $(STAMP)
+	$(BIN)/python scripts/try_lambda_locally.py
 
 # Static security scan of the Terraform module; every skip is justified inline in the .tf files.
 checkov: $(CHECKOV_STAMP)

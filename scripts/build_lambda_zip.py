@@ -17,6 +17,8 @@ What stays out, and why:
   `import httpx` loads httpx's own command line (and with it click) whenever click is importable;
 - prometheus-client and schedule: the command line's `/metrics`, textfile and daemon loop; the Lambda logs
   CloudWatch EMF and is driven by EventBridge, so it imports neither;
+- cronsim and tzdata: rotation windows (rotator/rules/windows.py) gate `run-due` and the daemon; the Lambda is
+  scheduled by Secrets Manager's rotation rule and its configuration has no windows, so it imports neither;
 - `bin/` (console scripts whose first line names the interpreter that ran pip), `*.pyc`, and the per-install files
   of each `.dist-info` (RECORD, INSTALLER, REQUESTED, direct_url.json): they differ from machine to machine.
 
@@ -55,7 +57,7 @@ SOURCE_SUFFIXES = (".py",)
 SOURCE_NAMES = ("py.typed",)
 
 PROVIDED_BY_RUNTIME = {"boto3", "botocore", "s3transfer", "jmespath"}
-NOT_NEEDED = {"click", "prometheus-client", "schedule"}
+NOT_NEEDED = {"click", "prometheus-client", "schedule", "cronsim", "tzdata"}
 """Declared in pyproject.toml but left out of the package (see the module docstring)."""
 
 PLATFORM_ARGS = (

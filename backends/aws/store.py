@@ -121,6 +121,8 @@ class AwsStore(LedgerByDelegation):
     def read(self, stage: Stage) -> StoredKey | None:
         labels = self._labels()
         version = stages.holder(labels, _STAGE_LABEL[stage])
+        if stage is Stage.PREVIOUS:
+            return None if version is None else self._previous_at(version)
         key = None if version is None else self._key_at(version)
         if key is None:
             if stage is Stage.CURRENT:
@@ -250,7 +252,9 @@ class AwsStore(LedgerByDelegation):
 
         def key(label: str) -> StoredKey | None:
             version = stages.holder(labels, label)
-            return None if version is None else self._key_at(version)
+            if version is None:
+                return None
+            return self._previous_at(version) if label == PREVIOUS_LABEL else self._key_at(version)
 
         return Stages(current=key(CURRENT_LABEL), pending=key(PENDING_LABEL), previous=key(PREVIOUS_LABEL))
 
@@ -290,6 +294,15 @@ class AwsStore(LedgerByDelegation):
             base_url=key.base_url,
             token=version,
         )
+
+    def _previous_at(self, version: str) -> StoredKey | None:
+        """The key AWSPREVIOUS holds; None for a version with neither key field: the Terraform module's placeholder,
+        which the first put-secret-value of today's key moved to AWSPREVIOUS (a rotation then failed at createSecret,
+        reading it). It holds no key, so there is nothing to keep, restore or revoke there."""
+        try:
+            return self._key_at(version)
+        except StoreNotFound:
+            return None
 
     def _current_value(self, labels: Labels) -> dict[str, Any]:
         """The AWSCURRENT value (its other fields are carried into a new version); empty before a first key."""

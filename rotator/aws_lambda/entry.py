@@ -152,7 +152,10 @@ def _finish(outcome: Outcome, fields: dict[str, Any], started: float) -> dict[st
 
 
 def _tick() -> dict[str, Any]:
-    """Finish each managed secret's unfinished rotation (revoke after grace, prove 401, clear) or roll it back."""
+    """Finish each managed secret's unfinished rotation (revoke after grace, prove 401, clear) or roll it back.
+
+    It starts none (`resume` only finishes), so a pause (`rotator pause`) has nothing to hold back here: a rotation
+    under way is finished whatever the pause, as run-due finishes it (rotator/rules/pause.py)."""
     results, failures = [], []
     for arn, secret in _managed().items():
         started = time.monotonic()

@@ -128,7 +128,22 @@ def key_info(obj: Mapping[str, Any], op: str, *, default_status: str, meta: Mapp
         public_key=public_key if isinstance(public_key, str) else "",
         created=created if isinstance(created, int) and not isinstance(created, bool) else None,
         account_id=account_id if isinstance(account_id, str) else None,
+        expires_at=_epoch(obj.get("expires_at")),
     )
+
+
+def _epoch(value: object) -> float | None:
+    """Bluum's `expires_at` (an ISO 8601 date-time, or null) as unix seconds; None when absent or unreadable (a key
+    whose expiry we cannot read is treated as one without: its rotation period still applies)."""
+    if not isinstance(value, str) or not value:
+        return None
+    from datetime import UTC, datetime
+
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 def created_key(

@@ -28,16 +28,19 @@ _ROTATION = "rotator.cli.rotation_commands"
 _VIEW = "rotator.cli.view_commands"
 _TICK = "rotator.cli.tick_commands"
 _LOCAL = "rotator.cli.local_commands"
+_PAUSE = "rotator.cli.pause_commands"
 
 COMMANDS = {
     "daemon": LazyCommand(
         _TICK, "daemon", "Run the scheduler tick (what `run-due` does) every interval, until SIGTERM or SIGINT."
     ),
     "demo": LazyCommand(_LOCAL, "demo", "Show a real rotation against the local simulator."),
+    "deploy": LazyCommand(_ROTATION, "deploy", "Copy a credential's current key into stores that hold none yet."),
     "enroll": LazyCommand(_ROTATION, "enroll", "Give a credential its first key."),
     "history": LazyCommand(
         _VIEW, "history", "Show what the rotations of NAME did: when, which keys, why, and who ran them."
     ),
+    "pause": LazyCommand(_PAUSE, "pause", "Stop the schedulers from starting rotations of NAME."),
     "resume": LazyCommand(_ROTATION, "resume", "Finish (or roll back) unfinished rotations."),
     "rollback": LazyCommand(_ROTATION, "rollback", "Undo a credential's last rotation."),
     "rotate": LazyCommand(_ROTATION, "rotate", "Rotate one credential, or --all."),
@@ -46,6 +49,7 @@ COMMANDS = {
     "status": LazyCommand(_VIEW, "status", "Show every credential's state."),
     "step": LazyCommand(_ROTATION, "step", "Advance rotation TOKEN of NAME by one step, for an orchestrator."),
     "sweep": LazyCommand(_VIEW, "sweep", "Find keys at Bluum that no store knows."),
+    "unpause": LazyCommand(_PAUSE, "unpause", "Let the schedulers rotate NAME again."),
     "verify": LazyCommand(_ROTATION, "verify", "Check a credential's current key everywhere."),
 }
 """Every command, by the module and attribute that define it, with the first paragraph of its help (what `--help`

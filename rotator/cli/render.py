@@ -49,6 +49,8 @@ def row_dict(row: Any) -> dict[str, Any]:  # noqa: ANN401 - CredentialStatus, im
 
     data = asdict(row)
     data["next_due"] = _iso(row.next_due)
+    data["next_start"] = _iso(row.next_start)
+    data["paused_until"] = _iso(row.paused_until)
     return data
 
 
@@ -66,7 +68,7 @@ def _age(seconds: float | None) -> str:
 
 def status_table(rows: list[Any]) -> str:
     """The `status` table: one row per credential, columns padded, the last one free."""
-    header = ("CREDENTIAL", "ENV", "CURRENT KEY", "AGE", "NEXT DUE", "STAGE", "WAITING ON")
+    header = ("CREDENTIAL", "ENV", "CURRENT KEY", "AGE", "NEXT DUE", "STAGE", "PAUSED", "WAITING ON")
     body = [
         (
             r.name,
@@ -75,6 +77,7 @@ def status_table(rows: list[Any]) -> str:
             _age(r.age_seconds),
             _iso(r.next_due) or "-",
             r.stage,
+            _paused(r),
             _with_consumers(r),
         )
         for r in rows
@@ -84,6 +87,13 @@ def status_table(rows: list[Any]) -> str:
     for line in [header, *body]:
         lines.append("  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(line[:-1])) + "  " + line[-1])
     return "\n".join(lines)
+
+
+def _paused(row: Any) -> str:  # noqa: ANN401 - CredentialStatus, imported lazily
+    """PAUSED: `-`, or until when (`unpause`: until someone runs `rotator unpause`); who and why are in WAITING ON."""
+    if not getattr(row, "paused", False):
+        return "-"
+    return f"until {_iso(row.paused_until)}" if row.paused_until is not None else "until unpause"
 
 
 def _with_consumers(row: Any) -> str:  # noqa: ANN401 - CredentialStatus, imported lazily
@@ -99,7 +109,7 @@ def history_lines(entries: Iterable[Mapping[str, Any]]) -> list[str]:
     for entry in entries:
         token = str(entry.get("token") or "")[:8]
         lines.append(f"{entry.get('time', '?')}  {token:<8}  {entry.get('event', '?'):<11} {entry.get('message', '')}")
-        if entry.get("event") == "started":
+        if entry.get("event") in ("started", "paused"):
             reason = f"; reason: {entry['reason']}" if entry.get("reason") else ""
             lines.append(f"{'':32}by {entry.get('actor', '?')}{reason}")
     return lines

@@ -1,4 +1,4 @@
-"""The commands that change keys: rotate, resume, enroll, step, rollback, and verify (which asks Bluum).
+"""The commands that change keys: rotate, resume, enroll, deploy, step, rollback, and verify (which asks Bluum).
 
 Each opens the rotation service through `Settings.service` (the `rotator` group assembles it), runs its action for
 each credential, several at once where [fleet] allows, and ends with the most severe exit code of theirs.
@@ -179,6 +179,25 @@ def enroll(settings: Settings, name: str, new_key_file: str | None) -> None:
     finish([outcome])
 
 
+@click.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
+@click.argument("name", shell_complete=lambda ctx, param, incomplete: credential_names(incomplete))
+@pass_settings
+def deploy(settings: Settings, name: str) -> None:
+    """Copy a credential's current key into stores that hold none yet.
+
+    For a store added to `also_deploy_to` after the credential was enrolled. The key the primary store holds is
+    checked first (its environment, and Bluum must accept it), under the credential's lease; a store that holds
+    another key is never overwritten (exit 2, it is named, nothing changed). Prints what it copied where.
+
+    \b
+    Examples:
+      rotator deploy trading                              # after adding a store to also_deploy_to
+    """
+    with settings.service() as engine:
+        outcome = guarded(name, partial(engine.deploy, name))
+    finish([outcome])
+
+
 @click.command("step", epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
 @click.argument("name")
 @click.argument("step_name", metavar="STEP")
@@ -236,5 +255,5 @@ def verify(settings: Settings, name: str | None, all_: bool) -> None:
     finish(outcomes)
 
 
-COMMANDS = (rotate, resume, enroll, step, rollback, verify)
+COMMANDS = (rotate, resume, enroll, deploy, step, rollback, verify)
 """In the order `rotator --help` has always listed them among the others (click sorts them by name)."""

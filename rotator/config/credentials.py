@@ -21,6 +21,7 @@ from rotator.config.rollout import ROLLOUT_KEYS, Rollout, parse_rollout
 from rotator.config.tables import README_HINT, Problems, Table, did_you_mean, list_names, named_tables
 from rotator.core.durations import format_duration
 from rotator.core.model import Environment
+from rotator.rules.windows import Schedule
 
 __all__ = [
     "CREDENTIAL_KEYS",
@@ -88,6 +89,7 @@ CREDENTIAL_KEYS: Final = (
     "seeded_key_age",
     *ROLLOUT_KEYS,
     "consumer_wait",
+    "windows",
 )
 SEEDED_KEY_AGES: Final = ("count", "due")
 
@@ -122,6 +124,9 @@ class CredentialConfig:
     """How its reload actions run: in batches, each gated by health checks (rotator/config/rollout.py)."""
     consumer_wait: timedelta = DEFAULT_CONSUMER_WAIT
     """How long one run polls the consumers (rotator/config/consumers.py) for the new key before it returns."""
+    windows: Schedule = field(default_factory=Schedule)
+    """When a scheduled rotation may start, the expiry lead time and the cap per paying key (rotator/config/windows.py;
+    the default, with nothing configured, gates nothing)."""
 
     @property
     def targets(self) -> tuple[str, ...]:

@@ -100,6 +100,7 @@ from rotator.config.tables import (
     quote_name,
 )
 from rotator.config.trust import check_config_trusted
+from rotator.config.windows import apply_windows
 from rotator.core.durations import parse_duration
 from rotator.core.errors import ConfigError
 
@@ -202,6 +203,7 @@ TOP_LEVEL_KEYS: Final = (
     "alerts",
     "ledger",
     "leak_reports",
+    "windows",
 )
 
 
@@ -421,7 +423,7 @@ def _validate(
     bluum = parse_bluum(data.get("bluum"), problems, base_dir)
     history = parse_history(data.get("history"), base_dir, problems)
     stores = parse_stores(data.get("stores"), base_dir=base_dir, store_types=store_types, problems=problems)
-    credentials = parse_credentials(data, problems)
+    credentials = apply_windows(data, parse_credentials(data, problems), problems)
     notifications = _notifications(data.get("notifications"), problems)
     fleet = parse_fleet(data.get("fleet"), problems)
     alerts = parse_alerts_table(data.get("alerts"), problems)

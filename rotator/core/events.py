@@ -34,6 +34,8 @@ class EventKind(StrEnum):
     NEEDS_PERSON = "needs_person"  # a due rotation that only a person can start (a key made in the dashboard)
     OVERDUE = "overdue"  # the current key is past its rotation period
     ORPHAN = "orphan"  # an active key at Bluum that no store knows (`subject` is its id)
+    PAUSED = "paused"  # an operator paused the credential's scheduled rotations (`rotator pause`)
+    UNPAUSED = "unpaused"  # ... and lifted that pause (`rotator unpause`)
     ALERT = "alert"  # a threshold was crossed: Bluum 5xx, 429s, a stuck rotation (`subject` names the alert)
 
 

@@ -95,6 +95,8 @@ class ApiKeyInfo:
     public_key: str
     created: int | None
     account_id: str | None = None
+    expires_at: float | None = None
+    """When Bluum says the key expires (its `expires_at`, unix seconds); None: it does not say (the usual case)."""
 
     @property
     def active(self) -> bool:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Final
 
 from rotator.config.notifications import AlertSettings
 from rotator.core.events import EventKind, RotationEvent
+from rotator.core.timestamps import format_timestamp
 
 if TYPE_CHECKING:
     from rotator.bluum.traffic import ResponseInfo, ResponseObserver
@@ -186,7 +187,16 @@ def status_findings(
     for row in rows:
         if row.exit_code == 0 and row.next_due is not None and overdue(row.next_due, now):
             days = (now - row.next_due) / 86400
-            if mints(row.name):
+            if row.paused:  # a pause holds back the scheduler, never the alarm: someone must decide
+                message = (
+                    f"{row.name}: the current key {row.current_key or '?'} is {days:.1f} day(s) past its rotation "
+                    f"period and is PAUSED (by {row.paused_by}, until "
+                    f"{format_timestamp(row.paused_until) if row.paused_until else '`rotator unpause`'}; reason: "
+                    f"{row.pause_reason}), so no scheduler rotates it: `rotator unpause {row.name}` or "
+                    f"`rotator rotate {row.name}`"
+                )
+                found.append(Finding(EventKind.OVERDUE, row.name, message))
+            elif mints(row.name):
                 message = (
                     f"{row.name}: the current key {row.current_key or '?'} is {days:.1f} day(s) past its rotation "
                     f"period and the tick did not rotate it: {row.waiting}"

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from rotator.core.errors import ConfigError, RotationIncomplete, StoreNotFound
 from rotator.core.events import EventBus, EventKind
-from rotator.core.model import Stage
+from rotator.core.model import Stage, StoredKey
 from rotator.rotation import preflight
 from rotator.rotation.context import RotationContext, new_token
 from rotator.rotation.driver import Driver, Outcome, RecordKeeper
@@ -62,15 +62,26 @@ def enroll(ctx: RotationContext, keeper: Callable[[], RecordKeeper], bus: EventB
 
 
 def _refuse_enrolled(ctx: RotationContext) -> None:
-    """A store that already holds a current key means the credential is enrolled: rotate it instead."""
+    """A store that already holds a current key means the credential is enrolled: rotate it instead, and give the
+    stores that hold nothing yet (added to `also_deploy_to` since) its key with `rotator deploy`."""
     name = ctx.cred.name
+    shown: dict[str, tuple[str, StoredKey | None]] = {}
     for store in ctx.stores:
         try:
-            held = store.read(Stage.CURRENT)
+            shown[store.name] = (store.describe(), store.read(Stage.CURRENT))
         except StoreNotFound:
-            continue
-        if held is not None:
-            raise ConfigError(
-                f"{name}: store {store.name!r} ({store.describe()}) already holds a key ({held.label}): the "
-                f"credential is enrolled. Rotate it with `rotator rotate {name}`. Nothing was changed"
-            )
+            shown[store.name] = (store.describe(), None)
+    enrolled = [(named, where, held) for named, (where, held) in shown.items() if held is not None]
+    if enrolled:
+        first, where, held = enrolled[0]
+        empty = [named for named, (_, key) in shown.items() if key is None]
+        fill = (
+            f"; {', '.join(empty)} hold(s) no key yet: `rotator deploy {name}` copies the current key there"
+            if empty
+            else ""
+        )
+        assert held is not None
+        raise ConfigError(
+            f"{name}: store {first!r} ({where}) already holds a key ({held.label}): the credential is enrolled. "
+            f"Rotate it with `rotator rotate {name}`{fill}. Nothing was changed"
+        )

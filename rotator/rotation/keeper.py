@@ -13,12 +13,13 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rotator.core.durations import format_duration
 from rotator.core.errors import LeaseLost, RotationInProgress, RotatorError, StoreError
 from rotator.core.lease_clock import LeaseClock, guarding
 from rotator.core.timestamps import format_timestamp
+from rotator.rules.pause import PAUSE_KEY, Pause, pause_in, rotation_part
 from rotator.rules.record import RotationRecord
 
 log = logging.getLogger("rotator.driver")
@@ -71,6 +72,7 @@ class RecordKeeper:
         self._clock = LeaseClock(ttl, monotonic=monotonic, wall=clock)
         self._lease: Lease | None = None
         self._version = 0
+        self._pause: Pause | None = None
         self._read: tuple[str, RotationRecord | None] | None = None
         self._renewing = False
         self._released = False
@@ -142,7 +144,9 @@ class RecordKeeper:
         """The record (and, for the next write, its version)."""
         versioned = self._ledger.read_record()
         self._version = versioned.version
-        record = None if versioned.record is None else RotationRecord.from_dict(versioned.record, store=store)
+        self._pause = pause_in(versioned.record)
+        rotation = rotation_part(versioned.record)
+        record = None if rotation is None else RotationRecord.from_dict(rotation, store=store)
         self._read = (store, record)
         return record
 
@@ -165,10 +169,39 @@ class RecordKeeper:
         self.hold()  # renewed only when the lease clock says it is due; checked always
         self._read = None
         if last and isinstance(self._ledger, DocumentLedger):
-            self._version = self._ledger.write_last_record(record.to_dict(), lease=self.lease, version=self._version)
+            self._version = self._ledger.write_last_record(
+                self._with_pause(record.to_dict()), lease=self.lease, version=self._version
+            )
             self._released = True
             return
-        self._version = self._ledger.write_record(record.to_dict(), lease=self.lease, version=self._version)
+        self._version = self._ledger.write_record(
+            self._with_pause(record.to_dict()), lease=self.lease, version=self._version
+        )
+
+    @property
+    def pause(self) -> Pause | None:
+        """The credential's pause as this lease last read the ledger (`rotator.rules.pause`)."""
+        return self._pause
+
+    def _with_pause(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The record to write, carrying the pause it was read with: a rotation's write must not end a pause (only
+        `rotator pause`/`unpause` write it, under this same lease discipline)."""
+        if self._pause is not None:
+            data[PAUSE_KEY] = self._pause.to_json()
+        return data
+
+    def write_pause(self, pause: Pause | None) -> None:
+        """Set (or with None, end) the credential's pause, keeping the rotation record as it is: read under this
+        lease, then written by compare-and-set on that version (`rotator pause`, `rotator unpause`)."""
+        self.hold()
+        versioned = self._ledger.read_record()
+        data = dict(rotation_part(versioned.record) or {})
+        data.pop(PAUSE_KEY, None)
+        if pause is not None:
+            data[PAUSE_KEY] = pause.to_json()
+        self._read = None
+        self._version = self._ledger.write_record(data, lease=self.lease, version=versioned.version)
+        self._pause = pause
 
     def write_along(self, record: RotationRecord, change: Callable[[], T], *, last: bool = False) -> T:
         """`change` (a stage move in the primary), then `record` (`last`: as by `write`). When the ledger keeps the
@@ -183,7 +216,7 @@ class RecordKeeper:
             self.write(record, last=last)
             return done
         self.hold()
-        ledger.carry_record(record.to_dict(), lease=self.lease, version=self._version, last=last)
+        ledger.carry_record(self._with_pause(record.to_dict()), lease=self.lease, version=self._version, last=last)
         try:
             done = change()
         finally:

@@ -9,14 +9,18 @@ make a third active key. An emergency never calls the (maybe leaked and hammered
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from rotator.core.errors import BluumUnavailable, ConfigError, RotationIncomplete
+from rotator.core.errors import BluumUnavailable, ConfigError, RotationIncomplete, StoreNotFound
 from rotator.core.model import ApiKeyInfo, Stage, StoredKey, fingerprint, printable_id
 from rotator.rotation.context import Journal, RotationContext
 from rotator.rotation.reload import planned, refuse_unrunnable
 from rotator.rules import identity, machine
 from rotator.rules.guards import guard_environment, guard_values
 from rotator.rules.record import RotationRecord
+
+if TYPE_CHECKING:
+    from backends.base import SecretStore
 
 
 def check_targets(ctx: RotationContext) -> None:
@@ -37,7 +41,7 @@ def read_current(ctx: RotationContext) -> StoredKey:
             "put the key that applications use there first"
         )
     for store in ctx.stores:
-        found = current if store is ctx.primary else store.read(Stage.CURRENT)
+        found = current if store is ctx.primary else _target_current(ctx, store, current)
         if found is None:
             continue
         what = f"the current key {found.label} in {store.name!r}"
@@ -57,6 +61,22 @@ def read_current(ctx: RotationContext) -> StoredKey:
                 f"verify {ctx.cred.name}` compares them), or take that store out of the credential. Nothing was changed"
             )
     return current
+
+
+def _target_current(ctx: RotationContext, store: SecretStore, current: StoredKey) -> StoredKey | None:
+    """A target's CURRENT; one that does not exist yet while the primary holds a key is a store added to
+    `also_deploy_to` after enrollment: `rotator deploy` fills it (its own message would point to `enroll`, which
+    refuses an enrolled credential)."""
+    try:
+        return store.read(Stage.CURRENT)
+    except StoreNotFound as exc:
+        name = ctx.cred.name
+        raise ConfigError(
+            f"{name}: store {store.name!r} ({store.describe()}) holds no key yet (it does not exist), while the "
+            f"primary {ctx.primary.name!r} holds {current.label}: a store added to the credential after its first "
+            f"key. Run `rotator deploy {name}`: it checks the current key at Bluum and copies it there. "
+            "Nothing was changed"
+        ) from exc
 
 
 def identify_current(ctx: RotationContext, current: StoredKey, keys: list[ApiKeyInfo] | None) -> str | None:
@@ -115,18 +135,24 @@ def preflight(ctx: RotationContext, record: RotationRecord | None) -> tuple[Stor
             raise RotationIncomplete(message)
         raise ConfigError(message)
     if not ctx.emergency:
-        result = ctx.check(current)
-        outcome = result.outcome.value
-        key = current_id or current.label
-        refusal = machine.start_refusal(outcome, result.code, result.reason, key=key, credential=cred.name)
-        if refusal and outcome == "inconclusive" and machine.transient_status(result.status):
-            raise BluumUnavailable(
-                f"{cred.name}: Bluum did not answer the check of the current key {key} ({result.reason}). "
-                "Nothing was changed; run the command again later"
-            )
-        if refusal:
-            raise ConfigError(f"{cred.name}: {refusal}. Nothing was changed.")
+        refuse_unless_accepted(ctx, current, current_id or current.label)
     return current, current_id
+
+
+def refuse_unless_accepted(ctx: RotationContext, current: StoredKey, key: str, *, refused: str = "") -> None:
+    """Bluum accepts the current key now, or the command stops (nothing changed): BluumUnavailable when Bluum did not
+    answer (run it again later), ConfigError with the rule's advice otherwise. `refused` prefixes that advice."""
+    name = ctx.cred.name
+    result = ctx.check(current)
+    outcome = result.outcome.value
+    refusal = machine.start_refusal(outcome, result.code, result.reason, key=key, credential=name)
+    if refusal and outcome == "inconclusive" and machine.transient_status(result.status):
+        raise BluumUnavailable(
+            f"{name}: Bluum did not answer the check of the current key {key} ({result.reason}). "
+            "Nothing was changed; run the command again later"
+        )
+    if refusal:
+        raise ConfigError(f"{name}: {refused}{refusal}. Nothing was changed.")
 
 
 def precheck_new_pair(ctx: RotationContext, journal: Journal, pair: StoredKey, current: StoredKey | None) -> None:

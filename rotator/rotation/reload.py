@@ -132,7 +132,8 @@ def reload_consumers(
     if failure is not None:
         _failed(ctx, record, journal, failure, new.label)
     count = len(configured(ctx))
-    reloaded = record.advance(Phase.RELOADED, ctx.runtime.clock(), waiting_on=None, reloads_done=done)
+    now = ctx.runtime.clock()  # applications were told: the grace window counts from here (record.grace_from)
+    reloaded = record.advance(Phase.RELOADED, now, waiting_on=None, reloads_done=done, grace_from=now)
     record = journal.save(reloaded, "reloaded.record")
     journal.emit(
         record,

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from rotator.core.errors import ConfigError, StoreError, StoreNotFound
 from rotator.core.model import Stage, StoredKey
+from rotator.rules.pause import Pause, pause_in, rotation_part
 from rotator.rules.record import RotationRecord
 
 if TYPE_CHECKING:
@@ -205,8 +206,15 @@ class Runtime:
     def read_record(self, cred: CredentialConfig) -> RotationRecord | None:
         """`cred`'s rotation record, read without a lease (to decide or to show; a command that changes something
         reads it again under its lease)."""
+        return self.read_ledger(cred)[0]
+
+    def read_ledger(self, cred: CredentialConfig) -> tuple[RotationRecord | None, Pause | None]:
+        """`cred`'s rotation record and its pause (`rotator.rules.pause`), from one read of its ledger, without a
+        lease."""
         data = self.ledger(cred).read_record().record
-        return None if data is None else RotationRecord.from_dict(data, store=cred.store)
+        rotation = rotation_part(data)
+        record = None if rotation is None else RotationRecord.from_dict(rotation, store=cred.store)
+        return record, pause_in(data)
 
     def holdings(self, *, fresh: Collection[str] | None = None) -> list[Holding]:
         """Every stage of every configured store, by public key: the keys some application may be using.

@@ -43,6 +43,7 @@ def count_seeded_key(ctx: RotationContext, keeper: Callable[[], RecordKeeper]) -
             new_key_label=listed.id if listed else current.label,
             current_since=since,
             age_source=source,
+            expires_at=listed.expires_at if listed else None,
         )
         held.write(record)
     return record

@@ -18,13 +18,14 @@ from rotator.core.events import EventBus, EventKind, log_event
 from rotator.core.in_flight import bluum_call_seconds, longest_in_flight
 from rotator.core.model import Stage, StoredKey
 from rotator.core.timestamps import format_timestamp
-from rotator.rotation import preflight, reverse
+from rotator.rotation import preflight, reverse, scheduling, start_gate
 from rotator.rotation.context import ConfirmRevoked, RotationContext, new_token
 from rotator.rotation.driver import Driver, Outcome, RecordKeeper
 from rotator.rotation.revoke_gate import override_consumers
 from rotator.rotation.rollback import after_rollback, roll_back
 from rotator.rotation.runtime import Runtime
 from rotator.rules import machine
+from rotator.rules import pause as pause_rule
 from rotator.rules.machine import Step
 from rotator.rules.record import Phase, RotationRecord
 
@@ -141,7 +142,8 @@ class RotationService:
         )
         self._check_request(ctx, emergency=emergency, reason=reason, dry_run=dry_run, token=token)
         seen = self.runtime.read_record(ctx.cred)
-        return self._rotate(ctx, seen, reason=reason, token=token, only_if_due=only_if_due, dry_run=dry_run)
+        outcome = self._rotate(ctx, seen, reason=reason, token=token, only_if_due=only_if_due, dry_run=dry_run)
+        return start_gate.noted(outcome, seen, self.runtime, ctx.cred, emergency=emergency, scheduled=only_if_due)
 
     def _rotate(
         self,
@@ -163,8 +165,13 @@ class RotationService:
             return Outcome(ctx.cred.name, ExitCode.OK, preflight.plan(ctx, current, current_id), seen)
         with self._keeper(ctx) as keeper:
             latest = keeper.read(store=ctx.primary.name)
-            if only_if_due and latest is not None and latest.phase.terminal and not self._due(ctx, latest):
-                return self._not_due(ctx, latest, " (another runner rotated it a moment ago)")
+            if only_if_due and latest is not None and latest.phase.terminal and not scheduling.is_due(ctx, latest):
+                return scheduling.not_due(ctx, latest, " (another runner rotated it a moment ago)")
+            held = pause_rule.scheduled_start(ctx.cred.name, keeper.pause, self.runtime.clock())
+            if only_if_due and held is not None:  # paused between the first look and the lease
+                return Outcome(ctx.cred.name, ExitCode.OK, held, latest)
+            if held is not None:
+                self._say_paused(ctx, keeper.pause)
             driver = Driver(ctx, keeper, self.bus)
             record = self._start(ctx, keeper, driver, emergency=ctx.emergency, reason=reason, token=token)
             return driver.run(record)
@@ -233,6 +240,7 @@ class RotationService:
             old_key_label=old_id or current.label,
             old_public_key=current.api_key,  # the key revoked at the end, whatever a store shows by then (I8)
             current_since=previous_record.current_since if previous_record else None,
+            expires_at=previous_record.expires_at if previous_record else None,
         )
         record = driver.save(record, "started.record")
         ctx.fresh_token = token is None or previous_record is None or previous_record.token != token
@@ -251,6 +259,13 @@ class RotationService:
 
         ctx = self.context(name, new_pair=new_pair, skip_grace=True)
         return enroll(ctx, partial(self._keeper, ctx), self.bus)
+
+    def deploy(self, name: str) -> Outcome:
+        """Copy the current key into targets that hold none yet (a store added to `also_deploy_to`); see `deploy`."""
+        from rotator.rotation.deploy import deploy
+
+        ctx = self.context(name)
+        return deploy(ctx, partial(self._keeper, ctx), self.bus)
 
     def resume(
         self,
@@ -314,6 +329,8 @@ class RotationService:
                         f"{name}: rotation {record.token[:8]} is unfinished (phase {record.phase.value}); finish it "
                         f"with `rotator resume {name}` before rotation {token[:8]} can start. Nothing was changed"
                     )
+                orchestrated = "a rotation started by an orchestrator (`step create`: Secrets Manager's createSecret)"
+                self._say_paused(ctx, pause_rule.in_force(keeper.pause, self.runtime.clock()), started_by=orchestrated)
                 record = self._start(ctx, keeper, driver, emergency=False, reason=None, token=token)
             ctx.emergency = ctx.skip_grace = record.emergency
             return driver.advance(record, wanted)
@@ -355,51 +372,46 @@ class RotationService:
             driver.publish(EventKind.ROLLED_BACK, record, "rollback", message)
             return Outcome(name, ExitCode.OK, message, record)
 
+    def pause(self, name: str, *, reason: str | None, until: str | None = None) -> Outcome:
+        """Pause `name`'s scheduled rotations (`rotator.rotation.pausing`), in its ledger."""
+        from rotator.rotation.pausing import pause
+
+        ctx = self.context(name)
+        return pause(ctx, partial(self._keeper, ctx), self.bus, reason=reason, until=until)
+
+    def unpause(self, name: str) -> Outcome:
+        """End `name`'s pause: the schedulers rotate it again when it is due."""
+        from rotator.rotation.pausing import unpause
+
+        ctx = self.context(name)
+        return unpause(ctx, partial(self._keeper, ctx), self.bus)
+
+    def _say_paused(
+        self, ctx: RotationContext, paused: pause_rule.Pause | None, *, started_by: str | None = None
+    ) -> None:
+        """A person's (or an emergency's, or an orchestrator's) rotation of a paused credential goes on, and says so."""
+        from rotator.rotation.pausing import say_paused
+
+        say_paused(ctx, self.bus, paused, started_by=started_by)
+
     def run_due(self, name: str) -> Outcome:
         """One scheduler tick for one credential: finish what is unfinished, rotate what is due.
 
         Never waits on a person: a manual credential that is due is reported (exit 4) with what to do.
         """
         ctx = self.context(name, scheduled=True)
-        record = self.runtime.read_record(
-            ctx.cred
-        )  # to decide; the rotation or the resume reads it again under the lease
+        # to decide; the rotation or the resume reads it again under the lease
+        record, paused = self.runtime.read_ledger(ctx.cred)
         if record is not None and not record.phase.terminal:
-            return self._resume(ctx)
+            return self._resume(ctx)  # a pause stops new starts only: an unfinished rotation is finished (I1, I4)
         if record is None and ctx.cred.seeded_key_age == "count":
             from rotator.rotation.seeded import count_seeded_key
 
             record = count_seeded_key(ctx, partial(self._keeper, ctx))
-        if not self._due(ctx, record):
-            return self._not_due(ctx, record)
-        retry_at = machine.retry_after_rollback(record, ctx.cred.rotate_every)
-        if record is not None and retry_at is not None and self.runtime.clock() < retry_at:
-            when = format_timestamp(retry_at)
-            return Outcome(
-                name,
-                ExitCode.ROLLED_BACK,
-                f"{name}: its last rotation ({record.token[:8]}) rolled back ({record.failure}); the old key is still "
-                f"current. The next scheduled try is at {when}; `rotator rotate {name}` tries now",
-                record,
-            )
-        if not ctx.issuer.mints:
-            return Outcome(
-                name,
-                ExitCode.INCOMPLETE,
-                f"{name}: rotation is due and waits on a person: create a new pair in Bluum's dashboard, then "
-                f"`rotator rotate {name} --new-key-file FILE`",
-                record,
-            )
+        held = scheduling.held_back(ctx, record, paused)
+        if held is not None:
+            return held
         return self._rotate(ctx, record, only_if_due=True)
-
-    def _due(self, ctx: RotationContext, record: RotationRecord | None) -> bool:
-        since = record.current_since if record is not None else None
-        return machine.is_due(since, ctx.cred.rotate_every, self.runtime.clock())
-
-    def _not_due(self, ctx: RotationContext, record: RotationRecord | None, why: str = "") -> Outcome:
-        due = machine.next_due(record.current_since if record is not None else None, ctx.cred.rotate_every)
-        when = format_timestamp(due) if due else "unknown"
-        return Outcome(ctx.cred.name, ExitCode.OK, f"{ctx.cred.name}: not due (next rotation {when}){why}", record)
 
     def verify(self, name: str) -> Outcome:
         """Every target holds the same current key, and Bluum accepts it."""

@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING
 from rotator.core.errors import RotatorError
 from rotator.core.model import Stage
 from rotator.core.timestamps import format_timestamp
-from rotator.rules import schedule  # not machine: status needs none of its steps
+from rotator.rules import schedule, windows  # not machine: status needs none of its steps
+from rotator.rules.pause import in_force
 from rotator.rules.record import Phase, RotationRecord
 
 if TYPE_CHECKING:
+    from rotator.config.credentials import CredentialConfig
     from rotator.rotation.runtime import Runtime
 
 
@@ -26,18 +28,23 @@ def status(runtime: Runtime) -> list[CredentialStatus]:
     now = runtime.clock()
     for cred in runtime.config.credentials.values():
         try:
-            record = runtime.read_record(cred)
+            record, pause = runtime.read_ledger(cred)
             current = runtime.store(cred.store).read(Stage.CURRENT)
         except RotatorError as exc:
             row = CredentialStatus(cred.name, cred.environment.value, None, None, None, "error", str(exc))
             rows.append(replace(row, exit_code=int(exc.exit_code)))
             continue
         since = record.current_since if record is not None else None
-        due = schedule.next_due(since, cred.rotate_every)
+        due = windows.next_due(record, cred.rotate_every, cred.windows.expiry_lead)
         stage = "idle" if record is None or record.phase.terminal else record.phase.value
         if record is not None and record.phase is Phase.ROLLED_BACK:
             stage = "rolled back"
         waiting = _waiting(cred.name, record, now, due, schedule.retry_after_rollback(record, cred.rotate_every))
+        held, next_start = _held(runtime, cred, record, now, due)
+        waiting = held or waiting
+        paused = in_force(pause, now)
+        if paused is not None and (record is None or record.phase.terminal):
+            waiting = f"{paused.describe()} (`rotator unpause {cred.name}`); then: {waiting}"
         rows.append(
             CredentialStatus(
                 name=cred.name,
@@ -52,9 +59,32 @@ def status(runtime: Runtime) -> list[CredentialStatus]:
                 last_success=record.completed_at if record is not None and record.phase is Phase.COMPLETED else None,
                 consumers=_consumers(record, total := len(runtime.config.consumers_of(cred.name))),
                 consumer_counts=_consumer_counts(record, total),
+                next_start=next_start,
+                paused=paused is not None,
+                paused_by=paused.by if paused else None,
+                paused_until=paused.until if paused else None,
+                pause_reason=paused.reason if paused else None,
             )
         )
     return rows
+
+
+def _held(
+    runtime: Runtime, cred: CredentialConfig, record: RotationRecord | None, now: float, due: float | None
+) -> tuple[str | None, float | None]:
+    """Why a due key that the scheduler would start waits (a deny window, outside its allow windows, the cap), and
+    when its windows next let a scheduled rotation start; (None, None) for a credential without windows."""
+    if not cred.windows.gated:
+        return None, None
+    from rotator.rotation import start_gate
+
+    decided = start_gate.verdict(runtime, cred)
+    if decided is None:
+        return None, None
+    idle = record is None or record.phase is Phase.COMPLETED
+    if decided.may_start or not idle or (due is not None and now < due):
+        return None, decided.next_start
+    return start_gate.held_words(cred, decided), decided.next_start
 
 
 def _waits_on_consumers(record: RotationRecord | None, total: int) -> bool:
@@ -140,3 +170,14 @@ class CredentialStatus:
     consumer_counts: tuple[int, int] | None = None
     """The same as numbers, (attested, unattested), for the metrics gauge `bluum_rotator_consumers`: attested is on
     the key the rotation moves them to (the new key; in a rollback, the old key)."""
+    next_start: float | None = None
+    """When its windows next let a scheduled rotation start (rotator/rules/windows.py); None for a credential
+    without windows (any time)."""
+    paused: bool = False
+    """Whether the schedulers hold back new rotations of it (`rotator pause`); an expired pause is not shown."""
+    paused_by: str | None = None
+    """Who paused it (the runner's owner: user@host pid N)."""
+    paused_until: float | None = None
+    """When the pause ends by itself; None while paused: until `rotator unpause`."""
+    pause_reason: str | None = None
+    """Why, as the operator gave it."""

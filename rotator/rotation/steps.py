@@ -35,6 +35,18 @@ if TYPE_CHECKING:
     from backends.base import SecretStore
 
 
+def _pending_key(ctx: RotationContext, record: RotationRecord, created: CreatedKey) -> StoredKey:
+    """The minted pair as the primary stores it: tied to this rotation by its token (a crash finds it again)."""
+    return StoredKey(
+        api_key=created.pair.api_key,
+        api_secret=created.pair.api_secret,
+        key_id=created.info.id,
+        environment=created.pair.environment,
+        base_url=ctx.cred.base_url,
+        token=record.token,
+    )
+
+
 def create(ctx: RotationContext, record: RotationRecord, journal: Journal) -> RotationRecord:
     """The issuer mints the key (idempotent by token) and it is stored as PENDING before anything else (I3)."""
     cred = ctx.cred
@@ -53,16 +65,14 @@ def create(ctx: RotationContext, record: RotationRecord, journal: Journal) -> Ro
         idempotency_key = new_token()
     created = _mint(ctx, record, journal, idempotency_key)
     reached("create.bluum")
-    pending = StoredKey(
-        api_key=created.pair.api_key,
-        api_secret=created.pair.api_secret,
-        key_id=created.info.id,
-        environment=created.pair.environment,
-        base_url=cred.base_url,
-        token=record.token,
+    pending = _pending_key(ctx, record, created)
+    record = record.advance(
+        record.phase,
+        ctx.runtime.clock(),
+        new_key_id=created.info.id,
+        new_key_label=created.info.id,
+        new_expires_at=created.info.expires_at,
     )
-    now = ctx.runtime.clock()
-    record = record.advance(record.phase, now, new_key_id=created.info.id, new_key_label=created.info.id)
     problem = machine.environment_violation(cred.environment, created.pair.environment, f"new key {created.info.id}")
     if problem:
         raise StepFailed(record, problem)
@@ -223,7 +233,8 @@ def promote(ctx: RotationContext, record: RotationRecord, journal: Journal) -> R
     mismatched = machine.readback_mismatches(new, observed)
     if mismatched:
         raise StepFailed(record, f"read-back after deploy does not show the new key in {', '.join(mismatched)}")
-    record = journal.save(record.advance(Phase.DEPLOYED, ctx.runtime.clock(), waiting_on=None), "deployed.record")
+    now = ctx.runtime.clock()
+    record = journal.save(record.advance(Phase.DEPLOYED, now, waiting_on=None, grace_from=now), "deployed.record")
     journal.emit(
         record,
         "deploy",
@@ -234,7 +245,8 @@ def promote(ctx: RotationContext, record: RotationRecord, journal: Journal) -> R
 
 
 def confirm(ctx: RotationContext, record: RotationRecord, journal: Journal) -> RotationRecord:
-    """Bluum still accepts the new key and every target still shows it; the grace window starts (I2)."""
+    """Bluum still accepts the new key and every target still shows it (I2); the old key may go when the grace window,
+    counted from when applications were given the new key (`grace_from`: promote, or the reload actions), ends."""
     new = ctx.new_key(record)
     started = ctx.runtime.monotonic()
     judgement, calls = poll(ctx, journal, new, new_key=True)
@@ -245,8 +257,9 @@ def confirm(ctx: RotationContext, record: RotationRecord, journal: Journal) -> R
         raise StepFailed(record, f"verification failed: the new key is no longer in {', '.join(mismatched)}")
     now = ctx.runtime.clock()
     grace = 0.0 if ctx.emergency or record.emergency else ctx.cred.grace.total_seconds()
+    start = now if record.grace_from is None else min(record.grace_from, now)  # None: a record of an older version
     record = journal.save(
-        record.advance(Phase.VERIFIED, now, verified_at=now, revoke_after=now + grace), "verified.record"
+        record.advance(Phase.VERIFIED, now, verified_at=now, revoke_after=start + grace), "verified.record"
     )
     journal.emit(
         record,
@@ -272,7 +285,13 @@ def clear(ctx: RotationContext, record: RotationRecord, journal: Journal) -> Rot
     for store in ctx.stores[1:]:
         forget(store)
     now = ctx.runtime.clock()
-    completed = record.advance(Phase.COMPLETED, now, completed_at=now, current_since=record.verified_at or now)
+    completed = record.advance(
+        Phase.COMPLETED,
+        now,
+        completed_at=now,
+        current_since=record.verified_at or now,
+        expires_at=record.new_expires_at,
+    )
     record = journal.save_along(completed, "completed.record", lambda: forget(ctx.primary))
     journal.emit(
         record,

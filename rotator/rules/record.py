@@ -18,7 +18,15 @@ ENROLLMENT = "none (enrollment)"
 """The old key label of a credential's first rotation: there is no old key."""
 
 
-_OMITTED_AT_DEFAULT = ("consumers_moved_at", "unmoved", "revoked_over", "healthy")
+_OMITTED_AT_DEFAULT = (
+    "consumers_moved_at",
+    "unmoved",
+    "revoked_over",
+    "healthy",
+    "expires_at",
+    "new_expires_at",
+    "grace_from",
+)
 """Fields of issue 19 left out of a record while unset, so a credential without consumers stores what it always did."""
 
 
@@ -69,6 +77,12 @@ class RotationRecord:
     new_key_label: str | None = None
     verified_at: float | None = None
     revoke_after: float | None = None
+    """When the old key may be revoked: `grace_from` (else, in a record of an older version, confirm's time) plus the
+    grace window; written by confirm, which always precedes the revoke (I2)."""
+    grace_from: float | None = None
+    """When applications were given the new key, from which the grace window counts: promote (AWS's finishSecret:
+    AWSCURRENT moved, and a Lambda's consumers read it from then on), or, with reload actions, when they all ran.
+    Confirm may run much later (the Lambda's tick): counting from it gave the old key a grace window plus a tick."""
     completed_at: float | None = None
     failure: str | None = None
     waiting_on: str | None = None
@@ -98,6 +112,11 @@ class RotationRecord:
     """The consumers the last poll found not on the new key, each in words (consumers.describe): no key, no secret."""
     revoked_over: str | None = None
     """The reason an operator gave to revoke the old key although consumers were not on the new key."""
+    expires_at: float | None = None
+    """When the credential's current key expires at Bluum (as Bluum reported it), carried from rotation to rotation
+    like `current_since`: the key is due `expiry_lead` before it (rotator/rules/windows.py). None: no expiry known."""
+    new_expires_at: float | None = None
+    """When this rotation's new key expires, as Bluum answered its create; it becomes `expires_at` on completion."""
 
     def advance(self, phase: Phase, now: float, **changes: Any) -> RotationRecord:  # noqa: ANN401 - field values
         """A copy at `phase`, with `changes` applied and `updated_at` set."""
