@@ -30,7 +30,9 @@ def lease_left_during_create(fn: Lambda, moto: Moto) -> float:
         if point != "pending.record" or seen:
             return
         items = dynamodb.scan(TableName=LEDGER_TABLE)["Items"]
-        held = [float(item["expires_at"]["N"]) for item in items if "expires_at" in item]
+        # Only this secret's item (keyed by its ARN): the session's moto server keeps other tests' items.
+        mine = [item for item in items if item["ledger_id"]["S"] == fn.secret]
+        held = [float(item["expires_at"]["N"]) for item in mine if "expires_at" in item]
         assert len(held) == 1, f"{len(held)} leases held"
         seen.append(held[0] - time.time())
 
