@@ -31,7 +31,6 @@ Cross-checks done in those modules, so the engine can rely on them:
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
 from collections.abc import Collection, Iterable, Mapping
@@ -60,6 +59,7 @@ from rotator.config.credentials import (
 )
 from rotator.config.endpoints import DEFAULT_API_KEYS_PATH, DEFAULT_CHECK_PATH, PRODUCTION_HOSTS, SANDBOX_HOSTS
 from rotator.config.ledger import LedgerSettings, parse_ledger
+from rotator.config.location import CONFIG_ENV_VAR, DEFAULT_CONFIG_NAME, find_config_path
 from rotator.config.rollout import check_consumer_checks, check_rollouts
 from rotator.config.settings import (
     BLUUM_KEYS,
@@ -94,7 +94,6 @@ from rotator.config.tables import (
     README_HINT,
     Problems,
     Table,
-    absolute_path,
     did_you_mean,
     list_names,
     quote_name,
@@ -188,11 +187,6 @@ __all__ = [
     "parse_duration",
 ]
 
-CONFIG_ENV_VAR: Final = "ROTATOR_CONFIG"
-"""Environment variable naming the config file; wins over ./rotator.toml, loses to --config."""
-
-DEFAULT_CONFIG_NAME: Final = "rotator.toml"
-
 TOP_LEVEL_KEYS: Final = (
     "stores",
     "credentials",
@@ -281,54 +275,6 @@ class ConfigProblems(ConfigError):
 
 
 # --------------------------------------------------------------------------------------------- finding
-
-
-def find_config_path(explicit: str | None, environ: Mapping[str, str] = os.environ, cwd: Path | None = None) -> Path:
-    """The config file to use: --config, then $ROTATOR_CONFIG, then ./rotator.toml. Returns an absolute path.
-
-    A place that is given but wrong is an error rather than a reason to look further: falling through
-    from a mistyped --config to ./rotator.toml could rotate the wrong environment's keys.
-    """
-    base = cwd if cwd is not None else Path.cwd()
-    if explicit:
-        candidate = absolute_path(explicit, base)
-        problem = _not_a_file(candidate)
-        if problem is None:
-            return candidate
-        raise ConfigError(
-            f"--config {explicit}: {candidate} {problem}. Fix: pass the path of an existing {DEFAULT_CONFIG_NAME} "
-            f"(relative paths start at {base})."
-        )
-    from_env = environ.get(CONFIG_ENV_VAR, "").strip()
-    if from_env:
-        candidate = absolute_path(from_env, base)
-        problem = _not_a_file(candidate)
-        if problem is None:
-            return candidate
-        raise ConfigError(
-            f"${CONFIG_ENV_VAR}={from_env}: {candidate} {problem}. Fix: point {CONFIG_ENV_VAR} at an existing file, "
-            f"or unset it to use ./{DEFAULT_CONFIG_NAME}."
-        )
-    default = base / DEFAULT_CONFIG_NAME
-    problem = _not_a_file(default)
-    if problem is None:
-        return default
-    raise ConfigError(
-        f"no configuration file found. Looked at: --config (not given), ${CONFIG_ENV_VAR} (not set), "
-        f"{default} ({problem}). Fix: create {default}, set {CONFIG_ENV_VAR}=/path/to/{DEFAULT_CONFIG_NAME}, "
-        f"or pass --config PATH; {README_HINT}."
-    )
-
-
-def _not_a_file(path: Path) -> str | None:
-    """Why `path` cannot be read as the config file, or None when it can be."""
-    if path.is_file():
-        return None
-    if path.is_dir():
-        return "is a directory"
-    if path.exists():
-        return "is not a regular file"
-    return "does not exist"
 
 
 # --------------------------------------------------------------------------------------------- loading
