@@ -32,7 +32,7 @@ from hvac import exceptions as vault
 
 from backends.vault.errors import translated
 from backends.vault.redirects import refuse_redirects_elsewhere
-from rotator.core.errors import ConfigError, StoreDenied, StoreError
+from rotator.core.errors import ConfigError, StoreDenied, StoreError, StoreNotFound
 
 __all__ = ["AuthMethod", "VaultAuth", "VaultSession"]
 
@@ -212,6 +212,18 @@ class VaultSession:
     # ------------------------------------------------------------------------------------------------- internals
 
     def _log_in(self) -> None:
+        """Log in; a 404 here is a wrong address or auth mount, never "nothing stored": StoreNotFound would tell
+        callers that the key's place is empty (a store added after enrollment) when Vault was not even reached."""
+        try:
+            self._log_in_once()
+        except StoreNotFound as exc:
+            raise StoreError(
+                f"{exc}: nothing at {self._url} answers as Vault's auth/{self._auth.mount}. Check the store's `url` "
+                "(the Vault server, not a proxy in front of it) and its `auth` mount, then run the command again",
+                store=exc.store,
+            ) from exc
+
+    def _log_in_once(self) -> None:
         method = self._auth.method
         with translated(
             f"logging in to Vault ({method.value} auth at auth/{self._auth.mount})",

@@ -21,6 +21,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -238,6 +239,16 @@ def test_a_hard_linked_file_is_refused_before_anything_changes_then_written_in_p
     assert not ws.works(ws.first.pair)
 
 
+def unmount(target: Path) -> None:
+    """umount, again while the file is busy (the key sampler reads it every few ms, and a loaded machine may still hold
+    it open), then lazily: a mount left behind made the teardown copy the file onto itself (ci12, SameFileError)."""
+    for _ in range(50):
+        if subprocess.run(["umount", str(target)], capture_output=True).returncode == 0:
+            return
+        time.sleep(0.05)
+    subprocess.run(["umount", "-l", str(target)], check=True, capture_output=True)
+
+
 @pytest.fixture
 def bind_mounted(ws: Workspace) -> Iterator[Path]:
     """app.env is a single-file bind mount of volume/app.env, as a container's file volume is."""
@@ -254,7 +265,7 @@ def bind_mounted(ws: Workspace) -> Iterator[Path]:
     try:
         yield source
     finally:
-        subprocess.run(["umount", str(ws.root / "app.env")], check=False)
+        unmount(ws.root / "app.env")
         shutil.copyfile(source, ws.root / "app.env")  # what the application saw through the mount, for the sampler
 
 
