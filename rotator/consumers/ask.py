@@ -10,9 +10,7 @@ its stdout's first few KiB are read. Nothing a consumer says is logged: only the
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import tempfile
 from collections.abc import Mapping
@@ -21,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from rotator.attest import MAX_ANSWER_BYTES
 from rotator.config.consumers import Consumer
+from rotator.core.commands import run_in_own_session
 from rotator.core.durations import format_duration
 
 if TYPE_CHECKING:
@@ -98,27 +97,19 @@ def _get(consumer: Consumer, client: httpx.Client) -> Answer:
 
 def _run(consumer: Consumer, env: Mapping[str, str]) -> Answer:
     with tempfile.TemporaryFile() as out:
-        try:
-            process = subprocess.Popen(
-                consumer.command,
-                cwd=consumer.cwd,
-                env=dict(env),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,  # its own process group: a timeout kills what it started too
-                close_fds=True,
-            )
-        except OSError as exc:
-            return Answer(None, f"could not start {consumer.command[0]!r}: {exc.strerror or type(exc).__name__}")
-        try:
-            code = process.wait(timeout=consumer.timeout.total_seconds())
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        done = run_in_own_session(
+            consumer.command,
+            cwd=consumer.cwd,
+            env=env,
+            timeout=consumer.timeout.total_seconds(),
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+        )
+        if done.start_error is not None:
+            return Answer(None, f"could not start {consumer.command[0]!r}: {done.start_error}")
+        if done.timed_out:
             return Answer(None, _timed_out(consumer))
-        if code != 0:
-            return Answer(None, f"killed by signal {-code}" if code < 0 else f"exit {code}")
+        if done.code != 0:
+            return Answer(None, done.describe())
         out.seek(0)
         return Answer(out.read(MAX_ANSWER_BYTES + 1))

@@ -19,10 +19,7 @@ httpx is imported only when an HTTP action runs.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import subprocess
 import tempfile
 import time
 from collections.abc import Collection, Mapping
@@ -30,6 +27,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from rotator.config.reloads import TOKEN_SHAPED, ReloadAction
+from rotator.core.commands import run_in_own_session
 from rotator.core.durations import format_duration
 
 PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
@@ -85,37 +83,15 @@ def run_action(action: ReloadAction, env: Mapping[str, str], secrets: Collection
 def _run_command(action: ReloadAction, env: Mapping[str, str], secrets: Collection[str]) -> ReloadResult:
     timeout = action.timeout.total_seconds()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        try:
-            process = subprocess.Popen(
-                action.command,
-                cwd=action.cwd,
-                env=dict(env),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,  # its own process group: a timeout kills the script and what it started
-                close_fds=True,
-            )
-        except OSError as exc:
-            reason = exc.strerror or type(exc).__name__
-            return ReloadResult(False, f"could not start {action.command[0]!r}: {reason}")
-        try:
-            code = process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(process)
+        done = run_in_own_session(action.command, cwd=action.cwd, env=env, timeout=timeout, stdout=out, stderr=err)
+        if done.start_error is not None:
+            return ReloadResult(False, f"could not start {action.command[0]!r}: {done.start_error}")
+        if done.timed_out:
             outcome = f"killed after its {format_duration(action.timeout)} timeout"
             return _with_last_line(ReloadResult(False, outcome), err, out, secrets)
-        if code == 0:
+        if done.code == 0:
             return ReloadResult(True, "exit 0")
-        outcome = f"killed by signal {-code}" if code < 0 else f"exit {code}"
-        return _with_last_line(ReloadResult(False, outcome), err, out, secrets)
-
-
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the command's whole session (it may have forked), then reap the command itself."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+        return _with_last_line(ReloadResult(False, done.describe()), err, out, secrets)
 
 
 def _with_last_line(result: ReloadResult, err: IO[bytes], out: IO[bytes], secrets: Collection[str]) -> ReloadResult:
