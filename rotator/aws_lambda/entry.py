@@ -164,7 +164,7 @@ def _tick() -> dict[str, Any]:
             overdue = _check_overdue(_client("secretsmanager").describe_secret(SecretId=arn), fields)
             app = _service(secret)
             with app, _bluum_trouble(app.service, fields):
-                outcome = app.service.resume(credential_name(arn))
+                outcome = app.service.resume(credential_name(arn), tick=True)
                 swept = _sweep(app.service)
             results.append({**_finish(outcome, fields, started), "revoked_orphans": swept, "overdue": overdue})
         except Exception as exc:

@@ -67,26 +67,41 @@ def _age(seconds: float | None) -> str:
 
 
 def status_table(rows: list[Any]) -> str:
-    """The `status` table: one row per credential, columns padded, the last one free."""
+    """The `status` table: one row per credential, columns padded, the last one free. During an overlap (the grace
+    window) a second line under the row shows the old key with its own age and when it goes."""
     header = ("CREDENTIAL", "ENV", "CURRENT KEY", "AGE", "NEXT DUE", "STAGE", "PAUSED", "WAITING ON")
-    body = [
-        (
-            r.name,
-            r.environment,
-            r.current_key or "-",
-            _age(r.age_seconds),
-            _iso(r.next_due) or "-",
-            r.stage,
-            _paused(r),
-            _with_consumers(r),
+    body: list[tuple[str, ...]] = []
+    for r in rows:
+        body.append(
+            (
+                r.name,
+                r.environment,
+                r.current_key or "-",
+                _age(r.age_seconds),
+                _iso(r.next_due) or "-",
+                r.stage,
+                _paused(r),
+                _with_consumers(r),
+            )
         )
-        for r in rows
-    ]
+        if getattr(r, "previous_key", None):
+            body.append(("", "", r.previous_key, _age(r.previous_age_seconds), "", "in grace", "", _going(r)))
     widths = [max(len(str(line[i])) for line in [header, *body]) for i in range(len(header) - 1)]
     lines = []
     for line in [header, *body]:
         lines.append("  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(line[:-1])) + "  " + line[-1])
     return "\n".join(lines)
+
+
+def _going(row: Any) -> str:  # noqa: ANN401 - CredentialStatus, imported lazily
+    """The old key's line during the overlap: what it is and when it is revoked."""
+    when = _iso(row.grace_until)
+    end = f"revoked at {when} (the grace window's end)" if when else "revoked once the new key is verified"
+    if row.stage == "awaiting_consumers":
+        end = "revoked once every consumer reports the new key"
+    elif row.stage == "revoking":
+        return "previous key, being revoked now"
+    return f"previous key, still active at Bluum; {end}: `rotator resume {row.name} --now` revokes it at once"
 
 
 def _paused(row: Any) -> str:  # noqa: ANN401 - CredentialStatus, imported lazily

@@ -21,6 +21,7 @@ from rotator.core.timestamps import format_timestamp
 from rotator.rotation import preflight, reverse, scheduling, start_gate
 from rotator.rotation.context import ConfirmRevoked, RotationContext, new_token
 from rotator.rotation.driver import Driver, Outcome, RecordKeeper
+from rotator.rotation.repeat_gate import RepeatGate
 from rotator.rotation.revoke_gate import override_consumers
 from rotator.rotation.rollback import after_rollback, roll_back
 from rotator.rotation.runtime import Runtime
@@ -274,15 +275,17 @@ class RotationService:
         skip_grace: bool = False,
         confirm_revoked: ConfirmRevoked | None = None,
         revoke_anyway: str | None = None,
+        tick: bool = False,
     ) -> Outcome:
         """Finish (or, when it cannot go forward, roll back) the rotation the record says is unfinished.
 
         `revoke_anyway`: an operator's reason to revoke the old key now although consumers are not on the new key
-        (`--revoke-anyway --reason`); the revoke's report and notification name who breaks."""
+        (`--revoke-anyway --reason`); the revoke's report and notification name who breaks. `tick`: a scheduler's
+        resume (the Lambda's tick), which publishes nothing when it only meets the same wait (rotation/repeat_gate)."""
         ctx = self.context(name, skip_grace=skip_grace or bool(revoke_anyway), confirm_revoked=confirm_revoked)
-        return self._resume(ctx, revoke_anyway=revoke_anyway)
+        return self._resume(ctx, revoke_anyway=revoke_anyway, tick=tick)
 
-    def _resume(self, ctx: RotationContext, *, revoke_anyway: str | None = None) -> Outcome:
+    def _resume(self, ctx: RotationContext, *, revoke_anyway: str | None = None, tick: bool = False) -> Outcome:
         """`resume` of the credential of `ctx` (built by the caller, who may have read the record to decide)."""
         name = ctx.cred.name
         with self._keeper(ctx) as keeper:
@@ -293,12 +296,12 @@ class RotationService:
                 return Outcome(name, ExitCode.OK, f"{name}: nothing to resume", record)
             ctx.skip_grace = ctx.skip_grace or record.emergency
             ctx.emergency = record.emergency
-            driver = Driver(ctx, keeper, self.bus)
+            driver = Driver(ctx, keeper, RepeatGate(self.bus, record.waiting_on) if tick else self.bus)
             if revoke_anyway:
                 overrides = reverse.override if record.phase is Phase.ROLLING_BACK else override_consumers
                 record = overrides(ctx, record, driver, revoke_anyway)
-            tick = self.runtime.reload_tick
-            if tick is None or not tick.continues(name, record.token):  # not the tick's own second pass
+            reloads = self.runtime.reload_tick
+            if reloads is None or not reloads.continues(name, record.token):  # not the tick's own second pass
                 message = f"resuming rotation {record.token[:8]} of {name} from {record.phase.value}"
                 driver.publish(EventKind.RESUMED, record, "resume", message)
             return driver.run(record)
@@ -403,7 +406,8 @@ class RotationService:
         # to decide; the rotation or the resume reads it again under the lease
         record, paused = self.runtime.read_ledger(ctx.cred)
         if record is not None and not record.phase.terminal:
-            return self._resume(ctx)  # a pause stops new starts only: an unfinished rotation is finished (I1, I4)
+            # a pause stops new starts only: an unfinished rotation is finished (I1, I4)
+            return self._resume(ctx, tick=True)
         if record is None and ctx.cred.seeded_key_age == "count":
             from rotator.rotation.seeded import count_seeded_key
 

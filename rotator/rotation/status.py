@@ -34,7 +34,13 @@ def status(runtime: Runtime) -> list[CredentialStatus]:
             row = CredentialStatus(cred.name, cred.environment.value, None, None, None, "error", str(exc))
             rows.append(replace(row, exit_code=int(exc.exit_code)))
             continue
+        overlap = _overlap(record, current.label if current else None)
         since = record.current_since if record is not None else None
+        old_age = None if overlap is None or since is None else now - since
+        if overlap is not None:  # the stores hold the new key: its age and due date, not the old key's
+            assert record is not None
+            since = overlap
+            record = replace(record, current_since=overlap, expires_at=record.new_expires_at)
         due = windows.next_due(record, cred.rotate_every, cred.windows.expiry_lead)
         stage = "idle" if record is None or record.phase.terminal else record.phase.value
         if record is not None and record.phase is Phase.ROLLED_BACK:
@@ -64,9 +70,24 @@ def status(runtime: Runtime) -> list[CredentialStatus]:
                 paused_by=paused.by if paused else None,
                 paused_until=paused.until if paused else None,
                 pause_reason=paused.reason if paused else None,
+                previous_key=None if overlap is None or record is None else record.old_key_label,
+                previous_age_seconds=old_age,
             )
         )
     return rows
+
+
+_OLD_KEY_ACTIVE = frozenset({Phase.DEPLOYED, Phase.RELOADED, Phase.VERIFIED, Phase.AWAITING_CONSUMERS, Phase.REVOKING})
+"""The phases in which the stores' CURRENT is the new key and the old key, PREVIOUS, is still active at Bluum."""
+
+
+def _overlap(record: RotationRecord | None, current: str | None) -> float | None:
+    """While the old and the new key are both active and the stores show the new one as CURRENT (the grace window):
+    when the new key became current (verified; before that, when applications were given it), from which its age
+    counts, as completion will count it (steps.complete sets `current_since` to `verified_at`). None otherwise."""
+    if record is None or record.phase not in _OLD_KEY_ACTIVE or current is None or current != record.new_key_label:
+        return None
+    return record.verified_at or record.grace_from or record.updated_at
 
 
 def _held(
@@ -181,3 +202,8 @@ class CredentialStatus:
     """When the pause ends by itself; None while paused: until `rotator unpause`."""
     pause_reason: str | None = None
     """Why, as the operator gave it."""
+    previous_key: str | None = None
+    """During the overlap (the grace window, or a wait on consumers): the old key, still active at Bluum and PREVIOUS
+    in the stores, revoked at `grace_until` (or when its wait ends); None at any other time."""
+    previous_age_seconds: float | None = None
+    """The old key's own age during the overlap (None: unknown, as for a key seeded by hand)."""
