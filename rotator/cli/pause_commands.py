@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import click
 
+from rotator.cli.completion import credential_argument
 from rotator.cli.render import finish
-from rotator.cli.rotation_commands import credential_names, guarded
+from rotator.cli.rotation_commands import guarded
 from rotator.cli.settings import CONTEXT, EXIT_CODES_HELP, Settings, pass_settings
 
 __all__ = ["COMMANDS"]
 
 
 @click.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
-@click.argument("name", shell_complete=lambda ctx, param, incomplete: credential_names(incomplete))
+@credential_argument()
 @click.option(
     "--until",
     metavar="TIME",
@@ -43,7 +44,7 @@ def pause(settings: Settings, name: str, until: str | None, reason: str | None) 
 
 
 @click.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
-@click.argument("name", shell_complete=lambda ctx, param, incomplete: credential_names(incomplete))
+@credential_argument()
 @pass_settings
 def unpause(settings: Settings, name: str) -> None:
     """Let the schedulers rotate NAME again.

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
+from rotator.cli.completion import credential_argument
 from rotator.cli.render import finish
 from rotator.cli.settings import CONTEXT, EXIT_CODES_HELP, Settings, fail, pass_settings
 from rotator.cli.terminal import PROMPT, confirm_revoked
@@ -26,7 +27,7 @@ __all__ = ["COMMANDS", "each", "guarded", "progress"]
 
 
 @click.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
-@click.argument("name", required=False)
+@credential_argument(required=False)
 @click.option("--all", "all_", is_flag=True, help="Rotate every credential whose keys Bluum's API mints.")
 @click.option("--emergency", is_flag=True, help="Revoke the old key as soon as the new one is verified (no grace).")
 @click.option("--reason", metavar="TEXT", help="Why (required with --emergency); kept in the rotation record.")
@@ -112,19 +113,8 @@ def guarded(name: str, action: Callable[[], Outcome]) -> Outcome:
         return Outcome(name, exc.exit_code, f"error: {exc}")
 
 
-def credential_names(incomplete: str) -> list[Any]:
-    """Shell completion of credential names from the configuration in effect (nothing when it cannot be read)."""
-    from click.shell_completion import CompletionItem
-
-    try:
-        config = Settings(None, 0, "auto").load()
-    except RotatorError:
-        return []
-    return [CompletionItem(name) for name in config.credentials if name.startswith(incomplete)]
-
-
 @click.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
-@click.argument("name", required=False)
+@credential_argument(required=False)
 @click.option("--now", is_flag=True, help="Revoke the old key now instead of waiting for the grace window to end.")
 @click.option(
     "--revoke-anyway",
@@ -153,7 +143,7 @@ def resume(settings: Settings, name: str | None, now: bool, revoke_anyway: bool,
 
 
 @click.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
-@click.argument("name", shell_complete=lambda ctx, param, incomplete: credential_names(incomplete))
+@credential_argument()
 @click.option(
     "--new-key-file",
     metavar="PATH",
@@ -180,7 +170,7 @@ def enroll(settings: Settings, name: str, new_key_file: str | None) -> None:
 
 
 @click.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
-@click.argument("name", shell_complete=lambda ctx, param, incomplete: credential_names(incomplete))
+@credential_argument()
 @pass_settings
 def deploy(settings: Settings, name: str) -> None:
     """Copy a credential's current key into stores that hold none yet.
@@ -199,7 +189,7 @@ def deploy(settings: Settings, name: str) -> None:
 
 
 @click.command("step", epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
-@click.argument("name")
+@credential_argument()
 @click.argument("step_name", metavar="STEP")
 @click.option("--token", required=True, metavar="TOKEN", help="The rotation's token (1-64 letters, digits, - or _).")
 @click.option(
@@ -224,7 +214,7 @@ def step(settings: Settings, name: str, step_name: str, token: str, new_key_file
 
 
 @click.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
-@click.argument("name")
+@credential_argument()
 @pass_settings
 def rollback(settings: Settings, name: str) -> None:
     """Undo a credential's last rotation.
@@ -238,7 +228,7 @@ def rollback(settings: Settings, name: str) -> None:
 
 
 @click.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
-@click.argument("name", required=False, shell_complete=lambda ctx, param, incomplete: credential_names(incomplete))
+@credential_argument(required=False)
 @click.option("--all", "all_", is_flag=True, help="Check every credential.")
 @pass_settings
 def verify(settings: Settings, name: str | None, all_: bool) -> None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from rotator.cli.completion import credential_argument
 from rotator.cli.render import history_lines, json_text, row_dict, status_table, sweep_line
 from rotator.cli.settings import CONTEXT, EXIT_CODES_HELP, Settings, fail, pass_settings
 from rotator.cli.terminal import interactive
@@ -112,7 +113,7 @@ def _confirmed_orphans(engine: RotationService, include_foreign: bool) -> set[st
 
 
 @click.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
-@click.argument("name")
+@credential_argument()
 @click.option("--json", "as_json", is_flag=True, help="Print the entries as a JSON list.")
 @pass_settings
 def history(settings: Settings, name: str, as_json: bool) -> None:
