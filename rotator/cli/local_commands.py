@@ -29,7 +29,7 @@ def demo(ctx: click.Context, settings: Settings) -> None:
     from rotator.core.logs import configure_logging
 
     level = log_level(settings.verbose, settings.quiet, show=True)
-    configure_logging(level, json_lines=json_lines(settings.log_format))
+    configure_logging(level, json_lines=json_lines(settings.log_format, show=True))
     group = ctx.find_root().command  # the `rotator` group: the demo runs its commands as a person would
 
     def run_command(args: list[str]) -> int:

@@ -90,9 +90,12 @@ def log_level(verbose: int, quiet: bool, *, show: bool = False) -> int:
     return logging.INFO
 
 
-def json_lines(log_format: str) -> bool | None:
-    """--log-format: None lets the stream decide (JSON unless a terminal)."""
-    return None if log_format == "auto" else log_format == "json"
+def json_lines(log_format: str, *, show: bool = False) -> bool | None:
+    """--log-format: None lets the stream decide (JSON unless a terminal). A `show` (the demo) is read by a person
+    wherever it goes (`rotator -v demo 2>&1 | cat`, `make demo > f`): text unless --log-format json."""
+    if log_format == "auto":
+        return False if show else None
+    return log_format == "json"
 
 
 def fail(exc: RotatorError) -> NoReturn:

@@ -49,7 +49,7 @@ def test_the_demo_piped_prints_its_own_lines_and_no_json_log_records() -> None:
 
 
 def test_the_demo_with_v_still_logs_at_info() -> None:
-    result = _demo("-v")
+    result = _demo("-v", "--log-format", "json")  # JSON when asked for: piped, -v alone is text (test_demo_text.py)
     assert result.returncode == 0, result.stdout + result.stderr
     records = [json.loads(line) for line in _json_log_lines(result.stderr)]
     assert any(record["level"] == "info" and record["logger"].startswith("rotator") for record in records)
