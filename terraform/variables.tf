@@ -51,7 +51,7 @@ variable "secrets" {
   }
   validation {
     condition     = alltrue([for s in values(var.secrets) : contains(["sandbox", "production"], s.environment)])
-    error_message = "environment must be \"sandbox\" or \"production\"."
+    error_message = "environment must be \"sandbox\" or \"production\" (Bluum's API and dashboard call them TEST and PRODUCTION)."
   }
   validation {
     condition     = alltrue([for s in values(var.secrets) : s.base_url == null || can(regex("^https://[^/@]+(/.*)?$", s.base_url))])

@@ -128,7 +128,9 @@ def _entry(arn: str, entry: object) -> ManagedSecret:
     if not _printable(investor):
         raise LambdaConfigError(f"{where}.investor_id must name the investor whose key this is: {_FIX_SECRETS}")
     if environment not in ENVIRONMENTS:
-        raise LambdaConfigError(f'{where}.environment must be "sandbox" or "production": {_FIX_SECRETS}')
+        raise LambdaConfigError(
+            f'{where}.environment must be "sandbox" or "production" (Bluum\'s TEST and PRODUCTION): {_FIX_SECRETS}'
+        )
     if base_url is not None and not _printable(base_url):
         raise LambdaConfigError(f"{where}.base_url must be a URL, or absent for the environment's default")
     assert isinstance(investor, str)

@@ -142,6 +142,7 @@ def run_demo(run_command: Callable[[list[str]], int]) -> int:
         sim.advance_clock(60)  # the existing keys are long propagated
         click.echo(f"tenant key   {tenant['id']}  (made in Bluum's dashboard; it mints investor keys)")
         click.echo(f"investor     {investor}")
+        click.echo("environment  sandbox in rotator.toml; Bluum's API and dashboard call it TEST (either works there)")
         click.echo(f"current key  {first.info.id}  in {folder / 'app.env'} and {folder / 'reports.env'}")
         click.echo(f"config       {config}")
         click.echo(f"propagation  new keys answer 401 for {PROPAGATION_DELAY}s after creation, as a real API may\n")

@@ -45,7 +45,13 @@ def demo(ctx: click.Context, settings: Settings) -> None:
 @click.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; loopback only.")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port; 0 picks one.")
-def simulator(host: str, port: int) -> None:
+@click.option(
+    "--environment",
+    type=click.Choice(["sandbox", "production", "TEST", "PRODUCTION"]),
+    help="Play one of Bluum's hosts: only keys of this environment work (rotator.toml's sandbox is Bluum's TEST). "
+    "Default: both.",
+)
+def simulator(host: str, port: int, environment: str | None) -> None:
     """Run the local Bluum API simulator.
 
     Serves until SIGINT or SIGTERM.
@@ -55,6 +61,6 @@ def simulator(host: str, port: int) -> None:
     from rotator.simulator.server import run_until_signalled
 
     try:
-        run_until_signalled(host=host, port=port)
+        run_until_signalled(host=host, port=port, serves=environment)
     except RotatorError as exc:
         fail(exc)

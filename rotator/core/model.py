@@ -12,10 +12,18 @@ from rotator.core.secret import Secret
 
 
 class Environment(StrEnum):
-    """Which Bluum environment a key belongs to. Config says sandbox/production; Bluum says TEST/PRODUCTION."""
+    """Which Bluum environment a key belongs to. Config says sandbox/production; Bluum says TEST/PRODUCTION.
+
+    `Environment("TEST")` and `Environment("PRODUCTION")` are accepted too, spelled exactly as Bluum's API and dashboard
+    spell them: an operator who copies `environment = "TEST"` from Bluum into rotator.toml means sandbox, and
+    nothing else is ambiguous about it. Any other spelling (`test`, `Prod`) stays an error with a did-you-mean."""
 
     SANDBOX = "sandbox"
     PRODUCTION = "production"
+
+    @classmethod
+    def _missing_(cls, value: object) -> Environment | None:
+        return _BLUUM_SPELLING.get(value) if isinstance(value, str) else None
 
     @property
     def bluum_name(self) -> str:
@@ -36,6 +44,10 @@ class Environment(StrEnum):
     def default_rate_limit(self) -> float:
         """Requests per second Bluum allows per key pair (documented: 10 sandbox, 25 production)."""
         return 10.0 if self is Environment.SANDBOX else 25.0
+
+
+_BLUUM_SPELLING: dict[str, Environment] = {"TEST": Environment.SANDBOX, "PRODUCTION": Environment.PRODUCTION}
+"""Bluum's names for the two environments, as its API writes them (`Environment.bluum_name` is the way back)."""
 
 
 # Bluum's ids are a short lowercase prefix and 26 lowercase base32 characters (`apk_2ahq810t9rgmwgncgcawcm5400`).

@@ -406,8 +406,9 @@ class Simulator:
         return self._state.now()
 
 
-def run_until_signalled(host: str = "127.0.0.1", port: int = 8765) -> None:
-    """Serve until SIGINT or SIGTERM, then stop cleanly and return. Prints exactly one line: the base URL."""
+def run_until_signalled(host: str = "127.0.0.1", port: int = 8765, serves: str | None = None) -> None:
+    """Serve until SIGINT or SIGTERM, then stop cleanly and return. Prints exactly one line: the base URL.
+    `serves`: play one of Bluum's hosts (sandbox or TEST, production or PRODUCTION); None serves both."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -416,7 +417,7 @@ def run_until_signalled(host: str = "127.0.0.1", port: int = 8765) -> None:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         try:
-            server = Simulator(host=host, port=port)
+            server = Simulator(host=host, port=port, serves=serves)
             server.start()
         except OSError as exc:
             raise ConfigError(
@@ -424,7 +425,7 @@ def run_until_signalled(host: str = "127.0.0.1", port: int = 8765) -> None:
                 "one), or stop what uses this one"
             ) from exc
         try:
-            print(f"Bluum simulator listening on {server.base_url}", flush=True)
+            print(f"Bluum simulator listening on {server.base_url}{_playing(serves)}", flush=True)
             while not stop.wait(0.5):
                 pass
         finally:
@@ -432,3 +433,11 @@ def run_until_signalled(host: str = "127.0.0.1", port: int = 8765) -> None:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _playing(serves: str | None) -> str:
+    """What the one line says of the environment served: Bluum's name and rotator.toml's, side by side."""
+    if serves is None:
+        return ""
+    bluum = parse_environment(serves)
+    return f' (only {bluum} keys: environment = "{"sandbox" if bluum == "TEST" else "production"}" in rotator.toml)'

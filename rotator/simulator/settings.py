@@ -76,10 +76,12 @@ def _rate_limits(value: object, current: dict[str, float]) -> dict[str, float]:
     if not isinstance(value, Mapping):
         raise ValueError('rate_limits must be an object such as {"TEST": 10, "PRODUCTION": 25}')
     merged = dict(current)
-    for env, limit in value.items():
-        if env not in ENVIRONMENTS:
-            raise ValueError(f"rate_limits: unknown environment {env!r} (TEST or PRODUCTION)")
-        merged[env] = positive(limit, f"rate_limits.{env}")
+    for name, limit in value.items():
+        try:
+            env = parse_environment(name)
+        except ValueError:
+            raise ValueError(f"rate_limits: unknown environment {name!r} (TEST or PRODUCTION)") from None
+        merged[env] = positive(limit, f"rate_limits.{name}")
     return merged
 
 
@@ -154,10 +156,19 @@ def parse_fault(spec: Mapping[str, Any], fault_id: int) -> Fault:
     return Fault(fault_id, method.upper(), path, count, status, latency_ms, drop, retry_after)
 
 
+CONFIG_NAMES: dict[str, str] = {"SANDBOX": "TEST", "PRODUCTION": "PRODUCTION"}
+"""rotator.toml's names (sandbox, production) for Bluum's (TEST, PRODUCTION): the simulator's own knobs (its control
+plane, `serves=`, `rate_limits`) take either, so a user need not translate. Bluum's API routes keep Bluum's rule."""
+
+
 def parse_environment(value: object) -> str:
-    if not isinstance(value, str) or value.upper() not in ENVIRONMENTS:
-        raise ValueError("environment must be TEST or PRODUCTION")
-    return value.upper()
+    """TEST or PRODUCTION, from Bluum's name or the configuration's, in any case."""
+    folded = value.strip().upper() if isinstance(value, str) else ""
+    if folded in ENVIRONMENTS:
+        return folded
+    if folded in CONFIG_NAMES:
+        return CONFIG_NAMES[folded]
+    raise ValueError("environment must be TEST or PRODUCTION (Bluum's names; sandbox and production work too)")
 
 
 def finite_number(value: object, name: str) -> float:

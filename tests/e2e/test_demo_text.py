@@ -45,3 +45,4 @@ def test_the_demo_asked_for_its_logs_through_a_pipe_is_text_only() -> None:
     assert not re.search(r"^(INFO|DEBUG|WARNING) ", out, re.MULTILINE), "no log line on stdout"
     assert "bluum-rotator demo: a real rotation against the local Bluum simulator" in out
     assert re.search(r"old key apk_\w+: 401 BLUM-401-003", out)
+    assert "environment  sandbox in rotator.toml; Bluum's API and dashboard call it TEST" in out  # the mapping

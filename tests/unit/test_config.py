@@ -357,8 +357,8 @@ def test_credential_that_is_not_a_table() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "guess"), [("prod", "production"), ("PRODUCTION", "production"), ("TEST", "sandbox")]
-)
+    ("value", "guess"), [("prod", "production"), ("Production", "production"), ("test", "sandbox")]
+)  # Bluum's own TEST and PRODUCTION, spelled as Bluum spells them, are accepted: tests/e2e/test_environment_names.py
 def test_bad_environment(value: str, guess: str) -> None:
     message = problems_of(trading(environment=value))
     assert f'credentials.trading.environment: is neither sandbox nor production (did you mean "{guess}"?)' in message
