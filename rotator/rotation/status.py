@@ -11,7 +11,7 @@ from rotator.core.model import Stage
 from rotator.core.timestamps import format_timestamp
 from rotator.rules import schedule, windows  # not machine: status needs none of its steps
 from rotator.rules.pause import in_force
-from rotator.rules.record import Phase, RotationRecord
+from rotator.rules.record import OLD_KEY_ACTIVE, Phase, RotationRecord
 
 if TYPE_CHECKING:
     from rotator.config.credentials import CredentialConfig
@@ -77,15 +77,11 @@ def status(runtime: Runtime) -> list[CredentialStatus]:
     return rows
 
 
-_OLD_KEY_ACTIVE = frozenset({Phase.DEPLOYED, Phase.RELOADED, Phase.VERIFIED, Phase.AWAITING_CONSUMERS, Phase.REVOKING})
-"""The phases in which the stores' CURRENT is the new key and the old key, PREVIOUS, is still active at Bluum."""
-
-
 def _overlap(record: RotationRecord | None, current: str | None) -> float | None:
     """While the old and the new key are both active and the stores show the new one as CURRENT (the grace window):
     when the new key became current (verified; before that, when applications were given it), from which its age
     counts, as completion will count it (steps.complete sets `current_since` to `verified_at`). None otherwise."""
-    if record is None or record.phase not in _OLD_KEY_ACTIVE or current is None or current != record.new_key_label:
+    if record is None or record.phase not in OLD_KEY_ACTIVE or current is None or current != record.new_key_label:
         return None
     return record.verified_at or record.grace_from or record.updated_at
 

@@ -53,6 +53,13 @@ class Phase(StrEnum):
         return self in (Phase.COMPLETED, Phase.ROLLED_BACK)
 
 
+OLD_KEY_ACTIVE: frozenset[Phase] = frozenset(
+    {Phase.DEPLOYED, Phase.RELOADED, Phase.VERIFIED, Phase.AWAITING_CONSUMERS, Phase.REVOKING}
+)
+"""The overlap: the stores' CURRENT is the new key and the old key, PREVIOUS, is still active at Bluum (status shows
+both; a leak report naming the old key revokes it at once)."""
+
+
 @dataclass(frozen=True, slots=True)
 class RotationRecord:
     """One rotation of one credential. Replaced (never mutated) at each step."""
