@@ -6,9 +6,7 @@ a scanner (GitHub secret scanning, a SIEM rule, a person with curl) can reach it
 person to run `rotator rotate NAME --emergency`. The rotation is exactly that command's (`RotationService.rotate` with
 `emergency=True`), so I1-I8 hold as they do there; it runs in a thread of its own and the request is answered 202 at
 once with the report's id. A second report for a credential whose emergency is still running is answered 409 with the
-first one's id and starts nothing (the ledger lease would refuse it anyway: I5). A report naming the PREVIOUS key of
-a rotation in its grace window (the old key, still active at Bluum; the record's, never a store's: I8) revokes it at
-once instead, as `rotator resume NAME --now` does, with the report in the history first.
+first one's id and starts nothing (the ledger lease would refuse it anyway: I5).
 
 Anything else changes nothing: each refusal is one log line (the reason, the client, the key's fingerprint once the
 report is authentic; never the body nor a header's value) and one count in
@@ -39,22 +37,17 @@ from rotator.rules.leak_report import (
     parse_report,
     reason_text,
 )
-from rotator.rules.record import OLD_KEY_ACTIVE
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from rotator.config.leak_reports import LeakReportSettings
     from rotator.config.loader import Config
-    from rotator.rotation.driver import Outcome
     from rotator.rotation.service import RotationService
 
 __all__ = ["Answer", "LeakDesk", "check_leak_settings"]
 
 log = logging.getLogger("rotator.daemon.leak")
-
-Work = Callable[["RotationService", str, Report, str], None]
-"""What a report starts in its thread: (service, credential, report, report id)."""
 
 MAX_REMEMBERED: Final = 10_000
 """Signatures remembered for replay; only authentic reports are remembered, so only a key holder can fill it."""
@@ -138,12 +131,11 @@ class LeakDesk:
             self.refused.labels(reason=reason.value)
         self.accepted = Counter(
             "bluum_rotator_leak_reports_accepted",
-            "Authentic leak reports naming a current key (started an emergency, or found one already running) or the "
-            "previous key of a rotation in its grace window (revoking_previous).",
+            "Authentic leak reports naming a current key: started an emergency, or found one already running.",
             ["result"],
             registry=registry,
         )
-        for result in ("started", "revoking_previous", "in_progress", "already_rotated"):
+        for result in ("started", "in_progress", "already_rotated"):
             self.accepted.labels(result=result)
 
     @property
@@ -206,9 +198,6 @@ class LeakDesk:
         service = self._service()
         currents, unreadable = self._currents(service)
         found = match_current(report, currents, unreadable)
-        previous = match_current(report, self._previous_keys(service)) if found is Refusal.UNKNOWN_KEY else None
-        if previous is not None and not isinstance(previous, Refusal):  # an old key in its grace window: kill it now
-            return self._start(service, previous, report, client, self._revoke_previous)
         if found is Refusal.UNKNOWN_KEY and report.fingerprint in self._rotated:
             first, name = self._rotated[report.fingerprint]
             self.accepted.labels(result="already_rotated").inc()
@@ -219,14 +208,9 @@ class LeakDesk:
             return Answer(200, {"status": "already_rotated", "id": first, "credential": name})
         if isinstance(found, Refusal):
             return self.refuse(found, client, report.fingerprint)
-        if not service.mints(found):
-            return self._needs_person(service, found, report, "lr-" + uuid.uuid4().hex[:12], client)
-        return self._start(service, found, report, client, self._rotate)
-
-    def _start(self, service: RotationService, found: str, report: Report, client: str, work: Work) -> Answer:
-        """Run `work` (an emergency rotation, or the revoke of a previous key) for credential `found` in a thread of
-        its own and answer 202 at once; 409 with the running one's id while one for `found` runs."""
         report_id = "lr-" + uuid.uuid4().hex[:12]
+        if not service.mints(found):
+            return self._needs_person(service, found, report, report_id, client)
         with self._lock:
             running = self._running.get(found)
             if running is None:
@@ -236,19 +220,16 @@ class LeakDesk:
             self.accepted.labels(result="in_progress").inc()
             log.warning("leak report: an emergency of this credential is already running", extra={"fields": fields})
             return Answer(409, {"status": "in_progress", "id": running, "credential": found, "refused_id": report_id})
-        previous = work == self._revoke_previous
-        self.accepted.labels(result="revoking_previous" if previous else "started").inc()
-        what = "the previous key, in its grace window, is revoked now" if previous else "emergency rotation starting"
-        log.warning("leak report accepted: %s", what, extra={"fields": fields})
+        self.accepted.labels(result="started").inc()
+        log.warning("leak report accepted: emergency rotation starting", extra={"fields": fields})
         thread = threading.Thread(
-            target=work, args=(service, found, report, report_id), name=f"rotator-{report_id}", daemon=True
+            target=self._rotate, args=(service, found, report, report_id), name=f"rotator-{report_id}", daemon=True
         )
         with self._lock:
             self._threads = [t for t in self._threads if t.is_alive()]
             self._threads.append(thread)
         thread.start()
-        body = {"status": "accepted", "id": report_id, "credential": found}
-        return Answer(202, {**body, "action": "revoke_previous"} if previous else body)
+        return Answer(202, {"status": "accepted", "id": report_id, "credential": found})
 
     def _needs_person(self, service: RotationService, name: str, report: Report, report_id: str, client: str) -> Answer:
         """A key only Bluum's dashboard can mint (`issuer = "manual"`) cannot be replaced unattended: refused, and
@@ -294,69 +275,18 @@ class LeakDesk:
             currents[cred.name] = current.api_key if current is not None else None
         return currents, unreadable
 
-    def _previous_keys(self, service: RotationService) -> dict[str, str | None]:
-        """Each credential whose rotation still keeps its old key active (promoted, not yet revoked), by the old key's
-        public key as the record holds it: the key that rotation revokes (I8), never one a store shows later."""
-        keys: dict[str, str | None] = {}
-        for cred in service.config.credentials.values():
-            try:
-                record, _ = service.runtime.read_ledger(cred)
-            except RotatorError:
-                continue  # its current key was asked for first; an unreadable ledger is a refusal there
-            if record is not None and record.phase in OLD_KEY_ACTIVE and record.old_public_key:
-                keys[cred.name] = record.old_public_key
-        return keys
-
-    def _revoke_previous(self, service: RotationService, name: str, report: Report, report_id: str) -> None:
-        """`rotator resume NAME --now` for a leaked previous key: the report goes into the history first (the audit
-        trail), then the grace window is skipped and the old key revoked and proven dead. Consumers not yet on the
-        new key do not hold it back: the key is leaked (`--revoke-anyway`, with the report as its reason)."""
-        from rotator.core.events import EventKind, RotationEvent
-
-        reason = reason_text(report, report_id)
-        fields: dict[str, object] = {"report": report_id, "credential": name}
-        try:
-            service.bus.publish(
-                RotationEvent(
-                    kind=EventKind.NOTE,
-                    credential=name,
-                    step="leak_report",
-                    message=f"{name}: {reason} names the previous key, still active in its grace window: revoking it "
-                    "now",
-                    reason=reason,
-                    actor=service.runtime.owner,
-                    at=service.now(),
-                )
-            )
-            try:
-                outcome = service.resume(name, revoke_anyway=reason)
-            except ConfigError:  # no consumer gate to override (none configured, or all moved): the plain --now
-                outcome = service.resume(name, skip_grace=True)
-            self._ended(name, report, report_id, "the revoke of the previous key", outcome)
-        except RotatorError as exc:
-            fields["exit_code"] = int(exc.exit_code)
-            log.error("leak report %s: revoking the previous key failed: %s", report_id, exc, extra={"fields": fields})
-        except Exception:  # a thread's exception would only reach stderr; the log gets its type
-            log.exception("leak report %s: revoking the previous key failed", report_id, extra={"fields": fields})
-        finally:
-            with self._lock:
-                self._running.pop(name, None)
-
-    def _ended(self, name: str, report: Report, report_id: str, what: str, outcome: Outcome) -> None:
-        """Log how a report's work ended; a success is remembered, so the same key reported again is answered
-        `already_rotated`."""
-        if outcome.exit_code == ExitCode.OK:
-            with self._lock:
-                self._rotated[report.fingerprint] = (report_id, name)
-        fields = {"report": report_id, "credential": name, "exit_code": int(outcome.exit_code)}
-        log.warning("leak report %s: %s ended: %s", report_id, what, outcome.message, extra={"fields": fields})
-
     def _rotate(self, service: RotationService, name: str, report: Report, report_id: str) -> None:
         """The emergency, in its own thread: `rotator rotate NAME --emergency --reason "leak report ..."`."""
         fields: dict[str, object] = {"report": report_id, "credential": name}
         try:
             outcome = service.rotate(name, emergency=True, reason=reason_text(report, report_id))
-            self._ended(name, report, report_id, "emergency rotation", outcome)
+            fields["exit_code"] = int(outcome.exit_code)
+            if outcome.exit_code == ExitCode.OK:
+                with self._lock:
+                    self._rotated[report.fingerprint] = (report_id, name)
+            log.warning(
+                "leak report %s: emergency rotation ended: %s", report_id, outcome.message, extra={"fields": fields}
+            )
         except RotatorError as exc:
             fields["exit_code"] = int(exc.exit_code)
             log.error("leak report %s: emergency rotation failed: %s", report_id, exc, extra={"fields": fields})
