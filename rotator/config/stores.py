@@ -17,6 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
+from rotator.config.doppler import DOPPLER_OPTIONS, DOPPLER_TYPE, doppler_options_ok
 from rotator.config.tables import Problems, Table, did_you_mean, list_names, named_tables, show
 from rotator.core.urls import url_problem
 
@@ -66,6 +67,7 @@ KNOWN_STORE_OPTIONS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
             "allow_insecure_http",
         ),
         "aws": ("secret_id", "region", "ledger_table", "fields", "field_names", "timeout"),
+        DOPPLER_TYPE: DOPPLER_OPTIONS,
     }
 )
 """Options of built-in store types, so a typo (`prefx`) is caught here with a suggestion instead of surfacing as a
@@ -146,6 +148,8 @@ def _parse_store(
     if store_type == "env" and not (_reader_ok(table, raw) and _prefix_ok(table, raw)):
         return None
     if store_type == "vault" and not _vault_address_ok(table, raw):
+        return None
+    if store_type == DOPPLER_TYPE and not doppler_options_ok(table, raw):
         return None
     return StoreConfig(
         name=name, type=store_type, options=MappingProxyType(options), reload=reload, consumers=consumers
