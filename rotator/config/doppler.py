@@ -15,14 +15,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 from rotator.config.tables import Problems, Table, show
 from rotator.core.urls import url_problem
 
-if TYPE_CHECKING:
-    from rotator.config.credentials import CredentialConfig
-    from rotator.config.stores import StoreConfig
+
+class _Credential(Protocol):
+    """What the primary rule reads of a `CredentialConfig` (a Protocol: rotator/config/stores.py imports this
+    module, so naming its classes here would make a circle)."""
+
+    @property
+    def store(self) -> str: ...
+
+
+class _Store(Protocol):
+    @property
+    def type(self) -> str: ...
+
 
 __all__ = ["DOPPLER_OPTIONS", "DOPPLER_TYPE", "check_doppler_primaries", "doppler_options_ok"]
 
@@ -121,7 +131,7 @@ def _url_ok(table: Table, raw: Mapping[str, Any]) -> None:
 
 
 def check_doppler_primaries(
-    credentials: Mapping[str, CredentialConfig], stores: Mapping[str, StoreConfig], problems: Problems
+    credentials: Mapping[str, _Credential], stores: Mapping[str, _Store], problems: Problems
 ) -> None:
     """A credential whose primary (`store`) is a Doppler store is refused, with the fix."""
     for name, cred in credentials.items():
