@@ -34,7 +34,7 @@ class _Store(Protocol):
     def type(self) -> str: ...
 
 
-__all__ = ["DOPPLER_OPTIONS", "DOPPLER_TYPE", "check_doppler_primaries", "doppler_options_ok"]
+__all__ = ["DOPPLER_OPTIONS", "DOPPLER_TYPE", "check_doppler_primaries", "doppler_locations", "doppler_options_ok"]
 
 DOPPLER_TYPE: Final = "doppler"
 DOPPLER_OPTIONS: Final = (
@@ -128,6 +128,16 @@ def _url_ok(table: Table, raw: Mapping[str, Any]) -> None:
     problem = url_problem(url.strip(), allow_plain_http=allow) if isinstance(url, str) else "is not a string"
     if problem is not None:
         table.problem("url", problem, "remove url (Doppler's API is https://api.doppler.com) or use https://")
+
+
+def doppler_locations(options: Mapping[str, Any]) -> list[str]:
+    """What a Doppler store writes: its secrets in `config` (by prefix) and its stage document (`state_secret` in
+    `state_config`). Two stores sharing either would overwrite each other's key or stages."""
+    url = str(options.get("url") or "https://api.doppler.com").strip().rstrip("/").lower()
+    project, config = options.get("project"), options.get("config")
+    state = f"{options.get('state_config') or config}|{options.get('state_secret') or 'BLUUM_ROTATOR_STATE'}"
+    prefix = options.get("prefix", "BLUUM_")
+    return [f"doppler:{url}|{project}|{config}|fields:{prefix}", f"doppler:{url}|{project}|state:{state}"]
 
 
 def check_doppler_primaries(

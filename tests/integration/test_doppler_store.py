@@ -15,6 +15,7 @@ from backends.doppler.api import DopplerRetry
 from backends.ledger import Ledger
 from rotator.core.errors import ConfigError, StoreDenied, StoreNotFound, StoreUnavailable
 from rotator.core.model import Stage, StoredKey
+from tests.conftest import LeakGuard
 from tests.doppler_standin import DopplerStandIn, doppler_standin
 from tests.store_contract import StageContract, assert_holds, make_key, tok
 
@@ -44,7 +45,8 @@ def sleeps() -> Sleeps:
 
 
 @pytest.fixture
-def make_store(standin: DopplerStandIn, sleeps: Sleeps) -> Iterator[MakeStore]:
+def make_store(standin: DopplerStandIn, sleeps: Sleeps, leak_guard: LeakGuard) -> Iterator[MakeStore]:
+    leak_guard.watch(TOKEN, PERSONAL)  # every output and log line of every test here is searched for them
     standin.state.faults.clear()
     standin.add_config("backend", "prd", {"DATABASE_URL": "postgres://db"})
     standin.add_config("backend", "prd_rotator")

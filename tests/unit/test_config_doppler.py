@@ -74,3 +74,16 @@ def test_a_token_pasted_as_token_env_is_refused_and_never_echoed(tmp_path: Path)
     found = problems_of(tmp_path, f'token_env = "{token}"')
     assert any("holds a Doppler token" in problem and "revoke" in problem for problem in found), found
     assert all(token not in problem for problem in found)
+
+
+def test_two_doppler_stores_sharing_a_stage_document_are_refused(tmp_path: Path) -> None:
+    text = BASE.format(doppler="", primary="app", target="doppler") + (
+        '\n[stores.doppler2]\ntype = "doppler"\nproject = "backend"\nconfig = "prd"\nprefix = "OTHER_"\n'
+    )
+    with pytest.raises(ConfigProblems) as refused:
+        parse_config(text, base_dir=tmp_path)
+    [problem] = refused.value.problems
+    assert "stores.doppler2: points at the same place as stores.doppler" in problem
+    assert "state_secret" in problem
+    separate = text + 'state_secret = "OTHER_ROTATOR_STATE"\n'
+    assert parse_config(separate, base_dir=tmp_path).stores["doppler2"].type == "doppler"
