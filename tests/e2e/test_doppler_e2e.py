@@ -28,7 +28,7 @@ MIRROR_ENV_TABLE = '[stores.mirror]\ntype = "env"\npath = "mirror.env"\nprefix =
 
 @pytest.fixture
 def doppler(ws: Workspace) -> Iterator[DopplerStandIn]:
-    """`ws` with its `mirror` store moved from mirror.env to the Doppler config backend/prd, seeded with the first key."""
+    """`ws` with its `mirror` store moved from mirror.env to the Doppler config backend/prd, holding the first key."""
     with doppler_standin() as standin:
         first = ws.first.pair
         standin.add_config(
