@@ -146,3 +146,17 @@ def test_crash_in_a_rollback_leaves_doppler_on_the_old_key(ws: Workspace, dopple
         assert ws.current_id() == ws.first.info.id
         assert _doppler_id(doppler) == ws.first.info.id, f"{point}: Doppler was not rolled back"
         assert ws.active_ids() == {ws.first.info.id}, f"{point}: the new key was not revoked"
+
+
+def test_a_read_only_token_rolls_the_rotation_back_with_the_fix(ws: Workspace, doppler: DopplerStandIn) -> None:
+    read_only = "dp.st.prd.readonly9f3b1c7d2a4e6f8091a2b3c4d5e6f708192a3b4c5"
+    doppler.add_token(read_only, project="backend", config="prd", write=False)
+    ws.guard.watch(read_only)
+    ws.env[TOKEN_ENV] = read_only
+    rotated = ws.run("rotate", "trading")
+    assert rotated.returncode == ExitCode.ROLLED_BACK, rotated.stderr
+    assert "read/write access" in rotated.stderr
+    assert ws.current_id() == ws.first.info.id
+    assert _doppler_id(doppler) == ws.first.info.id
+    assert ws.active_ids() == {ws.first.info.id}, "the new key was revoked"
+    assert doppler.writes() == 0
