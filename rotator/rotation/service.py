@@ -21,6 +21,7 @@ from rotator.core.timestamps import format_timestamp
 from rotator.rotation import preflight, reverse, scheduling, start_gate
 from rotator.rotation.context import ConfirmRevoked, RotationContext, new_token
 from rotator.rotation.driver import Driver, Outcome, RecordKeeper
+from rotator.rotation.pausing import say_paused
 from rotator.rotation.revoke_gate import override_consumers
 from rotator.rotation.rollback import after_rollback, roll_back
 from rotator.rotation.runtime import Runtime
@@ -102,6 +103,10 @@ class RotationService:
         """Whether `name`'s keys are minted by its issuer (so `rotate --all` can rotate it unattended)."""
         return self.runtime.issuer(self.config.credential(name)).mints
 
+    def revokes(self, name: str) -> bool:
+        """Whether `name`'s old keys are revoked through the API (a leak report of an old key can kill it at once)."""
+        return self.runtime.issuer(self.config.credential(name)).revokes
+
     def _keeper(self, ctx: RotationContext) -> RecordKeeper:
         """The record keeper of a command that may change something; the history it will append to is checked
         first, so a history folder this user cannot write stops the command before anything changes."""
@@ -171,7 +176,7 @@ class RotationService:
             if only_if_due and held is not None:  # paused between the first look and the lease
                 return Outcome(ctx.cred.name, ExitCode.OK, held, latest)
             if held is not None:
-                self._say_paused(ctx, keeper.pause)
+                say_paused(ctx, self.bus, keeper.pause)
             driver = Driver(ctx, keeper, self.bus)
             record = self._start(ctx, keeper, driver, emergency=ctx.emergency, reason=reason, token=token)
             return driver.run(record)
@@ -330,7 +335,9 @@ class RotationService:
                         f"with `rotator resume {name}` before rotation {token[:8]} can start. Nothing was changed"
                     )
                 orchestrated = "a rotation started by an orchestrator (`step create`: Secrets Manager's createSecret)"
-                self._say_paused(ctx, pause_rule.in_force(keeper.pause, self.runtime.clock()), started_by=orchestrated)
+                say_paused(
+                    ctx, self.bus, pause_rule.in_force(keeper.pause, self.runtime.clock()), started_by=orchestrated
+                )
                 record = self._start(ctx, keeper, driver, emergency=False, reason=None, token=token)
             ctx.emergency = ctx.skip_grace = record.emergency
             return driver.advance(record, wanted)
@@ -386,13 +393,12 @@ class RotationService:
         ctx = self.context(name)
         return unpause(ctx, partial(self._keeper, ctx), self.bus)
 
-    def _say_paused(
-        self, ctx: RotationContext, paused: pause_rule.Pause | None, *, started_by: str | None = None
-    ) -> None:
-        """A person's (or an emergency's, or an orchestrator's) rotation of a paused credential goes on, and says so."""
-        from rotator.rotation.pausing import say_paused
+    def revoke_leaked(self, name: str, *, leaked: str, reason: str) -> Outcome:
+        """A leak report named `name`'s old key in its grace window: revoke it now (rotation/leaked_previous.py)."""
+        from rotator.rotation.leaked_previous import revoke_leaked_previous
 
-        say_paused(ctx, self.bus, paused, started_by=started_by)
+        ctx = self.context(name)
+        return revoke_leaked_previous(ctx, partial(self._keeper, ctx), self.bus, leaked=leaked, reason=reason)
 
     def run_due(self, name: str) -> Outcome:
         """One scheduler tick for one credential: finish what is unfinished, rotate what is due.
