@@ -13,17 +13,16 @@ from collections.abc import Callable, Collection, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from rotator.core.errors import ConfigError, ExitCode, RotationIncomplete, RotationInProgress
+from rotator.core.errors import ConfigError, ExitCode, RotationInProgress
 from rotator.core.events import EventBus, EventKind, log_event
 from rotator.core.in_flight import bluum_call_seconds, longest_in_flight
-from rotator.core.model import Stage, StoredKey
+from rotator.core.model import StoredKey
 from rotator.core.timestamps import format_timestamp
 from rotator.rotation import preflight, reverse, scheduling, start_gate
 from rotator.rotation.context import ConfirmRevoked, RotationContext, new_token
 from rotator.rotation.driver import Driver, Outcome, RecordKeeper
 from rotator.rotation.pausing import say_paused
 from rotator.rotation.revoke_gate import override_consumers
-from rotator.rotation.rollback import after_rollback, roll_back
 from rotator.rotation.runtime import Runtime
 from rotator.rules import machine
 from rotator.rules import pause as pause_rule
@@ -343,41 +342,11 @@ class RotationService:
             return driver.advance(record, wanted)
 
     def rollback(self, name: str) -> Outcome:
-        """Undo the last rotation while the old key still exists (until it is revoked)."""
+        """Undo the last rotation while the old key still exists (until it is revoked): rotation/rollback_command.py."""
+        from rotator.rotation.rollback_command import rollback
+
         ctx = self.context(name)
-        with self._keeper(ctx) as keeper:
-            record = keeper.read(store=ctx.primary.name)
-            if record is None or record.phase is Phase.ROLLED_BACK:
-                return Outcome(name, ExitCode.OK, f"{name}: nothing to roll back", record)
-            if record.phase is Phase.REVOKING:
-                raise RotationIncomplete(
-                    f"{name}: rotation {record.token[:8]} has started revoking the old key {record.old_key_label} "
-                    "(the revoke may or may not have reached Bluum), so there is no going back to it. "
-                    f"Finish the rotation with `rotator resume {name}`"
-                )
-            if not machine.can_roll_back(record):
-                raise ConfigError(
-                    f"{name}: rotation {record.token[:8]} is {record.phase.value}: the old key "
-                    f"{record.old_key_label} is already revoked at Bluum, so there is nothing to go back to. "
-                    + (
-                        f"Finish it with `rotator resume {name}`"
-                        if not record.phase.terminal
-                        else f"If the current key is bad, rotate again: `rotator rotate {name} --emergency`"
-                    )
-                )
-            previous = ctx.primary.read(Stage.PREVIOUS)
-            if previous is not None and record.phase is not Phase.STARTED and not record.emergency:
-                result = ctx.check(previous)
-                if result.outcome.value == "rejected":
-                    raise RotationIncomplete(
-                        f"{name}: the old key {record.old_key_label} is already rejected by Bluum ({result.reason}); "
-                        f"rolling back would leave no working key. Finish forward with `rotator resume {name}`"
-                    )
-            driver = Driver(ctx, keeper, self.bus)
-            record = roll_back(ctx, record, driver, "rollback requested by the operator")
-            message = f"{name}: rolled back. " + after_rollback(ctx, record)
-            driver.publish(EventKind.ROLLED_BACK, record, "rollback", message)
-            return Outcome(name, ExitCode.OK, message, record)
+        return rollback(ctx, partial(self._keeper, ctx), self.bus)
 
     def pause(self, name: str, *, reason: str | None, until: str | None = None) -> Outcome:
         """Pause `name`'s scheduled rotations (`rotator.rotation.pausing`), in its ledger."""
