@@ -11,23 +11,24 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator
 
 import pytest
 
 from rotator.core.errors import ExitCode
 from tests.e2e.conftest import Workspace
-from tests.e2e.test_daemon import RUNNING, wait_until
-from tests.e2e.test_leak_reports import SECRET_ENV, history_lines, post, refused_counts, report, signed, start
+from tests.e2e.test_daemon import wait_until
+from tests.e2e.test_leak_reports import (
+    SECRET_ENV,
+    _no_daemon_left,  # noqa: F401 - autouse: no daemon outlives a test
+    history_lines,
+    post,
+    refused_counts,
+    report,
+    signed,
+    start,
+)
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def _no_daemon_left() -> Iterator[None]:
-    yield
-    while RUNNING:
-        RUNNING.pop().close()
 
 
 @pytest.fixture
