@@ -227,3 +227,50 @@ def test_the_token_is_never_in_a_message_or_repr(standin: DopplerStandIn, make_s
     standin.state.faults.clear()
     for text in (str(failed.value), repr(store), store.describe()):
         assert TOKEN not in text
+
+
+def test_the_stand_in_answers_the_reference_shapes(standin: DopplerStandIn, make_store: MakeStore) -> None:
+    """The paths and shapes the store does not use are served too, as the reference gives them (so the stand-in can
+    be checked against it), and its errors are `{"messages": [...], "success": false}`."""
+    import httpx
+
+    make_store()
+    standin.add_config("backend", "prd", {"HOST": "db", "URL": "postgres://${HOST}"})
+    query = {"project": "backend", "config": "prd"}
+    auth = {"Authorization": f"Bearer {PERSONAL}"}
+    with httpx.Client(base_url=standin.url, headers=auth) as client:
+        listed = client.get("/v3/configs/config/secrets", params=query).json()
+        assert listed["success"] is True
+        assert listed["secrets"]["URL"] == {"raw": "postgres://${HOST}", "computed": "postgres://db", "note": ""}
+        one = client.get("/v3/configs/config/secret", params=query | {"name": "URL"}).json()
+        assert one["name"] == "URL"
+        assert one["value"]["computed"] == "postgres://db"
+        download = client.get("/v3/configs/config/secrets/download", params=query | {"format": "json"}).json()
+        assert download == {"HOST": "db", "URL": "postgres://db"}
+        updated = client.post("/v3/configs/config/secrets", json=query | {"secrets": {"HOST": "db2", "URL": None}})
+        assert updated.json()["secrets"] == {"HOST": {"raw": "db2", "computed": "db2", "note": ""}}
+        both = client.post("/v3/configs/config/secrets", json=query | {"secrets": {}, "change_requests": []})
+        assert both.status_code == 400
+        assert both.json()["success"] is False
+        missing = client.get("/v3/configs/config/secret", params=query | {"name": "NOPE"})
+        assert missing.status_code == 404
+        assert missing.json() == {"messages": ["Could not find requested secret 'NOPE'"], "success": False}
+        anonymous = httpx.get(f"{standin.url}/v3/configs/config/secrets", params=query)
+        assert anonymous.status_code == 401
+        assert anonymous.json() == {"messages": ["Invalid Auth token"], "success": False}
+
+
+def test_retry_after_as_an_http_date_is_honoured(
+    standin: DopplerStandIn, make_store: MakeStore, sleeps: Sleeps
+) -> None:
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    import httpx
+
+    from backends.doppler.api import _retry_after
+
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    assert 28 <= (_retry_after(httpx.Response(429, headers={"Retry-After": later})) or 0) <= 30
+    assert _retry_after(httpx.Response(429, headers={"Retry-After": "2"})) == 2.0
+    assert _retry_after(httpx.Response(429)) is None
