@@ -260,9 +260,7 @@ def test_the_stand_in_answers_the_reference_shapes(standin: DopplerStandIn, make
         assert anonymous.json() == {"messages": ["Invalid Auth token"], "success": False}
 
 
-def test_retry_after_as_an_http_date_is_honoured(
-    standin: DopplerStandIn, make_store: MakeStore, sleeps: Sleeps
-) -> None:
+def test_retry_after_as_an_http_date_is_honoured() -> None:
     from datetime import UTC, datetime, timedelta
     from email.utils import format_datetime
 
