@@ -1,6 +1,7 @@
 """A Doppler config as a deploy target, end to end: the real `rotator` CLI in a subprocess, the Bluum simulator, a
 dotenv primary (`app`) and the Doppler stand-in as `also_deploy_to` (named `mirror`, so the store-named fault points
-`stage.mirror`, `promote.mirror`, `clear.mirror` and `restore.mirror` are Doppler's).
+`stage.mirror`, `promote.mirror`, `clear.mirror` and `restore.mirror` are Doppler's); once with a Vault primary on
+OpenBao instead.
 
 The sampler watches what `doppler run` would inject (the config's computed values) beside app.env all through each
 test: a key Bluum does not accept there fails the test (I1). The Doppler token is watched by the leak guard, so it
@@ -20,6 +21,8 @@ from rotator.core.faultpoints import CRASH_ENV
 from tests.doppler_standin import DopplerStandIn, doppler_standin
 from tests.e2e.conftest import Workspace
 from tests.e2e.sampler import PairSource
+from tests.e2e.vault_primary import VaultPrimary
+from tests.openbao import OpenBao
 
 TOKEN = "dp.st.prd.e2e9f3b1c7d2a4e6f8091a2b3c4d5e6f708192a3b4c5d6e7f8"
 TOKEN_ENV = "ROTATOR_TEST_DOPPLER_TOKEN"
@@ -160,3 +163,20 @@ def test_a_read_only_token_rolls_the_rotation_back_with_the_fix(ws: Workspace, d
     assert _doppler_id(doppler) == ws.first.info.id
     assert ws.active_ids() == {ws.first.info.id}, "the new key was revoked"
     assert doppler.writes() == 0
+
+
+def test_a_vault_primary_deploys_to_doppler(
+    ws: Workspace, doppler: DopplerStandIn, openbao: OpenBao, vault_path: str
+) -> None:
+    vault = VaultPrimary.install(ws, openbao, vault_path, also=("mirror",))
+    try:
+        ws.edit_config(MIRROR_ENV_TABLE, _doppler_table(doppler.url))  # install wrote the workspace's file again
+        rotated = ws.run("rotate", "trading")
+        assert rotated.returncode == ExitCode.OK, rotated.stderr
+        new = vault.latest()["key_id"]
+        assert new != ws.first.info.id
+        assert _doppler_id(doppler) == new
+        assert ws.active_ids() == {new}
+        assert TOKEN not in rotated.stdout + rotated.stderr
+    finally:
+        vault.close()
