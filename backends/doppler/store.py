@@ -92,7 +92,14 @@ class DopplerStore:
             _checked_name(name, f"the secret name of {field} (prefix, field_names)", secret, SECRET_NAME)
         if self._state_config == self._config and self._state_secret in names.values():
             raise ConfigError(f"store {name!r}: state_secret must differ from the secrets applications read")
-        self._fields = FieldMap(name, fields=fields, field_names=names, environment=environment, base_url=base_url)
+        self._fields = FieldMap(
+            name,
+            fields=fields,
+            field_names=names,
+            environment=environment,
+            base_url=base_url,
+            fix="set it in the Doppler dashboard or with `doppler secrets set`",
+        )
         self._api = DopplerApi(
             store=name,
             url=_checked_url(name, url, allow_insecure_http),

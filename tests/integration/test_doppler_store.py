@@ -13,7 +13,7 @@ from backends.base import SecretStore, WriteChecked, load_store_factories
 from backends.doppler import DopplerStore
 from backends.doppler.api import DopplerRetry
 from backends.ledger import Ledger
-from rotator.core.errors import ConfigError, StoreDenied, StoreNotFound, StoreUnavailable
+from rotator.core.errors import ConfigError, StoreCorrupt, StoreDenied, StoreNotFound, StoreUnavailable
 from rotator.core.model import Stage, StoredKey
 from tests.conftest import LeakGuard
 from tests.doppler_standin import DopplerStandIn, doppler_standin
@@ -272,3 +272,10 @@ def test_retry_after_as_an_http_date_is_honoured() -> None:
     assert 28 <= (_retry_after(httpx.Response(429, headers={"Retry-After": later})) or 0) <= 30
     assert _retry_after(httpx.Response(429, headers={"Retry-After": "2"})) == 2.0
     assert _retry_after(httpx.Response(429)) is None
+
+
+def test_an_empty_key_secret_is_named_with_the_doppler_fix(standin: DopplerStandIn, make_store: MakeStore) -> None:
+    seed(standin, make_key(0))
+    standin.add_config("backend", "prd", standin.secrets("backend", "prd") | {"BLUUM_API_SECRET": ""})
+    with pytest.raises(StoreCorrupt, match="'BLUUM_API_SECRET' must be a non-empty string: set it in the Doppler"):
+        make_store().read(Stage.CURRENT)
