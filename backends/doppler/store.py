@@ -87,19 +87,9 @@ class DopplerStore:
         self._config = _checked_name(name, "config", config, _CONFIG_NAME)
         self._state_config = _checked_name(name, "state_config", state_config or config, _CONFIG_NAME)
         self._state_secret = _checked_name(name, "state_secret", state_secret, SECRET_NAME)
-        names = {field: f"{prefix}{field.upper()}" for field in FIELDS} | dict(field_names or {})
-        for field, secret in names.items():
-            _checked_name(name, f"the secret name of {field} (prefix, field_names)", secret, SECRET_NAME)
-        if self._state_config == self._config and self._state_secret in names.values():
+        self._fields = _field_map(name, prefix, fields, field_names, environment, base_url)
+        if self._state_config == self._config and self._state_secret in self._fields.ours({}):
             raise ConfigError(f"store {name!r}: state_secret must differ from the secrets applications read")
-        self._fields = FieldMap(
-            name,
-            fields=fields,
-            field_names=names,
-            environment=environment,
-            base_url=base_url,
-            fix="set it in the Doppler dashboard or with `doppler secrets set`",
-        )
         self._api = DopplerApi(
             store=name,
             url=_checked_url(name, url, allow_insecure_http),
@@ -256,6 +246,28 @@ class DopplerStore:
     def close(self) -> None:
         """Close the HTTP connections."""
         self._api.close()
+
+
+def _field_map(
+    store: str,
+    prefix: str,
+    fields: Sequence[str],
+    field_names: Mapping[str, str] | None,
+    environment: Environment | None,
+    base_url: str | None,
+) -> FieldMap:
+    """The secrets applications read: `{prefix}API_KEY`... unless `field_names` renames them, each a Doppler name."""
+    names = {field: f"{prefix}{field.upper()}" for field in FIELDS} | dict(field_names or {})
+    for field, secret in names.items():
+        _checked_name(store, f"the secret name of {field} (prefix, field_names)", secret, SECRET_NAME)
+    return FieldMap(
+        store,
+        fields=fields,
+        field_names=names,
+        environment=environment,
+        base_url=base_url,
+        fix="set it in the Doppler dashboard or with `doppler secrets set`",
+    )
 
 
 def _computed(secrets: Mapping[str, DopplerSecret]) -> dict[str, str]:

@@ -215,6 +215,10 @@ def test_unknown_project_or_config_404(standin: DopplerStandIn, make_store: Make
 def test_no_token_and_a_plain_http_url_are_config_errors(standin: DopplerStandIn, make_store: MakeStore) -> None:
     with pytest.raises(ConfigError, match="set the environment variable DOPPLER_TOKEN"):
         make_store(environ={})
+    with pytest.raises(ConfigError, match="state_secret must differ"):
+        make_store(state_secret="BLUUM_API_KEY")
+    with pytest.raises(ConfigError, match="uppercase letters"):
+        make_store(prefix="bluum_")
     with pytest.raises(ConfigError, match="url"):
         DopplerStore("d", project="p", config="c", url="http://doppler.example.com", environ={"DOPPLER_TOKEN": TOKEN})
 
