@@ -108,8 +108,9 @@ def test_doppler_as_a_primary_is_refused_with_the_fix(ws: Workspace, doppler: Do
     assert doppler.writes() == 0
 
 
-CRASH_POINTS = ("stage.mirror", "promote.app", "promote.mirror", "clear.mirror")
-"""The forward boundaries around the Doppler target's writes (`tests/fault_points.py`)."""
+CRASH_POINTS = ("stage.mirror", "promote.app", "promote.mirror")
+"""The forward boundaries around the Doppler target's writes before the old key is revoked (`tests/fault_points.py`);
+`clear.mirror` (after the revoke, only PREVIOUS is forgotten) is left out to keep the suite's time down."""
 
 
 @pytest.mark.slow
