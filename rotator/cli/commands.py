@@ -8,8 +8,9 @@ contract with cron and scripts.
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from functools import partial
 from typing import TYPE_CHECKING
@@ -146,6 +147,23 @@ def hoist_global_options(argv: list[str]) -> list[str]:
     return [*head, *moved, *rest]
 
 
+def hoist_completion_words(environ: MutableMapping[str, str]) -> None:
+    """The same for the line a shell asks to complete (`rotator rollback --config x.toml tr<TAB>`): click reads it
+    from COMP_WORDS, not argv. The word being completed stays where it is; only the words before it move, so
+    COMP_CWORD still points at it."""
+    import shlex
+
+    try:
+        words = shlex.split(environ.get("COMP_WORDS", ""))
+        cword = int(environ.get("COMP_CWORD", ""))
+    except ValueError:
+        return  # click reports a line it cannot read its own way
+    if 1 <= cword <= len(words):
+        environ["COMP_WORDS"] = shlex.join([*words[:1], *hoist_global_options(words[1:cword]), *words[cword:]])
+
+
 def main() -> None:
     """Console-script entry point."""
+    if "_ROTATOR_COMPLETE" in os.environ:
+        hoist_completion_words(os.environ)
     cli(args=hoist_global_options(sys.argv[1:]), prog_name="rotator")

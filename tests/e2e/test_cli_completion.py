@@ -53,7 +53,11 @@ def test_every_credential_argument_completes_the_configured_names(ws: Workspace,
     assert sorted(offered) == ["tenant", "trading"], f"`rotator {command} <TAB>` offered {offered}"
 
 
-def test_the_console_entry_point_completes_with_the_config_named_on_the_line(ws: Workspace, tmp_path: Path) -> None:
+@pytest.mark.parametrize("line", ["rotator --config {config} rollback t", "rotator rollback --config {config} t"])
+def test_the_console_entry_point_completes_with_the_config_named_on_the_line(
+    ws: Workspace, tmp_path: Path, line: str
+) -> None:
+    """--config before the command or after it (global options may follow the command, README "Using it")."""
     elsewhere = tmp_path / "elsewhere"  # no ./rotator.toml here, no $ROTATOR_CONFIG: only --config names the file
     elsewhere.mkdir()
     environ = {key: value for key, value in os.environ.items() if key != "ROTATOR_CONFIG"}
@@ -62,7 +66,7 @@ def test_the_console_entry_point_completes_with_the_config_named_on_the_line(ws:
         env={
             **environ,
             "_ROTATOR_COMPLETE": "bash_complete",
-            "COMP_WORDS": f"rotator --config {ws.config} rollback t",
+            "COMP_WORDS": line.format(config=ws.config),
             "COMP_CWORD": "4",
         },
         cwd=elsewhere,
