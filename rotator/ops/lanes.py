@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
     from rotator.rotation.runtime import Runtime
     from rotator.rotation.service import RotationService
 
-__all__ = ["Lane", "LaneScope", "lanes_for_tick"]
+__all__ = ["Lane", "LaneScope", "LaneSeen", "lanes_for_tick", "last_seen", "run_in_lane"]
 
 log = logging.getLogger("rotator.lanes")
 
@@ -117,6 +118,30 @@ class Lane:
             log.warning("could not release the lane of paying key %s: %s", self.payer, exc)
 
 
+@dataclass(frozen=True, slots=True)
+class LaneSeen:
+    """A paying key's lane as the last tick of a runtime found it: for the daemon's line and metric."""
+
+    payer: str
+    here: bool
+    """This runner held it (its credentials ran here)."""
+    holder: str | None = None
+    """Who held it when this runner did not (None: unknown, or the lane could not be read)."""
+    until: float | None = None
+    lost: str | None = None
+    """Why this runner lost it during the tick, if it did."""
+
+
+_SEEN: weakref.WeakKeyDictionary[Runtime, tuple[LaneSeen, ...]] = weakref.WeakKeyDictionary()
+_SEEN_LOCK = threading.Lock()
+
+
+def last_seen(runtime: Runtime) -> tuple[LaneSeen, ...]:
+    """The lanes of `runtime`'s last tick that took lanes (empty before one, or with `[fleet] lanes` off)."""
+    with _SEEN_LOCK:
+        return _SEEN.get(runtime, ())
+
+
 class LaneScope:
     """The lanes of one tick: taken at the start, renewed while it runs, released at the end. `run(names)` says which
     credentials this runner may run and what the others' outcomes are."""
@@ -130,6 +155,7 @@ class LaneScope:
         self.held: dict[str, Lane] = {}
         self.refused: dict[str, tuple[ExitCode, str]] = {}
         """Paying key -> why its credentials do not run here (the outcome each of them gets, named for it)."""
+        self._seen: list[LaneSeen] = []
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
 
@@ -147,6 +173,9 @@ class LaneScope:
             self._renewer.join()
         for lane in self.held.values():
             lane.release()
+        seen = [LaneSeen(lane.payer, True, lost=lane.lost) for lane in self.held.values()]
+        with _SEEN_LOCK:
+            _SEEN[self._runtime] = (*seen, *self._seen)
 
     def _take(self, key: str) -> None:
         runtime = self._runtime
@@ -158,10 +187,12 @@ class LaneScope:
             lease = ledger.acquire(runtime.owner, self._length)
         except RotationInProgress as exc:
             self.refused[key] = (ExitCode.OK, _waiting_words(key, exc))
+            self._seen.append(LaneSeen(key, False, exc.held_by, exc.held_until))
             log.info("lane held elsewhere", extra={"fields": {"payer": key, "holder": exc.held_by}})
             return
         except StoreError as exc:
             self.refused[key] = (exc.exit_code, f"the lane of paying key {key} could not be taken: {exc}")
+            self._seen.append(LaneSeen(key, False))
             return
         clock = LeaseClock(self._ttl, monotonic=runtime.monotonic, wall=runtime.clock)
         clock.renewed(sent)
@@ -199,17 +230,22 @@ class LaneScope:
             refused = self.refusal(name)
             if refused is not None:
                 return refused
-            lane = self.held.get(self._payers[name])
-            if lane is None:
-                return action(name)
-            try:
-                lane.check()
-            except LeaseLost as exc:
-                return Outcome(name, ExitCode.IN_PROGRESS, f"{name}: not started: {exc}")
-            with guarding_lane(lane.guard):
-                return action(name)
+            return run_in_lane(self.held.get(self._payers[name]), action, name)
 
         return run
+
+
+def run_in_lane(lane: Lane | None, action: Action, name: str) -> Outcome:
+    """`action(name)` with `lane`'s guard asked before each of its requests; not started (exit 3) once the lane is
+    lost. No lane (its store keeps none): as it always ran."""
+    if lane is None:
+        return action(name)
+    try:
+        lane.check()
+    except LeaseLost as exc:
+        return Outcome(name, ExitCode.IN_PROGRESS, f"{name}: not started: {exc}")
+    with guarding_lane(lane.guard):
+        return action(name)
 
 
 @contextmanager

@@ -1,0 +1,78 @@
+"""A paying key's lane as one runner holds it (rotator/ops/lanes.py), on clocks the test moves: a holder frozen past
+its lane sends nothing more, not even a renewal, and the lane's guard is asked before the credential's own."""
+
+from __future__ import annotations
+
+import pytest
+
+from backends.ledger import Lease
+from backends.memory import MemoryStore
+from rotator.core.errors import ExitCode, LeaseLost
+from rotator.core.lease_clock import LeaseClock, before_request, guarding, guarding_lane
+from rotator.ops.lanes import Lane, run_in_lane
+from rotator.rotation.driver import Outcome
+
+
+class Clocks:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class CountingLedger(MemoryStore):
+    """A memory ledger that counts renewals (each would be a write to Vault or DynamoDB)."""
+
+    renewals = 0
+
+    def renew(self, lease: Lease, ttl_seconds: float) -> Lease:
+        self.renewals += 1
+        return super().renew(lease, ttl_seconds)
+
+
+def held_lane(clock: Clocks, ttl: float = 10.0) -> tuple[Lane, CountingLedger]:
+    ledger = CountingLedger("tenant#lane", clock=clock)
+    lease = ledger.acquire("ops@host-a pid 1", ttl + 3.0)
+    lane_clock = LeaseClock(ttl, monotonic=clock, wall=clock)
+    return Lane("tenant", ledger, lease, lane_clock, ttl + 3.0), ledger
+
+
+def test_a_holder_frozen_past_its_lane_sends_nothing_more_and_does_not_renew() -> None:
+    clock = Clocks()
+    lane, ledger = held_lane(clock)
+    lane.guard(2.0)  # held: the request may leave
+    clock.now += 10.5  # SIGSTOP for longer than the lane, then SIGCONT
+    with pytest.raises(LeaseLost, match="the lane of paying key tenant is lost: this runner was frozen"):
+        lane.guard(0.0)
+    with pytest.raises(LeaseLost):
+        lane.renew()
+    assert ledger.renewals == 0  # a renewal must not make a frozen runner's view current again
+    started: list[str] = []
+
+    def rotate(name: str) -> Outcome:
+        started.append(name)
+        return Outcome(name, ExitCode.OK, "rotated")
+
+    outcome = run_in_lane(lane, rotate, "app0")  # the fleet comes to a credential of the lost lane
+    assert (outcome.exit_code, started) == (ExitCode.IN_PROGRESS, [])
+    assert "app0: not started: the lane of paying key tenant is lost" in outcome.message
+
+
+def test_a_holder_with_less_left_than_the_request_needs_renews_first() -> None:
+    clock = Clocks()
+    lane, ledger = held_lane(clock)
+    clock.now += 8.0
+    lane.guard(5.0)
+    assert ledger.renewals == 1
+    assert lane.clock.left() == pytest.approx(10.0)
+
+
+def test_the_lane_guard_is_asked_before_the_credentials_own() -> None:
+    clock = Clocks()
+    lane, _ = held_lane(clock)
+    asked: list[str] = []
+    clock.now += 11.0
+    with guarding_lane(lane.guard), guarding(lambda seconds: asked.append("credential")), pytest.raises(LeaseLost):
+        before_request(1.0)
+    assert asked == []
