@@ -42,15 +42,18 @@ def rotator(config: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "rotator", "--config", str(config), *args]
 
 
-def vault_fleet(sim: Simulator, bao: Any, prefix: str, root: Path, count: int, *, fleet: str) -> tuple[Path, list[str]]:
+def vault_fleet(
+    sim: Simulator, bao: Any, prefix: str, root: Path, count: int, *, fleet: str
+) -> tuple[Path, str, list[str]]:
     """`count` investor credentials app0.. and their tenant key, each at `<prefix>/<name>` in OpenBao `bao` (a
-    tests.openbao.OpenBao); the config's `[fleet]` table is `fleet`. Returns the config and the investors."""
+    tests.openbao.OpenBao); the config's `[fleet]` table is `fleet`. Returns the config, the tenant key's id and the
+    investors."""
     client = bao.client()
 
     def put(name: str, pair: KeyPair) -> None:
         client.secrets.kv.v2.create_or_update_secret(path=f"{prefix}/{name}", secret=_fields(sim, pair))
 
-    config, _, investors = fleet_workspace(
+    config, tenant, investors = fleet_workspace(
         sim,
         root,
         count,
@@ -58,10 +61,12 @@ def vault_fleet(sim: Simulator, bao: Any, prefix: str, root: Path, count: int, *
         store_table=lambda name: f'type = "vault"\npath = "{prefix}/{name}"\nurl = "{bao.url}"\ntimeout = 1\n',
         put=put,
     )
-    return _due(config), investors
+    return _due(config), tenant, investors
 
 
-def aws_fleet(sim: Simulator, moto: Any, prefix: str, root: Path, count: int, *, fleet: str) -> tuple[Path, list[str]]:
+def aws_fleet(
+    sim: Simulator, moto: Any, prefix: str, root: Path, count: int, *, fleet: str
+) -> tuple[Path, str, list[str]]:
     """The same fleet in Secrets Manager secrets `<prefix>/<name>` of `moto` (a tests.aws_fixtures.Moto), its
     ledger (leases and lanes) in moto's DynamoDB table."""
     from tests.aws_fixtures import LEDGER_TABLE
@@ -71,7 +76,7 @@ def aws_fleet(sim: Simulator, moto: Any, prefix: str, root: Path, count: int, *,
     def put(name: str, pair: KeyPair) -> None:
         sm.create_secret(Name=f"{prefix}/{name}", SecretString=json.dumps(_fields(sim, pair)))
 
-    config, _, investors = fleet_workspace(
+    config, tenant, investors = fleet_workspace(
         sim,
         root,
         count,
@@ -81,7 +86,7 @@ def aws_fleet(sim: Simulator, moto: Any, prefix: str, root: Path, count: int, *,
         ),
         put=put,
     )
-    return _due(config), investors
+    return _due(config), tenant, investors
 
 
 def _due(config: Path) -> Path:

@@ -33,7 +33,7 @@ COUNT = 12
 def test_two_runners_of_one_tenant_key_draw_no_429_under_lanes(
     sim: Simulator, openbao: OpenBao, vault_path: str, tmp_path: Path
 ) -> None:
-    config, investors = vault_fleet(
+    config, _, investors = vault_fleet(
         sim, openbao, vault_path, tmp_path, COUNT, fleet=f"[fleet]\nconcurrency = {COUNT}\nlanes = true\n"
     )
     sim.configure(propagation_delay=0.3)
@@ -78,7 +78,7 @@ def test_a_runner_that_takes_the_lane_counts_the_starts_of_the_previous_holder(
     once B holds the lane it must not start more on that stale count (it would within 30 s without the lane)."""
     monkeypatch.setenv("VAULT_TOKEN", openbao.root_token)
     cap = 3
-    config_path, investors = vault_fleet(
+    config_path, _, investors = vault_fleet(
         sim, openbao, vault_path, tmp_path, 2 * cap, fleet="[fleet]\nconcurrency = 4\nlanes = true\n"
     )
     config_path.write_text(config_path.read_text() + f'\n[windows]\nstarts_per_window = {cap}\ncap_window = "1h"\n')
