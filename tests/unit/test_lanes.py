@@ -3,6 +3,9 @@ its lane sends nothing more, not even a renewal, and the lane's guard is asked b
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Any
+
 import pytest
 
 from backends.ledger import Lease
@@ -76,3 +79,61 @@ def test_the_lane_guard_is_asked_before_the_credentials_own() -> None:
     with guarding_lane(lane.guard), guarding(lambda seconds: asked.append("credential")), pytest.raises(LeaseLost):
         before_request(1.0)
     assert asked == []
+
+
+class FakeRuntime(SimpleNamespace):
+    """A runtime's attributes, and a weak reference to it (what the lanes and the start gate keep per runtime)."""
+
+    __hash__ = object.__hash__  # type: ignore[assignment]
+
+
+def fake_service(stores: dict[str, MemoryStore], owner: str, clock: Clocks) -> Any:
+    """What a LaneScope reads of a RotationService: the lease's length, the credentials' paying keys and stores, and a
+    runtime with its owner, clocks and store handles."""
+    from rotator.config.settings import BluumSettings
+
+    bluum = BluumSettings()
+    creds = {
+        "tenant": SimpleNamespace(name="tenant", manager=None, store="tenant"),
+        **{f"app{n}": SimpleNamespace(name=f"app{n}", manager="tenant", store=f"app{n}") for n in range(3)},
+    }
+    config = SimpleNamespace(
+        ledger=SimpleNamespace(lease_ttl=30.0), bluum=bluum, stores={}, credential=creds.__getitem__
+    )
+    runtime = FakeRuntime(config=config, owner=owner, clock=clock, monotonic=clock, store=stores.__getitem__)
+    return SimpleNamespace(config=config, runtime=runtime)
+
+
+def test_a_second_runner_waits_for_the_lane_says_who_holds_it_and_takes_it_once_given_up() -> None:
+    from rotator.daemon.lanes import LaneCollector, lane_lines
+    from rotator.ops.lanes import LaneScope, last_seen
+
+    clock = Clocks()
+    tenant = MemoryStore("tenant", clock=clock)
+    host_a = fake_service({"tenant": tenant}, "ops@host-a pid 1", clock)
+    host_b = fake_service({"tenant": tenant.twin()}, "ops@host-b pid 2", clock)
+    names = ["tenant", "app0", "app1", "app2"]
+    ran: list[str] = []
+
+    def rotate(name: str) -> Outcome:
+        ran.append(name)
+        return Outcome(name, ExitCode.OK, "rotated")
+
+    with LaneScope(host_a, names) as a:
+        with LaneScope(host_b, names) as b:
+            waited = [b.guarded(rotate)(name) for name in names]
+        assert [a.guarded(rotate)(name).message for name in names] == ["rotated"] * 4
+    assert ran == names  # only A ran them
+    assert {o.exit_code for o in waited} == {ExitCode.OK}
+    assert waited[1].message.startswith("app0: waiting: the lane of paying key tenant is held by ops@host-a pid 1")
+    assert last_seen(host_b.runtime)[0].here is False
+    assert lane_lines(host_b.runtime, 7) == [
+        "tick 7: waiting: the lane of paying key tenant is held by ops@host-a pid 1; its credentials run there "
+        "(this daemon takes the lane over if it is not given up by then)"
+    ]
+    collector = LaneCollector()
+    collector.runtime = host_a.runtime
+    assert [sample.value for family in collector.collect() for sample in family.samples] == [1.0]
+    with LaneScope(host_b, names) as b_again:  # A gave the lane up at the end of its tick
+        assert list(b_again.held) == ["tenant"]
+        assert b_again.refused == {}
