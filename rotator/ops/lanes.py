@@ -69,8 +69,8 @@ class Lane:
     length: float
     """Seconds the ledger is told at each renewal: the lease plus the longest request in flight."""
     lost: str | None = None
-    _lock: threading.RLock = field(default_factory=threading.RLock)
-    _renewing: bool = False
+    _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
+    _renewing: bool = field(default=False, init=False, repr=False)
 
     def guard(self, seconds: float) -> None:
         """Before each request of this lane's credentials: LeaseLost once the lane is lost or its clock ran out; a
@@ -160,8 +160,12 @@ class LaneScope:
         self._renewer: threading.Thread | None = None
 
     def __enter__(self) -> LaneScope:
-        for key in dict.fromkeys(self._payers.values()):
-            self._take(key)
+        try:
+            for key in dict.fromkeys(self._payers.values()):
+                self._take(key)
+        except BaseException:
+            self.__exit__()  # what was taken is given up, not left to expire
+            raise
         if self.held:
             self._renewer = threading.Thread(target=self._renew_all, name="rotator-lanes", daemon=True)
             self._renewer.start()

@@ -26,6 +26,8 @@ from tests.aws_fixtures import Moto
 from tests.lane_fleet import can_make_hosts, rotated_once, run_due_twice_at_once, statuses, vault_fleet
 from tests.openbao import OpenBao
 
+pytestmark = pytest.mark.slow
+
 COUNT = 12
 """Two runners at sandbox's 10/s each, both creating keys at once, overrun the tenant key's limit (20/s)."""
 
