@@ -17,7 +17,7 @@ leaves only while both the lane and the credential's own lease hold, and the inn
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 
 from rotator.core.durations import format_duration
@@ -42,24 +42,23 @@ def before_request(seconds: float) -> None:
         guard(seconds)
 
 
-@contextmanager
-def guarding_lane(guard: Guard) -> Iterator[None]:
+def guarding_lane(guard: Guard) -> AbstractContextManager[None]:
     """Install a paying-key lane's `guard` for the block (in this thread's context), beside any lease guard."""
-    token = _lane.set(guard)
-    try:
-        yield
-    finally:
-        _lane.reset(token)
+    return _installed(_lane, guard)
+
+
+def guarding(guard: Guard) -> AbstractContextManager[None]:
+    """Install `guard` for the block (in this thread's context)."""
+    return _installed(_guard, guard)
 
 
 @contextmanager
-def guarding(guard: Guard) -> Iterator[None]:
-    """Install `guard` for the block (in this thread's context)."""
-    token = _guard.set(guard)
+def _installed(slot: ContextVar[Guard | None], guard: Guard) -> Iterator[None]:
+    token = slot.set(guard)
     try:
         yield
     finally:
-        _guard.reset(token)
+        slot.reset(token)
 
 
 class LeaseClock:
