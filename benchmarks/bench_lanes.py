@@ -237,8 +237,8 @@ def report(runs: list[Run], takeovers: list[Takeover]) -> None:
         f"{LEASE + IN_FLIGHT:.0f} s at the ledger, from A's last renewal)"
     )
     print(
-        f"{'primary':8} {'take-over':>10} {'fleet done':>11} {'rotated once':>13} {'A sent after thaw':>18} "
-        f"{'A said lost':>12}"
+        f"{'primary':8} {'take-over':>10} {'fleet done':>11} {'rotated once':>13} {'A sent before':>14} "
+        f"{'A sent after thaw':>18} {'A said lost':>12}"
     )
     for t in takeovers:
         print(
