@@ -24,7 +24,6 @@ Run (as root, for `unshare --uts`): .venv/bin/python benchmarks/bench_lanes.py [
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
@@ -34,14 +33,13 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.*: the same servers and fleets the tests use
 
 from rotator.simulator import Simulator
-from tests.lane_fleet import aws_fleet, on_host, rotator, vault_fleet
+from tests.lane_fleet import Daemon, aws_fleet, vault_fleet
 
 EVERY = "1s"
 LEASE, IN_FLIGHT = 12.0, 6.0
@@ -75,47 +73,6 @@ class Takeover:
     """Bluum requests A logged in all before it was frozen: what shows its log is being counted."""
     sent_after_thaw: int
     lost_said: bool
-
-
-class Daemon:
-    """One `rotator daemon` on host `host`, its output in files."""
-
-    def __init__(self, config: Path, env: dict[str, str], host: str, folder: Path) -> None:
-        self.out, self.err = folder / f"{host}.out", folder / f"{host}.err"
-        with self.out.open("w") as out, self.err.open("w") as err:
-            self.proc = subprocess.Popen(
-                on_host(host, rotator(config, "daemon", "--every", EVERY, "--jitter", "0s")),
-                stdout=out,
-                stderr=err,
-                env={**os.environ, **env},
-                cwd=config.parent,
-            )
-
-    def stop(self) -> None:
-        os.kill(self.proc.pid, signal.SIGCONT)
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-    def said(self) -> str:
-        return self.out.read_text()
-
-    def bluum_sends_after(self, moment: float) -> int:
-        """Bluum requests this daemon logged at or after `moment` (wall clock)."""
-        sent = 0
-        for line in self.err.read_text().splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if entry.get("logger") != "rotator.bluum" or "method" not in entry:
-                continue
-            at = datetime.fromisoformat(str(entry["time"]).replace("Z", "+00:00")).timestamp()
-            sent += at >= moment
-        return sent
 
 
 def tenant_requests(sim: Simulator, tenant: str, since: int) -> list[dict[str, Any]]:
@@ -157,7 +114,7 @@ def two_daemons(sim: Simulator, fleet: Fleet, primary: str, folder: Path, count:
     config, tenant, investors, env = fleet(sim, folder, count, f"[fleet]\nconcurrency = {count}\n{lanes_line}\n")
     before = len(sim.request_log())
     started = time.monotonic()
-    daemons = [Daemon(config, env, host, folder) for host in ("bench-a", "bench-b")]
+    daemons = [Daemon(config, env, host, folder, every=EVERY) for host in ("bench-a", "bench-b")]
     try:
         seconds = wait_rotated(sim, investors, timeout=180)
         time.sleep(2.0)  # a tick or two more: nothing is rotated twice
@@ -182,11 +139,11 @@ def two_daemons(sim: Simulator, fleet: Fleet, primary: str, folder: Path, count:
 def takeover(sim: Simulator, fleet: Fleet, primary: str, folder: Path, count: int) -> Takeover:
     config, tenant, investors, env = fleet(sim, folder, count, f"[fleet]\nconcurrency = {count}\nlanes = true\n")
     before = len(sim.request_log())
-    a = Daemon(config, env, "bench-a", folder)
+    a = Daemon(config, env, "bench-a", folder, every=EVERY)
     b: Daemon | None = None
     try:
         _wait(lambda: len(tenant_requests(sim, tenant, before)) >= 1, 60)
-        b = Daemon(config, env, "bench-b", folder)  # A holds the lane: B waits
+        b = Daemon(config, env, "bench-b", folder, every=EVERY)  # A holds the lane: B waits
         _wait(lambda: len(tenant_requests(sim, tenant, before)) >= count, 60)  # about a third of the fleet's calls
         os.kill(a.proc.pid, signal.SIGSTOP)
         frozen, seen = time.monotonic(), len(sim.request_log())

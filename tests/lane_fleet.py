@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +46,11 @@ def rotator(config: Path, *args: str) -> list[str]:
 
 
 def vault_fleet(
-    sim: Simulator, bao: Any, prefix: str, root: Path, count: int, *, fleet: str
+    sim: Simulator, bao: Any, prefix: str, root: Path, count: int, *, fleet: str, timing: str = SHORT_LEASE
 ) -> tuple[Path, str, list[str]]:
     """`count` investor credentials app0.. and their tenant key, each at `<prefix>/<name>` in OpenBao `bao` (a
     tests.openbao.OpenBao); the config's `[fleet]` table is `fleet`. Returns the config, the tenant key's id and the
-    investors."""
+    investors. `timing`: the `[bluum]` and `[ledger]` tables (SHORT_LEASE)."""
     client = bao.client()
 
     def put(name: str, pair: KeyPair) -> None:
@@ -61,7 +64,7 @@ def vault_fleet(
         store_table=lambda name: f'type = "vault"\npath = "{prefix}/{name}"\nurl = "{bao.url}"\ntimeout = 1\n',
         put=put,
     )
-    return _due(config), tenant, investors
+    return _due(config, timing), tenant, investors
 
 
 def aws_fleet(
@@ -86,14 +89,14 @@ def aws_fleet(
         ),
         put=put,
     )
-    return _due(config), tenant, investors
+    return _due(config, SHORT_LEASE), tenant, investors
 
 
-def _due(config: Path) -> Path:
+def _due(config: Path, timing: str) -> Path:
     """The short lease, and every investor credential due at the first scheduled run (its seeded key's age is not
     counted); a second later, so the set-up's own requests have left the tenant key's rate window."""
     text = config.read_text().replace('grace = "0s"\n', 'grace = "0s"\nseeded_key_age = "due"\n')
-    config.write_text(text + "\n" + SHORT_LEASE)
+    config.write_text(text + "\n" + timing)
     time.sleep(1.1)
     return config
 
@@ -106,6 +109,48 @@ def _fields(sim: Simulator, pair: KeyPair) -> dict[str, str]:
         "environment": "sandbox",
         "base_url": sim.base_url,
     }
+
+
+class Daemon:
+    """One `rotator daemon` on host `host` (None: this one), its output in files in `folder`."""
+
+    def __init__(self, config: Path, env: dict[str, str], host: str | None, folder: Path, *, every: str = "1s") -> None:
+        name = host or f"daemon-{uuid.uuid4().hex[:6]}"
+        self.out, self.err = folder / f"{name}.out", folder / f"{name}.err"
+        with self.out.open("w") as out, self.err.open("w") as err:
+            self.proc = subprocess.Popen(
+                on_host(host, rotator(config, "daemon", "--every", every, "--jitter", "0s")),
+                stdout=out,
+                stderr=err,
+                env={**os.environ, **env},
+                cwd=config.parent,
+            )
+
+    def stop(self) -> None:
+        os.kill(self.proc.pid, signal.SIGCONT)
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def said(self) -> str:
+        return self.out.read_text()
+
+    def bluum_sends_after(self, moment: float) -> int:
+        """Bluum requests this daemon logged at or after `moment` (wall clock)."""
+        sent = 0
+        for line in self.err.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("logger") != "rotator.bluum" or "method" not in entry:
+                continue
+            at = datetime.fromisoformat(str(entry["time"]).replace("Z", "+00:00")).timestamp()
+            sent += at >= moment
+        return sent
 
 
 def run_due_twice_at_once(
