@@ -3,6 +3,7 @@ its lane sends nothing more, not even a renewal, and the lane's guard is asked b
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 
 from backends.ledger import Lease
 from backends.memory import MemoryStore
-from rotator.core.errors import ExitCode, LeaseLost
+from rotator.core.errors import ExitCode, LeaseLost, RotationInProgress
 from rotator.core.lease_clock import LeaseClock, before_request, guarding, guarding_lane
 from rotator.ops.lanes import Lane, run_in_lane
 from rotator.rotation.driver import Outcome
@@ -137,3 +138,26 @@ def test_a_second_runner_waits_for_the_lane_says_who_holds_it_and_takes_it_once_
     with LaneScope(host_b, names) as b_again:  # A gave the lane up at the end of its tick
         assert list(b_again.held) == ["tenant"]
         assert b_again.refused == {}
+
+
+def test_a_dotenv_files_lane_is_a_lock_beside_it_apart_from_the_credentials_own(tmp_path: Path) -> None:
+    """The dotenv lane: a same-host kernel lock on `<file>.lane.rotator.lock`; the credential's own lease is another
+    lock, so the lane's holder can still rotate the tenant credential itself."""
+    from backends.env.store import EnvStore
+
+    (tmp_path / "tenant.env").write_text("BLUUM_API_KEY=k\nBLUUM_API_SECRET=s\n")
+    (tmp_path / "tenant.env").chmod(0o600)
+    here, there = EnvStore("tenant", path=tmp_path / "tenant.env"), EnvStore("tenant", path=tmp_path / "tenant.env")
+    mine = here.lane_ledger()
+    lane = mine.acquire("ops@host-a pid 1", 30.0)
+    with pytest.raises(RotationInProgress) as refused:
+        there.lane_ledger().acquire("ops@host-a pid 2", 30.0)
+    assert refused.value.held_by == "ops@host-a pid 1"
+    assert (tmp_path / "tenant.env.lane.rotator.lock").exists()
+    own = there.acquire("ops@host-a pid 2", 30.0)  # the credential's own lease is not the lane
+    there.release(own)
+    mine.release(lane)
+    theirs = there.lane_ledger()
+    taken = theirs.acquire("ops@host-a pid 2", 30.0)
+    assert taken.fence == lane.fence + 1
+    theirs.release(taken)
