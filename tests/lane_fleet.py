@@ -180,6 +180,11 @@ def rotated_once(sim: Simulator, investors: Sequence[str], since: int) -> list[i
     after checking each investor has exactly one active key."""
     for investor in investors:
         assert len(active_keys(sim, investor)) == 1, investor
+    return created_per_investor(sim, investors, since)
+
+
+def created_per_investor(sim: Simulator, investors: Sequence[str], since: int) -> list[int]:
+    """Keys Bluum created for each investor since request `since` of the simulator's log."""
     created = [
         str(entry.get("path", ""))
         for entry in sim.request_log()[since:]

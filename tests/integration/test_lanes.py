@@ -23,7 +23,14 @@ from rotator.rotation import start_gate
 from rotator.rotation.service import RotationService
 from rotator.simulator import Simulator
 from tests.aws_fixtures import Moto
-from tests.lane_fleet import can_make_hosts, rotated_once, run_due_twice_at_once, statuses, vault_fleet
+from tests.lane_fleet import (
+    can_make_hosts,
+    created_per_investor,
+    rotated_once,
+    run_due_twice_at_once,
+    statuses,
+    vault_fleet,
+)
 from tests.openbao import OpenBao
 
 pytestmark = pytest.mark.slow
@@ -94,13 +101,4 @@ def test_a_runner_that_takes_the_lane_counts_the_starts_of_the_previous_holder(
         assert start_gate.verdict(host_b.runtime, config.credential("app0")) is not None  # B has counted: 0
         run_due_each(host_a)
         run_due_each(host_b)
-    assert sum(rotated_once_or_not(sim, investors, before)) == cap
-
-
-def rotated_once_or_not(sim: Simulator, investors: list[str], since: int) -> list[int]:
-    created = [
-        str(entry.get("path", ""))
-        for entry in sim.request_log()[since:]
-        if entry.get("method") == "POST" and str(entry.get("path", "")).endswith("/api-keys") and entry["status"] < 300
-    ]
-    return [sum(f"/investors/{investor}/" in path for path in created) for investor in investors]
+    assert sum(created_per_investor(sim, investors, before)) == cap
