@@ -139,7 +139,10 @@ _SEEN_LOCK = threading.Lock()
 def last_seen(runtime: Runtime) -> tuple[LaneSeen, ...]:
     """The lanes of `runtime`'s last tick that took lanes (empty before one, or with `[fleet] lanes` off)."""
     with _SEEN_LOCK:
-        return _SEEN.get(runtime, ())
+        try:
+            return _SEEN.get(runtime, ())
+        except TypeError:  # not weakly referable, so never a key here: a stand-in that took no lane
+            return ()
 
 
 class LaneScope:
