@@ -8,31 +8,10 @@ between the demo's lines; `--log-format json` still gives JSON to whoever asks f
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
 
-DEMO = "import sys; from rotator.cli import main; sys.argv = ['rotator', *sys.argv[1:]]; main()"
-
-
-def demo_through_a_pipe(*options: str) -> subprocess.CompletedProcess[str]:
-    """The demo as `make demo | cat` runs it: stdout and stderr both pipes, neither a terminal."""
-    return subprocess.run(
-        [sys.executable, "-c", DEMO, *options, "demo"], capture_output=True, text=True, timeout=120, check=False
-    )
-
-
-def json_records(text: str) -> list[str]:
-    found = []
-    for line in text.splitlines():
-        try:
-            value = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            found.append(line)
-    return found
+from tests.e2e.test_demo_logs import _demo as demo_through_a_pipe  # both streams piped, as `make demo | cat` runs it
+from tests.e2e.test_demo_logs import _json_log_lines as json_records
 
 
 def test_the_demo_asked_for_its_logs_through_a_pipe_is_text_only() -> None:
