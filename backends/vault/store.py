@@ -47,6 +47,7 @@ from rotator.core.errors import (
     StoreError,
     StoreNotFound,
 )
+from rotator.core.findings import Finding
 from rotator.core.model import Environment, Stage, StoredKey
 
 __all__ = ["DEFAULT_MOUNT", "STATE_PREFIX", "VaultStore"]
@@ -129,6 +130,13 @@ class VaultStore(LedgerByDelegation):
 
     def __repr__(self) -> str:
         return f"VaultStore(name={self.name!r}, path={self._kv.where(self._path)!r})"
+
+    def check_access(self) -> list[Finding]:
+        """The mount and the token's capabilities on both paths, asked without writing (`backends.access`)."""
+        from backends.vault.access import vault_access
+
+        part = f"store {self.name} ({self.describe()})"
+        return vault_access(part, self._session, self._kv.mount, (self._path, self._state_path), self.name)
 
     # ----------------------------------------------------------------------------------------------- the stages
 

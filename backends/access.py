@@ -1,0 +1,24 @@
+"""A store that can prove, without writing anything, that this runner may do what a rotation will do there.
+
+Why a protocol of its own: `rotator plan` checks every store before a rotation needs it, and how to ask differs by
+store (Vault: the token's capabilities on each path; AWS: the IAM actions on the secret and the ledger table; a dotenv
+file: the folders' modes and this user's access). What can only be proven by writing is reported as not checked.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from rotator.core.findings import Finding
+
+__all__ = ["AccessChecked"]
+
+
+@runtime_checkable
+class AccessChecked(Protocol):
+    """A store whose permissions can be checked with read-only calls."""
+
+    def check_access(self) -> list[Finding]:
+        """Every permission a rotation needs here that is missing (or could not be proven), each with its fix; []
+        when all are there. Makes no mutating call. Raises StoreError when the store cannot be reached at all."""
+        ...
