@@ -17,7 +17,7 @@ from rotator.cli.settings import CONTEXT, EXIT_CODES_HELP, Settings, fail, pass_
 from rotator.core.errors import ConfigError, RotatorError
 
 if TYPE_CHECKING:
-    from rotator.core.findings import Finding
+    from rotator.core.findings import Finding, Severity
     from rotator.rotation.plan import PlanReport
 
 __all__ = ["COMMANDS", "plan_lines"]
@@ -90,7 +90,7 @@ def _line(finding: Finding, width: int) -> str:
     return f"{finding.credential or '*':<{width}}  {label:<11}  {finding.part}: {finding.problem}{fix}"
 
 
-def _summary_words() -> list[tuple[object, str]]:
+def _summary_words() -> list[tuple[Severity, str]]:
     from rotator.core.findings import Severity
 
     return [
