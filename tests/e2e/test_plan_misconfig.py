@@ -202,9 +202,11 @@ def test_healthy_workspace_plans_clean_and_json_says_the_same(ws: Workspace) -> 
     before, files = len(ws.sim.request_log()), ws.snapshot()
     result = ws.cli("plan", "trading")
     assert result.exit_code == ExitCode.OK, result.output
-    assert "trading  ok" in result.output and "0 problem(s)" in result.output
+    assert "trading  ok" in result.output
+    assert "0 problem(s)" in result.output
     data = json.loads(ws.cli("plan", "--all", "--json").stdout)
-    assert data["exit_code"] == 0 and data["credentials"] == ["tenant", "trading"]
+    assert data["exit_code"] == 0
+    assert data["credentials"] == ["tenant", "trading"]
     assert {f["severity"] for f in data["findings"]} == {"info"}
     assert_nothing_written(ws, before, files)
 
@@ -238,7 +240,8 @@ def test_the_paying_key_lists_once_for_all_it_pays_for(ws: Workspace) -> None:
 def test_name_or_all(ws: Workspace) -> None:
     assert ws.cli("plan").exit_code == ExitCode.BAD_INPUT
     unknown = ws.cli("plan", "nosuch")
-    assert unknown.exit_code == ExitCode.BAD_INPUT and "nosuch" in unknown.output
+    assert unknown.exit_code == ExitCode.BAD_INPUT
+    assert "nosuch" in unknown.output
 
 
 def assert_nothing_written(ws: Workspace, before: int, files: dict[str, bytes]) -> None:
