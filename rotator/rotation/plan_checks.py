@@ -87,7 +87,10 @@ def _current(cred: CredentialConfig, store: SecretStore, part: str, *, primary: 
 
 
 def _store_fix(cred: CredentialConfig, store: str, exc: RotatorError) -> str:
-    from rotator.core.errors import EnvironmentMismatch
+    from rotator.core.errors import EnvironmentMismatch, StoreDenied
+
+    if isinstance(exc, StoreDenied) or "AccessDenied" in str(exc):
+        return f"grant the runner what the message names (its IAM or Vault policy for store {store}), then plan again"
 
     if isinstance(exc, EnvironmentMismatch):
         return (
@@ -110,6 +113,14 @@ def _ledger(runtime: Runtime, cred: CredentialConfig, current: StoredKey | None)
     part = f"ledger ({cred.store})"
     try:
         record, pause = runtime.read_ledger(cred)
+    except StoreNotFound as exc:
+        table = runtime.config.store(cred.store).options.get("ledger_table", "bluum-rotator-ledger")
+        fix = (
+            f"create the ledger table {table} (terraform/ makes it; or `aws dynamodb create-table --table-name "
+            f"{table} --attribute-definitions AttributeName=ledger_id,AttributeType=S --key-schema "
+            "AttributeName=ledger_id,KeyType=HASH --billing-mode PAY_PER_REQUEST`), or fix `ledger_table`"
+        )
+        return [from_error(part, exc, fix)]
     except RotatorError as exc:
         return [from_error(part, exc, _store_fix(cred, cred.store, exc))]
     return age_findings(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+
 import pytest
 
 from backends.vault.store import STATE_PREFIX
