@@ -84,7 +84,7 @@ def moto_url() -> Iterator[str]:
         proc.wait(10)
 
 
-def _client(url: str, service: str, **keys: str) -> Any:  # noqa: ANN401 - boto3 clients are untyped
+def _client(url: str, service: str, **keys: str) -> Any:
     import boto3
 
     from backends.aws.store import quiet_body_loggers
