@@ -11,7 +11,7 @@ from typing import Protocol, runtime_checkable
 
 from rotator.core.findings import Finding
 
-__all__ = ["AccessChecked"]
+__all__ = ["AccessChecked", "AccessRefusals"]
 
 
 @runtime_checkable
@@ -21,4 +21,15 @@ class AccessChecked(Protocol):
     def check_access(self) -> list[Finding]:
         """Every permission a rotation needs here that is missing (or could not be proven), each with its fix; []
         when all are there. Makes no mutating call. Raises StoreError when the store cannot be reached at all."""
+        ...
+
+
+@runtime_checkable
+class AccessRefusals(Protocol):
+    """A store that can tell, in ONE read-only request, a missing permission a rotation would only meet after it minted
+    a key (then roll back): `rotate` asks it of every target but the primary before anything changes (preflight)."""
+
+    def access_refusals(self) -> list[Finding]:
+        """The missing permissions proven by that one answer (each a PROBLEM with its fix); [] when there are none, and
+        also when the question itself could not be answered: the rotation then meets the real error as before."""
         ...

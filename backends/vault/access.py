@@ -18,7 +18,7 @@ from rotator.core.findings import Finding, Severity
 if TYPE_CHECKING:
     from backends.vault.auth import VaultSession
 
-__all__ = ["NEEDED", "vault_access"]
+__all__ = ["NEEDED", "vault_access", "vault_refusals"]
 
 NEEDED: Final = ("create", "read", "update")
 """What a rotation does on each of the two data paths (a first key creates; every later write is an update)."""
@@ -50,6 +50,18 @@ def vault_access(part: str, session: VaultSession, mount: str, paths: tuple[str,
         mount_problem = _mount_problem(client, mount)
     if mount_problem is not None:
         return [Finding(part, *mount_problem)]
+    granted = answer.get("data") if isinstance(answer, dict) else None
+    return [found for path in api_paths if (found := _missing(part, path, _caps(granted, answer, path))) is not None]
+
+
+def vault_refusals(part: str, session: VaultSession, mount: str, paths: tuple[str, str]) -> list[Finding]:
+    """The capabilities the token lacks on `paths`, from one `sys/capabilities-self` (what `rotate` asks before it
+    changes anything); [] when Vault could not answer that question (the rotation then meets the real error)."""
+    api_paths = [f"{mount}/data/{path}" for path in paths]
+    try:
+        answer = _capabilities(session.client(), api_paths)
+    except Exception:
+        return []
     granted = answer.get("data") if isinstance(answer, dict) else None
     return [found for path in api_paths if (found := _missing(part, path, _caps(granted, answer, path))) is not None]
 

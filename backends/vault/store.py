@@ -138,6 +138,13 @@ class VaultStore(LedgerByDelegation):
         part = f"store {self.name} ({self.describe()})"
         return vault_access(part, self._session, self._kv.mount, (self._path, self._state_path), self.name)
 
+    def access_refusals(self) -> list[Finding]:
+        """The capabilities the token lacks on both paths, in one read-only request (`backends.access`)."""
+        from backends.vault.access import vault_refusals
+
+        part = f"store {self.name} ({self.describe()})"
+        return vault_refusals(part, self._session, self._kv.mount, (self._path, self._state_path))
+
     # ----------------------------------------------------------------------------------------------- the stages
 
     def read(self, stage: Stage) -> StoredKey | None:
