@@ -45,8 +45,6 @@ def test_age_line_says_due_now_and_a_pause() -> None:
     from rotator.rules.pause import Pause
 
     paused = Pause(by="ops@host pid 1", since=NOW - 60, reason="freeze", until=None)
-    found = age_findings(
-        "apk_x", None, paused, now=NOW, rotate_every=90 * DAY, expiry_lead=7 * DAY, name="trading"
-    )
+    found = age_findings("apk_x", None, paused, now=NOW, rotate_every=90 * DAY, expiry_lead=7 * DAY, name="trading")
     assert "age unknown" in found[0].problem
     assert any("freeze" in f.problem and "rotator unpause trading" in f.fix for f in found)
