@@ -48,7 +48,15 @@ def check_credential(
     from rotator.rotation.plan_reloads import reload_findings
 
     found += reload_findings(runtime, cred)
-    return [finding.of(cred.name) for finding in found]
+    return [_said_of(finding, cred.name) for finding in found]
+
+
+def _said_of(finding: Finding, credential: str) -> Finding:
+    """`finding` of `credential`; an error's own "NAME: " prefix goes (the line starts with the name already)."""
+    from dataclasses import replace
+
+    problem = finding.problem.removeprefix(f"{credential}: ")
+    return replace(finding, problem=problem, credential=credential)
 
 
 def _stores(runtime: Runtime, cred: CredentialConfig, found: list[Finding]) -> StoredKey | None:
@@ -177,7 +185,8 @@ def _bluum(runtime: Runtime, cred: CredentialConfig, current: StoredKey) -> list
             f"Bluum does not accept the current key {current.label} ({result.reason}): unknown there, revoked, "
             f"expired, or a key of another environment than {cred.environment.value}",
             f"put the key applications should use in store {cred.store}, or replace it: `rotator rotate {cred.name} "
-            "--emergency --reason TEXT`",
+            "--emergency --reason TEXT`"
+            + ("" if cred.issuer == "bluum" else " --new-key-file FILE (a new pair made in Bluum's dashboard)"),
         )
     ]
 
