@@ -249,3 +249,17 @@ def assert_nothing_written(ws: Workspace, before: int, files: dict[str, bytes]) 
     sent = {(entry["method"], entry["path"]) for entry in ws.sim.request_log()[before:]}
     assert {method for method, _ in sent} <= {"GET", "HEAD"}, sent
     assert ws.snapshot() == files
+
+
+def test_key_age_what_is_due_and_a_pause_are_said(ws: Workspace) -> None:
+    """After a rotation the key's age is known: `ok` lines give it and its due date; a pause is named with its fix,
+    and neither stops a rotation (exit 0)."""
+    assert ws.cli("rotate", "trading").exit_code == ExitCode.OK
+    assert ws.cli("pause", "trading", "--reason", "quarter-end freeze").exit_code == ExitCode.OK
+    before, files = len(ws.sim.request_log()), ws.snapshot()
+    result = ws.cli("plan", "trading")
+    assert result.exit_code == ExitCode.OK, result.output
+    lines = [line for line in result.stdout.splitlines() if line.startswith("trading  ok")]
+    assert any("s old, due 20" in line for line in lines), result.stdout
+    assert any("quarter-end freeze" in line and "rotator unpause trading" in line for line in lines), result.stdout
+    assert_nothing_written(ws, before, files)
