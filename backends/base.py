@@ -132,6 +132,7 @@ BUILT_IN_STORES: dict[str, str] = {
     "env": "backends.env:EnvStore",
     "vault": "backends.vault:VaultStore",
     "aws": "backends.aws:AwsStore",
+    "doppler": "backends.doppler:DopplerStore",
 }
 """Store types that ship with bluum-rotator. Listed here, not only as entry points, so they win over any
 plug-in claiming the same name (entry points come in sys.path order) and so they work where no package

@@ -34,8 +34,11 @@ class FieldMap:
         field_names: Mapping[str, str] | None = None,
         environment: Environment | None = None,
         base_url: str | None = None,
+        fix: str = "fix it with `bao kv patch`",
     ) -> None:
+        """`fix`: how a person mends a field that is not a usable string where this store keeps it."""
         self._store = store
+        self._fix = fix
         self._extra = _checked_fields(store, fields)
         self._names = _checked_field_names(store, field_names)
         self._environment = Environment(environment) if environment is not None else None
@@ -62,7 +65,7 @@ class FieldMap:
                 return None
             if not isinstance(value, str) or not value:
                 raise StoreCorrupt(
-                    f"{where}: field {self._names[field]!r} must be a non-empty string: fix it with `bao kv patch`",
+                    f"{where}: field {self._names[field]!r} must be a non-empty string: {self._fix}",
                     store=self._store,
                 )
             return value

@@ -24,7 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Final, Literal
 
-from rotator.config.reloads import _pass_env, _timeout, _url
+from rotator.config import action_fields as fields
 from rotator.config.tables import Problems, Table
 
 __all__ = [
@@ -48,6 +48,7 @@ NAME_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 """A consumer's name goes into messages, alerts, the record and metric labels: letters, digits, `.`, `_`, `-`."""
 _URL_EXAMPLE: Final = '{ name = "trader-1", url = "http://127.0.0.1:9001/-/bluum-key" }'
 _COMMAND_EXAMPLE: Final = '{ name = "nightly", command = ["/opt/batch/bin/key-fingerprint"] }'
+_COMMAND_ARGV: Final = 'command = ["/opt/batch/bin/key-fingerprint", "--json"]'
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,29 +107,15 @@ def _parse_one(table: Table, index: int, item: object, store: str, base_dir: Pat
         what = "has both command and url" if has_command else "has neither command nor url"
         table.problem(where, what, f"give one per consumer: {_URL_EXAMPLE} or {_COMMAND_EXAMPLE}")
         return None
-    command = _command(entry, item["command"]) if has_command else ()
-    url = _url(entry, item["url"]) if has_url else ""
-    timeout = _timeout(entry, DEFAULT_COMMAND_TIMEOUT if has_command else DEFAULT_URL_TIMEOUT, MAX_CONSUMER_TIMEOUT)
-    pass_env = _pass_env(entry, item.get("pass_env", []), has_command)
+    command = fields.argv(entry, item["command"], subject="command", example=_COMMAND_ARGV) if has_command else ()
+    url = fields.url(entry, item["url"], example='url = "http://127.0.0.1:9001/-/bluum-key"') if has_url else ""
+    default = DEFAULT_COMMAND_TIMEOUT if has_command else DEFAULT_URL_TIMEOUT
+    timeout = fields.timeout(entry, default, MAX_CONSUMER_TIMEOUT)
+    pass_env = fields.pass_env(entry, item.get("pass_env", []), has_command)
     if name is None or command is None or url is None or timeout is None or pass_env is None:
         return None
     kind: Literal["command", "url"] = "command" if has_command else "url"
     return Consumer(name, store, kind, timeout, base_dir, command=command, url=url, pass_env=pass_env)
-
-
-def _command(entry: Table, value: object) -> tuple[str, ...] | None:
-    if not isinstance(value, list) or not value or not all(isinstance(arg, str) for arg in value):
-        what = (
-            "is a string: a command is an argument list, never run through a shell"
-            if isinstance(value, str)
-            else ("expected a non-empty array of strings (the program, then its arguments)")
-        )
-        entry.problem("command", what, 'write command = ["/opt/batch/bin/key-fingerprint", "--json"]')
-        return None
-    if not value[0].strip():
-        entry.problem("command", "the program (its first item) is empty", 'write command = ["/path/to/program"]')
-        return None
-    return tuple(value)
 
 
 def check_consumer_names(

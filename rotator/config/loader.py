@@ -57,6 +57,7 @@ from rotator.config.credentials import (
     Issuer,
     parse_credentials,
 )
+from rotator.config.doppler import check_doppler_primaries
 from rotator.config.endpoints import DEFAULT_API_KEYS_PATH, DEFAULT_CHECK_PATH, PRODUCTION_HOSTS, SANDBOX_HOSTS
 from rotator.config.ledger import LedgerSettings, parse_ledger
 from rotator.config.location import CONFIG_ENV_VAR, DEFAULT_CONFIG_NAME, find_config_path
@@ -370,6 +371,7 @@ def _validate(
     history = parse_history(data.get("history"), base_dir, problems)
     stores = parse_stores(data.get("stores"), base_dir=base_dir, store_types=store_types, problems=problems)
     credentials = apply_windows(data, parse_credentials(data, problems), problems)
+    check_doppler_primaries(credentials, stores, problems)
     notifications = _notifications(data.get("notifications"), problems)
     fleet = parse_fleet(data.get("fleet"), problems)
     alerts = parse_alerts_table(data.get("alerts"), problems)

@@ -38,9 +38,8 @@ from pathlib import Path
 from typing import Final, Literal
 from urllib.parse import urlsplit
 
+from rotator.config import action_fields as fields
 from rotator.config.tables import Table
-from rotator.core.durations import format_duration
-from rotator.core.urls import LOOPBACK_HINT, url_problem
 
 RELOAD_KEY: Final = "reload"
 """The key in `[stores.NAME]`; kept out of the options a store factory receives."""
@@ -50,7 +49,6 @@ DEFAULT_COMMAND_TIMEOUT: Final = timedelta(seconds=60)
 DEFAULT_URL_TIMEOUT: Final = timedelta(seconds=10)
 MAX_RELOAD_TIMEOUT: Final = timedelta(minutes=10)
 """The driver renews the rotation's lease (15 minutes) before each action, so one action must end well inside it."""
-_ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _COMMAND_EXAMPLE: Final = 'command = ["systemctl", "reload", "trading"]'
 _URL_EXAMPLE: Final = 'url = "http://127.0.0.1:8080/-/reload"'
 
@@ -60,6 +58,8 @@ HEALTH_KEYS: Final = ("url", "status", "command", "consumer")
 HEALTH_TRY_TIMEOUT: Final = timedelta(seconds=5)
 """How long one GET of a URL health check may take; the check is asked again until `health_timeout` is spent."""
 _HEALTH_EXAMPLE: Final = 'health = { url = "http://127.0.0.1:8080/healthz", status = 200 }'
+_SUBJECT: Final = "reload command"
+_HEALTH_COMMAND_EXAMPLE: Final = 'command = ["/path/to/check"]'
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,11 +163,12 @@ def _parse_action(table: Table, index: int, item: object, base_dir: Path) -> Rel
         what = "has both command and url" if has_command else "has neither command nor url"
         table.problem(where, what, f"give one per action: {{ {_COMMAND_EXAMPLE} }} or {{ {_URL_EXAMPLE} }}")
         return None
-    command = _command(action, item["command"]) if has_command else ()
-    url = _url(action, item["url"]) if has_url else ""
+    command = fields.argv(action, item["command"], subject=_SUBJECT, example=_COMMAND_EXAMPLE) if has_command else ()
+    url = fields.url(action, item["url"], example=_URL_EXAMPLE) if has_url else ""
     method = _method(action, item.get("method", "POST"), has_url)
-    timeout = _timeout(action, DEFAULT_COMMAND_TIMEOUT if has_command else DEFAULT_URL_TIMEOUT)
-    pass_env = _pass_env(action, item.get("pass_env", []), has_command)
+    default = DEFAULT_COMMAND_TIMEOUT if has_command else DEFAULT_URL_TIMEOUT
+    timeout = fields.timeout(action, default, MAX_RELOAD_TIMEOUT)
+    pass_env = fields.pass_env(action, item.get("pass_env", []), has_command)
     health = parse_health(action, base_dir)
     if command is None or url is None or method is None or timeout is None or pass_env is None or health is False:
         return None
@@ -183,40 +184,6 @@ def _parse_action(table: Table, index: int, item: object, base_dir: Path) -> Rel
     )
 
 
-def _command(action: Table, value: object) -> tuple[str, ...] | None:
-    if isinstance(value, str):
-        action.problem(
-            "command",
-            "is a string: a reload command is an argument list, never run through a shell",
-            'write it as a list, command = ["program", "argument", ...]; for shell syntax, say so: '
-            '["/bin/sh", "-c", "..."] (the string is not repeated here: it may hold a token)',
-        )
-        return None
-    if not isinstance(value, list) or not value or not all(isinstance(arg, str) for arg in value):
-        action.problem(
-            "command",
-            "expected a non-empty array of strings (the program, then its arguments)",
-            f"write {_COMMAND_EXAMPLE}",
-        )
-        return None
-    if not value[0].strip():
-        action.problem("command", "the program (its first item) is empty", f"write {_COMMAND_EXAMPLE}")
-        return None
-    return tuple(value)
-
-
-def _url(action: Table, value: object) -> str | None:
-    """The one URL rule of rotator/core/urls.py: a reload call can carry a token in its path, so it goes over https
-    unless it stays on this machine."""
-    text = value.strip() if isinstance(value, str) else value
-    problem = url_problem(text)
-    if problem is not None:
-        action.problem("url", problem, f"write {_URL_EXAMPLE}, or https://HOST/PATH ({LOOPBACK_HINT})")
-        return None
-    assert isinstance(text, str)  # url_problem refuses anything else
-    return urlsplit(text).geturl()
-
-
 def _method(action: Table, value: object, has_url: bool) -> str | None:
     if "method" in action.data and not has_url:
         action.problem("method", "applies to a url action only", "remove it, or use url = ... instead of command")
@@ -225,32 +192,6 @@ def _method(action: Table, value: object, has_url: bool) -> str | None:
         action.problem("method", f"must be one of {', '.join(METHODS)}", 'write method = "POST"')
         return None
     return value.upper()
-
-
-def _timeout(action: Table, default: timedelta, most: timedelta = MAX_RELOAD_TIMEOUT) -> timedelta | None:
-    """`timeout`, longer than 0s and at most `most` (a consumer's is shorter: rotator/config/consumers.py)."""
-    timeout = action.duration("timeout", default)
-    if timeout is not None and not timedelta(0) < timeout <= most:
-        limit = format_duration(most)
-        action.problem(
-            "timeout", f"must be longer than 0s and at most {limit}", f'write timeout = "{format_duration(default)}"'
-        )
-        return None
-    return timeout
-
-
-def _pass_env(action: Table, value: object, has_command: bool) -> tuple[str, ...] | None:
-    if "pass_env" in action.data and not has_command:
-        action.problem("pass_env", "applies to a command action only", "remove it")
-        return None
-    if not isinstance(value, list) or not all(isinstance(name, str) and _ENV_NAME.fullmatch(name) for name in value):
-        action.problem(
-            "pass_env",
-            "expected an array of environment variable names",
-            'write pass_env = ["KUBECONFIG", "AWS_PROFILE"] (names only: values come from the environment)',
-        )
-        return None
-    return tuple(value)
 
 
 def parse_health(action: Table, base_dir: Path) -> HealthCheck | bool | None:
@@ -282,9 +223,9 @@ def parse_health(action: Table, base_dir: Path) -> HealthCheck | bool | None:
     if "consumer" in value:
         return _consumer_check(table, value["consumer"], base_dir)
     if "command" in value:
-        command = _command(table, value["command"])
+        command = fields.argv(table, value["command"], subject="health command", example=_HEALTH_COMMAND_EXAMPLE)
         return False if command is None else HealthCheck(kind="command", cwd=base_dir, command=command)
-    url = _url(table, value["url"])
+    url = fields.url(table, value["url"], example=_URL_EXAMPLE)
     status = value.get("status", 200)
     if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
         table.problem("status", "expected an HTTP status code, 100 to 599", "write status = 200")

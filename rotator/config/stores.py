@@ -17,6 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
+from rotator.config.doppler import DOPPLER_OPTIONS, DOPPLER_TYPE, doppler_locations, doppler_options_ok
 from rotator.config.tables import Problems, Table, did_you_mean, list_names, named_tables, show
 from rotator.core.urls import url_problem
 
@@ -66,6 +67,7 @@ KNOWN_STORE_OPTIONS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
             "allow_insecure_http",
         ),
         "aws": ("secret_id", "region", "ledger_table", "fields", "field_names", "timeout"),
+        DOPPLER_TYPE: DOPPLER_OPTIONS,
     }
 )
 """Options of built-in store types, so a typo (`prefx`) is caught here with a suggestion instead of surfacing as a
@@ -146,6 +148,8 @@ def _parse_store(
     if store_type == "env" and not (_reader_ok(table, raw) and _prefix_ok(table, raw)):
         return None
     if store_type == "vault" and not _vault_address_ok(table, raw):
+        return None
+    if store_type == DOPPLER_TYPE and not doppler_options_ok(table, raw):
         return None
     return StoreConfig(
         name=name, type=store_type, options=MappingProxyType(options), reload=reload, consumers=consumers
@@ -277,7 +281,11 @@ def _vault_address_ok(table: Table, raw: Mapping[str, Any]) -> bool:
     return False
 
 
-_SAME_PLACE: Final = {"env": "the same file", "vault": "the same Vault secret"}
+_SAME_PLACE: Final = {
+    "env": "the same file",
+    "vault": "the same Vault secret",
+    DOPPLER_TYPE: "the same Doppler secrets or stage document",
+}
 """How a message names the place two stores share, by store type."""
 
 
@@ -295,7 +303,8 @@ def _check_same_location(stores: Mapping[str, StoreConfig], problems: Problems) 
                 f"stores.{store.name}",
                 f"points at the same place as stores.{earlier} ({same})",
                 "give each store its own location (env stores: their own file, since the stage sidecar and the lock "
-                "are kept per file; Vault stores: their own path and state_path)",
+                "are kept per file; Vault stores: their own path and state_path; Doppler stores: their own prefix and "
+                "state_secret)",
             )
             break
 
@@ -314,4 +323,6 @@ def _locations(store: StoreConfig) -> list[str]:
         path = str(options.get("path", "")).strip("/")
         state_path = str(options.get("state_path") or f"bluum-rotator/{path}").strip("/")
         return [f"vault:{address}|{namespace}|{mount}|{where}" for where in (path, state_path)]
+    if store.type == DOPPLER_TYPE:
+        return doppler_locations(options)
     return [f"{store.type}:{sorted((key, repr(value)) for key, value in options.items())!r}"]

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 from rotator.config.tables import Problems, Table, optional_table, show
 
 if TYPE_CHECKING:
-    from rotator.config.credentials import CredentialConfig
+    from rotator.config.credential_model import CredentialConfig
     from rotator.rules.windows import Schedule, Window
 
 __all__ = ["WINDOW_KEYS", "apply_windows"]

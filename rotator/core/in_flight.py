@@ -28,6 +28,7 @@ from typing import Any, Final, Protocol
 __all__ = [
     "AWS_DEFAULT_TIMEOUT",
     "AWS_MAX_ATTEMPTS",
+    "DOPPLER_DEFAULT_TIMEOUT",
     "VAULT_DEFAULT_TIMEOUT",
     "aws_client_bounds",
     "bluum_call_seconds",
@@ -43,6 +44,8 @@ AWS_MAX_ATTEMPTS: Final = 3
 """Attempts per boto3 call, the first included (standard mode: throttling and 5xx only, with jittered backoff)."""
 VAULT_DEFAULT_TIMEOUT: Final = 10.0
 """A Vault store's `timeout` when rotator.toml gives none (`backends.vault.store.VaultStore`)."""
+DOPPLER_DEFAULT_TIMEOUT: Final = 10.0
+"""A Doppler store's `timeout` when rotator.toml gives none (`backends.doppler.store.DopplerStore`)."""
 
 
 class BluumSettings(Protocol):
@@ -88,6 +91,8 @@ def store_request_seconds(store_type: str, options: Mapping[str, object]) -> flo
         return 2 * _seconds(options.get("timeout"), VAULT_DEFAULT_TIMEOUT)
     if store_type == "aws":
         return 2 * _seconds(options.get("timeout"), AWS_DEFAULT_TIMEOUT)
+    if store_type == "doppler":
+        return 2 * _seconds(options.get("timeout"), DOPPLER_DEFAULT_TIMEOUT)
     return 0.0  # files (env), memory; a third-party store's requests are its own to bound
 
 

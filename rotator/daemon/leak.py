@@ -34,7 +34,9 @@ from rotator.rules.leak_report import (
     Report,
     check_signature,
     match_current,
+    match_previous,
     parse_report,
+    previous_in_grace,
     reason_text,
 )
 
@@ -198,6 +200,12 @@ class LeakDesk:
         service = self._service()
         currents, unreadable = self._currents(service)
         found = match_current(report, currents, unreadable)
+        if found in (Refusal.UNKNOWN_KEY, Refusal.STORE_UNREADABLE):
+            # Not a current key: an old key still in its grace window is just as alive (and just as leaked).
+            previous = match_previous(report, self._olds(service))
+            if isinstance(previous, str):
+                return self._start(service, previous, report, client, previous=True)
+            found = previous or found
         if found is Refusal.UNKNOWN_KEY and report.fingerprint in self._rotated:
             first, name = self._rotated[report.fingerprint]
             self.accepted.labels(result="already_rotated").inc()
@@ -208,39 +216,57 @@ class LeakDesk:
             return Answer(200, {"status": "already_rotated", "id": first, "credential": name})
         if isinstance(found, Refusal):
             return self.refuse(found, client, report.fingerprint)
+        return self._start(service, found, report, client, previous=False)
+
+    def _start(self, service: RotationService, name: str, report: Report, client: str, *, previous: bool) -> Answer:
+        """Start the credential's emergency (`previous`: the revoke of its old key now) in a thread of its own,
+        unless one started by a report is running; a key a person must handle gets an alert instead."""
         report_id = "lr-" + uuid.uuid4().hex[:12]
-        if not service.mints(found):
-            return self._needs_person(service, found, report, report_id, client)
+        if not (service.revokes(name) if previous else service.mints(name)):
+            return self._needs_person(service, name, report, report_id, client, previous=previous)
         with self._lock:
-            running = self._running.get(found)
+            running = self._running.get(name)
             if running is None:
-                self._running[found] = report_id
-        fields = {"report": report_id, "credential": found, "fingerprint": report.fingerprint, "client": client}
+                self._running[name] = report_id
+        action = "revoke_previous" if previous else "emergency_rotation"
+        fields = {"report": report_id, "credential": name, "fingerprint": report.fingerprint, "client": client}
         if running is not None:
             self.accepted.labels(result="in_progress").inc()
             log.warning("leak report: an emergency of this credential is already running", extra={"fields": fields})
-            return Answer(409, {"status": "in_progress", "id": running, "credential": found, "refused_id": report_id})
+            return Answer(409, {"status": "in_progress", "id": running, "credential": name, "refused_id": report_id})
         self.accepted.labels(result="started").inc()
-        log.warning("leak report accepted: emergency rotation starting", extra={"fields": fields})
+        log.warning("leak report accepted: %s starting", action.replace("_", " "), extra={"fields": fields})
         thread = threading.Thread(
-            target=self._rotate, args=(service, found, report, report_id), name=f"rotator-{report_id}", daemon=True
+            target=self._rotate,
+            args=(service, name, report, report_id, previous),
+            name=f"rotator-{report_id}",
+            daemon=True,
         )
         with self._lock:
             self._threads = [t for t in self._threads if t.is_alive()]
             self._threads.append(thread)
         thread.start()
-        return Answer(202, {"status": "accepted", "id": report_id, "credential": found})
+        return Answer(202, {"status": "accepted", "id": report_id, "credential": name, "action": action})
 
-    def _needs_person(self, service: RotationService, name: str, report: Report, report_id: str, client: str) -> Answer:
-        """A key only Bluum's dashboard can mint (`issuer = "manual"`) cannot be replaced unattended: refused, and
-        the notification sinks get an alert that says what to do (a person must make the new pair now)."""
+    def _needs_person(
+        self, service: RotationService, name: str, report: Report, report_id: str, client: str, *, previous: bool
+    ) -> Answer:
+        """A key only Bluum's dashboard can mint or revoke (`issuer = "manual"`) cannot be handled unattended:
+        refused, and the notification sinks get an alert that says what a person must do now."""
         from rotator.core.events import EventKind, RotationEvent
 
-        message = (
-            f"leak report {report_id} names the current key of {name} ({report.fingerprint}), which is minted in "
-            f"Bluum's dashboard: create a new pair there now, then run `rotator rotate {name} --emergency --reason "
-            f'"{reason_text(report, report_id)}" --new-key-file FILE`'
-        )
+        if previous:
+            message = (
+                f"leak report {report_id} names the old key of {name} ({report.fingerprint}), still in its grace "
+                f"window and revoked only in Bluum's dashboard: revoke it there now, then run `rotator resume {name} "
+                "--now`"
+            )
+        else:
+            message = (
+                f"leak report {report_id} names the current key of {name} ({report.fingerprint}), which is minted in "
+                f"Bluum's dashboard: create a new pair there now, then run `rotator rotate {name} --emergency "
+                f'--reason "{reason_text(report, report_id)}" --new-key-file FILE`'
+            )
         try:
             service.bus.publish(
                 RotationEvent(
@@ -275,23 +301,41 @@ class LeakDesk:
             currents[cred.name] = current.api_key if current is not None else None
         return currents, unreadable
 
-    def _rotate(self, service: RotationService, name: str, report: Report, report_id: str) -> None:
-        """The emergency, in its own thread: `rotator rotate NAME --emergency --reason "leak report ..."`."""
+    def _olds(self, service: RotationService) -> dict[str, str | None]:
+        """Each credential's old key while its rotation waits out the grace window (from its record, which names the
+        key as Bluum listed it); a record that cannot be read counts as none (the refusal stands)."""
+        olds: dict[str, str | None] = {}
+        for cred in service.config.credentials.values():
+            try:
+                olds[cred.name] = previous_in_grace(service.runtime.read_record(cred))
+            except RotatorError as exc:
+                log.warning(
+                    "leak report: a rotation record could not be read",
+                    extra={"fields": {"credential": cred.name, "error": type(exc).__name__}},
+                )
+        return olds
+
+    def _rotate(self, service: RotationService, name: str, report: Report, report_id: str, previous: bool) -> None:
+        """In its own thread: `rotator rotate NAME --emergency --reason "leak report ..."`, or (`previous`) the
+        revoke of the old key now, as `rotator resume NAME --now` with the consumers not waited for."""
         fields: dict[str, object] = {"report": report_id, "credential": name}
+        what = "revoke of the old key" if previous else "emergency rotation"
+        reason = reason_text(report, report_id)
         try:
-            outcome = service.rotate(name, emergency=True, reason=reason_text(report, report_id))
+            if previous:
+                outcome = service.revoke_leaked(name, leaked=report.fingerprint, reason=reason)
+            else:
+                outcome = service.rotate(name, emergency=True, reason=reason)
             fields["exit_code"] = int(outcome.exit_code)
             if outcome.exit_code == ExitCode.OK:
                 with self._lock:
                     self._rotated[report.fingerprint] = (report_id, name)
-            log.warning(
-                "leak report %s: emergency rotation ended: %s", report_id, outcome.message, extra={"fields": fields}
-            )
+            log.warning("leak report %s: %s ended: %s", report_id, what, outcome.message, extra={"fields": fields})
         except RotatorError as exc:
             fields["exit_code"] = int(exc.exit_code)
-            log.error("leak report %s: emergency rotation failed: %s", report_id, exc, extra={"fields": fields})
+            log.error("leak report %s: %s failed: %s", report_id, what, exc, extra={"fields": fields})
         except Exception:  # a thread's exception would only reach stderr; the log gets its type
-            log.exception("leak report %s: emergency rotation failed unexpectedly", report_id, extra={"fields": fields})
+            log.exception("leak report %s: %s failed unexpectedly", report_id, what, extra={"fields": fields})
         finally:
             with self._lock:
                 self._running.pop(name, None)

@@ -13,16 +13,16 @@ from collections.abc import Callable, Collection, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from rotator.core.errors import ConfigError, ExitCode, RotationIncomplete, RotationInProgress
+from rotator.core.errors import ConfigError, ExitCode, RotationInProgress
 from rotator.core.events import EventBus, EventKind, log_event
 from rotator.core.in_flight import bluum_call_seconds, longest_in_flight
-from rotator.core.model import Stage, StoredKey
+from rotator.core.model import StoredKey
 from rotator.core.timestamps import format_timestamp
 from rotator.rotation import preflight, reverse, scheduling, start_gate
 from rotator.rotation.context import ConfirmRevoked, RotationContext, new_token
 from rotator.rotation.driver import Driver, Outcome, RecordKeeper
+from rotator.rotation.pausing import say_paused
 from rotator.rotation.revoke_gate import override_consumers
-from rotator.rotation.rollback import after_rollback, roll_back
 from rotator.rotation.runtime import Runtime
 from rotator.rules import machine
 from rotator.rules import pause as pause_rule
@@ -102,6 +102,10 @@ class RotationService:
         """Whether `name`'s keys are minted by its issuer (so `rotate --all` can rotate it unattended)."""
         return self.runtime.issuer(self.config.credential(name)).mints
 
+    def revokes(self, name: str) -> bool:
+        """Whether `name`'s old keys are revoked through the API (a leak report of an old key can kill it at once)."""
+        return self.runtime.issuer(self.config.credential(name)).revokes
+
     def _keeper(self, ctx: RotationContext) -> RecordKeeper:
         """The record keeper of a command that may change something; the history it will append to is checked
         first, so a history folder this user cannot write stops the command before anything changes."""
@@ -171,7 +175,7 @@ class RotationService:
             if only_if_due and held is not None:  # paused between the first look and the lease
                 return Outcome(ctx.cred.name, ExitCode.OK, held, latest)
             if held is not None:
-                self._say_paused(ctx, keeper.pause)
+                say_paused(ctx, self.bus, keeper.pause)
             driver = Driver(ctx, keeper, self.bus)
             record = self._start(ctx, keeper, driver, emergency=ctx.emergency, reason=reason, token=token)
             return driver.run(record)
@@ -330,47 +334,19 @@ class RotationService:
                         f"with `rotator resume {name}` before rotation {token[:8]} can start. Nothing was changed"
                     )
                 orchestrated = "a rotation started by an orchestrator (`step create`: Secrets Manager's createSecret)"
-                self._say_paused(ctx, pause_rule.in_force(keeper.pause, self.runtime.clock()), started_by=orchestrated)
+                say_paused(
+                    ctx, self.bus, pause_rule.in_force(keeper.pause, self.runtime.clock()), started_by=orchestrated
+                )
                 record = self._start(ctx, keeper, driver, emergency=False, reason=None, token=token)
             ctx.emergency = ctx.skip_grace = record.emergency
             return driver.advance(record, wanted)
 
     def rollback(self, name: str) -> Outcome:
-        """Undo the last rotation while the old key still exists (until it is revoked)."""
+        """Undo the last rotation while the old key still exists (until it is revoked): rotation/rollback_command.py."""
+        from rotator.rotation.rollback_command import rollback
+
         ctx = self.context(name)
-        with self._keeper(ctx) as keeper:
-            record = keeper.read(store=ctx.primary.name)
-            if record is None or record.phase is Phase.ROLLED_BACK:
-                return Outcome(name, ExitCode.OK, f"{name}: nothing to roll back", record)
-            if record.phase is Phase.REVOKING:
-                raise RotationIncomplete(
-                    f"{name}: rotation {record.token[:8]} has started revoking the old key {record.old_key_label} "
-                    "(the revoke may or may not have reached Bluum), so there is no going back to it. "
-                    f"Finish the rotation with `rotator resume {name}`"
-                )
-            if not machine.can_roll_back(record):
-                raise ConfigError(
-                    f"{name}: rotation {record.token[:8]} is {record.phase.value}: the old key "
-                    f"{record.old_key_label} is already revoked at Bluum, so there is nothing to go back to. "
-                    + (
-                        f"Finish it with `rotator resume {name}`"
-                        if not record.phase.terminal
-                        else f"If the current key is bad, rotate again: `rotator rotate {name} --emergency`"
-                    )
-                )
-            previous = ctx.primary.read(Stage.PREVIOUS)
-            if previous is not None and record.phase is not Phase.STARTED and not record.emergency:
-                result = ctx.check(previous)
-                if result.outcome.value == "rejected":
-                    raise RotationIncomplete(
-                        f"{name}: the old key {record.old_key_label} is already rejected by Bluum ({result.reason}); "
-                        f"rolling back would leave no working key. Finish forward with `rotator resume {name}`"
-                    )
-            driver = Driver(ctx, keeper, self.bus)
-            record = roll_back(ctx, record, driver, "rollback requested by the operator")
-            message = f"{name}: rolled back. " + after_rollback(ctx, record)
-            driver.publish(EventKind.ROLLED_BACK, record, "rollback", message)
-            return Outcome(name, ExitCode.OK, message, record)
+        return rollback(ctx, partial(self._keeper, ctx), self.bus)
 
     def pause(self, name: str, *, reason: str | None, until: str | None = None) -> Outcome:
         """Pause `name`'s scheduled rotations (`rotator.rotation.pausing`), in its ledger."""
@@ -386,13 +362,12 @@ class RotationService:
         ctx = self.context(name)
         return unpause(ctx, partial(self._keeper, ctx), self.bus)
 
-    def _say_paused(
-        self, ctx: RotationContext, paused: pause_rule.Pause | None, *, started_by: str | None = None
-    ) -> None:
-        """A person's (or an emergency's, or an orchestrator's) rotation of a paused credential goes on, and says so."""
-        from rotator.rotation.pausing import say_paused
+    def revoke_leaked(self, name: str, *, leaked: str, reason: str) -> Outcome:
+        """A leak report named `name`'s old key in its grace window: revoke it now (rotation/leaked_previous.py)."""
+        from rotator.rotation.leaked_previous import revoke_leaked_previous
 
-        say_paused(ctx, self.bus, paused, started_by=started_by)
+        ctx = self.context(name)
+        return revoke_leaked_previous(ctx, partial(self._keeper, ctx), self.bus, leaked=leaked, reason=reason)
 
     def run_due(self, name: str) -> Outcome:
         """One scheduler tick for one credential: finish what is unfinished, rotate what is due.

@@ -25,7 +25,7 @@ from rotator.core.timestamps import format_timestamp
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from rotator.config.credentials import CredentialConfig
+    from rotator.config.credential_model import CredentialConfig
     from rotator.rotation.driver import Outcome
     from rotator.rotation.runtime import Runtime
     from rotator.rules.record import RotationRecord

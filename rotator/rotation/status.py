@@ -14,7 +14,7 @@ from rotator.rules.pause import in_force
 from rotator.rules.record import Phase, RotationRecord
 
 if TYPE_CHECKING:
-    from rotator.config.credentials import CredentialConfig
+    from rotator.config.credential_model import CredentialConfig
     from rotator.rotation.runtime import Runtime
 
 

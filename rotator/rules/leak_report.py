@@ -23,6 +23,7 @@ from enum import StrEnum
 from typing import Final
 
 from rotator.attest import FINGERPRINT_PATTERN, fingerprint
+from rotator.rules.record import Phase, RotationRecord
 
 __all__ = [
     "SIGNATURE_HEADER",
@@ -31,7 +32,9 @@ __all__ = [
     "Report",
     "check_signature",
     "match_current",
+    "match_previous",
     "parse_report",
+    "previous_in_grace",
     "reason_text",
     "sign",
 ]
@@ -151,20 +154,48 @@ def parse_report(body: bytes) -> Report | Refusal:
     return Report(found, tokens[0], tokens[1])
 
 
+_OLD_KEY_ACTIVE: Final = frozenset(
+    {Phase.DEPLOYED, Phase.RELOADED, Phase.VERIFIED, Phase.AWAITING_CONSUMERS, Phase.REVOKING}
+)
+"""Phases of a rotation going forward in which its old key is PREVIOUS in the stores and may still work at Bluum."""
+
+
+def _holders(report: Report, keys: Mapping[str, str | None]) -> list[str]:
+    return [
+        name
+        for name, key in keys.items()
+        if key and key.strip() and hmac.compare_digest(fingerprint(key), report.fingerprint)
+    ]
+
+
 def match_current(report: Report, currents: Mapping[str, str | None], unreadable: int = 0) -> str | Refusal:
     """The one credential whose current public key (`currents`: name -> public key, None when its store holds none)
     has the report's fingerprint. Two: AMBIGUOUS_KEY (rotating either would be a guess). None: UNKNOWN_KEY, or
     STORE_UNREADABLE when `unreadable` credentials could not be read (the key may be theirs)."""
-    names = [
-        name
-        for name, key in currents.items()
-        if key and key.strip() and hmac.compare_digest(fingerprint(key), report.fingerprint)
-    ]
+    names = _holders(report, currents)
     if len(names) == 1:
         return names[0]
     if len(names) > 1:
         return Refusal.AMBIGUOUS_KEY
     return Refusal.STORE_UNREADABLE if unreadable else Refusal.UNKNOWN_KEY
+
+
+def previous_in_grace(record: RotationRecord | None) -> str | None:
+    """The public key of the old key of `record`'s rotation while it is PREVIOUS and may still work (the rotation
+    deployed the new key and has not finished revoking the old one); None otherwise. The record names the key as
+    Bluum listed it when the rotation started, so a store edited since cannot point a report at another key (I8)."""
+    if record is None or record.phase not in _OLD_KEY_ACTIVE or not record.old_public_key:
+        return None
+    return record.old_public_key
+
+
+def match_previous(report: Report, olds: Mapping[str, str | None]) -> str | Refusal | None:
+    """The one credential whose old key, still in its grace window (`olds`: name -> `previous_in_grace`), has the
+    report's fingerprint; AMBIGUOUS_KEY for two; None for none (the caller's answer for a key no one holds stands)."""
+    names = _holders(report, olds)
+    if len(names) > 1:
+        return Refusal.AMBIGUOUS_KEY
+    return names[0] if names else None
 
 
 def reason_text(report: Report, report_id: str) -> str:

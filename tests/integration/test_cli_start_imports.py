@@ -67,4 +67,4 @@ def test_a_type_that_is_not_built_in_is_looked_up_among_the_plug_ins(tmp_path: P
     )
     assert result.returncode == 2, result.stderr
     assert "names no installed store type" in result.stderr
-    assert "use one of the installed types: aws, env, vault" in result.stderr
+    assert "use one of the installed types: aws, doppler, env, vault" in result.stderr
