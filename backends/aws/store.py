@@ -124,14 +124,13 @@ class AwsStore(LedgerByDelegation):
         from backends.aws.access import aws_access
 
         region = str(self._sm.meta.region_name)
-        bounds = {"connect_timeout": 5.0, "read_timeout": 5.0, "retries": {"total_max_attempts": 1}}
         return aws_access(
             f"store {self.name} ({self.describe()})",
             secret_arn=self._ledger_id(),
             table=self._table,
             region=region,
-            sts=_plain_client("sts", region, bounds),
-            iam=_plain_client("iam", region, bounds),
+            sts=_plain_client("sts", region),
+            iam=_plain_client("iam", region),
         )
 
     # ----------------------------------------------------------------------------------------------- reads
@@ -436,9 +435,11 @@ def _client(service: str, region: str | None, timeout: float) -> Any:  # noqa: A
     return boto3.session.Session().client(service, region_name=region, config=config)
 
 
-def _plain_client(service: str, region: str, bounds: dict[str, Any]) -> Any:  # noqa: ANN401 - boto3 clients are untyped
-    """A boto3 client for a read-only question of the plan (STS, IAM): boto3's own configuration, no retries."""
+def _plain_client(service: str, region: str) -> Any:  # noqa: ANN401 - boto3 clients are untyped
+    """A boto3 client for a read-only question of the plan (STS, IAM): boto3's own configuration, no retries (a server
+    without the simulator answers at once)."""
     import boto3
     from botocore.config import Config
 
-    return boto3.session.Session().client(service, region_name=region, config=Config(**bounds))
+    bounds = Config(connect_timeout=5.0, read_timeout=5.0, retries={"total_max_attempts": 1})
+    return boto3.session.Session().client(service, region_name=region, config=bounds)

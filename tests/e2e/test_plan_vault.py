@@ -1,5 +1,5 @@
-"""`rotator plan` on a Vault (OpenBao) primary: a too-narrow policy, a revoked token and a missing KV mount, each
-reported with its fix; and OpenBao's own audit log (a file audit device) shows the plan made no mutating request.
+"""`rotator plan` on a Vault (OpenBao) primary: a too-narrow policy, a revoked or expired token and a missing KV mount,
+each reported with its fix; and OpenBao's own audit log (a file audit device) shows the plan made no mutating request.
 
 The server is this module's own dev server with an audit device (OpenBao enables one only from its configuration
 file), so the log holds this module's requests only. Every audited request of the plan must be a read (or a list), or
@@ -9,6 +9,7 @@ the one read-only question asked with an update: `sys/capabilities-self`.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -19,7 +20,7 @@ from rotator.core.errors import ExitCode
 from tests.conftest import LeakGuard
 from tests.e2e.conftest import Workspace
 from tests.e2e.vault_primary import MOUNT, VaultPrimary
-from tests.openbao import OpenBao
+from tests.openbao import OpenBao, minimal_policy
 
 READ_ONLY_UPDATES = {"sys/capabilities-self"}
 
@@ -98,8 +99,19 @@ def test_too_narrow_policy_names_the_missing_capabilities(
     assert code == ExitCode.BAD_INPUT
 
 
-def test_revoked_token_is_refused_with_the_fix(ws: Workspace, vault: VaultPrimary) -> None:
-    vault.root.auth.token.revoke(vault.token)
+@pytest.mark.parametrize("how", ["revoked", "expired"])
+def test_a_dead_token_is_refused_with_the_fix(
+    ws: Workspace, vault: VaultPrimary, how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if how == "revoked":
+        vault.root.auth.token.revoke(vault.token)
+    else:
+        policy = f"short-{uuid.uuid4().hex[:10]}"
+        vault.bao.write_policy(policy, minimal_policy(MOUNT, vault.path, STATE_PREFIX + vault.path))
+        short = vault.bao.token_with_policies([policy], ttl="1s", renewable=False)
+        ws.guard.watch(short)
+        monkeypatch.setenv("VAULT_TOKEN", short)
+        time.sleep(1.5)
     output, code = plan(ws, vault.bao)
     line = trading_line(output, "store vault", "Vault refuses the token")
     assert "log in again" in line
