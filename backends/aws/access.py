@@ -37,7 +37,7 @@ def aws_access(part: str, *, secret_arn: str, table: str, region: str, sts: Any,
     asked = [*SECRET_WRITES, *LEDGER_WRITES]
     try:
         caller = str(sts.get_caller_identity()["Arn"])
-    except Exception as exc:
+    except Exception as exc:  # any answer but an identity: the writes cannot be proven (said, never taken as fine)
         return [_unchecked(part, asked, f"sts:GetCallerIdentity failed ({_said(exc)})")]
     account = caller.split(":")[4]
     partition = caller.split(":")[1]
@@ -49,7 +49,7 @@ def aws_access(part: str, *, secret_arn: str, table: str, region: str, sts: Any,
             answer = iam.simulate_principal_policy(
                 PolicySourceArn=principal, ActionNames=list(actions), ResourceArns=[resource]
             )
-        except Exception as exc:
+        except Exception as exc:  # as above: denied, not implemented (moto: 500), unreachable
             return [_unchecked(part, asked, f"iam:SimulatePrincipalPolicy for {principal} failed ({_said(exc)})")]
         for result in answer.get("EvaluationResults", []):
             decision = str(result.get("EvalDecision", ""))
