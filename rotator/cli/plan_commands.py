@@ -14,6 +14,7 @@ import click
 
 from rotator.cli.rotation_commands import credential_names
 from rotator.cli.settings import CONTEXT, EXIT_CODES_HELP, Settings, fail, pass_settings
+from rotator.core.durations import format_measured
 from rotator.core.errors import ConfigError, RotatorError
 
 if TYPE_CHECKING:
@@ -78,8 +79,8 @@ def plan_lines(report: PlanReport) -> list[str]:
         if report.count(severity) or word == "problem(s)"
     )
     lines.append(
-        f"plan: {len(report.credentials)} credential(s) checked in {report.seconds:.2f}s: {counts}; nothing was "
-        f"changed (exit {int(report.exit_code)})"
+        f"plan: {len(report.credentials)} credential(s) checked in {format_measured(report.seconds)}: {counts}; "
+        f"nothing was changed (exit {int(report.exit_code)})"
     )
     return lines
 
