@@ -188,7 +188,7 @@ def test_seeded_misconfiguration_is_reported_with_its_fix(
 ) -> None:
     monkeypatch.setenv("PLAN_HOOK_KEY", "k" * 32)
     case.seed(ws)
-    before, files = len(ws.sim.request_log()), ws.snapshot()
+    before, files = len(ws.sim.request_log()), state(ws)
     result = ws.cli("plan", "--all")
     lines = [line for line in result.output.splitlines() if line.startswith(f"{case.credential} ")]
     hits = [line for line in lines if all(word in line for word in case.said) and "fix:" in line]
@@ -199,7 +199,7 @@ def test_seeded_misconfiguration_is_reported_with_its_fix(
 
 
 def test_healthy_workspace_plans_clean_and_json_says_the_same(ws: Workspace) -> None:
-    before, files = len(ws.sim.request_log()), ws.snapshot()
+    before, files = len(ws.sim.request_log()), state(ws)
     result = ws.cli("plan", "trading")
     assert result.exit_code == ExitCode.OK, result.output
     assert "trading  ok" in result.output
@@ -244,11 +244,17 @@ def test_name_or_all(ws: Workspace) -> None:
     assert "nosuch" in unknown.output
 
 
-def assert_nothing_written(ws: Workspace, before: int, files: dict[str, bytes]) -> None:
-    """Zero mutating calls: Bluum saw only GETs, and no file in the workspace (or its state folder) changed."""
+def state(ws: Workspace) -> tuple[dict[str, bytes], list[str]]:
+    """Every file's bytes (tests/e2e/conftest.py's snapshot), and every name under the workspace, lock files too."""
+    return ws.snapshot(), sorted(str(path.relative_to(ws.root)) for path in ws.root.rglob("*"))
+
+
+def assert_nothing_written(ws: Workspace, before: int, files: tuple[dict[str, bytes], list[str]]) -> None:
+    """Zero mutating calls: Bluum saw only GETs, and no file in the workspace (or its state folder) changed, none
+    was created or removed (no lock file either)."""
     sent = {(entry["method"], entry["path"]) for entry in ws.sim.request_log()[before:]}
     assert {method for method, _ in sent} <= {"GET", "HEAD"}, sent
-    assert ws.snapshot() == files
+    assert state(ws) == files
 
 
 def test_key_age_what_is_due_and_a_pause_are_said(ws: Workspace) -> None:
@@ -256,7 +262,7 @@ def test_key_age_what_is_due_and_a_pause_are_said(ws: Workspace) -> None:
     and neither stops a rotation (exit 0)."""
     assert ws.cli("rotate", "trading").exit_code == ExitCode.OK
     assert ws.cli("pause", "trading", "--reason", "quarter-end freeze").exit_code == ExitCode.OK
-    before, files = len(ws.sim.request_log()), ws.snapshot()
+    before, files = len(ws.sim.request_log()), state(ws)
     result = ws.cli("plan", "trading")
     assert result.exit_code == ExitCode.OK, result.output
     lines = [line for line in result.stdout.splitlines() if line.startswith("trading  ok")]
