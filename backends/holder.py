@@ -117,11 +117,13 @@ def contend(held: HeldLease, *, owner: str, ttl_seconds: float, now: float, wher
     if held.live(now) and not gone:
         assert held.expires_at is not None
         until = format_timestamp(held.expires_at)
-        raise RotationInProgress(
+        busy = RotationInProgress(
             f"another rotation of this credential is running ({held.owner}, fence {held.fence}, lease until {until}; "
             f"{where}); nothing was changed. Wait for it; if that runner is gone, its lease ends then and "
             "`rotator resume` finishes its rotation"
         )
+        busy.held_by, busy.held_until = held.owner, held.expires_at
+        raise busy
     if held.owner is not None:
         log.warning(
             "taking over the expired rotation lease of %s (fence %d) in %s"

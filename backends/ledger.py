@@ -103,6 +103,19 @@ class DocumentLedger(Protocol):
         ...
 
 
+@runtime_checkable
+class LaneSource(Protocol):
+    """A store that can keep a paying key's lane (issue 20, "Many hosts, one tenant key"): a lease of its own, beside
+    the credential's ledger and in the same place (Vault: a document at `<state_path>.lane`; DynamoDB: the item
+    `<secret ARN>#lane`; the env store: a kernel lock on `<file>.lane.rotator.lock`, so only on one host). Why there:
+    every runner that can rotate the credentials a paying key pays for reaches that store already, and its leases
+    already have fencing numbers and a compare-and-set. Only the lease is used: the lane keeps no record."""
+
+    def lane_ledger(self) -> Ledger:
+        """A new handle on the lane's lease (the caller releases what it takes)."""
+        ...
+
+
 def lease_refusal(*, held_fence: int | None, latest_fence: int, lease: Lease, now: float) -> str | None:
     """Why `lease` no longer allows a write, or None. Pure, shared by every ledger.
 

@@ -90,6 +90,8 @@ class _State:
         self.record_version = 0
         self.lease: _Lease | None = None
         self.last_fence = 0
+        self.lane: MemoryStore | None = None
+        """The paying-key lane kept beside this state (`MemoryStore.lane_ledger`), made on first use."""
 
 
 class MemoryStore:
@@ -137,6 +139,14 @@ class MemoryStore:
         return MemoryStore(
             name or f"{self.name}-twin", environment=self._environment, base_url=self._base_url, shared=self
         )
+
+    def lane_ledger(self) -> MemoryStore:
+        """A handle on the paying-key lane kept beside this state (`backends.ledger.LaneSource`): a lease of its own on
+        the same clock, the same lane for every handle (twin) on this state."""
+        with self._state.mutex:
+            if self._state.lane is None:
+                self._state.lane = MemoryStore(f"{self._state.label}.lane", clock=self._state.clock)
+            return self._state.lane.twin(f"{self.name}.lane")
 
     def describe(self) -> str:
         """Where the secret lives, for messages: the state's label, the same for every handle on it."""
@@ -261,11 +271,13 @@ class MemoryStore:
             now = state.clock()
             held = state.lease
             if held is not None and now < held.expires_at:
-                raise RotationInProgress(
+                busy = RotationInProgress(
                     f"another rotation of this credential is running ({held.describe(now)}; {self.describe()}); "
                     "nothing was changed. Wait for it, or if that holder is gone, wait for its lease to expire and "
                     "run `rotator resume`"
                 )
+                busy.held_by = held.owner
+                raise busy
             state.last_fence += 1
             taken = _Lease(
                 fence=state.last_fence,

@@ -51,6 +51,8 @@ AWS_LABELS: Final = {
     aws_fence.FENCE_LABEL: aws_fence.FENCE_LABEL_AWS,
 }
 _OURS: Final = {aws: ours for ours, aws in AWS_LABELS.items()}
+LANE_SUFFIX: Final = "#lane"
+"""The paying-key lane's item is the secret's ledger item id plus this (`lane_ledger`)."""
 _STAGE_LABEL: Final = {Stage.CURRENT: CURRENT_LABEL, Stage.PENDING: PENDING_LABEL, Stage.PREVIOUS: PREVIOUS_LABEL}
 TOKEN_LENGTHS: Final = range(32, 65)
 """Secrets Manager's ClientRequestToken (the version id) is 32 to 64 characters."""
@@ -110,6 +112,7 @@ class AwsStore(LedgerByDelegation):
         self._ledger = DynamoLedger(
             ledger_client, ledger_table, self._ledger_id, store=name, describe=self.describe(), **extra
         )
+        self._lane_parts = (ledger_client, ledger_table, clock)
         self._log = StageLog(log, name, self.describe())
 
     def describe(self) -> str:
@@ -241,6 +244,17 @@ class AwsStore(LedgerByDelegation):
         self._ledger.release_all()
 
     # ----------------------------------------------------------------------------------------------- internals
+
+    def lane_ledger(self) -> DynamoLedger:
+        """The lease of the paying-key lane kept beside this secret's ledger (`backends.ledger.LaneSource`): the item
+        `<secret ARN>#lane` in the same table, with the same conditional-write lease."""
+        client, table, clock = self._lane_parts
+        extra = {} if clock is None else {"clock": clock}
+        describe = f"the paying-key lane of {self._secret_id}"
+        return DynamoLedger(client, table, self._lane_id, store=self.name, describe=describe, **extra)
+
+    def _lane_id(self) -> str:
+        return f"{self._ledger_id()}{LANE_SUFFIX}"
 
     def _ledger_id(self) -> str:
         """The secret's ARN (the same item whether the secret is configured by name or by ARN)."""

@@ -116,12 +116,16 @@ class FlockLedger:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
-            holder = _describe_holder(_read_holder(fd))
+            found = _read_holder(fd)
             os.close(fd)
-            raise RotationInProgress(
-                f"another rotation of this credential is running ({holder}; lock {self._lock_path}); "
+            busy = RotationInProgress(
+                f"another rotation of this credential is running ({_describe_holder(found)}; lock {self._lock_path}); "
                 "nothing was changed. Wait for it, or if that process is gone, run `rotator resume`"
-            ) from exc
+            )
+            holder, until = found.get("owner"), found.get("expires_at")
+            busy.held_by = holder if isinstance(holder, str) else None
+            busy.held_until = float(until) if isinstance(until, int | float) else None
+            raise busy from exc
         except OSError as exc:
             os.close(fd)
             raise unavailable(self.name, "locking", self._lock_path, exc) from exc

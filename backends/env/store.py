@@ -28,7 +28,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from backends import stages
 from backends.dotenv_lines import Reader
@@ -51,6 +51,9 @@ if TYPE_CHECKING:
 __all__ = ["LOCK_SUFFIX", "SIDECAR_SUFFIX", "SIDECAR_VERSION", "EnvStore"]
 
 log = logging.getLogger("rotator.store.env")
+
+LANE_SUFFIX: Final = ".lane"
+"""The paying-key lane's lock file is `<file>.lane.rotator.lock` (`lane_ledger`)."""
 
 RACY_SECONDS = 2.0
 """A file whose times are this recent may still change without its times moving (see `EnvStore.fingerprint`)."""
@@ -181,6 +184,21 @@ class EnvStore(LedgerByDelegation):
         return tuple(marks)
 
     # read_record, write_record, acquire, renew, release: LedgerByDelegation, to the flock ledger
+
+    def lane_ledger(self) -> FlockLedger:
+        """The lease of the paying-key lane (`backends.ledger.LaneSource`): a kernel lock on `<file>.lane.rotator.lock`
+        beside the file, like the credential's own. A dotenv file is a same-host ledger, so this lane keeps the
+        runners of ONE host from sharing a tenant key's budget by accident (a daemon and a cron `run-due`); runners on
+        several hosts need a shared ledger (Vault or DynamoDB) for their lanes. The lane keeps no record: its
+        sidecar is never written."""
+        lane = self._path.with_name(self._path.name + LANE_SUFFIX)
+        return FlockLedger(
+            self.name,
+            lock_path=lane.with_name(lane.name + LOCK_SUFFIX),
+            sidecar=Sidecar(self.name, lane, None, where=f"the paying-key lane of {self.describe()}"),
+            where=f"the paying-key lane of {self.describe()}",
+            check_beside=self._check_beside,
+        )
 
     def close(self) -> None:
         """Release any lease this handle still holds (a runner that stops without releasing)."""

@@ -57,6 +57,8 @@ log = logging.getLogger("rotator.store.vault")
 DEFAULT_MOUNT: Final = "secret"
 STATE_PREFIX: Final = "bluum-rotator/"
 """Where the stage document of `path` lives by default (`bluum-rotator/<path>`), on the same mount."""
+LANE_SUFFIX: Final = ".lane"
+"""The paying-key lane's document is the stage document's path plus this (`lane_ledger`)."""
 _PATH_RE: Final = re.compile(r"[A-Za-z0-9_.@=+-]+(?:/[A-Za-z0-9_.@=+-]+)*")
 _SHOW_ATTEMPTS: Final = 3
 
@@ -108,6 +110,7 @@ class VaultStore(LedgerByDelegation):
             owner_path=self._kv.where(self._path),
             clock=clock,
         )
+        self._clock = clock
         self._known_before: tuple[StoredKey, ...] = ()
         """The keys of the stage document as last read (before a move): `path` may show one of them."""
         self._moved = False
@@ -144,6 +147,19 @@ class VaultStore(LedgerByDelegation):
 
         part = f"store {self.name} ({self.describe()})"
         return vault_refusals(part, self._session, self._kv.mount, (self._path, self._state_path))
+
+    def lane_ledger(self) -> VaultLedger:
+        """The lease of the paying-key lane kept in this store (`backends.ledger.LaneSource`): a document of its own
+        at `<state_path>.lane` on the same mount, with the same check-and-set lease as the stage document."""
+        lane = f"{self._state_path}{LANE_SUFFIX}"
+        return VaultLedger(
+            self._kv,
+            lane,
+            store=self.name,
+            describe=f"the paying-key lane at {self._kv.where(lane)}",
+            owner_path=f"lane:{self._kv.where(self._path)}",
+            clock=self._clock,
+        )
 
     # ----------------------------------------------------------------------------------------------- the stages
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Final
 
+from rotator.config.lanes import LANE_KEYS, parse_lanes
 from rotator.config.tables import Problems, absolute_path, optional_table, show
 from rotator.core.model import Environment
 
@@ -96,6 +97,8 @@ class FleetSettings:
 
     concurrency: int = DEFAULT_CONCURRENCY
     per_payer: int = DEFAULT_PER_PAYER
+    lanes: bool = False
+    """A scheduler tick takes each paying key's lane before running its credentials (rotator/config/lanes.py)."""
 
 
 def parse_bluum(value: object, problems: Problems, base_dir: Path | None = None) -> BluumSettings | None:
@@ -164,9 +167,10 @@ def parse_fleet(value: object, problems: Problems) -> FleetSettings | None:
     table = optional_table(value, "fleet", problems)
     if table is None:
         return None
-    table.check_keys(FLEET_KEYS)
+    table.check_keys((*FLEET_KEYS, *LANE_KEYS))
     concurrency = table.count("concurrency", DEFAULT_CONCURRENCY, limit=MAX_CONCURRENCY, example="16")
     per_payer = table.count("per_payer", DEFAULT_PER_PAYER, limit=MAX_CONCURRENCY, example="12")
-    if concurrency is None or per_payer is None:
+    lanes = parse_lanes(table)
+    if concurrency is None or per_payer is None or lanes is None:
         return None
-    return FleetSettings(concurrency=concurrency, per_payer=per_payer)
+    return FleetSettings(concurrency=concurrency, per_payer=per_payer, lanes=lanes)

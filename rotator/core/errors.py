@@ -240,6 +240,10 @@ class RotationInProgress(RotationError):
     """Another rotation of the same credential holds the lock; this one changed nothing."""
 
     exit_code = ExitCode.IN_PROGRESS
+    held_by: str | None = None
+    """Who holds the lease, when the ledger knows (a paying-key lane's waiting line names it: rotator.ops.lanes)."""
+    held_until: float | None = None
+    """When that lease ends (wall-clock seconds), when the ledger knows."""
 
 
 class LeaseLost(RotationInProgress):

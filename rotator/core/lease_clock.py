@@ -9,40 +9,56 @@ lease ran out, the runner stops, changing nothing more (LeaseLost, exit 3). And 
 less time left than the request may take: the runner renews first, or stops.
 
 The guard is per thread of execution (a context variable): the command that holds a lease installs it for its block,
-and the Bluum client (and any store that wants to) calls `before_request(seconds)` right before it sends.
+and the Bluum client (and any store that wants to) calls `before_request(seconds)` right before it sends. A fleet
+that holds a paying key's lane (rotator/ops/lanes.py) installs the lane's guard as well (`guarding_lane`): a request
+leaves only while both the lane and the credential's own lease hold, and the inner guard never hides the outer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 
 from rotator.core.durations import format_duration
 
-__all__ = ["LeaseClock", "before_request", "guarding"]
+__all__ = ["LeaseClock", "before_request", "guarding", "guarding_lane"]
 
 Guard = Callable[[float], None]
 """Called with the seconds a request may take, right before it is sent; raises (LeaseLost) to keep it from leaving."""
 
 _guard: ContextVar[Guard | None] = ContextVar("rotator_lease_guard", default=None)
+_lane: ContextVar[Guard | None] = ContextVar("rotator_lane_guard", default=None)
 
 
 def before_request(seconds: float) -> None:
-    """Ask the lease guard of this thread's command, if any, whether a request of `seconds` may leave now."""
+    """Ask the lane guard and the lease guard of this thread's command, if any, whether a request of `seconds` may
+    leave now (the lane's first: a runner that lost its paying key's lane sends nothing, not even a renewal)."""
+    lane = _lane.get()
+    if lane is not None:
+        lane(seconds)
     guard = _guard.get()
     if guard is not None:
         guard(seconds)
 
 
-@contextmanager
-def guarding(guard: Guard) -> Iterator[None]:
+def guarding_lane(guard: Guard) -> AbstractContextManager[None]:
+    """Install a paying-key lane's `guard` for the block (in this thread's context), beside any lease guard."""
+    return _installed(_lane, guard)
+
+
+def guarding(guard: Guard) -> AbstractContextManager[None]:
     """Install `guard` for the block (in this thread's context)."""
-    token = _guard.set(guard)
+    return _installed(_guard, guard)
+
+
+@contextmanager
+def _installed(slot: ContextVar[Guard | None], guard: Guard) -> Iterator[None]:
+    token = slot.set(guard)
     try:
         yield
     finally:
-        _guard.reset(token)
+        slot.reset(token)
 
 
 class LeaseClock:

@@ -42,6 +42,7 @@ from rotator.core.errors import ConfigError, ConfigUntrusted, ExitCode, RotatorE
 from rotator.core.events import EventKind, RotationEvent
 from rotator.core.timestamps import format_timestamp
 from rotator.daemon.health import Beat, HealthServer, stale_after
+from rotator.daemon.lanes import lane_lines
 from rotator.daemon.leak import LeakDesk, check_leak_settings
 from rotator.daemon.metrics import Telemetry
 from rotator.daemon.stop_signals import StopSignals
@@ -289,6 +290,8 @@ class Daemon:
             self._say(f"tick {number}: started over {len(service.config.credentials)} credential(s)")
             log.info("tick started", extra={"fields": {"tick": number, "credentials": len(service.config.credentials)}})
             outcomes = run_tick(service, telemetry=self.telemetry, fleet=self._run_tick)
+            for line in lane_lines(service.runtime, number):  # [fleet] lanes: who runs which tenant key's lane
+                self._say(line)
             for outcome in outcomes:
                 if outcome.exit_code != ExitCode.OK:
                     self._warn(outcome.message)

@@ -35,6 +35,7 @@ from prometheus_client.registry import Collector
 from rotator.bluum.traffic import ResponseInfo
 from rotator.core.errors import ConfigError
 from rotator.core.events import EventKind, RotationEvent
+from rotator.daemon.lanes import LaneCollector
 from rotator.ops.alerts import BLUUM_5XX, BLUUM_429, STUCK, Finding, overdue
 from rotator.rotation.driver import Outcome
 from rotator.rotation.status import CredentialStatus
@@ -105,6 +106,8 @@ class Telemetry:
         self._sinks = _SinkCounters()
         self.registry.register(self._budget)
         self.registry.register(self._sinks)
+        self._lanes = LaneCollector()
+        self.registry.register(self._lanes)
         self._lock = threading.Lock()
         self._last_success: dict[str, float] = {}
         self._app: App | None = None
@@ -218,6 +221,7 @@ class Telemetry:
         runtime = app.service.runtime
         runtime.response_observers.append(self.observe_response)
         self._budget.name = runtime.key_name
+        self._lanes.runtime = runtime
         self._sinks.sinks = app.sinks
 
     def observe_event(self, event: RotationEvent) -> None:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from rotator.ops.alerts import Finding, TickWatch, counting
 from rotator.ops.fleet import run_each
+from rotator.ops.lanes import lanes_for_tick
 
 if TYPE_CHECKING:
     from rotator.rotation.driver import Outcome
@@ -51,24 +52,27 @@ def run_due_each(
 
     Credentials whose reload actions are shared (one application reads the keys of several) go in two passes, so
     that each shared action runs once, after all of them were promoted (rotator/rotation/reload_tick.py): the first
-    pass stops them before their reload, the second resumes them."""
+    pass stops them before their reload, the second resumes them. With `[fleet] lanes`, each paying key's credentials
+    run only under its lane (rotator/ops/lanes.py); the others say who holds it."""
     from rotator.rotation.reload import shared_reloads
     from rotator.rotation.reload_tick import sharing
 
     names = list(service.config.credentials)
-    shared = shared_reloads(service.config)
-    if not shared:
-        return run_each(service, names, service.run_due, concurrency=concurrency, on_done=on_done)
-    with sharing(service.runtime, shared) as tick:
+    with lanes_for_tick(service, names) as lanes:
+        run_due = service.run_due if lanes is None else lanes.guarded(service.run_due)
+        shared = shared_reloads(service.config)
+        if not shared:
+            return run_each(service, names, run_due, concurrency=concurrency, on_done=on_done)
+        with sharing(service.runtime, shared) as tick:
 
-        def first_heard(outcome: Outcome) -> None:
-            if on_done is not None and outcome.credential not in tick.deferred:
-                on_done(outcome)  # a deferred credential's outcome is the second pass's
+            def first_heard(outcome: Outcome) -> None:
+                if on_done is not None and outcome.credential not in tick.deferred:
+                    on_done(outcome)  # a deferred credential's outcome is the second pass's
 
-        outcomes = run_each(service, names, service.run_due, concurrency=concurrency, on_done=first_heard)
-        tick.second_pass()
-        later = [name for name in names if name in tick.deferred]
-        second = run_each(service, later, service.run_due, concurrency=concurrency, on_done=on_done)
+            outcomes = run_each(service, names, run_due, concurrency=concurrency, on_done=first_heard)
+            tick.second_pass()
+            later = [name for name in names if name in tick.deferred]
+            second = run_each(service, later, run_due, concurrency=concurrency, on_done=on_done)
     finished = {outcome.credential: outcome for outcome in second}
     return [finished.get(outcome.credential, outcome) for outcome in outcomes]
 

@@ -6,7 +6,9 @@ records the ledger already keeps (each credential's latest `started_at`, non-eme
 the same stores (a second daemon, cron) counts the same starts without a counter of its own. A process reads them
 once per window (again after `_FRESH` seconds) and counts its own starts at once, under a lock, so the threads of
 one fleet run never pass the cap between them. Two runners on two hosts deciding within `_FRESH` of each other can
-pass it by what the other started meanwhile (the paying key's lease of issue 20's "Many hosts" removes that).
+pass it by what the other started meanwhile; with `[fleet] lanes` (rotator/ops/lanes.py) only the holder of the
+paying key's lane decides, and a runner that takes a lane reads the count afresh (`forget_counts`), so the cap holds
+across hosts too.
 
 A person's `rotate` and an emergency are never gated: `override_note` says which window they ignored.
 """
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
     from rotator.rules.record import RotationRecord
     from rotator.rules.windows import Verdict
 
-__all__ = ["held_words", "noted", "override_note", "scheduled_start", "verdict"]
+__all__ = ["forget_counts", "held_words", "noted", "override_note", "scheduled_start", "verdict"]
 
 
 def verdict(runtime: Runtime, cred: CredentialConfig, *, starting: bool = False) -> Verdict | None:
@@ -52,6 +54,12 @@ def verdict(runtime: Runtime, cred: CredentialConfig, *, starting: bool = False)
         lambda starts: windows.gate(schedule, now, starts),
         starting=starting,
     )
+
+
+def forget_counts(runtime: Runtime, payer: str) -> None:
+    """Drop what this process counted for `payer`: the next decision reads the ledger again. Called by a runner that
+    has just taken the paying key's lane, whose count from before may lack what the previous holder started."""
+    _counts(runtime).forget(payer)
 
 
 def scheduled_start(runtime: Runtime, cred: CredentialConfig, record: RotationRecord | None) -> Outcome | None:
@@ -145,6 +153,10 @@ class _Counts:
                 held = (held[0] + 1, held[1])
             self._seen[key] = held
             return decided
+
+    def forget(self, payer: str) -> None:
+        with self._lock:
+            self._seen = {key: held for key, held in self._seen.items() if key[0] != payer}
 
 
 _FRESH = 30.0
