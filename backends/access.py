@@ -11,7 +11,7 @@ from typing import Protocol, runtime_checkable
 
 from rotator.core.findings import Finding
 
-__all__ = ["AccessChecked", "AccessRefusals"]
+__all__ = ["AccessChecked", "AccessRefusals", "LaneAccessChecked"]
 
 
 @runtime_checkable
@@ -32,4 +32,14 @@ class AccessRefusals(Protocol):
     def access_refusals(self) -> list[Finding]:
         """The missing permissions proven by that one answer (each a PROBLEM with its fix); [] when there are none, and
         also when the question itself could not be answered: the rotation then meets the real error as before."""
+        ...
+
+
+@runtime_checkable
+class LaneAccessChecked(Protocol):
+    """A store that keeps a paying key's lane (`[fleet] lanes`, backends.ledger.LaneSource) somewhere its permissions
+    can be checked without writing (Vault: `<state_path>.lane`, a path a policy naming two paths exactly refuses)."""
+
+    def check_lane_access(self) -> list[Finding]:
+        """As `AccessChecked.check_access`, for the lane's place only."""
         ...

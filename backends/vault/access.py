@@ -24,7 +24,7 @@ NEEDED: Final = ("create", "read", "update")
 """What a rotation does on each of the two data paths (a first key creates; every later write is an update)."""
 
 
-def vault_access(part: str, session: VaultSession, mount: str, paths: tuple[str, str], store: str) -> list[Finding]:
+def vault_access(part: str, session: VaultSession, mount: str, paths: tuple[str, ...], store: str) -> list[Finding]:
     """Findings for one Vault store: the mount at `mount`, and the token's capabilities on `paths` (the path
     applications read, the stage document's), both relative to the mount."""
     with translated("checking the token's access at", mount, store=store, address=session.address):
@@ -54,7 +54,7 @@ def vault_access(part: str, session: VaultSession, mount: str, paths: tuple[str,
     return [found for path in api_paths if (found := _missing(part, path, _caps(granted, answer, path))) is not None]
 
 
-def vault_refusals(part: str, session: VaultSession, mount: str, paths: tuple[str, str]) -> list[Finding]:
+def vault_refusals(part: str, session: VaultSession, mount: str, paths: tuple[str, ...]) -> list[Finding]:
     """The capabilities the token lacks on `paths`, from one `sys/capabilities-self` (what `rotate` asks before it
     changes anything); [] when Vault could not answer that question (the rotation then meets the real error)."""
     api_paths = [f"{mount}/data/{path}" for path in paths]

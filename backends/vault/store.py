@@ -141,6 +141,14 @@ class VaultStore(LedgerByDelegation):
         part = f"store {self.name} ({self.describe()})"
         return vault_access(part, self._session, self._kv.mount, (self._path, self._state_path), self.name)
 
+    def check_lane_access(self) -> list[Finding]:
+        """The token's capabilities on the paying-key lane's document (`[fleet] lanes`), asked without writing."""
+        from backends.vault.access import vault_access
+
+        part = f"store {self.name} ({self.describe()}), the paying-key lane"
+        lane = f"{self._state_path}{LANE_SUFFIX}"
+        return vault_access(part, self._session, self._kv.mount, (lane,), self.name)
+
     def access_refusals(self) -> list[Finding]:
         """The capabilities the token lacks on both paths, in one read-only request (`backends.access`)."""
         from backends.vault.access import vault_refusals

@@ -96,7 +96,21 @@ def _payer(runtime: Runtime, payer: str, creds: list[CredentialConfig]) -> list[
             "Settings → API Keys)"
         )
         return [from_error(part, exc, fix).of(payer)]
-    return []
+    try:
+        return [found.of(payer) for found in _lane_access(runtime, payer)]
+    except RotatorError as exc:
+        return [from_error(f"the paying-key lane of {payer}", exc, "fix the store as said, then plan again").of(payer)]
+
+
+def _lane_access(runtime: Runtime, payer: str) -> list[Finding]:
+    """With `[fleet] lanes`, the paying key's lane is a lease in its credential's primary store: that store must let
+    this runner write it too (Vault: `<state_path>.lane`)."""
+    from backends.access import LaneAccessChecked
+
+    if not runtime.config.fleet.lanes:
+        return []
+    store = runtime.store(runtime.config.credential(payer).store)
+    return store.check_lane_access() if isinstance(store, LaneAccessChecked) else []
 
 
 def _budget(runtime: Runtime, creds: list[CredentialConfig]) -> list[Finding]:

@@ -134,3 +134,33 @@ def test_audit_log_catches_a_write(audited: OpenBao) -> None:
     client.secrets.kv.v2.create_or_update_secret(path=path, secret={"note": "not a key"}, mount_point=MOUNT)
     client.adapter.close()
     assert writes_since(audited, offset) == [("create", f"{MOUNT}/data/{path}")]
+
+
+def test_lanes_need_the_lane_path_in_the_payers_policy(
+    ws: Workspace, vault: VaultPrimary, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With `[fleet] lanes = true` the paying key's lane is a document beside its credential's stage document: a policy
+    that names the two paths exactly (minimal_policy) refuses it, and the plan says so on the paying key's line."""
+    tenant_path = f"{vault.path}-tenant"
+    pair = ws.tenant_pair
+    fields = {"api_key": pair.api_key, "api_secret": pair.api_secret.reveal(), "key_id": str(pair.key_id)}
+    vault.root.secrets.kv.v2.create_or_update_secret(path=tenant_path, secret=fields, mount_point=MOUNT)
+    policy = f"tenant-{uuid.uuid4().hex[:10]}"
+    vault.bao.write_policy(policy, minimal_policy(MOUNT, tenant_path, STATE_PREFIX + tenant_path))
+    trading_policy = f"trading-{uuid.uuid4().hex[:10]}"
+    vault.bao.write_policy(trading_policy, minimal_policy(MOUNT, vault.path, STATE_PREFIX + vault.path))
+    token = vault.bao.token_with_policies([policy, trading_policy])
+    ws.guard.watch(token)
+    monkeypatch.setenv("VAULT_TOKEN", token)
+    ws.edit_config('[stores.tenant]\ntype = "env"\npath = "tenant.env"\n', "")
+    ws.edit_config('store = "tenant"\n', 'store = "tenantvault"\n')
+    ws.add_config(
+        f'\n[stores.tenantvault]\ntype = "vault"\nurl = "{vault.bao.url}"\nmount = "{MOUNT}"\npath = "{tenant_path}"\n'
+    )
+    assert plan(ws, vault.bao)[1] == ExitCode.OK  # lanes off: the two paths are all a rotation writes
+    ws.add_config("\n[fleet]\nlanes = true\n")
+    output, code = plan(ws, vault.bao)
+    lines = [line for line in output.splitlines() if line.startswith("tenant ") and "paying-key lane" in line]
+    assert lines, output
+    assert f"lacks create, read, update on {MOUNT}/data/{STATE_PREFIX}{tenant_path}.lane" in lines[0]
+    assert code == ExitCode.BAD_INPUT
