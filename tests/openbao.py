@@ -163,13 +163,22 @@ class OpenBao:
         self._minted: list[str] = []
         self._kubernetes: FakeKubernetes | None = None
         self._enabled_auth: set[str] = set()
+        self.audit_log: Path | None = None
+        """Dev mode: where a file audit device writes every request and answer (`dev(audit=True)`), or None. OpenBao
+        enables audit devices only from its configuration file (the API refuses: "use declarative ... instead")."""
 
     # -- construction -------------------------------------------------------------------------------------
 
     @classmethod
-    def dev(cls, workdir: Path) -> Self:
-        """A started dev server: in memory, root token "root", KV v2 at `secret/`."""
+    def dev(cls, workdir: Path, *, audit: bool = False) -> Self:
+        """A started dev server: in memory, root token "root", KV v2 at `secret/`; with `audit`, a file audit device
+        at `audit_log` (one JSON object per request, and per answer)."""
         server = cls(workdir, dev=True)
+        if audit:
+            server.audit_log = server.workdir / "audit.log"
+            (server.workdir / "audit.hcl").write_text(
+                f'audit "file" "tests" {{\n  options {{\n    file_path = "{server.audit_log}"\n  }}\n}}\n'
+            )
         server.start()
         return server
 
@@ -234,6 +243,8 @@ class OpenBao:
                 f"-dev-root-token-id={DEV_ROOT_TOKEN}",
                 f"-dev-listen-address={LOOPBACK}:{self.port}",
             ]
+            if self.audit_log is not None:
+                args.append(f"-config={self.workdir / 'audit.hcl'}")
         else:
             args += [f"-config={self.workdir / 'config.hcl'}"]
         # Server settings come from this environment only: no VAULT_*/BAO_* from the developer's shell, and

@@ -37,6 +37,7 @@ from backends.ledger import LedgerByDelegation
 from backends.stages import CURRENT_LABEL, PENDING_LABEL, PREVIOUS_LABEL, LabelMove, Labels, StageLog, Stages
 from rotator.core import in_flight, lease_clock
 from rotator.core.errors import ConfigError, StoreConflict, StoreCorrupt, StoreError, StoreNotFound
+from rotator.core.findings import Finding
 from rotator.core.model import Environment, Stage, StoredKey
 
 __all__ = ["AwsStore"]
@@ -107,6 +108,7 @@ class AwsStore(LedgerByDelegation):
         extra = {} if clock is None else {"clock": clock}
         for client in (self._sm, ledger_client):  # every request, botocore's resends too: none from a frozen runner
             client.meta.events.register("before-send", _lease_guard, unique_id="rotator-lease-guard")
+        self._table = ledger_table
         self._ledger = DynamoLedger(
             ledger_client, ledger_table, self._ledger_id, store=name, describe=self.describe(), **extra
         )
@@ -118,6 +120,21 @@ class AwsStore(LedgerByDelegation):
 
     def __repr__(self) -> str:
         return f"AwsStore(name={self.name!r}, secret_id={self._secret_id!r})"
+
+    def check_access(self) -> list[Finding]:
+        """The write actions a rotation will use, asked of IAM's policy simulator without writing
+        (`backends.access`; reads prove themselves when the plan reads the secret and the ledger)."""
+        from backends.aws.access import aws_access
+
+        region = str(self._sm.meta.region_name)
+        return aws_access(
+            f"store {self.name} ({self.describe()})",
+            secret_arn=self._ledger_id(),
+            table=self._table,
+            region=region,
+            sts=_plain_client("sts", region),
+            iam=_plain_client("iam", region),
+        )
 
     # ----------------------------------------------------------------------------------------------- reads
 
@@ -430,3 +447,13 @@ def _client(service: str, region: str | None, timeout: float) -> Any:  # noqa: A
         ) from exc
     config = Config(**in_flight.aws_client_bounds(timeout))
     return boto3.session.Session().client(service, region_name=region, config=config)
+
+
+def _plain_client(service: str, region: str) -> Any:  # noqa: ANN401 - boto3 clients are untyped
+    """A boto3 client for a read-only question of the plan (STS, IAM): boto3's own configuration, no retries (a server
+    without the simulator answers at once)."""
+    import boto3
+    from botocore.config import Config
+
+    bounds = Config(connect_timeout=5.0, read_timeout=5.0, retries={"total_max_attempts": 1})
+    return boto3.session.Session().client(service, region_name=region, config=bounds)

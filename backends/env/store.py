@@ -42,6 +42,7 @@ from backends.projected import Projected
 from backends.stage_document import StageDocument
 from backends.stages import StageLog
 from rotator.core.errors import ConfigError
+from rotator.core.findings import Finding
 from rotator.core.model import Environment, Stage, StoredKey
 
 if TYPE_CHECKING:
@@ -261,6 +262,15 @@ class EnvStore(LedgerByDelegation):
         cleared = self._projected.clear_previous(token)
         self._target.drop_pin(token)
         return cleared
+
+    def check_access(self) -> list[Finding]:
+        """The folders a rotation writes in, for this user, and the safety rules of `check_writable`, without writing
+        (`backends.access`)."""
+        from backends.env.access import dotenv_access
+
+        return dotenv_access(
+            f"store {self.name} ({self.describe()})", self._path, self._sidecar.path, self.check_writable
+        )
 
     def check_writable(self) -> None:
         """Refuse (UnsafeTarget, exit 2), before a rotation changes anything, a dotenv file the rotator must not

@@ -47,6 +47,7 @@ from rotator.core.errors import (
     StoreError,
     StoreNotFound,
 )
+from rotator.core.findings import Finding
 from rotator.core.model import Environment, Stage, StoredKey
 
 __all__ = ["DEFAULT_MOUNT", "STATE_PREFIX", "VaultStore"]
@@ -132,6 +133,28 @@ class VaultStore(LedgerByDelegation):
 
     def __repr__(self) -> str:
         return f"VaultStore(name={self.name!r}, path={self._kv.where(self._path)!r})"
+
+    def check_access(self) -> list[Finding]:
+        """The mount and the token's capabilities on both paths, asked without writing (`backends.access`)."""
+        from backends.vault.access import vault_access
+
+        part = f"store {self.name} ({self.describe()})"
+        return vault_access(part, self._session, self._kv.mount, (self._path, self._state_path), self.name)
+
+    def check_lane_access(self) -> list[Finding]:
+        """The token's capabilities on the paying-key lane's document (`[fleet] lanes`), asked without writing."""
+        from backends.vault.access import vault_access
+
+        part = f"store {self.name} ({self.describe()}), the paying-key lane"
+        lane = f"{self._state_path}{LANE_SUFFIX}"
+        return vault_access(part, self._session, self._kv.mount, (lane,), self.name)
+
+    def access_refusals(self) -> list[Finding]:
+        """The capabilities the token lacks on both paths, in one read-only request (`backends.access`)."""
+        from backends.vault.access import vault_refusals
+
+        part = f"store {self.name} ({self.describe()})"
+        return vault_refusals(part, self._session, self._kv.mount, (self._path, self._state_path))
 
     def lane_ledger(self) -> VaultLedger:
         """The lease of the paying-key lane kept in this store (`backends.ledger.LaneSource`): a document of its own

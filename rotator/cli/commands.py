@@ -30,6 +30,7 @@ _VIEW = "rotator.cli.view_commands"
 _TICK = "rotator.cli.tick_commands"
 _LOCAL = "rotator.cli.local_commands"
 _PAUSE = "rotator.cli.pause_commands"
+_PLAN = "rotator.cli.plan_commands"
 
 COMMANDS = {
     "daemon": LazyCommand(
@@ -42,6 +43,7 @@ COMMANDS = {
         _VIEW, "history", "Show what the rotations of NAME did: when, which keys, why, and who ran them."
     ),
     "pause": LazyCommand(_PAUSE, "pause", "Stop the schedulers from starting rotations of NAME."),
+    "plan": LazyCommand(_PLAN, "plan", "Check everything a rotation will need, changing nothing."),
     "resume": LazyCommand(_ROTATION, "resume", "Finish (or roll back) unfinished rotations."),
     "rollback": LazyCommand(_ROTATION, "rollback", "Undo a credential's last rotation."),
     "rotate": LazyCommand(_ROTATION, "rotate", "Rotate one credential, or --all."),

@@ -24,12 +24,28 @@ if TYPE_CHECKING:
 
 
 def check_targets(ctx: RotationContext) -> None:
-    """Refuse (exit 2, nothing changed) when a target must not be written: a store that can tell says so here."""
+    """Refuse (exit 2, nothing changed) when a target must not be written: a store that can tell says so here.
+
+    From `rotator plan`'s checks, the one that is cheap and decides: a target other than the primary whose permissions
+    one read-only request proves short (a Vault token's policy without create, read or update on the path) would be
+    met only at stage, after a key was minted (then rolled back and revoked). The primary is not asked: its stage
+    document is proven by the first record write, before anything is minted, and every request a rotation of a Vault
+    primary makes is counted (tests/e2e/test_vault_requests.py); `rotator plan` checks it."""
+    from backends.access import AccessRefusals
     from backends.base import WriteChecked  # lazily, as every store import: a Lambda never loads what it lacks
 
     for store in ctx.stores:
         if isinstance(store, WriteChecked):
             store.check_writable()
+    refusals = [
+        found for store in ctx.stores[1:] if isinstance(store, AccessRefusals) for found in store.access_refusals()
+    ]
+    if refusals:
+        said = "; ".join(f"{found.part}: {found.problem} (fix: {found.fix})" for found in refusals)
+        raise ConfigError(
+            f"{ctx.cred.name}: {said}. Nothing was changed; `rotator plan {ctx.cred.name}` checks everything a "
+            "rotation needs"
+        )
 
 
 def read_current(ctx: RotationContext) -> StoredKey:
