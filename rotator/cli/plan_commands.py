@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from rotator.cli.rotation_commands import credential_names
+from rotator.cli.completion import credential_argument
 from rotator.cli.settings import CONTEXT, EXIT_CODES_HELP, Settings, fail, pass_settings
 from rotator.core.durations import format_measured
 from rotator.core.errors import ConfigError, RotatorError
@@ -28,7 +28,7 @@ _LABEL = {"problem": "PROBLEM", "unreachable": "UNREACHABLE", "not checked": "NO
 
 
 @click.command(epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
-@click.argument("name", required=False, shell_complete=lambda ctx, param, incomplete: credential_names(incomplete))
+@credential_argument(required=False)
 @click.option("--all", "all_", is_flag=True, help="Every credential in rotator.toml.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
 @pass_settings
