@@ -39,6 +39,7 @@ from backends.stage_document import DocumentReader, StageDocument
 from backends.stages import StageLog
 from rotator.core import in_flight
 from rotator.core.errors import ConfigError, StoreConflict, StoreError, StoreNotFound
+from rotator.core.findings import Finding, Severity
 from rotator.core.model import Environment, Stage, StoredKey
 from rotator.core.urls import url_problem
 
@@ -87,6 +88,7 @@ class DopplerStore:
         self._config = _checked_name(name, "config", config, _CONFIG_NAME)
         self._state_config = _checked_name(name, "state_config", state_config or config, _CONFIG_NAME)
         self._state_secret = _checked_name(name, "state_secret", state_secret, SECRET_NAME)
+        self._token_env = token_env
         self._fields = _field_map(name, prefix, fields, field_names, environment, base_url)
         if self._state_config == self._config and self._state_secret in self._fields.ours({}):
             raise ConfigError(f"store {name!r}: state_secret must differ from the secrets applications read")
@@ -161,6 +163,23 @@ class DopplerStore:
         self._api.list_secrets(self._config)
         if self._state_config != self._config:
             self._api.list_secrets(self._state_config)
+
+    def check_access(self) -> list[Finding]:
+        """`rotator plan` (backends.access.AccessChecked): the reads prove themselves (a bad token, project or config
+        raises here, with its fix). Whether the token may WRITE is told by Doppler only in answer to a write, which a
+        plan never makes: said as not checked, with what a rotation needs, never guessed from the token's prefix."""
+        self.check_writable()
+        configs = " and ".join(dict.fromkeys((self._config, self._state_config)))
+        return [
+            Finding(
+                part=f"store {self.name} ({self.describe()})",
+                problem=f"whether the token in ${self._token_env} may write secrets in config {configs}: Doppler "
+                "tells only by refusing a write",
+                fix="a service token (dp.st.…) needs read/write access to that config (Project > Config > Access); a "
+                "personal token (dp.pt.…) writes what its user may",
+                severity=Severity.UNCHECKED,
+            )
+        ]
 
     def check_unchanged(self, token: str) -> None:
         """Nothing is pinned in a Doppler config (no path that could be swapped for another)."""
