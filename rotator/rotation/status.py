@@ -11,7 +11,7 @@ from rotator.core.model import Stage
 from rotator.core.timestamps import format_timestamp
 from rotator.rules import schedule, windows  # not machine: status needs none of its steps
 from rotator.rules.pause import in_force
-from rotator.rules.record import OLD_KEY_ACTIVE, Phase, RotationRecord
+from rotator.rules.record import Phase, RotationRecord, as_new_key
 
 if TYPE_CHECKING:
     from rotator.config.credential_model import CredentialConfig
@@ -34,13 +34,11 @@ def status(runtime: Runtime) -> list[CredentialStatus]:
             row = CredentialStatus(cred.name, cred.environment.value, None, None, None, "error", str(exc))
             rows.append(replace(row, exit_code=int(exc.exit_code)))
             continue
-        overlap = _overlap(record, current.label if current else None)
+        overlap = as_new_key(record, current.label if current else None)
         since = record.current_since if record is not None else None
         old_age = None if overlap is None or since is None else now - since
         if overlap is not None:  # the stores hold the new key: its age and due date, not the old key's
-            assert record is not None
-            since = overlap
-            record = replace(record, current_since=overlap, expires_at=record.new_expires_at)
+            since, record = overlap.current_since, overlap
         due = windows.next_due(record, cred.rotate_every, cred.windows.expiry_lead)
         stage = "idle" if record is None or record.phase.terminal else record.phase.value
         if record is not None and record.phase is Phase.ROLLED_BACK:
@@ -75,15 +73,6 @@ def status(runtime: Runtime) -> list[CredentialStatus]:
             )
         )
     return rows
-
-
-def _overlap(record: RotationRecord | None, current: str | None) -> float | None:
-    """While the old and the new key are both active and the stores show the new one as CURRENT (the grace window):
-    when the new key became current (verified; before that, when applications were given it), from which its age
-    counts, as completion will count it (steps.complete sets `current_since` to `verified_at`). None otherwise."""
-    if record is None or record.phase not in OLD_KEY_ACTIVE or current is None or current != record.new_key_label:
-        return None
-    return record.verified_at or record.grace_from or record.updated_at
 
 
 def _held(

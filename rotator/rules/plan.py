@@ -116,26 +116,39 @@ def age_findings(
     information: none of it stops a rotation that a person starts)."""
     from rotator.core.timestamps import format_timestamp
     from rotator.rules.pause import in_force
+    from rotator.rules.record import as_new_key
 
     part = "schedule"
     since = record.current_since if record is not None else None
-    due = windows.next_due(record, timedelta(seconds=rotate_every), expiry_lead)
+    seen = as_new_key(record, label)  # in the overlap: the new key's age and due date, not the old key's
+    due = windows.next_due(seen or record, timedelta(seconds=rotate_every), expiry_lead)
+    old_age = None if seen is None or since is None else f"{format_duration(now - since, coarse=True)} old"
+    since = since if seen is None else seen.current_since
     age = "age unknown (seeded by hand)" if since is None else f"{format_duration(now - since, coarse=True)} old"
     when = "no due date until its age is counted" if due is None else f"due {format_timestamp(due)}"
     if due is not None and now >= due:
         when = f"due now (since {format_timestamp(due)})"
     found = [Finding(part, f"current key {label or '(none)'}: {age}, {when}", "", Severity.INFO)]
     if record is not None and not record.phase.terminal:
-        found.append(
-            Finding(
-                part,
-                f"rotation {record.token[:8]} is unfinished at {record.phase.value}: a new rotation waits for it",
-                f"`rotator resume {name}`",
-                Severity.INFO,
-            )
-        )
+        found.append(_unfinished(record, old_age if seen is not None else None, now=now, name=name))
     held = in_force(pause, now)
     if held is not None:
         fix = f"`rotator unpause {name}` lets the scheduler rotate it"
         found.append(Finding(part, held.describe(), fix, Severity.INFO))
     return found
+
+
+def _unfinished(record: RotationRecord, old_age: str | None, *, now: float, name: str) -> Finding:
+    """An unfinished rotation; in the overlap (`old_age` given), the old key that is still active and, in a grace
+    window, when it is revoked: `rotator resume` does nothing before then, `--now` revokes it at once."""
+    from rotator.core.timestamps import format_timestamp
+
+    problem = f"rotation {record.token[:8]} is unfinished at {record.phase.value}"
+    fix = f"`rotator resume {name}`"
+    if old_age is not None:
+        problem += f": the old key {record.old_key_label} ({old_age}) is still active at Bluum"
+        if record.revoke_after is not None and now < record.revoke_after:
+            ends = format_timestamp(record.revoke_after)
+            problem += f" until the grace window ends at {ends}"
+            fix = f"`rotator resume {name}` after {ends} (or the next scheduled run) revokes it; `--now` at once"
+    return Finding("schedule", f"{problem}; a new rotation waits for it", fix, Severity.INFO)

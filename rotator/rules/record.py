@@ -158,3 +158,14 @@ class RotationRecord:
                 "delete the record so the next run starts clean",
                 store=store,
             ) from exc
+
+
+def as_new_key(record: RotationRecord | None, current: str | None) -> RotationRecord | None:
+    """While the old and the new key are both active and the stores show the new one as CURRENT (the grace window):
+    the record as it will read once completed, the new key's `current_since` (verified; before that, when
+    applications were given it) and expiry, so its age and due date are the new key's, not the old key's (status and
+    plan say both). None at any other time."""
+    if record is None or record.phase not in OLD_KEY_ACTIVE or current is None or current != record.new_key_label:
+        return None
+    since = record.verified_at or record.grace_from or record.updated_at
+    return dataclasses.replace(record, current_since=since, expires_at=record.new_expires_at)
