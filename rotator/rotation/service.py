@@ -200,8 +200,10 @@ class RotationService:
         self, ctx: RotationContext, *, emergency: bool, reason: str | None, dry_run: bool, token: str | None
     ) -> None:
         cred = ctx.cred
-        if emergency and not reason:
-            raise ConfigError("--emergency needs --reason TEXT: the reason goes into the rotation record")
+        if emergency and not (reason and reason.strip()):
+            raise ConfigError(
+                "--emergency needs --reason TEXT (not blank): the reason goes into the rotation record. Nothing changed"
+            )
         if not ctx.issuer.mints and ctx.new_pair is None and not dry_run:
             raise ConfigError(
                 f"{cred.name} is minted in Bluum's dashboard (issuer {ctx.issuer.kind}): create the new pair there, "
