@@ -20,6 +20,7 @@ from rotator.core.model import KeyPair, Stage, StoredKey
 if TYPE_CHECKING:
     from backends.base import SecretStore
     from rotator.config.loader import CredentialConfig
+    from rotator.config.stores import StoreConfig
     from rotator.rotation.runtime import Runtime
     from rotator.rules.identity import Holding
 
@@ -73,7 +74,7 @@ def _stores(runtime: Runtime, cred: CredentialConfig, found: list[Finding]) -> S
                 found += store.check_access()
             key = _current(cred, store, part, primary=index == 0)
         except RotatorError as exc:
-            found.append(from_error(part, exc, _store_fix(cred, name, exc)))
+            found.append(from_error(part, exc, _store_fix(runtime, cred, name, exc)))
             continue
         if key is not None and index == 0:
             current = key
@@ -94,11 +95,11 @@ def _current(cred: CredentialConfig, store: SecretStore, part: str, *, primary: 
     return key
 
 
-def _store_fix(cred: CredentialConfig, store: str, exc: RotatorError) -> str:
+def _store_fix(runtime: Runtime, cred: CredentialConfig, store: str, exc: RotatorError) -> str:
     from rotator.core.errors import EnvironmentMismatch, StoreDenied
 
     if isinstance(exc, StoreDenied) or "AccessDenied" in str(exc):
-        return f"grant the runner what the message names (its IAM or Vault policy for store {store}), then plan again"
+        return _denied_fix(cred, runtime.config.store(store))
 
     if isinstance(exc, EnvironmentMismatch):
         return (
@@ -112,6 +113,24 @@ def _store_fix(cred: CredentialConfig, store: str, exc: RotatorError) -> str:
     if exc.exit_code is ExitCode.UNAVAILABLE:
         return "check the store's address and the network, then run `rotator plan` again"
     return f"fix [stores.{store}] or the store itself as said, then run `rotator plan {cred.name}` again"
+
+
+def _denied_fix(cred: CredentialConfig, store: StoreConfig) -> str:
+    """The fix for a store that refuses this runner, in what that store's access is made of: a policy (Vault, AWS),
+    a token (Doppler), a file's owner and mode (dotenv)."""
+    again = f"then run `rotator plan {cred.name}` again"
+    if store.type == "vault":
+        return f"grant the runner what the message names (its Vault policy for store {store.name}), {again}"
+    if store.type == "aws":
+        return f"grant the runner what the message names (its IAM policy for store {store.name}), {again}"
+    if store.type == "doppler":
+        variable = store.options.get("token_env", "DOPPLER_TOKEN")
+        return (
+            f"put a token that may read and write this config in ${variable} (the message says what is wrong), {again}"
+        )
+    if store.type == "env":
+        return f"give this runner's user the folders and files the message names (owner and mode), {again}"
+    return f"give this runner the access the message names for store {store.name}, {again}"
 
 
 def _ledger(runtime: Runtime, cred: CredentialConfig, current: StoredKey | None) -> list[Finding]:
@@ -130,7 +149,7 @@ def _ledger(runtime: Runtime, cred: CredentialConfig, current: StoredKey | None)
         )
         return [from_error(part, exc, fix)]
     except RotatorError as exc:
-        return [from_error(part, exc, _store_fix(cred, cred.store, exc))]
+        return [from_error(part, exc, _store_fix(runtime, cred, cred.store, exc))]
     return age_findings(
         None if current is None else current.label,
         record,
