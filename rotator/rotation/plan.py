@@ -66,11 +66,13 @@ def plan(runtime: Runtime, names: Sequence[str]) -> PlanReport:
         answered = dict(zip(payers, pool.map(lambda payer: _payer(runtime, payer, creds), payers), strict=True))
         for payer_findings in answered.values():
             report.findings += payer_findings
-        holdings = list(runtime.survey(fresh=()).held)  # once for the fleet: who else holds a key
+        survey = runtime.survey(fresh=())  # once for the fleet: who else holds a key, which store cannot be read
+        holdings = list(survey.held)
         silent = {payer for payer, found in answered.items() if any(f.severity is Severity.UNREACHABLE for f in found)}
 
         def one(cred: CredentialConfig) -> list[Finding]:
-            return check_credential(runtime, cred, holdings=holdings, ask_bluum=payer_of(cred) not in silent)
+            asked = payer_of(cred) not in silent
+            return check_credential(runtime, cred, holdings=holdings, ask_bluum=asked, unread=survey.unreadable)
 
         for found in pool.map(one, creds):
             report.findings += found

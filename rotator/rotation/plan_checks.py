@@ -18,11 +18,13 @@ from rotator.core.findings import Finding, Severity
 from rotator.core.model import KeyPair, Stage, StoredKey
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from backends.base import SecretStore
     from rotator.config.loader import CredentialConfig
     from rotator.config.stores import StoreConfig
     from rotator.rotation.runtime import Runtime
-    from rotator.rules.identity import Holding
+    from rotator.rules.identity import Holding, Unreadable
 
 __all__ = ["check_credential", "from_error"]
 
@@ -34,12 +36,19 @@ def from_error(part: str, exc: RotatorError, fix: str) -> Finding:
 
 
 def check_credential(
-    runtime: Runtime, cred: CredentialConfig, *, holdings: list[Holding], ask_bluum: bool
+    runtime: Runtime,
+    cred: CredentialConfig,
+    *,
+    holdings: list[Holding],
+    ask_bluum: bool,
+    unread: Sequence[Unreadable] = (),
 ) -> list[Finding]:
     """Every finding for `cred` (its name filled in). `ask_bluum`: False when its paying key's check found Bluum
-    unreachable (each credential would wait out the same retries)."""
+    unreachable (each credential would wait out the same retries). `unread`: the stores the fleet's survey could not
+    read; each of them stops this credential's rotation before its revoke."""
     found: list[Finding] = []
     current = _stores(runtime, cred, found)
+    found += _unread(cred, unread)
     found += _ledger(runtime, cred, current)
     if current is not None:
         found += _shared(cred, current, holdings)
@@ -50,6 +59,24 @@ def check_credential(
 
     found += reload_findings(runtime, cred)
     return [_said_of(finding, cred.name) for finding in found]
+
+
+def _unread(cred: CredentialConfig, unread: Sequence[Unreadable]) -> list[Finding]:
+    """Another credential's store (or one no credential uses) that could not be read: whether it holds this
+    credential's old key is unknown, so a rotation stops before its revoke there (exit 4, every key still working).
+    The credential's own stores are said by their own check."""
+    return [
+        Finding(
+            f"store {item.store}",
+            f"{item.where} could not be read: a rotation of {cred.name} would stop before its revoke (exit 4), since "
+            "that store might hold the old key",
+            f"fix store {item.store} as its message says (or take it out of rotator.toml), then run "
+            f"`rotator plan {cred.name}` again",
+            Severity.PROBLEM,
+        )
+        for item in unread
+        if item.store not in cred.targets
+    ]
 
 
 def _said_of(finding: Finding, credential: str) -> Finding:

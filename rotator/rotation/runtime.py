@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
-from rotator.core.errors import ConfigError, StoreError, StoreNotFound
+from rotator.core.errors import ConfigError, RotatorError, StoreError, StoreNotFound
 from rotator.core.model import Stage, StoredKey
 from rotator.rules.pause import Pause, pause_in, rotation_part
 from rotator.rules.record import RotationRecord
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from rotator.issuers.base import Issuer
     from rotator.issuers.bluum import ManagerKey
     from rotator.rotation.reload_tick import ReloadTick
-    from rotator.rules.identity import Holding, Survey
+    from rotator.rules.identity import Holding, Survey, Unreadable
 
 __all__ = ["HOLDINGS_TTL", "Meter", "Runtime", "default_owner"]
 
@@ -241,7 +241,7 @@ class Runtime:
         caller decides what an unreadable store means (rotation.revocation.checked_holdings): a scheduled revoke
         waits for it, an emergency revokes anyway and says so. The stores in `fresh` (the rotating credential's own)
         must be readable: their errors are raised, as by `holdings`."""
-        from rotator.rules.identity import Survey, Unreadable  # here: `rotator status` reads no holdings
+        from rotator.rules.identity import Survey  # here: `rotator status` reads no holdings
 
         found: list[Holding] = []
         unreadable: list[Unreadable] = []
@@ -251,9 +251,18 @@ class Runtime:
             except StoreError as exc:
                 if name in fresh:
                     raise _read_for_holdings(exc) from exc
-                cred = self.config.credential_for_store(name)
-                unreadable.append(Unreadable(name, cred.name if cred is not None else "(none)", str(exc)))
+                unreadable.append(self._unreadable(name, exc))
+            except ConfigError as exc:  # another's store that cannot even be opened (its token variable unset)
+                if name in fresh:
+                    raise
+                unreadable.append(self._unreadable(name, exc))
         return Survey(found, unreadable)
+
+    def _unreadable(self, name: str, exc: RotatorError) -> Unreadable:
+        from rotator.rules.identity import Unreadable
+
+        cred = self.config.credential_for_store(name)
+        return Unreadable(name, cred.name if cred is not None else "(none)", str(exc))
 
     def _held_in(self, name: str, *, fresh: bool) -> list[Holding]:
         from backends.base import Fingerprinted, ReadAtOnce
