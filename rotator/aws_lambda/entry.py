@@ -85,7 +85,7 @@ def handler(event: Mapping[str, Any], context: object = None) -> dict[str, Any]:
         if mode == TICK:
             from rotator.aws_lambda.scheduler import scheduled_tick
 
-            return scheduled_tick()
+            return scheduled_tick(context)
         return _tick()
     if event.get("rotator") in ("rotate", "pause", "unpause"):
         from rotator.aws_lambda.scheduler import person_acts

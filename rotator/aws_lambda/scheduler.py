@@ -22,8 +22,9 @@ Only the standard library at import (the entry imports this module at the first 
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from rotator.aws_lambda.config import SECRETS_VARIABLE, LambdaConfigError, ManagedSecret, check_secret_json
@@ -53,6 +54,8 @@ PERSON_FIELDS: Final = {
     "unpause": frozenset(),
 }
 """The events a person sends (`{"rotator": NAME, "secret_id": ARN, ...}`) and the fields each may give."""
+ROTATION_MARGIN: Final = 30.0
+"""Seconds a rotation needs beyond its wait for Bluum (mint, stores, revoke), as the module's timeout precondition."""
 OVERDUE_SLACK: Final = 86400.0
 """A key is reported overdue a day after it fell due: room for a closed window, as Secrets Manager's mode allows its
 schedule's window."""
@@ -64,12 +67,14 @@ _EXAMPLES: Final = {
 }
 
 
-def scheduled_tick() -> dict[str, Any]:
+def scheduled_tick(context: object = None) -> dict[str, Any]:
     """Each managed secret: finish, or start when due and nothing holds it back (`run_due`), then revoke orphans.
 
     A secret still holding the module's placeholder (no key yet) is skipped and says so; one whose JSON disagrees
     with the deployer's configuration fails alone. Secrets are grouped by environment, one service per group, so the
-    cap per paying key counts every secret's starts."""
+    cap per paying key counts every secret's starts. `context`: the Lambda's, whose remaining time stops the tick
+    before a secret a rotation could not finish in (it is left for the next tick, and says so)."""
+    enough = _time_left(context)
     results: list[dict[str, Any]] = []
     failures: list[str] = []
     groups: dict[str, dict[str, ManagedSecret]] = {}
@@ -94,14 +99,19 @@ def scheduled_tick() -> dict[str, Any]:
         groups.setdefault(secret.environment, {})[credential_name(arn)] = secret
     revoked: list[str] = []
     for secrets in groups.values():
-        revoked += _run_group(secrets, results, failures)
+        revoked += _run_group(secrets, results, failures, enough)
     if failures:
         raise RuntimeError(f"the tick failed for {len(failures)} secret(s): {'; '.join(failures)}")
     return {"outcome": "ok", "scheduler": TICK, "secrets": results, "revoked_orphans": revoked}
 
 
-def _run_group(secrets: Mapping[str, ManagedSecret], results: list[dict[str, Any]], failures: list[str]) -> list[str]:
-    """`run_due` for each secret of one group on one service; the orphan keys it revoked."""
+def _run_group(
+    secrets: Mapping[str, ManagedSecret],
+    results: list[dict[str, Any]],
+    failures: list[str],
+    enough: Callable[[], bool],
+) -> list[str]:
+    """`run_due` for each secret of one group on one service, while there is time enough; the orphan keys revoked."""
     try:
         app = fleet_service(secrets)
     except Exception as exc:
@@ -110,6 +120,11 @@ def _run_group(secrets: Mapping[str, ManagedSecret], results: list[dict[str, Any
         return []
     with app:
         for name, secret in secrets.items():
+            if not enough():
+                message = f"{secret.arn}: left for the next tick (too little of this invocation's time left to rotate)"
+                log.warning("%s", message, extra={"fields": {"secret_arn": secret.arn, "step": "tick"}})
+                results.append({"outcome": "next tick", "message": message, "secret_arn": secret.arn, "step": "tick"})
+                continue
             results_or_failure = _run_one(app, name, secret)
             if isinstance(results_or_failure, str):
                 failures.append(results_or_failure)
@@ -137,6 +152,18 @@ def _run_one(app: App, name: str, secret: ManagedSecret) -> dict[str, Any] | str
         return f"{secret.arn}: {type(exc).__name__}"
     phase = outcome.record.phase.value if outcome.record is not None else None
     return {**result, "message": outcome.message, "phase": phase, "overdue": late}
+
+
+def _time_left(context: object) -> Callable[[], bool]:
+    """Whether the invocation has time left for one more secret: a whole rotation's Bluum wait (ROTATOR_VERIFY_TIMEOUT)
+    and `ROTATION_MARGIN` seconds. Without a Lambda context (a test, a script): always."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if not callable(remaining):
+        return lambda: True
+    from rotator.core.durations import parse_duration
+
+    need = parse_duration(os.environ.get("ROTATOR_VERIFY_TIMEOUT", "60s")).total_seconds() + ROTATION_MARGIN
+    return lambda: float(remaining()) / 1000 >= need
 
 
 def _overdue(service: RotationService, name: str, fields: dict[str, Any]) -> bool:

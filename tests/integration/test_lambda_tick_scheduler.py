@@ -242,3 +242,21 @@ def test_by_default_the_tick_starts_nothing_and_refuses_tick_only_settings(
     monkeypatch.setenv("ROTATOR_WINDOWS", json.dumps({"allow": [{"cron": "0 1 * * *", "duration": "4h"}]}))
     with pytest.raises(aws_lambda.LambdaConfigError, match="apply only with ROTATOR_SCHEDULER=tick"):
         aws_lambda.handler(TICK)
+
+
+class LambdaContext:
+    """The part of AWS's context object the tick reads: the invocation's remaining time."""
+
+    def __init__(self, remaining_ms: int) -> None:
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def test_a_tick_short_of_time_leaves_the_secret_for_the_next_tick(due: Lambda) -> None:
+    short = aws_lambda.handler(TICK, LambdaContext(20_000))  # less than ROTATOR_VERIFY_TIMEOUT (3s) + 30 s
+    row = only_row(short)
+    assert row["outcome"] == "next tick", row
+    assert minted(due) == 1
+    assert only_row(aws_lambda.handler(TICK, LambdaContext(300_000)))["phase"] == "verified"

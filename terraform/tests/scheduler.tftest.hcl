@@ -1,0 +1,194 @@
+# `terraform test` of scheduler = "tick" with a mocked AWS provider (the mocks are module.tftest.hcl's): no Secrets
+# Manager rotation rule, the function told to schedule, and what is refused. tests/integration/test_terraform_scheduler.py
+# runs this file alone.
+
+mock_provider "aws" {
+  # Apply runs need ARNs that look real: the provider validates the ones other resources take as arguments.
+  mock_resource "aws_iam_role" {
+    defaults = {
+      arn = "arn:aws:iam::123456789012:role/bluum-rotator-lambda"
+    }
+  }
+  mock_resource "aws_lambda_function" {
+    defaults = {
+      arn        = "arn:aws:lambda:us-east-1:123456789012:function:bluum-rotator"
+      invoke_arn = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/arn:aws:lambda:us-east-1:123456789012:function:bluum-rotator/invocations"
+    }
+  }
+  mock_resource "aws_secretsmanager_secret" {
+    defaults = {
+      arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:bluum/test/api-key-AbCdEf"
+    }
+  }
+  mock_resource "aws_sns_topic" {
+    defaults = {
+      arn = "arn:aws:sns:us-east-1:123456789012:bluum-rotator-alarms"
+    }
+  }
+  mock_resource "aws_cloudwatch_log_group" {
+    defaults = {
+      arn = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/bluum-rotator"
+    }
+  }
+  mock_resource "aws_dynamodb_table" {
+    defaults = {
+      arn = "arn:aws:dynamodb:us-east-1:123456789012:table/bluum-rotator-ledger"
+    }
+  }
+  mock_resource "aws_cloudwatch_event_rule" {
+    defaults = {
+      arn = "arn:aws:events:us-east-1:123456789012:rule/bluum-rotator-tick"
+    }
+  }
+  mock_resource "aws_kms_key" {
+    defaults = {
+      arn = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+    }
+  }
+  mock_data "aws_caller_identity" {
+    defaults = {
+      account_id = "123456789012"
+    }
+  }
+  mock_data "aws_iam_policy_document" {
+    defaults = {
+      json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}"
+    }
+  }
+  mock_data "aws_region" {
+    defaults = {
+      name = "us-east-1"
+    }
+  }
+  mock_data "aws_partition" {
+    defaults = {
+      partition  = "aws"
+      dns_suffix = "amazonaws.com"
+    }
+  }
+}
+
+variables {
+  lambda_zip_path = "../build/bluum-rotator-lambda.zip"
+  secrets = {
+    "bluum/test/api-key" = {
+      environment = "sandbox"
+      investor_id = "inv_test"
+    }
+  }
+}
+
+
+run "tick_scheduler_configures_no_rotation_rule_and_tells_the_function" {
+  command = plan
+
+  variables {
+    scheduler = "tick"
+    windows = {
+      timezone          = "Europe/Berlin"
+      allow             = [{ cron = "0 22 * * *", duration = "4h" }]
+      deny              = [{ cron = "0 0 20 12 *", duration = "14d" }]
+      starts_per_window = 20
+    }
+  }
+
+  assert {
+    condition     = length(aws_secretsmanager_secret_rotation.managed) == 0
+    error_message = "with the tick as the scheduler, Secrets Manager has no rotation rule (its schedule would not be gated)"
+  }
+  assert {
+    condition     = length(aws_lambda_permission.secretsmanager) == 0
+    error_message = "Secrets Manager is not allowed to invoke the function: it runs no rotation"
+  }
+  assert {
+    condition     = aws_lambda_function.rotator.environment[0].variables["ROTATOR_SCHEDULER"] == "tick"
+    error_message = "the function is told that its tick starts due rotations"
+  }
+  assert {
+    condition     = aws_lambda_function.rotator.environment[0].variables["ROTATOR_ROTATE_EVERY"] == "90d" && aws_lambda_function.rotator.environment[0].variables["ROTATOR_SEEDED_KEY_AGE"] == "count"
+    error_message = "rotation_days becomes the function's rotation period; a key put in by hand is dated, not rotated at once"
+  }
+  assert {
+    condition     = jsondecode(aws_lambda_function.rotator.environment[0].variables["ROTATOR_WINDOWS"]).allow[0].cron == "0 22 * * *" && jsondecode(aws_lambda_function.rotator.environment[0].variables["ROTATOR_WINDOWS"]).starts_per_window == 20 && jsondecode(aws_lambda_function.rotator.environment[0].variables["ROTATOR_WINDOWS"]).timezone == "Europe/Berlin"
+    error_message = "the windows reach the function as ROTATOR_WINDOWS"
+  }
+  assert {
+    condition     = aws_cloudwatch_event_target.tick.input == jsonencode({ rotator = "tick" })
+    error_message = "the tick is still scheduled, with the same event"
+  }
+}
+
+run "tick_scheduler_rotates_immediately_when_asked" {
+  command = plan
+
+  variables {
+    scheduler          = "tick"
+    rotation_days      = 30
+    rotate_immediately = true
+  }
+
+  assert {
+    condition     = aws_lambda_function.rotator.environment[0].variables["ROTATOR_ROTATE_EVERY"] == "30d" && aws_lambda_function.rotator.environment[0].variables["ROTATOR_SEEDED_KEY_AGE"] == "due"
+    error_message = "rotate_immediately makes the first tick rotate a key put in by hand"
+  }
+  assert {
+    condition     = !contains(keys(aws_lambda_function.rotator.environment[0].variables), "ROTATOR_WINDOWS")
+    error_message = "no windows unless given"
+  }
+}
+
+run "default_scheduler_is_secrets_manager" {
+  command = plan
+
+  assert {
+    condition     = length(aws_secretsmanager_secret_rotation.managed) == 1 && length(aws_lambda_permission.secretsmanager) == 1
+    error_message = "by default Secrets Manager's rotation rule rotates, as before"
+  }
+  assert {
+    condition     = aws_lambda_function.rotator.environment[0].variables["ROTATOR_SCHEDULER"] == "secrets_manager" && !contains(keys(aws_lambda_function.rotator.environment[0].variables), "ROTATOR_ROTATE_EVERY")
+    error_message = "the function is told Secrets Manager schedules, and gets none of the tick's settings"
+  }
+}
+
+run "windows_without_the_tick_scheduler_are_refused" {
+  command = plan
+
+  variables {
+    windows = { allow = [{ cron = "0 22 * * *", duration = "4h" }] }
+  }
+
+  expect_failures = [aws_lambda_function.rotator]
+}
+
+run "tick_scheduler_with_a_schedule_expression_is_refused" {
+  command = plan
+
+  variables {
+    scheduler                    = "tick"
+    rotation_days                = null
+    rotation_schedule_expression = "rate(30 days)"
+  }
+
+  expect_failures = [aws_lambda_function.rotator]
+}
+
+run "tick_scheduler_over_90_days_is_refused" {
+  command = plan
+
+  variables {
+    scheduler     = "tick"
+    rotation_days = 120
+  }
+
+  expect_failures = [aws_lambda_function.rotator]
+}
+
+run "an_unknown_scheduler_is_refused" {
+  command = plan
+
+  variables {
+    scheduler = "cron"
+  }
+
+  expect_failures = [var.scheduler]
+}
