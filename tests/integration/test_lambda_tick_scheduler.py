@@ -260,3 +260,20 @@ def test_a_tick_short_of_time_leaves_the_secret_for_the_next_tick(due: Lambda) -
     assert row["outcome"] == "next tick", row
     assert minted(due) == 1
     assert only_row(aws_lambda.handler(TICK, LambdaContext(300_000)))["phase"] == "verified"
+
+
+def test_a_rotation_secrets_manager_started_is_finished_by_the_tick_after_the_switch(
+    default_mode: Lambda, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fn = default_mode
+    old = fn.account.first.pair
+    token = fn.start_rotation()
+    for step in STEPS[:2]:  # createSecret and setSecret ran; then the module was applied with scheduler = "tick"
+        aws_lambda.handler(fn.event(token, step))
+    monkeypatch.setenv("ROTATOR_SCHEDULER", "tick")
+    row = only_row(aws_lambda.handler(TICK))
+    assert row["phase"] == "completed", row  # the grace is 0 here: confirmed and revoked in the same tick
+    assert fn.labels()[token] == {"AWSCURRENT"}
+    assert not fn.works(old)
+    assert fn.works(fn.pair_at("AWSCURRENT"))
+    assert minted(fn) == 2
