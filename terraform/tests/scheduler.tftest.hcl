@@ -26,6 +26,7 @@ run "tick_scheduler_configures_no_rotation_rule_and_tells_the_function" {
       timezone          = "Europe/Berlin"
       allow             = [{ cron = "0 22 * * *", duration = "4h" }]
       deny              = [{ cron = "0 0 20 12 *", duration = "14d" }]
+      expiry_lead       = "21d"
       starts_per_window = 20
     }
   }
