@@ -130,8 +130,13 @@ def _run_group(
                 failures.append(results_or_failure)
             else:
                 results.append(results_or_failure)
+        from rotator.core.errors import RotationInProgress
+
         try:
             return sweep(app.service)
+        except RotationInProgress as exc:  # it holds every secret's lease: one in another runner's hands waits
+            log.info("the sweep waits for the next tick: %s", exc, extra={"fields": {"step": "sweep"}})
+            return []
         except Exception as exc:
             log.exception("the tick's sweep failed", extra={"fields": {"step": "sweep"}})
             failures.append(f"sweep: {type(exc).__name__}")
@@ -139,7 +144,10 @@ def _run_group(
 
 
 def _run_one(app: App, name: str, secret: ManagedSecret) -> dict[str, Any] | str:
-    """One secret's `run_due`: its result, or what failed (logged)."""
+    """One secret's `run_due`: its result, or what failed (logged). A secret whose lease another runner holds (a
+    person's rotate event, a tick EventBridge delivered twice) is that runner's to finish: said, not a failure."""
+    from rotator.core.errors import RotationInProgress
+
     fields: dict[str, Any] = {"secret_arn": secret.arn, "step": "tick"}
     started = time.monotonic()
     try:
@@ -147,6 +155,9 @@ def _run_one(app: App, name: str, secret: ManagedSecret) -> dict[str, Any] | str
             outcome = app.service.run_due(name)
         late = _overdue(app.service, name, fields)
         result = finish(outcome, fields, started)
+    except RotationInProgress as exc:
+        log_step(fields, str(exc), started, outcome="in progress")
+        return {**fields, "outcome": "in progress", "message": str(exc), "phase": None, "overdue": False}
     except Exception as exc:
         log.exception("tick failed for %s", secret.arn, extra={"fields": fields})
         return f"{secret.arn}: {type(exc).__name__}"
