@@ -280,18 +280,10 @@ def test_a_rotation_secrets_manager_started_is_finished_by_the_tick_after_the_sw
 
 
 def test_a_secret_another_runner_holds_is_left_to_it(due: Lambda, moto_server: Moto) -> None:
-    from backends.aws.store import AwsStore
     from backends.ledger import held_lease
-    from tests.aws_fixtures import LEDGER_TABLE
+    from tests.integration.test_pause_lambda import ledger_of
 
-    ledger = AwsStore(
-        "ops",
-        secret_id=due.secret,
-        ledger_table=LEDGER_TABLE,
-        secretsmanager=moto_server.client("secretsmanager"),
-        dynamodb=moto_server.client("dynamodb"),
-    )
-    with held_lease(ledger, "a person's rotate event", 60):
+    with held_lease(ledger_of(due, moto_server), "a person's rotate event", 60):
         row = only_row(aws_lambda.handler(TICK))  # no error: the holder finishes what it started
     assert row["outcome"] == "in progress", row
     assert "a person's rotate event" in row["message"], row
