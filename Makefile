@@ -49,8 +49,9 @@ lambda-zip: $(STAMP)
 
 # The Lambda and the Terraform module on this machine: moto, the simulator, terraform apply, the four steps, the tick.
 # Prints each stage as it goes (README "Try it locally"); needs terraform on PATH.
+# `make try-lambda TRY_ARGS="--scheduler tick"`: the module with the tick as the scheduler.
 try-lambda: $(STAMP)
-	$(BIN)/python scripts/try_lambda_locally.py
+	$(BIN)/python scripts/try_lambda_locally.py $(TRY_ARGS)
 
 # Static security scan of the Terraform module; every skip is justified inline in the .tf files.
 checkov: $(CHECKOV_STAMP)

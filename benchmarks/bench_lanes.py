@@ -164,7 +164,7 @@ def takeover(sim: Simulator, fleet: Fleet, primary: str, folder: Path, count: in
         rotated_once=sum(pair == (2, 1) for pair in keys_ever(sim, investors)),
         count=count,
         sent_before_freeze=a.bluum_sends_after(0.0) - a.bluum_sends_after(thawed),
-        sent_after_thaw=a.bluum_sends_after(thawed),
+        sent_after_thaw=a.bluum_sends_after(thawed, until=a.lane_taken_after(thawed)),  # before it may send again
         lost_said="the lane of paying key tenant is lost" in a.said(),
     )
 

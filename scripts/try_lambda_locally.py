@@ -22,9 +22,14 @@ Everything runs on 127.0.0.1 and is gone when it ends; no AWS account, no Docker
 Each stage prints a line when it starts and when it ends (with its seconds); a long one prints while it runs.
 Exit 0 when the rotation went through and the old key is rejected; 1 with the stage that failed otherwise.
 
+With `--scheduler tick` the module is applied with `scheduler = "tick"` (no Secrets Manager rotation rule; the tick is
+the scheduler) and `rotate_immediately = true`; stage 6 is then the tick starting the due rotation itself (and, the
+grace being 0, revoking the old key), and stage 7 a person's rotation by the function's `{"rotator": "rotate"}` event.
+
 Options: --keep (leave moto, the simulator and the work folder up until Enter, to look around with
 `aws --endpoint-url`), --workdir PATH, --provider-mirror PATH (a filesystem mirror of hashicorp/aws; found by
-itself in the usual places, else terraform downloads the provider from its registry).
+itself in the usual places, else terraform downloads the provider from its registry), --scheduler
+secrets_manager|tick (the module's `scheduler`, default secrets_manager).
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -184,7 +189,10 @@ def find_mirror(given: str | None) -> Path | None:
     return None
 
 
-def write_root_module(folder: Path, moto: str, package: Path, investor: str) -> None:
+def write_root_module(
+    folder: Path, moto: str, package: Path, investor: str, scheduler: str = "secrets_manager"
+) -> None:
+    immediately = "true" if scheduler == "tick" else "false"  # with the tick: the key put in is due at the first tick
     endpoints = "\n".join(f'    {service} = "{moto}"' for service in (*SERVICES, *SERVICES_TOO))
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "main.tf").write_text(
@@ -220,6 +228,8 @@ module "bluum_rotator" {{
   create_kms_key             = false # moto takes 10+ s to make one; a real deployment keeps the default (true)
   ledger_deletion_protection = false
   recovery_window_days       = 0
+  scheduler                  = "{scheduler}"
+  rotate_immediately         = {immediately}
 }}
 
 output "function_name" {{
@@ -289,8 +299,9 @@ def secret_json(pair: Any, base_url: str, **extra: str) -> str:  # noqa: ANN401 
     )
 
 
-def drive(moto: str, arn: str, sim_url: str, sim_host: str, out: IO[str]) -> None:
-    """Stage 6: RotateSecret, then the handler's four steps under its token, as Secrets Manager calls them."""
+def use_function_config(moto: str, sim_url: str, sim_host: str, out: IO[str]) -> None:
+    """The function's environment as Terraform deployed it (read back from moto), in this process, pointed at the
+    simulator: the handler then runs here as it would run there."""
     import boto3
 
     from rotator.aws_lambda import entry
@@ -308,6 +319,14 @@ def drive(moto: str, arn: str, sim_url: str, sim_host: str, out: IO[str]) -> Non
     os.environ.update(aws_env(moto))
     os.environ["TMPDIR"] = tempfile.gettempdir()
     entry._clients.clear()
+
+
+def drive(moto: str, arn: str, out: IO[str]) -> None:
+    """Stage 6: RotateSecret, then the handler's four steps under its token, as Secrets Manager calls them."""
+    import boto3
+
+    from rotator.aws_lambda import entry
+
     sm = boto3.client("secretsmanager", endpoint_url=moto, region_name=REGION, **_keys())
     token = str(uuid.uuid4())
     # `aws secretsmanager rotate-secret --secret-id ARN` names no function; moto (5.x) then forgets the configured one
@@ -327,6 +346,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="leave everything up until Enter")
     parser.add_argument("--workdir", help="where the package, terraform's files and moto's log go (default: temp)")
     parser.add_argument("--provider-mirror", help="a filesystem mirror of registry.terraform.io/hashicorp/aws")
+    parser.add_argument(
+        "--scheduler",
+        choices=("secrets_manager", "tick"),
+        default="secrets_manager",
+        help="the module's scheduler: Secrets Manager's rotation rule (default) or the tick",
+    )
     options = parser.parse_args(argv)
     terraform = shutil.which("terraform")
     if terraform is None:
@@ -347,7 +372,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(stack: ExitStack, workdir: Path, terraform: str, options: argparse.Namespace, started: float) -> int:
-    from rotator.bluum.client import BluumClient
     from rotator.cli.demo import open_account
     from rotator.simulator import Simulator
 
@@ -365,7 +389,7 @@ def _run(stack: ExitStack, workdir: Path, terraform: str, options: argparse.Name
         mirror = find_mirror(options.provider_mirror)
         say(f"      provider: {'filesystem mirror ' + str(mirror) if mirror else 'from the Terraform registry'}")
         root = workdir / "root"
-        write_root_module(root, moto, package, account.investor)
+        write_root_module(root, moto, package, account.investor, options.scheduler)
         outputs = apply(root, terraform_env(root, mirror), terraform)
         arn = outputs["secret_arns"][SECRET_NAME]
         say(f"      function {outputs['function_name']}; managed secret {arn}")
@@ -380,24 +404,64 @@ def _run(stack: ExitStack, workdir: Path, terraform: str, options: argparse.Name
             SecretId=arn, SecretString=secret_json(account.first.pair, sim.base_url, investor_id=account.investor)
         )
         say(f"      tenant key {account.tenant_pair.key_id}; current key {account.first.info.id}")
-    with stage(6, "a rotation as Secrets Manager drives it: RotateSecret, then the four steps"):
-        drive(moto, arn, sim.base_url, host, sys.stdout)
-    with stage(7, 'the tick (EventBridge\'s {"rotator": "tick"}): revoke the old key after the grace window (0 here)'):
-        from rotator.aws_lambda import entry
+    if options.scheduler == "tick":
+        _tick_schedules(
+            sm, arn, account, sim.base_url, lambda: use_function_config(moto, sim.base_url, host, sys.stdout)
+        )
+    else:
+        with stage(6, "a rotation as Secrets Manager drives it: RotateSecret, then the four steps"):
+            use_function_config(moto, sim.base_url, host, sys.stdout)
+            drive(moto, arn, sys.stdout)
+        with stage(
+            7, 'the tick (EventBridge\'s {"rotator": "tick"}): revoke the old key after the grace window (0 here)'
+        ):
+            from rotator.aws_lambda import entry
 
-        tick = entry.handler({"rotator": "tick"})
-        say(f"      tick: {tick['outcome']}")
-        with BluumClient(sim.base_url) as client:
-            old = client.check(account.first.pair).outcome.value
-            new_id = json.loads(sm.get_secret_value(SecretId=arn, VersionStage="AWSCURRENT")["SecretString"])["key_id"]
-        say(f"      old key {account.first.info.id}: Bluum says {old}; AWSCURRENT now holds {new_id}")
-        if old == "works" or new_id == account.first.info.id:
-            raise Failed("the old key is still current or still accepted")
+            tick = entry.handler({"rotator": "tick"})
+            say(f"      tick: {tick['outcome']}")
+            _check_rotated(sm, arn, account.first.pair, account.first.info.id, sim.base_url)
     say(f"all {STAGES} stages passed in {time.monotonic() - started:.0f}s")
     if options.keep:
         say(f"moto: {moto}; simulator: {sim.base_url}; folder: {workdir}. Press Enter to stop them.")
         input()
     return 0
+
+
+def _tick_schedules(sm: Any, arn: str, account: Any, sim_url: str, configure: Callable[[], None]) -> None:  # noqa: ANN401
+    """Stages 6 and 7 with scheduler = "tick": the tick starts the due rotation; then a person's rotate event."""
+    from rotator.aws_lambda import entry
+
+    with stage(6, 'the tick as the scheduler (EventBridge\'s {"rotator": "tick"}): the key is due, so it rotates'):
+        rule = sm.describe_secret(SecretId=arn).get("RotationEnabled")
+        say(f"      Secrets Manager rotation rule: {'none' if not rule else 'ENABLED (unexpected)'}")
+        if rule:
+            raise Failed("scheduler = tick left a Secrets Manager rotation rule on the secret")
+        configure()
+        (row,) = entry.handler({"rotator": "tick"})["secrets"]
+        say(f"      tick: {row['outcome']}, phase {row['phase']}: {row['message']}")
+        _check_rotated(sm, arn, account.first.pair, account.first.info.id, sim_url)
+    with stage(7, 'a person\'s rotation: the {"rotator": "rotate"} invoke event (`aws lambda invoke`)'):
+        before = json.loads(sm.get_secret_value(SecretId=arn, VersionStage="AWSCURRENT")["SecretString"])
+        event = {"rotator": "rotate", "secret_id": arn, "reason": "trying the rotate event"}
+        say(f"      {entry.handler(event)['message']}")
+        entry.handler({"rotator": "tick"})  # the grace (0 here) has passed: the old key is revoked
+        from rotator.core.model import Environment, KeyPair
+        from rotator.core.secret import Secret
+
+        pair = KeyPair(before["api_key"], Secret(before["api_secret"]), Environment.SANDBOX, before["key_id"])
+        _check_rotated(sm, arn, pair, before["key_id"], sim_url)
+
+
+def _check_rotated(sm: Any, arn: str, old_pair: Any, old_id: str, sim_url: str) -> None:  # noqa: ANN401 - boto3
+    """The old key is rejected at Bluum and AWSCURRENT holds another key; Failed otherwise."""
+    from rotator.bluum.client import BluumClient
+
+    with BluumClient(sim_url) as client:
+        old = client.check(old_pair).outcome.value
+    new_id = json.loads(sm.get_secret_value(SecretId=arn, VersionStage="AWSCURRENT")["SecretString"])["key_id"]
+    say(f"      old key {old_id}: Bluum says {old}; AWSCURRENT now holds {new_id}")
+    if old == "works" or new_id == old_id:
+        raise Failed("the old key is still current or still accepted")
 
 
 def _keys() -> dict[str, str]:

@@ -18,7 +18,20 @@ locals {
   alarm_topic_arn    = local.create_alarm_topic ? aws_sns_topic.alarms[0].arn : var.alarm_topic_arn
 
   log_group_name = "/aws/lambda/${var.name}"
-  in_vpc         = length(var.vpc_subnet_ids) > 0
+
+  # scheduler = "tick": no Secrets Manager rotation rule; the tick starts due rotations (ROTATOR_SCHEDULER).
+  tick_schedules = var.scheduler == "tick"
+  sm_rotated     = local.tick_schedules ? {} : var.secrets
+  windows_config = var.windows == null ? "" : jsonencode(var.windows)
+  # What the tick decides with when it is the scheduler; nothing of it applies to Secrets Manager's rule.
+  tick_config = local.tick_schedules ? merge(
+    {
+      ROTATOR_ROTATE_EVERY   = "${coalesce(var.rotation_days, 90)}d"
+      ROTATOR_SEEDED_KEY_AGE = var.rotate_immediately ? "due" : "count"
+    },
+    var.windows == null ? {} : { ROTATOR_WINDOWS = local.windows_config },
+  ) : {}
+  in_vpc = length(var.vpc_subnet_ids) > 0
 
   # The customer-managed key: the one given, or the one created (by default), or none (AWS-managed keys).
   create_kms_key = var.kms_key_arn == null && var.create_kms_key
@@ -93,7 +106,8 @@ resource "aws_secretsmanager_secret_version" "placeholder" {
 }
 
 resource "aws_secretsmanager_secret_rotation" "managed" {
-  for_each = var.secrets
+  # None with scheduler = "tick": then only the function's tick starts rotations, inside the windows.
+  for_each = local.sm_rotated
 
   secret_id           = aws_secretsmanager_secret.managed[each.key].id
   rotation_lambda_arn = aws_lambda_function.rotator.arn
@@ -294,6 +308,8 @@ resource "aws_lambda_function" "rotator" {
     variables = merge(
       {
         ROTATOR_MANAGER_SECRET_ID = local.manager_secret_arn
+        # Who starts rotations: Secrets Manager's rotation rule, or the tick (gated by pause and windows).
+        ROTATOR_SCHEDULER = var.scheduler
         # The managed secrets and, for each, the investor, environment and base URL: the only source trusted for them.
         ROTATOR_SECRETS        = local.managed_config
         ROTATOR_GRACE          = var.grace
@@ -307,6 +323,7 @@ resource "aws_lambda_function" "rotator" {
       },
       # Hosts beyond Bluum's documented ones that keys may be sent to (a base_url in `secrets` or the manager secret).
       length(var.allowed_hosts) > 0 ? { ROTATOR_ALLOWED_HOSTS = join(",", var.allowed_hosts) } : {},
+      local.tick_config,
     )
   }
 
@@ -333,8 +350,16 @@ resource "aws_lambda_function" "rotator" {
     }
     precondition {
       # Lambda allows 4 KB of environment; each secret takes its ARN (about 90 characters) and its settings.
-      condition     = length(local.managed_config) <= 3500
-      error_message = "Too many secrets for one function's environment (ROTATOR_SECRETS over 3500 characters): split them across several module instances."
+      condition     = length(local.managed_config) + length(local.windows_config) <= 3500
+      error_message = "Too many secrets for one function's environment (ROTATOR_SECRETS and ROTATOR_WINDOWS over 3500 characters): split them across several module instances."
+    }
+    precondition {
+      condition     = !local.tick_schedules || (var.rotation_days != null && try(var.rotation_days <= 90, false) && var.rotation_schedule_expression == null && var.rotation_window == null)
+      error_message = "With scheduler = \"tick\" the tick starts rotations every rotation_days (at most 90, Bluum's longest); rotation_schedule_expression and rotation_window are Secrets Manager's schedule: use `windows` instead."
+    }
+    precondition {
+      condition     = local.tick_schedules || var.windows == null
+      error_message = "windows apply only with scheduler = \"tick\": Secrets Manager's rotation rule starts rotations otherwise, and nothing can hold it back. Set scheduler = \"tick\", or remove windows."
     }
     precondition {
       condition     = length(local.unlisted_base_urls) == 0
@@ -349,7 +374,8 @@ resource "aws_lambda_function" "rotator" {
 }
 
 resource "aws_lambda_permission" "secretsmanager" {
-  for_each = var.secrets
+  # Secrets Manager invokes the function only when it runs the rotation (scheduler = "secrets_manager").
+  for_each = local.sm_rotated
 
   statement_id  = "SecretsManagerRotation-${substr(sha256(each.key), 0, 16)}"
   action        = "lambda:InvokeFunction"
@@ -359,7 +385,8 @@ resource "aws_lambda_permission" "secretsmanager" {
 }
 
 # ---------------------------------------------------------------------------------------------------------------------
-# The tick: revokes previous keys after their grace, resumes or rolls back stuck rotations, reports overdue keys
+# The tick: revokes previous keys after their grace, resumes or rolls back stuck rotations, reports overdue keys; with
+# scheduler = "tick" it also starts due rotations (gated by pause and windows): the only scheduler then
 # ---------------------------------------------------------------------------------------------------------------------
 
 resource "aws_cloudwatch_event_rule" "tick" {

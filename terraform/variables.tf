@@ -128,9 +128,47 @@ variable "create_kms_key" {
 # Rotation schedule and timing
 # ---------------------------------------------------------------------------------------------------------------------
 
+variable "scheduler" {
+  type        = string
+  description = <<-EOT
+    Who starts rotations. "secrets_manager" (the default): Secrets Manager's rotation rule (rotation_days or
+    rotation_schedule_expression) starts them and calls the function's four steps; the tick only finishes them, and
+    neither windows nor a pause can hold AWS's schedule back (it looks like a person's `rotate-secret` to the
+    function). "tick": no rotation rule is configured; the EventBridge tick (tick_schedule) is the scheduler, as
+    `rotator run-due` is on a host: it starts each secret when it is due (rotation_days, at most 90; or its expiry
+    lead), unless it is paused or outside its `windows` or over their cap, and finishes what is unfinished.
+    `aws secretsmanager rotate-secret` then fails (no rotation function is configured); a person rotates with the
+    function's invoke event {"rotator": "rotate", "secret_id": ARN, "reason": TEXT} (README, "Run it as a Lambda").
+  EOT
+  default     = "secrets_manager"
+
+  validation {
+    condition     = contains(["secrets_manager", "tick"], var.scheduler)
+    error_message = "scheduler must be \"secrets_manager\" (Secrets Manager's rotation rule) or \"tick\" (the tick starts due rotations, gated by pause and windows)."
+  }
+}
+
+variable "windows" {
+  type = object({
+    timezone          = optional(string)
+    allow             = optional(list(object({ cron = string, duration = string, timezone = optional(string) })))
+    deny              = optional(list(object({ cron = string, duration = string, timezone = optional(string) })))
+    expiry_lead       = optional(string)
+    starts_per_window = optional(number)
+    cap_window        = optional(string)
+  })
+  description = "With scheduler = \"tick\": when a scheduled rotation may start, the `[windows]` table of rotator.toml (README, \"When rotations may run\"): allow and deny windows (a cron expression, a duration, an IANA time zone), expiry_lead, starts_per_window (per paying key, the manager key) and cap_window. Passed as ROTATOR_WINDOWS and checked by the function as rotator.toml is (a bad one fails the tick with the key and the fix). Keep every allow window longer than tick_schedule's interval, or a tick may never fall inside it. Null: a due key starts at the next tick."
+  default     = null
+
+  validation {
+    condition     = var.windows == null ? true : var.windows.starts_per_window == null ? true : var.windows.starts_per_window >= 1 && floor(var.windows.starts_per_window) == var.windows.starts_per_window
+    error_message = "windows.starts_per_window must be a whole number of 1 or more (or left out: no cap)."
+  }
+}
+
 variable "rotation_days" {
   type        = number
-  description = "Rotate each secret every this many days (Secrets Manager's AutomaticallyAfterDays). Set it to null to use rotation_schedule_expression instead (the two are exclusive)."
+  description = "Rotate each secret every this many days (Secrets Manager's AutomaticallyAfterDays; with scheduler = \"tick\", the function's ROTATOR_ROTATE_EVERY, at most 90). Set it to null to use rotation_schedule_expression instead (the two are exclusive; not with scheduler = \"tick\")."
   default     = 90
 
   validation {
@@ -163,7 +201,7 @@ variable "rotation_window" {
 
 variable "rotate_immediately" {
   type        = bool
-  description = "Rotate each secret as soon as rotation is configured. Default false: the secrets start as placeholders, so the first rotation waits until you have put the current key in (README, \"First rotation\")."
+  description = "Rotate each secret as soon as rotation is configured. Default false: the secrets start as placeholders, so the first rotation waits until you have put the current key in (README, \"First rotation\"). With scheduler = \"tick\": true rotates a key put in by hand at the first tick after it is put in (ROTATOR_SEEDED_KEY_AGE=due); false dates it from Bluum's key list and rotates it rotation_days after it was made."
   default     = false
 }
 
@@ -202,7 +240,7 @@ variable "lease_ttl_seconds" {
 
 variable "tick_schedule" {
   type        = string
-  description = "EventBridge schedule of the tick that revokes previous keys once their grace has passed, resumes or rolls back stuck rotations and reports overdue keys."
+  description = "EventBridge schedule of the tick that revokes previous keys once their grace has passed, resumes or rolls back stuck rotations and reports overdue keys. With scheduler = \"tick\" it also starts due rotations, so it must fire inside every allow window of `windows`."
   default     = "rate(15 minutes)"
 
   validation {

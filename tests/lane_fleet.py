@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -138,19 +138,26 @@ class Daemon:
     def said(self) -> str:
         return self.out.read_text()
 
-    def bluum_sends_after(self, moment: float) -> int:
-        """Bluum requests this daemon logged at or after `moment` (wall clock)."""
-        sent = 0
+    def bluum_sends_after(self, moment: float, until: float = float("inf")) -> int:
+        """Bluum requests this daemon logged at or after `moment` and before `until` (wall clock)."""
+        return sum(moment <= at < until for at in self._logged("rotator.bluum", lambda entry: "method" in entry))
+
+    def lane_taken_after(self, moment: float) -> float:
+        """When this daemon next logged taking a lane at or after `moment` (inf: it did not)."""
+        taken = self._logged("rotator.lanes", lambda entry: entry.get("message") == "lane taken")
+        return min((at for at in taken if at >= moment), default=float("inf"))
+
+    def _logged(self, logger: str, wanted: Callable[[dict[str, object]], bool]) -> list[float]:
+        """The times of this daemon's JSON log entries of `logger` that `wanted` accepts."""
+        times = []
         for line in self.err.read_text().splitlines():
             try:
                 entry = json.loads(line)
             except ValueError:
                 continue
-            if entry.get("logger") != "rotator.bluum" or "method" not in entry:
-                continue
-            at = datetime.fromisoformat(str(entry["time"]).replace("Z", "+00:00")).timestamp()
-            sent += at >= moment
-        return sent
+            if isinstance(entry, dict) and entry.get("logger") == logger and wanted(entry):
+                times.append(datetime.fromisoformat(str(entry["time"]).replace("Z", "+00:00")).timestamp())
+        return times
 
 
 def run_due_twice_at_once(
