@@ -13,17 +13,11 @@ import time
 
 from rotator.core.errors import ExitCode
 from tests.e2e.conftest import Workspace
-from tests.e2e.test_status_grace import DAY, age_the_current_key
+from tests.e2e.test_status_grace import DAY, into_grace
 
 
 def test_plan_in_the_grace_window_gives_the_new_key_its_own_age_and_names_the_old_key(ws: Workspace):
-    ws.write_config(grace="0s")
-    assert ws.cli("rotate", "trading").exit_code == ExitCode.OK
-    old_key = ws.current_id()
-    age_the_current_key(ws, 40)
-    ws.write_config(grace="1h")
-    assert ws.cli("rotate", "trading").exit_code == ExitCode.OK
-    new_key = ws.current_id()
+    old_key, new_key = into_grace(ws)
 
     planned = ws.run("plan", "trading", "--json")
     assert planned.returncode == ExitCode.OK, planned.stderr

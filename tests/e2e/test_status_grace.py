@@ -36,7 +36,8 @@ def walk(node: object):
         yield from walk(child)
 
 
-def test_status_in_the_grace_window_shows_each_key_with_its_own_age(ws: Workspace):
+def into_grace(ws: Workspace) -> tuple[str | None, str | None]:
+    """A rotated key dated 40 days back, then a rotation with a 1 h grace window: (the old key, the new key)."""
     ws.write_config(grace="0s")
     assert ws.cli("rotate", "trading").exit_code == ExitCode.OK
     old_key = ws.current_id()
@@ -45,6 +46,11 @@ def test_status_in_the_grace_window_shows_each_key_with_its_own_age(ws: Workspac
     assert ws.cli("rotate", "trading").exit_code == ExitCode.OK
     new_key = ws.current_id()
     assert new_key != old_key
+    return old_key, new_key
+
+
+def test_status_in_the_grace_window_shows_each_key_with_its_own_age(ws: Workspace):
+    old_key, new_key = into_grace(ws)
 
     shown = ws.run("status", "--json")
     assert shown.returncode == ExitCode.OK, shown.stderr
