@@ -66,9 +66,13 @@ def _age(seconds: float | None) -> str:
     return "unknown" if seconds is None else format_duration(seconds, coarse=True)
 
 
-def status_table(rows: list[Any]) -> str:
+def status_table(rows: list[Any], now: float | None = None) -> str:
     """The `status` table: one row per credential, columns padded, the last one free. During an overlap (the grace
-    window) a second line under the row shows the old key with its own age and when it goes."""
+    window) a second line under the row shows the old key with its own age and when it goes; `now` (default: the
+    clock) tells a grace window that is over from one that runs."""
+    import time
+
+    now = time.time() if now is None else now
     header = ("CREDENTIAL", "ENV", "CURRENT KEY", "AGE", "NEXT DUE", "STAGE", "PAUSED", "WAITING ON")
     body: list[tuple[str, ...]] = []
     for r in rows:
@@ -85,7 +89,9 @@ def status_table(rows: list[Any]) -> str:
             )
         )
         if getattr(r, "previous_key", None):
-            body.append(("", "", r.previous_key, _age(r.previous_age_seconds), "", "in grace", "", _going(r)))
+            over = r.grace_until is not None and r.grace_until <= now and r.stage != "awaiting_consumers"
+            stage = "grace over" if over else "in grace"
+            body.append(("", "", r.previous_key, _age(r.previous_age_seconds), "", stage, "", _going(r, over=over)))
     widths = [max(len(str(line[i])) for line in [header, *body]) for i in range(len(header) - 1)]
     lines = []
     for line in [header, *body]:
@@ -93,10 +99,16 @@ def status_table(rows: list[Any]) -> str:
     return "\n".join(lines)
 
 
-def _going(row: Any) -> str:  # noqa: ANN401 - CredentialStatus, imported lazily
-    """The old key's line during the overlap: what it is and when it is revoked."""
+def _going(row: Any, *, over: bool = False) -> str:  # noqa: ANN401 - CredentialStatus, imported lazily
+    """The old key's line during the overlap: what it is and when it is revoked; once the grace window is `over`, that
+    the next resume (or scheduled run) revokes it, never a revoke time in the past."""
     when = _iso(row.grace_until)
     end = f"revoked at {when} (the grace window's end)" if when else "revoked once the new key is verified"
+    if over:
+        return (
+            f"previous key, still active at Bluum; its grace window ended at {when}: `rotator resume {row.name}` (or "
+            "the next scheduled run) revokes it (WAITING ON above says what it waits for)"
+        )
     if row.stage == "awaiting_consumers":
         end = "revoked once every consumer reports the new key"
     elif row.stage == "revoking":
