@@ -24,6 +24,7 @@ def end_the_grace_window(ws: Workspace, seconds_ago: float) -> None:
 def test_status_says_a_grace_window_is_over_not_a_revoke_time_in_the_past(ws: Workspace):
     ws.write_config(grace="1h")
     old_key = ws.current_id()
+    assert old_key is not None
     assert ws.cli("rotate", "trading").exit_code == ExitCode.OK
     end_the_grace_window(ws, 60)
 
