@@ -53,7 +53,7 @@ def revoke_leaked_previous(
         now = ctx.runtime.clock()
         record = driver.save(record.advance(record.phase, now, emergency=True, reason=because), "leak.record")
         message = (
-            f"{name}: {reason} names the old key {record.old_key_label}, still in its grace window: revoking it now "
+            f"{reason} names the old key {record.old_key_label}, still in its grace window: revoking it now "
             f"(rotation {record.token[:8]}, from {record.phase.value})"
         )
         driver.publish(EventKind.RESUMED, record, "leak_report", message)
