@@ -99,6 +99,13 @@ class RotationService:
             **options,
         )
 
+    def _ledger_context(self, name: str) -> RotationContext:
+        """The context of a command that touches only the ledger (pause, unpause): the primary store alone, so a
+        target that cannot be opened in this shell (a Doppler token not set) does not refuse a pause."""
+        cred = self.config.credential(name)
+        stores = [self.runtime.store(cred.store)]
+        return RotationContext(cred=cred, stores=stores, issuer=self.runtime.issuer(cred), runtime=self.runtime)
+
     def mints(self, name: str) -> bool:
         """Whether `name`'s keys are minted by its issuer (so `rotate --all` can rotate it unattended)."""
         return self.runtime.issuer(self.config.credential(name)).mints
@@ -357,14 +364,14 @@ class RotationService:
         """Pause `name`'s scheduled rotations (`rotator.rotation.pausing`), in its ledger."""
         from rotator.rotation.pausing import pause
 
-        ctx = self.context(name)
+        ctx = self._ledger_context(name)
         return pause(ctx, partial(self._keeper, ctx), self.bus, reason=reason, until=until)
 
     def unpause(self, name: str) -> Outcome:
         """End `name`'s pause: the schedulers rotate it again when it is due."""
         from rotator.rotation.pausing import unpause
 
-        ctx = self.context(name)
+        ctx = self._ledger_context(name)
         return unpause(ctx, partial(self._keeper, ctx), self.bus)
 
     def revoke_leaked(self, name: str, *, leaked: str, reason: str) -> Outcome:
