@@ -33,6 +33,7 @@ from rotator.rules.leak_report import (
     Refusal,
     Report,
     check_signature,
+    malformed_detail,
     match_current,
     match_previous,
     parse_report,
@@ -151,15 +152,20 @@ class LeakDesk:
 
     # ----------------------------------------------------------------- one request
 
-    def refuse(self, reason: Refusal, client: str, fingerprint: str | None = None) -> Answer:
+    def refuse(
+        self, reason: Refusal, client: str, fingerprint: str | None = None, *, detail: str | None = None
+    ) -> Answer:
         """Count and log a report that changes nothing; the answer says why (it helps an honest sender, and tells
-        anyone else nothing they did not send)."""
+        anyone else nothing they did not send). `detail`: the rule a malformed report broke (never a value)."""
         self.refused.labels(reason=reason.value).inc()
         fields: dict[str, object] = {"reason": reason.value, "client": client}
         if fingerprint:
             fields["fingerprint"] = fingerprint
+        answer: dict[str, object] = {"status": "refused", "reason": reason.value}
+        if detail:
+            fields["detail"] = answer["detail"] = detail
         log.warning("leak report refused: %s", reason.value, extra={"fields": fields})
-        return Answer(reason.status, {"status": "refused", "reason": reason.value})
+        return Answer(reason.status, answer)
 
     def receive(self, headers: Mapping[str, str], body: bytes, client: str) -> Answer:
         """One POST whose content type and length the HTTP handler already checked (`refuse` otherwise)."""
@@ -181,7 +187,7 @@ class LeakDesk:
             return self.refuse(Refusal.REPLAY, client)
         report = parse_report(body)
         if isinstance(report, Refusal):
-            return self.refuse(report, client)
+            return self.refuse(report, client, detail=malformed_detail(body))
         return self._act(report, client)
 
     def _remember(self, signature: str, until: float, now: float) -> bool:

@@ -31,6 +31,7 @@ __all__ = [
     "Refusal",
     "Report",
     "check_signature",
+    "malformed_detail",
     "match_current",
     "match_previous",
     "parse_report",
@@ -127,29 +128,41 @@ def check_signature(
 def parse_report(body: bytes) -> Report | Refusal:
     """A JSON object with exactly one of `public_key` (the leaked key's public half, its Basic-auth user name) or
     `fingerprint` ("sha256:" + 16 hex digits, rotator.attest.fingerprint), and optionally `id` and `source` (short
-    tokens); other members are ignored. Anything else is MALFORMED."""
+    tokens); other members are ignored. Anything else is MALFORMED (`malformed_detail` says which rule)."""
+    parsed = _parse(body)
+    return Refusal.MALFORMED if isinstance(parsed, str) else parsed
+
+
+def malformed_detail(body: bytes) -> str | None:
+    """Which rule a MALFORMED report broke, naming the member and the rule, never a value (a sender who pasted a
+    secret must not see it echoed, nor the log keep it); None for a well-formed report."""
+    parsed = _parse(body)
+    return parsed if isinstance(parsed, str) else None
+
+
+def _parse(body: bytes) -> Report | str:
     try:
         data = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: "[[[[..." nested past the stack
-        return Refusal.MALFORMED
+        return "the body is not JSON in UTF-8"
     if not isinstance(data, dict):
-        return Refusal.MALFORMED
+        return "the body is not a JSON object"
     public_key, given = data.get("public_key"), data.get("fingerprint")
     if (public_key is None) == (given is None):
-        return Refusal.MALFORMED
+        return "give exactly one of public_key or fingerprint"
     if public_key is not None:
         if not isinstance(public_key, str) or not public_key.strip() or len(public_key) > _MAX_PUBLIC_KEY:
-            return Refusal.MALFORMED
+            return f"public_key must be a non-blank string of at most {_MAX_PUBLIC_KEY} characters (the public half)"
         found = fingerprint(public_key)
     elif isinstance(given, str) and FINGERPRINT_PATTERN.fullmatch(given):
         found = given
     else:
-        return Refusal.MALFORMED
+        return 'fingerprint must be "sha256:" and 16 lower-case hex digits'
     tokens = []
     for member in ("id", "source"):
         value = data.get(member)
         if value is not None and not (isinstance(value, str) and _TOKEN.fullmatch(value)):
-            return Refusal.MALFORMED
+            return f"{member} must be 1 to 64 of A-Z a-z 0-9 . _ : @ / - (no spaces), or left out"
         tokens.append(value)
     return Report(found, tokens[0], tokens[1])
 
