@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["complete_credential", "credential_argument"]
+__all__ = ["complete_credential", "complete_step", "credential_argument"]
 
 
 def credential_argument(*, required: bool = True) -> Callable[[F], F]:
@@ -41,3 +41,12 @@ def complete_credential(ctx: click.Context, param: click.Parameter, incomplete: 
     except (RotatorError, OSError):
         return []
     return [CompletionItem(name) for name in config.credentials if name.startswith(incomplete)]
+
+
+def complete_step(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """`rotator step NAME <TAB>`: the step names `step` accepts (rotator.rules.machine.STEP_NAMES), AWS's four too."""
+    from click.shell_completion import CompletionItem
+
+    from rotator.rules.machine import STEP_NAMES
+
+    return [CompletionItem(step) for step in STEP_NAMES if step.startswith(incomplete)]

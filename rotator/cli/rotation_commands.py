@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from rotator.cli.completion import credential_argument
+from rotator.cli.completion import complete_step, credential_argument
 from rotator.cli.render import finish
 from rotator.cli.settings import CONTEXT, EXIT_CODES_HELP, Settings, fail, pass_settings
 from rotator.cli.terminal import PROMPT, confirm_revoked
@@ -190,7 +190,7 @@ def deploy(settings: Settings, name: str) -> None:
 
 @click.command("step", epilog=EXIT_CODES_HELP, context_settings=CONTEXT)
 @credential_argument()
-@click.argument("step_name", metavar="STEP")
+@click.argument("step_name", metavar="STEP", shell_complete=complete_step)
 @click.option("--token", required=True, metavar="TOKEN", help="The rotation's token (1-64 letters, digits, - or _).")
 @click.option(
     "--new-key-file",

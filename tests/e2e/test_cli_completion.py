@@ -77,3 +77,14 @@ def test_the_console_entry_point_completes_with_the_config_named_on_the_line(
     )
     ws.guard.check(completed.stdout + completed.stderr, "completion output")
     assert completed.stdout.splitlines() == ["plain,tenant", "plain,trading"], completed.stdout + completed.stderr
+
+
+def test_step_completes_the_step_names_after_the_credential(ws: Workspace) -> None:
+    """`rotator step trading <TAB>` offers the names `step` accepts (the rotator's and AWS's four), not nothing."""
+    from rotator.rules.machine import STEP_NAMES
+
+    completer = BashComplete(cli, {}, "rotator", "_ROTATOR_COMPLETE")
+    offered = [item.value for item in completer.get_completions(["--config", str(ws.config), "step", "trading"], "")]
+    assert offered == list(STEP_NAMES)
+    offered = [item.value for item in completer.get_completions(["--config", str(ws.config), "step", "trading"], "fi")]
+    assert offered == ["finishSecret"]
