@@ -68,8 +68,13 @@ def _unread(cred: CredentialConfig, unread: Sequence[Unreadable]) -> list[Findin
     return [
         Finding(
             f"store {item.store}",
-            f"{item.where} could not be read: a rotation of {cred.name} would stop before its revoke (exit 4), since "
-            "that store might hold the old key",
+            f"{item.where} could not be "
+            + (
+                f"opened: a rotation of {cred.name} would be refused at its start (exit 2; an emergency goes on)"
+                if item.misconfigured
+                else f"read: a rotation of {cred.name} would stop before its revoke (exit 4), since that store might "
+                "hold the old key"
+            ),
             f"fix store {item.store} as its message says (or take it out of rotator.toml), then run "
             f"`rotator plan {cred.name}` again",
             Severity.PROBLEM,

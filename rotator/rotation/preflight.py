@@ -127,8 +127,10 @@ def preflight(ctx: RotationContext, record: RotationRecord | None) -> tuple[Stor
     keys = ctx.list_keys()
     current_id = identify_current(ctx, current, keys)
     # A store of another credential that cannot be read does not stop the start (its application's broken file must
-    # not stop this rotation, least of all an emergency): it matters at the revoke, which checks it again.
-    survey = ctx.runtime.survey(fresh=cred.targets)
+    # not stop this rotation, least of all an emergency): it matters at the revoke, which checks it again. One that
+    # cannot even be opened (its configuration is wrong) is bad input: it refuses a normal rotation here, changing
+    # nothing; an emergency goes on.
+    survey = ctx.runtime.survey(fresh=cred.targets, refuse_misconfigured=not ctx.emergency)
     ctx.unchecked = identity.unread_stores(survey)
     holdings = survey.held
     shared = identity.shared_with_others(current, holdings, cred.name)

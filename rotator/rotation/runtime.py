@@ -235,12 +235,14 @@ class Runtime:
                 raise _read_for_holdings(exc) from exc
         return found
 
-    def survey(self, *, fresh: Collection[str]) -> Survey:
+    def survey(self, *, fresh: Collection[str], refuse_misconfigured: bool = False) -> Survey:
         """`holdings`, except that a store outside `fresh` that cannot be read is listed as unreadable instead of
         stopping the caller: one application's broken file must not stop the rotation of another credential. The
         caller decides what an unreadable store means (rotation.revocation.checked_holdings): a scheduled revoke
         waits for it, an emergency revokes anyway and says so. The stores in `fresh` (the rotating credential's own)
-        must be readable: their errors are raised, as by `holdings`."""
+        must be readable: their errors are raised, as by `holdings`. `refuse_misconfigured`: a store that cannot even
+        be opened (a ConfigError: bad input, not an outage) is raised too, so a normal rotation refuses at its start
+        (exit 2, nothing changed) instead of minting a key it could not finish; an emergency lists it and goes on."""
         from rotator.rules.identity import Survey  # here: `rotator status` reads no holdings
 
         found: list[Holding] = []
@@ -253,16 +255,16 @@ class Runtime:
                     raise _read_for_holdings(exc) from exc
                 unreadable.append(self._unreadable(name, exc))
             except ConfigError as exc:  # another's store that cannot even be opened (its token variable unset)
-                if name in fresh:
+                if name in fresh or refuse_misconfigured:
                     raise
-                unreadable.append(self._unreadable(name, exc))
+                unreadable.append(self._unreadable(name, exc, misconfigured=True))
         return Survey(found, unreadable)
 
-    def _unreadable(self, name: str, exc: RotatorError) -> Unreadable:
+    def _unreadable(self, name: str, exc: RotatorError, *, misconfigured: bool = False) -> Unreadable:
         from rotator.rules.identity import Unreadable
 
         cred = self.config.credential_for_store(name)
-        return Unreadable(name, cred.name if cred is not None else "(none)", str(exc))
+        return Unreadable(name, cred.name if cred is not None else "(none)", str(exc), misconfigured)
 
     def _held_in(self, name: str, *, fresh: bool) -> list[Holding]:
         from backends.base import Fingerprinted, ReadAtOnce

@@ -45,6 +45,9 @@ class Unreadable:
     credential: str
     error: str
     """The store's own error message (paths and labels, never a value)."""
+    misconfigured: bool = False
+    """It could not even be opened (its configuration, or a variable it names, is wrong): bad input, which refuses a
+    normal rotation at its start; an emergency goes on (rotation.preflight)."""
 
     @property
     def where(self) -> str:

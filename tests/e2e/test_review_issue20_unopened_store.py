@@ -45,5 +45,17 @@ def test_plan_names_another_store_that_cannot_be_opened_as_the_problem_it_is(ws:
     assert planned.returncode == ExitCode.BAD_INPUT, planned.stdout + planned.stderr
     line = next((line for line in planned.stdout.splitlines() if "store spare" in line), planned.stdout)
     assert line.startswith("trading  PROBLEM"), line
-    assert "would stop before its revoke (exit 4)" in line, line
+    assert "would be refused at its start (exit 2; an emergency goes on)" in line, line
     assert "-> fix: fix store spare" in line, line
+
+
+def test_a_normal_rotation_is_refused_at_its_start_and_changes_nothing(ws: Workspace):
+    """The same store is bad input (its token variable is unset), not an outage: a normal rotation refuses before it
+    mints anything (exit 2) rather than starting one it could not finish (it would wait before the revoke, exit 4)."""
+    ws.add_config(SPARE)
+    before = ws.snapshot()
+    refused = ws.run("rotate", "trading", env={UNSET: ""})
+    assert refused.returncode == ExitCode.BAD_INPUT, refused.stdout + refused.stderr
+    assert UNSET in refused.stderr, refused.stderr
+    assert ws.active_ids() == {ws.first.info.id}, "no key was minted"
+    assert ws.snapshot() == before
