@@ -31,7 +31,7 @@ from rotator.rotation import revocation
 from rotator.rotation.context import Journal, RotationContext
 from rotator.rules.consumers import Attestation, choices, describe, summary, unmoved
 from rotator.rules.machine import attest_first
-from rotator.rules.record import Phase, RotationRecord
+from rotator.rules.record import GRACE_WAIT, Phase, RotationRecord
 
 __all__ = [
     "CONSUMERS_UNMOVED",
@@ -74,7 +74,7 @@ def wait_for_grace(ctx: RotationContext, record: RotationRecord, journal: Journa
     when = format_timestamp(record.revoke_after)
     message = (
         f"{cred.name}: new key {record.new_key_label} is current and verified; the old key "
-        f"{record.old_key_label} stays active until the grace window ends at {when}. "
+        f"{record.old_key_label} {GRACE_WAIT} {when}. "
         f"`rotator resume {cred.name}` after that time (or the next scheduled run) revokes it; "
         f"`rotator resume {cred.name} --now` revokes it at once"
     )

@@ -11,7 +11,7 @@ from rotator.core.model import Stage
 from rotator.core.timestamps import format_timestamp
 from rotator.rules import schedule, windows  # not machine: status needs none of its steps
 from rotator.rules.pause import in_force
-from rotator.rules.record import Phase, RotationRecord, as_new_key
+from rotator.rules.record import GRACE_WAIT, Phase, RotationRecord, as_new_key
 
 if TYPE_CHECKING:
     from rotator.config.credential_model import CredentialConfig
@@ -130,11 +130,21 @@ def _consumer_counts(record: RotationRecord | None, total: int) -> tuple[int, in
     return (total - unattested, unattested)
 
 
+def _grace_over(record: RotationRecord, now: float) -> bool:
+    return record.phase is Phase.VERIFIED and record.revoke_after is not None and now >= record.revoke_after
+
+
 def _waiting(
     name: str, record: RotationRecord | None, now: float, due: float | None, retry_at: float | None = None
 ) -> str:
     """What waits on whom, in words. `retry_at`: when the scheduler tries again after a rollback."""
     if record is not None and not record.phase.terminal:
+        if record.waiting_on and GRACE_WAIT in record.waiting_on and _grace_over(record, now):
+            assert record.revoke_after is not None  # _grace_over
+            return (
+                f"the grace window ended at {format_timestamp(record.revoke_after)}: `rotator resume {name}` (or the "
+                f"next scheduled run) revokes the old key {record.old_key_label} now"
+            )
         if record.waiting_on:
             return record.waiting_on
         return f"unfinished at {record.phase.value}: run `rotator resume {name}`"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from rotator.core.errors import StoreCorrupt
 
@@ -28,6 +28,12 @@ _OMITTED_AT_DEFAULT = (
     "grace_from",
 )
 """Fields of issue 19 left out of a record while unset, so a credential without consumers stores what it always did."""
+
+
+GRACE_WAIT: Final = "stays active until the grace window ends at"
+"""The words of the record's `waiting_on` while only the grace window holds the old key back
+(revoke_gate.wait_for_grace): `rotator status` tells that wait from the others, to say when the window is over
+instead of repeating a time already past."""
 
 
 class Phase(StrEnum):

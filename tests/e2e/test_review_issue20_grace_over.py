@@ -35,3 +35,21 @@ def test_status_says_a_grace_window_is_over_not_a_revoke_time_in_the_past(ws: Wo
     assert "in grace" not in under, under
     assert "its grace window ended at" in under, under
     assert "`rotator resume trading` (or the next scheduled run) revokes it" in under, under
+
+
+def test_waiting_on_says_the_window_ended_instead_of_a_past_time(ws: Workspace):
+    """WAITING ON repeated the record's "stays active until the grace window ends at <a time already past>" until the
+    next run rewrote it; it now says the window ended and what revokes the old key (found by the review)."""
+    ws.write_config(grace="1h")
+    assert ws.cli("rotate", "trading").exit_code == ExitCode.OK
+    inside = ws.run("status", "--json")
+    row = next(item for item in json.loads(inside.stdout) if item["name"] == "trading")
+    assert "stays active until the grace window ends at" in row["waiting"], row["waiting"]
+    end_the_grace_window(ws, 60)
+
+    after = ws.run("status", "--json")
+    assert after.returncode == ExitCode.OK, after.stderr
+    row = next(item for item in json.loads(after.stdout) if item["name"] == "trading")
+    assert "stays active until" not in row["waiting"], row["waiting"]
+    assert "the grace window ended at" in row["waiting"], row["waiting"]
+    assert "`rotator resume trading` (or the next scheduled run) revokes the old key" in row["waiting"], row["waiting"]
