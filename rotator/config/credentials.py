@@ -15,44 +15,14 @@ from typing import Any, Final
 
 from rotator.config import credential_fields as fields
 from rotator.config import credential_links as links
-from rotator.config.credential_model import (
-    DEFAULT_CONSUMER_WAIT,
-    DEFAULT_GRACE,
-    DEFAULT_ROTATE_EVERY,
-    DEFAULT_VERIFY_TIMEOUT,
-    INVESTOR_ID_EXAMPLE,
-    INVESTOR_ID_PATTERN,
-    ISSUERS,
-    MAX_CONSUMER_WAIT,
-    MAX_ROTATE_EVERY,
-    MAX_VERIFY_TIMEOUT,
-    SEEDED_KEY_AGES,
-    CredentialConfig,
-    CredentialDraft,
-    Issuer,
-)
+from rotator.config.credential_model import SEEDED_KEY_AGES, CredentialConfig, CredentialDraft
 from rotator.config.endpoints import parse_base_url, parse_paths
 from rotator.config.rollout import ROLLOUT_KEYS, parse_rollout
 from rotator.config.tables import README_HINT, Problems, Table, did_you_mean, named_tables
 
-__all__ = [
-    "CREDENTIAL_KEYS",
-    "DEFAULT_CONSUMER_WAIT",
-    "DEFAULT_GRACE",
-    "DEFAULT_ROTATE_EVERY",
-    "DEFAULT_VERIFY_TIMEOUT",
-    "INVESTOR_ID_EXAMPLE",
-    "INVESTOR_ID_PATTERN",
-    "ISSUERS",
-    "MAX_CONSUMER_WAIT",
-    "MAX_ROTATE_EVERY",
-    "MAX_VERIFY_TIMEOUT",
-    "MINIMAL_EXAMPLE",
-    "SEEDED_KEY_AGES",
-    "CredentialConfig",
-    "Issuer",
-    "parse_credentials",
-]
+__all__ = ["CREDENTIAL_KEYS", "MINIMAL_EXAMPLE", "parse_credentials"]
+"""What a credential becomes, and its limits, are rotator/config/credential_model.py's; this module is the order of
+parsing."""
 
 MINIMAL_EXAMPLE: Final = """\
     [stores.app]

@@ -41,8 +41,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
 from rotator.config.alerts import AlertSettings, parse_alerts_table
-from rotator.config.credentials import (
-    CREDENTIAL_KEYS,
+from rotator.config.credential_model import (
     DEFAULT_GRACE,
     DEFAULT_ROTATE_EVERY,
     DEFAULT_VERIFY_TIMEOUT,
@@ -51,12 +50,11 @@ from rotator.config.credentials import (
     ISSUERS,
     MAX_ROTATE_EVERY,
     MAX_VERIFY_TIMEOUT,
-    MINIMAL_EXAMPLE,
     SEEDED_KEY_AGES,
     CredentialConfig,
     Issuer,
-    parse_credentials,
 )
+from rotator.config.credentials import CREDENTIAL_KEYS, MINIMAL_EXAMPLE, parse_credentials
 from rotator.config.doppler import check_doppler_primaries
 from rotator.config.endpoints import DEFAULT_API_KEYS_PATH, DEFAULT_CHECK_PATH, PRODUCTION_HOSTS, SANDBOX_HOSTS
 from rotator.config.ledger import LedgerSettings, parse_ledger
